@@ -1,0 +1,3 @@
+"""cccd-edge: read and verify Vietnamese chip ID cards at a ward counter."""
+
+__version__ = "0.1.0"

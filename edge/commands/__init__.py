@@ -1,0 +1,1 @@
+"""CLI subcommand modules, one per area; each exposes ``register(subparsers)``."""

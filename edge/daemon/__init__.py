@@ -1,0 +1,1 @@
+"""The terminal daemon: composes drivers and protocol code."""

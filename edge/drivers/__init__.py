@@ -1,0 +1,1 @@
+"""Device drivers: one device each, each the only importer of its library."""

@@ -1,0 +1,91 @@
+"""Typed interfaces of the terminal's devices. Each driver module implements one of them, real and simulated.
+
+The daemon and the CLI only see these protocols; which library stands behind them (pyscard, picamera2, zxing-cpp,
+gpiozero) is the business of one driver module each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from edge.protocol.apdu import ApduConnection
+
+
+class CardPresence(Enum):
+    ABSENT = "absent"
+    PRESENT = "present"
+    NO_READER = "no_reader"
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderState:
+    """One reader as PC/SC sees it."""
+
+    name: str
+    presence: CardPresence
+    atr: bytes = b""
+
+
+class CardConnection(ApduConnection, Protocol):
+    """An open session with one card. Closing it releases the card for other readers of the same terminal."""
+
+    @property
+    def atr(self) -> bytes: ...
+
+    @property
+    def reader_name(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+class CardReaderDriver(Protocol):
+    """Readers attached to the terminal: list them, wait for cards, connect."""
+
+    def readers(self) -> Sequence[ReaderState]:
+        """Current readers and their card state; an empty list when pcscd or the reader is gone."""
+        ...
+
+    def wait_for_change(self, timeout: float) -> Sequence[ReaderState]:
+        """Block until a reader or card state changes or ``timeout`` seconds pass; return the new states."""
+        ...
+
+    def connect(self, reader_name: str | None = None) -> CardConnection:
+        """Connect to the card on ``reader_name`` (or the first reader holding a card)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One grey-scale camera frame (8-bit luminance, row-major)."""
+
+    width: int
+    height: int
+    pixels: bytes
+    timestamp: float  # monotonic seconds; supplied by the driver, so protocol code stays clock-free
+
+
+class FrameSource(Protocol):
+    """Camera-like source of grey frames."""
+
+    def read(self, timeout: float) -> Frame | None:
+        """Next frame, or None when no frame arrived within ``timeout`` seconds."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedSymbol:
+    """One QR code found in a frame: its raw bytes (decode as UTF-8 yourself) and the decoder's name."""
+
+    raw: bytes
+    decoder: str
+
+
+class QrDecoder(Protocol):
+    name: str
+
+    def decode(self, frame: Frame) -> Sequence[DecodedSymbol]: ...

@@ -1,0 +1,1 @@
+"""The office side: verify results and a reference receiver."""

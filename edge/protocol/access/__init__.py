@@ -1,0 +1,1 @@
+"""Access control protocols (BAC, PACE, CA, AA), each returning a frozen result."""

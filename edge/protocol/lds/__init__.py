@@ -1,0 +1,1 @@
+"""LDS files parsed into typed, immutable objects."""

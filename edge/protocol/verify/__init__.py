@@ -1,0 +1,1 @@
+"""Verification: passive authentication, trust store, cross-checks, verdict. Trust decisions live here."""

@@ -1,0 +1,72 @@
+"""Contracts between the parts of the simulator: what a built card is made of.
+
+``edge.sim.builder`` turns a profile into a :class:`SimCardSpec`; ``edge.sim.card`` serves its files and applies
+its :class:`Quirks`; ``edge.sim.chip_security`` runs the chip side of PACE/BAC/SM/CA/AA with its
+:class:`ChipSecrets`. Keeping them as plain frozen data lets tests build odd cards without a profile file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+# File identifiers (ICAO 9303-10 / cccd-card.md). The short file id is the low 5 bits of the FID.
+FID_CARD_ACCESS = 0x011C
+FID_COM = 0x011E
+FID_SOD = 0x011D
+EMRTD_AID = bytes.fromhex("A0000002471001")
+
+
+def dg_fid(number: int) -> int:
+    """FID of data group ``number`` (DG1 = 0x0101 ... DG16 = 0x0110)."""
+    return 0x0100 + number
+
+
+@dataclass(frozen=True, slots=True)
+class Quirks:
+    """Ways a real chip or reader departs from the happy path; every field defaults to a well-behaved card."""
+
+    max_le: int = 65536  # larger Le answers 6700
+    extended_length: bool = True  # False: extended APDUs answer 6700
+    eof_warning: bool = False  # answer 6282 (with the bytes there are) when a read runs past the end
+    naked_errors: bool = False  # errors under SM come back without SM objects (plain SW)
+    bac_supported: bool = True  # False: BAC commands answer 6A88 (reference data not found)
+    pace_supported: bool = True  # False: no EF.CardAccess PACE info, MSE:Set AT answers 6A80
+    plain_reads: bool = False  # allow reading the applet's files without access control (foundation/demo only)
+    remove_after_apdus: int | None = None  # the card leaves the field after this many APDUs
+    answer_delay_ms: float = 0.0  # real sleep before each answer (timeouts, watchdogs)
+    bitrate_kbps: int = 424  # timing model: 106/212/424/848
+    apdu_overhead_ms: float = 10.0  # timing model: fixed cost per APDU (reader + chip processing)
+    session_lost_after_apdus: int | None = None  # after N secured APDUs answer 6987 once (tests SM resume)
+
+
+@dataclass(frozen=True, slots=True)
+class ChipSecrets:
+    """What the chip knows to run access control and authentication; none of it is readable from the card."""
+
+    can: str
+    mrz_information: str  # document number + cd + DOB + cd + DOE + cd, the BAC/PACE-MRZ password source
+    pace_parameter_id: int = 13  # brainpoolP256r1
+    ca_private_key: ec.EllipticCurvePrivateKey | None = None
+    aa_private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CardImage:
+    """The card's files. Keys are FIDs; short file ids are derived from them."""
+
+    atr: bytes
+    mf_files: dict[int, bytes] = field(default_factory=dict)  # EF.CardAccess lives here
+    applet_files: dict[int, bytes] = field(default_factory=dict)  # EF.COM, EF.SOD, DGs
+    denied_files: dict[int, int] = field(default_factory=dict)  # FID -> status word (DG3 -> 0x6982)
+
+
+@dataclass(frozen=True, slots=True)
+class SimCardSpec:
+    """Everything needed to run one virtual card."""
+
+    name: str
+    image: CardImage
+    secrets: ChipSecrets
+    quirks: Quirks = Quirks()
