@@ -21,16 +21,33 @@ Tree::
     │   │   └── SecurityStatusError             6982 (needs access the terminal does not have)
     │   ├── AccessKeyRejectedError              PACE/BAC refused the CAN / MRZ key
     │   ├── AccessControlError                  PACE/BAC failed for a reason other than the key
+    │   │   └── PaceNotSupportedError           the chip refused to start PACE (MSE:Set AT 6A80/6A88/6D00)
     │   └── SecureMessagingError                bad MAC, missing SM objects, session lost
+    │       ├── SmIntegrityError                bad MAC, malformed SM objects, bad padding
+    │       │   └── SmObjectsMissingError       a secured message lacks DO8E (or the command lacks SM)
+    │       └── SessionLostError                6987/6988: the chip dropped its session keys
     ├── ParseError(ValueError)                  malformed bytes or text (carries what, offset)
     │   ├── TlvError                            BER-TLV structure
     │   ├── MrzError                            MRZ text / check digits
     │   ├── LdsError                            an LDS file (carries file name)
-    │   └── QrFormatError                       a QR that is not a CCCD QR
+    │   ├── PublicKeyFormatError                a public key or certificate that cannot be loaded
+    │   ├── QrFormatError                       a QR that is not a CCCD QR
+    │   ├── IdNumberError                       a personal ID number that is not 12 digits
+    │   └── InvalidPointError                   an EC point that is not on the expected curve
+    ├── CameraError(OSError)                    the camera (or replay source) cannot deliver frames
+    ├── QrDecoderUnavailableError               a QR decoder backend is missing or cannot return raw bytes
     ├── VerificationError                       a cryptographic check could not be performed
+    │   ├── SignatureError                      a signature, digest or certificate chain does not hold
+    │   ├── TrustStoreError                     a file refused by the CSCA trust store, or an unusable store
+    │   └── TokenError                          a JWS/JWE that does not verify or decrypt
+    │       ├── TokenSignatureError             well-formed, but the signature does not verify (forged)
+    │       ├── TokenExpiredError               past its exp (or issued in the future)
+    │       └── UnknownKeyError                 its kid is not among the trusted keys
     ├── DeliveryError                           outbox / MQTT
-    │   └── OutboxFullError                     refuse new reads rather than drop old results
-    └── CommandError(ValueError)                office command rejected (bad signature, expired, replayed)
+    │   ├── OutboxFullError                     refuse new reads rather than drop old results
+    │   └── OutboxCorruptError                  the outbox database or its key is damaged
+    ├── CommandError(ValueError)                office command rejected (bad signature, expired, replayed)
+    └── ProvisioningError                       ward CA / device key / certificate install step refused
 """
 
 from __future__ import annotations
@@ -122,8 +139,31 @@ class AccessControlError(CardError):
     hint = "the chip refused the secure session; retry once, then report the card"
 
 
+class PaceNotSupportedError(AccessControlError):
+    """The chip refused MSE:Set AT for PACE: BAC is the only way left (if the policy allows it)."""
+
+
 class SecureMessagingError(CardError):
     hint = "the secure channel broke; retry the read"
+
+
+class SmIntegrityError(SecureMessagingError):
+    """A secured response failed its MAC, lacked a mandatory object, or decrypted to garbage."""
+
+
+class SmObjectsMissingError(SmIntegrityError):
+    """A message that must be secured carries no DO8E (a chip answers 6987 to such a command)."""
+
+
+class SessionLostError(SecureMessagingError):
+    """6987/6988: the chip erased its session keys; re-authenticate once and resume at the offset reached."""
+
+    hint = "the chip reset its secure session; the terminal re-authenticates once and resumes"
+
+    def __init__(self, sw: int, command: str = "") -> None:
+        super().__init__(f"chip dropped the secure session ({sw:04X})" + (f" on {command}" if command else ""))
+        self.sw = sw
+        self.command = command
 
 
 # --- parsing ---------------------------------------------------------------------------------------------------
@@ -151,8 +191,35 @@ class LdsError(ParseError):
     """Malformed LDS file (EF.COM, DGn, EF.SOD, EF.CardAccess)."""
 
 
+class PublicKeyFormatError(ParseError):
+    """A SubjectPublicKeyInfo or certificate whose key cannot be loaded (unknown curve, malformed DER)."""
+
+
 class QrFormatError(ParseError):
     """The QR text is not a CCCD QR code."""
+
+
+class IdNumberError(ParseError):
+    """A personal ID number that is not 12 ASCII digits (so no CAN or MRZ document number can be derived)."""
+
+
+class InvalidPointError(ParseError):
+    """Bytes that do not encode a point on the expected curve (invalid-curve attacks start here)."""
+
+
+# --- camera and QR decoding -----------------------------------------------------------------------------------
+
+
+class CameraError(EdgeError, OSError):
+    """The camera (or a replay source) could not be opened or stopped delivering frames."""
+
+    hint = "check the camera cable and that the service user is in the 'video' group"
+
+
+class QrDecoderUnavailableError(EdgeError):
+    """A QR decoder backend is not installed, or cannot hand over raw bytes (zbar without binary mode)."""
+
+    hint = "install the decoder's package (zxing-cpp, or libzbar0 >= 0.23) or choose the other decoder"
 
 
 # --- verification, delivery, commands --------------------------------------------------------------------------
@@ -160,6 +227,40 @@ class QrFormatError(ParseError):
 
 class VerificationError(EdgeError):
     """A cryptographic check could not be performed or did not hold."""
+
+
+class SignatureError(VerificationError):
+    """A signature, message digest or certificate path did not verify; the message says which, in plain words."""
+
+
+class TrustStoreError(VerificationError):
+    """A file offered to the CSCA trust store was refused (garbage, not a CA, master list that does not verify)."""
+
+    hint = "check that the file is a CSCA certificate, CSCA master list or CRL from the issuing authority"
+
+
+class TokenError(VerificationError):
+    """A signed (JWS) or encrypted (JWE) token is malformed, forged or cannot be decrypted."""
+
+
+class TokenSignatureError(TokenError):
+    """The token is well-formed but its signature does not verify under the named key: forged or altered."""
+
+
+class TokenExpiredError(TokenError):
+    """The token's ``exp`` has passed, or its ``iat`` lies in the future."""
+
+    hint = "check the clocks of terminal and office (NTP)"
+
+
+class UnknownKeyError(TokenError):
+    """The token names a ``kid`` that is not among the trusted keys."""
+
+    hint = "install the sender's certificate / public key on the receiving side"
+
+    def __init__(self, kid: str) -> None:
+        super().__init__(f"unknown key id {kid!r}")
+        self.kid = kid
 
 
 class DeliveryError(EdgeError):
@@ -170,5 +271,33 @@ class OutboxFullError(DeliveryError):
     hint = "the terminal is offline with a full queue; restore the network before reading more cards"
 
 
+class OutboxCorruptError(DeliveryError):
+    hint = "the outbox database or its key file is damaged; keep a copy and call support before deleting it"
+
+
 class CommandError(EdgeError, ValueError):
     """An office command was rejected (bad signature, expired, replayed, malformed)."""
+
+
+class ProvisioningError(EdgeError):
+    """A provisioning step was refused: key and certificate do not match, a CSR is for another ward, a file is
+    unreadable or has loose permissions. Carries the offending path when there is one."""
+
+    hint = "see provisioning/README.md for the ward CA -> CSR -> install sequence"
+
+    def __init__(self, message: str, *, path: str = "", hint: str | None = None) -> None:
+        super().__init__(f"{path}: {message}" if path else message, hint=hint)
+        self.path = path
+
+
+class CommandRejectedError(CommandError):
+    """An office command refused for ``reason`` (one of :attr:`REASONS`), reported back on the event topic."""
+
+    REASONS = ("malformed", "bad_signature", "unknown_key", "expired", "replayed", "wrong_terminal",
+               "unknown_command")
+
+    def __init__(self, reason: str, detail: str = "", *, jti: str | None = None) -> None:
+        super().__init__(f"command rejected: {reason}" + (f" ({detail})" if detail else ""))
+        self.reason = reason
+        self.detail = detail
+        self.jti = jti

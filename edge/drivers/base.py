@@ -89,3 +89,7 @@ class QrDecoder(Protocol):
     name: str
 
     def decode(self, frame: Frame) -> Sequence[DecodedSymbol]: ...
+
+    def close(self) -> None:
+        """Release native decoder state (zbar holds C memory)."""
+        ...

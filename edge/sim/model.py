@@ -39,6 +39,8 @@ class Quirks:
     bitrate_kbps: int = 424  # timing model: 106/212/424/848
     apdu_overhead_ms: float = 10.0  # timing model: fixed cost per APDU (reader + chip processing)
     session_lost_after_apdus: int | None = None  # after N secured APDUs answer 6987 once (tests SM resume)
+    response_chunk: int | None = None  # T=0 style: answer at most N data bytes, then 61xx (GET RESPONSE for more)
+    wrong_le_hint: bool = False  # a short Le past the end of a file answers 6Cxx (xx = bytes available)
 
 
 @dataclass(frozen=True, slots=True)

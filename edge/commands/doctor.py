@@ -1,0 +1,38 @@
+"""``cccd-edge doctor [--config PATH]``: one line per check with a fix hint; exit 1 when any check fails."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from edge.errors import ConfigError
+
+DEFAULT_CONFIG = Path("/etc/cccd-edge/config.toml")
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    parser = subparsers.add_parser("doctor", help="check reader, clock, keys, broker, outbox, trust store")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}")
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the broker")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+    from edge.daemon.doctor import DoctorResult, run_checks
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        config = None
+        hint = exc.hint if args.config.exists() else "python -m provisioning device install writes it"
+        problem = DoctorResult("config", False, str(exc.args[0]), hint)
+    else:
+        problem = DoctorResult("config", True, str(args.config))
+    results = [problem, *run_checks(config, broker_timeout=args.timeout)]
+    for result in results:
+        print(result.line())
+    failed = sum(not r.ok for r in results)
+    print(f"{len(results) - failed} ok, {failed} failed" if failed else f"all {len(results)} checks ok")
+    return 1 if failed else 0

@@ -1,0 +1,43 @@
+"""``cccd-edge verify RESULT``: check a result token offline (signature, expiry, document) and print it as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from edge.daemon.signing import load_private_key
+from edge.errors import TokenError
+from edge.office.verify import load_keys, verify_result
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("verify", help="verify a signed result token (JWS or JWE) from a terminal")
+    parser.add_argument("result", help="file holding the token, or - for standard input")
+    parser.add_argument("--cert", type=Path, action="append", default=[],
+                        help="terminal certificate or public key (PEM); repeatable")
+    parser.add_argument("--jwks", type=Path, help="JWKS file with terminal public keys")
+    parser.add_argument("--ward-key", type=Path, help="ward private key (PEM, 0600) to open encrypted results")
+    parser.add_argument("--now", type=int, help="check expiry at this Unix time instead of now")
+    parser.add_argument("--summary", action="store_true", help="print only non-personal fields")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    keys = load_keys(args.cert, args.jwks)
+    decrypt_key = load_private_key(args.ward_key, config_key="--ward-key") if args.ward_key else None
+    try:
+        token = sys.stdin.read() if args.result == "-" else Path(args.result).read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TokenError(f"cannot read {args.result}: {exc}") from None
+    result = verify_result(token.strip(), keys, args.now if args.now is not None else int(time.time()),
+                           decrypt_key=decrypt_key)
+    output: dict[str, Any] = {"valid": True, **result.summary()}
+    if not args.summary:
+        output |= {"iat": result.iat, "exp": result.exp, "kid": result.kid,
+                   "result": json.loads(result.document.to_json())}
+    print(json.dumps(output, ensure_ascii=False, indent=2))
+    return 0

@@ -1,0 +1,175 @@
+"""The terminal's TOML configuration as one pydantic model: the single place for defaults and their reasons.
+
+A bad file never half-starts the daemon: :func:`load_config` raises :class:`~edge.errors.ConfigError` naming the
+dotted key (``mqtt.port``) and what is wrong with it, so the support desk can fix the one line.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from edge.errors import ConfigError
+from edge.protocol.result import ProcedureProfile
+
+_TOPIC_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+#: A GPIO pin: BCM number or a gpiozero pin name ("GPIO17", "BOARD11"). Strict: ``true`` is not pin 1.
+Pin = Annotated[StrictInt, Field(ge=0, le=53)] | Annotated[StrictStr, Field(min_length=1, max_length=16)]
+
+
+class _Section(BaseModel):
+    # extra="forbid": a typo in a key must fail loudly, not silently keep a default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathsConfig(_Section):
+    state_dir: Path = Path("/var/lib/cccd-edge")  # FHS place for the outbox and replay-guard databases
+    device_key: Path = Path("/etc/cccd-edge/device.key")  # EC P-256 PEM, 0600, provisioned per terminal
+    device_cert: Path | None = None  # client certificate for mutual TLS; None when the broker uses no TLS
+    broker_ca: Path | None = None  # CA that signed the broker; None = system trust store
+    ward_command_key: Path | None = None  # ward's P-256 public key (PEM) that signs office commands
+    ward_encryption_key: Path | None = None  # ward's P-256 public key for JWE; None = results are only signed
+    trust_store: Path = Path("/etc/cccd-edge/trust")  # CSCA certificates for passive authentication
+
+
+class MqttConfig(_Section):
+    host: str = "localhost"
+    port: int = Field(default=8883, ge=1, le=65535)  # 8883: the IANA port for MQTT over TLS
+    tls: bool = True  # personal data: TLS is the default, plain MQTT only for a lab
+    keepalive: int = Field(default=30, ge=5, le=3600)  # detects a dead link within a minute without chatter
+    topic_prefix: str = "cccd-edge/v1"  # versioned so a future format can run beside this one
+    message_expiry: int = Field(default=7 * 24 * 3600, ge=60)  # a result nobody fetched in a week is stale
+    inflight_window: int = Field(default=20, ge=1, le=1000)  # bounds memory and duplicates after a reconnect
+    reconnect_min_delay: float = Field(default=1.0, gt=0)  # first retry soon: most outages are short
+    reconnect_max_delay: float = Field(default=60.0, gt=0)  # cap so the terminal is back within a minute
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix_segments(cls, value: str) -> str:
+        if not all(_TOPIC_SEGMENT.match(part) for part in value.split("/")):
+            raise ValueError("each segment must be letters, digits, '_', '.' or '-' (no wildcards, no empty)")
+        return value
+
+    @model_validator(mode="after")
+    def _delays(self) -> MqttConfig:
+        if self.reconnect_max_delay < self.reconnect_min_delay:
+            raise ValueError("reconnect_max_delay must be >= reconnect_min_delay")
+        return self
+
+
+class OutboxConfig(_Section):
+    max_count: int = Field(default=10_000, ge=1)  # a busy ward reads ~500 cards a day: weeks offline
+    max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)  # fits an 8 GB SD card with room to spare
+
+
+class IndicatorConfig(_Section):
+    """Either three LEDs (green/amber/red) or one RGB LED; a buzzer is optional."""
+
+    green: Pin | None = 17
+    amber: Pin | None = 27
+    red: Pin | None = 22
+    rgb: tuple[Pin, Pin, Pin] | None = None  # (red, green, blue) pins of one RGB LED; replaces the three LEDs
+    buzzer: Pin | None = None  # many counters are quiet rooms: off unless wired
+    active_high: bool = True
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> IndicatorConfig:
+        if self.rgb is None and None in (self.green, self.amber, self.red):
+            raise ValueError("set all of green, amber, red, or set rgb")
+        pins = [p for p in (*(self.rgb or (self.green, self.amber, self.red)), self.buzzer) if p is not None]
+        if len({str(p) for p in pins}) != len(pins):
+            raise ValueError("a pin is used twice")
+        return self
+
+
+class CameraConfig(_Section):
+    source: Literal["picam", "v4l2", "replay"] = "picam"
+    replay_path: Path | None = None  # frames to replay (tests, demos)
+    device: str = "/dev/video0"  # v4l2 only
+    fps: float = Field(default=10.0, gt=0, le=120)  # 10 fps finds a held-up QR within a second at low CPU
+
+    @model_validator(mode="after")
+    def _replay_needs_path(self) -> CameraConfig:
+        if self.source == "replay" and self.replay_path is None:
+            raise ValueError("source 'replay' needs replay_path")
+        return self
+
+
+class TimeoutConfig(_Section):
+    """Seconds each waiting state may last before the terminal gives up and returns to READY."""
+
+    wait_for_card: float = Field(default=30.0, gt=0)  # citizen finds the card in a bag
+    wait_for_key: float = Field(default=30.0, gt=0)  # card on the reader, QR not yet shown
+    reading: float = Field(default=20.0, gt=0)  # a full read with DG2 takes 2-5 s on a slow chip
+    verifying: float = Field(default=10.0, gt=0)  # pure CPU; anything longer is a fault
+    show_result: float = Field(default=5.0, gt=0)  # long enough for the officer to see the colour
+    hold_still: float = Field(default=10.0, gt=0)  # after a removal mid-read: time to put it back
+
+
+class Config(_Section):
+    terminal_id: str = Field(min_length=1, max_length=64)
+    ward_code: str = Field(min_length=1, max_length=16)
+    procedure_profile: ProcedureProfile = ProcedureProfile.RESIDENCE  # what most ward counters need
+    reader_name: str | None = None  # None: the first reader holding a card
+    paths: PathsConfig = PathsConfig()
+    mqtt: MqttConfig = MqttConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    indicators: IndicatorConfig = IndicatorConfig()
+    camera: CameraConfig = CameraConfig()
+    timeouts: TimeoutConfig = TimeoutConfig()
+
+    @field_validator("terminal_id", "ward_code")
+    @classmethod
+    def _topic_safe(cls, value: str) -> str:
+        # Both become MQTT topic segments and JWS issuers.
+        if not _TOPIC_SEGMENT.match(value):
+            raise ValueError("only letters, digits, '_', '.' and '-' are allowed")
+        return value
+
+
+_UNION_TAGS = {"int", "str", "float", "bool", "none"}
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    """``('indicators', 'red', 'constrained-int')`` -> ``indicators.red``: drop pydantic's union-member tags."""
+    keep = [str(p) for p in loc if isinstance(p, int) or (p.isidentifier() and p not in _UNION_TAGS)]
+    return ".".join(keep)
+
+
+def parse_config(data: dict[str, Any]) -> Config:
+    """Validate an already-parsed TOML table; errors name the first offending key."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = _dotted(first["loc"]) or "(top level)"
+        problem = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{problem} ({len(exc.errors())} problem(s) in total)", key=key) from None
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate the TOML file at ``path``."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"file {path} not found", key="(file)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}", key="(file)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", key="(file)") from None
+    return parse_config(data)

@@ -1,0 +1,140 @@
+"""Office commands arriving on ``/cmd``: ``read_request``, ``cancel``, ``ping``, each a JWS signed by the ward key.
+
+A command is accepted only if it verifies under the ward key from the config, names this terminal in ``aud``, is
+unexpired, lives no longer than :data:`MAX_LIFETIME` and its ``jti`` was never seen before. Seen ``jti`` values
+are kept in SQLite until their ``exp`` passes, so a replay is refused across daemon restarts too; the lifetime cap
+keeps that table small. Every refusal is a :class:`CommandRejectedError` with a machine-readable ``reason`` that
+the daemon reports on ``/event`` (a broker is public enough that silence would hide an attack).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Annotated, Literal
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from edge.daemon.outbox import create_private_file
+from edge.daemon.signing import COMMAND_TYP, DEFAULT_LEEWAY, key_id, verify_jws
+from edge.errors import CommandRejectedError, TokenError, TokenExpiredError, TokenSignatureError, UnknownKeyError
+from edge.protocol.result import ProcedureProfile
+
+#: Longest accepted ``exp - iat``: an office command is meant for now, not for later.
+MAX_LIFETIME = 600
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CanKey(_Model):
+    """PACE with the CAN: the last 6 digits of the ID number (hidden from repr: it is personal data)."""
+
+    can: str = Field(pattern=r"^\d{6}$", repr=False)
+
+
+class MrzKey(_Model):
+    """BAC with the MRZ triple, as printed on the back of the card."""
+
+    document_number: str = Field(pattern=r"^[0-9A-Z<]{9}$", repr=False)
+    date_of_birth: str = Field(pattern=r"^\d{6}$", repr=False)  # YYMMDD
+    date_of_expiry: str = Field(pattern=r"^\d{6}$", repr=False)  # YYMMDD
+
+
+class _Claims(_Model):
+    iss: str = Field(min_length=1, max_length=64)
+    aud: str = Field(min_length=1, max_length=64)
+    jti: str = Field(min_length=8, max_length=64)
+    iat: int
+    exp: int
+
+
+class ReadRequest(_Claims):
+    cmd: Literal["read_request"]
+    key: CanKey | MrzKey
+    challenge: str | None = Field(default=None, pattern=r"^([0-9a-fA-F]{2}){8}$")  # AA: 8 bytes, hex
+    profile: ProcedureProfile | None = None  # None: the terminal's configured default
+    include_photo: bool = False
+
+    @property
+    def challenge_bytes(self) -> bytes | None:
+        return bytes.fromhex(self.challenge) if self.challenge else None
+
+
+class CancelCommand(_Claims):
+    cmd: Literal["cancel"]
+
+
+class PingCommand(_Claims):
+    cmd: Literal["ping"]
+
+
+Command = Annotated[ReadRequest | CancelCommand | PingCommand, Field(discriminator="cmd")]
+_COMMAND = TypeAdapter[ReadRequest | CancelCommand | PingCommand](Command)
+
+
+class ReplayGuard:
+    """Remembers each accepted ``jti`` until it expires; the file is 0600 (it is not personal, but it is ours)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        create_private_file(path)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS seen (jti TEXT PRIMARY KEY, exp INTEGER NOT NULL)")
+
+    def remember(self, jti: str, exp: int, now: int) -> bool:
+        """Record ``jti``; False if it was already there (a replay)."""
+        with self._lock:
+            self._db.execute("DELETE FROM seen WHERE exp < ?", (now - DEFAULT_LEEWAY,))
+            try:
+                self._db.execute("INSERT INTO seen (jti, exp) VALUES (?, ?)", (jti, exp))
+            except sqlite3.IntegrityError:
+                return False
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class CommandVerifier:
+    """Turns a ``/cmd`` payload into a typed command, or a :class:`CommandRejectedError` saying why not."""
+
+    def __init__(self, ward_key: ec.EllipticCurvePublicKey, terminal_id: str, replay: ReplayGuard) -> None:
+        self._keys = {key_id(ward_key): ward_key}
+        self._terminal_id = terminal_id
+        self._replay = replay
+
+    def verify(self, payload: bytes, now: int) -> ReadRequest | CancelCommand | PingCommand:
+        try:
+            verified = verify_jws(payload, self._keys, now, typ=COMMAND_TYP)
+        except UnknownKeyError as exc:
+            raise CommandRejectedError("unknown_key", exc.kid) from None
+        except TokenExpiredError as exc:
+            raise CommandRejectedError("expired", str(exc)) from None
+        except TokenSignatureError as exc:
+            raise CommandRejectedError("bad_signature", str(exc)) from None
+        except TokenError as exc:
+            raise CommandRejectedError("malformed", str(exc)) from None
+        jti = verified.claims.get("jti")
+        jti = jti if isinstance(jti, str) else None
+        try:
+            command = _COMMAND.validate_python(verified.claims)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(p) for p in error["loc"])
+            reason = "unknown_command" if error["type"] == "union_tag_invalid" else "malformed"
+            raise CommandRejectedError(reason, f"{where}: {error['msg']}", jti=jti) from None
+        if command.aud != self._terminal_id:
+            raise CommandRejectedError("wrong_terminal", f"addressed to {command.aud}", jti=jti)
+        if command.exp - command.iat > MAX_LIFETIME:
+            raise CommandRejectedError("malformed", f"lifetime over {MAX_LIFETIME} s", jti=jti)
+        if not self._replay.remember(command.jti, command.exp, now):
+            raise CommandRejectedError("replayed", jti=jti)
+        return command

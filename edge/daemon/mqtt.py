@@ -1,0 +1,358 @@
+"""MQTT v5 delivery of outbox results (paho-mqtt 2.x): QoS 1, PUBACK-driven acks, ordered drain after outages.
+
+Threads: paho's network loop (``loop_start``) runs the callbacks; ONE publisher thread of ours makes every
+``publish()`` call (paho is not meant to be published to from several threads, and ``wait_for_publish`` without
+a timeout can hang). The callbacks only record facts (connected, PUBACK for mid n) and wake the publisher.
+
+Delivery guarantee: at least once, in ``seq`` order, nothing lost. A result leaves the outbox only when the broker
+acknowledged it (PUBACK with a success reason code); a crash before that means it is sent again after restart and
+the office drops the duplicate by ``(iss, jti)``. paho keeps unacknowledged messages in memory and resends them
+first after a reconnect; new results wait until those resends are acknowledged (the *resend barrier*), so the
+office sees ``seq`` in order. The number of results in flight is bounded by ``inflight_window``.
+
+Topics: ``{prefix}/{ward}/{terminal}/result`` (results), ``/status`` (retained; the last will says offline),
+``/event`` (terminal events, never personal data), ``/cmd`` (office commands, handed to a callback).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge.config import Config
+from edge.daemon.outbox import Outbox, OutboxEntry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    prefix: str
+    ward: str
+    terminal: str
+
+    def _topic(self, leaf: str) -> str:
+        return f"{self.prefix}/{self.ward}/{self.terminal}/{leaf}"
+
+    @property
+    def result(self) -> str:
+        return self._topic("result")
+
+    @property
+    def status(self) -> str:
+        return self._topic("status")
+
+    @property
+    def event(self) -> str:
+        return self._topic("event")
+
+    @property
+    def cmd(self) -> str:
+        return self._topic("cmd")
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSettings:
+    """What the publisher needs from the config (a separate type so tests and the bench need no TOML)."""
+
+    host: str
+    port: int
+    topics: Topics
+    client_id: str
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None  # with key_file: mutual TLS
+    key_file: Path | None = None
+    keepalive: int = 30
+    message_expiry: int = 7 * 24 * 3600
+    inflight_window: int = 20
+    reconnect_min_delay: float = 1.0
+    reconnect_max_delay: float = 60.0
+
+    @classmethod
+    def from_config(cls, config: Config) -> MqttSettings:
+        mutual = config.mqtt.tls and config.paths.device_cert is not None
+        return cls(
+            host=config.mqtt.host,
+            port=config.mqtt.port,
+            topics=Topics(config.mqtt.topic_prefix, config.ward_code, config.terminal_id),
+            client_id=f"cccd-edge-{config.terminal_id}",
+            tls=config.mqtt.tls,
+            ca_file=config.paths.broker_ca,
+            cert_file=config.paths.device_cert if mutual else None,
+            key_file=config.paths.device_key if mutual else None,
+            keepalive=config.mqtt.keepalive,
+            message_expiry=config.mqtt.message_expiry,
+            inflight_window=config.mqtt.inflight_window,
+            reconnect_min_delay=config.mqtt.reconnect_min_delay,
+            reconnect_max_delay=config.mqtt.reconnect_max_delay,
+        )
+
+
+def _json(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _expiry_properties(packet_type: int, seconds: int) -> Properties:
+    """MQTT v5 Message Expiry Interval: a result nobody fetched in time is dropped by the broker, not by us."""
+    properties = Properties(packet_type)  # type: ignore[no-untyped-call]  # paho leaves __init__ unannotated
+    properties.MessageExpiryInterval = seconds
+    return properties
+
+
+class ResultPublisher:
+    """Drains an :class:`Outbox` to the broker; also publishes status and events and receives commands.
+
+    paho calls ``on_publish`` while holding its own message lock, so our callbacks never take a lock the publisher
+    thread holds across ``publish()``: they append facts to a queue and set an event. Only the publisher thread
+    touches the in-flight map, which is why a PUBACK can never be seen before its mid is recorded.
+    """
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        outbox: Outbox,
+        *,
+        on_command: Callable[[bytes], None] | None = None,
+        on_link_change: Callable[[bool], None] | None = None,
+        on_delivered: Callable[[list[int]], None] | None = None,
+    ) -> None:
+        """``on_command(payload)`` and ``on_link_change(up)`` run on paho's thread, ``on_delivered(seqs)`` on the
+        publisher thread after the outbox commit: all must be quick (put on a queue)."""
+        self.settings = settings
+        self._on_delivered = on_delivered
+        self.outbox = outbox
+        self._on_command = on_command
+        self._on_link_change = on_link_change
+        self._wake = threading.Event()
+        self._facts: queue.SimpleQueue[tuple[str, int, ReasonCode | None]] = queue.SimpleQueue()
+        self._stopping = False
+        self._connected = False  # as last reported by paho (read by any thread)
+        self._online = False  # as processed by the publisher thread (orders resends before new results)
+        # Owned by the publisher thread only:
+        self._inflight: dict[int, OutboxEntry] = {}  # mid -> result awaiting PUBACK
+        self._other_mids: set[int] = set()  # mids of status/event messages
+        self._barrier: set[int] = set()  # mids in flight at the last disconnect: resent by paho before new ones
+        self._cursor = 0  # highest seq handed to paho
+        self._retry_at = 0.0  # after a refused PUBACK: no new results until then (monotonic)
+        self._lock = threading.Lock()  # guards the two below, shared with any thread
+        self._events: deque[bytes] = deque(maxlen=1000)
+        self._status: dict[str, Any] | None = {"state": "online"}
+        self._last_status: dict[str, Any] = {"state": "online"}
+        self.delivered = 0
+        self._client = self._make_client()
+        self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
+
+    # --- setup ---------------------------------------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        s = self.settings
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.client_id, protocol=mqtt.MQTTv5)
+        # Results + a few status/event messages: paho may hold the window plus some slack in flight.
+        client.max_inflight_messages_set(s.inflight_window + 10)
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(max(1, round(s.reconnect_min_delay)), max(1, round(s.reconnect_max_delay)))
+        will = _expiry_properties(PacketTypes.WILLMESSAGE, s.message_expiry)
+        client.will_set(s.topics.status, _json({"state": "offline"}), qos=1, retain=True, properties=will)
+        if s.tls:
+            client.tls_set(
+                ca_certs=str(s.ca_file) if s.ca_file else None,
+                certfile=str(s.cert_file) if s.cert_file else None,
+                keyfile=str(s.key_file) if s.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_publish = self._handle_publish
+        client.on_message = self._handle_message
+        return client
+
+    def start(self) -> None:
+        """Connect in the background (retrying with backoff) and start draining."""
+        self._client.connect_async(self.settings.host, self.settings.port, keepalive=self.settings.keepalive,
+                                   clean_start=True)
+        self._client.loop_start()
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Publish ``offline`` status, disconnect cleanly and stop both threads. Undelivered results stay queued."""
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    # --- API for the daemon (any thread) -------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    def notify(self) -> None:
+        """Call after :meth:`Outbox.enqueue`: wakes the publisher to send the new result now."""
+        self._wake.set()
+
+    def publish_event(self, event: Mapping[str, Any]) -> None:
+        """Queue a terminal event (no personal data!). Best effort: events are not stored across restarts."""
+        with self._lock:
+            self._events.append(_json(event))
+        self._wake.set()
+
+    def set_status(self, **fields: Any) -> None:
+        """Update the retained status document (``state`` and anything else useful to the office)."""
+        with self._lock:
+            self._status = self._last_status = {"state": "online", **fields}
+        self._wake.set()
+
+    def wait_drained(self, timeout: float) -> bool:
+        """Block until nothing is queued or in flight (tests, benchmarks, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self._inflight or self.outbox.stats().count:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    # --- paho callbacks (network thread): record the fact and wake the publisher ---------------------------------
+
+    def _handle_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                        reason_code: ReasonCode, properties: Properties | None) -> None:
+        if reason_code.is_failure:
+            log.warning("broker refused the connection: %s", reason_code)
+            return
+        client.subscribe(self.settings.topics.cmd, qos=1)
+        self._connected = True
+        self._facts.put(("connected", 0, None))
+        self._wake.set()
+        log.info("connected to %s:%d", self.settings.host, self.settings.port)
+        if self._on_link_change:
+            self._on_link_change(True)
+
+    def _handle_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
+                           reason_code: ReasonCode, properties: Properties | None) -> None:
+        was_connected, self._connected = self._connected, False
+        self._facts.put(("disconnected", 0, None))
+        self._wake.set()
+        if was_connected:
+            log.log(logging.INFO if self._stopping else logging.WARNING, "disconnected from broker (%s)", reason_code)
+            if self._on_link_change:
+                self._on_link_change(False)
+
+    def _handle_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode,
+                        properties: Properties) -> None:
+        self._facts.put(("puback", mid, reason_code))
+        self._wake.set()
+
+    def _handle_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self.settings.topics.cmd and self._on_command is not None:
+            try:
+                self._on_command(bytes(message.payload))
+            except Exception:  # a bad command must never kill the network thread
+                log.exception("command handler failed")
+
+    # --- the publisher thread ------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        expiry = _expiry_properties(PacketTypes.PUBLISH, self.settings.message_expiry)
+        while not self._stopping:
+            self._wake.clear()
+            acks = self._process_facts()
+            if acks:
+                self.delivered += self.outbox.ack_many([entry.id for entry in acks])
+                if self._on_delivered is not None:
+                    self._on_delivered([entry.seq for entry in acks])
+            if self._online:
+                self._publish_control()
+            sent = 0
+            if self._online and not self._barrier and time.monotonic() >= self._retry_at:
+                room = self.settings.inflight_window - len(self._inflight)
+                if room > 0:
+                    sent = self._send_results(room, expiry)
+            if not sent and not acks:
+                self._wake.wait(0.5)
+        self._publish_offline()
+
+    def _process_facts(self) -> list[OutboxEntry]:
+        acks: list[OutboxEntry] = []
+        while True:
+            try:
+                kind, mid, reason = self._facts.get_nowait()
+            except queue.Empty:
+                return acks
+            if kind == "connected":
+                self._online = True
+                with self._lock:
+                    self._status = self._last_status  # a restarted broker lost the retained status
+            elif kind == "disconnected":
+                self._online = False
+                self._barrier = set(self._inflight)
+            else:
+                self._barrier.discard(mid)
+                self._other_mids.discard(mid)
+                entry = self._inflight.pop(mid, None)
+                if entry is None:
+                    continue
+                if reason is not None and reason.is_failure:
+                    # The broker refused it (quota, authorisation): keep it, retry later, say so.
+                    log.warning("broker refused result seq %d: %s", entry.seq, reason)
+                    self._cursor = min(self._cursor, entry.seq - 1)
+                    self._retry_at = time.monotonic() + self.settings.reconnect_max_delay
+                    self.publish_event({"event": "publish_refused", "seq": entry.seq, "reason": str(reason)})
+                else:
+                    acks.append(entry)
+
+    def _publish_control(self) -> None:
+        with self._lock:
+            events = list(self._events)
+            self._events.clear()
+            status, self._status = self._status, None
+        for payload in events:
+            self._other_mids.add(self._client.publish(self.settings.topics.event, payload, qos=1).mid)
+        if status is not None:
+            info = self._client.publish(self.settings.topics.status, _json(status), qos=1, retain=True)
+            self._other_mids.add(info.mid)
+
+    def _send_results(self, room: int, expiry: Properties) -> int:
+        in_flight_ids = {entry.id for entry in self._inflight.values()}
+        sent = 0
+        for entry in self.outbox.pending(after_seq=self._cursor, limit=room):
+            self._cursor = entry.seq
+            if entry.id in in_flight_ids:
+                continue
+            info = self._client.publish(self.settings.topics.result, entry.payload, qos=1, properties=expiry)
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                log.warning("publish of seq %d not queued: %s", entry.seq, mqtt.error_string(info.rc))
+                self._cursor = entry.seq - 1
+                break
+            self._inflight[info.mid] = entry
+            sent += 1
+        return sent
+
+    def _publish_offline(self) -> None:
+        if not self._connected:
+            return
+        info = self._client.publish(self.settings.topics.status, _json({"state": "offline"}), qos=1, retain=True)
+        try:
+            info.wait_for_publish(timeout=2.0)
+        except RuntimeError:
+            log.warning("could not publish offline status")

@@ -1,0 +1,143 @@
+"""Camera frames -> QR decoder -> CCCD parser -> one event per card presentation.
+
+A card held under the camera is decoded in every frame; the officer wants one read, and the LEDs one signal. So an
+event fires when a payload appears that is not the one already in view, and the scanner re-arms once that payload
+has been absent for ``absent_frames`` consecutive frames or for ``absent_seconds`` (a camera that stalls delivers
+no frames to count). A QR that is not a CCCD QR gives a ``NOT_ID_CARD`` event, also once per presentation, so the
+LEDs can tell the citizen to show the other code. Time comes from an injected clock; the CPU bound from an
+optional region of interest and subsampling applied before decoding.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+from edge.drivers.base import DecodedSymbol, Frame, FrameSource, QrDecoder
+from edge.errors import QrFormatError
+from edge.logsetup import mask_id
+from edge.protocol.cccd_qr import CccdQr, parse_cccd_qr
+
+log = logging.getLogger(__name__)
+
+
+class ScanEventKind(Enum):
+    CARD = "card"
+    NOT_ID_CARD = "not_id_card"
+
+
+@dataclass(frozen=True, slots=True)
+class ScanEvent:
+    """One presentation: a parsed CCCD QR, or a QR that is not one (``reason`` says why, without its content)."""
+
+    kind: ScanEventKind
+    timestamp: float
+    decoder: str
+    qr: CccdQr | None = None
+    reason: str = ""
+    raw: bytes = field(default=b"", repr=False)  # personal data: never logged
+
+
+@dataclass(frozen=True, slots=True)
+class Roi:
+    """Region of interest in frame pixels: where the card rest puts the QR code."""
+
+    left: int
+    top: int
+    width: int
+    height: int
+
+
+def prepare(frame: Frame, roi: Roi | None = None, subsample: int = 1) -> Frame:
+    """Crop to ``roi`` and keep every ``subsample``-th pixel: fewer pixels, less CPU per frame."""
+    if roi is None and subsample == 1:
+        return frame
+    pixels = np.frombuffer(frame.pixels, dtype=np.uint8).reshape(frame.height, frame.width)
+    if roi is not None:
+        pixels = pixels[roi.top : roi.top + roi.height, roi.left : roi.left + roi.width]
+    pixels = np.ascontiguousarray(pixels[::subsample, ::subsample])
+    height, width = pixels.shape
+    return Frame(width=width, height=height, pixels=pixels.tobytes(), timestamp=frame.timestamp)
+
+
+def _classify(symbols: list[DecodedSymbol]) -> tuple[DecodedSymbol, CccdQr | None, str] | None:
+    """The symbol to report: the first CCCD QR if any (a frame may also show a payment code), else the first QR."""
+    first_failure: tuple[DecodedSymbol, CccdQr | None, str] | None = None
+    for symbol in symbols:
+        try:
+            return symbol, parse_cccd_qr(symbol.raw), ""
+        except QrFormatError as exc:
+            first_failure = first_failure or (symbol, None, str(exc))
+    return first_failure
+
+
+class QrScanner:
+    """Turns frames into :class:`ScanEvent` s, one per presentation. Not thread-safe: one loop owns it."""
+
+    def __init__(
+        self,
+        source: FrameSource,
+        decoder: QrDecoder,
+        *,
+        absent_frames: int = 5,
+        absent_seconds: float = 2.0,
+        roi: Roi | None = None,
+        subsample: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._source = source
+        self._decoder = decoder
+        self._absent_frames = absent_frames
+        self._absent_seconds = absent_seconds
+        self._roi = roi
+        self._subsample = subsample
+        self._clock = clock
+        self._in_view: bytes | None = None
+        self._last_seen = 0.0
+        self._misses = 0
+
+    def feed(self, frame: Frame) -> ScanEvent | None:
+        """Decode one frame; the event if it starts a new presentation."""
+        now = self._clock()
+        self._expire(now)
+        found = _classify(list(self._decoder.decode(prepare(frame, self._roi, self._subsample))))
+        if found is None:
+            self._misses += 1
+            self._expire(now)
+            return None
+        symbol, qr, reason = found
+        fresh = symbol.raw != self._in_view
+        self._in_view, self._last_seen, self._misses = symbol.raw, now, 0
+        if not fresh:
+            return None
+        if qr is not None:
+            log.info("card QR %s (%s layout) via %s", mask_id(qr.id_number), qr.format, symbol.decoder)
+            return ScanEvent(ScanEventKind.CARD, now, symbol.decoder, qr=qr, raw=symbol.raw)
+        log.info("a QR code that is not an ID card QR (%d bytes)", len(symbol.raw))
+        return ScanEvent(ScanEventKind.NOT_ID_CARD, now, symbol.decoder, reason=reason, raw=symbol.raw)
+
+    def idle(self) -> None:
+        """No frame arrived: only the clock can re-arm the scanner."""
+        self._expire(self._clock())
+
+    def _expire(self, now: float) -> None:
+        if self._in_view is not None and (
+            self._misses >= self._absent_frames or now - self._last_seen >= self._absent_seconds
+        ):
+            self._in_view = None
+
+    def events(self, *, timeout: float = 0.5, until: Callable[[], bool] = lambda: False) -> Iterator[ScanEvent]:
+        """Read frames until ``until()`` is true, yielding each new presentation."""
+        while not until():
+            frame = self._source.read(timeout)
+            if frame is None:
+                self.idle()
+                continue
+            event = self.feed(frame)
+            if event is not None:
+                yield event

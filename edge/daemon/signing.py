@@ -1,0 +1,347 @@
+"""Signed (JWS ES256) and optionally encrypted (JWE ECDH-ES + A256GCM) result tokens, written on ``cryptography``.
+
+Why not a JOSE library: we need exactly one signature algorithm and one encryption mode, both short and pinned by
+test vectors from RFC 7515 A.3 and RFC 7518 C; a general library would bring algorithm negotiation (``alg: none``,
+HS/RS confusion) that we would then have to switch off. Verification here accepts ES256 and nothing else.
+
+The office side imports the ``verify_*`` / ``decrypt_*`` functions from here (via ``edge.office.verify``), so both
+ends share one encoding.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import stat
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
+from cryptography.x509 import load_pem_x509_certificate
+
+from edge.errors import ConfigError, TokenError, TokenExpiredError, TokenSignatureError, UnknownKeyError
+
+ES256 = "ES256"
+RESULT_TYP = "cccd-result+jwt"
+COMMAND_TYP = "cccd-command+jwt"
+#: Clock skew tolerated between terminal and office (both should run NTP; the Pi has no RTC).
+DEFAULT_LEEWAY = 120
+_COORD = 32  # P-256 coordinate / scalar length in bytes
+
+
+# --- encoding ----------------------------------------------------------------------------------------------------
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    if not isinstance(text, str) or any(c in text for c in "=+/ \n"):
+        raise TokenError("not base64url")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, TypeError) as exc:
+        raise TokenError(f"not base64url: {exc}") from None
+
+
+def _json_bytes(obj: Mapping[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode()
+
+
+def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise TokenError(f"{what} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise TokenError(f"{what} is not a JSON object")
+    return value
+
+
+# --- keys --------------------------------------------------------------------------------------------------------
+
+
+def public_jwk(key: ec.EllipticCurvePublicKey) -> dict[str, str]:
+    if not isinstance(key.curve, ec.SECP256R1):
+        raise TokenError(f"only P-256 keys are supported, not {key.curve.name}")
+    numbers = key.public_numbers()
+    return {
+        "kty": "EC",
+        "crv": "P-256",
+        "x": b64url(numbers.x.to_bytes(_COORD, "big")),
+        "y": b64url(numbers.y.to_bytes(_COORD, "big")),
+    }
+
+
+def jwk_to_public_key(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
+    """A P-256 public JWK; raises :class:`TokenError` for anything else or a point off the curve."""
+    if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256":
+        raise TokenError("only EC P-256 JWKs are supported")
+    x, y = b64url_decode(str(jwk.get("x", ""))), b64url_decode(str(jwk.get("y", "")))
+    if len(x) != _COORD or len(y) != _COORD:
+        raise TokenError("JWK coordinates must be 32 bytes")
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + x + y)
+    except ValueError as exc:
+        raise TokenError(f"JWK point is not on P-256: {exc}") from None
+
+
+def key_id(key: ec.EllipticCurvePublicKey) -> str:
+    """RFC 7638 JWK thumbprint: both sides derive the same kid from the key alone, nothing to provision."""
+    jwk = public_jwk(key)
+    canonical = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"))
+    return b64url(hashlib.sha256(canonical.encode()).digest())
+
+
+def load_public_key(path: Path, *, config_key: str = "") -> ec.EllipticCurvePublicKey:
+    """A P-256 public key from a PEM public key or certificate (the office gets the terminal's certificate)."""
+    config_key = config_key or str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", key=config_key) from None
+    try:
+        key: object
+        if b"BEGIN CERTIFICATE" in data:
+            key = load_pem_x509_certificate(data).public_key()
+        else:
+            key = serialization.load_pem_public_key(data)
+    except ValueError as exc:
+        raise ConfigError(f"not a PEM public key or certificate: {exc}", key=config_key) from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ConfigError("the key must be EC P-256", key=config_key)
+    return key
+
+
+def load_private_key(path: Path, *, config_key: str = "paths.device_key") -> ec.EllipticCurvePrivateKey:
+    """An unencrypted P-256 PEM private key, refused when group or others may read it (it signs evidence)."""
+    try:
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(f"{path} is accessible by group/others (mode {stat.S_IMODE(mode):04o}); chmod 600 it",
+                              key=config_key)
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", key=config_key) from None
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"not an unencrypted PEM private key: {exc}", key=config_key) from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ConfigError("the key must be EC P-256", key=config_key)
+    return key
+
+
+def write_private_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
+    """Write ``key`` as PEM, created 0600 (provisioning and tests)."""
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(pem)
+
+
+# --- signing -----------------------------------------------------------------------------------------------------
+
+
+class Signer(Protocol):
+    """Whatever holds the device key: a PEM file today, a TPM/secure element later."""
+
+    @property
+    def kid(self) -> str: ...
+
+    @property
+    def alg(self) -> str: ...
+
+    def sign(self, data: bytes) -> bytes:
+        """The JWS signature over ``data`` (for ES256: raw r||s, 64 bytes)."""
+        ...
+
+
+class KeySigner:
+    """ES256 with an in-memory P-256 private key."""
+
+    alg = ES256
+
+    def __init__(self, key: ec.EllipticCurvePrivateKey) -> None:
+        self._key = key
+        self._kid = key_id(key.public_key())
+
+    @property
+    def kid(self) -> str:
+        return self._kid
+
+    @property
+    def public_key(self) -> ec.EllipticCurvePublicKey:
+        return self._key.public_key()
+
+    def sign(self, data: bytes) -> bytes:
+        r, s = decode_dss_signature(self._key.sign(data, ec.ECDSA(hashes.SHA256())))
+        return r.to_bytes(_COORD, "big") + s.to_bytes(_COORD, "big")
+
+
+class FileKeySigner(KeySigner):
+    """The terminal's device key from a 0600 PEM file (``paths.device_key``)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(load_private_key(path))
+
+
+def sign_jws(signer: Signer, claims: Mapping[str, Any], *, typ: str) -> str:
+    """Compact JWS (RFC 7515 §7.1) over the JSON ``claims``."""
+    header = {"alg": signer.alg, "kid": signer.kid, "typ": typ}
+    signing_input = f"{b64url(_json_bytes(header))}.{b64url(_json_bytes(claims))}"
+    return f"{signing_input}.{b64url(signer.sign(signing_input.encode('ascii')))}"
+
+
+def result_claims(
+    *, terminal_id: str, kid: str, seq: int, document: Mapping[str, Any], now: int, lifetime: int
+) -> dict[str, Any]:
+    """Claims of a result token. ``seq`` lets the office spot gaps; ``jti`` lets it drop duplicates."""
+    return {
+        "iss": terminal_id,
+        "kid": kid,
+        "seq": seq,
+        "jti": str(uuid.uuid4()),
+        "iat": now,
+        "exp": now + lifetime,
+        "result": dict(document),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    header: dict[str, Any]
+    claims: dict[str, Any]
+
+
+def _split(token: str | bytes, parts: int) -> list[str]:
+    if isinstance(token, bytes):
+        try:
+            token = token.decode("ascii")
+        except UnicodeDecodeError:
+            raise TokenError("token is not ASCII") from None
+    pieces = token.strip().split(".")
+    if len(pieces) != parts:
+        raise TokenError(f"expected {parts} dot-separated parts, got {len(pieces)}")
+    return pieces
+
+
+def verify_es256(token: str | bytes, key: ec.EllipticCurvePublicKey) -> tuple[dict[str, Any], bytes]:
+    """Check a compact ES256 JWS against one key; return (header, payload bytes). No claim checks."""
+    head64, body64, sig64 = _split(token, 3)
+    header = _json_object(b64url_decode(head64), "JWS header")
+    if header.get("alg") != ES256:
+        raise TokenError(f"algorithm {header.get('alg')!r} is not accepted (ES256 only)")
+    if "crit" in header:
+        raise TokenError("critical header extensions are not supported")
+    signature = b64url_decode(sig64)
+    if len(signature) != 2 * _COORD:
+        raise TokenError("ES256 signature must be 64 bytes")
+    der = encode_dss_signature(int.from_bytes(signature[:_COORD], "big"), int.from_bytes(signature[_COORD:], "big"))
+    try:
+        key.verify(der, f"{head64}.{body64}".encode("ascii"), ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise TokenSignatureError("signature does not verify") from None
+    return header, b64url_decode(body64)
+
+
+def verify_jws(
+    token: str | bytes,
+    keys: Mapping[str, ec.EllipticCurvePublicKey],
+    now: int,
+    *,
+    typ: str | None = None,
+    leeway: int = DEFAULT_LEEWAY,
+) -> VerifiedToken:
+    """Verify signature (key chosen by ``kid``), ``typ``, ``iat`` and ``exp``; return header and claims.
+
+    Raises :class:`UnknownKeyError`, :class:`TokenExpiredError` or :class:`TokenError`.
+    """
+    head64 = _split(token, 3)[0]
+    kid = _json_object(b64url_decode(head64), "JWS header").get("kid")
+    if not isinstance(kid, str):
+        raise TokenError("JWS header has no kid")
+    key = keys.get(kid)
+    if key is None:
+        raise UnknownKeyError(kid)
+    header, payload = verify_es256(token, key)
+    if typ is not None and header.get("typ") != typ:
+        raise TokenError(f"token type {header.get('typ')!r}, expected {typ!r}")
+    claims = _json_object(payload, "JWS payload")
+    exp, iat = claims.get("exp"), claims.get("iat")
+    if not isinstance(exp, int) or not isinstance(iat, int) or isinstance(exp, bool) or isinstance(iat, bool):
+        raise TokenError("claims need integer iat and exp")
+    if now > exp + leeway:
+        raise TokenExpiredError(f"token expired {now - exp} s ago")
+    if iat > now + leeway:
+        raise TokenExpiredError(f"token issued {iat - now} s in the future")
+    if "kid" in claims and claims["kid"] != kid:
+        raise TokenError("kid claim differs from the header's")
+    return VerifiedToken(header, claims)
+
+
+# --- encryption --------------------------------------------------------------------------------------------------
+
+
+def _concat_kdf(shared: bytes, enc: str, key_bits: int, apu: bytes = b"", apv: bytes = b"") -> bytes:
+    """RFC 7518 §4.6.2: Concat KDF (NIST SP 800-56A) with the JWE ``otherinfo`` layout."""
+
+    def with_length(data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + data
+
+    other = with_length(enc.encode()) + with_length(apu) + with_length(apv) + key_bits.to_bytes(4, "big")
+    return ConcatKDFHash(hashes.SHA256(), key_bits // 8, other).derive(shared)
+
+
+def encrypt_jwe(plaintext: bytes, recipient: ec.EllipticCurvePublicKey, *, cty: str = "JWT") -> str:
+    """Compact JWE, ``alg`` ECDH-ES (direct agreement, fresh ephemeral key) and ``enc`` A256GCM."""
+    ephemeral = ec.generate_private_key(ec.SECP256R1())
+    cek = _concat_kdf(ephemeral.exchange(ec.ECDH(), recipient), "A256GCM", 256)
+    header = {"alg": "ECDH-ES", "enc": "A256GCM", "kid": key_id(recipient), "cty": cty,
+              "epk": public_jwk(ephemeral.public_key())}
+    protected = b64url(_json_bytes(header))
+    iv = os.urandom(12)
+    sealed = AESGCM(cek).encrypt(iv, plaintext, protected.encode("ascii"))
+    return f"{protected}..{b64url(iv)}.{b64url(sealed[:-16])}.{b64url(sealed[-16:])}"
+
+
+def decrypt_jwe(token: str | bytes, private_key: ec.EllipticCurvePrivateKey) -> bytes:
+    """Open a compact JWE made by :func:`encrypt_jwe`; :class:`TokenError` on any mismatch or tampering."""
+    protected, encrypted_key, iv64, ct64, tag64 = _split(token, 5)
+    header = _json_object(b64url_decode(protected), "JWE header")
+    if header.get("alg") != "ECDH-ES" or header.get("enc") != "A256GCM":
+        raise TokenError(f"JWE {header.get('alg')}/{header.get('enc')} not accepted (ECDH-ES/A256GCM only)")
+    if encrypted_key:
+        raise TokenError("ECDH-ES direct agreement carries no encrypted key")
+    epk = header.get("epk")
+    if not isinstance(epk, dict):
+        raise TokenError("JWE header has no epk")
+    peer = jwk_to_public_key(epk)
+    apu = b64url_decode(header["apu"]) if "apu" in header else b""
+    apv = b64url_decode(header["apv"]) if "apv" in header else b""
+    cek = _concat_kdf(private_key.exchange(ec.ECDH(), peer), "A256GCM", 256, apu, apv)
+    iv, tag = b64url_decode(iv64), b64url_decode(tag64)
+    if len(iv) != 12 or len(tag) != 16:
+        raise TokenError("JWE iv must be 12 bytes and tag 16 bytes")
+    try:
+        return AESGCM(cek).decrypt(iv, b64url_decode(ct64) + tag, protected.encode("ascii"))
+    except InvalidTag:
+        raise TokenError("JWE does not decrypt (wrong key or tampered)") from None
+
+
+def is_jwe(token: str | bytes) -> bool:
+    """Five parts: an encrypted token; three: a plain JWS."""
+    dots = token.count(b".") if isinstance(token, bytes) else token.count(".")
+    return dots == 4

@@ -1,0 +1,365 @@
+"""The counter terminal's state machine: pure and deterministic (events in, actions out, time passed in).
+
+Why pure: every path the officer can meet (QR before card, card before QR, an office request, a card pulled
+mid-read, a reader unplugged, a full outbox) is a unit test without threads, devices or sleeps. The daemon feeds
+events from its driver threads and carries out the returned actions.
+
+Every waiting state has a deadline (``TimeoutConfig``); a late completion from an aborted attempt is recognised by
+its ``attempt`` number and ignored. FAULT (reader or camera gone) is left when the device returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import ClassVar
+
+from edge.config import TimeoutConfig
+from edge.protocol.result import ProcedureProfile
+
+
+class State(StrEnum):
+    READY = "ready"
+    WAIT_CARD = "wait_card"  # key known (QR or office request), card not yet on the reader
+    WAIT_KEY = "wait_key"  # card on the reader, no key yet
+    READING = "reading"
+    HOLD_STILL = "hold_still"  # card left the field mid-read: put it back to resume
+    VERIFYING = "verifying"
+    RESULT_OK = "result_ok"
+    RESULT_FAILED = "result_failed"
+    FAULT = "fault"  # reader or camera lost
+
+
+class Indicator(StrEnum):
+    """What the LEDs show; one pattern each (``edge.drivers.leds.PATTERNS``)."""
+
+    READY = "ready"
+    SCANNING = "scanning"
+    HOLD_STILL = "hold_still"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    OFFLINE_QUEUED = "offline_queued"
+    FAULT = "fault"
+
+
+# --- events ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    now: float  # monotonic seconds, supplied by the daemon
+
+
+@dataclass(frozen=True, slots=True)
+class Tick(Event):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class KeyOffered(Event):
+    """A chip access key from a scanned QR (``request_id`` None) or from an office ``read_request``."""
+
+    key: object
+    request_id: str | None = None
+    profile: ProcedureProfile | None = None
+    challenge: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CardInserted(Event):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class CardRemoved(Event):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel(Event):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ReadSucceeded(Event):
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadFailed(Event):
+    attempt: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyDone(Event):
+    attempt: int
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceChanged(Event):
+    device: str  # "reader" | "camera"
+    available: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryChanged(Event):
+    """Link and outbox facts; they only change what the LEDs show and whether reads are accepted."""
+
+    link_up: bool
+    queued: int
+    outbox_full: bool
+
+
+# --- actions -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StartRead:
+    attempt: int
+    key: object
+    request_id: str | None
+    profile: ProcedureProfile | None
+    challenge: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class AbortRead:
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class StartVerify:
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class ShowIndicator:
+    indicator: Indicator
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """An event for the office (``/event``): never personal data."""
+
+    name: str
+    detail: str = ""
+    request_id: str | None = None
+
+
+Action = StartRead | AbortRead | StartVerify | ShowIndicator | Report
+
+
+# --- the machine -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    state: State = State.READY
+    deadline: float | None = None
+    attempt: int = 0
+    key: object = None
+    request_id: str | None = None
+    profile: ProcedureProfile | None = None
+    challenge: bytes | None = None
+    card_present: bool = False
+    reader_ok: bool = True
+    camera_ok: bool = True
+    link_up: bool = True
+    queued: int = 0
+    outbox_full: bool = False
+    indicator: Indicator = Indicator.READY
+
+
+_WAITING_TIMEOUT: dict[State, str] = {
+    State.WAIT_CARD: "wait_for_card",
+    State.WAIT_KEY: "wait_for_key",
+    State.READING: "reading",
+    State.HOLD_STILL: "hold_still",
+    State.VERIFYING: "verifying",
+    State.RESULT_OK: "show_result",
+    State.RESULT_FAILED: "show_result",
+}
+
+
+def max_timeout(timeouts: TimeoutConfig) -> float:
+    return max(float(getattr(timeouts, name)) for name in _WAITING_TIMEOUT.values())
+
+
+def indicator_for(snap: Snapshot) -> Indicator:
+    if snap.state is State.FAULT:
+        return Indicator.FAULT
+    if snap.state is State.READY:
+        if snap.outbox_full:
+            return Indicator.FAULT
+        return Indicator.OFFLINE_QUEUED if not snap.link_up and snap.queued else Indicator.READY
+    return {
+        State.HOLD_STILL: Indicator.HOLD_STILL,
+        State.RESULT_OK: Indicator.SUCCESS,
+        State.RESULT_FAILED: Indicator.FAILURE,
+    }.get(snap.state, Indicator.SCANNING)
+
+
+Handler = Callable[["Machine", Snapshot, Event], tuple[Snapshot, list[Action]]]
+
+
+class Machine:
+    """``step(snapshot, event) -> (snapshot, actions)``; no I/O, no clock, no hidden state."""
+
+    def __init__(self, timeouts: TimeoutConfig) -> None:
+        self.timeouts = timeouts
+
+    # helpers -------------------------------------------------------------------------------------------------
+
+    def _enter(self, snap: Snapshot, state: State, now: float, **changes: object) -> Snapshot:
+        timeout = _WAITING_TIMEOUT.get(state)
+        deadline = now + float(getattr(self.timeouts, timeout)) if timeout else None
+        if state in (State.READY, State.FAULT):
+            changes = {"key": None, "request_id": None, "profile": None, "challenge": None, **changes}
+        return replace(snap, state=state, deadline=deadline, **changes)  # type: ignore[arg-type]
+
+    def _start_read(self, snap: Snapshot, now: float) -> tuple[Snapshot, list[Action]]:
+        attempt = snap.attempt + 1
+        nxt = self._enter(snap, State.READING, now, attempt=attempt)
+        return nxt, [StartRead(attempt, snap.key, snap.request_id, snap.profile, snap.challenge)]
+
+    def _fail(self, snap: Snapshot, now: float, reason: str, *, abort: bool) -> tuple[Snapshot, list[Action]]:
+        actions: list[Action] = [AbortRead(snap.attempt)] if abort else []
+        actions.append(Report("read_failed", reason, snap.request_id))
+        return self._enter(snap, State.RESULT_FAILED, now), actions
+
+    def _refused(self, snap: Snapshot) -> str | None:
+        if snap.outbox_full:
+            return "outbox_full"
+        return None
+
+    # handlers ------------------------------------------------------------------------------------------------
+
+    def _key_offered(self, snap: Snapshot, event: Event) -> tuple[Snapshot, list[Action]]:
+        assert isinstance(event, KeyOffered)
+        refused = self._refused(snap)
+        if refused:
+            return snap, [Report("read_refused", refused, event.request_id)]
+        snap = replace(snap, key=event.key, request_id=event.request_id, profile=event.profile,
+                       challenge=event.challenge)
+        if snap.card_present:
+            return self._start_read(snap, event.now)
+        return self._enter(snap, State.WAIT_CARD, event.now), []
+
+    def _card_inserted(self, snap: Snapshot, event: Event) -> tuple[Snapshot, list[Action]]:
+        snap = replace(snap, card_present=True)
+        if snap.state is State.READY:
+            refused = self._refused(snap)
+            if refused:
+                return snap, [Report("read_refused", refused)]
+            return self._enter(snap, State.WAIT_KEY, event.now), []
+        if snap.state in (State.WAIT_CARD, State.HOLD_STILL):
+            return self._start_read(snap, event.now)
+        return snap, []
+
+    def _card_removed(self, snap: Snapshot, event: Event) -> tuple[Snapshot, list[Action]]:
+        snap = replace(snap, card_present=False)
+        if snap.state is State.WAIT_KEY:
+            return self._enter(snap, State.READY, event.now), []
+        if snap.state is State.READING:
+            return self._enter(snap, State.HOLD_STILL, event.now), [AbortRead(snap.attempt),
+                                                                      Report("card_removed", "mid-read")]
+        return snap, []
+
+    def _cancel(self, snap: Snapshot, event: Event) -> tuple[Snapshot, list[Action]]:
+        if snap.state in (State.READY, State.FAULT):
+            return snap, []
+        actions: list[Action] = [AbortRead(snap.attempt)] if snap.state in (State.READING, State.VERIFYING) else []
+        actions.append(Report("cancelled", snap.state.value, snap.request_id))
+        return self._enter(snap, State.READY, event.now), actions
+
+    def _read_succeeded(self, snap: Snapshot, event: Event) -> tuple[Snapshot, list[Action]]:
+        assert isinstance(event, ReadSucceeded)
+        if snap.state is not State.READING or event.attempt != snap.attempt:
+            return snap, []
+        return self._enter(snap, State.VERIFYING, event.now), [StartVerify(snap.attempt)]
+
+    def _read_failed(self, snap: Snapshot, event: Event) -> tuple[Snapshot, list[Action]]:
+        assert isinstance(event, ReadFailed)
+        if snap.state is not State.READING or event.attempt != snap.attempt:
+            return snap, []
+        return self._fail(snap, event.now, event.reason, abort=False)
+
+    def _verify_done(self, snap: Snapshot, event: Event) -> tuple[Snapshot, list[Action]]:
+        assert isinstance(event, VerifyDone)
+        if snap.state is not State.VERIFYING or event.attempt != snap.attempt:
+            return snap, []
+        state = State.RESULT_OK if event.ok else State.RESULT_FAILED
+        return self._enter(snap, state, event.now), [Report("result", state.value, snap.request_id)]
+
+    def _device(self, snap: Snapshot, event: Event) -> tuple[Snapshot, list[Action]]:
+        assert isinstance(event, DeviceChanged)
+        field = "reader_ok" if event.device == "reader" else "camera_ok"
+        snap = replace(snap, **{field: event.available})  # type: ignore[arg-type]
+        healthy = snap.reader_ok and snap.camera_ok
+        report = Report("device_back" if event.available else "device_lost", event.device)
+        if not healthy and snap.state is not State.FAULT:
+            abort: list[Action] = [AbortRead(snap.attempt)] if snap.state in (State.READING,
+                                                                               State.VERIFYING) else []
+            return self._enter(snap, State.FAULT, event.now), [*abort, report]
+        if healthy and snap.state is State.FAULT:
+            return self._enter(snap, State.READY, event.now), [report]
+        return snap, [report]
+
+    def _delivery(self, snap: Snapshot, event: Event) -> tuple[Snapshot, list[Action]]:
+        assert isinstance(event, DeliveryChanged)
+        return replace(snap, link_up=event.link_up, queued=event.queued, outbox_full=event.outbox_full), []
+
+    def _timeout(self, snap: Snapshot, now: float) -> tuple[Snapshot, list[Action]]:
+        if snap.state in (State.RESULT_OK, State.RESULT_FAILED):
+            return self._enter(snap, State.READY, now), []
+        if snap.state in (State.READING, State.VERIFYING, State.HOLD_STILL):
+            reason = "card_removed" if snap.state is State.HOLD_STILL else f"{snap.state.value}_timeout"
+            return self._fail(snap, now, reason, abort=snap.state is not State.HOLD_STILL)
+        report = Report("timeout", snap.state.value, snap.request_id)
+        return self._enter(snap, State.READY, now), [report]
+
+    _HANDLERS: ClassVar[dict[type[Event], Handler]] = {
+        KeyOffered: _key_offered,
+        CardInserted: _card_inserted,
+        CardRemoved: _card_removed,
+        Cancel: _cancel,
+        ReadSucceeded: _read_succeeded,
+        ReadFailed: _read_failed,
+        VerifyDone: _verify_done,
+        DeviceChanged: _device,
+        DeliveryChanged: _delivery,
+    }
+
+    #: Which events each state acts on (others only update facts such as card presence, or are ignored).
+    ACCEPTS: ClassVar[dict[State, frozenset[type[Event]]]] = {
+        State.READY: frozenset({KeyOffered, CardInserted, CardRemoved}),
+        State.WAIT_CARD: frozenset({KeyOffered, CardInserted, CardRemoved, Cancel}),
+        State.WAIT_KEY: frozenset({KeyOffered, CardRemoved, Cancel}),
+        State.READING: frozenset({CardRemoved, Cancel, ReadSucceeded, ReadFailed}),
+        State.HOLD_STILL: frozenset({CardInserted, CardRemoved, Cancel}),
+        State.VERIFYING: frozenset({CardRemoved, Cancel, VerifyDone}),
+        State.RESULT_OK: frozenset({CardInserted, CardRemoved, Cancel}),
+        State.RESULT_FAILED: frozenset({CardInserted, CardRemoved, Cancel}),
+        State.FAULT: frozenset({CardInserted, CardRemoved}),
+    }
+
+    def step(self, snap: Snapshot, event: Event) -> tuple[Snapshot, list[Action]]:
+        actions: list[Action] = []
+        if snap.deadline is not None and event.now >= snap.deadline:
+            snap, actions = self._timeout(snap, event.now)
+        kind = type(event)
+        if kind in (DeviceChanged, DeliveryChanged) or kind in self.ACCEPTS[snap.state]:
+            snap, more = self._HANDLERS[kind](self, snap, event)
+            actions += more
+        elif isinstance(event, CardInserted | CardRemoved):  # only the fact changes
+            snap = replace(snap, card_present=isinstance(event, CardInserted))
+        elif isinstance(event, KeyOffered):  # the office learns why its request did nothing
+            actions.append(Report("busy", snap.state.value, event.request_id))
+        indicator = indicator_for(snap)
+        if indicator is not snap.indicator:
+            snap = replace(snap, indicator=indicator)
+            actions.append(ShowIndicator(indicator))
+        return snap, actions

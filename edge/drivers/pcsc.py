@@ -1,0 +1,349 @@
+"""PC/SC card readers through pyscard's low-level ``smartcard.scard`` API (the only importer of ``smartcard``).
+
+The low-level API is used because the terminal must own its context's life: pcscd restarts (upgrades, crashes)
+and readers vanish (USB unplugged), and a long-running daemon must notice, report :class:`NoReaderError` meanwhile,
+and re-establish its context when pcscd is back, without being restarted itself. Transport-level status words are
+handled here so protocol code only sees final answers: 61xx is followed by GET RESPONSE (accumulating the data),
+6Cxx by resending the command with the Le the card asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+
+from smartcard import scard
+
+from edge.drivers.base import CardPresence, ReaderState
+from edge.errors import CardRemovedError, NoCardError, NoReaderError, ReaderError, TransmitError
+from edge.protocol.apdu import LE_MAX_SHORT, CommandApdu, ResponseApdu
+
+log = logging.getLogger(__name__)
+
+PNP_NOTIFICATION = "\\\\?PnP?\\Notification"
+INS_GET_RESPONSE = 0xC0
+#: A card never needs more GET RESPONSE rounds than this for a 64 KB answer; more means a loop.
+MAX_GET_RESPONSE_ROUNDS = 300
+#: How long to let pcscd notice a removal after an exchange came back empty (its reader polling is ~0.4 s).
+REMOVAL_SETTLE_SECONDS = 0.8
+
+
+def _code(hresult: int) -> int:
+    return hresult & 0xFFFFFFFF
+
+
+_CARD_GONE = {_code(c) for c in (scard.SCARD_W_REMOVED_CARD, scard.SCARD_E_NO_SMARTCARD, scard.SCARD_W_UNPOWERED_CARD)}
+_SERVICE_GONE = {
+    _code(c)
+    for c in (
+        scard.SCARD_E_NO_SERVICE,
+        scard.SCARD_E_SERVICE_STOPPED,
+        scard.SCARD_E_INVALID_HANDLE,
+        scard.SCARD_F_COMM_ERROR,
+    )
+}
+_READER_GONE = {
+    _code(c)
+    for c in (scard.SCARD_E_READER_UNAVAILABLE, scard.SCARD_E_UNKNOWN_READER, scard.SCARD_E_NO_READERS_AVAILABLE)
+}
+_EXCHANGE_FAILED = {_code(c) for c in (scard.SCARD_E_NOT_TRANSACTED, scard.SCARD_E_COMM_DATA_LOST)}
+_TIMEOUT = _code(scard.SCARD_E_TIMEOUT)
+_CANCELLED = _code(scard.SCARD_E_CANCELLED)
+_STATE_CHANGED = scard.SCARD_STATE_CHANGED
+#: SCardStatus card state bits (pcsc-lite's SCARD_ABSENT/SCARD_PRESENT; pyscard does not export them).
+_STATUS_PRESENT = 0x0004
+
+
+def _describe(hresult: int) -> str:
+    try:
+        text = scard.SCardGetErrorMessage(hresult)
+    except (TypeError, ValueError, OverflowError):
+        text = "unknown"
+    return f"0x{_code(hresult):08X} ({text})"
+
+
+def _presence(event_state: int) -> CardPresence:
+    if event_state & (scard.SCARD_STATE_UNAVAILABLE | scard.SCARD_STATE_UNKNOWN | scard.SCARD_STATE_IGNORE):
+        return CardPresence.NO_READER
+    if event_state & scard.SCARD_STATE_PRESENT:
+        return CardPresence.PRESENT
+    return CardPresence.ABSENT
+
+
+class PcscReaderDriver:
+    """:class:`~edge.drivers.base.CardReaderDriver` over pcscd; survives pcscd restarts and readers vanishing.
+
+    ``extended_length`` says whether the reader carries extended APDUs (the virtual reader does; a real reader's
+    datasheet decides). ``reader_filter`` keeps only readers whose name contains it.
+    """
+
+    def __init__(self, *, extended_length: bool = True, reader_filter: str = "", poll_interval: float = 0.1) -> None:
+        self.extended_length = extended_length
+        self.reader_filter = reader_filter
+        self.poll_interval = poll_interval
+        self._context: int | None = None
+        self._lock = threading.Lock()
+        self._known: dict[str, int] = {}  # reader -> last event state (event counter in the high word)
+        self._reader_count = 0
+
+    # --- context -----------------------------------------------------------------------------------------------
+
+    def _ensure_context(self) -> int:
+        with self._lock:
+            if self._context is not None:
+                return self._context
+            hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+            if hresult != scard.SCARD_S_SUCCESS:
+                raise NoReaderError(f"pcscd is not reachable: {_describe(hresult)}")
+            self._context = int(context)
+            self._known.clear()
+            log.debug("PC/SC context established")
+            return self._context
+
+    def _release(self) -> bool:
+        with self._lock:
+            context, self._context = self._context, None
+            self._known.clear()
+        if context is None:
+            return False
+        scard.SCardReleaseContext(context)
+        return True
+
+    def _drop_context(self) -> None:
+        """Forget a context pcscd no longer knows (it restarted or stopped); the next call re-establishes one."""
+        if self._release():
+            log.info("PC/SC context lost (pcscd stopped or restarted); will re-establish")
+
+    def close(self) -> None:
+        self._release()
+
+    def cancel(self) -> None:
+        """Wake a :meth:`wait_for_change` blocked in another thread."""
+        context = self._context
+        if context is not None:
+            scard.SCardCancel(context)
+
+    def error_for(self, hresult: int, doing: str) -> ReaderError:
+        """Map a PC/SC error to the error tree; drops the context when pcscd is gone."""
+        code = _code(hresult)
+        text = f"{doing}: {_describe(hresult)}"
+        if code in _SERVICE_GONE:
+            self._drop_context()
+            return NoReaderError(text)
+        if code in _READER_GONE:
+            return NoReaderError(text)
+        if code in _CARD_GONE:
+            return NoCardError(text)
+        return TransmitError(text)
+
+    # --- readers and their state -------------------------------------------------------------------------------
+
+    def _reader_names(self, context: int) -> list[str]:
+        hresult, names = scard.SCardListReaders(context, [])
+        if _code(hresult) in _READER_GONE or (hresult == scard.SCARD_S_SUCCESS and not names):
+            return []
+        if hresult != scard.SCARD_S_SUCCESS:
+            raise self.error_for(hresult, "listing readers")
+        return [str(name) for name in names if self.reader_filter in name]
+
+    def _query(self, timeout: float) -> list[ReaderState] | None:
+        """One SCardGetStatusChange against the known states; None on timeout (nothing changed)."""
+        context = self._ensure_context()
+        names = self._reader_names(context)
+        if not names:
+            self._known.clear()
+        if set(names) != set(self._known):  # a reader came or went: take a fresh baseline first
+            timeout = 0.0
+        self._reader_count = len(names)
+        states: list[tuple[str, int]] = [(name, self._known.get(name, scard.SCARD_STATE_UNAWARE)) for name in names]
+        states.append((PNP_NOTIFICATION, len(names) << 16))
+        hresult, new_states = scard.SCardGetStatusChange(context, int(timeout * 1000), states)
+        code = _code(hresult)
+        if code in (_TIMEOUT, _CANCELLED):
+            return None
+        if code in _READER_GONE:
+            self._known.clear()
+            return []
+        if hresult != scard.SCARD_S_SUCCESS:
+            raise self.error_for(hresult, "waiting for card events")
+        result = []
+        self._known = {}
+        for name, event_state, atr in new_states:
+            if name == PNP_NOTIFICATION:
+                continue
+            self._known[name] = event_state & ~_STATE_CHANGED
+            result.append(ReaderState(name, _presence(event_state), bytes(atr)))
+        return result
+
+    def _current(self) -> list[ReaderState]:
+        states = self._query(0.0)
+        if states is None:  # unchanged since the last call: report what we know
+            return [ReaderState(name, _presence(state)) for name, state in self._known.items()]
+        return states
+
+    def readers(self) -> Sequence[ReaderState]:
+        """Current readers and card states; empty while pcscd or the readers are gone."""
+        for _attempt in range(2):  # a context that died with an old pcscd is replaced once, right away
+            had_context = self._context is not None
+            try:
+                self._known.clear()  # ask afresh: the caller wants the ATRs too
+                return self._current()
+            except NoReaderError:
+                if not had_context or self._context is not None:
+                    break
+        return []
+
+    def wait_for_change(self, timeout: float) -> Sequence[ReaderState]:
+        """Block until a card or reader changes or ``timeout`` passes; while pcscd is down, poll for its return."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if not self._known and self._context is not None:
+                    self._current()  # baseline, so the wait below reports a real change
+                remaining = max(0.0, deadline - time.monotonic())
+                states = self._query(remaining)
+                if states is not None:
+                    return states
+                return [ReaderState(name, _presence(state)) for name, state in self._known.items()]
+            except NoReaderError:
+                if self._context is None and time.monotonic() < deadline:
+                    time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
+                    if self._try_reconnect():
+                        return self._current()
+                    continue
+                return []
+
+    def _try_reconnect(self) -> bool:
+        try:
+            context = self._ensure_context()
+            return bool(self._reader_names(context))
+        except NoReaderError:
+            return False
+
+    # --- connecting --------------------------------------------------------------------------------------------
+
+    def connect(self, reader_name: str | None = None) -> PcscConnection:
+        """Connect (shared, T=0 or T=1) to the card on ``reader_name`` or on the first reader holding a card."""
+        context = self._ensure_context()
+        if reader_name is None:
+            present = [state.name for state in self.readers() if state.presence is CardPresence.PRESENT]
+            if not present:
+                if not self._reader_names(context):
+                    raise NoReaderError("no card reader attached")
+                raise NoCardError("no card on any reader")
+            reader_name = present[0]
+        hresult, handle, protocol = scard.SCardConnect(
+            context, reader_name, scard.SCARD_SHARE_SHARED, scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1
+        )
+        if hresult != scard.SCARD_S_SUCCESS:
+            raise self.error_for(hresult, f"connecting to {reader_name}")
+        hresult, _reader, _state, _protocol, atr = scard.SCardStatus(handle)
+        if hresult != scard.SCARD_S_SUCCESS:
+            scard.SCardDisconnect(handle, scard.SCARD_LEAVE_CARD)
+            raise self.error_for(hresult, f"reading the ATR on {reader_name}")
+        return PcscConnection(self, handle, protocol, reader_name, bytes(atr), self.extended_length)
+
+
+class PcscConnection:
+    """One card session (:class:`~edge.drivers.base.CardConnection`); counts answered APDUs and their bytes."""
+
+    def __init__(
+        self, driver: PcscReaderDriver, handle: int, protocol: int, reader_name: str, atr: bytes, extended: bool
+    ) -> None:
+        self._driver = driver
+        self._handle: int | None = handle
+        self._pci = scard.SCARD_PCI_T0 if protocol == scard.SCARD_PROTOCOL_T0 else scard.SCARD_PCI_T1
+        self._reader_name = reader_name
+        self._atr = atr
+        self._extended = extended
+        self.apdus = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    @property
+    def atr(self) -> bytes:
+        return self._atr
+
+    @property
+    def reader_name(self) -> str:
+        return self._reader_name
+
+    @property
+    def supports_extended_length(self) -> bool:
+        return self._extended
+
+    def close(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            scard.SCardDisconnect(handle, scard.SCARD_LEAVE_CARD)
+
+    def __enter__(self) -> PcscConnection:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def send_and_receive(self, command: CommandApdu) -> ResponseApdu:
+        """Exchange one command; follows 61xx with GET RESPONSE and answers 6Cxx by resending with Le=xx."""
+        response = self._transmit(command)
+        if response.sw1 == 0x6C and not command.extended:
+            response = self._transmit(
+                CommandApdu(command.cla, command.ins, command.p1, command.p2, command.data, le=response.sw2 or 256)
+            )
+        if response.sw1 != 0x61:
+            return response
+        data = bytearray(response.data)
+        for _ in range(MAX_GET_RESPONSE_ROUNDS):
+            get_response = CommandApdu(command.cla & 0x03, INS_GET_RESPONSE, 0, 0, le=response.sw2 or LE_MAX_SHORT)
+            response = self._transmit(get_response)
+            data += response.data
+            if response.sw1 != 0x61:
+                return ResponseApdu(bytes(data), response.sw)
+        raise TransmitError("the card kept answering 61xx")
+
+    def _transmit(self, command: CommandApdu) -> ResponseApdu:
+        if self._handle is None:
+            raise NoCardError("the card connection is closed")
+        raw = command.to_bytes()
+        hresult, answer = scard.SCardTransmit(self._handle, self._pci, list(raw))
+        if hresult != scard.SCARD_S_SUCCESS:
+            raise self._transmit_error(hresult, command)
+        if len(answer) < 2:  # vpcd (and some readers) report a card that vanished mid-exchange this way
+            if not self._card_present(settle=REMOVAL_SETTLE_SECONDS):
+                self.close()
+                raise CardRemovedError(f"card removed while sending {command.describe()} on {self._reader_name}")
+            raise TransmitError(f"answer without status word to {command.describe()}")
+        self.apdus += 1
+        self.bytes_sent += len(raw)
+        self.bytes_received += len(answer)
+        response = ResponseApdu.from_bytes(bytes(answer))
+        log.debug("APDU %s -> %04X (%d bytes)", command.describe(), response.sw, len(response.data))
+        return response
+
+    def _transmit_error(self, hresult: int, command: CommandApdu) -> ReaderError:
+        code = _code(hresult)
+        doing = f"sending {command.describe()} on {self._reader_name}"
+        if code in _CARD_GONE or (code in _EXCHANGE_FAILED and not self._card_present(REMOVAL_SETTLE_SECONDS)):
+            self.close()
+            return CardRemovedError(f"card removed while {doing}: {_describe(hresult)}")
+        error = self._driver.error_for(hresult, doing)
+        if isinstance(error, NoReaderError):
+            self._handle = None  # the handle died with pcscd or the reader
+        return error
+
+    def _card_present(self, settle: float = 0.0) -> bool:
+        """After a failed exchange: is the card still there (reader trouble) or gone (removal)?
+
+        pcscd learns of a removal from its reader polling, so ``settle`` seconds are given to it to notice.
+        """
+        deadline = time.monotonic() + settle
+        while self._handle is not None:
+            hresult, _reader, state, _protocol, _atr = scard.SCardStatus(self._handle)
+            if hresult != scard.SCARD_S_SUCCESS or not state & _STATUS_PRESENT:
+                return False
+            if time.monotonic() >= deadline:
+                return True
+            time.sleep(0.01)
+        return False

@@ -1,0 +1,95 @@
+"""The office's check of a result token: decrypt (if JWE), verify the terminal's ES256 signature, validate the doc.
+
+Terminal keys come from their certificates (PEM) or a JWKS file; the ``kid`` is the RFC 7638 thumbprint in both
+cases, so nothing has to be kept in sync by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import ValidationError
+
+from edge.daemon.signing import (
+    RESULT_TYP,
+    decrypt_jwe,
+    is_jwe,
+    jwk_to_public_key,
+    key_id,
+    load_public_key,
+    verify_jws,
+)
+from edge.errors import ConfigError, TokenError
+from edge.protocol.result import ResultDocument
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedResult:
+    iss: str
+    jti: str
+    seq: int
+    iat: int
+    exp: int
+    kid: str
+    document: ResultDocument
+    token: str  # the inner JWS, kept as evidence
+
+    def summary(self) -> dict[str, Any]:
+        """What may be printed or logged: no personal data."""
+        return {"iss": self.iss, "seq": self.seq, "jti": self.jti, "verdict": self.document.verdict.value,
+                "profile": self.document.procedure_profile.value, "ward": self.document.ward_code}
+
+
+def load_keys(certs: Iterable[Path] = (), jwks: Path | None = None) -> dict[str, ec.EllipticCurvePublicKey]:
+    """Trusted terminal keys by kid, from PEM certificates / public keys and/or a JWKS file."""
+    keys = {}
+    for path in certs:
+        key = load_public_key(path, config_key="--cert")
+        keys[key_id(key)] = key
+    if jwks is not None:
+        try:
+            document = json.loads(jwks.read_text(encoding="utf-8"))
+            entries = document["keys"]
+            if not isinstance(entries, list):
+                raise TypeError("keys is not a list")
+            for entry in entries:
+                key = jwk_to_public_key(entry)
+                keys[key_id(key)] = key
+        except (OSError, ValueError, KeyError, TypeError, TokenError) as exc:
+            raise ConfigError(f"{jwks}: not a usable JWKS ({exc})", key="--jwks") from None
+    if not keys:
+        raise ConfigError("no terminal keys given", key="--cert/--jwks")
+    return keys
+
+
+def verify_result(
+    token: str | bytes,
+    keys: Mapping[str, ec.EllipticCurvePublicKey],
+    now: int,
+    *,
+    decrypt_key: ec.EllipticCurvePrivateKey | None = None,
+) -> VerifiedResult:
+    """Check one token from ``/result``; raises a :class:`TokenError` (or subclass) when it must not be trusted."""
+    if is_jwe(token):
+        if decrypt_key is None:
+            raise TokenError("result is encrypted (JWE) and no ward decryption key was given")
+        token = decrypt_jwe(token, decrypt_key)
+    text = token.decode("ascii", errors="replace") if isinstance(token, bytes) else token
+    verified = verify_jws(text, keys, now, typ=RESULT_TYP)
+    claims = verified.claims
+    try:
+        document = ResultDocument.model_validate(claims.get("result"))
+    except ValidationError as exc:
+        raise TokenError(f"result document invalid: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+    iss, jti, seq = claims.get("iss"), claims.get("jti"), claims.get("seq")
+    if not isinstance(iss, str) or not isinstance(jti, str) or not isinstance(seq, int) or isinstance(seq, bool):
+        raise TokenError("claims need string iss, string jti and integer seq")
+    if document.terminal_id != iss:
+        raise TokenError(f"document terminal {document.terminal_id!r} differs from issuer {iss!r}")
+    return VerifiedResult(iss=iss, jti=jti, seq=seq, iat=claims["iat"], exp=claims["exp"],
+                          kid=str(verified.header["kid"]), document=document, token=text)

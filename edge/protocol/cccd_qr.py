@@ -1,0 +1,139 @@
+"""The QR code printed on a CCCD: ``|``-separated UTF-8 text, unsigned.
+
+The QR only tells the terminal *which* chip key to try and what to cross-check against the chip; it proves nothing
+(anyone can print one). So the parser is strict about the seven fields it needs and lenient about everything else:
+2024 cards append fields whose order is unconfirmed, which are kept raw and never a reason to reject.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from datetime import date
+from typing import Literal
+
+from edge.errors import QrFormatError
+from edge.logsetup import mask_id, mask_name
+
+NOT_ID_CARD = "not an ID card QR code"
+
+#: Cards issued from this day are the 2023 law's "thẻ căn cước" (QR on the back, possibly more fields).
+NEW_CARD_LAW_START = date(2024, 7, 1)
+
+_WHAT = "CCCD QR"
+_FIELD_COUNT = 7
+_SEXES: dict[str, Literal["Nam", "Nữ"]] = {"Nam": "Nam", "Nữ": "Nữ"}
+
+Sex = Literal["Nam", "Nữ"]
+QrLayout = Literal["2021", "2024"]
+
+
+@dataclass(frozen=True, slots=True)
+class CccdQr:
+    """Fields 0–6 of a CCCD QR, typed; later fields raw.
+
+    ``repr`` masks personal data so that an accidental log line or traceback does not leak it.
+    """
+
+    id_number: str
+    old_id_number: str | None
+    full_name: str
+    date_of_birth: date
+    sex: Sex
+    place_of_residence: str
+    date_of_issue: date
+    extra_fields: tuple[str, ...] = ()
+    format: QrLayout = "2021"
+
+    def __repr__(self) -> str:
+        return (
+            f"CccdQr(id_number={mask_id(self.id_number)!r}, full_name={mask_name(self.full_name)!r}, "
+            f"format={self.format!r}, extra_fields={len(self.extra_fields)})"
+        )
+
+
+def _is_ascii_digits(text: str, lengths: tuple[int, ...]) -> bool:
+    return len(text) in lengths and text.isascii() and text.isdigit()
+
+
+def _parse_date(text: str, field: int, offset: int) -> date:
+    if not _is_ascii_digits(text, (8,)):
+        raise QrFormatError(f"{NOT_ID_CARD}: field {field} is not a ddMMyyyy date", what=_WHAT, offset=offset)
+    try:
+        return date(int(text[4:]), int(text[2:4]), int(text[:2]))
+    except ValueError:
+        raise QrFormatError(f"{NOT_ID_CARD}: field {field} is not a valid date", what=_WHAT, offset=offset) from None
+
+
+def _decode(payload: bytes | str) -> str:
+    if isinstance(payload, str):
+        return payload
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise QrFormatError(f"{NOT_ID_CARD}: not valid UTF-8", what=_WHAT, offset=exc.start) from None
+
+
+def parse_cccd_qr(payload: bytes | str) -> CccdQr:
+    """Parse a CCCD QR from its raw bytes (decoded as UTF-8, never guessed) or its text.
+
+    Raises :class:`QrFormatError` ("not an ID card QR code: ...") for anything else: payment codes, URLs, text.
+    The message names the field, never its content.
+    """
+    text = _decode(payload).removeprefix("\ufeff").rstrip("\r\n")
+    fields = text.split("|")
+    if len(fields) < _FIELD_COUNT:
+        raise QrFormatError(NOT_ID_CARD, what=_WHAT)
+    offsets = [0]
+    for field in fields[:-1]:
+        offsets.append(offsets[-1] + len(field) + 1)
+
+    id_number, old_id, full_name, dob_text, sex_text, residence, issue_text = fields[:_FIELD_COUNT]
+    if not _is_ascii_digits(id_number, (12,)):
+        raise QrFormatError(f"{NOT_ID_CARD}: field 0 is not a 12-digit ID number", what=_WHAT, offset=0)
+    if old_id and not _is_ascii_digits(old_id, (9, 12)):
+        raise QrFormatError(f"{NOT_ID_CARD}: field 1 is not a 9- or 12-digit number", what=_WHAT, offset=offsets[1])
+    full_name = unicodedata.normalize("NFC", full_name.strip())
+    if not full_name:
+        raise QrFormatError(f"{NOT_ID_CARD}: field 2 (name) is empty", what=_WHAT, offset=offsets[2])
+    date_of_birth = _parse_date(dob_text, 3, offsets[3])
+    sex = _SEXES.get(unicodedata.normalize("NFC", sex_text.strip()))
+    if sex is None:
+        raise QrFormatError(f"{NOT_ID_CARD}: field 4 is not Nam or Nữ", what=_WHAT, offset=offsets[4])
+    date_of_issue = _parse_date(issue_text, 6, offsets[6])
+    if date_of_issue < date_of_birth:
+        raise QrFormatError(f"{NOT_ID_CARD}: issued before birth", what=_WHAT, offset=offsets[6])
+
+    extra = tuple(fields[_FIELD_COUNT:])
+    # A 2024 card without extra fields is told apart only by its issue date.
+    layout: QrLayout = "2024" if extra or date_of_issue >= NEW_CARD_LAW_START else "2021"
+    return CccdQr(
+        id_number=id_number,
+        old_id_number=old_id or None,
+        full_name=full_name,
+        date_of_birth=date_of_birth,
+        sex=sex,
+        place_of_residence=unicodedata.normalize("NFC", residence.strip()),
+        date_of_issue=date_of_issue,
+        extra_fields=extra,
+        format=layout,
+    )
+
+
+def _format_date(day: date) -> str:
+    return f"{day.day:02d}{day.month:02d}{day.year:04d}"
+
+
+def encode_cccd_qr(qr: CccdQr) -> str:
+    """The QR text a card would carry for ``qr`` (the simulator, tests and benchmarks print it)."""
+    fields = [
+        qr.id_number,
+        qr.old_id_number or "",
+        qr.full_name,
+        _format_date(qr.date_of_birth),
+        qr.sex,
+        qr.place_of_residence,
+        _format_date(qr.date_of_issue),
+        *qr.extra_fields,
+    ]
+    return "|".join(fields)

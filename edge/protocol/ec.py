@@ -1,0 +1,177 @@
+"""Elliptic curves for PACE generic mapping and chip authentication.
+
+PACE maps the generator to G' = s*G + H, a point no ready-made ECDH API accepts as a base, so the arithmetic runs
+here (on the ``ecdsa`` package's Jacobian points) with the standardized domain parameters of ICAO 9303-11
+table 6 (ids 8-18). Every point that arrives from outside is decoded with :func:`decode_point`, which rejects
+points off the curve: accepting them would leak the private key to an invalid-curve attack.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import ecdsa.curves
+import ecdsa.ellipticcurve
+
+from edge.errors import AccessControlError, InvalidPointError
+from edge.protocol.crypto import Random
+
+
+@dataclass(frozen=True, slots=True)
+class EcPoint:
+    """An affine point (never the point at infinity: operations that would yield it raise)."""
+
+    x: int
+    y: int
+
+
+@dataclass(frozen=True, slots=True)
+class DomainParameters:
+    """Prime-field curve y^2 = x^3 + ax + b with generator (gx, gy) of prime order n."""
+
+    name: str
+    p: int
+    a: int
+    b: int
+    gx: int
+    gy: int
+    n: int
+    h: int = 1
+    parameter_id: int | None = None
+    oid: str = ""  # named-curve OID, for SubjectPublicKeyInfo
+
+    @property
+    def byte_length(self) -> int:
+        return (self.p.bit_length() + 7) // 8
+
+    @property
+    def generator(self) -> EcPoint:
+        return EcPoint(self.gx, self.gy)
+
+    def with_generator(self, point: EcPoint) -> DomainParameters:
+        """The mapped parameters of PACE-GM: same curve and order, new generator, no standard id."""
+        return DomainParameters(self.name + " (mapped)", self.p, self.a, self.b, point.x, point.y, self.n, self.h)
+
+
+def _from_ecdsa(curve: Any, parameter_id: int, oid: str) -> DomainParameters:
+    fp = curve.curve
+    gen = curve.generator
+    return DomainParameters(
+        name=str(curve.name),
+        p=int(fp.p()),
+        a=int(fp.a()),
+        b=int(fp.b()),
+        gx=int(gen.x()),
+        gy=int(gen.y()),
+        n=int(curve.order),
+        h=1,
+        parameter_id=parameter_id,
+        oid=oid,
+    )
+
+
+#: ICAO 9303-11 table 6: standardized domain parameters usable by PACE (ids 8-18).
+STANDARD_PARAMETERS: dict[int, DomainParameters] = {
+    pid: _from_ecdsa(curve, pid, oid)
+    for pid, curve, oid in (
+        (8, ecdsa.curves.NIST192p, "1.2.840.10045.3.1.1"),
+        (9, ecdsa.curves.BRAINPOOLP192r1, "1.3.36.3.3.2.8.1.1.3"),
+        (10, ecdsa.curves.NIST224p, "1.3.132.0.33"),
+        (11, ecdsa.curves.BRAINPOOLP224r1, "1.3.36.3.3.2.8.1.1.5"),
+        (12, ecdsa.curves.NIST256p, "1.2.840.10045.3.1.7"),
+        (13, ecdsa.curves.BRAINPOOLP256r1, "1.3.36.3.3.2.8.1.1.7"),
+        (14, ecdsa.curves.BRAINPOOLP320r1, "1.3.36.3.3.2.8.1.1.9"),
+        (15, ecdsa.curves.NIST384p, "1.3.132.0.34"),
+        (16, ecdsa.curves.BRAINPOOLP384r1, "1.3.36.3.3.2.8.1.1.11"),
+        (17, ecdsa.curves.BRAINPOOLP512r1, "1.3.36.3.3.2.8.1.1.13"),
+        (18, ecdsa.curves.NIST521p, "1.3.132.0.35"),
+    )
+}
+
+
+def standard_parameters(parameter_id: int) -> DomainParameters:
+    """Parameters for a PACEInfo parameterId; ids 0-2 (MODP groups) and unknown ids are refused."""
+    params = STANDARD_PARAMETERS.get(parameter_id)
+    if params is None:
+        raise AccessControlError(f"unsupported standardized domain parameters id {parameter_id}")
+    return params
+
+
+def parameters_by_oid(oid: str) -> DomainParameters | None:
+    for params in STANDARD_PARAMETERS.values():
+        if params.oid == oid:
+            return params
+    return None
+
+
+def parameters_matching(p: int, a: int, b: int, gx: int, gy: int, n: int) -> DomainParameters | None:
+    """The standard curve with these explicit parameters (DG14 keys often carry them spelled out)."""
+    for params in STANDARD_PARAMETERS.values():
+        if (params.p, params.a, params.b, params.gx, params.gy, params.n) == (p, a, b, gx, gy, n):
+            return params
+    return None
+
+
+# --- arithmetic ------------------------------------------------------------------------------------------------
+
+
+def _jacobian(params: DomainParameters, point: EcPoint) -> Any:
+    curve = ecdsa.ellipticcurve.CurveFp(params.p, params.a, params.b, params.h)
+    return ecdsa.ellipticcurve.PointJacobi(curve, point.x, point.y, 1, params.n)
+
+
+def _affine(result: Any) -> EcPoint:
+    if result == ecdsa.ellipticcurve.INFINITY or result.x() is None:
+        raise InvalidPointError("operation yielded the point at infinity", what="EC point")
+    return EcPoint(int(result.x()), int(result.y()))
+
+
+def is_on_curve(params: DomainParameters, point: EcPoint) -> bool:
+    if not (0 <= point.x < params.p and 0 <= point.y < params.p):
+        return False
+    return (point.y * point.y - (point.x**3 + params.a * point.x + params.b)) % params.p == 0
+
+
+def multiply(params: DomainParameters, scalar: int, point: EcPoint) -> EcPoint:
+    """scalar * point; raises InvalidPointError if the result is the point at infinity."""
+    if scalar % params.n == 0:
+        raise InvalidPointError("scalar is a multiple of the group order", what="EC point")
+    return _affine(_jacobian(params, point) * scalar)
+
+
+def add(params: DomainParameters, left: EcPoint, right: EcPoint) -> EcPoint:
+    return _affine(_jacobian(params, left) + _jacobian(params, right))
+
+
+def encode_point(params: DomainParameters, point: EcPoint) -> bytes:
+    """Uncompressed encoding 04 || X || Y, coordinates padded to the field size."""
+    size = params.byte_length
+    return b"\x04" + point.x.to_bytes(size, "big") + point.y.to_bytes(size, "big")
+
+
+def decode_point(params: DomainParameters, data: bytes) -> EcPoint:
+    """Decode an uncompressed point and check it lies on the curve (all table-6 curves have cofactor 1)."""
+    size = params.byte_length
+    if len(data) != 1 + 2 * size or data[0] != 0x04:
+        raise InvalidPointError(f"expected an uncompressed point of {1 + 2 * size} bytes", what="EC point", offset=0)
+    point = EcPoint(int.from_bytes(data[1 : 1 + size], "big"), int.from_bytes(data[1 + size :], "big"))
+    if not is_on_curve(params, point):
+        raise InvalidPointError("point is not on the curve", what="EC point")
+    return point
+
+
+def x_coordinate(params: DomainParameters, point: EcPoint) -> bytes:
+    """The ECDH shared secret as ICAO uses it: the x coordinate, padded to the field size."""
+    return point.x.to_bytes(params.byte_length, "big")
+
+
+def generate_private_key(params: DomainParameters, rng: Random = os.urandom) -> int:
+    """Uniform scalar in [1, n-1] by rejection sampling (the injected ``rng`` makes worked examples replayable)."""
+    size = (params.n.bit_length() + 7) // 8
+    excess = size * 8 - params.n.bit_length()
+    while True:
+        candidate = int.from_bytes(rng(size), "big") >> excess
+        if 1 <= candidate < params.n:
+            return candidate

@@ -1,0 +1,259 @@
+"""The read strategy: get a whole elementary file off the chip in as few APDUs as the card allows.
+
+The first READ BINARY selects the file by short file id (no SELECT round trip) and asks for a full chunk; the TLV
+header in that chunk tells the file's total length, so no separate 4-byte header read is needed. Offsets up to
+0x7FFF use READ BINARY B0; beyond that the odd-INS B1 with an offset data object. Chips differ in what they accept
+(Le limits, extended length, 6282 at the end), so the strategy steps down on refusals and short answers and
+records what worked in a :class:`ChunkMemory` the caller keeps per card. A file is returned whole or not at all.
+
+Pure: the connection is injected (a PC/SC reader, the simulator, or secure messaging wrapping either).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edge.errors import LdsError, StatusWordError, TlvError
+from edge.protocol import tlv
+from edge.protocol.apdu import (
+    LE_MAX_SHORT,
+    SW_OK,
+    SW_WARNING_EOF,
+    SW_WRONG_LENGTH,
+    SW_WRONG_P1P2,
+    ApduConnection,
+    CommandApdu,
+    ResponseApdu,
+    status_error,
+)
+
+INS_READ_BINARY = 0xB0
+INS_READ_BINARY_ODD = 0xB1
+INS_SELECT = 0xA4
+MAX_B0_OFFSET = 0x7FFF
+MAX_B1_OFFSET = 0xFFFFFF
+
+#: Usual chunk sizes: the largest Le whose answer fits 256 bytes under AES SM (223), 3DES SM (231), plain (256).
+CHUNK_AES_SM = 223
+CHUNK_3DES_SM = 231
+CHUNK_PLAIN = 256
+
+#: Sizes tried, in order, when a chip refuses a chunk (6700/6B00) or answers short.
+_STEP_LADDER = (32768, 16384, 8192, 4096, 2048, 1024, 512, 256, 231, 223, 192, 128, 64, 32, 16, 8, 4, 1)
+
+#: Enough bytes to hold any TLV header we accept (4-byte tag is not used by LDS: 2-byte tag + 0x84 + 4 bytes).
+_HEADER_MAX = 8
+
+_SW_WRONG_LE_HINT = 0x6C
+
+
+def file_name(sfi: int) -> str:
+    """Human name of a short file id, for error messages and logs."""
+    names = {0x1C: "EF.CardAccess", 0x1D: "EF.SOD", 0x1E: "EF.COM"}
+    return names.get(sfi, f"DG{sfi}" if 1 <= sfi <= 16 else f"SFI {sfi:02X}")
+
+
+@dataclass(slots=True)
+class ChunkMemory:
+    """Largest chunk this card answered in full, learned by stepping down; kept by the caller for one card.
+
+    Mutable on purpose: it is per-card state that outlives one file read (the next file starts at the size that
+    worked instead of failing again). ``extended_refused`` remembers a 6700 to an extended APDU.
+    """
+
+    limit: int | None = None
+    extended_refused: bool = False
+
+    def size_for(self, requested: int) -> int:
+        size = requested if self.limit is None else min(requested, self.limit)
+        return min(size, LE_MAX_SHORT) if self.extended_refused else size
+
+    def step_down(self, failed: int) -> int | None:
+        """Record that ``failed`` bytes were refused; return the next size to try or None when out of steps."""
+        smaller = next((step for step in _STEP_LADDER if step < failed), None)
+        if smaller is not None:
+            self.limit = smaller
+        return smaller
+
+
+@dataclass(slots=True)
+class _Reader:
+    """One file being read: the connection, its short file id, and the card's chunk memory."""
+
+    conn: ApduConnection
+    sfi: int
+    memory: ChunkMemory
+
+    @property
+    def name(self) -> str:
+        return file_name(self.sfi)
+
+    def command_text(self, offset: int) -> str:
+        return f"READ BINARY {self.name} offset {offset}"
+
+    def send(self, command: CommandApdu) -> ResponseApdu:
+        return self.conn.send_and_receive(command)
+
+    def odd(self, offset: int, first: bool) -> bool:
+        return offset > MAX_B0_OFFSET and not first
+
+    def read_binary(self, offset: int, le: int, *, by_sfi: bool) -> tuple[ResponseApdu, int]:
+        """One READ BINARY with Le ``le``; returns the answer (DO 53 unwrapped) and its length on the wire."""
+        extended = le > LE_MAX_SHORT
+        if by_sfi:
+            command = CommandApdu(0x00, INS_READ_BINARY, 0x80 | self.sfi, offset, le=le, extended=extended)
+        elif offset <= MAX_B0_OFFSET:
+            command = CommandApdu(0x00, INS_READ_BINARY, offset >> 8, offset & 0xFF, le=le, extended=extended)
+        else:
+            return self._read_odd(offset, le)
+        response = self.send(command)
+        return response, len(response.data)
+
+    def _read_odd(self, offset: int, le: int) -> tuple[ResponseApdu, int]:
+        """B1 with offset DO 54; the answer comes wrapped in DO 53, whose header counts against Le."""
+        if offset > MAX_B1_OFFSET:
+            raise LdsError("file larger than 16 MB", what=self.name, offset=offset)
+        encoded = offset.to_bytes(3 if offset > 0xFFFF else 2, "big")
+        offset_object = tlv.encode(0x54, encoded)
+        command = CommandApdu(0x00, INS_READ_BINARY_ODD, 0, 0, offset_object, le=le, extended=le > LE_MAX_SHORT)
+        response = self.send(command)
+        if not response.data:
+            return response, 0
+        try:
+            tag, length, pos = tlv.read_header(response.data)
+        except TlvError as exc:
+            raise LdsError(f"odd READ BINARY answer: {exc}", what=self.name, offset=offset) from exc
+        if tag != 0x53 or pos + length != len(response.data):
+            raise LdsError("odd READ BINARY answer is not one 53 object", what=self.name, offset=offset)
+        return ResponseApdu(response.data[pos:], response.sw), len(response.data)
+
+    def fetch(self, offset: int, want: int, cap: int, *, first: bool = False) -> bytes:
+        """Read up to ``want`` bytes at ``offset`` with Le at most ``cap``, stepping down on refusals.
+
+        ``first`` is the read by short file id, whose Le may run past the end of a short file: a short answer is
+        normal there. Later reads never ask past the length the header announced, so a short answer means the
+        chip caps its answers, and that size is remembered. ``cap`` bounds the whole plain answer (so secure
+        messaging's overhead still fits); past offset 0x7FFF the DO 53 header of B1 answers counts against it.
+        """
+        odd = self.odd(offset, first)
+        le = min(want + odd_overhead(want), cap) if odd else min(want, cap)
+        while True:
+            response, wire_length = self.read_binary(offset, le, by_sfi=first)
+            expected = min(want, odd_room(le)) if odd else le
+            data = response.data[:expected]
+            if data and response.sw == SW_OK:
+                if len(data) < expected and not first:
+                    self.memory.limit = wire_length
+                return data
+            if data and response.sw == SW_WARNING_EOF:
+                if len(data) < expected and not first:
+                    raise LdsError("the file ends before the length in its header", what=self.name, offset=offset)
+                return data
+            if response.sw >> 8 == _SW_WRONG_LE_HINT and 0 < (response.sw & 0xFF or 256) < le:
+                le = response.sw & 0xFF or 256
+                continue
+            if response.sw not in (SW_WRONG_LENGTH, SW_WRONG_P1P2, SW_WARNING_EOF, SW_OK):
+                raise status_error(response.sw, self.command_text(offset))
+            if le > LE_MAX_SHORT and not self.memory.extended_refused:
+                self.memory.extended_refused = True
+                le = LE_MAX_SHORT
+                continue
+            next_le = self.memory.step_down(le)
+            if next_le is None or (odd and odd_room(next_le) < 1):
+                raise status_error(response.sw, self.command_text(offset))
+            le = next_le
+
+
+def odd_overhead(size: int) -> int:
+    """Bytes the DO 53 header adds to ``size`` data bytes in an odd-INS READ BINARY answer."""
+    return 1 + len(tlv.encode_length(size))
+
+
+def odd_room(le: int) -> int:
+    """Most data bytes an odd-INS READ BINARY answer of at most ``le`` bytes can carry (its DO 53 included)."""
+    room = max(le - 2, 0)
+    while room and room + odd_overhead(room) > le:
+        room -= 1
+    return room
+
+
+def _clamp_chunk(conn: ApduConnection, chunk: int, extended_ok: bool, memory: ChunkMemory) -> int:
+    if chunk < 1:
+        raise ValueError("chunk must be positive")
+    if not (extended_ok and conn.supports_extended_length):
+        chunk = min(chunk, LE_MAX_SHORT)
+    return memory.size_for(chunk)
+
+
+def read_file(
+    conn: ApduConnection,
+    sfi: int,
+    *,
+    chunk: int = CHUNK_PLAIN,
+    extended_ok: bool = False,
+    memory: ChunkMemory | None = None,
+) -> bytes:
+    """Read the whole file with short file id ``sfi`` (its current DF must be selected).
+
+    ``chunk`` is the caller's Le per READ BINARY (223 under AES SM, 231 under 3DES SM, 256 plain, more with
+    ``extended_ok``). Raises typed errors: :class:`~edge.errors.FileNotFoundOnCardError` (6A82),
+    :class:`~edge.errors.SecurityStatusError` (6982), other :class:`~edge.errors.StatusWordError`, and
+    :class:`~edge.errors.LdsError` with file name and offset when the bytes do not add up. Transport errors
+    (card removed) pass through. Never returns a partial file.
+    """
+    if not 1 <= sfi <= 30:
+        raise ValueError(f"short file id out of range: {sfi}")
+    memory = memory if memory is not None else ChunkMemory()
+    reader = _Reader(conn, sfi, memory)
+    size = _clamp_chunk(conn, chunk, extended_ok, memory)
+    buffer = bytearray(reader.fetch(0, size, size, first=True))
+    total = _total_length(reader, buffer)
+    while total is None:  # header not complete yet (a chip answering in tiny pieces)
+        cap = memory.size_for(size)
+        buffer += reader.fetch(len(buffer), cap, cap)
+        total = _total_length(reader, buffer)
+    while len(buffer) < total:
+        cap = memory.size_for(size)
+        buffer += reader.fetch(len(buffer), min(cap, total - len(buffer)), cap)
+    return bytes(buffer[:total])
+
+
+def _total_length(reader: _Reader, buffer: bytearray) -> int | None:
+    """Total file length from its TLV header, or None when more bytes are needed to see the header."""
+    try:
+        _tag, length, value_offset = tlv.read_header(bytes(buffer))
+    except TlvError as exc:
+        if len(buffer) >= _HEADER_MAX:
+            raise LdsError(f"no valid TLV header: {exc}", what=reader.name, offset=exc.offset) from exc
+        return None
+    return value_offset + length
+
+
+def read_file_common_strategy(conn: ApduConnection, fid: int, *, chunk: int = CHUNK_AES_SM) -> bytes:
+    """The strategy most readers use: SELECT by FID, READ the 4-byte header, then fixed chunks.
+
+    Kept only as the benchmark's baseline for :func:`read_file` (one SELECT and one header read more per file).
+    """
+    name = f"EF {fid:04X}"
+    select = CommandApdu(0x00, INS_SELECT, 0x02, 0x0C, fid.to_bytes(2, "big"))
+    conn.send_and_receive(select).check(f"SELECT {name}")
+    header = _read_plain(conn, 0, 4, name)
+    try:
+        _tag, length, value_offset = tlv.read_header(header)
+    except TlvError as exc:
+        raise LdsError(f"no valid TLV header: {exc}", what=name, offset=exc.offset) from exc
+    total = value_offset + length
+    buffer = bytearray(header[:total])
+    while len(buffer) < total:
+        buffer += _read_plain(conn, len(buffer), min(chunk, total - len(buffer)), name)
+    return bytes(buffer)
+
+
+def _read_plain(conn: ApduConnection, offset: int, le: int, name: str) -> bytes:
+    if offset > MAX_B0_OFFSET:
+        raise LdsError("offset beyond READ BINARY B0", what=name, offset=offset)
+    command = CommandApdu(0x00, INS_READ_BINARY, offset >> 8, offset & 0xFF, le=le)
+    data = conn.send_and_receive(command).check(f"READ BINARY {name} offset {offset}", allow=(SW_WARNING_EOF,))
+    if not data:
+        raise StatusWordError(SW_WARNING_EOF, f"READ BINARY {name} offset {offset}", message="no data before EOF")
+    return data

@@ -1,0 +1,175 @@
+"""The result document a terminal sends to the ward office, and the profile filter that decides what leaves it.
+
+Data minimisation is enforced here, in one pure function (:func:`make_result`), rather than by each caller: a
+procedure that needs no address never gets one, and the face photo leaves the device only when asked for. The
+model is also the wire format's JSON Schema (``edge/schemas/result.schema.json``, kept in sync by a test).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_VERSION: Literal[1] = 1
+
+
+class ProcedureProfile(StrEnum):
+    """How much of the citizen's data a procedure needs (Law on Identity 2023 art. 22: consent and purpose)."""
+
+    FULL = "full"  # every field the chip holds
+    RESIDENCE = "residence"  # identity + place of residence: what replaced the household book (CT07)
+    IDENTITY = "identity"  # identity only, no address, no family
+
+
+class Verdict(StrEnum):
+    VERIFIED = "verified"  # every performed check passed and the issuer chains to a trusted CSCA
+    VERIFIED_UNTRUSTED_ISSUER = "verified_untrusted_issuer"  # data intact, but the CSCA is not in the trust store
+    FAILED = "failed"  # at least one check failed: do not rely on the data
+
+
+class CheckStatus(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    NOT_SUPPORTED = "not_supported"  # the card does not offer it (e.g. no DG15 for Active Authentication)
+    NOT_PERFORMED = "not_performed"  # the terminal skipped it (e.g. no challenge requested)
+    ISSUER_NOT_TRUSTED = "issuer_not_trusted"
+
+
+class _Doc(BaseModel):
+    # Frozen and strict about unknown keys: a document is evidence, and an office parser must not guess.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Check(_Doc):
+    """One verification step, as computed by ``edge.protocol.verify.checks``."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")
+    status: CheckStatus
+    reason: str = Field(default="", max_length=500)
+
+
+class CitizenData(_Doc):
+    """The citizen as read from the chip (DG13 / DG1 / DG2). Dates are kept as the card prints them."""
+
+    id_number: str = Field(pattern=r"^\d{12}$")
+    full_name: str = Field(min_length=1, max_length=200)
+    date_of_birth: str = Field(max_length=32)
+    sex: str | None = Field(default=None, max_length=16)
+    nationality: str | None = Field(default=None, max_length=64)
+    ethnicity: str | None = Field(default=None, max_length=64)
+    religion: str | None = Field(default=None, max_length=64)
+    place_of_origin: str | None = Field(default=None, max_length=500)
+    place_of_residence: str | None = Field(default=None, max_length=500)
+    identifying_marks: str | None = Field(default=None, max_length=500)
+    date_of_issue: str | None = Field(default=None, max_length=32)
+    date_of_expiry: str | None = Field(default=None, max_length=32)  # may read "Không thời hạn"
+    old_id_number: str | None = Field(default=None, max_length=32)
+    father_name: str | None = Field(default=None, max_length=200)
+    mother_name: str | None = Field(default=None, max_length=200)
+    spouse_name: str | None = Field(default=None, max_length=200)
+    photo_jpeg_b64: str | None = Field(default=None, max_length=200_000)  # DG2 face, only on request
+
+
+#: Fields each profile lets leave the device; ``photo_jpeg_b64`` is governed separately by ``include_photo``.
+PROFILE_FIELDS: dict[ProcedureProfile, frozenset[str]] = {
+    ProcedureProfile.IDENTITY: frozenset(
+        {"id_number", "full_name", "date_of_birth", "sex", "nationality", "date_of_issue", "date_of_expiry",
+         "old_id_number"}
+    ),
+}
+PROFILE_FIELDS[ProcedureProfile.RESIDENCE] = PROFILE_FIELDS[ProcedureProfile.IDENTITY] | {"place_of_residence"}
+PROFILE_FIELDS[ProcedureProfile.FULL] = frozenset(CitizenData.model_fields) - {"photo_jpeg_b64"}
+
+
+class QrUsage(_Doc):
+    """Whether a QR supplied the chip key. The QR is unsigned: it is never evidence, only a key source."""
+
+    used: bool
+    format: Literal["cccd2021", "cccd2024", "unknown"] | None = None
+
+
+class ReadTiming(_Doc):
+    apdu_count: int = Field(ge=0)
+    read_ms: int = Field(ge=0)
+    verify_ms: int | None = Field(default=None, ge=0)
+
+
+class ResultDocument(_Doc):
+    """What the office receives (inside a signed JWS, optionally a JWE)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    terminal_id: str = Field(min_length=1, max_length=64)
+    ward_code: str = Field(min_length=1, max_length=16)
+    procedure_profile: ProcedureProfile
+    completed_at: datetime
+    request_id: str | None = Field(default=None, max_length=64)  # jti of the office's read_request, if any
+    verdict: Verdict
+    checks: tuple[Check, ...]
+    citizen: CitizenData | None = None  # None when the read failed before any identity data was available
+    qr: QrUsage
+    timing: ReadTiming
+
+    @model_validator(mode="after")
+    def _verdict_matches_checks(self) -> ResultDocument:
+        # A last guard: a "verified" document with a failed check would be a lie, whoever computed it.
+        statuses = {check.status for check in self.checks}
+        if self.verdict is not Verdict.FAILED and CheckStatus.FAILED in statuses:
+            raise ValueError(f"verdict {self.verdict.value} contradicts a failed check")
+        if self.verdict is Verdict.VERIFIED and CheckStatus.ISSUER_NOT_TRUSTED in statuses:
+            raise ValueError("verdict verified contradicts an untrusted issuer")
+        if self.verdict is not Verdict.FAILED and self.citizen is None:
+            raise ValueError(f"verdict {self.verdict.value} needs citizen data")
+        return self
+
+    def to_json(self) -> bytes:
+        """Compact JSON without nulls: the smallest message that still validates against the schema."""
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+def filter_citizen(citizen: CitizenData, profile: ProcedureProfile, *, include_photo: bool = False) -> CitizenData:
+    """Keep only the fields ``profile`` allows (plus the photo when explicitly requested)."""
+    allowed = PROFILE_FIELDS[profile] | ({"photo_jpeg_b64"} if include_photo else set())
+    kept = {name: value for name, value in citizen.model_dump().items() if name in allowed}
+    return CitizenData.model_validate(kept)
+
+
+def make_result(
+    *,
+    terminal_id: str,
+    ward_code: str,
+    profile: ProcedureProfile,
+    verdict: Verdict,
+    checks: Sequence[Check],
+    citizen: CitizenData | None,
+    qr: QrUsage,
+    timing: ReadTiming,
+    completed_at: datetime,
+    include_photo: bool = False,
+    request_id: str | None = None,
+) -> ResultDocument:
+    """Build the document, applying the profile filter: the only way citizen data should enter a result."""
+    filtered = filter_citizen(citizen, profile, include_photo=include_photo) if citizen is not None else None
+    return ResultDocument(
+        terminal_id=terminal_id,
+        ward_code=ward_code,
+        procedure_profile=profile,
+        completed_at=completed_at,
+        request_id=request_id,
+        verdict=verdict,
+        checks=tuple(checks),
+        citizen=filtered,
+        qr=qr,
+        timing=timing,
+    )
+
+
+def result_json_schema() -> dict[str, Any]:
+    """The JSON Schema the office validates against (``edge/schemas/result.schema.json``)."""
+    schema = ResultDocument.model_json_schema(mode="serialization")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://cccd-edge.invalid/schemas/result.schema.json"
+    return schema

@@ -1,0 +1,205 @@
+"""Passive authentication (ICAO 9303-11 §5.1): the data read from the chip is what the issuer signed.
+
+Steps, each reported as its own :class:`Check` so the officer and the office see *which* link broke:
+
+1. ``sod_signature``: the EF.SOD CMS signature over its signed attributes verifies with the Document Signer (DS)
+   certificate carried in it, and the signed messageDigest equals the hash of the LDSSecurityObject;
+2. ``ds_validity``: the DS certificate is valid at the verification time (a parameter: protocol code has no clock);
+3. ``ds_chain``: the DS chains to a CSCA in the trust store (``issuer_not_trusted`` when no installed CSCA is its
+   issuer: the signature may be genuine, the issuer is merely unknown to this terminal);
+4. ``ds_revocation``: the DS is not on an installed, verifying CRL of its CSCA (``not_performed`` without one);
+5. ``dg_hashes``: every data group read hashes to the value the SOD lists for it.
+
+Nothing raises for bad card data: garbage, unsupported algorithms and absurd values end as failed checks.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Protocol
+
+from cryptography.exceptions import UnsupportedAlgorithm
+
+from edge.errors import EdgeError, ParseError
+from edge.protocol.lds.sod import parse_sod
+from edge.protocol.verify.checks import (
+    DG_HASHES,
+    DS_CHAIN,
+    DS_REVOCATION,
+    DS_VALIDITY,
+    SOD_SIGNATURE,
+    Check,
+    CheckStatus,
+    failed,
+    passed,
+)
+from edge.protocol.verify.trust import (
+    CertificateInfo,
+    SignedContent,
+    TrustStore,
+    digest,
+    find_signer_certificate,
+    verify_crl,
+    verify_signer,
+)
+
+#: Errors a check boundary turns into a failed check: our own tree plus what parsers and crypto may still raise.
+_CHECK_ERRORS = (EdgeError, ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError,
+                 UnsupportedAlgorithm)
+
+
+class SodLike(SignedContent, Protocol):
+    """What passive authentication reads from a parsed EF.SOD (``edge.protocol.lds.sod.SodFile``)."""
+
+    @property
+    def hash_algorithm(self) -> str: ...
+    @property
+    def dg_hashes(self) -> Mapping[int, bytes]: ...
+
+
+def _guarded(name: str, failure: str, step: Callable[[], Check]) -> Check:
+    """Run one step; an error it meets is a failed check (``failure: error``), never an exception or a pass."""
+    try:
+        return step()
+    except _CHECK_ERRORS as exc:
+        return failed(name, f"{failure}: {exc}", error=type(exc).__name__)
+
+
+def passive_authentication(
+    sod: SodLike, data_groups: Mapping[int, bytes], trust: TrustStore, at: datetime
+) -> tuple[Check, ...]:
+    """Run passive authentication over ``data_groups`` (DG number -> the file's full bytes as read)."""
+    if at.tzinfo is None:
+        raise ValueError("the verification time must carry a timezone")  # a programming error, not card data
+    ds: CertificateInfo | None = None
+    ds_problem = ""
+    try:
+        ds = find_signer_certificate(sod)
+    except _CHECK_ERRORS as exc:
+        ds_problem = f"the SOD's Document Signer certificate is unusable: {exc}"
+    checks = [_guarded(SOD_SIGNATURE, "the SOD is not as its signer signed it",
+                       lambda: _signature_check(sod, ds, ds_problem))]
+    if ds is None:
+        checks += [failed(DS_VALIDITY, ds_problem), failed(DS_CHAIN, ds_problem),
+                   Check(DS_REVOCATION, CheckStatus.NOT_PERFORMED, "there is no Document Signer certificate")]
+    else:
+        signer = ds
+        checks.append(_guarded(DS_VALIDITY, "the DS validity could not be checked",
+                               lambda: _validity_check(signer, at)))
+        chain_check, issuer = _chain_check(signer, trust, at)
+        checks.append(chain_check)
+        checks.append(_guarded(DS_REVOCATION, "revocation could not be checked",
+                               lambda: _revocation_check(signer, issuer, trust, at)))
+    checks.append(_guarded(DG_HASHES, "the data groups could not be compared with the SOD",
+                           lambda: _dg_hash_check(sod, data_groups)))
+    return tuple(checks)
+
+
+def passive_authentication_of_file(
+    sod_file: bytes, data_groups: Mapping[int, bytes], trust: TrustStore, at: datetime
+) -> tuple[Check, ...]:
+    """Same, from the raw EF.SOD bytes: a file that does not parse fails every essential check."""
+    try:
+        sod = parse_sod(sod_file)
+    except (ParseError, *_CHECK_ERRORS) as exc:
+        return unreadable_sod(f"the SOD could not be read: {exc}")
+    return passive_authentication(sod, data_groups, trust, at)
+
+
+def unreadable_sod(reason: str) -> tuple[Check, ...]:
+    """The checks for a card whose EF.SOD is missing or unreadable: nothing can be proven."""
+    return (
+        failed(SOD_SIGNATURE, reason),
+        failed(DS_VALIDITY, reason),
+        failed(DS_CHAIN, reason),
+        Check(DS_REVOCATION, CheckStatus.NOT_PERFORMED, "there is no Document Signer certificate"),
+        failed(DG_HASHES, reason),
+    )
+
+
+def _signature_check(sod: SodLike, ds: CertificateInfo | None, ds_problem: str) -> Check:
+    if ds is None:
+        return failed(SOD_SIGNATURE, ds_problem)
+    algorithm = verify_signer(sod, ds)
+    return passed(
+        SOD_SIGNATURE,
+        "the SOD signature by its Document Signer verifies",
+        algorithm=algorithm,
+        digest_algorithm=sod.digest_algorithm,
+        ds_subject=ds.subject,
+        ds_serial=str(ds.serial),
+        ds_key=ds.key_description,
+    )
+
+
+def _validity_check(ds: CertificateInfo, at: datetime) -> Check:
+    detail = {"not_before": ds.not_before.isoformat(), "not_after": ds.not_after.isoformat()}
+    if at < ds.not_before:
+        return Check(DS_VALIDITY, CheckStatus.FAILED, "the Document Signer certificate is not valid yet", detail)
+    if at > ds.not_after:
+        return Check(DS_VALIDITY, CheckStatus.FAILED, "the Document Signer certificate has expired", detail)
+    return Check(DS_VALIDITY, CheckStatus.PASSED, "the Document Signer certificate is within its validity", detail)
+
+
+def _chain_check(ds: CertificateInfo, trust: TrustStore, at: datetime) -> tuple[Check, CertificateInfo | None]:
+    try:
+        result = trust.chain(ds, at)
+    except _CHECK_ERRORS as exc:
+        return failed(DS_CHAIN, f"the certificate path could not be checked: {exc}"), None
+    detail = {"ds_issuer": ds.issuer}
+    if result.status == "trusted":
+        anchor = result.path[-1]
+        detail |= {"csca_subject": anchor.subject, "csca_fingerprint": anchor.fingerprint,
+                   "path_length": str(len(result.path))}
+        return Check(DS_CHAIN, CheckStatus.PASSED, result.reason, detail), result.path[0]
+    if result.status == "untrusted":
+        reason = f"the card's issuer is not in this terminal's trust store: {result.reason}"
+        return Check(DS_CHAIN, CheckStatus.ISSUER_NOT_TRUSTED, reason, detail), None
+    return Check(DS_CHAIN, CheckStatus.FAILED, result.reason, detail), None
+
+
+def _revocation_check(ds: CertificateInfo, issuer: CertificateInfo | None, trust: TrustStore, at: datetime) -> Check:
+    if issuer is None:
+        return Check(DS_REVOCATION, CheckStatus.NOT_PERFORMED, "revocation needs a trusted CSCA")
+    crls = trust.crls_for(issuer)
+    if not crls:
+        return Check(DS_REVOCATION, CheckStatus.NOT_PERFORMED, "no CRL of this CSCA is installed")
+    current = False
+    for crl in crls:
+        try:
+            verify_crl(crl, issuer)
+        except EdgeError:
+            return failed(DS_REVOCATION, "an installed CRL of this CSCA does not verify", crl=crl.fingerprint)
+        if ds.serial in crl.revoked_serials:
+            return failed(DS_REVOCATION, "the Document Signer certificate has been revoked", crl=crl.fingerprint)
+        current = current or (crl.this_update <= at and (crl.next_update is None or at <= crl.next_update))
+    if not current:
+        return Check(DS_REVOCATION, CheckStatus.NOT_PERFORMED,
+                     "the installed CRL of this CSCA is out of date: revocation status unknown")
+    return passed(DS_REVOCATION, "the Document Signer certificate is not on the CSCA's current CRL")
+
+
+def _dg_hash_check(sod: SodLike, data_groups: Mapping[int, bytes]) -> Check:
+    if not data_groups:
+        return failed(DG_HASHES, "no data group was read, so nothing was compared")
+    detail: dict[str, str] = {"algorithm": sod.hash_algorithm}
+    bad: list[str] = []
+    for number, content in sorted(data_groups.items()):
+        label = f"DG{number}"
+        expected = sod.dg_hashes.get(number)
+        actual = digest(sod.hash_algorithm, content)
+        if expected is None:
+            detail[label] = "not listed in the SOD"
+        elif len(expected) != len(actual):
+            detail[label] = "the SOD lists a hash of the wrong length"
+        elif not hmac.compare_digest(expected, actual):
+            detail[label] = "mismatch: the data group differs from what was signed"
+        else:
+            detail[label] = "match"
+            continue
+        bad.append(label)
+    if bad:
+        return Check(DG_HASHES, CheckStatus.FAILED, f"data groups not as signed: {', '.join(bad)}", detail)
+    return Check(DG_HASHES, CheckStatus.PASSED, f"all {len(data_groups)} data groups read match the SOD", detail)

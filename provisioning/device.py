@@ -1,0 +1,239 @@
+"""Device side: make the terminal's key on the terminal, write a CSR, install what the ward sends back.
+
+Layout (defaults match ``systemd/cccd-edge.service``)::
+
+    /var/lib/cccd-edge/   0700 cccd-edge      device.key (0600), device.csr, device.key.next during a rotation
+    /etc/cccd-edge/       0750 root:cccd-edge config.toml, device.crt, broker-ca.crt, ward-command.pub, trust/*.pem
+
+Rotation keeps the terminal working: ``rotate`` parks a new key as ``device.key.next`` and writes its CSR; the old key
+keeps serving until ``install`` receives a certificate for the new key, and only then replaces it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from edge.errors import ProvisioningError
+from provisioning.files import (
+    PRIVATE,
+    PRIVATE_DIR,
+    PUBLIC,
+    SHARED_DIR,
+    dump_toml,
+    ensure_dir,
+    read_file,
+    write_atomic,
+)
+from provisioning.pki import (
+    TerminalIdentity,
+    load_certificate,
+    load_private_key,
+    load_public_key,
+    new_private_key,
+    private_key_pem,
+    same_public_key,
+    utcnow,
+)
+from provisioning.ward_ca import load_csr
+
+KEY = "device.key"
+NEXT_KEY = "device.key.next"
+CSR = "device.csr"
+CERT = "device.crt"
+BROKER_CA = "broker-ca.crt"
+WARD_COMMAND_KEY = "ward-command.pub"
+TRUST_DIR = "trust"
+CONFIG = "config.toml"
+
+
+@dataclass(frozen=True, slots=True)
+class InitResult:
+    key: Path
+    csr: Path
+    created: bool  # False: an existing key was kept (idempotent re-run)
+
+
+@dataclass(frozen=True, slots=True)
+class InstallResult:
+    config: Path
+    cert: Path
+    rotated: bool  # True: the certificate was for the pending key, which now replaced the old one
+    trust: list[Path] = field(default_factory=list)
+
+
+def _csr_for(key: ec.EllipticCurvePrivateKey, identity: TerminalIdentity) -> bytes:
+    csr = x509.CertificateSigningRequestBuilder().subject_name(identity.name()).sign(key, hashes.SHA256())
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def init_device(
+    state_dir: Path,
+    identity: TerminalIdentity,
+    *,
+    owner: tuple[int, int] | None = None,
+    rotate: bool = False,
+    pkcs11_uri: str | None = None,
+) -> InitResult:
+    """Create the device key (or keep the existing one) and write a CSR for it.
+
+    ``rotate`` makes a new key beside the active one (see module docstring). ``pkcs11_uri`` is the seam for a key
+    that lives in a secure element / TPM: the key would be generated inside the token and only the CSR written here.
+    """
+    if pkcs11_uri is not None:
+        raise ProvisioningError(
+            "keys in a PKCS#11 token are not implemented yet",
+            hint="omit --pkcs11-uri to keep the key in a 0600 file; see provisioning/README.md, 'Hardware keys'",
+        )
+    ensure_dir(state_dir, PRIVATE_DIR, owner)
+    active, pending = state_dir / KEY, state_dir / NEXT_KEY
+    created = False
+    if not active.exists():
+        write_atomic(active, private_key_pem(new_private_key()), PRIVATE, owner)
+        created = True
+    elif rotate:
+        write_atomic(pending, private_key_pem(new_private_key()), PRIVATE, owner)
+        created = True
+    # The CSR is always for the newest key: the pending one during a rotation.
+    key_path = pending if pending.exists() else active
+    csr_path = state_dir / CSR
+    write_atomic(csr_path, _csr_for(load_private_key(key_path), identity), PUBLIC, owner)
+    return InitResult(key_path, csr_path, created)
+
+
+def rotate_device(state_dir: Path, *, owner: tuple[int, int] | None = None) -> InitResult:
+    """New key + CSR for the identity of the current CSR; the active key serves until the new certificate arrives."""
+    csr_path = state_dir / CSR
+    if not (state_dir / KEY).exists() or not csr_path.exists():
+        raise ProvisioningError("nothing to rotate: run 'device init' first", path=str(state_dir))
+    identity = TerminalIdentity.from_name(load_csr(csr_path).subject, "the current CSR")
+    return init_device(state_dir, identity, owner=owner, rotate=True)
+
+
+def _check_device_cert(cert: x509.Certificate, path: Path, now: dt.datetime) -> TerminalIdentity:
+    if now < cert.not_valid_before_utc or now >= cert.not_valid_after_utc:
+        raise ProvisioningError(
+            f"certificate is valid {cert.not_valid_before_utc:%Y-%m-%d} to {cert.not_valid_after_utc:%Y-%m-%d}, "
+            f"not now ({now:%Y-%m-%d})",
+            path=str(path),
+            hint="check the terminal's clock (timedatectl) or ask the ward for a fresh certificate",
+        )
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        eku = None
+    if eku is None or ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
+        raise ProvisioningError("certificate lacks the clientAuth extended key usage", path=str(path))
+    return TerminalIdentity.from_name(cert.subject, "the device certificate")
+
+
+def _matching_key(state_dir: Path, cert: x509.Certificate, cert_path: Path) -> bool:
+    """Which key the certificate is for; returns True when it is the pending one (rotation completes)."""
+    public = cert.public_key()
+    if not isinstance(public, ec.EllipticCurvePublicKey):
+        raise ProvisioningError("certificate key is not EC P-256", path=str(cert_path))
+    if same_public_key(public, load_private_key(state_dir / KEY).public_key()):
+        return False
+    pending = state_dir / NEXT_KEY
+    if pending.exists() and same_public_key(public, load_private_key(pending).public_key()):
+        return True
+    raise ProvisioningError(
+        "certificate is not for this terminal's key",
+        path=str(cert_path),
+        hint="send the ward the CSR from this terminal (device.csr in the state dir) and install its answer",
+    )
+
+
+def _pem_certificate(path: Path) -> bytes:
+    return load_certificate(path, "trust anchor").public_bytes(serialization.Encoding.PEM)
+
+
+def _merge_config(path: Path, updates: dict[str, Any]) -> dict[str, Any]:
+    """Keep what an operator set by hand (indicators, camera, timeouts); overwrite only provisioning's keys."""
+    current: dict[str, Any] = {}
+    if path.exists():
+        try:
+            current = tomllib.loads(read_file(path, "config").decode("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ProvisioningError(f"existing config is not valid TOML ({exc})", path=str(path)) from None
+    for key, value in updates.items():
+        if isinstance(value, dict):
+            section = current.setdefault(key, {})
+            if not isinstance(section, dict):
+                raise ProvisioningError(f"existing config has '{key}' as a value, expected a table", path=str(path))
+            section.update(value)
+        else:
+            current[key] = value
+    return current
+
+
+def install_device(
+    state_dir: Path,
+    config_dir: Path,
+    *,
+    cert: Path,
+    broker_ca: Path,
+    ward_command_key: Path,
+    trust: list[Path],
+    mqtt_host: str | None = None,
+    mqtt_port: int | None = None,
+    owner: tuple[int, int] | None = None,
+    now: dt.datetime | None = None,
+) -> InstallResult:
+    """Check everything first, then install; a refused step leaves the terminal as it was."""
+    now = now or utcnow()
+    device_cert = load_certificate(cert, "device certificate")
+    identity = _check_device_cert(device_cert, cert, now)
+    rotated = _matching_key(state_dir, device_cert, cert)
+    load_certificate(broker_ca, "broker CA certificate")
+    load_public_key(ward_command_key, "ward command key")
+    trust_pems = [(f"{path.stem}.pem", _pem_certificate(path)) for path in trust]
+    trust_dir = config_dir / TRUST_DIR
+    if not trust_pems and not any(trust_dir.glob("*.pem")):
+        raise ProvisioningError("no CSCA trust anchors given (--trust) and none installed", path=str(trust_dir))
+    config_path = config_dir / CONFIG
+    updates: dict[str, Any] = {
+        "terminal_id": identity.terminal_id,
+        "ward_code": identity.ward_code,
+        "paths": {
+            "state_dir": str(state_dir),
+            "device_key": str(state_dir / KEY),
+            "device_cert": str(config_dir / CERT),
+            "broker_ca": str(config_dir / BROKER_CA),
+            "ward_command_key": str(config_dir / WARD_COMMAND_KEY),
+            "trust_store": str(trust_dir),
+        },
+        "mqtt": {"tls": True},
+    }
+    if mqtt_host is not None:
+        updates["mqtt"]["host"] = mqtt_host
+    if mqtt_port is not None:
+        updates["mqtt"]["port"] = mqtt_port
+    merged = _merge_config(config_path, updates)
+    if "host" not in merged["mqtt"]:
+        raise ProvisioningError("first install needs --mqtt-host (the ward broker's name)")
+    config_text = dump_toml(merged).encode("utf-8")
+
+    # Config files are root's (ProtectSystem=strict makes them read-only to the service anyway); the group reads.
+    ensure_dir(config_dir, SHARED_DIR, owner, group_only=True)
+    ensure_dir(trust_dir, SHARED_DIR, owner, group_only=True)
+    for name, pem in trust_pems:
+        write_atomic(trust_dir / name, pem, PUBLIC, owner, group_only=True)
+    write_atomic(config_dir / BROKER_CA, read_file(broker_ca, "broker CA"), PUBLIC, owner, group_only=True)
+    write_atomic(config_dir / WARD_COMMAND_KEY, read_file(ward_command_key, "ward command key"), PUBLIC, owner,
+                 group_only=True)
+    write_atomic(config_dir / CERT, device_cert.public_bytes(serialization.Encoding.PEM), PUBLIC, owner,
+                 group_only=True)
+    if rotated:
+        os.replace(state_dir / NEXT_KEY, state_dir / KEY)
+    write_atomic(config_path, config_text, PUBLIC, owner, group_only=True)
+    return InstallResult(config_path, config_dir / CERT, rotated, [trust_dir / name for name, _ in trust_pems])

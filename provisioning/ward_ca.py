@@ -1,0 +1,158 @@
+"""Ward side: the ward's certificate authority, which signs the certificates of its own terminals only.
+
+The CA key stays on the ward's offline provisioning machine (0600). A CSR naming another ward is refused, so a
+compromised ward CA cannot mint terminals for a neighbour whose broker trusts only its own CA.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from edge.errors import ProvisioningError
+from provisioning.files import PRIVATE, PRIVATE_DIR, PUBLIC, ensure_dir, read_file, write_atomic
+from provisioning.pki import (
+    ORGANIZATION,
+    TerminalIdentity,
+    load_certificate,
+    load_private_key,
+    new_private_key,
+    private_key_pem,
+    same_public_key,
+    utcnow,
+)
+
+CA_KEY = "ward-ca.key"
+CA_CERT = "ward-ca.crt"
+#: Backdating absorbs a terminal whose clock runs a few minutes slow (before NTP sync) at first connect.
+CLOCK_SKEW = dt.timedelta(minutes=10)
+
+
+@dataclass(frozen=True, slots=True)
+class WardCa:
+    key: ec.EllipticCurvePrivateKey
+    cert: x509.Certificate
+    ward_code: str
+
+
+def _ca_name(ward_code: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ward_code),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"cccd-edge ward CA {ward_code}"),
+        ]
+    )
+
+
+def load_ward_ca(directory: Path) -> WardCa:
+    key = load_private_key(directory / CA_KEY)
+    cert = load_certificate(directory / CA_CERT, "ward CA certificate")
+    public = cert.public_key()
+    if not isinstance(public, ec.EllipticCurvePublicKey) or not same_public_key(public, key.public_key()):
+        raise ProvisioningError("ward CA key and certificate do not match", path=str(directory))
+    ous = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    if len(ous) != 1:
+        raise ProvisioningError("ward CA certificate must name its ward in OU", path=str(directory / CA_CERT))
+    ward = ous[0].value
+    return WardCa(key, cert, ward if isinstance(ward, str) else ward.decode())
+
+
+def init_ward_ca(
+    directory: Path, ward_code: str | None, *, days: int = 3650, now: dt.datetime | None = None
+) -> tuple[WardCa, bool]:
+    """Load the CA in ``directory`` or create it; returns (ca, created). Never overwrites half of an existing CA."""
+    key_path, cert_path = directory / CA_KEY, directory / CA_CERT
+    if key_path.exists() or cert_path.exists():
+        if not (key_path.exists() and cert_path.exists()):
+            raise ProvisioningError(
+                f"only one of {CA_KEY} / {CA_CERT} exists; refusing to replace a CA half-way", path=str(directory)
+            )
+        ca = load_ward_ca(directory)
+        if ward_code is not None and ward_code != ca.ward_code:
+            raise ProvisioningError(f"this directory holds the CA of ward {ca.ward_code}, not {ward_code}",
+                                    path=str(directory))
+        return ca, False
+    if ward_code is None:
+        raise ProvisioningError("no ward CA here yet: give --ward to create one", path=str(directory))
+    TerminalIdentity("ca", ward_code)  # validates the ward code with the terminals' rule
+    now = now or utcnow()
+    key = new_private_key()
+    name = _ca_name(ward_code)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                          data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+                          encipher_only=False, decipher_only=False),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    ensure_dir(directory, PRIVATE_DIR)
+    write_atomic(key_path, private_key_pem(key), PRIVATE)
+    write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), PUBLIC)
+    return WardCa(key, cert, ward_code), True
+
+
+def load_csr(path: Path) -> x509.CertificateSigningRequest:
+    try:
+        csr = x509.load_pem_x509_csr(read_file(path, "CSR"))
+    except ValueError as exc:
+        raise ProvisioningError(f"not a PEM CSR ({exc})", path=str(path)) from None
+    if not csr.is_signature_valid:
+        raise ProvisioningError("CSR signature does not verify (corrupted or edited)", path=str(path))
+    return csr
+
+
+def sign_csr(
+    ca: WardCa, csr: x509.CertificateSigningRequest, *, days: int = 365, now: dt.datetime | None = None
+) -> x509.Certificate:
+    """Issue a client certificate for the terminal named in ``csr``; it never outlives the CA."""
+    if days < 1:
+        raise ProvisioningError("--days must be at least 1")
+    identity = TerminalIdentity.from_name(csr.subject, "the CSR")
+    if identity.ward_code != ca.ward_code:
+        raise ProvisioningError(f"CSR is for ward {identity.ward_code}; this CA signs ward {ca.ward_code} only")
+    public = csr.public_key()
+    if not isinstance(public, ec.EllipticCurvePublicKey) or public.curve.name != "secp256r1":
+        raise ProvisioningError("CSR key must be EC P-256")
+    now = now or utcnow()
+    not_after = min(now + dt.timedelta(days=days), ca.cert.not_valid_after_utc)
+    if not_after <= now:
+        raise ProvisioningError("the ward CA certificate has expired; renew it before signing")
+    ca_ski = ca.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return (
+        x509.CertificateBuilder()
+        .subject_name(identity.name())
+        .issuer_name(ca.cert.subject)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                          data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                          encipher_only=False, decipher_only=False),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
+        .sign(ca.key, hashes.SHA256())
+    )

@@ -1,0 +1,147 @@
+"""The CCCD QR parser: both layouts, extra fields kept, malformed and foreign QR codes refused with a typed error."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import date
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge.errors import ParseError, QrFormatError
+from edge.protocol.cccd_qr import NOT_ID_CARD, CccdQr, encode_cccd_qr, parse_cccd_qr
+
+QR_2021 = ("079203012345|123456789|Nguyễn Văn An|01022003|Nam|"
+           "12 Đường Số 3, Phường Bến Nghé, Quận 1, TP. Hồ Chí Minh|15042021")
+QR_2024 = "046224000123||Phạm Ngọc Thạch|09092024|Nam|Phường Phú Hội, TP. Huế|20092024||Phạm Văn Hùng|Lê Thị Huế"
+
+
+def test_2021_layout() -> None:
+    qr = parse_cccd_qr(QR_2021.encode("utf-8"))
+    assert qr == CccdQr(
+        id_number="079203012345",
+        old_id_number="123456789",
+        full_name="Nguyễn Văn An",
+        date_of_birth=date(2003, 2, 1),
+        sex="Nam",
+        place_of_residence="12 Đường Số 3, Phường Bến Nghé, Quận 1, TP. Hồ Chí Minh",
+        date_of_issue=date(2021, 4, 15),
+        extra_fields=(),
+        format="2021",
+    )
+
+
+def test_2024_layout_keeps_extra_fields_raw() -> None:
+    qr = parse_cccd_qr(QR_2024.encode("utf-8"))
+    assert qr.format == "2024"
+    assert qr.old_id_number is None
+    assert qr.full_name == "Phạm Ngọc Thạch"
+    assert qr.extra_fields == ("", "Phạm Văn Hùng", "Lê Thị Huế")
+
+
+def test_many_more_fields_are_never_a_reason_to_reject() -> None:
+    text = QR_2021 + "|" + "|".join(f"field {i}" for i in range(30))
+    assert len(parse_cccd_qr(text).extra_fields) == 30
+
+
+def test_issued_after_the_2023_law_without_extras_is_2024_layout() -> None:
+    assert parse_cccd_qr(QR_2021.replace("15042021", "01072024")).format == "2024"
+    assert parse_cccd_qr(QR_2021.replace("15042021", "30062024")).format == "2021"
+
+
+def test_twelve_digit_old_number_nfd_sex_bom_and_newline_accepted() -> None:
+    decomposed_nu = "Nu\u031b\u0303"  # "Nữ" as u + combining horn + combining tilde
+    text = "\ufeff" + QR_2021.replace("123456789", "079090001234").replace("|Nam|", f"|{decomposed_nu}|") + "\r\n"
+    qr = parse_cccd_qr(text)
+    assert qr.old_id_number == "079090001234"
+    assert qr.sex == "Nữ"
+    assert qr.place_of_residence.endswith("Hồ Chí Minh")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "00020101021238570010A00000072701270006970436011300110123456780208QRIBFTTA53037045802VN6304ABCD",  # VietQR
+        "https://dichvucong.gov.vn/p/home/dvc-trang-chu.html",
+        "WIFI:S:Counter;T:WPA;P:secret;;",
+        "hello",
+        "",
+        "079203012345|123456789|Nguyễn Văn An|01022003|Nam|Quận 1",  # six fields
+        "07920301234|123456789|Nguyễn Văn An|01022003|Nam|Quận 1|15042021",  # 11 digits
+        "٠٧٩٢٠٣٠١٢٣٤٥|123456789|Nguyễn Văn An|01022003|Nam|Quận 1|15042021",  # non-ASCII digits
+        "079203012345|12345|Nguyễn Văn An|01022003|Nam|Quận 1|15042021",  # old number of 5 digits
+        "079203012345|123456789| |01022003|Nam|Quận 1|15042021",  # no name
+        "079203012345|123456789|Nguyễn Văn An|31022003|Nam|Quận 1|15042021",  # 31 February
+        "079203012345|123456789|Nguyễn Văn An|2003-02-01|Nam|Quận 1|15042021",
+        "079203012345|123456789|Nguyễn Văn An|01022003|Male|Quận 1|15042021",
+        "079203012345|123456789|Nguyễn Văn An|01022003|Nam|Quận 1|15042001",  # issued before birth
+    ],
+)
+def test_foreign_and_malformed_qr_codes_are_not_id_cards(payload: str) -> None:
+    with pytest.raises(QrFormatError, match=NOT_ID_CARD):
+        parse_cccd_qr(payload.encode("utf-8"))
+
+
+def test_invalid_utf8_is_a_typed_error_with_offset() -> None:
+    raw = QR_2021.encode("utf-8").replace("Văn".encode(), b"V\xe0n")
+    with pytest.raises(QrFormatError, match="UTF-8") as caught:
+        parse_cccd_qr(raw)
+    assert caught.value.offset == raw.index(b"\xe0")
+
+
+def test_error_messages_never_contain_the_fields() -> None:
+    with pytest.raises(QrFormatError) as caught:
+        parse_cccd_qr(QR_2021.replace("01022003", "99999999"))
+    assert "99999999" not in str(caught.value)
+    assert "Nguyễn" not in str(caught.value)
+
+
+def test_repr_masks_personal_data() -> None:
+    text = repr(parse_cccd_qr(QR_2021))
+    assert "079203012345" not in text
+    assert "Nguyễn" not in text
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=300)
+def test_fuzz_bytes_parse_or_raise_typed_error(raw: bytes) -> None:
+    with contextlib.suppress(ParseError):
+        parse_cccd_qr(raw)
+
+
+_fields = st.text(st.characters(blacklist_characters="|", blacklist_categories=("Cs",)), max_size=20)
+
+
+@given(st.lists(_fields, min_size=0, max_size=12))
+@settings(max_examples=300)
+def test_fuzz_pipe_separated_text(fields: list[str]) -> None:
+    with contextlib.suppress(QrFormatError):
+        parse_cccd_qr("|".join(fields))
+
+
+_LETTERS = "aăâbcdđeêghiklmnoôơpqrstuưvxyàáảãạằắẳẵặầấẩẫậèéẻẽẹềếểễệìíỉĩịòóỏõọồốổỗộờớởỡợùúủũụừứửữựỳýỷỹỵ"
+_names = st.text(alphabet=_LETTERS + " ÀẾỮĐ,.-/0123456789", min_size=1, max_size=40).map(str.strip).filter(bool)
+
+
+@given(
+    id_number=st.from_regex(r"\A[0-9]{12}\Z"),
+    old=st.one_of(st.none(), st.from_regex(r"\A[0-9]{9}\Z"), st.from_regex(r"\A[0-9]{12}\Z")),
+    name=_names,
+    born=st.dates(date(1900, 1, 1), date(2030, 12, 31)),
+    days_later=st.integers(0, 40000),
+    sex=st.sampled_from(["Nam", "Nữ"]),
+    residence=_names,
+    extra=st.lists(st.text(st.characters(blacklist_characters="|\r\n", blacklist_categories=("Cs",)), max_size=15),
+                   max_size=4),
+)
+@settings(max_examples=200)
+def test_round_trip(id_number: str, old: str | None, name: str, born: date, days_later: int, sex: str,
+                    residence: str, extra: list[str]) -> None:
+    issued = date.fromordinal(min(born.toordinal() + days_later, date(9999, 12, 31).toordinal()))
+    original = CccdQr(id_number, old, name, born, "Nữ" if sex == "Nữ" else "Nam", residence, issued, tuple(extra))
+    qr = parse_cccd_qr(encode_cccd_qr(original).encode("utf-8"))
+    assert (qr.id_number, qr.old_id_number, qr.full_name, qr.date_of_birth, qr.sex, qr.date_of_issue) == (
+        id_number, old, name, born, sex, issued)
+    assert qr.extra_fields == tuple(extra)
+    assert parse_cccd_qr(encode_cccd_qr(qr)) == qr

@@ -1,0 +1,116 @@
+"""The verdict table: ``verified`` only when passive authentication fully held and the issuer is trusted."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge.protocol.verify.checks import (
+    ACTIVE_AUTHENTICATION,
+    DG_HASHES,
+    DS_CHAIN,
+    DS_REVOCATION,
+    DS_VALIDITY,
+    ESSENTIAL_CHECKS,
+    MRZ_VS_DG13,
+    QR_VS_DG13,
+    SOD_SIGNATURE,
+    Check,
+    CheckStatus,
+    Verdict,
+    decide,
+)
+
+P, F = CheckStatus.PASSED, CheckStatus.FAILED
+NS, NP, UNTRUSTED = CheckStatus.NOT_SUPPORTED, CheckStatus.NOT_PERFORMED, CheckStatus.ISSUER_NOT_TRUSTED
+
+
+def card(**statuses: CheckStatus) -> list[Check]:
+    """A full set of checks, all passed unless overridden (``name=status``, or ``name=None`` to leave it out)."""
+    base = {name: P for name in (*ESSENTIAL_CHECKS, DS_REVOCATION, ACTIVE_AUTHENTICATION, MRZ_VS_DG13)}
+    base.update(statuses)
+    return [Check(name, status, "reason") for name, status in base.items() if status is not None]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "verdict"),
+    [
+        ({}, Verdict.VERIFIED),
+        ({DS_REVOCATION: NP, ACTIVE_AUTHENTICATION: NS, QR_VS_DG13: NP}, Verdict.VERIFIED),
+        ({DS_CHAIN: UNTRUSTED}, Verdict.VERIFIED_UNTRUSTED_ISSUER),
+        ({DS_CHAIN: UNTRUSTED, DS_REVOCATION: NP, ACTIVE_AUTHENTICATION: NS}, Verdict.VERIFIED_UNTRUSTED_ISSUER),
+        # never verified when something failed
+        ({SOD_SIGNATURE: F}, Verdict.FAILED),
+        ({DG_HASHES: F}, Verdict.FAILED),
+        ({DS_VALIDITY: F}, Verdict.FAILED),
+        ({DS_CHAIN: F}, Verdict.FAILED),
+        ({DS_REVOCATION: F}, Verdict.FAILED),
+        ({ACTIVE_AUTHENTICATION: F}, Verdict.FAILED),
+        ({MRZ_VS_DG13: F}, Verdict.FAILED),
+        ({DS_CHAIN: UNTRUSTED, DG_HASHES: F}, Verdict.FAILED),
+        ({DS_CHAIN: UNTRUSTED, ACTIVE_AUTHENTICATION: F}, Verdict.FAILED),
+        # never verified when an essential check was skipped, unsupported or is missing
+        ({SOD_SIGNATURE: NP}, Verdict.FAILED),
+        ({SOD_SIGNATURE: NS}, Verdict.FAILED),
+        ({DG_HASHES: NP}, Verdict.FAILED),
+        ({DS_VALIDITY: NS}, Verdict.FAILED),
+        ({DS_CHAIN: NP}, Verdict.FAILED),
+        ({SOD_SIGNATURE: None}, Verdict.FAILED),
+        ({DS_CHAIN: None}, Verdict.FAILED),
+        ({DG_HASHES: None}, Verdict.FAILED),
+        ({DS_VALIDITY: None}, Verdict.FAILED),
+        # issuer_not_trusted anywhere but ds_chain is a status in the wrong place
+        ({SOD_SIGNATURE: UNTRUSTED}, Verdict.FAILED),
+        ({ACTIVE_AUTHENTICATION: UNTRUSTED}, Verdict.FAILED),
+    ],
+)
+def test_verdict_table(overrides: dict[str, CheckStatus], verdict: Verdict) -> None:
+    assert decide(card(**overrides)) is verdict
+
+
+def test_no_checks_is_failed() -> None:
+    assert decide([]) is Verdict.FAILED
+
+
+def test_duplicate_names_the_worst_wins() -> None:
+    checks = [*card(), Check(DG_HASHES, F, "DG2 mismatch")]
+    assert decide(checks) is Verdict.FAILED
+    assert decide([*card(), Check(DS_CHAIN, UNTRUSTED, "second path")]) is Verdict.VERIFIED_UNTRUSTED_ISSUER
+
+
+def test_check_is_immutable() -> None:
+    detail = {"DG1": "match"}
+    check = Check(DG_HASHES, P, "ok", detail)
+    detail["DG1"] = "changed"
+    assert check.detail["DG1"] == "match"
+    with pytest.raises(TypeError):
+        check.detail["DG1"] = "x"  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        check.status = F  # type: ignore[misc]
+
+
+def test_names_and_values_are_stable() -> None:
+    """The result document serialises these strings."""
+    assert [s.value for s in CheckStatus] == [
+        "passed", "failed", "not_supported", "not_performed", "issuer_not_trusted",
+    ]
+    assert [v.value for v in Verdict] == ["verified", "verified_untrusted_issuer", "failed"]
+    assert ESSENTIAL_CHECKS == ("sod_signature", "ds_validity", "ds_chain", "dg_hashes")
+
+
+@settings(max_examples=200)
+@given(st.lists(st.tuples(st.sampled_from([*ESSENTIAL_CHECKS, DS_REVOCATION, ACTIVE_AUTHENTICATION, "other"]),
+                          st.sampled_from(list(CheckStatus)))))  # fmt: skip
+def test_verified_implies_everything_essential_passed(pairs: list[tuple[str, CheckStatus]]) -> None:
+    checks = [Check(name, status, "r") for name, status in pairs]
+    verdict = decide(checks)
+    statuses = {status for _, status in pairs}
+    if verdict is not Verdict.FAILED:
+        assert F not in statuses
+        for name in ESSENTIAL_CHECKS:
+            allowed = {P, UNTRUSTED} if name == DS_CHAIN else {P}
+            assert {s for n, s in pairs if n == name} <= allowed
+            assert any(n == name for n, _ in pairs)
+    if verdict is Verdict.VERIFIED:
+        assert UNTRUSTED not in statuses

@@ -1,0 +1,104 @@
+"""Config: defaults load, and every bad value ends in a ConfigError naming the dotted key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge.config import Config, load_config
+from edge.errors import ConfigError
+from edge.protocol.result import ProcedureProfile
+
+MINIMAL = 'terminal_id = "T-01"\nward_code = "26734"\n'
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cccd-edge.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_minimal_config_gets_documented_defaults(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, MINIMAL))
+    assert isinstance(config, Config)
+    assert config.procedure_profile is ProcedureProfile.RESIDENCE
+    assert (config.mqtt.port, config.mqtt.tls, config.mqtt.topic_prefix) == (8883, True, "cccd-edge/v1")
+    assert config.indicators.rgb is None
+    assert config.camera.source == "picam"
+
+
+def test_full_config(tmp_path: Path) -> None:
+    text = MINIMAL + """
+procedure_profile = "identity"
+reader_name = "Virtual PCD 00 00"
+[paths]
+state_dir = "/tmp/state"
+device_cert = "/etc/cccd-edge/device.crt"
+[mqtt]
+host = "broker.ward.local"
+port = 18883
+tls = false
+message_expiry = 3600
+[outbox]
+max_count = 50
+max_bytes = 100000
+[indicators]
+rgb = [5, 6, "GPIO13"]
+buzzer = 19
+[camera]
+source = "replay"
+replay_path = "/tmp/frames"
+fps = 5
+[timeouts]
+wait_for_card = 12.5
+"""
+    config = load_config(_write(tmp_path, text))
+    assert config.procedure_profile is ProcedureProfile.IDENTITY
+    assert config.indicators.rgb == (5, 6, "GPIO13")
+    assert config.timeouts.wait_for_card == 12.5
+    assert config.paths.state_dir == Path("/tmp/state")
+
+
+@pytest.mark.parametrize(
+    ("extra", "key", "problem"),
+    [
+        ("[mqtt]\nport = 70000\n", "mqtt.port", "less than or equal"),
+        ("[mqtt]\nporrt = 1\n", "mqtt.porrt", "Extra inputs"),
+        ('[mqtt]\ntopic_prefix = "a/#"\n', "mqtt.topic_prefix", "segment"),
+        ("[mqtt]\nreconnect_min_delay = 10.0\nreconnect_max_delay = 1.0\n", "mqtt", "reconnect_max_delay"),
+        ('procedure_profile = "everything"\n', "procedure_profile", "full"),
+        ("[outbox]\nmax_count = 0\n", "outbox.max_count", "greater than"),
+        ("[indicators]\ngreen = 5\namber = 5\nred = 6\n", "indicators", "used twice"),
+        ("[indicators]\nred = true\n", "indicators.red", "valid integer"),
+        ('[camera]\nsource = "replay"\n', "camera", "replay_path"),
+        ('[camera]\nsource = "webcam"\n', "camera.source", "picam"),
+        ("[timeouts]\nreading = -1\n", "timeouts.reading", "greater than"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, extra: str, key: str, problem: str) -> None:
+    text = MINIMAL + extra if extra.startswith("[") else extra + MINIMAL
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, text))
+    assert info.value.key == key
+    assert problem in str(info.value)
+
+
+def test_missing_required_and_bad_id(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, 'ward_code = "1"\n'))
+    assert info.value.key == "terminal_id"
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, 'terminal_id = "T/1"\nward_code = "1"\n'))
+    assert info.value.key == "terminal_id"
+
+
+def test_unreadable_or_not_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "absent.toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(_write(tmp_path, "terminal_id = \n"))
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'terminal_id = "\xff"\n')
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(path)

@@ -1,0 +1,223 @@
+"""DG13: round trips for every profile, an independent asn1crypto decode, the 15/16 ambiguity, fuzzing."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from typing import Any
+
+import pytest
+from asn1crypto import core
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edge.errors import LdsError
+from edge.protocol import tlv
+from edge.protocol.lds.dg13 import Dg13, encode_dg13, parse_dg13
+from edge.sim.builder import _dg13
+from edge.sim.profile import list_profiles, load_profile
+
+PROFILES = list_profiles()
+
+
+def _field(number: int, value: bytes) -> bytes:
+    return tlv.encode_constructed(0x30, tlv.encode(0x02, bytes((number,))), value)
+
+
+def _dg13_bytes(*fields: bytes, oid: bytes = bytes.fromhex("060628D316010008")) -> bytes:
+    body = tlv.encode_constructed(0x30, tlv.encode(0x02, b"\x01"), oid, tlv.encode_constructed(0x31, *fields))
+    return tlv.encode(0x6D, body)
+
+
+def _utf8(text: str) -> bytes:
+    return tlv.encode(0x0C, text.encode())
+
+
+def _independent_decode(data: bytes) -> dict[int, Any]:
+    """Decode DG13 with asn1crypto's generic loader only: nothing of our own TLV code is involved."""
+    outer = core.load(data)
+    assert (outer.class_, outer.tag) == (1, 13)  # [APPLICATION 13] = 6D
+    sequence = core.load(outer.contents)
+    version, oid, fields = _children(sequence)
+    assert core.Integer.load(_raw(version)).native == 1
+    assert core.ObjectIdentifier.load(_raw(oid)).dotted == "1.0.10646.1.0.8"
+    decoded: dict[int, Any] = {}
+    for field in _children(fields):
+        number, value = _children(field)
+        key = core.Integer.load(_raw(number)).native
+        if value.tag == 16:  # nested SEQUENCE of strings
+            decoded[key] = [core.UTF8String.load(_raw(part)).native for part in _children(value)]
+        else:
+            decoded[key] = core.UTF8String.load(_raw(value)).native
+    return decoded
+
+
+def _raw(obj: Any) -> bytes:
+    return bytes(obj._header + obj.contents)
+
+
+def _children(obj: Any) -> list[Any]:
+    out = []
+    data = obj.contents
+    pos = 0
+    while pos < len(data):
+        child = core.load(data[pos:], strict=False)
+        out.append(child)
+        pos += len(_raw(child))
+    return out
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_round_trip_every_profile(name: str) -> None:
+    person = load_profile(name).person
+    encoded = encode_dg13(_dg13(person))
+    parsed = parse_dg13(encoded)
+    assert parsed.id_number == person.id_number
+    assert parsed.full_name == person.full_name
+    assert parsed.date_of_birth == person.date_of_birth
+    assert parsed.sex == person.sex
+    assert parsed.place_of_residence == person.place_of_residence
+    assert parsed.identifying_marks == person.identifying_marks
+    assert parsed.date_of_issue == person.date_of_issue
+    assert parsed.date_of_expiry == person.expiry
+    assert (parsed.father_name, parsed.mother_name, parsed.spouse_name) == (person.father, person.mother, person.spouse)
+    assert parsed.old_id_number == person.old_id_number
+    assert encode_dg13(parsed) == encoded
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_independent_decoder_gives_the_profile_back(name: str) -> None:
+    person = load_profile(name).person
+    fields = _independent_decode(encode_dg13(_dg13(person)))
+    assert fields[1] == person.id_number
+    assert fields[2] == person.full_name
+    assert fields[3] == person.date_of_birth.strftime("%d/%m/%Y")
+    assert fields[4] == person.sex
+    assert fields[5] == person.nationality
+    assert fields[6] == person.ethnicity
+    assert fields[7] == person.religion
+    assert fields[8] == person.place_of_origin
+    assert fields[9] == person.place_of_residence
+    assert fields.get(10) == person.identifying_marks
+    assert fields[11] == person.date_of_issue.strftime("%d/%m/%Y")
+    expiry = person.expiry
+    assert fields[12] == (expiry.strftime("%d/%m/%Y") if expiry else "Không thời hạn")
+    assert fields[13] == [person.father or "", person.mother or ""]
+    assert fields.get(14) == ([person.spouse] if person.spouse else None)
+    assert fields.get(15) == person.old_id_number
+
+
+def test_elderly_never_expires() -> None:
+    parsed = parse_dg13(encode_dg13(_dg13(load_profile("elderly").person)))
+    assert parsed.date_of_expiry is None
+    assert parsed.raw_fields[12] == "Không thời hạn"
+
+
+def test_fields_by_number_not_position_and_printable_string() -> None:
+    data = _dg13_bytes(
+        _field(3, tlv.encode(0x13, b"01/02/2003")),
+        _field(1, tlv.encode(0x13, b"079203012345")),
+        _field(12, _utf8("KHÔNG THỜI HẠN")),
+        _field(2, _utf8("Nguyễn Văn An")),
+    )
+    parsed = parse_dg13(data)
+    assert parsed.id_number == "079203012345"
+    assert parsed.date_of_birth == dt.date(2003, 2, 1)
+    assert parsed.full_name == "Nguyễn Văn An"
+    assert parsed.date_of_expiry is None
+    assert parsed.sex is None
+    assert parsed.father_name is None
+
+
+@pytest.mark.parametrize(
+    ("f15", "f16", "old_id"),
+    [
+        ("123456789", None, "123456789"),
+        ("ABCDEF0123456789", "123456789", "123456789"),
+        ("ABCDEF0123456789", "079203012345", "079203012345"),
+        ("AB12", "12345", None),
+    ],
+)
+def test_fields_15_16_ambiguity(f15: str, f16: str | None, old_id: str | None) -> None:
+    fields = [_field(1, _utf8("079203012345")), _field(15, _utf8(f15))]
+    if f16 is not None:
+        fields.append(_field(16, _utf8(f16)))
+    parsed = parse_dg13(_dg13_bytes(*fields))
+    assert parsed.old_id_number == old_id
+    assert parsed.raw_fields[15] == f15
+    assert parsed.raw_fields.get(16) == f16
+    assert parse_dg13(encode_dg13(parsed)) == parsed
+
+
+def test_decomposed_unicode_is_normalised() -> None:
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFD", "Nguyễn Văn An")
+    parsed = parse_dg13(_dg13_bytes(_field(2, _utf8(decomposed))))
+    assert parsed.full_name == "Nguyễn Văn An"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (tlv.encode(0x6C, b""), "outer tag"),
+        (_dg13_bytes(_field(3, _utf8("31/02/2003"))), "does not exist"),
+        (_dg13_bytes(_field(3, _utf8("yesterday"))), "dd/mm/yyyy"),
+        (_dg13_bytes(_field(2, _utf8("a")), _field(2, _utf8("b"))), "twice"),
+        (_dg13_bytes(_field(2, tlv.encode(0x0C, b"\xff\xfe"))), "not valid utf-8"),
+        (_dg13_bytes(_field(2, tlv.encode(0x04, b"x"))), "not a string"),
+        (_dg13_bytes(tlv.encode_constructed(0x30, tlv.encode(0x02, b"\x01"))), "SEQUENCE"),
+        (tlv.encode(0x6D, tlv.encode_constructed(0x30, tlv.encode(0x02, b"\x01"))), "version, OID"),
+    ],
+)
+def test_malformed_raises_lds_error(data: bytes, message: str) -> None:
+    with pytest.raises(LdsError, match=message) as info:
+        parse_dg13(data)
+    assert info.value.what == "DG13"
+
+
+_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    id_number=st.from_regex(r"\A[0-9]{12}\Z"),
+    name=_TEXT,
+    dob=st.dates(min_value=dt.date(1900, 1, 1)),
+    doe=st.none() | st.dates(min_value=dt.date(1900, 1, 1)),
+    father=st.none() | _TEXT,
+    spouse=st.none() | _TEXT,
+    old=st.none() | st.from_regex(r"\A[0-9]{9}\Z"),
+)
+def test_round_trip_hypothesis(
+    id_number: str, name: str, dob: dt.date, doe: dt.date | None, father: str | None, spouse: str | None,
+    old: str | None,
+) -> None:  # fmt: skip
+    import unicodedata
+
+    name = unicodedata.normalize("NFC", name)
+    original = Dg13(id_number=id_number, full_name=name, date_of_birth=dob, date_of_expiry=doe,
+                    father_name=father or None, spouse_name=spouse or None, old_id_number=old)  # fmt: skip
+    parsed = parse_dg13(encode_dg13(original))
+    assert (parsed.id_number, parsed.full_name, parsed.date_of_birth) == (id_number, name, dob)
+    assert parsed.date_of_expiry == doe
+    assert parsed.old_id_number == old
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_fuzz_random_bytes(data: bytes) -> None:
+    with contextlib.suppress(LdsError):
+        parse_dg13(data)
+
+
+_VALID = encode_dg13(_dg13(load_profile("married").person))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=len(_VALID) - 1), st.integers(min_value=0, max_value=255),
+       st.integers(min_value=0, max_value=len(_VALID)))  # fmt: skip
+def test_fuzz_mutations(position: int, value: int, cut: int) -> None:
+    mutated = (_VALID[:position] + bytes((value,)) + _VALID[position + 1 :])[: max(cut, 1)]
+    with contextlib.suppress(LdsError):
+        parse_dg13(mutated)

@@ -1,0 +1,60 @@
+"""Import rules between layers (DEVELOPERS.md): nothing imports upward; device libraries stay in their drivers."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+EDGE = Path(__file__).resolve().parents[2] / "edge"
+
+#: Third-party modules only one driver may import, each mapped to the driver files allowed to import it.
+DEVICE_LIBRARIES = {
+    "smartcard": {"drivers/pcsc.py"},
+    "pyzbar": {"drivers/zbar.py"},
+    "zxingcpp": {"drivers/zxing.py"},
+    "picamera2": {"drivers/picam.py"},
+    "libcamera": {"drivers/picam.py"},
+    "cv2": {"drivers/v4l2.py"},
+    "gpiozero": {"drivers/leds.py"},
+    "lgpio": {"drivers/leds.py"},
+    "paho": {"daemon/mqtt.py", "office/receiver.py"},
+}
+
+#: Packages each layer must never import.
+FORBIDDEN = {
+    "protocol": ("edge.drivers", "edge.daemon", "edge.sim", "edge.office", "edge.commands", "edge.cli",
+                 "socket", "threading", "subprocess", "time"),
+    "drivers": ("edge.daemon", "edge.sim", "edge.office", "edge.commands", "edge.cli"),
+    "sim": ("edge.drivers", "edge.daemon", "edge.office", "edge.commands", "edge.cli"),
+}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def _sources() -> list[Path]:
+    return sorted(EDGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(EDGE)))
+def test_layer_imports(path: Path) -> None:
+    relative = path.relative_to(EDGE).as_posix()
+    layer = relative.split("/", 1)[0]
+    imported = _imports(path)
+    for forbidden in FORBIDDEN.get(layer, ()):
+        offending = {name for name in imported if name == forbidden or name.startswith(forbidden + ".")}
+        assert not offending, f"{relative} imports {sorted(offending)}, which its layer must not"
+    for library, allowed in DEVICE_LIBRARIES.items():
+        uses = {name for name in imported if name == library or name.startswith(library + ".")}
+        if uses:
+            assert relative in allowed, f"{relative} imports {library}; only {sorted(allowed)} may"

@@ -1,0 +1,109 @@
+"""Office commands: only fresh, unreplayed, well-formed commands signed by the ward key for this terminal pass."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from edge.daemon import signing
+from edge.daemon.commands import CancelCommand, CanKey, CommandVerifier, MrzKey, PingCommand, ReadRequest, ReplayGuard
+from edge.errors import CommandRejectedError
+
+NOW = 1_800_000_000
+WARD = signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+
+
+@pytest.fixture
+def replay(tmp_path: Path) -> Iterator[ReplayGuard]:
+    guard = ReplayGuard(tmp_path / "state" / "commands.db")
+    yield guard
+    guard.close()
+
+
+@pytest.fixture
+def verifier(replay: ReplayGuard) -> CommandVerifier:
+    return CommandVerifier(WARD.public_key, "T-01", replay)
+
+
+def command(cmd: str = "ping", *, signer: signing.Signer = WARD, iat: int = NOW, lifetime: int = 60,
+            **fields: Any) -> bytes:
+    claims = {"iss": "ward-26734", "aud": "T-01", "jti": str(uuid.uuid4()), "iat": iat, "exp": iat + lifetime,
+              "cmd": cmd, **fields}
+    return signing.sign_jws(signer, claims, typ=signing.COMMAND_TYP).encode()
+
+
+def rejected(verifier: CommandVerifier, payload: bytes, now: int = NOW) -> str:
+    with pytest.raises(CommandRejectedError) as info:
+        verifier.verify(payload, now)
+    return info.value.reason
+
+
+def test_accepted_commands(verifier: CommandVerifier) -> None:
+    assert isinstance(verifier.verify(command("ping"), NOW), PingCommand)
+    assert isinstance(verifier.verify(command("cancel"), NOW), CancelCommand)
+    request = verifier.verify(command("read_request", key={"can": "012345"}, challenge="0102030405060708",
+                                      profile="identity"), NOW)
+    assert isinstance(request, ReadRequest)
+    assert request.key == CanKey(can="012345")
+    assert request.challenge_bytes == bytes(range(1, 9))
+    assert "012345" not in repr(request)  # the CAN never reaches a log through repr
+    mrz = verifier.verify(command("read_request", key={"document_number": "203012345", "date_of_birth": "030201",
+                                                       "date_of_expiry": "280201"}), NOW)
+    assert isinstance(mrz, ReadRequest)
+    assert isinstance(mrz.key, MrzKey)
+
+
+def test_forged(verifier: CommandVerifier) -> None:
+    intruder = signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+    assert rejected(verifier, command(signer=intruder)) == "unknown_key"
+
+    class Impostor:  # claims the ward's kid, signs with its own key
+        kid, alg = WARD.kid, "ES256"
+
+        def sign(self, data: bytes) -> bytes:
+            return intruder.sign(data)
+
+    assert rejected(verifier, command(signer=Impostor())) == "bad_signature"
+    head, body, sig = command("cancel").decode().split(".")
+    tampered = json.loads(signing.b64url_decode(body)) | {"cmd": "read_request", "key": {"can": "999999"}}
+    assert rejected(verifier, f"{head}.{signing.b64url(json.dumps(tampered).encode())}.{sig}".encode()) == \
+        "bad_signature"
+
+
+def test_expired_and_future(verifier: CommandVerifier) -> None:
+    assert rejected(verifier, command(iat=NOW - 1000, lifetime=60)) == "expired"
+    assert rejected(verifier, command(iat=NOW + 1000)) == "expired"
+    assert rejected(verifier, command(lifetime=3600)) == "malformed"  # longer than MAX_LIFETIME
+
+
+def test_replayed_even_after_restart(tmp_path: Path, verifier: CommandVerifier) -> None:
+    payload = command("cancel")
+    verifier.verify(payload, NOW)
+    assert rejected(verifier, payload) == "replayed"
+    again = ReplayGuard(tmp_path / "state" / "commands.db")
+    try:
+        assert rejected(CommandVerifier(WARD.public_key, "T-01", again), payload, NOW + 30) == "replayed"
+    finally:
+        again.close()
+    assert (tmp_path / "state" / "commands.db").stat().st_mode & 0o077 == 0
+
+
+def test_wrong_terminal_unknown_and_malformed(verifier: CommandVerifier) -> None:
+    other = signing.sign_jws(WARD, {"iss": "w", "aud": "T-99", "jti": str(uuid.uuid4()), "iat": NOW,
+                                    "exp": NOW + 60, "cmd": "ping"}, typ=signing.COMMAND_TYP).encode()
+    assert rejected(verifier, other) == "wrong_terminal"
+    assert rejected(verifier, command("format_disk")) == "unknown_command"
+    assert rejected(verifier, command("read_request", key={"can": "12345"})) == "malformed"
+    assert rejected(verifier, command("read_request", key={"can": "123456"}, challenge="xyz")) == "malformed"
+    assert rejected(verifier, command("ping", extra=1)) == "malformed"
+    wrong_typ = signing.sign_jws(WARD, {"iss": "w", "aud": "T-01", "jti": str(uuid.uuid4()), "iat": NOW,
+                                        "exp": NOW + 60, "cmd": "ping"}, typ=signing.RESULT_TYP).encode()
+    assert rejected(verifier, wrong_typ) == "malformed"
+    for garbage in (b"", b"ping", b"\xff\xfe", b"a.b.c", b"{}"):
+        assert rejected(verifier, garbage) == "malformed"

@@ -1,0 +1,447 @@
+"""Passive authentication with real certificates and real EF.SOD files built here (throw-away keys).
+
+The module-level builders (``make_cert``, ``Pki``) are reused by test_trust.py and bench/verify.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, replace
+from functools import cache
+
+import pytest
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edge.protocol.lds.sod import SodFile, encode_sod, parse_sod
+from edge.protocol.verify.checks import (
+    DG_HASHES,
+    DS_CHAIN,
+    DS_REVOCATION,
+    DS_VALIDITY,
+    SOD_SIGNATURE,
+    Check,
+    CheckStatus,
+    Verdict,
+    decide,
+)
+from edge.protocol.verify.passive import passive_authentication, passive_authentication_of_file
+from edge.protocol.verify.trust import TrustStore
+
+NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+VALID_FROM = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+VALID_TO = dt.datetime(2034, 1, 1, tzinfo=dt.UTC)
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+DATA_GROUPS = {1: b"\x61\x05\x5f\x1f\x02AB", 13: b"\x6d\x03\x30\x01\x00", 14: bytes(range(200)) * 3}
+
+
+@cache
+def key(kind: str, slot: int = 0) -> PrivateKey:
+    """Throw-away keys, cached so a test run generates each RSA key once."""
+    if kind.startswith("rsa"):
+        return rsa.generate_private_key(65537, int(kind[3:]) if kind[3:] else 2048)
+    curves: dict[str, type[ec.EllipticCurve]] = {
+        "brainpoolP256r1": ec.BrainpoolP256R1, "brainpoolP384r1": ec.BrainpoolP384R1,
+        "brainpoolP512r1": ec.BrainpoolP512R1, "secp256r1": ec.SECP256R1, "secp384r1": ec.SECP384R1,
+        "secp521r1": ec.SECP521R1,
+    }  # fmt: skip
+    return ec.generate_private_key(curves[kind]())
+
+
+def name(common_name: str, country: str = "VN") -> x509.Name:
+    return x509.Name([
+        x509.NameAttribute(NameOID.COUNTRY_NAME, country),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "cccd-edge tests"),
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+    ])  # fmt: skip
+
+
+def make_cert(
+    subject: x509.Name,
+    subject_key: PrivateKey,
+    issuer: x509.Name,
+    issuer_key: PrivateKey,
+    *,
+    ca: bool,
+    serial: int = 1,
+    not_before: dt.datetime = VALID_FROM,
+    not_after: dt.datetime = VALID_TO,
+    extended_key_usage: tuple[x509.ObjectIdentifier, ...] = (),
+) -> x509.Certificate:
+    usage = x509.KeyUsage(
+        digital_signature=not ca, content_commitment=False, key_encipherment=False, data_encipherment=False,
+        key_agreement=False, key_cert_sign=ca, crl_sign=ca, encipher_only=False, decipher_only=False,
+    )  # fmt: skip
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(subject_key.public_key())
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(usage, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(subject_key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+    )
+    if ca:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+    if extended_key_usage:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(extended_key_usage)), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(Encoding.DER)
+
+
+@dataclass(frozen=True)
+class Pki:
+    csca_key: PrivateKey
+    csca: x509.Certificate
+    ds_key: PrivateKey
+    ds: x509.Certificate
+
+    @classmethod
+    def create(cls, csca_kind: str = "brainpoolP384r1", ds_kind: str = "brainpoolP256r1", *,
+               ds_not_after: dt.datetime = VALID_TO, slot: int = 0) -> Pki:  # fmt: skip
+        csca_key, ds_key = key(csca_kind, slot), key(ds_kind, slot + 1)
+        csca_name = name(f"CSCA TEST {slot}")
+        csca = make_cert(csca_name, csca_key, csca_name, csca_key, ca=True)
+        ds = make_cert(name(f"DS TEST {slot}"), ds_key, csca_name, csca_key, ca=False, serial=7,
+                       not_after=ds_not_after)  # fmt: skip
+        return cls(csca_key, csca, ds_key, ds)
+
+    def store(self) -> TrustStore:
+        return TrustStore.from_der([der(self.csca)])
+
+    def sod_file(self, data_groups: dict[int, bytes] = DATA_GROUPS, hash_algorithm: str = "sha256",
+                 *, rsa_pss: bool = False) -> bytes:  # fmt: skip
+        return encode_sod(data_groups, hash_algorithm=hash_algorithm, signer_key=self.ds_key, signer_cert=self.ds,
+                          rsa_pss=rsa_pss)  # fmt: skip
+
+    def sod(self, data_groups: dict[int, bytes] = DATA_GROUPS, hash_algorithm: str = "sha256",
+            *, rsa_pss: bool = False) -> SodFile:  # fmt: skip
+        return parse_sod(self.sod_file(data_groups, hash_algorithm, rsa_pss=rsa_pss))
+
+
+@cache
+def default_pki() -> Pki:
+    return Pki.create()
+
+
+def by_name(checks: tuple[Check, ...]) -> dict[str, Check]:
+    return {check.name: check for check in checks}
+
+
+# --- the happy paths -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("csca_kind", "ds_kind", "hash_algorithm", "rsa_pss"),
+    [
+        ("brainpoolP384r1", "brainpoolP256r1", "sha256", False),
+        ("brainpoolP512r1", "brainpoolP384r1", "sha384", False),
+        ("secp384r1", "secp256r1", "sha224", False),
+        ("secp521r1", "secp384r1", "sha512", False),
+        ("rsa3072", "rsa2048", "sha256", False),
+        ("rsa3072", "rsa2048", "sha1", False),
+        ("rsa3072", "rsa2048", "sha256", True),
+        ("brainpoolP384r1", "rsa2048", "sha512", True),
+    ],
+)
+def test_genuine_sod_verifies(csca_kind: str, ds_kind: str, hash_algorithm: str, rsa_pss: bool) -> None:
+    pki = Pki.create(csca_kind, ds_kind)
+    checks = passive_authentication(pki.sod(hash_algorithm=hash_algorithm, rsa_pss=rsa_pss), DATA_GROUPS,
+                                    pki.store(), NOW)  # fmt: skip
+    assert decide(checks) is Verdict.VERIFIED, [(c.name, c.status, c.reason) for c in checks]
+    named = by_name(checks)
+    assert named[DS_REVOCATION].status is CheckStatus.NOT_PERFORMED
+    assert named[DG_HASHES].detail["DG14"] == "match"
+    expected = "RSASSA-PSS" if rsa_pss else ("RSA-PKCS1" if ds_kind.startswith("rsa") else f"ECDSA/{ds_kind}")
+    assert named[SOD_SIGNATURE].detail["algorithm"].startswith(expected)
+
+
+def test_plain_ecdsa_signature_verifies() -> None:
+    """BSI ecdsa-plain-SHA256 (r || s) instead of DER."""
+    pki = default_pki()
+    sod = pki.sod()
+    r, s = decode_dss_signature(sod.signature)
+    plain = replace(sod, signature_algorithm_oid="0.4.0.127.0.7.1.1.4.1.3",
+                    signature=r.to_bytes(32, "big") + s.to_bytes(32, "big"))  # fmt: skip
+    assert decide(passive_authentication(plain, DATA_GROUPS, pki.store(), NOW)) is Verdict.VERIFIED
+    short = replace(plain, signature=plain.signature[:-1])
+    checks = by_name(passive_authentication(short, DATA_GROUPS, pki.store(), NOW))
+    assert checks[SOD_SIGNATURE].status is CheckStatus.FAILED
+    assert "plain ECDSA signature of 63 bytes" in checks[SOD_SIGNATURE].reason
+
+
+def test_subset_of_data_groups_read() -> None:
+    """DG3 is listed but unreadable (6982): comparing what was read is enough."""
+    pki = default_pki()
+    sod = pki.sod({**DATA_GROUPS, 3: b"fingerprints"})
+    assert decide(passive_authentication(sod, DATA_GROUPS, pki.store(), NOW)) is Verdict.VERIFIED
+
+
+# --- what must never verify ------------------------------------------------------------------------------------
+
+
+def test_tampered_data_group_fails() -> None:
+    pki = default_pki()
+    tampered = {**DATA_GROUPS, 13: DATA_GROUPS[13][:-1] + b"\x01"}
+    checks = passive_authentication(pki.sod(), tampered, pki.store(), NOW)
+    named = by_name(checks)
+    assert decide(checks) is Verdict.FAILED
+    assert named[DG_HASHES].status is CheckStatus.FAILED
+    assert named[DG_HASHES].reason == "data groups not as signed: DG13"
+    assert named[DG_HASHES].detail["DG1"] == "match"
+    assert named[SOD_SIGNATURE].passed  # the SOD itself is fine; the data is not
+
+
+def test_data_group_not_in_sod_fails() -> None:
+    pki = default_pki()
+    checks = by_name(passive_authentication(pki.sod(), {**DATA_GROUPS, 15: b"\x6f\x00"}, pki.store(), NOW))
+    assert checks[DG_HASHES].detail["DG15"] == "not listed in the SOD"
+    assert checks[DG_HASHES].status is CheckStatus.FAILED
+
+
+def test_no_data_groups_fails() -> None:
+    pki = default_pki()
+    assert by_name(passive_authentication(pki.sod(), {}, pki.store(), NOW))[DG_HASHES].status is CheckStatus.FAILED
+
+
+def test_expired_document_signer_fails() -> None:
+    pki = Pki.create(ds_not_after=dt.datetime(2025, 1, 1, tzinfo=dt.UTC))
+    checks = passive_authentication(pki.sod(), DATA_GROUPS, pki.store(), NOW)
+    named = by_name(checks)
+    assert named[DS_VALIDITY].status is CheckStatus.FAILED
+    assert named[DS_VALIDITY].reason == "the Document Signer certificate has expired"
+    assert decide(checks) is Verdict.FAILED
+
+
+def test_not_yet_valid_document_signer_fails() -> None:
+    pki = default_pki()
+    checks = by_name(passive_authentication(pki.sod(), DATA_GROUPS, pki.store(), VALID_FROM - dt.timedelta(days=1)))
+    assert checks[DS_VALIDITY].status is CheckStatus.FAILED
+
+
+def test_unknown_csca_is_issuer_not_trusted() -> None:
+    pki = default_pki()
+    other = Pki.create(slot=5)
+    checks = passive_authentication(pki.sod(), DATA_GROUPS, other.store(), NOW)
+    named = by_name(checks)
+    assert named[DS_CHAIN].status is CheckStatus.ISSUER_NOT_TRUSTED
+    assert "not in this terminal's trust store" in named[DS_CHAIN].reason
+    assert named[DS_REVOCATION].status is CheckStatus.NOT_PERFORMED
+    assert decide(checks) is Verdict.VERIFIED_UNTRUSTED_ISSUER
+    assert decide(passive_authentication(pki.sod(), DATA_GROUPS, TrustStore(), NOW)) is (
+        Verdict.VERIFIED_UNTRUSTED_ISSUER
+    )
+
+
+def test_forged_ds_naming_the_trusted_csca_fails() -> None:
+    """A DS that claims the trusted CSCA (same name, same key identifier) but was signed by another key."""
+    pki = default_pki()
+    rogue_key = key("brainpoolP384r1", 9)
+    rogue_ds = make_cert(name("DS TEST 0"), pki.ds_key, pki.csca.subject, rogue_key, ca=False, serial=7)
+    aki = pki.csca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    assert rogue_ds.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier != aki
+    forged_aki = (
+        x509.CertificateBuilder().subject_name(rogue_ds.subject).issuer_name(pki.csca.subject)
+        .public_key(pki.ds_key.public_key()).serial_number(7).not_valid_before(VALID_FROM).not_valid_after(VALID_TO)
+        .add_extension(x509.AuthorityKeyIdentifier(aki, None, None), critical=False)
+        .sign(rogue_key, hashes.SHA256())
+    )  # fmt: skip
+    sod = encode_sod(DATA_GROUPS, signer_key=pki.ds_key, signer_cert=forged_aki)
+    checks = by_name(passive_authentication(parse_sod(sod), DATA_GROUPS, pki.store(), NOW))
+    assert checks[SOD_SIGNATURE].passed
+    assert checks[DS_CHAIN].status is CheckStatus.FAILED
+    assert "did not sign" in checks[DS_CHAIN].reason
+
+
+def test_message_digest_mismatch_fails() -> None:
+    pki = default_pki()
+    sod = pki.sod()
+    other = pki.sod({1: b"other"})
+    swapped = replace(sod, encap_content=other.encap_content, dg_hashes=other.dg_hashes)
+    checks = by_name(passive_authentication(swapped, {1: b"other"}, pki.store(), NOW))
+    assert checks[SOD_SIGNATURE].status is CheckStatus.FAILED
+    assert "message digest does not match" in checks[SOD_SIGNATURE].reason
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"signature_algorithm_oid": "1.2.840.10040.4.3"}, "unsupported signature algorithm"),
+        ({"signature_algorithm_oid": "1.2.840.113549.1.1.11"}, "RSA signature algorithm with a non-RSA key"),
+        ({"digest_algorithm": "md5"}, "unsupported hash algorithm"),
+        ({"signed_attrs_der": None}, "no signed attributes"),
+        ({"message_digest": None}, "lack the messageDigest"),
+        ({"certificates": ()}, "carries no signer certificate"),
+        ({"certificates": (b"\x30\x03\x02\x01\x01",)}, "not a readable X.509 certificate"),
+        ({"signer_serial": 8}, "none of its certificates"),
+        ({"signature": b""}, "does not verify"),
+        ({"signature": b"\x30" * 500}, "too long for the curve"),
+        ({"hash_algorithm": "sha3_999"}, "unsupported hash algorithm"),
+    ],
+)
+def test_bad_sod_fields_fail_with_a_reason(change: dict[str, object], reason: str) -> None:
+    pki = default_pki()
+    checks = passive_authentication(replace(pki.sod(), **change), DATA_GROUPS, pki.store(), NOW)  # type: ignore[arg-type]
+    failures = " | ".join(c.reason for c in checks if c.status is CheckStatus.FAILED)
+    assert reason in failures
+    assert decide(checks) is Verdict.FAILED
+
+
+def test_wrong_length_rsa_signature_fails() -> None:
+    pki = Pki.create("rsa3072", "rsa2048")
+    sod = pki.sod()
+    for signature in (sod.signature[1:], b"\x00" + sod.signature, bytes(256)):
+        checks = by_name(passive_authentication(replace(sod, signature=signature), DATA_GROUPS, pki.store(), NOW))
+        assert checks[SOD_SIGNATURE].status is CheckStatus.FAILED
+    short = by_name(passive_authentication(replace(sod, signature=sod.signature[1:]), DATA_GROUPS, pki.store(), NOW))
+    assert "RSA signature of 255 bytes for a 2048-bit key" in short[SOD_SIGNATURE].reason
+
+
+def test_bad_pss_parameters_fail() -> None:
+    pki = Pki.create("rsa3072", "rsa2048")
+    sod = pki.sod(rsa_pss=True)
+    for params in (None, b"\x30\x03\x02\x01\x01", b"garbage"):
+        checks = by_name(passive_authentication(replace(sod, signature_parameters_der=params), DATA_GROUPS,
+                                                pki.store(), NOW))  # fmt: skip
+        assert checks[SOD_SIGNATURE].status is CheckStatus.FAILED, params
+
+
+def test_garbage_sod_file_fails_every_essential_check() -> None:
+    pki = default_pki()
+    for garbage in (b"", b"\x77\x03abc", b"\x77\x82\xff\xff", b"\x30\x00", bytes(100)):
+        checks = passive_authentication_of_file(garbage, DATA_GROUPS, pki.store(), NOW)
+        assert decide(checks) is Verdict.FAILED
+        assert by_name(checks)[SOD_SIGNATURE].reason.startswith("the SOD could not be read")
+
+
+def test_naive_time_is_a_programming_error() -> None:
+    pki = default_pki()
+    with pytest.raises(ValueError, match="timezone"):
+        passive_authentication(pki.sod(), DATA_GROUPS, pki.store(), dt.datetime(2026, 1, 1))
+
+
+# --- revocation ------------------------------------------------------------------------------------------------
+
+
+def make_crl(pki: Pki, revoked: tuple[int, ...], *, next_update: dt.datetime = VALID_TO,
+             signer: PrivateKey | None = None) -> bytes:  # fmt: skip
+    builder = (
+        x509.CertificateRevocationListBuilder().issuer_name(pki.csca.subject)
+        .last_update(VALID_FROM).next_update(next_update)
+    )  # fmt: skip
+    for serial in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(VALID_FROM).build()
+        )
+    return builder.sign(signer or pki.csca_key, hashes.SHA256()).public_bytes(Encoding.DER)
+
+
+@pytest.mark.parametrize(
+    ("revoked", "next_update", "other_signer", "status"),
+    [
+        ((1, 2), VALID_TO, False, CheckStatus.PASSED),
+        ((7,), VALID_TO, False, CheckStatus.FAILED),
+        ((1,), dt.datetime(2025, 1, 1, tzinfo=dt.UTC), False, CheckStatus.NOT_PERFORMED),
+        ((7,), dt.datetime(2025, 1, 1, tzinfo=dt.UTC), False, CheckStatus.FAILED),
+        ((), VALID_TO, True, CheckStatus.FAILED),
+    ],
+)
+def test_crl(revoked: tuple[int, ...], next_update: dt.datetime, other_signer: bool, status: CheckStatus) -> None:
+    pki = default_pki()
+    crl = make_crl(pki, revoked, next_update=next_update, signer=key("brainpoolP384r1", 7) if other_signer else None)
+    store = TrustStore.from_der([der(pki.csca)], [crl])
+    checks = passive_authentication(pki.sod(), DATA_GROUPS, store, NOW)
+    assert by_name(checks)[DS_REVOCATION].status is status
+    assert (decide(checks) is Verdict.VERIFIED) is (status is not CheckStatus.FAILED)
+
+
+# --- fuzzing ---------------------------------------------------------------------------------------------------
+
+
+@cache
+def _fuzz_material() -> tuple[bytes, TrustStore]:
+    pki = default_pki()
+    return pki.sod_file(), pki.store()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_corrupted_sod_never_raises(data: st.DataObject) -> None:
+    sod_file, store = _fuzz_material()
+    position = data.draw(st.integers(0, len(sod_file) - 1))
+    mode = data.draw(st.sampled_from(["flip", "truncate", "insert"]))
+    if mode == "flip":
+        corrupted = sod_file[:position] + bytes([sod_file[position] ^ data.draw(st.integers(1, 255))]) + \
+            sod_file[position + 1 :]
+    elif mode == "truncate":
+        corrupted = sod_file[:position]
+    else:
+        corrupted = sod_file[:position] + data.draw(st.binary(min_size=1, max_size=8)) + sod_file[position:]
+    checks = passive_authentication_of_file(corrupted, DATA_GROUPS, store, NOW)
+    assert isinstance(decide(checks), Verdict)
+    assert {c.name for c in checks} >= {SOD_SIGNATURE, DS_VALIDITY, DS_CHAIN, DG_HASHES}
+
+
+@settings(max_examples=60, deadline=None)
+@given(signature=st.binary(max_size=600), oid=st.sampled_from([
+    "1.2.840.10045.4.3.2", "0.4.0.127.0.7.1.1.4.1.3", "1.2.840.113549.1.1.11", "1.2.840.113549.1.1.10", "1.2.3",
+]))
+def test_arbitrary_signatures_never_verify(signature: bytes, oid: str) -> None:
+    pki = default_pki()
+    sod = replace(_cached_sod(), signature=signature, signature_algorithm_oid=oid)
+    checks = by_name(passive_authentication(sod, DATA_GROUPS, pki.store(), NOW))
+    assert checks[SOD_SIGNATURE].status is CheckStatus.FAILED
+
+
+@cache
+def _cached_sod() -> SodFile:
+    return default_pki().sod()
+
+
+def _with_explicit_parameters(cert: x509.Certificate, issuer_key: PrivateKey, template_pem: bytes) -> x509.Certificate:
+    """Re-encode ``cert``'s brainpoolP512r1 key with EXPLICIT curve parameters (taken from a real certificate that
+    has them) and re-sign it: cryptography cannot produce such certificates, real issuers do."""
+    from asn1crypto import keys as asn1_keys
+    from asn1crypto import pem as asn1_pem
+    from asn1crypto import x509 as asn1_x509
+
+    template = asn1_x509.Certificate.load(asn1_pem.unarmor(template_pem)[2])
+    parsed = asn1_x509.Certificate.load(der(cert))
+    tbs = parsed["tbs_certificate"]
+    tbs["subject_public_key_info"] = asn1_keys.PublicKeyInfo({
+        "algorithm": template["tbs_certificate"]["subject_public_key_info"]["algorithm"],
+        "public_key": tbs["subject_public_key_info"]["public_key"],
+    })  # fmt: skip
+    assert isinstance(issuer_key, ec.EllipticCurvePrivateKey)
+    parsed["signature_value"] = issuer_key.sign(tbs.dump(force=True), ec.ECDSA(hashes.SHA256()))
+    return x509.load_der_x509_certificate(parsed.dump(force=True))
+
+
+def test_document_signer_with_explicit_curve_parameters() -> None:
+    """Real DS certificates often spell brainpool curves out; keys.py maps them back to the named curve."""
+    from tests.paths import VN_CSCA_PEM
+
+    if not VN_CSCA_PEM.exists():
+        pytest.skip("shared VN CSCA (explicit-parameter template) not present")
+    pki = Pki.create("brainpoolP384r1", "brainpoolP512r1", slot=80)
+    explicit_ds = _with_explicit_parameters(pki.ds, pki.csca_key, VN_CSCA_PEM.read_bytes())
+    with pytest.raises(UnsupportedAlgorithm, match="explicit parameters"):
+        explicit_ds.public_key()  # cryptography alone refuses it
+    explicit = Pki(pki.csca_key, pki.csca, pki.ds_key, explicit_ds)
+    checks = passive_authentication(explicit.sod(), DATA_GROUPS, explicit.store(), NOW)
+    assert decide(checks) is Verdict.VERIFIED, [(c.name, c.reason) for c in checks]
+    assert by_name(checks)[SOD_SIGNATURE].detail["ds_key"] == "EC brainpoolP512r1 (512 bits, explicit parameters)"

@@ -1,0 +1,170 @@
+"""The scanner loop with a replay camera and a real decoder: one event per card presentation, re-arming when the
+QR leaves the view (for N frames, or for some time), one "not an ID card" event per foreign QR presentation.
+Images are generated in tmp_path; time is a fake clock.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import segno
+from PIL import Image
+
+from edge.cli import main
+from edge.daemon.scanner import QrScanner, Roi, ScanEvent, ScanEventKind, prepare
+from edge.drivers.base import Frame
+from edge.drivers.qrdecoders import make_decoder
+from edge.drivers.replay import ReplaySource
+from edge.errors import CameraError
+
+CARD_A = "079203012345|123456789|Nguyễn Văn An|01022003|Nam|12 Đường Số 3, Phường Bến Nghé, Quận 1|15042021"
+CARD_B = "046185000001||Phạm Thị Huế|17051985|Nữ|Phường Phú Hội, TP. Huế|01082024|"
+PAYMENT = "00020101021238570010A000000727012700069704360113001101234567802"
+
+
+class FakeClock:
+    """Advances by ``step`` each time a frame is read, as a 10 fps camera would; ``sleep`` moves it too."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _save(path: Path, text: str | None) -> Path:
+    canvas = Image.new("L", (640, 480), 110)
+    if text is not None:
+        modules = np.pad(np.array(segno.make(text, error="m", micro=False, encoding="utf-8").matrix, dtype=bool), 4)
+        qr = Image.fromarray(np.where(modules, 20, 230).astype(np.uint8))
+        qr = qr.resize((qr.width * 4, qr.height * 4), Image.Resampling.NEAREST)
+        canvas.paste(qr, (200, 60))
+    canvas.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("frames")
+    texts = {"a": CARD_A, "b": CARD_B, "pay": PAYMENT, "empty": None}
+    return {name: _save(folder / f"{name}.png", text) for name, text in texts.items()}
+
+
+def _run(frames: list[Path], clock: FakeClock, **options: float) -> list[ScanEvent]:
+    source = ReplaySource(frames, fps=10, loop=False, clock=clock, sleep=clock.sleep)
+    scanner = QrScanner(source, make_decoder(), clock=clock, **options)  # type: ignore[arg-type]
+    return list(scanner.events(until=lambda: source.exhausted))
+
+
+def test_one_event_per_presentation(images: dict[str, Path]) -> None:
+    clock = FakeClock()
+    frames = [images["empty"]] * 2 + [images["a"]] * 6 + [images["empty"]] + [images["a"]] * 3
+    events = _run(frames, clock, absent_frames=3)
+    assert [e.kind for e in events] == [ScanEventKind.CARD]
+    assert events[0].qr is not None
+    assert events[0].qr.full_name == "Nguyễn Văn An"
+    assert events[0].decoder == "zxing"
+
+
+def test_rearms_after_n_frames_without_the_qr(images: dict[str, Path]) -> None:
+    clock = FakeClock()
+    frames = [images["a"]] * 3 + [images["empty"]] * 3 + [images["a"]] * 3
+    assert len(_run(frames, clock, absent_frames=3)) == 2
+    assert len(_run(frames, FakeClock(), absent_frames=4)) == 1
+
+
+def test_rearms_after_a_timeout_without_frames(images: dict[str, Path]) -> None:
+    clock = FakeClock()
+    source = ReplaySource([images["a"]], fps=None, loop=True, clock=clock, sleep=clock.sleep)
+    scanner = QrScanner(source, make_decoder(), absent_frames=100, absent_seconds=2.0, clock=clock)
+    frame = source.read(1.0)
+    assert frame is not None
+    assert scanner.feed(frame) is not None
+    clock.now += 1.0
+    assert scanner.feed(frame) is None  # still the same presentation
+    clock.now += 1.9
+    scanner.idle()  # the camera stalled; nothing seen for 1.9 s
+    assert scanner.feed(frame) is None
+    clock.now += 2.1
+    scanner.idle()
+    assert scanner.feed(frame) is not None
+
+
+def test_a_new_card_is_a_new_event_at_once(images: dict[str, Path]) -> None:
+    events = _run([images["a"]] * 3 + [images["b"]] * 3, FakeClock())
+    assert [e.qr.format if e.qr else None for e in events] == ["2021", "2024"]
+
+
+def test_foreign_qr_gives_one_not_id_card_event(images: dict[str, Path]) -> None:
+    frames = [images["pay"]] * 5 + [images["empty"]] * 5 + [images["pay"]] * 2 + [images["a"]] * 2
+    events = _run(frames, FakeClock(), absent_frames=5)
+    assert [e.kind for e in events] == [ScanEventKind.NOT_ID_CARD, ScanEventKind.NOT_ID_CARD, ScanEventKind.CARD]
+    assert "not an ID card QR code" in events[0].reason
+    assert events[0].qr is None
+
+
+def test_event_repr_has_no_personal_data(images: dict[str, Path]) -> None:
+    (event,) = _run([images["a"]], FakeClock())
+    assert "Nguyễn" not in repr(event)
+    assert "079203012345" not in repr(event)
+
+
+def test_roi_and_subsample_bound_the_pixels_decoded(images: dict[str, Path]) -> None:
+    source = ReplaySource([images["a"]], fps=None)
+    frame = source.read(1.0)
+    assert frame is not None
+    small = prepare(frame, Roi(left=180, top=40, width=420, height=420), subsample=2)
+    assert (small.width, small.height, len(small.pixels)) == (210, 210, 210 * 210)
+    scanner = QrScanner(source, make_decoder(), roi=Roi(left=180, top=40, width=420, height=420), subsample=1)
+    event = scanner.feed(frame)
+    assert event is not None
+    assert event.kind is ScanEventKind.CARD
+
+
+def test_replay_paces_frames_on_the_clock(images: dict[str, Path]) -> None:
+    clock = FakeClock()
+    source = ReplaySource(images["a"].parent, fps=10, loop=True, clock=clock, sleep=clock.sleep)
+    stamps = [frame.timestamp for frame in (source.read(1.0) for _ in range(9)) if frame is not None]
+    assert np.allclose(np.diff(stamps), 0.1)
+    assert source.read(0.01) is None  # the next frame is due in 0.1 s: a shorter timeout returns empty-handed
+    later = source.read(1.0)
+    assert later is not None
+    assert later.timestamp == pytest.approx(stamps[-1] + 0.1)
+    assert not source.exhausted  # looping never ends
+
+
+def test_replay_once_ends_and_folder_is_sorted(images: dict[str, Path]) -> None:
+    source = ReplaySource(images["a"].parent, fps=None, loop=False)
+    frames = [source.read(0.1) for _ in range(4)]
+    assert all(frames)
+    assert source.exhausted
+    assert source.read(0.1) is None
+
+
+def test_replay_without_images_is_a_camera_error(tmp_path: Path) -> None:
+    with pytest.raises(CameraError):
+        ReplaySource(tmp_path)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(CameraError):
+        ReplaySource(tmp_path / "broken.png")
+
+
+def test_frame_dimensions_are_grey_8_bit(images: dict[str, Path]) -> None:
+    frame = ReplaySource([images["b"]], fps=None).read(0.1)
+    assert isinstance(frame, Frame)
+    assert len(frame.pixels) == frame.width * frame.height == 640 * 480
+
+
+def test_cli_qr_scan_prints_one_event_per_presentation(images: dict[str, Path],
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    folder = images["a"].parent  # a.png, b.png, empty.png, pay.png: one pass, in name order
+    assert main(["qr", "scan", "--replay", str(folder), "--fps", "0"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["event"] for e in events] == ["card", "card", "not_id_card"]
+    assert events[0]["qr"]["full_name"] == "N. V. A."

@@ -1,0 +1,222 @@
+"""The terminal's state machine: every scenario at the counter, and random event storms that never get it stuck."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge.config import TimeoutConfig
+from edge.daemon.state import (
+    AbortRead,
+    Action,
+    Cancel,
+    CardInserted,
+    CardRemoved,
+    DeliveryChanged,
+    DeviceChanged,
+    Event,
+    Indicator,
+    KeyOffered,
+    Machine,
+    ReadFailed,
+    ReadSucceeded,
+    Report,
+    ShowIndicator,
+    Snapshot,
+    StartRead,
+    StartVerify,
+    State,
+    Tick,
+    VerifyDone,
+    max_timeout,
+)
+
+TIMEOUTS = TimeoutConfig(wait_for_card=30, wait_for_key=20, reading=15, verifying=5, show_result=4, hold_still=8)
+MACHINE = Machine(TIMEOUTS)
+
+
+def run(events: Sequence[Event], snap: Snapshot | None = None) -> tuple[Snapshot, list[Action]]:
+    snap = snap or Snapshot()
+    actions: list[Action] = []
+    for event in events:
+        snap, more = MACHINE.step(snap, event)
+        actions += more
+    return snap, actions
+
+
+def indicators(actions: Sequence[Action]) -> list[Indicator]:
+    return [a.indicator for a in actions if isinstance(a, ShowIndicator)]
+
+
+def test_qr_first_then_card_then_success() -> None:
+    snap, actions = run([KeyOffered(0, key="CAN:012345"), CardInserted(1)])
+    assert snap.state is State.READING
+    assert StartRead(1, "CAN:012345", None, None, None) in actions
+    snap, actions = run([ReadSucceeded(2, attempt=1), VerifyDone(3, attempt=1, ok=True)], snap)
+    assert snap.state is State.RESULT_OK
+    assert StartVerify(1) in actions
+    assert indicators(actions) == [Indicator.SUCCESS]
+    snap, actions = run([Tick(3 + 4)], snap)
+    assert snap.state is State.READY
+    assert snap.key is None
+    assert indicators(actions) == [Indicator.READY]
+
+
+def test_card_first_then_qr() -> None:
+    snap, _ = run([CardInserted(0)])
+    assert snap.state is State.WAIT_KEY
+    snap, actions = run([KeyOffered(5, key="k")], snap)
+    assert snap.state is State.READING
+    assert any(isinstance(a, StartRead) for a in actions)
+
+
+def test_office_read_request_carries_key_profile_challenge() -> None:
+    snap, actions = run([KeyOffered(0, key="mrz", request_id="req-1", challenge=b"\x01" * 8), CardInserted(1)])
+    start = next(a for a in actions if isinstance(a, StartRead))
+    assert (start.request_id, start.challenge) == ("req-1", b"\x01" * 8)
+    snap, actions = run([ReadFailed(2, attempt=1, reason="access_key_rejected")], snap)
+    assert snap.state is State.RESULT_FAILED
+    assert Report("read_failed", "access_key_rejected", "req-1") in actions
+
+
+def test_every_waiting_state_times_out() -> None:
+    snap, actions = run([KeyOffered(0, key="k"), Tick(29.9)])
+    assert snap.state is State.WAIT_CARD
+    snap, actions = run([Tick(30)], snap)
+    assert snap.state is State.READY
+    assert Report("timeout", "wait_card") in actions
+
+    snap, actions = run([CardInserted(0), Tick(20)])
+    assert snap.state is State.READY
+    assert snap.card_present  # the card is still there; a QR now starts the read directly
+
+    snap, actions = run([KeyOffered(0, key="k"), CardInserted(0), Tick(15)])
+    assert snap.state is State.RESULT_FAILED
+    assert AbortRead(1) in actions
+    assert Report("read_failed", "reading_timeout") in actions
+
+    snap, actions = run([KeyOffered(0, key="k"), CardInserted(0), ReadSucceeded(1, attempt=1), Tick(6)])
+    assert snap.state is State.RESULT_FAILED
+    assert Report("read_failed", "verifying_timeout") in actions
+
+
+def test_card_removed_mid_read_then_back_resumes_with_a_new_attempt() -> None:
+    snap, actions = run([KeyOffered(0, key="k"), CardInserted(0), CardRemoved(1)])
+    assert snap.state is State.HOLD_STILL
+    assert AbortRead(1) in actions
+    assert indicators(actions)[-1] is Indicator.HOLD_STILL
+    snap, actions = run([CardInserted(2)], snap)
+    assert snap.state is State.READING
+    assert StartRead(2, "k", None, None, None) in actions
+    snap, _ = run([ReadSucceeded(3, attempt=1)], snap)  # the aborted attempt's late answer is ignored
+    assert snap.state is State.READING
+    snap, _ = run([CardRemoved(4), Tick(4 + 8)], snap)
+    assert snap.state is State.RESULT_FAILED
+
+
+def test_cancel_from_every_busy_state() -> None:
+    prefixes: list[list[Event]] = [
+        [KeyOffered(0, key="k")],
+        [CardInserted(0)],
+        [KeyOffered(0, key="k"), CardInserted(0)],
+        [KeyOffered(0, key="k"), CardInserted(0), CardRemoved(0)],
+        [KeyOffered(0, key="k"), CardInserted(0), ReadSucceeded(0, attempt=1)],
+        [KeyOffered(0, key="k"), CardInserted(0), ReadSucceeded(0, attempt=1), VerifyDone(0, attempt=1, ok=False)],
+    ]
+    for prefix in prefixes:
+        snap, actions = run([*prefix, Cancel(1)])
+        assert snap.state is State.READY, prefix
+        assert any(isinstance(a, Report) and a.name == "cancelled" for a in actions)
+
+
+def test_reader_lost_and_back() -> None:
+    snap, actions = run([KeyOffered(0, key="k"), CardInserted(0), DeviceChanged(1, device="reader", available=False)])
+    assert snap.state is State.FAULT
+    assert AbortRead(1) in actions
+    assert indicators(actions)[-1] is Indicator.FAULT
+    snap, actions = run([KeyOffered(2, key="k2"), Tick(1000)], snap)
+    assert snap.state is State.FAULT
+    assert Report("busy", "fault") in actions
+    snap, _ = run([DeviceChanged(3, device="camera", available=False), DeviceChanged(4, device="reader",
+                                                                                      available=True)], snap)
+    assert snap.state is State.FAULT  # camera still gone
+    snap, actions = run([DeviceChanged(5, device="camera", available=True)], snap)
+    assert snap.state is State.READY
+    assert indicators(actions) == [Indicator.READY]
+
+
+def test_outbox_full_refuses_reads_visibly_and_offline_queue_shows() -> None:
+    snap, actions = run([DeliveryChanged(0, link_up=False, queued=3, outbox_full=False)])
+    assert indicators(actions) == [Indicator.OFFLINE_QUEUED]
+    snap, actions = run([DeliveryChanged(1, link_up=False, queued=10_000, outbox_full=True)], snap)
+    assert indicators(actions) == [Indicator.FAULT]
+    snap, actions = run([KeyOffered(2, key="k", request_id="r"), CardInserted(3)], snap)
+    assert snap.state is State.READY
+    assert Report("read_refused", "outbox_full", "r") in actions
+    assert Report("read_refused", "outbox_full") in actions
+    snap, actions = run([DeliveryChanged(4, link_up=True, queued=0, outbox_full=False), KeyOffered(5, key="k")], snap)
+    assert snap.state is State.READING  # the card is still on the reader
+
+
+# --- random storms -----------------------------------------------------------------------------------------------
+
+_EVENT_KINDS = st.sampled_from(["key", "request", "in", "out", "cancel", "read_ok", "read_fail", "verify_ok",
+                                "verify_fail", "reader_lost", "reader_back", "camera_lost", "camera_back",
+                                "link", "full", "tick"])
+
+
+def _event(kind: str, now: float, attempt: int) -> Event:
+    return {
+        "key": lambda: KeyOffered(now, key="qr"),
+        "request": lambda: KeyOffered(now, key="office", request_id="r"),
+        "in": lambda: CardInserted(now),
+        "out": lambda: CardRemoved(now),
+        "cancel": lambda: Cancel(now),
+        "read_ok": lambda: ReadSucceeded(now, attempt=attempt),
+        "read_fail": lambda: ReadFailed(now, attempt=attempt, reason="x"),
+        "verify_ok": lambda: VerifyDone(now, attempt=attempt, ok=True),
+        "verify_fail": lambda: VerifyDone(now, attempt=attempt, ok=False),
+        "reader_lost": lambda: DeviceChanged(now, device="reader", available=False),
+        "reader_back": lambda: DeviceChanged(now, device="reader", available=True),
+        "camera_lost": lambda: DeviceChanged(now, device="camera", available=False),
+        "camera_back": lambda: DeviceChanged(now, device="camera", available=True),
+        "link": lambda: DeliveryChanged(now, link_up=attempt % 2 == 0, queued=attempt, outbox_full=False),
+        "full": lambda: DeliveryChanged(now, link_up=False, queued=9, outbox_full=attempt % 3 == 0),
+        "tick": lambda: Tick(now),
+    }[kind]()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_EVENT_KINDS, st.floats(0, 40), st.integers(-1, 2)), max_size=60))
+def test_never_stuck_and_invariants_hold(steps: list[tuple[str, float, int]]) -> None:
+    snap, now = Snapshot(), 0.0
+    limit = max_timeout(TIMEOUTS)
+    for kind, delay, attempt_offset in steps:
+        now += delay
+        previous = snap
+        snap, actions = MACHINE.step(snap, _event(kind, now, snap.attempt + attempt_offset))
+        # Waiting states always have a deadline in the future, never further than the longest timeout.
+        if snap.state in (State.READY, State.FAULT):
+            assert snap.deadline is None
+            assert snap.key is None
+        else:
+            assert snap.deadline is not None
+            assert now < snap.deadline <= now + limit
+        # A read is only started with a key, attempts only grow, and the LEDs always match the state.
+        for action in actions:
+            if isinstance(action, StartRead):
+                assert action.key is not None
+                assert action.attempt == snap.attempt
+        assert snap.attempt >= previous.attempt
+        assert not any(isinstance(a, ShowIndicator) for a in actions) or snap.indicator is next(
+            a.indicator for a in reversed(actions) if isinstance(a, ShowIndicator))
+    # With nothing else happening, three deadlines at most lead back to READY (FAULT needs its device back).
+    for _ in range(3):
+        now += limit
+        snap, _ = MACHINE.step(snap, Tick(now))
+    assert snap.state in (State.READY, State.FAULT)
+    snap, _ = run([DeviceChanged(now, device="reader", available=True),
+                   DeviceChanged(now, device="camera", available=True)], snap)
+    assert snap.state is State.READY

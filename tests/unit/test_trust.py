@@ -1,0 +1,333 @@
+"""The CSCA trust store: the real Vietnamese CSCA (explicit brainpool parameters), master lists built here with
+throw-away keys (good signature accepted, anything else refused), link certificates, CRL import."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import stat
+from pathlib import Path
+
+import pytest
+from asn1crypto import cms, core
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from edge.errors import TrustStoreError
+from edge.protocol.verify.checks import DS_CHAIN, CheckStatus, Verdict, decide
+from edge.protocol.verify.passive import passive_authentication
+from edge.protocol.verify.trust import (
+    ID_CSCA_MASTER_LIST,
+    ID_MASTER_LIST_SIGNING_KEY,
+    TrustStore,
+    parse_certificate,
+)
+from tests.paths import VN_CSCA_PEM
+from tests.unit.test_passive import (
+    DATA_GROUPS,
+    NOW,
+    Pki,
+    PrivateKey,
+    by_name,
+    der,
+    key,
+    make_cert,
+    make_crl,
+    name,
+)
+
+VN_FINGERPRINT = "6B5FA6FE45CC4E855A73760413E08B7A9AC50A27722C702F3909A90FACC991BD"
+needs_vn_csca = pytest.mark.skipif(not VN_CSCA_PEM.exists(), reason="shared VN CSCA not present")
+
+
+def empty_store(tmp_path: Path) -> TrustStore:
+    return TrustStore.load(tmp_path / "store")
+
+
+# --- the real Vietnamese CSCA ----------------------------------------------------------------------------------
+
+
+@needs_vn_csca
+def test_import_real_vn_csca(tmp_path: Path) -> None:
+    report = empty_store(tmp_path).import_file(VN_CSCA_PEM, at=NOW)
+    assert report.kind == "certificate"
+    assert [e.fingerprint for e in report.added] == [VN_FINGERPRINT]
+    stored = tmp_path / "store" / f"csca-{VN_FINGERPRINT.lower()}.der"
+    assert hashlib.sha256(stored.read_bytes()).hexdigest().upper() == VN_FINGERPRINT
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o644
+
+    (entry,) = TrustStore.load(tmp_path / "store").entries()
+    assert "CSCA ePassport Vietnam" in entry.subject
+    assert entry.key == "EC brainpoolP512r1 (512 bits, explicit parameters)"
+    assert entry.kind == "CSCA"
+    assert (entry.not_before.date(), entry.not_after.date()) == (dt.date(2022, 6, 29), dt.date(2037, 10, 1))
+    assert entry.fingerprint == VN_FINGERPRINT
+
+    again = TrustStore.load(tmp_path / "store").import_file(VN_CSCA_PEM, at=NOW)
+    assert (again.added, again.already_present) == ((), 1)
+
+
+@needs_vn_csca
+def test_vn_csca_key_identifier_and_self_signature() -> None:
+    from asn1crypto import pem
+
+    cert = parse_certificate(pem.unarmor(VN_CSCA_PEM.read_bytes())[2])
+    assert cert.subject_key_id is not None
+    assert cert.subject_key_id.hex() == "88918f5a25ece37a3e04c52d38a4f2b5123c85c7"
+    assert TrustStore.from_der([cert.der]).anchors == frozenset({VN_FINGERPRINT})  # ECDSA-SHA512 self-signature
+
+
+def test_import_refuses_garbage_and_non_ca(tmp_path: Path) -> None:
+    store = empty_store(tmp_path)
+    garbage = tmp_path / "garbage.der"
+    garbage.write_bytes(b"\x30\x82\x01\x00 not a certificate")
+    with pytest.raises(TrustStoreError, match="not a certificate, CSCA master list or CRL"):
+        store.import_file(garbage, at=NOW)
+    ds = tmp_path / "ds.der"
+    ds.write_bytes(der(Pki.create().ds))
+    with pytest.raises(TrustStoreError, match="not a CA certificate"):
+        store.import_file(ds, at=NOW)
+    with pytest.raises(TrustStoreError, match="cannot read"):
+        store.import_file(tmp_path / "missing.pem", at=NOW)
+    assert not (tmp_path / "store").exists() or not list((tmp_path / "store").iterdir())
+
+
+def test_import_pem_bundle_and_load_reports_problems(tmp_path: Path) -> None:
+    pki_a, pki_b = Pki.create(slot=0), Pki.create("secp384r1", "secp256r1", slot=2)
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(pki_a.csca.public_bytes(Encoding.PEM) + pki_b.csca.public_bytes(Encoding.PEM))
+    store = empty_store(tmp_path)
+    assert len(store.import_file(bundle, at=NOW).added) == 2
+    (tmp_path / "store" / "broken.der").write_bytes(b"junk")
+    loaded = TrustStore.load(tmp_path / "store")
+    assert len(loaded.entries()) == 2
+    assert len(loaded.problems) == 1
+
+
+# --- master lists ----------------------------------------------------------------------------------------------
+
+
+def make_master_list(signer_key: PrivateKey, signer_cert: x509.Certificate, listed: list[x509.Certificate],
+                     *, content_type: str = ID_CSCA_MASTER_LIST) -> bytes:  # fmt: skip
+    """A CSCA master list as ICAO 9303-12 describes it: CMS SignedData over CscaMasterList."""
+    content = _CscaMasterList({"version": 0, "cert_list": [asn1_x509.Certificate.load(der(c)) for c in listed]}).dump()
+    signed_attrs = cms.CMSAttributes([
+        {"type": "content_type", "values": [content_type]},
+        {"type": "message_digest", "values": [hashlib.sha256(content).digest()]},
+    ])  # fmt: skip
+    assert isinstance(signer_key, ec.EllipticCurvePrivateKey)
+    signature = signer_key.sign(signed_attrs.dump(), ec.ECDSA(hashes.SHA256()))
+    signer = asn1_x509.Certificate.load(der(signer_cert))
+    signed_data = cms.SignedData({
+        "version": "v3",
+        "digest_algorithms": [{"algorithm": "sha256"}],
+        "encap_content_info": {"content_type": content_type, "content": core.ParsableOctetString(content)},
+        "certificates": [signer],
+        "signer_infos": [{
+            "version": "v1",
+            "sid": cms.SignerIdentifier("issuer_and_serial_number",
+                                        {"issuer": signer.issuer, "serial_number": signer.serial_number}),
+            "digest_algorithm": {"algorithm": "sha256"},
+            "signed_attrs": signed_attrs,
+            "signature_algorithm": {"algorithm": "sha256_ecdsa"},
+            "signature": signature,
+        }],
+    })  # fmt: skip
+    return bytes(cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump())
+
+
+class _CertificateSet(core.SetOf):  # type: ignore[misc]
+    _child_spec = asn1_x509.Certificate
+
+
+class _CscaMasterList(core.Sequence):  # type: ignore[misc]
+    _fields = [("version", core.Integer), ("cert_list", _CertificateSet)]  # noqa: RUF012
+
+
+ML_EKU = (x509.ObjectIdentifier(ID_MASTER_LIST_SIGNING_KEY),)
+
+
+def ml_material() -> tuple[Pki, Pki, PrivateKey, x509.Certificate]:
+    """Country A's CSCA issues the master-list signer; the list carries A's and B's CSCAs."""
+    country_a, country_b = Pki.create(slot=20), Pki.create("secp384r1", "secp256r1", slot=22)
+    signer_key = key("secp256r1", 24)
+    signer = make_cert(name("Master List Signer A"), signer_key, country_a.csca.subject, country_a.csca_key,
+                       ca=False, serial=99, extended_key_usage=ML_EKU)  # fmt: skip
+    return country_a, country_b, signer_key, signer
+
+
+def test_master_list_with_good_signature_is_imported(tmp_path: Path) -> None:
+    country_a, country_b, signer_key, signer = ml_material()
+    ml = tmp_path / "list.ml"
+    ml.write_bytes(make_master_list(signer_key, signer, [country_a.csca, country_b.csca]))
+    report = empty_store(tmp_path).import_file(ml, at=NOW)
+    assert report.kind == "master list"
+    assert len(report.added) == 2
+    assert report.anchored_in == "list"
+    assert report.anchor_fingerprint == parse_certificate(der(country_a.csca)).fingerprint
+    assert any("vouches for itself" in note for note in report.notes)
+    store = TrustStore.load(tmp_path / "store")
+    checks = passive_authentication(country_b.sod(), DATA_GROUPS, store, NOW)
+    assert decide(checks) is Verdict.VERIFIED
+
+
+def test_master_list_anchored_in_the_store(tmp_path: Path) -> None:
+    country_a, country_b, signer_key, signer = ml_material()
+    csca = tmp_path / "a.der"
+    csca.write_bytes(der(country_a.csca))
+    empty_store(tmp_path).import_file(csca, at=NOW)
+    ml = tmp_path / "list.ml"
+    ml.write_bytes(make_master_list(signer_key, signer, [country_a.csca, country_b.csca]))
+    report = TrustStore.load(tmp_path / "store").import_file(ml, at=NOW)
+    assert (report.anchored_in, len(report.added), report.already_present) == ("store", 1, 1)
+
+
+def _refused(tmp_path: Path, data: bytes, match: str) -> None:
+    ml = tmp_path / "bad.ml"
+    ml.write_bytes(data)
+    with pytest.raises(TrustStoreError, match=match):
+        empty_store(tmp_path).import_file(ml, at=NOW)
+    assert not (tmp_path / "store").exists() or not list((tmp_path / "store").glob("*.der"))
+
+
+def test_master_list_with_bad_signature_is_refused(tmp_path: Path) -> None:
+    country_a, country_b, _signer_key, signer = ml_material()
+    forged = make_master_list(key("secp256r1", 30), signer, [country_a.csca, country_b.csca])  # wrong key
+    _refused(tmp_path, forged, "signature does not hold")
+
+
+def test_master_list_with_changed_content_is_refused(tmp_path: Path) -> None:
+    country_a, country_b, signer_key, signer = ml_material()
+    good = make_master_list(signer_key, signer, [country_a.csca, country_b.csca])
+    b_der = der(country_b.csca)
+    start = good.index(b_der)
+    tampered = bytearray(good)
+    tampered[start + 200] ^= 0x01  # inside country B's certificate, inside the signed content
+    _refused(tmp_path, bytes(tampered), "content was changed")
+
+
+def test_master_list_signer_without_chain_is_refused(tmp_path: Path) -> None:
+    country_a, country_b, signer_key, _ = ml_material()
+    rogue = Pki.create(slot=40)
+    signer = make_cert(name("Master List Signer X"), signer_key, rogue.csca.subject, rogue.csca_key,
+                       ca=False, serial=5, extended_key_usage=ML_EKU)  # fmt: skip
+    _refused(tmp_path, make_master_list(signer_key, signer, [country_a.csca, country_b.csca]),
+             "does not chain to a CSCA")  # fmt: skip
+
+
+def test_master_list_signer_without_ml_usage_is_refused(tmp_path: Path) -> None:
+    country_a, _country_b, signer_key, _ = ml_material()
+    signer = make_cert(name("Not a ML signer"), signer_key, country_a.csca.subject, country_a.csca_key,
+                       ca=False, serial=6, extended_key_usage=(x509.ObjectIdentifier("1.3.6.1.5.5.7.3.4"),))
+    _refused(tmp_path, make_master_list(signer_key, signer, [country_a.csca]), "not allowed to sign master lists")
+
+
+def test_expired_master_list_signer_is_refused(tmp_path: Path) -> None:
+    country_a, _, signer_key, _ = ml_material()
+    signer = make_cert(name("Old ML signer"), signer_key, country_a.csca.subject, country_a.csca_key, ca=False,
+                       serial=7, extended_key_usage=ML_EKU, not_after=dt.datetime(2025, 1, 1, tzinfo=dt.UTC))
+    _refused(tmp_path, make_master_list(signer_key, signer, [country_a.csca]), "valid only from")
+
+
+def test_other_cms_content_is_not_a_master_list(tmp_path: Path) -> None:
+    country_a, _, signer_key, signer = ml_material()
+    _refused(tmp_path, make_master_list(signer_key, signer, [country_a.csca], content_type="2.23.136.1.1.1"),
+             "is not a CSCA master list")  # fmt: skip
+
+
+# --- link certificates -----------------------------------------------------------------------------------------
+
+
+def test_link_certificate_chain() -> None:
+    """CSCA key rollover: the store trusts the old CSCA and holds the link certificate (new key signed by the
+    old one); a DS signed by the new key chains through it."""
+    old_key, new_key = key("brainpoolP384r1", 50), key("brainpoolP384r1", 51)
+    csca_name = name("CSCA ROLLOVER")
+    old = make_cert(csca_name, old_key, csca_name, old_key, ca=True, serial=1)
+    link = make_cert(csca_name, new_key, csca_name, old_key, ca=True, serial=2)
+    new_self = make_cert(csca_name, new_key, csca_name, new_key, ca=True, serial=3)
+    ds_key = key("brainpoolP256r1", 52)
+    ds = make_cert(name("DS ROLLOVER"), ds_key, csca_name, new_key, ca=False, serial=8)
+    pki = Pki(new_key, new_self, ds_key, ds)
+
+    with_link = TrustStore.from_der([der(old), der(link)])
+    assert {e.kind for e in with_link.entries()} == {"CSCA", "link"}
+    checks = by_name(passive_authentication(pki.sod(), DATA_GROUPS, with_link, NOW))
+    assert checks[DS_CHAIN].status is CheckStatus.PASSED
+    assert checks[DS_CHAIN].detail["path_length"] == "2"
+    assert checks[DS_CHAIN].detail["csca_fingerprint"] == parse_certificate(der(old)).fingerprint
+
+    only_old = TrustStore.from_der([der(old)])
+    assert by_name(passive_authentication(pki.sod(), DATA_GROUPS, only_old, NOW))[DS_CHAIN].status is (
+        CheckStatus.ISSUER_NOT_TRUSTED
+    )
+    only_link = TrustStore.from_der([der(link)])  # a link certificate alone is no anchor
+    assert by_name(passive_authentication(pki.sod(), DATA_GROUPS, only_link, NOW))[DS_CHAIN].status is (
+        CheckStatus.ISSUER_NOT_TRUSTED
+    )
+
+
+def test_forged_link_certificate_is_refused_on_import(tmp_path: Path) -> None:
+    old_key, new_key, rogue_key = key("secp256r1", 60), key("secp256r1", 61), key("secp256r1", 62)
+    csca_name = name("CSCA LINK")
+    old = tmp_path / "old.der"
+    old.write_bytes(der(make_cert(csca_name, old_key, csca_name, old_key, ca=True)))
+    store = empty_store(tmp_path)
+    store.import_file(old, at=NOW)
+    forged = tmp_path / "link.der"
+    forged_cert = (
+        x509.CertificateBuilder().subject_name(csca_name).issuer_name(csca_name).public_key(new_key.public_key())
+        .serial_number(2).not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=9))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(old_key.public_key()), critical=False)
+        .sign(rogue_key, hashes.SHA256())
+    )  # fmt: skip
+    forged.write_bytes(der(forged_cert))
+    with pytest.raises(TrustStoreError, match="did not"):
+        TrustStore.load(tmp_path / "store").import_file(forged, at=NOW)
+
+
+# --- CRLs ------------------------------------------------------------------------------------------------------
+
+
+def test_crl_import_needs_its_csca(tmp_path: Path) -> None:
+    pki = Pki.create(slot=70)
+    crl = tmp_path / "list.crl"
+    crl.write_bytes(make_crl(pki, (7,)))
+    with pytest.raises(TrustStoreError, match="no installed CSCA signed this CRL"):
+        empty_store(tmp_path).import_file(crl, at=NOW)
+    csca = tmp_path / "csca.der"
+    csca.write_bytes(der(pki.csca))
+    empty_store(tmp_path).import_file(csca, at=NOW)
+    assert TrustStore.load(tmp_path / "store").import_file(crl, at=NOW).kind == "CRL"
+    store = TrustStore.load(tmp_path / "store")
+    assert len(store.crls) == 1
+    assert decide(passive_authentication(pki.sod(), DATA_GROUPS, store, NOW)) is Verdict.FAILED  # DS revoked
+
+
+
+
+# --- the command line ------------------------------------------------------------------------------------------
+
+
+@needs_vn_csca
+def test_cli_import_and_list(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from edge.cli import main
+
+    monkeypatch.setenv("CCCD_EDGE_TRUST_DIR", str(tmp_path / "store"))
+    junk = tmp_path / "junk.txt"
+    junk.write_text("hello")
+    assert main(["trust", "import", str(VN_CSCA_PEM), str(junk)]) == 1
+    out = capsys.readouterr().out
+    assert f"+ CSCA {VN_FINGERPRINT}" in out
+    assert f"REFUSED {junk}" in out
+    assert main(["trust", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "1 certificates" in out
+    assert "EC brainpoolP512r1 (512 bits, explicit parameters); 2022-06-29 .. 2037-10-01" in out
+    assert main(["trust", "list", "--store", str(tmp_path / "elsewhere")]) == 0
+    assert "0 certificates" in capsys.readouterr().out
