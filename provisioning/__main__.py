@@ -83,7 +83,7 @@ def _device_install(args: argparse.Namespace) -> int:
     )
     if result.rotated:
         print("rotation complete: the new key is now active")
-    print(f"installed {result.cert} and {len(result.trust)} trust anchor(s); config {result.config}")
+    print(f"installed {result.cert}; {result.trust_added} new trust store entries; config {result.config}")
     print("then: systemctl restart cccd-edge && cccd-edge doctor")
     return 0
 

@@ -3,7 +3,8 @@
 Layout (defaults match ``systemd/cccd-edge.service``)::
 
     /var/lib/cccd-edge/   0700 cccd-edge      device.key (0600), device.csr, device.key.next during a rotation
-    /etc/cccd-edge/       0750 root:cccd-edge config.toml, device.crt, broker-ca.crt, ward-command.pub, trust/*.pem
+    /etc/cccd-edge/       0750 root:cccd-edge config.toml, device.crt, broker-ca.crt, ward-command.pub,
+                                          trust/ (CSCA store: csca-<sha256>.der, as `cccd-edge trust import`)
 
 Rotation keeps the terminal working: ``rotate`` parks a new key as ``device.key.next`` and writes its CSR; the old key
 keeps serving until ``install`` receives a certificate for the new key, and only then replaces it.
@@ -13,8 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import tempfile
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from edge.errors import ProvisioningError
+from edge.errors import ProvisioningError, TrustStoreError
+from edge.protocol.verify.trust import TrustStore
 from provisioning.files import (
     PRIVATE,
     PRIVATE_DIR,
@@ -68,7 +71,7 @@ class InstallResult:
     config: Path
     cert: Path
     rotated: bool  # True: the certificate was for the pending key, which now replaced the old one
-    trust: list[Path] = field(default_factory=list)
+    trust_added: int = 0  # new entries in the trust store (0 on a re-run with the same files)
 
 
 def _csr_for(key: ec.EllipticCurvePrivateKey, identity: TerminalIdentity) -> bytes:
@@ -153,8 +156,18 @@ def _matching_key(state_dir: Path, cert: x509.Certificate, cert_path: Path) -> b
     )
 
 
-def _pem_certificate(path: Path) -> bytes:
-    return load_certificate(path, "trust anchor").public_bytes(serialization.Encoding.PEM)
+def _import_trust(store_dir: Path, files: list[Path], now: dt.datetime) -> int:
+    """Import CSCA certificates / master lists / CRLs with the daemon's own trust-store rules; returns how many
+    entries were added. The same call on a scratch directory is the dry run that checks them before any write."""
+    store = TrustStore.load(store_dir)
+    added = 0
+    for path in files:
+        try:
+            added += len(store.import_file(path, at=now).added)
+        except TrustStoreError as exc:
+            raise ProvisioningError(f"refused as trust anchor: {exc}", path=str(path), hint=exc.hint) from None
+        store = TrustStore.load(store_dir)  # a master list may anchor on a CSCA imported just before
+    return added
 
 
 def _merge_config(path: Path, updates: dict[str, Any]) -> dict[str, Any]:
@@ -196,9 +209,10 @@ def install_device(
     rotated = _matching_key(state_dir, device_cert, cert)
     load_certificate(broker_ca, "broker CA certificate")
     load_public_key(ward_command_key, "ward command key")
-    trust_pems = [(f"{path.stem}.pem", _pem_certificate(path)) for path in trust]
     trust_dir = config_dir / TRUST_DIR
-    if not trust_pems and not any(trust_dir.glob("*.pem")):
+    with tempfile.TemporaryDirectory(prefix="cccd-edge-trust-check-") as scratch:
+        _import_trust(Path(scratch), trust, now)
+    if not trust and not TrustStore.load(trust_dir).anchors:
         raise ProvisioningError("no CSCA trust anchors given (--trust) and none installed", path=str(trust_dir))
     config_path = config_dir / CONFIG
     updates: dict[str, Any] = {
@@ -226,8 +240,7 @@ def install_device(
     # Config files are root's (ProtectSystem=strict makes them read-only to the service anyway); the group reads.
     ensure_dir(config_dir, SHARED_DIR, owner, group_only=True)
     ensure_dir(trust_dir, SHARED_DIR, owner, group_only=True)
-    for name, pem in trust_pems:
-        write_atomic(trust_dir / name, pem, PUBLIC, owner, group_only=True)
+    added = _import_trust(trust_dir, trust, now)  # CSCA certificates are public: the store writes them 0644
     write_atomic(config_dir / BROKER_CA, read_file(broker_ca, "broker CA"), PUBLIC, owner, group_only=True)
     write_atomic(config_dir / WARD_COMMAND_KEY, read_file(ward_command_key, "ward command key"), PUBLIC, owner,
                  group_only=True)
@@ -236,4 +249,4 @@ def install_device(
     if rotated:
         os.replace(state_dir / NEXT_KEY, state_dir / KEY)
     write_atomic(config_path, config_text, PUBLIC, owner, group_only=True)
-    return InstallResult(config_path, config_dir / CERT, rotated, [trust_dir / name for name, _ in trust_pems])
+    return InstallResult(config_path, config_dir / CERT, rotated, added)

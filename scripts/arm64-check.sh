@@ -48,9 +48,11 @@ cleanup() {
     for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount -l "${mounted[i]}" 2>/dev/null || true; done
 }
 trap cleanup EXIT
+# The host's CA bundle goes in too: behind a TLS-inspecting proxy, pip in the root needs the proxy's CA.
+HOST_CA=/usr/local/share/cccd-edge-host-ca.crt
 in_root() {
     chroot "$ROOT" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
-        LANG=C.UTF-8 "$@"
+        LANG=C.UTF-8 PIP_CERT="$HOST_CA" SSL_CERT_FILE="$HOST_CA" PIP_DISABLE_PIP_VERSION_CHECK=1 "$@"
 }
 
 # --- 1. the arm64 root ------------------------------------------------------------------------------------------
@@ -71,6 +73,7 @@ fi
     "$ROOT$interpreter"
 [ "$(in_root uname -m)" = aarch64 ] || die "the root does not run as aarch64"
 cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+install -D -m 0644 "${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}" "$ROOT$HOST_CA"
 for fs in proc sys dev; do
     mount --bind "/$fs" "$ROOT/$fs"
     mounted+=("$ROOT/$fs")

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge.drivers.base import CardPresence, ReaderState
 from edge.errors import EdgeError
+from edge.protocol.verify.trust import TrustStore
 
 if TYPE_CHECKING:
     from edge.config import Config
@@ -33,7 +34,6 @@ PCSCD_SOCKET = "/run/pcscd/pcscd.comm"
 MIN_YEAR = 2025
 #: Warn this long before the device certificate expires: the ward needs time to sign a new one.
 RENEW_BEFORE = dt.timedelta(days=30)
-TRUST_SUFFIXES = (".pem", ".crt", ".cer", ".der")
 DATABASE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 
 
@@ -288,27 +288,18 @@ def check_databases(state_dir: Path) -> list[DoctorResult]:
 
 
 def check_trust_store(directory: Path) -> DoctorResult:
-    """At least one CSCA certificate, or no card can pass passive authentication."""
+    """At least one CSCA, read with the verifier's own loader, or no card can pass passive authentication."""
     if not directory.is_dir():
-        return _fail("trust store", f"{directory} is missing", "python -m provisioning device install --trust ...")
-    count, bad = 0, []
-    for path in sorted(directory.iterdir()):
-        if path.suffix.lower() not in TRUST_SUFFIXES:
-            continue
-        data = path.read_bytes()
-        try:
-            x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
-        except ValueError:
-            bad.append(path.name)
-            continue
-        count += 1
-    if bad:
-        return _fail("trust store", f"unreadable certificate(s): {', '.join(bad)}", "replace them from the "
-                     "ward's CSCA bundle")
-    if count == 0:
-        return _fail("trust store", f"{directory} holds no certificate", "install the CSCA certificates: python -m "
-                     "provisioning device install --trust FILE...")
-    return _ok("trust store", f"{count} certificate(s) in {directory}")
+        return _fail("trust store", f"{directory} is missing", "cccd-edge trust import CSCA-FILE... (or "
+                     "python -m provisioning device install --trust ...)")
+    store = TrustStore.load(directory)
+    if store.problems:
+        return _fail("trust store", f"{len(store.problems)} unusable file(s): {store.problems[0]}",
+                     "cccd-edge trust list; replace them from the ward's CSCA bundle")
+    if not store.anchors:
+        return _fail("trust store", f"{directory} holds no CSCA certificate", "cccd-edge trust import CSCA-FILE...")
+    return _ok("trust store", f"{len(store.anchors)} CSCA(s), {len(store.certificates)} certificate(s), "
+               f"{len(store.crls)} CRL(s) in {directory}")
 
 
 def check_public_key(name: str, path: Path | None) -> DoctorResult:

@@ -148,6 +148,7 @@ class ResultPublisher:
         self._inflight: dict[int, OutboxEntry] = {}  # mid -> result awaiting PUBACK
         self._other_mids: set[int] = set()  # mids of status/event messages
         self._barrier: set[int] = set()  # mids in flight at the last disconnect: resent by paho before new ones
+        self._barrier_deadline = 0.0  # if paho never resends them, give up on the barrier and resend ourselves
         self._cursor = 0  # highest seq handed to paho
         self._retry_at = 0.0  # after a refused PUBACK: no new results until then (monotonic)
         self._lock = threading.Lock()  # guards the two below, shared with any thread
@@ -155,6 +156,7 @@ class ResultPublisher:
         self._status: dict[str, Any] | None = {"state": "online"}
         self._last_status: dict[str, Any] = {"state": "online"}
         self.delivered = 0
+        self.fault: str | None = None  # last delivery error (the daemon shows FAULT while set)
         self._client = self._make_client()
         self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
 
@@ -276,21 +278,35 @@ class ResultPublisher:
         expiry = _expiry_properties(PacketTypes.PUBLISH, self.settings.message_expiry)
         while not self._stopping:
             self._wake.clear()
-            acks = self._process_facts()
-            if acks:
-                self.delivered += self.outbox.ack_many([entry.id for entry in acks])
-                if self._on_delivered is not None:
-                    self._on_delivered([entry.seq for entry in acks])
-            if self._online:
-                self._publish_control()
-            sent = 0
-            if self._online and not self._barrier and time.monotonic() >= self._retry_at:
-                room = self.settings.inflight_window - len(self._inflight)
-                if room > 0:
-                    sent = self._send_results(room, expiry)
-            if not sent and not acks:
-                self._wake.wait(0.5)
+            try:
+                self._cycle(expiry)
+                self.fault = None
+            except Exception as exc:  # a damaged outbox must not silently stop delivery: say so, retry
+                log.exception("delivery cycle failed")
+                self.fault = f"{type(exc).__name__}: {exc}"
+                self.publish_event({"event": "delivery_fault", "error": type(exc).__name__})
+                self._cursor = 0  # PUBACKs may not have been booked: offer everything still queued again
+                self._wake.wait(self.settings.reconnect_max_delay)
         self._publish_offline()
+
+    def _cycle(self, expiry: Properties) -> None:
+        """One round: book PUBACKs, publish control messages, send as many results as the window allows."""
+        acks = self._process_facts()
+        if acks:
+            self.delivered += self.outbox.ack_many([entry.id for entry in acks])
+            if self._on_delivered is not None:
+                self._on_delivered([entry.seq for entry in acks])
+        if self._online:
+            self._publish_control()
+        sent = 0
+        if self._online and self._barrier and time.monotonic() >= self._barrier_deadline:
+            self._release_barrier()
+        if self._online and not self._barrier and time.monotonic() >= self._retry_at:
+            room = self.settings.inflight_window - len(self._inflight)
+            if room > 0:
+                sent = self._send_results(room, expiry)
+        if not sent and not acks:
+            self._wake.wait(0.5)
 
     def _process_facts(self) -> list[OutboxEntry]:
         acks: list[OutboxEntry] = []
@@ -301,6 +317,7 @@ class ResultPublisher:
                 return acks
             if kind == "connected":
                 self._online = True
+                self._barrier_deadline = time.monotonic() + 2 * self.settings.keepalive
                 with self._lock:
                     self._status = self._last_status  # a restarted broker lost the retained status
             elif kind == "disconnected":
@@ -320,6 +337,14 @@ class ResultPublisher:
                     self.publish_event({"event": "publish_refused", "seq": entry.seq, "reason": str(reason)})
                 else:
                     acks.append(entry)
+
+    def _release_barrier(self) -> None:
+        """Resends never acknowledged: forget those mids and publish the entries again (the office de-dups)."""
+        stale = [self._inflight.pop(mid) for mid in self._barrier if mid in self._inflight]
+        log.warning("%d result(s) not acknowledged after reconnect; publishing them again", len(stale))
+        if stale:
+            self._cursor = min(entry.seq for entry in stale) - 1
+        self._barrier = set()
 
     def _publish_control(self) -> None:
         with self._lock:

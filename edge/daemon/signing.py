@@ -220,6 +220,26 @@ def result_claims(
     }
 
 
+def result_token(
+    signer: Signer,
+    *,
+    terminal_id: str,
+    seq: int,
+    document: Mapping[str, Any],
+    now: int,
+    lifetime: int,
+    encrypt_to: ec.EllipticCurvePublicKey | None = None,
+) -> bytes:
+    """The bytes the outbox stores and MQTT carries: a signed result, wrapped in a JWE when the ward has a key.
+
+    Meant as ``outbox.enqueue(lambda seq: result_token(..., seq=seq, ...))`` so the signed seq is the stored one.
+    """
+    claims = result_claims(terminal_id=terminal_id, kid=signer.kid, seq=seq, document=document, now=now,
+                           lifetime=lifetime)
+    jws = sign_jws(signer, claims, typ=RESULT_TYP)
+    return (encrypt_jwe(jws.encode("ascii"), encrypt_to) if encrypt_to is not None else jws).encode("ascii")
+
+
 @dataclass(frozen=True, slots=True)
 class VerifiedToken:
     header: dict[str, Any]

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -19,6 +20,17 @@ from paho.mqtt.properties import Properties
 from edge.daemon import signing
 from edge.daemon.mqtt import MqttSettings, ResultPublisher, Topics
 from edge.daemon.outbox import Outbox
+from edge.office.receiver import Outcome, Receiver, ResultStore
+from edge.protocol.result import (
+    Check,
+    CheckStatus,
+    CitizenData,
+    ProcedureProfile,
+    QrUsage,
+    ReadTiming,
+    Verdict,
+    make_result,
+)
 from tests.fixtures.mqtt import MosquittoBroker
 
 pytestmark = pytest.mark.stack
@@ -231,5 +243,155 @@ def test_status_events_and_commands(
     finally:
         publisher.stop()
         collector.wait_for(lambda msgs: any(t == TOPICS.status and b"offline" in p for t, p, _ in msgs))
+        collector.close()
+        outbox.close()
+
+
+def test_end_to_end_to_the_office_receiver_encrypted(
+    tmp_path: Path, mqtt_broker: MosquittoBroker, signer: signing.KeySigner
+) -> None:
+    ward = ec.generate_private_key(ec.SECP256R1())
+    store = ResultStore(tmp_path / "office" / "results.db", {signer.kid: signer.public_key}, decrypt_key=ward)
+    outcomes: list[Outcome] = []
+    done = threading.Event()
+
+    def record(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        if sum(o.status == "stored" for o in outcomes) == 20:
+            done.set()
+
+    receiver = Receiver(store, host=mqtt_broker.host, port=mqtt_broker.port, ward=TOPICS.ward,
+                        client_id="office-e2e", on_outcome=record, clock=lambda: NOW)
+    receiver.start()
+    assert receiver.subscribed.wait(10)
+    outbox = _outbox(tmp_path)
+    publisher = ResultPublisher(_settings(mqtt_broker, client_id="T-01-e2e"), outbox)
+    publisher.start()
+    try:
+        for _ in range(20):
+            outbox.enqueue(lambda seq: signing.encrypt_jwe(signing.sign_jws(signer, signing.result_claims(
+                terminal_id="T-01", kid=signer.kid, seq=seq, document=_document(), now=NOW, lifetime=3600),
+                typ=signing.RESULT_TYP).encode(), ward.public_key()).encode())
+            publisher.notify()
+        assert done.wait(20)
+        assert [seq for seq, _ in store.stored("T-01")] == list(range(1, 21))
+        assert all(o.status == "stored" and not o.missing for o in outcomes)
+    finally:
+        publisher.stop()
+        receiver.stop()
+        store.close()
+        outbox.close()
+
+
+def _document() -> dict[str, object]:
+    document = make_result(
+        terminal_id="T-01", ward_code=TOPICS.ward, profile=ProcedureProfile.IDENTITY, verdict=Verdict.VERIFIED,
+        checks=[Check(name="sod_signature", status=CheckStatus.PASSED)],
+        citizen=CitizenData(id_number="079203012345", full_name="Nguyễn Văn An", date_of_birth="01/02/2003"),
+        qr=QrUsage(used=False), timing=ReadTiming(apdu_count=1, read_ms=1), completed_at=datetime.now(UTC))
+    return dict(json.loads(document.to_json()))
+
+
+_TERMINAL_PROCESS = """
+import sys, time
+from pathlib import Path
+from edge.daemon import signing
+from edge.daemon.mqtt import MqttSettings, ResultPublisher, Topics
+from edge.daemon.outbox import Outbox
+
+key, db, port, produce = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+signer = signing.FileKeySigner(key)
+outbox = Outbox(db, max_count=10000, max_bytes=10**8)
+publisher = ResultPublisher(
+    MqttSettings("127.0.0.1", port, Topics("cccd-edge/v1", "26734", "T-01"), "T-01", inflight_window=5),
+    outbox, on_delivered=lambda seqs: print("D", *seqs, flush=True))
+publisher.start()
+for _ in range(produce):
+    _, seq = outbox.enqueue(lambda s: signing.result_token(signer, terminal_id="T-01", seq=s, document=DOC,
+                                                           now=int(time.time()), lifetime=3600))
+    publisher.notify()
+    print("E", seq, flush=True)
+    time.sleep(0.002)
+print("PRODUCED", flush=True)
+time.sleep(3600)
+"""
+
+
+def test_kill_9_of_the_terminal_mid_delivery_loses_nothing(
+    tmp_path: Path, mqtt_broker: MosquittoBroker
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    terminal_key = ec.generate_private_key(ec.SECP256R1())
+    key_file = tmp_path / "device.key"
+    signing.write_private_key(terminal_key, key_file)
+    signer = signing.KeySigner(terminal_key)
+    store = ResultStore(tmp_path / "office" / "results.db", {signer.kid: signer.public_key})
+    receiver = Receiver(store, host=mqtt_broker.host, port=mqtt_broker.port, ward=TOPICS.ward,
+                        client_id="office-kill9")
+    receiver.start()
+    assert receiver.subscribed.wait(10)
+    db = tmp_path / "state" / "outbox.db"
+    script = f"DOC = {_document()!r}\n" + _TERMINAL_PROCESS
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+
+    def spawn(produce: int) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-c", script, str(key_file), str(db), str(mqtt_broker.port),
+                                 str(produce)], stdout=subprocess.PIPE, text=True, env=env)
+
+    try:
+        first = spawn(60)
+        assert first.stdout is not None
+        delivered_lines = 0
+        while delivered_lines < 8:  # kill while results are still being produced and in flight
+            if first.stdout.readline().startswith("D"):
+                delivered_lines += 1
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        first.stdout.close()
+        committed = Outbox(db, max_count=1, max_bytes=1024)
+        last_seq = committed.stats().last_seq
+        committed.close()
+        assert 8 <= last_seq < 60
+
+        second = spawn(0)
+        try:
+            deadline = time.monotonic() + 30
+            while len(store.stored("T-01")) < last_seq and time.monotonic() < deadline:
+                time.sleep(0.02)
+        finally:
+            second.kill()
+            second.wait()
+            assert second.stdout is not None
+            second.stdout.close()
+        assert [seq for seq, _ in store.stored("T-01")] == list(range(1, last_seq + 1))
+    finally:
+        receiver.stop()
+        store.close()
+
+
+def test_refused_by_the_broker_is_kept_reported_and_retried(
+    tmp_path: Path, mqtt_broker_factory: Callable[..., MosquittoBroker], signer: signing.KeySigner
+) -> None:
+    deny = "topic read cccd-edge/v1/#\ntopic write cccd-edge/v1/+/+/event\ntopic write cccd-edge/v1/+/+/status\n"
+    broker = mqtt_broker_factory(acl=deny)
+    collector = Collector(broker)
+    outbox = _outbox(tmp_path)
+    publisher = ResultPublisher(_settings(broker, reconnect_max_delay=1), outbox)
+    publisher.start()
+    try:
+        _produce(outbox, signer, 3)
+        publisher.notify()
+        collector.wait_for(lambda msgs: any(t == TOPICS.event and b"publish_refused" in p for t, p, _ in msgs))
+        assert outbox.stats().count == 3  # refused results are never dropped
+        broker.reload(deny + "topic write cccd-edge/v1/+/+/result\n")
+        assert publisher.wait_drained(20)
+        collector.wait_for(lambda msgs: sum(t == TOPICS.result for t, _, _ in msgs) >= 3)
+        assert _first_arrivals(collector.results()) == [1, 2, 3]
+    finally:
+        publisher.stop()
         collector.close()
         outbox.close()

@@ -102,3 +102,15 @@ def test_unreadable_or_not_toml(tmp_path: Path) -> None:
     path.write_bytes(b'terminal_id = "\xff"\n')
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(path)
+
+
+def test_mqtt_settings_from_config(tmp_path: Path) -> None:
+    from edge.daemon.mqtt import MqttSettings
+
+    config = load_config(_write(tmp_path, MINIMAL + '[paths]\ndevice_cert = "/etc/c.crt"\nbroker_ca = "/etc/ca"\n'))
+    settings = MqttSettings.from_config(config)
+    assert settings.topics.result == "cccd-edge/v1/26734/T-01/result"
+    assert settings.topics.cmd == "cccd-edge/v1/26734/T-01/cmd"
+    assert (settings.cert_file, settings.key_file) == (Path("/etc/c.crt"), config.paths.device_key)
+    plain = MqttSettings.from_config(load_config(_write(tmp_path, MINIMAL + "[mqtt]\ntls = false\n")))
+    assert (plain.tls, plain.cert_file) == (False, None)

@@ -190,8 +190,11 @@ def test_trust_store(tmp_path: Path, terminal: tuple[Path, Path]) -> None:
     store = tmp_path / "trust"
     assert not doctor.check_trust_store(store).ok
     store.mkdir()
-    assert "no certificate" in doctor.check_trust_store(store).detail
-    (store / "csca.pem").write_bytes(terminal[1].read_bytes())
+    assert "no CSCA" in doctor.check_trust_store(store).detail
+    (store / "terminal.pem").write_bytes(terminal[1].read_bytes())  # a certificate, but no CSCA
+    assert "no CSCA" in doctor.check_trust_store(store).detail
+    csca, _ = ward_ca.init_ward_ca(tmp_path / "csca", "VN")
+    (store / "csca.pem").write_bytes(csca.cert.public_bytes(serialization.Encoding.PEM))
     assert doctor.check_trust_store(store).ok
     (store / "broken.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\nnope\n")
     assert "broken.pem" in doctor.check_trust_store(store).detail

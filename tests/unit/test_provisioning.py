@@ -76,8 +76,10 @@ def test_full_flow_installs_files_with_tight_modes(site: dict[str, Path]) -> Non
     assert mode(site["state"]) == 0o700
     assert mode(site["state"] / "device.key") == 0o600
     assert mode(site["etc"]) == 0o750
-    for name in ("config.toml", "device.crt", "broker-ca.crt", "ward-command.pub", "trust/csca.pem"):
+    for name in ("config.toml", "device.crt", "broker-ca.crt", "ward-command.pub"):
         assert mode(site["etc"] / name) == 0o640, name
+    assert mode(site["etc"] / "trust") == 0o750
+    assert len(list((site["etc"] / "trust").glob("csca-*.der"))) == 1  # the daemon's trust-store format
     config = tomllib.loads((site["etc"] / "config.toml").read_text())
     assert config["terminal_id"] == TERMINAL
     assert config["ward_code"] == WARD
@@ -232,3 +234,13 @@ def test_install_script_dry_run_plans_every_step_and_changes_nothing(tmp_path: P
     ):
         assert expected in plan, f"{expected!r} missing from the plan:\n{plan}"
     assert not prefix.exists()
+
+
+def test_install_checks_everything_before_writing(site: dict[str, Path]) -> None:
+    cert = provision(site)
+    (site["etc"] / "config.toml").unlink()
+    # A terminal certificate is no CSCA: the trust store refuses it, and nothing is written.
+    with pytest.raises(ProvisioningError, match="trust anchor"):
+        device.install_device(site["state"], site["etc"], cert=cert, broker_ca=site["broker_ca"],
+                              ward_command_key=site["command"], trust=[cert], mqtt_host="h")
+    assert not (site["etc"] / "config.toml").exists()

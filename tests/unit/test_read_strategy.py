@@ -55,11 +55,8 @@ class Recorder:
 
 
 def make_file(tag: int, size: int) -> bytes:
-    """A TLV file of exactly ``size`` bytes with a recognisable, non-repeating body."""
-    header = len(tlv.encode(tag, bytes(size))) - size
-    body_len = size - header
-    while len(tlv.encode(tag, bytes(body_len))) != size:  # the length field may shrink with the body
-        body_len += 1
+    """A TLV file of ``size`` bytes (one less where the length field's growth makes ``size`` impossible)."""
+    body_len = next(n for n in range(size, -1, -1) if len(tlv.encode(tag, bytes(n))) <= size)
     return tlv.encode(tag, bytes((i * 7 + i // 251) & 0xFF for i in range(body_len)))
 
 

@@ -100,15 +100,15 @@ def test_jwe_round_trip_and_tampering(signer: signing.KeySigner) -> None:
     jwe = signing.encrypt_jwe(jws.encode(), ward.public_key())
     assert signing.is_jwe(jwe)
     assert not signing.is_jwe(jws)
-    assert "T1" not in jwe
-    assert b"verified" not in jwe.encode()
+    assert jws.split(".")[1] not in jwe  # the claims do not travel in clear
+    assert b"verified" not in signing.b64url_decode(jwe.split(".")[3])
     assert signing.decrypt_jwe(jwe, ward).decode() == jws
     header = json.loads(signing.b64url_decode(jwe.split(".")[0]))
     assert (header["alg"], header["enc"], header["kid"]) == ("ECDH-ES", "A256GCM", signing.key_id(ward.public_key()))
     with pytest.raises(TokenError, match="does not decrypt"):
         signing.decrypt_jwe(jwe, ec.generate_private_key(ec.SECP256R1()))
     parts = jwe.split(".")
-    flipped = parts[3][:-1] + ("A" if parts[3][-1] != "A" else "B")
+    flipped = ("A" if parts[3][0] != "A" else "B") + parts[3][1:]  # first char: all six bits are used
     with pytest.raises(TokenError):
         signing.decrypt_jwe(".".join([*parts[:3], flipped, parts[4]]), ward)
     with pytest.raises(TokenError):
@@ -135,3 +135,15 @@ def test_file_key_signer_refuses_loose_permissions(tmp_path: Path) -> None:
     signing.write_private_key(ec.generate_private_key(ec.SECP384R1()), p384)
     with pytest.raises(ConfigError, match="P-256"):
         signing.FileKeySigner(p384)
+
+
+def test_result_token_signed_and_optionally_encrypted(signer: signing.KeySigner) -> None:
+    ward = ec.generate_private_key(ec.SECP256R1())
+    plain = signing.result_token(signer, terminal_id="T1", seq=3, document={"v": 1}, now=NOW, lifetime=60)
+    claims = signing.verify_jws(plain, {signer.kid: signer.public_key}, NOW, typ=signing.RESULT_TYP).claims
+    assert (claims["seq"], claims["result"]) == (3, {"v": 1})
+    sealed = signing.result_token(signer, terminal_id="T1", seq=4, document={"v": 1}, now=NOW, lifetime=60,
+                                  encrypt_to=ward.public_key())
+    assert signing.is_jwe(sealed)
+    inner = signing.decrypt_jwe(sealed, ward)
+    assert signing.verify_jws(inner, {signer.kid: signer.public_key}, NOW).claims["seq"] == 4
