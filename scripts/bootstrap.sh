@@ -23,8 +23,11 @@ if [ ! -f "$stamp" ]; then
     echo "bootstrap: creating .venv and installing cccd-edge[dev]"
     # --system-site-packages lets a Pi use apt's python3-picamera2 / libcamera inside the venv.
     [ -x .venv/bin/python ] || "$PYTHON" -m venv --system-site-packages .venv
-    .venv/bin/pip install -q --upgrade pip >/dev/null
-    .venv/bin/pip install -q -e ".[dev]"
+    # Build-backend chatter goes to a log; it is shown only when the install fails.
+    if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e ".[dev]"; } >.venv/install.log 2>&1; then
+        cat .venv/install.log >&2
+        exit 1
+    fi
     rm -f .venv/.installed-*
     touch "$stamp"
 fi

@@ -12,9 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edge.config import PathsConfig
 from edge.errors import TrustStoreError
 
-DEFAULT_STORE = Path("/var/lib/cccd-edge/trust")
+#: Same default as ``paths.trust_store`` in the config: under /etc, managed by root, read-only to the daemon so a
+#: compromised daemon cannot plant its own trust anchor.
+DEFAULT_STORE = PathsConfig().trust_store
 STORE_ENV = "CCCD_EDGE_TRUST_DIR"
 
 

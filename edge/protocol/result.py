@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from edge.protocol.verify.checks import CheckStatus, Verdict
+
 SCHEMA_VERSION: Literal[1] = 1
 
 
@@ -23,20 +25,6 @@ class ProcedureProfile(StrEnum):
     FULL = "full"  # every field the chip holds
     RESIDENCE = "residence"  # identity + place of residence: what replaced the household book (CT07)
     IDENTITY = "identity"  # identity only, no address, no family
-
-
-class Verdict(StrEnum):
-    VERIFIED = "verified"  # every performed check passed and the issuer chains to a trusted CSCA
-    VERIFIED_UNTRUSTED_ISSUER = "verified_untrusted_issuer"  # data intact, but the CSCA is not in the trust store
-    FAILED = "failed"  # at least one check failed: do not rely on the data
-
-
-class CheckStatus(StrEnum):
-    PASSED = "passed"
-    FAILED = "failed"
-    NOT_SUPPORTED = "not_supported"  # the card does not offer it (e.g. no DG15 for Active Authentication)
-    NOT_PERFORMED = "not_performed"  # the terminal skipped it (e.g. no challenge requested)
-    ISSUER_NOT_TRUSTED = "issuer_not_trusted"
 
 
 class _Doc(BaseModel):
