@@ -7,7 +7,6 @@ Run: .venv/bin/python bench/verify.py [--rounds N]. Chip-side signing is the car
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import statistics
 import sys
@@ -21,50 +20,36 @@ from asn1crypto import pem as asn1_pem
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 
 from edge.protocol.access.active_auth import CHALLENGE_LENGTH, verify_active_auth
 from edge.protocol.lds.sod import encode_sod
+from edge.protocol.verify.certs import parse_certificate
 from edge.protocol.verify.checks import Verdict, decide
 from edge.protocol.verify.passive import passive_authentication_of_file
-from edge.protocol.verify.trust import TrustStore, parse_certificate
+from edge.protocol.verify.trust import TrustStore
 from edge.sim.active_auth_card import sign_active_auth
+from tests.paths import VN_CSCA_PEM
+from tests.pki_helpers import NOW, PrivateKey, der, make_cert, name
 
-NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 GOAL_MS = 30.0
-VN_CSCA_PEM = Path(__file__).resolve().parents[2] / "shared" / "trust" / "VN_CSCA_ePassport_2022.pem"
-Key = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
-def _cert(subject: str, key: Key, issuer: str, issuer_key: Key, *, ca: bool) -> x509.Certificate:
-    def name(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"), x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    builder = (
-        x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - dt.timedelta(days=365)).not_valid_after(NOW + dt.timedelta(days=3650))
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
-    )  # fmt: skip
-    if ca:
-        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-    return builder.sign(issuer_key, hashes.SHA512() if ca else hashes.SHA256())
+def _csca(common_name: str, key: PrivateKey) -> x509.Certificate:
+    subject = name(common_name)
+    return make_cert(subject, key, subject, key, ca=True, signature_hash=hashes.SHA512())
 
 
-def _card_files(csca_key: Key, ds_key: Key, extra_cscas: int) -> tuple[bytes, dict[int, bytes], TrustStore]:
-    csca = _cert("CSCA BENCH", csca_key, "CSCA BENCH", csca_key, ca=True)
-    ds = _cert("DS BENCH", ds_key, "CSCA BENCH", csca_key, ca=False)
+def _card_files(csca_key: PrivateKey, ds_key: PrivateKey, extra: int) -> tuple[bytes, dict[int, bytes], TrustStore]:
+    csca = _csca("CSCA BENCH", csca_key)
+    ds = make_cert(name("DS BENCH"), ds_key, csca.subject, csca_key, ca=False)
     data_groups = {
         1: os.urandom(93), 2: os.urandom(20_000), 13: os.urandom(700), 14: os.urandom(320), 15: os.urandom(300),
     }  # fmt: skip
     sod = encode_sod(data_groups, hash_algorithm="sha256", signer_key=ds_key, signer_cert=ds)
     others = []
-    for i in range(extra_cscas):  # a store the size of a national master list
-        other_key = ec.generate_private_key(ec.SECP256R1())
-        others.append(_cert(f"CSCA OTHER {i}", other_key, f"CSCA OTHER {i}", other_key, ca=True))
-    store = TrustStore.from_der([c.public_bytes(Encoding.DER) for c in (csca, *others)])
+    for i in range(extra):  # a store the size of a national master list
+        others.append(_csca(f"CSCA OTHER {i}", ec.generate_private_key(ec.SECP256R1())))
+    store = TrustStore.from_der([der(c) for c in (csca, *others)])
     return sod, data_groups, store
 
 

@@ -73,6 +73,8 @@ fi
     "$ROOT$interpreter"
 [ "$(in_root uname -m)" = aarch64 ] || die "the root does not run as aarch64"
 cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# debootstrap writes no /etc/hosts: without it "localhost" does not resolve in the root.
+[ -s "$ROOT/etc/hosts" ] || printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$ROOT/etc/hosts"
 install -D -m 0644 "${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}" "$ROOT$HOST_CA"
 for fs in proc sys dev; do
     mount --bind "/$fs" "$ROOT/$fs"

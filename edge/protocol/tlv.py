@@ -167,3 +167,40 @@ def iter_tlv(data: bytes, *, base_offset: int = 0) -> Iterator[Tlv]:
     while pos < len(data):
         tlv, pos = decode_one(data, pos, base_offset=base_offset)
         yield tlv
+
+
+# --- INTEGER and OBJECT IDENTIFIER (X.690 8.3, 8.19): shared by SecurityInfos, the LDS files and the simulator --
+
+
+def encode_integer(value: int) -> bytes:
+    """DER INTEGER (full TLV) of a non-negative value: version numbers, key references, parameter ids."""
+    return encode(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+
+
+def encode_oid(dotted: str) -> bytes:
+    """Dotted text to the content octets of a DER OBJECT IDENTIFIER (wrap them with ``encode(0x06, ...)``)."""
+    arcs = [int(part) for part in dotted.split(".")]
+    body = bytearray()
+    for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        body.extend(reversed(chunk))
+    return bytes(body)
+
+
+def decode_oid(value: bytes, what: str = "OBJECT IDENTIFIER") -> str:
+    """Content octets of an OBJECT IDENTIFIER to dotted text; truncated ones raise :class:`TlvError` naming ``what``."""
+    if not value or value[-1] & 0x80:
+        raise TlvError("truncated OBJECT IDENTIFIER", what=what)
+    arcs: list[int] = []
+    current = 0
+    for byte in value:
+        current = (current << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            arcs.append(current)
+            current = 0
+    first = min(arcs[0] // 40, 2)
+    return ".".join(str(a) for a in (first, arcs[0] - 40 * first, *arcs[1:]))

@@ -21,7 +21,7 @@ from edge.protocol.access.active_auth import (
     TRAILER_IMPLICIT_SHA1,
     default_ecdsa_hash,
 )
-from edge.protocol.verify.trust import hash_algorithm
+from edge.protocol.verify.signatures import hash_algorithm
 
 
 def sign_active_auth(

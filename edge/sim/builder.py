@@ -21,6 +21,7 @@ from ecdsa import curves as ecdsa_curves
 from PIL import Image, ImageDraw
 
 from edge.protocol import tlv
+from edge.protocol.access.card_access import ID_CA_ECDH_AES_CBC_CMAC_128, ID_PACE_ECDH_GM_AES_CBC_CMAC_128, ID_TA
 from edge.protocol.lds.com import encode_com
 from edge.protocol.lds.common import encode_oid
 from edge.protocol.lds.dg1 import encode_dg1
@@ -45,28 +46,24 @@ from edge.sim.profile import CardProfile, Person
 #: Changing the seed changes every simulated card's chip keys.
 KEY_SEED = b"cccd-edge-sim-v1"
 SW_SECURITY_STATUS_NOT_SATISFIED = 0x6982
-ID_TA = "0.4.0.127.0.7.2.2.2"
-ID_CA_ECDH_AES_CBC_CMAC_128 = "0.4.0.127.0.7.2.2.3.2.2"
-ID_PACE_ECDH_GM_AES_CBC_CMAC_128 = "0.4.0.127.0.7.2.2.4.2.2"
 #: EF.CardAccess as read from real cards (cccd-card.md).
 REAL_CARD_ACCESS = bytes.fromhex(
     "3134300d060804007f0007020202020101300f060a04007f000702020302020201013012060a04007f0007020204020202010202010d"
 )
 
 
-def _int(value: int) -> bytes:
-    return tlv.encode(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
-
-
 def card_access(*, pace_parameter_id: int = 13, pace: bool = True) -> bytes:
     """EF.CardAccess: TA, CA and (unless ``pace`` is off) PACE-ECDH-GM-AES-128 with the parameter id."""
     infos = [
-        tlv.encode_constructed(0x30, encode_oid(ID_TA), _int(1)),
-        tlv.encode_constructed(0x30, encode_oid(ID_CA_ECDH_AES_CBC_CMAC_128), _int(1)),
+        tlv.encode_constructed(0x30, encode_oid(ID_TA), tlv.encode_integer(1)),
+        tlv.encode_constructed(0x30, encode_oid(ID_CA_ECDH_AES_CBC_CMAC_128), tlv.encode_integer(1)),
     ]
     if pace:
         infos.append(
-            tlv.encode_constructed(0x30, encode_oid(ID_PACE_ECDH_GM_AES_CBC_CMAC_128), _int(2), _int(pace_parameter_id))
+            tlv.encode_constructed(
+                0x30, encode_oid(ID_PACE_ECDH_GM_AES_CBC_CMAC_128), tlv.encode_integer(2),
+                tlv.encode_integer(pace_parameter_id),
+            )
         )
     return tlv.encode_constructed(0x31, *infos)
 

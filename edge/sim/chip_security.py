@@ -30,7 +30,6 @@ from edge.protocol.access.active_auth import default_ecdsa_hash
 from edge.protocol.access.card_access import (
     ID_CA_ECDH,
     ID_PACE_ECDH_GM,
-    decode_oid,
 )
 from edge.protocol.apdu import (
     SW_CONDITIONS_NOT_SATISFIED,
@@ -219,7 +218,7 @@ class SimChipSecurity:
         if (command.p1, command.p2) == (0xC1, 0xA4):
             return self._mse_pace(fields)
         if (command.p1, command.p2) == (0x41, 0xA4) and 0x80 in fields:
-            return self._mse_ca(decode_oid(fields[0x80]))
+            return self._mse_ca(tlv.decode_oid(fields[0x80]))
         if (command.p1, command.p2) == (0x41, 0xA6) and 0x91 in fields:
             return self._chip_authenticate(TDES, fields[0x91])
         return _reply(SW_INCORRECT_P1P2)
@@ -229,7 +228,7 @@ class SimChipSecurity:
             return _reply(SW_WRONG_DATA)
         if self._secured_exchange:  # PACE runs in plain; a new PACE ends the old session first
             return _reply(SW_CONDITIONS_NOT_SATISFIED)
-        protocol = decode_oid(fields[0x80])
+        protocol = tlv.decode_oid(fields[0x80])
         family, last = protocol.rsplit(".", 1)
         if family != ID_PACE_ECDH_GM or int(last) not in _SUITES:
             return _reply(SW_WRONG_DATA)

@@ -6,8 +6,6 @@ allowed, used until profiles and the builder produce full cards. Its person is s
 
 from __future__ import annotations
 
-from types import TracebackType
-
 from edge.protocol import tlv
 from edge.sim.card import CardCounters, ChipSecurity, VirtualCard
 from edge.sim.model import (
@@ -19,7 +17,7 @@ from edge.sim.model import (
     SimCardSpec,
     dg_fid,
 )
-from edge.sim.vpcd import VpcdClient
+from edge.sim.vpcd import InsertedWhileOpen, VpcdClient
 
 #: ISO 14443-4 card ATR as PC/SC part 3 builds it (no historical bytes beyond zeros; TCK = 09).
 DEMO_ATR = bytes.fromhex("3B888001000000000000000009")
@@ -50,7 +48,7 @@ def demo_spec(quirks: Quirks | None = None) -> SimCardSpec:
     return SimCardSpec("demo", image, secrets, quirks if quirks is not None else Quirks(plain_reads=True))
 
 
-class SimulatedCard:
+class SimulatedCard(InsertedWhileOpen):
     """A :class:`VirtualCard` plus its vpcd connection: ``insert()`` puts it on the reader, ``remove()`` off."""
 
     def __init__(
@@ -88,12 +86,3 @@ class SimulatedCard:
 
     def wait_removed(self, timeout: float) -> bool:
         return self.client.wait_removed(timeout)
-
-    def __enter__(self) -> SimulatedCard:
-        self.insert()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.remove()

@@ -15,8 +15,9 @@ import logging
 import socket
 import threading
 import time
+from abc import ABC, abstractmethod
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, Self
 
 from edge.errors import NoReaderError
 from edge.sim.card import CardLeftField
@@ -47,7 +48,26 @@ class VpcdCard(Protocol):
         ...
 
 
-class VpcdClient:
+class InsertedWhileOpen(ABC):
+    """``with card:`` puts the card on the reader and takes it off again however the block ends."""
+
+    @abstractmethod
+    def insert(self) -> None: ...
+
+    @abstractmethod
+    def remove(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        self.insert()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.remove()
+
+
+class VpcdClient(InsertedWhileOpen):
     """Serves one card to one vpcd reader slot (``port`` = the slot's TCP port) from a background thread."""
 
     def __init__(self, card: VpcdCard, port: int, host: str = "127.0.0.1", *, connect_timeout: float = 5.0) -> None:
@@ -99,15 +119,6 @@ class VpcdClient:
     def wait_removed(self, timeout: float) -> bool:
         """Block until the card is out (removed, left the field, or pcscd went away)."""
         return self._removed.wait(timeout)
-
-    def __enter__(self) -> VpcdClient:
-        self.insert()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.remove()
 
     # --- the serving thread ------------------------------------------------------------------------------------
 

@@ -21,17 +21,9 @@ from edge.daemon import signing
 from edge.daemon.mqtt import MqttSettings, ResultPublisher, Topics
 from edge.daemon.outbox import Outbox
 from edge.office.receiver import Outcome, Receiver, ResultStore
-from edge.protocol.result import (
-    Check,
-    CheckStatus,
-    CitizenData,
-    ProcedureProfile,
-    QrUsage,
-    ReadTiming,
-    Verdict,
-    make_result,
-)
+from edge.protocol.result import QrUsage, ReadTiming
 from tests.fixtures.mqtt import MosquittoBroker
+from tests.result_helpers import sample_result
 
 pytestmark = pytest.mark.stack
 
@@ -284,11 +276,8 @@ def test_end_to_end_to_the_office_receiver_encrypted(
 
 
 def _document() -> dict[str, object]:
-    document = make_result(
-        terminal_id="T-01", ward_code=TOPICS.ward, profile=ProcedureProfile.IDENTITY, verdict=Verdict.VERIFIED,
-        checks=[Check(name="sod_signature", status=CheckStatus.PASSED)],
-        citizen=CitizenData(id_number="079203012345", full_name="Nguyễn Văn An", date_of_birth="01/02/2003"),
-        qr=QrUsage(used=False), timing=ReadTiming(apdu_count=1, read_ms=1), completed_at=datetime.now(UTC))
+    document = sample_result(ward_code=TOPICS.ward, qr=QrUsage(used=False), timing=ReadTiming(apdu_count=1, read_ms=1),
+                             completed_at=datetime.now(UTC))
     return dict(json.loads(document.to_json()))
 
 

@@ -32,7 +32,6 @@ from edge.protocol.access.card_access import (
     ID_PACE_ECDH_GM,
     ID_PK_ECDH,
     ID_PRIME_FIELD,
-    encode_oid,
     parse_security_infos,
 )
 from edge.protocol.access.chip_auth import perform_chip_auth
@@ -139,7 +138,7 @@ class ChipLink:
 def card_access_for(suite_arc: int = 2, parameter_id: int = 13) -> bytes:
     pace_info = tlv.encode_constructed(
         0x30,
-        tlv.encode(0x06, encode_oid(f"{ID_PACE_ECDH_GM}.{suite_arc}")),
+        tlv.encode(0x06, tlv.encode_oid(f"{ID_PACE_ECDH_GM}.{suite_arc}")),
         tlv.encode(0x02, b"\x02"),
         tlv.encode(0x02, bytes((parameter_id,))),
     )
@@ -308,9 +307,9 @@ def test_session_lost_then_reauthenticate_and_resume() -> None:
 def dg14_for(public_key: crypto_ec.EllipticCurvePublicKey, suite_arc: int = 2) -> bytes:
     spki = public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     ca_info = tlv.encode_constructed(
-        0x30, tlv.encode(0x06, encode_oid(f"{ID_CA_ECDH}.{suite_arc}")), tlv.encode(0x02, b"\x01")
+        0x30, tlv.encode(0x06, tlv.encode_oid(f"{ID_CA_ECDH}.{suite_arc}")), tlv.encode(0x02, b"\x01")
     )
-    key_info = tlv.encode_constructed(0x30, tlv.encode(0x06, encode_oid(ID_PK_ECDH)), spki)
+    key_info = tlv.encode_constructed(0x30, tlv.encode(0x06, tlv.encode_oid(ID_PK_ECDH)), spki)
     return tlv.encode(0x6E, tlv.encode(0x31, ca_info + key_info))
 
 
@@ -363,26 +362,22 @@ def test_active_authentication_signature_verifies(
 # --- DG14 keys with explicit curve parameters, invalid points ----------------------------------------------------
 
 
-def _der_int(value: int) -> bytes:
-    return tlv.encode(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
-
-
 def explicit_spki(params: ec.DomainParameters, point: bytes) -> bytes:
     """SubjectPublicKeyInfo with the curve spelled out, as many DG14 files carry it."""
     size = params.byte_length
     base = b"\x04" + params.gx.to_bytes(size, "big") + params.gy.to_bytes(size, "big")
     ec_parameters = tlv.encode_constructed(
         0x30,
-        _der_int(1),
-        tlv.encode_constructed(0x30, tlv.encode(0x06, encode_oid(ID_PRIME_FIELD)), _der_int(params.p)),
+        tlv.encode_integer(1),
+        tlv.encode_constructed(0x30, tlv.encode(0x06, tlv.encode_oid(ID_PRIME_FIELD)), tlv.encode_integer(params.p)),
         tlv.encode_constructed(
             0x30, tlv.encode(0x04, params.a.to_bytes(size, "big")), tlv.encode(0x04, params.b.to_bytes(size, "big"))
         ),
         tlv.encode(0x04, base),
-        _der_int(params.n),
-        _der_int(params.h),
+        tlv.encode_integer(params.n),
+        tlv.encode_integer(params.h),
     )
-    algorithm = tlv.encode_constructed(0x30, tlv.encode(0x06, encode_oid(ID_EC_PUBLIC_KEY)), ec_parameters)
+    algorithm = tlv.encode_constructed(0x30, tlv.encode(0x06, tlv.encode_oid(ID_EC_PUBLIC_KEY)), ec_parameters)
     return tlv.encode_constructed(0x30, algorithm, tlv.encode(0x03, b"\x00" + point))
 
 
@@ -390,9 +385,9 @@ def test_chip_authentication_with_explicit_parameters_in_dg14() -> None:
     ca_key = crypto_ec.generate_private_key(crypto_ec.BrainpoolP256R1())
     point = ca_key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
     spki = explicit_spki(ec.standard_parameters(13), point)
-    key_info = tlv.encode_constructed(0x30, tlv.encode(0x06, encode_oid(ID_PK_ECDH)), spki, _der_int(1))
+    key_info = tlv.encode_constructed(0x30, tlv.encode(0x06, tlv.encode_oid(ID_PK_ECDH)), spki, tlv.encode_integer(1))
     ca_info = tlv.encode_constructed(
-        0x30, tlv.encode(0x06, encode_oid(f"{ID_CA_ECDH}.2")), _der_int(1), _der_int(1)
+        0x30, tlv.encode(0x06, tlv.encode_oid(f"{ID_CA_ECDH}.2")), tlv.encode_integer(1), tlv.encode_integer(1)
     )
     dg14 = parse_security_infos(tlv.encode(0x6E, tlv.encode(0x31, key_info + ca_info)))
     params, _ = dg14.chip_authentication_keys[0].ec_public_key()
@@ -446,7 +441,10 @@ def test_only_unimplemented_pace_variants_listed() -> None:
     pace_im = tlv.encode(
         0x31,
         tlv.encode_constructed(
-            0x30, tlv.encode(0x06, encode_oid("0.4.0.127.0.7.2.2.4.4.2")), _der_int(2), _der_int(13)
+            0x30,
+            tlv.encode(0x06, tlv.encode_oid("0.4.0.127.0.7.2.2.4.4.2")),
+            tlv.encode_integer(2),
+            tlv.encode_integer(13),
         ),
     )
     link = ChipLink(make_chip())

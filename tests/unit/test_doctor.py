@@ -135,7 +135,7 @@ def tls_server(pki: BrokerPki) -> Iterator[Callable[[Path], int]]:
 
 def test_broker_tls_handshake_with_client_certificate(tls_server: StartServer, pki: BrokerPki) -> None:
     port = tls_server(pki.ca_cert)
-    result = doctor.check_broker("localhost", port, tls=True, ca=pki.ca_cert, cert=pki.client_cert,
+    result = doctor.check_broker("127.0.0.1", port, tls=True, ca=pki.ca_cert, cert=pki.client_cert,
                                  key=pki.client_key)
     assert result.ok, result
     assert "TLS" in result.detail
@@ -143,7 +143,7 @@ def test_broker_tls_handshake_with_client_certificate(tls_server: StartServer, p
 
 def test_broker_with_wrong_ca_is_refused(tls_server: StartServer, pki: BrokerPki) -> None:
     port = tls_server(pki.ca_cert)
-    result = doctor.check_broker("localhost", port, tls=True, ca=pki.other_ca_cert, cert=pki.client_cert,
+    result = doctor.check_broker("127.0.0.1", port, tls=True, ca=pki.other_ca_cert, cert=pki.client_cert,
                                  key=pki.client_key)
     assert not result.ok
     assert "broker_ca" in result.hint
@@ -154,7 +154,7 @@ def test_broker_refusing_our_certificate_is_reported(
 ) -> None:
     port = tls_server(pki.ca_cert)
     key, cert = terminal  # signed by another ward's CA: the broker must refuse it
-    result = doctor.check_broker("localhost", port, tls=True, ca=pki.ca_cert, cert=cert, key=key)
+    result = doctor.check_broker("127.0.0.1", port, tls=True, ca=pki.ca_cert, cert=cert, key=key)
     assert not result.ok
     assert "refused" in result.detail or "handshake failed" in result.detail
 
@@ -254,7 +254,7 @@ def test_provisioned_terminal_passes_every_configured_check(
     command.write_bytes(new_private_key().public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     device.install_device(state, etc, cert=signed, broker_ca=pki.ca_cert, ward_command_key=command,
-                          trust=[pki.other_ca_cert], mqtt_host="localhost", mqtt_port=port)
+                          trust=[pki.other_ca_cert], mqtt_host="127.0.0.1", mqtt_port=port)
     config = config_module.load_config(etc / "config.toml")
     pcscd = tmp_path / "pcscd.comm"
     monkeypatch.setenv("PCSCLITE_CSOCK_NAME", str(pcscd))
@@ -310,9 +310,9 @@ def test_doctor_against_a_real_mutual_tls_mosquitto(
     broker = mqtt_broker_factory(tls=True)
     pki = broker.pki
     assert pki is not None
-    accepted = doctor.check_broker("localhost", broker.port, tls=True, ca=pki.ca_cert, cert=pki.client_cert,
+    accepted = doctor.check_broker("127.0.0.1", broker.port, tls=True, ca=pki.ca_cert, cert=pki.client_cert,
                                    key=pki.client_key)
     assert accepted.ok, accepted
     key, cert = terminal
-    refused = doctor.check_broker("localhost", broker.port, tls=True, ca=pki.ca_cert, cert=cert, key=key)
+    refused = doctor.check_broker("127.0.0.1", broker.port, tls=True, ca=pki.ca_cert, cert=cert, key=key)
     assert not refused.ok, refused

@@ -15,16 +15,8 @@ from edge.daemon import signing
 from edge.errors import ConfigError, TokenError, TokenExpiredError
 from edge.office.receiver import ResultStore
 from edge.office.verify import load_keys, verify_result
-from edge.protocol.result import (
-    Check,
-    CheckStatus,
-    CitizenData,
-    ProcedureProfile,
-    QrUsage,
-    ReadTiming,
-    Verdict,
-    make_result,
-)
+from edge.protocol.result import ProcedureProfile, ReadTiming, Verdict
+from tests.result_helpers import sample_result
 
 NOW = 1_800_000_000
 TERMINAL = signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
@@ -33,13 +25,9 @@ KEYS = {TERMINAL.kid: TERMINAL.public_key}
 
 
 def token(seq: int, *, terminal_id: str = "T-01", encrypt: bool = False, iat: int = NOW) -> str:
-    document = make_result(
-        terminal_id=terminal_id, ward_code="26734", profile=ProcedureProfile.RESIDENCE, verdict=Verdict.VERIFIED,
-        checks=[Check(name="sod_signature", status=CheckStatus.PASSED)],
-        citizen=CitizenData(id_number="079203012345", full_name="Nguyễn Văn An", date_of_birth="01/02/2003",
-                            place_of_residence="12 Đường Số 3", religion="Không"),
-        qr=QrUsage(used=True, format="cccd2021"), timing=ReadTiming(apdu_count=40, read_ms=900),
-        completed_at=datetime.fromtimestamp(iat, UTC))
+    document = sample_result(ProcedureProfile.RESIDENCE, terminal_id=terminal_id,
+                             timing=ReadTiming(apdu_count=40, read_ms=900),
+                             completed_at=datetime.fromtimestamp(iat, UTC))
     claims = signing.result_claims(terminal_id="T-01", kid=TERMINAL.kid, seq=seq,
                                    document=json.loads(document.to_json()), now=iat, lifetime=3600)
     jws = signing.sign_jws(TERMINAL, claims, typ=signing.RESULT_TYP)

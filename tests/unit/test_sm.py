@@ -13,8 +13,6 @@ from edge.protocol import crypto, sm, tlv
 from edge.protocol.access.card_access import (
     PaceDomainParameterInfo,
     UnknownSecurityInfo,
-    decode_oid,
-    encode_oid,
     parse_security_infos,
 )
 from edge.protocol.access.policy import CanKey, MrzKey, SecureChannel, open_secure_channel
@@ -255,7 +253,7 @@ def test_security_infos_of_every_kind() -> None:
         return tlv.encode_constructed(0x30, *parts)
 
     def oid(dotted: str) -> bytes:
-        return tlv.encode(0x06, encode_oid(dotted))
+        return tlv.encode(0x06, tlv.encode_oid(dotted))
 
     one, thirteen = tlv.encode(0x02, b"\x01"), tlv.encode(0x02, b"\x0d")
     der = tlv.encode(
@@ -281,4 +279,4 @@ def test_security_infos_of_every_kind() -> None:
 
 @pytest.mark.parametrize("dotted", ["0.4.0.127.0.7.2.2.4.2.2", "2.23.136.1.1.5", "1.2.840.10045.3.1.7", "2.999.1"])
 def test_oid_round_trip(dotted: str) -> None:
-    assert decode_oid(encode_oid(dotted)) == dotted
+    assert tlv.decode_oid(tlv.encode_oid(dotted)) == dotted

@@ -17,16 +17,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from edge.errors import TrustStoreError
+from edge.protocol.verify.certs import parse_certificate
 from edge.protocol.verify.checks import DS_CHAIN, CheckStatus, Verdict, decide
+from edge.protocol.verify.masterlist import ID_CSCA_MASTER_LIST, ID_MASTER_LIST_SIGNING_KEY
 from edge.protocol.verify.passive import passive_authentication
-from edge.protocol.verify.trust import (
-    ID_CSCA_MASTER_LIST,
-    ID_MASTER_LIST_SIGNING_KEY,
-    TrustStore,
-    parse_certificate,
-)
+from edge.protocol.verify.trust import TrustStore
 from tests.paths import VN_CSCA_PEM
-from tests.unit.test_passive import (
+from tests.pki_helpers import (
     DATA_GROUPS,
     NOW,
     Pki,

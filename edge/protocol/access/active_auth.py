@@ -29,7 +29,7 @@ from edge.errors import SignatureError, StatusWordError
 from edge.protocol.apdu import ApduConnection, CommandApdu
 from edge.protocol.keys import PublicKey
 from edge.protocol.verify.checks import ACTIVE_AUTHENTICATION, Check, CheckStatus
-from edge.protocol.verify.trust import MAX_RSA_BITS, digest, ecdsa_hash_for, hash_algorithm
+from edge.protocol.verify.signatures import MAX_RSA_BITS, digest, ecdsa_hash_for, hash_algorithm
 
 INS_INTERNAL_AUTHENTICATE = 0x88
 CHALLENGE_LENGTH = 8

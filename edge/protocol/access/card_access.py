@@ -22,9 +22,11 @@ ID_TA = ID_BSI + ".2.2.2"
 ID_CA = ID_BSI + ".2.2.3"
 ID_CA_DH = ID_CA + ".1"
 ID_CA_ECDH = ID_CA + ".2"
+ID_CA_ECDH_AES_CBC_CMAC_128 = ID_CA_ECDH + ".2"
 ID_PACE = ID_BSI + ".2.2.4"
 ID_PACE_DH_GM = ID_PACE + ".1"
 ID_PACE_ECDH_GM = ID_PACE + ".2"
+ID_PACE_ECDH_GM_AES_CBC_CMAC_128 = ID_PACE_ECDH_GM + ".2"
 ID_PACE_DH_IM = ID_PACE + ".3"
 ID_PACE_ECDH_IM = ID_PACE + ".4"
 ID_PACE_ECDH_CAM = ID_PACE + ".6"
@@ -43,35 +45,6 @@ _T = TypeVar("_T")
 # --- OID and INTEGER helpers -----------------------------------------------------------------------------------
 
 
-def decode_oid(value: bytes) -> str:
-    """DER OBJECT IDENTIFIER contents to dotted text."""
-    if not value or value[-1] & 0x80:
-        raise TlvError("truncated OBJECT IDENTIFIER", what=WHAT)
-    arcs: list[int] = []
-    current = 0
-    for byte in value:
-        current = (current << 7) | (byte & 0x7F)
-        if not byte & 0x80:
-            arcs.append(current)
-            current = 0
-    first = min(arcs[0] // 40, 2)
-    return ".".join(str(a) for a in [first, arcs[0] - 40 * first, *arcs[1:]])
-
-
-def encode_oid(dotted: str) -> bytes:
-    """Dotted text to DER OBJECT IDENTIFIER contents (for MSE:Set AT and the 7F49 public-key object)."""
-    arcs = [int(a) for a in dotted.split(".")]
-    out = bytearray()
-    for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        out.extend(reversed(chunk))
-    return bytes(out)
-
-
 def _integer(obj: tlv.Tlv) -> int:
     if obj.tag != 0x02 or not obj.value:
         raise TlvError(f"INTEGER expected, found tag {obj.tag:X}", what=WHAT, offset=obj.offset)
@@ -81,7 +54,7 @@ def _integer(obj: tlv.Tlv) -> int:
 def _oid(obj: tlv.Tlv) -> str:
     if obj.tag != 0x06:
         raise TlvError(f"OBJECT IDENTIFIER expected, found tag {obj.tag:X}", what=WHAT, offset=obj.offset)
-    return decode_oid(obj.value)
+    return tlv.decode_oid(obj.value, WHAT)
 
 
 # --- SecurityInfo kinds ----------------------------------------------------------------------------------------
@@ -265,9 +238,9 @@ def _parse_ec_spki(der: bytes) -> tuple[ec.DomainParameters, ec.EcPoint]:
         raise AccessControlError("chip authentication key is not an EC key")
     params_obj = alg_parts[1]
     if params_obj.tag == 0x06:
-        named = ec.parameters_by_oid(decode_oid(params_obj.value))
+        named = ec.parameters_by_oid(tlv.decode_oid(params_obj.value, WHAT))
         if named is None:
-            raise AccessControlError(f"unsupported named curve {decode_oid(params_obj.value)}")
+            raise AccessControlError(f"unsupported named curve {tlv.decode_oid(params_obj.value, WHAT)}")
         params = named
     else:
         params = _explicit_parameters(params_obj)

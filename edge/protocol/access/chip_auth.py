@@ -19,7 +19,6 @@ from edge.protocol.access.card_access import (
     ChipAuthenticationInfo,
     ChipAuthenticationPublicKeyInfo,
     SecurityInfos,
-    encode_oid,
 )
 from edge.protocol.apdu import CommandApdu
 from edge.protocol.crypto import Random
@@ -65,7 +64,7 @@ def perform_chip_auth(sm: SecureMessaging, dg14: SecurityInfos, *, rng: Random =
     ) else b""
     if info is not None and suite.kind is crypto.CipherKind.AES:
         commands = [
-            CommandApdu(0x00, 0x22, 0x41, 0xA4, tlv.encode(0x80, encode_oid(info.protocol)) + key_ref),
+            CommandApdu(0x00, 0x22, 0x41, 0xA4, tlv.encode(0x80, tlv.encode_oid(info.protocol)) + key_ref),
             CommandApdu(0x00, 0x86, 0x00, 0x00, pace.dynamic_auth_data(0x80, public_raw), le=256),
         ]
     else:  # CA v1 with 3DES: MSE:Set KAT carries the key and switches at once

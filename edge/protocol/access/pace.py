@@ -21,7 +21,7 @@ from edge.errors import (
     TlvError,
 )
 from edge.protocol import crypto, ec, tlv
-from edge.protocol.access.card_access import PaceInfo, encode_oid
+from edge.protocol.access.card_access import PaceInfo
 from edge.protocol.apdu import SW_OK, ApduConnection, CommandApdu, ResponseApdu
 from edge.protocol.crypto import CipherSuite, Random
 from edge.protocol.sm import SessionKeys
@@ -100,7 +100,7 @@ def parse_dynamic_auth_data(data: bytes, tag: int) -> bytes:
 
 
 def mse_set_at_pace(protocol: str, password: PasswordType) -> CommandApdu:
-    data = tlv.encode(0x80, encode_oid(protocol)) + tlv.encode(0x83, bytes((password,)))
+    data = tlv.encode(0x80, tlv.encode_oid(protocol)) + tlv.encode(0x83, bytes((password,)))
     return CommandApdu(0x00, 0x22, 0xC1, 0xA4, data)
 
 
@@ -123,7 +123,7 @@ def map_generator(
 
 def public_key_object(protocol: str, encoded_point: bytes) -> bytes:
     """The 7F49 object the authentication tokens are computed over (OID + tag 86 point)."""
-    return tlv.encode(0x7F49, tlv.encode(0x06, encode_oid(protocol)) + tlv.encode(0x86, encoded_point))
+    return tlv.encode(0x7F49, tlv.encode(0x06, tlv.encode_oid(protocol)) + tlv.encode(0x86, encoded_point))
 
 
 def session_keys(suite: CipherSuite, shared_secret: bytes) -> SessionKeys:

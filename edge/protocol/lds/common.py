@@ -10,7 +10,7 @@ import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from edge.errors import LdsError, ParseError
+from edge.errors import LdsError, ParseError, TlvError
 from edge.protocol import tlv
 
 #: LDS tag of each data group's outer template (ICAO 9303-10 table 34), and back.
@@ -46,29 +46,13 @@ def unwrap(data: bytes, tag: int, what: str) -> tlv.Tlv:
 
 
 def decode_oid(value: bytes, what: str) -> str:
-    """Dotted form of the content octets of an OBJECT IDENTIFIER."""
-    if not value or value[-1] & 0x80:
-        raise LdsError("malformed OBJECT IDENTIFIER", what=what)
-    arcs: list[int] = []
-    acc = 0
-    for byte in value:
-        acc = (acc << 7) | (byte & 0x7F)
-        if not byte & 0x80:
-            arcs.append(acc)
-            acc = 0
-    first = min(arcs[0] // 40, 2)
-    return ".".join(str(a) for a in (first, arcs[0] - 40 * first, *arcs[1:]))
+    """Dotted form of the content octets of an OBJECT IDENTIFIER; a malformed one is an LdsError naming ``what``."""
+    try:
+        return tlv.decode_oid(value, what)
+    except TlvError as exc:
+        raise LdsError("malformed OBJECT IDENTIFIER", what=what) from exc
 
 
 def encode_oid(dotted: str) -> bytes:
     """DER OBJECT IDENTIFIER (full TLV)."""
-    arcs = [int(part) for part in dotted.split(".")]
-    body = bytearray()
-    for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        body.extend(reversed(chunk))
-    return tlv.encode(0x06, bytes(body))
+    return tlv.encode(0x06, tlv.encode_oid(dotted))

@@ -13,13 +13,16 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from edge.errors import LdsError
 from edge.protocol import tlv
-from edge.protocol.access.card_access import SecurityInfos, parse_security_infos
+from edge.protocol.access.card_access import (
+    ID_CA_ECDH_AES_CBC_CMAC_128,
+    ID_PK_ECDH,
+    ID_TA,
+    SecurityInfos,
+    parse_security_infos,
+)
 from edge.protocol.lds.common import decode_oid, encode_oid, lds_errors, unwrap
 
 TAG_DG14 = 0x6E
-ID_CA_ECDH_AES_CBC_CMAC_128 = "0.4.0.127.0.7.2.2.3.2.2"
-ID_PK_ECDH = "0.4.0.127.0.7.2.2.1.2"
-ID_TA = "0.4.0.127.0.7.2.2.2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +48,6 @@ def parse_dg14(data: bytes) -> Dg14:
         return Dg14(parse_security_infos(der, what="DG14"), der, tuple(oids))
 
 
-def _integer(value: int) -> bytes:
-    return tlv.encode(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
-
-
 def encode_dg14(ca_public_key: ec.EllipticCurvePublicKey | bytes, *, key_id: int | None = None) -> bytes:
     """DG14 with ChipAuthenticationInfo (ECDH, AES-128), ChipAuthenticationPublicKeyInfo and TA info.
 
@@ -58,9 +57,9 @@ def encode_dg14(ca_public_key: ec.EllipticCurvePublicKey | bytes, *, key_id: int
         spki = ca_public_key
     else:
         spki = ca_public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    key_ref = () if key_id is None else (_integer(key_id),)
-    ca_info = tlv.encode_constructed(0x30, encode_oid(ID_CA_ECDH_AES_CBC_CMAC_128), _integer(1), *key_ref)
+    key_ref = () if key_id is None else (tlv.encode_integer(key_id),)
+    ca_info = tlv.encode_constructed(0x30, encode_oid(ID_CA_ECDH_AES_CBC_CMAC_128), tlv.encode_integer(1), *key_ref)
     pk_info = tlv.encode_constructed(0x30, encode_oid(ID_PK_ECDH), spki, *key_ref)
-    ta_info = tlv.encode_constructed(0x30, encode_oid(ID_TA), _integer(1))
+    ta_info = tlv.encode_constructed(0x30, encode_oid(ID_TA), tlv.encode_integer(1))
     infos = sorted((ca_info, pk_info, ta_info))  # DER orders a SET OF by encoding
     return tlv.encode(TAG_DG14, tlv.encode_constructed(0x31, *infos))

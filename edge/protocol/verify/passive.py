@@ -24,6 +24,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 
 from edge.errors import EdgeError, ParseError
 from edge.protocol.lds.sod import parse_sod
+from edge.protocol.verify.certs import CertificateInfo, verify_crl
 from edge.protocol.verify.checks import (
     DG_HASHES,
     DS_CHAIN,
@@ -35,15 +36,9 @@ from edge.protocol.verify.checks import (
     failed,
     passed,
 )
-from edge.protocol.verify.trust import (
-    CertificateInfo,
-    SignedContent,
-    TrustStore,
-    digest,
-    find_signer_certificate,
-    verify_crl,
-    verify_signer,
-)
+from edge.protocol.verify.cms import SignedContent, find_signer_certificate, verify_signer
+from edge.protocol.verify.signatures import digest
+from edge.protocol.verify.trust import TrustStore
 
 #: Errors a check boundary turns into a failed check: our own tree plus what parsers and crypto may still raise.
 _CHECK_ERRORS = (EdgeError, ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError,

@@ -1,0 +1,80 @@
+"""CSCA master lists (ICAO 9303-12): CMS SignedData with content type id-icao-cscaMasterList.
+
+A list is accepted only when its own signature verifies and the master-list signer chains to a CSCA, either one
+already installed or one carried in the list itself. The second case proves integrity, not origin: it is exactly as
+strong as installing a bare CSCA certificate received through the same channel, so the import report names the
+anchor and its fingerprint for an out-of-band comparison.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Literal
+
+from asn1crypto import core as asn1_core
+from asn1crypto import x509 as asn1_x509
+
+from edge.errors import PublicKeyFormatError, SignatureError, TrustStoreError
+from edge.protocol.verify.certs import CertificateInfo, authorities_of, build_chain, parse_certificate
+from edge.protocol.verify.cms import find_signer_certificate, parse_signed_data, verify_signer
+from edge.protocol.verify.signatures import ASN1_ERRORS
+
+ID_CSCA_MASTER_LIST = "2.23.136.1.1.2"
+ID_MASTER_LIST_SIGNING_KEY = "2.23.136.1.1.3"
+
+
+class _CertificateSet(asn1_core.SetOf):  # type: ignore[misc]
+    _child_spec = asn1_x509.Certificate
+
+
+class _CscaMasterList(asn1_core.Sequence):  # type: ignore[misc]
+    """ICAO 9303-12: CscaMasterList ::= SEQUENCE { version CscaMasterListVersion, certList SET OF Certificate }."""
+
+    _fields = [("version", asn1_core.Integer), ("cert_list", _CertificateSet)]  # noqa: RUF012
+
+
+def verify_master_list(
+    der: bytes, installed: Sequence[CertificateInfo], anchors: frozenset[str], at: datetime
+) -> tuple[list[CertificateInfo], CertificateInfo, CertificateInfo, Literal["store", "list"]]:
+    """Verify a CSCA master list: (listed certificates, signer, anchor CSCA, where the anchor came from).
+
+    ``installed`` and ``anchors`` are the trust store's certificates and self-signed CSCAs. Strict, per ICAO
+    9303-12: content type id-icao-cscaMasterList, one signer whose signature and messageDigest hold, signer
+    certificate valid at ``at`` and (when it declares extended key usages) a master-list signer, and a path from
+    the signer to a self-signed CSCA, preferably one already installed. Raises TrustStoreError.
+    """
+    signed = parse_signed_data(der, what="the master list")
+    if signed.content_type != ID_CSCA_MASTER_LIST:
+        raise TrustStoreError(f"CMS content type {signed.content_type} is not a CSCA master list")
+    try:
+        signer = find_signer_certificate(signed)
+        verify_signer(signed, signer)
+    except SignatureError as exc:
+        raise TrustStoreError(f"the master list's signature does not hold: {exc}") from exc
+    if not signer.valid_at(at):
+        raise TrustStoreError(
+            f"the master list signer certificate is valid only from {signer.not_before:%Y-%m-%d} "
+            f"to {signer.not_after:%Y-%m-%d}"
+        )
+    if signer.extended_key_usage is not None and ID_MASTER_LIST_SIGNING_KEY not in signer.extended_key_usage:
+        raise TrustStoreError("the master list signer certificate is not allowed to sign master lists")
+    try:
+        content = _CscaMasterList.load(signed.encap_content, strict=True)
+        listed_der = [item.dump() for item in content["cert_list"]]
+    except ASN1_ERRORS as exc:
+        raise TrustStoreError(f"the master list content is not a CscaMasterList ({type(exc).__name__})") from exc
+    listed: list[CertificateInfo] = []
+    for item in listed_der:
+        try:
+            listed.append(parse_certificate(item))
+        except PublicKeyFormatError:
+            continue
+    chained = build_chain(signer, installed, anchors, at)
+    if chained.status == "trusted":
+        return listed, signer, chained.path[-1], "store"
+    chained = build_chain(signer, *authorities_of((*installed, *listed)), at)
+    if chained.status != "trusted":
+        raise TrustStoreError(f"the master list signer does not chain to a CSCA: {chained.reason}")
+    anchor = chained.path[-1]
+    return listed, signer, anchor, "store" if anchor.fingerprint in anchors else "list"
