@@ -38,7 +38,7 @@ class _Section(BaseModel):
 
 class PathsConfig(_Section):
     state_dir: Path = Path("/var/lib/cccd-edge")  # FHS place for the outbox and replay-guard databases
-    device_key: Path = Path("/etc/cccd-edge/device.key")  # EC P-256 PEM, 0600, provisioned per terminal
+    device_key: Path = Path("/var/lib/cccd-edge/device.key")  # EC P-256, 0600, generated on the device itself
     device_cert: Path | None = None  # client certificate for mutual TLS; None when the broker uses no TLS
     broker_ca: Path | None = None  # CA that signed the broker; None = system trust store
     ward_command_key: Path | None = None  # ward's P-256 public key (PEM) that signs office commands
