@@ -1,0 +1,171 @@
+"""``cccd-edge read``: read and verify the card on a reader once, and print what it says and what was proven.
+
+The support desk's tool for "does this card / reader work": names, ID numbers and addresses are masked unless
+``--show-pii`` (the screen may be photographed, the output pasted into a ticket). Exit code: 0 verified,
+3 verified but the issuer is not in the trust store, 4 verification failed, 1 the read itself failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from edge.logsetup import mask_id, mask_name, mask_text
+
+EXIT_VERIFIED = 0
+EXIT_UNTRUSTED_ISSUER = 3
+EXIT_FAILED = 4
+
+_MRZ_ARG = re.compile(r"^([0-9A-Z<]{1,9}|[0-9]{12}),(\d{6}),(\d{6})$")
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    parser = subparsers.add_parser("read", help="read and verify the card on a reader (personal data masked)")
+    key = parser.add_mutually_exclusive_group(required=True)
+    key.add_argument("--can", type=_can, help="card access number: the last 6 digits of the 12-digit ID")
+    key.add_argument("--mrz", type=_mrz, metavar="DOCNO,YYMMDD,YYMMDD",
+                     help="document number (last 9 digits of the ID), date of birth, date of expiry")  # fmt: skip
+    parser.add_argument("--reader", help="reader name (default: the first reader holding a card)")
+    parser.add_argument("--photo", type=Path, metavar="OUT.jpg", help="also read the face image (DG2) into a file")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--show-pii", action="store_true", help="show names, ID numbers and addresses in clear")
+    parser.add_argument("--trust-dir", type=Path, help="CSCA trust store (default: as `cccd-edge trust list`)")
+    parser.add_argument("--allow-bac-fallback", action="store_true",
+                        help="use BAC when the chip refuses to start PACE (needs --mrz)")  # fmt: skip
+    parser.set_defaults(func=run)
+
+
+def _can(text: str) -> str:
+    if not (text.isdigit() and len(text) == 6):
+        raise argparse.ArgumentTypeError("a CAN is 6 digits")
+    return text
+
+
+def _mrz(text: str) -> tuple[str, str, str]:
+    match = _MRZ_ARG.match(text.strip().upper())
+    if match is None:
+        raise argparse.ArgumentTypeError("expected DOCNO,YYMMDD,YYMMDD (e.g. 203012345,030201,280201)")
+    document, birth, expiry = match.groups()
+    return document[-9:], birth, expiry
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """The face image is personal data: created 0600, never world-readable even for a moment."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def _citizen(read: Any, show: bool) -> dict[str, str | None]:
+    """The card's data for display; masked unless ``show``."""
+    dg13, dg1 = read.dg13, read.dg1
+
+    def ident(value: str | None) -> str | None:
+        return value if show or value is None else mask_id(value)
+
+    def name(value: str | None) -> str | None:
+        return value if show or value is None else mask_name(value)
+
+    def text(value: str | None) -> str | None:
+        return value if show or value is None else mask_text(value)
+
+    def day(value: Any) -> str | None:
+        return None if value is None else value.isoformat()
+
+    data: dict[str, str | None] = {}
+    if dg13 is not None:
+        data |= {
+            "id_number": ident(dg13.id_number), "full_name": name(dg13.full_name),
+            "date_of_birth": day(dg13.date_of_birth), "sex": dg13.sex, "nationality": dg13.nationality,
+            "ethnicity": dg13.ethnicity, "religion": dg13.religion, "place_of_origin": text(dg13.place_of_origin),
+            "place_of_residence": text(dg13.place_of_residence),
+            "identifying_marks": text(dg13.identifying_marks), "date_of_issue": day(dg13.date_of_issue),
+            "date_of_expiry": day(dg13.date_of_expiry) or dg13.raw_fields.get(12),
+            "old_id_number": ident(dg13.old_id_number), "father_name": name(dg13.father_name),
+            "mother_name": name(dg13.mother_name), "spouse_name": name(dg13.spouse_name),
+        }  # fmt: skip
+    if dg1 is not None:
+        data["mrz"] = dg1.mrz.text if show else mask_text(dg1.mrz.text)
+    return data
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge.commands.trust import default_store
+    from edge.drivers.pcsc import PcscReaderDriver  # lazy: other commands need not load pyscard
+    from edge.protocol.access.policy import AccessKey, CanKey, MrzKey
+    from edge.protocol.chip import ReadRequest, read_chip
+    from edge.protocol.verify.card import verify_chip
+    from edge.protocol.verify.checks import Verdict
+    from edge.protocol.verify.trust import TrustStore
+
+    key: AccessKey = CanKey(args.can) if args.can else MrzKey(*args.mrz)
+    trust = TrustStore.load(args.trust_dir or default_store())
+    request = ReadRequest(key, want_photo=args.photo is not None, allow_bac_fallback=args.allow_bac_fallback)
+    driver = PcscReaderDriver()
+    try:
+        started = time.monotonic()
+        with driver.connect(args.reader) as connection:
+            reader_name = connection.reader_name
+            read = read_chip(connection, request)
+        report = verify_chip(read, trust, now=datetime.now(UTC), qr=None)
+        seconds = time.monotonic() - started
+    finally:
+        driver.close()
+    if args.photo is not None and read.dg2 is not None:
+        _write_private(args.photo, read.dg2.image)
+
+    output: dict[str, Any] = {
+        "reader": reader_name,
+        "access": {
+            "method": read.access.method.value,
+            "protocol": read.access.protocol,
+            "reauthentications": read.access.reauthentications,
+        },
+        "citizen": _citizen(read, args.show_pii),
+        "verdict": report.verdict.value,
+        "checks": [_check_json(check) for check in report.checks],
+        "apdus": read.stats.apdus,
+        "bytes_sent": read.stats.bytes_sent,
+        "bytes_received": read.stats.bytes_received,
+        "seconds": round(seconds, 3),
+    }
+    if args.photo is not None:
+        output["photo"] = str(args.photo) if read.dg2 is not None else None
+    if args.json:
+        print(json.dumps(output, ensure_ascii=False, indent=2))
+    else:
+        _print_text(output, args.show_pii)
+    return {Verdict.VERIFIED: EXIT_VERIFIED, Verdict.VERIFIED_UNTRUSTED_ISSUER: EXIT_UNTRUSTED_ISSUER}.get(
+        report.verdict, EXIT_FAILED
+    )
+
+
+def _check_json(check: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": check.name, "status": check.status.value, "reason": check.reason}
+    if check.detail:
+        out["detail"] = dict(check.detail)
+    return out
+
+
+def _print_text(output: dict[str, Any], show_pii: bool) -> None:
+    access = output["access"]
+    print(f"reader: {output['reader']}")
+    again = f", re-authenticated {access['reauthentications']}x" if access["reauthentications"] else ""
+    print(f"access: {access['method']} ({access['protocol']}){again}")
+    print("card data" + ("" if show_pii else " (masked; --show-pii to show)") + ":")
+    for field, value in output["citizen"].items():
+        if value is not None:
+            print(f"  {field.replace('_', ' ')}: {value}")
+    if output.get("photo"):
+        print(f"  photo: written to {output['photo']}")
+    print(f"verdict: {output['verdict'].upper()}")
+    for check in output["checks"]:
+        print(f"  [{check['status']}] {check['name']}: {check['reason']}")
+    sent, received = output["bytes_sent"], output["bytes_received"]
+    print(f"{output['apdus']} APDUs ({sent} bytes sent, {received} received) in {output['seconds']:.2f} s")

@@ -1,0 +1,454 @@
+"""One chip read session: access control, EF.SOD, the data groups the SOD lists that are needed, CA and AA.
+
+Order, and why:
+
+1. EF.CardAccess by short file id, plain (the CCCD answers 6D00 to SELECT MF); absent means BAC only.
+2. The secure channel (PACE first, BAC only as the policy allows: ``edge.protocol.access.policy``).
+3. EF.SOD first: it lists the data groups the card really has, so nothing is requested that is not there (no
+   6A82 round trips, DG3/DG11 never asked for) and every file read can be hashed against it.
+4. DG14, then Chip Authentication right away: the channel switches to keys only the genuine chip can derive, so
+   every file read after it (DG1, DG13, DG15, DG2) is read *from* the genuine chip. The proof is implicit: the
+   first secured answer after CA that verifies. An :class:`SmIntegrityError` or a 6987/6988 there means the chip
+   does not hold the DG14 key (a clone); it is retried once (the chip may simply have lost its session), then
+   recorded as a failed CA and the rest is read over a fresh channel without CA, so the verdict can say why.
+5. Active Authentication last, when DG15 is there.
+
+Reads go by short file id without SELECT, in chunks as large as secure messaging allows (extended length when the
+transport carries it), stepping down where the chip refuses and remembering what worked in a :class:`ChunkMemory`.
+A 6987/6988 mid-read re-authenticates once (redoing CA if it was done) and resumes at the offset reached: the
+chunks already received are kept and not read again.
+
+Nothing partial leaves this module: any error aborts the whole read with a typed error (with a note naming the
+file and offset); a card removal stays a :class:`~edge.errors.CardRemovedError`. Pure: connection and randomness
+are injected.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TypeVar
+
+from edge.errors import (
+    AccessControlError,
+    EdgeError,
+    FileNotFoundOnCardError,
+    SessionLostError,
+    SmIntegrityError,
+)
+from edge.protocol import tlv
+from edge.protocol.access.active_auth import CHALLENGE_LENGTH, ActiveAuthResult, active_authenticate
+from edge.protocol.access.card_access import SecurityInfos, parse_security_infos
+from edge.protocol.access.chip_auth import ChipAuthResult, perform_chip_auth
+from edge.protocol.access.pace import PaceResult
+from edge.protocol.access.policy import AccessKey, AccessMethod, SecureChannel, open_secure_channel
+from edge.protocol.apdu import (
+    SW_OK,
+    SW_WARNING_EOF,
+    ApduConnection,
+    CommandApdu,
+    ResponseApdu,
+)
+from edge.protocol.crypto import Random
+from edge.protocol.lds.dg1 import Dg1, parse_dg1
+from edge.protocol.lds.dg2 import FaceImage, parse_dg2
+from edge.protocol.lds.dg13 import Dg13, parse_dg13
+from edge.protocol.lds.dg14 import Dg14, parse_dg14
+from edge.protocol.lds.dg15 import Dg15, parse_dg15
+from edge.protocol.lds.sod import SodFile, parse_sod
+from edge.protocol.reader import (
+    CHUNK_PLAIN,
+    INS_READ_BINARY,
+    INS_READ_BINARY_ODD,
+    ChunkMemory,
+    file_name,
+    odd_room,
+    read_file,
+)
+from edge.protocol.sm import SecureMessaging
+from edge.protocol.verify.checks import CheckStatus
+
+SFI_CARD_ACCESS = 0x1C
+SFI_SOD = 0x1D
+DG_PHOTO = 2
+DG_CHIP_AUTH = 14
+DG_ACTIVE_AUTH = 15
+#: Data groups read whenever the SOD lists them, in reading order after DG14 (DG2 only on request, last).
+ALWAYS_READ = (1, 13, 15)
+#: Re-authentications allowed after the chip dropped its session (ICAO: re-authenticate once, then give up).
+MAX_REAUTHENTICATIONS = 1
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRequest:
+    """What to read and prove. ``aa_challenge`` fixes the AA challenge (8 bytes; else drawn from ``rng``)."""
+
+    key: AccessKey
+    want_photo: bool = False
+    aa_challenge: bytes | None = field(default=None, repr=False)
+    allow_bac_fallback: bool = False
+    do_chip_auth: bool = True
+    do_active_auth: bool = True
+
+    def __post_init__(self) -> None:
+        if self.aa_challenge is not None and len(self.aa_challenge) != CHALLENGE_LENGTH:
+            raise ValueError(f"an AA challenge is {CHALLENGE_LENGTH} bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessOutcome:
+    """How the channel was opened: method, protocol OID (``BAC`` for BAC), attempts, re-authentications."""
+
+    method: AccessMethod
+    protocol: str
+    attempts: int
+    reauthentications: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChipAuthOutcome:
+    """CA status (passed only once a secured answer under the new keys verified) and plain-words reason."""
+
+    status: CheckStatus
+    reason: str
+    result: ChipAuthResult | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApduStats:
+    """What this read cost on the wire (as this terminal sent it; T=0 GET RESPONSE rounds are the driver's)."""
+
+    apdus: int
+    bytes_sent: int
+    bytes_received: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChipRead:
+    """A complete chip read: raw bytes per file (for hashing), parsed objects, and what was proven.
+
+    ``data_groups`` maps DG number to the file exactly as read; ``not_read`` lists the DGs the SOD lists that
+    were not requested (e.g. DG2 without ``want_photo``).
+    """
+
+    card_access: bytes | None
+    card_access_infos: SecurityInfos | None
+    sod_raw: bytes
+    sod: SodFile
+    data_groups: Mapping[int, bytes]
+    dg1: Dg1 | None
+    dg2: FaceImage | None
+    dg13: Dg13 | None
+    dg14: Dg14 | None
+    dg15: Dg15 | None
+    not_read: tuple[int, ...]
+    access: AccessOutcome
+    chip_auth: ChipAuthOutcome
+    active_auth: ActiveAuthResult
+    stats: ApduStats
+    chunk_limit: int | None
+    extended_length: bool
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_groups", MappingProxyType(dict(self.data_groups)))
+
+
+class CountingConnection:
+    """A processor at the bottom of the chain that counts APDUs and bytes (commands out, responses in)."""
+
+    def __init__(self, inner: ApduConnection) -> None:
+        self.inner = inner
+        self.apdus = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    @property
+    def supports_extended_length(self) -> bool:
+        return self.inner.supports_extended_length
+
+    def send_and_receive(self, command: CommandApdu) -> ResponseApdu:
+        self.apdus += 1
+        self.bytes_sent += len(command.to_bytes())
+        response = self.inner.send_and_receive(command)
+        self.bytes_received += len(response.to_bytes())
+        return response
+
+    def stats(self) -> ApduStats:
+        return ApduStats(self.apdus, self.bytes_sent, self.bytes_received)
+
+
+def _read_target(command: CommandApdu) -> tuple[int, int, bool] | None:
+    """(offset, most data bytes the answer may carry, addressed by SFI) of a READ BINARY; None for others."""
+    if command.ins == INS_READ_BINARY:
+        if command.p1 & 0x80:
+            return command.p2, command.le, True
+        return (command.p1 << 8) | command.p2, command.le, False
+    if command.ins == INS_READ_BINARY_ODD:
+        try:
+            offset = tlv.decode(command.data).value
+        except EdgeError:
+            return None
+        return int.from_bytes(offset, "big"), odd_room(command.le), command.p1 == 0 and command.p2 != 0
+    return None
+
+
+class _Link:
+    """What ``read_file`` and the authentication steps talk to: the current secure channel, plus
+
+    * Le fitted to secure messaging (a short Le of 256 after a refused extended read becomes 223/231, so the
+      secured answer still fits 256 bytes; ``read_file`` then learns the size as a chip cap);
+    * the chunks of the current file received so far, replayed after a re-authentication so the card is only
+      asked for what is still missing (the file is SELECTed first if the next card read does not name its SFI);
+    * whether chip authentication still awaits its proof (the first verified answer under the new keys).
+    """
+
+    def __init__(self, channel: SecureChannel) -> None:
+        self.channel = channel
+        self.ca_unproven = False
+        self._sfi = 0
+        self._received = bytearray()
+        self._resuming = False
+        self._file_selected = True
+
+    @property
+    def sm(self) -> SecureMessaging:
+        return self.channel.connection
+
+    @property
+    def supports_extended_length(self) -> bool:
+        return self.sm.supports_extended_length
+
+    @property
+    def offset_reached(self) -> int:
+        return len(self._received)
+
+    def start_file(self, sfi: int) -> None:
+        self._sfi, self._received, self._resuming = sfi, bytearray(), False
+
+    def resume_on(self, channel: SecureChannel) -> None:
+        """Continue the current file over a fresh channel (the card's current EF is gone with the session)."""
+        self.channel = channel
+        self._resuming = bool(self._received)
+        self._file_selected = False
+
+    def send_and_receive(self, command: CommandApdu) -> ResponseApdu:
+        target = _read_target(command)
+        if target is None:
+            return self._send(command)
+        command = self._fit(command)
+        offset, room, by_sfi = _read_target(command) or target
+        if self._resuming and offset + room <= len(self._received):
+            data = bytes(self._received[offset : offset + room])
+            return ResponseApdu(tlv.encode(0x53, data) if command.ins == INS_READ_BINARY_ODD else data, SW_OK)
+        if self._resuming and not by_sfi and not self._file_selected:
+            fid = (0x0100 | self._sfi).to_bytes(2, "big")
+            self._send(CommandApdu(0x00, 0xA4, 0x02, 0x0C, fid)).check(f"SELECT {file_name(self._sfi)}")
+        self._file_selected = True
+        response = self._send(command)
+        self._remember(command, offset, response)
+        return response
+
+    def _fit(self, command: CommandApdu) -> CommandApdu:
+        if command.extended:
+            return command
+        short_max = self.sm.max_read_chunk(False)
+        if command.le > short_max:
+            return CommandApdu(command.cla, command.ins, command.p1, command.p2, command.data, le=short_max)
+        return command
+
+    def _remember(self, command: CommandApdu, offset: int, response: ResponseApdu) -> None:
+        if offset != len(self._received) or response.sw not in (SW_OK, SW_WARNING_EOF) or not response.data:
+            return
+        data = response.data
+        if command.ins == INS_READ_BINARY_ODD:
+            try:
+                data = tlv.decode(data).value
+            except EdgeError:
+                return  # read_file reports the malformed answer
+        self._received += data
+
+    def _send(self, command: CommandApdu) -> ResponseApdu:
+        response = self.sm.send_and_receive(command)
+        if self.ca_unproven and (response.sw == SW_OK or response.data):  # a MAC-verified answer
+            self.ca_unproven = False
+        return response
+
+
+class _Session:
+    """The mutable state of one read; :func:`read_chip` drives it and returns only a complete :class:`ChipRead`."""
+
+    def __init__(self, conn: CountingConnection, request: ReadRequest, card_access: bytes | None, rng: Random,
+                 memory: ChunkMemory) -> None:  # fmt: skip
+        self.conn = conn
+        self.request = request
+        self.card_access = card_access
+        self.rng = rng
+        self.memory = memory
+        channel = self._open()
+        self.first = channel
+        self.link = _Link(channel)
+        self.reauthentications = 0
+        self.ca_infos: SecurityInfos | None = None  # set once CA ran and must be redone after re-authentication
+        self.ca_outcome: ChipAuthOutcome | None = None
+
+    def _open(self) -> SecureChannel:
+        return open_secure_channel(self.conn, self.request.key, card_access=self.card_access,
+                                   allow_bac_fallback=self.request.allow_bac_fallback, rng=self.rng)  # fmt: skip
+
+    def _reopen(self, *, with_ca: bool) -> None:
+        self.reauthentications += 1
+        channel = self._open()
+        self.link.resume_on(channel)
+        if with_ca and self.ca_infos is not None:
+            self._chip_authenticate(self.ca_infos)
+
+    def _chip_authenticate(self, infos: SecurityInfos) -> ChipAuthResult:
+        result = perform_chip_auth(self.link.sm, infos, rng=self.rng)
+        self.link.ca_unproven = True
+        return result
+
+    def run(self, step: Callable[[], _T], what: str) -> _T:
+        """Run ``step``; after a lost session re-authenticate once and rerun it (reads resume where they were)."""
+        while True:
+            try:
+                return step()
+            except (SessionLostError, SmIntegrityError) as exc:
+                if self.link.ca_unproven:
+                    self._ca_not_proven(exc)
+                    continue
+                if isinstance(exc, SmIntegrityError) or self.reauthentications >= MAX_REAUTHENTICATIONS:
+                    exc.add_note(f"while {what} at offset {self.link.offset_reached}")
+                    raise
+                self._reopen(with_ca=True)
+            except EdgeError as exc:
+                exc.add_note(f"while {what} at offset {self.link.offset_reached}")
+                raise
+
+    def _ca_not_proven(self, exc: SessionLostError | SmIntegrityError) -> None:
+        """The first answer after CA did not verify: retry once (a lost session), else the chip is a copy."""
+        self.link.ca_unproven = False
+        if self.reauthentications < MAX_REAUTHENTICATIONS:
+            self._reopen(with_ca=True)
+            return
+        self.ca_infos = None
+        self.ca_outcome = ChipAuthOutcome(
+            CheckStatus.FAILED,
+            f"the chip could not prove it holds the DG14 key ({type(exc).__name__}): it may be a copy",
+        )
+        self._reopen(with_ca=False)
+
+    def read(self, sfi: int) -> bytes:
+        self.link.start_file(sfi)
+        return self.run(lambda: self._read_once(sfi), f"reading {file_name(sfi)}")
+
+    def _read_once(self, sfi: int) -> bytes:
+        extended = self.link.supports_extended_length and not self.memory.extended_refused
+        chunk = self.link.sm.max_read_chunk(extended)
+        return read_file(self.link, sfi, chunk=chunk, extended_ok=extended, memory=self.memory)
+
+    def chip_authentication(self, dg14: Dg14 | None) -> None:
+        if not self.request.do_chip_auth:
+            self.ca_outcome = ChipAuthOutcome(CheckStatus.NOT_PERFORMED, "chip authentication was not requested")
+            return
+        if dg14 is None or not dg14.security_infos.chip_authentication_keys:
+            self.ca_outcome = ChipAuthOutcome(CheckStatus.NOT_SUPPORTED, "the card offers no chip authentication")
+            return
+        infos = dg14.security_infos
+        try:
+            result = self.run(lambda: self._chip_authenticate(infos), "running chip authentication")
+        except AccessControlError as exc:
+            self.ca_outcome = ChipAuthOutcome(CheckStatus.FAILED, f"chip authentication failed: {exc}")
+            return
+        self.ca_infos = infos
+        self.ca_outcome = ChipAuthOutcome(
+            CheckStatus.PASSED, "the chip proved it holds the private key of DG14 (secure messaging under the "
+            "chip authentication keys verified)", result,
+        )  # fmt: skip
+
+    def active_authentication(self, dg14: Dg14 | None, dg15: Dg15 | None) -> ActiveAuthResult:
+        if dg15 is None:
+            return ActiveAuthResult.not_supported()
+        if not self.request.do_active_auth:
+            return ActiveAuthResult(CheckStatus.NOT_PERFORMED, "active authentication was not requested")
+        challenge = self.request.aa_challenge or self.rng(CHALLENGE_LENGTH)
+        aa_infos = dg14.security_infos.active_authentication if dg14 is not None else ()
+        oid = next((info.signature_algorithm for info in aa_infos if info.signature_algorithm), None)
+        return self.run(
+            lambda: active_authenticate(
+                self.link, dg15.public_key, signature_algorithm_oid=oid, rng=lambda _n: challenge
+            ),
+            "running active authentication",
+        )
+
+
+def _read_card_access(conn: ApduConnection, memory: ChunkMemory) -> bytes | None:
+    try:
+        return read_file(conn, SFI_CARD_ACCESS, chunk=CHUNK_PLAIN, memory=memory)
+    except FileNotFoundOnCardError:
+        return None
+    except EdgeError as exc:
+        exc.add_note("while reading EF.CardAccess")
+        raise
+
+
+def read_chip(
+    conn: ApduConnection,
+    request: ReadRequest,
+    *,
+    rng: Random = os.urandom,
+    memory: ChunkMemory | None = None,
+) -> ChipRead:
+    """Read and authenticate the chip on ``conn`` (see the module docstring); never returns partial data."""
+    memory = memory if memory is not None else ChunkMemory()
+    counting = CountingConnection(conn)
+    card_access = _read_card_access(counting, memory)
+    card_access_infos = parse_security_infos(card_access, what="EF.CardAccess") if card_access is not None else None
+    session = _Session(counting, request, card_access, rng, memory)
+
+    sod_raw = session.read(SFI_SOD)
+    sod = parse_sod(sod_raw)
+    listed = set(sod.dg_hashes)
+    raw: dict[int, bytes] = {}
+    dg14: Dg14 | None = None
+    if DG_CHIP_AUTH in listed:
+        raw[DG_CHIP_AUTH] = session.read(DG_CHIP_AUTH)
+        dg14 = parse_dg14(raw[DG_CHIP_AUTH])
+    session.chip_authentication(dg14)
+    wanted = [*ALWAYS_READ, *((DG_PHOTO,) if request.want_photo else ())]
+    for number in wanted:
+        if number in listed:
+            raw[number] = session.read(number)
+    dg1 = parse_dg1(raw[1]) if 1 in raw else None
+    dg13 = parse_dg13(raw[13]) if 13 in raw else None
+    dg15 = parse_dg15(raw[DG_ACTIVE_AUTH]) if DG_ACTIVE_AUTH in raw else None
+    dg2 = parse_dg2(raw[DG_PHOTO]) if DG_PHOTO in raw else None
+    active = session.active_authentication(dg14, dg15)
+    if session.link.ca_unproven:  # nothing was exchanged after CA (a card with nothing else to read): prove it now
+        session.run(lambda: session.link.send_and_receive(CommandApdu(0x00, 0xB0, 0x80 | SFI_SOD, 0, le=1)),
+                    "proving chip authentication")  # fmt: skip
+    chip_auth = session.ca_outcome or ChipAuthOutcome(CheckStatus.NOT_PERFORMED, "chip authentication did not run")
+    channel = session.first
+    protocol = channel.result.protocol if isinstance(channel.result, PaceResult) else "BAC"
+    return ChipRead(
+        card_access=card_access,
+        card_access_infos=card_access_infos,
+        sod_raw=sod_raw,
+        sod=sod,
+        data_groups=raw,
+        dg1=dg1,
+        dg2=dg2,
+        dg13=dg13,
+        dg14=dg14,
+        dg15=dg15,
+        not_read=tuple(sorted(listed - set(raw))),
+        access=AccessOutcome(channel.method, protocol, channel.attempts, session.reauthentications),
+        chip_auth=chip_auth,
+        active_auth=active,
+        stats=counting.stats(),
+        chunk_limit=memory.limit,
+        extended_length=counting.supports_extended_length and not memory.extended_refused,
+    )

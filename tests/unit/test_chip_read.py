@@ -1,0 +1,369 @@
+"""The chip read session (edge/protocol/chip.py) against the virtual card in process: VirtualCard + SimChipSecurity
+driven directly (no pcscd), so quirk combinations and removal points can be explored by the hundred.
+
+The stack tests (tests/stack/test_read_card.py) run the same reads through pyscard -> pcscd -> vpcd.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge.errors import (
+    AccessControlError,
+    AccessKeyRejectedError,
+    CardRemovedError,
+    EdgeError,
+    SessionLostError,
+)
+from edge.protocol.access.policy import AccessKey, AccessMethod, CanKey, MrzKey
+from edge.protocol.apdu import ApduConnection, CommandApdu, ResponseApdu
+from edge.protocol.chip import ChipRead, ReadRequest, read_chip
+from edge.protocol.mrz import parse_mrz
+from edge.protocol.reader import ChunkMemory
+from edge.protocol.verify.checks import CheckStatus
+from edge.sim.builder import build_card, card_access
+from edge.sim.card import VirtualCard
+from edge.sim.chip_security import SimChipSecurity
+from edge.sim.model import FID_CARD_ACCESS, FID_SOD, SimCardSpec, dg_fid
+from edge.sim.profile import list_profiles, load_profile
+
+PROFILES = list_profiles()
+GENUINE = [name for name in PROFILES if not load_profile(name).forgery.any]
+
+
+class Recorder:
+    """Records the commands on the wire (SM keeps CLA/INS/P1/P2 in clear, so SFIs stay visible)."""
+
+    def __init__(self, inner: ApduConnection) -> None:
+        self.inner = inner
+        self.commands: list[CommandApdu] = []
+
+    def send_and_receive(self, command: CommandApdu) -> ResponseApdu:
+        self.commands.append(command)
+        return self.inner.send_and_receive(command)
+
+    @property
+    def supports_extended_length(self) -> bool:
+        return self.inner.supports_extended_length
+
+    def read_sfis(self) -> list[int]:
+        """SFIs named by READ BINARY B0 (P1 bit 8), in order, without repeats in a row."""
+        sfis: list[int] = []
+        for command in self.commands:
+            if command.ins == 0xB0 and command.p1 & 0x80 and (not sfis or sfis[-1] != command.p1 & 0x1F):
+                sfis.append(command.p1 & 0x1F)
+        return sfis
+
+
+class Specs(dict[str, SimCardSpec]):
+    def __repr__(self) -> str:  # hypothesis prints its arguments: keep failure reports short
+        return f"Specs({', '.join(self)})"
+
+
+@pytest.fixture(scope="module")
+def specs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SimCardSpec]:
+    pki_dir: Path = tmp_path_factory.mktemp("sim-pki")
+    return Specs({name: build_card(load_profile(name), pki_dir=pki_dir) for name in PROFILES})
+
+
+def with_quirks(spec: SimCardSpec, **quirks: Any) -> SimCardSpec:
+    return dataclasses.replace(spec, quirks=dataclasses.replace(spec.quirks, **quirks))
+
+
+def without_pace(spec: SimCardSpec, **quirks: Any) -> SimCardSpec:
+    """A BAC-only card: EF.CardAccess lists no PACE, MSE:Set AT for PACE is refused."""
+    image = dataclasses.replace(spec.image, mf_files={FID_CARD_ACCESS: card_access(pace=False)})
+    return dataclasses.replace(with_quirks(spec, pace_supported=False, **quirks), image=image)
+
+
+def chip(spec: SimCardSpec) -> VirtualCard:
+    card = VirtualCard(spec, SimChipSecurity(spec.secrets, spec.quirks))
+    card.power_on()
+    return card
+
+
+def mrz_key(spec: SimCardSpec) -> MrzKey:
+    mrz = parse_mrz(spec.image.applet_files[dg_fid(1)][5:].decode("ascii"))
+    return MrzKey(mrz.document_number, mrz.date_of_birth, mrz.date_of_expiry)
+
+
+def can_key(spec: SimCardSpec) -> CanKey:
+    return CanKey(spec.secrets.can)
+
+
+def assert_complete(result: ChipRead, spec: SimCardSpec, *, photo: bool) -> None:
+    """Every file read is exactly the card's, and every file the request needs is there."""
+    files = spec.image.applet_files
+    assert result.sod_raw == files[FID_SOD]
+    expected = {n for n in (1, 13, 14, 15) if dg_fid(n) in files} | ({2} if photo else set())
+    assert set(result.data_groups) == expected
+    for number, content in result.data_groups.items():
+        assert content == files[dg_fid(number)]
+    assert result.dg1 is not None
+    assert result.dg13 is not None
+    assert result.dg14 is not None
+    assert (result.dg2 is not None) is photo
+    assert (result.dg15 is not None) is (dg_fid(15) in files)
+
+
+def read(spec: SimCardSpec, key: AccessKey | None = None, **request: Any) -> tuple[ChipRead, Recorder]:
+    recorder = Recorder(chip(spec))
+    result = read_chip(recorder, ReadRequest(key or can_key(spec), **request), memory=ChunkMemory())
+    return result, recorder
+
+
+# --- full reads -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_pace_can_reads_every_profile_sod_first_and_only_what_is_needed(
+    name: str, specs: dict[str, SimCardSpec]
+) -> None:
+    spec = specs[name]
+    result, recorder = read(spec)
+    assert_complete(result, spec, photo=False)
+    assert result.access.method is AccessMethod.PACE
+    assert result.access.attempts == 1
+    sfis = recorder.read_sfis()
+    assert sfis[:3] == [0x1C, 0x1D, 14]  # EF.CardAccess (plain), then EF.SOD, then DG14 for chip authentication
+    assert not {2, 3, 11} & set(sfis)
+    assert not any(c.ins == 0xA4 and c.p1 == 0x00 for c in recorder.commands)  # never SELECT MF / SELECT EF
+    assert result.not_read == (2,)
+    assert result.stats.apdus == len(recorder.commands)
+    genuine = name in GENUINE or not load_profile(name).forgery.clone_keys
+    assert result.chip_auth.status is (CheckStatus.PASSED if genuine else CheckStatus.FAILED)
+
+
+def test_default_card_costs_fifteen_apdus(specs: dict[str, SimCardSpec]) -> None:
+    # 1 EF.CardAccess + 5 PACE (MSE + 4 GA) + SELECT applet + SOD + DG14 + 2 CA + DG1 + DG13 + DG15 + AA
+    result, _ = read(specs["default"])
+    assert result.stats.apdus == 15
+    assert result.active_auth.status is CheckStatus.PASSED
+    photo, _ = read(specs["default"], want_photo=True)
+    assert photo.stats.apdus == 16  # DG2 in one extended READ BINARY
+    assert photo.dg2 is not None
+    assert photo.dg2.mime == "image/jpeg"
+
+
+@pytest.mark.parametrize("name", GENUINE)
+def test_pace_mrz_and_bac(name: str, specs: dict[str, SimCardSpec]) -> None:
+    spec = specs[name]
+    result, _ = read(spec, mrz_key(spec))
+    assert result.access.method is AccessMethod.PACE
+    assert_complete(result, spec, photo=False)
+    bac_card = without_pace(spec)
+    result, recorder = read(bac_card, mrz_key(spec), want_photo=True)
+    assert result.access.method is AccessMethod.BAC
+    assert result.access.protocol == "BAC"
+    assert_complete(result, bac_card, photo=True)
+    assert result.chip_auth.status is CheckStatus.PASSED
+    assert not any(c.ins == 0x22 and c.p2 == 0xA4 and c.cla == 0 for c in recorder.commands)  # no PACE attempt
+
+
+def test_cloned_chip_fails_ca_and_aa_but_the_read_is_complete(specs: dict[str, SimCardSpec]) -> None:
+    spec = specs["cloned"]
+    result, _ = read(spec, want_photo=True)
+    assert_complete(result, spec, photo=True)
+    assert result.chip_auth.status is CheckStatus.FAILED
+    assert "copy" in result.chip_auth.reason
+    assert result.active_auth.status is CheckStatus.FAILED
+    assert result.access.reauthentications == 2  # CA retried once, then a channel without CA
+
+
+def test_ca_and_aa_can_be_skipped(specs: dict[str, SimCardSpec]) -> None:
+    result, _ = read(specs["default"], do_chip_auth=False, do_active_auth=False)
+    assert result.chip_auth.status is CheckStatus.NOT_PERFORMED
+    assert result.active_auth.status is CheckStatus.NOT_PERFORMED
+    assert result.stats.apdus == 12
+
+
+def test_aa_challenge_from_request(specs: dict[str, SimCardSpec]) -> None:
+    result, _ = read(specs["default"], aa_challenge=bytes(range(8)))
+    assert result.active_auth.verified
+    with pytest.raises(ValueError, match="8 bytes"):
+        ReadRequest(can_key(specs["default"]), aa_challenge=b"short")
+
+
+# --- access failures --------------------------------------------------------------------------------------------
+
+
+def test_wrong_can_is_rejected_without_retry(specs: dict[str, SimCardSpec]) -> None:
+    recorder = Recorder(chip(specs["default"]))
+    with pytest.raises(AccessKeyRejectedError):
+        read_chip(recorder, ReadRequest(CanKey("000000")))
+    assert sum(1 for c in recorder.commands if c.ins == 0x22) == 1  # one MSE:Set AT: no second PACE run
+    assert len(recorder.commands) == 6  # EF.CardAccess + MSE:Set AT + 4 GENERAL AUTHENTICATE
+
+
+def test_wrong_mrz_key_on_bac_card_is_rejected_without_retry(specs: dict[str, SimCardSpec]) -> None:
+    spec = without_pace(specs["default"])
+    recorder = Recorder(chip(spec))
+    with pytest.raises(AccessKeyRejectedError):
+        read_chip(recorder, ReadRequest(MrzKey("123456789", "010101", "300101")))
+    assert sum(1 for c in recorder.commands if c.ins == 0x82) == 1
+
+
+def test_pace_only_card_reads_with_mrz_key(specs: dict[str, SimCardSpec]) -> None:
+    spec = with_quirks(specs["default"], bac_supported=False)
+    result, _ = read(spec, mrz_key(spec))
+    assert result.access.method is AccessMethod.PACE
+    assert_complete(result, spec, photo=False)
+
+
+def test_bac_refused_6a88_and_no_pace_fails_closed(specs: dict[str, SimCardSpec]) -> None:
+    spec = without_pace(specs["default"], bac_supported=False)
+    with pytest.raises((AccessControlError, EdgeError)) as info:
+        read(spec, mrz_key(spec))
+    assert not isinstance(info.value, CardRemovedError)
+
+
+def test_can_alone_cannot_open_a_bac_only_card(specs: dict[str, SimCardSpec]) -> None:
+    with pytest.raises(AccessControlError):
+        read(without_pace(specs["default"]))
+
+
+# --- quirks -----------------------------------------------------------------------------------------------------
+
+QUIRKS: dict[str, dict[str, Any]] = {
+    "small max Le A0": {"max_le": 0xA0},
+    "no extended length": {"extended_length": False},
+    "6282 at end of file": {"eof_warning": True, "extended_length": False},
+    "naked error answers": {"naked_errors": True, "extended_length": False},
+    "6Cxx hints": {"wrong_le_hint": True, "extended_length": False},
+}
+
+
+@pytest.mark.parametrize("quirks", QUIRKS.values(), ids=QUIRKS.keys())
+def test_quirky_cards_read_completely(quirks: dict[str, Any], specs: dict[str, SimCardSpec]) -> None:
+    spec = with_quirks(specs["default"], **quirks)
+    result, recorder = read(spec, want_photo=True)
+    assert_complete(result, spec, photo=True)
+    assert result.chip_auth.status is CheckStatus.PASSED
+    assert result.active_auth.verified
+    if not spec.quirks.extended_length:
+        assert not result.extended_length
+        assert all(not c.extended for c in recorder.commands[result.stats.apdus - 1 :])
+
+
+def test_no_extended_length_reads_in_223_byte_chunks(specs: dict[str, SimCardSpec]) -> None:
+    spec = with_quirks(specs["default"], extended_length=False)
+    memory = ChunkMemory()
+    recorder = Recorder(chip(spec))
+    result = read_chip(recorder, ReadRequest(can_key(spec), want_photo=True), memory=memory)
+    assert memory.extended_refused
+    assert memory.limit == 223
+    files = [result.sod_raw, *result.data_groups.values()]
+    # EF.CardAccess, one refused extended READ, then every file in ceil(size / 223) secured reads
+    assert _reads_of(recorder) == 1 + 1 + sum(math.ceil(len(f) / 223) for f in files)
+    # the memory carries over to the next read of the same card: no extended attempt, no step-down
+    again = Recorder(chip(spec))
+    read_chip(again, ReadRequest(can_key(spec), want_photo=True), memory=memory)
+    assert all(not c.extended for c in again.commands)
+    assert len(again.commands) < len(recorder.commands)
+
+
+# --- session loss and removal -----------------------------------------------------------------------------------
+
+
+def _reads_of(recorder: Recorder) -> int:
+    return sum(1 for c in recorder.commands if c.ins in (0xB0, 0xB1))
+
+
+@pytest.mark.parametrize("lost_after", range(1, 11))
+def test_session_lost_mid_read_reauthenticates_once_and_resumes(lost_after: int, specs: dict[str, SimCardSpec]) -> None:
+    spec = with_quirks(specs["default"], session_lost_after_apdus=lost_after, extended_length=False)
+    baseline, base_recorder = read(with_quirks(specs["default"], extended_length=False), want_photo=True)
+    result, recorder = read(spec, want_photo=True)
+    assert_complete(result, spec, photo=True)
+    assert result.access.reauthentications <= 1
+    assert result.chip_auth.status is CheckStatus.PASSED
+    assert result.active_auth.verified
+    # resumed at the offset reached: at most the lost chunk is read again (plus one SELECT of the file)
+    assert _reads_of(recorder) <= _reads_of(base_recorder) + 1
+    assert result.stats.apdus <= baseline.stats.apdus + 10
+
+
+class DropSessionAt(Recorder):
+    """Also erases the chip's session keys just before command number ``at`` (a second loss)."""
+
+    def __init__(self, card: VirtualCard, at: int) -> None:
+        super().__init__(card)
+        self.card, self.at = card, at
+
+    def send_and_receive(self, command: CommandApdu) -> ResponseApdu:
+        if len(self.commands) + 1 == self.at and self.card.security is not None:
+            self.card.security.reset()
+        return super().send_and_receive(command)
+
+
+def test_session_lost_twice_is_an_error_not_a_loop(specs: dict[str, SimCardSpec]) -> None:
+    spec = with_quirks(specs["default"], session_lost_after_apdus=8)
+    link = DropSessionAt(chip(spec), 25)  # AA, after re-authentication and CA were redone
+    with pytest.raises(SessionLostError) as info:
+        read_chip(link, ReadRequest(can_key(spec), want_photo=True))
+    assert any("offset" in note for note in info.value.__notes__)
+    assert len(link.commands) == 25
+
+
+@pytest.mark.parametrize("remove_after", range(0, 16))
+def test_removal_at_every_apdu_raises_card_removed_and_returns_nothing(
+    remove_after: int, specs: dict[str, SimCardSpec]
+) -> None:
+    spec = with_quirks(specs["default"], remove_after_apdus=remove_after)
+    result: ChipRead | None = None
+    with pytest.raises(CardRemovedError):
+        result, _ = read(spec, want_photo=True)
+    assert result is None
+
+
+@settings(max_examples=60)
+@given(
+    max_le=st.sampled_from([0xA0, 0xDF, 0xE7, 256, 65536]),
+    extended=st.booleans(),
+    eof=st.booleans(),
+    naked=st.booleans(),
+    hint=st.booleans(),
+    lost_after=st.none() | st.integers(0, 30),
+    remove_after=st.none() | st.integers(0, 120),
+    photo=st.booleans(),
+    profile=st.sampled_from(["default", "elderly", "child", "cloned"]),
+)
+def test_never_a_partial_read(
+    specs: dict[str, SimCardSpec], max_le: int, extended: bool, eof: bool, naked: bool, hint: bool,
+    lost_after: int | None, remove_after: int | None, photo: bool, profile: str,
+) -> None:  # fmt: skip
+    """Whatever the quirks and wherever the card leaves: a complete, correct read or a typed error."""
+    spec = with_quirks(
+        specs[profile],
+        max_le=max_le,
+        extended_length=extended,
+        eof_warning=eof,
+        naked_errors=naked,
+        wrong_le_hint=hint,
+        session_lost_after_apdus=lost_after,
+        remove_after_apdus=remove_after,
+    )
+    try:
+        result, _ = read(spec, want_photo=photo)
+    except CardRemovedError:
+        assert remove_after is not None
+        return
+    except SessionLostError:
+        assert lost_after is not None
+        assert profile == "cloned"
+        return
+    assert_complete(result, spec, photo=photo)
+    assert remove_after is None or result.stats.apdus <= remove_after
+    genuine = profile != "cloned"
+    assert result.chip_auth.status is (CheckStatus.PASSED if genuine else CheckStatus.FAILED)
+    if result.dg15 is None:
+        assert result.active_auth.status is CheckStatus.NOT_SUPPORTED
+    else:
+        assert result.active_auth.status is (CheckStatus.PASSED if genuine else CheckStatus.FAILED)
