@@ -16,6 +16,7 @@ test: bootstrap
 	$(VENV)/bin/ruff check edge tests hil_tests bench provisioning
 	$(VENV)/bin/mypy edge
 	$(PY) -m pytest -q
+	CCCD_EDGE_RIG=hil_tests/virtual-rig.toml $(PY) -m pytest hil_tests -q
 
 bench: bootstrap
 	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -45,9 +45,11 @@ Tree::
     │       └── UnknownKeyError                 its kid is not among the trusted keys
     ├── DeliveryError                           outbox / MQTT
     │   ├── OutboxFullError                     refuse new reads rather than drop old results
-    │   └── OutboxCorruptError                  the outbox database or its key is damaged
+    │   ├── OutboxCorruptError                  the outbox database or its key is damaged
+    │   └── BrokerStartError                    a private mosquitto (tests, demo) did not start
     ├── CommandError(ValueError)                office command rejected (bad signature, expired, replayed)
-    └── ProvisioningError                       ward CA / device key / certificate install step refused
+    ├── ProvisioningError                       ward CA / device key / certificate install step refused
+    └── DemoError                               `cccd-edge demo` could not run to a delivered result
 """
 
 from __future__ import annotations
@@ -275,6 +277,12 @@ class OutboxCorruptError(DeliveryError):
     hint = "the outbox database or its key file is damaged; keep a copy and call support before deleting it"
 
 
+class BrokerStartError(DeliveryError):
+    """A private mosquitto (tests, the demo) exited or did not listen in time; the message quotes its log."""
+
+    hint = "check that mosquitto is installed (apt install mosquitto) and the log quoted above"
+
+
 class CommandError(EdgeError, ValueError):
     """An office command was rejected (bad signature, expired, replayed, malformed)."""
 
@@ -301,3 +309,9 @@ class CommandRejectedError(CommandError):
         self.reason = reason
         self.detail = detail
         self.jti = jti
+
+
+class DemoError(EdgeError):
+    """`cccd-edge demo` could not get as far as a delivered result (a part did not start, nothing arrived)."""
+
+    hint = "run with -v for the daemon's log; `cccd-edge doctor` checks each part"

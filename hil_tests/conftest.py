@@ -1,8 +1,10 @@
 """Hardware-in-loop fixtures: a rig file (TOML) named by ``CCCD_EDGE_RIG`` says what hardware is attached.
 
 Without the variable every test here is skipped with the reason, so ``pytest`` stays green on any machine. A rig
-file can describe real hardware (a Pi with reader, test cards, camera, LEDs wired back to inputs) or, with
-``kind = "virtual"``, the simulated stack; tests ask the :class:`Rig` what it has and skip what it lacks.
+file describes real hardware (a Pi with reader, test cards, camera, LEDs wired back to inputs) or, with
+``kind = "virtual"``, the simulated stack that CI runs (hil_tests/virtual.py: private pcscd + vpcd with virtual
+cards, a replay camera, gpiozero mock pins). Tests ask the :class:`Rig` what it has and skip what it lacks; the
+fixtures hand them the real or the virtual part, so the same test functions run on both.
 See hil_tests/README.md for the format.
 """
 
@@ -10,14 +12,25 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from edge.protocol.verify.checks import Verdict
+from edge.protocol.verify.trust import TrustStore
+
 RIG_ENV = "CCCD_EDGE_RIG"
 HIL_DIR = Path(__file__).resolve().parent
+#: The shared private-pcscd fixtures (DEVELOPERS.md); loaded only for a virtual rig, because the plugin points
+#: this process's PC/SC client at a private socket, which would hide a real rig's reader.
+PCSC_PLUGIN = "tests.fixtures.pcsc"
+_RIG_KEY = pytest.StashKey["Rig | None"]()
+NO_RIG = f"{RIG_ENV} not set: hardware-in-loop tests need a rig file (see hil_tests/README.md)"
+KINDS = frozenset({"hardware", "virtual"})
+CAMERA_SOURCES = frozenset({"picam", "v4l2", "replay"})
 
 
 class RigFileError(ValueError):
@@ -31,8 +44,10 @@ class TestCard:
     __test__ = False  # not a pytest test class, despite the name
 
     profile: str
-    can: str
+    can: str = field(repr=False)  # kept out of assertion messages and logs
     atr: bytes | None = None  # expected ATR, when the rig pins one card model
+    reader: str | None = None  # substring of the name of the reader holding it (needed with several cards)
+    verdict: Verdict | None = None  # what verify_chip must say (None: anything but "failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +57,15 @@ class LedWire:
     led: str  # "green", "amber", "red" (or "buzzer")
     output_pin: int | str
     input_pin: int | str
+
+
+@dataclass(frozen=True, slots=True)
+class CameraSpec:
+    source: str  # picam | v4l2 | replay
+    device: str | int = 0  # v4l2 only
+    path: Path | None = None  # replay: image files; None on a virtual rig = photos of the cards' QR synthesised
+    fps: float = 10.0  # replay only
+    qr_in_view: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +79,15 @@ class BrokerSpec:
 @dataclass(frozen=True, slots=True)
 class Rig:
     name: str
-    kind: str  # "hardware" or "virtual" (the simulated stack, described by the lead for CI)
+    kind: str  # "hardware" or "virtual" (the simulated stack CI runs)
     reader_name: str | None
     cards: tuple[TestCard, ...]
-    camera: dict[str, Any] | None
+    camera: CameraSpec | None
     leds: tuple[LedWire, ...]
     active_high: bool
     broker: BrokerSpec | None
+    trust_dir: Path | None = None  # CSCA store for verify_chip (a virtual rig trusts the simulator's test CSCA)
+    led_time_scale: float = 1.0  # shortens every indicator period (patterns read back faster)
 
     @property
     def virtual(self) -> bool:
@@ -88,10 +114,84 @@ class Rig:
         return self.broker is not None
 
 
+# --- the rig file --------------------------------------------------------------------------------------------
+
+_KEYS: dict[str, frozenset[str]] = {
+    "": frozenset({"name", "kind", "reader", "cards", "camera", "leds", "broker", "trust"}),
+    "reader": frozenset({"name"}),
+    "cards": frozenset({"profile", "can", "atr", "reader", "verdict"}),
+    "camera": frozenset({"source", "device", "path", "fps", "qr_in_view"}),
+    "leds": frozenset({"active_high", "time_scale", "wires"}),
+    "leds.wires": frozenset({"led", "output", "input"}),
+    "broker": frozenset({"host", "port", "tls", "ca"}),
+    "trust": frozenset({"dir"}),
+}
+
+
+def _table(value: Any, where: str, kind: str) -> dict[str, Any]:
+    """``value`` as a table with only the keys ``kind`` allows: a typo must not silently drop a part."""
+    if not isinstance(value, dict):
+        raise RigFileError(f"{where or 'the file'} must be a table")
+    unknown = set(value) - _KEYS[kind]
+    if unknown:
+        raise RigFileError(f"{where or 'top level'}: unknown key(s) {sorted(unknown)}; allowed {sorted(_KEYS[kind])}")
+    return value
+
+
+def _tables(value: Any, where: str, kind: str) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise RigFileError(f"{where} must be an array of tables")
+    return [_table(item, f"{where}[{i}]", kind) for i, item in enumerate(value)]
+
+
 def _pin(value: Any, where: str) -> int | str:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise RigFileError(f"{where}: a pin is a BCM number or a gpiozero name such as 'GPIO17'")
     return value
+
+
+def _card(entry: dict[str, Any], where: str) -> TestCard:
+    can = str(entry["can"])
+    if not (can.isascii() and can.isdigit() and len(can) == 6):
+        raise RigFileError(f"{where}.can: a CAN is 6 digits")
+    verdict = entry.get("verdict")
+    if verdict is not None and verdict not in set(Verdict):
+        raise RigFileError(f"{where}.verdict must be one of {[v.value for v in Verdict]}")
+    return TestCard(
+        profile=str(entry["profile"]),
+        can=can,
+        atr=bytes.fromhex(entry["atr"]) if "atr" in entry else None,
+        reader=str(entry["reader"]) if "reader" in entry else None,
+        verdict=Verdict(verdict) if verdict is not None else None,
+    )
+
+
+def _camera(section: dict[str, Any]) -> CameraSpec:
+    source = str(section.get("source", "picam"))
+    if source not in CAMERA_SOURCES:
+        raise RigFileError(f"camera.source must be one of {sorted(CAMERA_SOURCES)}, not {source!r}")
+    path = section.get("path")
+    fps = float(section.get("fps", 10.0))
+    if not 0 < fps <= 120:
+        raise RigFileError("camera.fps must be in (0, 120]")
+    return CameraSpec(source, section.get("device", 0), Path(path) if path else None, fps,
+                      bool(section.get("qr_in_view", False)))
+
+
+def _check_virtual(rig: Rig) -> None:
+    """A virtual rig can only have what the simulated stack provides; say so at load time, not mid-run."""
+    from edge.sim.stack import READER_NAMES
+
+    if len(rig.cards) > len(READER_NAMES):
+        raise RigFileError(f"a virtual rig has {len(READER_NAMES)} vpcd readers: at most that many [[cards]]")
+    for i, card in enumerate(rig.cards):
+        if card.reader is not None and card.reader not in READER_NAMES:
+            raise RigFileError(f"cards[{i}].reader of a virtual rig names a vpcd reader: {list(READER_NAMES)}")
+    named = [card.reader for card in rig.cards if card.reader is not None]
+    if len(set(named)) != len(named):
+        raise RigFileError("two virtual cards on one reader")
+    if rig.camera is not None and rig.camera.source != "replay":
+        raise RigFileError("the camera of a virtual rig is source = \"replay\"")
 
 
 def load_rig(path: Path) -> Rig:
@@ -100,73 +200,157 @@ def load_rig(path: Path) -> Rig:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise RigFileError(f"cannot read rig file {path}: {exc}") from None
     try:
-        reader = data.get("reader", {})
-        cards = tuple(
-            TestCard(str(c["profile"]), str(c["can"]), bytes.fromhex(c["atr"]) if "atr" in c else None)
-            for c in data.get("cards", [])
-        )
-        leds_section = data.get("leds", {})
+        _table(data, "", "")
+        kind = str(data.get("kind", "hardware"))
+        if kind not in KINDS:
+            raise RigFileError(f"kind must be 'hardware' or 'virtual', not {kind!r}")
+        reader = _table(data.get("reader", {}), "reader", "reader")
+        cards = tuple(_card(c, f"cards[{i}]") for i, c in enumerate(_tables(data.get("cards", []), "cards", "cards")))
+        camera = data.get("camera")
+        leds_section = _table(data.get("leds", {}), "leds", "leds")
         leds = tuple(
             LedWire(str(w["led"]), _pin(w["output"], f"leds.wires[{i}].output"),
                     _pin(w["input"], f"leds.wires[{i}].input"))
-            for i, w in enumerate(leds_section.get("wires", []))
+            for i, w in enumerate(_tables(leds_section.get("wires", []), "leds.wires", "leds.wires"))
         )
+        time_scale = float(leds_section.get("time_scale", 1.0))
+        if not 0 < time_scale <= 1:
+            raise RigFileError("leds.time_scale must be in (0, 1]")
         broker_section = data.get("broker")
         broker = None
         if broker_section is not None:
+            _table(broker_section, "broker", "broker")
             ca = broker_section.get("ca")
             broker = BrokerSpec(str(broker_section["host"]), int(broker_section.get("port", 8883)),
                                 bool(broker_section.get("tls", True)), Path(ca) if ca else None)
-        kind = str(data.get("kind", "hardware"))
-        if kind not in {"hardware", "virtual"}:
-            raise RigFileError(f"kind must be 'hardware' or 'virtual', not {kind!r}")
-        return Rig(
+        trust_dir = _table(data.get("trust", {}), "trust", "trust").get("dir")
+        rig = Rig(
             name=str(data.get("name", path.stem)),
             kind=kind,
             reader_name=reader.get("name"),
             cards=cards,
-            camera=data.get("camera"),
+            camera=_camera(_table(camera, "camera", "camera")) if camera is not None else None,
             leds=leds,
             active_high=bool(leds_section.get("active_high", True)),
             broker=broker,
+            trust_dir=Path(trust_dir) if trust_dir else None,
+            led_time_scale=time_scale,
         )
+    except RigFileError:
+        raise
     except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, RigFileError):
-            raise
         raise RigFileError(f"rig file {path}: missing or bad value ({exc!r})") from None
+    if rig.virtual:
+        _check_virtual(rig)
+    return rig
+
+
+# --- pytest hooks --------------------------------------------------------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Load the rig once; for a virtual rig, load the private-pcscd plugin before any PC/SC context exists."""
+    rig_path = os.environ.get(RIG_ENV)
+    try:
+        rig = load_rig(Path(rig_path)) if rig_path else None
+    except RigFileError as exc:
+        raise pytest.UsageError(f"{RIG_ENV}: {exc}") from None
+    config.stash[_RIG_KEY] = rig
+    if rig is not None and rig.virtual and not config.pluginmanager.has_plugin(PCSC_PLUGIN):
+        config.pluginmanager.import_plugin(PCSC_PLUGIN)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test under hil_tests/ as ``hil``; skip them all, with the reason, when no rig is named."""
-    rig_path = os.environ.get(RIG_ENV)
-    skip = pytest.mark.skip(reason=f"{RIG_ENV} not set: hardware-in-loop tests need a rig file "
-                                   "(see hil_tests/README.md)")
+    """Mark every test here that needs the rig as ``hil``; skip those, with the reason, when no rig is named.
+
+    Tests of the rig file itself need no rig: they run everywhere, so a broken loader shows before a rig visit.
+    """
+    skip = pytest.mark.skip(reason=NO_RIG)
     for item in items:
-        if HIL_DIR in item.path.parents:
+        if HIL_DIR in item.path.parents and "rig" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.hil)
-            if not rig_path:
+            if config.stash.get(_RIG_KEY, None) is None:
                 item.add_marker(skip)
 
 
-@pytest.fixture(scope="session")
-def rig() -> Rig:
-    rig_path = os.environ.get(RIG_ENV)
-    if not rig_path:
-        pytest.skip(f"{RIG_ENV} not set")
-    return load_rig(Path(rig_path))
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test asking for ``rig_card`` runs once per test card of the rig (id: the card's profile)."""
+    if "rig_card" not in metafunc.fixturenames:
+        return
+    rig = metafunc.config.stash.get(_RIG_KEY, None)
+    cards = rig.cards if rig is not None else ()
+    if not cards:
+        reason = f"rig {rig.name} has no [[cards]]" if rig is not None else NO_RIG
+        metafunc.parametrize("rig_card", [pytest.param(None, marks=pytest.mark.skip(reason=reason))], ids=["no-card"])
+        return
+    metafunc.parametrize("rig_card", cards, ids=[f"{i}-{card.profile}" for i, card in enumerate(cards)])
+
+
+# --- fixtures ------------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
-def reader_rig(rig: Rig) -> Rig:
+def rig(pytestconfig: pytest.Config) -> Rig:
+    loaded = pytestconfig.stash.get(_RIG_KEY, None)
+    if loaded is None:
+        pytest.skip(NO_RIG)
+    return loaded
+
+
+@pytest.fixture(scope="session")
+def virtual_cards(rig: Rig, request: pytest.FixtureRequest) -> Iterator[None]:
+    """A virtual rig's cards on its vpcd readers for the whole session (a real rig's lie on its reader)."""
+    if not rig.virtual:
+        yield
+        return
+    from hil_tests.virtual import VirtualCards
+
+    # Requested here, not as parameters: the plugin that provides them is only loaded for a virtual rig.
+    try:
+        stack = request.getfixturevalue("pcsc_stack")
+    except pytest.skip.Exception as exc:  # CI must not go green by skipping the rig it is there to run
+        pytest.fail(f"the virtual rig needs the PC/SC test stack: {exc}")
+    with VirtualCards(rig, stack, request.getfixturevalue("pcsc_driver")):
+        yield
+
+
+@pytest.fixture(scope="session")
+def reader_rig(rig: Rig, request: pytest.FixtureRequest) -> Rig:
     if not rig.has_reader:
         pytest.skip(f"rig {rig.name} has no [reader]")
+    request.getfixturevalue("virtual_cards")
     return rig
+
+
+@pytest.fixture(scope="session")
+def trust_store(rig: Rig) -> TrustStore:
+    """The CSCAs verify_chip trusts: the simulator's test CSCA on a virtual rig, else ``[trust] dir`` (or none)."""
+    if rig.virtual:
+        from hil_tests.virtual import sim_trust_store
+
+        return sim_trust_store()
+    if rig.trust_dir is not None:
+        return TrustStore.load(rig.trust_dir)
+    return TrustStore.from_der(())
 
 
 @pytest.fixture(scope="session")
 def led_rig(rig: Rig) -> Rig:
     if not rig.has_leds:
         pytest.skip(f"rig {rig.name} has no [leds] wires")
-    if rig.virtual:
-        os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
     return rig
+
+
+@pytest.fixture
+def pin_factory(led_rig: Rig) -> Iterator[Any]:
+    """gpiozero's pin factory for the LED tests: the board's own (None) on hardware; on a virtual rig a
+    MockFactory whose output pins drive their wired input pins, as the resistors do on a real rig."""
+    if not led_rig.virtual:
+        yield None
+        return
+    from hil_tests.virtual import wired_mock_factory
+
+    factory = wired_mock_factory(led_rig.leds)
+    yield factory
+    factory.reset()
+    factory.close()

@@ -1,38 +1,58 @@
-"""The real camera on a rig: frames arrive grey at the lores size, in order, not blank; a QR in view decodes.
+"""The rig's camera: frames arrive grey at the lores size, in order, not blank; the test QR in view decodes.
 
 Uses the rig from hil_tests/conftest.py (``CCCD_EDGE_RIG``). Its ``[camera]`` table picks the driver
-(``source = "picam"`` or ``"v4l2"``, optional ``device`` for v4l2) and says whether a printed QR is in view
-(``qr_in_view``). A virtual rig has no camera: the replay source stands in for it in tests/unit/test_scanner.py.
+(``source = "picam"``, ``"v4l2"`` with optional ``device``, or ``"replay"`` with ``path``) and says whether a
+printed QR is in view (``qr_in_view``). A virtual rig replays synthetic photos of its test cards' QR codes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
 
 import pytest
 
 from edge.drivers.base import FrameSource
 from edge.drivers.qrdecoders import make_decoder
+from edge.drivers.replay import ReplaySource
+from edge.protocol.cccd_qr import parse_cccd_qr
+from hil_tests.conftest import CameraSpec, Rig
 
 pytestmark = pytest.mark.hil
 
 
 @pytest.fixture(scope="module")
-def camera_settings(rig: Any) -> dict[str, Any]:
-    if not rig.has_camera or rig.virtual:
+def camera_rig(rig: Rig) -> Rig:
+    if rig.camera is None:
         pytest.skip(f"rig {rig.name} has no [camera]")
-    settings: dict[str, Any] = rig.camera
-    return settings
+    return rig
+
+
+@pytest.fixture(scope="module")
+def replay_paths(camera_rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """What a replay camera shows: the rig's ``path``, or on a virtual rig photos of its cards' QR."""
+    spec = camera_rig.camera
+    assert spec is not None
+    if spec.path is not None:
+        return [spec.path]
+    if not camera_rig.virtual:
+        pytest.skip("camera.source = 'replay' needs a path on a hardware rig")
+    from hil_tests.virtual import qr_photos
+
+    return qr_photos([card.profile for card in camera_rig.cards], tmp_path_factory.mktemp("qr-photos"))
 
 
 @pytest.fixture
-def camera(camera_settings: dict[str, Any]) -> Iterator[FrameSource]:
+def camera(camera_rig: Rig, request: pytest.FixtureRequest) -> Iterator[FrameSource]:
+    spec: CameraSpec | None = camera_rig.camera
+    assert spec is not None
     source: FrameSource
-    if camera_settings.get("source", "picam") == "v4l2":
+    if spec.source == "replay":
+        source = ReplaySource(request.getfixturevalue("replay_paths"), fps=spec.fps)
+    elif spec.source == "v4l2":
         from edge.drivers.v4l2 import V4l2Source
 
-        source = V4l2Source(camera_settings.get("device", 0)).open()
+        source = V4l2Source(spec.device).open()
     else:
         from edge.drivers.picam import PiCameraSource
 
@@ -53,8 +73,10 @@ def test_frames_arrive_grey_at_lores_size(camera: FrameSource) -> None:
     assert stamps == sorted(stamps)
 
 
-def test_a_qr_in_view_decodes(camera: FrameSource, camera_settings: dict[str, Any]) -> None:
-    if not camera_settings.get("qr_in_view", False):
+def test_a_qr_in_view_decodes_to_a_test_card(camera: FrameSource, camera_rig: Rig) -> None:
+    """The QR in view decodes, is a CCCD QR, and (when the rig lists cards) is one of the rig's test cards."""
+    assert camera_rig.camera is not None
+    if not camera_rig.camera.qr_in_view:
         pytest.skip("no printed QR in view (camera.qr_in_view = true)")
     decoder = make_decoder()
     found: list[bytes] = []
@@ -65,3 +87,6 @@ def test_a_qr_in_view_decodes(camera: FrameSource, camera_settings: dict[str, An
             if found:
                 break
     assert found, "no QR decoded in 30 frames"
+    qr = parse_cccd_qr(found[0])
+    if camera_rig.cards:  # the QR's key opens a test card's chip: the CAN is the ID number's last six digits
+        assert qr.id_number[-6:] in {card.can for card in camera_rig.cards}, "the QR in view is no test card's"

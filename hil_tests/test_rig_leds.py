@@ -1,32 +1,42 @@
 """LED outputs read back through the input pins they are wired to: what the officer would see, measured.
 
-Uses gpiozero directly until the LED driver (edge/drivers/leds.py) exists; then switch to the driver so the test
-covers its pin mapping and polarity too.
+First the wiring (each output reaches its input, no crossed wires), then the terminal's own LED driver
+(edge/drivers/leds.py) showing every pattern of ``PATTERNS``, each light's level and edges read back: this covers
+the driver's pin mapping and polarity too. Waits are bounded and event-driven; nothing asserts on durations.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 
+from edge.config import IndicatorConfig
+from edge.drivers.leds import PATTERNS, Beep, Indicators, Light
 from hil_tests.conftest import LedWire, Rig
 
 pytestmark = pytest.mark.hil
 
 #: Generous: the read-back is event-driven (wait_for_*), this only bounds a broken wire.
 SETTLE_TIMEOUT = 1.0
+COLOURS = ("green", "amber", "red")
 
 
-def _wires(rig: Rig) -> list[LedWire]:
-    return list(rig.leds)
+def _sense(wire: LedWire, rig: Rig, pin_factory: Any) -> Any:
+    """The input an LED is wired to; it sees the electrical level, so with an active-low LED "on" is low."""
+    from gpiozero import DigitalInputDevice
+
+    return DigitalInputDevice(wire.input_pin, pull_up=None, active_state=rig.active_high, pin_factory=pin_factory)
 
 
-def test_each_led_reads_back_on_its_wired_input(led_rig: Rig) -> None:
-    from gpiozero import LED, DigitalInputDevice
+def test_each_led_reads_back_on_its_wired_input(led_rig: Rig, pin_factory: Any) -> None:
+    from gpiozero import LED
 
-    for wire in _wires(led_rig):
-        led = LED(wire.output_pin, active_high=led_rig.active_high)
-        # The input sees the electrical level; with an active-low LED "on" is a low level.
-        sense = DigitalInputDevice(wire.input_pin, pull_up=None, active_state=led_rig.active_high)
+    for wire in led_rig.leds:
+        led = LED(wire.output_pin, active_high=led_rig.active_high, pin_factory=pin_factory)
+        sense = _sense(wire, led_rig, pin_factory)
         try:
             led.on()
             assert sense.wait_for_active(SETTLE_TIMEOUT), f"{wire.led}: on, but input {wire.input_pin} reads off"
@@ -37,15 +47,15 @@ def test_each_led_reads_back_on_its_wired_input(led_rig: Rig) -> None:
             sense.close()
 
 
-def test_leds_are_independent(led_rig: Rig) -> None:
+def test_leds_are_independent(led_rig: Rig, pin_factory: Any) -> None:
     """One LED on must not light another input: catches crossed or shorted wires."""
-    from gpiozero import LED, DigitalInputDevice
+    from gpiozero import LED
 
-    wires = _wires(led_rig)
+    wires = list(led_rig.leds)
     if len(wires) < 2:
         pytest.skip("fewer than two LEDs wired")
-    leds = [LED(w.output_pin, active_high=led_rig.active_high) for w in wires]
-    senses = [DigitalInputDevice(w.input_pin, pull_up=None, active_state=led_rig.active_high) for w in wires]
+    leds = [LED(w.output_pin, active_high=led_rig.active_high, pin_factory=pin_factory) for w in wires]
+    senses = [_sense(w, led_rig, pin_factory) for w in wires]
     try:
         for index, led in enumerate(leds):
             led.on()
@@ -57,3 +67,109 @@ def test_leds_are_independent(led_rig: Rig) -> None:
     finally:
         for device in (*leds, *senses):
             device.close()
+
+
+class Probe:
+    """Every level change an input sees (True: became active), recorded from gpiozero's edge callbacks."""
+
+    def __init__(self, device: Any) -> None:
+        self.device = device
+        self._changed = threading.Condition()
+        self._edges: list[bool] = []
+        device.when_activated = lambda: self._record(True)
+        device.when_deactivated = lambda: self._record(False)
+
+    def _record(self, active: bool) -> None:
+        with self._changed:
+            self._edges.append(active)
+            self._changed.notify_all()
+
+    def mark(self) -> int:
+        """A position in the edge history, to look only at what happened after it."""
+        with self._changed:
+            return len(self._edges)
+
+    def wait_for(self, since: int, *, ons: int = 0, offs: int = 0, timeout: float) -> bool:
+        """Whether at least ``ons`` activations and ``offs`` deactivations happen after ``since`` in ``timeout``."""
+
+        def enough() -> bool:
+            edges = self._edges[since:]
+            return edges.count(True) >= ons and edges.count(False) >= offs
+
+        with self._changed:
+            return self._changed.wait_for(enough, timeout)
+
+    def edges_since(self, since: int) -> list[bool]:
+        with self._changed:
+            return self._edges[since:]
+
+
+@pytest.fixture
+def indicators(led_rig: Rig, pin_factory: Any) -> Iterator[tuple[Indicators, dict[str, Probe]]]:
+    """The terminal's driver on the rig's pins, and a probe on the input wired to each of its outputs."""
+    wires = {wire.led: wire for wire in led_rig.leds}
+    missing = [colour for colour in COLOURS if colour not in wires]
+    if missing:
+        pytest.skip(f"the three-LED driver needs {missing} wired too")
+    buzzer = wires.get("buzzer")
+    config = IndicatorConfig(green=wires["green"].output_pin, amber=wires["amber"].output_pin,
+                             red=wires["red"].output_pin, buzzer=buzzer.output_pin if buzzer else None,
+                             active_high=led_rig.active_high)
+    driver = Indicators(config, pin_factory=pin_factory, time_scale=led_rig.led_time_scale)
+    probes = {name: Probe(_sense(wire, led_rig, pin_factory)) for name, wire in wires.items()
+              if name in (*COLOURS, "buzzer")}
+    try:
+        yield driver, probes
+    finally:
+        driver.close()
+        for probe in probes.values():
+            probe.device.close()
+
+
+def _bounds(scale: float) -> tuple[float, float]:
+    """(timeout for an expected edge, how long a steady light is watched): both cover two of the slowest periods."""
+    slowest = max(light.on_time + light.off_time for p in PATTERNS.values() for light in (p.green, p.amber, p.red))
+    return SETTLE_TIMEOUT + 2 * slowest * scale, 2 * slowest * scale
+
+
+def _check_light(name: str, colour: str, light: Light, probe: Probe, since: int, scale: float) -> None:
+    timeout, watch = _bounds(scale)
+    where = f"{name}: {colour}"
+    if light.mode == "blink":
+        assert probe.wait_for(since, ons=1, offs=1, timeout=timeout), f"{where} should blink but does not toggle"
+        return
+    on = light.mode == "on"
+    settled = probe.device.wait_for_active(SETTLE_TIMEOUT) if on else probe.device.wait_for_inactive(SETTLE_TIMEOUT)
+    assert settled, f"{where} should be {light.mode}"
+    mark = probe.mark()
+    assert not probe.wait_for(mark, ons=int(not on), offs=int(on), timeout=watch), f"{where} should stay {light.mode}"
+
+
+def _check_beep(name: str, beep: Beep | None, probe: Probe, since: int, scale: float) -> None:
+    timeout, watch = _bounds(scale)
+    if beep is None:
+        assert probe.device.wait_for_inactive(SETTLE_TIMEOUT), f"{name}: the buzzer should be silent"
+    elif beep.count is None:
+        assert probe.wait_for(since, ons=1, offs=1, timeout=timeout), f"{name}: the buzzer should repeat"
+    else:
+        assert probe.wait_for(since, ons=beep.count, offs=beep.count, timeout=timeout), f"{name}: too few beeps"
+        assert not probe.wait_for(since, ons=beep.count + 1, timeout=watch), f"{name}: more than {beep.count} beeps"
+
+
+@pytest.mark.parametrize("name", list(PATTERNS))
+def test_each_pattern_reads_back(name: str, indicators: tuple[Indicators, dict[str, Probe]], led_rig: Rig) -> None:
+    """What the officer sees for ``name``: each light steady on, off or blinking, and the buzzer's beeps."""
+    driver, probes = indicators
+    scale = led_rig.led_time_scale
+    pattern = PATTERNS[name]
+    buzzer = probes.get("buzzer")
+    if buzzer is not None:  # start from silence, so every beep of a counted pattern is an edge
+        driver.show("ready")
+        assert buzzer.device.wait_for_inactive(SETTLE_TIMEOUT)
+    marks = {colour: probe.mark() for colour, probe in probes.items()}
+    driver.show(name)
+    assert driver.current == name
+    for colour in COLOURS:
+        _check_light(name, colour, getattr(pattern, colour), probes[colour], marks[colour], scale)
+    if buzzer is not None:
+        _check_beep(name, pattern.beep, buzzer, marks["buzzer"], scale)

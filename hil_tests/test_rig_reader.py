@@ -1,20 +1,27 @@
-"""The rig's reader through the real PC/SC driver: reader present, the card's ATR, EF.CardAccess by short file id.
+"""The rig's reader through the real PC/SC driver: reader present, the card's ATR, EF.CardAccess by short file id,
+then a full chip read of each test card (PACE with its CAN, secure messaging, CA/AA) verified on the terminal.
 
-EF.CardAccess needs no access key (it tells the terminal which PACE variants the chip offers), so these tests need
-no CAN and never touch personal data.
+EF.CardAccess needs no access key (it tells the terminal which PACE variants the chip offers). The full read uses
+a test card's CAN from the rig file and asserts on verdicts and check names only: no personal data in the output.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
 from edge.drivers.base import CardPresence
 from edge.drivers.pcsc import PcscReaderDriver
 from edge.protocol.access.card_access import parse_security_infos
+from edge.protocol.access.policy import AccessMethod, CanKey
+from edge.protocol.chip import ReadRequest, read_chip
 from edge.protocol.reader import read_file
-from hil_tests.conftest import Rig
+from edge.protocol.verify.card import verify_chip
+from edge.protocol.verify.checks import CheckStatus, Verdict
+from edge.protocol.verify.trust import TrustStore
+from hil_tests.conftest import Rig, TestCard
 
 pytestmark = pytest.mark.hil
 
@@ -54,3 +61,34 @@ def test_card_access_is_readable_by_sfi(driver: PcscReaderDriver) -> None:
     finally:
         connection.close()
     assert infos.pace, "EF.CardAccess lists no PACE protocol: not a CCCD (or not an ICAO 9303 chip)"
+
+
+def _reader_holding(driver: PcscReaderDriver, rig: Rig, card: TestCard) -> str:
+    """The reader the test card lies on: the one it names, or the only reader holding a card."""
+    present = [s.name for s in driver.readers() if s.presence is CardPresence.PRESENT]
+    if card.reader is not None:
+        named = [name for name in present if card.reader in name]
+        assert named, f"no card on a reader named like {card.reader!r} (readers with a card: {present})"
+        return named[0]
+    if len(rig.cards) > 1 or len(present) != 1:
+        pytest.skip("cannot tell which reader holds this card: give the card a `reader` in the rig file")
+    return present[0]
+
+
+def test_full_chip_read_with_pace_can_verifies(
+    driver: PcscReaderDriver, reader_rig: Rig, rig_card: TestCard, trust_store: TrustStore
+) -> None:
+    reader = _reader_holding(driver, reader_rig, rig_card)
+    with driver.connect(reader) as connection:
+        read = read_chip(connection, ReadRequest(CanKey(rig_card.can)))
+    report = verify_chip(read, trust_store, now=datetime.now(UTC), qr=None)
+
+    assert read.access.method is AccessMethod.PACE, "a CCCD opens with PACE (CAN); BAC means a wrong card or key"
+    assert read.dg1 is not None, "every CCCD has DG1 (the MRZ)"
+    assert read.dg13 is not None, "every CCCD has DG13 (personal data)"
+    assert read.stats.apdus > 0
+    problems = {c.name: c.reason for c in report.checks if c.status is CheckStatus.FAILED}
+    if rig_card.verdict is not None:
+        assert report.verdict is rig_card.verdict, f"verdict {report.verdict.value}; failed checks: {problems}"
+    else:
+        assert report.verdict is not Verdict.FAILED, f"failed checks: {problems}"

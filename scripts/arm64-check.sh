@@ -90,8 +90,8 @@ log "venv + pip install -e .[dev] (pyscard compiles under emulation)"
 in_root sh -c 'python3 -m venv --system-site-packages /venv && /venv/bin/pip install -q -e "/src[dev]"' \
     >"$ROOT.pip.log" 2>&1 || die "pip install, see $ROOT.pip.log"
 pi_extras=ok
-in_root /venv/bin/pip install -q lgpio sdnotify >>"$ROOT.pip.log" 2>&1 || pi_extras="FAILED (see $ROOT.pip.log)"
-log "pi extras (lgpio, sdnotify): $pi_extras"
+in_root /venv/bin/pip install -q lgpio >>"$ROOT.pip.log" 2>&1 || pi_extras="FAILED (see $ROOT.pip.log)"
+log "pi extras (lgpio): $pi_extras"
 
 # --- 3. install.sh for real (no systemd runs in a chroot: the unit is installed, not enabled) ----------------------
 install_sh=skipped

@@ -1,8 +1,13 @@
 """``cccd-edge read``: read and verify the card on a reader once, and print what it says and what was proven.
 
 The support desk's tool for "does this card / reader work": names, ID numbers and addresses are masked unless
-``--show-pii`` (the screen may be photographed, the output pasted into a ticket). Exit code: 0 verified,
-3 verified but the issuer is not in the trust store, 4 verification failed, 1 the read itself failed.
+``--show-pii`` (the screen may be photographed, the output pasted into a ticket).
+
+Exit codes, so a script or the desk can tell the cases apart without parsing text: 0 verified, 3 verified but the
+issuer is not in the trust store, 4 verification failed; a read that ended in an error prints one line on stderr
+(never a traceback) and exits 5 no reader, 6 no card, 7 card removed, 8 access key rejected, 9 secure session
+refused, 10 the chip answered wrongly (status word, secure messaging, malformed file), 11 other reader trouble,
+1 anything else (2 stays argparse's usage error).
 """
 
 from __future__ import annotations
@@ -11,16 +16,51 @@ import argparse
 import json
 import os
 import re
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from edge.errors import (
+    AccessControlError,
+    AccessKeyRejectedError,
+    CardError,
+    CardRemovedError,
+    EdgeError,
+    NoCardError,
+    NoReaderError,
+    ParseError,
+    ReaderError,
+)
 from edge.logsetup import mask_id, mask_name, mask_text
 
+if TYPE_CHECKING:
+    from edge.protocol.chip import ChipRead
+
 EXIT_VERIFIED = 0
+EXIT_ERROR = 1
 EXIT_UNTRUSTED_ISSUER = 3
 EXIT_FAILED = 4
+EXIT_NO_READER = 5
+EXIT_NO_CARD = 6
+EXIT_CARD_REMOVED = 7
+EXIT_ACCESS_DENIED = 8
+EXIT_ACCESS_FAILED = 9
+EXIT_BAD_CHIP_ANSWER = 10
+EXIT_READER_ERROR = 11
+
+#: Most specific first: the first class an error is an instance of gives its exit code.
+_ERROR_EXITS: tuple[tuple[type[EdgeError], int], ...] = (
+    (NoReaderError, EXIT_NO_READER),
+    (NoCardError, EXIT_NO_CARD),
+    (CardRemovedError, EXIT_CARD_REMOVED),
+    (ReaderError, EXIT_READER_ERROR),
+    (AccessKeyRejectedError, EXIT_ACCESS_DENIED),
+    (AccessControlError, EXIT_ACCESS_FAILED),
+    (CardError, EXIT_BAD_CHIP_ANSWER),
+    (ParseError, EXIT_BAD_CHIP_ANSWER),  # a malformed file from the chip (LdsError, TlvError)
+)
 
 _MRZ_ARG = re.compile(r"^([0-9A-Z<]{1,9}|[0-9]{12}),(\d{6}),(\d{6})$")
 
@@ -62,7 +102,22 @@ def _write_private(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
-def _citizen(read: Any, show: bool) -> dict[str, str | None]:
+def exit_code_for(error: EdgeError) -> int:
+    """The distinct exit code of a read that ended in ``error``."""
+    return next((code for kind, code in _ERROR_EXITS if isinstance(error, kind)), EXIT_ERROR)
+
+
+def error_line(error: BaseException) -> str:
+    """One line for stderr: the error's kind and message (with its hint); the notes say where it happened.
+
+    Messages carry status words, file names and offsets, never card data, so they are safe to paste into a ticket.
+    """
+    notes = "; ".join(getattr(error, "__notes__", ()))
+    text = f"error ({type(error).__name__}): {error}" + (f" [{notes}]" if notes else "")
+    return " ".join(text.split())
+
+
+def _citizen(read: ChipRead, show: bool) -> dict[str, str | None]:
     """The card's data for display; masked unless ``show``."""
     dg13, dg1 = read.dg13, read.dg1
 
@@ -96,6 +151,15 @@ def _citizen(read: Any, show: bool) -> dict[str, str | None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Read, verify, print; every :class:`EdgeError` ends as one line on stderr and its own exit code."""
+    try:
+        return _read_and_report(args)
+    except EdgeError as exc:
+        print(error_line(exc), file=sys.stderr)
+        return exit_code_for(exc)
+
+
+def _read_and_report(args: argparse.Namespace) -> int:
     from edge.commands.trust import default_store
     from edge.drivers.pcsc import PcscReaderDriver  # lazy: other commands need not load pyscard
     from edge.protocol.access.policy import AccessKey, CanKey, MrzKey
@@ -118,7 +182,11 @@ def run(args: argparse.Namespace) -> int:
     finally:
         driver.close()
     if args.photo is not None and read.dg2 is not None:
-        _write_private(args.photo, read.dg2.image)
+        try:
+            _write_private(args.photo, read.dg2.image)
+        except OSError as exc:
+            print(error_line(exc), file=sys.stderr)
+            return EXIT_ERROR
 
     output: dict[str, Any] = {
         "reader": reader_name,

@@ -275,9 +275,10 @@ class PcscConnection:
         return self._extended
 
     def close(self) -> None:
+        """Disconnect and reset the card: the next session starts in the MF with no secure channel left over."""
         handle, self._handle = self._handle, None
         if handle is not None:
-            scard.SCardDisconnect(handle, scard.SCARD_LEAVE_CARD)
+            scard.SCardDisconnect(handle, scard.SCARD_RESET_CARD)
 
     def __enter__(self) -> PcscConnection:
         return self
@@ -286,9 +287,13 @@ class PcscConnection:
         self.close()
 
     def send_and_receive(self, command: CommandApdu) -> ResponseApdu:
-        """Exchange one command; follows 61xx with GET RESPONSE and answers 6Cxx by resending with Le=xx."""
+        """Exchange one command; follows 61xx with GET RESPONSE and answers 6Cxx by resending with Le=xx.
+
+        A secured command (CLA bits 0x0C) is never resent: the resend would replay a used send sequence counter and
+        the chip would end the session; the secure-messaging layer handles 6Cxx itself.
+        """
         response = self._transmit(command)
-        if response.sw1 == 0x6C and not command.extended:
+        if response.sw1 == 0x6C and not command.extended and not command.cla & 0x0C:
             response = self._transmit(
                 CommandApdu(command.cla, command.ins, command.p1, command.p2, command.data, le=response.sw2 or 256)
             )

@@ -2,7 +2,10 @@
 
 Order, and why:
 
-1. EF.CardAccess by short file id, plain (the CCCD answers 6D00 to SELECT MF); absent means BAC only.
+1. EF.CardAccess by short file id, plain (the CCCD answers 6D00 to SELECT MF); absent means BAC only. Unless the
+   eMRTD application is still selected from an earlier session on the same card (a re-read without lifting the
+   card: PC/SC leaves the card as it was, and the MF cannot be selected again): one plain probe of EF.COM tells
+   the two apart, and PACE then runs with the CCCD's known parameters, as re-authentication does mid-read.
 2. The secure channel (PACE first, BAC only as the policy allows: ``edge.protocol.access.policy``).
 3. EF.SOD first: it lists the data groups the card really has, so nothing is requested that is not there (no
    6A82 round trips, DG3/DG11 never asked for) and every file read can be hashed against it.
@@ -35,6 +38,7 @@ from edge.errors import (
     AccessControlError,
     EdgeError,
     FileNotFoundOnCardError,
+    PaceNotSupportedError,
     SessionLostError,
     SmIntegrityError,
 )
@@ -45,6 +49,7 @@ from edge.protocol.access.chip_auth import ChipAuthResult, perform_chip_auth
 from edge.protocol.access.pace import PaceResult
 from edge.protocol.access.policy import AccessKey, AccessMethod, SecureChannel, open_secure_channel
 from edge.protocol.apdu import (
+    SW_FILE_NOT_FOUND,
     SW_OK,
     SW_WARNING_EOF,
     ApduConnection,
@@ -72,6 +77,12 @@ from edge.protocol.verify.checks import CheckStatus
 
 SFI_CARD_ACCESS = 0x1C
 SFI_SOD = 0x1D
+SFI_COM = 0x1E
+#: EF.CardAccess as real CCCDs carry it (cccd-card.md): PACE-ECDH-GM-AES-128 on brainpoolP256r1, CA, TA. Used only
+#: to run PACE when the card's own copy cannot be reached because its eMRTD application is still selected.
+CCCD_CARD_ACCESS = bytes.fromhex(
+    "3134300d060804007f0007020202020101300f060a04007f000702020302020201013012060a04007f0007020204020202010202010d"
+)
 DG_PHOTO = 2
 DG_CHIP_AUTH = 14
 DG_ACTIVE_AUTH = 15
@@ -285,7 +296,7 @@ class _Session:
                  memory: ChunkMemory) -> None:  # fmt: skip
         self.conn = conn
         self.request = request
-        self.card_access = card_access
+        self.card_access = card_access  # what PACE is run with (the card's own, or CCCD_CARD_ACCESS)
         self.rng = rng
         self.memory = memory
         channel = self._open()
@@ -294,6 +305,7 @@ class _Session:
         self.reauthentications = 0
         self.ca_infos: SecurityInfos | None = None  # set once CA ran and must be redone after re-authentication
         self.ca_outcome: ChipAuthOutcome | None = None
+        self.chunk_sizes: dict[tuple[str, bool], int] = {}  # (suite, extended) -> largest secured READ BINARY Le
 
     def _open(self) -> SecureChannel:
         return open_secure_channel(self.conn, self.request.key, card_access=self.card_access,
@@ -347,8 +359,16 @@ class _Session:
 
     def _read_once(self, sfi: int) -> bytes:
         extended = self.link.supports_extended_length and not self.memory.extended_refused
-        chunk = self.link.sm.max_read_chunk(extended)
-        return read_file(self.link, sfi, chunk=chunk, extended_ok=extended, memory=self.memory)
+        return read_file(self.link, sfi, chunk=self._max_chunk(extended), extended_ok=extended, memory=self.memory)
+
+    def _max_chunk(self, extended: bool) -> int:
+        """``SecureMessaging.max_read_chunk``, once per suite: it searches block by block (~5 ms for 64 KB under
+        AES), which would otherwise be most of the terminal's CPU time for a read."""
+        sm = self.link.sm
+        key = (sm.suite.name, extended)
+        if key not in self.chunk_sizes:
+            self.chunk_sizes[key] = sm.max_read_chunk(extended)
+        return self.chunk_sizes[key]
 
     def chip_authentication(self, dg14: Dg14 | None) -> None:
         if not self.request.do_chip_auth:
@@ -395,6 +415,27 @@ def _read_card_access(conn: ApduConnection, memory: ChunkMemory) -> bytes | None
         raise
 
 
+def _applet_still_selected(conn: ApduConnection) -> bool:
+    """Whether EF.COM answers (6982, or data) to a plain read by SFI: then the eMRTD application is the current DF,
+    not the MF, and a missing EF.CardAccess says nothing about PACE."""
+    return conn.send_and_receive(CommandApdu(0x00, INS_READ_BINARY, 0x80 | SFI_COM, 0, le=1)).sw != SW_FILE_NOT_FOUND
+
+
+def _open_session(conn: CountingConnection, request: ReadRequest, card_access: bytes | None, rng: Random,
+                  memory: ChunkMemory) -> _Session:  # fmt: skip
+    """The session over the first secure channel; see step 1 of the module docstring for a card left selected."""
+    if card_access is not None or not _applet_still_selected(conn):
+        return _Session(conn, request, card_access, rng, memory)
+    try:
+        return _Session(conn, request, CCCD_CARD_ACCESS, rng, memory)
+    except PaceNotSupportedError as exc:
+        raise AccessControlError(
+            "EF.CardAccess cannot be read while the card's eMRTD application is still selected from an earlier "
+            "session, and the chip refused PACE there",
+            hint="lift the card off the reader and place it again",
+        ) from exc
+
+
 def read_chip(
     conn: ApduConnection,
     request: ReadRequest,
@@ -407,7 +448,7 @@ def read_chip(
     counting = CountingConnection(conn)
     card_access = _read_card_access(counting, memory)
     card_access_infos = parse_security_infos(card_access, what="EF.CardAccess") if card_access is not None else None
-    session = _Session(counting, request, card_access, rng, memory)
+    session = _open_session(counting, request, card_access, rng, memory)
 
     sod_raw = session.read(SFI_SOD)
     sod = parse_sod(sod_raw)

@@ -1,0 +1,120 @@
+"""The virtual rig's parts, so CI runs the HIL suite unchanged: the suite must not rot between visits to a real rig.
+
+- reader: the private pcscd + vpcd of ``tests/fixtures/pcsc.py``; each ``[[cards]]`` entry is a card built from its
+  sim profile (``build_card``) with the chip side of PACE/CA/AA (``SimChipSecurity``), on its own vpcd reader;
+- camera: the replay driver showing synthetic photographs of each card's QR (``bench/qr_synth.py``'s renderer);
+- LEDs: gpiozero MockFactory pins, each output a ``MockConnectedPin`` driving its wired input pin.
+
+Only the hardware is replaced: pyscard, pcscd, the protocol code, the decoders and gpiozero are the real ones.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from gpiozero.pins.mock import MockConnectedPin, MockFactory
+from PIL import Image
+
+from edge.drivers.base import CardPresence
+from edge.drivers.pcsc import PcscReaderDriver
+from edge.protocol.cccd_qr import NEW_CARD_LAW_START, CccdQr, encode_cccd_qr
+from edge.protocol.verify.trust import TrustStore
+from edge.sim.builder import build_card
+from edge.sim.chip_security import SimChipSecurity
+from edge.sim.pki import load_or_create_pki
+from edge.sim.profile import Person, load_profile
+from edge.sim.runner import SimulatedCard
+from edge.sim.stack import READER_NAMES, PcscStack
+from hil_tests.conftest import LedWire, Rig, RigFileError
+from tests.fixtures.pcsc import wait_for_presence
+
+if TYPE_CHECKING:
+    from edge.sim.model import SimCardSpec
+
+def reader_slot(rig: Rig, index: int) -> int:
+    """The vpcd reader of card ``index``: the one its ``reader`` names, else its position in the file."""
+    named = rig.cards[index].reader
+    return READER_NAMES.index(named) if named is not None else index
+
+
+def card_spec(profile: str, can: str) -> SimCardSpec:
+    """The card of ``profile``; the rig file's CAN must be the card's, as on a real rig (else the file is wrong)."""
+    spec = build_card(load_profile(profile))
+    if spec.secrets.can != can:
+        raise RigFileError(f"card {profile!r}: the rig file's CAN is not the card's (the last 6 ID digits)")
+    return spec
+
+
+class VirtualCards:
+    """Inserts the rig's cards for as long as the context lasts; waits on PC/SC events, not on a clock."""
+
+    def __init__(self, rig: Rig, stack: PcscStack, driver: PcscReaderDriver) -> None:
+        self._driver = driver
+        self._cards: list[tuple[str, SimulatedCard]] = []
+        for index, entry in enumerate(rig.cards):
+            spec = card_spec(entry.profile, entry.can)
+            slot = reader_slot(rig, index)
+            card = SimulatedCard(spec, stack.reader_port(slot), security=SimChipSecurity(spec.secrets, spec.quirks))
+            self._cards.append((READER_NAMES[slot], card))
+
+    def __enter__(self) -> VirtualCards:
+        for reader, card in self._cards:
+            card.insert()
+            wait_for_presence(self._driver, reader, CardPresence.PRESENT)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for _, card in self._cards:
+            card.remove()
+        for reader, _ in self._cards:  # the stack is shared with tests/: hand its readers back empty
+            wait_for_presence(self._driver, reader, CardPresence.ABSENT)
+
+
+def sim_trust_store() -> TrustStore:
+    """The simulator's test CSCA: a virtual rig's cards are signed under it, so a genuine one is ``verified``."""
+    return TrustStore.from_der([load_or_create_pki().csca.certificate.public_bytes(Encoding.DER)])
+
+
+def qr_of(person: Person) -> CccdQr:
+    """The QR printed on the person's card (fields 0-6; the 2024 layout adds cancelled ID and parents)."""
+    layout_2024 = person.date_of_issue >= NEW_CARD_LAW_START
+    return CccdQr(
+        id_number=person.id_number,
+        old_id_number=person.old_id_number,
+        full_name=person.full_name,
+        date_of_birth=person.date_of_birth,
+        sex=person.sex,
+        place_of_residence=person.place_of_residence,
+        date_of_issue=person.date_of_issue,
+        extra_fields=("", person.father or "", person.mother or "") if layout_2024 else (),
+        format="2024" if layout_2024 else "2021",
+    )
+
+
+def qr_photos(profiles: Sequence[str], folder: Path, seed: int = 2026) -> list[Path]:
+    """One seeded 640x480 photograph (perspective, rotation, no degradation) of each profile's card QR."""
+    from bench.qr_synth import HEIGHT, WIDTH, render
+
+    rng = random.Random(seed)
+    paths: list[Path] = []
+    for index, profile in enumerate(profiles):
+        pixels, _ = render(encode_cccd_qr(qr_of(load_profile(profile).person)), rng, ())
+        path = folder / f"{index:02d}-{profile}.png"
+        Image.frombytes("L", (WIDTH, HEIGHT), pixels).save(path)
+        paths.append(path)
+    return paths
+
+
+def wired_mock_factory(wires: Sequence[LedWire]) -> MockFactory:
+    """Mock pins wired like the rig: each output pin drives its input pin, so tests read levels, not beliefs."""
+    factory = MockFactory()
+    for wire in wires:
+        factory.pin(wire.output_pin, pin_class=MockConnectedPin, input_pin=factory.pin(wire.input_pin))
+    return factory

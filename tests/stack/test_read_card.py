@@ -1,0 +1,386 @@
+"""The whole chip read through the real stack: read_chip over pyscard -> private pcscd -> vpcd -> the virtual CCCD
+(VirtualCard + SimChipSecurity), then verify_chip against the simulator PKI's CSCA.
+
+tests/unit/test_chip_read.py explores quirk combinations and removal points by the hundred in process; here each
+kind of card and fault runs once through the transport that production uses, so what only PC/SC does (61xx/6Cxx
+handled by the driver, a removal seen as a lost reader handle) is covered. Costs are counted (APDUs on both ends),
+never timed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from edge.cli import build_parser
+from edge.commands import read as read_command
+from edge.drivers.pcsc import PcscConnection, PcscReaderDriver
+from edge.errors import AccessKeyRejectedError, CardRemovedError, SessionLostError
+from edge.protocol.access.policy import AccessKey, AccessMethod, CanKey, MrzKey
+from edge.protocol.chip import ChipRead, ReadRequest, read_chip
+from edge.protocol.lds.dg13 import parse_dg13
+from edge.protocol.mrz import parse_mrz
+from edge.protocol.verify.card import CHIP_AUTHENTICATION, VerificationReport, verify_chip
+from edge.protocol.verify.checks import ACTIVE_AUTHENTICATION, DG_HASHES, DS_CHAIN, CheckStatus, Verdict
+from edge.protocol.verify.trust import TrustStore
+from edge.sim.builder import build_card, card_access
+from edge.sim.chip_security import SimChipSecurity
+from edge.sim.model import FID_CARD_ACCESS, FID_SOD, SimCardSpec, dg_fid
+from edge.sim.pki import load_or_create_pki
+from edge.sim.profile import list_profiles, load_profile
+from edge.sim.runner import SimulatedCard
+from edge.sim.stack import READER_NAMES
+from tests.fixtures.pcsc import InsertCard
+
+pytestmark = pytest.mark.stack
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+PROFILES = list_profiles()
+GENUINE = [name for name in PROFILES if not load_profile(name).forgery.any]
+#: EF.CardAccess + PACE (MSE + 4 GA) + SELECT applet + SOD + DG14 + CA (MSE + GA) + DG1 + DG13 + DG15 + AA.
+FULL_READ_APDUS = 15
+
+
+def full_read_apdus(spec: SimCardSpec, *, photo: bool = False) -> int:
+    """APDUs of a PACE read of a well-behaved card: DG15 + AA only where there is a DG15, DG2 in one extended read."""
+    return FULL_READ_APDUS - (0 if dg_fid(15) in spec.image.applet_files else 2) + photo
+
+
+@pytest.fixture(scope="module")
+def specs() -> dict[str, SimCardSpec]:
+    """Every shipped profile, built once against the shared simulator PKI (the same one `cccd-edge sim` uses)."""
+    return {name: build_card(load_profile(name)) for name in PROFILES}
+
+
+@pytest.fixture(scope="module")
+def trust() -> TrustStore:
+    return TrustStore.from_der([load_or_create_pki().csca.certificate.public_bytes(Encoding.DER)])
+
+
+@pytest.fixture
+def connect(pcsc_driver: PcscReaderDriver) -> Iterator[Any]:
+    opened: list[PcscConnection] = []
+
+    def open_reader() -> PcscConnection:
+        opened.append(pcsc_driver.connect(READER_NAMES[0]))
+        return opened[-1]
+
+    yield open_reader
+    for connection in opened:
+        connection.close()
+
+
+def insert(insert_card: InsertCard, spec: SimCardSpec) -> SimulatedCard:
+    return insert_card(spec, security=SimChipSecurity(spec.secrets, spec.quirks))
+
+
+def with_quirks(spec: SimCardSpec, **quirks: Any) -> SimCardSpec:
+    return dataclasses.replace(spec, quirks=dataclasses.replace(spec.quirks, **quirks))
+
+
+def bac_only(spec: SimCardSpec) -> SimCardSpec:
+    """No PACE: EF.CardAccess lists none and MSE:Set AT for PACE is refused, as on a first-generation card."""
+    image = dataclasses.replace(spec.image, mf_files={FID_CARD_ACCESS: card_access(pace=False)})
+    return dataclasses.replace(with_quirks(spec, pace_supported=False), image=image)
+
+
+def mrz_key(spec: SimCardSpec) -> MrzKey:
+    mrz = parse_mrz(spec.image.applet_files[dg_fid(1)][5:].decode("ascii"))
+    return MrzKey(mrz.document_number, mrz.date_of_birth, mrz.date_of_expiry)
+
+
+def read_on_reader(connection: PcscConnection, spec: SimCardSpec, key: AccessKey | None = None,
+                   **request: Any) -> ChipRead:  # fmt: skip
+    return read_chip(connection, ReadRequest(key or CanKey(spec.secrets.can), **request))
+
+
+def assert_exact(result: ChipRead, spec: SimCardSpec, *, photo: bool) -> None:
+    """Every file read is byte for byte the card's; DG2 only on request."""
+    files = spec.image.applet_files
+    expected = {n for n in (1, 13, 14, 15) if dg_fid(n) in files} | ({2} if photo else set())
+    assert set(result.data_groups) == expected
+    for number, content in result.data_groups.items():
+        assert content == files[dg_fid(number)], f"DG{number}"
+    assert (result.dg2 is not None) is photo
+
+
+def failing(report: VerificationReport) -> set[str]:
+    return {check.name for check in report.checks if check.status is CheckStatus.FAILED}
+
+
+# --- every profile, every access method -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_every_profile_reads_with_pace_can_and_gets_the_right_verdict(
+    name: str, specs: dict[str, SimCardSpec], trust: TrustStore, insert_card: InsertCard, connect: Any
+) -> None:
+    spec = specs[name]
+    card = insert(insert_card, spec)
+    result = read_on_reader(connect(), spec)
+    assert result.access.method is AccessMethod.PACE
+    assert result.access.attempts == 1
+    assert_exact(result, spec, photo=False)
+    assert result.not_read == (2,)
+    report = verify_chip(result, trust, now=NOW, qr=None)
+    forgery = load_profile(name).forgery
+    if name in GENUINE:
+        assert report.verdict is Verdict.VERIFIED, failing(report)
+        assert result.stats.apdus == full_read_apdus(spec)
+        assert result.access.reauthentications == 0
+    elif forgery.edit_dg13_after_signing:
+        assert report.verdict is Verdict.FAILED
+        assert failing(report) == {DG_HASHES}
+        hashes = report.check(DG_HASHES).detail
+        assert hashes["DG13"].startswith("mismatch")
+        assert all(hashes[f"DG{n}"] == "match" for n in result.data_groups if n != 13)
+    elif forgery.clone_keys:
+        assert report.verdict is Verdict.FAILED
+        assert failing(report) == {CHIP_AUTHENTICATION, ACTIVE_AUTHENTICATION}
+        assert report.check(DG_HASHES).passed  # the signed files are genuine copies
+        assert result.access.reauthentications == 2  # CA retried once, then a channel without CA
+    elif forgery.untrusted_csca:
+        assert report.verdict is Verdict.VERIFIED_UNTRUSTED_ISSUER
+        assert report.check(DS_CHAIN).status is CheckStatus.ISSUER_NOT_TRUSTED
+        assert not failing(report)
+    else:  # a profile added later: it must at least not pass
+        assert report.verdict is not Verdict.VERIFIED
+    # what the terminal counted is what crossed the wire (no 61xx/6Cxx on a well-behaved card)
+    assert card.counters.apdus == result.stats.apdus
+    assert (card.counters.bytes_in, card.counters.bytes_out) == (result.stats.bytes_sent, result.stats.bytes_received)
+
+
+@pytest.mark.parametrize("access", ["pace-mrz", "bac"])
+def test_mrz_key_with_pace_and_with_bac_on_a_bac_only_card(
+    access: str, specs: dict[str, SimCardSpec], trust: TrustStore, insert_card: InsertCard, connect: Any
+) -> None:
+    spec = specs["default"] if access == "pace-mrz" else bac_only(specs["default"])
+    insert(insert_card, spec)
+    result = read_on_reader(connect(), spec, mrz_key(spec), want_photo=True)
+    assert_exact(result, spec, photo=True)
+    report = verify_chip(result, trust, now=NOW, qr=None)
+    assert report.verdict is Verdict.VERIFIED, failing(report)
+    if access == "bac":
+        assert (result.access.method, result.access.protocol) == (AccessMethod.BAC, "BAC")
+        assert result.card_access_infos is not None
+        # EF.CardAccess + GET CHALLENGE + EXTERNAL AUTHENTICATE + SELECT + 5 files + CA (2) + AA: no PACE attempt
+        assert result.stats.apdus == 13
+    else:
+        assert result.access.method is AccessMethod.PACE
+        assert result.stats.apdus == FULL_READ_APDUS + 1  # DG2 in one extended READ BINARY
+
+
+def test_dg2_is_read_only_on_request_and_is_the_face_jpeg(
+    specs: dict[str, SimCardSpec], trust: TrustStore, insert_card: InsertCard, connect: Any
+) -> None:
+    spec = specs["default"]
+    card = insert(insert_card, spec)
+    result = read_on_reader(connect(), spec, want_photo=True)
+    assert_exact(result, spec, photo=True)
+    assert result.dg2 is not None
+    assert result.dg2.mime == "image/jpeg"
+    assert result.dg2.image.startswith(b"\xff\xd8")
+    assert result.not_read == ()
+    assert verify_chip(result, trust, now=NOW, qr=None).verdict is Verdict.VERIFIED
+    assert result.stats.apdus == FULL_READ_APDUS + 1
+    assert card.counters.bytes_out >= len(spec.image.applet_files[dg_fid(2)])
+
+
+# --- access denied and removal ----------------------------------------------------------------------------------
+
+
+def test_wrong_can_is_access_denied_once_and_the_card_still_reads(
+    specs: dict[str, SimCardSpec], insert_card: InsertCard, connect: Any
+) -> None:
+    spec = specs["default"]
+    card = insert(insert_card, spec)
+    connection = connect()
+    wrong = "000000" if spec.secrets.can != "000000" else "111111"
+    with pytest.raises(AccessKeyRejectedError):
+        read_chip(connection, ReadRequest(CanKey(wrong)))
+    assert card.counters.apdus == 6  # EF.CardAccess + MSE:Set AT + 4 GENERAL AUTHENTICATE: no second PACE run
+    assert card.card.security is not None
+    assert not card.card.security.session_active  # no half-open session left behind
+    # the chip is not blocked by one wrong CAN: the right one works on the same connection
+    result = read_on_reader(connection, spec)
+    assert result.stats.apdus == FULL_READ_APDUS
+    assert card.counters.apdus == 6 + FULL_READ_APDUS
+
+
+@pytest.mark.parametrize("key", ["can", "mrz"])
+def test_a_second_read_without_lifting_the_card_uses_pace_again(
+    key: str, specs: dict[str, SimCardSpec], trust: TrustStore, insert_card: InsertCard, connect: Any
+) -> None:
+    """PC/SC leaves the eMRTD application selected and the CCCD cannot SELECT MF: EF.CardAccess is out of reach.
+    That must not look like a BAC-only card (a CAN read would fail, an MRZ read would be downgraded to BAC)."""
+    spec = specs["default"]
+    card = insert(insert_card, spec)
+    access_key = CanKey(spec.secrets.can) if key == "can" else mrz_key(spec)
+    first = read_on_reader(connect(), spec, access_key)
+    second = read_on_reader(connect(), spec, access_key)  # a new connection, as the next `cccd-edge read` makes
+    assert (first.access.method, second.access.method) == (AccessMethod.PACE, AccessMethod.PACE)
+    assert second.card_access is None  # not read from the card: PACE ran with the CCCD's known parameters
+    assert second.stats.apdus == first.stats.apdus + 1  # EF.CardAccess 6A82 + the EF.COM probe, for one read
+    assert card.counters.apdus == first.stats.apdus + second.stats.apdus
+    assert verify_chip(second, trust, now=NOW, qr=None).verdict is Verdict.VERIFIED
+
+
+#: Removal points: during PACE, while reading EF.SOD, right after chip authentication, at active authentication.
+REMOVE_AFTER = {"during PACE": 3, "reading EF.SOD": 7, "after CA": 11, "at AA": 14}
+
+
+@pytest.mark.parametrize("remove_after", REMOVE_AFTER.values(), ids=REMOVE_AFTER.keys())
+def test_card_removed_mid_read_is_a_typed_error_and_never_a_result(
+    remove_after: int, specs: dict[str, SimCardSpec], insert_card: InsertCard, connect: Any
+) -> None:
+    spec = with_quirks(specs["default"], remove_after_apdus=remove_after)
+    card = insert(insert_card, spec)
+    result: ChipRead | None = None
+    with pytest.raises(CardRemovedError):
+        result = read_on_reader(connect(), spec, want_photo=True)
+    assert result is None
+    assert card.counters.apdus == remove_after
+    assert card.wait_removed(5.0)
+
+
+# --- quirks of real chips and readers ---------------------------------------------------------------------------
+
+#: The PC/SC driver resends a command answered 6Cxx with Le=xx. Under secure messaging that replays a MAC'd command
+#: with a used SSC (the chip's secured answer carries the inner 6Cxx as its outer status word too, ICAO 9303-11
+#: 9.8.6), so the chip drops the session and the read fails. The fix belongs in edge/drivers/pcsc.py: never resend a
+#: secured command (CLA bit 0x0C) or an answer that carries data; the read layer already handles 6Cxx itself.
+QUIRKS = [
+    pytest.param({"response_chunk": 64}, id="T=0 61xx answers"),
+    pytest.param({"wrong_le_hint": True, "extended_length": False}, id="6Cxx Le hints"),
+    pytest.param({"eof_warning": True, "extended_length": False}, id="6282 at end of file"),
+    pytest.param({"naked_errors": True, "extended_length": False}, id="naked error answers"),
+    pytest.param({"max_le": 0xA0}, id="max Le A0"),
+    pytest.param({"extended_length": False}, id="no extended length"),
+    pytest.param({"session_lost_after_apdus": 4, "extended_length": False}, id="session lost once"),
+]
+
+
+@pytest.mark.parametrize("quirks", QUIRKS)
+def test_quirky_cards_read_completely_and_verify(
+    quirks: dict[str, Any], specs: dict[str, SimCardSpec], trust: TrustStore, insert_card: InsertCard, connect: Any
+) -> None:
+    spec = with_quirks(specs["default"], **quirks)
+    card = insert(insert_card, spec)
+    result = read_on_reader(connect(), spec, want_photo=True)
+    assert_exact(result, spec, photo=True)
+    report = verify_chip(result, trust, now=NOW, qr=None)
+    assert report.verdict is Verdict.VERIFIED, failing(report)
+    assert report.check(CHIP_AUTHENTICATION).passed
+    assert result.active_auth.verified
+    # Upper bound: 11 fixed APDUs (PACE 5, SELECT, CA 2, AA, EF.CardAccess twice at most) + every file in chunks of
+    # the size that worked, + a refused extended read and the step-downs, + one re-authentication (8) and the
+    # SELECT and chunk it repeats.
+    chunk = result.chunk_limit or (65536 if result.extended_length else 223)
+    files = [result.sod_raw, *result.data_groups.values()]
+    reauth = 10 * result.access.reauthentications
+    hints = len(files) if "wrong_le_hint" in quirks else 0  # a first read past the end of a short file: one 6Cxx
+    assert result.stats.apdus <= 12 + sum(-(-len(f) // chunk) for f in files) + 4 + reauth + hints
+    if "response_chunk" in quirks:  # the driver collects 61xx: the read layer never sees GET RESPONSE
+        assert card.counters.apdus > result.stats.apdus
+    elif "wrong_le_hint" in quirks:  # the driver resends a plain command (EF.CardAccess) answered 6Cxx, unseen above
+        assert card.counters.apdus == result.stats.apdus + 1
+    else:
+        assert card.counters.apdus == result.stats.apdus
+    assert result.access.reauthentications == (1 if "session_lost_after_apdus" in quirks else 0)
+
+
+# --- `cccd-edge read`, in process (PCSCLITE_CSOCK_NAME is this process's private pcscd) -------------------------
+
+
+@pytest.fixture(scope="module")
+def trust_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("trust")
+    (directory / "csca.pem").write_bytes(load_or_create_pki().csca.certificate.public_bytes(Encoding.PEM))
+    return directory
+
+
+def run_read(*argv: str) -> int:
+    args = build_parser().parse_args(["read", *argv])
+    code: int = args.func(args)
+    return code
+
+
+def garbage_sod(spec: SimCardSpec) -> SimCardSpec:
+    """A chip whose EF.SOD is not a SOD (well-formed TLV, nonsense inside): a bad chip answer."""
+    files = {**spec.image.applet_files, FID_SOD: bytes.fromhex("7703020100")}
+    return dataclasses.replace(spec, image=dataclasses.replace(spec.image, applet_files=files))
+
+
+COMMAND_CASES = [
+    pytest.param("default", (), read_command.EXIT_VERIFIED, id="verified"),
+    pytest.param("untrusted-issuer", (), read_command.EXIT_UNTRUSTED_ISSUER, id="untrusted issuer"),
+    pytest.param("forged-dg13", (), read_command.EXIT_FAILED, id="forged"),
+    pytest.param("default", ("--can", "000000"), read_command.EXIT_ACCESS_DENIED, id="wrong CAN"),
+    pytest.param("bac-only", (), read_command.EXIT_ACCESS_FAILED, id="CAN on a BAC-only card"),
+    pytest.param("removed", (), read_command.EXIT_CARD_REMOVED, id="card removed"),
+    pytest.param("garbage-sod", (), read_command.EXIT_BAD_CHIP_ANSWER, id="bad chip answer"),
+    pytest.param(None, (), read_command.EXIT_NO_CARD, id="no card"),
+    pytest.param("default", ("--reader", "No Such Reader 00 00"), read_command.EXIT_NO_READER, id="no reader"),
+]
+
+
+@pytest.mark.parametrize(("card", "extra", "expected"), COMMAND_CASES)
+def test_read_command_exit_codes_and_one_line_errors(
+    card: str | None, extra: tuple[str, ...], expected: int, specs: dict[str, SimCardSpec], trust_dir: Path,
+    insert_card: InsertCard, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    spec = specs["default"]
+    variants = {
+        "bac-only": bac_only(spec),
+        "removed": with_quirks(spec, remove_after_apdus=9),
+        "garbage-sod": garbage_sod(spec),
+    }
+    if card is not None:
+        spec = variants.get(card) or specs[card]
+        insert(insert_card, spec)
+    key = () if "--can" in extra else ("--can", spec.secrets.can)
+    code = run_read(*key, *extra, "--json", "--trust-dir", str(trust_dir))
+    out, err = capsys.readouterr()
+    assert code == expected, err
+    if expected in (read_command.EXIT_VERIFIED, read_command.EXIT_UNTRUSTED_ISSUER, read_command.EXIT_FAILED):
+        document = json.loads(out)
+        assert document["apdus"] == full_read_apdus(spec)
+        assert err == ""
+    else:
+        assert out == ""
+        assert err.count("\n") == 1
+        assert err.startswith("error (")
+        assert "Traceback" not in err
+    dg13 = parse_dg13(spec.image.applet_files[dg_fid(13)])
+    assert dg13.id_number is not None
+    assert dg13.id_number not in out + err  # masked by default, and never in an error
+    assert dg13.full_name is None or dg13.full_name not in out + err
+
+
+def test_read_command_writes_the_photo_private_and_shows_pii_only_on_request(
+    specs: dict[str, SimCardSpec], trust_dir: Path, insert_card: InsertCard, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    spec = specs["default"]
+    insert(insert_card, spec)
+    photo = tmp_path / "face.jpg"
+    key = mrz_key(spec)
+    mrz = f"{key.document_number},{key.date_of_birth},{key.date_of_expiry}"
+    code = run_read("--mrz", mrz, "--photo", str(photo), "--show-pii",
+                    "--trust-dir", str(trust_dir))  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == read_command.EXIT_VERIFIED, err
+    assert photo.read_bytes().startswith(b"\xff\xd8")
+    assert photo.stat().st_mode & 0o777 == 0o600
+    dg13 = parse_dg13(spec.image.applet_files[dg_fid(13)])
+    assert dg13.id_number is not None
+    assert dg13.id_number in out
+    assert "verdict: VERIFIED" in out
+    assert f"{full_read_apdus(spec, photo=True)} APDUs" in out
