@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from edge.cli import build_parser
 from edge.commands import read as read_command
 from edge.drivers.pcsc import PcscConnection, PcscReaderDriver
-from edge.errors import AccessKeyRejectedError, CardRemovedError, SessionLostError
+from edge.errors import AccessKeyRejectedError, CardRemovedError
 from edge.protocol.access.policy import AccessKey, AccessMethod, CanKey, MrzKey
 from edge.protocol.chip import ChipRead, ReadRequest, read_chip
 from edge.protocol.lds.dg13 import parse_dg13
