@@ -39,6 +39,14 @@ def _ward_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ward_command_key(args: argparse.Namespace) -> int:
+    pub, created = ward_ca.init_command_key(args.dir)
+    print(f"{'created' if created else 'kept existing'} ward command key {args.dir / ward_ca.COMMAND_KEY}"
+          " (the office system signs read requests with it)")
+    print(f"give {pub} to each terminal: device install --ward-command-key {pub.name}")
+    return 0
+
+
 def _ward_sign(args: argparse.Namespace) -> int:
     ca = ward_ca.load_ward_ca(args.dir)
     cert = ward_ca.sign_csr(ca, ward_ca.load_csr(args.csr), days=args.days)
@@ -102,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--ward", help="ward code (needed only to create)")
     init.add_argument("--days", type=int, default=3650)
     init.set_defaults(func=_ward_init)
+    command_key = ward_cmds.add_parser(
+        "command-key", help="create the key the office signs commands with (or keep it), and its public half")
+    command_key.add_argument("--dir", type=Path, default=Path("ward-ca"), help="directory (key 0600)")
+    command_key.set_defaults(func=_ward_command_key)
     sign = ward_cmds.add_parser("sign", help="issue a terminal certificate for a CSR")
     sign.add_argument("csr", type=Path)
     sign.add_argument("--dir", type=Path, default=Path("ward-ca"))

@@ -30,6 +30,8 @@ while (($#)); do
     shift
 done
 
+# The venv, the unit and the docs must be world-readable whatever root's umask is; secrets get explicit modes.
+umask 022
 say() { printf 'install: %s\n' "$*"; }
 # Every change goes through run: in a dry run it is printed instead of done.
 run() {
@@ -97,9 +99,16 @@ else
 fi
 
 # --- 4. the venv and the package --------------------------------------------------------------------------------
-# --system-site-packages: picamera2 and libcamera come from apt, not from PyPI.
+# --system-site-packages: picamera2 and libcamera come from apt, not from PyPI, so the venv must be built on the
+# system interpreter apt installs them for, not on whatever `python3` is first on root's PATH (a pyenv or conda
+# python under /root would also leave the venv unreadable for the service user).
+SYSTEM_PYTHON=/usr/bin/python3
+if [ -x "$PREFIX/bin/python" ] && [ "$(readlink -f "$PREFIX/bin/python")" != "$(readlink -f "$SYSTEM_PYTHON")" ]; then
+    say "venv in $PREFIX is built on $(readlink -f "$PREFIX/bin/python"), not $SYSTEM_PYTHON: rebuilding it"
+    run rm -rf "$PREFIX"
+fi
 if [ ! -x "$PREFIX/bin/python" ]; then
-    run python3 -m venv --system-site-packages "$PREFIX"
+    run "$SYSTEM_PYTHON" -m venv --system-site-packages "$PREFIX"
 fi
 stamp="$PREFIX/.installed-$( (cd "$SRC" && find pyproject.toml edge provisioning -type f -not -name '*.pyc' \
     -print0 | sort -z | xargs -0 sha1sum) | sha1sum | cut -c1-12)"
@@ -123,6 +132,13 @@ run ln -sfn "$PREFIX/bin/cccd-edge" /usr/local/bin/cccd-edge
 # --- 5. state and config directories ----------------------------------------------------------------------------
 run install -d -m 0700 -o "$USER_NAME" -g "$USER_NAME" "$STATE_DIR"
 run install -d -m 0750 -o root -g "$USER_NAME" "$CONFIG_DIR" "$CONFIG_DIR/trust"
+
+# The service user must be able to run what was installed (a venv on an unreadable interpreter, or a umask that
+# made files root-only, would otherwise show up only as "Permission denied" when the unit starts).
+if ((!DRY_RUN)) && ! (cd / && runuser -u "$USER_NAME" -- "$PREFIX/bin/python" -c 'import edge.cli, provisioning'); then
+    echo "install.sh: $USER_NAME cannot run $PREFIX/bin/python with the package (see the error above)" >&2
+    exit 1
+fi
 
 # --- 6. the unit ------------------------------------------------------------------------------------------------
 run install -D -m 0644 "$SRC/systemd/cccd-edge.service" "$UNIT_DIR/cccd-edge.service"

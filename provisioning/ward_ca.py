@@ -30,6 +30,8 @@ from provisioning.pki import (
 
 CA_KEY = "ward-ca.key"
 CA_CERT = "ward-ca.crt"
+COMMAND_KEY = "ward-command.key"
+COMMAND_PUB = "ward-command.pub"
 #: Backdating absorbs a terminal whose clock runs a few minutes slow (before NTP sync) at first connect.
 CLOCK_SKEW = dt.timedelta(minutes=10)
 
@@ -107,6 +109,32 @@ def init_ward_ca(
     write_atomic(key_path, private_key_pem(key), PRIVATE)
     write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), PUBLIC)
     return WardCa(key, cert, ward_code), True
+
+
+def init_command_key(directory: Path) -> tuple[Path, bool]:
+    """The ward's command-signing key pair (P-256) in ``directory``: created once, then kept; returns (pub, created).
+
+    The office system signs ``read_request`` commands with ``ward-command.key``; every terminal of the ward gets
+    ``ward-command.pub`` (``device install --ward-command-key``). It is a key of its own, not the CA key: the office
+    uses it online, the CA key stays offline. A public half without its private key is refused rather than
+    replaced, since terminals already trust it.
+    """
+    key_path, pub_path = directory / COMMAND_KEY, directory / COMMAND_PUB
+    created = not key_path.exists()
+    if created:
+        if pub_path.exists():
+            raise ProvisioningError(f"{COMMAND_PUB} exists without {COMMAND_KEY}; refusing to replace a key "
+                                    "the terminals trust", path=str(directory))
+        key = new_private_key()
+        ensure_dir(directory, PRIVATE_DIR)
+        write_atomic(key_path, private_key_pem(key), PRIVATE)
+    else:
+        key = load_private_key(key_path)
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    if not pub_path.exists() or pub_path.read_bytes() != public:
+        write_atomic(pub_path, public, PUBLIC)
+    return pub_path, created
 
 
 def load_csr(path: Path) -> x509.CertificateSigningRequest:

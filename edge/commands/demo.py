@@ -1,103 +1,299 @@
-"""`cccd-edge demo`: the whole PC/SC path end to end on a virtual card, with nothing personal printed.
+"""`cccd-edge demo`: the main job end to end on a virtual card, on a fresh machine, with nothing personal printed.
 
-Starts a private pcscd if none runs, puts the virtual card on the reader, reads EF.CardAccess, EF.COM and DG1
-through pyscard -> pcscd -> vpcd -> simulator, prints their structure, takes the card off and cleans up.
+What a ward counter does, with every part real except the card and the camera: a private pcscd and a mutual-TLS
+mosquitto, keys and certificates made by the provisioning package, the daemon (``Terminal``) run in this process
+with a replay camera showing the card's QR, the virtual card tapped on the vpcd reader, and the reference office
+receiver verifying what arrives. Exit 0 only when the office stored a result that verifies with verdict
+``verified``; everything started is stopped and the temporary directory removed, also on Ctrl-C or an error.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import logging
+import os
+import queue
+import re
+import signal
+import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from edge.errors import NoCardError
+from edge.errors import DemoError
+from edge.logsetup import mask_id, mask_name, mask_text
 
 if TYPE_CHECKING:
-    from edge.drivers.base import CardPresence
-    from edge.drivers.pcsc import PcscReaderDriver
+    from edge.daemon.terminal import Terminal
+    from edge.demo_env import DemoEnvironment
+    from edge.office.receiver import Outcome
+    from edge.office.verify import VerifiedResult
+
+READY_TIMEOUT = 30.0  # pcscd, camera and broker are local: anything slower is a fault worth reporting
+QR_TIMEOUT = 10.0  # the replay camera shows the QR from its first frame
+RESULT_TIMEOUT = 60.0  # covers the daemon's own reading + verifying timeouts (20 s + 10 s) with room to spare
+STATE_POLL = 0.001  # fine enough to see the short VERIFYING state on a fast machine
+
+# Terminal state names (edge.daemon.state.State values) the timeline is made of.
+QR_SEEN_STATES = frozenset({"wait_card"})
+READING_STATES = frozenset({"reading"})
+READ_DONE_STATES = frozenset({"verifying"})
+RESULT_STATES = frozenset({"result_ok", "result_failed"})
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    parser = subparsers.add_parser("demo", help="read a virtual card through the real PC/SC stack")
+    parser = subparsers.add_parser(
+        "demo", help="the main job end to end: virtual card -> daemon -> mutual-TLS broker -> office receiver")
+    parser.add_argument("--profile", default="default",
+                        help="virtual card profile (e.g. forged-dg13 to see a failure); see `cccd-edge sim card`")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (keys, config, logs)")
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     parser.set_defaults(func=run)
 
 
-def _tags(data: bytes, depth: int = 1) -> list[str]:
-    """The TLV structure, tags and lengths only (values may be personal)."""
-    from edge.protocol import tlv
+@dataclass
+class Timeline:
+    """Monotonic times of the steps, filled by the state watcher and the receiver callback."""
 
-    lines = []
-    for item in tlv.decode_all(data):
-        lines.append(f"{'  ' * depth}{item.tag:X} ({len(item.value)} bytes)")
-        if item.constructed:
-            lines.extend(_tags(item.value, depth + 1))
-    return lines
+    ready: float = 0.0
+    qr_seen: float | None = None
+    tapped: float | None = None
+    reading: float | None = None
+    read_done: float | None = None
+    verified: float | None = None
+    delivered: float | None = None
+    states: list[str] = field(default_factory=list)
+
+    def observe(self, state: str, now: float) -> None:
+        if not self.states or self.states[-1] != state:
+            self.states.append(state)
+        if state in QR_SEEN_STATES and self.qr_seen is None:
+            self.qr_seen = now
+        elif state in READING_STATES and self.reading is None:
+            self.reading = now
+        elif state in READ_DONE_STATES and self.read_done is None:
+            self.read_done = now
+        elif state in RESULT_STATES and self.verified is None:
+            self.verified = now
+            if self.read_done is None and self.reading is not None:
+                self.read_done = now  # VERIFYING came and went between two polls: verification is ~ms
+
+    def milliseconds(self) -> dict[str, int | None]:
+        """Each step relative to the QR being seen (or to the tap, if the card came first)."""
+        origin = self.qr_seen if self.qr_seen is not None else self.tapped
+        steps = {"qr_seen": self.qr_seen, "card_tapped": self.tapped, "card_read": self.read_done,
+                 "verified": self.verified, "delivered": self.delivered}
+        if origin is None:
+            return dict.fromkeys(steps)
+        # States are polled, so a step may be seen after the next one happened (the office can store the result
+        # before the poll sees RESULT_OK): a step happened at the latest when the next one was seen.
+        for step, following in (("verified", "delivered"), ("card_read", "verified")):
+            at, later = steps[step], steps[following]
+            if at is not None and later is not None:
+                steps[step] = min(at, later)
+        return {name: None if at is None else round((at - origin) * 1000) for name, at in steps.items()}
+
+
+@contextlib.contextmanager
+def _watch_states(terminal: Terminal, timeline: Timeline) -> Iterator[threading.Event]:
+    """Poll ``terminal.state`` in a thread, recording when each step was first seen; yields a stop event."""
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            timeline.observe(terminal.state.value, time.monotonic())
+            stop.wait(STATE_POLL)
+
+    thread = threading.Thread(target=watch, name="demo-state-watch", daemon=True)
+    thread.start()
+    try:
+        yield stop
+    finally:
+        stop.set()
+        thread.join(timeout=2.0)
+
+
+def _wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    outcome: Outcome
+    result: VerifiedResult | None  # None when the office rejected the token
+
+
+def _run_counter(env: DemoEnvironment, timeline: Timeline) -> Delivered:
+    """Office receiver up, daemon up, QR shown, card tapped; returns what the office received."""
+    from edge.daemon.terminal import Terminal
+    from edge.demo_env import WARD_CODE
+    from edge.office.receiver import Receiver, ResultStore
+    from edge.office.verify import load_keys, verify_result
+
+    if env.broker is None or env.card is None:
+        raise DemoError("the demo environment was not entered")
+    keys = load_keys([env.device_cert])  # as a ward office trusts its terminals: by their certificates
+    arrivals: queue.Queue[tuple[Outcome, bytes]] = queue.Queue()
+
+    class ArrivalStore(ResultStore):
+        """The reference store, also handing each payload to the demo so it can show what was verified."""
+
+        def ingest(self, payload: bytes, now: float) -> Outcome:
+            outcome = super().ingest(payload, now)
+            timeline.delivered = timeline.delivered or time.monotonic()
+            arrivals.put((outcome, payload))
+            return outcome
+
+    store = ArrivalStore(env.results_db, keys)
+    receiver = Receiver(store, host=env.broker.host, port=env.broker.port, ward=WARD_CODE,
+                        prefix=env.config.mqtt.topic_prefix, client_id="cccd-edge-demo-office",
+                        tls=env.office_tls.as_dict())
+    try:
+        receiver.start()
+        if not receiver.subscribed.wait(READY_TIMEOUT):
+            raise DemoError(f"the office receiver did not subscribe at the broker; see {env.broker.log}")
+        # The daemon, with the drivers its config names (pcsc, replay camera, gpiozero LEDs on mock pins): the same
+        # object `cccd-edge run` builds.
+        with Terminal(env.config) as terminal:
+            if not terminal.wait_ready(READY_TIMEOUT):
+                raise DemoError(f"the terminal did not become ready (state {terminal.state.value})")
+            timeline.ready = time.monotonic()
+            with _watch_states(terminal, timeline):
+                _wait_until(lambda: timeline.qr_seen is not None, QR_TIMEOUT)  # if not, tap anyway: card first
+                timeline.tapped = time.monotonic()
+                env.card.insert()
+                try:
+                    outcome, payload = arrivals.get(timeout=RESULT_TIMEOUT)
+                except queue.Empty:
+                    raise DemoError(
+                        f"no result reached the office within {RESULT_TIMEOUT:.0f} s "
+                        f"(terminal states: {' -> '.join(timeline.states)})") from None
+                # The office stored it, so the terminal has shown its verdict: let the watcher see that state.
+                _wait_until(lambda: timeline.verified is not None, 1.0)
+        # The store verified it already; verifying again here yields the document to summarise.
+        result = None if outcome.status == "rejected" else verify_result(payload, keys, int(time.time()))
+        return Delivered(outcome, result)
+    finally:
+        receiver.stop()
+        store.close()
+
+
+def _year(card_date: str) -> str:
+    """Only the year of a date as the card prints it ("01/02/2003"): the day and month would narrow down a person."""
+    match = re.search(r"\d{4}", card_date)
+    return match.group(0) if match else "****"
+
+
+def _summary(env: DemoEnvironment, delivered: Delivered, timeline: Timeline, wall: float) -> dict[str, Any]:
+    """Everything the demo prints, personal data masked."""
+    outcome, result = delivered.outcome, delivered.result
+    summary: dict[str, Any] = {
+        "profile": env.profile_name,
+        "delivery": {"status": outcome.status, "reason": outcome.reason, "seq": outcome.seq,
+                     "broker": f"mosquitto {env.broker.host}:{env.broker.port} (mutual TLS)" if env.broker else None},
+        "verdict": None,
+        "checks": [],
+        "citizen": None,
+        "timings_ms": timeline.milliseconds(),
+        "terminal_states": timeline.states,
+        "pcscd": env.pcscd_kind,
+        "workdir": str(env.workdir),
+        "kept": env.keep,
+    }
+    if result is not None:
+        doc = result.document
+        summary["verdict"] = doc.verdict.value
+        summary["checks"] = [{"name": c.name, "status": c.status.value, "reason": c.reason} for c in doc.checks]
+        summary["read"] = {"apdus": doc.timing.apdu_count, "read_ms": doc.timing.read_ms,
+                           "verify_ms": doc.timing.verify_ms, "qr_used": doc.qr.used}
+        summary["terminal"] = {"id": result.iss, "ward": doc.ward_code, "profile": doc.procedure_profile.value}
+        if doc.citizen is not None:
+            citizen = doc.citizen
+            summary["citizen"] = {
+                "id_number": mask_id(citizen.id_number),
+                "full_name": mask_name(citizen.full_name),
+                "year_of_birth": _year(citizen.date_of_birth),
+                "place_of_residence": mask_text(citizen.place_of_residence or ""),
+            }
+    summary["ok"] = outcome.status == "stored" and summary["verdict"] == "verified"
+    summary["wall_s"] = round(wall, 2)
+    return summary
+
+
+def _print_human(summary: dict[str, Any]) -> None:
+    print(f"cccd-edge demo: profile '{summary['profile']}', pcscd {summary['pcscd']}, {summary['delivery']['broker']}")
+    print(f"verdict: {summary['verdict'] or 'none'}  (office: {summary['delivery']['status']}"
+          + (f", {summary['delivery']['reason']}" if summary["delivery"]["reason"] else "") + ")")
+    for check in summary["checks"]:
+        mark = {"passed": "ok  ", "failed": "FAIL"}.get(check["status"], "--  ")
+        print(f"  {mark} {check['name']:<24} {check['status']}" + (f": {check['reason']}" if check["reason"] else ""))
+    citizen = summary["citizen"]
+    if citizen is not None:
+        print(f"citizen: {citizen['full_name']}, ID {citizen['id_number']}, born {citizen['year_of_birth']}, "
+              f"residence {citizen['place_of_residence']}")
+    if "read" in summary:
+        read = summary["read"]
+        print(f"chip: {read['apdus']} APDUs, read {read['read_ms']} ms, verify {read['verify_ms']} ms")
+    steps = summary["timings_ms"]
+    print("timeline: " + " -> ".join(f"{name.replace('_', ' ')} {'?' if at is None else f'+{at} ms'}"
+                                     for name, at in steps.items()))
+    where = f"kept in {summary['workdir']}" if summary["kept"] else "removed"
+    print(f"cleaned up: broker, pcscd and card stopped, temporary directory {where}; wall time {summary['wall_s']} s")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so the broker, pcscd and temp dir are cleaned up either way."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.drivers.base import CardPresence
-    from edge.drivers.pcsc import PcscReaderDriver
-    from edge.protocol import tlv
-    from edge.protocol.apdu import CommandApdu
-    from edge.protocol.reader import ChunkMemory, read_file
-    from edge.sim.model import EMRTD_AID
-    from edge.sim.runner import SimulatedCard, demo_spec
-    from edge.sim.stack import SYSTEM_VPCD_PORT, PcscStack, system_pcscd_running
+    from edge.demo_env import DemoEnvironment
 
-    stack = None if system_pcscd_running() else PcscStack().start()
-    port = stack.reader_port(0) if stack is not None else SYSTEM_VPCD_PORT
-    print(f"pcscd: {'private' if stack is not None else 'system'}, vpcd port {port}")
-    driver = PcscReaderDriver()
-    card = SimulatedCard(demo_spec(), port)
-    reader: str | None = None
+    # No GPIO header on a PC; on a Pi the service may hold the real pins. The LEDs run on gpiozero's mock pins
+    # unless the caller chose a pin factory.
+    os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
+    os.environ.setdefault("GPIOZERO_MOCK_PIN_CLASS", "mockpwmpin")
+    if not getattr(args, "verbose", False):  # the summary says it all; -v shows the daemon's (masked) log
+        logging.getLogger("edge").setLevel(logging.WARNING)
+    started = time.monotonic()
+    timeline = Timeline()
+    env = DemoEnvironment(args.profile, keep=args.keep)
     try:
-        card.insert()
-        reader = _wait_for_card(driver, CardPresence.PRESENT)
-        print(f"card on '{reader}'")
-        with driver.connect(reader) as conn:
-            print(f"ATR {conn.atr.hex().upper()}")
-            memory = ChunkMemory()
-            card_access = read_file(conn, 0x1C, memory=memory)
-            print(f"EF.CardAccess ({len(card_access)} bytes): {card_access.hex().upper()}")
-            conn.send_and_receive(CommandApdu(0x00, 0xA4, 0x04, 0x0C, EMRTD_AID)).check("SELECT eMRTD applet")
-            com = read_file(conn, 0x1E, memory=memory)
-            print(f"EF.COM ({len(com)} bytes): {com.hex().upper()}")
-            print("\n".join(_tags(com)))
-            entry = tlv.decode(com)
-            tag_list = entry.require(0x5C).value.hex().upper()
-            print(f"  LDS {entry.require(0x5F01).value.decode('ascii', 'replace')}, data group tags {tag_list}")
-            dg1 = read_file(conn, 0x01, memory=memory)
-            print(f"DG1 ({len(dg1)} bytes, MRZ not shown):")
-            print("\n".join(_tags(dg1)))
-            print(f"{conn.apdus} APDUs, {conn.bytes_sent} bytes sent, {conn.bytes_received} bytes received")
-        counters = card.counters
-        print(f"a real chip at {demo_spec().quirks.bitrate_kbps} kbit/s would need ~{counters.modelled_seconds:.2f} s")
-    finally:
-        card.remove()
-        try:
-            if reader is not None:
-                _wait_for_card(driver, CardPresence.ABSENT, reader)
-                print("card removed")
-        except NoCardError:
-            print("card removal not seen by pcscd")
-        driver.close()
-        if stack is not None:
-            stack.stop()
-    return 0
+        with _sigterm_as_interrupt(), env:
+            delivered = _run_counter(env, timeline)
+    except KeyboardInterrupt:
+        where = f"kept {env.workdir}" if env.keep else "removed its temporary directory"
+        print(f"demo: interrupted; stopped the broker, pcscd and card and {where}", file=sys.stderr)
+        return 130
+    summary = _summary(env, delivered, timeline, time.monotonic() - started)
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        _print_human(summary)
+    if summary["ok"]:
+        return 0
+    failed = [c["name"] for c in summary["checks"] if c["status"] == "failed"]
+    problem = (f"verdict {summary['verdict']}" + (f" (failed: {', '.join(failed)})" if failed else "")
+               if summary["verdict"] is not None else f"the office {summary['delivery']['status']} the result")
+    print(f"demo: not verified: {problem}", file=sys.stderr)
+    return 1
 
-
-def _wait_for_card(
-    driver: PcscReaderDriver, wanted: CardPresence, reader: str | None = None, timeout: float = 5.0
-) -> str:
-    """Name of ``reader`` (or the first virtual reader) once it shows ``wanted``, waiting on PC/SC events."""
-    deadline = time.monotonic() + timeout
-    states = driver.readers()
-    while True:
-        for state in states:
-            named = state.name == reader if reader is not None else "Virtual PCD" in state.name
-            if named and state.presence is wanted:
-                return state.name
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise NoCardError(f"{reader or 'no virtual reader'} did not become {wanted.value}")
-        states = driver.wait_for_change(min(remaining, 1.0))

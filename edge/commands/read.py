@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import time
@@ -33,6 +32,7 @@ from edge.errors import (
     ParseError,
     ReaderError,
 )
+from edge.files import write_private
 from edge.logsetup import mask_id, mask_name, mask_text
 
 if TYPE_CHECKING:
@@ -93,13 +93,6 @@ def _mrz(text: str) -> tuple[str, str, str]:
         raise argparse.ArgumentTypeError("expected DOCNO,YYMMDD,YYMMDD (e.g. 203012345,030201,280201)")
     document, birth, expiry = match.groups()
     return document[-9:], birth, expiry
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """The face image is personal data: created 0600, never world-readable even for a moment."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
 
 
 def exit_code_for(error: EdgeError) -> int:
@@ -183,7 +176,7 @@ def _read_and_report(args: argparse.Namespace) -> int:
         driver.close()
     if args.photo is not None and read.dg2 is not None:
         try:
-            _write_private(args.photo, read.dg2.image)
+            write_private(args.photo, read.dg2.image)  # the face is personal data
         except OSError as exc:
             print(error_line(exc), file=sys.stderr)
             return EXIT_ERROR

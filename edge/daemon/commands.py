@@ -17,9 +17,9 @@ from typing import Annotated, Literal
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from edge.daemon.outbox import create_private_file
 from edge.daemon.signing import COMMAND_TYP, DEFAULT_LEEWAY, key_id, verify_jws
 from edge.errors import CommandRejectedError, TokenError, TokenExpiredError, TokenSignatureError, UnknownKeyError
+from edge.files import create_private
 from edge.protocol.result import ProcedureProfile
 
 #: Longest accepted ``exp - iat``: an office command is meant for now, not for later.
@@ -81,7 +81,7 @@ class ReplayGuard:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        create_private_file(path)
+        create_private(path)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")

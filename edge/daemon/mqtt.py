@@ -104,6 +104,12 @@ class MqttSettings:
         )
 
 
+def close_loop_sockets(client: mqtt.Client) -> None:
+    """Close the socket pair ``loop_start()`` opened: paho closes it only in ``Client.__del__``, which for a client
+    caught in a reference cycle runs at an arbitrary later time (a ResourceWarning, an fd held meanwhile)."""
+    client._reset_sockets(sockpair_only=True)
+
+
 def _json(obj: Mapping[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
 
@@ -199,6 +205,7 @@ class ResultPublisher:
         self._thread.join(timeout)
         self._client.disconnect()
         self._client.loop_stop()
+        close_loop_sockets(self._client)
 
     # --- API for the daemon (any thread) -------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from edge.errors import DeliveryError, OutboxCorruptError, OutboxFullError
+from edge.files import create_private
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -60,13 +61,6 @@ class OutboxStats:
     last_seq: int
 
 
-def create_private_file(path: Path) -> None:
-    """Create ``path`` as an empty 0600 file if it does not exist (before SQLite opens it)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    os.close(fd)
-    os.chmod(path, 0o600)
-
-
 def _load_or_create_key(path: Path) -> bytes:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -94,7 +88,7 @@ class Outbox:
         self.max_count = max_count
         self.max_bytes = max_bytes
         self._aead = AESGCM(_load_or_create_key(path.with_suffix(".key")))
-        create_private_file(path)
+        create_private(path)
         self._lock = threading.Lock()
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)

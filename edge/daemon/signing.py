@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from cryptography.x509 import load_pem_x509_certificate
 
 from edge.errors import ConfigError, TokenError, TokenExpiredError, TokenSignatureError, UnknownKeyError
+from edge.files import private_key_pem, write_private
 
 ES256 = "ES256"
 RESULT_TYP = "cccd-result+jwt"
@@ -145,11 +146,7 @@ def load_private_key(path: Path, *, config_key: str = "paths.device_key") -> ec.
 
 def write_private_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
     """Write ``key`` as PEM, created 0600 (provisioning and tests)."""
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem)
+    write_private(path, private_key_pem(key))
 
 
 # --- signing -----------------------------------------------------------------------------------------------------

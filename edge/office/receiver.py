@@ -25,8 +25,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge.daemon.outbox import create_private_file
+from edge.daemon.mqtt import close_loop_sockets
 from edge.errors import TokenError
+from edge.files import create_private
 from edge.office.verify import verify_result
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class ResultStore:
     def __init__(self, path: Path, keys: Mapping[str, ec.EllipticCurvePublicKey], *,
                  decrypt_key: ec.EllipticCurvePrivateKey | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        create_private_file(path)
+        create_private(path)
         self._keys = keys
         self._decrypt_key = decrypt_key
         self._lock = threading.Lock()
@@ -148,6 +149,7 @@ class Receiver:
     def stop(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
+        close_loop_sockets(self._client)
 
     def _handle_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
                         reason_code: ReasonCode, properties: Properties | None) -> None:

@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from edge.files import write_private
+
 CSCA_CURVE = ec.BrainpoolP384R1
 DS_CURVE = ec.BrainpoolP256R1
 VALID_FROM = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
@@ -156,19 +158,13 @@ def _generate() -> dict[str, Signer]:
     }
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-
-
 def _save(directory: Path, signers: dict[str, Signer]) -> None:
     for name, signer in signers.items():
         key_pem = signer.key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        _write_private(directory / f"{name}.key", key_pem)
-        _write_private(directory / f"{name}.pem", signer.certificate.public_bytes(serialization.Encoding.PEM))
+        write_private(directory / f"{name}.key", key_pem)
+        write_private(directory / f"{name}.pem", signer.certificate.public_bytes(serialization.Encoding.PEM))
 
 
 def _load(directory: Path, name: str) -> Signer:

@@ -1,0 +1,723 @@
+"""The counter terminal: drivers, the pure state machine, verification, signing, the outbox and MQTT, composed.
+
+Threads, and why each exists:
+
+* ``loop``: the ONLY thread that steps :class:`~edge.daemon.state.Machine`. Every other thread posts events to
+  one queue; a quiet queue yields a :class:`Tick` so deadlines fire. One owner means no lock around the snapshot
+  and the order of events is the order the machine sees.
+* ``reader``: waits for PC/SC card and reader changes -> ``CardInserted``/``CardRemoved``/``DeviceChanged``.
+  PC/SC serialises calls on one context, so the watcher steps aside (``SCardCancel``) while the worker talks to
+  the card; the read itself reports a removal it runs into.
+* ``camera``: frames -> :class:`~edge.daemon.scanner.QrScanner` -> ``KeyOffered`` (the QR only yields the CAN
+  and claims to cross-check; it proves nothing).
+* ``worker``: carries out ``StartRead`` (minutes of blocking I/O must not stall the loop) and ``StartVerify``:
+  verify, build the profile-filtered document, sign, commit to the outbox, wake the publisher.
+* paho's network thread and the publisher thread live in :class:`~edge.daemon.mqtt.ResultPublisher`; office
+  commands arriving there are posted to the loop and verified by :class:`~edge.daemon.commands.CommandVerifier`.
+
+The verdict in a result comes from :func:`~edge.protocol.verify.card.verify_chip` alone; a read that failed or was
+aborted (card pulled, cancel, timeout) publishes nothing, and a document that cannot carry the citizen's data is
+sent as ``failed``.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Literal
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from edge.config import Config
+from edge.daemon import commands as office
+from edge.daemon.health import Liveness
+from edge.daemon.mqtt import MqttSettings, ResultPublisher
+from edge.daemon.outbox import Outbox
+from edge.daemon.scanner import QrScanner, ScanEventKind
+from edge.daemon.signing import FileKeySigner, load_public_key, result_token
+from edge.daemon.state import (
+    AbortRead,
+    Action,
+    Cancel,
+    CardInserted,
+    CardRemoved,
+    DeliveryChanged,
+    DeviceChanged,
+    Event,
+    KeyOffered,
+    Machine,
+    ReadFailed,
+    ReadSucceeded,
+    Report,
+    ShowIndicator,
+    Snapshot,
+    StartRead,
+    StartVerify,
+    State,
+    Tick,
+    VerifyDone,
+)
+from edge.drivers.base import CardPresence, CardReaderDriver, FrameSource, QrDecoder, ReaderState
+from edge.drivers.leds import Indicators
+from edge.errors import (
+    CameraError,
+    CardRemovedError,
+    CommandRejectedError,
+    EdgeError,
+    NoCardError,
+    OutboxFullError,
+)
+from edge.logsetup import mask_id
+from edge.protocol.access.policy import AccessKey, CanKey, MrzKey
+from edge.protocol.cccd_qr import CccdQr
+from edge.protocol.chip import ChipRead, ReadRequest, read_chip
+from edge.protocol.lds.dg13 import DATE_OF_BIRTH, DATE_OF_EXPIRY, DATE_OF_ISSUE, format_date
+from edge.protocol.result import (
+    Check,
+    CitizenData,
+    ProcedureProfile,
+    QrUsage,
+    ReadTiming,
+    ResultDocument,
+    make_result,
+)
+from edge.protocol.verify.card import verify_chip
+from edge.protocol.verify.checks import CheckStatus, Verdict
+from edge.protocol.verify.trust import TrustStore
+
+log = logging.getLogger(__name__)
+
+#: How long the loop waits for an event before it steps a Tick (deadlines are checked on every event too).
+TICK_SECONDS = 0.25
+#: Longest single PC/SC wait of the reader watcher: bounds how long the worker may wait for the context.
+WATCH_SLICE = 0.25
+#: A result token lives this long: a terminal may stay offline for weeks (outbox sized for it), and an expired
+#: token would be refused by the office after the outage.
+RESULT_TOKEN_LIFETIME = 60 * 24 * 3600
+#: A photo-less result is ~4 KB; a read is refused when the outbox has no room for one this size.
+EXPECTED_RESULT_BYTES = 16 * 1024
+#: Loop threads whose liveness gates the systemd watchdog.
+THREADS = ("loop", "reader", "camera", "worker")
+
+
+_QR_FORMATS: dict[str, Literal["cccd2021", "cccd2024"]] = {"2021": "cccd2021", "2024": "cccd2024"}
+
+
+@dataclass(frozen=True, slots=True)
+class KeySource:
+    """A chip key and where it came from. ``qr`` is kept for the QR-vs-DG13 cross-check (None: office request)."""
+
+    access: AccessKey
+    qr: CccdQr | None = None
+    include_photo: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _PendingVerify:
+    read: ChipRead
+    key: KeySource
+    profile: ProcedureProfile | None
+    request_id: str | None
+    read_ms: int
+
+
+def _access_key(key: office.CanKey | office.MrzKey) -> AccessKey:
+    if isinstance(key, office.CanKey):
+        return CanKey(key.can)
+    return MrzKey(key.document_number, key.date_of_birth, key.date_of_expiry)
+
+
+def citizen_from(read: ChipRead, *, include_photo: bool) -> CitizenData:
+    """The citizen as DG13 states it (dates as the card prints them); raises ValidationError on unusable data."""
+    dg13 = read.dg13
+    if dg13 is None:
+        raise ValueError("no DG13")
+    raw = dg13.raw_fields
+
+    def day(number: int, value: Any) -> str | None:
+        return raw.get(number) or (format_date(value) if value is not None else None)
+
+    photo = None
+    if include_photo and read.dg2 is not None:
+        photo = base64.b64encode(read.dg2.image).decode("ascii")
+    return CitizenData(
+        id_number=dg13.id_number or "", full_name=dg13.full_name or "",
+        date_of_birth=day(DATE_OF_BIRTH, dg13.date_of_birth) or "", sex=dg13.sex, nationality=dg13.nationality,
+        ethnicity=dg13.ethnicity, religion=dg13.religion, place_of_origin=dg13.place_of_origin,
+        place_of_residence=dg13.place_of_residence, identifying_marks=dg13.identifying_marks,
+        date_of_issue=day(DATE_OF_ISSUE, dg13.date_of_issue), date_of_expiry=day(DATE_OF_EXPIRY, dg13.date_of_expiry),
+        old_id_number=dg13.old_id_number, father_name=dg13.father_name, mother_name=dg13.mother_name,
+        spouse_name=dg13.spouse_name, photo_jpeg_b64=photo,
+    )  # fmt: skip
+
+
+class Terminal:
+    """The daemon's composition. ``None`` drivers are built from ``config`` (the real ones on a Pi).
+
+    ``start()`` opens the outbox, keys and devices and starts the threads (a :class:`~edge.errors.ConfigError`
+    names the key when a configured file is unusable); ``stop()`` is idempotent. ``state``/``stats`` are for
+    tests and status only.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        camera: FrameSource | None = None,
+        reader_driver: CardReaderDriver | None = None,
+        pin_factory: Any = None,
+        decoder: QrDecoder | None = None,
+        liveness: Liveness | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.liveness = liveness if liveness is not None else Liveness()
+        self._camera = camera
+        self._owns_camera = camera is None
+        self._reader = reader_driver
+        self._owns_reader = reader_driver is None
+        self._pin_factory = pin_factory
+        self._decoder = decoder
+        self._owns_decoder = decoder is None
+        self._clock = clock
+        self._machine = Machine(config.timeouts)
+        self._snap = Snapshot()
+        self._events: queue.Queue[Event | Callable[[], None]] = queue.Queue()
+        self._work: queue.Queue[StartRead | StartVerify] = queue.Queue()
+        self._stopping = threading.Event()
+        self._ready = threading.Event()
+        self._ready_parts: set[str] = set()
+        self._lock = threading.Lock()  # stats, presence, aborted attempts, ready parts
+        self._stats: Counter[str] = Counter()
+        self._aborted: set[int] = set()
+        self._pending: dict[int, _PendingVerify] = {}
+        self._present = False
+        self._present_reader: str | None = None
+        self._reader_available = True
+        self._camera_available = True
+        self._reading = threading.Event()
+        self._pcsc_lock = threading.Lock()
+        self._last_error = ""
+        self._last_status: dict[str, Any] = {}
+        self._threads: list[threading.Thread] = []
+        self._trust: TrustStore | None = None
+        self._trust_stamp: int | None = None
+        self._started = False
+        self._closed = False
+        # Opened by start():
+        self._outbox: Outbox | None = None
+        self._publisher: ResultPublisher | None = None
+        self._indicators: Indicators | None = None
+        self._replay: office.ReplayGuard | None = None
+        self._verifier: office.CommandVerifier | None = None
+        self._signer: FileKeySigner | None = None
+        self._encrypt_to: ec.EllipticCurvePublicKey | None = None
+
+    # --- public API ----------------------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._snap.state
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snap
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters (reads, results, verdicts, commands, frames...): a copy."""
+        with self._lock:
+            return dict(self._stats)
+
+    @property
+    def publisher(self) -> ResultPublisher | None:
+        return self._publisher
+
+    @property
+    def outbox(self) -> Outbox | None:
+        return self._outbox
+
+    def start(self) -> Terminal:
+        if self._started:
+            return self
+        self._started = True
+        try:
+            self._open()
+        except BaseException:
+            self.stop()
+            raise
+        for name, target in (("loop", self._loop), ("reader", self._watch_reader), ("camera", self._run_camera),
+                             ("worker", self._run_worker)):  # fmt: skip
+            thread = threading.Thread(target=self._guarded(name, target), name=f"terminal-{name}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        assert self._publisher is not None
+        self._publisher.start()
+        return self
+
+    def wait_ready(self, timeout: float) -> bool:
+        """True once every thread has run and the reader and camera have been looked at once."""
+        return self._ready.wait(timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stopping.set()
+        self._cancel_reader_wait()
+        for thread in self._threads:
+            thread.join(timeout)
+        for name in THREADS:
+            self.liveness.forget(name)
+        if self._publisher is not None:
+            self._publisher.stop()
+        for closer in (self._indicators, self._outbox, self._replay):
+            if closer is not None:
+                closer.close()
+        if self._owns_camera and self._camera is not None:
+            self._camera.close()
+        if self._owns_decoder and self._decoder is not None:
+            self._decoder.close()
+        close_reader = getattr(self._reader, "close", None)
+        if self._owns_reader and callable(close_reader):
+            close_reader()
+
+    def __enter__(self) -> Terminal:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # --- start-up ------------------------------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        config, paths = self.config, self.config.paths
+        self._signer = FileKeySigner(paths.device_key)
+        if paths.ward_encryption_key is not None:
+            self._encrypt_to = load_public_key(paths.ward_encryption_key, config_key="paths.ward_encryption_key")
+        ward_key = None
+        if paths.ward_command_key is not None:
+            ward_key = load_public_key(paths.ward_command_key, config_key="paths.ward_command_key")
+        self._reload_trust()
+        self._indicators = Indicators(config.indicators, pin_factory=self._pin_factory)
+        self._indicators.show(self._snap.indicator.value)
+        self._outbox = Outbox(paths.state_dir / "outbox.db", max_count=config.outbox.max_count,
+                              max_bytes=config.outbox.max_bytes)  # fmt: skip
+        if ward_key is not None:
+            self._replay = office.ReplayGuard(paths.state_dir / "commands.db")
+            self._verifier = office.CommandVerifier(ward_key, config.terminal_id, self._replay)
+        if self._reader is None:
+            from edge.drivers.pcsc import PcscReaderDriver
+
+            self._reader = PcscReaderDriver()
+        self._publisher = ResultPublisher(
+            MqttSettings.from_config(config), self._outbox, on_command=self._command_arrived,
+            on_link_change=lambda _up: self._post(self._delivery_facts),
+            on_delivered=lambda _seqs: self._post(self._delivery_facts),
+        )  # fmt: skip
+        self._post(self._delivery_facts)
+
+    def _reload_trust(self) -> TrustStore:
+        """The CSCA store, re-read when its directory changed (``cccd-edge trust import`` needs no restart)."""
+        directory = self.config.paths.trust_store
+        try:
+            stamp: int | None = directory.stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        if self._trust is None or stamp != self._trust_stamp:
+            self._trust = TrustStore.load(directory)
+            self._trust_stamp = stamp
+            log.info("trust store: %d certificate(s)", len(self._trust.certificates))
+        return self._trust
+
+    def _open_camera(self) -> FrameSource:
+        camera = self.config.camera
+        if camera.source == "replay":
+            from edge.drivers.replay import ReplaySource
+
+            assert camera.replay_path is not None  # the config validator makes sure
+            return ReplaySource(camera.replay_path, fps=camera.fps, loop=True)
+        if camera.source == "v4l2":
+            from edge.drivers.v4l2 import V4l2Source
+
+            return V4l2Source(camera.device, fps=camera.fps).open()
+        from edge.drivers.picam import PiCameraSource
+
+        return PiCameraSource(fps=camera.fps).open()
+
+    # --- plumbing ------------------------------------------------------------------------------------------------
+
+    def _guarded(self, name: str, target: Callable[[], None]) -> Callable[[], None]:
+        """A thread body that logs an unexpected death; the watchdog then notices the silence."""
+
+        def run() -> None:
+            try:
+                target()
+            except Exception:
+                log.exception("terminal thread %s died", name)
+                self._count("thread_deaths")
+
+        return run
+
+    def _post(self, item: Event | Callable[[], None]) -> None:
+        self._events.put(item)
+
+    def _count(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self._stats[name] += amount
+
+    def _mark_ready(self, part: str) -> None:
+        with self._lock:
+            self._ready_parts.add(part)
+            if self._ready_parts >= {"loop", "reader", "camera", "worker"}:
+                self._ready.set()
+
+    def _event(self, payload: dict[str, Any]) -> None:
+        if self._publisher is not None:
+            self._publisher.publish_event(payload)
+
+    # --- the loop thread -----------------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self.liveness.beat("loop")
+            self._mark_ready("loop")
+            try:
+                item = self._events.get(timeout=TICK_SECONDS)
+            except queue.Empty:
+                item = Tick(self._clock())
+            try:
+                if isinstance(item, Event):
+                    self._dispatch(item)
+                else:
+                    item()
+            except Exception:  # one bad event must not stop the terminal
+                log.exception("terminal loop failed on %s", type(item).__name__)
+                self._count("loop_errors")
+
+    def _dispatch(self, event: Event) -> None:
+        self._snap, actions = self._machine.step(self._snap, event)
+        for action in actions:
+            self._carry_out(action)
+        self._publish_status()
+
+    def _carry_out(self, action: Action) -> None:
+        if isinstance(action, StartRead | StartVerify):
+            self._work.put(action)
+        elif isinstance(action, AbortRead):
+            with self._lock:
+                self._aborted.add(action.attempt)
+        elif isinstance(action, ShowIndicator):
+            if self._indicators is not None:
+                self._indicators.show(action.indicator.value)
+        elif isinstance(action, Report):
+            self._count(f"report_{action.name}")
+            if action.name in ("read_failed", "read_refused"):
+                self._last_error = f"{action.name}: {action.detail}"
+            log.info("event %s %s", action.name, action.detail)
+            self._event({"event": action.name, "detail": action.detail, "request_id": action.request_id})
+
+    def _delivery_facts(self) -> None:
+        """Runs on the loop: link and outbox facts into the machine."""
+        if self._outbox is None or self._publisher is None:
+            return
+        queued = self._outbox.stats().count
+        full = not self._outbox.has_room(EXPECTED_RESULT_BYTES)
+        self._dispatch(DeliveryChanged(self._clock(), link_up=self._publisher.connected, queued=queued,
+                                       outbox_full=full))  # fmt: skip
+
+    def _publish_status(self) -> None:
+        snap = self._snap
+        status = {
+            "terminal_state": snap.state.value,
+            "indicator": snap.indicator.value,
+            "reader": "ok" if snap.reader_ok else "missing",
+            "camera": "ok" if snap.camera_ok else "missing",
+            "queued": snap.queued,
+            "outbox_full": snap.outbox_full,
+            "last_error": self._last_error,
+        }
+        if status != self._last_status and self._publisher is not None:
+            self._last_status = status
+            self._publisher.set_status(**status)
+
+    # --- office commands (paho thread -> loop) -------------------------------------------------------------------
+
+    def _command_arrived(self, payload: bytes) -> None:
+        self._post(lambda: self._handle_command(payload))
+
+    def _handle_command(self, payload: bytes) -> None:
+        try:
+            if self._verifier is None:
+                raise CommandRejectedError("unknown_key", "no ward command key is configured")
+            command = self._verifier.verify(payload, int(time.time()))
+        except CommandRejectedError as exc:
+            self._count("commands_rejected")
+            log.warning("office command rejected: %s", exc.reason)
+            self._event({"event": "command_rejected", "reason": exc.reason, "jti": exc.jti})
+            return
+        self._count("commands_accepted")
+        now = self._clock()
+        if isinstance(command, office.ReadRequest):
+            key = KeySource(_access_key(command.key), None, command.include_photo)
+            self._event({"event": "command_accepted", "cmd": command.cmd, "jti": command.jti})
+            self._dispatch(KeyOffered(now, key, command.jti, command.profile, command.challenge_bytes))
+        elif isinstance(command, office.CancelCommand):
+            self._event({"event": "command_accepted", "cmd": command.cmd, "jti": command.jti})
+            self._dispatch(Cancel(now))
+        else:
+            self._event({"event": "pong", "jti": command.jti, "state": self._snap.state.value})
+
+    # --- the reader watcher --------------------------------------------------------------------------------------
+
+    def _watch_reader(self) -> None:
+        assert self._reader is not None
+        first = True
+        while not self._stopping.is_set():
+            self.liveness.beat("reader")
+            if self._reading.is_set():  # the worker owns the PC/SC context now
+                self._stopping.wait(0.02)
+                continue
+            try:
+                with self._pcsc_lock:
+                    states = self._reader.readers() if first else self._reader.wait_for_change(WATCH_SLICE)
+            except EdgeError as exc:  # the driver maps pcscd's trouble to NoReaderError itself; this is the rest
+                log.warning("reader watch: %s", exc)
+                states = []
+                self._stopping.wait(1.0)
+            first = False
+            if not self._stopping.is_set():
+                self._apply_reader_states(states)
+            self._mark_ready("reader")
+
+    def _apply_reader_states(self, states: Sequence[ReaderState]) -> None:
+        wanted = self.config.reader_name
+        relevant = [state for state in states if wanted is None or state.name == wanted]
+        available = any(state.presence is not CardPresence.NO_READER for state in relevant)
+        holding = [state.name for state in relevant if state.presence is CardPresence.PRESENT]
+        if available != self._reader_available:
+            self._reader_available = available
+            log.warning("card reader %s", "back" if available else "lost")
+            self._post(DeviceChanged(self._clock(), "reader", available))
+        self._present_reader = holding[0] if holding else None
+        self._set_presence(bool(holding))
+
+    def _set_presence(self, present: bool) -> None:
+        with self._lock:
+            if present == self._present:
+                return
+            self._present = present
+        self._post(CardInserted(self._clock()) if present else CardRemoved(self._clock()))
+
+    def _cancel_reader_wait(self) -> None:
+        cancel = getattr(self._reader, "cancel", None)
+        if callable(cancel):
+            cancel()
+
+    # --- the camera ----------------------------------------------------------------------------------------------
+
+    def _set_camera(self, available: bool) -> None:
+        if available != self._camera_available:
+            self._camera_available = available
+            log.warning("camera %s", "back" if available else "lost")
+            self._post(DeviceChanged(self._clock(), "camera", available))
+
+    def _run_camera(self) -> None:
+        from edge.drivers.qrdecoders import make_decoder
+
+        if self._decoder is None:
+            self._decoder = make_decoder()
+        scanner: QrScanner | None = None
+        while not self._stopping.is_set():
+            self.liveness.beat("camera")
+            try:
+                if self._camera is None:
+                    self._camera = self._open_camera()
+                if scanner is None:
+                    scanner = QrScanner(self._camera, self._decoder)
+                frame = self._camera.read(TICK_SECONDS)
+            except CameraError as exc:
+                log.warning("camera: %s", exc)
+                self._set_camera(False)
+                self._mark_ready("camera")
+                if self._owns_camera and self._camera is not None:
+                    self._camera.close()
+                    self._camera, scanner = None, None
+                self._stopping.wait(1.0)
+                continue
+            self._set_camera(True)
+            self._mark_ready("camera")
+            if frame is None:
+                scanner.idle()
+                if getattr(self._camera, "exhausted", False):  # a replay that ran out: nothing will come
+                    self._stopping.wait(TICK_SECONDS)
+                continue
+            self._count("frames")
+            try:
+                event = scanner.feed(frame)
+            except EdgeError as exc:  # a decoder failure costs this frame, not the camera thread
+                log.warning("QR decoding failed: %s", type(exc).__name__)
+                self._count("decode_errors")
+                continue
+            if event is None:
+                continue
+            if event.kind is ScanEventKind.CARD and event.qr is not None:
+                self._count("qr_scans")
+                key = KeySource(CanKey(event.qr.id_number[-6:]), event.qr)
+                self._post(KeyOffered(self._clock(), key))
+            else:
+                self._count("qr_not_id_card")
+                self._event({"event": "not_id_card"})
+
+    # --- the worker ----------------------------------------------------------------------------------------------
+
+    def _run_worker(self) -> None:
+        while not self._stopping.is_set():
+            self.liveness.beat("worker")
+            self._mark_ready("worker")
+            try:
+                job = self._work.get(timeout=TICK_SECONDS)
+            except queue.Empty:
+                continue
+            if self._aborted_attempt(job.attempt):
+                continue
+            try:
+                if isinstance(job, StartRead):
+                    self._read(job)
+                else:
+                    self._verify(job)
+            except Exception:  # anything unexpected ends this attempt as failed, never as a result
+                log.exception("attempt %d failed unexpectedly", job.attempt)
+                self._last_error = "internal_error"
+                failure = (ReadFailed(self._clock(), job.attempt, "internal_error") if isinstance(job, StartRead)
+                           else VerifyDone(self._clock(), job.attempt, False))
+                self._post(failure)
+
+    def _aborted_attempt(self, attempt: int) -> bool:
+        with self._lock:
+            return attempt in self._aborted
+
+    def _take_context(self) -> None:
+        """Make the reader watcher let go of the PC/SC context (its waits are cancelled until we hold it)."""
+        self._reading.set()
+        while not self._pcsc_lock.acquire(timeout=0.02):
+            self._cancel_reader_wait()
+
+    def _read(self, job: StartRead) -> None:
+        assert self._reader is not None
+        key = job.key
+        assert isinstance(key, KeySource)
+        request = ReadRequest(key.access, want_photo=key.include_photo, aa_challenge=job.challenge)
+        self._count("reads_started")
+        self.liveness.busy("worker", self.config.timeouts.reading + 5.0)
+        started = time.monotonic()
+        self._take_context()
+        try:
+            connection = self._reader.connect(self._present_reader or self.config.reader_name)
+            try:
+                read = read_chip(connection, request)
+            finally:
+                connection.close()
+        except (CardRemovedError, NoCardError) as exc:
+            self._count("reads_failed")
+            log.info("attempt %d: card left the reader (%s)", job.attempt, type(exc).__name__)
+            self._set_presence(False)
+            self._post(ReadFailed(self._clock(), job.attempt, "card_removed"))
+            return
+        except EdgeError as exc:
+            self._count("reads_failed")
+            log.info("attempt %d: read failed: %s", job.attempt, type(exc).__name__)
+            self._post(ReadFailed(self._clock(), job.attempt, type(exc).__name__))
+            return
+        finally:
+            self._pcsc_lock.release()
+            self._reading.clear()
+            self.liveness.beat("worker")
+        read_ms = int((time.monotonic() - started) * 1000)
+        self._count("reads_ok")
+        log.info("attempt %d: chip read, %d APDUs", job.attempt, read.stats.apdus)
+        with self._lock:  # only the latest attempt can still be verified
+            self._pending = {job.attempt: _PendingVerify(read, key, job.profile, job.request_id, read_ms)}
+        self._post(ReadSucceeded(self._clock(), job.attempt))
+
+    def _verify(self, job: StartVerify) -> None:
+        with self._lock:
+            pending = self._pending.pop(job.attempt, None)
+        if pending is None:
+            return
+        started = time.monotonic()
+        document = self._document(pending, verify_started=started)
+        if self._aborted_attempt(job.attempt):  # cancelled or card pulled while verifying: nothing leaves
+            return
+        ok = document.verdict is not Verdict.FAILED
+        try:
+            seq = self._store(document)
+        except OutboxFullError:
+            ok = False
+            self._count("results_refused")
+            self._last_error = "outbox_full"
+            self._event({"event": "result_not_stored", "reason": "outbox_full", "request_id": pending.request_id})
+        except EdgeError as exc:
+            ok = False
+            self._count("results_refused")
+            self._last_error = type(exc).__name__
+            log.error("result not stored: %s", exc)
+            self._event({"event": "result_not_stored", "reason": type(exc).__name__,
+                         "request_id": pending.request_id})  # fmt: skip
+        else:
+            self._count("results_enqueued")
+            self._count(f"verdict_{document.verdict.value}")
+            log.info("result seq %d: %s (%s)", seq, document.verdict.value,
+                     mask_id(document.citizen.id_number) if document.citizen else "no citizen data")
+        self._post(VerifyDone(self._clock(), job.attempt, ok))
+        self._post(self._delivery_facts)
+
+    def _document(self, pending: _PendingVerify, *, verify_started: float) -> ResultDocument:
+        """Verify and build the profile-filtered document; the verdict is verify_chip's, or failed."""
+        read, key = pending.read, pending.key
+        report = verify_chip(read, self._reload_trust(), now=datetime.now(UTC), qr=key.qr)
+        checks = [Check(name=c.name, status=c.status, reason=c.reason[:500]) for c in report.checks]
+        verdict = report.verdict
+        try:
+            citizen: CitizenData | None = citizen_from(read, include_photo=key.include_photo)
+        except ValueError as exc:  # pydantic's ValidationError included
+            citizen = None
+            verdict = Verdict.FAILED
+            reason = f"the card's personal data does not fit the result document ({type(exc).__name__})"
+            checks.append(Check(name="citizen_data", status=CheckStatus.FAILED, reason=reason))
+        qr_format = _QR_FORMATS[key.qr.format] if key.qr else None
+        timing = ReadTiming(apdu_count=read.stats.apdus, read_ms=pending.read_ms,
+                            verify_ms=int((time.monotonic() - verify_started) * 1000))  # fmt: skip
+        return make_result(
+            terminal_id=self.config.terminal_id, ward_code=self.config.ward_code,
+            profile=pending.profile or self.config.procedure_profile, verdict=verdict, checks=checks,
+            citizen=citizen, qr=QrUsage(used=key.qr is not None, format=qr_format),
+            timing=timing, completed_at=datetime.now(UTC), include_photo=key.include_photo,
+            request_id=pending.request_id,
+        )  # fmt: skip
+
+    def _store(self, document: ResultDocument) -> int:
+        """Sign and commit (durable before publish), then wake the publisher. Returns the seq."""
+        assert self._outbox is not None
+        assert self._publisher is not None
+        assert self._signer is not None
+        body = document.model_dump(mode="json", exclude_none=True)
+        signer, encrypt_to = self._signer, self._encrypt_to
+
+        def token(seq: int) -> bytes:
+            return result_token(signer, terminal_id=self.config.terminal_id, seq=seq, document=body,
+                                now=int(time.time()), lifetime=RESULT_TOKEN_LIFETIME, encrypt_to=encrypt_to)
+
+        _entry_id, seq = self._outbox.enqueue(token)
+        self._publisher.notify()
+        return seq
+

@@ -1,0 +1,474 @@
+"""The whole terminal end to end: replayed QR frames + a virtual CCCD in the real pcscd (vpcd) -> read, verify, sign,
+outbox -> a real mosquitto -> the reference office receiver, which must verify what arrives."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+import segno
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+from paho.mqtt.enums import CallbackAPIVersion
+from PIL import Image
+
+from edge.config import Config, parse_config
+from edge.daemon import signing
+from edge.daemon.state import Indicator, State
+from edge.daemon.terminal import Terminal
+from edge.drivers.base import Frame
+from edge.drivers.replay import ReplaySource
+from edge.office.receiver import Outcome, Receiver, ResultStore
+from edge.protocol.cccd_qr import CccdQr, encode_cccd_qr
+from edge.sim.builder import build_card
+from edge.sim.chip_security import SimChipSecurity
+from edge.sim.model import SimCardSpec
+from edge.sim.pki import load_or_create_pki
+from edge.sim.profile import load_profile
+from edge.sim.stack import READER_NAMES, PcscStack
+from tests.fixtures.mqtt import MosquittoBroker
+from tests.fixtures.pcsc import InsertCard
+
+pytestmark = pytest.mark.stack
+
+WARD = "26734"
+TERMINAL = "T-01"
+REPO = Path(__file__).resolve().parents[2]
+
+
+# --- fixtures ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Material:
+    spec: SimCardSpec
+    trust_dir: Path
+    qr_image: Path
+    blank_image: Path
+    device_key: ec.EllipticCurvePrivateKey
+    device_key_path: Path
+    ward_key: signing.KeySigner
+    ward_pub_path: Path
+
+
+def _qr_image(path: Path, text: str | None) -> Path:
+    canvas = Image.new("L", (640, 480), 110)
+    if text is not None:
+        modules = np.pad(np.array(segno.make(text, error="m", micro=False, encoding="utf-8").matrix, dtype=bool), 4)
+        qr = Image.fromarray(np.where(modules, 20, 230).astype(np.uint8))
+        canvas.paste(qr.resize((qr.width * 4, qr.height * 4), Image.Resampling.NEAREST), (160, 40))
+    canvas.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def material(tmp_path_factory: pytest.TempPathFactory) -> Material:
+    root = tmp_path_factory.mktemp("terminal")
+    profile = load_profile("default")
+    spec = build_card(profile, pki_dir=root / "pki")
+    trust_dir = root / "trust"
+    trust_dir.mkdir()
+    (trust_dir / "csca.pem").write_bytes(load_or_create_pki(root / "pki").csca_certificate_path.read_bytes())
+    person = profile.person
+    qr = CccdQr(id_number=person.id_number, old_id_number=person.old_id_number, full_name=person.full_name,
+                date_of_birth=person.date_of_birth, sex=person.sex, place_of_residence=person.place_of_residence,
+                date_of_issue=person.date_of_issue)  # fmt: skip
+    device_key = ec.generate_private_key(ec.SECP256R1())
+    device_key_path = root / "device.key"
+    signing.write_private_key(device_key, device_key_path)
+    ward_key = signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+    ward_pub_path = root / "ward.pub"
+    ward_pub_path.write_bytes(ward_key.public_key.public_bytes(serialization.Encoding.PEM,
+                                                               serialization.PublicFormat.SubjectPublicKeyInfo))
+    return Material(spec, trust_dir, _qr_image(root / "qr.png", encode_cccd_qr(qr)),
+                    _qr_image(root / "blank.png", None), device_key, device_key_path, ward_key, ward_pub_path)
+
+
+def config_data(material: Material, broker: MosquittoBroker, state_dir: Path) -> dict[str, Any]:
+    return {
+        "terminal_id": TERMINAL,
+        "ward_code": WARD,
+        "reader_name": READER_NAMES[0],
+        "paths": {"state_dir": str(state_dir), "device_key": str(material.device_key_path),
+                  "ward_command_key": str(material.ward_pub_path), "trust_store": str(material.trust_dir)},
+        "mqtt": {"host": broker.host, "port": broker.port, "tls": False, "keepalive": 5,
+                 "reconnect_min_delay": 0.5, "reconnect_max_delay": 1.0},
+        "camera": {"source": "replay", "replay_path": str(material.blank_image), "fps": 30},
+        "timeouts": {"wait_for_card": 10, "wait_for_key": 10, "reading": 15, "verifying": 10, "show_result": 0.2,
+                     "hold_still": 0.5},
+    }  # fmt: skip
+
+
+class SwitchCamera:
+    """The replay driver showing either the card's QR or an empty desk, switched by the test."""
+
+    def __init__(self, material: Material) -> None:
+        self._sources = {name: ReplaySource(path, fps=30) for name, path in
+                         (("qr", material.qr_image), ("blank", material.blank_image))}  # fmt: skip
+        self.showing = "blank"
+        self.frames = 0
+
+    def show(self, name: str) -> None:
+        self.showing = name
+
+    def read(self, timeout: float) -> Frame | None:
+        frame = self._sources[self.showing].read(timeout)
+        self.frames += frame is not None
+        return frame
+
+    def close(self) -> None:
+        for source in self._sources.values():
+            source.close()
+
+
+class Office:
+    """The reference receiver plus a listener on the terminal's /event topic."""
+
+    def __init__(self, broker: MosquittoBroker, material: Material, db: Path) -> None:
+        public = material.device_key.public_key()
+        self.store = ResultStore(db, {signing.key_id(public): public})
+        self.outcomes: list[Outcome] = []
+        self.events: list[dict[str, Any]] = []
+        self.status: dict[str, Any] = {}
+        self._changed = threading.Condition()
+        self.receiver = Receiver(self.store, host=broker.host, port=broker.port, ward=WARD,
+                                 client_id=f"office-{uuid.uuid4().hex[:8]}", on_outcome=self._outcome)
+        self.receiver.start()
+        assert self.receiver.subscribed.wait(10)
+        self.events_client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"ev-{uuid.uuid4().hex[:8]}",
+                                         protocol=mqtt.MQTTv5)
+        subscribed = threading.Event()
+        self.events_client.on_connect = lambda c, *_: c.subscribe(f"cccd-edge/v1/{WARD}/{TERMINAL}/+", qos=1)
+        self.events_client.on_subscribe = lambda *_: subscribed.set()
+        self.events_client.on_message = self._event
+        self.events_client.reconnect_delay_set(1, 1)
+        self.events_client.connect(broker.host, broker.port)
+        self.events_client.loop_start()
+        assert subscribed.wait(10)
+
+    def _outcome(self, outcome: Outcome) -> None:
+        with self._changed:
+            self.outcomes.append(outcome)
+            self._changed.notify_all()
+
+    def _event(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        with self._changed:
+            if message.topic.endswith("/event"):
+                self.events.append(json.loads(message.payload))
+            elif message.topic.endswith("/status"):
+                self.status = json.loads(message.payload)
+            self._changed.notify_all()
+
+    def wait(self, predicate: Callable[[], bool], timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate():
+                remaining = deadline - time.monotonic()
+                assert remaining > 0, f"timed out; outcomes {self.outcomes}, events {self.events}"
+                self._changed.wait(min(remaining, 0.1))
+
+    def command(self, broker: MosquittoBroker, payload: bytes) -> None:
+        self.events_client.publish(f"cccd-edge/v1/{WARD}/{TERMINAL}/cmd", payload, qos=1).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.receiver.stop()
+        self.events_client.disconnect()
+        self.events_client.loop_stop()
+        self.store.close()
+
+
+def command(material: Material, cmd: str, *, iat: int | None = None, **fields: Any) -> tuple[str, bytes]:
+    now = int(time.time()) if iat is None else iat
+    jti = str(uuid.uuid4())
+    claims = {"iss": f"ward-{WARD}", "aud": TERMINAL, "jti": jti, "iat": now, "exp": now + 60, "cmd": cmd, **fields}
+    return jti, signing.sign_jws(material.ward_key, claims, typ=signing.COMMAND_TYP).encode()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+@dataclass
+class Rig:
+    terminal: Terminal
+    camera: SwitchCamera
+    office: Office
+    broker: MosquittoBroker
+    pins: MockFactory
+
+
+@pytest.fixture
+def rig_factory(material: Material, mqtt_broker_factory: Callable[..., MosquittoBroker], pcsc_stack: object,
+                tmp_path: Path) -> Iterator[Callable[..., Rig]]:  # fmt: skip
+    rigs: list[Rig] = []
+
+    def make(**overrides: Any) -> Rig:
+        broker = mqtt_broker_factory(persistence=True)
+        data = config_data(material, broker, tmp_path / "state")
+        for section, values in overrides.items():
+            data[section] = {**data.get(section, {}), **values} if isinstance(values, dict) else values
+        config: Config = parse_config(data)
+        camera = SwitchCamera(material)
+        pins = MockFactory(pin_class=MockPWMPin)
+        office = Office(broker, material, tmp_path / "office.db")
+        terminal = Terminal(config, camera=camera, pin_factory=pins)
+        rig = Rig(terminal, camera, office, broker, pins)
+        rigs.append(rig)
+        terminal.start()
+        assert terminal.wait_ready(10)
+        publisher = terminal.publisher
+        assert publisher is not None
+        wait_until(lambda: publisher.connected, what="terminal connected")
+        return rig
+
+    yield make
+    for rig in rigs:
+        rig.terminal.stop()
+        rig.office.close()
+        rig.camera.close()
+        rig.pins.close()
+    rigs.clear()
+
+
+def present_qr_once(rig: Rig, *, results: int) -> None:
+    """Hold the QR up until the terminal has ``results`` results, then take it away long enough to re-arm."""
+    rig.camera.show("qr")
+    wait_until(lambda: rig.terminal.stats.get("results_enqueued", 0) == results, what=f"result {results}")
+    rig.camera.show("blank")
+    frames = rig.camera.frames
+    wait_until(lambda: rig.camera.frames >= frames + 8 and rig.terminal.state is State.READY, what="re-armed")
+
+
+def secure(spec: SimCardSpec) -> SimChipSecurity:
+    return SimChipSecurity(spec.secrets, spec.quirks)
+
+
+# --- tests -------------------------------------------------------------------------------------------------------
+
+
+def test_qr_then_card_delivers_a_verified_signed_result(material: Material, rig_factory: Callable[..., Rig],
+                                                         insert_card: InsertCard) -> None:  # fmt: skip
+    rig = rig_factory()
+    rig.camera.show("qr")
+    wait_until(lambda: rig.terminal.state is State.WAIT_CARD, what="the QR's key")
+    assert rig.terminal.stats.get("qr_scans") == 1
+    insert_card(material.spec, security=secure(material.spec))
+    rig.office.wait(lambda: len(rig.office.outcomes) >= 1)
+    outcome = rig.office.outcomes[0]
+    assert (outcome.status, outcome.iss, outcome.seq, outcome.verdict) == ("stored", TERMINAL, 1, "verified")
+    document = json.loads(dict(rig.office.store._db.execute("SELECT seq, document FROM results"))[1])
+    assert document["qr"] == {"used": True, "format": "cccd2021"}
+    checks = {check["name"]: check["status"] for check in document["checks"]}
+    assert checks["qr_vs_dg13"] == "passed"
+    assert checks["ds_chain"] == "passed"
+    assert set(document["citizen"]) <= {"id_number", "full_name", "date_of_birth", "sex", "nationality",
+                                        "date_of_issue", "date_of_expiry", "old_id_number", "place_of_residence"}
+    assert document["citizen"]["place_of_residence"]  # the residence profile, the configured default
+    assert document["timing"]["apdu_count"] > 0
+    wait_until(lambda: rig.terminal.stats.get("verdict_verified") == 1, what="stats")
+    assert rig.terminal.outbox is not None
+    wait_until(lambda: rig.terminal.outbox.stats().count == 0, what="outbox drained")  # type: ignore[union-attr]
+
+
+def test_office_read_request_without_a_qr(material: Material, rig_factory: Callable[..., Rig],
+                                          insert_card: InsertCard) -> None:  # fmt: skip
+    rig = rig_factory()
+    insert_card(material.spec, security=secure(material.spec))
+    wait_until(lambda: rig.terminal.state is State.WAIT_KEY, what="card seen")
+    jti, payload = command(material, "read_request", key={"can": material.spec.secrets.can}, profile="identity")
+    rig.office.command(rig.broker, payload)
+    rig.office.wait(lambda: len(rig.office.outcomes) >= 1)
+    assert rig.office.outcomes[0].verdict == "verified"
+    document = json.loads(rig.office.store._db.execute("SELECT document FROM results").fetchone()[0])
+    assert document["request_id"] == jti
+    assert document["qr"] == {"used": False}
+    assert "place_of_residence" not in document["citizen"]  # the identity profile the office asked for
+    assert {c["name"]: c["status"] for c in document["checks"]}["qr_vs_dg13"] == "not_performed"
+    rig.office.wait(lambda: any(e.get("event") == "command_accepted" and e.get("jti") == jti
+                                for e in rig.office.events))
+
+
+def test_card_removed_mid_read_publishes_nothing(material: Material, rig_factory: Callable[..., Rig],
+                                                 insert_card: InsertCard) -> None:  # fmt: skip
+    spec = replace(material.spec, quirks=replace(material.spec.quirks, remove_after_apdus=12))
+    rig = rig_factory()
+    insert_card(spec, security=secure(spec))
+    rig.camera.show("qr")
+    rig.office.wait(lambda: any(e.get("event") == "read_failed" for e in rig.office.events))
+    failed = [e for e in rig.office.events if e.get("event") == "read_failed"]
+    assert failed[0]["detail"] == "card_removed"
+    wait_until(lambda: rig.terminal.state is State.READY, what="back to ready")
+    assert rig.terminal.outbox is not None
+    assert rig.terminal.outbox.stats().last_seq == 0  # nothing was ever committed, so nothing can be published
+    assert rig.office.outcomes == []
+    assert rig.terminal.stats.get("reads_failed") == 1
+
+
+def test_broker_outage_delivers_every_result_once_in_order(material: Material, rig_factory: Callable[..., Rig],
+                                                           insert_card: InsertCard) -> None:  # fmt: skip
+    rig = rig_factory()
+    insert_card(material.spec, security=secure(material.spec))
+    rig.broker.stop()
+    publisher = rig.terminal.publisher
+    assert publisher is not None
+    wait_until(lambda: not publisher.connected, what="link down")
+    for count in (1, 2, 3):
+        present_qr_once(rig, results=count)
+    assert rig.terminal.snapshot.queued == 3
+    assert rig.office.outcomes == []
+    rig.broker.start()
+    rig.office.wait(lambda: len({o.seq for o in rig.office.outcomes if o.status == "stored"}) == 3, timeout=45)
+    stored = [o.seq for o in rig.office.outcomes if o.status == "stored"]
+    assert stored == [1, 2, 3]
+    assert all(o.verdict == "verified" and not o.missing for o in rig.office.outcomes if o.status == "stored")
+    assert [seq for seq, _ in rig.office.store.stored(TERMINAL)] == [1, 2, 3]
+
+
+def test_forged_expired_and_replayed_commands_are_refused_and_reported(
+    material: Material, rig_factory: Callable[..., Rig]
+) -> None:
+    rig = rig_factory()
+    _, good = command(material, "ping")
+    head, body, sig = good.decode().split(".")
+    claims = json.loads(signing.b64url_decode(body))
+    forged = f"{head}.{signing.b64url(json.dumps({**claims, 'cmd': 'cancel'}).encode())}.{sig}".encode()
+    _, expired = command(material, "ping", iat=int(time.time()) - 3600)
+    _, foreign = command(material, "ping")
+    other = signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+    foreign = signing.sign_jws(other, json.loads(signing.b64url_decode(foreign.decode().split(".")[1])),
+                               typ=signing.COMMAND_TYP).encode()  # fmt: skip
+    for payload in (good, forged, expired, good, foreign):
+        rig.office.command(rig.broker, payload)
+    rig.office.wait(lambda: len([e for e in rig.office.events if e.get("event") in ("pong", "command_rejected")]) == 5)
+    reasons = [e.get("reason", e["event"]) for e in rig.office.events if e.get("event") in ("pong", "command_rejected")]
+    assert reasons == ["pong", "bad_signature", "expired", "replayed", "unknown_key"]
+    assert rig.terminal.stats.get("commands_rejected") == 4
+    assert rig.terminal.state is State.READY
+
+
+def test_office_cancel_ends_a_waiting_request(material: Material, rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory()
+    jti, request = command(material, "read_request", key={"can": material.spec.secrets.can})
+    rig.office.command(rig.broker, request)
+    wait_until(lambda: rig.terminal.state is State.WAIT_CARD, what="waiting for the card")
+    rig.office.command(rig.broker, command(material, "cancel")[1])
+    rig.office.wait(lambda: any(e.get("event") == "cancelled" and e.get("request_id") == jti
+                                for e in rig.office.events))  # fmt: skip
+    assert rig.terminal.state is State.READY
+
+
+def test_outbox_full_refuses_reads_visibly_until_delivery_makes_room(
+    material: Material, rig_factory: Callable[..., Rig], insert_card: InsertCard
+) -> None:
+    rig = rig_factory(outbox={"max_count": 1})
+    insert_card(material.spec, security=secure(material.spec))
+    rig.broker.stop()
+    present_qr_once(rig, results=1)
+    assert rig.terminal.snapshot.indicator is Indicator.FAULT  # READY with a full outbox: call support
+    rig.camera.show("qr")
+    wait_until(lambda: rig.terminal.stats.get("report_read_refused", 0) >= 1, what="refusal")
+    assert rig.terminal.stats.get("reads_started") == 1
+    rig.broker.start()
+    rig.office.wait(lambda: any(e.get("event") == "read_refused" and e.get("detail") == "outbox_full"
+                                for e in rig.office.events))  # fmt: skip
+    rig.office.wait(lambda: len(rig.office.outcomes) == 1)
+    wait_until(lambda: rig.terminal.snapshot.indicator is Indicator.READY, what="room again")
+    rig.office.wait(lambda: rig.office.status.get("outbox_full") is False and rig.office.status.get("queued") == 0)
+
+
+def test_missing_reader_is_a_fault_in_status_and_leds(material: Material, rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory(reader_name="No Such Reader 00 00")
+    wait_until(lambda: rig.terminal.state is State.FAULT, what="fault")
+    rig.office.wait(lambda: rig.office.status.get("reader") == "missing")
+    assert rig.office.status["terminal_state"] == "fault"
+    assert rig.office.status["camera"] == "ok"
+    assert rig.terminal.snapshot.indicator is Indicator.FAULT
+    red, green = rig.pins.pin(22), rig.pins.pin(17)
+    red.clear_states()
+    wait_until(lambda: len(red.states) >= 3, what="red LED blinking")
+    assert {float(change.state) for change in red.states[1:]} == {0.0, 1.0}
+    assert float(green.state) == 0.0
+
+
+def test_pcscd_gone_and_back_is_a_fault_then_reads_resume(
+    material: Material, rig_factory: Callable[..., Rig], insert_card: InsertCard, pcsc_stack: PcscStack
+) -> None:
+    if not pcsc_stack.private:
+        pytest.skip("the system pcscd is not ours to restart")
+    rig = rig_factory()
+    pcsc_stack.kill_daemon()
+    wait_until(lambda: rig.terminal.state is State.FAULT, what="reader lost")
+    rig.office.wait(lambda: any(e.get("event") == "device_lost" and e.get("detail") == "reader"
+                                for e in rig.office.events))  # fmt: skip
+    pcsc_stack.start_daemon()
+    wait_until(lambda: rig.terminal.state is State.READY, what="reader back")
+    insert_card(material.spec, security=secure(material.spec))
+    rig.camera.show("qr")
+    rig.office.wait(lambda: len(rig.office.outcomes) == 1)
+    assert rig.office.outcomes[0].verdict == "verified"
+
+
+def test_run_with_a_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('terminal_id = "T-01"\nward_code = "26734"\n[mqtt]\nport = 70000\n', encoding="utf-8")
+    missing_key = tmp_path / "nokey.toml"
+    missing_key.write_text(f'terminal_id = "T-01"\nward_code = "26734"\n[paths]\nstate_dir = "{tmp_path}"\n'
+                           f'device_key = "{tmp_path / "absent.key"}"\n', encoding="utf-8")  # fmt: skip
+    for path, key in ((bad, "mqtt.port"), (missing_key, "paths.device_key")):
+        done = subprocess.run([sys.executable, "-m", "edge.cli", "run", "--config", str(path)], cwd=REPO,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert key in done.stderr
+
+
+def test_run_notifies_systemd_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, material: Material, mqtt_broker: MosquittoBroker, pcsc_stack: object
+) -> None:
+    config = tmp_path / "config.toml"
+    data = config_data(material, mqtt_broker, tmp_path / "state")
+    lines = [f'terminal_id = "{TERMINAL}"', f'ward_code = "{WARD}"', f'reader_name = "{READER_NAMES[0]}"']
+    for section in ("paths", "mqtt", "camera", "timeouts"):
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in data[section].items()]
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(30)
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "1000000",
+           "GPIOZERO_PIN_FACTORY": "mock", "GPIOZERO_MOCK_PIN_CLASS": "mockpwmpin"}  # fmt: skip
+    process = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(config)], cwd=REPO,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        messages = [notify.recv(4096).decode()]
+        assert messages[0].startswith("READY=1")
+        while "WATCHDOG=1" not in messages[-1]:
+            messages.append(notify.recv(4096).decode())
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+        while "STOPPING=1" not in messages[-1]:
+            messages.append(notify.recv(4096).decode())
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        notify.close()
+    assert process.returncode == 0, err.decode()
+    assert b"ready" in out  # logs go to stdout
