@@ -31,19 +31,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-import numpy as np
-import segno
 from cryptography.hazmat.primitives import serialization
-from PIL import Image
 
 from edge.config import Config, load_config
-from edge.protocol.cccd_qr import CccdQr, encode_cccd_qr
 from edge.sim.broker import BrokerPki, MosquittoBroker, make_pki
 from edge.sim.builder import build_card
+from edge.sim.card_qr import card_qr_text, write_qr_frame
 from edge.sim.chip_security import SimChipSecurity
 from edge.sim.model import SimCardSpec
 from edge.sim.pki import load_or_create_pki
-from edge.sim.profile import CardProfile, Person, load_profile
+from edge.sim.profile import CardProfile, load_profile
 from edge.sim.runner import SimulatedCard
 from edge.sim.stack import PcscStack
 from provisioning.device import init_device, install_device
@@ -54,34 +51,7 @@ from provisioning.ward_ca import init_ward_ca, load_csr, sign_csr
 TERMINAL_ID = "DEMO-01"
 WARD_CODE = "26734"  # a ward code shaped like Vietnam's (5 digits); any topic-safe text works
 OFFICE_CN = "office"
-FRAME_SIZE = (640, 480)
-QR_MODULE_PX = 4
 STRAY_STOP_TIMEOUT = 5.0
-
-
-def card_qr_text(person: Person) -> str:
-    """The text printed in the card's QR: the same person the chip's DG13 holds (what the terminal cross-checks)."""
-    return encode_cccd_qr(CccdQr(
-        id_number=person.id_number,
-        old_id_number=person.old_id_number,
-        full_name=person.full_name,
-        date_of_birth=person.date_of_birth,
-        sex=person.sex,
-        place_of_residence=person.place_of_residence,
-        date_of_issue=person.date_of_issue,
-    ))
-
-
-def write_qr_frame(text: str, path: Path) -> Path:
-    """A grey 640x480 camera frame with the QR of ``text`` in it, as the replay camera will show it."""
-    modules = np.pad(np.array(segno.make(text, error="m", micro=False, encoding="utf-8").matrix, dtype=bool), 4)
-    qr = Image.fromarray(np.where(modules, 20, 230).astype(np.uint8))
-    qr = qr.resize((qr.width * QR_MODULE_PX, qr.height * QR_MODULE_PX), Image.Resampling.NEAREST)
-    canvas = Image.new("L", FRAME_SIZE, 110)
-    canvas.paste(qr, ((FRAME_SIZE[0] - qr.width) // 2, (FRAME_SIZE[1] - qr.height) // 2))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
-    return path
 
 
 def _children_mentioning(marker: str) -> list[int]:

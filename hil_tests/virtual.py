@@ -22,12 +22,12 @@ from PIL import Image
 
 from edge.drivers.base import CardPresence
 from edge.drivers.pcsc import PcscReaderDriver
-from edge.protocol.cccd_qr import NEW_CARD_LAW_START, CccdQr, encode_cccd_qr
 from edge.protocol.verify.trust import TrustStore
 from edge.sim.builder import build_card
+from edge.sim.card_qr import card_qr_text
 from edge.sim.chip_security import SimChipSecurity
 from edge.sim.pki import load_or_create_pki
-from edge.sim.profile import Person, load_profile
+from edge.sim.profile import load_profile
 from edge.sim.runner import SimulatedCard
 from edge.sim.stack import READER_NAMES, PcscStack
 from hil_tests.conftest import LedWire, Rig, RigFileError
@@ -82,22 +82,6 @@ def sim_trust_store() -> TrustStore:
     return TrustStore.from_der([load_or_create_pki().csca.certificate.public_bytes(Encoding.DER)])
 
 
-def qr_of(person: Person) -> CccdQr:
-    """The QR printed on the person's card (fields 0-6; the 2024 layout adds cancelled ID and parents)."""
-    layout_2024 = person.date_of_issue >= NEW_CARD_LAW_START
-    return CccdQr(
-        id_number=person.id_number,
-        old_id_number=person.old_id_number,
-        full_name=person.full_name,
-        date_of_birth=person.date_of_birth,
-        sex=person.sex,
-        place_of_residence=person.place_of_residence,
-        date_of_issue=person.date_of_issue,
-        extra_fields=("", person.father or "", person.mother or "") if layout_2024 else (),
-        format="2024" if layout_2024 else "2021",
-    )
-
-
 def qr_photos(profiles: Sequence[str], folder: Path, seed: int = 2026) -> list[Path]:
     """One seeded 640x480 photograph (perspective, rotation, no degradation) of each profile's card QR."""
     from bench.qr_synth import HEIGHT, WIDTH, render
@@ -105,7 +89,7 @@ def qr_photos(profiles: Sequence[str], folder: Path, seed: int = 2026) -> list[P
     rng = random.Random(seed)
     paths: list[Path] = []
     for index, profile in enumerate(profiles):
-        pixels, _ = render(encode_cccd_qr(qr_of(load_profile(profile).person)), rng, ())
+        pixels, _ = render(card_qr_text(load_profile(profile).person), rng, ())
         path = folder / f"{index:02d}-{profile}.png"
         Image.frombytes("L", (WIDTH, HEIGHT), pixels).save(path)
         paths.append(path)

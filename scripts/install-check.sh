@@ -247,7 +247,7 @@ install -d -m 0750 -o root -g "$SERVICE_USER" "$REPLAY_DIR"
 import sys
 from pathlib import Path
 
-from edge.demo_env import card_qr_text, write_qr_frame
+from edge.sim.card_qr import card_qr_text, write_qr_frame
 from edge.sim.profile import load_profile
 
 write_qr_frame(card_qr_text(load_profile(sys.argv[2]).person), Path(sys.argv[1]))

@@ -1,0 +1,52 @@
+"""The QR code printed on a virtual card, and a camera frame showing it: what the demo, rigs and tests hold up.
+
+The QR carries the same person as the chip's DG13 (the terminal cross-checks them), in the layout of the card's
+issue date: 2021 cards have 7 fields; cards issued from 2024-07-01 add the cancelled ID and the parents' names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import segno
+from PIL import Image
+
+from edge.protocol.cccd_qr import NEW_CARD_LAW_START, CccdQr, encode_cccd_qr
+from edge.sim.profile import Person
+
+FRAME_SIZE = (640, 480)  # the scanner's lores stream
+QR_MODULE_PX = 4  # a card held ~25 cm from a Pi camera shows about this many pixels per module
+
+
+def card_qr(person: Person) -> CccdQr:
+    """The QR fields printed on ``person``'s card."""
+    layout_2024 = person.date_of_issue >= NEW_CARD_LAW_START
+    return CccdQr(
+        id_number=person.id_number,
+        old_id_number=person.old_id_number,
+        full_name=person.full_name,
+        date_of_birth=person.date_of_birth,
+        sex=person.sex,
+        place_of_residence=person.place_of_residence,
+        date_of_issue=person.date_of_issue,
+        extra_fields=("", person.father or "", person.mother or "") if layout_2024 else (),
+        format="2024" if layout_2024 else "2021",
+    )
+
+
+def card_qr_text(person: Person) -> str:
+    """The text of ``person``'s card QR, as a decoder returns it."""
+    return encode_cccd_qr(card_qr(person))
+
+
+def write_qr_frame(text: str, path: Path) -> Path:
+    """A grey 640x480 camera frame with the QR of ``text`` upright in the middle, as a replay camera shows it."""
+    modules = np.pad(np.array(segno.make(text, error="m", micro=False, encoding="utf-8").matrix, dtype=bool), 4)
+    qr = Image.fromarray(np.where(modules, 20, 230).astype(np.uint8))
+    qr = qr.resize((qr.width * QR_MODULE_PX, qr.height * QR_MODULE_PX), Image.Resampling.NEAREST)
+    canvas = Image.new("L", FRAME_SIZE, 110)
+    canvas.paste(qr, ((FRAME_SIZE[0] - qr.width) // 2, (FRAME_SIZE[1] - qr.height) // 2))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+    return path
