@@ -17,10 +17,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
-import segno
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from gpiozero.pins.mock import MockFactory, MockPWMPin
@@ -34,8 +32,8 @@ from edge.daemon.terminal import Terminal
 from edge.drivers.base import Frame
 from edge.drivers.replay import ReplaySource
 from edge.office.receiver import Outcome, Receiver, ResultStore
-from edge.protocol.cccd_qr import CccdQr, encode_cccd_qr
 from edge.sim.builder import build_card
+from edge.sim.card_qr import FRAME_SIZE, card_qr_text, write_qr_frame
 from edge.sim.chip_security import SimChipSecurity
 from edge.sim.model import SimCardSpec
 from edge.sim.pki import load_or_create_pki
@@ -66,13 +64,8 @@ class Material:
     ward_pub_path: Path
 
 
-def _qr_image(path: Path, text: str | None) -> Path:
-    canvas = Image.new("L", (640, 480), 110)
-    if text is not None:
-        modules = np.pad(np.array(segno.make(text, error="m", micro=False, encoding="utf-8").matrix, dtype=bool), 4)
-        qr = Image.fromarray(np.where(modules, 20, 230).astype(np.uint8))
-        canvas.paste(qr.resize((qr.width * 4, qr.height * 4), Image.Resampling.NEAREST), (160, 40))
-    canvas.save(path)
+def _blank_image(path: Path) -> Path:
+    Image.new("L", FRAME_SIZE, 110).save(path)
     return path
 
 
@@ -84,10 +77,6 @@ def material(tmp_path_factory: pytest.TempPathFactory) -> Material:
     trust_dir = root / "trust"
     trust_dir.mkdir()
     (trust_dir / "csca.pem").write_bytes(load_or_create_pki(root / "pki").csca_certificate_path.read_bytes())
-    person = profile.person
-    qr = CccdQr(id_number=person.id_number, old_id_number=person.old_id_number, full_name=person.full_name,
-                date_of_birth=person.date_of_birth, sex=person.sex, place_of_residence=person.place_of_residence,
-                date_of_issue=person.date_of_issue)  # fmt: skip
     device_key = ec.generate_private_key(ec.SECP256R1())
     device_key_path = root / "device.key"
     signing.write_private_key(device_key, device_key_path)
@@ -95,8 +84,8 @@ def material(tmp_path_factory: pytest.TempPathFactory) -> Material:
     ward_pub_path = root / "ward.pub"
     ward_pub_path.write_bytes(ward_key.public_key.public_bytes(serialization.Encoding.PEM,
                                                                serialization.PublicFormat.SubjectPublicKeyInfo))
-    return Material(spec, trust_dir, _qr_image(root / "qr.png", encode_cccd_qr(qr)),
-                    _qr_image(root / "blank.png", None), device_key, device_key_path, ward_key, ward_pub_path)
+    return Material(spec, trust_dir, write_qr_frame(card_qr_text(profile.person), root / "qr.png"),
+                    _blank_image(root / "blank.png"), device_key, device_key_path, ward_key, ward_pub_path)
 
 
 def config_data(material: Material, broker: MosquittoBroker, state_dir: Path) -> dict[str, Any]:
@@ -139,9 +128,11 @@ class SwitchCamera:
 class Office:
     """The reference receiver plus a listener on the terminal's /event topic."""
 
-    def __init__(self, broker: MosquittoBroker, material: Material, db: Path) -> None:
+    def __init__(self, broker: MosquittoBroker, material: Material, db: Path,
+                 decrypt_key: ec.EllipticCurvePrivateKey | None = None) -> None:  # fmt: skip
         public = material.device_key.public_key()
-        self.store = ResultStore(db, {signing.key_id(public): public})
+        self.store = ResultStore(db, {signing.key_id(public): public}, decrypt_key=decrypt_key)
+        self.raw_results: list[bytes] = []  # as the broker (and its operator) sees them
         self.outcomes: list[Outcome] = []
         self.events: list[dict[str, Any]] = []
         self.status: dict[str, Any] = {}
@@ -172,6 +163,8 @@ class Office:
                 self.events.append(json.loads(message.payload))
             elif message.topic.endswith("/status"):
                 self.status = json.loads(message.payload)
+            elif message.topic.endswith("/result"):
+                self.raw_results.append(message.payload)
             self._changed.notify_all()
 
     def wait(self, predicate: Callable[[], bool], timeout: float = 30) -> None:
@@ -220,7 +213,7 @@ def rig_factory(material: Material, mqtt_broker_factory: Callable[..., Mosquitto
                 tmp_path: Path) -> Iterator[Callable[..., Rig]]:  # fmt: skip
     rigs: list[Rig] = []
 
-    def make(**overrides: Any) -> Rig:
+    def make(decrypt_key: ec.EllipticCurvePrivateKey | None = None, **overrides: Any) -> Rig:
         broker = mqtt_broker_factory(persistence=True)
         data = config_data(material, broker, tmp_path / "state")
         for section, values in overrides.items():
@@ -228,7 +221,7 @@ def rig_factory(material: Material, mqtt_broker_factory: Callable[..., Mosquitto
         config: Config = parse_config(data)
         camera = SwitchCamera(material)
         pins = MockFactory(pin_class=MockPWMPin)
-        office = Office(broker, material, tmp_path / "office.db")
+        office = Office(broker, material, tmp_path / "office.db", decrypt_key)
         terminal = Terminal(config, camera=camera, pin_factory=pins)
         rig = Rig(terminal, camera, office, broker, pins)
         rigs.append(rig)
@@ -286,6 +279,27 @@ def test_qr_then_card_delivers_a_verified_signed_result(material: Material, rig_
     wait_until(lambda: rig.terminal.stats.get("verdict_verified") == 1, what="stats")
     assert rig.terminal.outbox is not None
     wait_until(lambda: rig.terminal.outbox.stats().count == 0, what="outbox drained")  # type: ignore[union-attr]
+
+
+def test_encrypted_results_carry_nothing_personal_across_the_broker(
+    material: Material, rig_factory: Callable[..., Rig], insert_card: InsertCard, tmp_path: Path
+) -> None:
+    ward_private = ec.generate_private_key(ec.SECP256R1())
+    ward_public_path = tmp_path / "ward-encryption.pub"
+    ward_public_path.write_bytes(ward_private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    rig = rig_factory(decrypt_key=ward_private, paths={"ward_encryption_key": str(ward_public_path)})
+    rig.camera.show("qr")
+    insert_card(material.spec, security=secure(material.spec))
+    rig.office.wait(lambda: len(rig.office.outcomes) >= 1 and len(rig.office.raw_results) >= 1)
+    assert rig.office.outcomes[0].verdict == "verified"  # the office opened and verified it
+    wire = rig.office.raw_results[0]
+    assert signing.is_jwe(wire)
+    person = load_profile("default").person
+    for secret in (person.id_number, person.id_number[-6:], person.full_name, person.place_of_residence):
+        assert secret.encode() not in wire
+    stored = json.loads(rig.office.store._db.execute("SELECT document FROM results").fetchone()[0])
+    assert stored["citizen"]["id_number"] == person.id_number
 
 
 def test_office_read_request_without_a_qr(material: Material, rig_factory: Callable[..., Rig],
