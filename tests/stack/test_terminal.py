@@ -31,6 +31,7 @@ from edge.daemon.state import Indicator, State
 from edge.daemon.terminal import Terminal
 from edge.drivers.base import Frame
 from edge.drivers.replay import ReplaySource
+from edge.errors import CameraError
 from edge.office.receiver import Outcome, Receiver, ResultStore
 from edge.sim.builder import build_card
 from edge.sim.card_qr import FRAME_SIZE, card_qr_text, write_qr_frame
@@ -116,6 +117,8 @@ class SwitchCamera:
         self.showing = name
 
     def read(self, timeout: float) -> Frame | None:
+        if self.showing == "unplugged":
+            raise CameraError("camera unplugged (test)")
         frame = self._sources[self.showing].read(timeout)
         self.frames += frame is not None
         return frame
@@ -420,6 +423,20 @@ def test_missing_reader_is_a_fault_in_status_and_leds(material: Material, rig_fa
     wait_until(lambda: len(red.states) >= 3, what="red LED blinking")
     assert {float(change.state) for change in red.states[1:]} == {0.0, 1.0}
     assert float(green.state) == 0.0
+
+
+def test_camera_lost_and_back_is_a_fault_then_scanning_resumes(material: Material, rig_factory: Callable[..., Rig],
+                                                                insert_card: InsertCard) -> None:  # fmt: skip
+    rig = rig_factory()
+    rig.camera.show("unplugged")
+    wait_until(lambda: rig.terminal.state is State.FAULT, what="fault")
+    rig.office.wait(lambda: rig.office.status.get("camera") == "missing")
+    assert rig.terminal.snapshot.indicator is Indicator.FAULT
+    rig.camera.show("qr")  # plugged back in, with a card's QR in view
+    wait_until(lambda: rig.terminal.state is State.WAIT_CARD, what="scanning again")
+    insert_card(material.spec, security=secure(material.spec))
+    rig.office.wait(lambda: len(rig.office.outcomes) >= 1)
+    assert rig.office.outcomes[0].verdict == "verified"
 
 
 def test_pcscd_gone_and_back_is_a_fault_then_reads_resume(
