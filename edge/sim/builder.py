@@ -15,7 +15,8 @@ import random
 import tempfile
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from ecdsa import curves as ecdsa_curves
 from PIL import Image, ImageDraw
@@ -40,12 +41,14 @@ from edge.sim.model import (
     SimCardSpec,
     dg_fid,
 )
-from edge.sim.pki import SimPki, load_or_create_pki
+from edge.sim.pki import Signer, SimPki, load_or_create_pki
 from edge.sim.profile import CardProfile, Person
 
 #: Changing the seed changes every simulated card's chip keys.
 KEY_SEED = b"cccd-edge-sim-v1"
 SW_SECURITY_STATUS_NOT_SATISFIED = 0x6982
+#: The place of residence a DG13 forgery writes (before or after signing).
+FORGED_RESIDENCE = "99 Đường Giả Mạo, Phường Bến Thành, Quận 1"
 #: EF.CardAccess as read from real cards (cccd-card.md).
 REAL_CARD_ACCESS = bytes.fromhex(
     "3134300d060804007f0007020202020101300f060a04007f000702020302020201013012060a04007f0007020204020202010202010d"
@@ -151,12 +154,38 @@ def _shift_year(date: dt.date, years: int) -> dt.date:
         return date.replace(year=date.year + years, day=28)
 
 
+def rogue_ds_claiming_csca_key(pki: SimPki) -> Signer:
+    """The rogue DS re-issued with the test CSCA's key identifier, still signed by another key.
+
+    ``pki.rogue_ds`` names the CSCA, but its key identifier names the key that really signed it, and a verifier
+    cannot tell that from a CSCA key it has not installed yet (a key rollover): issuer not trusted. A careful forger
+    copies the genuine identifier too; then the named CSCA's signature check is what fails: a broken chain.
+    """
+    original = pki.rogue_ds.certificate
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(original.subject)
+        .issuer_name(original.issuer)
+        .public_key(original.public_key())
+        .serial_number(original.serial_number)
+        .not_valid_before(original.not_valid_before_utc)
+        .not_valid_after(original.not_valid_after_utc)
+    )
+    for extension in original.extensions:
+        value = extension.value
+        if isinstance(value, x509.AuthorityKeyIdentifier):
+            value = x509.AuthorityKeyIdentifier.from_issuer_public_key(pki.csca.key.public_key())
+        builder = builder.add_extension(value, critical=extension.critical)
+    return Signer(pki.rogue_ds.key, builder.sign(pki.untrusted_csca.key, hashes.SHA384()))
+
+
 def build_card(profile: CardProfile, *, pki_dir: Path | None = None) -> SimCardSpec:
     """Every file of the profile's card, signed by the test DS (or the forgery's signer)."""
     pki = load_or_create_pki(pki_dir)
     person, card, forgery = profile.person, profile.card, profile.forgery
     quirks = profile.quirks.to_quirks()
 
+    forged_person = person.model_copy(update={"place_of_residence": FORGED_RESIDENCE})
     dg1_birth = _shift_year(person.date_of_birth, 1) if forgery.dg1_dg13_mismatch else person.date_of_birth
     mrz_text = cccd_td1(
         person.id_number,
@@ -175,7 +204,7 @@ def build_card(profile: CardProfile, *, pki_dir: Path | None = None) -> SimCardS
     dgs: dict[int, bytes] = {
         1: encode_dg1(mrz_text),
         2: encode_dg2(face_jpeg(profile.name, card.dg2_size)),
-        13: encode_dg13(_dg13(person)),
+        13: encode_dg13(_dg13(forged_person if forgery.edit_dg13_before_signing else person)),
         14: encode_dg14(ca_key.public_key()),
     }
     if aa_key is not None:
@@ -183,7 +212,7 @@ def build_card(profile: CardProfile, *, pki_dir: Path | None = None) -> SimCardS
 
     signer = pki.ds
     if forgery.rogue_ds:
-        signer = pki.rogue_ds
+        signer = rogue_ds_claiming_csca_key(pki) if forgery.rogue_ds_claims_csca_key else pki.rogue_ds
     elif forgery.expired_ds:
         signer = pki.expired_ds
     elif forgery.untrusted_csca:
@@ -191,8 +220,7 @@ def build_card(profile: CardProfile, *, pki_dir: Path | None = None) -> SimCardS
     sod = encode_sod(dgs, hash_algorithm=card.sod_hash, signer_key=signer.key, signer_cert=signer.certificate)
 
     if forgery.edit_dg13_after_signing:
-        edited = person.model_copy(update={"place_of_residence": "99 Đường Giả Mạo, Phường Bến Thành, Quận 1"})
-        dgs[13] = encode_dg13(_dg13(edited))
+        dgs[13] = encode_dg13(_dg13(forged_person))
     if forgery.clone_keys:  # the signed public keys stay, the chip holds other private keys
         ca_key = derive_ec_key(profile.name, "clone-chip-authentication", ec.BrainpoolP256R1())
         if isinstance(aa_key, rsa.RSAPrivateKey):

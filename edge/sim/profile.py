@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge.errors import ConfigError
 from edge.protocol.card_expiry import expiry_date
@@ -90,7 +90,10 @@ class QuirkSettings(_Strict):
 
 class ForgerySettings(_Strict):
     edit_dg13_after_signing: bool = False  # DG13 altered after the SOD was signed: hash mismatch
+    edit_dg13_before_signing: bool = False  # DG13 altered, then the SOD signed over it: hashes match, the signer not
     rogue_ds: bool = False  # DS claims the test CSCA as issuer but another key signed it
+    #: With rogue_ds: the DS also copies the CSCA's key identifier, so the chain is broken, not merely untrusted.
+    rogue_ds_claims_csca_key: bool = False
     expired_ds: bool = False  # DS certificate validity ended in 2021
     untrusted_csca: bool = False  # a valid chain to a CSCA that no trust store holds
     clone_keys: bool = False  # chip keys differ from DG14/DG15: CA and AA fail, PA passes
@@ -99,6 +102,14 @@ class ForgerySettings(_Strict):
     @property
     def any(self) -> bool:
         return any(self.model_dump().values())
+
+    @model_validator(mode="after")
+    def _one_dg13_edit(self) -> ForgerySettings:
+        if self.edit_dg13_after_signing and self.edit_dg13_before_signing:
+            raise ValueError("DG13 is edited either before or after the SOD is signed, not both")
+        if self.rogue_ds_claims_csca_key and not self.rogue_ds:
+            raise ValueError("rogue_ds_claims_csca_key needs rogue_ds")
+        return self
 
 
 class CardProfile(_Strict):
