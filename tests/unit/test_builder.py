@@ -147,9 +147,9 @@ def test_pki_is_reused_and_private(pki_dir: Path, pki: SimPki) -> None:
         _verify_signed_by(pki.rogue_ds.certificate, pki.csca.certificate)
 
 
-def _forged(option: str) -> CardProfile:
+def _forged(*options: str) -> CardProfile:
     base = load_profile("default")
-    return base.model_copy(update={"forgery": base.forgery.model_copy(update={option: True})})
+    return base.model_copy(update={"forgery": base.forgery.model_copy(update=dict.fromkeys(options, True))})
 
 
 def test_forgery_edit_dg13_after_signing(pki_dir: Path) -> None:
@@ -251,6 +251,22 @@ def test_passive_authentication_passes_for_every_profile(name: str, pki_dir: Pat
 def test_forgeries_break_exactly_their_check(option: str, broken: set[str], pki_dir: Path, pki: SimPki) -> None:
     statuses = _pa(build_card(_forged(option), pki_dir=pki_dir), pki)
     assert {check for check in GENUINE_PA if statuses[check] is not CheckStatus.PASSED} == broken
+
+
+@pytest.mark.parametrize(
+    ("options", "broken"),
+    [
+        (("edit_dg13_before_signing",), set()),  # the forger's DG13 is in the SOD: the hashes hold
+        (("edit_dg13_before_signing", "rogue_ds", "rogue_ds_claims_csca_key"), {DS_CHAIN}),
+    ],
+)
+def test_forgeries_signed_by_the_forger(options: tuple[str, ...], broken: set[str], pki_dir: Path,
+                                        pki: SimPki) -> None:  # fmt: skip
+    spec = build_card(_forged(*options), pki_dir=pki_dir)
+    statuses = _pa(spec, pki)
+    assert {check for check in GENUINE_PA if statuses[check] is not CheckStatus.PASSED} == broken
+    genuine = build_card(load_profile("default"), pki_dir=pki_dir)
+    assert spec.image.applet_files[dg_fid(13)] != genuine.image.applet_files[dg_fid(13)]
 
 
 @pytest.mark.parametrize("name", FORGED)
