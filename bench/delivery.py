@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from edge.daemon import signing
 from edge.daemon.mqtt import MqttSettings, ResultPublisher, Topics
 from edge.daemon.outbox import Outbox
-from tests.fixtures.mqtt import MosquittoBroker
+from edge.sim.broker import MosquittoBroker
 
 DOCUMENT = {"schema_version": 1, "verdict": "verified", "citizen": {"id_number": "0" * 12, "full_name": "x" * 30,
             "place_of_residence": "y" * 80}, "checks": [{"name": f"check_{i}", "status": "passed"} for i in range(8)]}
