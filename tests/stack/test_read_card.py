@@ -2,15 +2,17 @@
 (VirtualCard + SimChipSecurity), then verify_chip against the simulator PKI's CSCA.
 
 tests/unit/test_chip_read.py explores quirk combinations and removal points by the hundred in process; here each
-kind of card and fault runs once through the transport that production uses, so what only PC/SC does (61xx/6Cxx
+genuine profile is read with PACE-CAN, PACE-MRZ and BAC, the card is lifted at named and at seeded-random points of
+a read, and each quirk runs once, through the transport that production uses, so what only PC/SC does (61xx/6Cxx
 handled by the driver, a removal seen as a lost reader handle) is covered. Costs are counted (APDUs on both ends),
-never timed.
+never timed. The forgery profiles' verdicts are tests/stack/test_forgeries.py's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import random
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +23,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from edge.cli import build_parser
 from edge.commands import read as read_command
+from edge.drivers.base import CardPresence
 from edge.drivers.pcsc import PcscConnection, PcscReaderDriver
 from edge.errors import AccessKeyRejectedError, CardRemovedError
 from edge.protocol.access.policy import AccessKey, AccessMethod, CanKey, MrzKey
@@ -28,7 +31,7 @@ from edge.protocol.chip import ChipRead, ReadRequest, read_chip
 from edge.protocol.lds.dg13 import parse_dg13
 from edge.protocol.mrz import parse_mrz
 from edge.protocol.verify.card import CHIP_AUTHENTICATION, VerificationReport, verify_chip
-from edge.protocol.verify.checks import ACTIVE_AUTHENTICATION, DG_HASHES, DS_CHAIN, CheckStatus, Verdict
+from edge.protocol.verify.checks import ACTIVE_AUTHENTICATION, CheckStatus, Verdict
 from edge.protocol.verify.trust import TrustStore
 from edge.sim.builder import build_card, card_access
 from edge.sim.chip_security import SimChipSecurity
@@ -37,13 +40,15 @@ from edge.sim.pki import load_or_create_pki
 from edge.sim.profile import list_profiles, load_profile
 from edge.sim.runner import SimulatedCard
 from edge.sim.stack import READER_NAMES
-from tests.fixtures.pcsc import InsertCard
+from tests.fixtures.pcsc import InsertCard, wait_for_presence
 
 pytestmark = pytest.mark.stack
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
-PROFILES = list_profiles()
-GENUINE = [name for name in PROFILES if not load_profile(name).forgery.any]
+#: The genuine profiles (the forgeries are tests/stack/test_forgeries.py's); three forgeries for the read layer's
+#: side of a clone and for `cccd-edge read`'s exit codes.
+GENUINE = [name for name in list_profiles() if not load_profile(name).forgery.any]
+PROFILES = [*GENUINE, "cloned", "forged-dg13", "untrusted-issuer"]
 #: EF.CardAccess + PACE (MSE + 4 GA) + SELECT applet + SOD + DG14 + CA (MSE + GA) + DG1 + DG13 + DG15 + AA.
 FULL_READ_APDUS = 15
 
@@ -55,7 +60,7 @@ def full_read_apdus(spec: SimCardSpec, *, photo: bool = False) -> int:
 
 @pytest.fixture(scope="module")
 def specs() -> dict[str, SimCardSpec]:
-    """Every shipped profile, built once against the shared simulator PKI (the same one `cccd-edge sim` uses)."""
+    """The profiles this file reads, built once against the shared simulator PKI (the same one `cccd-edge sim` uses)."""
     return {name: build_card(load_profile(name)) for name in PROFILES}
 
 
@@ -68,8 +73,8 @@ def trust() -> TrustStore:
 def connect(pcsc_driver: PcscReaderDriver) -> Iterator[Any]:
     opened: list[PcscConnection] = []
 
-    def open_reader() -> PcscConnection:
-        opened.append(pcsc_driver.connect(READER_NAMES[0]))
+    def open_reader(reader: int = 0) -> PcscConnection:
+        opened.append(pcsc_driver.connect(READER_NAMES[reader]))
         return opened[-1]
 
     yield open_reader
@@ -77,8 +82,8 @@ def connect(pcsc_driver: PcscReaderDriver) -> Iterator[Any]:
         connection.close()
 
 
-def insert(insert_card: InsertCard, spec: SimCardSpec) -> SimulatedCard:
-    return insert_card(spec, security=SimChipSecurity(spec.secrets, spec.quirks))
+def insert(insert_card: InsertCard, spec: SimCardSpec, reader: int = 0) -> SimulatedCard:
+    return insert_card(spec, reader=reader, security=SimChipSecurity(spec.secrets, spec.quirks))
 
 
 def with_quirks(spec: SimCardSpec, **quirks: Any) -> SimCardSpec:
@@ -115,66 +120,55 @@ def failing(report: VerificationReport) -> set[str]:
     return {check.name for check in report.checks if check.status is CheckStatus.FAILED}
 
 
-# --- every profile, every access method -------------------------------------------------------------------------
+# --- every genuine profile, every access method ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", PROFILES)
-def test_every_profile_reads_with_pace_can_and_gets_the_right_verdict(
+@pytest.mark.parametrize("name", GENUINE)
+def test_every_genuine_profile_reads_and_verifies_with_pace_can_pace_mrz_and_bac(
     name: str, specs: dict[str, SimCardSpec], trust: TrustStore, insert_card: InsertCard, connect: Any
 ) -> None:
-    spec = specs[name]
-    card = insert(insert_card, spec)
-    result = read_on_reader(connect(), spec)
-    assert result.access.method is AccessMethod.PACE
-    assert result.access.attempts == 1
-    assert_exact(result, spec, photo=False)
-    assert result.not_read == (2,)
-    report = verify_chip(result, trust, now=NOW, qr=None)
-    forgery = load_profile(name).forgery
-    if name in GENUINE:
-        assert report.verdict is Verdict.VERIFIED, failing(report)
-        assert result.stats.apdus == full_read_apdus(spec)
-        assert result.access.reauthentications == 0
-    elif forgery.edit_dg13_after_signing:
-        assert report.verdict is Verdict.FAILED
-        assert failing(report) == {DG_HASHES}
-        hashes = report.check(DG_HASHES).detail
-        assert hashes["DG13"].startswith("mismatch")
-        assert all(hashes[f"DG{n}"] == "match" for n in result.data_groups if n != 13)
-    elif forgery.clone_keys:
-        assert report.verdict is Verdict.FAILED
-        assert failing(report) == {CHIP_AUTHENTICATION, ACTIVE_AUTHENTICATION}
-        assert report.check(DG_HASHES).passed  # the signed files are genuine copies
-        assert result.access.reauthentications == 2  # CA retried once, then a channel without CA
-    elif forgery.untrusted_csca:
-        assert report.verdict is Verdict.VERIFIED_UNTRUSTED_ISSUER
-        assert report.check(DS_CHAIN).status is CheckStatus.ISSUER_NOT_TRUSTED
-        assert not failing(report)
-    else:  # a profile added later: it must at least not pass
-        assert report.verdict is not Verdict.VERIFIED
-    # what the terminal counted is what crossed the wire (no 61xx/6Cxx on a well-behaved card)
-    assert card.counters.apdus == result.stats.apdus
-    assert (card.counters.bytes_in, card.counters.bytes_out) == (result.stats.bytes_sent, result.stats.bytes_received)
+    """Issue 3's matrix: profile x {PACE-CAN, PACE-MRZ, BAC}, the MRZ key taken from the card's own DG1. BAC runs
+    on the profile's BAC-only twin (same files and keys, no PACE) on the second reader. Closing a connection resets
+    the card (SCARD_RESET_CARD), so each read starts as on a card just placed, from EF.CardAccess on."""
+    spec, twin = specs[name], bac_only(specs[name])
+    card, twin_card = insert(insert_card, spec), insert(insert_card, twin, reader=1)
+    #: access -> (card, reader, key, read DG2, method, APDUs). BAC: GET CHALLENGE + EXTERNAL AUTHENTICATE instead of
+    #: PACE's MSE:Set AT + 4 GENERAL AUTHENTICATE, so 3 APDUs fewer; everything else is the same read.
+    reads: dict[str, tuple[SimulatedCard, int, AccessKey, bool, AccessMethod, int]] = {
+        "PACE-CAN": (card, 0, CanKey(spec.secrets.can), False, AccessMethod.PACE, full_read_apdus(spec)),
+        "PACE-MRZ": (card, 0, mrz_key(spec), True, AccessMethod.PACE, full_read_apdus(spec, photo=True)),
+        "BAC": (twin_card, 1, mrz_key(twin), True, AccessMethod.BAC, full_read_apdus(twin, photo=True) - 3),
+    }
+    for access, (on, reader, key, photo, method, apdus) in reads.items():
+        before = on.counters
+        with connect(reader) as connection:
+            result = read_on_reader(connection, on.spec, key, want_photo=photo)
+        assert (result.access.method, result.access.attempts, result.access.reauthentications) == (method, 1, 0), access
+        assert result.card_access_infos is not None, access  # a fresh card: EF.CardAccess was read
+        assert_exact(result, on.spec, photo=photo)
+        assert result.not_read == (() if photo else (2,)), access
+        report = verify_chip(result, trust, now=NOW, qr=None)
+        assert report.verdict is Verdict.VERIFIED, (access, failing(report))
+        assert report.check(CHIP_AUTHENTICATION).passed, access
+        assert result.active_auth.verified is (dg_fid(15) in on.spec.image.applet_files), access
+        assert result.stats.apdus == apdus, access
+        # what the terminal counted is what crossed the wire (no 61xx/6Cxx on a well-behaved card)
+        after = on.counters
+        assert after.apdus - before.apdus == result.stats.apdus, access
+        assert (after.bytes_in - before.bytes_in, after.bytes_out - before.bytes_out) == (
+            result.stats.bytes_sent, result.stats.bytes_received), access  # fmt: skip
 
 
-@pytest.mark.parametrize("access", ["pace-mrz", "bac"])
-def test_mrz_key_with_pace_and_with_bac_on_a_bac_only_card(
-    access: str, specs: dict[str, SimCardSpec], trust: TrustStore, insert_card: InsertCard, connect: Any
+def test_a_cloned_chip_gets_one_ca_retry_then_a_channel_without_ca(
+    specs: dict[str, SimCardSpec], trust: TrustStore, insert_card: InsertCard, connect: Any
 ) -> None:
-    spec = specs["default"] if access == "pace-mrz" else bac_only(specs["default"])
+    """The read-layer side of the clone (its verdict and failing checks are tests/stack/test_forgeries.py's)."""
+    spec = specs["cloned"]
     insert(insert_card, spec)
-    result = read_on_reader(connect(), spec, mrz_key(spec), want_photo=True)
-    assert_exact(result, spec, photo=True)
-    report = verify_chip(result, trust, now=NOW, qr=None)
-    assert report.verdict is Verdict.VERIFIED, failing(report)
-    if access == "bac":
-        assert (result.access.method, result.access.protocol) == (AccessMethod.BAC, "BAC")
-        assert result.card_access_infos is not None
-        # EF.CardAccess + GET CHALLENGE + EXTERNAL AUTHENTICATE + SELECT + 5 files + CA (2) + AA: no PACE attempt
-        assert result.stats.apdus == 13
-    else:
-        assert result.access.method is AccessMethod.PACE
-        assert result.stats.apdus == FULL_READ_APDUS + 1  # DG2 in one extended READ BINARY
+    result = read_on_reader(connect(), spec)
+    assert result.access.reauthentications == 2  # CA retried once, then a channel without CA
+    assert_exact(result, spec, photo=False)
+    assert failing(verify_chip(result, trust, now=NOW, qr=None)) == {CHIP_AUTHENTICATION, ACTIVE_AUTHENTICATION}
 
 
 def test_dg2_is_read_only_on_request_and_is_the_face_jpeg(
@@ -232,22 +226,44 @@ def test_a_second_read_without_lifting_the_card_uses_pace_again(
     assert verify_chip(second, trust, now=NOW, qr=None).verdict is Verdict.VERIFIED
 
 
-#: Removal points: during PACE, while reading EF.SOD, right after chip authentication, at active authentication.
+#: A PACE-CAN read of the default card with DG2: the card answers at most this many APDUs.
+FULL_READ_WITH_PHOTO = FULL_READ_APDUS + 1
+#: Named removal points (answered APDUs before the card leaves): during PACE, while reading EF.SOD, right after
+#: chip authentication, at active authentication.
 REMOVE_AFTER = {"during PACE": 3, "reading EF.SOD": 7, "after CA": 11, "at AA": 14}
+#: Plus a seeded sample of the other points of a full read (0 = gone before EF.CardAccess is answered).
+REMOVAL_SEED = 9303
+RANDOM_REMOVALS = sorted(
+    random.Random(REMOVAL_SEED).sample(sorted(set(range(FULL_READ_WITH_PHOTO)) - set(REMOVE_AFTER.values())), 4)
+)
+REMOVALS = [pytest.param(after, id=label) for label, after in REMOVE_AFTER.items()] + [
+    pytest.param(after, id=f"random {after}") for after in RANDOM_REMOVALS
+]
 
 
-@pytest.mark.parametrize("remove_after", REMOVE_AFTER.values(), ids=REMOVE_AFTER.keys())
-def test_card_removed_mid_read_is_a_typed_error_and_never_a_result(
-    remove_after: int, specs: dict[str, SimCardSpec], insert_card: InsertCard, connect: Any
-) -> None:
-    spec = with_quirks(specs["default"], remove_after_apdus=remove_after)
-    card = insert(insert_card, spec)
+@pytest.mark.parametrize("remove_after", REMOVALS)
+def test_card_removed_mid_read_is_a_typed_error_and_the_next_insert_reads(
+    remove_after: int, specs: dict[str, SimCardSpec], trust: TrustStore, insert_card: InsertCard,
+    pcsc_driver: PcscReaderDriver, connect: Any,
+) -> None:  # fmt: skip
+    spec = specs["default"]
+    assert full_read_apdus(spec, photo=True) == FULL_READ_WITH_PHOTO
+    faulty = with_quirks(spec, remove_after_apdus=remove_after)
+    card = insert(insert_card, faulty)
     result: ChipRead | None = None
     with pytest.raises(CardRemovedError):
-        result = read_on_reader(connect(), spec, want_photo=True)
-    assert result is None
+        result = read_on_reader(connect(), faulty, want_photo=True)
+    assert result is None  # never a partial result
     assert card.counters.apdus == remove_after
     assert card.wait_removed(5.0)
+    wait_for_presence(pcsc_driver, READER_NAMES[0], CardPresence.ABSENT)
+    # the same card placed again (without the fault): a full read, nothing left over from the broken one
+    again = insert(insert_card, spec)
+    result = read_on_reader(connect(), spec, want_photo=True)
+    assert_exact(result, spec, photo=True)
+    assert result.stats.apdus == again.counters.apdus == FULL_READ_WITH_PHOTO
+    assert result.access.reauthentications == 0
+    assert verify_chip(result, trust, now=NOW, qr=None).verdict is Verdict.VERIFIED
 
 
 # --- quirks of real chips and readers ---------------------------------------------------------------------------
