@@ -264,26 +264,8 @@ replay_path = "$REPLAY_DIR/qr.png"
 EOF
 install -m 0640 -o root -g "$SERVICE_USER" "$WORK/config.toml" "$CONFIG"
 
-# --- 4. office receiver, daemon, card -----------------------------------------------------------------------------
-say "4/4 office receiver, daemon as $SERVICE_USER, virtual card"
-RESULTS_DB=$WORK/office/results.db
-mkdir -p "$WORK/office"
-RECEIVER_LOG=$WORK/receiver.log
-start_bg receiver "$RECEIVER_LOG" "$CLI" receive --host 127.0.0.1 --port "$BROKER_PORT" --ward "$WARD" \
-    --db "$RESULTS_DB" --cert "$DEVICE_CERT" --ca "$BROKER_CA" --client-cert "$OFFICE_CERT" \
-    --client-key "$OFFICE_KEY" --client-id "install-check-office"
-RECEIVER_PID=${PIDS[-1]}
-# Subscribed within a moment of connecting; the daemon needs seconds to come up, so a connection is enough here.
-if command -v ss >/dev/null; then
-    receiver_connected() { ss -Htnp state established "( dport = :$BROKER_PORT )" | grep -q "pid=$RECEIVER_PID,"; }
-else  # no iproute2: give it the two seconds a local TLS connect and subscribe take at most
-    receiver_connected() { sleep 2; }
-fi
-wait_for 20 "$RECEIVER_PID" receiver_connected || {
-    show_log receiver "$RECEIVER_LOG"
-    fail "the office receiver did not connect to the broker"
-}
-
+# --- 4. daemon, office receiver, card -----------------------------------------------------------------------------
+say "4/4 daemon as $SERVICE_USER, office receiver, virtual card"
 # What the README's third step says (check it), as the service user, before the daemon takes the reader.
 # Informational: the delivery below is what decides PASS.
 DOCTOR=ok
@@ -300,59 +282,60 @@ if ! wait_for "$READY_TIMEOUT" "$DAEMON_PID" daemon_ready; then
     show_log daemon "$DAEMON_LOG"
     fail "the daemon did not report 'terminal $TERMINAL_ID ready' within $READY_TIMEOUT s"
 fi
-say "daemon ready (pid $DAEMON_PID, as $SERVICE_USER); tapping the '$PROFILE' card on vpcd port $VPCD_PORT"
+say "daemon ready (pid $DAEMON_PID, as $SERVICE_USER)"
 
+# The office waits for one result signed at or after the tap (--since): an older one left in the terminal's
+# outbox by an interrupted earlier run may arrive first; it is stored, but does not count. The receiver exits
+# 0 once it stored a fresh one, 1 after --timeout. Tap only once it is subscribed, so the result cannot pass by.
 TAPPED_AT=$(date +%s)
+RESULTS_DB=$WORK/office/results.db
+mkdir -p "$WORK/office"
+RECEIVER_LOG=$WORK/receiver.log
+start_bg receiver "$RECEIVER_LOG" "$CLI" receive --host 127.0.0.1 --port "$BROKER_PORT" --ward "$WARD" \
+    --db "$RESULTS_DB" --cert "$DEVICE_CERT" --ca "$BROKER_CA" --client-cert "$OFFICE_CERT" \
+    --client-key "$OFFICE_KEY" --client-id "install-check-office" \
+    --count 1 --since "$TAPPED_AT" --timeout "$RESULT_TIMEOUT"
+RECEIVER_PID=${PIDS[-1]}
+receiver_subscribed() { grep -q "subscribed to " "$RECEIVER_LOG"; }
+wait_for 20 "$RECEIVER_PID" receiver_subscribed || {
+    show_log receiver "$RECEIVER_LOG"
+    fail "the office receiver did not subscribe at the broker"
+}
+
+say "tapping the '$PROFILE' card on vpcd port $VPCD_PORT"
 start_bg card "$WORK/card.log" "$CLI" sim card --profile "$PROFILE" --port "$VPCD_PORT"
 CARD_PID=${PIDS[-1]}
-# Wait for the office to store a result signed after the tap (an older one left in the outbox by an interrupted
-# earlier run may arrive first and does not count); then take its verdict as stored and keep its token.
-if ! "$PY" - "$RESULTS_DB" "$WORK/result.jws" "$TAPPED_AT" "$RESULT_TIMEOUT" "$DAEMON_PID" <<'EOF' >"$WORK/stored.env"
-import base64
-import json
-import os
-import sqlite3
-import sys
-import time
-
-db_path, token_path = sys.argv[1], sys.argv[2]
-tapped, timeout, daemon = int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
-
-
-def issued_at(token: str) -> int:
-    payload = token.split(".")[1]  # a JWS; its signature is checked by `cccd-edge verify` afterwards
-    return int(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["iat"])
-
-
-deadline = time.monotonic() + timeout
-with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
-    while True:
-        rows = db.execute("SELECT iss, seq, verdict, token FROM results ORDER BY received").fetchall()
-        fresh = [row for row in rows if issued_at(row[3]) >= tapped]
-        if fresh:
-            break
-        try:
-            os.kill(daemon, 0)
-        except ProcessLookupError:
-            sys.exit("the daemon exited")
-        if time.monotonic() > deadline:
-            sys.exit(f"no result signed after the tap stored within {timeout:.0f} s ({len(rows)} older)")
-        time.sleep(0.2)
-iss, seq, verdict, token = fresh[0]
-with open(token_path, "w", encoding="ascii") as out:
-    out.write(token)
-print(f"STORED_COUNT={len(rows)}")
-print(f"STORED_ISS={iss}")
-print(f"STORED_SEQ={seq}")
-print(f"STORED_VERDICT={verdict}")
-EOF
-then
+receiver_done() { ! alive "$RECEIVER_PID"; }
+# The receiver's own --timeout bounds this wait; a dying daemon ends it early. Then its exit code decides.
+if ! wait_for $((RESULT_TIMEOUT + 30)) "$DAEMON_PID" receiver_done || ! wait "$RECEIVER_PID"; then
     show_log daemon "$DAEMON_LOG"
     show_log card "$WORK/card.log"
     show_log receiver "$RECEIVER_LOG"
+    alive "$DAEMON_PID" || say "the daemon exited"
     alive "$CARD_PID" || say "the virtual card exited"
-    fail "no verified delivery: see the logs above"
+    fail "no result signed after the tap stored at the office: see the logs above"
 fi
+# The receiver printed that result's summary (no personal data): take its verdict, and its token from the database.
+"$PY" - "$RECEIVER_LOG" "$RESULTS_DB" "$TAPPED_AT" "$WORK/result.jws" <<'EOF' >"$WORK/stored.env" ||
+import json
+import sqlite3
+import sys
+
+log_path, db_path, tapped, token_path = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+with open(log_path, encoding="utf-8") as log:  # its JSON lines, among its log lines
+    outcomes = [json.loads(line) for line in log if line.startswith("{")]
+fresh = next(o for o in outcomes if o["status"] == "stored" and o["iat"] >= tapped)
+with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
+    (token,) = db.execute("SELECT token FROM results WHERE iss=? AND jti=?", (fresh["iss"], fresh["jti"])).fetchone()
+    (count,) = db.execute("SELECT count(*) FROM results").fetchone()
+with open(token_path, "w", encoding="ascii") as out:
+    out.write(token)
+print(f"STORED_COUNT={count}")
+print(f"STORED_ISS={fresh['iss']}")
+print(f"STORED_SEQ={fresh['seq']}")
+print(f"STORED_VERDICT={fresh['verdict']}")
+EOF
+    fail "the receiver reported a stored result, but its line or row is not readable (see the error above)"
 DELIVERED_AT=$(date +%s)
 
 # shellcheck source=/dev/null

@@ -1,16 +1,26 @@
-"""``cccd-edge receive``: the reference office receiver; prints one non-personal JSON line per result."""
+"""``cccd-edge receive``: the reference office receiver; prints one non-personal JSON line per result.
+
+It runs until stopped, or with ``--count N`` until N new results are stored (exit 0; exit 1 when ``--timeout``
+passes first), so that a script can wait for a delivery without polling the database. It logs "subscribed to
+<filter>" once the broker holds results for it: publish after that line and nothing is missed.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from edge.daemon.signing import load_private_key
 from edge.office.receiver import Outcome, Receiver, ResultStore
 from edge.office.verify import load_keys
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: Any) -> None:
@@ -27,10 +37,28 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--client-cert", help="office client certificate for mutual TLS")
     parser.add_argument("--client-key", help="office client key for mutual TLS")
     parser.add_argument("--client-id", default="cccd-edge-office")
+    parser.add_argument("--count", type=_positive_int, metavar="N",
+                        help="exit 0 once N new results are stored (duplicates and rejected tokens do not count)")
+    parser.add_argument("--timeout", type=float, metavar="S",
+                        help="with --count: exit 1 if they are not all stored within S seconds of starting")
+    parser.add_argument("--since", type=int, metavar="EPOCH",
+                        help="with --count: count only results the terminal signed (iat) at or after this Unix "
+                             "time; older ones (left in an outbox) are still stored, not counted")
     parser.set_defaults(func=run)
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.count is None and (args.timeout is not None or args.since is not None):
+        print("error: --timeout and --since need --count", file=sys.stderr)
+        return 2
+    started = time.monotonic()
     keys = load_keys(args.cert, args.jwks)
     decrypt_key = load_private_key(args.ward_key, config_key="--ward-key") if args.ward_key else None
     store = ResultStore(args.db, keys, decrypt_key=decrypt_key)
@@ -38,14 +66,27 @@ def run(args: argparse.Namespace) -> int:
     if args.ca:
         tls = {"ca": args.ca} | ({"cert": args.client_cert, "key": args.client_key} if args.client_cert else {})
 
+    counted = 0
+    done = threading.Event()
+
     def report(outcome: Outcome) -> None:
+        nonlocal counted
         print(json.dumps(outcome.as_dict()), flush=True)
+        fresh = args.since is None or (outcome.iat is not None and outcome.iat >= args.since)
+        if outcome.status == "stored" and fresh:
+            counted += 1
+            if args.count is not None and counted >= args.count:
+                done.set()
 
     receiver = Receiver(store, host=args.host, port=args.port, ward=args.ward, prefix=args.prefix,
                         client_id=args.client_id, tls=tls, on_outcome=report)
     receiver.start()
     try:
-        threading.Event().wait()
+        if args.count is None:
+            done.wait()
+        elif not done.wait(None if args.timeout is None else max(0.0, args.timeout - (time.monotonic() - started))):
+            log.error("%d of %d results stored within %g s", counted, args.count, args.timeout)
+            return 1
     finally:
         receiver.stop()
         store.close()

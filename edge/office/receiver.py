@@ -52,11 +52,14 @@ class Outcome:
     reason: str = ""
     new_gaps: tuple[int, ...] = ()  # seq numbers found missing by this arrival
     missing: tuple[int, ...] = ()  # everything still missing for this terminal
+    jti: str | None = None  # with iss, the key of the stored row
+    iat: int | None = None  # when the terminal signed it: tells a fresh result from one left in an outbox
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in (("status", self.status), ("iss", self.iss), ("seq", self.seq),
-                                  ("verdict", self.verdict), ("reason", self.reason),
-                                  ("new_gaps", list(self.new_gaps)), ("missing", list(self.missing))) if v}
+                                  ("jti", self.jti), ("iat", self.iat), ("verdict", self.verdict),
+                                  ("reason", self.reason), ("new_gaps", list(self.new_gaps)),
+                                  ("missing", list(self.missing))) if v}
 
 
 class ResultStore:
@@ -111,7 +114,8 @@ class ResultStore:
                 self._db.execute("ROLLBACK")
                 raise
         return Outcome("stored" if inserted else "duplicate", result.iss, result.seq,
-                       result.document.verdict.value, new_gaps=new_gaps, missing=missing)
+                       result.document.verdict.value, new_gaps=new_gaps, missing=missing, jti=result.jti,
+                       iat=result.iat)
 
     def stored(self, iss: str) -> list[tuple[int, str]]:
         """(seq, jti) of everything stored for ``iss``, by seq."""
@@ -136,7 +140,7 @@ class Receiver:
             self._client.tls_set(ca_certs=tls.get("ca"), certfile=tls.get("cert"), keyfile=tls.get("key"))
         self._client.reconnect_delay_set(1, 30)
         self._client.on_connect = self._handle_connect
-        self._client.on_subscribe = lambda *_: self.subscribed.set()
+        self._client.on_subscribe = self._handle_subscribe
         self._client.on_message = self._handle_message
         self._host, self._port = host, port
 
@@ -157,6 +161,18 @@ class Receiver:
             log.warning("broker refused the office connection: %s", reason_code)
             return
         client.subscribe(self._topic, qos=1)
+
+    def _handle_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[ReasonCode],
+                          properties: Properties | None) -> None:
+        # A broker whose ACL denies the filter still answers SUBACK, with a failure code: that is no subscription.
+        refused = [code for code in reason_codes if code.is_failure]
+        if refused:
+            log.warning("broker refused the subscription to %s: %s", self._topic, refused[0])
+            return
+        # Scripts wait for this line before a terminal publishes: until the office's first subscription at a broker,
+        # the broker keeps nothing for it.
+        log.info("subscribed to %s", self._topic)
+        self.subscribed.set()
 
     def _handle_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         outcome = self.store.ingest(bytes(message.payload), self._clock())

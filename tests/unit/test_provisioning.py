@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from edge.errors import ProvisioningError
@@ -244,3 +245,56 @@ def test_install_checks_everything_before_writing(site: dict[str, Path]) -> None
         device.install_device(site["state"], site["etc"], cert=cert, broker_ca=site["broker_ca"],
                               ward_command_key=site["command"], trust=[cert], mqtt_host="h")
     assert not (site["etc"] / "config.toml").exists()
+
+
+def test_command_key_is_created_once_and_kept(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    directory = tmp_path / "ward-ca"
+    assert cli("ward-ca", "command-key", "--dir", directory) == 0
+    key, pub = directory / ward_ca.COMMAND_KEY, directory / ward_ca.COMMAND_PUB
+    assert mode(key) == 0o600
+    assert "created ward command key" in capsys.readouterr().out
+    private = serialization.load_pem_private_key(key.read_bytes(), password=None)
+    public = serialization.load_pem_public_key(pub.read_bytes())
+    assert isinstance(private, ec.EllipticCurvePrivateKey)
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    assert public.curve.name == "secp256r1"  # what `device install --ward-command-key` accepts
+    assert public.public_numbers() == private.public_key().public_numbers()
+    before = (key.read_bytes(), pub.read_bytes())
+
+    assert cli("ward-ca", "command-key", "--dir", directory) == 0
+    assert "kept existing ward command key" in capsys.readouterr().out
+    assert (key.read_bytes(), pub.read_bytes()) == before
+    assert mode(key) == 0o600
+
+
+def test_command_key_rewrites_a_damaged_public_half_from_the_key(tmp_path: Path) -> None:
+    pub, created = ward_ca.init_command_key(tmp_path)
+    assert created
+    good = pub.read_bytes()
+    pub.write_bytes(b"not a key\n")
+    assert ward_ca.init_command_key(tmp_path) == (pub, False)
+    assert pub.read_bytes() == good
+
+
+def test_command_key_refuses_a_public_half_without_its_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ward_ca.init_command_key(tmp_path)
+    (tmp_path / ward_ca.COMMAND_KEY).unlink()
+    trusted = (tmp_path / ward_ca.COMMAND_PUB).read_bytes()
+    assert cli("ward-ca", "command-key", "--dir", tmp_path) == 1
+    err = capsys.readouterr().err
+    assert f"{ward_ca.COMMAND_PUB} exists without {ward_ca.COMMAND_KEY}" in err
+    assert "refusing to replace" in err
+    assert not (tmp_path / ward_ca.COMMAND_KEY).exists()
+    assert (tmp_path / ward_ca.COMMAND_PUB).read_bytes() == trusted
+
+
+def test_install_script_dry_run_builds_the_venv_on_the_system_python(tmp_path: Path) -> None:
+    prefix = tmp_path / "opt"
+    run = subprocess.run(["bash", str(INSTALL_SH), "--dry-run", "--no-apt", "--prefix", str(prefix)],
+                         capture_output=True, text=True, check=False, timeout=60)
+    assert run.returncode == 0, run.stderr
+    # The system interpreter apt installs picamera2 for, never whatever `python3` comes first on root's PATH.
+    assert f"+ /usr/bin/python3 -m venv --system-site-packages {prefix}\n" in run.stdout, run.stdout
+    assert not prefix.exists()
