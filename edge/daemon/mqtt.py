@@ -213,10 +213,6 @@ class ResultPublisher:
     def connected(self) -> bool:
         return self._connected
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._inflight)
-
     def notify(self) -> None:
         """Call after :meth:`Outbox.enqueue`: wakes the publisher to send the new result now."""
         self._wake.set()

@@ -220,16 +220,3 @@ class PcscStack:
         else:
             os.environ["PCSCLITE_CSOCK_NAME"] = self._saved_env
         self._env_set = False
-
-
-def system_pcscd_running() -> bool:
-    """Whether a pcscd already serves the standard socket (the demo then uses it)."""
-    path = Path(os.environ.get("PCSCLITE_CSOCK_NAME", str(SYSTEM_RUN_DIR / "pcscd.comm")))
-    if not path.exists():
-        return False
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.connect(str(path))
-        except OSError:
-            return False
-    return True
