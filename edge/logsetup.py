@@ -57,3 +57,4 @@ def configure_logging(*, verbose: bool = False) -> None:
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("PIL").setLevel(logging.INFO)  # its DEBUG is image-chunk noise that hides our APDU trace
