@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.daemon import signing
 from edge.daemon.commands import CancelCommand, CanKey, CommandVerifier, MrzKey, PingCommand, ReadRequest, ReplayGuard
@@ -107,3 +109,36 @@ def test_wrong_terminal_unknown_and_malformed(verifier: CommandVerifier) -> None
     assert rejected(verifier, wrong_typ) == "malformed"
     for garbage in (b"", b"ping", b"\xff\xfe", b"a.b.c", b"{}"):
         assert rejected(verifier, garbage) == "malformed"
+
+
+# --- fuzzing: whatever arrives on /cmd ends as a command or a CommandRejectedError, never another exception ---------
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150)
+@given(payload=st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
+def test_arbitrary_bytes_are_rejected_with_a_reason(tmp_path_factory: pytest.TempPathFactory, payload: bytes) -> None:
+    guard = ReplayGuard(tmp_path_factory.mktemp("fuzz") / "commands.db")
+    try:
+        assert rejected(CommandVerifier(WARD.public_key, "T-01", guard), payload)
+    finally:
+        guard.close()
+
+
+@settings(max_examples=150)
+@given(claims=st.dictionaries(st.sampled_from(["iss", "aud", "jti", "iat", "exp", "cmd", "key", "profile",
+                                                 "challenge", "x"]), _JSON, max_size=8))
+def test_signed_but_malformed_claims_are_rejected_with_a_reason(tmp_path_factory: pytest.TempPathFactory,
+                                                                claims: dict[str, Any]) -> None:  # fmt: skip
+    guard = ReplayGuard(tmp_path_factory.mktemp("fuzz") / "commands.db")
+    verifier = CommandVerifier(WARD.public_key, "T-01", guard)
+    payload = signing.sign_jws(WARD, claims, typ=signing.COMMAND_TYP).encode()
+    try:  # a random claim set never names this terminal ("T-01") and a valid command: it must be refused
+        assert rejected(verifier, payload)
+    finally:
+        guard.close()
