@@ -3,14 +3,16 @@
 Without the variable every test here is skipped with the reason, so ``pytest`` stays green on any machine. A rig
 file describes real hardware (a Pi with reader, test cards, camera, LEDs wired back to inputs) or, with
 ``kind = "virtual"``, the simulated stack that CI runs (hil_tests/virtual.py: private pcscd + vpcd with virtual
-cards, a replay camera, gpiozero mock pins). Tests ask the :class:`Rig` what it has and skip what it lacks; the
-fixtures hand them the real or the virtual part, so the same test functions run on both.
+cards, a replay camera, gpiozero mock pins; and a private mosquitto for a ``[broker]`` of ``kind = "virtual"``).
+Tests ask the :class:`Rig` what it has and skip what it lacks; the fixtures hand them the real or the virtual
+part, so the same test functions run on both.
 See hil_tests/README.md for the format.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ _RIG_KEY = pytest.StashKey["Rig | None"]()
 NO_RIG = f"{RIG_ENV} not set: hardware-in-loop tests need a rig file (see hil_tests/README.md)"
 KINDS = frozenset({"hardware", "virtual"})
 CAMERA_SOURCES = frozenset({"picam", "v4l2", "replay"})
+_TOPIC_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 class RigFileError(ValueError):
@@ -70,10 +73,36 @@ class CameraSpec:
 
 @dataclass(frozen=True, slots=True)
 class BrokerSpec:
+    """The rig's MQTT broker. ``virtual``: a private mosquitto the session starts (``host``/``port`` unused)."""
+
     host: str
     port: int
     tls: bool = True
-    ca: Path | None = None
+    ca: Path | None = None  # CA that signed the broker (None: the system trust store)
+    cert: Path | None = None  # client certificate for mutual TLS; its key is the terminal's device key
+    key: Path | None = None
+    ward: str = "hil"  # topic segment (cccd-edge/v1/<ward>/<terminal>/...) the broker's ACL allows
+    virtual: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAccess:
+    """How to reach the rig's broker once it runs: a started private mosquitto, or what the rig file says."""
+
+    host: str
+    port: int
+    tls: bool
+    ca: Path | None
+    cert: Path | None
+    key: Path | None
+    ward: str
+
+    def receiver_tls(self) -> dict[str, str] | None:
+        """The ``tls`` argument of :class:`edge.office.receiver.Receiver`."""
+        if not self.tls:
+            return None
+        return {name: str(path) for name, path in (("ca", self.ca), ("cert", self.cert), ("key", self.key))
+                if path is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +152,8 @@ _KEYS: dict[str, frozenset[str]] = {
     "camera": frozenset({"source", "device", "path", "fps", "qr_in_view"}),
     "leds": frozenset({"active_high", "time_scale", "wires"}),
     "leds.wires": frozenset({"led", "output", "input"}),
-    "broker": frozenset({"host", "port", "tls", "ca"}),
+    "broker": frozenset({"kind", "host", "port", "tls", "ca", "cert", "key", "ward"}),
+    "broker.virtual": frozenset({"kind", "tls", "ward"}),
     "trust": frozenset({"dir"}),
 }
 
@@ -178,6 +208,33 @@ def _camera(section: dict[str, Any]) -> CameraSpec:
                       bool(section.get("qr_in_view", False)))
 
 
+def _broker(value: Any) -> BrokerSpec:
+    """``[broker]``: a real broker (``host``...), or ``kind = "virtual"``, a private mosquitto for the session."""
+    section = _table(value, "broker", "broker")
+    kind = str(section.get("kind", "hardware"))
+    if kind not in KINDS:
+        raise RigFileError(f"broker.kind must be 'hardware' or 'virtual', not {kind!r}")
+    if kind == "virtual":  # the session picks the port and makes the certificates: nothing else to say
+        _table(section, 'broker (kind = "virtual" is started by the session)', "broker.virtual")
+    tls = section.get("tls", True)
+    if not isinstance(tls, bool):
+        raise RigFileError("broker.tls must be true or false")
+    ward = str(section.get("ward", "hil"))
+    if not _TOPIC_SEGMENT.match(ward):
+        raise RigFileError("broker.ward is one MQTT topic segment: letters, digits, '_', '.' or '-'")
+    if kind == "virtual":
+        return BrokerSpec("127.0.0.1", 0, tls=tls, ward=ward, virtual=True)
+    ca, cert, key = (Path(section[name]) if section.get(name) else None for name in ("ca", "cert", "key"))
+    if (cert is None) != (key is None):
+        raise RigFileError("broker.cert and broker.key go together (mutual TLS)")
+    if not tls and (ca or cert):
+        raise RigFileError("broker.ca/cert/key need tls = true")
+    port = section.get("port", 8883 if tls else 1883)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise RigFileError("broker.port must be a TCP port number")
+    return BrokerSpec(str(section["host"]), port, tls=tls, ca=ca, cert=cert, key=key, ward=ward)
+
+
 def _check_virtual(rig: Rig) -> None:
     """A virtual rig can only have what the simulated stack provides; say so at load time, not mid-run."""
     from edge.sim.stack import READER_NAMES
@@ -216,13 +273,7 @@ def load_rig(path: Path) -> Rig:
         time_scale = float(leds_section.get("time_scale", 1.0))
         if not 0 < time_scale <= 1:
             raise RigFileError("leds.time_scale must be in (0, 1]")
-        broker_section = data.get("broker")
-        broker = None
-        if broker_section is not None:
-            _table(broker_section, "broker", "broker")
-            ca = broker_section.get("ca")
-            broker = BrokerSpec(str(broker_section["host"]), int(broker_section.get("port", 8883)),
-                                bool(broker_section.get("tls", True)), Path(ca) if ca else None)
+        broker = _broker(data["broker"]) if "broker" in data else None
         trust_dir = _table(data.get("trust", {}), "trust", "trust").get("dir")
         rig = Rig(
             name=str(data.get("name", path.stem)),
@@ -354,3 +405,30 @@ def pin_factory(led_rig: Rig) -> Iterator[Any]:
     yield factory
     factory.reset()
     factory.close()
+
+
+@pytest.fixture(scope="session")
+def rig_broker(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerAccess]:
+    """The rig's broker, reachable: a ``kind = "virtual"`` one is a private mosquitto (edge/sim/broker.py) for the
+    session, with a throw-away CA and client certificate when ``tls``; a real one is taken as the file says."""
+    spec = rig.broker
+    if spec is None:
+        pytest.skip(f"rig {rig.name} has no [broker]: the terminal has nowhere to deliver")
+    if not spec.virtual:
+        yield BrokerAccess(spec.host, spec.port, spec.tls, spec.ca, spec.cert, spec.key, spec.ward)
+        return
+    from edge.errors import BrokerStartError
+    from edge.sim.broker import MosquittoBroker, make_pki
+
+    directory = tmp_path_factory.mktemp("broker")
+    pki = make_pki(directory / "pki", client_cn="hil-terminal") if spec.tls else None
+    broker = MosquittoBroker(directory, pki=pki)
+    try:
+        broker.start()
+    except BrokerStartError as exc:  # the rig file asked for it: a skip here would hide the missing part
+        pytest.fail(f"the rig's virtual broker did not start (apt install mosquitto?): {exc}")
+    try:
+        yield BrokerAccess(broker.host, broker.port, spec.tls, pki.ca_cert if pki else None,
+                           pki.client_cert if pki else None, pki.client_key if pki else None, spec.ward)
+    finally:
+        broker.stop()

@@ -35,6 +35,14 @@ MALFORMED = [
     ('[leds]\nwires = [{ led = "green", output = 17 }]\n', "missing or bad"),
     ('[leds]\ntime_scale = 2\n', "time_scale"),
     ('[broker]\nport = 1883\n', "missing or bad"),
+    ('[broker]\nhost = "b"\nport = "8883"\n', "port"),
+    ('[broker]\nhost = "b"\ntls = "yes"\n', "tls"),
+    ('[broker]\nhost = "b"\ncert = "/c.crt"\n', "go together"),
+    ('[broker]\nhost = "b"\ntls = false\nca = "/ca.crt"\n', "need tls"),
+    ('[broker]\nhost = "b"\nward = "26734/+"\n', "ward"),
+    ('[broker]\nhost = "b"\nclient_cert = "/c.crt"\n', "unknown key"),
+    ('[broker]\nkind = "local"\n', "broker.kind"),
+    ('[broker]\nkind = "virtual"\nhost = "b"\n', "unknown key"),
     ('[trust]\npath = "/etc"\n', "unknown key"),
     ('kind = "virtual"\n' + MINIMAL_CARD * 3, "at most"),
     ('kind = "virtual"\n' + MINIMAL_CARD + 'reader = "ACS ACR1252"\n', "vpcd"),
@@ -49,7 +57,7 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_the_virtual_rig_describes_every_part_but_a_broker() -> None:
+def test_the_virtual_rig_describes_every_part() -> None:
     rig = load_rig(VIRTUAL_RIG)
     assert rig.virtual
     assert rig.has_reader
@@ -60,7 +68,8 @@ def test_the_virtual_rig_describes_every_part_but_a_broker() -> None:
     assert rig.camera.qr_in_view
     assert {wire.led for wire in rig.leds} == {"green", "amber", "red", "buzzer"}
     assert 0 < rig.led_time_scale < 1
-    assert not rig.has_broker
+    assert rig.broker is not None
+    assert (rig.broker.virtual, rig.broker.tls) == (True, True)
 
 
 def test_the_readme_example_loads(tmp_path: Path) -> None:
@@ -75,6 +84,17 @@ def test_the_readme_example_loads(tmp_path: Path) -> None:
     assert rig.has_leds
     assert rig.has_broker
     assert rig.trust_dir is not None
+
+
+def test_a_mutual_tls_broker_loads(tmp_path: Path) -> None:
+    rig = load_rig(_write(tmp_path, '[broker]\nhost = "b.example"\nca = "/ca.crt"\ncert = "/c.crt"\nkey = "/c.key"\n'
+                                    'ward = "26734"\n'))
+    assert rig.broker is not None
+    assert (rig.broker.port, rig.broker.tls, rig.broker.ward, rig.broker.virtual) == (8883, True, "26734", False)
+    assert (rig.broker.cert, rig.broker.key) == (Path("/c.crt"), Path("/c.key"))
+    plain = load_rig(_write(tmp_path, '[broker]\nhost = "b.example"\ntls = false\n')).broker
+    assert plain is not None
+    assert plain.port == 1883
 
 
 def test_an_empty_rig_has_nothing(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ the driver's pin mapping and polarity too. Waits are bounded and event-driven; n
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +14,8 @@ import pytest
 
 from edge.config import IndicatorConfig
 from edge.drivers.leds import PATTERNS, Beep, Indicators, Light
-from hil_tests.conftest import LedWire, Rig
+from hil_tests.conftest import Rig
+from hil_tests.readback import Probe, sense
 
 pytestmark = pytest.mark.hil
 
@@ -24,27 +24,20 @@ SETTLE_TIMEOUT = 1.0
 COLOURS = ("green", "amber", "red")
 
 
-def _sense(wire: LedWire, rig: Rig, pin_factory: Any) -> Any:
-    """The input an LED is wired to; it sees the electrical level, so with an active-low LED "on" is low."""
-    from gpiozero import DigitalInputDevice
-
-    return DigitalInputDevice(wire.input_pin, pull_up=None, active_state=rig.active_high, pin_factory=pin_factory)
-
-
 def test_each_led_reads_back_on_its_wired_input(led_rig: Rig, pin_factory: Any) -> None:
     from gpiozero import LED
 
     for wire in led_rig.leds:
         led = LED(wire.output_pin, active_high=led_rig.active_high, pin_factory=pin_factory)
-        sense = _sense(wire, led_rig, pin_factory)
+        level = sense(wire, led_rig, pin_factory)
         try:
             led.on()
-            assert sense.wait_for_active(SETTLE_TIMEOUT), f"{wire.led}: on, but input {wire.input_pin} reads off"
+            assert level.wait_for_active(SETTLE_TIMEOUT), f"{wire.led}: on, but input {wire.input_pin} reads off"
             led.off()
-            assert sense.wait_for_inactive(SETTLE_TIMEOUT), f"{wire.led}: off, but input reads on"
+            assert level.wait_for_inactive(SETTLE_TIMEOUT), f"{wire.led}: off, but input reads on"
         finally:
             led.close()
-            sense.close()
+            level.close()
 
 
 def test_leds_are_independent(led_rig: Rig, pin_factory: Any) -> None:
@@ -55,7 +48,7 @@ def test_leds_are_independent(led_rig: Rig, pin_factory: Any) -> None:
     if len(wires) < 2:
         pytest.skip("fewer than two LEDs wired")
     leds = [LED(w.output_pin, active_high=led_rig.active_high, pin_factory=pin_factory) for w in wires]
-    senses = [_sense(w, led_rig, pin_factory) for w in wires]
+    senses = [sense(w, led_rig, pin_factory) for w in wires]
     try:
         for index, led in enumerate(leds):
             led.on()
@@ -67,41 +60,6 @@ def test_leds_are_independent(led_rig: Rig, pin_factory: Any) -> None:
     finally:
         for device in (*leds, *senses):
             device.close()
-
-
-class Probe:
-    """Every level change an input sees (True: became active), recorded from gpiozero's edge callbacks."""
-
-    def __init__(self, device: Any) -> None:
-        self.device = device
-        self._changed = threading.Condition()
-        self._edges: list[bool] = []
-        device.when_activated = lambda: self._record(True)
-        device.when_deactivated = lambda: self._record(False)
-
-    def _record(self, active: bool) -> None:
-        with self._changed:
-            self._edges.append(active)
-            self._changed.notify_all()
-
-    def mark(self) -> int:
-        """A position in the edge history, to look only at what happened after it."""
-        with self._changed:
-            return len(self._edges)
-
-    def wait_for(self, since: int, *, ons: int = 0, offs: int = 0, timeout: float) -> bool:
-        """Whether at least ``ons`` activations and ``offs`` deactivations happen after ``since`` in ``timeout``."""
-
-        def enough() -> bool:
-            edges = self._edges[since:]
-            return edges.count(True) >= ons and edges.count(False) >= offs
-
-        with self._changed:
-            return self._changed.wait_for(enough, timeout)
-
-    def edges_since(self, since: int) -> list[bool]:
-        with self._changed:
-            return self._edges[since:]
 
 
 @pytest.fixture
@@ -116,7 +74,7 @@ def indicators(led_rig: Rig, pin_factory: Any) -> Iterator[tuple[Indicators, dic
                              red=wires["red"].output_pin, buzzer=buzzer.output_pin if buzzer else None,
                              active_high=led_rig.active_high)
     driver = Indicators(config, pin_factory=pin_factory, time_scale=led_rig.led_time_scale)
-    probes = {name: Probe(_sense(wire, led_rig, pin_factory)) for name, wire in wires.items()
+    probes = {name: Probe(sense(wire, led_rig, pin_factory)) for name, wire in wires.items()
               if name in (*COLOURS, "buzzer")}
     try:
         yield driver, probes
