@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -32,7 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from edge.logsetup import configure_logging
 
-    configure_logging(verbose=args.verbose)
+    configure_logging(verbose=args.verbose, stream=getattr(args, "log_stream", "stderr"),
+                      level=getattr(args, "log_level", logging.WARNING))
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()

@@ -47,14 +47,38 @@ class PiiFilter(logging.Filter):
         return True
 
 
-def configure_logging(*, verbose: bool = False) -> None:
-    """Log to stderr (journald picks it up under systemd) with the PII filter on the handler."""
+class _CurrentStream(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stdout``/``sys.stderr`` is at each record, not the object it was at set-up: a
+    replaced stream (pytest's capture, a redirect) that is closed later must not turn log calls into errors."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(getattr(sys, name))
+        self._name = name
+
+    def follow(self, name: str) -> None:
+        """Write to ``sys.<name>`` from now on."""
+        self._name = name
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = getattr(sys, self._name)
+        super().emit(record)
+
+
+def configure_logging(*, verbose: bool = False, stream: str = "stderr", level: int = logging.WARNING) -> None:
+    """Log to ``stream`` ("stderr", or "stdout" for the daemon; journald takes either) with the PII filter.
+
+    One-shot commands log at WARNING (their output is the answer; a retry worth a log line is not worth a line on
+    the officer's console), services at INFO, anything with ``verbose`` at DEBUG. Calling it again reconfigures the
+    one masked handler rather than adding another, so several commands in one process (tests) each get their own
+    stream and level.
+    """
     root = logging.getLogger()
-    if any(isinstance(f, PiiFilter) for h in root.handlers for f in h.filters):
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(PiiFilter())
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    handler = next((h for h in root.handlers if isinstance(h, _CurrentStream)), None)
+    if handler is None:
+        handler = _CurrentStream(stream)
+        handler.addFilter(PiiFilter())
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    handler.follow(stream)
+    root.setLevel(logging.DEBUG if verbose else level)
     logging.getLogger("PIL").setLevel(logging.INFO)  # its DEBUG is image-chunk noise that hides our APDU trace

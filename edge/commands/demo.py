@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
                         help="virtual card profile (e.g. forged-dg13 to see a failure); see `cccd-edge sim card`")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (keys, config, logs)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, log_level=logging.INFO)
 
 
 @dataclass

@@ -44,7 +44,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--since", type=int, metavar="EPOCH",
                         help="with --count: count only results the terminal signed (iat) at or after this Unix "
                              "time; older ones (left in an outbox) are still stored, not counted")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, log_level=logging.INFO)  # a service: its progress is its log
 
 
 def _positive_int(text: str) -> int:

@@ -28,17 +28,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser("run", help="run the terminal daemon in the foreground")
     parser.add_argument("--config", type=Path, default=Path("/etc/cccd-edge/config.toml"), help="TOML config file")
     parser.add_argument("--ready-timeout", type=float, default=30.0, help="seconds to wait for the devices at start")
-    parser.set_defaults(func=run)
-
-
-def _logs_to_stdout() -> None:
-    """Move the masked handler :func:`edge.logsetup.configure_logging` installed from stderr to stdout."""
-    from edge.logsetup import PiiFilter, configure_logging
-
-    configure_logging()
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.StreamHandler) and any(isinstance(f, PiiFilter) for f in handler.filters):
-            handler.setStream(sys.stdout)
+    # The daemon's log is its output: INFO to stdout, where journald takes it.
+    parser.set_defaults(func=run, log_stream="stdout", log_level=logging.INFO)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,7 +38,6 @@ def run(args: argparse.Namespace) -> int:
     from edge.daemon.terminal import THREADS, Terminal
     from edge.errors import ConfigError
 
-    _logs_to_stdout()
     try:
         config = load_config(args.config)
     except ConfigError as exc:

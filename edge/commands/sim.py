@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import threading
 from typing import Any
 
@@ -18,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     card.add_argument("--profile", default="default", help="card profile name or TOML path ('demo': built-in)")
     card.add_argument("--port", type=int, default=SYSTEM_VPCD_PORT, help="vpcd port (reader 0; +1 for reader 1)")
     card.add_argument("--host", default="127.0.0.1")
-    card.set_defaults(func=run_card)
+    card.set_defaults(func=run_card, log_level=logging.INFO)
 
 
 def run_card(args: argparse.Namespace) -> int:

@@ -149,6 +149,8 @@ class ResultPublisher:
         self._facts: queue.SimpleQueue[tuple[str, int, ReasonCode | None]] = queue.SimpleQueue()
         self._stopping = False
         self._connected = False  # as last reported by paho (read by any thread)
+        #: Set once the broker acknowledged the /cmd subscription: office commands sent earlier are not delivered.
+        self.commands_subscribed = threading.Event()
         self._online = False  # as processed by the publisher thread (orders resends before new results)
         # Owned by the publisher thread only:
         self._inflight: dict[int, OutboxEntry] = {}  # mid -> result awaiting PUBACK
@@ -189,6 +191,7 @@ class ResultPublisher:
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish
         client.on_message = self._handle_message
+        client.on_subscribe = self._handle_subscribe
         return client
 
     def start(self) -> None:
@@ -253,9 +256,17 @@ class ResultPublisher:
         if self._on_link_change:
             self._on_link_change(True)
 
+    def _handle_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[ReasonCode],
+                          properties: Properties | None) -> None:
+        if any(code.is_failure for code in reason_codes):
+            log.warning("broker refused the subscription to %s: %s", self.settings.topics.cmd, reason_codes)
+            return
+        self.commands_subscribed.set()
+
     def _handle_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
                            reason_code: ReasonCode, properties: Properties | None) -> None:
         was_connected, self._connected = self._connected, False
+        self.commands_subscribed.clear()
         self._facts.put(("disconnected", 0, None))
         self._wake.set()
         if was_connected:

@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from PIL import Image
 
 from edge.config import Config, parse_config
@@ -151,7 +153,11 @@ class Office:
         self.events_client.on_subscribe = lambda *_: subscribed.set()
         self.events_client.on_message = self._event
         self.events_client.reconnect_delay_set(1, 1)
-        self.events_client.connect(broker.host, broker.port)
+        # A persistent session (as an office integrator would keep): the broker holds the subscription and queues
+        # the terminal's events while this listener reconnects after a broker restart.
+        session = Properties(PacketTypes.CONNECT)
+        session.SessionExpiryInterval = 3600
+        self.events_client.connect(broker.host, broker.port, clean_start=False, properties=session)
         self.events_client.loop_start()
         assert subscribed.wait(10)
 
@@ -232,7 +238,7 @@ def rig_factory(material: Material, mqtt_broker_factory: Callable[..., Mosquitto
         assert terminal.wait_ready(10)
         publisher = terminal.publisher
         assert publisher is not None
-        wait_until(lambda: publisher.connected, what="terminal connected")
+        assert publisher.commands_subscribed.wait(10), "the terminal never subscribed to /cmd"
         return rig
 
     yield make

@@ -283,14 +283,15 @@ def test_an_unreadable_path_is_a_failed_check_not_a_crash(tmp_path: Path) -> Non
 
 
 def test_command_prints_one_line_per_check_and_fails_without_config(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import argparse
 
     from edge.commands import doctor as command
 
     pytest.importorskip("edge.config", reason="edge.config not importable yet")
-    monkeypatch.setenv("PCSCLITE_CSOCK_NAME", str(tmp_path / "no-pcscd"))
+    # PCSCLITE_CSOCK_NAME stays the session's: libpcsclite fixes its socket path at the first PC/SC context of the
+    # process, so pointing it elsewhere here would cut every later stack test off from the private pcscd.
     parser = argparse.ArgumentParser()
     command.register(parser.add_subparsers())
     args = parser.parse_args(["doctor", "--config", str(tmp_path / "missing.toml")])
