@@ -1,8 +1,9 @@
 """Logging with personal data masked: citizens' names, ID numbers and addresses never reach a log line in clear.
 
 Two defences: helpers (:func:`mask_id`, :func:`mask_name`, :func:`mask_text`) that code uses when it wants to
-mention a person, and a filter on the root handler that masks any 9- or 12-digit number and any text marked with
-:func:`pii` that slipped through anyway.
+mention a person, and a filter on the root handler that masks any 9- or 12-digit run (an old CMND or a CCCD number)
+that slipped through anyway. Names and addresses have no shape a filter could recognise, so the first defence is the
+only one for them; a stack test reads the daemon's debug log of a whole read and looks for each.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.config import Config
+from edge.daemon.health import Liveness
 from edge.daemon.outbox import Outbox, OutboxEntry
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,10 @@ class MqttSettings:
         )
 
 
+#: The name the publisher thread reports its progress under (:class:`edge.daemon.health.Liveness`).
+PUBLISHER_THREAD = "publisher"
+
+
 def close_loop_sockets(client: mqtt.Client) -> None:
     """Close the socket pair ``loop_start()`` opened: paho closes it only in ``Client.__del__``, which for a client
     caught in a reference cycle runs at an arbitrary later time (a ResourceWarning, an fd held meanwhile)."""
@@ -137,10 +142,13 @@ class ResultPublisher:
         on_command: Callable[[bytes], None] | None = None,
         on_link_change: Callable[[bool], None] | None = None,
         on_delivered: Callable[[list[int]], None] | None = None,
+        liveness: Liveness | None = None,
     ) -> None:
         """``on_command(payload)`` and ``on_link_change(up)`` run on paho's thread, ``on_delivered(seqs)`` on the
-        publisher thread after the outbox commit: all must be quick (put on a queue)."""
+        publisher thread after the outbox commit: all must be quick (put on a queue). The publisher thread reports
+        its progress to ``liveness`` as ``"publisher"``, so a hung delivery loop withholds the systemd watchdog."""
         self.settings = settings
+        self._liveness = liveness
         self._on_delivered = on_delivered
         self.outbox = outbox
         self._on_command = on_command
@@ -177,8 +185,9 @@ class ResultPublisher:
         client.max_inflight_messages_set(s.inflight_window + 10)
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(max(1, round(s.reconnect_min_delay)), max(1, round(s.reconnect_max_delay)))
-        will = _expiry_properties(PacketTypes.WILLMESSAGE, s.message_expiry)
-        client.will_set(s.topics.status, _json({"state": "offline"}), qos=1, retain=True, properties=will)
+        # The status (this will included) carries no expiry: the retained document must always say the latest truth,
+        # even to an office dashboard that subscribes a month after the terminal went dark.
+        client.will_set(s.topics.status, _json({"state": "offline"}), qos=1, retain=True)
         if s.tls:
             client.tls_set(
                 ca_certs=str(s.ca_file) if s.ca_file else None,
@@ -206,6 +215,8 @@ class ResultPublisher:
         self._stopping = True
         self._wake.set()
         self._thread.join(timeout)
+        if self._liveness is not None:
+            self._liveness.forget(PUBLISHER_THREAD)
         self._client.disconnect()
         self._client.loop_stop()
         close_loop_sockets(self._client)
@@ -290,7 +301,11 @@ class ResultPublisher:
 
     def _run(self) -> None:
         expiry = _expiry_properties(PacketTypes.PUBLISH, self.settings.message_expiry)
+        # One turn blocks at most this long (the longer of the idle wait and the wait after a fault).
+        longest_turn = max(1.0, self.settings.reconnect_max_delay) + 1.0
         while not self._stopping:
+            if self._liveness is not None:
+                self._liveness.busy(PUBLISHER_THREAD, longest_turn)
             self._wake.clear()
             try:
                 self._cycle(expiry)
@@ -311,7 +326,7 @@ class ResultPublisher:
             if self._on_delivered is not None:
                 self._on_delivered([entry.seq for entry in acks])
         if self._online:
-            self._publish_control()
+            self._publish_control(expiry)
         sent = 0
         if self._online and self._barrier and time.monotonic() >= self._barrier_deadline:
             self._release_barrier()
@@ -360,13 +375,14 @@ class ResultPublisher:
             self._cursor = min(entry.seq for entry in stale) - 1
         self._barrier = set()
 
-    def _publish_control(self) -> None:
+    def _publish_control(self, expiry: Properties) -> None:
         with self._lock:
             events = list(self._events)
             self._events.clear()
             status, self._status = self._status, None
         for payload in events:
-            self._other_mids.add(self._client.publish(self.settings.topics.event, payload, qos=1).mid)
+            info = self._client.publish(self.settings.topics.event, payload, qos=1, properties=expiry)
+            self._other_mids.add(info.mid)
         if status is not None:
             info = self._client.publish(self.settings.topics.status, _json(status), qos=1, retain=True)
             self._other_mids.add(info.mid)

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from edge.config import Config
 from edge.daemon import commands as office
 from edge.daemon.health import Liveness
-from edge.daemon.mqtt import MqttSettings, ResultPublisher
+from edge.daemon.mqtt import PUBLISHER_THREAD, MqttSettings, ResultPublisher
 from edge.daemon.outbox import Outbox
 from edge.daemon.scanner import QrScanner, ScanEventKind
 from edge.daemon.signing import FileKeySigner, load_public_key, result_token
@@ -105,7 +105,7 @@ RESULT_TOKEN_LIFETIME = 60 * 24 * 3600
 #: A photo-less result is ~4 KB; a read is refused when the outbox has no room for one this size.
 EXPECTED_RESULT_BYTES = 16 * 1024
 #: Loop threads whose liveness gates the systemd watchdog.
-THREADS = ("loop", "reader", "camera", "worker")
+THREADS = ("loop", "reader", "camera", "worker", PUBLISHER_THREAD)
 
 
 _QR_FORMATS: dict[str, Literal["cccd2021", "cccd2024"]] = {"2021": "cccd2021", "2024": "cccd2024"}
@@ -322,7 +322,7 @@ class Terminal:
         self._publisher = ResultPublisher(
             MqttSettings.from_config(config), self._outbox, on_command=self._command_arrived,
             on_link_change=lambda _up: self._post(self._delivery_facts),
-            on_delivered=lambda _seqs: self._post(self._delivery_facts),
+            on_delivered=lambda _seqs: self._post(self._delivery_facts), liveness=self.liveness,
         )  # fmt: skip
         self._post(self._delivery_facts)
 

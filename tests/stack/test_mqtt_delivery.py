@@ -18,7 +18,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge.daemon import signing
-from edge.daemon.mqtt import MqttSettings, ResultPublisher, Topics
+from edge.daemon.health import Liveness
+from edge.daemon.mqtt import PUBLISHER_THREAD, MqttSettings, ResultPublisher, Topics
 from edge.daemon.outbox import Outbox
 from edge.office.receiver import Outcome, Receiver, ResultStore
 from edge.protocol.result import QrUsage, ReadTiming
@@ -36,6 +37,7 @@ class Collector:
 
     def __init__(self, broker: MosquittoBroker, topic: str = "cccd-edge/v1/#") -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
+        self.expiry: dict[str, list[int | None]] = {}  # topic -> each message's remaining Message Expiry Interval
         self._changed = threading.Condition()
         self._subscribed = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="office-collector", protocol=mqtt.MQTTv5)
@@ -53,7 +55,9 @@ class Collector:
         assert self._subscribed.wait(10)
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        expiry = getattr(message.properties, "MessageExpiryInterval", None)
         with self._changed:
+            self.expiry.setdefault(message.topic, []).append(expiry)
             self.messages.append((message.topic, bytes(message.payload), bool(message.retain)))
             self._changed.notify_all()
 
@@ -232,6 +236,8 @@ def test_status_events_and_commands(
         collector.client.publish(TOPICS.cmd, b"header.claims.signature", qos=1).wait_for_publish(5)
         assert got_command.wait(10)
         assert commands == [b"header.claims.signature"]
+        assert all(expiry for expiry in collector.expiry[TOPICS.event])  # an event nobody fetched is dropped
+        assert collector.expiry[TOPICS.status] == [None]  # the retained status never expires
     finally:
         publisher.stop()
         collector.wait_for(lambda msgs: any(t == TOPICS.status and b"offline" in p for t, p, _ in msgs))
@@ -289,14 +295,15 @@ from edge.daemon.mqtt import MqttSettings, ResultPublisher, Topics
 from edge.daemon.outbox import Outbox
 
 key, db, port, produce = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+terminal = sys.argv[5] if len(sys.argv) > 5 else "T-01"
 signer = signing.FileKeySigner(key)
 outbox = Outbox(db, max_count=10000, max_bytes=10**8)
 publisher = ResultPublisher(
-    MqttSettings("127.0.0.1", port, Topics("cccd-edge/v1", "26734", "T-01"), "T-01", inflight_window=5),
+    MqttSettings("127.0.0.1", port, Topics("cccd-edge/v1", "26734", terminal), terminal, inflight_window=5),
     outbox, on_delivered=lambda seqs: print("D", *seqs, flush=True))
 publisher.start()
 for _ in range(produce):
-    _, seq = outbox.enqueue(lambda s: signing.result_token(signer, terminal_id="T-01", seq=s, document=DOC,
+    _, seq = outbox.enqueue(lambda s: signing.result_token(signer, terminal_id=terminal, seq=s, document=DOC,
                                                            now=int(time.time()), lifetime=3600))
     publisher.notify()
     print("E", seq, flush=True)
@@ -387,3 +394,88 @@ def test_refused_by_the_broker_is_kept_reported_and_retried(
         publisher.stop()
         collector.close()
         outbox.close()
+
+
+def _retained(broker: MosquittoBroker, topic: str) -> bytes:
+    """What a subscriber arriving now is told first on ``topic``: the retained message (a fresh, clean session)."""
+    got: list[bytes] = []
+    arrived = threading.Event()
+
+    def on_message(client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        got.append(bytes(message.payload))
+        arrived.set()
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"dashboard-{time.monotonic_ns()}",
+                         protocol=mqtt.MQTTv5)
+    client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+    client.on_message = on_message
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        assert arrived.wait(10), f"nothing retained on {topic}"
+        return got[0]
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_a_terminal_killed_without_goodbye_is_shown_offline_by_its_will(
+    tmp_path: Path, mqtt_broker: MosquittoBroker
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    topics = Topics("cccd-edge/v1", "26734", "T-WILL")
+    collector = Collector(mqtt_broker, topic=f"cccd-edge/v1/26734/{topics.terminal}/#")
+    key_file = tmp_path / "device.key"
+    signing.write_private_key(ec.generate_private_key(ec.SECP256R1()), key_file)
+    script = f"DOC = {_document()!r}\n" + _TERMINAL_PROCESS
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    terminal = subprocess.Popen([sys.executable, "-c", script, str(key_file), str(tmp_path / "outbox.db"),
+                                 str(mqtt_broker.port), "2", topics.terminal], stdout=subprocess.PIPE, text=True,
+                                env=env)  # fmt: skip
+    try:
+        assert terminal.stdout is not None
+        delivered: list[str] = []
+        while len(delivered) < 2:
+            line = terminal.stdout.readline()
+            assert line, "the terminal process ended early"
+            if line.startswith("D"):
+                delivered += line.split()[1:]
+        assert json.loads(_retained(mqtt_broker, topics.status)) == {"state": "online"}
+        collector.wait_for(lambda msgs: sum(t == topics.result for t, _, _ in msgs) >= 2)
+        assert all(expiry for expiry in collector.expiry[topics.result])  # results expire at the broker
+
+        os.kill(terminal.pid, signal.SIGKILL)  # no DISCONNECT: the broker publishes the will
+        terminal.wait()
+        collector.wait_for(lambda msgs: any(t == topics.status and json.loads(p) == {"state": "offline"}
+                                            for t, p, _ in msgs))
+        assert json.loads(_retained(mqtt_broker, topics.status)) == {"state": "offline"}
+    finally:
+        if terminal.poll() is None:
+            terminal.kill()
+            terminal.wait()
+        if terminal.stdout is not None:
+            terminal.stdout.close()
+        collector.close()
+
+
+def test_the_publisher_thread_reports_progress_to_the_watchdog(
+    tmp_path: Path, mqtt_broker: MosquittoBroker, signer: signing.KeySigner
+) -> None:
+    liveness = Liveness()
+    outbox = _outbox(tmp_path)
+    publisher = ResultPublisher(_settings(mqtt_broker, client_id="T-01-liveness"), outbox, liveness=liveness)
+    publisher.start()
+    try:
+        _produce(outbox, signer, 3)
+        publisher.notify()
+        assert publisher.wait_drained(20)
+        assert PUBLISHER_THREAD in liveness.names
+        assert liveness.stale(60.0) == []
+    finally:
+        publisher.stop()
+        outbox.close()
+    assert PUBLISHER_THREAD not in liveness.names  # ended on purpose: no longer holds the watchdog back

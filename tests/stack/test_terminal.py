@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -29,12 +30,15 @@ from PIL import Image
 
 from edge.config import Config, parse_config
 from edge.daemon import signing
+from edge.daemon.outbox import Outbox
 from edge.daemon.state import Indicator, State
 from edge.daemon.terminal import Terminal
 from edge.drivers.base import Frame
 from edge.drivers.replay import ReplaySource
 from edge.errors import CameraError
 from edge.office.receiver import Outcome, Receiver, ResultStore
+from edge.protocol.mrz import transliterate
+from edge.protocol.result import QrUsage, ReadTiming
 from edge.sim.builder import build_card
 from edge.sim.card_qr import FRAME_SIZE, card_qr_text, write_qr_frame
 from edge.sim.chip_security import SimChipSecurity
@@ -44,6 +48,7 @@ from edge.sim.profile import load_profile
 from edge.sim.stack import READER_NAMES, PcscStack
 from tests.fixtures.mqtt import MosquittoBroker
 from tests.fixtures.pcsc import InsertCard
+from tests.result_helpers import sample_result
 
 pytestmark = pytest.mark.stack
 
@@ -476,23 +481,33 @@ def test_run_with_a_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
         assert key in done.stderr
 
 
-def test_run_notifies_systemd_and_stops_cleanly_on_sigterm(
-    tmp_path: Path, material: Material, mqtt_broker: MosquittoBroker, pcsc_stack: object
-) -> None:
+def _daemon_config(tmp_path: Path, material: Material, broker: MosquittoBroker, camera_image: Path) -> Path:
+    """The TOML file an installed terminal would have, for ``cccd-edge run``."""
     config = tmp_path / "config.toml"
-    data = config_data(material, mqtt_broker, tmp_path / "state")
+    data = config_data(material, broker, tmp_path / "state")
+    data["camera"]["replay_path"] = str(camera_image)
     lines = [f'terminal_id = "{TERMINAL}"', f'ward_code = "{WARD}"', f'reader_name = "{READER_NAMES[0]}"']
     for section in ("paths", "mqtt", "camera", "timeouts"):
         lines.append(f"[{section}]")
         lines += [f"{key} = {json.dumps(value)}" for key, value in data[section].items()]
     config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return config
+
+
+def _spawn_daemon(config: Path, *cli_options: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **(env or {}), "GPIOZERO_PIN_FACTORY": "mock", "GPIOZERO_MOCK_PIN_CLASS": "mockpwmpin"}
+    return subprocess.Popen([sys.executable, "-m", "edge.cli", *cli_options, "run", "--config", str(config)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+
+
+def test_run_notifies_systemd_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, material: Material, mqtt_broker: MosquittoBroker, pcsc_stack: object
+) -> None:
+    config = _daemon_config(tmp_path, material, mqtt_broker, material.blank_image)
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify.sock"))
     notify.settimeout(30)
-    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "1000000",
-           "GPIOZERO_PIN_FACTORY": "mock", "GPIOZERO_MOCK_PIN_CLASS": "mockpwmpin"}  # fmt: skip
-    process = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(config)], cwd=REPO,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    process = _spawn_daemon(config, env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "1000000"})
     try:
         messages = [notify.recv(4096).decode()]
         assert messages[0].startswith("READY=1")
@@ -509,3 +524,70 @@ def test_run_notifies_systemd_and_stops_cleanly_on_sigterm(
         notify.close()
     assert process.returncode == 0, err.decode()
     assert b"ready" in out  # logs go to stdout
+
+
+def test_the_daemons_debug_log_of_a_whole_read_holds_no_name_id_number_or_address(
+    tmp_path: Path, material: Material, mqtt_broker: MosquittoBroker, insert_card: InsertCard
+) -> None:
+    office = Office(mqtt_broker, material, tmp_path / "office.db")
+    config = _daemon_config(tmp_path, material, mqtt_broker, material.qr_image)  # the QR stays in view
+    process = _spawn_daemon(config, "-v")
+    try:
+        insert_card(material.spec, security=secure(material.spec))
+        office.wait(lambda: len(office.outcomes) == 1)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        office.close()
+    assert office.outcomes[0].verdict == "verified"
+    log = (out + err).decode()
+    assert "DEBUG" in log  # the most talkative level...
+    assert "verified" in log  # ...did describe the read
+    person = load_profile("default").person
+    secrets = [person.id_number, person.full_name, person.place_of_residence, person.place_of_origin,
+               transliterate(person.full_name)]  # fmt: skip
+    for secret in filter(None, secrets):
+        assert secret not in log, f"personal data in the daemon's log: {len(secret)} characters"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_kill_9_of_the_daemon_at_a_random_point_of_delivery_loses_nothing(
+    seed: int, tmp_path: Path, material: Material, mqtt_broker_factory: Callable[..., MosquittoBroker],
+    pcsc_stack: object,
+) -> None:  # fmt: skip
+    """A backlog (as after a day of outreach without network) drains; the daemon is killed at a seeded random point
+    of the drain, restarted, and the office ends with every result exactly once, in seq order."""
+    backlog = 1500
+    broker = mqtt_broker_factory(persistence=True)
+    config = _daemon_config(tmp_path, material, broker, material.blank_image)
+    signer = signing.KeySigner(material.device_key)
+    document = json.loads(sample_result(ward_code=WARD, qr=QrUsage(used=False),
+                                        timing=ReadTiming(apdu_count=15, read_ms=100)).to_json())  # fmt: skip
+    outbox = Outbox(tmp_path / "state" / "outbox.db", max_count=10_000, max_bytes=10**8)
+    for _ in range(backlog):
+        outbox.enqueue(lambda seq: signing.result_token(signer, terminal_id=TERMINAL, seq=seq, document=document,
+                                                        now=int(time.time()), lifetime=3600))  # fmt: skip
+    outbox.close()
+    office = Office(broker, material, tmp_path / "office.db")
+    kill_at = random.Random(seed).randrange(1, backlog - 100)
+    try:
+        first = _spawn_daemon(config)
+        try:
+            office.wait(lambda: len(office.outcomes) >= kill_at, timeout=60)
+        finally:
+            first.kill()  # SIGKILL: no goodbye, PUBACKs in flight are lost with the process
+            first.communicate()
+        delivered_before = len(office.store.stored(TERMINAL))
+        second = _spawn_daemon(config)
+        try:
+            office.wait(lambda: len(office.store.stored(TERMINAL)) == backlog, timeout=120)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            second.communicate(timeout=30)
+        assert [seq for seq, _ in office.store.stored(TERMINAL)] == list(range(1, backlog + 1))
+        assert delivered_before < backlog  # the kill did land during the drain
+    finally:
+        office.close()

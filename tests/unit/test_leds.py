@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
@@ -107,3 +108,8 @@ def test_pin_problems_are_config_errors(factory: MockFactory) -> None:
             Indicators(IndicatorConfig(green=17, amber=5, red=6), pin_factory=factory)  # 17 already in use
     finally:
         first.close()
+
+
+def test_the_readme_shows_the_patterns_the_code_drives() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert patterns_markdown().strip() in readme, "README's indicator table drifted: paste patterns_markdown()"
