@@ -33,6 +33,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     importer = actions.add_parser("import", help="verify and install CSCA certificates, master lists or CRLs")
     importer.add_argument("files", nargs="+", type=Path, metavar="FILE")
     importer.add_argument("--store", type=Path, default=None, help=store_help)
+    importer.add_argument(
+        "--accept-self-anchored",
+        action="store_true",
+        help="also accept a master list whose signer chains only to a CSCA the list carries itself (compare that "
+        "CSCA's fingerprint with the one the issuing authority publishes first)",
+    )
     importer.set_defaults(func=run_import)
 
     lister = actions.add_parser("list", help="list the installed CSCA certificates")
@@ -48,12 +54,18 @@ def run_import(args: argparse.Namespace) -> int:
     for path in args.files:
         store = TrustStore.load(store_dir)  # reload: a master list may anchor on a CSCA imported just before
         try:
-            report = store.import_file(path, at=datetime.now(UTC))
+            report = store.import_file(path, at=datetime.now(UTC), accept_self_anchored=args.accept_self_anchored)
         except TrustStoreError as exc:
-            print(f"REFUSED {path}: {exc}")
+            print(f"REFUSED {exc}")  # the message starts with the file
             failures += 1
             continue
         print(f"{report.kind} {path}: {len(report.added)} added, {report.already_present} already installed")
+        if report.anchored_in == "list":
+            print(
+                f"WARNING {path} is SELF-ANCHORED: it vouches for itself and was accepted only because of "
+                f"--accept-self-anchored; compare its anchor CSCA SHA-256 {report.anchor_fingerprint} with the "
+                "fingerprint the issuing authority publishes"
+            )
         for entry in report.added:
             print(f"  + {entry.kind:4} {entry.fingerprint}  {entry.subject}")
         for skipped in report.skipped:

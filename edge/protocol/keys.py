@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_public_key
 from cryptography.x509 import ObjectIdentifier
 from ecdsa import curves as ecdsa_curves
-from ecdsa.numbertheory import square_root_mod_prime
+from ecdsa.numbertheory import SquareRootError, square_root_mod_prime
 
 from edge.errors import PublicKeyFormatError
 
@@ -57,16 +57,22 @@ def _decode_point(encoded: bytes, size: int, p: int, a: int, b: int) -> tuple[in
 
 def _sqrt_mod(value: int, p: int) -> int:
     """Tonelli-Shanks (only needed for curves with p = 1 mod 4, e.g. P-224)."""
-    return int(square_root_mod_prime(value, p))
+    try:
+        return int(square_root_mod_prime(value, p))
+    except SquareRootError as exc:  # x is not the abscissa of any point: a forged base point
+        raise PublicKeyFormatError("base point is not on the curve", what=_WHAT) from exc
 
 
 def named_curve_for(p: int, a: int, b: int, base: bytes, order: int) -> ec.EllipticCurve:
     """The named curve whose parameters equal the explicit ones; raises if none does."""
-    size = (p.bit_length() + 7) // 8
-    gx, gy = _decode_point(base, size, p, a % p, b % p)
-    wanted = (p, a % p, b % p, gx, gy, order)
+    # Compare the cheap integers first: decoding a compressed base point takes a square root modulo p, which for
+    # hostile parameters (a p that is not prime, an enormous p) can fail or burn CPU. Only a known curve gets there.
     for params, oid in _KNOWN_CURVES:
-        if params == wanted:
+        known_p, known_a, known_b, known_gx, known_gy, known_order = params
+        if known_p != p or known_order != order or (a - known_a) % p or (b - known_b) % p:
+            continue
+        size = (p.bit_length() + 7) // 8
+        if _decode_point(base, size, p, known_a, known_b) == (known_gx, known_gy):
             try:
                 return ec.get_curve_for_oid(ObjectIdentifier(oid))()
             except LookupError as exc:

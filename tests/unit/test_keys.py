@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.errors import PublicKeyFormatError
-from edge.protocol.keys import certificate_public_key, explicit_spki, load_public_key
+from edge.protocol.keys import certificate_public_key, explicit_spki, load_public_key, named_curve_for
 from tests.paths import VN_CSCA_PEM
 
 CURVES = [ec.BrainpoolP256R1(), ec.BrainpoolP384R1(), ec.BrainpoolP512R1(), ec.SECP256R1(), ec.SECP384R1()]
@@ -100,3 +100,20 @@ def test_fuzz_explicit_mutations(position: int, value: int) -> None:
 def test_fuzz_certificate_public_key(data: bytes) -> None:
     with contextlib.suppress(PublicKeyFormatError):
         certificate_public_key(data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(p=st.integers(0, 2**600), a=st.integers(0, 2**600), b=st.integers(0, 2**600),
+       base=st.binary(max_size=140), order=st.integers(0, 2**600))  # fmt: skip
+def test_hostile_explicit_parameters_end_in_a_typed_error(p: int, a: int, b: int, base: bytes, order: int) -> None:
+    with pytest.raises(PublicKeyFormatError):
+        named_curve_for(p, a, b, base, order)
+
+
+def test_a_forged_compressed_base_point_on_a_known_curve_is_refused() -> None:
+    p = 2**224 - 2**96 + 1  # P-224: p = 1 mod 4, so decoding takes Tonelli-Shanks, which fails for a non-residue
+    curve_b = 0xB4050A850C04B3ABF54132565044B0B7D7BFD8BA270B39432355FFB4
+    order = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFF16A2E0B8F03E13DD29455C5C2A3D
+    for x in range(2, 12):  # not the generator's abscissa; for some of these no point has it at all
+        with pytest.raises(PublicKeyFormatError):
+            named_curve_for(p, p - 3, curve_b, b"\x02" + x.to_bytes(28, "big"), order)

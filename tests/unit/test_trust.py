@@ -1,31 +1,41 @@
 """The CSCA trust store: the real Vietnamese CSCA (explicit brainpool parameters), master lists built here with
-throw-away keys (good signature accepted, anything else refused), link certificates, CRL import."""
+throw-away keys (good signature anchored in the store accepted, self-anchored only with consent, anything else
+refused), link certificates, CRL import, size limits, and fuzzed input that must be refused, never raise."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import stat
+import tempfile
+from functools import cache
 from pathlib import Path
 
 import pytest
 from asn1crypto import cms, core
+from asn1crypto import pem as asn1_pem
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from edge.errors import TrustStoreError
 from edge.protocol.verify.certs import parse_certificate
 from edge.protocol.verify.checks import DS_CHAIN, CheckStatus, Verdict, decide
 from edge.protocol.verify.masterlist import ID_CSCA_MASTER_LIST, ID_MASTER_LIST_SIGNING_KEY
 from edge.protocol.verify.passive import passive_authentication
-from edge.protocol.verify.trust import TrustStore
+from edge.protocol.verify.signatures import MAX_RSA_BITS
+from edge.protocol.verify.trust import MAX_IMPORT_BYTES, ImportReport, TrustStore
+from tests.hostile_certificates import with_rsa_modulus_of
 from tests.paths import VN_CSCA_PEM
 from tests.pki_helpers import (
     DATA_GROUPS,
     NOW,
+    VALID_FROM,
+    VALID_TO,
     Pki,
     PrivateKey,
     by_name,
@@ -42,6 +52,19 @@ needs_vn_csca = pytest.mark.skipif(not VN_CSCA_PEM.exists(), reason="shared VN C
 
 def empty_store(tmp_path: Path) -> TrustStore:
     return TrustStore.load(tmp_path / "store")
+
+
+def _refused(tmp_path: Path, data: bytes, match: str, *, file_name: str = "bad.ml", store: TrustStore | None = None,
+             accept_self_anchored: bool = False) -> TrustStoreError:  # fmt: skip
+    """Import ``data`` as ``file_name``: refused with a reason naming the file, and nothing new in the store."""
+    path = tmp_path / file_name
+    path.write_bytes(data)
+    before = sorted((tmp_path / "store").glob("*"))
+    with pytest.raises(TrustStoreError, match=match) as refusal:
+        (store or empty_store(tmp_path)).import_file(path, at=NOW, accept_self_anchored=accept_self_anchored)
+    assert str(refusal.value).startswith(f"{path}: ")
+    assert sorted((tmp_path / "store").glob("*")) == before
+    return refusal.value
 
 
 # --- the real Vietnamese CSCA ----------------------------------------------------------------------------------
@@ -75,6 +98,24 @@ def test_vn_csca_key_identifier_and_self_signature() -> None:
     assert cert.subject_key_id is not None
     assert cert.subject_key_id.hex() == "88918f5a25ece37a3e04c52d38a4f2b5123c85c7"
     assert TrustStore.from_der([cert.der]).anchors == frozenset({VN_FINGERPRINT})  # ECDSA-SHA512 self-signature
+
+
+@cache
+def _genuine_csca(source: str) -> bytes:
+    if source == "generated":
+        return der(Pki.create(slot=90).csca)
+    if not VN_CSCA_PEM.exists():
+        pytest.skip("shared VN CSCA not present")
+    return bytes(asn1_pem.unarmor(VN_CSCA_PEM.read_bytes())[2])
+
+
+@pytest.mark.parametrize("source", ["generated", "vietnam"])
+def test_csca_with_a_damaged_self_signature_is_refused(tmp_path: Path, source: str) -> None:
+    """One flipped byte in the signature (the certificate's last byte): not a CSCA, and not a "link" either."""
+    genuine = _genuine_csca(source)
+    damaged = genuine[:-1] + bytes([genuine[-1] ^ 0x01])
+    _refused(tmp_path, damaged, r"names its own key as its signer, but its self-signature does not hold "
+                                r"\(the signature does not verify\)", file_name="damaged.der")  # fmt: skip
 
 
 def test_import_refuses_garbage_and_non_ca(tmp_path: Path) -> None:
@@ -156,16 +197,24 @@ def ml_material() -> tuple[Pki, Pki, PrivateKey, x509.Certificate]:
     return country_a, country_b, signer_key, signer
 
 
-def test_master_list_with_good_signature_is_imported(tmp_path: Path) -> None:
+def test_self_anchored_master_list_is_refused_by_default(tmp_path: Path) -> None:
+    """Signer and anchor both come from the list: anyone can build such a list."""
+    country_a, country_b, signer_key, signer = ml_material()
+    refusal = _refused(tmp_path, make_master_list(signer_key, signer, [country_a.csca, country_b.csca]),
+                       "chains only to a CSCA the list carries itself")  # fmt: skip
+    assert parse_certificate(der(country_a.csca)).fingerprint in str(refusal)
+    assert "--accept-self-anchored" in refusal.hint
+
+
+def test_self_anchored_master_list_with_explicit_consent(tmp_path: Path) -> None:
     country_a, country_b, signer_key, signer = ml_material()
     ml = tmp_path / "list.ml"
     ml.write_bytes(make_master_list(signer_key, signer, [country_a.csca, country_b.csca]))
-    report = empty_store(tmp_path).import_file(ml, at=NOW)
+    report = empty_store(tmp_path).import_file(ml, at=NOW, accept_self_anchored=True)
     assert report.kind == "master list"
     assert len(report.added) == 2
     assert report.anchored_in == "list"
     assert report.anchor_fingerprint == parse_certificate(der(country_a.csca)).fingerprint
-    assert any("vouches for itself" in note for note in report.notes)
     store = TrustStore.load(tmp_path / "store")
     checks = passive_authentication(country_b.sod(), DATA_GROUPS, store, NOW)
     assert decide(checks) is Verdict.VERIFIED
@@ -182,12 +231,53 @@ def test_master_list_anchored_in_the_store(tmp_path: Path) -> None:
     assert (report.anchored_in, len(report.added), report.already_present) == ("store", 1, 1)
 
 
-def _refused(tmp_path: Path, data: bytes, match: str) -> None:
-    ml = tmp_path / "bad.ml"
-    ml.write_bytes(data)
-    with pytest.raises(TrustStoreError, match=match):
-        empty_store(tmp_path).import_file(ml, at=NOW)
-    assert not (tmp_path / "store").exists() or not list((tmp_path / "store").glob("*.der"))
+def test_master_list_reaches_the_store_through_its_link_certificate(tmp_path: Path) -> None:
+    """CSCA rollover: the store holds the old CSCA; the list carries the new one and the link certificate, and
+    its signer was issued by the new key. The path new -> link -> old ends in the store: no consent needed."""
+    old_key, new_key, signer_key = key("secp256r1", 110), key("secp256r1", 111), key("secp256r1", 112)
+    csca_name = name("CSCA ML ROLLOVER")
+    old = make_cert(csca_name, old_key, csca_name, old_key, ca=True, serial=1)
+    link = make_cert(csca_name, new_key, csca_name, old_key, ca=True, serial=2)
+    new = make_cert(csca_name, new_key, csca_name, new_key, ca=True, serial=3)
+    signer = make_cert(name("ML signer rollover"), signer_key, csca_name, new_key, ca=False, serial=4,
+                       extended_key_usage=ML_EKU)  # fmt: skip
+    (tmp_path / "old.der").write_bytes(der(old))
+    empty_store(tmp_path).import_file(tmp_path / "old.der", at=NOW)
+    ml = tmp_path / "list.ml"
+    ml.write_bytes(make_master_list(signer_key, signer, [new, link]))
+    report = TrustStore.load(tmp_path / "store").import_file(ml, at=NOW)
+    assert (report.anchored_in, report.anchor_fingerprint) == ("store", parse_certificate(der(old)).fingerprint)
+    assert sorted(e.kind for e in report.added) == ["CSCA", "link"]
+
+
+def test_master_list_contradicting_an_installed_csca_is_refused_even_with_consent(tmp_path: Path) -> None:
+    """The list carries a forged CSCA with the installed CSCA's name and key identifier; its signer names that
+    key identifier. Self-anchored consent must not let it past the installed CSCA that did not sign it."""
+    country_a, _, signer_key, _ = ml_material()
+    (tmp_path / "a.der").write_bytes(der(country_a.csca))
+    empty_store(tmp_path).import_file(tmp_path / "a.der", at=NOW)
+    a_key_id = country_a.csca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    rogue_key = key("brainpoolP384r1", 113)
+    assert isinstance(rogue_key, ec.EllipticCurvePrivateKey)
+    assert isinstance(signer_key, ec.EllipticCurvePrivateKey)
+
+    def claiming_a(subject: x509.Name, public_key: ec.EllipticCurvePublicKey,
+                   *extensions: tuple[x509.ExtensionType, bool]) -> x509.Certificate:  # fmt: skip
+        builder = (
+            x509.CertificateBuilder().subject_name(subject).issuer_name(country_a.csca.subject)
+            .public_key(public_key).serial_number(3).not_valid_before(VALID_FROM).not_valid_after(VALID_TO)
+            .add_extension(x509.AuthorityKeyIdentifier(a_key_id, None, None), critical=False)
+        )  # fmt: skip
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
+        return builder.sign(rogue_key, hashes.SHA256())
+
+    forged_a = claiming_a(country_a.csca.subject, rogue_key.public_key(), (x509.SubjectKeyIdentifier(a_key_id), False),
+                          (x509.BasicConstraints(ca=True, path_length=0), True))  # fmt: skip
+    signer = claiming_a(name("ML signer claiming A"), signer_key.public_key(),
+                        (x509.ExtendedKeyUsage(list(ML_EKU)), False))  # fmt: skip
+    _refused(tmp_path, make_master_list(signer_key, signer, [forged_a]), "path to an installed CSCA is broken",
+             store=TrustStore.load(tmp_path / "store"), accept_self_anchored=True)  # fmt: skip
 
 
 def test_master_list_with_bad_signature_is_refused(tmp_path: Path) -> None:
@@ -287,6 +377,52 @@ def test_forged_link_certificate_is_refused_on_import(tmp_path: Path) -> None:
         TrustStore.load(tmp_path / "store").import_file(forged, at=NOW)
 
 
+def test_genuine_link_certificate_is_imported_once_its_signer_is_there(tmp_path: Path) -> None:
+    """Self-issued (subject == issuer name) but signed by the old CSCA's key: a link certificate, not a damaged
+    self-signature. It needs the CSCA that signed it installed, or in the same file."""
+    old_key, new_key = key("secp256r1", 63), key("secp256r1", 64)
+    csca_name = name("CSCA LINK OK")
+    old = make_cert(csca_name, old_key, csca_name, old_key, ca=True, serial=1)
+    link = make_cert(csca_name, new_key, csca_name, old_key, ca=True, serial=2)
+    _refused(tmp_path, der(link), "signed by .* which is not installed: import that CSCA first", file_name="link.der")
+
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(old.public_bytes(Encoding.PEM) + link.public_bytes(Encoding.PEM))
+    assert sorted(e.kind for e in empty_store(tmp_path / "together").import_file(bundle, at=NOW).added) == [
+        "CSCA", "link"
+    ]  # fmt: skip
+
+    (tmp_path / "old.der").write_bytes(der(old))
+    empty_store(tmp_path).import_file(tmp_path / "old.der", at=NOW)
+    report = TrustStore.load(tmp_path / "store").import_file(tmp_path / "link.der", at=NOW)
+    assert [(e.kind, e.fingerprint) for e in report.added] == [("link", parse_certificate(der(link)).fingerprint)]
+
+
+# --- size limits -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bits", [MAX_RSA_BITS + 8, 100_000])
+def test_rsa_key_beyond_the_limit_is_refused(tmp_path: Path, bits: int) -> None:
+    """The modulus is any odd number of that size: no key is generated, and none is ever used."""
+    oversized = with_rsa_modulus_of(der(Pki.create(slot=92).csca), bits)
+    assert parse_certificate(oversized).key_description == f"RSA {bits}"
+    _refused(tmp_path, oversized, f"RSA key of {bits} bits is beyond any real signer", file_name="big-rsa.der")
+
+
+@pytest.mark.parametrize("source", ["sparse", "endless"])
+def test_file_beyond_the_size_limit_is_refused(tmp_path: Path, source: str) -> None:
+    """A sparse file (no 16 MB written) and a device with no size at all: both stop one byte past the limit."""
+    path = tmp_path / "huge.der"
+    if source == "sparse":
+        with path.open("wb") as handle:
+            handle.truncate(MAX_IMPORT_BYTES + 1)
+    else:
+        path = Path("/dev/zero")
+    with pytest.raises(TrustStoreError, match=f"{path}: larger than any trust-store file"):
+        empty_store(tmp_path).import_file(path, at=NOW)
+    assert not (tmp_path / "store").exists()
+
+
 # --- CRLs ------------------------------------------------------------------------------------------------------
 
 
@@ -305,6 +441,73 @@ def test_crl_import_needs_its_csca(tmp_path: Path) -> None:
     assert decide(passive_authentication(pki.sod(), DATA_GROUPS, store, NOW)) is Verdict.FAILED  # DS revoked
 
 
+
+
+# --- fuzzing: refused with a reason, never an exception, never anything but genuine certificates added -----------
+
+
+@cache
+def _fuzz_material() -> tuple[bytes, bytes, frozenset[str]]:
+    """A genuine master list, the CSCA its signer chains to, and the fingerprints the list may add."""
+    country_a, country_b, signer_key, signer = ml_material()
+    listed = [country_a.csca, country_b.csca]
+    genuine = frozenset(parse_certificate(der(c)).fingerprint for c in listed)
+    return make_master_list(signer_key, signer, listed), der(country_a.csca), genuine
+
+
+def _import_outcome(data: bytes, *, suffix: str = ".der", installed: bytes | None = None,
+                    accept_self_anchored: bool = False) -> ImportReport | None:  # fmt: skip
+    """Import ``data`` into a fresh store (already holding ``installed``): the report, or None when refused."""
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        if installed is not None:
+            (directory / "installed.der").write_bytes(installed)
+            TrustStore.load(directory / "store").import_file(directory / "installed.der", at=NOW)
+        path = directory / f"input{suffix}"
+        path.write_bytes(data)
+        try:
+            return TrustStore.load(directory / "store").import_file(path, at=NOW,
+                                                                     accept_self_anchored=accept_self_anchored)
+        except TrustStoreError:
+            return None
+
+
+def _corrupted(data: st.DataObject, genuine: bytes) -> bytes:
+    position = data.draw(st.integers(0, len(genuine) - 1))
+    mode = data.draw(st.sampled_from(["flip", "truncate", "insert"]))
+    if mode == "flip":
+        return genuine[:position] + bytes([genuine[position] ^ data.draw(st.integers(1, 255))]) + \
+            genuine[position + 1 :]
+    if mode == "truncate":
+        return genuine[:position]
+    return genuine[:position] + data.draw(st.binary(min_size=1, max_size=8)) + genuine[position:]
+
+
+@settings(max_examples=100, deadline=None)
+@given(garbage=st.binary(max_size=300), suffix=st.sampled_from([".der", ".pem", ".crl", ".ml"]),
+       armour=st.sampled_from([None, "CERTIFICATE", "CMS", "PKCS7", "X509 CRL"]))  # fmt: skip
+def test_garbage_is_refused(garbage: bytes, suffix: str, armour: str | None) -> None:
+    data = asn1_pem.armor(armour, garbage) if armour else garbage
+    assert _import_outcome(data, suffix=suffix) is None
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_corrupted_master_list_adds_nothing_but_genuine_certificates(data: st.DataObject) -> None:
+    master_list, anchor, genuine = _fuzz_material()
+    in_store = data.draw(st.booleans())  # or self-anchored, with consent
+    report = _import_outcome(_corrupted(data, master_list), installed=anchor if in_store else None,
+                             accept_self_anchored=not in_store)  # fmt: skip
+    assert report is None or {e.fingerprint for e in report.added} <= genuine
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_corrupted_csca_is_refused(data: st.DataObject) -> None:
+    """Any change to a self-signed CSCA (generated, or the real Vietnamese one with explicit parameters)."""
+    sources = ["generated", "vietnam"] if VN_CSCA_PEM.exists() else ["generated"]
+    genuine = _genuine_csca(data.draw(st.sampled_from(sources)))
+    assert _import_outcome(_corrupted(data, genuine)) is None
 
 
 # --- the command line ------------------------------------------------------------------------------------------
@@ -328,3 +531,24 @@ def test_cli_import_and_list(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert "EC brainpoolP512r1 (512 bits, explicit parameters); 2022-06-29 .. 2037-10-01" in out
     assert main(["trust", "list", "--store", str(tmp_path / "elsewhere")]) == 0
     assert "0 certificates" in capsys.readouterr().out
+
+
+def test_cli_self_anchored_master_list_needs_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edge.cli import main
+
+    country_a, country_b, signer_key, signer = ml_material()
+    ml = tmp_path / "list.ml"
+    ml.write_bytes(make_master_list(signer_key, signer, [country_a.csca, country_b.csca]))
+    store = str(tmp_path / "store")
+    assert main(["trust", "import", "--store", store, str(ml)]) == 1
+    out = capsys.readouterr().out
+    assert f"REFUSED {ml}: the master list signer chains only to a CSCA the list carries itself" in out
+    assert "import the list as self-anchored (cccd-edge trust import --accept-self-anchored)" in out
+    assert not (tmp_path / "store").exists()
+
+    assert main(["trust", "import", "--store", store, "--accept-self-anchored", str(ml)]) == 0
+    out = capsys.readouterr().out
+    anchor = parse_certificate(der(country_a.csca)).fingerprint
+    assert f"WARNING {ml} is SELF-ANCHORED" in out
+    assert f"compare its anchor CSCA SHA-256 {anchor}" in out
+    assert out.count("+ CSCA") == 2

@@ -1,9 +1,10 @@
 """CSCA master lists (ICAO 9303-12): CMS SignedData with content type id-icao-cscaMasterList.
 
-A list is accepted only when its own signature verifies and the master-list signer chains to a CSCA, either one
-already installed or one carried in the list itself. The second case proves integrity, not origin: it is exactly as
-strong as installing a bare CSCA certificate received through the same channel, so the import report names the
-anchor and its fingerprint for an out-of-band comparison.
+A list is accepted only when its own signature verifies and the master-list signer chains to a CSCA already
+installed (possibly through link certificates the list carries). A signer that chains only to a CSCA carried in the
+list itself proves integrity, not origin: anyone can build such a list. It is accepted only when the caller says so
+explicitly (the operator compared the anchor's fingerprint with the one the issuing authority publishes), and never
+when an installed CSCA contradicts it.
 """
 
 from __future__ import annotations
@@ -35,14 +36,20 @@ class _CscaMasterList(asn1_core.Sequence):  # type: ignore[misc]
 
 
 def verify_master_list(
-    der: bytes, installed: Sequence[CertificateInfo], anchors: frozenset[str], at: datetime
+    der: bytes,
+    installed: Sequence[CertificateInfo],
+    anchors: frozenset[str],
+    at: datetime,
+    *,
+    accept_self_anchored: bool = False,
 ) -> tuple[list[CertificateInfo], CertificateInfo, CertificateInfo, Literal["store", "list"]]:
     """Verify a CSCA master list: (listed certificates, signer, anchor CSCA, where the anchor came from).
 
     ``installed`` and ``anchors`` are the trust store's certificates and self-signed CSCAs. Strict, per ICAO
     9303-12: content type id-icao-cscaMasterList, one signer whose signature and messageDigest hold, signer
     certificate valid at ``at`` and (when it declares extended key usages) a master-list signer, and a path from
-    the signer to a self-signed CSCA, preferably one already installed. Raises TrustStoreError.
+    the signer to an installed CSCA; to one carried in the list only with ``accept_self_anchored``. Raises
+    TrustStoreError.
     """
     signed = parse_signed_data(der, what="the master list")
     if signed.content_type != ID_CSCA_MASTER_LIST:
@@ -70,11 +77,21 @@ def verify_master_list(
             listed.append(parse_certificate(item))
         except PublicKeyFormatError:
             continue
-    chained = build_chain(signer, installed, anchors, at)
-    if chained.status == "trusted":
-        return listed, signer, chained.path[-1], "store"
-    chained = build_chain(signer, *authorities_of((*installed, *listed)), at)
-    if chained.status != "trusted":
-        raise TrustStoreError(f"the master list signer does not chain to a CSCA: {chained.reason}")
-    anchor = chained.path[-1]
-    return listed, signer, anchor, "store" if anchor.fingerprint in anchors else "list"
+    authorities, anchors_with_listed = authorities_of((*installed, *listed))
+    to_store = build_chain(signer, authorities, anchors, at)  # listed link certificates may bridge to the store
+    if to_store.status == "trusted":
+        return listed, signer, to_store.path[-1], "store"
+    if to_store.status == "broken":
+        raise TrustStoreError(f"the master list signer's path to an installed CSCA is broken: {to_store.reason}")
+    to_list = build_chain(signer, authorities, anchors_with_listed, at)
+    if to_list.status != "trusted":
+        raise TrustStoreError(f"the master list signer does not chain to a CSCA: {to_store.reason}")
+    anchor = to_list.path[-1]
+    if not accept_self_anchored:
+        raise TrustStoreError(
+            f"the master list signer chains only to a CSCA the list carries itself ('{anchor.subject}', SHA-256 "
+            f"{anchor.fingerprint}), not to one in the trust store: anyone can build such a list",
+            hint="install that CSCA from the issuing authority first, or compare its fingerprint with the one the "
+            "authority publishes and import the list as self-anchored (cccd-edge trust import --accept-self-anchored)",
+        )
+    return listed, signer, anchor, "list"

@@ -57,7 +57,8 @@ class TrustEntry:
 
 @dataclass(frozen=True, slots=True)
 class ImportReport:
-    """What an import added. ``anchor_fingerprint`` names the CSCA a master list's signer chained to."""
+    """What an import added. ``anchor_fingerprint`` names the CSCA a master list's signer chained to;
+    ``anchored_in == "list"`` means that CSCA came in the list itself (accepted only when the caller asked)."""
 
     kind: Literal["certificate", "master list", "CRL"]
     added: tuple[TrustEntry, ...]
@@ -69,6 +70,27 @@ class ImportReport:
 
 
 _CERT_SUFFIXES = (".der", ".cer", ".crt", ".pem")
+
+
+def _read_limited(path: Path) -> bytes:
+    """The file's bytes, reading at most one byte past the limit: a FIFO or /dev/zero has no size to check first."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_IMPORT_BYTES + 1)
+    except OSError as exc:
+        raise TrustStoreError(f"cannot read it: {exc.strerror or exc}") from exc
+    if len(data) > MAX_IMPORT_BYTES:
+        raise TrustStoreError(f"larger than any trust-store file (more than {MAX_IMPORT_BYTES} bytes)")
+    return data
+
+
+def _signature_problem(cert: CertificateInfo, issuer: CertificateInfo) -> str | None:
+    """None when ``issuer``'s key signed ``cert``, otherwise why not."""
+    try:
+        verify_issued_by(cert, issuer)
+    except SignatureError as exc:
+        return str(exc)
+    return None
 
 
 def _der_blocks(data: bytes) -> list[tuple[str, bytes]]:
@@ -158,45 +180,53 @@ class TrustStore:
 
     # --- import ------------------------------------------------------------------------------------------------
 
-    def import_file(self, path: Path, *, at: datetime) -> ImportReport:
+    def import_file(self, path: Path, *, at: datetime, accept_self_anchored: bool = False) -> ImportReport:
         """Verify ``path`` (CSCA certificate, CSCA master list or CRL; PEM or DER) and copy what it vouches for
-        into the store directory as DER named by SHA-256 fingerprint. Raises :class:`TrustStoreError`."""
+        into the store directory as DER named by SHA-256 fingerprint.
+
+        A master list whose signer chains only to a CSCA the list carries itself is refused unless
+        ``accept_self_anchored`` (see :func:`verify_master_list`). Raises :class:`TrustStoreError`, its message
+        starting with ``path`` so that a refusal among several files names the one refused.
+        """
         if self.directory is None:
             raise TrustStoreError("this trust store has no directory to import into")
         try:
-            if path.stat().st_size > MAX_IMPORT_BYTES:
-                raise TrustStoreError(f"{path.name} is larger than any trust-store file ({MAX_IMPORT_BYTES} bytes)")
-            data = path.read_bytes()
-        except OSError as exc:
-            raise TrustStoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        blocks = _der_blocks(data)
-        kind, der = blocks[0]
-        if kind == "X509 CRL" or path.suffix.lower() == ".crl":
-            return self._import_crls([d for _, d in blocks])
-        if kind in ("", "CMS", "PKCS7") and len(blocks) == 1 and looks_like_signed_data(der):
-            return self._import_master_list(der, at)
-        return self._import_certificates([d for _, d in blocks])
+            blocks = _der_blocks(_read_limited(path))
+            kind, der = blocks[0]
+            if kind == "X509 CRL" or path.suffix.lower() == ".crl":
+                return self._import_crls([d for _, d in blocks])
+            if kind in ("", "CMS", "PKCS7") and len(blocks) == 1 and looks_like_signed_data(der):
+                return self._import_master_list(der, at, accept_self_anchored)
+            return self._import_certificates([d for _, d in blocks])
+        except TrustStoreError as exc:
+            raise TrustStoreError(f"{path}: {exc.args[0]}", hint=exc.hint) from exc
 
     def _accept_certificate(self, cert: CertificateInfo, known: Sequence[CertificateInfo]) -> str | None:
-        """None when ``cert`` may enter the store as a CSCA; otherwise the plain-words reason it may not."""
+        """None when ``cert`` may enter the store; otherwise the plain-words reason it may not.
+
+        Nothing enters unverified: a CSCA must verify under its own key, a link certificate under an installed or
+        co-imported CSCA's key (so a damaged self-signature cannot slip in as a "link" whose issuer is missing).
+        """
         if cert.public_key is None:
             return f"'{cert.subject}': its key is not supported ({cert.key_description})"
         if not cert.is_ca or not cert.may_sign_certificates:
             return f"'{cert.subject}' is not a CA certificate (a Document Signer certificate cannot be a trust anchor)"
         if is_self_signed(cert):
             return None
-        if not cert.self_issued and not any(c.subject_key == cert.issuer_key for c in known):
-            return None  # a link certificate whose issuer is not installed yet: harmless, used once it is
         issuers = [c for c in known if c.subject_key == cert.issuer_key and c.fingerprint != cert.fingerprint]
-        for issuer in issuers:
-            try:
-                verify_issued_by(cert, issuer)
-            except SignatureError:
-                continue
+        if any(_signature_problem(cert, issuer) is None for issuer in issuers):
             return None
-        if not issuers:
-            return None
-        return f"'{cert.subject}': the CSCA that should have signed this link certificate did not"
+        if cert.self_issued and cert.authority_key_id in (None, cert.subject_key_id):
+            return (
+                f"'{cert.subject}' names its own key as its signer, but its self-signature does not hold "
+                f"({_signature_problem(cert, cert)}): the certificate is damaged or forged"
+            )
+        if issuers:
+            return f"'{cert.subject}': the CSCA that should have signed this link certificate did not"
+        return (
+            f"'{cert.subject}' is a link certificate signed by '{cert.issuer}', which is not installed: "
+            "import that CSCA first, or in the same file"
+        )
 
     def _write(self, name: str, der: bytes) -> bool:
         """Write atomically; False when the file is already there (idempotent import)."""
@@ -234,19 +264,14 @@ class TrustStore:
             try:
                 parsed.append(parse_certificate(der))
             except PublicKeyFormatError as exc:
-                raise TrustStoreError("the file is not a certificate, CSCA master list or CRL") from exc
+                raise TrustStoreError("not a certificate, CSCA master list or CRL") from exc
         known = [*self.certificates, *parsed]
         for cert in parsed:
             refusal = self._accept_certificate(cert, known)
             if refusal:
                 raise TrustStoreError(refusal)
         added, present = self._store_certificates(parsed)
-        notes = tuple(
-            f"'{c.subject}' is a link certificate: it is used once the CSCA that signed it is installed"
-            for c in parsed
-            if not is_self_signed(c) and not any(k.subject_key == c.issuer_key and k is not c for k in known)
-        )
-        return ImportReport("certificate", added, present, notes=notes)
+        return ImportReport("certificate", added, present)
 
     def _import_crls(self, ders: Sequence[bytes]) -> ImportReport:
         for der in ders:
@@ -263,8 +288,10 @@ class TrustStore:
             self._write(f"crl-{crl.fingerprint.lower()}.crl", der)
         return ImportReport("CRL", ())
 
-    def _import_master_list(self, der: bytes, at: datetime) -> ImportReport:
-        listed, signer, anchor, anchored_in = verify_master_list(der, self.certificates, self.anchors, at)
+    def _import_master_list(self, der: bytes, at: datetime, accept_self_anchored: bool) -> ImportReport:
+        listed, signer, anchor, anchored_in = verify_master_list(
+            der, self.certificates, self.anchors, at, accept_self_anchored=accept_self_anchored
+        )
         accepted: list[CertificateInfo] = []
         skipped: list[str] = []
         known = [*self.certificates, *listed]
@@ -275,10 +302,5 @@ class TrustStore:
             else:
                 accepted.append(cert)
         added, present = self._store_certificates(accepted)
-        notes: tuple[str, ...] = (f"master list signed by '{signer.subject}'",)
-        if anchored_in == "list":
-            notes += (
-                "the list vouches for itself: compare the fingerprint of its anchor CSCA with the one the "
-                f"issuing authority publishes: {anchor.fingerprint}",
-            )
+        notes = (f"master list signed by '{signer.subject}'",)
         return ImportReport("master list", added, present, tuple(skipped), anchored_in, anchor.fingerprint, notes)
