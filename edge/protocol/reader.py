@@ -39,7 +39,7 @@ CHUNK_3DES_SM = 231
 CHUNK_PLAIN = 256
 
 #: Sizes tried, in order, when a chip refuses a chunk (6700/6B00) or answers short.
-_STEP_LADDER = (32768, 16384, 8192, 4096, 2048, 1024, 512, 256, 231, 223, 192, 128, 64, 32, 16, 8, 4, 1)
+_STEP_LADDER = (32768, 16384, 8192, 4096, 2048, 1024, 512, 256, 231, 223, 192, 160, 128, 64, 32, 16, 8, 4, 1)
 
 #: Enough bytes to hold any TLV header we accept (4-byte tag is not used by LDS: 2-byte tag + 0x84 + 4 bytes).
 _HEADER_MAX = 8

@@ -323,8 +323,10 @@ class VirtualCard:
         quirks = self.spec.quirks
         if command.extended and not quirks.extended_length:
             return ResponseApdu(b"", SW_WRONG_LENGTH)
-        if command.le == 0 or command.le > quirks.max_le:
+        if command.le == 0:
             return ResponseApdu(b"", SW_WRONG_LENGTH)
+        if command.le > quirks.max_le:
+            return ResponseApdu(b"", quirks.le_refusal_sw)
         odd = command.ins == INS_READ_BINARY_ODD
         target = self._odd_target(command) if odd else self._even_target(command)
         if isinstance(target, ResponseApdu):
@@ -340,14 +342,13 @@ class VirtualCard:
             return ResponseApdu(b"", SW_WRONG_P1P2)
         room = odd_room(command.le) if odd else command.le  # odd: the answer is 53 L data, all within Le
         chunk = content[offset : offset + room]
-        sw = SW_OK
-        if len(chunk) < room:
-            if quirks.wrong_le_hint and not command.extended and not odd:
-                return ResponseApdu(b"", 0x6C00 | (len(chunk) & 0xFF))
-            if quirks.eof_warning:
-                sw = SW_WARNING_EOF
+        past_end = len(chunk) < room
+        if past_end and quirks.wrong_le_hint and not command.extended and not odd:
+            return ResponseApdu(b"", 0x6C00 | (len(chunk) & 0xFF))
+        reaches_end = offset + len(chunk) == len(content)
+        warn = (past_end and quirks.eof_warning) or (reaches_end and quirks.eof_warning_on_last_chunk)
         data = tlv.encode(TAG_DISCRETIONARY, chunk) if odd else chunk
-        return ResponseApdu(data, sw)
+        return ResponseApdu(data, SW_WARNING_EOF if warn else SW_OK)
 
     def _may_read_applet(self) -> bool:
         if self.spec.quirks.plain_reads:

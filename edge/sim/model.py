@@ -8,6 +8,7 @@ its :class:`Quirks`; ``edge.sim.chip_security`` runs the chip side of PACE/BAC/S
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -16,6 +17,13 @@ FID_CARD_ACCESS = 0x011C
 FID_COM = 0x011E
 FID_SOD = 0x011D
 EMRTD_AID = bytes.fromhex("A0000002471001")
+
+
+#: ISO 14443 bit rates a reader and chip agree on (kbit/s); the timing model accepts only these.
+Bitrate = Literal[106, 212, 424, 848]
+#: What a chip answers to a READ BINARY whose Le is over its limit: 6700 (wrong length, ISO 7816-4) or, on some
+#: chips, 6B00 (wrong parameters). cccd-card.md has nothing on real CCCDs, so both are modelled.
+LeRefusal = Literal[0x6700, 0x6B00]
 
 
 def dg_fid(number: int) -> int:
@@ -27,16 +35,18 @@ def dg_fid(number: int) -> int:
 class Quirks:
     """Ways a real chip or reader departs from the happy path; every field defaults to a well-behaved card."""
 
-    max_le: int = 65536  # larger Le answers 6700
+    max_le: int = 65536  # a larger Le answers le_refusal_sw
+    le_refusal_sw: LeRefusal = 0x6700
     extended_length: bool = True  # False: extended APDUs answer 6700
     eof_warning: bool = False  # answer 6282 (with the bytes there are) when a read runs past the end
+    eof_warning_on_last_chunk: bool = False  # answer 6282 (with the data) whenever an answer reaches the end
     naked_errors: bool = False  # errors under SM come back without SM objects (plain SW)
     bac_supported: bool = True  # False: BAC commands answer 6A88 (reference data not found)
     pace_supported: bool = True  # False: no EF.CardAccess PACE info, MSE:Set AT answers 6A80
     plain_reads: bool = False  # allow reading the applet's files without access control (foundation/demo only)
     remove_after_apdus: int | None = None  # the card leaves the field after this many APDUs
     answer_delay_ms: float = 0.0  # real sleep before each answer (timeouts, watchdogs)
-    bitrate_kbps: int = 424  # timing model: 106/212/424/848
+    bitrate_kbps: Bitrate = 424  # timing model
     apdu_overhead_ms: float = 10.0  # timing model: fixed cost per APDU (reader + chip processing)
     session_lost_after_apdus: int | None = None  # after N secured APDUs answer 6987 once (tests SM resume)
     response_chunk: int | None = None  # T=0 style: answer at most N data bytes, then 61xx (GET RESPONSE for more)

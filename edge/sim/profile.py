@@ -1,21 +1,24 @@
 """Card profiles: who the synthetic citizen is, how their card behaves, and which forgery it carries.
 
 Profiles are TOML files in ``edge/sim/profiles/`` (or any path) validated by pydantic, so a typo in a test card
-fails loudly instead of producing a subtly different card. All people in them are synthetic.
+fails loudly instead of producing a subtly different card. All people in them are synthetic. A profile may start
+from another with ``based_on = "default"`` (a bundled name, or a path relative to the file): its tables are merged
+key by key over the base's, so a quirk profile is a few lines and never a second copy of a person.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge.errors import ConfigError
 from edge.protocol.card_expiry import expiry_date
-from edge.sim.model import Quirks
+from edge.sim.model import Bitrate, LeRefusal, Quirks
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 
@@ -69,23 +72,81 @@ class CardSettings(_Strict):
 
 
 class QuirkSettings(_Strict):
-    """Any subset of :class:`edge.sim.model.Quirks`; unset fields keep the well-behaved default."""
+    """Any subset of :class:`edge.sim.model.Quirks`; unset fields keep the well-behaved default.
 
-    max_le: int | None = None
+    Strict (no 1 for true, no "160" for 160): these come from hand-written TOML and from ``--quirk`` on the command
+    line, where a silently coerced value would run a different card than the one asked for.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    max_le: int | None = Field(default=None, ge=1, le=65536)
+    le_refusal_sw: LeRefusal | None = None
     extended_length: bool | None = None
     eof_warning: bool | None = None
+    eof_warning_on_last_chunk: bool | None = None
     naked_errors: bool | None = None
     bac_supported: bool | None = None
     pace_supported: bool | None = None
     plain_reads: bool | None = None
-    remove_after_apdus: int | None = None
-    answer_delay_ms: float | None = None
-    bitrate_kbps: int | None = None
-    apdu_overhead_ms: float | None = None
-    session_lost_after_apdus: int | None = None
+    remove_after_apdus: int | None = Field(default=None, ge=0)
+    answer_delay_ms: float | None = Field(default=None, ge=0)
+    bitrate_kbps: Bitrate | None = None
+    apdu_overhead_ms: float | None = Field(default=None, ge=0)
+    session_lost_after_apdus: int | None = Field(default=None, ge=0)
+    response_chunk: int | None = Field(default=None, ge=1, le=65536)
+    wrong_le_hint: bool | None = None
+
+    @field_validator("le_refusal_sw", mode="before")
+    @classmethod
+    def _status_word(cls, value: object) -> object:
+        """Name the allowed status words in hex (pydantic's own message would give them in decimal)."""
+        if value is not None and value not in get_args(LeRefusal):
+            raise ValueError("a refused Le is answered 0x6700 or 0x6B00")
+        return value
+
+    @property
+    def any(self) -> bool:
+        return bool(self.model_dump(exclude_none=True))
+
+    def merged(self, overrides: QuirkSettings) -> QuirkSettings:
+        """These quirks with ``overrides``' set fields on top (run-time quirks over a profile's own)."""
+        return QuirkSettings.model_validate(
+            {**self.model_dump(exclude_none=True), **overrides.model_dump(exclude_none=True)}
+        )
 
     def to_quirks(self) -> Quirks:
         return Quirks(**self.model_dump(exclude_none=True))
+
+
+def parse_quirk_assignments(assignments: Iterable[str]) -> QuirkSettings:
+    """``KEY=VALUE`` pairs as ``cccd-edge sim card --quirk`` takes them, VALUE in TOML syntax (``0xA0``, ``true``).
+
+    Raises :class:`ConfigError` with a one-line message naming the offending pair.
+    """
+    hint = "--quirk KEY=VALUE with a TOML value, e.g. max_le=0xA0 or naked_errors=true"
+    values: dict[str, Any] = {}
+    given: dict[str, str] = {}  # quirk -> the assignment as typed, for the error message
+    for assignment in assignments:
+        key, equals, raw = (part.strip() for part in assignment.partition("="))
+        if not equals:
+            raise ConfigError("expected KEY=VALUE", key=f"--quirk {assignment!r}", hint=hint)
+        if key not in QuirkSettings.model_fields:
+            known = ", ".join(QuirkSettings.model_fields)
+            raise ConfigError(f"not a known quirk (known: {known})", key=f"--quirk {assignment!r}", hint=hint)
+        try:
+            parsed = tomllib.loads(f"value = {raw}")
+        except tomllib.TOMLDecodeError:
+            parsed = {}
+        if set(parsed) != {"value"}:
+            raise ConfigError("the value is not a TOML number or boolean", key=f"--quirk {assignment!r}", hint=hint)
+        values[key], given[key] = parsed["value"], assignment
+    try:
+        return QuirkSettings.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        assignment = given.get(str(error["loc"][0]) if error["loc"] else "", "")
+        raise ConfigError(error["msg"], key=f"--quirk {assignment!r}", hint=hint) from exc
 
 
 class ForgerySettings(_Strict):
@@ -119,6 +180,8 @@ class CardProfile(_Strict):
     card: CardSettings = CardSettings()
     quirks: QuirkSettings = QuirkSettings()
     forgery: ForgerySettings = ForgerySettings()
+    #: QR fields printed differently from the chip (a doctored sticker); checked by edge.sim.card_qr.card_qr.
+    qr_overrides: dict[str, str | dt.date] = {}
 
 
 def list_profiles() -> list[str]:
@@ -126,15 +189,41 @@ def list_profiles() -> list[str]:
     return sorted(path.stem for path in PROFILE_DIR.glob("*.toml"))
 
 
+def _profile_path(name_or_path: str | Path, relative_to: Path) -> Path:
+    """A bundled profile's file by name, or a TOML path (relative ones from ``relative_to``)."""
+    if isinstance(name_or_path, str) and not name_or_path.endswith(".toml") and "/" not in name_or_path:
+        return PROFILE_DIR / f"{name_or_path}.toml"
+    return relative_to / name_or_path
+
+
+def _profile_data(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The profile's TOML with its ``based_on`` chain merged in (tables key by key; a base's name and description
+    describe the base, so they are not inherited)."""
+    if not path.is_file():
+        raise ConfigError(f"no such card profile (known: {', '.join(list_profiles())})", key=str(path))
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    base_name = data.pop("based_on", None)
+    if base_name is None:
+        return data
+    if not isinstance(base_name, str):
+        raise ConfigError("based_on names a profile", key=str(path))
+    base_path = _profile_path(base_name, path.parent).resolve()
+    if base_path in seen:
+        raise ConfigError("profiles based on each other", key=str(path))
+    base = _profile_data(base_path, (*seen, path.resolve()))
+    base.pop("name", None)
+    base.pop("description", None)
+    for key, value in data.items():
+        inherited = base.get(key)
+        base[key] = {**inherited, **value} if isinstance(inherited, dict) and isinstance(value, dict) else value
+    return base
+
+
 def load_profile(name_or_path: str | Path) -> CardProfile:
     """A bundled profile by name, or a TOML file by path; the profile name defaults to the file's stem."""
-    candidate = Path(name_or_path)
-    if isinstance(name_or_path, str) and candidate.suffix != ".toml" and "/" not in name_or_path:
-        candidate = PROFILE_DIR / f"{name_or_path}.toml"
-    if not candidate.is_file():
-        raise ConfigError(f"no such card profile (known: {', '.join(list_profiles())})", key=str(name_or_path))
+    candidate = _profile_path(name_or_path, Path.cwd())
     try:
-        data = tomllib.loads(candidate.read_text(encoding="utf-8"))
+        data = _profile_data(candidate)
         data.setdefault("name", candidate.stem)
         return CardProfile.model_validate(data)
     except (tomllib.TOMLDecodeError, ValidationError) as exc:

@@ -4,8 +4,9 @@
 tests/unit/test_chip_read.py explores quirk combinations and removal points by the hundred in process; here each
 genuine profile is read with PACE-CAN, PACE-MRZ and BAC, the card is lifted at named and at seeded-random points of
 a read, and each quirk runs once, through the transport that production uses, so what only PC/SC does (61xx/6Cxx
-handled by the driver, a removal seen as a lost reader handle) is covered. Costs are counted (APDUs on both ends),
-never timed. The forgery profiles' verdicts are tests/stack/test_forgeries.py's.
+handled by the driver, a removal seen as a lost reader handle) is covered. Every shipped profile file (genuine,
+forgery, quirk) is also read once to the outcome it is made for. Costs are counted (APDUs on both ends), never
+timed. The forgery profiles' checks in depth (with QRs, empty trust stores) are tests/stack/test_forgeries.py's.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,15 +27,25 @@ from edge.cli import build_parser
 from edge.commands import read as read_command
 from edge.drivers.base import CardPresence
 from edge.drivers.pcsc import PcscConnection, PcscReaderDriver
-from edge.errors import AccessKeyRejectedError, CardRemovedError
+from edge.errors import AccessControlError, AccessKeyRejectedError, CardRemovedError, EdgeError
 from edge.protocol.access.policy import AccessKey, AccessMethod, CanKey, MrzKey
 from edge.protocol.chip import ChipRead, ReadRequest, read_chip
 from edge.protocol.lds.dg13 import parse_dg13
 from edge.protocol.mrz import parse_mrz
+from edge.protocol.reader import CHUNK_AES_SM
 from edge.protocol.verify.card import CHIP_AUTHENTICATION, VerificationReport, verify_chip
-from edge.protocol.verify.checks import ACTIVE_AUTHENTICATION, CheckStatus, Verdict
+from edge.protocol.verify.checks import (
+    ACTIVE_AUTHENTICATION,
+    DG_HASHES,
+    DS_CHAIN,
+    DS_VALIDITY,
+    MRZ_VS_DG13,
+    CheckStatus,
+    Verdict,
+)
 from edge.protocol.verify.trust import TrustStore
 from edge.sim.builder import build_card, card_access
+from edge.sim.card import CardCounters
 from edge.sim.chip_security import SimChipSecurity
 from edge.sim.model import FID_CARD_ACCESS, FID_SOD, SimCardSpec, dg_fid
 from edge.sim.pki import load_or_create_pki
@@ -45,10 +57,9 @@ from tests.fixtures.pcsc import InsertCard, wait_for_presence
 pytestmark = pytest.mark.stack
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
-#: The genuine profiles (the forgeries are tests/stack/test_forgeries.py's); three forgeries for the read layer's
-#: side of a clone and for `cccd-edge read`'s exit codes.
-GENUINE = [name for name in list_profiles() if not load_profile(name).forgery.any]
-PROFILES = [*GENUINE, "cloned", "forged-dg13", "untrusted-issuer"]
+#: Every shipped profile file; the genuine ones are those with neither a forgery nor a quirk.
+PROFILES = list_profiles()
+GENUINE = [name for name in PROFILES if not (load_profile(name).forgery.any or load_profile(name).quirks.any)]
 #: EF.CardAccess + PACE (MSE + 4 GA) + SELECT applet + SOD + DG14 + CA (MSE + GA) + DG1 + DG13 + DG15 + AA.
 FULL_READ_APDUS = 15
 
@@ -272,24 +283,31 @@ def test_card_removed_mid_read_is_a_typed_error_and_the_next_insert_reads(
 #: with a used SSC (the chip's secured answer carries the inner 6Cxx as its outer status word too, ICAO 9303-11
 #: 9.8.6), so the chip drops the session and the read fails. The fix belongs in edge/drivers/pcsc.py: never resend a
 #: secured command (CLA bit 0x0C) or an answer that carries data; the read layer already handles 6Cxx itself.
+#: "BAC refused 6A88" reads with the MRZ key, which a BAC-capable terminal could take to BAC: it must go by PACE.
 QUIRKS = [
-    pytest.param({"response_chunk": 64}, id="T=0 61xx answers"),
-    pytest.param({"wrong_le_hint": True, "extended_length": False}, id="6Cxx Le hints"),
-    pytest.param({"eof_warning": True, "extended_length": False}, id="6282 at end of file"),
-    pytest.param({"naked_errors": True, "extended_length": False}, id="naked error answers"),
-    pytest.param({"max_le": 0xA0}, id="max Le A0"),
-    pytest.param({"extended_length": False}, id="no extended length"),
-    pytest.param({"session_lost_after_apdus": 4, "extended_length": False}, id="session lost once"),
+    pytest.param({"response_chunk": 64}, "can", id="T=0 61xx answers"),
+    pytest.param({"wrong_le_hint": True, "extended_length": False}, "can", id="6Cxx Le hints"),
+    pytest.param({"eof_warning": True, "extended_length": False}, "can", id="6282 at end of file"),
+    pytest.param({"eof_warning_on_last_chunk": True, "extended_length": False}, "can", id="6282 with the last chunk"),
+    pytest.param({"naked_errors": True, "extended_length": False}, "can", id="naked error answers"),
+    pytest.param({"max_le": 0xA0}, "can", id="max Le A0"),
+    pytest.param({"max_le": 0xA0, "le_refusal_sw": 0x6B00}, "can", id="max Le A0 refused 6B00"),
+    pytest.param({"extended_length": False}, "can", id="no extended length"),
+    pytest.param({"session_lost_after_apdus": 4, "extended_length": False}, "can", id="session lost once"),
+    pytest.param({"bac_supported": False}, "can", id="PACE only"),
+    pytest.param({"bac_supported": False}, "mrz", id="BAC refused 6A88"),
 ]
 
 
-@pytest.mark.parametrize("quirks", QUIRKS)
+@pytest.mark.parametrize(("quirks", "key"), QUIRKS)
 def test_quirky_cards_read_completely_and_verify(
-    quirks: dict[str, Any], specs: dict[str, SimCardSpec], trust: TrustStore, insert_card: InsertCard, connect: Any
-) -> None:
+    quirks: dict[str, Any], key: str, specs: dict[str, SimCardSpec], trust: TrustStore, insert_card: InsertCard,
+    connect: Any,
+) -> None:  # fmt: skip
     spec = with_quirks(specs["default"], **quirks)
     card = insert(insert_card, spec)
-    result = read_on_reader(connect(), spec, want_photo=True)
+    result = read_on_reader(connect(), spec, mrz_key(spec) if key == "mrz" else None, want_photo=True)
+    assert result.access.method is AccessMethod.PACE
     assert_exact(result, spec, photo=True)
     report = verify_chip(result, trust, now=NOW, qr=None)
     assert report.verdict is Verdict.VERIFIED, failing(report)
@@ -310,6 +328,82 @@ def test_quirky_cards_read_completely_and_verify(
     else:
         assert card.counters.apdus == result.stats.apdus
     assert result.access.reauthentications == (1 if "session_lost_after_apdus" in quirks else 0)
+    if "max_le" in quirks:  # found by stepping down, then kept for every later file
+        assert result.chunk_limit is not None
+        assert result.chunk_limit <= quirks["max_le"]
+
+
+# --- every shipped profile file, to the outcome it is made for -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What reading a shipped profile (PACE, DG2 included) must end in: a verdict with exactly ``failing`` checks
+    failed, or ``error`` after the card answered ``card_apdus``; ``sign`` shows the profile's quirk was met."""
+
+    verdict: Verdict = Verdict.VERIFIED
+    failing: frozenset[str] = frozenset()
+    key: str = "can"
+    error: type[EdgeError] | None = None
+    card_apdus: int | None = None
+    sign: Callable[[ChipRead, CardCounters], bool] | None = None
+
+
+def _slow_link(read: ChipRead, counters: CardCounters) -> bool:
+    """The chip time is modelled at 106 kbit/s (10 bits on air per byte) over the same APDUs and bytes."""
+    air_ms = counters.modelled_seconds * 1000 - counters.apdus * 10.0
+    return air_ms == pytest.approx((counters.bytes_in + counters.bytes_out) * 10 / 106)
+
+
+def _stepped_down_below_a0(read: ChipRead, counters: CardCounters) -> bool:
+    return read.chunk_limit is not None and read.chunk_limit <= 0xA0
+
+
+#: Genuine profiles default to Outcome(): verified, nothing failing. A new forgery or a failing quirk needs a line.
+OUTCOMES: dict[str, Outcome] = {
+    "cloned": Outcome(Verdict.FAILED, frozenset({CHIP_AUTHENTICATION, ACTIVE_AUTHENTICATION})),
+    "dg1-mismatch": Outcome(Verdict.FAILED, frozenset({MRZ_VS_DG13})),
+    "expired-ds": Outcome(Verdict.FAILED, frozenset({DS_VALIDITY})),
+    "forged-dg13": Outcome(Verdict.FAILED, frozenset({DG_HASHES})),
+    "rogue-ds": Outcome(Verdict.FAILED, frozenset({DS_CHAIN})),
+    "untrusted-issuer": Outcome(Verdict.VERIFIED_UNTRUSTED_ISSUER),
+    # no PACE and BAC answered 6A88: EF.CardAccess, then SELECT + GET CHALLENGE + EXTERNAL AUTHENTICATE, retried once
+    "quirk-bac-refused": Outcome(key="mrz", error=AccessControlError, card_apdus=7),
+    # 6282 taught no smaller size: the chunk is the one secure messaging fits after the refused extended read
+    "quirk-eof-6282": Outcome(sign=lambda read, _: read.chunk_limit == CHUNK_AES_SM and not read.extended_length),
+    "quirk-naked-errors": Outcome(sign=lambda read, _: not read.extended_length),
+    "quirk-no-extended": Outcome(sign=lambda read, _: not read.extended_length),
+    "quirk-pace-only": Outcome(key="mrz", sign=lambda read, _: read.access.method is AccessMethod.PACE),
+    "quirk-removal-mid-read": Outcome(error=CardRemovedError, card_apdus=9),
+    "quirk-slow-link": Outcome(sign=_slow_link),
+    "quirk-small-le": Outcome(sign=_stepped_down_below_a0),
+    "quirk-small-le-6b00": Outcome(sign=_stepped_down_below_a0),
+}
+
+
+def test_every_forgery_and_quirk_profile_has_its_outcome() -> None:
+    special = {name for name in PROFILES if load_profile(name).forgery.any or load_profile(name).quirks.any}
+    assert special == set(OUTCOMES)
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_every_shipped_profile_reads_to_the_outcome_it_is_made_for(
+    name: str, specs: dict[str, SimCardSpec], trust: TrustStore, insert_card: InsertCard, connect: Any
+) -> None:
+    spec, outcome = specs[name], OUTCOMES.get(name, Outcome())
+    card = insert(insert_card, spec)
+    key = mrz_key(spec) if outcome.key == "mrz" else None
+    if outcome.error is not None:
+        with pytest.raises(outcome.error):
+            read_on_reader(connect(), spec, key, want_photo=True)
+        assert card.counters.apdus == outcome.card_apdus
+        return
+    result = read_on_reader(connect(), spec, key, want_photo=True)
+    assert_exact(result, spec, photo=True)
+    report = verify_chip(result, trust, now=NOW, qr=None)
+    assert (report.verdict, failing(report)) == (outcome.verdict, outcome.failing)
+    assert card.counters.apdus == result.stats.apdus
+    assert outcome.sign is None or outcome.sign(result, card.counters)
 
 
 # --- `cccd-edge read`, in process (PCSCLITE_CSOCK_NAME is this process's private pcscd) -------------------------
@@ -329,7 +423,8 @@ def run_read(*argv: str) -> int:
 
 
 def garbage_sod(spec: SimCardSpec) -> SimCardSpec:
-    """A chip whose EF.SOD is not a SOD (well-formed TLV, nonsense inside): a bad chip answer."""
+    """A chip whose EF.SOD is not a SOD (well-formed TLV, nonsense inside): a failed verification, not a bad chip
+    answer (the chip did answer; what it holds proves nothing)."""
     files = {**spec.image.applet_files, FID_SOD: bytes.fromhex("7703020100")}
     return dataclasses.replace(spec, image=dataclasses.replace(spec.image, applet_files=files))
 
@@ -341,7 +436,7 @@ COMMAND_CASES = [
     pytest.param("default", ("--can", "000000"), read_command.EXIT_ACCESS_DENIED, id="wrong CAN"),
     pytest.param("bac-only", (), read_command.EXIT_ACCESS_FAILED, id="CAN on a BAC-only card"),
     pytest.param("removed", (), read_command.EXIT_CARD_REMOVED, id="card removed"),
-    pytest.param("garbage-sod", (), read_command.EXIT_BAD_CHIP_ANSWER, id="bad chip answer"),
+    pytest.param("garbage-sod", (), read_command.EXIT_FAILED, id="sod does not parse"),
     pytest.param(None, (), read_command.EXIT_NO_CARD, id="no card"),
     pytest.param("default", ("--reader", "No Such Reader 00 00"), read_command.EXIT_NO_READER, id="no reader"),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import stat
@@ -28,13 +29,14 @@ from edge.protocol.verify.checks import DG_HASHES, DS_CHAIN, DS_VALIDITY, SOD_SI
 from edge.protocol.verify.passive import passive_authentication_of_file
 from edge.protocol.verify.trust import TrustStore
 from edge.sim.builder import REAL_CARD_ACCESS, build_card, card_access
-from edge.sim.model import FID_CARD_ACCESS, FID_COM, FID_SOD, SimCardSpec, dg_fid
+from edge.sim.model import FID_CARD_ACCESS, FID_COM, FID_SOD, Quirks, SimCardSpec, dg_fid
 from edge.sim.pki import SimPki, csca_certificate_path, load_or_create_pki
-from edge.sim.profile import CardProfile, list_profiles, load_profile
+from edge.sim.profile import CardProfile, QuirkSettings, list_profiles, load_profile
 
 PROFILES = list_profiles()
 GENUINE = [name for name in PROFILES if not load_profile(name).forgery.any]
 FORGED = [name for name in PROFILES if load_profile(name).forgery.any]
+QUIRKY = [name for name in PROFILES if load_profile(name).quirks.any]
 DER, SPKI = Encoding.DER, PublicFormat.SubjectPublicKeyInfo
 VIETNAMESE_LETTERS = "àáảãạăằắẳẵặâầấẩẫậèéẻẽẹêềếểễệìíỉĩịòóỏõọôồốổỗộơờớởỡợùúủũụưừứửữựỳýỷỹỵđ"
 
@@ -116,7 +118,8 @@ def test_every_profile_builds_consistently(name: str, pki_dir: Path, pki: SimPki
         assert spec.secrets.aa_private_key is not None
         aa_public = parse_dg15(files[dg_fid(15)]).public_key
         assert aa_public.public_bytes(DER, SPKI) == spec.secrets.aa_private_key.public_key().public_bytes(DER, SPKI)
-    assert spec.image.mf_files[FID_CARD_ACCESS] == card_access(pace_parameter_id=profile.card.pace_parameter_id)
+    access = card_access(pace_parameter_id=profile.card.pace_parameter_id, pace=spec.quirks.pace_supported)
+    assert spec.image.mf_files[FID_CARD_ACCESS] == access
 
 
 def test_default_card_access_is_the_real_one() -> None:
@@ -215,6 +218,47 @@ def test_load_profile_errors(tmp_path: Path) -> None:
     good = tmp_path / "mine.toml"
     good.write_text((Path(__file__).parents[2] / "edge/sim/profiles/default.toml").read_text(encoding="utf-8"))
     assert load_profile(good).name == "mine"
+
+
+@pytest.mark.parametrize("name", QUIRKY)
+def test_quirk_profiles_are_the_default_card_with_one_behaviour(name: str, pki_dir: Path) -> None:
+    """Shipped quirk profiles start from the default person (``based_on``), so a quirk is all that differs."""
+    default, profile = load_profile("default"), load_profile(name)
+    assert name.startswith("quirk-")
+    assert (profile.person, profile.card, profile.forgery) == (default.person, default.card, default.forgery)
+    assert profile.description
+    assert profile.description != default.description
+    spec = build_card(profile, pki_dir=pki_dir)
+    assert spec.quirks == profile.quirks.to_quirks() != Quirks()
+
+
+def test_based_on_merges_tables_and_refuses_loops(tmp_path: Path) -> None:
+    child = tmp_path / "child.toml"
+    child.write_text('based_on = "young"\n[person]\nfull_name = "Trần Thị Mai"\n[quirks]\nmax_le = 0xA0\n')
+    profile, young = load_profile(child), load_profile("young")
+    assert (profile.name, profile.description) == ("child", "")  # the base's name and description are its own
+    assert profile.person == young.person.model_copy(update={"full_name": "Trần Thị Mai"})
+    assert (profile.card, profile.quirks) == (young.card, QuirkSettings(max_le=0xA0))
+    (tmp_path / "a.toml").write_text('based_on = "b.toml"\n')
+    (tmp_path / "b.toml").write_text('based_on = "a.toml"\n')
+    with pytest.raises(ConfigError, match="based on each other"):
+        load_profile(tmp_path / "a.toml")
+    (tmp_path / "orphan.toml").write_text('based_on = "nobody"\n')
+    with pytest.raises(ConfigError, match="no such card profile"):
+        load_profile(tmp_path / "orphan.toml")
+
+
+def test_quirk_settings_cover_every_quirk_and_refuse_odd_values(tmp_path: Path) -> None:
+    assert set(QuirkSettings.model_fields) == {field.name for field in dataclasses.fields(Quirks)}
+    source = (Path(__file__).parents[2] / "edge/sim/profiles/default.toml").read_text(encoding="utf-8")
+    for bad in ("bitrate_kbps = 100", "bitrate_kbps = 400", "le_refusal_sw = 0x6A00", "max_le = 0",
+                "naked_errors = 1", 'max_le = "160"'):  # fmt: skip
+        custom = tmp_path / "odd.toml"
+        custom.write_text(f"{source}\n[quirks]\n{bad}\n", encoding="utf-8")
+        with pytest.raises(ConfigError, match=bad.split()[0]):
+            load_profile(custom)
+    for rate in (106, 212, 424, 848):
+        assert QuirkSettings(bitrate_kbps=rate).to_quirks().bitrate_kbps == rate
 
 
 # --- the project's own passive authentication over built cards -------------------------------------------------

@@ -37,10 +37,12 @@ class Recorder:
         self.inner = inner
         self.cap = cap
         self.commands: list[CommandApdu] = []
+        self.status_words: list[int] = []
 
     def send_and_receive(self, command: CommandApdu) -> ResponseApdu:
         self.commands.append(command)
         response = self.inner.send_and_receive(command)
+        self.status_words.append(response.sw)
         if self.cap is not None and len(response.data) > self.cap:
             return ResponseApdu(response.data[: self.cap], response.sw)
         return response
@@ -124,17 +126,20 @@ def test_b1_answers_fit_the_chunk_with_their_do53_header(chunk: int) -> None:
     assert len(odd) == math.ceil((len(content) - first_odd) / odd_room(chunk))
 
 
-def test_step_down_on_6700_is_remembered_for_the_next_file() -> None:
+@pytest.mark.parametrize("refusal", [0x6700, 0x6B00])
+def test_step_down_on_a_refused_le_is_remembered_for_the_next_file(refusal: int) -> None:
+    """A chip capping Le at 0xA0 (6700, or 6B00 on some chips): 256, 231, 223 and 192 are refused, 160 answers."""
     dg2, dg13 = make_file(0x75, 1000), make_file(0x6D, 600)
-    _card, conn = card_with({dg_fid(2): dg2, dg_fid(13): dg13}, max_le=128)
+    _card, conn = card_with({dg_fid(2): dg2, dg_fid(13): dg13}, max_le=0xA0, le_refusal_sw=refusal)
     memory = ChunkMemory()
     assert read_file(conn, 2, chunk=256, memory=memory) == dg2
-    assert memory.limit == 128
-    refused_first = len(conn.reads) - math.ceil(1000 / 128)
-    assert refused_first > 0
+    assert memory.limit == 160
+    assert [c.le for c in conn.reads[:5]] == [256, 231, 223, 192, 160]
+    assert conn.status_words[:4] == [refusal] * 4
+    assert len(conn.reads) == 4 + math.ceil(1000 / 160)
     conn.commands.clear()
     assert read_file(conn, 13, chunk=256, memory=memory) == dg13
-    assert len(conn.reads) == math.ceil(600 / 128)  # no refusals the second time
+    assert len(conn.reads) == math.ceil(600 / 160)  # no refusals the second time
 
 
 def test_extended_refused_falls_back_to_short_and_remembers() -> None:
@@ -161,6 +166,31 @@ def test_eof_warning_on_the_first_read_is_fine() -> None:
     _card, conn = card_with({}, eof_warning=True)
     assert read_file(conn, 0x1E) == DEMO_COM
     assert len(conn.reads) == 1
+
+
+@pytest.mark.parametrize(
+    ("size", "chunk", "extended"),
+    [(1000, 256, False), (1000, CHUNK_AES_SM, False), (257, 256, False), (0x8000 + 3000, 4096, True)],
+)
+def test_6282_with_the_last_chunk_costs_no_apdu_and_teaches_no_limit(size: int, chunk: int, extended: bool) -> None:
+    """A chip answering 6282 (end of file) with the data of the chunk that reaches the end, B0 or B1 alike: the
+    file is whole, no chunk is asked twice and no size is learned from the warning."""
+    content = make_file(0x75, size)
+    _card, plain = card_with({dg_fid(2): content})
+    assert read_file(plain, 2, chunk=chunk, extended_ok=extended) == content
+    _card, warned = card_with({dg_fid(2): content}, eof_warning_on_last_chunk=True)
+    memory = ChunkMemory()
+    assert read_file(warned, 2, chunk=chunk, extended_ok=extended, memory=memory) == content
+    assert len(warned.reads) == len(plain.reads) > 1
+    assert warned.status_words[-1] == 0x6282
+    assert set(warned.status_words[:-1]) <= {0x9000}
+    assert memory == ChunkMemory()
+
+
+def test_6282_on_a_file_read_in_one_apdu() -> None:
+    _card, conn = card_with({}, eof_warning_on_last_chunk=True)
+    assert read_file(conn, 0x1E, chunk=len(DEMO_COM)) == DEMO_COM  # Le exactly the file: the answer reaches the end
+    assert (len(conn.reads), conn.status_words) == (1, [0x6282])
 
 
 def test_wrong_le_hint_6cxx_is_followed() -> None:
@@ -240,11 +270,16 @@ def test_file_names() -> None:
 @given(
     size=st.integers(min_value=3, max_value=5000),
     chunk=st.integers(min_value=1, max_value=1024),
-    max_le=st.sampled_from([65536, 256, 231, 200, 64]),
+    max_le=st.sampled_from([65536, 256, 231, 200, 0xA0, 64]),
+    refusal=st.sampled_from([0x6700, 0x6B00]),
     eof_warning=st.booleans(),
+    last_chunk_warning=st.booleans(),
     extended=st.booleans(),
 )
-def test_any_file_reads_back_exactly(size: int, chunk: int, max_le: int, eof_warning: bool, extended: bool) -> None:
+def test_any_file_reads_back_exactly(
+    size: int, chunk: int, max_le: int, refusal: int, eof_warning: bool, last_chunk_warning: bool, extended: bool
+) -> None:
     content = make_file(0x75, size)
-    _card, conn = card_with({dg_fid(2): content}, max_le=max_le, eof_warning=eof_warning)
+    _card, conn = card_with({dg_fid(2): content}, max_le=max_le, le_refusal_sw=refusal, eof_warning=eof_warning,
+                            eof_warning_on_last_chunk=last_chunk_warning)  # fmt: skip
     assert read_file(conn, 2, chunk=chunk, extended_ok=extended) == content
