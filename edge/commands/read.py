@@ -6,8 +6,9 @@ The support desk's tool for "does this card / reader work": names, ID numbers an
 Exit codes, so a script or the desk can tell the cases apart without parsing text: 0 verified, 3 verified but the
 issuer is not in the trust store, 4 verification failed; a read that ended in an error prints one line on stderr
 (never a traceback) and exits 5 no reader, 6 no card, 7 card removed, 8 access key rejected, 9 secure session
-refused, 10 the chip answered wrongly (status word, secure messaging, malformed file), 11 other reader trouble,
-1 anything else (2 stays argparse's usage error).
+refused, 10 the chip answered wrongly (status word, secure messaging, malformed data group; an EF.SOD that does not
+parse is a failed verification, 4), 11 other reader trouble (also no card placed within ``--wait``, or a card not
+answering in time), 1 anything else (2 stays argparse's usage error).
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     key.add_argument("--mrz", type=_mrz, metavar="DOCNO,YYMMDD,YYMMDD",
                      help="document number (last 9 digits of the ID), date of birth, date of expiry")  # fmt: skip
     parser.add_argument("--reader", help="reader name (default: the first reader holding a card)")
+    parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                        help="wait up to SECONDS for a card to be placed (default: no wait)")  # fmt: skip
     parser.add_argument("--photo", type=Path, metavar="OUT.jpg", help="also read the face image (DG2) into a file")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument("--show-pii", action="store_true", help="show names, ID numbers and addresses in clear")
@@ -166,8 +169,9 @@ def _read_and_report(args: argparse.Namespace) -> int:
     request = ReadRequest(key, want_photo=args.photo is not None, allow_bac_fallback=args.allow_bac_fallback)
     driver = PcscReaderDriver()
     try:
+        reader = driver.wait_for_card(args.wait, args.reader).name if args.wait > 0 else args.reader
         started = time.monotonic()
-        with driver.connect(args.reader) as connection:
+        with driver.connect(reader) as connection:
             reader_name = connection.reader_name
             read = read_chip(connection, request)
         report = verify_chip(read, trust, now=datetime.now(UTC), qr=None)

@@ -5,6 +5,10 @@ and readers vanish (USB unplugged), and a long-running daemon must notice, repor
 and re-establish its context when pcscd is back, without being restarted itself. Transport-level status words are
 handled here so protocol code only sees final answers: 61xx is followed by GET RESPONSE (accumulating the data),
 6Cxx by resending the command with the Le the card asked for.
+
+A timeout is a :class:`CardTimeoutError` only where one genuinely happens: :meth:`PcscReaderDriver.wait_for_card`
+reaching its deadline, or PC/SC reporting SCARD_E_TIMEOUT for an exchange with the card still there (one whose card
+has gone is a removal). A wait for events that merely times out is normal and returns the states.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Sequence
 from smartcard import scard
 
 from edge.drivers.base import CardPresence, ReaderState
-from edge.errors import CardRemovedError, NoCardError, NoReaderError, ReaderError, TransmitError
+from edge.errors import CardRemovedError, CardTimeoutError, NoCardError, NoReaderError, ReaderError, TransmitError
 from edge.protocol.apdu import LE_MAX_SHORT, CommandApdu, ResponseApdu
 
 log = logging.getLogger(__name__)
@@ -48,8 +52,14 @@ _READER_GONE = {
     _code(c)
     for c in (scard.SCARD_E_READER_UNAVAILABLE, scard.SCARD_E_UNKNOWN_READER, scard.SCARD_E_NO_READERS_AVAILABLE)
 }
-_EXCHANGE_FAILED = {_code(c) for c in (scard.SCARD_E_NOT_TRANSACTED, scard.SCARD_E_COMM_DATA_LOST)}
 _TIMEOUT = _code(scard.SCARD_E_TIMEOUT)
+#: An exchange that ended without an answer: a removal if the card is gone, else reader or chip trouble.
+_EXCHANGE_FAILED = {_code(c) for c in (scard.SCARD_E_NOT_TRANSACTED, scard.SCARD_E_COMM_DATA_LOST)} | {_TIMEOUT}
+#: What the support desk can do about a card that stays on the reader but does not answer in time.
+SLOW_CARD_HINT = (
+    "keep the card flat and still on the reader and retry; if other cards time out too, reconnect the reader, "
+    "if only this one does, its chip may be damaged"
+)
 _CANCELLED = _code(scard.SCARD_E_CANCELLED)
 _STATE_CHANGED = scard.SCARD_STATE_CHANGED
 #: SCardStatus card state bits (pcsc-lite's SCARD_ABSENT/SCARD_PRESENT; pyscard does not export them).
@@ -136,6 +146,8 @@ class PcscReaderDriver:
             return NoReaderError(text)
         if code in _CARD_GONE:
             return NoCardError(text)
+        if code == _TIMEOUT:
+            return CardTimeoutError(f"{text}: no answer in time", hint=SLOW_CARD_HINT)
         return TransmitError(text)
 
     # --- readers and their state -------------------------------------------------------------------------------
@@ -221,6 +233,27 @@ class PcscReaderDriver:
             return bool(self._reader_names(context))
         except NoReaderError:
             return False
+
+    def wait_for_card(self, timeout: float, reader_name: str | None = None) -> ReaderState:
+        """The state of ``reader_name`` (or of the first reader) once it holds a card, waiting up to ``timeout``
+        seconds for one to be placed. Raises :class:`CardTimeoutError` at the deadline, or :class:`NoReaderError`
+        when the reader is not there at all (no card could have come)."""
+        deadline = time.monotonic() + timeout
+        states = self.readers()
+        while True:
+            watched = [state for state in states if reader_name in (None, state.name)]
+            present = next((state for state in watched if state.presence is CardPresence.PRESENT), None)
+            if present is not None:
+                return present
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if not watched:
+                    raise NoReaderError(f"no card reader {reader_name or 'attached'}")
+                raise CardTimeoutError(
+                    f"no card was placed on {reader_name or 'any reader'} within {timeout:g} s",
+                    hint="place the card flat on the reader and leave it there until the light turns green",
+                )
+            states = self.wait_for_change(remaining)
 
     # --- connecting --------------------------------------------------------------------------------------------
 

@@ -8,7 +8,13 @@ Order, and why:
    the two apart, and PACE then runs with the CCCD's known parameters, as re-authentication does mid-read.
 2. The secure channel (PACE first, BAC only as the policy allows: ``edge.protocol.access.policy``).
 3. EF.SOD first: it lists the data groups the card really has, so nothing is requested that is not there (no
-   6A82 round trips, DG3/DG11 never asked for) and every file read can be hashed against it.
+   6A82 round trips, DG3/DG11 never asked for) and every file read can be hashed against it. Of those, only the
+   ones the :class:`ReadRequest` names are read. An EF.SOD that arrived whole but does not parse is a fact about
+   the card, not a failed read: it is kept raw (``sod`` None, ``sod_error`` saying why) and verification fails
+   it. The data groups are then read as requested without a list, a 6A82 meaning the card has none, so the
+   result still shows what the chip holds. A SOD cut short by a removal never gets that far: the transport
+   raises :class:`~edge.errors.CardRemovedError` before any byte is parsed (``read_file`` returns whole files
+   only), and a file that ends before its own header says is a bad chip answer, as for any other file.
 4. DG14, then Chip Authentication right away: the channel switches to keys only the genuine chip can derive, so
    every file read after it (DG1, DG13, DG15, DG2) is read *from* the genuine chip. The proof is implicit: the
    first secured answer after CA that verifies. An :class:`SmIntegrityError` or a 6987/6988 there means the chip
@@ -16,12 +22,14 @@ Order, and why:
    recorded as a failed CA and the rest is read over a fresh channel without CA, so the verdict can say why.
 5. Active Authentication last, when DG15 is there.
 
+A check whose data group the request leaves out (DG14 for CA, DG15 for AA) is ``not_performed``, saying so.
+
 Reads go by short file id without SELECT, in chunks as large as secure messaging allows (extended length when the
 transport carries it), stepping down where the chip refuses and remembering what worked in a :class:`ChunkMemory`.
 A 6987/6988 mid-read re-authenticates once (redoing CA if it was done) and resumes at the offset reached: the
 chunks already received are kept and not read again.
 
-Nothing partial leaves this module: any error aborts the whole read with a typed error (with a note naming the
+Nothing partial leaves this module: any other error aborts the whole read with a typed error (with a note naming the
 file and offset); a card removal stays a :class:`~edge.errors.CardRemovedError`. Pure: connection and randomness
 are injected.
 """
@@ -39,13 +47,19 @@ from edge.errors import (
     EdgeError,
     FileNotFoundOnCardError,
     PaceNotSupportedError,
+    ParseError,
     SessionLostError,
     SmIntegrityError,
 )
 from edge.protocol import tlv
 from edge.protocol.access.active_auth import CHALLENGE_LENGTH, ActiveAuthResult, active_authenticate
 from edge.protocol.access.card_access import SecurityInfos, parse_security_infos
-from edge.protocol.access.chip_auth import ChipAuthResult, perform_chip_auth
+from edge.protocol.access.chip_auth import (
+    NO_CHIP_AUTHENTICATION,
+    ChipAuthResult,
+    chip_auth_unsupported,
+    perform_chip_auth,
+)
 from edge.protocol.access.pace import PaceResult
 from edge.protocol.access.policy import AccessKey, AccessMethod, SecureChannel, open_secure_channel
 from edge.protocol.apdu import (
@@ -59,6 +73,8 @@ from edge.protocol.apdu import (
 from edge.protocol.crypto import Random
 from edge.protocol.lds.dg1 import Dg1, parse_dg1
 from edge.protocol.lds.dg2 import FaceImage, parse_dg2
+from edge.protocol.lds.dg11 import Dg11, parse_dg11
+from edge.protocol.lds.dg12 import Dg12, parse_dg12
 from edge.protocol.lds.dg13 import Dg13, parse_dg13
 from edge.protocol.lds.dg14 import Dg14, parse_dg14
 from edge.protocol.lds.dg15 import Dg15, parse_dg15
@@ -86,8 +102,10 @@ CCCD_CARD_ACCESS = bytes.fromhex(
 DG_PHOTO = 2
 DG_CHIP_AUTH = 14
 DG_ACTIVE_AUTH = 15
-#: Data groups read whenever the SOD lists them, in reading order after DG14 (DG2 only on request, last).
-ALWAYS_READ = (1, 13, 15)
+#: What a read asks for unless told otherwise: MRZ, personal data, and the keys of CA and AA.
+DEFAULT_DATA_GROUPS = frozenset({1, 13, DG_CHIP_AUTH, DG_ACTIVE_AUTH})
+#: DG3 (fingerprints) and DG4 (iris) need Terminal Authentication, which this terminal does not implement.
+EAC_PROTECTED = frozenset({3, 4})
 #: Re-authentications allowed after the chip dropped its session (ICAO: re-authenticate once, then give up).
 MAX_REAUTHENTICATIONS = 1
 
@@ -96,7 +114,12 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True, slots=True)
 class ReadRequest:
-    """What to read and prove. ``aa_challenge`` fixes the AA challenge (8 bytes; else drawn from ``rng``)."""
+    """What to read and prove. ``aa_challenge`` fixes the AA challenge (8 bytes; else drawn from ``rng``).
+
+    ``data_groups`` are read where the SOD lists them (``want_photo`` adds DG2): fewer for a quicker read, or
+    DG11/DG12 too. CA needs DG14 and AA needs DG15: left out, that check is ``not_performed``. AA with an EC key
+    but without DG14 hashes as the key size suggests, since DG14 is where the chip names its algorithm.
+    """
 
     key: AccessKey
     want_photo: bool = False
@@ -104,10 +127,20 @@ class ReadRequest:
     allow_bac_fallback: bool = False
     do_chip_auth: bool = True
     do_active_auth: bool = True
+    data_groups: frozenset[int] = DEFAULT_DATA_GROUPS
 
     def __post_init__(self) -> None:
         if self.aa_challenge is not None and len(self.aa_challenge) != CHALLENGE_LENGTH:
             raise ValueError(f"an AA challenge is {CHALLENGE_LENGTH} bytes")
+        if not all(1 <= number <= 16 for number in self.data_groups):
+            raise ValueError(f"data groups are numbered 1 to 16, not {sorted(self.data_groups)}")
+        if self.data_groups & EAC_PROTECTED:
+            raise ValueError("DG3 and DG4 need Terminal Authentication, which this terminal does not implement")
+
+    @property
+    def wanted(self) -> frozenset[int]:
+        """Every data group to read: ``data_groups``, plus DG2 with ``want_photo``."""
+        return self.data_groups | ({DG_PHOTO} if self.want_photo else frozenset())
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,17 +175,22 @@ class ApduStats:
 class ChipRead:
     """A complete chip read: raw bytes per file (for hashing), parsed objects, and what was proven.
 
-    ``data_groups`` maps DG number to the file exactly as read; ``not_read`` lists the DGs the SOD lists that
-    were not requested (e.g. DG2 without ``want_photo``).
+    ``sod`` is None when EF.SOD does not parse (``sod_error`` says why: verification then fails). ``data_groups``
+    maps DG number to the file exactly as read; ``requested`` is what the request asked for; ``not_read`` lists
+    the DGs the SOD lists that were not requested (e.g. DG2 without ``want_photo``).
     """
 
     card_access: bytes | None
     card_access_infos: SecurityInfos | None
     sod_raw: bytes
-    sod: SodFile
+    sod: SodFile | None
+    sod_error: str | None
     data_groups: Mapping[int, bytes]
+    requested: frozenset[int]
     dg1: Dg1 | None
     dg2: FaceImage | None
+    dg11: Dg11 | None
+    dg12: Dg12 | None
     dg13: Dg13 | None
     dg14: Dg14 | None
     dg15: Dg15 | None
@@ -370,14 +408,30 @@ class _Session:
             self.chunk_sizes[key] = sm.max_read_chunk(extended)
         return self.chunk_sizes[key]
 
+    def read_unlisted(self, sfi: int) -> bytes | None:
+        """A data group no parsed SOD lists or rules out: 6A82 means the card has none."""
+        try:
+            return self.read(sfi)
+        except FileNotFoundOnCardError:
+            return None
+
     def chip_authentication(self, dg14: Dg14 | None) -> None:
         if not self.request.do_chip_auth:
             self.ca_outcome = ChipAuthOutcome(CheckStatus.NOT_PERFORMED, "chip authentication was not requested")
             return
-        if dg14 is None or not dg14.security_infos.chip_authentication_keys:
-            self.ca_outcome = ChipAuthOutcome(CheckStatus.NOT_SUPPORTED, "the card offers no chip authentication")
+        if DG_CHIP_AUTH not in self.request.wanted:
+            self.ca_outcome = ChipAuthOutcome(
+                CheckStatus.NOT_PERFORMED, "DG14 was not requested, so chip authentication was not performed"
+            )
+            return
+        if dg14 is None:
+            self.ca_outcome = ChipAuthOutcome(CheckStatus.NOT_SUPPORTED, NO_CHIP_AUTHENTICATION)
             return
         infos = dg14.security_infos
+        unsupported = chip_auth_unsupported(infos)
+        if unsupported is not None:
+            self.ca_outcome = ChipAuthOutcome(CheckStatus.NOT_SUPPORTED, unsupported)
+            return
         try:
             result = self.run(lambda: self._chip_authenticate(infos), "running chip authentication")
         except AccessControlError as exc:
@@ -389,7 +443,11 @@ class _Session:
             "chip authentication keys verified)", result,
         )  # fmt: skip
 
-    def active_authentication(self, dg14: Dg14 | None, dg15: Dg15 | None) -> ActiveAuthResult:
+    def active_authentication(self, dg14: Dg14 | None, dg15: Dg15 | None, *, dg15_listed: bool) -> ActiveAuthResult:
+        if dg15 is None and dg15_listed and DG_ACTIVE_AUTH not in self.request.wanted:
+            return ActiveAuthResult(
+                CheckStatus.NOT_PERFORMED, "DG15 was not requested, so active authentication was not performed"
+            )
         if dg15 is None:
             return ActiveAuthResult.not_supported()
         if not self.request.do_active_auth:
@@ -403,6 +461,20 @@ class _Session:
             ),
             "running active authentication",
         )
+
+
+def _after_chip_auth(wanted: frozenset[int]) -> list[int]:
+    """The reading order after DG14: by number, the face image (the largest file) last."""
+    return sorted(wanted - {DG_CHIP_AUTH}, key=lambda number: (number == DG_PHOTO, number))
+
+
+def _parse_sod(sod_raw: bytes) -> tuple[SodFile | None, str | None]:
+    """The parsed EF.SOD, or None and why not: a SOD that arrived whole but does not parse is the card's fault,
+    reported by verification as a failed check rather than ending the read."""
+    try:
+        return parse_sod(sod_raw), None
+    except ParseError as exc:
+        return None, str(exc)
 
 
 def _read_card_access(conn: ApduConnection, memory: ChunkMemory) -> bytes | None:
@@ -451,23 +523,30 @@ def read_chip(
     session = _open_session(counting, request, card_access, rng, memory)
 
     sod_raw = session.read(SFI_SOD)
-    sod = parse_sod(sod_raw)
-    listed = set(sod.dg_hashes)
+    sod, sod_error = _parse_sod(sod_raw)
+    listed = frozenset(sod.dg_hashes) if sod is not None else None
+
+    def fetch(number: int) -> bytes | None:
+        if listed is None:
+            return session.read_unlisted(number)
+        return session.read(number) if number in listed else None
+
     raw: dict[int, bytes] = {}
     dg14: Dg14 | None = None
-    if DG_CHIP_AUTH in listed:
-        raw[DG_CHIP_AUTH] = session.read(DG_CHIP_AUTH)
-        dg14 = parse_dg14(raw[DG_CHIP_AUTH])
+    if DG_CHIP_AUTH in request.wanted and (content := fetch(DG_CHIP_AUTH)) is not None:
+        raw[DG_CHIP_AUTH] = content
+        dg14 = parse_dg14(content)
     session.chip_authentication(dg14)
-    wanted = [*ALWAYS_READ, *((DG_PHOTO,) if request.want_photo else ())]
-    for number in wanted:
-        if number in listed:
-            raw[number] = session.read(number)
+    for number in _after_chip_auth(request.wanted):
+        if (content := fetch(number)) is not None:
+            raw[number] = content
     dg1 = parse_dg1(raw[1]) if 1 in raw else None
+    dg11 = parse_dg11(raw[11]) if 11 in raw else None
+    dg12 = parse_dg12(raw[12]) if 12 in raw else None
     dg13 = parse_dg13(raw[13]) if 13 in raw else None
     dg15 = parse_dg15(raw[DG_ACTIVE_AUTH]) if DG_ACTIVE_AUTH in raw else None
     dg2 = parse_dg2(raw[DG_PHOTO]) if DG_PHOTO in raw else None
-    active = session.active_authentication(dg14, dg15)
+    active = session.active_authentication(dg14, dg15, dg15_listed=listed is None or DG_ACTIVE_AUTH in listed)
     if session.link.ca_unproven:  # nothing was exchanged after CA (a card with nothing else to read): prove it now
         session.run(lambda: session.link.send_and_receive(CommandApdu(0x00, 0xB0, 0x80 | SFI_SOD, 0, le=1)),
                     "proving chip authentication")  # fmt: skip
@@ -479,13 +558,17 @@ def read_chip(
         card_access_infos=card_access_infos,
         sod_raw=sod_raw,
         sod=sod,
+        sod_error=sod_error,
         data_groups=raw,
+        requested=request.wanted,
         dg1=dg1,
         dg2=dg2,
+        dg11=dg11,
+        dg12=dg12,
         dg13=dg13,
         dg14=dg14,
         dg15=dg15,
-        not_read=tuple(sorted(listed - set(raw))),
+        not_read=tuple(sorted((listed or frozenset()) - request.wanted)),
         access=AccessOutcome(channel.method, protocol, channel.attempts, session.reauthentications),
         chip_auth=chip_auth,
         active_auth=active,

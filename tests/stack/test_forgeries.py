@@ -39,7 +39,7 @@ from edge.protocol.verify.trust import TrustStore
 from edge.sim.builder import FORGED_RESIDENCE, build_card
 from edge.sim.card_qr import card_qr
 from edge.sim.chip_security import SimChipSecurity
-from edge.sim.model import SimCardSpec
+from edge.sim.model import FID_SOD, SimCardSpec
 from edge.sim.pki import load_or_create_pki
 from edge.sim.profile import CardProfile, load_profile
 from edge.sim.stack import READER_NAMES
@@ -200,3 +200,32 @@ def test_cross_check_names_the_disagreeing_fields(
     check = report.check(MRZ_VS_DG13 if case == "dg1-mismatch" else QR_VS_DG13)
     assert check.status is CheckStatus.FAILED
     assert {field for field, outcome in check.detail.items() if outcome == "mismatch"} == mismatched
+
+
+def garbage_sod(spec: SimCardSpec) -> SimCardSpec:
+    """A chip whose EF.SOD is not a SOD (well-formed TLV, nonsense inside), as in tests/stack/test_read_card.py."""
+    files = {**spec.image.applet_files, FID_SOD: bytes.fromhex("7703020100")}
+    return dataclasses.replace(spec, image=dataclasses.replace(spec.image, applet_files=files))
+
+
+def test_a_sod_that_does_not_parse_fails_its_signature_and_nothing_is_verified(
+    specs: dict[str, SimCardSpec], trust: TrustStore, insert_card: InsertCard, pcsc_driver: PcscReaderDriver
+) -> None:
+    """Not a bad chip answer ending the read: the read completes, the data groups are read as requested without
+    the SOD's list, and the verdict names the SOD; CA and AA still show what the chip can prove."""
+    spec = garbage_sod(specs["default"])
+    result = read_through_pcsc(spec, insert_card, pcsc_driver)
+    assert result.sod is None
+    assert result.sod_raw == spec.image.applet_files[FID_SOD]
+    assert set(result.data_groups) == {1, 13, 14, 15}
+    report = verify_chip(result, trust, now=NOW, qr=matching_qr(load_profile("default")))
+
+    assert report.verdict is Verdict.FAILED
+    assert report.check(SOD_SIGNATURE).reason.startswith("EF.SOD cannot be parsed: EF.SOD")
+    not_performed = {DS_VALIDITY, DS_CHAIN, DS_REVOCATION, DG_HASHES}
+    expected = (
+        dict.fromkeys(ALL_CHECKS, CheckStatus.PASSED)
+        | dict.fromkeys(not_performed, CheckStatus.NOT_PERFORMED)
+        | {SOD_SIGNATURE: CheckStatus.FAILED}
+    )
+    assert statuses(report) == expected, {check.name: check.reason for check in report.checks}

@@ -7,16 +7,23 @@ waits are on PC/SC events, and results are checked by APDU counts and bytes.
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import pytest
+from smartcard import scard
 
 from edge.drivers.base import CardPresence
-from edge.drivers.pcsc import REMOVAL_SETTLE_SECONDS, PcscReaderDriver
-from edge.errors import CardRemovedError, NoCardError, NoReaderError
+from edge.drivers.pcsc import REMOVAL_SETTLE_SECONDS, SLOW_CARD_HINT, PcscReaderDriver
+from edge.errors import CardRemovedError, CardTimeoutError, NoCardError, NoReaderError
 from edge.protocol import tlv
+from edge.protocol.access.policy import CanKey
 from edge.protocol.apdu import CommandApdu
+from edge.protocol.chip import ReadRequest, read_chip
 from edge.protocol.reader import read_file
+from edge.sim.builder import build_card
+from edge.sim.chip_security import SimChipSecurity
 from edge.sim.model import EMRTD_AID, Quirks, dg_fid
+from edge.sim.profile import load_profile
 from edge.sim.runner import DEMO_COM, SimulatedCard, demo_spec
 from edge.sim.stack import READER_NAMES, PcscStack
 from tests.fixtures.pcsc import InsertCard, wait_for_presence
@@ -152,3 +159,66 @@ def test_extended_length_is_configurable(insert_card: InsertCard) -> None:
             assert read_file(conn, 0x1E, chunk=4096, extended_ok=True) == DEMO_COM
     finally:
         driver.close()
+
+
+# --- slow cards and deadlines ----------------------------------------------------------------------------------
+
+#: Each answer of the slow card comes this late: far slower than a real chip, no PC/SC timeout for it.
+SLOW_ANSWER_MS = 60.0
+
+
+def test_a_slow_card_still_reads_completely(insert_card: InsertCard, pcsc_driver: PcscReaderDriver) -> None:
+    spec = build_card(load_profile("default"))
+    slow = dataclasses.replace(spec, quirks=dataclasses.replace(spec.quirks, answer_delay_ms=SLOW_ANSWER_MS))
+    simulated = insert_card(slow, security=SimChipSecurity(slow.secrets, slow.quirks))
+    with pcsc_driver.connect(READER_NAMES[0]) as conn:
+        result = read_chip(conn, ReadRequest(CanKey(slow.secrets.can)))
+        assert conn.apdus == result.stats.apdus == 15  # as a fast card: no retry, no re-authentication
+    assert simulated.counters.apdus == 15
+    assert result.access.reauthentications == 0
+    assert result.chip_auth.status.value == "passed"
+    assert result.active_auth.verified
+
+
+def test_waiting_for_a_card_ends_at_its_deadline(pcsc_driver: PcscReaderDriver) -> None:
+    with pytest.raises(CardTimeoutError) as info:
+        pcsc_driver.wait_for_card(0.3, READER_NAMES[0])
+    assert isinstance(info.value, TimeoutError)  # generic callers catch it as the builtin
+    assert READER_NAMES[0] in str(info.value)
+    assert "place the card" in info.value.hint
+    with pytest.raises(CardTimeoutError, match="any reader"):
+        pcsc_driver.wait_for_card(0.1)
+    with pytest.raises(NoReaderError):
+        pcsc_driver.wait_for_card(0.1, "No Such Reader 00 00")
+
+
+def test_waiting_for_a_card_returns_when_it_is_placed(pcsc_stack: PcscStack, pcsc_driver: PcscReaderDriver) -> None:
+    card = SimulatedCard(demo_spec(), pcsc_stack.reader_port(1))
+    placing = threading.Timer(0.2, card.insert)
+    placing.start()
+    try:
+        state = pcsc_driver.wait_for_card(10.0)
+        assert state.name == READER_NAMES[1]
+        assert state.presence is CardPresence.PRESENT
+        assert pcsc_driver.wait_for_card(0.0, READER_NAMES[1]) == state  # already there: no wait at all
+    finally:
+        placing.join()
+        card.remove()
+    wait_for_presence(pcsc_driver, READER_NAMES[1], CardPresence.ABSENT)
+
+
+def test_a_transmit_timeout_is_a_timeout_while_the_card_stays_and_a_removal_once_it_left(
+    insert_card: InsertCard, pcsc_driver: PcscReaderDriver
+) -> None:
+    """vpcd never times out, so the PC/SC answer is handed to the driver's mapping as a reader would report it;
+    whether the card is still there is asked of the real pcscd."""
+    simulated = insert_card(demo_spec())
+    with pcsc_driver.connect(READER_NAMES[0]) as conn:
+        error = conn._transmit_error(scard.SCARD_E_TIMEOUT, SELECT_APPLET)
+        assert isinstance(error, CardTimeoutError)
+        assert "no answer in time" in str(error)
+        assert error.hint == SLOW_CARD_HINT
+        assert conn.send_and_receive(SELECT_APPLET).ok  # the connection stays usable for a retry
+        simulated.remove()
+        wait_for_presence(pcsc_driver, READER_NAMES[0], CardPresence.ABSENT)
+        assert isinstance(conn._transmit_error(scard.SCARD_E_TIMEOUT, SELECT_APPLET), CardRemovedError)

@@ -30,11 +30,17 @@ from edge.protocol.access.card_access import (
     ID_CA_ECDH,
     ID_EC_PUBLIC_KEY,
     ID_PACE_ECDH_GM,
+    ID_PK_DH,
     ID_PK_ECDH,
     ID_PRIME_FIELD,
     parse_security_infos,
 )
-from edge.protocol.access.chip_auth import perform_chip_auth
+from edge.protocol.access.chip_auth import (
+    DH_ONLY,
+    NO_CHIP_AUTHENTICATION,
+    chip_auth_unsupported,
+    perform_chip_auth,
+)
 from edge.protocol.access.policy import AccessMethod, CanKey, MrzKey, SecureChannel, open_secure_channel
 from edge.protocol.apdu import CommandApdu, ResponseApdu
 from edge.sim.card import SimSmFault
@@ -333,6 +339,41 @@ def test_chip_authentication_with_cloned_dg14_fails_on_next_read() -> None:
     perform_chip_auth(channel.connection, parse_security_infos(dg14_for(other.public_key())))
     with pytest.raises((SmIntegrityError, SessionLostError)):
         read_file(channel, FID_COM, len(EF_COM), 223)
+
+
+def dh_key_info() -> bytes:
+    """A ChipAuthenticationPublicKeyInfo for a DH key (its SPKI is never parsed: only the protocol OID counts)."""
+    return tlv.encode_constructed(0x30, tlv.encode(0x06, tlv.encode_oid(ID_PK_DH)), tlv.encode(0x30, b""))
+
+
+def test_dh_only_chip_authentication_is_not_supported_and_sends_nothing() -> None:
+    infos = parse_security_infos(tlv.encode(0x31, dh_key_info()))
+    link = ChipLink(make_chip())
+    channel = open_secure_channel(link, CanKey(CAN), card_access=v.CCCD_CARD_ACCESS)
+    sent = channel.connection.ssc
+    with pytest.raises(AccessControlError, match="only DH"):
+        perform_chip_auth(channel.connection, infos)
+    assert channel.connection.ssc == sent  # refused before any APDU
+
+
+def ecdh_key_info() -> bytes:
+    key = crypto_ec.generate_private_key(crypto_ec.SECP256R1()).public_key()
+    spki = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return tlv.encode_constructed(0x30, tlv.encode(0x06, tlv.encode_oid(ID_PK_ECDH)), spki)
+
+
+@pytest.mark.parametrize(
+    ("keys", "reason"),
+    [
+        pytest.param((), NO_CHIP_AUTHENTICATION, id="no key"),
+        pytest.param((dh_key_info,), DH_ONLY, id="DH only"),
+        pytest.param((dh_key_info, ecdh_key_info), None, id="DH and ECDH: ECDH is used"),
+        pytest.param((ecdh_key_info,), None, id="ECDH"),
+    ],
+)
+def test_chip_auth_support_by_the_keys_dg14_offers(keys: tuple[Callable[[], bytes], ...], reason: str | None) -> None:
+    infos = parse_security_infos(tlv.encode(0x31, b"".join(sorted(key() for key in keys))))
+    assert chip_auth_unsupported(infos) == reason
 
 
 # --- active authentication: the chip side against the reader's verifier -----------------------------------------

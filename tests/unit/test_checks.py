@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge.protocol.verify.card import CHIP_AUTHENTICATION
 from edge.protocol.verify.checks import (
     ACTIVE_AUTHENTICATION,
     DG_HASHES,
@@ -63,6 +64,15 @@ def card(**statuses: CheckStatus) -> list[Check]:
         # issuer_not_trusted anywhere but ds_chain is a status in the wrong place
         ({SOD_SIGNATURE: UNTRUSTED}, Verdict.FAILED),
         ({ACTIVE_AUTHENTICATION: UNTRUSTED}, Verdict.FAILED),
+        # chip authentication is not essential: a chip offering only DH CA (not_supported) or a read that left out
+        # DG14 (not_performed) is decided by the rest; a CA that ran and failed is a failed card
+        ({CHIP_AUTHENTICATION: NS}, Verdict.VERIFIED),
+        ({CHIP_AUTHENTICATION: NP, ACTIVE_AUTHENTICATION: NP}, Verdict.VERIFIED),
+        ({CHIP_AUTHENTICATION: NS, DS_CHAIN: UNTRUSTED}, Verdict.VERIFIED_UNTRUSTED_ISSUER),
+        ({CHIP_AUTHENTICATION: NS, ACTIVE_AUTHENTICATION: F}, Verdict.FAILED),
+        ({CHIP_AUTHENTICATION: F}, Verdict.FAILED),
+        # an EF.SOD that does not parse: its signature fails, what needs a parsed SOD is not performed
+        ({SOD_SIGNATURE: F, DS_VALIDITY: NP, DS_CHAIN: NP, DS_REVOCATION: NP, DG_HASHES: NP}, Verdict.FAILED),
     ],
 )
 def test_verdict_table(overrides: dict[str, CheckStatus], verdict: Verdict) -> None:

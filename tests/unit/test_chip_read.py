@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,23 +20,53 @@ from edge.errors import (
     AccessControlError,
     AccessKeyRejectedError,
     CardRemovedError,
-    EdgeError,
     SessionLostError,
 )
+from edge.protocol import tlv
+from edge.protocol.access.card_access import ID_PK_DH, ID_TA
+from edge.protocol.access.chip_auth import DH_ONLY
 from edge.protocol.access.policy import AccessKey, AccessMethod, CanKey, MrzKey
 from edge.protocol.apdu import ApduConnection, CommandApdu, ResponseApdu
-from edge.protocol.chip import ChipRead, ReadRequest, read_chip
+from edge.protocol.chip import DEFAULT_DATA_GROUPS, ChipRead, ReadRequest, read_chip
+from edge.protocol.lds.common import encode_oid
+from edge.protocol.lds.dg11 import Dg11, encode_dg11
+from edge.protocol.lds.dg12 import Dg12, encode_dg12
+from edge.protocol.lds.dg14 import TAG_DG14
+from edge.protocol.lds.sod import encode_sod
 from edge.protocol.mrz import parse_mrz
 from edge.protocol.reader import ChunkMemory
-from edge.protocol.verify.checks import CheckStatus
+from edge.protocol.verify.card import CHIP_AUTHENTICATION, verify_chip
+from edge.protocol.verify.checks import (
+    DG_HASHES,
+    DS_CHAIN,
+    DS_REVOCATION,
+    DS_VALIDITY,
+    ID_NUMBER_STRUCTURE,
+    MRZ_VS_DG13,
+    QR_VS_DG13,
+    SOD_SIGNATURE,
+    CheckStatus,
+    Verdict,
+)
+from edge.protocol.verify.trust import TrustStore
 from edge.sim.builder import build_card, card_access
 from edge.sim.card import VirtualCard
 from edge.sim.chip_security import SimChipSecurity
 from edge.sim.model import FID_CARD_ACCESS, FID_SOD, SimCardSpec, dg_fid
+from edge.sim.pki import SimPki, load_or_create_pki
 from edge.sim.profile import list_profiles, load_profile
 
-PROFILES = list_profiles()
+
+def _opens_with_can(name: str, *, bac: bool = False) -> bool:
+    """Whether a profile's chip can be read to the end with its CAN (and, with ``bac``, also over BAC)."""
+    quirks = load_profile(name).quirks.to_quirks()
+    return quirks.pace_supported and quirks.remove_after_apdus is None and (quirks.bac_supported or not bac)
+
+
+PROFILES = [name for name in list_profiles() if _opens_with_can(name)]
 GENUINE = [name for name in PROFILES if not load_profile(name).forgery.any]
+GENUINE_WITH_BAC = [name for name in GENUINE if _opens_with_can(name, bac=True)]
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
 
 class Recorder:
@@ -68,9 +99,18 @@ class Specs(dict[str, SimCardSpec]):
 
 
 @pytest.fixture(scope="module")
-def specs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SimCardSpec]:
-    pki_dir: Path = tmp_path_factory.mktemp("sim-pki")
-    return Specs({name: build_card(load_profile(name), pki_dir=pki_dir) for name in PROFILES})
+def pki(tmp_path_factory: pytest.TempPathFactory) -> SimPki:
+    return load_or_create_pki(tmp_path_factory.mktemp("sim-pki"))
+
+
+@pytest.fixture(scope="module")
+def specs(pki: SimPki) -> dict[str, SimCardSpec]:
+    return Specs({name: build_card(load_profile(name), pki_dir=pki.directory) for name in PROFILES})
+
+
+@pytest.fixture(scope="module")
+def trust(pki: SimPki) -> TrustStore:
+    return TrustStore.from_der([pki.csca.certificate.public_bytes(Encoding.DER)])
 
 
 def with_quirks(spec: SimCardSpec, **quirks: Any) -> SimCardSpec:
@@ -152,7 +192,7 @@ def test_default_card_costs_fifteen_apdus(specs: dict[str, SimCardSpec]) -> None
     assert photo.dg2.mime == "image/jpeg"
 
 
-@pytest.mark.parametrize("name", GENUINE)
+@pytest.mark.parametrize("name", GENUINE_WITH_BAC)
 def test_pace_mrz_and_bac(name: str, specs: dict[str, SimCardSpec]) -> None:
     spec = specs[name]
     result, _ = read(spec, mrz_key(spec))
@@ -219,9 +259,12 @@ def test_pace_only_card_reads_with_mrz_key(specs: dict[str, SimCardSpec]) -> Non
 
 def test_bac_refused_6a88_and_no_pace_fails_closed(specs: dict[str, SimCardSpec]) -> None:
     spec = without_pace(specs["default"], bac_supported=False)
-    with pytest.raises((AccessControlError, EdgeError)) as info:
-        read(spec, mrz_key(spec))
-    assert not isinstance(info.value, CardRemovedError)
+    recorder = Recorder(chip(spec))
+    with pytest.raises(AccessControlError) as info:
+        read_chip(recorder, ReadRequest(mrz_key(spec)))
+    assert type(info.value) is AccessControlError  # not PaceNotSupportedError, not a key rejection
+    assert "6A88" in str(info.value)
+    assert sum(1 for c in recorder.commands if c.ins == 0x82) == 2  # the policy's one retry, then no more
 
 
 def test_can_alone_cannot_open_a_bac_only_card(specs: dict[str, SimCardSpec]) -> None:
@@ -367,3 +410,177 @@ def test_never_a_partial_read(
         assert result.active_auth.status is CheckStatus.NOT_SUPPORTED
     else:
         assert result.active_auth.status is (CheckStatus.PASSED if genuine else CheckStatus.FAILED)
+
+
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [(name, AccessControlError if not load_profile(name).quirks.to_quirks().pace_supported else CardRemovedError)
+     for name in list_profiles() if not _opens_with_can(name)],
+)  # fmt: skip
+def test_profiles_that_cannot_be_read_with_the_can_end_in_their_error(
+    name: str, error: type[Exception], pki: SimPki
+) -> None:
+    with pytest.raises(error):
+        read(build_card(load_profile(name), pki_dir=pki.directory))
+
+
+# --- an EF.SOD that does not parse ------------------------------------------------------------------------------
+
+GARBAGE_SOD = bytes.fromhex("7703020100")  # well-formed TLV, nonsense inside (as tests/stack/test_read_card.py)
+
+
+def with_files(spec: SimCardSpec, files: dict[int, bytes], *, resign: SimPki | None = None) -> SimCardSpec:
+    """``spec`` with data groups (number -> content) replaced or added; ``resign``: a new SOD by that PKI's DS."""
+    applet = {**spec.image.applet_files, **{dg_fid(number): content for number, content in files.items()}}
+    if resign is not None:
+        groups = {fid - 0x0100: content for fid, content in applet.items() if 0x0101 <= fid <= 0x0110}
+        applet[FID_SOD] = encode_sod(groups, signer_key=resign.ds.key, signer_cert=resign.ds.certificate)
+    return dataclasses.replace(spec, image=dataclasses.replace(spec.image, applet_files=applet))
+
+
+def with_sod(spec: SimCardSpec, sod: bytes) -> SimCardSpec:
+    applet = {**spec.image.applet_files, FID_SOD: sod}
+    return dataclasses.replace(spec, image=dataclasses.replace(spec.image, applet_files=applet))
+
+
+@pytest.mark.parametrize("name", ["default", "child"])  # child: no DG15, so its read answers 6A82 once
+def test_garbage_sod_completes_the_read_and_fails_verification(
+    name: str, specs: dict[str, SimCardSpec], trust: TrustStore
+) -> None:
+    spec = with_sod(specs[name], GARBAGE_SOD)
+    result, recorder = read(spec)
+    genuine, _ = read(specs[name])
+    assert result.sod is None
+    assert result.sod_raw == GARBAGE_SOD
+    assert result.sod_error is not None
+    assert "EF.SOD" in result.sod_error
+    assert result.not_read == ()  # nothing is known to be listed
+    files = spec.image.applet_files
+    assert set(result.data_groups) == {n for n in DEFAULT_DATA_GROUPS if dg_fid(n) in files}
+    assert all(content == files[dg_fid(n)] for n, content in result.data_groups.items())
+    has_dg15 = dg_fid(15) in files
+    # the same APDUs as a genuine read, plus the one 6A82 for a DG15 the card does not have
+    assert result.stats.apdus == genuine.stats.apdus + (0 if has_dg15 else 1)
+    assert recorder.read_sfis()[:3] == [0x1C, 0x1D, 14]
+    assert result.chip_auth.status is CheckStatus.PASSED
+    assert result.active_auth.status is (CheckStatus.PASSED if has_dg15 else CheckStatus.NOT_SUPPORTED)
+
+    report = verify_chip(result, trust, now=NOW, qr=None)
+    assert report.verdict is Verdict.FAILED
+    sod_check = report.check(SOD_SIGNATURE)
+    assert sod_check.status is CheckStatus.FAILED
+    assert sod_check.reason == f"EF.SOD cannot be parsed: {result.sod_error}"
+    for name_ in (DS_VALIDITY, DS_CHAIN, DS_REVOCATION, DG_HASHES):
+        assert report.check(name_).status is CheckStatus.NOT_PERFORMED, name_
+    assert dict(report.check(DG_HASHES).detail) == {f"DG{n}": "read, not compared" for n in sorted(result.data_groups)}
+    assert report.check(CHIP_AUTHENTICATION).passed
+    assert report.check(MRZ_VS_DG13).passed
+
+
+@settings(max_examples=25, deadline=None)
+@given(content=st.binary(max_size=300), remove_after=st.none() | st.integers(0, 16))
+def test_any_sod_that_does_not_parse_is_a_failed_verdict_and_removal_stays_removal(
+    specs: dict[str, SimCardSpec], trust: TrustStore, content: bytes, remove_after: int | None
+) -> None:
+    """Whatever a whole EF.SOD holds, a read that completes is never verified; a card that leaves (also while the
+    SOD is on its way) is a card-removed error, never a SOD cut short and judged as malformed."""
+    spec = with_quirks(with_sod(specs["default"], tlv.encode(0x77, content)), remove_after_apdus=remove_after)
+    try:
+        result, _ = read(spec)
+    except CardRemovedError:
+        assert remove_after is not None
+        return
+    assert remove_after is None or result.stats.apdus <= remove_after
+    assert result.sod is None
+    assert verify_chip(result, trust, now=NOW, qr=None).verdict is Verdict.FAILED
+
+
+# --- chip authentication the terminal cannot run ----------------------------------------------------------------
+
+
+DH_PUBLIC_NUMBER = "1.2.840.10046.2.1"  # X9.42 dhpublicnumber, as BSI TR-03110 uses for DH keys
+
+
+def dh_only_dg14() -> bytes:
+    """DG14 whose only chip authentication key is DH (ICAO 9303-11 still allows it; this terminal does ECDH only)."""
+    p, g, y = (1 << 127) - 1, 2, 0x1234567890ABCDEF  # any group: only the SPKI's shape matters here
+    algorithm = tlv.encode_constructed(
+        0x30, encode_oid(DH_PUBLIC_NUMBER), tlv.encode_constructed(0x30, tlv.encode_integer(p), tlv.encode_integer(g))
+    )
+    spki = tlv.encode_constructed(0x30, algorithm, tlv.encode(0x03, b"\x00" + tlv.encode_integer(y)))
+    pk_info = tlv.encode_constructed(0x30, encode_oid(ID_PK_DH), spki)
+    ta_info = tlv.encode_constructed(0x30, encode_oid(ID_TA), tlv.encode_integer(1))
+    return tlv.encode(TAG_DG14, tlv.encode_constructed(0x31, *sorted((pk_info, ta_info))))
+
+
+def test_dh_only_chip_authentication_is_not_supported_and_the_verdict_follows_the_rest(
+    specs: dict[str, SimCardSpec], pki: SimPki, trust: TrustStore
+) -> None:
+    spec = with_files(specs["default"], {14: dh_only_dg14()}, resign=pki)
+    result, recorder = read(spec)
+    assert result.chip_auth.status is CheckStatus.NOT_SUPPORTED
+    assert result.chip_auth.reason == DH_ONLY
+    assert not any(c.ins == 0x22 and c.p1 == 0x41 for c in recorder.commands)  # no MSE:Set for CA was sent
+    assert result.active_auth.verified
+    report = verify_chip(result, trust, now=NOW, qr=None)
+    # not_supported is "not offered", not "went wrong": passive and active authentication decide
+    assert report.check(CHIP_AUTHENTICATION).status is CheckStatus.NOT_SUPPORTED
+    assert report.verdict is Verdict.VERIFIED
+
+
+# --- which data groups --------------------------------------------------------------------------------------------
+
+
+def test_fewer_data_groups_skip_ca_and_aa_and_say_so(specs: dict[str, SimCardSpec], trust: TrustStore) -> None:
+    result, recorder = read(specs["default"], data_groups=frozenset({1, 13}))
+    assert recorder.read_sfis() == [0x1C, 0x1D, 1, 13]
+    assert set(result.data_groups) == {1, 13}
+    assert result.not_read == (2, 14, 15)
+    # EF.CardAccess + 5 PACE + SELECT applet + SOD + DG1 + DG13
+    assert result.stats.apdus == 10
+    assert result.chip_auth.status is CheckStatus.NOT_PERFORMED
+    assert "DG14 was not requested" in result.chip_auth.reason
+    assert result.active_auth.status is CheckStatus.NOT_PERFORMED
+    assert "DG15 was not requested" in result.active_auth.reason
+    report = verify_chip(result, trust, now=NOW, qr=None)
+    assert report.check(DG_HASHES).passed
+    assert report.verdict is Verdict.VERIFIED  # what was read is genuine; CA and AA were not asked for
+
+
+def test_without_dg13_the_cross_checks_are_not_performed(specs: dict[str, SimCardSpec], trust: TrustStore) -> None:
+    result, _ = read(specs["default"], data_groups=frozenset({14, 15}))
+    assert result.chip_auth.status is CheckStatus.PASSED
+    assert result.active_auth.verified
+    report = verify_chip(result, trust, now=NOW, qr=None)
+    for name in (MRZ_VS_DG13, QR_VS_DG13, ID_NUMBER_STRUCTURE):
+        assert report.check(name).status is CheckStatus.NOT_PERFORMED
+        assert report.check(name).reason == "DG13 was not requested"
+
+
+def test_aa_left_out_on_a_card_without_dg15_is_not_supported(specs: dict[str, SimCardSpec]) -> None:
+    result, _ = read(specs["child"], data_groups=frozenset({1, 13, 14}))
+    assert result.active_auth.status is CheckStatus.NOT_SUPPORTED
+
+
+def test_dg11_and_dg12_are_read_when_requested_and_listed(
+    specs: dict[str, SimCardSpec], pki: SimPki, trust: TrustStore
+) -> None:
+    dg11, dg12 = Dg11(place_of_birth="HA NOI"), Dg12(issuing_authority="CUC CANH SAT QLHC VE TTXH")
+    spec = with_files(specs["default"], {11: encode_dg11(dg11), 12: encode_dg12(dg12)}, resign=pki)
+    result, recorder = read(spec, data_groups=DEFAULT_DATA_GROUPS | {11, 12})
+    assert recorder.read_sfis()[2:] == [14, 1, 11, 12, 13, 15]
+    assert (result.dg11, result.dg12) == (dg11, dg12)
+    report = verify_chip(result, trust, now=NOW, qr=None)
+    assert report.check(DG_HASHES).reason == "all 6 data groups read match the SOD"
+    assert report.verdict is Verdict.VERIFIED
+    # on a card whose SOD lists no DG11/DG12, asking costs nothing: no READ BINARY for them
+    plain, plain_recorder = read(specs["default"], data_groups=DEFAULT_DATA_GROUPS | {11, 12})
+    assert not {11, 12} & set(plain_recorder.read_sfis())
+    assert plain.dg11 is None
+    assert plain.dg12 is None
+
+
+@pytest.mark.parametrize("groups", [{3}, {4, 1}, {0}, {17}])
+def test_unreadable_data_groups_are_refused_in_the_request(groups: set[int], specs: dict[str, SimCardSpec]) -> None:
+    with pytest.raises(ValueError, match=r"DG3|numbered"):
+        ReadRequest(can_key(specs["default"]), data_groups=frozenset(groups))

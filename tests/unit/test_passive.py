@@ -27,7 +27,9 @@ from edge.protocol.verify.checks import (
     decide,
 )
 from edge.protocol.verify.passive import passive_authentication, passive_authentication_of_file
+from edge.protocol.verify.signatures import MAX_RSA_BITS
 from edge.protocol.verify.trust import TrustStore
+from tests.hostile_certificates import with_rsa_modulus_of
 from tests.pki_helpers import (
     DATA_GROUPS,
     NOW,
@@ -213,6 +215,18 @@ def test_wrong_length_rsa_signature_fails() -> None:
     assert "RSA signature of 255 bytes for a 2048-bit key" in short[SOD_SIGNATURE].reason
 
 
+@pytest.mark.parametrize("bits", [MAX_RSA_BITS + 8, 100_000])
+def test_document_signer_key_beyond_the_limit_fails(bits: int) -> None:
+    """A DS certificate whose RSA modulus is absurdly large: refused before any arithmetic on it."""
+    sod = _cached_sod()
+    oversized = replace(sod, certificates=(with_rsa_modulus_of(sod.certificates[0], bits),),
+                        signature_algorithm_oid="1.2.840.113549.1.1.11", signature=bytes((bits + 7) // 8))  # fmt: skip
+    checks = passive_authentication(oversized, DATA_GROUPS, default_pki().store(), NOW)
+    assert by_name(checks)[SOD_SIGNATURE].status is CheckStatus.FAILED
+    assert f"RSA key of {bits} bits is beyond any real signer" in by_name(checks)[SOD_SIGNATURE].reason
+    assert decide(checks) is Verdict.FAILED
+
+
 def test_bad_pss_parameters_fail() -> None:
     pki = Pki.create("rsa3072", "rsa2048")
     sod = pki.sod(rsa_pss=True)
@@ -222,12 +236,14 @@ def test_bad_pss_parameters_fail() -> None:
         assert checks[SOD_SIGNATURE].status is CheckStatus.FAILED, params
 
 
-def test_garbage_sod_file_fails_every_essential_check() -> None:
+def test_garbage_sod_file_fails_and_nothing_hanging_on_it_is_claimed() -> None:
     pki = default_pki()
     for garbage in (b"", b"\x77\x03abc", b"\x77\x82\xff\xff", b"\x30\x00", bytes(100)):
-        checks = passive_authentication_of_file(garbage, DATA_GROUPS, pki.store(), NOW)
-        assert decide(checks) is Verdict.FAILED
-        assert by_name(checks)[SOD_SIGNATURE].reason.startswith("the SOD could not be read")
+        checks = by_name(passive_authentication_of_file(garbage, DATA_GROUPS, pki.store(), NOW))
+        assert decide(tuple(checks.values())) is Verdict.FAILED
+        assert checks[SOD_SIGNATURE].status is CheckStatus.FAILED
+        assert checks[SOD_SIGNATURE].reason.startswith("EF.SOD cannot be parsed")
+        assert {checks[name].status for name in (DS_VALIDITY, DS_CHAIN, DG_HASHES)} == {CheckStatus.NOT_PERFORMED}
 
 
 def test_naive_time_is_a_programming_error() -> None:

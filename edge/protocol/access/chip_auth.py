@@ -35,10 +35,29 @@ class ChipAuthResult:
     apdu_count: int
 
 
-def _choose(infos: SecurityInfos) -> tuple[ChipAuthenticationInfo | None, ChipAuthenticationPublicKeyInfo]:
-    keys = [key for key in infos.chip_authentication_keys if key.protocol == ID_PK_ECDH]
+NO_CHIP_AUTHENTICATION = "the card offers no chip authentication"
+DH_ONLY = "the chip offers only DH chip authentication, which this terminal does not implement"
+
+
+def chip_auth_unsupported(infos: SecurityInfos) -> str | None:
+    """Why CA cannot run with the keys DG14 offers, or None when it can.
+
+    A card without an ECDH key has not failed anything: it offers what this terminal cannot use (ICAO 9303-11
+    still allows DH), so the caller reports "not supported" rather than a failed CA.
+    """
+    keys = infos.chip_authentication_keys
     if not keys:
-        raise AccessControlError("DG14 holds no ECDH chip authentication key")
+        return NO_CHIP_AUTHENTICATION
+    if all(key.protocol != ID_PK_ECDH for key in keys):
+        return DH_ONLY
+    return None
+
+
+def _choose(infos: SecurityInfos) -> tuple[ChipAuthenticationInfo | None, ChipAuthenticationPublicKeyInfo]:
+    unsupported = chip_auth_unsupported(infos)
+    if unsupported is not None:
+        raise AccessControlError(unsupported)
+    keys = [key for key in infos.chip_authentication_keys if key.protocol == ID_PK_ECDH]
     ca_infos = [info for info in infos.chip_authentication if info.is_ecdh]
     for info in ca_infos:
         for key in keys:

@@ -18,12 +18,13 @@ from edge.protocol.verify.checks import (
     MRZ_VS_DG13,
     QR_VS_DG13,
     Check,
+    CheckStatus,
     Verdict,
     decide,
     failed,
 )
 from edge.protocol.verify.crosscheck import check_id_structure, crosscheck_mrz_dg13, crosscheck_qr_dg13
-from edge.protocol.verify.passive import passive_authentication
+from edge.protocol.verify.passive import passive_authentication, unreadable_sod
 from edge.protocol.verify.trust import TrustStore
 
 #: Chip authentication has no name in ``checks`` yet; kept here until it moves there (stable: serialised).
@@ -54,12 +55,26 @@ def _chip_authentication(read: ChipRead) -> Check:
     return Check(CHIP_AUTHENTICATION, outcome.status, outcome.reason, detail)
 
 
+def _passive_authentication(read: ChipRead, trust: TrustStore, now: datetime) -> tuple[Check, ...]:
+    if read.sod is not None:
+        return passive_authentication(read.sod, read.data_groups, trust, now)
+    return unreadable_sod(f"EF.SOD cannot be parsed: {read.sod_error}", read.data_groups)
+
+
+def _not_requested(name: str, number: int) -> Check:
+    return Check(name, CheckStatus.NOT_PERFORMED, f"DG{number} was not requested")
+
+
 def _crosschecks(read: ChipRead, qr: CccdQr | None) -> tuple[Check, ...]:
     dg13 = read.dg13
+    if 13 not in read.requested:
+        return _not_requested(MRZ_VS_DG13, 13), _not_requested(QR_VS_DG13, 13), _not_requested(ID_NUMBER_STRUCTURE, 13)
     if dg13 is None:  # every CCCD has DG13: without it there is nothing to compare the MRZ or QR with
         reason = "the card has no DG13 (personal data), which every CCCD carries"
         return failed(MRZ_VS_DG13, reason), failed(QR_VS_DG13, reason), failed(ID_NUMBER_STRUCTURE, reason)
-    if read.dg1 is None:
+    if 1 not in read.requested:
+        mrz_check = _not_requested(MRZ_VS_DG13, 1)
+    elif read.dg1 is None:
         mrz_check = failed(MRZ_VS_DG13, "the card has no DG1 (MRZ), which every CCCD carries")
     else:
         mrz_check = crosscheck_mrz_dg13(read.dg1.mrz, dg13)
@@ -77,10 +92,11 @@ def _guarded_crosschecks(read: ChipRead, qr: CccdQr | None) -> tuple[Check, ...]
 
 def verify_chip(read: ChipRead, trust: TrustStore | None, *, now: datetime, qr: CccdQr | None) -> VerificationReport:
     """Verify ``read`` at ``now`` (timezone-aware). Without a trust store the DS chain ends ``issuer_not_trusted``:
-    the card's signatures may hold, but this terminal cannot say who the issuer is."""
+    the card's signatures may hold, but this terminal cannot say who the issuer is. An EF.SOD that does not parse
+    fails ``sod_signature`` (the checks that need a parsed SOD are ``not_performed``): never verified."""
     store = trust if trust is not None else TrustStore.from_der(())
     checks = (
-        *passive_authentication(read.sod, read.data_groups, store, now),
+        *_passive_authentication(read, store, now),
         _chip_authentication(read),
         read.active_auth.check(),
         *_guarded_crosschecks(read, qr),

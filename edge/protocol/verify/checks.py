@@ -4,8 +4,10 @@ into a :class:`Verdict`.
 Keeping the decision in one small pure function makes the rule auditable: a card is ``verified`` only when the
 essential passive-authentication checks ran and passed, the Document Signer chains to a trusted CSCA, and nothing
 else that ran failed. A check that could not run because of an error is reported as ``failed`` (never as
-``not_performed``), so an error can never turn into a pass. The names and values here are serialised by the
-result document: keep them stable.
+``not_performed``), so an error can never turn into a pass. Only a check that needs what another check found
+broken is ``not_performed`` and names it (an EF.SOD that does not parse fails ``sod_signature``; there is then no
+DS certificate or hash list to check): the essential checks must pass, so the verdict is ``failed`` all the same.
+The names and values here are serialised by the result document: keep them stable.
 """
 
 from __future__ import annotations

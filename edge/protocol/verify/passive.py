@@ -99,19 +99,24 @@ def passive_authentication_of_file(
     try:
         sod = parse_sod(sod_file)
     except (ParseError, *_CHECK_ERRORS) as exc:
-        return unreadable_sod(f"the SOD could not be read: {exc}")
+        return unreadable_sod(f"EF.SOD cannot be parsed: {exc}", data_groups)
     return passive_authentication(sod, data_groups, trust, at)
 
 
-def unreadable_sod(reason: str) -> tuple[Check, ...]:
-    """The checks for a card whose EF.SOD is missing or unreadable: nothing can be proven."""
+def unreadable_sod(reason: str, data_groups: Mapping[int, bytes]) -> tuple[Check, ...]:
+    """The checks for a card whose EF.SOD does not parse: its signature is what fails; what hangs on a parsed SOD
+    (its DS certificate, its hash list) cannot be performed. The verdict is failed all the same: every essential
+    check must pass."""
+    no_ds = "there is no Document Signer certificate: EF.SOD cannot be parsed"
+    unverified = {f"DG{number}": "read, not compared" for number in sorted(data_groups)}
     return (
         failed(SOD_SIGNATURE, reason),
-        failed(DS_VALIDITY, reason),
-        failed(DS_CHAIN, reason),
-        Check(DS_REVOCATION, CheckStatus.NOT_PERFORMED, "there is no Document Signer certificate"),
-        failed(DG_HASHES, reason),
-    )
+        Check(DS_VALIDITY, CheckStatus.NOT_PERFORMED, no_ds),
+        Check(DS_CHAIN, CheckStatus.NOT_PERFORMED, no_ds),
+        Check(DS_REVOCATION, CheckStatus.NOT_PERFORMED, no_ds),
+        Check(DG_HASHES, CheckStatus.NOT_PERFORMED, "EF.SOD cannot be parsed, so it lists no hashes: none of the "
+              "data groups read is verified", unverified),
+    )  # fmt: skip
 
 
 def _signature_check(sod: SodLike, ds: CertificateInfo | None, ds_problem: str) -> Check:
