@@ -1,4 +1,9 @@
-"""``cccd-edge verify RESULT``: check a result token offline (signature, expiry, document) and print it as JSON."""
+"""``cccd-edge verify RESULT``: check a result token offline (signature, expiry, document) and print it as JSON.
+
+With ``--aa-challenge`` (the challenge the office put in its ``read_request``) it also checks the chip's Active
+Authentication answer itself, and exits 1 unless that check passes: without it the office has only the terminal's
+word that a live chip answered.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,8 @@ from typing import Any
 
 from edge.daemon.signing import load_private_key
 from edge.errors import TokenError
-from edge.office.verify import load_keys, verify_result
+from edge.office.verify import check_active_auth, load_keys, verify_result
+from edge.protocol.access.active_auth import CHALLENGE_LENGTH
 
 
 def register(subparsers: Any) -> None:
@@ -23,7 +29,20 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--ward-key", type=Path, help="ward private key (PEM, 0600) to open encrypted results")
     parser.add_argument("--now", type=int, help="check expiry at this Unix time instead of now")
     parser.add_argument("--summary", action="store_true", help="print only non-personal fields")
+    parser.add_argument("--aa-challenge", type=_challenge, metavar="HEX",
+                        help="the Active Authentication challenge the office sent (16 hex digits): verify the "
+                             "chip's answer against it; exit 1 unless it passes")
     parser.set_defaults(func=run)
+
+
+def _challenge(text: str) -> bytes:
+    try:
+        challenge = bytes.fromhex(text)
+    except ValueError:
+        challenge = b""
+    if len(challenge) != CHALLENGE_LENGTH:
+        raise argparse.ArgumentTypeError(f"must be {CHALLENGE_LENGTH} bytes in hex ({2 * CHALLENGE_LENGTH} digits)")
+    return challenge
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,8 +55,11 @@ def run(args: argparse.Namespace) -> int:
     result = verify_result(token.strip(), keys, args.now if args.now is not None else int(time.time()),
                            decrypt_key=decrypt_key)
     output: dict[str, Any] = {"valid": True, **result.summary()}
+    active_auth = check_active_auth(result.document, args.aa_challenge) if args.aa_challenge else None
+    if active_auth is not None:
+        output["active_auth"] = active_auth.as_dict()
     if not args.summary:
         output |= {"iat": result.iat, "exp": result.exp, "kid": result.kid,
                    "result": json.loads(result.document.to_json())}
     print(json.dumps(output, ensure_ascii=False, indent=2))
-    return 0
+    return 0 if active_auth is None or active_auth.passed else 1

@@ -10,7 +10,6 @@ ends share one encoding.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -31,6 +30,9 @@ from cryptography.x509 import load_pem_x509_certificate
 
 from edge.errors import ConfigError, TokenError, TokenExpiredError, TokenSignatureError, UnknownKeyError
 from edge.files import private_key_pem, write_private
+from edge.protocol.b64url import b64url_decode as strict_b64url_decode
+from edge.protocol.b64url import b64url_encode
+from edge.protocol.pkcs11_uri import Pkcs11Uri
 
 ES256 = "ES256"
 RESULT_TYP = "cccd-result+jwt"
@@ -43,17 +45,14 @@ _COORD = 32  # P-256 coordinate / scalar length in bytes
 # --- encoding ----------------------------------------------------------------------------------------------------
 
 
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+b64url = b64url_encode
 
 
 def b64url_decode(text: str) -> bytes:
-    if not isinstance(text, str) or any(c in text for c in "=+/ \n"):
-        raise TokenError("not base64url")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (ValueError, TypeError) as exc:
-        raise TokenError(f"not base64url: {exc}") from None
+        return strict_b64url_decode(text)
+    except ValueError as exc:
+        raise TokenError(str(exc)) from None
 
 
 def _json_bytes(obj: Mapping[str, Any]) -> bytes:
@@ -153,7 +152,7 @@ def write_private_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
 
 
 class Signer(Protocol):
-    """Whatever holds the device key: a PEM file today, a TPM/secure element later."""
+    """Whatever holds the device key: a PEM file (:class:`FileKeySigner`) or a PKCS#11 token (``Pkcs11Signer``)."""
 
     @property
     def kid(self) -> str: ...
@@ -193,6 +192,15 @@ class FileKeySigner(KeySigner):
 
     def __init__(self, path: Path) -> None:
         super().__init__(load_private_key(path))
+
+
+def device_signer(key: Path | Pkcs11Uri) -> Signer:
+    """The signer for ``paths.device_key``: a 0600 PEM file, or a key that never leaves its PKCS#11 token."""
+    if isinstance(key, Path):
+        return FileKeySigner(key)
+    from edge.daemon.pkcs11_signer import Pkcs11Signer  # that module imports this one: bound at call time
+
+    return Pkcs11Signer.open(key)
 
 
 def sign_jws(signer: Signer, claims: Mapping[str, Any], *, typ: str) -> str:

@@ -3,7 +3,8 @@
 Delivery is at least once, so the same result may arrive twice (a resend after a lost PUBACK): it is stored once,
 keyed by ``(iss, jti)``. Each terminal numbers its results (``seq``); a jump means results are still on their way
 or were lost, and is reported until the missing numbers arrive. The database holds citizens' data: it is created
-0600, and only non-personal summaries are logged or printed.
+0600, and only non-personal summaries are logged or printed. A result answering a ``read_request`` whose Active
+Authentication challenge the office registered is checked against that challenge, and the outcome says how it went.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge.daemon.mqtt import close_loop_sockets
 from edge.errors import TokenError
 from edge.files import create_private
-from edge.office.verify import verify_result
+from edge.office.verify import ActiveAuthCheck, check_active_auth, verify_result
 
 log = logging.getLogger(__name__)
 
@@ -54,23 +55,31 @@ class Outcome:
     missing: tuple[int, ...] = ()  # everything still missing for this terminal
     jti: str | None = None  # with iss, the key of the stored row
     iat: int | None = None  # when the terminal signed it: tells a fresh result from one left in an outbox
+    active_auth: ActiveAuthCheck | None = None  # only for a request whose AA challenge the office registered
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in (("status", self.status), ("iss", self.iss), ("seq", self.seq),
                                   ("jti", self.jti), ("iat", self.iat), ("verdict", self.verdict),
                                   ("reason", self.reason), ("new_gaps", list(self.new_gaps)),
-                                  ("missing", list(self.missing))) if v}
+                                  ("missing", list(self.missing)),
+                                  ("active_auth", self.active_auth and self.active_auth.as_dict())) if v}
 
 
 class ResultStore:
-    """Verified results in SQLite, one row per ``(iss, jti)``, with the seq bookkeeping per terminal."""
+    """Verified results in SQLite, one row per ``(iss, jti)``, with the seq bookkeeping per terminal.
+
+    ``aa_challenges`` maps the ``jti`` of each ``read_request`` the office sent with a challenge to that challenge;
+    the office system that sends the requests fills it (the store only reads it).
+    """
 
     def __init__(self, path: Path, keys: Mapping[str, ec.EllipticCurvePublicKey], *,
-                 decrypt_key: ec.EllipticCurvePrivateKey | None = None) -> None:
+                 decrypt_key: ec.EllipticCurvePrivateKey | None = None,
+                 aa_challenges: Mapping[str, bytes] | None = None) -> None:  # fmt: skip
         path.parent.mkdir(parents=True, exist_ok=True)
         create_private(path)
         self._keys = keys
         self._decrypt_key = decrypt_key
+        self._aa_challenges = aa_challenges if aa_challenges is not None else {}
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -86,6 +95,9 @@ class ResultStore:
             result = verify_result(payload, self._keys, int(now), decrypt_key=self._decrypt_key)
         except TokenError as exc:
             return Outcome("rejected", reason=str(exc))
+        request_id = result.document.request_id
+        challenge = self._aa_challenges.get(request_id) if request_id is not None else None
+        active_auth = check_active_auth(result.document, challenge) if challenge is not None else None
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -115,7 +127,7 @@ class ResultStore:
                 raise
         return Outcome("stored" if inserted else "duplicate", result.iss, result.seq,
                        result.document.verdict.value, new_gaps=new_gaps, missing=missing, jti=result.jti,
-                       iat=result.iat)
+                       iat=result.iat, active_auth=active_auth)
 
     def stored(self, iss: str) -> list[tuple[int, str]]:
         """(seq, jti) of everything stored for ``iss``, by seq."""

@@ -1,16 +1,18 @@
 """The office's check of a result token: decrypt (if JWE), verify the terminal's ES256 signature, validate the doc.
 
 Terminal keys come from their certificates (PEM) or a JWKS file; the ``kid`` is the RFC 7638 thumbprint in both
-cases, so nothing has to be kept in sync by hand.
+cases, so nothing has to be kept in sync by hand. An office that sent its own Active Authentication challenge can
+also check the chip's answer itself (:func:`check_active_auth`) instead of taking the terminal's word for it.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
@@ -24,7 +26,9 @@ from edge.daemon.signing import (
     load_public_key,
     verify_jws,
 )
-from edge.errors import ConfigError, TokenError
+from edge.errors import ConfigError, PublicKeyFormatError, SignatureError, TokenError
+from edge.protocol.access.active_auth import verify_active_auth
+from edge.protocol.keys import load_public_key as load_spki
 from edge.protocol.result import ResultDocument
 
 
@@ -93,3 +97,40 @@ def verify_result(
         raise TokenError(f"document terminal {document.terminal_id!r} differs from issuer {iss!r}")
     return VerifiedResult(iss=iss, jti=jti, seq=seq, iat=claims["iat"], exp=claims["exp"],
                           kid=str(verified.header["kid"]), document=document, token=text)
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveAuthCheck:
+    """The office's own check of the chip's AA answer: ``absent`` when the document carries no evidence."""
+
+    status: Literal["passed", "failed", "absent"]
+    reason: str
+    algorithm: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    def as_dict(self) -> dict[str, str]:
+        algorithm = {"algorithm": self.algorithm} if self.algorithm else {}
+        return {"status": self.status, "reason": self.reason} | algorithm
+
+
+def check_active_auth(document: ResultDocument, sent_challenge: bytes) -> ActiveAuthCheck:
+    """Verify the document's AA evidence against the challenge this office sent, and nothing else.
+
+    Evidence for any other challenge fails, however good its signature: an answer to a challenge the office did not
+    choose could be an old one, replayed.
+    """
+    evidence = document.active_auth
+    if evidence is None:
+        return ActiveAuthCheck("absent", "the result carries no Active Authentication evidence")
+    if not hmac.compare_digest(evidence.challenge, sent_challenge):
+        return ActiveAuthCheck("failed", "the chip answered another challenge than the one this office sent")
+    try:
+        chip_key = load_spki(evidence.public_key_spki)
+        algorithm, _source = verify_active_auth(chip_key, sent_challenge, evidence.signature,
+                                                signature_algorithm_oid=evidence.signature_algorithm)
+    except (PublicKeyFormatError, SignatureError) as exc:
+        return ActiveAuthCheck("failed", str(exc))
+    return ActiveAuthCheck("passed", "the chip signed this office's challenge with the DG15 key", algorithm)

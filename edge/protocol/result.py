@@ -3,20 +3,32 @@
 Data minimisation is enforced here, in one pure function (:func:`make_result`), rather than by each caller: a
 procedure that needs no address never gets one, and the face photo leaves the device only when asked for. The
 model is also the wire format's JSON Schema (``edge/schemas/result.schema.json``, kept in sync by a test).
+
+Versions: documents forbid unknown keys, so any new key needs a new ``schema_version``; the office keeps accepting
+the older versions, because terminals hold signed results in their outbox for up to the token lifetime.
+Version 2 added ``active_auth``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema, model_validator
 
+from edge.protocol.access.active_auth import CHALLENGE_LENGTH, ActiveAuthResult
+from edge.protocol.b64url import b64url_decode, b64url_encode
+from edge.protocol.lds.dg15 import Dg15
 from edge.protocol.verify.checks import CheckStatus, Verdict
+from edge.protocol.verify.signatures import MAX_RSA_BITS
 
-SCHEMA_VERSION: Literal[1] = 1
+SCHEMA_VERSION: Literal[2] = 2
+#: Largest AA answer carried (an RSA signature is as long as the largest modulus verified) and DG15 key.
+MAX_AA_SIGNATURE_BYTES = MAX_RSA_BITS // 8
+MAX_AA_KEY_BYTES = 2048
 
 
 class ProcedureProfile(StrEnum):
@@ -86,10 +98,56 @@ class ReadTiming(_Doc):
     verify_ms: int | None = Field(default=None, ge=0)
 
 
+def _base64url_field(value: Any) -> Any:
+    """Text from JSON is decoded (strictly); bytes given in Python pass as they are."""
+    return b64url_decode(value) if isinstance(value, str) else value
+
+
+#: Bytes that travel as unpadded base64url (the JOSE spelling the rest of the message uses).
+Base64Url = Annotated[
+    bytes, BeforeValidator(_base64url_field), PlainSerializer(b64url_encode, return_type=str, when_used="json")
+]
+
+
+def _base64url_schema(min_bytes: int, max_bytes: int) -> WithJsonSchema:
+    """The wire form's JSON Schema, its length limits derived from the limits in bytes."""
+    return WithJsonSchema({"type": "string", "contentEncoding": "base64url", "pattern": "^[A-Za-z0-9_-]+$",
+                           "minLength": math.ceil(min_bytes * 4 / 3), "maxLength": math.ceil(max_bytes * 4 / 3)})
+
+
+class ActiveAuthEvidence(_Doc):
+    """The chip's Active Authentication answer to the office's own challenge, so that the office can check it.
+
+    Only a challenge the office chose proves anything to the office (that this chip answered after the request):
+    the terminal includes this object only when AA ran with the challenge of the office's ``read_request``, never
+    for a challenge of its own. ``public_key_spki`` is DG15's SubjectPublicKeyInfo exactly as the card stores it
+    (EC keys may spell brainpool curves out as explicit parameters: ``edge.protocol.keys.load_public_key`` reads
+    both); the terminal's ``sod_signature``/``dg_hashes`` checks already say whether DG15 is the issuer's.
+    ``signature_algorithm`` is the AA algorithm OID DG14 names, which fixes the hash for ECDSA keys.
+    """
+
+    challenge: Annotated[Base64Url, Field(min_length=CHALLENGE_LENGTH, max_length=CHALLENGE_LENGTH),
+                         _base64url_schema(CHALLENGE_LENGTH, CHALLENGE_LENGTH)]
+    signature: Annotated[Base64Url, Field(min_length=1, max_length=MAX_AA_SIGNATURE_BYTES),
+                         _base64url_schema(1, MAX_AA_SIGNATURE_BYTES)]
+    public_key_spki: Annotated[Base64Url, Field(min_length=1, max_length=MAX_AA_KEY_BYTES),
+                               _base64url_schema(1, MAX_AA_KEY_BYTES)]
+    signature_algorithm: str | None = Field(default=None, max_length=64, pattern=r"^[0-2](\.\d+)+$")
+
+    @classmethod
+    def for_office(cls, result: ActiveAuthResult, dg15: Dg15 | None,
+                   office_challenge: bytes | None) -> ActiveAuthEvidence | None:  # fmt: skip
+        """The evidence when the chip answered the office's challenge; None otherwise (nothing to prove to it)."""
+        if office_challenge is None or dg15 is None or result.signature is None or result.challenge != office_challenge:
+            return None
+        return cls(challenge=result.challenge, signature=result.signature, public_key_spki=dg15.spki_der,
+                   signature_algorithm=result.signature_algorithm_oid)  # fmt: skip
+
+
 class ResultDocument(_Doc):
     """What the office receives (inside a signed JWS, optionally a JWE)."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1, 2] = SCHEMA_VERSION
     terminal_id: str = Field(min_length=1, max_length=64)
     ward_code: str = Field(min_length=1, max_length=16)
     procedure_profile: ProcedureProfile
@@ -100,6 +158,7 @@ class ResultDocument(_Doc):
     citizen: CitizenData | None = None  # None when the read failed before any identity data was available
     qr: QrUsage
     timing: ReadTiming
+    active_auth: ActiveAuthEvidence | None = None  # since version 2
 
     @model_validator(mode="after")
     def _verdict_matches_checks(self) -> ResultDocument:
@@ -111,6 +170,8 @@ class ResultDocument(_Doc):
             raise ValueError("verdict verified contradicts an untrusted issuer")
         if self.verdict is not Verdict.FAILED and self.citizen is None:
             raise ValueError(f"verdict {self.verdict.value} needs citizen data")
+        if self.active_auth is not None and self.schema_version < 2:
+            raise ValueError("active_auth needs schema_version 2")
         return self
 
     def to_json(self) -> bytes:
@@ -138,6 +199,7 @@ def make_result(
     completed_at: datetime,
     include_photo: bool = False,
     request_id: str | None = None,
+    active_auth: ActiveAuthEvidence | None = None,
 ) -> ResultDocument:
     """Build the document, applying the profile filter: the only way citizen data should enter a result."""
     filtered = filter_citizen(citizen, profile, include_photo=include_photo) if citizen is not None else None
@@ -152,6 +214,7 @@ def make_result(
         citizen=filtered,
         qr=qr,
         timing=timing,
+        active_auth=active_auth,
     )
 
 

@@ -124,6 +124,7 @@ def test_hash_named_by_dg14_active_authentication_info() -> None:
     chip = Chip(key, hash_name="sha256")
     result = active_authenticate(chip, key.public_key(), signature_algorithm_oid=info.signature_algorithm)
     assert (result.verified, result.algorithm, result.hash_source) == (True, "ECDSA/secp384r1/sha256", "DG14")
+    assert result.signature_algorithm_oid == info.signature_algorithm  # the office needs it to pick the hash
 
 
 @pytest.mark.parametrize("key_kind", ["rsa", "ec"])
@@ -135,6 +136,19 @@ def test_round_trip_through_a_connection(key_kind: str) -> None:
     assert chip.sent[0].to_bytes().hex() == "0088000008010203040506070800"
     check = result.check()
     assert (check.name, check.status) == (ACTIVE_AUTHENTICATION, CheckStatus.PASSED)
+
+
+def test_result_keeps_the_challenge_and_the_chip_answer() -> None:
+    """Passed or failed, the answer is kept: with DG15 it lets the office that chose the challenge check it again."""
+    key = ec_key("brainpoolP256r1")
+    passed = active_authenticate(Chip(key), key.public_key(), rng=lambda n: CHALLENGE[:n])
+    assert (passed.verified, passed.challenge) == (True, CHALLENGE)
+    assert passed.signature is not None
+    assert verify_active_auth(key.public_key(), CHALLENGE, passed.signature)
+    tampered = active_authenticate(Chip(key, tamper=True), key.public_key(), rng=lambda n: CHALLENGE[:n])
+    assert (tampered.verified, tampered.challenge, len(tampered.signature or b"")) == (False, CHALLENGE, 64)
+    refused = active_authenticate(Chip(key, sw=0x6982), key.public_key(), rng=lambda n: CHALLENGE[:n])
+    assert (refused.challenge, refused.signature) == (CHALLENGE, None)
 
 
 def test_large_rsa_key_uses_extended_length() -> None:

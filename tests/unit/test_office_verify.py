@@ -1,4 +1,5 @@
-"""Office side without a broker: verify tokens (JWS and JWE), the CLI, de-duplication and seq gaps in the store."""
+"""Office side without a broker: verify tokens (JWS and JWE), the CLI, de-duplication and seq gaps in the store, and
+the office's own check of the chip's Active Authentication answer to its challenge (real signatures, real keys)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from edge.cli import main
 from edge.daemon import signing
 from edge.errors import ConfigError, TokenError, TokenExpiredError
 from edge.office.receiver import ResultStore
-from edge.office.verify import load_keys, verify_result
-from edge.protocol.result import ProcedureProfile, ReadTiming, Verdict
+from edge.office.verify import check_active_auth, load_keys, verify_result
+from edge.protocol.keys import explicit_spki
+from edge.protocol.result import ActiveAuthEvidence, ProcedureProfile, ReadTiming, ResultDocument, Verdict
+from edge.sim.active_auth_card import sign_active_auth
 from tests.result_helpers import sample_result
 
 NOW = 1_800_000_000
@@ -24,10 +27,17 @@ WARD = ec.generate_private_key(ec.SECP256R1())
 KEYS = {TERMINAL.kid: TERMINAL.public_key}
 
 
-def token(seq: int, *, terminal_id: str = "T-01", encrypt: bool = False, iat: int = NOW) -> str:
-    document = sample_result(ProcedureProfile.RESIDENCE, terminal_id=terminal_id,
-                             timing=ReadTiming(apdu_count=40, read_ms=900),
-                             completed_at=datetime.fromtimestamp(iat, UTC))
+#: The office's AA challenge and the DG15 key of the chip that answers it: brainpool with explicit parameters.
+CHALLENGE = bytes.fromhex("a1b2c3d4e5f60718")
+CHIP_KEY = ec.generate_private_key(ec.BrainpoolP256R1())
+CHIP_SPKI = explicit_spki(CHIP_KEY.public_key())
+
+
+def token(seq: int, *, terminal_id: str = "T-01", encrypt: bool = False, iat: int = NOW,
+          document: ResultDocument | None = None) -> str:  # fmt: skip
+    document = document or sample_result(ProcedureProfile.RESIDENCE, terminal_id=terminal_id,
+                                         timing=ReadTiming(apdu_count=40, read_ms=900),
+                                         completed_at=datetime.fromtimestamp(iat, UTC))
     claims = signing.result_claims(terminal_id="T-01", kid=TERMINAL.kid, seq=seq,
                                    document=json.loads(document.to_json()), now=iat, lifetime=3600)
     jws = signing.sign_jws(TERMINAL, claims, typ=signing.RESULT_TYP)
@@ -94,3 +104,101 @@ def test_store_deduplicates_and_reports_gaps(tmp_path: Path) -> None:
     finally:
         store.close()
     assert (tmp_path / "office" / "results.db").stat().st_mode & 0o077 == 0
+
+
+# --- Active Authentication evidence ------------------------------------------------------------------------------
+
+
+def evidence(challenge: bytes = CHALLENGE, *, signature: bytes | None = None, spki: bytes = CHIP_SPKI,
+             signature_algorithm: str | None = None) -> ActiveAuthEvidence:  # fmt: skip
+    signature = sign_active_auth(CHIP_KEY, challenge) if signature is None else signature
+    return ActiveAuthEvidence(challenge=challenge, signature=signature, public_key_spki=spki,
+                              signature_algorithm=signature_algorithm)  # fmt: skip
+
+
+def with_evidence(active_auth: ActiveAuthEvidence, **changes: object) -> ResultDocument:
+    """The sample document with AA evidence, through validation as the office receives it."""
+    data = json.loads(sample_result(ProcedureProfile.RESIDENCE).to_json())
+    return ResultDocument.model_validate({**data, **changes, "active_auth": json.loads(active_auth.model_dump_json())})
+
+
+def test_good_evidence_passes_for_ec_with_explicit_parameters_and_for_rsa() -> None:
+    check = check_active_auth(with_evidence(evidence()), CHALLENGE)
+    assert (check.status, check.algorithm) == ("passed", "ECDSA/brainpoolP256r1/sha256")
+    rsa_key = rsa.generate_private_key(65537, 2048)
+    rsa_spki = rsa_key.public_key().public_bytes(serialization.Encoding.DER,
+                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
+    rsa_evidence = evidence(signature=sign_active_auth(rsa_key, CHALLENGE, hash_name="sha256",
+                                                       implicit_sha1_trailer=False), spki=rsa_spki)
+    assert check_active_auth(with_evidence(rsa_evidence), CHALLENGE).algorithm == "RSA-ISO9796-2/sha256"
+
+
+def test_hash_named_by_dg14_travels_with_the_evidence() -> None:
+    key = ec.generate_private_key(ec.SECP384R1())
+    signature = sign_active_auth(key, CHALLENGE, hash_name="sha256")
+    spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    plain_sha256 = "0.4.0.127.0.7.1.1.4.1.3"
+    named = evidence(signature=signature, spki=spki, signature_algorithm=plain_sha256)
+    assert check_active_auth(with_evidence(named), CHALLENGE).passed
+    assert not check_active_auth(with_evidence(evidence(signature=signature, spki=spki)), CHALLENGE).passed
+
+
+def test_evidence_for_another_challenge_fails_even_when_its_signature_is_good() -> None:
+    """An answer to a challenge the office did not send could be old: refused however well it verifies."""
+    other = bytes(8)
+    replayed = with_evidence(evidence(other))
+    assert check_active_auth(replayed, other).passed  # a good signature, for that challenge
+    check = check_active_auth(replayed, CHALLENGE)
+    assert (check.status, "another challenge" in check.reason) == ("failed", True)
+    signed_other = with_evidence(evidence(CHALLENGE, signature=sign_active_auth(CHIP_KEY, other)))
+    assert check_active_auth(signed_other, CHALLENGE).status == "failed"
+
+
+def test_flipped_signature_other_key_and_absent_evidence_fail() -> None:
+    good = sign_active_auth(CHIP_KEY, CHALLENGE)
+    for position in (0, len(good) // 2, len(good) - 1):
+        flipped = good[:position] + bytes([good[position] ^ 0x01]) + good[position + 1 :]
+        check = check_active_auth(with_evidence(evidence(signature=flipped)), CHALLENGE)
+        assert check.status == "failed", position
+    clone_spki = explicit_spki(ec.generate_private_key(ec.BrainpoolP256R1()).public_key())
+    assert check_active_auth(with_evidence(evidence(spki=clone_spki)), CHALLENGE).status == "failed"
+    garbage_key = check_active_auth(with_evidence(evidence(spki=b"\x30\x03\x02\x01\x01")), CHALLENGE)
+    assert garbage_key.status == "failed"
+    assert check_active_auth(sample_result(ProcedureProfile.RESIDENCE), CHALLENGE).status == "absent"
+
+
+def test_cli_verify_checks_the_chip_answer_against_the_office_challenge(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pem = tmp_path / "terminal.pem"
+    pem.write_bytes(TERMINAL.public_key.public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    result = tmp_path / "result.jws"
+    result.write_text(token(1, document=with_evidence(evidence())))
+    base = ["verify", str(result), "--cert", str(pem), "--now", str(NOW), "--summary"]
+    assert main([*base, "--aa-challenge", CHALLENGE.hex()]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["active_auth"]["status"] == "passed"
+    assert main([*base, "--aa-challenge", bytes(8).hex()]) == 1
+    assert json.loads(capsys.readouterr().out)["active_auth"]["status"] == "failed"
+    assert main(base) == 0  # no challenge given: the token alone is checked
+    assert "active_auth" not in json.loads(capsys.readouterr().out)
+    result.write_text(token(2))
+    assert main([*base, "--aa-challenge", CHALLENGE.hex()]) == 1  # no evidence: nothing proven to the office
+    assert json.loads(capsys.readouterr().out)["active_auth"]["status"] == "absent"
+    with pytest.raises(SystemExit):
+        main([*base, "--aa-challenge", "a1b2"])
+
+
+def test_store_checks_evidence_for_the_requests_it_knows(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "results.db", KEYS, aa_challenges={"request-1": CHALLENGE})
+    try:
+        answered = store.ingest(token(1, document=with_evidence(evidence(), request_id="request-1")).encode(), NOW)
+        assert answered.as_dict()["active_auth"]["status"] == "passed"
+        replayed = store.ingest(token(2, document=with_evidence(evidence(bytes(8)), request_id="request-1")).encode(),
+                                NOW)  # fmt: skip
+        assert replayed.as_dict()["active_auth"]["status"] == "failed"
+        unknown = store.ingest(token(3, document=with_evidence(evidence(), request_id="request-2")).encode(), NOW)
+        assert (unknown.status, unknown.active_auth) == ("stored", None)
+    finally:
+        store.close()

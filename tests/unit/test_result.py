@@ -10,10 +10,15 @@ import os
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
 
+from edge.protocol.access.active_auth import ActiveAuthResult
+from edge.protocol.keys import explicit_spki
+from edge.protocol.lds.dg15 import encode_dg15, parse_dg15
 from edge.protocol.result import (
     PROFILE_FIELDS,
+    ActiveAuthEvidence,
     Check,
     CheckStatus,
     CitizenData,
@@ -73,10 +78,45 @@ def test_verdict_must_agree_with_checks() -> None:
 
 def test_malformed_documents_are_rejected() -> None:
     data = json.loads(sample_result(ProcedureProfile.IDENTITY).to_json())
-    for broken in ({**data, "extra": 1}, {**data, "schema_version": 2}, {**data, "verdict": "maybe"},
+    for broken in ({**data, "extra": 1}, {**data, "schema_version": 3}, {**data, "verdict": "maybe"},
                    {**data, "citizen": {**data["citizen"], "id_number": "12345"}}):
         with pytest.raises(ValidationError):
             ResultDocument.model_validate(broken)
+
+
+OFFICE_CHALLENGE = bytes.fromhex("0011223344556677")
+DG15 = parse_dg15(encode_dg15(explicit_spki(ec.generate_private_key(ec.BrainpoolP256R1()).public_key())))
+
+
+def answered(challenge: bytes = OFFICE_CHALLENGE, signature: bytes | None = b"\x5a" * 64) -> ActiveAuthResult:
+    return ActiveAuthResult(CheckStatus.PASSED, "ok", "ECDSA/brainpoolP256r1/sha256", "key size", challenge, signature)
+
+
+def test_active_auth_evidence_only_for_the_office_challenge() -> None:
+    evidence = ActiveAuthEvidence.for_office(answered(), DG15, OFFICE_CHALLENGE)
+    assert evidence is not None
+    assert (evidence.challenge, evidence.public_key_spki) == (OFFICE_CHALLENGE, DG15.spki_der)  # explicit params kept
+    assert ActiveAuthEvidence.for_office(answered(), DG15, None) is None  # the terminal chose it: proves nothing
+    assert ActiveAuthEvidence.for_office(answered(bytes(8)), DG15, OFFICE_CHALLENGE) is None
+    assert ActiveAuthEvidence.for_office(answered(signature=None), DG15, OFFICE_CHALLENGE) is None  # chip refused
+    assert ActiveAuthEvidence.for_office(answered(), None, OFFICE_CHALLENGE) is None
+    assert ActiveAuthEvidence.for_office(ActiveAuthResult.not_supported(), DG15, OFFICE_CHALLENGE) is None
+
+
+def test_active_auth_evidence_travels_as_unpadded_base64url_in_version_2() -> None:
+    evidence = ActiveAuthEvidence.for_office(answered(), DG15, OFFICE_CHALLENGE)
+    assert evidence is not None
+    data = json.loads(sample_result(ProcedureProfile.IDENTITY).to_json())
+    assert data["schema_version"] == 2
+    wire = {**data, "active_auth": json.loads(evidence.model_dump_json())}
+    assert wire["active_auth"]["challenge"] == "ABEiM0RVZnc"
+    assert ResultDocument.model_validate(wire).active_auth == evidence
+    assert ResultDocument.model_validate({**data, "schema_version": 1}).schema_version == 1  # still in outboxes
+    with pytest.raises(ValidationError, match="needs schema_version 2"):
+        ResultDocument.model_validate({**wire, "schema_version": 1})
+    for challenge in ("ABEiM0RVZnc=", "ABEiM0RVZn+", "ABEiM0RVZnd", "ABEiM0RVZg", "ABEi M0RVZnc"):
+        with pytest.raises(ValidationError):
+            ResultDocument.model_validate({**wire, "active_auth": {**wire["active_auth"], "challenge": challenge}})
 
 
 def test_committed_schema_matches_model() -> None:

@@ -46,12 +46,19 @@ HashSource = Literal["trailer", "DG14", "key size", ""]
 
 @dataclass(frozen=True, slots=True)
 class ActiveAuthResult:
-    """Outcome of AA; ``algorithm`` e.g. ``RSA-ISO9796-2/sha256`` and where the hash choice came from."""
+    """Outcome of AA; ``algorithm`` e.g. ``RSA-ISO9796-2/sha256`` and where the hash choice came from.
+
+    The ``challenge`` (once sent), the chip's ``signature`` and DG14's ``signature_algorithm_oid`` (once it answered)
+    are kept, verified or not: with DG15's key they let the office that chose the challenge redo the check itself.
+    """
 
     status: CheckStatus
     reason: str
     algorithm: str = ""
     hash_source: HashSource = ""
+    challenge: bytes | None = None
+    signature: bytes | None = None
+    signature_algorithm_oid: str | None = None
 
     @property
     def verified(self) -> bool:
@@ -169,11 +176,17 @@ def active_authenticate(
         response = connection.send_and_receive(internal_authenticate_command(challenge, extended=extended))
         signature = response.check("INTERNAL AUTHENTICATE")
     except StatusWordError as exc:  # secure-messaging and transport errors propagate: the read failed, not AA
-        return ActiveAuthResult(CheckStatus.FAILED, f"the chip refused Active Authentication: {exc}")
+        return ActiveAuthResult(CheckStatus.FAILED, f"the chip refused Active Authentication: {exc}",
+                                challenge=challenge)
+    algorithm = ""  # both stay empty unless the signature verifies
+    source: HashSource = ""
     try:
         algorithm, source = verify_active_auth(
             public_key, challenge, signature, signature_algorithm_oid=signature_algorithm_oid
         )
     except SignatureError as exc:
-        return ActiveAuthResult(CheckStatus.FAILED, f"Active Authentication failed: {exc}; the chip may be a copy")
-    return ActiveAuthResult(CheckStatus.PASSED, "the chip proved it holds the key in DG15", algorithm, source)
+        status, reason = CheckStatus.FAILED, f"Active Authentication failed: {exc}; the chip may be a copy"
+    else:
+        status, reason = CheckStatus.PASSED, "the chip proved it holds the key in DG15"
+    return ActiveAuthResult(status, reason, algorithm, source, challenge=challenge, signature=signature,
+                            signature_algorithm_oid=signature_algorithm_oid)
