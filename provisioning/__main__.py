@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     d_init.add_argument("--ward", required=True)
     d_init.add_argument("--state-dir", type=Path, default=Path("/var/lib/cccd-edge"))
     d_init.add_argument("--rotate", action="store_true", help="make a new key even if one exists")
-    d_init.add_argument("--pkcs11-uri", help="key in a hardware token (not implemented yet; see README)")
+    d_init.add_argument("--pkcs11-uri", help="generate the key inside a PKCS#11 token instead of a 0600 file "
+                        "(pkcs11:token=…;object=…?module-path=…&pin-source=…; see README, 'Hardware keys')")
     d_init.add_argument("--owner", default="auto", help=owner_help)
     d_init.set_defaults(func=_device_init)
     d_rot = dev_cmds.add_parser("rotate", help="new key + CSR; the old key serves until the new cert is installed")

@@ -2,12 +2,14 @@
 
 Layout (defaults match ``systemd/cccd-edge.service``)::
 
-    /var/lib/cccd-edge/   0700 cccd-edge      device.key (0600), device.csr, device.key.next during a rotation
+    /var/lib/cccd-edge/   0700 cccd-edge      device.key (0600), device.csr, device.key.next during a rotation;
+                                          device.key.pkcs11 (0600, the key's URI) instead when the key is on a token
     /etc/cccd-edge/       0750 root:cccd-edge config.toml, device.crt, broker-ca.crt, ward-command.pub,
                                           trust/ (CSCA store: csca-<sha256>.der, as `cccd-edge trust import`)
 
 Rotation keeps the terminal working: ``rotate`` parks a new key as ``device.key.next`` and writes its CSR; the old key
-keeps serving until ``install`` receives a certificate for the new key, and only then replaces it.
+keeps serving until ``install`` receives a certificate for the new key, and only then replaces it. A key on a PKCS#11
+token rotates the same way, as a second key pair labelled ``<object>.next`` on the token.
 """
 
 from __future__ import annotations
@@ -20,13 +22,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from asn1crypto import csr as asn1_csr
+from asn1crypto import keys as asn1_keys
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from edge.daemon.pkcs11_signer import Pkcs11Signer
+from edge.daemon.signing import KeySigner, Signer
 from edge.errors import ProvisioningError, TrustStoreError
+from edge.protocol.pkcs11_uri import Pkcs11Uri
 from edge.protocol.verify.trust import TrustStore
+from provisioning import token
 from provisioning.files import (
     PRIVATE,
     PRIVATE_DIR,
@@ -51,6 +61,7 @@ from provisioning.ward_ca import load_csr
 
 KEY = "device.key"
 NEXT_KEY = "device.key.next"
+KEY_URI = "device.key.pkcs11"  # the URI of a key that lives on a PKCS#11 token (then there is no device.key)
 CSR = "device.csr"
 CERT = "device.crt"
 BROKER_CA = "broker-ca.crt"
@@ -61,7 +72,7 @@ CONFIG = "config.toml"
 
 @dataclass(frozen=True, slots=True)
 class InitResult:
-    key: Path
+    key: Path | Pkcs11Uri  # the key the CSR is for
     csr: Path
     created: bool  # False: an existing key was kept (idempotent re-run)
 
@@ -74,9 +85,57 @@ class InstallResult:
     trust_added: int = 0  # new entries in the trust store (0 on a re-run with the same files)
 
 
-def _csr_for(key: ec.EllipticCurvePrivateKey, identity: TerminalIdentity) -> bytes:
-    csr = x509.CertificateSigningRequestBuilder().subject_name(identity.name()).sign(key, hashes.SHA256())
+def _csr_for(signer: Signer, public_key: ec.EllipticCurvePublicKey, identity: TerminalIdentity) -> bytes:
+    """PKCS#10 built here rather than by ``cryptography``, whose builder signs only with a key object in memory: the
+    token signs the DER of the CertificationRequestInfo (ecdsa-with-SHA256, the same r || s as ES256)."""
+    info = asn1_csr.CertificationRequestInfo({
+        "version": "v1",
+        "subject": asn1_x509.Name.load(identity.name().public_bytes()),
+        "subject_pk_info": asn1_keys.PublicKeyInfo.load(
+            public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)),
+        "attributes": [],
+    })
+    raw = signer.sign(info.dump())
+    half = len(raw) // 2
+    signature = encode_dss_signature(int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big"))
+    request = asn1_csr.CertificationRequest({
+        "certification_request_info": info,
+        "signature_algorithm": {"algorithm": "sha256_ecdsa"},
+        "signature": signature,
+    })
+    csr = x509.load_der_x509_csr(request.dump())
+    if not csr.is_signature_valid:
+        raise ProvisioningError("the CSR signature does not verify with the key's public half",
+                                hint="the token signed with another key than the one it reports; check --pkcs11-uri")
     return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def _stored_uri(state_dir: Path) -> Pkcs11Uri | None:
+    """The token key's URI when ``device init --pkcs11-uri`` put the key on a token, else None (a key file)."""
+    path = state_dir / KEY_URI
+    if not path.exists():
+        return None
+    return token.parse_uri(read_file(path, "token key URI").decode("utf-8").strip())
+
+
+def _init_token_key(state_dir: Path, uri: Pkcs11Uri, identity: TerminalIdentity, *, owner: tuple[int, int] | None,
+                    rotate: bool) -> InitResult:
+    """The key pair generated on the token (kept if present); only the CSR and the URI are written here."""
+    with token.token_session(uri) as session:
+        _public, created = token.ensure_key_pair(session, uri.object)
+        waiting = token.pending(uri)
+        if rotate and not created:
+            token.destroy_key_pair(session, waiting.object)  # a re-run of rotate makes a fresh pending key
+            token.ensure_key_pair(session, waiting.object)
+            created = True
+        # The CSR is always for the newest key: the pending one during a rotation.
+        csr_key = waiting if token.has_key_pair(session, waiting.object) else uri
+        signer = Pkcs11Signer(session, csr_key, config_key="--pkcs11-uri")
+        csr = _csr_for(signer, signer.public_key, identity)
+    write_atomic(state_dir / KEY_URI, uri.text().encode("utf-8"), PRIVATE, owner)
+    csr_path = state_dir / CSR
+    write_atomic(csr_path, csr, PUBLIC, owner)
+    return InitResult(csr_key, csr_path, created)
 
 
 def init_device(
@@ -89,15 +148,13 @@ def init_device(
 ) -> InitResult:
     """Create the device key (or keep the existing one) and write a CSR for it.
 
-    ``rotate`` makes a new key beside the active one (see module docstring). ``pkcs11_uri`` is the seam for a key
-    that lives in a secure element / TPM: the key would be generated inside the token and only the CSR written here.
+    ``rotate`` makes a new key beside the active one (see module docstring). ``pkcs11_uri`` puts the key on a token
+    (secure element, TPM): generated there, never a file; later runs find the token from ``device.key.pkcs11``.
     """
-    if pkcs11_uri is not None:
-        raise ProvisioningError(
-            "keys in a PKCS#11 token are not implemented yet",
-            hint="omit --pkcs11-uri to keep the key in a 0600 file; see provisioning/README.md, 'Hardware keys'",
-        )
+    uri = token.parse_uri(pkcs11_uri) if pkcs11_uri is not None else _stored_uri(state_dir)
     ensure_dir(state_dir, PRIVATE_DIR, owner)
+    if uri is not None:
+        return _init_token_key(state_dir, uri, identity, owner=owner, rotate=rotate)
     active, pending = state_dir / KEY, state_dir / NEXT_KEY
     created = False
     if not active.exists():
@@ -108,15 +165,17 @@ def init_device(
         created = True
     # The CSR is always for the newest key: the pending one during a rotation.
     key_path = pending if pending.exists() else active
+    key = load_private_key(key_path)
     csr_path = state_dir / CSR
-    write_atomic(csr_path, _csr_for(load_private_key(key_path), identity), PUBLIC, owner)
+    write_atomic(csr_path, _csr_for(KeySigner(key), key.public_key(), identity), PUBLIC, owner)
     return InitResult(key_path, csr_path, created)
 
 
 def rotate_device(state_dir: Path, *, owner: tuple[int, int] | None = None) -> InitResult:
     """New key + CSR for the identity of the current CSR; the active key serves until the new certificate arrives."""
     csr_path = state_dir / CSR
-    if not (state_dir / KEY).exists() or not csr_path.exists():
+    has_key = (state_dir / KEY).exists() or (state_dir / KEY_URI).exists()
+    if not has_key or not csr_path.exists():
         raise ProvisioningError("nothing to rotate: run 'device init' first", path=str(state_dir))
     identity = TerminalIdentity.from_name(load_csr(csr_path).subject, "the current CSR")
     return init_device(state_dir, identity, owner=owner, rotate=True)
@@ -139,15 +198,26 @@ def _check_device_cert(cert: x509.Certificate, path: Path, now: dt.datetime) -> 
     return TerminalIdentity.from_name(cert.subject, "the device certificate")
 
 
-def _matching_key(state_dir: Path, cert: x509.Certificate, cert_path: Path) -> bool:
+def _device_public_keys(
+    state_dir: Path, uri: Pkcs11Uri | None
+) -> tuple[ec.EllipticCurvePublicKey, ec.EllipticCurvePublicKey | None]:
+    """The active key's public half, and the pending key's during a rotation."""
+    if uri is not None:
+        return token.public_keys(uri)
+    pending = state_dir / NEXT_KEY
+    return (load_private_key(state_dir / KEY).public_key(),
+            load_private_key(pending).public_key() if pending.exists() else None)
+
+
+def _matching_key(state_dir: Path, uri: Pkcs11Uri | None, cert: x509.Certificate, cert_path: Path) -> bool:
     """Which key the certificate is for; returns True when it is the pending one (rotation completes)."""
     public = cert.public_key()
     if not isinstance(public, ec.EllipticCurvePublicKey):
         raise ProvisioningError("certificate key is not EC P-256", path=str(cert_path))
-    if same_public_key(public, load_private_key(state_dir / KEY).public_key()):
+    active, pending = _device_public_keys(state_dir, uri)
+    if same_public_key(public, active):
         return False
-    pending = state_dir / NEXT_KEY
-    if pending.exists() and same_public_key(public, load_private_key(pending).public_key()):
+    if pending is not None and same_public_key(public, pending):
         return True
     raise ProvisioningError(
         "certificate is not for this terminal's key",
@@ -165,7 +235,7 @@ def _import_trust(store_dir: Path, files: list[Path], now: dt.datetime) -> int:
         try:
             added += len(store.import_file(path, at=now).added)
         except TrustStoreError as exc:
-            raise ProvisioningError(f"refused as trust anchor: {exc}", path=str(path), hint=exc.hint) from None
+            raise ProvisioningError(f"refused as trust anchor: {exc.args[0]}", path=str(path), hint=exc.hint) from None
         store = TrustStore.load(store_dir)  # a master list may anchor on a CSCA imported just before
     return added
 
@@ -206,7 +276,8 @@ def install_device(
     now = now or utcnow()
     device_cert = load_certificate(cert, "device certificate")
     identity = _check_device_cert(device_cert, cert, now)
-    rotated = _matching_key(state_dir, device_cert, cert)
+    uri = _stored_uri(state_dir)
+    rotated = _matching_key(state_dir, uri, device_cert, cert)
     load_certificate(broker_ca, "broker CA certificate")
     load_public_key(ward_command_key, "ward command key")
     trust_dir = config_dir / TRUST_DIR
@@ -220,7 +291,7 @@ def install_device(
         "ward_code": identity.ward_code,
         "paths": {
             "state_dir": str(state_dir),
-            "device_key": str(state_dir / KEY),
+            "device_key": uri.text() if uri is not None else str(state_dir / KEY),
             "device_cert": str(config_dir / CERT),
             "broker_ca": str(config_dir / BROKER_CA),
             "ward_command_key": str(config_dir / WARD_COMMAND_KEY),
@@ -246,7 +317,9 @@ def install_device(
                  group_only=True)
     write_atomic(config_dir / CERT, device_cert.public_bytes(serialization.Encoding.PEM), PUBLIC, owner,
                  group_only=True)
-    if rotated:
+    if rotated and uri is not None:
+        token.promote_pending(uri)
+    elif rotated:
         os.replace(state_dir / NEXT_KEY, state_dir / KEY)
     write_atomic(config_path, config_text, PUBLIC, owner, group_only=True)
     return InstallResult(config_path, config_dir / CERT, rotated, added)

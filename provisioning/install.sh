@@ -4,9 +4,10 @@
 # Idempotent: a re-run changes only what is missing or outdated. Provisioning (keys, certificates, config.toml) is
 # a separate step: see provisioning/README.md.
 #
-# usage: sudo provisioning/install.sh [--dry-run] [--no-apt] [--prefix DIR]
+# usage: sudo provisioning/install.sh [--dry-run] [--no-apt] [--pkcs11] [--prefix DIR]
 #   --dry-run  print what would be done, change nothing (does not need root)
 #   --no-apt   skip apt (offline re-install of a new package version)
+#   --pkcs11   also install python-pkcs11, for a device key inside a secure element or TPM
 #   --prefix   venv location (default /opt/cccd-edge; the unit's ExecStart expects the default)
 set -euo pipefail
 
@@ -14,6 +15,7 @@ SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PREFIX=/opt/cccd-edge
 DRY_RUN=0
 USE_APT=1
+EXTRAS=pi
 USER_NAME=cccd-edge
 STATE_DIR=/var/lib/cccd-edge
 CONFIG_DIR=/etc/cccd-edge
@@ -23,8 +25,9 @@ while (($#)); do
     case "$1" in
         --dry-run) DRY_RUN=1 ;;
         --no-apt) USE_APT=0 ;;
+        --pkcs11) EXTRAS=pi,pkcs11 ;;
         --prefix) PREFIX=${2:?--prefix needs a directory}; shift ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -113,7 +116,7 @@ fi
 stamp="$PREFIX/.installed-$( (cd "$SRC" && find pyproject.toml edge provisioning -type f -not -name '*.pyc' \
     -print0 | sort -z | xargs -0 sha1sum) | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
-    run "$PREFIX/bin/pip" install --quiet --disable-pip-version-check "${SRC}[pi]"
+    run "$PREFIX/bin/pip" install --quiet --disable-pip-version-check "${SRC}[${EXTRAS}]"
     # provisioning/ is not part of the wheel: ship it beside the package so `python -m provisioning` works here.
     if [ -x "$PREFIX/bin/python" ]; then
         site=$("$PREFIX/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')

@@ -178,11 +178,13 @@ def test_half_a_ca_is_never_replaced(tmp_path: Path) -> None:
         ward_ca.init_ward_ca(tmp_path, WARD)
 
 
-def test_pkcs11_seam_is_explicit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli("device", "init", "--terminal-id", TERMINAL, "--ward", WARD, "--state-dir", tmp_path,
+def test_bad_pkcs11_uri_is_refused_before_anything_is_written(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    state = tmp_path / "state"
+    assert cli("device", "init", "--terminal-id", TERMINAL, "--ward", WARD, "--state-dir", state,
                "--owner", "", "--pkcs11-uri", "pkcs11:token=edge") == 1
-    assert "not implemented" in capsys.readouterr().err
-    assert not (tmp_path / "device.key").exists()
+    assert "pkcs11 URI needs object=" in capsys.readouterr().err
+    assert not state.exists()
 
 
 def test_identity_rejects_topic_breaking_names() -> None:
@@ -205,6 +207,7 @@ def test_dump_toml_round_trips() -> None:
 
 
 INSTALL_SH = Path(__file__).resolve().parents[2] / "provisioning" / "install.sh"
+POLKIT_RULE = INSTALL_SH.parent / "polkit" / "50-cccd-edge-pcscd.rules"
 
 
 def test_install_script_parses() -> None:
@@ -298,3 +301,33 @@ def test_install_script_dry_run_builds_the_venv_on_the_system_python(tmp_path: P
     # The system interpreter apt installs picamera2 for, never whatever `python3` comes first on root's PATH.
     assert f"+ /usr/bin/python3 -m venv --system-site-packages {prefix}\n" in run.stdout, run.stdout
     assert not prefix.exists()
+
+
+def test_install_script_dry_run_installs_the_polkit_rule_where_polkit_is(tmp_path: Path) -> None:
+    run = subprocess.run(["bash", str(INSTALL_SH), "--dry-run", "--no-apt", "--prefix", str(tmp_path / "opt")],
+                         capture_output=True, text=True, check=False, timeout=60)
+    assert run.returncode == 0, run.stderr
+    # install.sh looks at this machine's polkit directories, so the expected plan depends on them too.
+    if Path("/usr/share/polkit-1").is_dir() or Path("/etc/polkit-1").is_dir():
+        expected = f"+ install -D -m 0644 {POLKIT_RULE} /etc/polkit-1/rules.d/50-cccd-edge-pcscd.rules\n"
+    else:
+        expected = "install: polkit not installed: pcscd does not consult it, no rule needed\n"
+    assert expected in run.stdout, run.stdout
+
+
+def test_polkit_rule_is_javascript_that_adds_one_rule() -> None:
+    text = POLKIT_RULE.read_text(encoding="utf-8")
+    assert text.count("polkit.addRule(function (action, subject) {") == 1
+    assert 'subject.user == "cccd-edge"' in text
+    for action in ("org.debian.pcsc-lite.access_pcsc", "org.debian.pcsc-lite.access_card"):
+        assert f'action.id == "{action}"' in text
+    assert "return polkit.Result.YES;" in text
+    node = shutil.which("node")
+    if node is None:  # the structural checks above stand in for a parser
+        assert text.count("{") == text.count("}")
+        assert text.count("(") == text.count(")")
+        return
+    # polkitd runs rules as JavaScript (duktape): node's syntax check catches what a typo would break. On stdin,
+    # because node refuses to check a file whose extension is not .js.
+    run = subprocess.run([node, "--check"], input=text, capture_output=True, text=True, check=False, timeout=60)
+    assert run.returncode == 0, run.stderr

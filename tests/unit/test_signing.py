@@ -137,6 +137,16 @@ def test_file_key_signer_refuses_loose_permissions(tmp_path: Path) -> None:
         signing.FileKeySigner(p384)
 
 
+def test_device_signer_reads_a_key_file(tmp_path: Path) -> None:
+    """A path in paths.device_key is a PEM file; a pkcs11: URI goes to the token (tests/unit/test_pkcs11.py)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    path = tmp_path / "device.key"
+    signing.write_private_key(key, path)
+    signer = signing.device_signer(path)
+    assert isinstance(signer, signing.FileKeySigner)
+    assert signer.kid == signing.key_id(key.public_key())
+
+
 def test_result_token_signed_and_optionally_encrypted(signer: signing.KeySigner) -> None:
     ward = ec.generate_private_key(ec.SECP256R1())
     plain = signing.result_token(signer, terminal_id="T1", seq=3, document={"v": 1}, now=NOW, lifetime=60)

@@ -1,0 +1,101 @@
+"""Device keys on a PKCS#11 token: generated inside it, found again by label, swapped in when a rotation completes.
+
+The daemon only signs (:mod:`edge.daemon.pkcs11_signer`); making and replacing keys is provisioning's job, done in
+one read/write session so the token sees a single login.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from edge.daemon.pkcs11_signer import open_session, token_errors, token_public_key
+from edge.errors import ConfigError, ProvisioningError
+from edge.protocol.pkcs11_uri import Pkcs11Uri, parse_pkcs11_uri
+
+if TYPE_CHECKING:
+    from pkcs11 import Session
+
+#: Label suffix of the key pair waiting for its certificate during a rotation (the file key's ``device.key.next``).
+PENDING_SUFFIX = ".next"
+_OPTION = "--pkcs11-uri"
+
+
+def parse_uri(text: str) -> Pkcs11Uri:
+    try:
+        return parse_pkcs11_uri(text)
+    except ConfigError as exc:
+        raise ProvisioningError(str(exc.args[0]), hint="pkcs11:token=LABEL;object=LABEL?module-path=/usr/lib/"
+                                "…/module.so&pin-source=/etc/cccd-edge/token.pin") from None
+
+
+def pending(uri: Pkcs11Uri) -> Pkcs11Uri:
+    return uri.with_object(uri.object + PENDING_SUFFIX)
+
+
+@contextmanager
+def token_session(uri: Pkcs11Uri) -> Iterator[Session]:
+    """A read/write, logged-in session; token problems surface as :class:`ConfigError` naming ``--pkcs11-uri``."""
+    session = open_session(uri, config_key=_OPTION, rw=True)
+    try:
+        with token_errors(uri, _OPTION):
+            yield session
+    finally:
+        session.close()
+
+
+def has_key_pair(session: Session, label: str) -> bool:
+    from pkcs11 import Attribute, KeyType  # optional extra: only for keys on a token
+
+    found = {obj[Attribute.CLASS] for obj in session.get_objects({Attribute.LABEL: label,
+                                                                   Attribute.KEY_TYPE: KeyType.EC})}
+    return len(found) == 2  # CKO_PUBLIC_KEY and CKO_PRIVATE_KEY
+
+
+def destroy_key_pair(session: Session, label: str) -> None:
+    from pkcs11 import Attribute  # optional extra
+
+    for obj in list(session.get_objects({Attribute.LABEL: label})):
+        obj.destroy()
+
+
+def ensure_key_pair(session: Session, label: str) -> tuple[ec.EllipticCurvePublicKey, bool]:
+    """The P-256 key pair labelled ``label``, generated inside the token when absent; (public key, created).
+
+    The private half is made sensitive and not extractable: it cannot leave the token, not even through us.
+    """
+    from pkcs11 import Attribute, KeyType, MechanismFlag  # optional extra
+    from pkcs11.util.ec import encode_named_curve_parameters
+
+    if has_key_pair(session, label):
+        return token_public_key(session, label), False
+    parameters = session.create_domain_parameters(
+        KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")}, local=True)
+    parameters.generate_keypair(
+        label=label, store=True, capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
+        private_template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False, Attribute.PRIVATE: True})
+    return token_public_key(session, label), True
+
+
+def public_keys(uri: Pkcs11Uri) -> tuple[ec.EllipticCurvePublicKey, ec.EllipticCurvePublicKey | None]:
+    """The active key pair's public key, and the pending one's during a rotation."""
+    with token_session(uri) as session:
+        waiting = pending(uri).object
+        return (token_public_key(session, uri.object),
+                token_public_key(session, waiting) if has_key_pair(session, waiting) else None)
+
+
+def promote_pending(uri: Pkcs11Uri) -> None:
+    """Rotation completes: destroy the old key pair and give the pending one the configured label."""
+    from pkcs11 import Attribute  # optional extra
+
+    with token_session(uri) as session:
+        waiting = list(session.get_objects({Attribute.LABEL: pending(uri).object}))
+        if len(waiting) != 2:
+            raise ProvisioningError(f"no pending key pair {pending(uri)} on the token")
+        destroy_key_pair(session, uri.object)
+        for obj in waiting:
+            obj[Attribute.LABEL] = uri.object
