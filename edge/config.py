@@ -13,8 +13,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    InstanceOf,
     StrictInt,
     StrictStr,
     ValidationError,
@@ -23,12 +25,28 @@ from pydantic import (
 )
 
 from edge.errors import ConfigError
+from edge.protocol.pkcs11_uri import SCHEME as PKCS11_SCHEME
+from edge.protocol.pkcs11_uri import Pkcs11Uri, parse_pkcs11_uri
 from edge.protocol.result import ProcedureProfile
 
 _TOPIC_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 #: A GPIO pin: BCM number or a gpiozero pin name ("GPIO17", "BOARD11"). Strict: ``true`` is not pin 1.
 Pin = Annotated[StrictInt, Field(ge=0, le=53)] | Annotated[StrictStr, Field(min_length=1, max_length=16)]
+
+
+def _device_key(value: object) -> object:
+    """A ``pkcs11:`` URI names a key on a token; any other text is the path of a 0600 PEM file."""
+    if isinstance(value, str) and value.startswith(PKCS11_SCHEME):
+        try:
+            return parse_pkcs11_uri(value)
+        except ConfigError as exc:
+            raise ValueError(exc.args[0]) from None  # pydantic names the key; parse_config adds the hint
+    return value
+
+
+#: InstanceOf: a TOML table must not slip past the URI parser by filling the dataclass's fields directly.
+DeviceKey = Annotated[Path | InstanceOf[Pkcs11Uri], BeforeValidator(_device_key)]
 
 
 class _Section(BaseModel):
@@ -38,7 +56,8 @@ class _Section(BaseModel):
 
 class PathsConfig(_Section):
     state_dir: Path = Path("/var/lib/cccd-edge")  # FHS place for the outbox and replay-guard databases
-    device_key: Path = Path("/var/lib/cccd-edge/device.key")  # EC P-256, 0600, generated on the device itself
+    # EC P-256 generated on the device itself: a 0600 PEM file, or a pkcs11: URI for a key that never leaves its token
+    device_key: DeviceKey = Path("/var/lib/cccd-edge/device.key")
     device_cert: Path | None = None  # client certificate for mutual TLS; None when the broker uses no TLS
     broker_ca: Path | None = None  # CA that signed the broker; None = system trust store
     ward_command_key: Path | None = None  # ward's P-256 public key (PEM) that signs office commands
@@ -101,6 +120,9 @@ class CameraConfig(_Section):
     replay_path: Path | None = None  # frames to replay (tests, demos)
     device: str = "/dev/video0"  # v4l2 only
     fps: float = Field(default=10.0, gt=0, le=120)  # 10 fps finds a held-up QR within a second at low CPU
+    #: A card QR left in view is offered again after this many seconds (a retry after a failed read without lifting
+    #: the card); 30 s outlasts a whole attempt (reading + show_result). 0: only when the QR is shown anew.
+    qr_repeat_after: float = Field(default=30.0, ge=0)
 
     @model_validator(mode="after")
     def _replay_needs_path(self) -> CameraConfig:
@@ -131,6 +153,14 @@ class Config(_Section):
     indicators: IndicatorConfig = IndicatorConfig()
     camera: CameraConfig = CameraConfig()
     timeouts: TimeoutConfig = TimeoutConfig()
+
+    @model_validator(mode="after")
+    def _tls_key_in_a_file(self) -> Config:
+        # Python's ssl loads the client key from a file; bookworm has no OpenSSL provider for PKCS#11 tokens.
+        if self.mqtt.tls and self.paths.device_cert is not None and not isinstance(self.paths.device_key, Path):
+            raise ValueError("paths.device_key: mutual TLS (paths.device_cert) needs the key in a PEM file; Python's "
+                             "ssl cannot use a PKCS#11 key: leave paths.device_cert unset or use a file key")
+        return self
 
     @field_validator("terminal_id", "ward_code")
     @classmethod

@@ -26,6 +26,7 @@ from edge.daemon import signing
 from edge.daemon.state import State
 from edge.daemon.terminal import Terminal
 from edge.drivers.base import CardPresence, FrameSource
+from edge.drivers.cameras import open_camera
 from edge.drivers.pcsc import PcscReaderDriver
 from edge.drivers.qrdecoders import make_decoder
 from edge.errors import QrFormatError, TokenError
@@ -77,18 +78,7 @@ def trust_dir(terminal_rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 def _open_camera(spec: CameraSpec) -> FrameSource:
-    if spec.source == "replay":
-        from edge.drivers.replay import ReplaySource
-
-        assert spec.path is not None
-        return ReplaySource(spec.path, fps=spec.fps)
-    if spec.source == "v4l2":
-        from edge.drivers.v4l2 import V4l2Source
-
-        return V4l2Source(spec.device).open()
-    from edge.drivers.picam import PiCameraSource
-
-    return PiCameraSource().open()
+    return open_camera(spec.source, fps=spec.fps, replay_path=spec.path, device=spec.device, loop=False)
 
 
 def _can_in_view(spec: CameraSpec) -> str | None:

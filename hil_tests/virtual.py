@@ -89,7 +89,8 @@ def qr_photos(profiles: Sequence[str], folder: Path, seed: int = 2026) -> list[P
     rng = random.Random(seed)
     paths: list[Path] = []
     for index, profile in enumerate(profiles):
-        pixels, _ = render(card_qr_text(load_profile(profile).person), rng, ())
+        card = load_profile(profile)
+        pixels, _ = render(card_qr_text(card.person, card.qr_overrides), rng, ())
         path = folder / f"{index:02d}-{profile}.png"
         Image.frombytes("L", (WIDTH, HEIGHT), pixels).save(path)
         paths.append(path)

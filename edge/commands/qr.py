@@ -19,7 +19,7 @@ from edge.errors import QrFormatError
 from edge.logsetup import mask_id, mask_name, mask_text
 from edge.protocol.card_expiry import bac_key_candidates, expiry_date
 from edge.protocol.cccd_qr import CccdQr, parse_cccd_qr
-from edge.protocol.id_number import can_from_id, check_id_number
+from edge.protocol.id_number import can_from_id
 
 
 def qr_as_json(qr: CccdQr, *, show_pii: bool) -> dict[str, Any]:
@@ -37,9 +37,10 @@ def qr_as_json(qr: CccdQr, *, show_pii: bool) -> dict[str, Any]:
         "date_of_issue": qr.date_of_issue.isoformat(),
         "extra_fields": list(qr.extra_fields) if show_pii else [mask_text(f) for f in qr.extra_fields],
         "computed_expiry": (expiry.isoformat() if show_pii else f"{expiry.year}-**-**") if expiry else None,
+        "consistent": qr.consistent,
         "id_findings": [
             {"severity": f.severity, "code": f.code, "message": f.message}
-            for f in check_id_number(qr.id_number, qr.date_of_birth, qr.sex)
+            for f in qr.id_findings
         ],
     }
     if show_pii:
@@ -73,15 +74,11 @@ def _decode_images(args: argparse.Namespace) -> int:
 
 
 def _open_source(args: argparse.Namespace) -> FrameSource:
+    from edge.drivers.cameras import open_camera
+
     if args.replay:
-        return ReplaySource(args.replay, fps=args.fps, loop=args.loop)
-    if args.camera == "v4l2":
-        from edge.drivers.v4l2 import V4l2Source
-
-        return V4l2Source(args.device, fps=args.fps).open()
-    from edge.drivers.picam import PiCameraSource
-
-    return PiCameraSource(fps=args.fps).open()
+        return open_camera("replay", fps=args.fps, replay_path=args.replay, loop=args.loop)
+    return open_camera(args.camera, fps=args.fps, device=args.device)
 
 
 def _event_as_json(event: ScanEvent, *, show_pii: bool) -> dict[str, Any]:
@@ -90,6 +87,8 @@ def _event_as_json(event: ScanEvent, *, show_pii: bool) -> dict[str, Any]:
         result["qr"] = qr_as_json(event.qr, show_pii=show_pii)
     if event.reason:
         result["reason"] = event.reason
+    if event.repeat:
+        result["repeat"] = True
     return result
 
 

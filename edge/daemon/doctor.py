@@ -1,7 +1,11 @@
 """``cccd-edge doctor``: small, independent checks of what a terminal needs, each with a fix hint for the desk.
 
 Each check is a function returning :class:`DoctorResult`\\s, so tests run them on temporary directories and a
-support script can run a subset. No check prints personal data: the outbox is checked for integrity, never read.
+support script can run a subset. No check prints personal data: of the outbox only counts, sizes and the age of the
+oldest result are shown, and of a QR in view only that it decoded. The camera and LEDs are opened through the
+daemon's own code paths, so a green line means the daemon will open them the same way.
+
+A warning (``[warn]``) is worth a look but does not fail the exit code: a full outbox fails, an 80 % full one warns.
 """
 
 from __future__ import annotations
@@ -12,21 +16,24 @@ import socket
 import sqlite3
 import ssl
 import stat
+import subprocess
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from edge.drivers.base import CardPresence, ReaderState
+from edge.daemon.outbox import Outbox
+from edge.drivers.base import CardPresence, Frame, FrameSource, ReaderState
 from edge.errors import EdgeError
 from edge.protocol.verify.trust import TrustStore
 
 if TYPE_CHECKING:
-    from edge.config import Config
+    from edge.config import Config, IndicatorConfig, OutboxConfig
 
 #: pcsc-lite's client socket; tests and private stacks point PCSCLITE_CSOCK_NAME elsewhere.
 PCSCD_SOCKET = "/run/pcscd/pcscd.comm"
@@ -35,6 +42,24 @@ MIN_YEAR = 2025
 #: Warn this long before the device certificate expires: the ward needs time to sign a new one.
 RENEW_BEFORE = dt.timedelta(days=30)
 DATABASE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
+#: systemd's answer to "is the clock NTP-synchronised?" ("yes"/"no"); chrony and timesyncd both set it.
+TIMEDATECTL = ("timedatectl", "show", "-p", "NTPSynchronized", "--value")
+#: systemd-timesyncd touches this file at its first synchronisation (the answer without timedatectl).
+TIMESYNC_MARKER = Path("/run/systemd/timesync/synchronized")
+NO_RTC_HINT = ("the Pi has no RTC: the time comes from NTP at boot; check the network, timedatectl and "
+               "systemctl status systemd-timesyncd (the ward firewall must let NTP, UDP 123, out)")
+#: The daemon's outbox file in the state directory (edge/daemon/terminal.py opens the same name).
+OUTBOX_FILE = "outbox.db"
+#: Warn when the outbox is this full: at 100 % the terminal refuses new reads.
+OUTBOX_WARN_FILL = 0.8
+#: Frames grabbed by the camera check, and how long it may wait for them in all.
+CAMERA_FRAMES = 3
+CAMERA_TIMEOUT = 5.0
+#: Grey levels between the darkest and the brightest sampled pixel below which a frame shows nothing.
+FLAT_CONTRAST = 24
+#: Each light is blinked this many times, this long on and off: long enough for the officer to see it.
+LED_BLINKS = 2
+LED_BLINK_SECONDS = 0.3
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +68,11 @@ class DoctorResult:
     ok: bool
     detail: str
     hint: str = ""
+    warning: bool = False  # ok for the exit code, but printed with its hint: the terminal works, for now
 
     def line(self) -> str:
-        status = "ok  " if self.ok else "FAIL"
-        fix = f"  -> {self.hint}" if self.hint and not self.ok else ""
+        status = "FAIL" if not self.ok else "warn" if self.warning else "ok  "
+        fix = f"  -> {self.hint}" if self.hint and (self.warning or not self.ok) else ""
         return f"[{status}] {self.name:<12} {self.detail}{fix}"
 
 
@@ -56,6 +82,10 @@ def _ok(name: str, detail: str) -> DoctorResult:
 
 def _fail(name: str, detail: str, hint: str) -> DoctorResult:
     return DoctorResult(name, False, detail, hint)
+
+
+def _warn(name: str, detail: str, hint: str) -> DoctorResult:
+    return DoctorResult(name, True, detail, hint, warning=True)
 
 
 def _skipped(name: str, why: str = "not configured") -> DoctorResult:
@@ -130,11 +160,34 @@ def check_readers(
 # --- clock, key, certificate -----------------------------------------------------------------------------------
 
 
-def check_clock(now: dt.datetime) -> DoctorResult:
+def ntp_synchronized(command: Sequence[str] = TIMEDATECTL, marker: Path = TIMESYNC_MARKER) -> bool | None:
+    """Whether systemd sees the clock NTP-synchronised; None when it cannot tell (no timedatectl, no systemd)."""
+    try:
+        answer = subprocess.run(list(command), capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        answer = None
+    if answer is not None and answer.returncode == 0 and answer.stdout.strip() in {"yes", "no"}:
+        return answer.stdout.strip() == "yes"
+    return True if marker.exists() else None
+
+
+def check_clock(now: dt.datetime, synchronized: bool | None = None, device_cert: Path | None = None) -> DoctorResult:
+    """A clock that is surely wrong fails (it also makes every certificate look not yet valid); not knowing whether
+    NTP has synchronised it only warns: the clock may still be right, restored from the last shutdown."""
+    sync = {True: "NTP synchronised", False: "NTP not synchronised", None: "NTP state unknown"}[synchronized]
+    shown = f"{now:%Y-%m-%d %H:%M} UTC, {sync}"
     if now.year < MIN_YEAR:
-        return _fail("clock", f"system time is {now:%Y-%m-%d %H:%M} UTC",
-                     "the Pi has no RTC: check network time (timedatectl; systemctl status systemd-timesyncd)")
-    return _ok("clock", f"{now:%Y-%m-%d %H:%M} UTC")
+        return _fail("clock", f"system time is {shown}", NO_RTC_HINT)
+    cert = _load_certificate(device_cert) if device_cert is not None else None
+    if isinstance(cert, x509.Certificate) and now < cert.not_valid_before_utc:
+        return _fail("clock", f"{shown}: before the device certificate's start "
+                     f"({cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC)", NO_RTC_HINT)
+    if synchronized is None:
+        return _warn("clock", shown, "cannot ask systemd (no timedatectl?): make sure chrony or systemd-timesyncd "
+                     "runs, or certificate checks fail after a power cut")
+    if not synchronized:
+        return _warn("clock", shown, NO_RTC_HINT)
+    return _ok("clock", shown)
 
 
 def _private_mode_problem(path: Path) -> str:
@@ -162,33 +215,42 @@ def _load_key(path: Path) -> ec.EllipticCurvePrivateKey | str:
     return key
 
 
-def check_certificate(cert_path: Path | None, key_path: Path, now: dt.datetime) -> DoctorResult:
-    """The device certificate is current, not about to expire, and belongs to the device key."""
+def _load_certificate(path: Path) -> x509.Certificate | str:
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        return f"cannot load {path}: {exc}"
+
+
+def check_certificate(cert_path: Path | None, key_path: Path | None, now: dt.datetime) -> DoctorResult:
+    """The device certificate is current, not about to expire, and belongs to the device key (``key_path`` None:
+    the key never leaves its PKCS#11 token, and the daemon checks the pair when it opens the token)."""
     if cert_path is None:
         return _skipped("certificate", "no device_cert configured (broker without client TLS)")
-    try:
-        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    except (OSError, ValueError) as exc:
-        return _fail("certificate", f"cannot load {cert_path}: {exc}", "reinstall it: python -m provisioning "
-                     "device install")
+    cert = _load_certificate(cert_path)
+    if isinstance(cert, str):
+        return _fail("certificate", cert, "reinstall it: python -m provisioning device install")
     start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
     if now < start:
-        return _fail("certificate", f"not valid before {start:%Y-%m-%d}", "check the clock (timedatectl)")
+        return _fail("certificate", f"not valid before {start:%Y-%m-%d}", "see the clock line: the Pi has no RTC")
     if now >= end:
         return _fail("certificate", f"expired {end:%Y-%m-%d}", "python -m provisioning device rotate, then have "
                      "the ward sign the new CSR")
-    key = _load_key(key_path)
-    if isinstance(key, str):
-        return _fail("certificate", key, "python -m provisioning device init (keeps a good key)")
-    fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    if cert.public_key().public_bytes(*fmt) != key.public_key().public_bytes(*fmt):
-        return _fail("certificate", f"{cert_path} is not for the key {key_path}",
-                     "install the certificate the ward signed for this terminal's CSR")
+    matched = "key on a token"
+    if key_path is not None:
+        key = _load_key(key_path)
+        if isinstance(key, str):
+            return _fail("certificate", key, "python -m provisioning device init (keeps a good key)")
+        fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        if cert.public_key().public_bytes(*fmt) != key.public_key().public_bytes(*fmt):
+            return _fail("certificate", f"{cert_path} is not for the key {key_path}",
+                         "install the certificate the ward signed for this terminal's CSR")
+        matched = "matches the key"
     subject = cert.subject.rfc4514_string()
     if end - now < RENEW_BEFORE:
         return _fail("certificate", f"{subject} expires {end:%Y-%m-%d}", "rotate now: python -m provisioning "
                      "device rotate")
-    return _ok("certificate", f"{subject}, valid to {end:%Y-%m-%d}, matches the key")
+    return _ok("certificate", f"{subject}, valid to {end:%Y-%m-%d}, {matched}")
 
 
 # --- broker ----------------------------------------------------------------------------------------------------
@@ -287,6 +349,52 @@ def check_databases(state_dir: Path) -> list[DoctorResult]:
     return results
 
 
+def check_outbox(state_dir: Path, limits: OutboxConfig, message_expiry: int, now: dt.datetime) -> DoctorResult:
+    """Room left and the age of the oldest undelivered result, through the daemon's own :class:`Outbox`.
+
+    Opening the oldest entry also proves that ``outbox.key`` still belongs to the database; its payload is dropped
+    unread. A missing key is reported, never created: a new key would make every queued result undecryptable.
+    """
+    path = state_dir / OUTBOX_FILE
+    if not path.exists():
+        return _ok("outbox queue", "empty (no database yet)")
+    lost_hint = ("stop the service, move outbox.db aside, restart (its results are lost: tell the ward which "
+                 "seq range)")
+    if not path.with_suffix(".key").exists():
+        return _fail("outbox queue", f"{path.with_suffix('.key')} is missing: queued results cannot be decrypted",
+                     f"restore outbox.key from a backup, or {lost_hint}")
+    try:
+        outbox = Outbox(path, max_count=limits.max_count, max_bytes=limits.max_bytes)
+    except (EdgeError, sqlite3.Error) as exc:
+        return _fail("outbox queue", str(exc), lost_hint)
+    try:
+        stats = outbox.stats()
+        oldest = outbox.pending(limit=1)
+    except (EdgeError, sqlite3.Error) as exc:
+        return _fail("outbox queue", str(exc), f"is outbox.key this database's? else {lost_hint}")
+    finally:
+        outbox.close()
+    fill = max(stats.count / limits.max_count, stats.bytes / limits.max_bytes)
+    shown = (f"{stats.count}/{limits.max_count} results, {stats.bytes}/{limits.max_bytes} bytes ({fill:.0%}), "
+             f"last seq {stats.last_seq}")
+    age = now.timestamp() - oldest[0].created if oldest else 0.0
+    if oldest:
+        shown += f", oldest waiting {dt.timedelta(seconds=int(age))}"
+    link_hint = "results leave only when the broker acknowledges them: see the broker line"
+    if fill >= 1:
+        return _fail("outbox queue", f"full, new reads are refused: {shown}", link_hint)
+    concerns = []
+    if age > message_expiry:
+        concerns.append(f"older than mqtt.message_expiry ({dt.timedelta(seconds=message_expiry)}): the office will "
+                        "drop it")
+        link_hint += "; tell the ward these results are late"
+    if fill >= OUTBOX_WARN_FILL:
+        concerns.append("filling up")
+    if concerns:
+        return _warn("outbox queue", f"{shown}: {', '.join(concerns)}", link_hint)
+    return _ok("outbox queue", shown)
+
+
 def check_trust_store(directory: Path) -> DoctorResult:
     """At least one CSCA, read with the verifier's own loader, or no card can pass passive authentication."""
     if not directory.is_dir():
@@ -314,6 +422,117 @@ def check_public_key(name: str, path: Path | None) -> DoctorResult:
     return _ok(name, f"{path} (EC {key.curve.name})")
 
 
+# --- camera and LEDs -------------------------------------------------------------------------------------------
+
+CAMERA_HINTS = {
+    "picam": "check the ribbon cable (power off first), run libcamera-hello --list-cameras; the service user needs "
+             "group video; stop the service first (it holds the camera)",
+    "v4l2": "check the USB cable and ls -l /dev/video*; the service user needs group video; stop the service first",
+    "replay": "camera.replay_path must name image files the service user can read",
+}
+
+
+def _open_daemon_camera(config: Config) -> FrameSource:
+    """The camera exactly as the daemon opens it from ``[camera]``; the import is deferred with the drivers."""
+    from edge.drivers.cameras import open_camera
+
+    camera = config.camera
+    return open_camera(camera.source, fps=camera.fps, replay_path=camera.replay_path, device=camera.device)
+
+
+def _flat(pixels: bytes) -> bool:
+    """Hardly any contrast across the frame: a lens cap, no light, or a dead sensor (sensor noise stays below)."""
+    sample = pixels[::97]
+    return max(sample) - min(sample) < FLAT_CONTRAST
+
+
+def check_camera(config: Config, *, frames: int = CAMERA_FRAMES, timeout: float = CAMERA_TIMEOUT) -> list[DoctorResult]:
+    """Grab a few frames from the configured source within ``timeout`` seconds, then check the QR decoder on the
+    last one (the decoder is checked without a frame too: the daemon needs it either way)."""
+    camera, last = _grab_frames(config, frames, timeout)
+    return [camera, check_qr_decoder(last)]
+
+
+def _grab_frames(config: Config, frames: int, timeout: float) -> tuple[DoctorResult, Frame | None]:
+    source_name = config.camera.source
+    hint = CAMERA_HINTS[source_name]
+    try:
+        source = _open_daemon_camera(config)
+    except (EdgeError, ImportError) as exc:
+        return _fail("camera", f"{source_name}: {exc}", hint), None
+    received: list[Frame] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(received) < frames and (left := deadline - time.monotonic()) > 0:
+            frame = source.read(left)
+            if frame is not None:
+                received.append(frame)
+    except EdgeError as exc:
+        return _fail("camera", f"{source_name}: {exc}", hint), None
+    finally:
+        source.close()
+    if not received:
+        return _fail("camera", f"{source_name}: no frame within {timeout:g} s", hint), None
+    last = received[-1]
+    shown = f"{source_name}: {len(received)} frames, {last.width}x{last.height}"
+    if len(received) < frames:
+        return _warn("camera", f"{shown}: {frames} expected within {timeout:g} s", f"{hint}; is the CPU overloaded "
+                     "(top)?"), last
+    if _flat(last.pixels):
+        return _warn("camera", f"{shown}, the picture is flat", "take the lens cap off; is the counter lit?"), last
+    return _ok("camera", shown), last
+
+
+def check_qr_decoder(frame: Frame | None) -> DoctorResult:
+    """The daemon's default decoder loads (zxing-cpp is a compiled wheel) and runs on a real frame. Only the number
+    of QR codes found is shown: a card's QR is personal data."""
+    from edge.drivers.qrdecoders import DEFAULT_DECODER, make_decoder
+
+    try:
+        decoder = make_decoder()
+    except ImportError as exc:
+        return _fail("qr decoder", f"{DEFAULT_DECODER} not available ({exc})",
+                     "reinstall: /opt/cccd-edge/bin/pip install cccd-edge (it brings zxing-cpp)")
+    try:
+        in_view = f"{len(decoder.decode(frame))} QR code(s) in view" if frame is not None else "no frame to try"
+    finally:
+        decoder.close()
+    return _ok("qr decoder", f"{decoder.name} ready, {in_view}")
+
+
+def check_leds(config: IndicatorConfig, *, pin_factory: Any = None,
+               blink_seconds: float = LED_BLINK_SECONDS) -> DoctorResult:
+    """Blink each light (and beep once) through the daemon's own indicator driver, so the officer at the counter
+    sees which work. ``pin_factory`` is a gpiozero pin factory (typed Any: only drivers import gpiozero); None is
+    gpiozero's own choice, as in the daemon (``GPIOZERO_PIN_FACTORY``, else the board's)."""
+    from edge.drivers.leds import AMBER, GREEN, RED, Indicators
+
+    try:
+        indicators = Indicators(config, pin_factory=pin_factory)
+    except EdgeError as exc:
+        return _fail("leds", str(exc), "stop the service first (it holds the pins); check [indicators] pins in "
+                     "config.toml; the service user needs group gpio")
+    timing = {"on_time": blink_seconds, "off_time": blink_seconds, "background": False}
+    try:
+        if indicators.rgb is not None:
+            for colour in (GREEN, AMBER, RED):
+                indicators.rgb.blink(on_color=colour, n=LED_BLINKS, **timing)
+            lights = [f"rgb {'/'.join(map(str, config.rgb or ()))}"]
+            factory = indicators.rgb.pin_factory
+        else:
+            for led in indicators.leds.values():
+                led.blink(n=LED_BLINKS, **timing)
+            lights = [f"{name} {led.pin}" for name, led in indicators.leds.items()]
+            factory = indicators.leds["green"].pin_factory
+        if indicators.buzzer is not None:
+            indicators.buzzer.beep(n=1, **timing)
+            lights.append(f"buzzer {indicators.buzzer.pin}")
+    finally:
+        indicators.close()
+    polarity = "active high" if config.active_high else "active low"
+    return _ok("leds", f"blinked {', '.join(lights)} ({polarity}, {type(factory).__name__}): did each light?")
+
+
 # --- composition -----------------------------------------------------------------------------------------------
 
 
@@ -323,25 +542,41 @@ def run_checks(
     now: dt.datetime | None = None,
     driver_factory: Callable[[], ReaderLister] = default_reader_driver,
     broker_timeout: float = 5.0,
+    pcscd_socket: str | None = None,
+    devices: bool = True,
+    pin_factory: Any = None,
+    led_blink_seconds: float = LED_BLINK_SECONDS,
 ) -> list[DoctorResult]:
-    """All checks; those that need the configuration are left out when it could not be loaded."""
+    """All checks; those that need the configuration are left out when it could not be loaded.
+
+    ``devices`` False leaves the camera and LEDs alone: a running daemon holds them, and opening them would fail.
+    """
     now = now or dt.datetime.now(dt.UTC)
-    results = [check_clock(now), check_pcscd()]
+    results = [check_clock(now, ntp_synchronized(), config.paths.device_cert if config else None),
+               check_pcscd(pcscd_socket)]
     results.extend(check_readers(driver_factory, config.reader_name if config else None))
     if config is None:
         return results
     paths, mqtt = config.paths, config.mqtt
+    key_file = paths.device_key if isinstance(paths.device_key, Path) else None  # None: on a PKCS#11 token
     checks: list[tuple[str, Callable[[], DoctorResult | list[DoctorResult]]]] = [
         ("state dir", lambda: check_state_dir(paths.state_dir)),
-        ("device key", lambda: check_private_file("device key", paths.device_key)),
-        ("certificate", lambda: check_certificate(paths.device_cert, paths.device_key, now)),
+        ("device key", lambda: check_private_file("device key", key_file) if key_file
+         else _ok("device key", f"on a PKCS#11 token: {paths.device_key}")),
+        ("certificate", lambda: check_certificate(paths.device_cert, key_file, now)),
         ("command key", lambda: check_public_key("command key", paths.ward_command_key)),
         ("trust store", lambda: check_trust_store(paths.trust_store)),
         ("outbox", lambda: check_databases(paths.state_dir)),
+        ("outbox queue", lambda: check_outbox(paths.state_dir, config.outbox, mqtt.message_expiry, now)),
         ("broker", lambda: check_broker(mqtt.host, mqtt.port, tls=mqtt.tls, ca=paths.broker_ca,
-                                        cert=paths.device_cert, key=paths.device_key if paths.device_cert else None,
+                                        cert=paths.device_cert, key=key_file if paths.device_cert else None,
                                         timeout=broker_timeout)),
     ]
+    if devices:
+        checks += [
+            ("camera", lambda: check_camera(config)),
+            ("leds", lambda: check_leds(config.indicators, pin_factory=pin_factory, blink_seconds=led_blink_seconds)),
+        ]
     for name, check in checks:
         try:
             outcome = check()
@@ -352,7 +587,6 @@ def run_checks(
         except OSError as exc:
             outcome = _fail(name, f"{exc.filename or ''}: {exc.strerror or exc}", "see the detail")
         results.extend(outcome if isinstance(outcome, list) else [outcome])
-    # Seams: the camera and LED drivers will bring their own self-tests.
-    results.append(_skipped("camera", f"not configured for a self-test (source {config.camera.source})"))
-    results.append(_skipped("leds", "not configured for a self-test"))
+    if not devices:
+        results += [_skipped("camera", "--no-devices"), _skipped("leds", "--no-devices")]
     return results

@@ -87,7 +87,8 @@ class MqttSettings:
 
     @classmethod
     def from_config(cls, config: Config) -> MqttSettings:
-        mutual = config.mqtt.tls and config.paths.device_cert is not None
+        key = config.paths.device_key  # a file whenever mutual TLS is configured (Config checks it)
+        mutual = config.mqtt.tls and config.paths.device_cert is not None and isinstance(key, Path)
         return cls(
             host=config.mqtt.host,
             port=config.mqtt.port,
@@ -96,7 +97,7 @@ class MqttSettings:
             tls=config.mqtt.tls,
             ca_file=config.paths.broker_ca,
             cert_file=config.paths.device_cert if mutual else None,
-            key_file=config.paths.device_key if mutual else None,
+            key_file=key if mutual and isinstance(key, Path) else None,
             keepalive=config.mqtt.keepalive,
             message_expiry=config.mqtt.message_expiry,
             inflight_window=config.mqtt.inflight_window,

@@ -3,9 +3,14 @@
 A card held under the camera is decoded in every frame; the officer wants one read, and the LEDs one signal. So an
 event fires when a payload appears that is not the one already in view, and the scanner re-arms once that payload
 has been absent for ``absent_frames`` consecutive frames or for ``absent_seconds`` (a camera that stalls delivers
-no frames to count). A QR that is not a CCCD QR gives a ``NOT_ID_CARD`` event, also once per presentation, so the
-LEDs can tell the citizen to show the other code. Time comes from an injected clock; the CPU bound from an
-optional region of interest and subsampling applied before decoding.
+no frames to count). A payload that stays in view fires again every ``repeat_after`` seconds (``repeat`` set): the
+officer who left the card on the stand after a failed read gets another attempt without lifting it.
+
+A QR that is not a CCCD QR gives a ``NOT_ID_CARD`` event, also once per presentation, so the LEDs can tell the
+citizen to show the other code. A CCCD QR whose ID number contradicts its own date of birth or sex gives an
+``INCONSISTENT_CARD`` event, never ``CARD``: a consumer that derives a chip key only from ``CARD`` events thus never
+does so from a QR shown to be inconsistent, and one that knows the kind can show the officer why. Time comes from
+an injected clock; the CPU bound from an optional region of interest and subsampling applied before decoding.
 """
 
 from __future__ import annotations
@@ -29,11 +34,14 @@ log = logging.getLogger(__name__)
 class ScanEventKind(Enum):
     CARD = "card"
     NOT_ID_CARD = "not_id_card"
+    INCONSISTENT_CARD = "inconsistent_card"  # a CCCD QR whose ID number contradicts its date of birth or sex
 
 
 @dataclass(frozen=True, slots=True)
 class ScanEvent:
-    """One presentation: a parsed CCCD QR, or a QR that is not one (``reason`` says why, without its content)."""
+    """One presentation: a parsed CCCD QR, or a QR that is not one or contradicts itself (``reason`` says why,
+    without its content). ``repeat``: the same payload never left the view, ``repeat_after`` elapsed.
+    """
 
     kind: ScanEventKind
     timestamp: float
@@ -41,6 +49,7 @@ class ScanEvent:
     qr: CccdQr | None = None
     reason: str = ""
     raw: bytes = field(default=b"", repr=False)  # personal data: never logged
+    repeat: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +85,19 @@ def _classify(symbols: list[DecodedSymbol]) -> tuple[DecodedSymbol, CccdQr | Non
     return first_failure
 
 
+def _event(symbol: DecodedSymbol, qr: CccdQr | None, reason: str, now: float, *, repeat: bool) -> ScanEvent:
+    if qr is None:
+        log.info("a QR code that is not an ID card QR (%d bytes)", len(symbol.raw))
+        return ScanEvent(ScanEventKind.NOT_ID_CARD, now, symbol.decoder, reason=reason, raw=symbol.raw, repeat=repeat)
+    if not qr.consistent:
+        codes = ", ".join(f.code for f in qr.id_findings if f.severity == "error")
+        log.warning("card QR %s contradicts itself (%s) via %s", mask_id(qr.id_number), codes, symbol.decoder)
+        return ScanEvent(ScanEventKind.INCONSISTENT_CARD, now, symbol.decoder, qr=qr, raw=symbol.raw, repeat=repeat,
+                         reason=f"the ID number contradicts the QR's date of birth or sex: {codes}")
+    log.info("card QR %s (%s layout) via %s", mask_id(qr.id_number), qr.format, symbol.decoder)
+    return ScanEvent(ScanEventKind.CARD, now, symbol.decoder, qr=qr, raw=symbol.raw, repeat=repeat)
+
+
 class QrScanner:
     """Turns frames into :class:`ScanEvent` s, one per presentation. Not thread-safe: one loop owns it."""
 
@@ -86,23 +108,29 @@ class QrScanner:
         *,
         absent_frames: int = 5,
         absent_seconds: float = 2.0,
+        repeat_after: float | None = 30.0,
         roi: Roi | None = None,
         subsample: int = 1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``repeat_after`` None: a payload fires once until it leaves the view. The 30 s default outlasts a whole
+        attempt (the daemon's ``reading`` 20 s + ``show_result`` 5 s timeouts), so a repeat finds the terminal
+        ready again rather than busy with the attempt the first event started."""
         self._source = source
         self._decoder = decoder
         self._absent_frames = absent_frames
         self._absent_seconds = absent_seconds
+        self._repeat_after = repeat_after
         self._roi = roi
         self._subsample = subsample
         self._clock = clock
         self._in_view: bytes | None = None
         self._last_seen = 0.0
+        self._fired_at = 0.0
         self._misses = 0
 
     def feed(self, frame: Frame) -> ScanEvent | None:
-        """Decode one frame; the event if it starts a new presentation."""
+        """Decode one frame; the event if it starts a new presentation or repeats one still in view."""
         now = self._clock()
         self._expire(now)
         found = _classify(list(self._decoder.decode(prepare(frame, self._roi, self._subsample))))
@@ -111,19 +139,19 @@ class QrScanner:
             self._expire(now)
             return None
         symbol, qr, reason = found
-        fresh = symbol.raw != self._in_view
+        still_in_view = symbol.raw == self._in_view
         self._in_view, self._last_seen, self._misses = symbol.raw, now, 0
-        if not fresh:
+        if still_in_view and not self._repeat_due(now):
             return None
-        if qr is not None:
-            log.info("card QR %s (%s layout) via %s", mask_id(qr.id_number), qr.format, symbol.decoder)
-            return ScanEvent(ScanEventKind.CARD, now, symbol.decoder, qr=qr, raw=symbol.raw)
-        log.info("a QR code that is not an ID card QR (%d bytes)", len(symbol.raw))
-        return ScanEvent(ScanEventKind.NOT_ID_CARD, now, symbol.decoder, reason=reason, raw=symbol.raw)
+        self._fired_at = now
+        return _event(symbol, qr, reason, now, repeat=still_in_view)
 
     def idle(self) -> None:
         """No frame arrived: only the clock can re-arm the scanner."""
         self._expire(self._clock())
+
+    def _repeat_due(self, now: float) -> bool:
+        return self._repeat_after is not None and now - self._fired_at >= self._repeat_after
 
     def _expire(self, now: float) -> None:
         if self._in_view is not None and (

@@ -42,7 +42,7 @@ from edge.daemon.health import Liveness
 from edge.daemon.mqtt import PUBLISHER_THREAD, MqttSettings, ResultPublisher
 from edge.daemon.outbox import Outbox
 from edge.daemon.scanner import QrScanner, ScanEventKind
-from edge.daemon.signing import FileKeySigner, load_public_key, result_token
+from edge.daemon.signing import Signer, device_signer, load_public_key, result_token
 from edge.daemon.state import (
     AbortRead,
     Action,
@@ -66,6 +66,7 @@ from edge.daemon.state import (
     VerifyDone,
 )
 from edge.drivers.base import CardPresence, CardReaderDriver, FrameSource, QrDecoder, ReaderState
+from edge.drivers.cameras import open_camera
 from edge.drivers.leds import Indicators
 from edge.errors import (
     CameraError,
@@ -81,6 +82,7 @@ from edge.protocol.cccd_qr import CccdQr
 from edge.protocol.chip import ChipRead, ReadRequest, read_chip
 from edge.protocol.lds.dg13 import DATE_OF_BIRTH, DATE_OF_EXPIRY, DATE_OF_ISSUE, format_date
 from edge.protocol.result import (
+    ActiveAuthEvidence,
     Check,
     CitizenData,
     ProcedureProfile,
@@ -127,6 +129,7 @@ class _PendingVerify:
     profile: ProcedureProfile | None
     request_id: str | None
     read_ms: int
+    office_challenge: bytes | None  # the AA challenge of the office's read_request, if it sent one
 
 
 def _access_key(key: office.CanKey | office.MrzKey) -> AccessKey:
@@ -203,6 +206,10 @@ class Terminal:
         self._present_reader: str | None = None
         self._reader_available = True
         self._camera_available = True
+        #: Set once a result for the card now on the reader is stored, cleared when that card leaves: a QR left in
+        #: view fires again after ``camera.qr_repeat_after`` (a retry without lifting the card after a failed read),
+        #: but a card whose result is already out must not produce a second one every 30 s.
+        self._result_for_card_on_reader = threading.Event()
         self._reading = threading.Event()
         self._pcsc_lock = threading.Lock()
         self._last_error = ""
@@ -218,7 +225,7 @@ class Terminal:
         self._indicators: Indicators | None = None
         self._replay: office.ReplayGuard | None = None
         self._verifier: office.CommandVerifier | None = None
-        self._signer: FileKeySigner | None = None
+        self._signer: Signer | None = None
         self._encrypt_to: ec.EllipticCurvePublicKey | None = None
 
     # --- public API ----------------------------------------------------------------------------------------------
@@ -301,7 +308,7 @@ class Terminal:
 
     def _open(self) -> None:
         config, paths = self.config, self.config.paths
-        self._signer = FileKeySigner(paths.device_key)
+        self._signer = device_signer(paths.device_key)
         if paths.ward_encryption_key is not None:
             self._encrypt_to = load_public_key(paths.ward_encryption_key, config_key="paths.ward_encryption_key")
         ward_key = None
@@ -338,21 +345,6 @@ class Terminal:
             self._trust_stamp = stamp
             log.info("trust store: %d certificate(s)", len(self._trust.certificates))
         return self._trust
-
-    def _open_camera(self) -> FrameSource:
-        camera = self.config.camera
-        if camera.source == "replay":
-            from edge.drivers.replay import ReplaySource
-
-            assert camera.replay_path is not None  # the config validator makes sure
-            return ReplaySource(camera.replay_path, fps=camera.fps, loop=True)
-        if camera.source == "v4l2":
-            from edge.drivers.v4l2 import V4l2Source
-
-            return V4l2Source(camera.device, fps=camera.fps).open()
-        from edge.drivers.picam import PiCameraSource
-
-        return PiCameraSource(fps=camera.fps).open()
 
     # --- plumbing ------------------------------------------------------------------------------------------------
 
@@ -516,6 +508,8 @@ class Terminal:
             if present == self._present:
                 return
             self._present = present
+        if not present:
+            self._result_for_card_on_reader.clear()
         self._post(CardInserted(self._clock()) if present else CardRemoved(self._clock()))
 
     def _cancel_reader_wait(self) -> None:
@@ -541,9 +535,12 @@ class Terminal:
             self.liveness.beat("camera")
             try:
                 if self._camera is None:
-                    self._camera = self._open_camera()
+                    camera = self.config.camera
+                    self._camera = open_camera(camera.source, fps=camera.fps, replay_path=camera.replay_path,
+                                               device=camera.device)
                 if scanner is None:
-                    scanner = QrScanner(self._camera, self._decoder)
+                    scanner = QrScanner(self._camera, self._decoder,
+                                        repeat_after=self.config.camera.qr_repeat_after or None)
                 frame = self._camera.read(TICK_SECONDS)
             except CameraError as exc:
                 log.warning("camera: %s", exc)
@@ -570,10 +567,17 @@ class Terminal:
                 continue
             if event is None:
                 continue
+            if event.repeat and self._result_for_card_on_reader.is_set():
+                self._count("qr_repeats_ignored")  # that card's result is already out: no second one
+                continue
             if event.kind is ScanEventKind.CARD and event.qr is not None:
                 self._count("qr_scans")
                 key = KeySource(CanKey(event.qr.id_number[-6:]), event.qr)
                 self._post(KeyOffered(self._clock(), key))
+            elif event.kind is ScanEventKind.INCONSISTENT_CARD:
+                # The QR contradicts itself (ID number vs birth date or sex): no key from it; the office sees why.
+                self._count("qr_inconsistent")
+                self._event({"event": "qr_inconsistent", "findings": event.reason})
             else:
                 self._count("qr_not_id_card")
                 self._event({"event": "not_id_card"})
@@ -646,7 +650,8 @@ class Terminal:
         self._count("reads_ok")
         log.info("attempt %d: chip read, %d APDUs", job.attempt, read.stats.apdus)
         with self._lock:  # only the latest attempt can still be verified
-            self._pending = {job.attempt: _PendingVerify(read, key, job.profile, job.request_id, read_ms)}
+            self._pending = {job.attempt: _PendingVerify(read, key, job.profile, job.request_id, read_ms,
+                                                         job.challenge)}
         self._post(ReadSucceeded(self._clock(), job.attempt))
 
     def _verify(self, job: StartVerify) -> None:
@@ -674,6 +679,7 @@ class Terminal:
             self._event({"event": "result_not_stored", "reason": type(exc).__name__,
                          "request_id": pending.request_id})  # fmt: skip
         else:
+            self._result_for_card_on_reader.set()
             self._count("results_enqueued")
             self._count(f"verdict_{document.verdict.value}")
             log.info("result seq %d: %s (%s)", seq, document.verdict.value,
@@ -703,6 +709,7 @@ class Terminal:
             citizen=citizen, qr=QrUsage(used=key.qr is not None, format=qr_format),
             timing=timing, completed_at=datetime.now(UTC), include_photo=key.include_photo,
             request_id=pending.request_id,
+            active_auth=ActiveAuthEvidence.for_office(read.active_auth, read.dg15, pending.office_challenge),
         )  # fmt: skip
 
     def _store(self, document: ResultDocument) -> int:

@@ -3,6 +3,12 @@
 The QR only tells the terminal *which* chip key to try and what to cross-check against the chip; it proves nothing
 (anyone can print one). So the parser is strict about the seven fields it needs and lenient about everything else:
 2024 cards append fields whose order is unconfirmed, which are kept raw and never a reason to reject.
+
+An ID number that contradicts the QR's own date of birth or sex (``CccdQr.id_findings``) is *not* a reason to
+reject either: the QR is still recognisably a CCCD QR, and the chip, not the QR, is the authority. Rejecting it as
+"not an ID card" would tell the citizen to show another code and would make a genuinely mis-issued card (its signed
+DG13 carrying the same contradiction) unreadable by camera. Instead the parsed QR carries the findings and
+``consistent`` is False; whoever derives a chip key from it (the daemon's scanner) must not do so silently.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Literal
 
 from edge.errors import QrFormatError
 from edge.logsetup import mask_id, mask_name
+from edge.protocol.id_number import IdFinding, check_id_number
 
 NOT_ID_CARD = "not an ID card QR code"
 
@@ -51,6 +58,20 @@ class CccdQr:
             f"format={self.format!r}, extra_fields={len(self.extra_fields)})"
         )
 
+    @property
+    def id_findings(self) -> tuple[IdFinding, ...]:
+        """How the ID number's structure agrees with this QR's date of birth and sex (empty: fully).
+
+        Derived from the fields rather than stored, so a QR built or ``replace``-d in code can never carry stale
+        findings.
+        """
+        return tuple(check_id_number(self.id_number, self.date_of_birth, self.sex))
+
+    @property
+    def consistent(self) -> bool:
+        """No ``error`` finding: an unknown province (a warning) still counts as consistent."""
+        return all(finding.severity != "error" for finding in self.id_findings)
+
 
 def _is_ascii_digits(text: str, lengths: tuple[int, ...]) -> bool:
     return len(text) in lengths and text.isascii() and text.isdigit()
@@ -78,7 +99,8 @@ def parse_cccd_qr(payload: bytes | str) -> CccdQr:
     """Parse a CCCD QR from its raw bytes (decoded as UTF-8, never guessed) or its text.
 
     Raises :class:`QrFormatError` ("not an ID card QR code: ...") for anything else: payment codes, URLs, text.
-    The message names the field, never its content.
+    The message names the field, never its content. An ID number contradicting the date of birth or sex is parsed,
+    with ``consistent`` False (see the module docstring).
     """
     text = _decode(payload).removeprefix("\ufeff").rstrip("\r\n")
     fields = text.split("|")

@@ -37,8 +37,9 @@ from edge.drivers.base import Frame
 from edge.drivers.replay import ReplaySource
 from edge.errors import CameraError
 from edge.office.receiver import Outcome, Receiver, ResultStore
+from edge.office.verify import check_active_auth
 from edge.protocol.mrz import transliterate
-from edge.protocol.result import QrUsage, ReadTiming
+from edge.protocol.result import QrUsage, ReadTiming, ResultDocument
 from edge.sim.builder import build_card
 from edge.sim.card_qr import FRAME_SIZE, card_qr_text, write_qr_frame
 from edge.sim.chip_security import SimChipSecurity
@@ -92,8 +93,9 @@ def material(tmp_path_factory: pytest.TempPathFactory) -> Material:
     ward_pub_path = root / "ward.pub"
     ward_pub_path.write_bytes(ward_key.public_key.public_bytes(serialization.Encoding.PEM,
                                                                serialization.PublicFormat.SubjectPublicKeyInfo))
-    return Material(spec, trust_dir, write_qr_frame(card_qr_text(profile.person), root / "qr.png"),
-                    _blank_image(root / "blank.png"), device_key, device_key_path, ward_key, ward_pub_path)
+    qr_image = write_qr_frame(card_qr_text(profile.person, profile.qr_overrides), root / "qr.png")
+    return Material(spec, trust_dir, qr_image, _blank_image(root / "blank.png"), device_key, device_key_path,
+                    ward_key, ward_pub_path)
 
 
 def config_data(material: Material, broker: MosquittoBroker, state_dir: Path) -> dict[str, Any]:
@@ -295,6 +297,22 @@ def test_qr_then_card_delivers_a_verified_signed_result(material: Material, rig_
     wait_until(lambda: rig.terminal.outbox.stats().count == 0, what="outbox drained")  # type: ignore[union-attr]
 
 
+def test_a_card_left_with_its_qr_in_view_gets_one_result_then_a_fresh_presentation_another(
+    material: Material, rig_factory: Callable[..., Rig], insert_card: InsertCard
+) -> None:
+    rig = rig_factory(camera={"qr_repeat_after": 0.3})
+    rig.camera.show("qr")
+    card = insert_card(material.spec, security=secure(material.spec))
+    rig.office.wait(lambda: len(rig.office.outcomes) == 1)
+    wait_until(lambda: rig.terminal.stats.get("qr_repeats_ignored", 0) >= 2, what="the QR firing again")
+    assert rig.terminal.stats.get("verdict_verified") == 1  # the card on the stand was not read twice
+    card.remove()
+    wait_until(lambda: not rig.terminal.snapshot.card_present, what="card lifted")
+    card.insert()  # the citizen taps again: the QR still in view opens it, no second showing needed
+    rig.office.wait(lambda: len(rig.office.outcomes) == 2)
+    assert [o.verdict for o in rig.office.outcomes] == ["verified", "verified"]
+
+
 def test_encrypted_results_carry_nothing_personal_across_the_broker(
     material: Material, rig_factory: Callable[..., Rig], insert_card: InsertCard, tmp_path: Path
 ) -> None:
@@ -321,12 +339,15 @@ def test_office_read_request_without_a_qr(material: Material, rig_factory: Calla
     rig = rig_factory()
     insert_card(material.spec, security=secure(material.spec))
     wait_until(lambda: rig.terminal.state is State.WAIT_KEY, what="card seen")
-    jti, payload = command(material, "read_request", key={"can": material.spec.secrets.can}, profile="identity")
+    challenge = bytes.fromhex("c0ffee0011223344")
+    jti, payload = command(material, "read_request", key={"can": material.spec.secrets.can}, profile="identity",
+                           challenge=challenge.hex())  # fmt: skip
     rig.office.command(rig.broker, payload)
     rig.office.wait(lambda: len(rig.office.outcomes) >= 1)
     assert rig.office.outcomes[0].verdict == "verified"
     document = json.loads(rig.office.store._db.execute("SELECT document FROM results").fetchone()[0])
     assert document["request_id"] == jti
+    assert check_active_auth(ResultDocument.model_validate(document), challenge).passed  # the office's own check
     assert document["qr"] == {"used": False}
     assert "place_of_residence" not in document["citizen"]  # the identity profile the office asked for
     assert {c["name"]: c["status"] for c in document["checks"]}["qr_vs_dg13"] == "not_performed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from datetime import date
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from edge.errors import ParseError, QrFormatError
 from edge.protocol.cccd_qr import NOT_ID_CARD, CccdQr, encode_cccd_qr, parse_cccd_qr
+from edge.protocol.id_number import PROVINCES
 
 QR_2021 = ("079203012345|123456789|Nguyễn Văn An|01022003|Nam|"
            "12 Đường Số 3, Phường Bến Nghé, Quận 1, TP. Hồ Chí Minh|15042021")
@@ -117,7 +119,8 @@ _fields = st.text(st.characters(blacklist_characters="|", blacklist_categories=(
 @settings(max_examples=300)
 def test_fuzz_pipe_separated_text(fields: list[str]) -> None:
     with contextlib.suppress(QrFormatError):
-        parse_cccd_qr("|".join(fields))
+        qr = parse_cccd_qr("|".join(fields))
+        assert qr.consistent == all(f.severity != "error" for f in qr.id_findings)
 
 
 _LETTERS = "aăâbcdđeêghiklmnoôơpqrstuưvxyàáảãạằắẳẵặầấẩẫậèéẻẽẹềếểễệìíỉĩịòóỏõọồốổỗộờớởỡợùúủũụừứửữựỳýỷỹỵ"
@@ -145,3 +148,61 @@ def test_round_trip(id_number: str, old: str | None, name: str, born: date, days
         id_number, old, name, born, sex, issued)
     assert qr.extra_fields == tuple(extra)
     assert parse_cccd_qr(encode_cccd_qr(qr)) == qr
+
+
+def test_consistent_qr_carries_no_findings() -> None:
+    qr = parse_cccd_qr(QR_2021)
+    assert qr.id_findings == ()
+    assert qr.consistent
+
+
+def test_unknown_province_is_a_warning_and_still_consistent() -> None:
+    qr = parse_cccd_qr(QR_2021.replace("079203012345", "003203012345"))
+    assert [(f.severity, f.code) for f in qr.id_findings] == [("warning", "unknown_province")]
+    assert qr.consistent
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "code"),
+    [
+        ("|Nam|", "|Nữ|", "sex_mismatch"),  # the ID says male
+        ("01022003", "01021903", "century_mismatch"),  # the ID says born in the 2000s
+        ("01022003", "01022004", "birth_year_mismatch"),
+    ],
+)
+def test_id_contradicting_the_qr_is_parsed_but_inconsistent(old: str, new: str, code: str) -> None:
+    qr = parse_cccd_qr(QR_2021.replace(old, new))
+    assert [(f.severity, f.code) for f in qr.id_findings] == [("error", code)]
+    assert not qr.consistent
+    assert all("3012345" not in f.message for f in qr.id_findings)
+
+
+def test_findings_follow_the_fields_of_a_replaced_qr() -> None:
+    qr = parse_cccd_qr(QR_2021)
+    assert not dataclasses.replace(qr, sex="Nữ").consistent
+
+
+@given(
+    province=st.sampled_from(sorted(PROVINCES)),
+    born=st.dates(date(1900, 1, 1), date(2099, 12, 31)),
+    sex=st.sampled_from(["Nam", "Nữ"]),
+    serial=st.from_regex(r"\A[0-9]{6}\Z"),
+)
+@settings(max_examples=100)
+def test_fuzz_an_id_built_from_the_qr_is_consistent(province: str, born: date, sex: str, serial: str) -> None:
+    century_digit = 2 * (born.year // 100 - 19) + (sex == "Nữ")
+    id_number = f"{province}{century_digit}{born.year % 100:02d}{serial}"
+    text = f"{id_number}||Lê Văn Bảy|{born:%d%m}{born.year:04d}|{sex}|Huế|{born:%d%m}{born.year:04d}"
+    qr = parse_cccd_qr(text)
+    assert qr.id_findings == ()
+    assert qr.consistent
+
+
+@given(id_number=st.from_regex(r"\A[0-9]{12}\Z"), born=st.dates(date(1900, 1, 1), date(2099, 12, 31)),
+       sex=st.sampled_from(["Nam", "Nữ"]))
+@settings(max_examples=100)
+def test_fuzz_any_parsed_qr_has_findings_that_decide_consistency(id_number: str, born: date, sex: str) -> None:
+    qr = parse_cccd_qr(f"{id_number}||Lê Văn Bảy|{born:%d%m}{born.year:04d}|{sex}|Huế|01012100")
+    assert qr.consistent == (not [f for f in qr.id_findings if f.severity == "error"])
+    assert {f.code for f in qr.id_findings} <= {"unknown_province", "sex_mismatch", "century_mismatch",
+                                                  "birth_year_mismatch"}

@@ -26,6 +26,7 @@ def test_minimal_config_gets_documented_defaults(tmp_path: Path) -> None:
     assert (config.mqtt.port, config.mqtt.tls, config.mqtt.topic_prefix) == (8883, True, "cccd-edge/v1")
     assert config.indicators.rgb is None
     assert config.camera.source == "picam"
+    assert config.camera.qr_repeat_after == 30.0
 
 
 def test_full_config(tmp_path: Path) -> None:
@@ -50,6 +51,7 @@ buzzer = 19
 source = "replay"
 replay_path = "/tmp/frames"
 fps = 5
+qr_repeat_after = 0
 [timeouts]
 wait_for_card = 12.5
 """
@@ -57,6 +59,7 @@ wait_for_card = 12.5
     assert config.procedure_profile is ProcedureProfile.IDENTITY
     assert config.indicators.rgb == (5, 6, "GPIO13")
     assert config.timeouts.wait_for_card == 12.5
+    assert config.camera.qr_repeat_after == 0  # never repeat while the QR stays in view
     assert config.paths.state_dir == Path("/tmp/state")
 
 
@@ -73,6 +76,7 @@ wait_for_card = 12.5
         ("[indicators]\nred = true\n", "indicators.red", "valid integer"),
         ('[camera]\nsource = "replay"\n', "camera", "replay_path"),
         ('[camera]\nsource = "webcam"\n', "camera.source", "picam"),
+        ("[camera]\nqr_repeat_after = -1\n", "camera.qr_repeat_after", "greater than or equal"),
         ("[timeouts]\nreading = -1\n", "timeouts.reading", "greater than"),
     ],
 )
@@ -114,3 +118,10 @@ def test_mqtt_settings_from_config(tmp_path: Path) -> None:
     assert (settings.cert_file, settings.key_file) == (Path("/etc/c.crt"), config.paths.device_key)
     plain = MqttSettings.from_config(load_config(_write(tmp_path, MINIMAL + "[mqtt]\ntls = false\n")))
     assert (plain.tls, plain.cert_file) == (False, None)
+
+
+def test_a_token_key_cannot_serve_mutual_tls(tmp_path: Path) -> None:
+    token_key = '[paths]\ndevice_key = "pkcs11:token=SE;object=device?module-path=/m.so&pin-value=1"\n'
+    assert not isinstance(load_config(_write(tmp_path, MINIMAL + token_key)).paths.device_key, Path)  # signing only
+    with pytest.raises(ConfigError, match="PKCS#11"):
+        load_config(_write(tmp_path, MINIMAL + token_key + f'device_cert = "{tmp_path / "device.crt"}"\n'))

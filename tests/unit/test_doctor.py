@@ -1,4 +1,5 @@
-"""`cccd-edge doctor` checks on temporary terminals: real keys, real TLS handshakes, real SQLite files."""
+"""`cccd-edge doctor` checks on temporary terminals: real keys, real TLS handshakes, real SQLite files, a replay
+camera through the daemon's camera factory, gpiozero's mock pins, and real scripts standing in for timedatectl."""
 
 from __future__ import annotations
 
@@ -12,11 +13,18 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from gpiozero import LED
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+from PIL import Image
 
+from edge.commands.doctor import report
+from edge.config import Config, IndicatorConfig, OutboxConfig, load_config, parse_config
 from edge.daemon import doctor
 from edge.daemon.doctor import DoctorResult, ReaderLister
+from edge.daemon.outbox import Outbox
 from edge.drivers.base import CardPresence, ReaderState
 from edge.errors import NoReaderError
+from edge.sim.card_qr import write_qr_frame
 from provisioning import device, ward_ca
 from provisioning.pki import TerminalIdentity, new_private_key
 from tests.fixtures.mqtt import BrokerPki, MosquittoBroker, free_port, make_pki
@@ -57,8 +65,54 @@ def by_name(results: Sequence[DoctorResult]) -> dict[str, DoctorResult]:
 
 
 def test_clock_before_2025_fails() -> None:
-    assert not doctor.check_clock(dt.datetime(1970, 1, 1, tzinfo=dt.UTC)).ok
-    assert doctor.check_clock(NOW).ok
+    result = doctor.check_clock(dt.datetime(1970, 1, 1, tzinfo=dt.UTC), synchronized=False)
+    assert not result.ok
+    assert "no RTC" in result.hint
+    assert "NTP not synchronised" in result.detail
+    good = doctor.check_clock(NOW, synchronized=True)
+    assert good.ok
+    assert not good.warning
+    assert good.detail.endswith("UTC, NTP synchronised")
+
+
+def test_clock_before_the_certificate_start_fails(terminal: tuple[Path, Path]) -> None:
+    """A Pi that booted without network may sit in a plausible year but before its certificate was issued."""
+    _, cert = terminal
+    result = doctor.check_clock(NOW - dt.timedelta(days=2), synchronized=True, device_cert=cert)
+    assert not result.ok
+    assert "device certificate's start" in result.detail
+    assert "no RTC" in result.hint
+    assert doctor.check_clock(NOW, synchronized=True, device_cert=cert).ok
+    assert doctor.check_clock(NOW, synchronized=True, device_cert=cert.with_name("missing.crt")).ok  # its own line
+
+
+def test_unsynchronised_or_unknown_clock_warns() -> None:
+    unknown, unsynced = doctor.check_clock(NOW, None), doctor.check_clock(NOW, False)
+    assert unknown.ok
+    assert unknown.warning
+    assert "timedatectl" in unknown.hint
+    assert unsynced.ok
+    assert unsynced.warning
+    assert "NTP not synchronised" in unsynced.detail
+    assert unsynced.line().startswith("[warn] clock")
+    assert unsynced.line().endswith(unsynced.hint)
+
+
+def _script(path: Path, body: str) -> list[str]:
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return [str(path)]
+
+
+def test_ntp_state_from_timedatectl_or_timesyncd_marker(tmp_path: Path) -> None:
+    marker = tmp_path / "synchronized"
+    assert doctor.ntp_synchronized(_script(tmp_path / "yes", "echo yes"), marker) is True
+    assert doctor.ntp_synchronized(_script(tmp_path / "no", "echo no"), marker) is False
+    no_systemd = _script(tmp_path / "down", "echo 'System has not been booted with systemd' >&2; exit 1")
+    assert doctor.ntp_synchronized(no_systemd, marker) is None
+    assert doctor.ntp_synchronized([str(tmp_path / "no-timedatectl")], marker) is None
+    marker.touch()  # timesyncd's flag file answers when timedatectl cannot
+    assert doctor.ntp_synchronized(no_systemd, marker) is True
 
 
 def test_private_file_must_be_0600(tmp_path: Path) -> None:
@@ -186,6 +240,170 @@ def test_outbox_key_mode_is_checked(tmp_path: Path) -> None:
     assert not by_name(doctor.check_databases(tmp_path))["outbox key"].ok
 
 
+LIMITS = OutboxConfig(max_count=10, max_bytes=4096)
+EXPIRY = 7 * 24 * 3600
+
+
+def _queue(state: Path, count: int, *, age: float = 60.0, size: int = 19, limits: OutboxConfig = LIMITS) -> None:
+    """Results waiting in the daemon's own outbox, enqueued ``age`` seconds before NOW."""
+    outbox = Outbox(state / doctor.OUTBOX_FILE, max_count=limits.max_count, max_bytes=limits.max_bytes)
+    try:
+        for _ in range(count):
+            outbox.enqueue(b"r" * size, now=NOW.timestamp() - age)
+    finally:
+        outbox.close()
+
+
+def test_outbox_queue_depth_against_its_limits(tmp_path: Path) -> None:
+    assert doctor.check_outbox(tmp_path, LIMITS, EXPIRY, NOW).detail.startswith("empty")
+    assert not list(tmp_path.iterdir()), "doctor must not create the outbox (nor a key for it)"
+    _queue(tmp_path, 7)
+    calm = doctor.check_outbox(tmp_path, LIMITS, EXPIRY, NOW)
+    assert calm.ok, calm
+    assert not calm.warning, calm
+    assert "7/10 results" in calm.detail
+    assert "last seq 7" in calm.detail
+    assert "oldest waiting 0:01:00" in calm.detail
+    _queue(tmp_path, 1)
+    filling = doctor.check_outbox(tmp_path, LIMITS, EXPIRY, NOW)
+    assert filling.warning
+    assert "80%" in filling.detail
+    assert "broker" in filling.hint
+    _queue(tmp_path, 2)
+    full = doctor.check_outbox(tmp_path, LIMITS, EXPIRY, NOW)
+    assert not full.ok
+    assert "new reads are refused" in full.detail
+
+
+def test_outbox_bytes_count_too(tmp_path: Path) -> None:
+    limits = OutboxConfig(max_count=10_000, max_bytes=1024)
+    _queue(tmp_path, 1, size=900, limits=limits)
+    result = doctor.check_outbox(tmp_path, limits, EXPIRY, NOW)
+    assert result.warning
+    assert "900/1024 bytes (88%)" in result.detail
+
+
+def test_outbox_result_older_than_the_message_expiry_warns(tmp_path: Path) -> None:
+    _queue(tmp_path, 1, age=EXPIRY + 3600)
+    result = doctor.check_outbox(tmp_path, LIMITS, EXPIRY, NOW)
+    assert result.ok
+    assert result.warning
+    assert "oldest waiting 7 days, 1:00:00" in result.detail
+    assert "message_expiry" in result.detail
+
+
+def test_outbox_without_its_key_fails(tmp_path: Path) -> None:
+    _queue(tmp_path, 1)
+    key = tmp_path / "outbox.key"
+    key.write_bytes(os.urandom(32))  # another key: the queued result no longer decrypts
+    wrong = doctor.check_outbox(tmp_path, LIMITS, EXPIRY, NOW)
+    assert not wrong.ok
+    assert "does not decrypt" in wrong.detail
+    assert "outbox.key" in wrong.hint
+    key.unlink()
+    missing = doctor.check_outbox(tmp_path, LIMITS, EXPIRY, NOW)
+    assert not missing.ok
+    assert "missing" in missing.detail
+    assert not key.exists(), "doctor must not make a new key: it would orphan every queued result"
+
+
+def _config(**sections: object) -> Config:
+    return parse_config({"terminal_id": "T-01", "ward_code": "26734", **sections})
+
+
+def _replay(folder: Path) -> Config:
+    return _config(camera={"source": "replay", "replay_path": str(folder), "fps": 120})
+
+
+def test_camera_frames_through_the_daemons_factory(tmp_path: Path) -> None:
+    write_qr_frame("cccd-edge doctor", tmp_path / "frames" / "qr.png")
+    camera, decoder = doctor.check_camera(_replay(tmp_path / "frames"))
+    assert camera.ok, camera
+    assert not camera.warning, camera
+    assert camera.detail.startswith(f"replay: {doctor.CAMERA_FRAMES} frames")
+    assert camera.detail.endswith("640x480")
+    assert decoder == DoctorResult("qr decoder", True, "zxing ready, 1 QR code(s) in view")
+
+
+def test_flat_camera_picture_warns(tmp_path: Path) -> None:
+    (tmp_path / "frames").mkdir()
+    Image.new("L", (640, 480), 3).save(tmp_path / "frames" / "cap-on.png")
+    camera, decoder = doctor.check_camera(_replay(tmp_path / "frames"))
+    assert camera.warning
+    assert "flat" in camera.detail
+    assert "lens cap" in camera.hint
+    assert decoder.detail.endswith("0 QR code(s) in view")
+
+
+def test_camera_that_cannot_open_fails_with_a_hint(tmp_path: Path) -> None:
+    (tmp_path / "frames").mkdir()
+    camera, decoder = doctor.check_camera(_replay(tmp_path / "frames"))
+    assert not camera.ok
+    assert "no image files" in camera.detail
+    assert camera.hint == doctor.CAMERA_HINTS["replay"]
+    assert decoder.ok
+    assert decoder.detail.endswith("no frame to try")
+    (tmp_path / "frames" / "torn.png").write_bytes(b"\x89PNG\r\n\x1a\n torn off")
+    assert "cannot read image torn.png" in doctor.check_camera(_replay(tmp_path / "frames"))[0].detail
+    picam = doctor.check_camera(_config())[0]  # no Pi camera (nor picamera2) on a build machine
+    assert not picam.ok
+    assert "libcamera-hello" in picam.hint
+    assert "group video" in picam.hint
+
+
+@pytest.fixture
+def pins() -> Iterator[MockFactory]:
+    factory = MockFactory(pin_class=MockPWMPin)
+    yield factory
+    factory.reset()
+    factory.close()
+
+
+def _times_lit(factory: MockFactory, pin: int) -> int:
+    return sum(1 for change in factory.pin(pin).states if change.state)
+
+
+def test_leds_blink_each_light_and_beep_once(pins: MockFactory) -> None:
+    config = IndicatorConfig(green=17, amber=27, red=22, buzzer=18)
+    result = doctor.check_leds(config, pin_factory=pins, blink_seconds=0.001)
+    assert result.ok, result
+    assert "green GPIO17, amber GPIO27, red GPIO22, buzzer GPIO18 (active high, MockFactory)" in result.detail
+    assert [_times_lit(pins, pin) for pin in (17, 27, 22, 18)] == [doctor.LED_BLINKS] * 3 + [1]
+    assert not any(pins.pin(pin).state for pin in (17, 27, 22, 18)), "every light is left off"
+
+
+def test_rgb_led_shows_each_colour(pins: MockFactory) -> None:
+    result = doctor.check_leds(IndicatorConfig(rgb=(5, 6, 13)), pin_factory=pins, blink_seconds=0.001)
+    assert result.ok
+    assert "rgb 5/6/13" in result.detail
+    # green, amber (red + half green) and red, each blinked: blue never lights
+    assert [_times_lit(pins, pin) for pin in (5, 6, 13)] == [2 * doctor.LED_BLINKS, 2 * doctor.LED_BLINKS, 0]
+
+
+def test_leds_on_pins_held_elsewhere_fail(pins: MockFactory) -> None:
+    held = LED(27, pin_factory=pins)  # as the running daemon holds them
+    try:
+        result = doctor.check_leds(IndicatorConfig(), pin_factory=pins, blink_seconds=0.001)
+    finally:
+        held.close()
+    assert not result.ok
+    assert "cannot open indicator pins" in result.detail
+    assert "stop the service first" in result.hint
+    assert _times_lit(pins, 17) == 0, "nothing blinks when a pin is missing"
+
+
+def test_exit_code_fails_only_on_a_failed_check(capsys: pytest.CaptureFixture[str]) -> None:
+    fine = DoctorResult("clock", True, "2026-01-01 UTC, NTP synchronised")
+    late = DoctorResult("outbox queue", True, "oldest waiting 8 days", "see the broker line", warning=True)
+    broken = DoctorResult("camera", False, "picam: no camera", "check the ribbon cable")
+    assert report([fine]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "all 1 checks ok"
+    assert report([fine, late]) == 0
+    assert capsys.readouterr().out.splitlines() == [fine.line(), late.line(), "1 ok, 1 warned, 0 failed"]
+    assert report([fine, late, broken]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == "1 ok, 1 warned, 1 failed"
+
+
 def test_trust_store(tmp_path: Path, terminal: tuple[Path, Path]) -> None:
     store = tmp_path / "trust"
     assert not doctor.check_trust_store(store).ok
@@ -240,10 +458,9 @@ def test_result_line_carries_the_hint() -> None:
 
 
 def test_provisioned_terminal_passes_every_configured_check(
-    tmp_path: Path, tls_server: StartServer, pki: BrokerPki, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tls_server: StartServer, pki: BrokerPki, pins: MockFactory
 ) -> None:
     """End to end: provisioning's output is exactly what doctor (and the daemon's config loader) accept."""
-    config_module = pytest.importorskip("edge.config", reason="edge.config not importable yet")
     ward, _ = ward_ca.init_ward_ca(tmp_path / "ward", "26734")
     port = tls_server(tmp_path / "ward" / "ward-ca.crt")  # the broker trusts the ward CA for its terminals
     state, etc = tmp_path / "state", tmp_path / "etc"
@@ -253,33 +470,43 @@ def test_provisioned_terminal_passes_every_configured_check(
     command = tmp_path / "command.pub"
     command.write_bytes(new_private_key().public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    frames = write_qr_frame("cccd-edge doctor", tmp_path / "frames" / "qr.png").parent
+    etc.mkdir()  # the operator's [camera] section, which provisioning keeps
+    (etc / "config.toml").write_text(f'[camera]\nsource = "replay"\nreplay_path = "{frames}"\nfps = 120\n')
     device.install_device(state, etc, cert=signed, broker_ca=pki.ca_cert, ward_command_key=command,
                           trust=[pki.other_ca_cert], mqtt_host="127.0.0.1", mqtt_port=port)
-    config = config_module.load_config(etc / "config.toml")
+    config = load_config(etc / "config.toml")
+    _queue(state, 1, limits=config.outbox)
     pcscd = tmp_path / "pcscd.comm"
-    monkeypatch.setenv("PCSCLITE_CSOCK_NAME", str(pcscd))
     with socket.socket(socket.AF_UNIX) as listener:
         listener.bind(str(pcscd))
         listener.listen()
-        results = doctor.run_checks(config, driver_factory=lambda: ListedReaders(
-            [ReaderState("Virtual PCD 00 00", CardPresence.ABSENT)]))
+        results = doctor.run_checks(config, pcscd_socket=str(pcscd), pin_factory=pins, led_blink_seconds=0.001,
+                                    driver_factory=lambda: ListedReaders(
+                                        [ReaderState("Virtual PCD 00 00", CardPresence.ABSENT)]))
     failed = [r.line() for r in results if not r.ok]
     assert not failed, failed
-    assert {"device key", "certificate", "broker", "trust store", "camera", "leds"} <= set(by_name(results))
+    named = by_name(results)
+    assert {"device key", "certificate", "broker", "trust store", "outbox queue", "camera", "qr decoder",
+            "leds"} <= set(named)
+    assert not any(named[name].detail.startswith("skipped") for name in ("camera", "leds"))
+    assert "1/10000 results" in named["outbox queue"].detail
+    assert report(results) == 0
 
 
 def test_an_unreadable_path_is_a_failed_check_not_a_crash(tmp_path: Path) -> None:
-    config_module = pytest.importorskip("edge.config", reason="edge.config not importable yet")
-    config = config_module.parse_config({
+    config = parse_config({
         "terminal_id": "T-01",
         "ward_code": "26734",
         "paths": {"state_dir": str(tmp_path), "device_key": "/k" * 3000, "trust_store": str(tmp_path / "trust")},
         "mqtt": {"host": "127.0.0.1", "port": free_port(), "tls": False},
     })
-    results = by_name(doctor.run_checks(config, driver_factory=lambda: ListedReaders([])))
-    assert not results["device key"].ok  # ENAMETOOLONG from stat(), reported instead of raised
-    assert not results["broker"].ok
-    assert results["camera"].detail.startswith("skipped")
+    results = doctor.run_checks(config, driver_factory=lambda: ListedReaders([]), devices=False)
+    named = by_name(results)
+    assert not named["device key"].ok  # ENAMETOOLONG from stat(), reported instead of raised
+    assert not named["broker"].ok
+    assert named["camera"].detail.startswith("skipped")
+    assert report(results) == 1
 
 
 def test_command_prints_one_line_per_check_and_fails_without_config(
@@ -289,7 +516,6 @@ def test_command_prints_one_line_per_check_and_fails_without_config(
 
     from edge.commands import doctor as command
 
-    pytest.importorskip("edge.config", reason="edge.config not importable yet")
     # PCSCLITE_CSOCK_NAME stays the session's: libpcsclite fixes its socket path at the first PC/SC context of the
     # process, so pointing it elsewhere here would cut every later stack test off from the private pcscd.
     parser = argparse.ArgumentParser()

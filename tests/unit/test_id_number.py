@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.errors import IdNumberError, ParseError
 from edge.protocol.id_number import (
@@ -79,3 +81,15 @@ def test_disagreements_are_errors(id_number: str, born: date, sex: str, code: st
 def test_findings_never_quote_the_number() -> None:
     for finding in check_id_number("003303012345", date(1999, 2, 1), "Nam"):
         assert "3012345" not in finding.message
+
+
+@given(id_number=st.text(max_size=14) | st.from_regex(r"\A[0-9]{12}\Z"),
+       born=st.dates(date(1, 1, 1), date(9999, 12, 31)), sex=st.sampled_from(["Nam", "Nữ"]))
+@settings(max_examples=200)
+def test_fuzz_check_never_raises_and_never_quotes_the_serial(id_number: str, born: date, sex: str) -> None:
+    findings = check_id_number(id_number, born, sex)
+    assert {f.code for f in findings} <= {"malformed", "unknown_province", "sex_mismatch", "century_mismatch",
+                                           "birth_year_mismatch"}
+    assert all(f.severity in ("warning", "error") for f in findings)
+    if len(id_number) == 12:
+        assert all(id_number[6:] not in f.message for f in findings)

@@ -94,6 +94,7 @@ def test_cli_qr_decode_masks_unless_asked(tmp_path: Path, capsys: pytest.Capture
     masked = json.loads(capsys.readouterr().out)
     assert masked["qr"]["full_name"] == "P. N. T."
     assert masked["qr"]["id_number"] == "046*******45"
+    assert (masked["qr"]["consistent"], masked["qr"]["id_findings"]) == (True, [])
     assert "Huế" not in json.dumps(masked, ensure_ascii=False)
 
     assert main(["qr", "decode", "--show-pii", "--decoder", "zbar", str(card)]) == 0

@@ -1,5 +1,6 @@
 """The scanner loop with a replay camera and a real decoder: one event per card presentation, re-arming when the
-QR leaves the view (for N frames, or for some time), one "not an ID card" event per foreign QR presentation.
+QR leaves the view (for N frames, or for some time) or stays in view for ``repeat_after``, one "not an ID card" event
+per foreign QR presentation, never a CARD event for a QR whose ID contradicts it.
 Images are generated in tmp_path; time is a fake clock.
 """
 
@@ -23,6 +24,7 @@ from edge.errors import CameraError
 CARD_A = "079203012345|123456789|Nguyễn Văn An|01022003|Nam|12 Đường Số 3, Phường Bến Nghé, Quận 1|15042021"
 CARD_B = "046185000001||Phạm Thị Huế|17051985|Nữ|Phường Phú Hội, TP. Huế|01082024|"
 PAYMENT = "00020101021238570010A000000727012700069704360113001101234567802"
+CARD_A_AS_WOMAN = CARD_A.replace("|Nam|", "|Nữ|")  # the ID number's sex digit says male
 
 
 class FakeClock:
@@ -54,6 +56,12 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("frames")
     texts = {"a": CARD_A, "b": CARD_B, "pay": PAYMENT, "empty": None}
     return {name: _save(folder / f"{name}.png", text) for name, text in texts.items()}
+
+
+def _frame(path: Path) -> Frame:
+    frame = ReplaySource([path], fps=None).read(1.0)
+    assert frame is not None
+    return frame
 
 
 def _run(frames: list[Path], clock: FakeClock, **options: float) -> list[ScanEvent]:
@@ -168,3 +176,76 @@ def test_cli_qr_scan_prints_one_event_per_presentation(images: dict[str, Path],
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [e["event"] for e in events] == ["card", "card", "not_id_card"]
     assert events[0]["qr"]["full_name"] == "N. V. A."
+
+
+def _keep_in_view(scanner: QrScanner, frame: Frame, clock: FakeClock, seconds: float) -> list[ScanEvent]:
+    """Feed ``frame`` every 0.5 s (exact in binary, well inside ``absent_seconds``) for ``seconds``."""
+    events: list[ScanEvent] = []
+    for _ in range(int(seconds / 0.5)):
+        clock.now += 0.5
+        event = scanner.feed(frame)
+        if event is not None:
+            events.append(event)
+    return events
+
+
+def test_a_card_left_in_view_fires_again_after_repeat_after(images: dict[str, Path]) -> None:
+    clock, card = FakeClock(), _frame(images["a"])
+    scanner = QrScanner(ReplaySource([images["a"]], fps=None), make_decoder(), repeat_after=30.0, clock=clock)
+    first = scanner.feed(card)
+    assert first is not None
+    assert not first.repeat
+    repeats = _keep_in_view(scanner, card, clock, 70.0)
+    assert [(e.timestamp - first.timestamp, e.kind, e.repeat) for e in repeats] == [
+        (30.0, ScanEventKind.CARD, True), (60.0, ScanEventKind.CARD, True)]
+
+
+def test_a_new_presentation_restarts_the_repeat_interval(images: dict[str, Path]) -> None:
+    clock, card, empty = FakeClock(), _frame(images["a"]), _frame(images["empty"])
+    scanner = QrScanner(ReplaySource([images["a"]], fps=None), make_decoder(), absent_frames=1, repeat_after=30.0,
+                        clock=clock)
+    assert scanner.feed(card) is not None
+    assert _keep_in_view(scanner, card, clock, 10.0) == []
+    assert scanner.feed(empty) is None  # the card left: re-armed
+    shown_again = scanner.feed(card)
+    assert shown_again is not None
+    assert not shown_again.repeat
+    (repeated,) = _keep_in_view(scanner, card, clock, 30.0)  # 40 s after the first event, 30 s after the second
+    assert repeated.repeat
+    assert repeated.timestamp - shown_again.timestamp == 30.0
+
+
+def test_repeat_after_none_fires_once_per_presentation(images: dict[str, Path]) -> None:
+    clock, card = FakeClock(), _frame(images["a"])
+    scanner = QrScanner(ReplaySource([images["a"]], fps=None), make_decoder(), repeat_after=None, clock=clock)
+    assert scanner.feed(card) is not None
+    assert _keep_in_view(scanner, card, clock, 90.0) == []
+
+
+def test_a_foreign_qr_left_in_view_repeats_too(images: dict[str, Path]) -> None:
+    clock, payment = FakeClock(), _frame(images["pay"])
+    scanner = QrScanner(ReplaySource([images["pay"]], fps=None), make_decoder(), repeat_after=5.0, clock=clock)
+    assert scanner.feed(payment) is not None
+    (event,) = _keep_in_view(scanner, payment, clock, 5.0)
+    assert (event.kind, event.repeat) == (ScanEventKind.NOT_ID_CARD, True)
+
+
+def test_a_qr_contradicting_its_id_is_never_a_card_event(tmp_path: Path) -> None:
+    events = _run([_save(tmp_path / "woman.png", CARD_A_AS_WOMAN)] * 3, FakeClock())
+    assert [e.kind for e in events] == [ScanEventKind.INCONSISTENT_CARD]
+    (event,) = events
+    assert event.qr is not None
+    assert not event.qr.consistent
+    assert "sex_mismatch" in event.reason
+    assert "079203012345" not in repr(event) + event.reason
+    assert "Nguyễn" not in repr(event) + event.reason
+
+
+def test_cli_qr_scan_reports_the_inconsistent_qr_with_its_findings(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    frame = _save(tmp_path / "woman.png", CARD_A_AS_WOMAN)
+    assert main(["qr", "scan", "--replay", str(frame), "--fps", "0"]) == 0
+    (event,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert event["event"] == "inconsistent_card"
+    assert event["qr"]["consistent"] is False
+    assert [f["code"] for f in event["qr"]["id_findings"]] == ["sex_mismatch"]

@@ -1,0 +1,48 @@
+"""The virtual card's QR: by default the chip's person; with ``overrides`` a QR that disagrees with the chip."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.errors import ConfigError
+from edge.protocol.cccd_qr import parse_cccd_qr
+from edge.sim.card_qr import card_qr, card_qr_text
+from edge.sim.profile import load_profile
+
+PERSON = load_profile("default").person
+
+
+def test_without_overrides_the_qr_is_the_chip_person() -> None:
+    qr = parse_cccd_qr(card_qr_text(PERSON))
+    assert (qr.id_number, qr.full_name, qr.date_of_birth, qr.place_of_residence) == (
+        PERSON.id_number, PERSON.full_name, PERSON.date_of_birth, PERSON.place_of_residence)
+    assert card_qr(PERSON, {}) == card_qr(PERSON)
+
+
+def test_overrides_change_only_the_named_fields() -> None:
+    qr = parse_cccd_qr(card_qr_text(PERSON, {"full_name": "Trần Thị Bình", "place_of_residence": "Phường 1, Huế"}))
+    assert (qr.full_name, qr.place_of_residence) == ("Trần Thị Bình", "Phường 1, Huế")
+    assert (qr.id_number, qr.date_of_birth, qr.sex, qr.date_of_issue) == (
+        PERSON.id_number, PERSON.date_of_birth, PERSON.sex, PERSON.date_of_issue)
+    assert qr.consistent  # the ID still opens the chip: only the cross-check can tell
+
+
+def test_override_values_are_validated_and_the_layout_follows_the_printed_issue_date() -> None:
+    qr = card_qr(PERSON, {"date_of_issue": "2024-08-01", "sex": "Nữ"})
+    assert (qr.format, qr.extra_fields) == ("2024", ("", PERSON.father, PERSON.mother))
+    assert not qr.consistent  # the ID's sex digit says male
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"religion": "Phật giáo"}, "qr_overrides.religion"),  # on the chip, not in the QR
+        ({"fullname": "Typo"}, "qr_overrides.fullname"),
+        ({"sex": "F"}, "qr_overrides"),
+        ({"id_number": "12345"}, "qr_overrides"),
+    ],
+)
+def test_bad_overrides_are_config_errors_naming_the_key(overrides: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        card_qr(PERSON, overrides)
+    assert caught.value.key == key
