@@ -5,10 +5,17 @@ Shared by the LED tests and the whole-terminal test; event-driven (gpiozero edge
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
+from edge.config import IndicatorConfig
 from hil_tests.conftest import LedWire, Rig
+
+COLOURS = ("green", "amber", "red")
 
 
 def sense(wire: LedWire, rig: Rig, pin_factory: Any) -> Any:
@@ -16,6 +23,27 @@ def sense(wire: LedWire, rig: Rig, pin_factory: Any) -> Any:
     from gpiozero import DigitalInputDevice
 
     return DigitalInputDevice(wire.input_pin, pull_up=None, active_state=rig.active_high, pin_factory=pin_factory)
+
+
+@contextlib.contextmanager
+def wired_indicators(rig: Rig, pin_factory: Any) -> Iterator[tuple[IndicatorConfig, dict[str, Probe]]]:
+    """The rig's LEDs as config.toml would name them, and a probe on the input each one is wired to (closed after).
+    Skips the test when the three-LED driver's lights are not all wired."""
+    wires = {wire.led: wire for wire in rig.leds}
+    missing = [colour for colour in COLOURS if colour not in wires]
+    if missing:
+        pytest.skip(f"the three-LED driver needs {missing} wired too")
+    buzzer = wires.get("buzzer")
+    config = IndicatorConfig(green=wires["green"].output_pin, amber=wires["amber"].output_pin,
+                             red=wires["red"].output_pin, buzzer=buzzer.output_pin if buzzer else None,
+                             active_high=rig.active_high)  # fmt: skip
+    probes = {name: Probe(sense(wire, rig, pin_factory)) for name, wire in wires.items()
+              if name in (*COLOURS, "buzzer")}  # fmt: skip
+    try:
+        yield config, probes
+    finally:
+        for probe in probes.values():
+            probe.device.close()
 
 
 class Probe:

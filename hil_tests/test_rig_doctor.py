@@ -17,11 +17,10 @@ import pytest
 from edge.config import IndicatorConfig, parse_config
 from edge.daemon import doctor
 from hil_tests.conftest import Rig
-from hil_tests.readback import Probe, sense
+from hil_tests.readback import Probe, wired_indicators
 
 pytestmark = pytest.mark.hil
 
-COLOURS = ("green", "amber", "red")
 #: Bounds an edge that is late to arrive; not an expectation.
 SETTLE_TIMEOUT = 1.0
 
@@ -68,29 +67,15 @@ def test_camera_frames_and_qr_decoder(rig: Rig, camera_section: dict[str, Any]) 
 
 
 @pytest.fixture
-def wired_indicators(led_rig: Rig, pin_factory: Any) -> Iterator[tuple[IndicatorConfig, dict[str, Probe]]]:
-    """The rig's LEDs as config.toml names them, and a probe on the input each one is wired to."""
-    wires = {wire.led: wire for wire in led_rig.leds}
-    missing = [colour for colour in COLOURS if colour not in wires]
-    if missing:
-        pytest.skip(f"the three-LED driver needs {missing} wired too")
-    buzzer = wires.get("buzzer")
-    config = IndicatorConfig(green=wires["green"].output_pin, amber=wires["amber"].output_pin,
-                             red=wires["red"].output_pin, buzzer=buzzer.output_pin if buzzer else None,
-                             active_high=led_rig.active_high)
-    probes = {name: Probe(sense(wire, led_rig, pin_factory)) for name, wire in wires.items()
-              if name in (*COLOURS, "buzzer")}
-    try:
-        yield config, probes
-    finally:
-        for probe in probes.values():
-            probe.device.close()
+def rig_indicators(led_rig: Rig, pin_factory: Any) -> Iterator[tuple[IndicatorConfig, dict[str, Probe]]]:
+    with wired_indicators(led_rig, pin_factory) as wired:
+        yield wired
 
 
 def test_leds_blink_each_wired_light(
-    led_rig: Rig, pin_factory: Any, wired_indicators: tuple[IndicatorConfig, dict[str, Probe]]
+    led_rig: Rig, pin_factory: Any, rig_indicators: tuple[IndicatorConfig, dict[str, Probe]]
 ) -> None:
-    config, probes = wired_indicators
+    config, probes = rig_indicators
     marks = {name: probe.mark() for name, probe in probes.items()}
     blink = doctor.LED_BLINK_SECONDS * led_rig.led_time_scale
     result = doctor.check_leds(config, pin_factory=pin_factory, blink_seconds=blink)

@@ -12,16 +12,14 @@ from typing import Any
 
 import pytest
 
-from edge.config import IndicatorConfig
 from edge.drivers.leds import PATTERNS, Beep, Indicators, Light
 from hil_tests.conftest import Rig
-from hil_tests.readback import Probe, sense
+from hil_tests.readback import COLOURS, Probe, sense, wired_indicators
 
 pytestmark = pytest.mark.hil
 
 #: Generous: the read-back is event-driven (wait_for_*), this only bounds a broken wire.
 SETTLE_TIMEOUT = 1.0
-COLOURS = ("green", "amber", "red")
 
 
 def test_each_led_reads_back_on_its_wired_input(led_rig: Rig, pin_factory: Any) -> None:
@@ -65,23 +63,12 @@ def test_leds_are_independent(led_rig: Rig, pin_factory: Any) -> None:
 @pytest.fixture
 def indicators(led_rig: Rig, pin_factory: Any) -> Iterator[tuple[Indicators, dict[str, Probe]]]:
     """The terminal's driver on the rig's pins, and a probe on the input wired to each of its outputs."""
-    wires = {wire.led: wire for wire in led_rig.leds}
-    missing = [colour for colour in COLOURS if colour not in wires]
-    if missing:
-        pytest.skip(f"the three-LED driver needs {missing} wired too")
-    buzzer = wires.get("buzzer")
-    config = IndicatorConfig(green=wires["green"].output_pin, amber=wires["amber"].output_pin,
-                             red=wires["red"].output_pin, buzzer=buzzer.output_pin if buzzer else None,
-                             active_high=led_rig.active_high)
-    driver = Indicators(config, pin_factory=pin_factory, time_scale=led_rig.led_time_scale)
-    probes = {name: Probe(sense(wire, led_rig, pin_factory)) for name, wire in wires.items()
-              if name in (*COLOURS, "buzzer")}
-    try:
-        yield driver, probes
-    finally:
-        driver.close()
-        for probe in probes.values():
-            probe.device.close()
+    with wired_indicators(led_rig, pin_factory) as (config, probes):
+        driver = Indicators(config, pin_factory=pin_factory, time_scale=led_rig.led_time_scale)
+        try:
+            yield driver, probes
+        finally:
+            driver.close()
 
 
 def _bounds(scale: float) -> tuple[float, float]:
