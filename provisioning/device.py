@@ -235,7 +235,8 @@ def _import_trust(store_dir: Path, files: list[Path], now: dt.datetime) -> int:
         try:
             added += len(store.import_file(path, at=now).added)
         except TrustStoreError as exc:
-            raise ProvisioningError(f"refused as trust anchor: {exc.args[0]}", path=str(path), hint=exc.hint) from None
+            reason = str(exc.args[0]).removeprefix(f"{path}: ")  # the trust store names the file already
+            raise ProvisioningError(f"refused as trust anchor: {reason}", path=str(path), hint=exc.hint) from None
         store = TrustStore.load(store_dir)  # a master list may anchor on a CSCA imported just before
     return added
 

@@ -24,7 +24,7 @@ CITIZEN = CitizenData(
     date_of_issue="15/04/2021", date_of_expiry="01/02/2028", old_id_number="123456789",
     father_name="Nguyễn Văn Bình", mother_name="Trần Thị Cúc", spouse_name="Lê Thị Dung", photo_jpeg_b64="/9j/4AAQ",
 )  # fmt: skip
-CHECKS = (Check(name="sod_signature", status=CheckStatus.PASSED),
+CHECKS = (Check(name="sod_signature", status=CheckStatus.PASSED), Check(name="dg_hashes", status=CheckStatus.PASSED),
           Check(name="active_authentication", status=CheckStatus.NOT_SUPPORTED, reason="no DG15"))  # fmt: skip
 
 

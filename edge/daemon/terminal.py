@@ -508,8 +508,7 @@ class Terminal:
             if present == self._present:
                 return
             self._present = present
-        if not present:
-            self._result_for_card_on_reader.clear()
+            self._result_for_card_on_reader.clear()  # any change: a new card, or none
         self._post(CardInserted(self._clock()) if present else CardRemoved(self._clock()))
 
     def _cancel_reader_wait(self) -> None:
@@ -679,7 +678,9 @@ class Terminal:
             self._event({"event": "result_not_stored", "reason": type(exc).__name__,
                          "request_id": pending.request_id})  # fmt: skip
         else:
-            self._result_for_card_on_reader.set()
+            with self._lock:  # with _set_presence's update under the same lock: a card pulled meanwhile clears it
+                if self._present:
+                    self._result_for_card_on_reader.set()
             self._count("results_enqueued")
             self._count(f"verdict_{document.verdict.value}")
             log.info("result seq %d: %s (%s)", seq, document.verdict.value,

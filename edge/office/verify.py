@@ -2,7 +2,9 @@
 
 Terminal keys come from their certificates (PEM) or a JWKS file; the ``kid`` is the RFC 7638 thumbprint in both
 cases, so nothing has to be kept in sync by hand. An office that sent its own Active Authentication challenge can
-also check the chip's answer itself (:func:`check_active_auth`) instead of taking the terminal's word for it.
+also check that the chip answered *this* challenge (:func:`check_active_auth`): proof that the card was on the
+reader for this request, not an old answer replayed. That the DG15 key is the issuer's still rests on the
+terminal's signed hash check.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from edge.errors import ConfigError, PublicKeyFormatError, SignatureError, Token
 from edge.protocol.access.active_auth import verify_active_auth
 from edge.protocol.keys import load_public_key as load_spki
 from edge.protocol.result import ResultDocument
+from edge.protocol.verify.checks import DG_HASHES, CheckStatus, Verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +128,12 @@ def check_active_auth(document: ResultDocument, sent_challenge: bytes) -> Active
     evidence = document.active_auth
     if evidence is None:
         return ActiveAuthCheck("absent", "the result carries no Active Authentication evidence")
+    # The signature proves the chip holds the key in the evidence; only the SOD's hash over DG15 (checked by the
+    # terminal: ``dg_hashes``) ties that key to the issuer. Without it a clone's own key would "pass" here.
+    hashes = next((check for check in document.checks if check.name == DG_HASHES), None)
+    if document.verdict is Verdict.FAILED or hashes is None or hashes.status is not CheckStatus.PASSED:
+        return ActiveAuthCheck("failed", "the DG15 key is not shown to be the issuer's: the terminal's data-group "
+                                         "hash check did not pass (verdict " + document.verdict.value + ")")
     if not hmac.compare_digest(evidence.challenge, sent_challenge):
         return ActiveAuthCheck("failed", "the chip answered another challenge than the one this office sent")
     try:

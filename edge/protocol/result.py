@@ -140,8 +140,11 @@ class ActiveAuthEvidence(_Doc):
         """The evidence when the chip answered the office's challenge; None otherwise (nothing to prove to it)."""
         if office_challenge is None or dg15 is None or result.signature is None or result.challenge != office_challenge:
             return None
-        return cls(challenge=result.challenge, signature=result.signature, public_key_spki=dg15.spki_der,
-                   signature_algorithm=result.signature_algorithm_oid)  # fmt: skip
+        try:
+            return cls(challenge=result.challenge, signature=result.signature, public_key_spki=dg15.spki_der,
+                       signature_algorithm=result.signature_algorithm_oid)  # fmt: skip
+        except ValueError:  # a hostile chip's oversized answer or key: the result goes out without evidence
+            return None
 
 
 class ResultDocument(_Doc):

@@ -18,6 +18,7 @@ from edge.office.receiver import ResultStore
 from edge.office.verify import check_active_auth, load_keys, verify_result
 from edge.protocol.keys import explicit_spki
 from edge.protocol.result import ActiveAuthEvidence, ProcedureProfile, ReadTiming, ResultDocument, Verdict
+from edge.protocol.verify.checks import DG_HASHES
 from edge.sim.active_auth_card import sign_active_auth
 from tests.result_helpers import sample_result
 
@@ -202,3 +203,14 @@ def test_store_checks_evidence_for_the_requests_it_knows(tmp_path: Path) -> None
         assert (unknown.status, unknown.active_auth) == ("stored", None)
     finally:
         store.close()
+
+
+def test_a_good_signature_by_a_key_the_sod_does_not_vouch_for_fails() -> None:
+    """A clone with its own DG15 key signs the challenge perfectly; only the terminal's hash check exposes it."""
+    data = json.loads(sample_result(ProcedureProfile.RESIDENCE).to_json())
+    hashes_failed = [check | {"status": "failed", "reason": "DG15 differs from the SOD"} if check["name"] == DG_HASHES
+                     else check for check in data["checks"]]  # fmt: skip
+    clone = with_evidence(evidence(), checks=hashes_failed, verdict="failed")
+    check = check_active_auth(clone, CHALLENGE)
+    assert check.status == "failed"
+    assert "hash check" in check.reason

@@ -59,7 +59,7 @@ def test_json_round_trip_without_nulls() -> None:
     doc = sample_result(ProcedureProfile.RESIDENCE)
     data = json.loads(doc.to_json())
     assert "request_id" not in data
-    assert data["checks"][1] == {"name": "active_authentication", "status": "not_supported", "reason": "no DG15"}
+    assert data["checks"][-1] == {"name": "active_authentication", "status": "not_supported", "reason": "no DG15"}
     assert ResultDocument.model_validate(data) == doc
 
 
@@ -124,3 +124,7 @@ def test_committed_schema_matches_model() -> None:
     if os.environ.get("UPDATE_SCHEMAS") == "1":
         SCHEMA_PATH.write_text(generated, encoding="utf-8")
     assert SCHEMA_PATH.read_text(encoding="utf-8") == generated, "run UPDATE_SCHEMAS=1 pytest tests/unit/test_result.py"
+
+
+def test_a_hostile_chips_oversized_answer_leaves_the_result_without_evidence_not_without_a_result() -> None:
+    assert ActiveAuthEvidence.for_office(answered(signature=b"\x01" * 5000), DG15, OFFICE_CHALLENGE) is None

@@ -85,7 +85,7 @@ def verify_master_list(
         raise TrustStoreError(f"the master list signer's path to an installed CSCA is broken: {to_store.reason}")
     to_list = build_chain(signer, authorities, anchors_with_listed, at)
     if to_list.status != "trusted":
-        raise TrustStoreError(f"the master list signer does not chain to a CSCA: {to_store.reason}")
+        raise TrustStoreError(f"the master list signer does not chain to a CSCA: {to_list.reason}")
     anchor = to_list.path[-1]
     if not accept_self_anchored:
         raise TrustStoreError(
