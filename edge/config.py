@@ -17,9 +17,11 @@ from pydantic import (
     ConfigDict,
     Field,
     InstanceOf,
+    SerializerFunctionWrapHandler,
     StrictInt,
     StrictStr,
     ValidationError,
+    WrapSerializer,
     field_validator,
     model_validator,
 )
@@ -45,8 +47,13 @@ def _device_key(value: object) -> object:
     return value
 
 
+def _device_key_dump(value: object, handler: SerializerFunctionWrapHandler) -> object:
+    """A token key dumps as its URI with any ``pin-value`` masked: dumps end up in logs and support tickets."""
+    return value.redacted_text() if isinstance(value, Pkcs11Uri) else handler(value)
+
+
 #: InstanceOf: a TOML table must not slip past the URI parser by filling the dataclass's fields directly.
-DeviceKey = Annotated[Path | InstanceOf[Pkcs11Uri], BeforeValidator(_device_key)]
+DeviceKey = Annotated[Path | InstanceOf[Pkcs11Uri], BeforeValidator(_device_key), WrapSerializer(_device_key_dump)]
 
 
 class _Section(BaseModel):

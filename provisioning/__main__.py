@@ -92,6 +92,9 @@ def _device_install(args: argparse.Namespace) -> int:
     if result.rotated:
         print("rotation complete: the new key is now active")
     print(f"installed {result.cert}; {result.trust_added} new trust store entries; config {result.config}")
+    if not result.client_tls:
+        print("the key is on a token: server-authenticated TLS only (Python's ssl cannot use a token key for client "
+              f"TLS), so paths.device_cert stays unset; {result.cert.name} is for the office to verify results with")
     print("then: systemctl restart cccd-edge && cccd-edge doctor")
     return 0
 

@@ -5,7 +5,8 @@ Layout (defaults match ``systemd/cccd-edge.service``)::
     /var/lib/cccd-edge/   0700 cccd-edge      device.key (0600), device.csr, device.key.next during a rotation;
                                           device.key.pkcs11 (0600, the key's URI) instead when the key is on a token
     /etc/cccd-edge/       0750 root:cccd-edge config.toml, device.crt, broker-ca.crt, ward-command.pub,
-                                          trust/ (CSCA store: csca-<sha256>.der, as `cccd-edge trust import`)
+                                          trust/ (CSCA store: csca-<sha256>.der, as `cccd-edge trust import`),
+                                          token.pin (0640, the PIN of a token key: written by the operator)
 
 Rotation keeps the terminal working: ``rotate`` parks a new key as ``device.key.next`` and writes its CSR; the old key
 keeps serving until ``install`` receives a certificate for the new key, and only then replaces it. A key on a PKCS#11
@@ -32,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from edge.daemon.pkcs11_signer import Pkcs11Signer
-from edge.daemon.signing import KeySigner, Signer
+from edge.daemon.signing import INSTALLED_CERT, KeySigner, Signer
 from edge.errors import ProvisioningError, TrustStoreError
 from edge.protocol.pkcs11_uri import Pkcs11Uri
 from edge.protocol.verify.trust import TrustStore
@@ -63,7 +64,8 @@ KEY = "device.key"
 NEXT_KEY = "device.key.next"
 KEY_URI = "device.key.pkcs11"  # the URI of a key that lives on a PKCS#11 token (then there is no device.key)
 CSR = "device.csr"
-CERT = "device.crt"
+CERT = INSTALLED_CERT
+PIN_FILE = "/etc/cccd-edge/token.pin"
 BROKER_CA = "broker-ca.crt"
 WARD_COMMAND_KEY = "ward-command.pub"
 TRUST_DIR = "trust"
@@ -83,6 +85,7 @@ class InstallResult:
     cert: Path
     rotated: bool  # True: the certificate was for the pending key, which now replaced the old one
     trust_added: int = 0  # new entries in the trust store (0 on a re-run with the same files)
+    client_tls: bool = True  # False: the key is on a token, so the broker link is server-authenticated TLS only
 
 
 def _csr_for(signer: Signer, public_key: ec.EllipticCurvePublicKey, identity: TerminalIdentity) -> bytes:
@@ -278,6 +281,12 @@ def install_device(
     device_cert = load_certificate(cert, "device certificate")
     identity = _check_device_cert(device_cert, cert, now)
     uri = _stored_uri(state_dir)
+    if uri is not None and uri.pin_value is not None:
+        raise ProvisioningError(
+            "the token URI holds its PIN (pin-value=), which would sit in config.toml, readable by group cccd-edge",
+            path=str(state_dir / KEY_URI),
+            hint=f"put the PIN in {PIN_FILE} (0640 root:cccd-edge) and re-run 'device init --pkcs11-uri' with "
+                 f"pin-source={PIN_FILE} instead of pin-value= (the key on the token is kept)")
     rotated = _matching_key(state_dir, uri, device_cert, cert)
     load_certificate(broker_ca, "broker CA certificate")
     load_public_key(ward_command_key, "ward command key")
@@ -293,7 +302,6 @@ def install_device(
         "paths": {
             "state_dir": str(state_dir),
             "device_key": uri.text() if uri is not None else str(state_dir / KEY),
-            "device_cert": str(config_dir / CERT),
             "broker_ca": str(config_dir / BROKER_CA),
             "ward_command_key": str(config_dir / WARD_COMMAND_KEY),
             "trust_store": str(trust_dir),
@@ -304,7 +312,13 @@ def install_device(
         updates["mqtt"]["host"] = mqtt_host
     if mqtt_port is not None:
         updates["mqtt"]["port"] = mqtt_port
+    if uri is None:
+        updates["paths"]["device_cert"] = str(config_dir / CERT)
     merged = _merge_config(config_path, updates)
+    if uri is not None:
+        # Python's ssl loads a client key only from a file (see edge.config): device.crt is still installed, for the
+        # office to verify results with, but a device_cert left by an earlier file-key install must go.
+        merged["paths"].pop("device_cert", None)
     if "host" not in merged["mqtt"]:
         raise ProvisioningError("first install needs --mqtt-host (the ward broker's name)")
     config_text = dump_toml(merged).encode("utf-8")
@@ -316,11 +330,12 @@ def install_device(
     write_atomic(config_dir / BROKER_CA, read_file(broker_ca, "broker CA"), PUBLIC, owner, group_only=True)
     write_atomic(config_dir / WARD_COMMAND_KEY, read_file(ward_command_key, "ward command key"), PUBLIC, owner,
                  group_only=True)
-    write_atomic(config_dir / CERT, device_cert.public_bytes(serialization.Encoding.PEM), PUBLIC, owner,
-                 group_only=True)
     if rotated and uri is not None:
         token.promote_pending(uri)
     elif rotated:
         os.replace(state_dir / NEXT_KEY, state_dir / KEY)
+    # Only now: until the new key is active, the old certificate must stay the one the daemon checks its key with.
+    write_atomic(config_dir / CERT, device_cert.public_bytes(serialization.Encoding.PEM), PUBLIC, owner,
+                 group_only=True)
     write_atomic(config_path, config_text, PUBLIC, owner, group_only=True)
-    return InstallResult(config_path, config_dir / CERT, rotated, added)
+    return InstallResult(config_path, config_dir / CERT, rotated, added, client_tls=uri is None)

@@ -113,8 +113,9 @@ fi
 if [ ! -x "$PREFIX/bin/python" ]; then
     run "$SYSTEM_PYTHON" -m venv --system-site-packages "$PREFIX"
 fi
-stamp="$PREFIX/.installed-$( (cd "$SRC" && find pyproject.toml edge provisioning -type f -not -name '*.pyc' \
-    -print0 | sort -z | xargs -0 sha1sum) | sha1sum | cut -c1-12)"
+# The stamp covers the extras too: `--pkcs11` after a plain install must still run pip for python-pkcs11.
+stamp="$PREFIX/.installed-$( { echo "extras=$EXTRAS"; cd "$SRC" && find pyproject.toml edge provisioning -type f \
+    -not -name '*.pyc' -print0 | sort -z | xargs -0 sha1sum; } | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
     run "$PREFIX/bin/pip" install --quiet --disable-pip-version-check "${SRC}[${EXTRAS}]"
     # provisioning/ is not part of the wheel: ship it beside the package so `python -m provisioning` works here.

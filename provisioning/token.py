@@ -12,15 +12,22 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from edge.daemon.pkcs11_signer import open_session, token_errors, token_public_key
+from edge.daemon.pkcs11_signer import (
+    PENDING_SUFFIX,
+    RETIRING_SUFFIX,
+    finish_promotion,
+    labelled,
+    open_session,
+    relabel,
+    token_errors,
+    token_public_key,
+)
 from edge.errors import ConfigError, ProvisioningError
 from edge.protocol.pkcs11_uri import Pkcs11Uri, parse_pkcs11_uri
 
 if TYPE_CHECKING:
     from pkcs11 import Session
 
-#: Label suffix of the key pair waiting for its certificate during a rotation (the file key's ``device.key.next``).
-PENDING_SUFFIX = ".next"
 _OPTION = "--pkcs11-uri"
 
 
@@ -38,10 +45,15 @@ def pending(uri: Pkcs11Uri) -> Pkcs11Uri:
 
 @contextmanager
 def token_session(uri: Pkcs11Uri) -> Iterator[Session]:
-    """A read/write, logged-in session; token problems surface as :class:`ConfigError` naming ``--pkcs11-uri``."""
+    """A read/write, logged-in session; token problems surface as :class:`ConfigError` naming ``--pkcs11-uri``.
+
+    A rotation interrupted during its label swap is finished first, so no step ever sees the key under another label
+    (``init`` would otherwise generate a fresh key where the active one should be).
+    """
     session = open_session(uri, config_key=_OPTION, rw=True)
     try:
         with token_errors(uri, _OPTION):
+            finish_promotion(session, uri.object)
             yield session
     finally:
         session.close()
@@ -56,9 +68,7 @@ def has_key_pair(session: Session, label: str) -> bool:
 
 
 def destroy_key_pair(session: Session, label: str) -> None:
-    from pkcs11 import Attribute  # optional extra
-
-    for obj in list(session.get_objects({Attribute.LABEL: label})):
+    for obj in labelled(session, label):
         obj.destroy()
 
 
@@ -89,13 +99,14 @@ def public_keys(uri: Pkcs11Uri) -> tuple[ec.EllipticCurvePublicKey, ec.EllipticC
 
 
 def promote_pending(uri: Pkcs11Uri) -> None:
-    """Rotation completes: destroy the old key pair and give the pending one the configured label."""
-    from pkcs11 import Attribute  # optional extra
+    """Rotation completes: the pending key pair takes the configured label and the old one is destroyed.
 
+    In steps that a power cut cannot turn into a terminal without a key: the old pair is relabelled ``<object>.old``
+    first, and :func:`~edge.daemon.pkcs11_signer.finish_promotion` does the rest (and again on the next session, if
+    it was interrupted).
+    """
     with token_session(uri) as session:
-        waiting = list(session.get_objects({Attribute.LABEL: pending(uri).object}))
-        if len(waiting) != 2:
+        if not has_key_pair(session, pending(uri).object):
             raise ProvisioningError(f"no pending key pair {pending(uri)} on the token")
-        destroy_key_pair(session, uri.object)
-        for obj in waiting:
-            obj[Attribute.LABEL] = uri.object
+        relabel(labelled(session, uri.object), uri.object + RETIRING_SUFFIX)
+        finish_promotion(session, uri.object)

@@ -28,12 +28,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge.daemon.outbox import Outbox
+from edge.daemon.signing import KeySigner, Signer, check_certified_key, device_certificate, device_signer
 from edge.drivers.base import CardPresence, Frame, FrameSource, ReaderState
-from edge.errors import EdgeError
+from edge.errors import ConfigError, EdgeError
 from edge.protocol.verify.trust import TrustStore
 
 if TYPE_CHECKING:
     from edge.config import Config, IndicatorConfig, OutboxConfig
+    from edge.protocol.pkcs11_uri import Pkcs11Uri
 
 #: pcsc-lite's client socket; tests and private stacks point PCSCLITE_CSOCK_NAME elsewhere.
 PCSCD_SOCKET = "/run/pcscd/pcscd.comm"
@@ -222,11 +224,26 @@ def _load_certificate(path: Path) -> x509.Certificate | str:
         return f"cannot load {path}: {exc}"
 
 
-def check_certificate(cert_path: Path | None, key_path: Path | None, now: dt.datetime) -> DoctorResult:
-    """The device certificate is current, not about to expire, and belongs to the device key (``key_path`` None:
-    the key never leaves its PKCS#11 token, and the daemon checks the pair when it opens the token)."""
+def _open_device_key(key: Path | Pkcs11Uri) -> Signer | DoctorResult:
+    """The device key as the daemon opens it (a token through its module, PIN and label), or the failed line. A key
+    file is read without the daemon's mode check: the "device key" line reports that."""
+    if isinstance(key, Path):
+        loaded = _load_key(key)
+        if isinstance(loaded, str):
+            return _fail("certificate", loaded, "python -m provisioning device init (keeps a good key)")
+        return KeySigner(loaded)
+    try:
+        return device_signer(key)
+    except ConfigError as exc:
+        return _fail("certificate", str(exc.args[0]), exc.hint)
+
+
+def check_certificate(cert_path: Path | None, key: Path | Pkcs11Uri, now: dt.datetime) -> DoctorResult:
+    """The device certificate is current, not about to expire, and certifies the device key, with the daemon's own
+    start-up check (:func:`~edge.daemon.signing.check_certified_key`); ``cert_path`` as from
+    :func:`~edge.daemon.signing.device_certificate`."""
     if cert_path is None:
-        return _skipped("certificate", "no device_cert configured (broker without client TLS)")
+        return _skipped("certificate", "no device certificate configured or installed")
     cert = _load_certificate(cert_path)
     if isinstance(cert, str):
         return _fail("certificate", cert, "reinstall it: python -m provisioning device install")
@@ -236,21 +253,21 @@ def check_certificate(cert_path: Path | None, key_path: Path | None, now: dt.dat
     if now >= end:
         return _fail("certificate", f"expired {end:%Y-%m-%d}", "python -m provisioning device rotate, then have "
                      "the ward sign the new CSR")
-    matched = "key on a token"
-    if key_path is not None:
-        key = _load_key(key_path)
-        if isinstance(key, str):
-            return _fail("certificate", key, "python -m provisioning device init (keeps a good key)")
-        fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        if cert.public_key().public_bytes(*fmt) != key.public_key().public_bytes(*fmt):
-            return _fail("certificate", f"{cert_path} is not for the key {key_path}",
-                         "install the certificate the ward signed for this terminal's CSR")
-        matched = "matches the key"
+    signer = _open_device_key(key)
+    if isinstance(signer, DoctorResult):
+        return signer
+    try:
+        check_certified_key(signer, cert_path)
+    except ConfigError as exc:
+        return _fail("certificate", str(exc.args[0]), exc.hint)
+    finally:
+        signer.close()
     subject = cert.subject.rfc4514_string()
     if end - now < RENEW_BEFORE:
         return _fail("certificate", f"{subject} expires {end:%Y-%m-%d}", "rotate now: python -m provisioning "
                      "device rotate")
-    return _ok("certificate", f"{subject}, valid to {end:%Y-%m-%d}, {matched}")
+    where = "the key" if isinstance(key, Path) else "the key on the token"
+    return _ok("certificate", f"{subject}, valid to {end:%Y-%m-%d}, matches {where}")
 
 
 # --- broker ----------------------------------------------------------------------------------------------------
@@ -563,7 +580,8 @@ def run_checks(
         ("state dir", lambda: check_state_dir(paths.state_dir)),
         ("device key", lambda: check_private_file("device key", key_file) if key_file
          else _ok("device key", f"on a PKCS#11 token: {paths.device_key}")),
-        ("certificate", lambda: check_certificate(paths.device_cert, key_file, now)),
+        ("certificate", lambda: check_certificate(device_certificate(paths.device_cert, paths.trust_store),
+                                                  paths.device_key, now)),
         ("command key", lambda: check_public_key("command key", paths.ward_command_key)),
         ("trust store", lambda: check_trust_store(paths.trust_store)),
         ("outbox", lambda: check_databases(paths.state_dir)),

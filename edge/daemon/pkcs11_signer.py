@@ -23,9 +23,13 @@ from edge.errors import ConfigError
 from edge.protocol.pkcs11_uri import Pkcs11Uri
 
 if TYPE_CHECKING:
-    from pkcs11 import Session, SignMixin
+    from pkcs11 import Object, Session, SignMixin
 
 _SIGNATURE_BYTES = 64  # P-256 r || s
+#: Label suffix of the key pair waiting for its certificate during a rotation (the file key's ``device.key.next``).
+PENDING_SUFFIX = ".next"
+#: Label suffix of the replaced key pair while a rotation swaps labels (see :func:`finish_promotion`).
+RETIRING_SUFFIX = ".old"
 
 
 def _pkcs11(config_key: str) -> ModuleType:
@@ -81,6 +85,15 @@ def open_session(uri: Pkcs11Uri, *, config_key: str, rw: bool = False) -> Sessio
         return session
 
 
+@contextmanager
+def _closed_on_error(session: Session) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        session.close()
+        raise
+
+
 def token_public_key(session: Session, label: str) -> ec.EllipticCurvePublicKey:
     """The public half stored beside the private key; refused unless it is P-256."""
     from pkcs11 import KeyType, ObjectClass, PublicKey  # optional extra (see module docstring)
@@ -92,6 +105,42 @@ def token_public_key(session: Session, label: str) -> ec.EllipticCurvePublicKey:
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
         raise ConfigError(f"key {label!r} on the token is not EC P-256", key="paths.device_key")
     return key
+
+
+def labelled(session: Session, label: str) -> list[Object]:
+    from pkcs11 import Attribute  # optional extra
+
+    return list(session.get_objects({Attribute.LABEL: label}))
+
+
+def relabel(objects: list[Object], label: str) -> None:
+    from pkcs11 import Attribute  # optional extra
+
+    for obj in objects:
+        obj[Attribute.LABEL] = label
+
+
+def promotion_interrupted(session: Session, label: str) -> bool:
+    return bool(labelled(session, label + RETIRING_SUFFIX))
+
+
+def finish_promotion(session: Session, label: str) -> None:
+    """Complete a rotation's swap that stopped between its steps (needs a read/write session).
+
+    The swap is: active ``label`` -> ``label.old``, pending ``label.next`` -> ``label``, destroy ``label.old``. Each
+    step leaves a state this recognises, so a power cut anywhere still ends with one key pair labelled ``label``.
+    """
+    retiring = labelled(session, label + RETIRING_SUFFIX)
+    if not retiring:
+        return
+    if not labelled(session, label):
+        successor = labelled(session, label + PENDING_SUFFIX)
+        if not successor:  # the pending pair is gone too: keep the only key there is rather than destroy it
+            relabel(retiring, label)
+            return
+        relabel(successor, label)
+    for obj in retiring:
+        obj.destroy()
 
 
 def _private_key(session: Session, label: str) -> SignMixin:
@@ -135,13 +184,22 @@ class Pkcs11Signer:
 
     @classmethod
     def open(cls, uri: Pkcs11Uri, *, config_key: str = "paths.device_key") -> Pkcs11Signer:
-        """The daemon's signer: its own read-only session, kept until :meth:`close` or the process ends."""
+        """The daemon's signer: its own read-only session, kept until :meth:`close` or the process ends.
+
+        A rotation whose label swap stopped half-way is finished first: that needs a read/write session, which is
+        then kept (login is per process and token, so the read-only one is closed before it opens).
+        """
         session = open_session(uri, config_key=config_key)
-        try:
+        with _closed_on_error(session), token_errors(uri, config_key):
+            interrupted = promotion_interrupted(session, uri.object)
+        if interrupted:
+            with token_errors(uri, config_key):
+                session.close()
+            session = open_session(uri, config_key=config_key, rw=True)
+            with _closed_on_error(session), token_errors(uri, config_key):
+                finish_promotion(session, uri.object)
+        with _closed_on_error(session):
             return cls(session, uri, config_key=config_key)
-        except ConfigError:
-            session.close()
-            raise
 
     @property
     def kid(self) -> str:

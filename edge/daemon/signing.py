@@ -40,6 +40,8 @@ COMMAND_TYP = "cccd-command+jwt"
 #: Clock skew tolerated between terminal and office (both should run NTP; the Pi has no RTC).
 DEFAULT_LEEWAY = 120
 _COORD = 32  # P-256 coordinate / scalar length in bytes
+#: The device certificate ``device install`` writes into the configuration directory.
+INSTALLED_CERT = "device.crt"
 
 
 # --- encoding ----------------------------------------------------------------------------------------------------
@@ -160,8 +162,15 @@ class Signer(Protocol):
     @property
     def alg(self) -> str: ...
 
+    @property
+    def public_key(self) -> ec.EllipticCurvePublicKey: ...
+
     def sign(self, data: bytes) -> bytes:
         """The JWS signature over ``data`` (for ES256: raw r||s, 64 bytes)."""
+        ...
+
+    def close(self) -> None:
+        """Let go of the key: a token session logs out, so the next open in this process can log in again."""
         ...
 
 
@@ -186,6 +195,9 @@ class KeySigner:
         r, s = decode_dss_signature(self._key.sign(data, ec.ECDSA(hashes.SHA256())))
         return r.to_bytes(_COORD, "big") + s.to_bytes(_COORD, "big")
 
+    def close(self) -> None:
+        """Nothing to release: the key is only memory."""
+
 
 class FileKeySigner(KeySigner):
     """The terminal's device key from a 0600 PEM file (``paths.device_key``)."""
@@ -201,6 +213,25 @@ def device_signer(key: Path | Pkcs11Uri) -> Signer:
     from edge.daemon.pkcs11_signer import Pkcs11Signer  # that module imports this one: bound at call time
 
     return Pkcs11Signer.open(key)
+
+
+def device_certificate(device_cert: Path | None, trust_store: Path) -> Path | None:
+    """The certificate the device key must match: ``paths.device_cert``, else the ``device.crt`` that ``device
+    install`` leaves in the configuration directory (beside ``trust/``) for a key on a token, which the office verifies
+    results with but TLS cannot use; None when there is neither (a lab set-up without certificates)."""
+    if device_cert is not None:
+        return device_cert
+    installed = trust_store.parent / INSTALLED_CERT
+    return installed if installed.exists() else None
+
+
+def check_certified_key(signer: Signer, cert_path: Path) -> None:
+    """Refuse a device key that ``cert_path`` does not certify: the office would reject every result it signs (a
+    rotation stopped half-way, a certificate copied from another terminal)."""
+    if key_id(load_public_key(cert_path)) != signer.kid:
+        raise ConfigError(f"{cert_path} is not for the key", key="paths.device_key",
+                          hint="install the certificate the ward signed for this terminal's CSR: "
+                          "python -m provisioning device install")
 
 
 def sign_jws(signer: Signer, claims: Mapping[str, Any], *, typ: str) -> str:

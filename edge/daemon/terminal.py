@@ -42,7 +42,14 @@ from edge.daemon.health import Liveness
 from edge.daemon.mqtt import PUBLISHER_THREAD, MqttSettings, ResultPublisher
 from edge.daemon.outbox import Outbox
 from edge.daemon.scanner import QrScanner, ScanEventKind
-from edge.daemon.signing import Signer, device_signer, load_public_key, result_token
+from edge.daemon.signing import (
+    Signer,
+    check_certified_key,
+    device_certificate,
+    device_signer,
+    load_public_key,
+    result_token,
+)
 from edge.daemon.state import (
     AbortRead,
     Action,
@@ -286,7 +293,7 @@ class Terminal:
             self.liveness.forget(name)
         if self._publisher is not None:
             self._publisher.stop()
-        for closer in (self._indicators, self._outbox, self._replay):
+        for closer in (self._indicators, self._outbox, self._replay, self._signer):  # the signer: a token logs out
             if closer is not None:
                 closer.close()
         if self._owns_camera and self._camera is not None:
@@ -309,6 +316,8 @@ class Terminal:
     def _open(self) -> None:
         config, paths = self.config, self.config.paths
         self._signer = device_signer(paths.device_key)
+        if (certificate := device_certificate(paths.device_cert, paths.trust_store)) is not None:
+            check_certified_key(self._signer, certificate)  # else the office would reject every result
         if paths.ward_encryption_key is not None:
             self._encrypt_to = load_public_key(paths.ward_encryption_key, config_key="paths.ward_encryption_key")
         ward_key = None

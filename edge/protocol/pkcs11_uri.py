@@ -38,12 +38,20 @@ class Pkcs11Uri:
         return dataclasses.replace(self, object=label)
 
     def text(self) -> str:
-        """The full URI, PIN value included: what goes into config.toml."""
+        """The full URI, PIN value included: what ``device.key.pkcs11`` (0600) and config.toml hold (provisioning
+        writes config.toml only for a URI with ``pin-source``)."""
+        return self._text(self.pin_value)
+
+    def redacted_text(self) -> str:
+        """The full URI with a ``pin-value`` shown as ``***``: for dumps of the configuration, which reach logs."""
+        return self._text(None if self.pin_value is None else "***")
+
+    def _text(self, pin_value: str | None) -> str:
         query = [f"module-path={quote(str(self.module_path), safe=_QUERY_SAFE)}"]
         if self.pin_source is not None:
             query.append(f"pin-source={quote(str(self.pin_source), safe=_QUERY_SAFE)}")
-        if self.pin_value is not None:
-            query.append(f"pin-value={quote(self.pin_value, safe=_QUERY_SAFE)}")
+        if pin_value is not None:
+            query.append(f"pin-value={quote(pin_value, safe=_QUERY_SAFE)}")
         return f"{self}?{'&'.join(query)}"
 
     def __str__(self) -> str:

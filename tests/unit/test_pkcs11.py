@@ -6,6 +6,7 @@ token in a temporary directory serves the whole file; each test uses its own key
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import stat
 import subprocess
@@ -19,12 +20,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.config import parse_config
-from edge.daemon import signing
-from edge.daemon.pkcs11_signer import Pkcs11Signer
-from edge.errors import ConfigError
+from edge.config import load_config, parse_config
+from edge.daemon import doctor, signing
+from edge.daemon.pkcs11_signer import Pkcs11Signer, labelled, open_session, relabel
+from edge.daemon.terminal import Terminal
+from edge.errors import ConfigError, ProvisioningError
 from edge.protocol.pkcs11_uri import Pkcs11Uri, parse_pkcs11_uri
 from provisioning import device, ward_ca
+from provisioning.__main__ import main as provisioning_cli
 from provisioning.pki import TerminalIdentity, new_private_key
 from provisioning.token import public_keys, token_session
 
@@ -75,6 +78,7 @@ def test_written_uri_reads_back(token: str, label: str, pin: str) -> None:
     uri = Pkcs11Uri(Path("/usr/lib/a b;c.so"), token, label, pin_value=pin)
     assert parse_pkcs11_uri(uri.text()) == uri
     assert "pin_value" not in repr(uri)
+    assert parse_pkcs11_uri(uri.redacted_text()) == Pkcs11Uri(uri.module_path, token, label, pin_value="***")
 
 
 def test_config_takes_a_path_or_a_uri_and_names_the_key() -> None:
@@ -208,39 +212,202 @@ def test_missing_token_or_key_is_named(softhsm: Path) -> None:
         open_signer(uri_text(softhsm, "k").replace(f"token={TOKEN}", "token=absent"))
 
 
-def test_provision_install_and_rotate_on_the_token(token_uri: str, tmp_path: Path) -> None:
-    state, etc = tmp_path / "state", tmp_path / "etc"
-    ward = ward_ca.init_ward_ca(tmp_path / "ward-ca", IDENTITY.ward_code)[0]
-    csca = ward_ca.init_ward_ca(tmp_path / "csca", "VN")[0].cert
-    files = {"csca": tmp_path / "csca.der", "broker_ca": tmp_path / "broker.crt", "command": tmp_path / "cmd.pub"}
-    files["csca"].write_bytes(csca.public_bytes(serialization.Encoding.DER))
-    files["broker_ca"].write_bytes(ward.cert.public_bytes(serialization.Encoding.PEM))
-    files["command"].write_bytes(new_private_key().public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+@pytest.fixture
+def pin_file(tmp_path: Path) -> Path:
+    """The PIN as install wants it: a file of its own (0640 root:cccd-edge on a terminal), never in config.toml."""
+    path = tmp_path / "token.pin"
+    path.write_text(PIN + "\n", encoding="utf-8")
+    path.chmod(0o640)
+    return path
 
-    def sign_and_install() -> device.InstallResult:
-        cert = tmp_path / "device.crt"
-        csr = x509.load_pem_x509_csr((state / device.CSR).read_bytes())
-        cert.write_bytes(ward_ca.sign_csr(ward, csr).public_bytes(serialization.Encoding.PEM))
-        return device.install_device(state, etc, cert=cert, broker_ca=files["broker_ca"],
-                                     ward_command_key=files["command"], trust=[files["csca"]], mqtt_host="h")
 
-    device.init_device(state, IDENTITY, pkcs11_uri=token_uri)
-    assert not sign_and_install().rotated
-    config = (etc / device.CONFIG).read_text(encoding="utf-8")
-    assert f'device_key = "{token_uri}"' in config
-    first = token_public_key(token_uri)
+@pytest.fixture
+def pin_file_uri(softhsm: Path, label: str, pin_file: Path) -> str:
+    return f"pkcs11:token={TOKEN};object={label}?module-path={softhsm}&pin-source={pin_file}"
 
-    rotation = device.rotate_device(state)  # no --pkcs11-uri: the state dir remembers the token
+
+class Ward:
+    """The ward's side of provisioning, and the terminal's state and config directories."""
+
+    def __init__(self, root: Path) -> None:
+        self.state, self.etc = root / "state", root / "etc"
+        self.ca = ward_ca.init_ward_ca(root / "ward-ca", IDENTITY.ward_code)[0]
+        csca = ward_ca.init_ward_ca(root / "csca", "VN")[0].cert
+        self.csca, self.broker_ca, self.command = root / "csca.der", root / "broker.crt", root / "cmd.pub"
+        self.csca.write_bytes(csca.public_bytes(serialization.Encoding.DER))
+        self.broker_ca.write_bytes(self.ca.cert.public_bytes(serialization.Encoding.PEM))
+        self.command.write_bytes(new_private_key().public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        self._signed = 0
+
+    def sign(self) -> Path:
+        """A certificate for the terminal's current CSR."""
+        self._signed += 1
+        cert = self.state.parent / f"device-{self._signed}.crt"
+        csr = x509.load_pem_x509_csr((self.state / device.CSR).read_bytes())
+        cert.write_bytes(ward_ca.sign_csr(self.ca, csr).public_bytes(serialization.Encoding.PEM))
+        return cert
+
+    def install(self, cert: Path) -> device.InstallResult:
+        return device.install_device(self.state, self.etc, cert=cert, broker_ca=self.broker_ca,
+                                     ward_command_key=self.command, trust=[self.csca], mqtt_host="h")
+
+    def installed_key(self) -> ec.EllipticCurvePublicKey:
+        public = x509.load_pem_x509_certificate((self.etc / device.CERT).read_bytes()).public_key()
+        assert isinstance(public, ec.EllipticCurvePublicKey)
+        return public
+
+
+@pytest.fixture
+def ward(tmp_path: Path) -> Ward:
+    return Ward(tmp_path)
+
+
+def labels_on_token(uri_text: str) -> set[str]:
+    """The labels of this test's objects on the token, straight from a session (no recovery on the way)."""
+    from pkcs11 import Attribute
+
+    uri = parse_pkcs11_uri(uri_text)
+    session = open_session(uri, config_key="test")
+    try:
+        return {str(obj[Attribute.LABEL]) for obj in session.get_objects()
+                if str(obj[Attribute.LABEL]).startswith(uri.object)}
+    finally:
+        session.close()
+
+
+def relabel_by_hand(uri_text: str, old: str, new: str) -> None:
+    """One step of the rotation's label swap, as if the power went off right after it."""
+    session = open_session(parse_pkcs11_uri(uri_text), config_key="test", rw=True)
+    try:
+        relabel(labelled(session, old), new)
+    finally:
+        session.close()
+
+
+def test_provision_install_and_rotate_on_the_token(pin_file_uri: str, ward: Ward) -> None:
+    device.init_device(ward.state, IDENTITY, pkcs11_uri=pin_file_uri)
+    result = ward.install(ward.sign())
+    assert not result.rotated
+    assert not result.client_tls
+    config = load_config(ward.etc / device.CONFIG)  # what the daemon does: a token key must not be refused
+    assert config.paths.device_key == parse_pkcs11_uri(pin_file_uri)
+    assert config.paths.device_cert is None  # server-authenticated TLS only: ssl cannot use the token key
+    assert config.mqtt.tls
+    first = token_public_key(pin_file_uri)
+    assert ward.installed_key() == first  # installed all the same: the office verifies results with it
+
+    rotation = device.rotate_device(ward.state)  # no --pkcs11-uri: the state dir remembers the token
     assert isinstance(rotation.key, Pkcs11Uri)
     assert rotation.key.object.endswith(".next")
-    assert token_public_key(token_uri) == first  # the old key serves until the new certificate is installed
-    assert sign_and_install().rotated
-    second = token_public_key(token_uri)
+    assert token_public_key(pin_file_uri) == first  # the old key serves until the new certificate is installed
+    assert ward.install(ward.sign()).rotated
+    second = token_public_key(pin_file_uri)
     assert second != first
-    assert x509.load_pem_x509_certificate((etc / device.CERT).read_bytes()).public_key() == second
-    assert public_keys(parse_pkcs11_uri(token_uri))[1] is None  # the pending pair took the label; the old is gone
-    signer = open_signer(token_uri)
+    assert ward.installed_key() == second
+    assert labels_on_token(pin_file_uri) == {parse_pkcs11_uri(pin_file_uri).object}  # no .next, no .old
+    signer = open_signer(pin_file_uri)
     assert signer.kid == signing.key_id(second)
     assert isinstance(signer, Pkcs11Signer)
+    signer.close()
+
+
+def test_token_install_drops_the_client_certificate_of_a_file_key_install(
+        pin_file_uri: str, ward: Ward, capsys: pytest.CaptureFixture[str]) -> None:
+    """A terminal that moves its key from a file to a token: mutual TLS must go, or the daemon refuses the config."""
+    ward.etc.mkdir()
+    (ward.etc / device.CONFIG).write_text(f'[paths]\ndevice_cert = "{ward.etc / device.CERT}"\n', encoding="utf-8")
+    device.init_device(ward.state, IDENTITY, pkcs11_uri=pin_file_uri)
+    assert provisioning_cli(["device", "install", "--cert", str(ward.sign()), "--broker-ca", str(ward.broker_ca),
+                             "--ward-command-key", str(ward.command), "--trust", str(ward.csca), "--mqtt-host", "h",
+                             "--state-dir", str(ward.state), "--config-dir", str(ward.etc), "--owner", ""]) == 0
+    assert "server-authenticated TLS only" in capsys.readouterr().out
+    assert load_config(ward.etc / device.CONFIG).paths.device_cert is None
+    assert (ward.etc / device.CERT).exists()
+
+
+def test_install_refuses_a_pin_in_the_uri(token_uri: str, ward: Ward) -> None:
+    device.init_device(ward.state, IDENTITY, pkcs11_uri=token_uri)
+    with pytest.raises(ProvisioningError, match="pin-value") as info:
+        ward.install(ward.sign())
+    assert "pin-source=/etc/cccd-edge/token.pin" in info.value.hint
+    assert "0640 root:cccd-edge" in info.value.hint
+    assert PIN not in str(info.value)
+    assert not ward.etc.exists()  # refused before anything was written
+
+
+def test_config_dumps_never_show_the_pin(softhsm: Path) -> None:
+    config = parse_config({"terminal_id": "t", "ward_code": "w", "paths": {"device_key": uri_text(softhsm, "k")}})
+    for shown in (repr(config), str(config), config.model_dump_json(), str(config.model_dump()),
+                  str(config.model_dump(mode="json"))):
+        assert PIN not in shown
+    assert config.model_dump()["paths"]["device_key"] == uri_text(softhsm, "k", pin="***")
+
+
+def test_signer_opens_again_after_close(token_uri: str, tmp_path: Path) -> None:
+    """Login is per process and token: only a closed signer lets the next one log in (a restarted Terminal)."""
+    device.init_device(tmp_path, IDENTITY, pkcs11_uri=token_uri)
+    first = open_signer(token_uri)
+    first.close()
+    second = open_signer(token_uri)
+    assert second.kid == first.kid
+    second.close()
+
+
+def test_rotation_interrupted_after_the_first_relabel_is_finished_by_install(pin_file_uri: str, ward: Ward) -> None:
+    device.init_device(ward.state, IDENTITY, pkcs11_uri=pin_file_uri)
+    ward.install(ward.sign())
+    first = token_public_key(pin_file_uri)
+    device.rotate_device(ward.state)
+    new_cert = ward.sign()
+    active = parse_pkcs11_uri(pin_file_uri).object
+    relabel_by_hand(pin_file_uri, active, active + ".old")  # the power went off here
+    assert labels_on_token(pin_file_uri) == {active + ".old", active + ".next"}
+    assert ward.installed_key() == first  # device.crt is written only once the new key is active
+    ward.install(new_cert)  # the operator runs it again
+    assert labels_on_token(pin_file_uri) == {active}
+    second = token_public_key(pin_file_uri)
+    assert second != first
+    assert ward.installed_key() == second
+    signer = open_signer(pin_file_uri)
+    assert signer.kid == signing.key_id(second)
+    signer.close()
+
+
+def test_rotation_interrupted_before_the_old_key_is_destroyed_is_finished_by_the_daemon(
+        pin_file_uri: str, ward: Ward) -> None:
+    device.init_device(ward.state, IDENTITY, pkcs11_uri=pin_file_uri)
+    ward.install(ward.sign())
+    device.rotate_device(ward.state)
+    active = parse_pkcs11_uri(pin_file_uri).object
+    relabel_by_hand(pin_file_uri, active, active + ".old")
+    relabel_by_hand(pin_file_uri, active + ".next", active)  # the power went off here
+    signer = open_signer(pin_file_uri)  # the daemon's read-only open finishes it in a read/write session
+    signer.close()
+    assert labels_on_token(pin_file_uri) == {active}
+    assert signer.kid == signing.key_id(token_public_key(pin_file_uri))
+
+
+def test_daemon_refuses_a_token_key_the_installed_certificate_is_not_for(pin_file_uri: str, ward: Ward) -> None:
+    device.init_device(ward.state, IDENTITY, pkcs11_uri=pin_file_uri)
+    ward.install(ward.sign())
+    device.rotate_device(ward.state)
+    new_cert = ward.sign()
+    active = parse_pkcs11_uri(pin_file_uri).object
+    relabel_by_hand(pin_file_uri, active, active + ".old")  # install stopped: the daemon will finish the swap...
+    config = load_config(ward.etc / device.CONFIG)
+    # ...and then its new key does not match the old device.crt: refused, not signing results the office rejects.
+    with pytest.raises(ConfigError, match=r"paths\.device_key: .*device\.crt is not for the key"):
+        Terminal(config).start()
+    failed = doctor.check_certificate(signing.device_certificate(None, config.paths.trust_store),
+                                      config.paths.device_key, dt.datetime.now(dt.UTC))
+    assert not failed.ok
+    assert "device install" in failed.hint
+    ward.install(new_cert)  # Terminal.stop() closed the token session: provisioning can log in again
+    passed = doctor.check_certificate(signing.device_certificate(None, config.paths.trust_store),
+                                      config.paths.device_key, dt.datetime.now(dt.UTC))
+    assert passed.ok
+    assert passed.detail.endswith("matches the key on the token")
+    signer = open_signer(pin_file_uri)
+    signing.check_certified_key(signer, ward.etc / device.CERT)
     signer.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -108,6 +109,7 @@ def test_config_is_accepted_by_the_daemon(site: dict[str, Path]) -> None:
     config = config_module.load_config(site["etc"] / "config.toml")
     assert config.terminal_id == TERMINAL
     assert config.paths.device_key == site["state"] / "device.key"
+    assert config.paths.device_cert == site["etc"] / "device.crt"  # a key file: mutual TLS
 
 
 def test_rerunning_keeps_keys_and_operator_settings(site: dict[str, Path]) -> None:
@@ -301,6 +303,25 @@ def test_install_script_dry_run_builds_the_venv_on_the_system_python(tmp_path: P
     # The system interpreter apt installs picamera2 for, never whatever `python3` comes first on root's PATH.
     assert f"+ /usr/bin/python3 -m venv --system-site-packages {prefix}\n" in run.stdout, run.stdout
     assert not prefix.exists()
+
+
+def test_install_script_stamp_covers_the_extras(tmp_path: Path) -> None:
+    """`--pkcs11` after a plain install must still run pip: the stamp of the installed sources names the extras."""
+    prefix = tmp_path / "opt"
+
+    def plan(*options: str) -> str:
+        run = subprocess.run(["bash", str(INSTALL_SH), "--dry-run", "--no-apt", "--prefix", str(prefix), *options],
+                             capture_output=True, text=True, check=False, timeout=60)
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
+    stamp = re.search(r"touch '(.+?)'", plan())
+    assert stamp is not None
+    prefix.mkdir()
+    Path(stamp.group(1)).touch()  # as a real plain install leaves it
+    assert "package in " + str(prefix) + " is up to date" in plan()
+    with_token = plan("--pkcs11")
+    assert f"pip install --quiet --disable-pip-version-check {INSTALL_SH.parents[1]}[pi,pkcs11]" in with_token
 
 
 def test_install_script_dry_run_installs_the_polkit_rule_where_polkit_is(tmp_path: Path) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from edge.daemon import signing
 from edge.errors import ConfigError, TokenError, TokenExpiredError, UnknownKeyError
@@ -145,6 +149,39 @@ def test_device_signer_reads_a_key_file(tmp_path: Path) -> None:
     signer = signing.device_signer(path)
     assert isinstance(signer, signing.FileKeySigner)
     assert signer.kid == signing.key_id(key.public_key())
+
+
+def _certificate_for(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "T1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def test_daemon_checks_the_key_against_the_certificate(signer: signing.KeySigner, tmp_path: Path) -> None:
+    """The office verifies results with the certificate's key: a key it does not certify is refused at start."""
+    other = ec.generate_private_key(ec.SECP256R1())
+    signing.check_certified_key(signing.KeySigner(other), _certificate_for(other, tmp_path / "mine.crt"))
+    with pytest.raises(ConfigError, match=r"paths\.device_key: .*other\.crt is not for the key") as info:
+        signing.check_certified_key(signer, _certificate_for(other, tmp_path / "other.crt"))
+    assert "device install" in info.value.hint
+    signer.close()  # a key in memory: nothing to release, and the signer still works
+    assert len(signer.sign(b"x")) == 64
+
+
+def test_the_certificate_to_check_is_configured_or_installed(tmp_path: Path) -> None:
+    trust = tmp_path / "etc" / "trust"
+    configured = tmp_path / "client.crt"
+    assert signing.device_certificate(configured, trust) == configured
+    assert signing.device_certificate(None, trust) is None  # a lab terminal without certificates
+    installed = tmp_path / "etc" / signing.INSTALLED_CERT  # where `device install` puts it, beside trust/
+    installed.parent.mkdir()
+    installed.write_bytes(b"")
+    assert signing.device_certificate(None, trust) == installed
+    assert signing.device_certificate(configured, trust) == configured
 
 
 def test_result_token_signed_and_optionally_encrypted(signer: signing.KeySigner) -> None:
