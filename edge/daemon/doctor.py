@@ -27,7 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from edge.daemon.outbox import Outbox
+from edge.daemon.outbox import Outbox, read_only_uri
 from edge.daemon.signing import KeySigner, Signer, check_certified_key, device_certificate, device_signer
 from edge.drivers.base import CardPresence, Frame, FrameSource, ReaderState
 from edge.errors import ConfigError, EdgeError
@@ -349,7 +349,7 @@ def check_databases(state_dir: Path) -> list[DoctorResult]:
     results = []
     for path in files:
         try:
-            with sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5) as db:
+            with sqlite3.connect(read_only_uri(path), uri=True, timeout=5) as db:
                 answer = db.execute("PRAGMA integrity_check").fetchall()
             db.close()
         except sqlite3.Error as exc:
@@ -367,7 +367,8 @@ def check_databases(state_dir: Path) -> list[DoctorResult]:
 
 
 def check_outbox(state_dir: Path, limits: OutboxConfig, message_expiry: int, now: dt.datetime) -> DoctorResult:
-    """Room left and the age of the oldest undelivered result, through the daemon's own :class:`Outbox`.
+    """Room left and the age of the oldest undelivered result, through the daemon's own :class:`Outbox`, opened
+    read-only (nothing created or changed, even as root).
 
     Opening the oldest entry also proves that ``outbox.key`` still belongs to the database; its payload is dropped
     unread. A missing key is reported, never created: a new key would make every queued result undecryptable.
@@ -381,7 +382,7 @@ def check_outbox(state_dir: Path, limits: OutboxConfig, message_expiry: int, now
         return _fail("outbox queue", f"{path.with_suffix('.key')} is missing: queued results cannot be decrypted",
                      f"restore outbox.key from a backup, or {lost_hint}")
     try:
-        outbox = Outbox(path, max_count=limits.max_count, max_bytes=limits.max_bytes)
+        outbox = Outbox(path, max_count=limits.max_count, max_bytes=limits.max_bytes, read_only=True)
     except (EdgeError, sqlite3.Error) as exc:
         return _fail("outbox queue", str(exc), lost_hint)
     try:

@@ -61,16 +61,20 @@ class OutboxStats:
     last_seq: int
 
 
+def _load_key(path: Path) -> bytes:
+    if path.stat().st_mode & 0o077:
+        raise DeliveryError(f"{path} is readable by group/others; chmod 600 it")
+    key = path.read_bytes()
+    if len(key) != 32:
+        raise OutboxCorruptError(f"{path} does not hold a 32-byte key")
+    return key
+
+
 def _load_or_create_key(path: Path) -> bytes:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        if path.stat().st_mode & 0o077:
-            raise DeliveryError(f"{path} is readable by group/others; chmod 600 it") from None
-        key = path.read_bytes()
-        if len(key) != 32:
-            raise OutboxCorruptError(f"{path} does not hold a 32-byte key") from None
-        return key
+        return _load_key(path)
     key = AESGCM.generate_key(bit_length=256)
     with os.fdopen(fd, "wb") as out:
         out.write(key)
@@ -79,18 +83,32 @@ def _load_or_create_key(path: Path) -> bytes:
     return key
 
 
+def read_only_uri(path: Path) -> str:
+    """An SQLite URI that reads ``path`` and creates nothing beside it. Without a ``-wal`` file the database is
+    complete in the main file and is opened immutable (no ``-shm`` is made, which as root would lock the service
+    user out); with one, its ``-shm`` exists already and a plain read-only connection sees the latest commits."""
+    wal = path.with_name(path.name + "-wal")
+    return f"{path.as_uri()}?mode=ro" + ("" if wal.exists() else "&immutable=1")
+
+
 class Outbox:
     """A bounded, durable, encrypted FIFO of signed result tokens, ordered by ``seq``. Thread-safe."""
 
-    def __init__(self, path: Path, *, max_count: int, max_bytes: int) -> None:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    def __init__(self, path: Path, *, max_count: int, max_bytes: int, read_only: bool = False) -> None:
+        """``read_only`` (``cccd-edge doctor``): an existing outbox and key, opened without creating or changing
+        any file, so a check run as root leaves nothing the service user cannot write."""
         self.path = path
         self.max_count = max_count
         self.max_bytes = max_bytes
-        self._aead = AESGCM(_load_or_create_key(path.with_suffix(".key")))
-        create_private(path)
         self._lock = threading.Lock()
         try:
+            if read_only:
+                self._aead = AESGCM(_load_key(path.with_suffix(".key")))
+                self._db = sqlite3.connect(read_only_uri(path), uri=True, check_same_thread=False, timeout=30)
+                return
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._aead = AESGCM(_load_or_create_key(path.with_suffix(".key")))
+            create_private(path)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")

@@ -543,3 +543,12 @@ def test_doctor_against_a_real_mutual_tls_mosquitto(
     key, cert = terminal
     refused = doctor.check_broker("127.0.0.1", broker.port, tls=True, ca=pki.ca_cert, cert=cert, key=key)
     assert not refused.ok, refused
+
+
+def test_outbox_checks_create_and_change_nothing(tmp_path: Path) -> None:
+    """Run as root, a created ``-shm``/``-wal`` would be root's and lock the service user out of its outbox."""
+    _queue(tmp_path, 3)  # closed cleanly: the WAL is checkpointed away
+    before = {path.name: path.stat().st_mtime_ns for path in tmp_path.iterdir()}
+    assert doctor.check_outbox(tmp_path, LIMITS, EXPIRY, NOW).ok
+    assert all(result.ok for result in doctor.check_databases(tmp_path))
+    assert {path.name: path.stat().st_mtime_ns for path in tmp_path.iterdir()} == before
