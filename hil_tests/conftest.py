@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from edge.protocol.access.policy import AccessKey, CanKey, MrzKey
 from edge.protocol.verify.checks import Verdict
 from edge.protocol.verify.trust import TrustStore
 
@@ -34,6 +35,11 @@ NO_RIG = f"{RIG_ENV} not set: hardware-in-loop tests need a rig file (see hil_te
 KINDS = frozenset({"hardware", "virtual"})
 CAMERA_SOURCES = frozenset({"picam", "v4l2", "replay"})
 _TOPIC_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
+#: How a test card opens: "pace" with its CAN (a CCCD), or "bac" with its MRZ key (a card without PACE, such as
+#: JMRTD's passport applet, see README "Making rig test cards").
+ACCESS = frozenset({"pace", "bac"})
+_DOCUMENT_NUMBER = re.compile(r"^[A-Z0-9<]{1,9}$")
+_YYMMDD = re.compile(r"^\d{6}$")
 
 
 class RigFileError(ValueError):
@@ -42,15 +48,30 @@ class RigFileError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class TestCard:
-    """A test card kept at the rig. ``can`` is a secret of a test card, never of a citizen: not logged anyway."""
+    """A test card kept at the rig. ``can`` and ``mrz`` are secrets of a test card, never of a citizen: not logged
+    anyway. A "pace" card has its CAN, a "bac" card its MRZ key (document number, birth, expiry) instead."""
 
     __test__ = False  # not a pytest test class, despite the name
 
     profile: str
-    can: str = field(repr=False)  # kept out of assertion messages and logs
+    can: str | None = field(default=None, repr=False)  # kept out of assertion messages and logs
     atr: bytes | None = None  # expected ATR, when the rig pins one card model
     reader: str | None = None  # substring of the name of the reader holding it (needed with several cards)
     verdict: Verdict | None = None  # what verify_chip must say (None: anything but "failed")
+    access: str = "pace"
+    mrz: tuple[str, str, str] | None = field(default=None, repr=False)
+
+    @property
+    def bac(self) -> bool:
+        return self.access == "bac"
+
+    @property
+    def key(self) -> AccessKey:
+        """The key that opens the card: its MRZ key for BAC, else its CAN."""
+        if self.mrz is not None:
+            return MrzKey(*self.mrz)
+        assert self.can is not None, "a PACE card has its CAN (checked when the rig file loads)"
+        return CanKey(self.can)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +169,7 @@ class Rig:
 _KEYS: dict[str, frozenset[str]] = {
     "": frozenset({"name", "kind", "reader", "cards", "camera", "leds", "broker", "trust"}),
     "reader": frozenset({"name"}),
-    "cards": frozenset({"profile", "can", "atr", "reader", "verdict"}),
+    "cards": frozenset({"profile", "can", "atr", "reader", "verdict", "access", "mrz"}),
     "camera": frozenset({"source", "device", "path", "fps", "qr_in_view"}),
     "leds": frozenset({"active_high", "time_scale", "wires"}),
     "leds.wires": frozenset({"led", "output", "input"}),
@@ -180,19 +201,44 @@ def _pin(value: Any, where: str) -> int | str:
     return value
 
 
-def _card(entry: dict[str, Any], where: str) -> TestCard:
+def _can(entry: dict[str, Any], where: str) -> str:
     can = str(entry["can"])
     if not (can.isascii() and can.isdigit() and len(can) == 6):
         raise RigFileError(f"{where}.can: a CAN is 6 digits")
+    return can
+
+
+def _mrz(entry: dict[str, Any], where: str) -> tuple[str, str, str]:
+    mrz = entry["mrz"]
+    if not (isinstance(mrz, list) and len(mrz) == 3 and all(isinstance(part, str) for part in mrz)):
+        raise RigFileError(f'{where}.mrz is ["DOCUMENT NUMBER", "YYMMDD of birth", "YYMMDD of expiry"]')
+    number, birth, expiry = mrz
+    if not _DOCUMENT_NUMBER.match(number):
+        raise RigFileError(f"{where}.mrz: a document number is 1 to 9 of A-Z, 0-9, <")
+    if not (_YYMMDD.match(birth) and _YYMMDD.match(expiry)):
+        raise RigFileError(f"{where}.mrz: dates of birth and expiry are YYMMDD")
+    return number, birth, expiry
+
+
+def _card(entry: dict[str, Any], where: str) -> TestCard:
+    access = str(entry.get("access", "pace"))
+    if access not in ACCESS:
+        raise RigFileError(f"{where}.access must be one of {sorted(ACCESS)}")
+    if access == "bac" and "can" in entry:
+        raise RigFileError(f"{where}: a BAC card is read with its mrz, not a can")
+    if access == "pace" and "mrz" in entry:
+        raise RigFileError(f'{where}: an mrz goes with access = "bac"; a PACE card is read with its can')
     verdict = entry.get("verdict")
     if verdict is not None and verdict not in set(Verdict):
         raise RigFileError(f"{where}.verdict must be one of {[v.value for v in Verdict]}")
     return TestCard(
         profile=str(entry["profile"]),
-        can=can,
+        can=_can(entry, where) if access == "pace" else None,
         atr=bytes.fromhex(entry["atr"]) if "atr" in entry else None,
         reader=str(entry["reader"]) if "reader" in entry else None,
         verdict=Verdict(verdict) if verdict is not None else None,
+        access=access,
+        mrz=_mrz(entry, where) if access == "bac" else None,
     )
 
 

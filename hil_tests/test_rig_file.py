@@ -11,12 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from edge.protocol.verify.checks import Verdict
+from edge.protocol.access.policy import AccessMethod, CanKey, MrzKey
+from edge.protocol.chip import ReadRequest, read_chip
+from edge.protocol.verify.checks import CheckStatus, Verdict
+from edge.sim.card import VirtualCard
+from edge.sim.chip_security import SimChipSecurity
+from edge.sim.model import FID_CARD_ACCESS
 from hil_tests.conftest import HIL_DIR, RigFileError, load_rig
 
 VIRTUAL_RIG = HIL_DIR / "virtual-rig.toml"
 
 MINIMAL_CARD = '[[cards]]\nprofile = "default"\ncan = "012345"\n'
+#: A JMRTD test card personalised from quirk-no-sfi (the default person): BAC with the MRZ key of its DG1.
+BAC_CARD = '[[cards]]\nprofile = "quirk-no-sfi"\naccess = "bac"\nmrz = ["203012345", "030201", "280201"]\n'
 
 #: (rig file text, what the error must say)
 MALFORMED = [
@@ -26,6 +33,13 @@ MALFORMED = [
     ('[reader]\nname = "ACS"\nslot = 1\n', "unknown key"),
     ('[[cards]]\nprofile = "default"\n', "missing or bad"),
     ('[[cards]]\nprofile = "default"\ncan = "12345"\n', "6 digits"),
+    (MINIMAL_CARD + 'access = "ca"\n', "access"),
+    (MINIMAL_CARD + 'mrz = ["203012345", "030201", "280201"]\n', "goes with access"),
+    (BAC_CARD + 'can = "012345"\n', "not a can"),
+    ('[[cards]]\nprofile = "default"\naccess = "bac"\n', "missing or bad"),
+    ('[[cards]]\nprofile = "default"\naccess = "bac"\nmrz = "203012345"\n', "mrz is"),
+    ('[[cards]]\nprofile = "default"\naccess = "bac"\nmrz = ["2030123456", "030201", "280201"]\n', "document"),
+    ('[[cards]]\nprofile = "default"\naccess = "bac"\nmrz = ["203012345", "03-02-01", "280201"]\n', "YYMMDD"),
     (MINIMAL_CARD + 'verdict = "ok"\n', "verdict"),
     (MINIMAL_CARD + 'atr = "3B 8"\n', "missing or bad"),
     ('cards = "default"\n', "array of tables"),
@@ -106,6 +120,34 @@ def test_an_empty_rig_has_nothing(tmp_path: Path) -> None:
 def test_the_can_stays_out_of_reprs(tmp_path: Path) -> None:
     rig = load_rig(_write(tmp_path, MINIMAL_CARD))
     assert "012345" not in repr(rig)
+
+
+def test_a_bac_card_is_given_by_its_mrz_key(tmp_path: Path) -> None:
+    pace, bac = load_rig(_write(tmp_path, MINIMAL_CARD + BAC_CARD)).cards
+    assert (pace.bac, pace.key) == (False, CanKey("012345"))
+    assert (bac.bac, bac.can, bac.key) == (True, None, MrzKey("203012345", "030201", "280201"))
+    assert "203012345" not in repr(bac)
+
+
+def test_a_virtual_bac_card_is_a_jmrtd_like_card_read_by_bac(tmp_path: Path) -> None:
+    """What a virtual rig would insert for the entry (its two vpcd readers hold the CI cards): the profile's card
+    without EF.CardAccess and PACE, whose chip refuses reads by SFI: it reads completely over BAC, CA and AA pass."""
+    from hil_tests.virtual import card_spec
+
+    (entry,) = load_rig(_write(tmp_path, BAC_CARD)).cards
+    spec = card_spec(entry)
+    assert FID_CARD_ACCESS not in spec.image.mf_files
+    assert (spec.quirks.pace_supported, spec.quirks.no_sfi) == (False, True)
+    chip = VirtualCard(spec, SimChipSecurity(spec.secrets, spec.quirks))
+    chip.power_on()
+    read = read_chip(chip, ReadRequest(entry.key, allow_bac_fallback=True))
+    assert read.access.method is AccessMethod.BAC
+    assert "6A82" in (read.no_card_access_reason or "")  # EF.CardAccess: SFI refused, then SELECT found none
+    assert (read.chip_auth.status, read.active_auth.verified) == (CheckStatus.PASSED, True)
+    assert set(read.data_groups) == {1, 13, 14, 15}
+    wrong = load_rig(_write(tmp_path, BAC_CARD.replace("280201", "290201"))).cards[0]
+    with pytest.raises(RigFileError, match="not the card's"):
+        card_spec(wrong)
 
 
 @pytest.mark.parametrize(

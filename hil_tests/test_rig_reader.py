@@ -3,6 +3,8 @@ then a full chip read of each test card (PACE with its CAN, secure messaging, CA
 
 EF.CardAccess needs no access key (it tells the terminal which PACE variants the chip offers). The full read uses
 a test card's CAN from the rig file and asserts on verdicts and check names only: no personal data in the output.
+A card given as ``access = "bac"`` (a JMRTD test card: no PACE, no EF.CardAccess, reads only SELECTed files) is
+read with its MRZ key over BAC instead, and has no EF.CardAccess to check.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pytest
 from edge.drivers.base import CardPresence
 from edge.drivers.pcsc import PcscReaderDriver
 from edge.protocol.access.card_access import parse_security_infos
-from edge.protocol.access.policy import AccessMethod, CanKey
+from edge.protocol.access.policy import AccessMethod
 from edge.protocol.chip import ReadRequest, read_chip
 from edge.protocol.reader import read_file
 from edge.protocol.verify.card import verify_chip
@@ -51,18 +53,6 @@ def test_card_answers_with_a_known_atr(driver: PcscReaderDriver, reader_rig: Rig
         assert atr in expected, f"ATR {atr.hex(' ')} is none of the rig's test cards"
 
 
-def test_card_access_is_readable_by_sfi(driver: PcscReaderDriver) -> None:
-    if not any(s.presence is CardPresence.PRESENT for s in driver.readers()):
-        pytest.skip("no card on the rig's reader")
-    connection = driver.connect()
-    try:
-        # A CCCD keeps EF.CardAccess in the master file, selected after reset: READ BINARY by SFI, no SELECT.
-        infos = parse_security_infos(read_file(connection, SFI_CARD_ACCESS))
-    finally:
-        connection.close()
-    assert infos.pace, "EF.CardAccess lists no PACE protocol: not a CCCD (or not an ICAO 9303 chip)"
-
-
 def _reader_holding(driver: PcscReaderDriver, rig: Rig, card: TestCard) -> str:
     """The reader the test card lies on: the one it names, or the only reader holding a card."""
     present = [s.name for s in driver.readers() if s.presence is CardPresence.PRESENT]
@@ -75,15 +65,30 @@ def _reader_holding(driver: PcscReaderDriver, rig: Rig, card: TestCard) -> str:
     return present[0]
 
 
-def test_full_chip_read_with_pace_can_verifies(
-    driver: PcscReaderDriver, reader_rig: Rig, rig_card: TestCard, trust_store: TrustStore
-) -> None:
+def test_card_access_lists_pace(driver: PcscReaderDriver, reader_rig: Rig, rig_card: TestCard) -> None:
+    if rig_card.bac:
+        pytest.skip("a BAC test card has no EF.CardAccess (no PACE)")
     reader = _reader_holding(driver, reader_rig, rig_card)
     with driver.connect(reader) as connection:
-        read = read_chip(connection, ReadRequest(CanKey(rig_card.can)))
+        # A CCCD keeps EF.CardAccess in the master file, selected after reset: READ BINARY by SFI, no SELECT.
+        infos = parse_security_infos(read_file(connection, SFI_CARD_ACCESS))
+    assert infos.pace, "EF.CardAccess lists no PACE protocol: not a CCCD (or not an ICAO 9303 chip)"
+
+
+def test_full_chip_read_verifies(
+    driver: PcscReaderDriver, reader_rig: Rig, rig_card: TestCard, trust_store: TrustStore
+) -> None:
+    """PACE with the CAN (a CCCD), or BAC with the MRZ key for a BAC test card (BAC allowed in case its applet is
+    selected at power-up: EF.COM then answers and the terminal tries PACE first)."""
+    reader = _reader_holding(driver, reader_rig, rig_card)
+    with driver.connect(reader) as connection:
+        read = read_chip(connection, ReadRequest(rig_card.key, allow_bac_fallback=rig_card.bac))
     report = verify_chip(read, trust_store, now=datetime.now(UTC), qr=None)
 
-    assert read.access.method is AccessMethod.PACE, "a CCCD opens with PACE (CAN); BAC means a wrong card or key"
+    if rig_card.bac:
+        assert read.access.method is AccessMethod.BAC, "a BAC test card opened with PACE: is access = \"bac\" right?"
+    else:
+        assert read.access.method is AccessMethod.PACE, "a CCCD opens with PACE (CAN); BAC means a wrong card or key"
     assert read.dg1 is not None, "every CCCD has DG1 (the MRZ)"
     assert read.dg13 is not None, "every CCCD has DG13 (personal data)"
     assert read.stats.apdus > 0

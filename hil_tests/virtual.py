@@ -1,7 +1,8 @@
 """The virtual rig's parts, so CI runs the HIL suite unchanged: the suite must not rot between visits to a real rig.
 
 - reader: the private pcscd + vpcd of ``tests/fixtures/pcsc.py``; each ``[[cards]]`` entry is a card built from its
-  sim profile (``build_card``) with the chip side of PACE/CA/AA (``SimChipSecurity``), on its own vpcd reader;
+  sim profile (``build_card``) with the chip side of PACE/CA/AA (``SimChipSecurity``), on its own vpcd reader; an
+  ``access = "bac"`` entry is that card as a JMRTD test card is: no EF.CardAccess, no PACE;
 - camera: the replay driver showing synthetic photographs of each card's QR (``bench/qr_synth.py``'s renderer);
 - LEDs: gpiozero MockFactory pins, each output a ``MockConnectedPin`` driving its wired input pin.
 
@@ -10,6 +11,7 @@ Only the hardware is replaced: pyscard, pcscd, the protocol code, the decoders a
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +24,7 @@ from PIL import Image
 
 from edge.drivers.base import CardPresence
 from edge.drivers.pcsc import PcscReaderDriver
+from edge.protocol.access.policy import MrzKey
 from edge.protocol.verify.trust import TrustStore
 from edge.sim.builder import build_card
 from edge.sim.card_qr import card_qr_text
@@ -30,7 +33,7 @@ from edge.sim.pki import load_or_create_pki
 from edge.sim.profile import load_profile
 from edge.sim.runner import SimulatedCard
 from edge.sim.stack import READER_NAMES, PcscStack
-from hil_tests.conftest import LedWire, Rig, RigFileError
+from hil_tests.conftest import LedWire, Rig, RigFileError, TestCard
 from tests.fixtures.pcsc import wait_for_presence
 
 if TYPE_CHECKING:
@@ -42,11 +45,18 @@ def reader_slot(rig: Rig, index: int) -> int:
     return READER_NAMES.index(named) if named is not None else index
 
 
-def card_spec(profile: str, can: str) -> SimCardSpec:
-    """The card of ``profile``; the rig file's CAN must be the card's, as on a real rig (else the file is wrong)."""
-    spec = build_card(load_profile(profile))
-    if spec.secrets.can != can:
-        raise RigFileError(f"card {profile!r}: the rig file's CAN is not the card's (the last 6 ID digits)")
+def card_spec(card: TestCard) -> SimCardSpec:
+    """The card of the entry's profile; the rig file's key must be the card's, as on a real rig (else the file is
+    wrong). A BAC card loses EF.CardAccess and PACE, as on a JMRTD test card personalised from the profile."""
+    spec = build_card(load_profile(card.profile))
+    key = card.key
+    if isinstance(key, MrzKey):
+        if key.mrz_information() != spec.secrets.mrz_information:
+            raise RigFileError(f"card {card.profile!r}: the rig file's mrz is not the card's (DG1)")
+        image = dataclasses.replace(spec.image, mf_files={})
+        return dataclasses.replace(spec, image=image, quirks=dataclasses.replace(spec.quirks, pace_supported=False))
+    if spec.secrets.can != key.can:
+        raise RigFileError(f"card {card.profile!r}: the rig file's CAN is not the card's (the last 6 ID digits)")
     return spec
 
 
@@ -57,7 +67,7 @@ class VirtualCards:
         self._driver = driver
         self._cards: list[tuple[str, SimulatedCard]] = []
         for index, entry in enumerate(rig.cards):
-            spec = card_spec(entry.profile, entry.can)
+            spec = card_spec(entry)
             slot = reader_slot(rig, index)
             card = SimulatedCard(spec, stack.reader_port(slot), security=SimChipSecurity(spec.secrets, spec.quirks))
             self._cards.append((READER_NAMES[slot], card))

@@ -2,10 +2,12 @@
 
 Order, and why:
 
-1. EF.CardAccess by short file id, plain (the CCCD answers 6D00 to SELECT MF); absent means BAC only. Unless the
-   eMRTD application is still selected from an earlier session on the same card (a re-read without lifting the
-   card: PC/SC leaves the card as it was, and the MF cannot be selected again): one plain probe of EF.COM tells
-   the two apart, and PACE then runs with the CCCD's known parameters, as re-authentication does mid-read.
+1. EF.CardAccess by short file id, plain (the CCCD answers 6D00 to SELECT MF); absent or unreadable (a status word
+   in ``card_access.NO_CARD_ACCESS``, e.g. a JavaCard whose card manager answers 6D00) means BAC only, and
+   :attr:`ChipRead.no_card_access_reason` says why. Unless the eMRTD application is still selected from an
+   earlier session on the same card (a re-read without lifting the card: PC/SC leaves the card as it was, and the
+   MF cannot be selected again): one plain probe of EF.COM tells the two apart, and PACE then runs with the
+   CCCD's known parameters, as re-authentication does mid-read.
 2. The secure channel (PACE first, BAC only as the policy allows: ``edge.protocol.access.policy``).
 3. EF.SOD first: it lists the data groups the card really has, so nothing is requested that is not there (no
    6A82 round trips, DG3/DG11 never asked for) and every file read can be hashed against it. Of those, only the
@@ -24,8 +26,9 @@ Order, and why:
 
 A check whose data group the request leaves out (DG14 for CA, DG15 for AA) is ``not_performed``, saying so.
 
-Reads go by short file id without SELECT, in chunks as large as secure messaging allows (extended length when the
-transport carries it), stepping down where the chip refuses and remembering what worked in a :class:`ChunkMemory`.
+Reads go by short file id without SELECT (on a chip that refuses that, by SELECT and offset: see
+``edge.protocol.reader``), in chunks as large as secure messaging allows (extended length when the transport
+carries it), stepping down where the chip refuses and remembering what worked in a :class:`ChunkMemory`.
 A 6987/6988 mid-read re-authenticates once (redoing CA if it was done) and resumes at the offset reached: the
 chunks already received are kept and not read again.
 
@@ -36,6 +39,7 @@ are injected.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -50,10 +54,11 @@ from edge.errors import (
     ParseError,
     SessionLostError,
     SmIntegrityError,
+    StatusWordError,
 )
 from edge.protocol import tlv
 from edge.protocol.access.active_auth import CHALLENGE_LENGTH, ActiveAuthResult, active_authenticate
-from edge.protocol.access.card_access import SecurityInfos, parse_security_infos
+from edge.protocol.access.card_access import SecurityInfos, no_card_access_reason, parse_security_infos
 from edge.protocol.access.chip_auth import (
     NO_CHIP_AUTHENTICATION,
     ChipAuthResult,
@@ -63,8 +68,8 @@ from edge.protocol.access.chip_auth import (
 from edge.protocol.access.pace import PaceResult
 from edge.protocol.access.policy import AccessKey, AccessMethod, SecureChannel, open_secure_channel
 from edge.protocol.apdu import (
-    SW_FILE_NOT_FOUND,
     SW_OK,
+    SW_SECURITY_STATUS,
     SW_WARNING_EOF,
     ApduConnection,
     CommandApdu,
@@ -83,13 +88,19 @@ from edge.protocol.reader import (
     CHUNK_PLAIN,
     INS_READ_BINARY,
     INS_READ_BINARY_ODD,
+    INS_SELECT,
+    SFI_REFUSALS,
     ChunkMemory,
     file_name,
     odd_room,
     read_file,
+    select_command,
+    select_file,
 )
 from edge.protocol.sm import SecureMessaging
 from edge.protocol.verify.checks import CheckStatus
+
+log = logging.getLogger(__name__)
 
 SFI_CARD_ACCESS = 0x1C
 SFI_SOD = 0x1D
@@ -175,6 +186,7 @@ class ApduStats:
 class ChipRead:
     """A complete chip read: raw bytes per file (for hashing), parsed objects, and what was proven.
 
+    ``no_card_access_reason`` says why ``card_access`` is None (absent, or refused: BAC only).
     ``sod`` is None when EF.SOD does not parse (``sod_error`` says why: verification then fails). ``data_groups``
     maps DG number to the file exactly as read; ``requested`` is what the request asked for; ``not_read`` lists
     the DGs the SOD lists that were not requested (e.g. DG2 without ``want_photo``).
@@ -182,6 +194,7 @@ class ChipRead:
 
     card_access: bytes | None
     card_access_infos: SecurityInfos | None
+    no_card_access_reason: str | None
     sod_raw: bytes
     sod: SodFile | None
     sod_error: str | None
@@ -251,7 +264,8 @@ class _Link:
     * Le fitted to secure messaging (a short Le of 256 after a refused extended read becomes 223/231, so the
       secured answer still fits 256 bytes; ``read_file`` then learns the size as a chip cap);
     * the chunks of the current file received so far, replayed after a re-authentication so the card is only
-      asked for what is still missing (the file is SELECTed first if the next card read does not name its SFI);
+      asked for what is still missing (the file is SELECTed first if the next card read does not name its SFI
+      and ``read_file`` did not SELECT it already, as it does for a chip that refuses reads by SFI);
     * whether chip authentication still awaits its proof (the first verified answer under the new keys).
     """
 
@@ -287,6 +301,7 @@ class _Link:
     def send_and_receive(self, command: CommandApdu) -> ResponseApdu:
         target = _read_target(command)
         if target is None:
+            self._file_selected = self._file_selected or command.ins == INS_SELECT
             return self._send(command)
         command = self._fit(command)
         offset, room, by_sfi = _read_target(command) or target
@@ -294,8 +309,7 @@ class _Link:
             data = bytes(self._received[offset : offset + room])
             return ResponseApdu(tlv.encode(0x53, data) if command.ins == INS_READ_BINARY_ODD else data, SW_OK)
         if self._resuming and not by_sfi and not self._file_selected:
-            fid = (0x0100 | self._sfi).to_bytes(2, "big")
-            self._send(CommandApdu(0x00, 0xA4, 0x02, 0x0C, fid)).check(f"SELECT {file_name(self._sfi)}")
+            select_file(self, self._sfi)
         self._file_selected = True
         response = self._send(command)
         self._remember(command, offset, response)
@@ -477,20 +491,30 @@ def _parse_sod(sod_raw: bytes) -> tuple[SodFile | None, str | None]:
         return None, str(exc)
 
 
-def _read_card_access(conn: ApduConnection, memory: ChunkMemory) -> bytes | None:
+def _read_card_access(conn: ApduConnection, memory: ChunkMemory) -> tuple[bytes | None, str | None]:
+    """EF.CardAccess, or None and why the card offers none (see step 1 of the module docstring)."""
     try:
-        return read_file(conn, SFI_CARD_ACCESS, chunk=CHUNK_PLAIN, memory=memory)
-    except FileNotFoundOnCardError:
-        return None
+        return read_file(conn, SFI_CARD_ACCESS, chunk=CHUNK_PLAIN, memory=memory), None
+    except StatusWordError as exc:
+        reason = no_card_access_reason(exc.sw)
+        if reason is None:
+            exc.add_note("while reading EF.CardAccess")
+            raise
+        log.info("no PACE: %s", reason)
+        return None, reason
     except EdgeError as exc:
         exc.add_note("while reading EF.CardAccess")
         raise
 
 
 def _applet_still_selected(conn: ApduConnection) -> bool:
-    """Whether EF.COM answers (6982, or data) to a plain read by SFI: then the eMRTD application is the current DF,
-    not the MF, and a missing EF.CardAccess says nothing about PACE."""
-    return conn.send_and_receive(CommandApdu(0x00, INS_READ_BINARY, 0x80 | SFI_COM, 0, le=1)).sw != SW_FILE_NOT_FOUND
+    """Whether EF.COM answers (6982, or data) to a plain read by SFI, or, on a chip refusing reads by SFI, to
+    SELECT: then the eMRTD application is the current DF, not the MF, and a missing EF.CardAccess says nothing
+    about PACE."""
+    probe = conn.send_and_receive(CommandApdu(0x00, INS_READ_BINARY, 0x80 | SFI_COM, 0, le=1))
+    if probe.sw in SFI_REFUSALS:
+        probe = conn.send_and_receive(select_command(SFI_COM))
+    return bool(probe.data) or probe.sw in (SW_OK, SW_WARNING_EOF, SW_SECURITY_STATUS)
 
 
 def _open_session(conn: CountingConnection, request: ReadRequest, card_access: bytes | None, rng: Random,
@@ -518,9 +542,14 @@ def read_chip(
     """Read and authenticate the chip on ``conn`` (see the module docstring); never returns partial data."""
     memory = memory if memory is not None else ChunkMemory()
     counting = CountingConnection(conn)
-    card_access = _read_card_access(counting, memory)
+    card_access, no_card_access = _read_card_access(counting, memory)
     card_access_infos = parse_security_infos(card_access, what="EF.CardAccess") if card_access is not None else None
     session = _open_session(counting, request, card_access, rng, memory)
+    if session.card_access is not None and card_access is None:
+        no_card_access = (
+            "EF.CardAccess is out of reach while the eMRTD application is still selected: PACE ran with the "
+            "CCCD's parameters"
+        )
 
     sod_raw = session.read(SFI_SOD)
     sod, sod_error = _parse_sod(sod_raw)
@@ -556,6 +585,7 @@ def read_chip(
     return ChipRead(
         card_access=card_access,
         card_access_infos=card_access_infos,
+        no_card_access_reason=no_card_access,
         sod_raw=sod_raw,
         sod=sod,
         sod_error=sod_error,

@@ -6,6 +6,13 @@ header in that chunk tells the file's total length, so no separate 4-byte header
 (Le limits, extended length, 6282 at the end), so the strategy steps down on refusals and short answers and
 records what worked in a :class:`ChunkMemory` the caller keeps per card. A file is returned whole or not at all.
 
+Some chips (JMRTD's passport applet) read only the file chosen by SELECT FILE. A read by short file id refused
+with a status word that means "not addressed this way" (:data:`SFI_REFUSALS`; 6B00 only once no smaller Le helps)
+falls back to SELECT by FID and READ BINARY by offset, and the memory remembers it: the card's later files go
+straight to SELECT. 6A82 (no such file) and 6982 (not allowed) are answers about the file, never a reason to try
+again. Under secure messaging every command of the fallback goes through the same connection, so the SSC stays in
+step: a refused read is one more counted exchange, protected or naked.
+
 Pure: the connection is injected (a PC/SC reader, the simulator, or secure messaging wrapping either).
 """
 
@@ -17,6 +24,9 @@ from edge.errors import LdsError, StatusWordError, TlvError
 from edge.protocol import tlv
 from edge.protocol.apdu import (
     LE_MAX_SHORT,
+    SW_FUNC_NOT_SUPPORTED,
+    SW_INCORRECT_P1P2,
+    SW_NO_CURRENT_EF,
     SW_OK,
     SW_WARNING_EOF,
     SW_WRONG_LENGTH,
@@ -46,6 +56,11 @@ _HEADER_MAX = 8
 
 _SW_WRONG_LE_HINT = 0x6C
 
+#: Answers to a READ BINARY by short file id meaning the chip does not take SFI addressing (ISO 7816-4: 6A81
+#: function not supported, 6A86 incorrect P1-P2, 6986 no current EF: the SFI was ignored). 6B00 (wrong P1-P2)
+#: also means a refused Le on some chips, so it counts only once the Le ladder is exhausted.
+SFI_REFUSALS = frozenset({SW_FUNC_NOT_SUPPORTED, SW_INCORRECT_P1P2, SW_NO_CURRENT_EF})
+
 
 def file_name(sfi: int) -> str:
     """Human name of a short file id, for error messages and logs."""
@@ -53,16 +68,33 @@ def file_name(sfi: int) -> str:
     return names.get(sfi, f"DG{sfi}" if 1 <= sfi <= 16 else f"SFI {sfi:02X}")
 
 
+def file_id(sfi: int) -> int:
+    """The LDS FID whose low five bits are ``sfi``: EF.CardAccess 011C, EF.SOD 011D, EF.COM 011E, DGn 0100+n."""
+    return 0x0100 | sfi
+
+
+def select_command(sfi: int) -> CommandApdu:
+    """SELECT the EF by FID in the current DF, no answer data."""
+    return CommandApdu(0x00, INS_SELECT, 0x02, 0x0C, file_id(sfi).to_bytes(2, "big"))
+
+
+def select_file(conn: ApduConnection, sfi: int) -> None:
+    """SELECT the EF with short file id ``sfi``; 6A82 raises :class:`~edge.errors.FileNotFoundOnCardError`."""
+    conn.send_and_receive(select_command(sfi)).check(f"SELECT {file_name(sfi)}")
+
+
 @dataclass(slots=True)
 class ChunkMemory:
     """Largest chunk this card answered in full, learned by stepping down; kept by the caller for one card.
 
     Mutable on purpose: it is per-card state that outlives one file read (the next file starts at the size that
-    worked instead of failing again). ``extended_refused`` remembers a 6700 to an extended APDU.
+    worked instead of failing again). ``extended_refused`` remembers a 6700 to an extended APDU; ``select_files``
+    that the chip refused a read by short file id, so each file is SELECTed and read by offset.
     """
 
     limit: int | None = None
     extended_refused: bool = False
+    select_files: bool = False
 
     def size_for(self, requested: int) -> int:
         size = requested if self.limit is None else min(requested, self.limit)
@@ -130,15 +162,18 @@ class _Reader:
     def fetch(self, offset: int, want: int, cap: int, *, first: bool = False) -> bytes:
         """Read up to ``want`` bytes at ``offset`` with Le at most ``cap``, stepping down on refusals.
 
-        ``first`` is the read by short file id, whose Le may run past the end of a short file: a short answer is
-        normal there. Later reads never ask past the length the header announced, so a short answer means the
-        chip caps its answers, and that size is remembered. ``cap`` bounds the whole plain answer (so secure
-        messaging's overhead still fits); past offset 0x7FFF the DO 53 header of B1 answers counts against it.
+        ``first`` is the file's first read (by short file id unless the chip wants SELECT), whose Le may run past
+        the end of a short file: a short answer is normal there. Later reads never ask past the length the header
+        announced, so a short answer means the chip caps its answers, and that size is remembered. ``cap`` bounds
+        the whole plain answer (so secure messaging's overhead still fits); past offset 0x7FFF the DO 53 header
+        of B1 answers counts against it.
         """
         odd = self.odd(offset, first)
         le = min(want + odd_overhead(want), cap) if odd else min(want, cap)
+        by_sfi = first and not self.memory.select_files
+        learned_before = (self.memory.limit, self.memory.extended_refused)
         while True:
-            response, wire_length = self.read_binary(offset, le, by_sfi=first)
+            response, wire_length = self.read_binary(offset, le, by_sfi=by_sfi)
             expected = min(want, odd_room(le)) if odd else le
             data = response.data[:expected]
             if data and response.sw == SW_OK:
@@ -149,6 +184,10 @@ class _Reader:
                 if len(data) < expected and not first:
                     raise LdsError("the file ends before the length in its header", what=self.name, offset=offset)
                 return data
+            if by_sfi and response.sw in SFI_REFUSALS:
+                self.switch_to_select()
+                by_sfi = False
+                continue
             if response.sw >> 8 == _SW_WRONG_LE_HINT and 0 < (response.sw & 0xFF or 256) < le:
                 le = response.sw & 0xFF or 256
                 continue
@@ -159,9 +198,20 @@ class _Reader:
                 le = LE_MAX_SHORT
                 continue
             next_le = self.memory.step_down(le)
+            if next_le is None and by_sfi and response.sw == SW_WRONG_P1P2:  # no Le helps: the SFI was refused
+                self.memory.limit, self.memory.extended_refused = learned_before
+                self.switch_to_select()
+                by_sfi = False
+                le = min(want, self.memory.size_for(cap))
+                continue
             if next_le is None or (odd and odd_room(next_le) < 1):
                 raise status_error(response.sw, self.command_text(offset))
             le = next_le
+
+    def switch_to_select(self) -> None:
+        """The chip refused the read by short file id: SELECT the file, and remember to do so for the next ones."""
+        select_file(self.conn, self.sfi)
+        self.memory.select_files = True
 
 
 def odd_overhead(size: int) -> int:
@@ -195,6 +245,7 @@ def read_file(
 ) -> bytes:
     """Read the whole file with short file id ``sfi`` (its current DF must be selected).
 
+    By short file id, or by SELECT and offset once ``memory`` says the chip refused that (see the module docstring).
     ``chunk`` is the caller's Le per READ BINARY (223 under AES SM, 231 under 3DES SM, 256 plain, more with
     ``extended_ok``). Raises typed errors: :class:`~edge.errors.FileNotFoundOnCardError` (6A82),
     :class:`~edge.errors.SecurityStatusError` (6982), other :class:`~edge.errors.StatusWordError`, and
@@ -206,6 +257,8 @@ def read_file(
     memory = memory if memory is not None else ChunkMemory()
     reader = _Reader(conn, sfi, memory)
     size = _clamp_chunk(conn, chunk, extended_ok, memory)
+    if memory.select_files:
+        select_file(conn, sfi)
     buffer = bytearray(reader.fetch(0, size, size, first=True))
     total = _total_length(reader, buffer)
     while total is None:  # header not complete yet (a chip answering in tiny pieces)

@@ -5,7 +5,8 @@ Access control and secure messaging are not done here: they come in through the 
 access-control engineer can plug the chip side of PACE/BAC/SM in without touching the file logic.
 
 The card answers like the real one where it is known (``SELECT MF`` answers 6D00, DG3 6982, DG11 6A82) and
-departs from the happy path only where :class:`~edge.sim.model.Quirks` says so.
+departs from the happy path only where :class:`~edge.sim.model.Quirks` says so (``no_sfi``: reads only the file
+chosen by SELECT FILE, as JMRTD's passport applet does).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from edge.protocol.apdu import (
     SW_FILE_NOT_FOUND,
     SW_INCORRECT_P1P2,
     SW_INS_NOT_SUPPORTED,
+    SW_NO_CURRENT_EF,
     SW_OK,
     SW_SECURITY_STATUS,
     SW_SM_INCORRECT,
@@ -42,7 +44,6 @@ INS_READ_BINARY_ODD = 0xB1
 INS_GET_RESPONSE = 0xC0
 FID_MF = 0x3F00
 SW_CLA_NOT_SUPPORTED = 0x6E00
-SW_NO_CURRENT_EF = 0x6986
 CLA_SM = 0x0C
 CLA_CHAINING = 0x10  # PACE's GENERAL AUTHENTICATE steps are chained
 TAG_OFFSET = 0x54  # odd-INS READ BINARY: offset data object
@@ -357,6 +358,8 @@ class VirtualCard:
 
     def _even_target(self, command: CommandApdu) -> tuple[int, int] | ResponseApdu:
         if command.p1 & 0x80:  # short file id in P1, offset in P2; the file becomes the current EF
+            if self.spec.quirks.no_sfi:
+                return ResponseApdu(b"", self.spec.quirks.sfi_refusal_sw)
             if command.p1 & 0x60:
                 return ResponseApdu(b"", SW_INCORRECT_P1P2)
             fid = self._resolve_sfi(command.p1 & 0x1F)

@@ -24,6 +24,9 @@ Bitrate = Literal[106, 212, 424, 848]
 #: What a chip answers to a READ BINARY whose Le is over its limit: 6700 (wrong length, ISO 7816-4) or, on some
 #: chips, 6B00 (wrong parameters). cccd-card.md has nothing on real CCCDs, so both are modelled.
 LeRefusal = Literal[0x6700, 0x6B00]
+#: What a chip that reads only the file chosen by SELECT FILE answers to READ BINARY by short file id (ISO 7816-4:
+#: 6A86 incorrect P1-P2, 6A81 function not supported, 6986 no current EF, 6B00 wrong P1-P2).
+SfiRefusal = Literal[0x6A86, 0x6A81, 0x6986, 0x6B00]
 
 
 def dg_fid(number: int) -> int:
@@ -51,6 +54,8 @@ class Quirks:
     session_lost_after_apdus: int | None = None  # after N secured APDUs answer 6987 once (tests SM resume)
     response_chunk: int | None = None  # T=0 style: answer at most N data bytes, then 61xx (GET RESPONSE for more)
     wrong_le_hint: bool = False  # a short Le past the end of a file answers 6Cxx (xx = bytes available)
+    no_sfi: bool = False  # READ BINARY by short file id (B0 with P1 bit 8) answers sfi_refusal_sw: SELECT first
+    sfi_refusal_sw: SfiRefusal = 0x6A86
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from edge.errors import ConfigError
 from edge.protocol.card_expiry import expiry_date
-from edge.sim.model import Bitrate, LeRefusal, Quirks
+from edge.sim.model import Bitrate, LeRefusal, Quirks, SfiRefusal
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 
@@ -96,6 +96,8 @@ class QuirkSettings(_Strict):
     session_lost_after_apdus: int | None = Field(default=None, ge=0)
     response_chunk: int | None = Field(default=None, ge=1, le=65536)
     wrong_le_hint: bool | None = None
+    no_sfi: bool | None = None
+    sfi_refusal_sw: SfiRefusal | None = None
 
     @field_validator("le_refusal_sw", mode="before")
     @classmethod
@@ -103,6 +105,13 @@ class QuirkSettings(_Strict):
         """Name the allowed status words in hex (pydantic's own message would give them in decimal)."""
         if value is not None and value not in get_args(LeRefusal):
             raise ValueError("a refused Le is answered 0x6700 or 0x6B00")
+        return value
+
+    @field_validator("sfi_refusal_sw", mode="before")
+    @classmethod
+    def _sfi_status_word(cls, value: object) -> object:
+        if value is not None and value not in get_args(SfiRefusal):
+            raise ValueError("a refused read by short file id is answered 0x6A86, 0x6A81, 0x6986 or 0x6B00")
         return value
 
     @property

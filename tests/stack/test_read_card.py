@@ -333,6 +333,30 @@ def test_quirky_cards_read_completely_and_verify(
         assert result.chunk_limit <= quirks["max_le"]
 
 
+#: quirk-no-sfi (a chip that reads only the file chosen by SELECT FILE), PACE-CAN with DG2: the full read, plus the
+#: refused read of EF.CardAccess by SFI, plus one SELECT per file (EF.CardAccess, EF.SOD, DG14, DG1, DG13, DG15, DG2).
+NO_SFI_READ_APDUS = FULL_READ_WITH_PHOTO + 1 + 7
+
+
+@pytest.mark.parametrize("access", ["PACE-CAN", "BAC"])
+def test_a_chip_reading_only_selected_files_verifies_with_pace_can_and_bac(
+    access: str, specs: dict[str, SimCardSpec], trust: TrustStore, insert_card: InsertCard, connect: Any
+) -> None:
+    """One refused read by SFI (EF.CardAccess, plain), then every file by SELECT + READ BINARY by offset, under
+    AES (PACE) and 3DES (BAC) secure messaging alike. BAC runs on the profile's BAC-only twin."""
+    spec = specs["quirk-no-sfi"] if access == "PACE-CAN" else bac_only(specs["quirk-no-sfi"])
+    key: AccessKey = CanKey(spec.secrets.can) if access == "PACE-CAN" else mrz_key(spec)
+    card = insert(insert_card, spec)
+    result = read_on_reader(connect(), spec, key, want_photo=True)
+    assert result.access.method is (AccessMethod.PACE if access == "PACE-CAN" else AccessMethod.BAC)
+    assert_exact(result, spec, photo=True)
+    report = verify_chip(result, trust, now=NOW, qr=None)
+    assert report.verdict is Verdict.VERIFIED, failing(report)
+    assert report.check(CHIP_AUTHENTICATION).passed
+    assert result.active_auth.verified
+    assert result.stats.apdus == card.counters.apdus == NO_SFI_READ_APDUS - (3 if access == "BAC" else 0)
+
+
 # --- every shipped profile file, to the outcome it is made for -------------------------------------------------
 
 
@@ -372,6 +396,7 @@ OUTCOMES: dict[str, Outcome] = {
     # 6282 taught no smaller size: the chunk is the one secure messaging fits after the refused extended read
     "quirk-eof-6282": Outcome(sign=lambda read, _: read.chunk_limit == CHUNK_AES_SM and not read.extended_length),
     "quirk-naked-errors": Outcome(sign=lambda read, _: not read.extended_length),
+    "quirk-no-sfi": Outcome(sign=lambda read, _: read.stats.apdus == NO_SFI_READ_APDUS),
     "quirk-no-extended": Outcome(sign=lambda read, _: not read.extended_length),
     "quirk-pace-only": Outcome(key="mrz", sign=lambda read, _: read.access.method is AccessMethod.PACE),
     "quirk-removal-mid-read": Outcome(error=CardRemovedError, card_apdus=9),

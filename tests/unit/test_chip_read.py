@@ -21,6 +21,7 @@ from edge.errors import (
     AccessKeyRejectedError,
     CardRemovedError,
     SessionLostError,
+    StatusWordError,
 )
 from edge.protocol import tlv
 from edge.protocol.access.card_access import ID_PK_DH, ID_TA
@@ -91,6 +92,10 @@ class Recorder:
             if command.ins == 0xB0 and command.p1 & 0x80 and (not sfis or sfis[-1] != command.p1 & 0x1F):
                 sfis.append(command.p1 & 0x1F)
         return sfis
+
+    def ef_selects(self) -> int:
+        """SELECT EF commands (by FID, P1 00 or 02); under SM their FID is encrypted, so only counted."""
+        return sum(c.ins == 0xA4 and c.p1 in (0x00, 0x02) for c in self.commands)
 
 
 class Specs(dict[str, SimCardSpec]):
@@ -172,9 +177,12 @@ def test_pace_can_reads_every_profile_sod_first_and_only_what_is_needed(
     assert result.access.method is AccessMethod.PACE
     assert result.access.attempts == 1
     sfis = recorder.read_sfis()
-    assert sfis[:3] == [0x1C, 0x1D, 14]  # EF.CardAccess (plain), then EF.SOD, then DG14 for chip authentication
-    assert not {2, 3, 11} & set(sfis)
-    assert not any(c.ins == 0xA4 and c.p1 == 0x00 for c in recorder.commands)  # never SELECT MF / SELECT EF
+    if spec.quirks.no_sfi:  # the refused read of EF.CardAccess, then every file by SELECT: 5 secured, 1 plain
+        assert (sfis, recorder.ef_selects()) == ([0x1C], 1 + len(result.data_groups) + 1)
+    else:
+        assert sfis[:3] == [0x1C, 0x1D, 14]  # EF.CardAccess (plain), then EF.SOD, then DG14 for chip authentication
+        assert not {2, 3, 11} & set(sfis)
+        assert recorder.ef_selects() == 0  # never SELECT MF / SELECT EF
     assert result.not_read == (2,)
     assert result.stats.apdus == len(recorder.commands)
     genuine = name in GENUINE or not load_profile(name).forgery.clone_keys
@@ -272,6 +280,57 @@ def test_can_alone_cannot_open_a_bac_only_card(specs: dict[str, SimCardSpec]) ->
         read(without_pace(specs["default"]))
 
 
+class NoCardAccess(Recorder):
+    """A card answering ``sw`` to every plain command naming EF.CardAccess (by SFI, or SELECT 011C)."""
+
+    def __init__(self, inner: ApduConnection, sw: int) -> None:
+        super().__init__(inner)
+        self.sw = sw
+
+    def send_and_receive(self, command: CommandApdu) -> ResponseApdu:
+        by_sfi = command.ins == 0xB0 and command.p1 == 0x9C
+        if command.cla == 0 and (by_sfi or (command.ins == 0xA4 and command.data == b"\x01\x1c")):
+            self.commands.append(command)
+            return ResponseApdu(b"", self.sw)
+        return super().send_and_receive(command)
+
+
+@pytest.mark.parametrize("sw", [0x6982, 0x6985, 0x6986, 0x6D00, 0x6E00, 0x6A86, 0x6A81, 0x6A82], ids=hex)
+def test_an_unreadable_card_access_means_bac_and_says_why(sw: int, specs: dict[str, SimCardSpec]) -> None:
+    spec = specs["default"]
+    link = NoCardAccess(chip(spec), sw)
+    result = read_chip(link, ReadRequest(mrz_key(spec)))
+    assert result.access.method is AccessMethod.BAC
+    assert result.card_access is None
+    assert f"{sw:04X}" in (result.no_card_access_reason or "")
+    assert_complete(result, spec, photo=False)
+    # EF.CardAccess refused, the plain probe of EF.COM, then by SFI as ever: the refusal taught nothing about SFI
+    assert link.read_sfis()[:4] == [0x1C, 0x1E, 0x1D, 14]
+    with pytest.raises(AccessControlError, match="only BAC"):
+        read_chip(NoCardAccess(chip(spec), sw), ReadRequest(can_key(spec)))
+
+
+def test_other_errors_on_card_access_are_not_taken_for_no_pace(specs: dict[str, SimCardSpec]) -> None:
+    with pytest.raises(StatusWordError) as info:
+        read_chip(NoCardAccess(chip(specs["default"]), 0x6F00), ReadRequest(mrz_key(specs["default"])))
+    assert info.value.sw == 0x6F00
+    assert any("EF.CardAccess" in note for note in info.value.__notes__)
+
+
+@pytest.mark.parametrize("name", ["default", "quirk-no-sfi"])
+def test_a_second_read_without_lifting_the_card_runs_pace(name: str, specs: dict[str, SimCardSpec]) -> None:
+    """The eMRTD application is still selected: EF.CardAccess is out of reach, EF.COM answers (by SFI, or to
+    SELECT on a chip refusing reads by SFI), so PACE runs with the CCCD's parameters."""
+    spec = specs[name]
+    card = chip(spec)
+    read_chip(card, ReadRequest(can_key(spec)))
+    again = read_chip(card, ReadRequest(can_key(spec)))
+    assert again.access.method is AccessMethod.PACE
+    assert again.card_access is None
+    assert "still selected" in (again.no_card_access_reason or "")
+    assert_complete(again, spec, photo=False)
+
+
 # --- quirks -----------------------------------------------------------------------------------------------------
 
 QUIRKS: dict[str, dict[str, Any]] = {
@@ -280,6 +339,8 @@ QUIRKS: dict[str, dict[str, Any]] = {
     "6282 at end of file": {"eof_warning": True, "extended_length": False},
     "naked error answers": {"naked_errors": True, "extended_length": False},
     "6Cxx hints": {"wrong_le_hint": True, "extended_length": False},
+    "no SFI, naked 6986": {"no_sfi": True, "sfi_refusal_sw": 0x6986, "naked_errors": True},
+    "no SFI 6B00, small Le": {"no_sfi": True, "sfi_refusal_sw": 0x6B00, "max_le": 0xA0, "le_refusal_sw": 0x6B00},
 }
 
 
@@ -331,6 +392,18 @@ def test_session_lost_mid_read_reauthenticates_once_and_resumes(lost_after: int,
     # resumed at the offset reached: at most the lost chunk is read again (plus one SELECT of the file)
     assert _reads_of(recorder) <= _reads_of(base_recorder) + 1
     assert result.stats.apdus <= baseline.stats.apdus + 10
+
+
+@pytest.mark.parametrize("lost_after", [1, 3, 6, 9])
+def test_session_lost_on_a_select_only_chip_resumes_on_the_selected_file(
+    lost_after: int, specs: dict[str, SimCardSpec]
+) -> None:
+    spec = with_quirks(specs["quirk-no-sfi"], session_lost_after_apdus=lost_after, extended_length=False)
+    result, recorder = read(spec, want_photo=True)
+    assert_complete(result, spec, photo=True)
+    assert result.access.reauthentications == 1
+    assert result.chip_auth.status is CheckStatus.PASSED
+    assert recorder.read_sfis() == [0x1C]  # after the first refusal, every file (and the resume) by SELECT
 
 
 class DropSessionAt(Recorder):

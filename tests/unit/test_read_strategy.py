@@ -15,18 +15,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.errors import CardRemovedError, FileNotFoundOnCardError, LdsError, SecurityStatusError, StatusWordError
-from edge.protocol import tlv
+from edge.protocol import crypto, tlv
+from edge.protocol.access.policy import AccessKey, CanKey, MrzKey, open_secure_channel
 from edge.protocol.apdu import ApduConnection, CommandApdu, ResponseApdu
+from edge.protocol.crypto import CipherSuite
 from edge.protocol.reader import (
     CHUNK_AES_SM,
     ChunkMemory,
+    file_id,
     file_name,
     odd_room,
     read_file,
     read_file_common_strategy,
 )
+from edge.protocol.sm import SecureMessaging
 from edge.sim.card import VirtualCard
-from edge.sim.model import EMRTD_AID, FID_COM, Quirks, SimCardSpec, dg_fid
+from edge.sim.chip_security import SimChipSecurity
+from edge.sim.model import EMRTD_AID, FID_CARD_ACCESS, FID_COM, Quirks, SimCardSpec, dg_fid
 from edge.sim.runner import DEMO_COM, demo_spec
 
 
@@ -54,6 +59,14 @@ class Recorder:
     @property
     def reads(self) -> list[CommandApdu]:
         return [c for c in self.commands if c.ins in (0xB0, 0xB1)]
+
+    @property
+    def sfi_reads(self) -> list[CommandApdu]:
+        return [c for c in self.commands if c.ins == 0xB0 and c.p1 & 0x80]
+
+    @property
+    def selects(self) -> list[CommandApdu]:
+        return [c for c in self.commands if c.ins == 0xA4]
 
 
 def make_file(tag: int, size: int) -> bytes:
@@ -258,6 +271,117 @@ def test_common_strategy_needs_two_more_apdus_per_file() -> None:
 def test_common_strategy_reads_ef_com() -> None:
     _card, conn = card_with({})
     assert read_file_common_strategy(conn, FID_COM) == DEMO_COM
+
+
+# --- chips that read only the file chosen by SELECT FILE (JMRTD's passport applet) ------------------------------
+
+
+def select_of(sfi: int) -> CommandApdu:
+    return CommandApdu(0x00, 0xA4, 0x02, 0x0C, file_id(sfi).to_bytes(2, "big"))
+
+
+@pytest.mark.parametrize("refusal", [0x6A86, 0x6A81, 0x6986])
+def test_refused_sfi_read_selects_and_the_chip_is_remembered(refusal: int) -> None:
+    dg2 = make_file(0x75, 1000)
+    _card, conn = card_with({dg_fid(2): dg2}, no_sfi=True, sfi_refusal_sw=refusal)
+    memory = ChunkMemory()
+    assert read_file(conn, 0x1E, memory=memory) == DEMO_COM
+    by_sfi, by_offset = CommandApdu(0x00, 0xB0, 0x9E, 0, le=256), CommandApdu(0x00, 0xB0, 0, 0, le=256)
+    assert conn.commands == [by_sfi, select_of(0x1E), by_offset]  # refused by SFI, SELECT, one read by offset
+    assert conn.status_words == [refusal, 0x9000, 0x9000]
+    assert memory == ChunkMemory(select_files=True)
+    conn.commands.clear()
+    assert read_file(conn, 2, chunk=256, memory=memory) == dg2
+    assert conn.commands[0] == select_of(2)  # straight to SELECT: no refused attempt any more
+    assert len(conn.commands) == 1 + math.ceil(1000 / 256)
+    assert not conn.sfi_reads
+
+
+def test_6b00_counts_as_a_refused_sfi_only_once_no_le_helps() -> None:
+    """6B00 is also some chips' answer to a large Le: the ladder runs down first, then SELECT; nothing is learned
+    about chunk sizes from it, so the next file reads in full chunks."""
+    dg2 = make_file(0x75, 1000)
+    _card, conn = card_with({dg_fid(2): dg2}, no_sfi=True, sfi_refusal_sw=0x6B00)
+    memory = ChunkMemory()
+    assert read_file(conn, 0x1E, chunk=256, memory=memory) == DEMO_COM
+    refused = [c.le for c in conn.sfi_reads]
+    assert refused == [256, 231, 223, 192, 160, 128, 64, 32, 16, 8, 4, 1]
+    assert len(conn.commands) == len(refused) + 2  # + SELECT + one read by offset
+    assert memory == ChunkMemory(select_files=True)
+    conn.commands.clear()
+    assert read_file(conn, 2, chunk=256, memory=memory) == dg2
+    assert len(conn.commands) == 1 + math.ceil(1000 / 256)
+
+
+def test_absent_and_denied_files_never_fall_back_to_select() -> None:
+    _card, conn = card_with({})
+    memory = ChunkMemory()
+    with pytest.raises(FileNotFoundOnCardError):
+        read_file(conn, 11, memory=memory)
+    with pytest.raises(SecurityStatusError):
+        read_file(conn, 3, memory=memory)
+    assert not conn.selects
+    assert not memory.select_files
+
+
+def test_an_absent_file_on_a_select_only_chip_is_file_not_found() -> None:
+    _card, conn = card_with({}, no_sfi=True)
+    memory = ChunkMemory(select_files=True)
+    with pytest.raises(FileNotFoundOnCardError) as absent:
+        read_file(conn, 11, memory=memory)
+    assert "DG11" in absent.value.command
+    assert conn.commands == [select_of(11)]
+
+
+def test_select_only_chip_reads_past_7fff_with_odd_ins_on_the_selected_file() -> None:
+    content = make_file(0x75, 0x8000 + 3000)
+    _card, conn = card_with({dg_fid(2): content}, no_sfi=True)
+    assert read_file(conn, 2, chunk=4096, extended_ok=True, memory=ChunkMemory()) == content
+    odd = [c for c in conn.reads if c.ins == 0xB1]
+    assert odd
+    assert all((c.p1, c.p2) == (0, 0) for c in odd)  # the current EF, not a short file id
+
+
+def sm_card(key_kind: str, *, naked_errors: bool) -> tuple[SecureMessaging, Recorder, SimChipSecurity]:
+    """A select-only demo card behind secure messaging: BAC (3DES) or PACE with the CAN (AES-128)."""
+    base = demo_spec()
+    dg2 = make_file(0x75, 1000)
+    image = dataclasses.replace(base.image, applet_files={**base.image.applet_files, dg_fid(2): dg2})
+    spec = SimCardSpec("test", image, base.secrets, Quirks(no_sfi=True, naked_errors=naked_errors))
+    security = SimChipSecurity(spec.secrets, spec.quirks)
+    card = VirtualCard(spec, security)
+    card.power_on()
+    conn = Recorder(card)
+    info = spec.secrets.mrz_information
+    key: AccessKey = MrzKey(info[:9], info[10:16], info[17:23]) if key_kind == "BAC" else CanKey(spec.secrets.can)
+    access = None if key_kind == "BAC" else spec.image.mf_files[FID_CARD_ACCESS]
+    channel = open_secure_channel(conn, key, card_access=access)
+    conn.commands.clear()
+    conn.status_words.clear()
+    return channel.connection, conn, security
+
+
+@pytest.mark.parametrize("naked", [False, True], ids=["secured-errors", "naked-errors"])
+@pytest.mark.parametrize(("key_kind", "suite"), [("BAC", crypto.TDES), ("PACE", crypto.AES128)], ids=["3DES", "AES"])
+def test_select_fallback_under_secure_messaging_keeps_the_ssc_in_step(
+    key_kind: str, suite: CipherSuite, naked: bool
+) -> None:
+    sm, wire, chip_side = sm_card(key_kind, naked_errors=naked)
+    assert sm.suite is suite
+    chunk = sm.max_read_chunk(False)
+    memory = ChunkMemory()
+    assert read_file(sm, 0x1E, chunk=chunk, memory=memory) == DEMO_COM
+    assert len(wire.commands) == 3  # the refused read by SFI, SELECT, one read
+    assert wire.status_words[0] == 0x6A86
+    assert (len(wire.commands[0].data) > 0, wire.commands[0].p1) == (True, 0x9E)  # it went out secured
+    assert memory.select_files
+    assert chip_side.ssc == sm.ssc
+    wire.commands.clear()
+    dg2 = read_file(sm, 2, chunk=chunk, memory=memory)
+    assert len(dg2) == 1000
+    assert len(wire.commands) == 1 + math.ceil(1000 / chunk)  # SELECT + reads, no refused attempt
+    assert not wire.sfi_reads
+    assert chip_side.ssc == sm.ssc
 
 
 def test_file_names() -> None:

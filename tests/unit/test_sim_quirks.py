@@ -12,7 +12,7 @@ from edge.protocol import tlv
 from edge.protocol.apdu import CommandApdu, ResponseApdu
 from edge.sim.card import VirtualCard
 from edge.sim.model import EMRTD_AID, Quirks, dg_fid
-from edge.sim.profile import QuirkSettings, parse_quirk_assignments
+from edge.sim.profile import QuirkSettings, load_profile, parse_quirk_assignments
 from edge.sim.runner import demo_spec
 
 FILE = tlv.encode(0x75, bytes(range(256)) * 4)  # 1028 bytes on DG2
@@ -63,6 +63,21 @@ def test_the_older_eof_warning_fires_only_past_the_end() -> None:
     assert read_b0(card, SIZE - 100, 101) == ResponseApdu(FILE[-100:], 0x6282)
 
 
+@pytest.mark.parametrize("refusal", [None, 0x6A81, 0x6986, 0x6B00])
+def test_no_sfi_refuses_every_read_by_short_file_id_and_serves_the_selected_file(refusal: int | None) -> None:
+    card = card_in_applet(no_sfi=True, **({} if refusal is None else {"sfi_refusal_sw": refusal}))
+    for p1 in (0x82, 0x9E, 0x81):  # DG2, EF.COM, DG1: present or not, the answer is the refusal
+        assert card.send_and_receive(CommandApdu(0x00, 0xB0, p1, 0x00, le=16)).sw == (refusal or 0x6A86)
+    assert read_b0(card, 0, 16) == ResponseApdu(FILE[:16], 0x9000)  # DG2 is still the selected EF
+    assert read_b1(card, 16, 20).sw == 0x9000  # B1 names its file in P1-P2, not P1 bit 8
+
+
+def test_the_no_sfi_profile_is_the_default_card_refusing_with_6a86() -> None:
+    quirks = load_profile("quirk-no-sfi").quirks
+    assert quirks == QuirkSettings(no_sfi=True, sfi_refusal_sw=0x6A86)
+    assert load_profile("quirk-no-sfi").person == load_profile("default").person
+
+
 def test_quirk_assignments_take_toml_values() -> None:
     settings = parse_quirk_assignments(["max_le=0xA0", "le_refusal_sw = 0x6B00", "naked_errors=true",
                                         "bitrate_kbps=106", "answer_delay_ms=5"])  # fmt: skip
@@ -75,6 +90,7 @@ def test_quirk_assignments_take_toml_values() -> None:
 BAD_QUIRKS = [
     pytest.param(["bitrate_kbps=100"], "bitrate_kbps=100", id="not an ISO 14443 rate"),
     pytest.param(["le_refusal_sw=0x6A00"], "0x6700 or 0x6B00", id="not a Le refusal"),
+    pytest.param(["sfi_refusal_sw=0x6A82"], "0x6A86, 0x6A81, 0x6986 or 0x6B00", id="file absent is no refusal"),
     pytest.param(["naked_errors=1"], "boolean", id="1 for true"),
     pytest.param(["max_le=0"], "greater than or equal to 1", id="max Le 0"),
     pytest.param(["max_le=big"], "not a TOML number", id="not TOML"),

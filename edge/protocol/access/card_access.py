@@ -7,7 +7,9 @@ would refuse the card.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TypeVar
 
 from edge.errors import AccessControlError, InvalidPointError, LdsError, TlvError
@@ -39,7 +41,27 @@ _SUITE_ARC = {1: crypto.TDES, 2: crypto.AES128, 3: crypto.AES192, 4: crypto.AES2
 _PACE_FAMILIES = {ID_PACE_DH_GM, ID_PACE_ECDH_GM, ID_PACE_DH_IM, ID_PACE_ECDH_IM, ID_PACE_ECDH_CAM}
 
 WHAT = "SecurityInfos"
+
+#: Answers to a plain read of EF.CardAccess meaning the card has none this terminal can read, so no PACE (BAC is
+#: the way in): absent (6A82), not readable without access control (6982, 6985), not addressable this way (6986,
+#: 6A81, 6A86), or READ BINARY unknown where the card starts (6D00, 6E00: a JavaCard's card manager).
+NO_CARD_ACCESS: Mapping[int, str] = MappingProxyType({
+    0x6A82: "the card has no EF.CardAccess",
+    0x6982: "EF.CardAccess needs access control",
+    0x6985: "EF.CardAccess cannot be read in the card's state",
+    0x6986: "EF.CardAccess cannot be read here",
+    0x6A81: "the card does not read EF.CardAccess",
+    0x6A86: "the card does not address EF.CardAccess this way",
+    0x6D00: "the card does not know READ BINARY where it starts",
+    0x6E00: "the card does not know the plain class where it starts",
+})
 _T = TypeVar("_T")
+
+
+def no_card_access_reason(sw: int) -> str | None:
+    """Why a status word to reading EF.CardAccess means no PACE (for the result and the log); None: a real error."""
+    reason = NO_CARD_ACCESS.get(sw)
+    return None if reason is None else f"{reason} ({sw:04X}), so no PACE"
 
 
 # --- OID and INTEGER helpers -----------------------------------------------------------------------------------
