@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from edge.errors import ConfigError
 from edge.protocol.card_expiry import expiry_date
@@ -99,19 +99,13 @@ class QuirkSettings(_Strict):
     no_sfi: bool | None = None
     sfi_refusal_sw: SfiRefusal | None = None
 
-    @field_validator("le_refusal_sw", mode="before")
+    @field_validator("le_refusal_sw", "sfi_refusal_sw", mode="before")
     @classmethod
-    def _status_word(cls, value: object) -> object:
+    def _status_word(cls, value: object, info: ValidationInfo) -> object:
         """Name the allowed status words in hex (pydantic's own message would give them in decimal)."""
-        if value is not None and value not in get_args(LeRefusal):
-            raise ValueError("a refused Le is answered 0x6700 or 0x6B00")
-        return value
-
-    @field_validator("sfi_refusal_sw", mode="before")
-    @classmethod
-    def _sfi_status_word(cls, value: object) -> object:
-        if value is not None and value not in get_args(SfiRefusal):
-            raise ValueError("a refused read by short file id is answered 0x6A86, 0x6A81, 0x6986 or 0x6B00")
+        allowed = get_args(LeRefusal if info.field_name == "le_refusal_sw" else SfiRefusal)
+        if value is not None and value not in allowed:
+            raise ValueError(f"{info.field_name} must be one of {', '.join(f'0x{sw:04X}' for sw in allowed)}")
         return value
 
     @property

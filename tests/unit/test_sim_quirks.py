@@ -89,8 +89,8 @@ def test_quirk_assignments_take_toml_values() -> None:
 
 BAD_QUIRKS = [
     pytest.param(["bitrate_kbps=100"], "bitrate_kbps=100", id="not an ISO 14443 rate"),
-    pytest.param(["le_refusal_sw=0x6A00"], "0x6700 or 0x6B00", id="not a Le refusal"),
-    pytest.param(["sfi_refusal_sw=0x6A82"], "0x6A86, 0x6A81, 0x6986 or 0x6B00", id="file absent is no refusal"),
+    pytest.param(["le_refusal_sw=0x6A00"], "0x6700, 0x6B00", id="not a Le refusal"),
+    pytest.param(["sfi_refusal_sw=0x6A82"], "0x6A86, 0x6A81, 0x6986, 0x6B00", id="file absent is no refusal"),
     pytest.param(["naked_errors=1"], "boolean", id="1 for true"),
     pytest.param(["max_le=0"], "greater than or equal to 1", id="max Le 0"),
     pytest.param(["max_le=big"], "not a TOML number", id="not TOML"),
