@@ -67,6 +67,14 @@ class KeyOffered(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class QrRejected(Event):
+    """A QR that gives no key: not a CCCD's (``not_id_card``), or one contradicting itself (``qr_inconsistent``).
+    The officer must see it on the LEDs, not only the office on its event topic."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class CardInserted(Event):
     pass
 
@@ -248,6 +256,11 @@ class Machine:
             return self._start_read(snap, event.now)
         return self._enter(snap, State.WAIT_CARD, event.now), []
 
+    def _qr_rejected(self, snap: Snapshot, event: Event) -> tuple[Snapshot, list[Action]]:
+        assert isinstance(event, QrRejected)
+        # The failure pattern for the result time, then ready again (a card on the reader is kept as a fact).
+        return self._enter(snap, State.RESULT_FAILED, event.now), [Report("qr_rejected", event.reason)]
+
     def _card_inserted(self, snap: Snapshot, event: Event) -> tuple[Snapshot, list[Action]]:
         snap = replace(snap, card_present=True)
         if snap.state is State.READY:
@@ -323,6 +336,7 @@ class Machine:
 
     _HANDLERS: ClassVar[dict[type[Event], Handler]] = {
         KeyOffered: _key_offered,
+        QrRejected: _qr_rejected,
         CardInserted: _card_inserted,
         CardRemoved: _card_removed,
         Cancel: _cancel,
@@ -335,9 +349,9 @@ class Machine:
 
     #: Which events each state acts on (others only update facts such as card presence, or are ignored).
     ACCEPTS: ClassVar[dict[State, frozenset[type[Event]]]] = {
-        State.READY: frozenset({KeyOffered, CardInserted, CardRemoved}),
+        State.READY: frozenset({KeyOffered, QrRejected, CardInserted, CardRemoved}),
         State.WAIT_CARD: frozenset({KeyOffered, CardInserted, CardRemoved, Cancel}),
-        State.WAIT_KEY: frozenset({KeyOffered, CardRemoved, Cancel}),
+        State.WAIT_KEY: frozenset({KeyOffered, QrRejected, CardRemoved, Cancel}),
         State.READING: frozenset({CardRemoved, Cancel, ReadSucceeded, ReadFailed}),
         State.HOLD_STILL: frozenset({CardInserted, CardRemoved, Cancel}),
         State.VERIFYING: frozenset({CardRemoved, Cancel, VerifyDone}),

@@ -61,6 +61,7 @@ from edge.daemon.state import (
     Event,
     KeyOffered,
     Machine,
+    QrRejected,
     ReadFailed,
     ReadSucceeded,
     Report,
@@ -582,13 +583,10 @@ class Terminal:
                 self._count("qr_scans")
                 key = KeySource(CanKey(event.qr.id_number[-6:]), event.qr)
                 self._post(KeyOffered(self._clock(), key))
-            elif event.kind is ScanEventKind.INCONSISTENT_CARD:
-                # The QR contradicts itself (ID number vs birth date or sex): no key from it; the office sees why.
-                self._count("qr_inconsistent")
-                self._event({"event": "qr_inconsistent", "findings": event.reason})
-            else:
-                self._count("qr_not_id_card")
-                self._event({"event": "not_id_card"})
+            else:  # no key from it; the officer sees the failure pattern, the office the reason on /event
+                reason = "qr_inconsistent" if event.kind is ScanEventKind.INCONSISTENT_CARD else "not_id_card"
+                self._count(reason)
+                self._post(QrRejected(self._clock(), reason))
 
     # --- the worker ----------------------------------------------------------------------------------------------
 

@@ -612,3 +612,18 @@ def test_kill_9_of_the_daemon_at_a_random_point_of_delivery_loses_nothing(
         assert delivered_before < backlog  # the kill did land during the drain
     finally:
         office.close()
+
+
+def test_a_qr_that_is_not_a_cards_is_shown_to_the_officer_and_reported(
+    material: Material, rig_factory: Callable[..., Rig], tmp_path: Path
+) -> None:
+    rig = rig_factory()
+    rig.camera._sources["payment"] = ReplaySource(write_qr_frame("00020101021238570010A000000727", tmp_path / "p.png"),
+                                                  fps=30)  # fmt: skip
+    rig.camera.show("payment")
+    rig.office.wait(lambda: any(e.get("event") == "qr_rejected" for e in rig.office.events))
+    assert {"event": "qr_rejected", "detail": "not_id_card", "request_id": None} in rig.office.events
+    assert rig.terminal.stats.get("not_id_card") == 1
+    assert rig.terminal.stats.get("reads_started") is None
+    rig.camera.show("blank")
+    wait_until(lambda: rig.terminal.state is State.READY, what="back to ready after the failure pattern")

@@ -20,6 +20,7 @@ from edge.daemon.state import (
     Indicator,
     KeyOffered,
     Machine,
+    QrRejected,
     ReadFailed,
     ReadSucceeded,
     Report,
@@ -160,11 +161,25 @@ def test_outbox_full_refuses_reads_visibly_and_offline_queue_shows() -> None:
     assert snap.state is State.READING  # the card is still on the reader
 
 
+def test_a_qr_that_gives_no_key_shows_the_failure_pattern_then_ready() -> None:
+    for before in ([], [CardInserted(0)]):  # nothing yet, or a card already on the reader waiting for its key
+        snap, actions = run([*before, QrRejected(1, reason="qr_inconsistent")])
+        assert snap.state is State.RESULT_FAILED
+        assert indicators(actions)[-1] is Indicator.FAILURE
+        assert Report("qr_rejected", "qr_inconsistent") in actions
+        snap, actions = run([Tick(1 + 4)], snap)
+        assert snap.state is State.READY
+        snap, actions = run([KeyOffered(6, key="k")], snap)  # the right QR now
+        assert snap.state is (State.READING if before else State.WAIT_CARD)
+    reading, _ = run([KeyOffered(0, key="k"), CardInserted(1)])
+    assert run([QrRejected(2, reason="not_id_card")], reading)[0].state is State.READING  # a read is not disturbed
+
+
 # --- random storms -----------------------------------------------------------------------------------------------
 
 _EVENT_KINDS = st.sampled_from(["key", "request", "in", "out", "cancel", "read_ok", "read_fail", "verify_ok",
                                 "verify_fail", "reader_lost", "reader_back", "camera_lost", "camera_back",
-                                "link", "full", "tick"])
+                                "link", "full", "tick", "bad_qr"])
 
 
 def _event(kind: str, now: float, attempt: int) -> Event:
@@ -185,6 +200,7 @@ def _event(kind: str, now: float, attempt: int) -> Event:
         "link": lambda: DeliveryChanged(now, link_up=attempt % 2 == 0, queued=attempt, outbox_full=False),
         "full": lambda: DeliveryChanged(now, link_up=False, queued=9, outbox_full=attempt % 3 == 0),
         "tick": lambda: Tick(now),
+        "bad_qr": lambda: QrRejected(now, reason="not_id_card"),
     }[kind]()
 
 
