@@ -576,16 +576,20 @@ class Terminal:
                 continue
             if event is None:
                 continue
-            if event.repeat and self._result_for_card_on_reader.is_set():
-                self._count("qr_repeats_ignored")  # that card's result is already out: no second one
+            if event.repeat and (event.kind is not ScanEventKind.CARD or self._result_for_card_on_reader.is_set()):
+                # A stray QR left in view is shown once, and a card whose result is out gets no second one.
+                self._count("qr_repeats_ignored")
                 continue
             if event.kind is ScanEventKind.CARD and event.qr is not None:
                 self._count("qr_scans")
                 key = KeySource(CanKey(event.qr.id_number[-6:]), event.qr)
                 self._post(KeyOffered(self._clock(), key))
             else:  # no key from it; the officer sees the failure pattern, the office the reason on /event
-                reason = "qr_inconsistent" if event.kind is ScanEventKind.INCONSISTENT_CARD else "not_id_card"
-                self._count(reason)
+                reason = "not_id_card"
+                if event.kind is ScanEventKind.INCONSISTENT_CARD and event.qr is not None:
+                    codes = ",".join(f.code for f in event.qr.id_findings if f.severity == "error")
+                    reason = f"qr_inconsistent: {codes}"  # finding codes only, nothing personal
+                self._count(reason.partition(":")[0])
                 self._post(QrRejected(self._clock(), reason))
 
     # --- the worker ----------------------------------------------------------------------------------------------

@@ -71,6 +71,7 @@ from edge.protocol.apdu import (
     SW_OK,
     SW_SECURITY_STATUS,
     SW_WARNING_EOF,
+    SW_WRONG_P1P2,
     ApduConnection,
     CommandApdu,
     ResponseApdu,
@@ -512,7 +513,7 @@ def _applet_still_selected(conn: ApduConnection) -> bool:
     SELECT: then the eMRTD application is the current DF, not the MF, and a missing EF.CardAccess says nothing
     about PACE."""
     probe = conn.send_and_receive(CommandApdu(0x00, INS_READ_BINARY, 0x80 | SFI_COM, 0, le=1))
-    if probe.sw in SFI_REFUSALS:
+    if probe.sw in SFI_REFUSALS or probe.sw == SW_WRONG_P1P2:  # with Le=1, 6B00 cannot be a refused Le
         probe = conn.send_and_receive(select_command(SFI_COM))
     return bool(probe.data) or probe.sw in (SW_OK, SW_WARNING_EOF, SW_SECURITY_STATUS)
 
@@ -577,9 +578,14 @@ def read_chip(
     dg2 = parse_dg2(raw[DG_PHOTO]) if DG_PHOTO in raw else None
     active = session.active_authentication(dg14, dg15, dg15_listed=listed is None or DG_ACTIVE_AUTH in listed)
     if session.link.ca_unproven:  # nothing was exchanged after CA (a card with nothing else to read): prove it now
-        session.run(lambda: session.link.send_and_receive(CommandApdu(0x00, 0xB0, 0x80 | SFI_SOD, 0, le=1)),
-                    "proving chip authentication")  # fmt: skip
+        proof = (select_command(SFI_SOD) if session.memory.select_files
+                 else CommandApdu(0x00, INS_READ_BINARY, 0x80 | SFI_SOD, 0, le=1))  # fmt: skip
+        session.run(lambda: session.link.send_and_receive(proof), "proving chip authentication")
     chip_auth = session.ca_outcome or ChipAuthOutcome(CheckStatus.NOT_PERFORMED, "chip authentication did not run")
+    if chip_auth.status is CheckStatus.PASSED and session.link.ca_unproven:
+        # CA is implicit: only a MAC'd answer under the new keys proves it, and the chip gave none.
+        chip_auth = ChipAuthOutcome(CheckStatus.FAILED, "the chip gave no answer protected under the chip "
+                                    "authentication keys, so it did not prove it holds the DG14 key", chip_auth.result)
     channel = session.first
     protocol = channel.result.protocol if isinstance(channel.result, PaceResult) else "BAC"
     return ChipRead(

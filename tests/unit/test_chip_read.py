@@ -317,11 +317,12 @@ def test_other_errors_on_card_access_are_not_taken_for_no_pace(specs: dict[str, 
     assert any("EF.CardAccess" in note for note in info.value.__notes__)
 
 
-@pytest.mark.parametrize("name", ["default", "quirk-no-sfi"])
-def test_a_second_read_without_lifting_the_card_runs_pace(name: str, specs: dict[str, SimCardSpec]) -> None:
+@pytest.mark.parametrize(("name", "refusal"), [("default", None), ("quirk-no-sfi", None), ("quirk-no-sfi", 0x6B00)])
+def test_a_second_read_without_lifting_the_card_runs_pace(name: str, refusal: int | None,
+                                                          specs: dict[str, SimCardSpec]) -> None:  # fmt: skip
     """The eMRTD application is still selected: EF.CardAccess is out of reach, EF.COM answers (by SFI, or to
-    SELECT on a chip refusing reads by SFI), so PACE runs with the CCCD's parameters."""
-    spec = specs[name]
+    SELECT on a chip refusing reads by SFI, with 6B00 too), so PACE runs with the CCCD's parameters."""
+    spec = specs[name] if refusal is None else with_quirks(specs[name], sfi_refusal_sw=refusal)
     card = chip(spec)
     read_chip(card, ReadRequest(can_key(spec)))
     again = read_chip(card, ReadRequest(can_key(spec)))

@@ -214,3 +214,11 @@ def test_a_good_signature_by_a_key_the_sod_does_not_vouch_for_fails() -> None:
     check = check_active_auth(clone, CHALLENGE)
     assert check.status == "failed"
     assert "hash check" in check.reason
+    no_hash_check = [check for check in data["checks"] if check["name"] != DG_HASHES]
+    assert check_active_auth(with_evidence(evidence(), checks=no_hash_check), CHALLENGE).status == "failed"
+
+
+def test_an_untrusted_issuer_passes_with_the_caveat_said() -> None:
+    check = check_active_auth(with_evidence(evidence(), verdict="verified_untrusted_issuer"), CHALLENGE)
+    assert check.passed
+    assert "does not chain to a trusted CSCA" in check.reason
