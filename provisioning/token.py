@@ -6,6 +6,7 @@ one read/write session so the token sees a single login.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from pkcs11 import Session
 
 _OPTION = "--pkcs11-uri"
+_ID_BYTES = 16  # random: unique on the token without reading the others
 
 
 def parse_uri(text: str) -> Pkcs11Uri:
@@ -53,7 +55,7 @@ def token_session(uri: Pkcs11Uri) -> Iterator[Session]:
     session = open_session(uri, config_key=_OPTION, rw=True)
     try:
         with token_errors(uri, _OPTION):
-            finish_promotion(session, uri.object)
+            finish_promotion(session, uri.object, config_key=_OPTION)
             yield session
     finally:
         session.close()
@@ -75,7 +77,8 @@ def destroy_key_pair(session: Session, label: str) -> None:
 def ensure_key_pair(session: Session, label: str) -> tuple[ec.EllipticCurvePublicKey, bool]:
     """The P-256 key pair labelled ``label``, generated inside the token when absent; (public key, created).
 
-    The private half is made sensitive and not extractable: it cannot leave the token, not even through us.
+    The private half is made sensitive and not extractable: it cannot leave the token, not even through us. Both
+    halves get one CKA_ID of their own, which tells the pairs apart while a rotation's swap has their labels mixed.
     """
     from pkcs11 import Attribute, KeyType, MechanismFlag  # optional extra
     from pkcs11.util.ec import encode_named_curve_parameters
@@ -85,9 +88,27 @@ def ensure_key_pair(session: Session, label: str) -> tuple[ec.EllipticCurvePubli
     parameters = session.create_domain_parameters(
         KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")}, local=True)
     parameters.generate_keypair(
-        label=label, store=True, capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
+        id=secrets.token_bytes(_ID_BYTES), label=label, store=True,
+        capabilities=MechanismFlag.SIGN | MechanismFlag.VERIFY,
         private_template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False, Attribute.PRIVATE: True})
     return token_public_key(session, label), True
+
+
+def identify_pairs(session: Session, labels: tuple[str, ...]) -> None:
+    """Give the pair under each label a CKA_ID common to its halves and no other pair's, as generation does: keys
+    made before IDs were set share the empty one, and a swap must never start with pairs it cannot tell apart."""
+    from pkcs11 import Attribute  # optional extra
+
+    taken = {b""}
+    for label in labels:
+        objects = labelled(session, label)
+        ids = {bytes(obj[Attribute.ID]) for obj in objects}
+        if len(ids) != 1 or ids & taken:
+            fresh = secrets.token_bytes(_ID_BYTES)
+            for obj in objects:
+                obj[Attribute.ID] = fresh
+            ids = {fresh}
+        taken |= ids
 
 
 def public_keys(uri: Pkcs11Uri) -> tuple[ec.EllipticCurvePublicKey, ec.EllipticCurvePublicKey | None]:
@@ -103,10 +124,11 @@ def promote_pending(uri: Pkcs11Uri) -> None:
 
     In steps that a power cut cannot turn into a terminal without a key: the old pair is relabelled ``<object>.old``
     first, and :func:`~edge.daemon.pkcs11_signer.finish_promotion` does the rest (and again on the next session, if
-    it was interrupted).
+    it was interrupted), telling the pairs apart by the CKA_IDs made distinct here before any label changes.
     """
     with token_session(uri) as session:
         if not has_key_pair(session, pending(uri).object):
             raise ProvisioningError(f"no pending key pair {pending(uri)} on the token")
+        identify_pairs(session, (uri.object, pending(uri).object))
         relabel(labelled(session, uri.object), uri.object + RETIRING_SUFFIX)
-        finish_promotion(session, uri.object)
+        finish_promotion(session, uri.object, config_key=_OPTION)

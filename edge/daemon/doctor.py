@@ -28,7 +28,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge.daemon.outbox import Outbox, read_only_uri
-from edge.daemon.signing import KeySigner, Signer, check_certified_key, device_certificate, device_signer
+from edge.daemon.pkcs11_signer import Pkcs11Signer
+from edge.daemon.signing import KeySigner, Signer, check_certified_key, device_certificate
 from edge.drivers.base import CardPresence, Frame, FrameSource, ReaderState
 from edge.errors import ConfigError, EdgeError
 from edge.protocol.verify.trust import TrustStore
@@ -225,15 +226,16 @@ def _load_certificate(path: Path) -> x509.Certificate | str:
 
 
 def _open_device_key(key: Path | Pkcs11Uri) -> Signer | DoctorResult:
-    """The device key as the daemon opens it (a token through its module, PIN and label), or the failed line. A key
-    file is read without the daemon's mode check: the "device key" line reports that."""
+    """The device key as the daemon finds it (a token through its module, PIN and label), or the failed line. A key
+    file is read without the daemon's mode check: the "device key" line reports that. A token is opened read-only:
+    a rotation stopped half-way is reported, not finished (that destroys a key), and no PIN is risked."""
     if isinstance(key, Path):
         loaded = _load_key(key)
         if isinstance(loaded, str):
             return _fail("certificate", loaded, "python -m provisioning device init (keeps a good key)")
         return KeySigner(loaded)
     try:
-        return device_signer(key)
+        return Pkcs11Signer.open(key, read_only=True)
     except ConfigError as exc:
         return _fail("certificate", str(exc.args[0]), exc.hint)
 
@@ -570,7 +572,8 @@ def run_checks(
     ``devices`` False leaves the camera and LEDs alone: a running daemon holds them, and opening them would fail.
     """
     now = now or dt.datetime.now(dt.UTC)
-    results = [check_clock(now, ntp_synchronized(), config.paths.device_cert if config else None),
+    device_cert = device_certificate(config.paths.device_cert, config.paths.trust_store) if config else None
+    results = [check_clock(now, ntp_synchronized(), device_cert),
                check_pcscd(pcscd_socket)]
     results.extend(check_readers(driver_factory, config.reader_name if config else None))
     if config is None:
@@ -581,8 +584,7 @@ def run_checks(
         ("state dir", lambda: check_state_dir(paths.state_dir)),
         ("device key", lambda: check_private_file("device key", key_file) if key_file
          else _ok("device key", f"on a PKCS#11 token: {paths.device_key}")),
-        ("certificate", lambda: check_certificate(device_certificate(paths.device_cert, paths.trust_store),
-                                                  paths.device_key, now)),
+        ("certificate", lambda: check_certificate(device_cert, paths.device_key, now)),
         ("command key", lambda: check_public_key("command key", paths.ward_command_key)),
         ("trust store", lambda: check_trust_store(paths.trust_store)),
         ("outbox", lambda: check_databases(paths.state_dir)),

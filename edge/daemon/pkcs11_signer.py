@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -77,11 +78,22 @@ def token_errors(uri: Pkcs11Uri, config_key: str) -> Iterator[ModuleType]:
         raise ConfigError(f"PKCS#11 {type(exc).__name__} on {uri}: {exc}", key=config_key) from None
 
 
-def open_session(uri: Pkcs11Uri, *, config_key: str, rw: bool = False) -> Session:
-    """A logged-in session on the URI's token (python-pkcs11 loads and initialises each module once per process)."""
+def open_session(uri: Pkcs11Uri, *, config_key: str, rw: bool = False, spare_pin_tries: bool = False) -> Session:
+    """A logged-in session on the URI's token (python-pkcs11 loads and initialises each module once per process).
+
+    ``spare_pin_tries`` refuses to log in once the token has counted a wrong PIN: an inspection (doctor) must not be
+    the try that locks it.
+    """
     with token_errors(uri, config_key) as pkcs11:
         token = pkcs11.lib(str(uri.module_path)).get_token(token_label=uri.token)
-        session: Session = token.open(rw=rw, user_pin=_pin(uri, config_key))
+        pin = _pin(uri, config_key)
+        wrong_pin_seen = (pkcs11.TokenFlag.USER_PIN_COUNT_LOW | pkcs11.TokenFlag.USER_PIN_FINAL_TRY
+                          | pkcs11.TokenFlag.USER_PIN_LOCKED)
+        if spare_pin_tries and token.flags & wrong_pin_seen:
+            raise ConfigError(f"token {uri.token!r} has counted a wrong PIN since its last login: not trying it here",
+                              key=config_key, hint="check pin-source / pin-value; the next good login (the daemon's) "
+                              "resets the count, a few more wrong ones lock the token")
+        session: Session = token.open(rw=rw, user_pin=pin)
         return session
 
 
@@ -108,12 +120,15 @@ def token_public_key(session: Session, label: str) -> ec.EllipticCurvePublicKey:
 
 
 def labelled(session: Session, label: str) -> list[Object]:
-    from pkcs11 import Attribute  # optional extra
+    """The key objects (either half of a pair) with this label; certificates or data a token keeps beside them are
+    not ours to move or destroy."""
+    from pkcs11 import Attribute, ObjectClass  # optional extra
 
-    return list(session.get_objects({Attribute.LABEL: label}))
+    return [obj for obj in session.get_objects({Attribute.LABEL: label})
+            if obj[Attribute.CLASS] in (ObjectClass.PUBLIC_KEY, ObjectClass.PRIVATE_KEY)]
 
 
-def relabel(objects: list[Object], label: str) -> None:
+def relabel(objects: Iterable[Object], label: str) -> None:
     from pkcs11 import Attribute  # optional extra
 
     for obj in objects:
@@ -124,23 +139,64 @@ def promotion_interrupted(session: Session, label: str) -> bool:
     return bool(labelled(session, label + RETIRING_SUFFIX))
 
 
-def finish_promotion(session: Session, label: str) -> None:
-    """Complete a rotation's swap that stopped between its steps (needs a read/write session).
+@dataclass(frozen=True, slots=True, eq=False)
+class _KeyPair:
+    """The key objects sharing one CKA_ID, under whatever labels an interrupted swap left on them."""
 
-    The swap is: active ``label`` -> ``label.old``, pending ``label.next`` -> ``label``, destroy ``label.old``. Each
-    step leaves a state this recognises, so a power cut anywhere still ends with one key pair labelled ``label``.
+    objects: tuple[Object, ...]
+    labels: frozenset[str]
+    complete: bool  # both halves, public and private
+
+
+def _key_pairs(session: Session, labels: Iterable[str], config_key: str) -> list[_KeyPair]:
+    """Pairs by their CKA_ID, common to both halves (:func:`provisioning.token.ensure_key_pair` sets it): the swap
+    relabels one object at a time, so a label may hold one half of each pair."""
+    from pkcs11 import Attribute, ObjectClass  # optional extra
+
+    by_id: dict[bytes, list[Object]] = {}
+    for label in labels:
+        for obj in labelled(session, label):
+            by_id.setdefault(bytes(obj[Attribute.ID]), []).append(obj)
+    pairs = []
+    for pair_id, objects in by_id.items():
+        classes = [obj[Attribute.CLASS] for obj in objects]
+        if len(set(classes)) != len(classes):
+            raise ConfigError(f"two key pairs share CKA_ID {pair_id.hex() or '(empty)'} on token: a rotation begun "
+                              "before pairs had IDs cannot be told apart", key=config_key,
+                              hint="give the halves their labels back by hand (p11tool --list-all shows labels and "
+                              "IDs), then python -m provisioning device rotate")
+        pairs.append(_KeyPair(tuple(objects), frozenset(str(obj[Attribute.LABEL]) for obj in objects),
+                              set(classes) == {ObjectClass.PUBLIC_KEY, ObjectClass.PRIVATE_KEY}))
+    return pairs
+
+
+def finish_promotion(session: Session, label: str, *, config_key: str) -> None:
+    """Complete a rotation's swap that stopped between any two of its steps (needs a read/write session).
+
+    The swap relabels the active pair ``label`` -> ``label.old`` and the pending one ``label.next`` -> ``label``, then
+    destroys ``label.old``: one object per step. Pairs are told apart by CKA_ID, never by label: the pair with an
+    object under ``label.old`` is retiring; the other one takes ``label`` when both its halves exist (install was
+    promoting it), else the retiring pair takes it back. The retiring pair is destroyed only once ``label`` holds the
+    whole new pair, and until then ``label.old`` marks the swap, so a cut during this recovery is recovered alike.
     """
-    retiring = labelled(session, label + RETIRING_SUFFIX)
-    if not retiring:
+    if not promotion_interrupted(session, label):
         return
-    if not labelled(session, label):
-        successor = labelled(session, label + PENDING_SUFFIX)
-        if not successor:  # the pending pair is gone too: keep the only key there is rather than destroy it
-            relabel(retiring, label)
-            return
-        relabel(successor, label)
-    for obj in retiring:
-        obj.destroy()
+    retiring_label = label + RETIRING_SUFFIX
+    pairs = _key_pairs(session, (label, retiring_label, label + PENDING_SUFFIX), config_key)
+    retiring = [pair for pair in pairs if retiring_label in pair.labels]
+    complete = [pair for pair in pairs if pair.complete]
+    keep = next((pair for pair in complete if pair not in retiring), None) or next(iter(complete), None)
+    if keep is None:
+        raise ConfigError(f"no complete key pair left under {label!r} on token after an interrupted rotation",
+                          key=config_key, hint="python -m provisioning device rotate makes a new key and CSR")
+    for pair in pairs:  # a pending pair missing a half makes way first (rotate replaces it)
+        if pair is not keep and pair not in retiring:
+            relabel(pair.objects, label + PENDING_SUFFIX)
+    relabel(keep.objects, label)
+    for pair in retiring:
+        if pair is not keep:
+            for obj in pair.objects:
+                obj.destroy()
 
 
 def _private_key(session: Session, label: str) -> SignMixin:
@@ -183,21 +239,27 @@ class Pkcs11Signer:
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, uri: Pkcs11Uri, *, config_key: str = "paths.device_key") -> Pkcs11Signer:
+    def open(cls, uri: Pkcs11Uri, *, config_key: str = "paths.device_key", read_only: bool = False) -> Pkcs11Signer:
         """The daemon's signer: its own read-only session, kept until :meth:`close` or the process ends.
 
         A rotation whose label swap stopped half-way is finished first: that needs a read/write session, which is
-        then kept (login is per process and token, so the read-only one is closed before it opens).
+        then kept (login is per process and token, so the read-only one is closed before it opens). ``read_only``
+        (doctor) changes nothing on the token instead: an interrupted rotation is refused, and no PIN is tried once
+        the token has counted a wrong one.
         """
-        session = open_session(uri, config_key=config_key)
+        session = open_session(uri, config_key=config_key, spare_pin_tries=read_only)
         with _closed_on_error(session), token_errors(uri, config_key):
             interrupted = promotion_interrupted(session, uri.object)
         if interrupted:
             with token_errors(uri, config_key):
                 session.close()
+            if read_only:
+                raise ConfigError(f"a key rotation stopped half-way on token {uri.token!r} ({uri.object!r} is being "
+                                  "replaced)", key=config_key, hint="finish it: run python -m provisioning device "
+                                  "install again with the new certificate")
             session = open_session(uri, config_key=config_key, rw=True)
             with _closed_on_error(session), token_errors(uri, config_key):
-                finish_promotion(session, uri.object)
+                finish_promotion(session, uri.object, config_key=config_key)
         with _closed_on_error(session):
             return cls(session, uri, config_key=config_key)
 

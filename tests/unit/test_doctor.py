@@ -86,6 +86,25 @@ def test_clock_before_the_certificate_start_fails(terminal: tuple[Path, Path]) -
     assert doctor.check_clock(NOW, synchronized=True, device_cert=cert.with_name("missing.crt")).ok  # its own line
 
 
+def test_clock_finds_the_certificate_where_the_key_check_does(terminal: tuple[Path, Path], tmp_path: Path) -> None:
+    """A key on a token leaves paths.device_cert unset: its certificate is the device.crt beside trust/."""
+    key, cert = terminal
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / device.CERT).write_bytes(cert.read_bytes())
+    config = parse_config({
+        "terminal_id": "T-01",
+        "ward_code": "26734",
+        "paths": {"state_dir": str(tmp_path / "state"), "device_key": str(key), "trust_store": str(etc / "trust")},
+        "mqtt": {"host": "127.0.0.1", "port": free_port(), "tls": False},
+    })
+    assert config.paths.device_cert is None
+    named = by_name(doctor.run_checks(config, now=NOW - dt.timedelta(days=2), driver_factory=lambda: ListedReaders([]),
+                                      devices=False))
+    assert "device certificate's start" in named["clock"].detail
+    assert "not valid before" in named["certificate"].detail
+
+
 def test_unsynchronised_or_unknown_clock_warns() -> None:
     unknown, unsynced = doctor.check_clock(NOW, None), doctor.check_clock(NOW, False)
     assert unknown.ok

@@ -7,11 +7,13 @@ token in a temporary directory serves the whole file; each test uses its own key
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import shutil
 import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from cryptography import x509
@@ -30,6 +32,11 @@ from provisioning import device, ward_ca
 from provisioning.__main__ import main as provisioning_cli
 from provisioning.pki import TerminalIdentity, new_private_key
 from provisioning.token import public_keys, token_session
+
+if TYPE_CHECKING:
+    from pkcs11 import ObjectClass
+else:
+    ObjectClass = pytest.importorskip("pkcs11").ObjectClass
 
 TOKEN, PIN, SO_PIN = "cccd-edge-test", "246810", "13579111"
 IDENTITY = TerminalIdentity("hn-bd-26734-01", "26734")
@@ -120,8 +127,9 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture
 def label(request: pytest.FixtureRequest) -> str:
-    """A key label of the test's own on the shared token."""
-    return request.node.name.removeprefix("test_")[:32]
+    """A key label of the test's own on the shared token (parametrized cases too: a long name ends in its hash)."""
+    name = request.node.name.removeprefix("test_")
+    return name if len(name) <= 32 else f"{name[:23]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 @pytest.fixture
@@ -277,12 +285,69 @@ def labels_on_token(uri_text: str) -> set[str]:
 
 
 def relabel_by_hand(uri_text: str, old: str, new: str) -> None:
-    """One step of the rotation's label swap, as if the power went off right after it."""
+    """One relabel of the rotation's label swap (both halves), as if the power went off right after it."""
     session = open_session(parse_pkcs11_uri(uri_text), config_key="test", rw=True)
     try:
         relabel(labelled(session, old), new)
     finally:
         session.close()
+
+
+def swap_steps(active: str, first: ObjectClass) -> list[tuple[str, str | None, ObjectClass]]:
+    """The rotation's swap one object at a time: (label now, label after or None to destroy, which half)."""
+    second = ObjectClass.PRIVATE_KEY if first == ObjectClass.PUBLIC_KEY else ObjectClass.PUBLIC_KEY
+    halves = (first, second)
+    return ([(active, active + ".old", half) for half in halves] + [(active + ".next", active, half) for half in halves]
+            + [(active + ".old", None, half) for half in halves])
+
+
+def by_hand(uri_text: str, steps: list[tuple[str, str | None, ObjectClass]]) -> None:
+    """Single-object steps done straight on the token (no recovery on the way), as if the power then went off."""
+    from pkcs11 import Attribute
+
+    session = open_session(parse_pkcs11_uri(uri_text), config_key="test", rw=True)
+    try:
+        for label, new_label, half in steps:
+            (obj,) = [obj for obj in labelled(session, label) if obj[Attribute.CLASS] == half]
+            if new_label is None:
+                obj.destroy()
+            else:
+                relabel([obj], new_label)
+    finally:
+        session.close()
+
+
+def objects_on_token(uri_text: str) -> list[tuple[str, ObjectClass]]:
+    from pkcs11 import Attribute
+
+    uri = parse_pkcs11_uri(uri_text)
+    session = open_session(uri, config_key="test")
+    try:
+        return sorted((str(obj[Attribute.LABEL]), obj[Attribute.CLASS]) for obj in session.get_objects()
+                      if str(obj[Attribute.LABEL]).startswith(uri.object))
+    finally:
+        session.close()
+
+
+def signs_with(uri_text: str, expected: ec.EllipticCurvePublicKey) -> None:
+    """The daemon's signer (which recovers first) opens on the expected key and its signatures verify with it."""
+    signer = open_signer(uri_text)
+    try:
+        assert signer.kid == signing.key_id(expected)
+        token = signing.sign_jws(signer, {"n": 1}, typ=signing.RESULT_TYP)
+        signing.verify_es256(token, expected)  # raises unless the token signed with that key
+    finally:
+        signer.close()
+
+
+def rotated_on_token(uri_text: str, ward: Ward) -> tuple[ec.EllipticCurvePublicKey, ec.EllipticCurvePublicKey]:
+    """A provisioned terminal with a pending key: (active public key, pending public key)."""
+    device.init_device(ward.state, IDENTITY, pkcs11_uri=uri_text)
+    ward.install(ward.sign())
+    device.rotate_device(ward.state)
+    active, waiting = public_keys(parse_pkcs11_uri(uri_text))
+    assert waiting is not None
+    return active, waiting
 
 
 def test_provision_install_and_rotate_on_the_token(pin_file_uri: str, ward: Ward) -> None:
@@ -403,6 +468,7 @@ def test_daemon_refuses_a_token_key_the_installed_certificate_is_not_for(pin_fil
                                       config.paths.device_key, dt.datetime.now(dt.UTC))
     assert not failed.ok
     assert "device install" in failed.hint
+    assert "is not for the key" in failed.detail
     ward.install(new_cert)  # Terminal.stop() closed the token session: provisioning can log in again
     passed = doctor.check_certificate(signing.device_certificate(None, config.paths.trust_store),
                                       config.paths.device_key, dt.datetime.now(dt.UTC))
@@ -411,3 +477,84 @@ def test_daemon_refuses_a_token_key_the_installed_certificate_is_not_for(pin_fil
     signer = open_signer(pin_file_uri)
     signing.check_certified_key(signer, ward.etc / device.CERT)
     signer.close()
+
+
+@pytest.mark.parametrize("first", ["PUBLIC_KEY", "PRIVATE_KEY"])
+@pytest.mark.parametrize("done", range(1, 6))
+def test_rotation_cut_after_any_single_object_step_ends_with_the_new_pair(
+        pin_file_uri: str, ward: Ward, done: int, first: str) -> None:
+    """Each relabel or destroy touches one object; wherever the power goes, recovery leaves one whole pair."""
+    _old, new = rotated_on_token(pin_file_uri, ward)
+    active = parse_pkcs11_uri(pin_file_uri).object
+    by_hand(pin_file_uri, swap_steps(active, ObjectClass[first])[:done])
+    signs_with(pin_file_uri, new)
+    assert objects_on_token(pin_file_uri) == [(active, ObjectClass.PUBLIC_KEY), (active, ObjectClass.PRIVATE_KEY)]
+
+
+@pytest.mark.parametrize("first", ["PUBLIC_KEY", "PRIVATE_KEY"])
+def test_recovery_cut_part_way_is_recovered_again(pin_file_uri: str, ward: Ward, first: str) -> None:
+    """Recovery is steps of the same kind: the new pair under the label with one old half left under .old, or with
+    the new pair's halves split between the label and .next, is a state the next recovery finishes."""
+    _old, new = rotated_on_token(pin_file_uri, ward)
+    active = parse_pkcs11_uri(pin_file_uri).object
+    steps = swap_steps(active, ObjectClass[first])
+    by_hand(pin_file_uri, steps[:1] + steps[2:3])  # one old half moved, one new half moved: both labels mixed
+    signs_with(pin_file_uri, new)
+    assert labels_on_token(pin_file_uri) == {active}
+
+
+def test_swap_without_a_whole_pending_pair_keeps_the_old_key(pin_file_uri: str, ward: Ward) -> None:
+    old, _new = rotated_on_token(pin_file_uri, ward)
+    active = parse_pkcs11_uri(pin_file_uri).object
+    by_hand(pin_file_uri, [(active + ".next", None, ObjectClass.PRIVATE_KEY),
+                           (active, active + ".old", ObjectClass.PRIVATE_KEY)])
+    signs_with(pin_file_uri, old)
+    assert objects_on_token(pin_file_uri) == [(active, ObjectClass.PUBLIC_KEY), (active, ObjectClass.PRIVATE_KEY),
+                                              (active + ".next", ObjectClass.PUBLIC_KEY)]
+
+
+def test_pairs_generated_without_ids_get_them_before_the_swap(pin_file_uri: str, ward: Ward) -> None:
+    """Keys made before pairs had a CKA_ID all share the empty one: promotion gives each pair its own first."""
+    from pkcs11 import Attribute
+
+    _old, new = rotated_on_token(pin_file_uri, ward)
+    new_cert = ward.sign()
+    session = open_session(parse_pkcs11_uri(pin_file_uri), config_key="test", rw=True)
+    try:
+        for obj in session.get_objects():
+            if str(obj[Attribute.LABEL]).startswith(parse_pkcs11_uri(pin_file_uri).object):
+                obj[Attribute.ID] = b""
+    finally:
+        session.close()
+    assert ward.install(new_cert).rotated
+    signs_with(pin_file_uri, new)
+
+
+def test_doctor_reports_a_stopped_rotation_and_changes_nothing(pin_file_uri: str, ward: Ward) -> None:
+    rotated_on_token(pin_file_uri, ward)
+    active = parse_pkcs11_uri(pin_file_uri).object
+    by_hand(pin_file_uri, swap_steps(active, ObjectClass.PRIVATE_KEY)[:3])
+    before = objects_on_token(pin_file_uri)
+    config = load_config(ward.etc / device.CONFIG)
+    failed = doctor.check_certificate(signing.device_certificate(None, config.paths.trust_store),
+                                      config.paths.device_key, dt.datetime.now(dt.UTC))
+    assert not failed.ok
+    assert "rotation stopped half-way" in failed.detail
+    assert "python -m provisioning device install" in failed.hint
+    assert objects_on_token(pin_file_uri) == before  # nothing finished, nothing destroyed
+
+
+def test_doctor_does_not_try_a_pin_after_a_wrong_one(softhsm: Path, pin_file_uri: str, ward: Ward) -> None:
+    device.init_device(ward.state, IDENTITY, pkcs11_uri=pin_file_uri)
+    ward.install(ward.sign())
+    config = load_config(ward.etc / device.CONFIG)
+    with pytest.raises(ConfigError, match="refused the PIN"):
+        open_signer(uri_text(softhsm, "any", pin="000000"))
+    failed = doctor.check_certificate(signing.device_certificate(None, config.paths.trust_store),
+                                      config.paths.device_key, dt.datetime.now(dt.UTC))
+    assert not failed.ok
+    assert "counted a wrong PIN" in failed.detail
+    open_signer(pin_file_uri).close()  # the daemon's good login resets the count
+    passed = doctor.check_certificate(signing.device_certificate(None, config.paths.trust_store),
+                                      config.paths.device_key, dt.datetime.now(dt.UTC))
+    assert passed.ok, passed.detail
