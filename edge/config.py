@@ -32,6 +32,8 @@ from edge.protocol.pkcs11_uri import Pkcs11Uri, parse_pkcs11_uri
 from edge.protocol.result import ProcedureProfile
 
 _TOPIC_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
+#: A whole-config check names the key it blames first ("mqtt.client_certificate: ..."): pydantic gives it no loc.
+_NAMED_KEY = re.compile(r"^([a-z_]+(?:\.[a-z_]+)+): (.+)$", re.DOTALL)
 
 #: A GPIO pin: BCM number or a gpiozero pin name ("GPIO17", "BOARD11"). Strict: ``true`` is not pin 1.
 Pin = Annotated[StrictInt, Field(ge=0, le=53)] | Annotated[StrictStr, Field(min_length=1, max_length=16)]
@@ -65,7 +67,7 @@ class PathsConfig(_Section):
     state_dir: Path = Path("/var/lib/cccd-edge")  # FHS place for the outbox and replay-guard databases
     # EC P-256 generated on the device itself: a 0600 PEM file, or a pkcs11: URI for a key that never leaves its token
     device_key: DeviceKey = Path("/var/lib/cccd-edge/device.key")
-    device_cert: Path | None = None  # client certificate for mutual TLS; None when the broker uses no TLS
+    device_cert: Path | None = None  # the ward-signed certificate for device_key; None on a lab set-up without one
     broker_ca: Path | None = None  # CA that signed the broker; None = system trust store
     ward_command_key: Path | None = None  # ward's P-256 public key (PEM) that signs office commands
     ward_encryption_key: Path | None = None  # ward's P-256 public key for JWE; None = results are only signed
@@ -76,6 +78,9 @@ class MqttConfig(_Section):
     host: str = "localhost"
     port: int = Field(default=8883, ge=1, le=65535)  # 8883: the IANA port for MQTT over TLS
     tls: bool = True  # personal data: TLS is the default, plain MQTT only for a lab
+    #: Present paths.device_cert + paths.device_key as the TLS client identity (mutual TLS): the broker then knows
+    #: the terminal before any result. False for a token key, which Python's ssl cannot use (server-authenticated TLS).
+    client_certificate: bool = True
     keepalive: int = Field(default=30, ge=5, le=3600)  # detects a dead link within a minute without chatter
     topic_prefix: str = "cccd-edge/v1"  # versioned so a future format can run beside this one
     message_expiry: int = Field(default=7 * 24 * 3600, ge=60)  # a result nobody fetched in a week is stale
@@ -164,10 +169,21 @@ class Config(_Section):
     @model_validator(mode="after")
     def _tls_key_in_a_file(self) -> Config:
         # Python's ssl loads the client key from a file; bookworm has no OpenSSL provider for PKCS#11 tokens.
-        if self.mqtt.tls and self.paths.device_cert is not None and not isinstance(self.paths.device_key, Path):
-            raise ValueError("paths.device_key: mutual TLS (paths.device_cert) needs the key in a PEM file; Python's "
-                             "ssl cannot use a PKCS#11 key: leave paths.device_cert unset or use a file key")
+        if self._client_certificate() is not None and not isinstance(self.paths.device_key, Path):
+            raise ValueError("mqtt.client_certificate: mutual TLS needs paths.device_key in a PEM file; Python's ssl "
+                             "cannot use a PKCS#11 key: set mqtt.client_certificate = false (server-authenticated "
+                             "TLS) for a token key")
         return self
+
+    def _client_certificate(self) -> Path | None:
+        """``paths.device_cert`` when the broker link is to present it (TLS, ``mqtt.client_certificate``)."""
+        return self.paths.device_cert if self.mqtt.tls and self.mqtt.client_certificate else None
+
+    def tls_client_identity(self) -> tuple[Path, Path] | None:
+        """(certificate, key file) the broker link presents for mutual TLS, None for no TLS or server-authenticated
+        TLS only: one answer, so ``cccd-edge doctor`` shakes hands with the broker as the daemon does."""
+        cert, key = self._client_certificate(), self.paths.device_key
+        return (cert, key) if cert is not None and isinstance(key, Path) else None
 
     @field_validator("terminal_id", "ward_code")
     @classmethod
@@ -193,9 +209,11 @@ def parse_config(data: dict[str, Any]) -> Config:
         return Config.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        key = _dotted(first["loc"]) or "(top level)"
+        key = _dotted(first["loc"])
         problem = first["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{problem} ({len(exc.errors())} problem(s) in total)", key=key) from None
+        if not key and (named := _NAMED_KEY.match(problem)):
+            key, problem = named.groups()
+        raise ConfigError(f"{problem} ({len(exc.errors())} problem(s) in total)", key=key or "(top level)") from None
 
 
 def load_config(path: Path | str) -> Config:

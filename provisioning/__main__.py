@@ -94,7 +94,8 @@ def _device_install(args: argparse.Namespace) -> int:
     print(f"installed {result.cert}; {result.trust_added} new trust store entries; config {result.config}")
     if not result.client_tls:
         print("the key is on a token: server-authenticated TLS only (Python's ssl cannot use a token key for client "
-              f"TLS), so paths.device_cert stays unset; {result.cert.name} is for the office to verify results with")
+              f"TLS), so mqtt.client_certificate = false; {result.cert.name} is still paths.device_cert, "
+              "checked against the key")
     print("then: systemctl restart cccd-edge && cccd-edge doctor")
     return 0
 

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from edge.daemon.pkcs11_signer import Pkcs11Signer
-from edge.daemon.signing import INSTALLED_CERT, KeySigner, Signer
+from edge.daemon.signing import KeySigner, Signer
 from edge.errors import ProvisioningError, TrustStoreError
 from edge.protocol.pkcs11_uri import Pkcs11Uri
 from edge.protocol.verify.trust import TrustStore
@@ -64,7 +64,7 @@ KEY = "device.key"
 NEXT_KEY = "device.key.next"
 KEY_URI = "device.key.pkcs11"  # the URI of a key that lives on a PKCS#11 token (then there is no device.key)
 CSR = "device.csr"
-CERT = INSTALLED_CERT
+CERT = "device.crt"
 PIN_FILE = "/etc/cccd-edge/token.pin"
 BROKER_CA = "broker-ca.crt"
 WARD_COMMAND_KEY = "ward-command.pub"
@@ -302,23 +302,20 @@ def install_device(
         "paths": {
             "state_dir": str(state_dir),
             "device_key": uri.text() if uri is not None else str(state_dir / KEY),
+            "device_cert": str(config_dir / CERT),  # the daemon and doctor check the key against it
             "broker_ca": str(config_dir / BROKER_CA),
             "ward_command_key": str(config_dir / WARD_COMMAND_KEY),
             "trust_store": str(trust_dir),
         },
-        "mqtt": {"tls": True},
+        # Python's ssl loads a client key only from a file (see edge.config): a token key gets server-authenticated
+        # TLS; set either way, so a re-install that moves the key between file and token leaves no stale choice.
+        "mqtt": {"tls": True, "client_certificate": uri is None},
     }
     if mqtt_host is not None:
         updates["mqtt"]["host"] = mqtt_host
     if mqtt_port is not None:
         updates["mqtt"]["port"] = mqtt_port
-    if uri is None:
-        updates["paths"]["device_cert"] = str(config_dir / CERT)
     merged = _merge_config(config_path, updates)
-    if uri is not None:
-        # Python's ssl loads a client key only from a file (see edge.config): device.crt is still installed, for the
-        # office to verify results with, but a device_cert left by an earlier file-key install must go.
-        merged["paths"].pop("device_cert", None)
     if "host" not in merged["mqtt"]:
         raise ProvisioningError("first install needs --mqtt-host (the ward broker's name)")
     config_text = dump_toml(merged).encode("utf-8")

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge.daemon.outbox import Outbox, read_only_uri
 from edge.daemon.pkcs11_signer import Pkcs11Signer
-from edge.daemon.signing import KeySigner, Signer, check_certified_key, device_certificate
+from edge.daemon.signing import KeySigner, Signer, check_certified_key
 from edge.drivers.base import CardPresence, Frame, FrameSource, ReaderState
 from edge.errors import ConfigError, EdgeError
 from edge.protocol.verify.trust import TrustStore
@@ -242,10 +242,9 @@ def _open_device_key(key: Path | Pkcs11Uri) -> Signer | DoctorResult:
 
 def check_certificate(cert_path: Path | None, key: Path | Pkcs11Uri, now: dt.datetime) -> DoctorResult:
     """The device certificate is current, not about to expire, and certifies the device key, with the daemon's own
-    start-up check (:func:`~edge.daemon.signing.check_certified_key`); ``cert_path`` as from
-    :func:`~edge.daemon.signing.device_certificate`."""
+    start-up check (:func:`~edge.daemon.signing.check_certified_key`); ``cert_path`` is ``paths.device_cert``."""
     if cert_path is None:
-        return _skipped("certificate", "no device certificate configured or installed")
+        return _skipped("certificate", "no paths.device_cert configured")
     cert = _load_certificate(cert_path)
     if isinstance(cert, str):
         return _fail("certificate", cert, "reinstall it: python -m provisioning device install")
@@ -572,7 +571,7 @@ def run_checks(
     ``devices`` False leaves the camera and LEDs alone: a running daemon holds them, and opening them would fail.
     """
     now = now or dt.datetime.now(dt.UTC)
-    device_cert = device_certificate(config.paths.device_cert, config.paths.trust_store) if config else None
+    device_cert = config.paths.device_cert if config else None
     results = [check_clock(now, ntp_synchronized(), device_cert),
                check_pcscd(pcscd_socket)]
     results.extend(check_readers(driver_factory, config.reader_name if config else None))
@@ -580,6 +579,7 @@ def run_checks(
         return results
     paths, mqtt = config.paths, config.mqtt
     key_file = paths.device_key if isinstance(paths.device_key, Path) else None  # None: on a PKCS#11 token
+    client_cert, client_key = config.tls_client_identity() or (None, None)
     checks: list[tuple[str, Callable[[], DoctorResult | list[DoctorResult]]]] = [
         ("state dir", lambda: check_state_dir(paths.state_dir)),
         ("device key", lambda: check_private_file("device key", key_file) if key_file
@@ -590,7 +590,7 @@ def run_checks(
         ("outbox", lambda: check_databases(paths.state_dir)),
         ("outbox queue", lambda: check_outbox(paths.state_dir, config.outbox, mqtt.message_expiry, now)),
         ("broker", lambda: check_broker(mqtt.host, mqtt.port, tls=mqtt.tls, ca=paths.broker_ca,
-                                        cert=paths.device_cert, key=key_file if paths.device_cert else None,
+                                        cert=client_cert, key=client_key,
                                         timeout=broker_timeout)),
     ]
     if devices:

@@ -87,8 +87,7 @@ class MqttSettings:
 
     @classmethod
     def from_config(cls, config: Config) -> MqttSettings:
-        key = config.paths.device_key  # a file whenever mutual TLS is configured (Config checks it)
-        mutual = config.mqtt.tls and config.paths.device_cert is not None and isinstance(key, Path)
+        cert_file, key_file = config.tls_client_identity() or (None, None)
         return cls(
             host=config.mqtt.host,
             port=config.mqtt.port,
@@ -96,8 +95,8 @@ class MqttSettings:
             client_id=f"cccd-edge-{config.terminal_id}",
             tls=config.mqtt.tls,
             ca_file=config.paths.broker_ca,
-            cert_file=config.paths.device_cert if mutual else None,
-            key_file=key if mutual and isinstance(key, Path) else None,
+            cert_file=cert_file,
+            key_file=key_file,
             keepalive=config.mqtt.keepalive,
             message_expiry=config.mqtt.message_expiry,
             inflight_window=config.mqtt.inflight_window,

@@ -40,8 +40,6 @@ COMMAND_TYP = "cccd-command+jwt"
 #: Clock skew tolerated between terminal and office (both should run NTP; the Pi has no RTC).
 DEFAULT_LEEWAY = 120
 _COORD = 32  # P-256 coordinate / scalar length in bytes
-#: The device certificate ``device install`` writes into the configuration directory.
-INSTALLED_CERT = "device.crt"
 
 
 # --- encoding ----------------------------------------------------------------------------------------------------
@@ -213,16 +211,6 @@ def device_signer(key: Path | Pkcs11Uri) -> Signer:
     from edge.daemon.pkcs11_signer import Pkcs11Signer  # that module imports this one: bound at call time
 
     return Pkcs11Signer.open(key)
-
-
-def device_certificate(device_cert: Path | None, trust_store: Path) -> Path | None:
-    """The certificate the device key must match: ``paths.device_cert``, else the ``device.crt`` that ``device
-    install`` leaves in the configuration directory (beside ``trust/``) for a key on a token, which the office verifies
-    results with but TLS cannot use; None when there is neither (a lab set-up without certificates)."""
-    if device_cert is not None:
-        return device_cert
-    installed = trust_store.parent / INSTALLED_CERT
-    return installed if installed.exists() else None
 
 
 def check_certified_key(signer: Signer, cert_path: Path) -> None:

@@ -45,7 +45,6 @@ from edge.daemon.scanner import QrScanner, ScanEventKind
 from edge.daemon.signing import (
     Signer,
     check_certified_key,
-    device_certificate,
     device_signer,
     load_public_key,
     result_token,
@@ -317,8 +316,8 @@ class Terminal:
     def _open(self) -> None:
         config, paths = self.config, self.config.paths
         self._signer = device_signer(paths.device_key)
-        if (certificate := device_certificate(paths.device_cert, paths.trust_store)) is not None:
-            check_certified_key(self._signer, certificate)  # else the office would reject every result
+        if paths.device_cert is not None:
+            check_certified_key(self._signer, paths.device_cert)  # else the office would reject every result
         if paths.ward_encryption_key is not None:
             self._encrypt_to = load_public_key(paths.ward_encryption_key, config_key="paths.ward_encryption_key")
         ward_key = None

@@ -121,7 +121,27 @@ def test_mqtt_settings_from_config(tmp_path: Path) -> None:
 
 
 def test_a_token_key_cannot_serve_mutual_tls(tmp_path: Path) -> None:
-    token_key = '[paths]\ndevice_key = "pkcs11:token=SE;object=device?module-path=/m.so&pin-value=1"\n'
-    assert not isinstance(load_config(_write(tmp_path, MINIMAL + token_key)).paths.device_key, Path)  # signing only
-    with pytest.raises(ConfigError, match="PKCS#11"):
-        load_config(_write(tmp_path, MINIMAL + token_key + f'device_cert = "{tmp_path / "device.crt"}"\n'))
+    """A token key keeps its certificate for the key check but not as the TLS identity: ssl needs a key file."""
+    token_paths = ('[paths]\ndevice_key = "pkcs11:token=SE;object=device?module-path=/m.so&pin-value=1"\n'
+                   f'device_cert = "{tmp_path / "device.crt"}"\n')
+    with pytest.raises(ConfigError, match=r"mqtt\.client_certificate = false \(server-authenticated TLS\)") as info:
+        load_config(_write(tmp_path, MINIMAL + token_paths))
+    assert info.value.key == "mqtt.client_certificate"
+    config = load_config(_write(tmp_path, MINIMAL + token_paths + "[mqtt]\nclient_certificate = false\n"))
+    assert config.paths.device_cert == tmp_path / "device.crt"  # what the daemon checks the token key against
+    assert config.tls_client_identity() is None
+    assert not isinstance(config.paths.device_key, Path)
+    plain = load_config(_write(tmp_path, MINIMAL + token_paths + "[mqtt]\ntls = false\n"))  # no TLS, nothing to refuse
+    assert plain.tls_client_identity() is None
+
+
+def test_mutual_tls_only_with_tls_client_certificate_and_a_file_key(tmp_path: Path) -> None:
+    """test_mqtt_settings_from_config has all three; here each one missing leaves server-authenticated or no TLS."""
+    from edge.daemon.mqtt import MqttSettings
+
+    file_key = '[paths]\ndevice_key = "/var/lib/k.pem"\ndevice_cert = "/etc/c.crt"\n'
+    for mqtt in ("client_certificate = false", "tls = false"):
+        settings = MqttSettings.from_config(load_config(_write(tmp_path, MINIMAL + file_key + f"[mqtt]\n{mqtt}\n")))
+        assert (settings.cert_file, settings.key_file) == (None, None), mqtt
+    no_cert = MqttSettings.from_config(load_config(_write(tmp_path, MINIMAL + '[paths]\ndevice_key = "/k.pem"\n')))
+    assert (no_cert.tls, no_cert.cert_file, no_cert.key_file) == (True, None, None)

@@ -86,19 +86,15 @@ def test_clock_before_the_certificate_start_fails(terminal: tuple[Path, Path]) -
     assert doctor.check_clock(NOW, synchronized=True, device_cert=cert.with_name("missing.crt")).ok  # its own line
 
 
-def test_clock_finds_the_certificate_where_the_key_check_does(terminal: tuple[Path, Path], tmp_path: Path) -> None:
-    """A key on a token leaves paths.device_cert unset: its certificate is the device.crt beside trust/."""
+def test_clock_and_key_lines_read_the_configured_device_cert(terminal: tuple[Path, Path], tmp_path: Path) -> None:
+    """paths.device_cert is the certificate for the key, file or token alike: both lines judge by it."""
     key, cert = terminal
-    etc = tmp_path / "etc"
-    etc.mkdir()
-    (etc / device.CERT).write_bytes(cert.read_bytes())
     config = parse_config({
         "terminal_id": "T-01",
         "ward_code": "26734",
-        "paths": {"state_dir": str(tmp_path / "state"), "device_key": str(key), "trust_store": str(etc / "trust")},
+        "paths": {"state_dir": str(tmp_path / "state"), "device_key": str(key), "device_cert": str(cert)},
         "mqtt": {"host": "127.0.0.1", "port": free_port(), "tls": False},
     })
-    assert config.paths.device_cert is None
     named = by_name(doctor.run_checks(config, now=NOW - dt.timedelta(days=2), driver_factory=lambda: ListedReaders([]),
                                       devices=False))
     assert "device certificate's start" in named["clock"].detail
@@ -212,6 +208,30 @@ def test_broker_tls_handshake_with_client_certificate(tls_server: StartServer, p
                                  key=pki.client_key)
     assert result.ok, result
     assert "TLS" in result.detail
+
+
+def test_broker_line_presents_the_client_certificate_only_when_the_daemon_would(
+    tls_server: StartServer, pki: BrokerPki, tmp_path: Path
+) -> None:
+    """mqtt.client_certificate = false (a token key's setting) keeps device_cert for the key check only: doctor then
+    shakes hands without it, as the daemon does, and a broker that demands one refuses."""
+    port = tls_server(pki.ca_cert)
+
+    def broker_line(client_certificate: bool) -> DoctorResult:
+        config = parse_config({
+            "terminal_id": "T-01",
+            "ward_code": "26734",
+            "paths": {"state_dir": str(tmp_path), "device_key": str(pki.client_key),
+                      "device_cert": str(pki.client_cert), "broker_ca": str(pki.ca_cert)},
+            "mqtt": {"host": "127.0.0.1", "port": port, "client_certificate": client_certificate},
+        })
+        return by_name(doctor.run_checks(config, driver_factory=lambda: ListedReaders([]), devices=False))["broker"]
+
+    mutual = broker_line(True)
+    assert mutual.ok, mutual
+    server_authenticated = broker_line(False)
+    assert not server_authenticated.ok
+    assert "cannot load TLS files" not in server_authenticated.detail  # no certificate without its key
 
 
 def test_broker_with_wrong_ca_is_refused(tls_server: StartServer, pki: BrokerPki) -> None:

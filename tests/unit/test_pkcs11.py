@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.config import load_config, parse_config
+from edge.config import Config, load_config, parse_config
 from edge.daemon import doctor, signing
 from edge.daemon.pkcs11_signer import Pkcs11Signer, labelled, open_session, relabel
 from edge.daemon.terminal import Terminal
@@ -357,8 +357,10 @@ def test_provision_install_and_rotate_on_the_token(pin_file_uri: str, ward: Ward
     assert not result.client_tls
     config = load_config(ward.etc / device.CONFIG)  # what the daemon does: a token key must not be refused
     assert config.paths.device_key == parse_pkcs11_uri(pin_file_uri)
-    assert config.paths.device_cert is None  # server-authenticated TLS only: ssl cannot use the token key
+    assert config.paths.device_cert == ward.etc / device.CERT  # the daemon checks the token key against it
+    assert not config.mqtt.client_certificate  # server-authenticated TLS only: ssl cannot use the token key
     assert config.mqtt.tls
+    assert config.tls_client_identity() is None
     first = token_public_key(pin_file_uri)
     assert ward.installed_key() == first  # installed all the same: the office verifies results with it
 
@@ -377,18 +379,27 @@ def test_provision_install_and_rotate_on_the_token(pin_file_uri: str, ward: Ward
     signer.close()
 
 
-def test_token_install_drops_the_client_certificate_of_a_file_key_install(
+def test_reinstall_moving_the_key_between_file_and_token_keeps_the_config_loadable(
         pin_file_uri: str, ward: Ward, capsys: pytest.CaptureFixture[str]) -> None:
-    """A terminal that moves its key from a file to a token: mutual TLS must go, or the daemon refuses the config."""
-    ward.etc.mkdir()
-    (ward.etc / device.CONFIG).write_text(f'[paths]\ndevice_cert = "{ward.etc / device.CERT}"\n', encoding="utf-8")
+    """A file-key install left mutual TLS on: moving the key to a token turns it off (or the daemon refuses the
+    config), and moving it back to a file turns it on again; paths.device_cert stays set throughout."""
+    def install() -> Config:
+        assert provisioning_cli(["device", "install", "--cert", str(ward.sign()), "--broker-ca", str(ward.broker_ca),
+                                 "--ward-command-key", str(ward.command), "--trust", str(ward.csca), "--mqtt-host",
+                                 "h", "--state-dir", str(ward.state), "--config-dir", str(ward.etc),
+                                 "--owner", ""]) == 0
+        return load_config(ward.etc / device.CONFIG)
+
+    device.init_device(ward.state, IDENTITY)
+    assert install().tls_client_identity() == (ward.etc / device.CERT, ward.state / device.KEY)
+    (ward.state / device.KEY).unlink()
     device.init_device(ward.state, IDENTITY, pkcs11_uri=pin_file_uri)
-    assert provisioning_cli(["device", "install", "--cert", str(ward.sign()), "--broker-ca", str(ward.broker_ca),
-                             "--ward-command-key", str(ward.command), "--trust", str(ward.csca), "--mqtt-host", "h",
-                             "--state-dir", str(ward.state), "--config-dir", str(ward.etc), "--owner", ""]) == 0
+    on_token = install()
     assert "server-authenticated TLS only" in capsys.readouterr().out
-    assert load_config(ward.etc / device.CONFIG).paths.device_cert is None
-    assert (ward.etc / device.CERT).exists()
+    assert (on_token.paths.device_cert, on_token.mqtt.client_certificate) == (ward.etc / device.CERT, False)
+    (ward.state / device.KEY_URI).unlink()
+    device.init_device(ward.state, IDENTITY)
+    assert install().tls_client_identity() == (ward.etc / device.CERT, ward.state / device.KEY)
 
 
 def test_install_refuses_a_pin_in_the_uri(token_uri: str, ward: Ward) -> None:
@@ -464,13 +475,13 @@ def test_daemon_refuses_a_token_key_the_installed_certificate_is_not_for(pin_fil
     # ...and then its new key does not match the old device.crt: refused, not signing results the office rejects.
     with pytest.raises(ConfigError, match=r"paths\.device_key: .*device\.crt is not for the key"):
         Terminal(config).start()
-    failed = doctor.check_certificate(signing.device_certificate(None, config.paths.trust_store),
+    failed = doctor.check_certificate(config.paths.device_cert,
                                       config.paths.device_key, dt.datetime.now(dt.UTC))
     assert not failed.ok
     assert "device install" in failed.hint
     assert "is not for the key" in failed.detail
     ward.install(new_cert)  # Terminal.stop() closed the token session: provisioning can log in again
-    passed = doctor.check_certificate(signing.device_certificate(None, config.paths.trust_store),
+    passed = doctor.check_certificate(config.paths.device_cert,
                                       config.paths.device_key, dt.datetime.now(dt.UTC))
     assert passed.ok
     assert passed.detail.endswith("matches the key on the token")
@@ -536,7 +547,7 @@ def test_doctor_reports_a_stopped_rotation_and_changes_nothing(pin_file_uri: str
     by_hand(pin_file_uri, swap_steps(active, ObjectClass.PRIVATE_KEY)[:3])
     before = objects_on_token(pin_file_uri)
     config = load_config(ward.etc / device.CONFIG)
-    failed = doctor.check_certificate(signing.device_certificate(None, config.paths.trust_store),
+    failed = doctor.check_certificate(config.paths.device_cert,
                                       config.paths.device_key, dt.datetime.now(dt.UTC))
     assert not failed.ok
     assert "rotation stopped half-way" in failed.detail
@@ -550,11 +561,11 @@ def test_doctor_does_not_try_a_pin_after_a_wrong_one(softhsm: Path, pin_file_uri
     config = load_config(ward.etc / device.CONFIG)
     with pytest.raises(ConfigError, match="refused the PIN"):
         open_signer(uri_text(softhsm, "any", pin="000000"))
-    failed = doctor.check_certificate(signing.device_certificate(None, config.paths.trust_store),
+    failed = doctor.check_certificate(config.paths.device_cert,
                                       config.paths.device_key, dt.datetime.now(dt.UTC))
     assert not failed.ok
     assert "counted a wrong PIN" in failed.detail
     open_signer(pin_file_uri).close()  # the daemon's good login resets the count
-    passed = doctor.check_certificate(signing.device_certificate(None, config.paths.trust_store),
+    passed = doctor.check_certificate(config.paths.device_cert,
                                       config.paths.device_key, dt.datetime.now(dt.UTC))
     assert passed.ok, passed.detail

@@ -85,7 +85,7 @@ def test_full_flow_installs_files_with_tight_modes(site: dict[str, Path]) -> Non
     config = tomllib.loads((site["etc"] / "config.toml").read_text())
     assert config["terminal_id"] == TERMINAL
     assert config["ward_code"] == WARD
-    assert config["mqtt"] == {"tls": True, "host": "broker.ward.example"}
+    assert config["mqtt"] == {"tls": True, "client_certificate": True, "host": "broker.ward.example"}
     assert config["paths"]["device_key"] == str(site["state"] / "device.key")
     assert config["paths"]["trust_store"] == str(site["etc"] / "trust")
 
@@ -109,7 +109,9 @@ def test_config_is_accepted_by_the_daemon(site: dict[str, Path]) -> None:
     config = config_module.load_config(site["etc"] / "config.toml")
     assert config.terminal_id == TERMINAL
     assert config.paths.device_key == site["state"] / "device.key"
-    assert config.paths.device_cert == site["etc"] / "device.crt"  # a key file: mutual TLS
+    assert config.paths.device_cert == site["etc"] / "device.crt"
+    assert config.mqtt.client_certificate  # a key file: mutual TLS
+    assert config.tls_client_identity() == (site["etc"] / "device.crt", site["state"] / "device.key")
 
 
 def test_rerunning_keeps_keys_and_operator_settings(site: dict[str, Path]) -> None:

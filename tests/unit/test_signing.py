@@ -172,18 +172,6 @@ def test_daemon_checks_the_key_against_the_certificate(signer: signing.KeySigner
     assert len(signer.sign(b"x")) == 64
 
 
-def test_the_certificate_to_check_is_configured_or_installed(tmp_path: Path) -> None:
-    trust = tmp_path / "etc" / "trust"
-    configured = tmp_path / "client.crt"
-    assert signing.device_certificate(configured, trust) == configured
-    assert signing.device_certificate(None, trust) is None  # a lab terminal without certificates
-    installed = tmp_path / "etc" / signing.INSTALLED_CERT  # where `device install` puts it, beside trust/
-    installed.parent.mkdir()
-    installed.write_bytes(b"")
-    assert signing.device_certificate(None, trust) == installed
-    assert signing.device_certificate(configured, trust) == configured
-
-
 def test_result_token_signed_and_optionally_encrypted(signer: signing.KeySigner) -> None:
     ward = ec.generate_private_key(ec.SECP256R1())
     plain = signing.result_token(signer, terminal_id="T1", seq=3, document={"v": 1}, now=NOW, lifetime=60)
