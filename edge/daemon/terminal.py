@@ -363,7 +363,7 @@ class Terminal:
         def run() -> None:
             try:
                 target()
-            except Exception:
+            except Exception:  # any bug: logged here, and the silent thread withholds the watchdog -> restart
                 log.exception("terminal thread %s died", name)
                 self._count("thread_deaths")
 

@@ -49,10 +49,6 @@ KEY_SEED = b"cccd-edge-sim-v1"
 SW_SECURITY_STATUS_NOT_SATISFIED = 0x6982
 #: The place of residence a DG13 forgery writes (before or after signing).
 FORGED_RESIDENCE = "99 Đường Giả Mạo, Phường Bến Thành, Quận 1"
-#: EF.CardAccess as read from real cards (cccd-card.md).
-REAL_CARD_ACCESS = bytes.fromhex(
-    "3134300d060804007f0007020202020101300f060a04007f000702020302020201013012060a04007f0007020204020202010202010d"
-)
 
 
 def card_access(*, pace_parameter_id: int = 13, pace: bool = True) -> bytes:

@@ -7,6 +7,7 @@ allowed, used until profiles and the builder produce full cards. Its person is s
 from __future__ import annotations
 
 from edge.protocol import tlv
+from edge.protocol.chip import CCCD_CARD_ACCESS  # EF.CardAccess as read from real CCCDs (cccd-card.md)
 from edge.sim.card import CardCounters, ChipSecurity, VirtualCard
 from edge.sim.model import (
     FID_CARD_ACCESS,
@@ -21,10 +22,6 @@ from edge.sim.vpcd import InsertedWhileOpen, VpcdClient
 
 #: ISO 14443-4 card ATR as PC/SC part 3 builds it (no historical bytes beyond zeros; TCK = 09).
 DEMO_ATR = bytes.fromhex("3B888001000000000000000009")
-#: EF.CardAccess as seen on real CCCDs (cccd-card.md): PACE-ECDH-GM-AES-128 on brainpoolP256r1, CA, TA.
-DEMO_CARD_ACCESS = bytes.fromhex(
-    "3134300d060804007f0007020202020101300f060a04007f000702020302020201013012060a04007f0007020204020202010202010d"
-)
 #: EF.COM: LDS 0106, Unicode 040000, DG1 + DG13 (tags 61, 75).
 DEMO_COM = bytes.fromhex("60145F0104303130365F36063034303030305C026175")
 #: A synthetic TD1 MRZ (cccd-card.md example person, not a real one).
@@ -40,7 +37,7 @@ def demo_spec(quirks: Quirks | None = None) -> SimCardSpec:
     dg1 = tlv.encode(0x61, tlv.encode(0x5F1F, DEMO_MRZ.encode("ascii")))
     image = CardImage(
         atr=DEMO_ATR,
-        mf_files={FID_CARD_ACCESS: DEMO_CARD_ACCESS},
+        mf_files={FID_CARD_ACCESS: CCCD_CARD_ACCESS},
         applet_files={FID_COM: DEMO_COM, dg_fid(1): dg1},
         denied_files={dg_fid(3): 0x6982},
     )

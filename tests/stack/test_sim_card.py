@@ -14,10 +14,11 @@ import pytest
 from edge.drivers.pcsc import PcscConnection, PcscReaderDriver
 from edge.protocol import tlv
 from edge.protocol.apdu import CommandApdu, ResponseApdu
+from edge.protocol.chip import CCCD_CARD_ACCESS
 from edge.protocol.reader import read_file
 from edge.sim.card import CardLeftField, SimSmFault, VirtualCard
 from edge.sim.model import EMRTD_AID, Quirks, SimCardSpec, dg_fid
-from edge.sim.runner import DEMO_CARD_ACCESS, DEMO_COM, demo_spec
+from edge.sim.runner import DEMO_COM, demo_spec
 from edge.sim.stack import READER_NAMES
 from tests.fixtures.pcsc import InsertCard
 
@@ -59,9 +60,9 @@ def test_select_mf_answers_6d00_like_the_real_card() -> None:
 def test_card_access_is_readable_in_the_mf_without_access_control() -> None:
     card = VirtualCard(dataclasses.replace(demo_spec(), quirks=Quirks()))
     card.power_on()
-    assert card.process(bytes.fromhex("00B09C0000")) == DEMO_CARD_ACCESS + b"\x90\x00"
+    assert card.process(bytes.fromhex("00B09C0000")) == CCCD_CARD_ACCESS + b"\x90\x00"
     assert send(card, CommandApdu(0, 0xA4, 0x02, 0x0C, b"\x01\x1c")).ok
-    assert send(card, CommandApdu(0, 0xB0, 0, 4, le=256)).data == DEMO_CARD_ACCESS[4:]
+    assert send(card, CommandApdu(0, 0xB0, 0, 4, le=256)).data == CCCD_CARD_ACCESS[4:]
 
 
 def test_select_applet_and_files() -> None:
@@ -298,7 +299,7 @@ def test_extended_length_through_pcscd(insert_card: InsertCard, pcsc_driver: Pcs
 
 @pytest.mark.stack
 def test_sfi_and_b1_reads_through_pcscd(pcsc_connection: PcscConnection) -> None:
-    assert read_file(pcsc_connection, 0x1C) == DEMO_CARD_ACCESS  # in the MF, by SFI
+    assert read_file(pcsc_connection, 0x1C) == CCCD_CARD_ACCESS  # in the MF, by SFI
     assert pcsc_connection.send_and_receive(SELECT_APPLET).ok
     assert read_file(pcsc_connection, 0x1E) == DEMO_COM
     answer = pcsc_connection.send_and_receive(CommandApdu(0, 0xB1, 0, 0x1E, tlv.encode(0x54, b"\x02"), le=256))

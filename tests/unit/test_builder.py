@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from edge.errors import ConfigError
 from edge.protocol.card_expiry import expiry_date
+from edge.protocol.chip import CCCD_CARD_ACCESS
 from edge.protocol.lds.com import parse_com
 from edge.protocol.lds.dg1 import parse_dg1
 from edge.protocol.lds.dg2 import parse_dg2
@@ -28,7 +29,7 @@ from edge.protocol.mrz import transliterate
 from edge.protocol.verify.checks import DG_HASHES, DS_CHAIN, DS_VALIDITY, SOD_SIGNATURE, CheckStatus
 from edge.protocol.verify.passive import passive_authentication_of_file
 from edge.protocol.verify.trust import TrustStore
-from edge.sim.builder import REAL_CARD_ACCESS, build_card, card_access
+from edge.sim.builder import build_card, card_access
 from edge.sim.model import FID_CARD_ACCESS, FID_COM, FID_SOD, Quirks, SimCardSpec, dg_fid
 from edge.sim.pki import SimPki, csca_certificate_path, load_or_create_pki
 from edge.sim.profile import CardProfile, QuirkSettings, list_profiles, load_profile
@@ -123,8 +124,8 @@ def test_every_profile_builds_consistently(name: str, pki_dir: Path, pki: SimPki
 
 
 def test_default_card_access_is_the_real_one() -> None:
-    assert card_access() == REAL_CARD_ACCESS
-    assert card_access(pace=False) != REAL_CARD_ACCESS
+    assert card_access() == CCCD_CARD_ACCESS
+    assert card_access(pace=False) != CCCD_CARD_ACCESS
 
 
 def test_cards_are_stable_across_builds(pki_dir: Path) -> None:
