@@ -34,6 +34,7 @@ from types import TracebackType
 from cryptography.hazmat.primitives import serialization
 
 from edge.config import Config, load_config
+from edge.files import private_key_pem
 from edge.sim.broker import BrokerPki, MosquittoBroker, make_pki
 from edge.sim.builder import build_card
 from edge.sim.card_qr import card_qr_text, write_qr_frame
@@ -45,7 +46,7 @@ from edge.sim.runner import SimulatedCard
 from edge.sim.stack import PcscStack
 from provisioning.device import init_device, install_device
 from provisioning.files import PRIVATE, PUBLIC, dump_toml, write_atomic
-from provisioning.pki import TerminalIdentity, new_private_key, private_key_pem
+from provisioning.pki import TerminalIdentity, new_private_key
 from provisioning.ward_ca import init_ward_ca, load_csr, sign_csr
 
 TERMINAL_ID = "DEMO-01"

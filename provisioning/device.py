@@ -35,6 +35,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from edge.daemon.pkcs11_signer import Pkcs11Signer
 from edge.daemon.signing import KeySigner, Signer
 from edge.errors import ProvisioningError, TrustStoreError
+from edge.files import private_key_pem
 from edge.protocol.pkcs11_uri import Pkcs11Uri
 from edge.protocol.verify.trust import TrustStore
 from provisioning import token
@@ -54,7 +55,6 @@ from provisioning.pki import (
     load_private_key,
     load_public_key,
     new_private_key,
-    private_key_pem,
     same_public_key,
     utcnow,
 )

@@ -61,12 +61,6 @@ def new_private_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def private_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    # Unencrypted PKCS#8: the daemon starts unattended. File mode 0600 and a PKCS#11 token (see README) protect it.
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-
-
 def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
     check_private_mode(path)
     try:

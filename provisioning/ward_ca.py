@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from edge.errors import ProvisioningError
+from edge.files import private_key_pem
 from provisioning.files import PRIVATE, PRIVATE_DIR, PUBLIC, ensure_dir, read_file, write_atomic
 from provisioning.pki import (
     ORGANIZATION,
@@ -23,7 +24,6 @@ from provisioning.pki import (
     load_certificate,
     load_private_key,
     new_private_key,
-    private_key_pem,
     same_public_key,
     utcnow,
 )

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from ecdsa import curves as ecdsa_curves
 from PIL import Image, ImageDraw
 
+from edge.files import private_key_pem
 from edge.protocol import tlv
 from edge.protocol.access.card_access import ID_CA_ECDH_AES_CBC_CMAC_128, ID_PACE_ECDH_GM_AES_CBC_CMAC_128, ID_TA
 from edge.protocol.lds.com import encode_com
@@ -86,7 +87,7 @@ def cached_rsa_key(pki: SimPki, profile_name: str, bits: int, purpose: str = "aa
         if isinstance(key, rsa.RSAPrivateKey) and key.key_size == bits:
             return key
     key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    pem = private_key_pem(key)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")  # mkstemp creates 0600
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from edge.files import write_private
+from edge.files import private_key_pem, write_private
 
 CSCA_CURVE = ec.BrainpoolP384R1
 DS_CURVE = ec.BrainpoolP256R1
@@ -160,10 +160,7 @@ def _generate() -> dict[str, Signer]:
 
 def _save(directory: Path, signers: dict[str, Signer]) -> None:
     for name, signer in signers.items():
-        key_pem = signer.key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        write_private(directory / f"{name}.key", key_pem)
+        write_private(directory / f"{name}.key", private_key_pem(signer.key))
         write_private(directory / f"{name}.pem", signer.certificate.public_bytes(serialization.Encoding.PEM))
 
 
