@@ -27,7 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from edge.daemon.outbox import Outbox, read_only_uri
+from edge.daemon.outbox import OUTBOX_FILE, Outbox, key_path, read_only_uri
 from edge.daemon.pkcs11_signer import Pkcs11Signer
 from edge.daemon.signing import KeySigner, Signer, check_certified_key
 from edge.drivers.base import CardPresence, Frame, FrameSource, ReaderState
@@ -51,8 +51,6 @@ TIMEDATECTL = ("timedatectl", "show", "-p", "NTPSynchronized", "--value")
 TIMESYNC_MARKER = Path("/run/systemd/timesync/synchronized")
 NO_RTC_HINT = ("the Pi has no RTC: the time comes from NTP at boot; check the network, timedatectl and "
                "systemctl status systemd-timesyncd (the ward firewall must let NTP, UDP 123, out)")
-#: The daemon's outbox file in the state directory (edge/daemon/terminal.py opens the same name).
-OUTBOX_FILE = "outbox.db"
 #: Warn when the outbox is this full: at 100 % the terminal refuses new reads.
 OUTBOX_WARN_FILL = 0.8
 #: Frames grabbed by the camera check, and how long it may wait for them in all.
@@ -379,8 +377,8 @@ def check_outbox(state_dir: Path, limits: OutboxConfig, message_expiry: int, now
         return _ok("outbox queue", "empty (no database yet)")
     lost_hint = ("stop the service, move outbox.db aside, restart (its results are lost: tell the ward which "
                  "seq range)")
-    if not path.with_suffix(".key").exists():
-        return _fail("outbox queue", f"{path.with_suffix('.key')} is missing: queued results cannot be decrypted",
+    if not key_path(path).exists():
+        return _fail("outbox queue", f"{key_path(path)} is missing: queued results cannot be decrypted",
                      f"restore outbox.key from a backup, or {lost_hint}")
     try:
         outbox = Outbox(path, max_count=limits.max_count, max_bytes=limits.max_bytes, read_only=True)

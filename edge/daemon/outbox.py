@@ -83,6 +83,15 @@ def _load_or_create_key(path: Path) -> bytes:
     return key
 
 
+#: The outbox database's name in the state directory (the daemon's and ``cccd-edge doctor``'s).
+OUTBOX_FILE = "outbox.db"
+
+
+def key_path(database: Path) -> Path:
+    """Where the AES key that seals ``database``'s entries lives: beside it, never inside it."""
+    return database.with_suffix(".key")
+
+
 def read_only_uri(path: Path) -> str:
     """An SQLite URI that reads ``path`` and creates nothing beside it. Without a ``-wal`` file the database is
     complete in the main file and is opened immutable (no ``-shm`` is made, which as root would lock the service
@@ -103,11 +112,11 @@ class Outbox:
         self._lock = threading.Lock()
         try:
             if read_only:
-                self._aead = AESGCM(_load_key(path.with_suffix(".key")))
+                self._aead = AESGCM(_load_key(key_path(path)))
                 self._db = sqlite3.connect(read_only_uri(path), uri=True, check_same_thread=False, timeout=30)
                 return
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._aead = AESGCM(_load_or_create_key(path.with_suffix(".key")))
+            self._aead = AESGCM(_load_or_create_key(key_path(path)))
             create_private(path)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -198,7 +207,8 @@ class Outbox:
             last_seq = self._db.execute("SELECT value FROM meta WHERE name='last_seq'").fetchone()[0]
         return OutboxStats(count=count, bytes=size, last_seq=last_seq)
 
-    def has_room(self, expected_bytes: int = 0) -> bool:
-        """Whether one more result of about ``expected_bytes`` fits: checked before starting a read."""
-        stats = self.stats()
+    def has_room(self, expected_bytes: int = 0, *, stats: OutboxStats | None = None) -> bool:
+        """Whether one more result of about ``expected_bytes`` fits: checked before starting a read. ``stats`` just
+        read by the caller saves a second query."""
+        stats = self.stats() if stats is None else stats
         return stats.count < self.max_count and stats.bytes + expected_bytes <= self.max_bytes

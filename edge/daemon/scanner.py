@@ -3,8 +3,8 @@
 A card held under the camera is decoded in every frame; the officer wants one read, and the LEDs one signal. So an
 event fires when a payload appears that is not the one already in view, and the scanner re-arms once that payload
 has been absent for ``absent_frames`` consecutive frames or for ``absent_seconds`` (a camera that stalls delivers
-no frames to count). A payload that stays in view fires again every ``repeat_after`` seconds (``repeat`` set): the
-officer who left the card on the stand after a failed read gets another attempt without lifting it.
+no frames to count). A card's QR that stays in view fires again every ``repeat_after`` seconds (``repeat`` set):
+the officer who left the card on the stand after a failed read gets another attempt without lifting it.
 
 A QR that is not a CCCD QR gives a ``NOT_ID_CARD`` event, also once per presentation, so the LEDs can tell the
 citizen to show the other code. A CCCD QR whose ID number contradicts its own date of birth or sex gives an
@@ -88,11 +88,11 @@ def _classify(symbols: list[DecodedSymbol]) -> tuple[DecodedSymbol, CccdQr | Non
 def _event(symbol: DecodedSymbol, qr: CccdQr | None, reason: str, now: float, *, repeat: bool) -> ScanEvent:
     if qr is None:
         log.info("a QR code that is not an ID card QR (%d bytes)", len(symbol.raw))
-        return ScanEvent(ScanEventKind.NOT_ID_CARD, now, symbol.decoder, reason=reason, raw=symbol.raw, repeat=repeat)
+        return ScanEvent(ScanEventKind.NOT_ID_CARD, now, symbol.decoder, reason=reason, raw=symbol.raw)
     if not qr.consistent:
-        codes = ", ".join(f.code for f in qr.id_findings if f.severity == "error")
+        codes = ", ".join(qr.contradictions)
         log.warning("card QR %s contradicts itself (%s) via %s", mask_id(qr.id_number), codes, symbol.decoder)
-        return ScanEvent(ScanEventKind.INCONSISTENT_CARD, now, symbol.decoder, qr=qr, raw=symbol.raw, repeat=repeat,
+        return ScanEvent(ScanEventKind.INCONSISTENT_CARD, now, symbol.decoder, qr=qr, raw=symbol.raw,
                          reason=f"the ID number contradicts the QR's date of birth or sex: {codes}")
     log.info("card QR %s (%s layout) via %s", mask_id(qr.id_number), qr.format, symbol.decoder)
     return ScanEvent(ScanEventKind.CARD, now, symbol.decoder, qr=qr, raw=symbol.raw, repeat=repeat)
@@ -141,7 +141,8 @@ class QrScanner:
         symbol, qr, reason = found
         still_in_view = symbol.raw == self._in_view
         self._in_view, self._last_seen, self._misses = symbol.raw, now, 0
-        if still_in_view and not self._repeat_due(now):
+        # Only a card's QR repeats (a retry of its read); anything else is shown once per presentation.
+        if still_in_view and not (self._repeat_due(now) and qr is not None and qr.consistent):
             return None
         self._fired_at = now
         return _event(symbol, qr, reason, now, repeat=still_in_view)

@@ -40,7 +40,7 @@ from edge.config import Config
 from edge.daemon import commands as office
 from edge.daemon.health import Liveness
 from edge.daemon.mqtt import PUBLISHER_THREAD, MqttSettings, ResultPublisher
-from edge.daemon.outbox import Outbox
+from edge.daemon.outbox import OUTBOX_FILE, Outbox
 from edge.daemon.scanner import QrScanner, ScanEventKind
 from edge.daemon.signing import (
     Signer,
@@ -326,7 +326,7 @@ class Terminal:
         self._reload_trust()
         self._indicators = Indicators(config.indicators, pin_factory=self._pin_factory)
         self._indicators.show(self._snap.indicator.value)
-        self._outbox = Outbox(paths.state_dir / "outbox.db", max_count=config.outbox.max_count,
+        self._outbox = Outbox(paths.state_dir / OUTBOX_FILE, max_count=config.outbox.max_count,
                               max_bytes=config.outbox.max_bytes)  # fmt: skip
         if ward_key is not None:
             self._replay = office.ReplayGuard(paths.state_dir / "commands.db")
@@ -431,9 +431,9 @@ class Terminal:
         """Runs on the loop: link and outbox facts into the machine."""
         if self._outbox is None or self._publisher is None:
             return
-        queued = self._outbox.stats().count
-        full = not self._outbox.has_room(EXPECTED_RESULT_BYTES)
-        self._dispatch(DeliveryChanged(self._clock(), link_up=self._publisher.connected, queued=queued,
+        stats = self._outbox.stats()
+        full = not self._outbox.has_room(EXPECTED_RESULT_BYTES, stats=stats)
+        self._dispatch(DeliveryChanged(self._clock(), link_up=self._publisher.connected, queued=stats.count,
                                        outbox_full=full))  # fmt: skip
 
     def _publish_status(self) -> None:
@@ -575,9 +575,8 @@ class Terminal:
                 continue
             if event is None:
                 continue
-            if event.repeat and (event.kind is not ScanEventKind.CARD or self._result_for_card_on_reader.is_set()):
-                # A stray QR left in view is shown once, and a card whose result is out gets no second one.
-                self._count("qr_repeats_ignored")
+            if event.repeat and self._result_for_card_on_reader.is_set():
+                self._count("qr_repeats_ignored")  # that card's result is already out: no second one
                 continue
             if event.kind is ScanEventKind.CARD and event.qr is not None:
                 self._count("qr_scans")
@@ -586,8 +585,7 @@ class Terminal:
             else:  # no key from it; the officer sees the failure pattern, the office the reason on /event
                 reason = "not_id_card"
                 if event.kind is ScanEventKind.INCONSISTENT_CARD and event.qr is not None:
-                    codes = ",".join(f.code for f in event.qr.id_findings if f.severity == "error")
-                    reason = f"qr_inconsistent: {codes}"  # finding codes only, nothing personal
+                    reason = f"qr_inconsistent: {','.join(event.qr.contradictions)}"  # codes only, nothing personal
                 self._count(reason.partition(":")[0])
                 self._post(QrRejected(self._clock(), reason))
 

@@ -23,6 +23,7 @@ from smartcard import scard
 from edge.drivers.base import CardPresence, ReaderState
 from edge.errors import CardRemovedError, CardTimeoutError, NoCardError, NoReaderError, ReaderError, TransmitError
 from edge.protocol.apdu import LE_MAX_SHORT, CommandApdu, ResponseApdu
+from edge.protocol.sm import SM_CLA_BITS
 
 log = logging.getLogger(__name__)
 
@@ -326,7 +327,7 @@ class PcscConnection:
         the chip would end the session; the secure-messaging layer handles 6Cxx itself.
         """
         response = self._transmit(command)
-        if response.sw1 == 0x6C and not command.extended and not command.cla & 0x0C:
+        if response.sw1 == 0x6C and not command.extended and not command.cla & SM_CLA_BITS:
             response = self._transmit(
                 CommandApdu(command.cla, command.ins, command.p1, command.p2, command.data, le=response.sw2 or 256)
             )

@@ -68,9 +68,14 @@ class CccdQr:
         return tuple(check_id_number(self.id_number, self.date_of_birth, self.sex))
 
     @property
+    def contradictions(self) -> tuple[str, ...]:
+        """Codes of the ``error`` findings: what this QR's ID number contradicts (no personal data)."""
+        return tuple(finding.code for finding in self.id_findings if finding.severity == "error")
+
+    @property
     def consistent(self) -> bool:
         """No ``error`` finding: an unknown province (a warning) still counts as consistent."""
-        return all(finding.severity != "error" for finding in self.id_findings)
+        return not self.contradictions
 
 
 def _is_ascii_digits(text: str, lengths: tuple[int, ...]) -> bool:
