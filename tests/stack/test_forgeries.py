@@ -21,9 +21,10 @@ from edge.drivers.pcsc import PcscReaderDriver
 from edge.protocol.access.policy import CanKey
 from edge.protocol.cccd_qr import CccdQr
 from edge.protocol.chip import ChipRead, ReadRequest, read_chip
-from edge.protocol.verify.card import CHIP_AUTHENTICATION, VerificationReport, verify_chip
+from edge.protocol.verify.card import VerificationReport, verify_chip
 from edge.protocol.verify.checks import (
     ACTIVE_AUTHENTICATION,
+    CHIP_AUTHENTICATION,
     DG_HASHES,
     DS_CHAIN,
     DS_REVOCATION,

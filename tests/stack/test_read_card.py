@@ -33,9 +33,10 @@ from edge.protocol.chip import ChipRead, ReadRequest, read_chip
 from edge.protocol.lds.dg13 import parse_dg13
 from edge.protocol.mrz import parse_mrz
 from edge.protocol.reader import CHUNK_AES_SM
-from edge.protocol.verify.card import CHIP_AUTHENTICATION, VerificationReport, verify_chip
+from edge.protocol.verify.card import VerificationReport, verify_chip
 from edge.protocol.verify.checks import (
     ACTIVE_AUTHENTICATION,
+    CHIP_AUTHENTICATION,
     DG_HASHES,
     DS_CHAIN,
     DS_VALIDITY,

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.protocol.verify.card import CHIP_AUTHENTICATION
 from edge.protocol.verify.checks import (
     ACTIVE_AUTHENTICATION,
+    CHIP_AUTHENTICATION,
     DG_HASHES,
     DS_CHAIN,
     DS_REVOCATION,

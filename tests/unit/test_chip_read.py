@@ -36,8 +36,9 @@ from edge.protocol.lds.dg14 import TAG_DG14
 from edge.protocol.lds.sod import encode_sod
 from edge.protocol.mrz import parse_mrz
 from edge.protocol.reader import ChunkMemory
-from edge.protocol.verify.card import CHIP_AUTHENTICATION, verify_chip
+from edge.protocol.verify.card import verify_chip
 from edge.protocol.verify.checks import (
+    CHIP_AUTHENTICATION,
     DG_HASHES,
     DS_CHAIN,
     DS_REVOCATION,

@@ -14,6 +14,7 @@ from edge.errors import EdgeError
 from edge.protocol.cccd_qr import CccdQr
 from edge.protocol.chip import ChipRead
 from edge.protocol.verify.checks import (
+    CHIP_AUTHENTICATION,
     ID_NUMBER_STRUCTURE,
     MRZ_VS_DG13,
     QR_VS_DG13,
@@ -26,9 +27,6 @@ from edge.protocol.verify.checks import (
 from edge.protocol.verify.crosscheck import check_id_structure, crosscheck_mrz_dg13, crosscheck_qr_dg13
 from edge.protocol.verify.passive import passive_authentication, unreadable_sod
 from edge.protocol.verify.trust import TrustStore
-
-#: Chip authentication has no name in ``checks`` yet; kept here until it moves there (stable: serialised).
-CHIP_AUTHENTICATION = "chip_authentication"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +56,7 @@ def _chip_authentication(read: ChipRead) -> Check:
 def _passive_authentication(read: ChipRead, trust: TrustStore, now: datetime) -> tuple[Check, ...]:
     if read.sod is not None:
         return passive_authentication(read.sod, read.data_groups, trust, now)
-    return unreadable_sod(f"EF.SOD cannot be parsed: {read.sod_error}", read.data_groups)
+    return unreadable_sod(read.sod_error or "no reason given", read.data_groups)
 
 
 def _not_requested(name: str, number: int) -> Check:

@@ -99,18 +99,18 @@ def passive_authentication_of_file(
     try:
         sod = parse_sod(sod_file)
     except (ParseError, *_CHECK_ERRORS) as exc:
-        return unreadable_sod(f"EF.SOD cannot be parsed: {exc}", data_groups)
+        return unreadable_sod(str(exc), data_groups)
     return passive_authentication(sod, data_groups, trust, at)
 
 
-def unreadable_sod(reason: str, data_groups: Mapping[int, bytes]) -> tuple[Check, ...]:
-    """The checks for a card whose EF.SOD does not parse: its signature is what fails; what hangs on a parsed SOD
-    (its DS certificate, its hash list) cannot be performed. The verdict is failed all the same: every essential
-    check must pass."""
+def unreadable_sod(parse_error: str, data_groups: Mapping[int, bytes]) -> tuple[Check, ...]:
+    """The checks for a card whose EF.SOD does not parse (``parse_error`` says why): its signature is what fails;
+    what hangs on a parsed SOD (its DS certificate, its hash list) cannot be performed. The verdict is failed all the
+    same: every essential check must pass."""
     no_ds = "there is no Document Signer certificate: EF.SOD cannot be parsed"
     unverified = {f"DG{number}": "read, not compared" for number in sorted(data_groups)}
     return (
-        failed(SOD_SIGNATURE, reason),
+        failed(SOD_SIGNATURE, f"EF.SOD cannot be parsed: {parse_error}"),
         Check(DS_VALIDITY, CheckStatus.NOT_PERFORMED, no_ds),
         Check(DS_CHAIN, CheckStatus.NOT_PERFORMED, no_ds),
         Check(DS_REVOCATION, CheckStatus.NOT_PERFORMED, no_ds),
