@@ -174,7 +174,7 @@ class DemoEnvironment:
             mqtt_host=self.broker.host, mqtt_port=self.broker.port,
         )
 
-        self.qr_text = card_qr_text(self.profile.person, self.profile.qr_overrides)
+        self.qr_text = card_qr_text(self.profile.qr_person)
         self.qr_image = write_qr_frame(self.qr_text, self.workdir / "camera" / "qr.png")
         self.config_path = installed.config
         self.config: Config = self._complete_config(installed.config)

@@ -100,7 +100,7 @@ def qr_photos(profiles: Sequence[str], folder: Path, seed: int = 2026) -> list[P
     paths: list[Path] = []
     for index, profile in enumerate(profiles):
         card = load_profile(profile)
-        pixels, _ = render(card_qr_text(card.person, card.qr_overrides), rng, ())
+        pixels, _ = render(card_qr_text(card.qr_person), rng, ())
         path = folder / f"{index:02d}-{profile}.png"
         Image.frombytes("L", (WIDTH, HEIGHT), pixels).save(path)
         paths.append(path)

@@ -250,7 +250,7 @@ from pathlib import Path
 from edge.sim.card_qr import card_qr_text, write_qr_frame
 from edge.sim.profile import load_profile
 
-write_qr_frame(card_qr_text(load_profile(sys.argv[2]).person), Path(sys.argv[1]))
+write_qr_frame(card_qr_text(load_profile(sys.argv[2]).qr_person), Path(sys.argv[1]))
 EOF
 install -m 0640 -o root -g "$SERVICE_USER" "$WORK/qr.png" "$REPLAY_DIR/qr.png"
 # The operator's edit: a [camera] section in config.toml (replaced on a re-run; provisioning keeps it).

@@ -13,32 +13,12 @@ from pathlib import Path
 import numpy as np
 import segno
 from PIL import Image
-from pydantic import ValidationError
 
-from edge.errors import ConfigError
 from edge.protocol.cccd_qr import NEW_CARD_LAW_START, CccdQr, encode_cccd_qr
-from edge.sim.profile import Person
+from edge.sim.profile import Person, qr_person
 
 FRAME_SIZE = (640, 480)  # the scanner's lores stream
 QR_MODULE_PX = 4  # a card held ~25 cm from a Pi camera shows about this many pixels per module
-
-#: The :class:`Person` fields a card's QR prints, hence the only ones a QR override may change.
-QR_PRINTED_FIELDS = frozenset({
-    "id_number", "old_id_number", "full_name", "date_of_birth", "sex", "place_of_residence", "date_of_issue",
-    "father", "mother",
-})
-
-
-def _qr_person(person: Person, overrides: Mapping[str, object]) -> Person:
-    """``person`` as the QR shows them, validated like a profile so a typo fails loudly instead of printing junk."""
-    for name in sorted(overrides):
-        if name not in QR_PRINTED_FIELDS:
-            raise ConfigError("not a field the card QR prints", key=f"qr_overrides.{name}")
-    try:
-        return Person.model_validate({**person.model_dump(), **overrides})
-    except ValidationError as exc:
-        raise ConfigError(str(exc), key="qr_overrides") from None
-
 
 def card_qr(person: Person, overrides: Mapping[str, object] | None = None) -> CccdQr:
     """The QR fields printed on ``person``'s card; ``overrides`` prints some of them differently from the chip
@@ -46,7 +26,7 @@ def card_qr(person: Person, overrides: Mapping[str, object] | None = None) -> Cc
 
     Raises :class:`ConfigError` for an override of a field the QR does not print or of an invalid value.
     """
-    person = _qr_person(person, overrides) if overrides else person
+    person = qr_person(person, overrides) if overrides else person
     layout_2024 = person.date_of_issue >= NEW_CARD_LAW_START
     return CccdQr(
         id_number=person.id_number,

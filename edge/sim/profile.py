@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -176,6 +176,24 @@ class ForgerySettings(_Strict):
         return self
 
 
+#: The :class:`Person` fields a card's QR prints, hence the only ones a QR override may change.
+QR_PRINTED_FIELDS = frozenset({
+    "id_number", "old_id_number", "full_name", "date_of_birth", "sex", "place_of_residence", "date_of_issue",
+    "father", "mother",
+})
+
+
+def qr_person(person: Person, overrides: Mapping[str, object]) -> Person:
+    """``person`` as the QR shows them, validated like a profile so a typo fails loudly instead of printing junk."""
+    for name in sorted(overrides):
+        if name not in QR_PRINTED_FIELDS:
+            raise ConfigError("not a field the card QR prints", key=f"qr_overrides.{name}")
+    try:
+        return Person.model_validate({**person.model_dump(), **overrides})
+    except ValidationError as exc:
+        raise ConfigError(str(exc), key="qr_overrides") from None
+
+
 class CardProfile(_Strict):
     name: str
     description: str = ""
@@ -183,8 +201,18 @@ class CardProfile(_Strict):
     card: CardSettings = CardSettings()
     quirks: QuirkSettings = QuirkSettings()
     forgery: ForgerySettings = ForgerySettings()
-    #: QR fields printed differently from the chip (a doctored sticker); checked by edge.sim.card_qr.card_qr.
+    #: QR fields printed differently from the chip (a doctored sticker); checked when the profile loads.
     qr_overrides: dict[str, str | dt.date] = {}
+
+    @model_validator(mode="after")
+    def _overrides_print(self) -> CardProfile:
+        self.qr_person  # noqa: B018  # a typo in [qr_overrides] fails at load, not when a QR is drawn
+        return self
+
+    @property
+    def qr_person(self) -> Person:
+        """The person as the card's QR shows them (the chip's ``person`` unless ``qr_overrides`` differ)."""
+        return qr_person(self.person, self.qr_overrides) if self.qr_overrides else self.person
 
 
 def list_profiles() -> list[str]:

@@ -93,7 +93,7 @@ def material(tmp_path_factory: pytest.TempPathFactory) -> Material:
     ward_pub_path = root / "ward.pub"
     ward_pub_path.write_bytes(ward_key.public_key.public_bytes(serialization.Encoding.PEM,
                                                                serialization.PublicFormat.SubjectPublicKeyInfo))
-    qr_image = write_qr_frame(card_qr_text(profile.person, profile.qr_overrides), root / "qr.png")
+    qr_image = write_qr_frame(card_qr_text(profile.qr_person), root / "qr.png")
     return Material(spec, trust_dir, qr_image, _blank_image(root / "blank.png"), device_key, device_key_path,
                     ward_key, ward_pub_path)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from edge.errors import ConfigError
@@ -46,3 +48,15 @@ def test_bad_overrides_are_config_errors_naming_the_key(overrides: dict[str, obj
     with pytest.raises(ConfigError) as caught:
         card_qr(PERSON, overrides)
     assert caught.value.key == key
+
+
+def test_a_typo_in_a_profiles_qr_overrides_fails_when_it_loads(tmp_path: Path) -> None:
+    profile = tmp_path / "typo.toml"
+    profile.write_text('based_on = "default"\n[qr_overrides]\nfull_nam = "Trần Thị Bình"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="not a field the card QR prints"):
+        load_profile(profile)
+
+
+def test_the_qr_mismatch_profile_prints_another_name_than_its_chip() -> None:
+    profile = load_profile("qr-mismatch")
+    assert parse_cccd_qr(card_qr_text(profile.qr_person)).full_name != profile.person.full_name
