@@ -451,10 +451,9 @@ CAMERA_HINTS = {
 
 def _open_daemon_camera(config: Config) -> FrameSource:
     """The camera exactly as the daemon opens it from ``[camera]``; the import is deferred with the drivers."""
-    from edge.drivers.cameras import open_camera
+    from edge.drivers.cameras import open_configured_camera
 
-    camera = config.camera
-    return open_camera(camera.source, fps=camera.fps, replay_path=camera.replay_path, device=camera.device)
+    return open_configured_camera(config.camera)
 
 
 def _flat(pixels: bytes) -> bool:

@@ -73,7 +73,7 @@ from edge.daemon.state import (
     VerifyDone,
 )
 from edge.drivers.base import CardPresence, CardReaderDriver, FrameSource, QrDecoder, ReaderState
-from edge.drivers.cameras import open_camera
+from edge.drivers.cameras import open_configured_camera
 from edge.drivers.leds import Indicators
 from edge.errors import (
     CameraError,
@@ -543,9 +543,7 @@ class Terminal:
             self.liveness.beat("camera")
             try:
                 if self._camera is None:
-                    camera = self.config.camera
-                    self._camera = open_camera(camera.source, fps=camera.fps, replay_path=camera.replay_path,
-                                               device=camera.device)
+                    self._camera = open_configured_camera(self.config.camera)
                 if scanner is None:
                     scanner = QrScanner(self._camera, self._decoder,
                                         repeat_after=self.config.camera.qr_repeat_after or None)

@@ -7,12 +7,25 @@ picamera2 and OpenCV are imported only when their source is asked for (they exis
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from edge.drivers.base import FrameSource
 from edge.errors import CameraError
 
 CameraKind = Literal["picam", "v4l2", "replay"]
+
+
+class CameraSettings(Protocol):
+    """What a ``[camera]`` config section says (``edge.config.CameraConfig`` is one)."""
+
+    @property
+    def source(self) -> CameraKind: ...
+    @property
+    def fps(self) -> float: ...
+    @property
+    def replay_path(self) -> Path | None: ...
+    @property
+    def device(self) -> str: ...
 
 
 def open_camera(source: CameraKind, *, fps: float = 10.0, replay_path: Path | None = None,
@@ -31,3 +44,8 @@ def open_camera(source: CameraKind, *, fps: float = 10.0, replay_path: Path | No
     from edge.drivers.picam import PiCameraSource
 
     return PiCameraSource(fps=fps).open()
+
+
+def open_configured_camera(settings: CameraSettings) -> FrameSource:
+    """The camera a ``[camera]`` section names, opened as the daemon opens it (doctor checks exactly this)."""
+    return open_camera(settings.source, fps=settings.fps, replay_path=settings.replay_path, device=settings.device)
