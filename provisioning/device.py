@@ -29,13 +29,13 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from edge.daemon.pkcs11_signer import Pkcs11Signer
 from edge.daemon.signing import KeySigner, Signer
 from edge.errors import ProvisioningError, TrustStoreError
 from edge.files import private_key_pem
+from edge.protocol.crypto import plain_ecdsa_to_der
 from edge.protocol.pkcs11_uri import Pkcs11Uri
 from edge.protocol.verify.trust import TrustStore
 from provisioning import token
@@ -98,9 +98,7 @@ def _csr_for(signer: Signer, public_key: ec.EllipticCurvePublicKey, identity: Te
             public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)),
         "attributes": [],
     })
-    raw = signer.sign(info.dump())
-    half = len(raw) // 2
-    signature = encode_dss_signature(int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big"))
+    signature = plain_ecdsa_to_der(signer.sign(info.dump()))
     request = asn1_csr.CertificationRequest({
         "certification_request_info": info,
         "signature_algorithm": {"algorithm": "sha256_ecdsa"},

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from cryptography.x509 import load_pem_x509_certificate
@@ -32,6 +32,7 @@ from edge.errors import ConfigError, TokenError, TokenExpiredError, TokenSignatu
 from edge.files import private_key_pem, write_private
 from edge.protocol.b64url import b64url_decode as strict_b64url_decode
 from edge.protocol.b64url import b64url_encode
+from edge.protocol.crypto import plain_ecdsa_to_der
 from edge.protocol.pkcs11_uri import Pkcs11Uri
 
 ES256 = "ES256"
@@ -293,7 +294,7 @@ def verify_es256(token: str | bytes, key: ec.EllipticCurvePublicKey) -> tuple[di
     signature = b64url_decode(sig64)
     if len(signature) != 2 * _COORD:
         raise TokenError("ES256 signature must be 64 bytes")
-    der = encode_dss_signature(int.from_bytes(signature[:_COORD], "big"), int.from_bytes(signature[_COORD:], "big"))
+    der = plain_ecdsa_to_der(signature)
     try:
         key.verify(der, f"{head64}.{body64}".encode("ascii"), ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:

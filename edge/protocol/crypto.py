@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
 
@@ -183,3 +184,10 @@ def token_mac(suite: CipherSuite, key: bytes, data: bytes) -> bytes:
     if suite.kind is CipherKind.TDES:
         return retail_mac(key, pad(data, 8))
     return aes_cmac(key, data)[:8]
+
+
+def plain_ecdsa_to_der(signature: bytes) -> bytes:
+    """ECDSA ``r || s`` (the plain form chips, tokens and JWS use, BSI TR-03111) as the DER ``cryptography`` verifies.
+    Callers check the length against the key first: here the two halves are simply split."""
+    half = len(signature) // 2
+    return encode_dss_signature(int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big"))

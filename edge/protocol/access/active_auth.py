@@ -23,10 +23,10 @@ from typing import Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from edge.errors import SignatureError, StatusWordError
 from edge.protocol.apdu import ApduConnection, CommandApdu
+from edge.protocol.crypto import plain_ecdsa_to_der
 from edge.protocol.keys import PublicKey
 from edge.protocol.verify.checks import ACTIVE_AUTHENTICATION, Check, CheckStatus
 from edge.protocol.verify.signatures import MAX_RSA_BITS, digest, ecdsa_hash_for, hash_algorithm
@@ -110,7 +110,7 @@ def verify_active_auth(
         size = (public_key.curve.key_size + 7) // 8
         if len(signature) != 2 * size:
             raise SignatureError(f"ECDSA answer of {len(signature)} bytes, expected {2 * size} (r || s)")
-        der = encode_dss_signature(int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big"))
+        der = plain_ecdsa_to_der(signature)
         try:
             public_key.verify(der, challenge, ec.ECDSA(hash_algorithm(hash_name)))
         except InvalidSignature as exc:

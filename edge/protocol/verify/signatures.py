@@ -12,9 +12,9 @@ from asn1crypto.algos import RSASSAPSSParams
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from edge.errors import SignatureError
+from edge.protocol.crypto import plain_ecdsa_to_der
 from edge.protocol.keys import PublicKey
 
 HASHES: dict[str, type[hashes.HashAlgorithm]] = {
@@ -146,9 +146,7 @@ def verify_signature(
             if algorithm_oid in _ECDSA_PLAIN:
                 if len(signature) != 2 * size:
                     raise SignatureError(f"plain ECDSA signature of {len(signature)} bytes, expected {2 * size}")
-                der = encode_dss_signature(
-                    int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big")
-                )
+                der = plain_ecdsa_to_der(signature)
                 hash_name = _ECDSA_PLAIN[algorithm_oid]
             else:
                 if len(signature) > 2 * size + 12:
