@@ -350,7 +350,7 @@ fi
 DAEMON_STATE=exited
 alive "$DAEMON_PID" && DAEMON_STATE=running
 # runuser forks: the daemon is its child; show who it really runs as.
-DAEMON_CHILD=$(cat "/proc/$DAEMON_PID/task/$DAEMON_PID/children" 2>/dev/null || true)
+DAEMON_CHILD=$(children "$DAEMON_PID")
 DAEMON_CHILD=${DAEMON_CHILD%% *}
 DAEMON_USER=$(stat -c %U "/proc/${DAEMON_CHILD:-0}" 2>/dev/null || echo unknown)
 

@@ -94,6 +94,7 @@ from edge.protocol.reader import (
     ChunkMemory,
     file_name,
     odd_room,
+    read_by_sfi_command,
     read_file,
     select_command,
     select_file,
@@ -512,7 +513,7 @@ def _applet_still_selected(conn: ApduConnection) -> bool:
     """Whether EF.COM answers (6982, or data) to a plain read by SFI, or, on a chip refusing reads by SFI, to
     SELECT: then the eMRTD application is the current DF, not the MF, and a missing EF.CardAccess says nothing
     about PACE."""
-    probe = conn.send_and_receive(CommandApdu(0x00, INS_READ_BINARY, 0x80 | SFI_COM, 0, le=1))
+    probe = conn.send_and_receive(read_by_sfi_command(SFI_COM, le=1))
     if probe.sw in SFI_REFUSALS or probe.sw == SW_WRONG_P1P2:  # with Le=1, 6B00 cannot be a refused Le
         probe = conn.send_and_receive(select_command(SFI_COM))
     return bool(probe.data) or probe.sw in (SW_OK, SW_WARNING_EOF, SW_SECURITY_STATUS)
@@ -579,7 +580,7 @@ def read_chip(
     active = session.active_authentication(dg14, dg15, dg15_listed=listed is None or DG_ACTIVE_AUTH in listed)
     if session.link.ca_unproven:  # nothing was exchanged after CA (a card with nothing else to read): prove it now
         proof = (select_command(SFI_SOD) if session.memory.select_files
-                 else CommandApdu(0x00, INS_READ_BINARY, 0x80 | SFI_SOD, 0, le=1))  # fmt: skip
+                 else read_by_sfi_command(SFI_SOD, le=1))  # fmt: skip
         session.run(lambda: session.link.send_and_receive(proof), "proving chip authentication")
     chip_auth = session.ca_outcome or ChipAuthOutcome(CheckStatus.NOT_PERFORMED, "chip authentication did not run")
     if chip_auth.status is CheckStatus.PASSED and session.link.ca_unproven:

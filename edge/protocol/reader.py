@@ -78,6 +78,11 @@ def select_command(sfi: int) -> CommandApdu:
     return CommandApdu(0x00, INS_SELECT, 0x02, 0x0C, file_id(sfi).to_bytes(2, "big"))
 
 
+def read_by_sfi_command(sfi: int, le: int, offset: int = 0) -> CommandApdu:
+    """READ BINARY of the EF with short file id ``sfi`` (P1 bit 8), from ``offset`` (< 256)."""
+    return CommandApdu(0x00, INS_READ_BINARY, 0x80 | sfi, offset, le=le, extended=le > LE_MAX_SHORT)
+
+
 def select_file(conn: ApduConnection, sfi: int) -> None:
     """SELECT the EF with short file id ``sfi``; 6A82 raises :class:`~edge.errors.FileNotFoundOnCardError`."""
     conn.send_and_receive(select_command(sfi)).check(f"SELECT {file_name(sfi)}")
@@ -133,7 +138,7 @@ class _Reader:
         """One READ BINARY with Le ``le``; returns the answer (DO 53 unwrapped) and its length on the wire."""
         extended = le > LE_MAX_SHORT
         if by_sfi:
-            command = CommandApdu(0x00, INS_READ_BINARY, 0x80 | self.sfi, offset, le=le, extended=extended)
+            command = read_by_sfi_command(self.sfi, le, offset)
         elif offset <= MAX_B0_OFFSET:
             command = CommandApdu(0x00, INS_READ_BINARY, offset >> 8, offset & 0xFF, le=le, extended=extended)
         else:
