@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import traceback
 
 _DIGIT_RUN = re.compile(r"(?<!\d)(\d{9}|\d{12})(?!\d)")
 
@@ -34,6 +35,13 @@ def mask_text(text: str) -> str:
 
 def _mask_digit_runs(message: str) -> str:
     return _DIGIT_RUN.sub(lambda m: mask_id(m.group(1)), message)
+
+
+def log_unexpected(logger: logging.Logger, message: str, exc: BaseException, *args: object) -> None:
+    """Log an unexpected exception's type and stack but not its message: messages may quote the data that failed
+    (pydantic's repeat the input, which can be a citizen's name or address), and the filter cannot see names."""
+    stack = "".join(traceback.format_tb(exc.__traceback__))
+    logger.error(message + " (%s)\n%s", *args, type(exc).__name__, stack.rstrip())
 
 
 class PiiFilter(logging.Filter):

@@ -83,7 +83,7 @@ from edge.errors import (
     NoCardError,
     OutboxFullError,
 )
-from edge.logsetup import mask_id
+from edge.logsetup import log_unexpected, mask_id
 from edge.protocol.access.policy import AccessKey, CanKey, MrzKey
 from edge.protocol.cccd_qr import CccdQr
 from edge.protocol.chip import ChipRead, ReadRequest, read_chip
@@ -363,8 +363,8 @@ class Terminal:
         def run() -> None:
             try:
                 target()
-            except Exception:  # any bug: logged here, and the silent thread withholds the watchdog -> restart
-                log.exception("terminal thread %s died", name)
+            except Exception as exc:  # noqa: BLE001  # any bug: logged, and the silent thread withholds the watchdog
+                log_unexpected(log, "terminal thread %s died", exc, name)
                 self._count("thread_deaths")
 
         return run
@@ -401,8 +401,8 @@ class Terminal:
                     self._dispatch(item)
                 else:
                     item()
-            except Exception:  # one bad event must not stop the terminal
-                log.exception("terminal loop failed on %s", type(item).__name__)
+            except Exception as exc:  # noqa: BLE001  # one bad event must not stop the terminal
+                log_unexpected(log, "terminal loop failed on %s", exc, type(item).__name__)
                 self._count("loop_errors")
 
     def _dispatch(self, event: Event) -> None:
@@ -604,8 +604,8 @@ class Terminal:
                     self._read(job)
                 else:
                     self._verify(job)
-            except Exception:  # anything unexpected ends this attempt as failed, never as a result
-                log.exception("attempt %d failed unexpectedly", job.attempt)
+            except Exception as exc:  # noqa: BLE001  # anything unexpected ends this attempt as failed, never as a result
+                log_unexpected(log, "attempt %d failed unexpectedly", exc, job.attempt)
                 self._last_error = "internal_error"
                 failure = (ReadFailed(self._clock(), job.attempt, "internal_error") if isinstance(job, StartRead)
                            else VerifyDone(self._clock(), job.attempt, False))

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from edge.logsetup import PiiFilter, configure_logging, mask_id, mask_name, mask_text
+from edge.logsetup import PiiFilter, configure_logging, log_unexpected, mask_id, mask_name, mask_text
 
 
 @pytest.fixture
@@ -75,3 +75,20 @@ def test_the_handler_writes_to_the_stream_current_at_each_record(root_logging: l
     logging.getLogger("edge.test").warning("two")
     assert second.getvalue() == "WARNING edge.test: one\n"
     assert out.getvalue() == "WARNING edge.test: two\n"
+
+
+def test_an_unexpected_error_is_logged_without_its_message(root_logging: logging.Logger,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pydantic error quotes its input, which can be a citizen's name: only the type and the stack are logged."""
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    configure_logging()
+    name = "Nguyễn Văn An"  # data, as in production: not in the source lines the stack shows
+    try:
+        raise ValueError(f"full_name {name!r} is too long")
+    except ValueError as exc:
+        log_unexpected(logging.getLogger("edge.test"), "attempt %d failed", exc, 3)
+    text = stream.getvalue()
+    assert text.startswith("ERROR edge.test: attempt 3 failed (ValueError)\n")
+    assert "test_logsetup.py" in text  # the stack, for the support desk
+    assert "Nguyễn" not in text
