@@ -37,6 +37,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge.config import Config
 from edge.daemon.health import Liveness
 from edge.daemon.outbox import Outbox, OutboxEntry
+from edge.logsetup import log_unexpected
 
 log = logging.getLogger(__name__)
 
@@ -294,8 +295,8 @@ class ResultPublisher:
         if message.topic == self.settings.topics.cmd and self._on_command is not None:
             try:
                 self._on_command(bytes(message.payload))
-            except Exception:  # a bad command must never kill the network thread
-                log.exception("command handler failed")
+            except Exception as exc:  # noqa: BLE001  # a bad command must never kill the network thread
+                log_unexpected(log, "command handler failed", exc)  # a read_request carries a chip key
 
     # --- the publisher thread ------------------------------------------------------------------------------------
 
