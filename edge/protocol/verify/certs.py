@@ -142,17 +142,89 @@ def is_self_signed(cert: CertificateInfo) -> bool:
 # --- certificate paths -----------------------------------------------------------------------------------------
 
 ChainStatus = Literal["trusted", "untrusted", "broken"]
+#: No CSCA hierarchy is deeper: a DS, at most a few link certificates (key rollovers), the self-signed CSCA.
 MAX_PATH_LENGTH = 5
+#: Signature checks one path search may spend. An honest store needs a handful; the cap keeps a hostile store
+#: (hundreds of certificates under one name, link certificates in loops) from costing more than about a second.
+MAX_SIGNATURE_CHECKS = 256
 
 
 @dataclass(frozen=True, slots=True)
 class ChainResult:
-    """``trusted``: path to a self-signed store CSCA (``path`` = issuer first, anchor last); ``untrusted``: no
-    store certificate vouches for it; ``broken``: one that should (named by key identifier, or signed it) fails."""
+    """``trusted``: path to a self-signed store CSCA (``path`` = issuer first, anchor last); ``untrusted``: the
+    store holds nothing under the issuer's name, so nothing here can vouch for it or against it; ``broken``: the
+    store holds a certificate under the issuer's name, and no path through it holds (a forger can always claim a
+    name, never produce its key's signature)."""
 
     status: ChainStatus
     reason: str
     path: tuple[CertificateInfo, ...] = ()
+
+
+class _PathSearch:
+    """One depth-first search from a certificate up to an anchor, linear in the store.
+
+    Each certificate is expanded at most once (a global visited set, so loops of link certificates and diamonds
+    cost nothing twice) and each (subject, issuer) signature is checked at most once, within
+    :data:`MAX_SIGNATURE_CHECKS`. Key identifiers only order the candidates (the named key first): they are
+    unsigned hints a forger chooses, so they never decide which certificates are considered.
+    """
+
+    def __init__(self, authorities: Sequence[CertificateInfo], anchors: frozenset[str], at: datetime) -> None:
+        self._by_subject: dict[str, list[CertificateInfo]] = {}
+        for authority in authorities:
+            self._by_subject.setdefault(authority.subject_key, []).append(authority)
+        self._anchors = anchors
+        self._at = at
+        self._expanded: set[str] = set()
+        self._checks_left = MAX_SIGNATURE_CHECKS
+        self.problems: list[str] = []
+        self.direct_signers: list[CertificateInfo] = []  # certificates under the issuer's name that signed it
+
+    def named(self, cert: CertificateInfo) -> list[CertificateInfo]:
+        """Store certificates bearing ``cert``'s issuer name, the one its key identifier names first."""
+        same_name = [c for c in self._by_subject.get(cert.issuer_key, ()) if c.fingerprint != cert.fingerprint]
+        named_key = cert.authority_key_id
+        return sorted(same_name, key=lambda c: not (named_key and c.subject_key_id == named_key))
+
+    def _signed(self, cert: CertificateInfo, issuer: CertificateInfo) -> bool:
+        if self._checks_left <= 0:
+            raise _SearchExhausted
+        self._checks_left -= 1
+        try:
+            verify_issued_by(cert, issuer)
+        except SignatureError:
+            return False
+        return True
+
+    def path_from(self, cert: CertificateInfo, depth: int) -> tuple[CertificateInfo, ...] | None:
+        """Issuer-first path from ``cert`` to an anchor, or None (reasons collected in ``problems``)."""
+        if depth >= MAX_PATH_LENGTH or cert.fingerprint in self._expanded:
+            return None
+        self._expanded.add(cert.fingerprint)
+        for candidate in self.named(cert):
+            if candidate.fingerprint in self._expanded or not self._signed(cert, candidate):
+                continue
+            if depth == 0:
+                self.direct_signers.append(candidate)
+            if not (candidate.is_ca and candidate.may_sign_certificates):
+                self.problems.append(f"its issuer '{candidate.subject}' in the store is not a CA allowed to sign "
+                                     "certificates")
+                continue
+            if not candidate.valid_at(self._at):
+                self.problems.append(f"the CSCA that signed it is valid only from {candidate.not_before:%Y-%m-%d} "
+                                     f"to {candidate.not_after:%Y-%m-%d}")
+                continue
+            if candidate.fingerprint in self._anchors:
+                return (candidate,)
+            above = self.path_from(candidate, depth + 1)
+            if above is not None:
+                return (candidate, *above)
+        return None
+
+
+class _SearchExhausted(Exception):
+    """The signature-check budget ran out (internal: becomes a ``broken`` result)."""
 
 
 def build_chain(
@@ -161,53 +233,46 @@ def build_chain(
     anchors: frozenset[str],
     at: datetime,
     *,
-    _depth: int = 0,
-    _seen: frozenset[str] = frozenset(),
+    installed: frozenset[str] | None = None,
 ) -> ChainResult:
     """Find a path from ``cert`` up to a certificate whose fingerprint is in ``anchors``.
 
-    ``authorities`` are the certificates that may appear on the path (CSCAs and link certificates).
+    ``authorities`` are the certificates that may appear on the path (CSCAs and link certificates); ``installed``
+    (default: all of them) the fingerprints of those the trust store holds, as opposed to ones that merely came
+    with the object checked (a master list's own certificates). The rule that cannot be talked round: when an
+    installed certificate bears ``cert``'s issuer name and no path to an anchor holds, the result is ``broken``,
+    whatever the key identifiers say; ``untrusted`` only when nothing installed bears that name.
     """
-    if _depth >= MAX_PATH_LENGTH:
-        return ChainResult("untrusted", "the certificate path is longer than any CSCA hierarchy")
-    candidates = [
-        c for c in authorities
-        if c.subject_key == cert.issuer_key and c.fingerprint not in _seen and c.fingerprint != cert.fingerprint
-    ]
-    if cert.authority_key_id:
-        candidates = [c for c in candidates if c.subject_key_id in (None, cert.authority_key_id)]
-    if not candidates:
+    search = _PathSearch(authorities, anchors, at)
+    named = search.named(cert)
+    if not named:
         return ChainResult("untrusted", f"no CSCA named '{cert.issuer}' is in the trust store")
-    problems: list[str] = []
-    untrusted_above: list[str] = []
-    for candidate in candidates:
-        named = bool(cert.authority_key_id and candidate.subject_key_id == cert.authority_key_id)
-        try:
-            verify_issued_by(cert, candidate)
-        except SignatureError:
-            if named:
-                problems.append("the CSCA it names by key identifier did not sign it")
-            continue
-        if not (candidate.is_ca and candidate.may_sign_certificates):
-            problems.append("its issuer in the store is not a CA allowed to sign certificates")
-            continue
-        if not candidate.valid_at(at):
-            problems.append(f"the CSCA that signed it is valid only from {candidate.not_before:%Y-%m-%d} "
-                            f"to {candidate.not_after:%Y-%m-%d}")
-            continue
-        if candidate.fingerprint in anchors:
-            return ChainResult("trusted", f"chains to CSCA '{candidate.subject}'", (candidate,))
-        above = build_chain(
-            candidate, authorities, anchors, at, _depth=_depth + 1, _seen=_seen | {cert.fingerprint}
+    try:
+        path = search.path_from(cert, 0)
+    except _SearchExhausted:
+        return ChainResult("broken", f"the trust store holds more certificates named '{cert.issuer}' than a path "
+                                     f"search may check ({MAX_SIGNATURE_CHECKS} signatures): none led to a CSCA")
+    if path is not None:
+        reason = f"chains to CSCA '{path[-1].subject}'" + (" through a link certificate" if len(path) > 1 else "")
+        return ChainResult("trusted", reason, path)
+    if search.problems:
+        return ChainResult("broken", search.problems[0])
+
+    def is_installed(c: CertificateInfo) -> bool:
+        return installed is None or c.fingerprint in installed
+
+    unanchored = f"'{cert.issuer}' signed it, but no path leads from there to an installed CSCA"
+    if any(is_installed(c) for c in search.direct_signers):
+        return ChainResult("untrusted", unanchored)
+    if any(is_installed(c) for c in named):  # a namesake from elsewhere (a list's own "CSCA") cannot stand in
+        return ChainResult(
+            "broken",
+            f"the trust store holds a CSCA named '{cert.issuer}' that did not sign this certificate: forged, or "
+            "signed by a newer key of that CSCA whose certificate or link certificate is not installed",
         )
-        if above.status == "trusted":
-            return ChainResult("trusted", above.reason + " through a link certificate", (candidate, *above.path))
-        (problems if above.status == "broken" else untrusted_above).append(above.reason)
-    if problems:
-        return ChainResult("broken", problems[0])
-    if untrusted_above:
-        return ChainResult("untrusted", untrusted_above[0])
-    return ChainResult("untrusted", f"no CSCA in the trust store signed it (issuer '{cert.issuer}')")
+    if search.direct_signers:  # e.g. a master list's own CSCA: a genuine signature, not installed yet
+        return ChainResult("untrusted", unanchored)
+    return ChainResult("untrusted", f"no CSCA named '{cert.issuer}' is in the trust store")
 
 
 def authorities_of(certificates: Iterable[CertificateInfo]) -> tuple[tuple[CertificateInfo, ...], frozenset[str]]:

@@ -78,12 +78,14 @@ def verify_master_list(
         except PublicKeyFormatError:
             continue
     authorities, anchors_with_listed = authorities_of((*installed, *listed))
-    to_store = build_chain(signer, authorities, anchors, at)  # listed link certificates may bridge to the store
+    installed_fingerprints = frozenset(c.fingerprint for c in installed)
+    # Listed link certificates may bridge to the store; a listed CSCA may not stand in for an installed namesake.
+    to_store = build_chain(signer, authorities, anchors, at, installed=installed_fingerprints)
     if to_store.status == "trusted":
         return listed, signer, to_store.path[-1], "store"
     if to_store.status == "broken":
         raise TrustStoreError(f"the master list signer's path to an installed CSCA is broken: {to_store.reason}")
-    to_list = build_chain(signer, authorities, anchors_with_listed, at)
+    to_list = build_chain(signer, authorities, anchors_with_listed, at, installed=installed_fingerprints)
     if to_list.status != "trusted":
         raise TrustStoreError(f"the master list signer does not chain to a CSCA: {to_list.reason}")
     anchor = to_list.path[-1]

@@ -41,6 +41,8 @@ from edge.protocol.verify.signatures import ASN1_ERRORS
 
 #: No trust-store file (a whole national master list is about 1 MB) comes near this.
 MAX_IMPORT_BYTES = 16 << 20
+#: Signatures one import may check to admit link certificates: a real master list needs one per link certificate.
+MAX_ADMISSION_CHECKS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,32 +203,68 @@ class TrustStore:
         except TrustStoreError as exc:
             raise TrustStoreError(f"{path}: {exc.args[0]}", hint=exc.hint) from exc
 
-    def _accept_certificate(self, cert: CertificateInfo, known: Sequence[CertificateInfo]) -> str | None:
-        """None when ``cert`` may enter the store; otherwise the plain-words reason it may not.
+    def _admit(self, offered: Sequence[CertificateInfo]) -> tuple[list[CertificateInfo], list[str]]:
+        """(certificates that may enter the store, plain-words refusals for the others).
 
-        Nothing enters unverified: a CSCA must verify under its own key, a link certificate under an installed or
-        co-imported CSCA's key (so a damaged self-signature cannot slip in as a "link" whose issuer is missing).
+        Nothing enters unverified: a CSCA must verify under its own key; a link certificate must be signed by an
+        installed or admitted certificate of its issuer's name, so it reaches a CSCA (a damaged self-signature
+        cannot slip in as a "link", and link certificates signing each other in a loop reach nothing). Admission
+        grows from the anchors, checking each (certificate, issuer) pair at most once: linear in what is offered
+        for an honest list, and bounded for a hostile one.
         """
-        if cert.public_key is None:
-            return f"'{cert.subject}': its key is not supported ({cert.key_description})"
-        if not cert.is_ca or not cert.may_sign_certificates:
-            return f"'{cert.subject}' is not a CA certificate (a Document Signer certificate cannot be a trust anchor)"
-        if is_self_signed(cert):
-            return None
-        issuers = [c for c in known if c.subject_key == cert.issuer_key and c.fingerprint != cert.fingerprint]
-        if any(_signature_problem(cert, issuer) is None for issuer in issuers):
-            return None
+        admitted: list[CertificateInfo] = []
+        refusals: dict[str, str] = {}
+        pending: list[CertificateInfo] = []
+        by_subject: dict[str, list[CertificateInfo]] = {}
+        for cert in self.certificates:
+            by_subject.setdefault(cert.subject_key, []).append(cert)
+        for cert in offered:
+            if cert.public_key is None:
+                refusals[cert.fingerprint] = f"'{cert.subject}': its key is not supported ({cert.key_description})"
+            elif not cert.is_ca or not cert.may_sign_certificates:
+                refusals[cert.fingerprint] = (f"'{cert.subject}' is not a CA certificate (a Document Signer "
+                                              "certificate cannot be a trust anchor)")
+            elif is_self_signed(cert):
+                admitted.append(cert)
+                by_subject.setdefault(cert.subject_key, []).append(cert)
+            else:
+                pending.append(cert)
+        tried: set[tuple[str, str]] = set()
+        budget = MAX_ADMISSION_CHECKS
+        progress = True
+        while pending and progress and budget > 0:
+            progress = False
+            for cert in list(pending):
+                for issuer in by_subject.get(cert.issuer_key, ()):
+                    pair = (cert.fingerprint, issuer.fingerprint)
+                    if pair in tried or issuer.fingerprint == cert.fingerprint or budget <= 0:
+                        continue
+                    tried.add(pair)
+                    budget -= 1
+                    if _signature_problem(cert, issuer) is None:
+                        admitted.append(cert)
+                        by_subject.setdefault(cert.subject_key, []).append(cert)
+                        pending.remove(cert)
+                        progress = True
+                        break
+        for cert in pending:
+            refusals[cert.fingerprint] = self._link_refusal(cert, offered, by_subject)
+        return admitted, list(refusals.values())
+
+    @staticmethod
+    def _link_refusal(cert: CertificateInfo, offered: Sequence[CertificateInfo],
+                      reachable: dict[str, list[CertificateInfo]]) -> str:  # fmt: skip
+        """Why a certificate that is not self-signed was not admitted."""
         if cert.self_issued and cert.authority_key_id in (None, cert.subject_key_id):
-            return (
-                f"'{cert.subject}' names its own key as its signer, but its self-signature does not hold "
-                f"({_signature_problem(cert, cert)}): the certificate is damaged or forged"
-            )
-        if issuers:
+            return (f"'{cert.subject}' names its own key as its signer, but its self-signature does not hold "
+                    f"({_signature_problem(cert, cert)}): the certificate is damaged or forged")
+        if reachable.get(cert.issuer_key):
             return f"'{cert.subject}': the CSCA that should have signed this link certificate did not"
-        return (
-            f"'{cert.subject}' is a link certificate signed by '{cert.issuer}', which is not installed: "
-            "import that CSCA first, or in the same file"
-        )
+        if any(other.subject_key == cert.issuer_key for other in offered if other is not cert):
+            return (f"'{cert.subject}' is a link certificate that reaches no CSCA (its issuer '{cert.issuer}' "
+                    "is itself not admitted: link certificates in a loop prove nothing)")
+        return (f"'{cert.subject}' is a link certificate signed by '{cert.issuer}', which is not installed: "
+                "import that CSCA first, or in the same file")
 
     def _write(self, name: str, der: bytes) -> bool:
         """Write atomically; False when the file is already there (idempotent import)."""
@@ -265,12 +303,10 @@ class TrustStore:
                 parsed.append(parse_certificate(der))
             except PublicKeyFormatError as exc:
                 raise TrustStoreError("not a certificate, CSCA master list or CRL") from exc
-        known = [*self.certificates, *parsed]
-        for cert in parsed:
-            refusal = self._accept_certificate(cert, known)
-            if refusal:
-                raise TrustStoreError(refusal)
-        added, present = self._store_certificates(parsed)
+        admitted, refusals = self._admit(parsed)
+        if refusals:
+            raise TrustStoreError(refusals[0])
+        added, present = self._store_certificates(admitted)
         return ImportReport("certificate", added, present)
 
     def _import_crls(self, ders: Sequence[bytes]) -> ImportReport:
@@ -292,15 +328,7 @@ class TrustStore:
         listed, signer, anchor, anchored_in = verify_master_list(
             der, self.certificates, self.anchors, at, accept_self_anchored=accept_self_anchored
         )
-        accepted: list[CertificateInfo] = []
-        skipped: list[str] = []
-        known = [*self.certificates, *listed]
-        for cert in listed:
-            refusal = self._accept_certificate(cert, known)
-            if refusal:
-                skipped.append(refusal)
-            else:
-                accepted.append(cert)
+        accepted, skipped = self._admit(listed)
         added, present = self._store_certificates(accepted)
         notes = (f"master list signed by '{signer.subject}'",)
         return ImportReport("master list", added, present, tuple(skipped), anchored_in, anchor.fingerprint, notes)
