@@ -33,7 +33,8 @@ Tree::
     │   ├── PublicKeyFormatError                a public key or certificate that cannot be loaded
     │   ├── QrFormatError                       a QR that is not a CCCD QR
     │   ├── IdNumberError                       a personal ID number that is not 12 digits
-    │   └── InvalidPointError                   an EC point that is not on the expected curve
+    │   ├── InvalidPointError                   an EC point that is not on the expected curve
+    │   └── JsonError                           untrusted JSON: malformed, too large or nested too deep
     ├── CameraError(OSError)                    the camera (or replay source) cannot deliver frames
     ├── QrDecoderUnavailableError               a QR decoder backend is missing or cannot return raw bytes
     ├── VerificationError                       a cryptographic check could not be performed
@@ -207,6 +208,10 @@ class IdNumberError(ParseError):
 
 class InvalidPointError(ParseError):
     """Bytes that do not encode a point on the expected curve (invalid-curve attacks start here)."""
+
+
+class JsonError(ParseError):
+    """Untrusted JSON that is malformed, or refused unparsed for its size or nesting depth (``bounded_json``)."""
 
 
 # --- camera and QR decoding -----------------------------------------------------------------------------------

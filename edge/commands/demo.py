@@ -181,7 +181,7 @@ def _run_counter(env: DemoEnvironment, timeline: Timeline) -> Delivered:
                 # The office stored it, so the terminal has shown its verdict: let the watcher see that state.
                 _wait_until(lambda: timeline.verified is not None, 1.0)
         # The store verified it already; verifying again here yields the document to summarise.
-        result = None if outcome.status == "rejected" else verify_result(payload, keys, int(time.time()))
+        result = None if outcome.status == "quarantined" else verify_result(payload, keys, int(time.time()))
         return Delivered(outcome, result)
     finally:
         receiver.stop()

@@ -3,6 +3,9 @@
 It runs until stopped, or with ``--count N`` until N new results are stored (exit 0; exit 1 when ``--timeout``
 passes first), so that a script can wait for a delivery without polling the database. It logs "subscribed to
 <filter>" once the broker holds results for it: publish after that line and nothing is missed.
+
+A message that does not verify is quarantined (its line says ``"status": "quarantined"``, why, and the row); the
+store's counts are logged at start and exit, and ``--quarantined`` lists the quarantine (without payloads).
 """
 
 from __future__ import annotations
@@ -38,12 +41,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--client-key", help="office client key for mutual TLS")
     parser.add_argument("--client-id", default="cccd-edge-office")
     parser.add_argument("--count", type=_positive_int, metavar="N",
-                        help="exit 0 once N new results are stored (duplicates and rejected tokens do not count)")
+                        help="exit 0 once N new results are stored (duplicates and quarantined messages do not count)")
     parser.add_argument("--timeout", type=float, metavar="S",
                         help="with --count: exit 1 if they are not all stored within S seconds of starting")
     parser.add_argument("--since", type=int, metavar="EPOCH",
                         help="with --count: count only results the terminal signed (iat) at or after this Unix "
                              "time; older ones (left in an outbox) are still stored, not counted")
+    parser.add_argument("--quarantined", action="store_true",
+                        help="print the quarantined messages (one JSON line each, no payload) and the counts; exit")
     parser.set_defaults(func=run, log_level=logging.INFO)  # a service: its progress is its log
 
 
@@ -58,10 +63,13 @@ def run(args: argparse.Namespace) -> int:
     if args.count is None and (args.timeout is not None or args.since is not None):
         print("error: --timeout and --since need --count", file=sys.stderr)
         return 2
+    if args.quarantined:
+        return _list_quarantine(args.db)
     started = time.monotonic()
     keys = load_keys(args.cert, args.jwks)
     decrypt_key = load_private_key(args.ward_key, config_key="--ward-key") if args.ward_key else None
     store = ResultStore(args.db, keys, decrypt_key=decrypt_key)
+    log.info("store %s", json.dumps(store.counts()))
     tls = None
     if args.ca:
         tls = {"ca": args.ca} | ({"cert": args.client_cert, "key": args.client_key} if args.client_cert else {})
@@ -89,5 +97,17 @@ def run(args: argparse.Namespace) -> int:
             return 1
     finally:
         receiver.stop()
+        log.info("store %s", json.dumps(store.counts()))
+        store.close()
+    return 0
+
+
+def _list_quarantine(db: Path) -> int:
+    store = ResultStore(db, {})  # listing verifies nothing: no keys needed
+    try:
+        for row in store.quarantined():
+            print(json.dumps(row))
+        print(json.dumps({"counts": store.counts()}))
+    finally:
         store.close()
     return 0

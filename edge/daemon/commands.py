@@ -24,6 +24,8 @@ from edge.protocol.result import ProcedureProfile
 
 #: Longest accepted ``exp - iat``: an office command is meant for now, not for later.
 MAX_LIFETIME = 600
+#: Largest ``/cmd`` payload looked at: a signed read_request is under 1 KB.
+MAX_COMMAND_BYTES = 16 * 1024
 
 
 class _Model(BaseModel):
@@ -33,15 +35,15 @@ class _Model(BaseModel):
 class CanKey(_Model):
     """PACE with the CAN: the last 6 digits of the ID number (hidden from repr: it is personal data)."""
 
-    can: str = Field(pattern=r"^\d{6}$", repr=False)
+    can: str = Field(pattern=r"^[0-9]{6}$", repr=False)  # not \d: pydantic's regex takes any Unicode digit
 
 
 class MrzKey(_Model):
     """BAC with the MRZ triple, as printed on the back of the card."""
 
     document_number: str = Field(pattern=r"^[0-9A-Z<]{9}$", repr=False)
-    date_of_birth: str = Field(pattern=r"^\d{6}$", repr=False)  # YYMMDD
-    date_of_expiry: str = Field(pattern=r"^\d{6}$", repr=False)  # YYMMDD
+    date_of_birth: str = Field(pattern=r"^[0-9]{6}$", repr=False)  # YYMMDD
+    date_of_expiry: str = Field(pattern=r"^[0-9]{6}$", repr=False)  # YYMMDD
 
 
 class _Claims(_Model):
@@ -112,6 +114,8 @@ class CommandVerifier:
         self._replay = replay
 
     def verify(self, payload: bytes, now: int) -> ReadRequest | CancelCommand | PingCommand:
+        if len(payload) > MAX_COMMAND_BYTES:
+            raise CommandRejectedError("malformed", f"{len(payload)} bytes, more than {MAX_COMMAND_BYTES}")
         try:
             verified = verify_jws(payload, self._keys, now, typ=COMMAND_TYP)
         except UnknownKeyError as exc:

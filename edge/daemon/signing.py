@@ -28,10 +28,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from cryptography.x509 import load_pem_x509_certificate
 
-from edge.errors import ConfigError, TokenError, TokenExpiredError, TokenSignatureError, UnknownKeyError
+from edge.errors import ConfigError, JsonError, TokenError, TokenExpiredError, TokenSignatureError, UnknownKeyError
 from edge.files import private_key_pem, write_private
 from edge.protocol.b64url import b64url_decode as strict_b64url_decode
 from edge.protocol.b64url import b64url_encode
+from edge.protocol.bounded_json import loads_bounded
 from edge.protocol.crypto import plain_ecdsa_to_der
 from edge.protocol.pkcs11_uri import Pkcs11Uri
 
@@ -41,6 +42,8 @@ COMMAND_TYP = "cccd-command+jwt"
 #: Clock skew tolerated between terminal and office (both should run NTP; the Pi has no RTC).
 DEFAULT_LEEWAY = 120
 _COORD = 32  # P-256 coordinate / scalar length in bytes
+#: Largest JOSE header or payload JSON accepted: a result with the largest photo is under a third of it.
+MAX_TOKEN_JSON_BYTES = 1 << 20
 
 
 # --- encoding ----------------------------------------------------------------------------------------------------
@@ -61,10 +64,10 @@ def _json_bytes(obj: Mapping[str, Any]) -> bytes:
 
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise TokenError(f"{what} is not JSON: {exc}") from None
+    try:  # bounded: a header or payload nested thousands deep would raise RecursionError in json.loads
+        value = loads_bounded(data, what=what, max_bytes=MAX_TOKEN_JSON_BYTES)
+    except JsonError as exc:
+        raise TokenError(str(exc)) from None
     if not isinstance(value, dict):
         raise TokenError(f"{what} is not a JSON object")
     return value
@@ -277,6 +280,8 @@ def _split(token: str | bytes, parts: int) -> list[str]:
             token = token.decode("ascii")
         except UnicodeDecodeError:
             raise TokenError("token is not ASCII") from None
+    elif not token.isascii():  # a compact token is ASCII by definition; later steps encode parts as ASCII
+        raise TokenError("token is not ASCII")
     pieces = token.strip().split(".")
     if len(pieces) != parts:
         raise TokenError(f"expected {parts} dot-separated parts, got {len(pieces)}")

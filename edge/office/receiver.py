@@ -3,7 +3,12 @@
 Delivery is at least once, so the same result may arrive twice (a resend after a lost PUBACK): it is stored once,
 keyed by ``(iss, jti)``. Each terminal numbers its results (``seq``); a jump means results are still on their way
 or were lost, and is reported until the missing numbers arrive. The database holds citizens' data: it is created
-0600, and only non-personal summaries are logged or printed. A result answering a ``read_request`` whose Active
+0600, and only non-personal summaries are logged or printed.
+
+Every message ends in one of two tables: ``results`` (verified) or ``quarantine`` (anything else, with its reason).
+Nothing a message holds can stop the message thread: a message is acknowledged to the broker once it is in either
+table, so a poison message is not delivered again after a restart, and one that could not be written (a full disk)
+is left unacknowledged for the next connection. A result answering a ``read_request`` whose Active
 Authentication challenge the office registered is checked against that challenge, and the outcome says how it went.
 """
 
@@ -27,9 +32,13 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.daemon.mqtt import close_loop_sockets
-from edge.errors import TokenError
+from edge.daemon.signing import decrypt_jwe, is_jwe
+from edge.errors import EdgeError, JsonError, TokenError
 from edge.files import create_private
+from edge.logsetup import log_unexpected
 from edge.office.verify import ActiveAuthCheck, check_active_auth, verify_result
+from edge.protocol.b64url import b64url_decode
+from edge.protocol.bounded_json import loads_bounded
 
 log = logging.getLogger(__name__)
 
@@ -41,26 +50,41 @@ CREATE TABLE IF NOT EXISTS results (
 );
 CREATE TABLE IF NOT EXISTS missing (iss TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (iss, seq));
 CREATE TABLE IF NOT EXISTS terminals (iss TEXT PRIMARY KEY, max_seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, received REAL NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL,
+    iss TEXT, seq INTEGER, size INTEGER NOT NULL, payload BLOB NOT NULL
+);
 """
+
+#: Largest message looked at: a JWE result with the largest photo the schema allows is under half of it.
+MAX_RESULT_BYTES = 1 << 20
+#: What a quarantined message over :data:`MAX_RESULT_BYTES` keeps of itself: enough to see what it was. Messages
+#: within the limit are kept whole, so that one refused for a key not yet installed can be taken in later.
+OVERSIZE_KEEP_BYTES = 4096
+_MAX_TOPIC_CHARS = 256
+_MAX_ISS_CHARS = 64
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    status: Literal["stored", "duplicate", "rejected"]
-    iss: str | None = None
-    seq: int | None = None
+    status: Literal["stored", "duplicate", "quarantined"]
+    iss: str | None = None  # quarantined: as the payload claims it, unverified (None when it cannot be read)
+    seq: int | None = None  # likewise
     verdict: str | None = None
-    reason: str = ""
+    reason: str = ""  # why it was quarantined
     new_gaps: tuple[int, ...] = ()  # seq numbers found missing by this arrival
     missing: tuple[int, ...] = ()  # everything still missing for this terminal
     jti: str | None = None  # with iss, the key of the stored row
     iat: int | None = None  # when the terminal signed it: tells a fresh result from one left in an outbox
     active_auth: ActiveAuthCheck | None = None  # only for a request whose AA challenge the office registered
+    quarantine_id: int | None = None  # the row in ``quarantine``
+    topic: str | None = None  # only for a quarantined message
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in (("status", self.status), ("iss", self.iss), ("seq", self.seq),
                                   ("jti", self.jti), ("iat", self.iat), ("verdict", self.verdict),
-                                  ("reason", self.reason), ("new_gaps", list(self.new_gaps)),
+                                  ("reason", self.reason), ("quarantine_id", self.quarantine_id),
+                                  ("topic", self.topic), ("new_gaps", list(self.new_gaps)),
                                   ("missing", list(self.missing)),
                                   ("active_auth", self.active_auth and self.active_auth.as_dict())) if v}
 
@@ -90,14 +114,20 @@ class ResultStore:
         with self._lock:
             self._db.close()
 
-    def ingest(self, payload: bytes, now: float) -> Outcome:
+    def ingest(self, payload: bytes, now: float, *, topic: str = "") -> Outcome:
+        """Store ``payload`` if it verifies, else quarantine it; raises only when the database cannot be written."""
         try:
+            if len(payload) > MAX_RESULT_BYTES:
+                raise TokenError(f"message of {len(payload)} bytes, more than the {MAX_RESULT_BYTES} accepted")
             result = verify_result(payload, self._keys, int(now), decrypt_key=self._decrypt_key)
-        except TokenError as exc:
-            return Outcome("rejected", reason=str(exc))
-        request_id = result.document.request_id
-        challenge = self._aa_challenges.get(request_id) if request_id is not None else None
-        active_auth = check_active_auth(result.document, challenge) if challenge is not None else None
+            request_id = result.document.request_id
+            challenge = self._aa_challenges.get(request_id) if request_id is not None else None
+            active_auth = check_active_auth(result.document, challenge) if challenge is not None else None
+        except EdgeError as exc:
+            return self._quarantine(payload, now, topic, str(exc))
+        except Exception as exc:  # noqa: BLE001  # a check's bug that an input found: keep the input, say what broke
+            log_unexpected(log, "result check failed", exc)  # type and stack: a message may quote the payload
+            return self._quarantine(payload, now, topic, f"unexpected {type(exc).__name__} while checking")
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -134,6 +164,55 @@ class ResultStore:
         with self._lock:
             return list(self._db.execute("SELECT seq, jti FROM results WHERE iss=? ORDER BY seq", (iss,)))
 
+    def counts(self) -> dict[str, int]:
+        """How many results are stored and how many messages are quarantined."""
+        with self._lock:
+            (results,) = self._db.execute("SELECT COUNT(*) FROM results").fetchone()
+            (quarantined,) = self._db.execute("SELECT COUNT(*) FROM quarantine").fetchone()
+        return {"results": results, "quarantined": quarantined}
+
+    def quarantined(self) -> list[dict[str, Any]]:
+        """The quarantine without the payloads (they are the tokens, personal data): id, when, topic, why, origin."""
+        with self._lock:
+            rows = list(self._db.execute(
+                "SELECT id, received, topic, reason, iss, seq, size FROM quarantine ORDER BY id"))
+        names = ("quarantine_id", "received", "topic", "reason", "iss", "seq", "size")
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def _quarantine(self, payload: bytes, now: float, topic: str, reason: str) -> Outcome:
+        iss, seq = self._claimed_origin(payload)
+        kept = payload if len(payload) <= MAX_RESULT_BYTES else payload[:OVERSIZE_KEEP_BYTES]
+        with self._lock:
+            row_id = self._db.execute(
+                "INSERT INTO quarantine (received, topic, reason, iss, seq, size, payload) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (now, topic[:_MAX_TOPIC_CHARS], reason, iss, seq, len(payload), kept),
+            ).lastrowid
+        return Outcome("quarantined", iss, seq, reason=reason, quarantine_id=row_id, topic=topic[:_MAX_TOPIC_CHARS])
+
+    def _claimed_origin(self, payload: bytes) -> tuple[str | None, int | None]:
+        """``iss`` and ``seq`` as a refused payload claims them, unverified: only to tell where it came from."""
+        if len(payload) > MAX_RESULT_BYTES:
+            return None, None
+        try:
+            token = payload
+            if is_jwe(token):
+                if self._decrypt_key is None:
+                    return None, None
+                token = decrypt_jwe(token, self._decrypt_key)
+            parts = token.split(b".")
+            if len(parts) != 3:
+                return None, None
+            claims = loads_bounded(b64url_decode(parts[1].decode("ascii")), what="claims",
+                                   max_bytes=MAX_RESULT_BYTES)
+        except (TokenError, JsonError, ValueError):  # UnicodeDecodeError and the b64url refusal are ValueErrors
+            return None, None
+        if not isinstance(claims, dict):
+            return None, None
+        iss, seq = claims.get("iss"), claims.get("seq")
+        return (iss[:_MAX_ISS_CHARS] if isinstance(iss, str) else None,
+                seq if isinstance(seq, int) and not isinstance(seq, bool) and abs(seq) < 1 << 63 else None)
+
 
 class Receiver:
     """Subscribes to every terminal of a ward and feeds :class:`ResultStore`; persistent session (QoS 1)."""
@@ -147,7 +226,9 @@ class Receiver:
         self._on_outcome = on_outcome
         self._clock = clock or time.time
         self.subscribed = threading.Event()
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        # Manual acks: a message is acknowledged once it is stored or quarantined (see the module docstring).
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+                                   manual_ack=True)
         if tls is not None:
             self._client.tls_set(ca_certs=tls.get("ca"), certfile=tls.get("cert"), keyfile=tls.get("key"))
         self._client.reconnect_delay_set(1, 30)
@@ -187,7 +268,24 @@ class Receiver:
         self.subscribed.set()
 
     def _handle_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        outcome = self.store.ingest(bytes(message.payload), self._clock())
-        log.info("result %s", json.dumps(outcome.as_dict()))
-        if self._on_outcome is not None:
-            self._on_outcome(outcome)
+        # The thread boundary: an exception here would end paho's network thread, and the unacknowledged message
+        # would end the next one too. Logged by type and stack only: messages may quote the payload.
+        try:
+            outcome = self.store.ingest(bytes(message.payload), self._clock(), topic=_topic(message))
+        except Exception as exc:  # noqa: BLE001  # the database refused: leave it unacknowledged, for later
+            log_unexpected(log, "a message could be neither stored nor quarantined; not acknowledged", exc)
+            return
+        client.ack(message.mid, message.qos)
+        try:
+            log.info("result %s", json.dumps(outcome.as_dict()))
+            if self._on_outcome is not None:
+                self._on_outcome(outcome)
+        except Exception as exc:  # noqa: BLE001  # a failing report must not end the thread either
+            log_unexpected(log, "reporting a message's outcome failed", exc)
+
+
+def _topic(message: mqtt.MQTTMessage) -> str:
+    try:
+        return message.topic  # paho decodes it here, and raises for a topic that is not UTF-8
+    except UnicodeDecodeError:
+        return "<topic not UTF-8>"

@@ -86,7 +86,10 @@ def verify_result(
         if decrypt_key is None:
             raise TokenError("result is encrypted (JWE) and no ward decryption key was given")
         token = decrypt_jwe(token, decrypt_key)
-    text = token.decode("ascii", errors="replace") if isinstance(token, bytes) else token
+    try:  # strict: a replacement character would only fail later, outside the typed errors
+        text = token.decode("ascii") if isinstance(token, bytes) else token
+    except UnicodeDecodeError:
+        raise TokenError("result token is not ASCII") from None
     verified = verify_jws(text, keys, now, typ=RESULT_TYP)
     claims = verified.claims
     try:

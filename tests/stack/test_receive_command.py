@@ -167,7 +167,7 @@ def test_count_exits_once_that_many_new_results_are_stored(
     for payload in (first, first, _token(intruder, 2), _token(signer, 2)):  # a resend and a forgery do not count
         terminal.publish(payload)
     assert office.wait_exit() == 0, "\n".join(office.log)
-    assert [o["status"] for o in office.outcomes()] == ["stored", "duplicate", "rejected", "stored"]
+    assert [o["status"] for o in office.outcomes()] == ["stored", "duplicate", "quarantined", "stored"]
     assert office.stored_rows() == [(TERMINAL, 1), (TERMINAL, 2)]
     stored = office.outcomes()[-1]
     assert stored["verdict"] == "verified"

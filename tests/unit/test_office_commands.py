@@ -14,8 +14,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.daemon import signing
-from edge.daemon.commands import CancelCommand, CanKey, CommandVerifier, MrzKey, PingCommand, ReadRequest, ReplayGuard
+from edge.daemon.commands import (
+    MAX_COMMAND_BYTES,
+    CancelCommand,
+    CanKey,
+    CommandVerifier,
+    MrzKey,
+    PingCommand,
+    ReadRequest,
+    ReplayGuard,
+)
 from edge.errors import CommandRejectedError
+from tests.poison_messages import poison_messages
 
 NOW = 1_800_000_000
 WARD = signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
@@ -142,3 +152,24 @@ def test_signed_but_malformed_claims_are_rejected_with_a_reason(tmp_path_factory
         assert rejected(verifier, payload)
     finally:
         guard.close()
+
+
+# --- hostile payloads that once escaped as RecursionError / UnicodeEncodeError --------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(poison_messages(WARD, signing.COMMAND_TYP)))
+def test_poison_payloads_are_rejected_as_malformed(verifier: CommandVerifier, name: str) -> None:
+    assert rejected(verifier, poison_messages(WARD, signing.COMMAND_TYP)[name]) == "malformed"
+
+
+def test_an_oversize_payload_is_rejected_unread(verifier: CommandVerifier) -> None:
+    padding = "x" * MAX_COMMAND_BYTES
+    assert rejected(verifier, command("ping", note=padding)) == "malformed"
+
+
+@pytest.mark.parametrize("key", [{"can": "１２３４５６"}, {"can": "١٢٣٤٥٦"},
+                                 {"document_number": "203012345", "date_of_birth": "０３０２０１",
+                                  "date_of_expiry": "280201"}])  # fmt: skip
+def test_keys_of_non_ascii_digits_are_malformed(verifier: CommandVerifier, key: dict[str, str]) -> None:
+    """Unicode digits passed ``\\d`` and crashed PACE when the CAN was encoded as ASCII."""
+    assert rejected(verifier, command("read_request", key=key)) == "malformed"

@@ -100,7 +100,7 @@ def test_store_deduplicates_and_reports_gaps(tmp_path: Path) -> None:
         assert (gap.status, gap.new_gaps, gap.missing) == ("stored", (2, 3), (2, 3))
         late = store.ingest(token(2).encode(), NOW)
         assert late.missing == (3,)
-        assert store.ingest(b"garbage", NOW).status == "rejected"
+        assert store.ingest(b"garbage", NOW).status == "quarantined"
         assert [seq for seq, _ in store.stored("T-01")] == [1, 2, 4]
     finally:
         store.close()

@@ -1,0 +1,115 @@
+"""The office never dies on input: every message ends stored or quarantined with its reason, as a typed error.
+
+Real SQLite, real signatures; the receiver's thread and acknowledgements against a real broker are in
+``tests/stack/test_office_poison.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from edge.cli import main
+from edge.daemon import signing
+from edge.errors import TokenError
+from edge.office.receiver import MAX_RESULT_BYTES, OVERSIZE_KEEP_BYTES, ResultStore
+from edge.office.verify import verify_result
+from edge.protocol.result import ProcedureProfile, ReadTiming
+from tests.poison_messages import poison_messages
+from tests.result_helpers import sample_result
+
+NOW = 1_800_000_000
+TERMINAL = signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+WARD = ec.generate_private_key(ec.SECP256R1())
+KEYS = {TERMINAL.kid: TERMINAL.public_key}
+POISON = poison_messages(TERMINAL)
+
+
+def token(seq: int, *, signer: signing.KeySigner = TERMINAL, iat: int = NOW) -> bytes:
+    document = sample_result(ProcedureProfile.RESIDENCE, timing=ReadTiming(apdu_count=40, read_ms=900),
+                             completed_at=datetime.fromtimestamp(iat, UTC))
+    claims = signing.result_claims(terminal_id="T-01", kid=signer.kid, seq=seq,
+                                   document=json.loads(document.to_json()), now=iat, lifetime=3600)
+    return signing.sign_jws(signer, claims, typ=signing.RESULT_TYP).encode()
+
+
+@pytest.mark.parametrize("name", sorted(POISON))
+def test_each_poison_is_a_token_error(name: str) -> None:
+    with pytest.raises(TokenError):
+        verify_result(POISON[name], KEYS, NOW, decrypt_key=WARD)
+
+
+def test_a_non_ascii_text_token_is_a_token_error() -> None:
+    with pytest.raises(TokenError, match="not ASCII"):
+        verify_result(POISON["non_ascii_utf8"].decode(), KEYS, NOW)
+
+
+def test_poison_is_quarantined_with_its_reason_and_the_good_one_stored(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "office" / "results.db", KEYS, decrypt_key=WARD)
+    try:
+        outcomes = {name: store.ingest(payload, NOW, topic="cccd-edge/v1/26734/T-01/result")
+                    for name, payload in POISON.items()}
+        assert {o.status for o in outcomes.values()} == {"quarantined"}
+        assert "deeper than 32 levels" in outcomes["deep_header"].reason
+        assert "not ASCII" in outcomes["non_ascii_body"].reason
+        assert store.ingest(token(1), NOW).status == "stored"
+        assert store.counts() == {"results": 1, "quarantined": len(POISON)}
+        rows = store.quarantined()
+        assert [row["quarantine_id"] for row in rows] == [o.quarantine_id for o in outcomes.values()]
+        assert {row["topic"] for row in rows} == {"cccd-edge/v1/26734/T-01/result"}
+        assert all(row["reason"] and "payload" not in row for row in rows)
+    finally:
+        store.close()
+    with sqlite3.connect(tmp_path / "office" / "results.db") as db:
+        kept = [payload for (payload,) in db.execute("SELECT payload FROM quarantine ORDER BY id")]
+    assert kept == list(POISON.values())  # within the size limit, a message is kept whole
+
+
+def test_a_refused_token_says_which_terminal_it_claims_to_be_from(tmp_path: Path) -> None:
+    """A token from a terminal whose key is not installed yet: quarantined whole, with its (unverified) origin."""
+    newcomer = signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+    store = ResultStore(tmp_path / "results.db", KEYS, decrypt_key=WARD)
+    try:
+        unknown = store.ingest(token(7, signer=newcomer), NOW)
+        assert (unknown.status, unknown.iss, unknown.seq) == ("quarantined", "T-01", 7)
+        assert "unknown key id" in unknown.reason
+        sealed = signing.encrypt_jwe(token(8, signer=newcomer), WARD.public_key()).encode()
+        assert (store.ingest(sealed, NOW).iss, store.ingest(sealed, NOW).seq) == ("T-01", 8)
+        expired = store.ingest(token(9), NOW + 7200)
+        assert (expired.status, expired.seq) == ("quarantined", 9)
+        assert store.ingest(POISON["deep_signed_body"], NOW).iss is None
+    finally:
+        store.close()
+
+
+def test_an_oversize_message_is_refused_unparsed_and_kept_short(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "results.db", KEYS)
+    huge = b"[" * (MAX_RESULT_BYTES + 1)
+    try:
+        outcome = store.ingest(huge, NOW)
+        assert outcome.status == "quarantined"
+        assert "more than the" in outcome.reason
+    finally:
+        store.close()
+    with sqlite3.connect(tmp_path / "results.db") as db:
+        assert db.execute("SELECT size, length(payload) FROM quarantine").fetchone() == (len(huge),
+                                                                                          OVERSIZE_KEEP_BYTES)
+
+
+def test_receive_lists_the_quarantine_and_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = ResultStore(tmp_path / "results.db", KEYS)
+    try:
+        store.ingest(POISON["deep_header"], NOW, topic="t/result")
+        store.ingest(token(1), NOW)
+    finally:
+        store.close()
+    assert main(["receive", "--ward", "26734", "--db", str(tmp_path / "results.db"), "--quarantined"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines[0]["topic"] == "t/result"
+    assert "deeper" in lines[0]["reason"]
+    assert lines[-1] == {"counts": {"results": 1, "quarantined": 1}}
