@@ -48,6 +48,8 @@ Tree::
     │   ├── OutboxFullError                     refuse new reads rather than drop old results
     │   ├── OutboxCorruptError                  the outbox database or its key is damaged
     │   └── BrokerStartError                    a private mosquitto (tests, demo) did not start
+    ├── StorageError(OSError)                   a database on the terminal's disk cannot be written or opened
+    │   └── StorageFullError                    no space left (SQLITE_FULL, ENOSPC): a fault, never a failed card
     ├── CommandError(ValueError)                office command rejected (bad signature, expired, replayed)
     ├── ProvisioningError                       ward CA / device key / certificate install step refused
     └── DemoError                               `cccd-edge demo` could not run to a delivered result
@@ -286,6 +288,24 @@ class BrokerStartError(DeliveryError):
     """A private mosquitto (tests, the demo) exited or did not listen in time; the message quotes its log."""
 
     hint = "check that mosquitto is installed (apt install mosquitto) and the log quoted above"
+
+
+class StorageError(EdgeError, OSError):
+    """A database (outbox, replay guard) could not be opened or written for a reason of the disk, not of its
+    content: SQLite's I/O, permission and read-only errors. Carries the file it concerns."""
+
+    hint = "check the state directory's disk (df -h, dmesg); the data already stored is intact"
+
+    def __init__(self, message: str, *, path: str = "", hint: str | None = None) -> None:
+        super().__init__(f"{path}: {message}" if path else message, hint=hint)
+        self.path = path
+
+
+class StorageFullError(StorageError):
+    """No space left where a database lives. The terminal shows FAULT and refuses reads ("storage full"); a result
+    signed meanwhile waits in memory until space returns."""
+
+    hint = "free space on the state directory's disk (df -h; old logs: journalctl --vacuum-size=50M)"
 
 
 class CommandError(EdgeError, ValueError):

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.daemon.outbox import Outbox
-from edge.errors import DeliveryError, OutboxCorruptError, OutboxFullError
+from edge.daemon.outbox import UNDECRYPTABLE, Outbox
+from edge.errors import DeliveryError, OutboxCorruptError, OutboxFullError, StorageFullError
+from tests.fixtures.storage import SmallDisk
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -91,6 +92,89 @@ def test_damaged_key_or_row_is_a_typed_error(tmp_path: Path) -> None:
     key.chmod(0o644)
     with pytest.raises(DeliveryError, match="chmod 600"):
         _outbox(tmp_path)
+
+
+def _damage_row(db: Path, seq: int) -> None:
+    """Flip one byte of an entry's sealed payload, as a bad SD card sector would."""
+    with sqlite3.connect(db) as raw:
+        sealed = bytearray(raw.execute("SELECT sealed FROM outbox WHERE seq=?", (seq,)).fetchone()[0])
+        sealed[5] ^= 0x40
+        raw.execute("UPDATE outbox SET sealed=? WHERE seq=?", (bytes(sealed), seq))
+    raw.close()
+
+
+def test_one_undecryptable_entry_is_quarantined_once_and_blocks_nothing(tmp_path: Path) -> None:
+    box = _outbox(tmp_path)
+    for i in range(5):
+        box.enqueue(b"result %d" % i)
+    _damage_row(tmp_path / "state" / "outbox.db", 2)
+    assert [e.seq for e in box.pending()] == [1, 3, 4, 5]  # the damaged one no longer blocks the batch
+    assert box.stats().quarantined == 1
+    assert box.stats().count == 4
+    assert box.quarantine_to_report() == [(2, UNDECRYPTABLE)]
+    assert box.unreported_quarantine == 1
+    box.mark_reported([2])
+    assert box.quarantine_to_report() == []
+    assert [e.seq for e in box.pending()] == [1, 3, 4, 5]
+    box.close()
+    reopened = _outbox(tmp_path)  # reported once: not again after a restart
+    assert reopened.unreported_quarantine == 0
+    assert reopened.stats().quarantined == 1
+    assert reopened.enqueue(b"next")[1] == 6  # its seq is never reused
+
+
+def test_a_lone_undecryptable_entry_is_quarantined_but_a_wrong_key_moves_nothing(tmp_path: Path) -> None:
+    box = _outbox(tmp_path)
+    box.enqueue(b"only one")
+    _damage_row(tmp_path / "state" / "outbox.db", 1)
+    assert box.pending() == []
+    assert box.stats().quarantined == 1
+    box.enqueue(b"then another")
+    box.close()
+    (tmp_path / "state" / "outbox.key").write_bytes(os.urandom(32))  # the key of another terminal
+    wrong = _outbox(tmp_path)
+    with pytest.raises(OutboxCorruptError, match="does not decrypt"):
+        wrong.pending()
+    assert wrong.stats().quarantined == 1 and wrong.stats().count == 1  # nothing moved under the wrong key
+    wrong.close()
+
+
+def test_full_disk_is_a_typed_storage_error_and_loses_nothing(tmp_path: Path, small_disk: SmallDisk) -> None:
+    path = small_disk.path / "outbox.db"
+    box = Outbox(path, max_count=100, max_bytes=10**6, min_free_bytes=256 * 1024)
+    first_id, _ = box.enqueue(os.urandom(3000))
+    assert box.has_room(16 * 1024)
+    small_disk.fill()
+    assert not box.has_room(16 * 1024)  # checked before a read: the disk's reserve, not only the limits
+    assert box.within_limits(16 * 1024)
+    with pytest.raises(StorageFullError, match="storage full"):  # not the ROLLBACK's "no transaction is active"
+        box.enqueue(os.urandom(3000))
+    with pytest.raises(StorageFullError):
+        box.ack_many([first_id])
+    assert [e.seq for e in box.pending()] == [1]
+    small_disk.make_room()
+    assert box.enqueue(b"after")[1] == 2  # the refused one consumed no seq
+    assert box.ack_many([first_id]) == 1
+    assert [e.seq for e in box.pending()] == [2]
+    box.close()
+    small_disk.fill()
+    with pytest.raises(StorageFullError, match="storage full"):  # starting on a full disk: not "damaged"
+        Outbox(path, max_count=100, max_bytes=10**6)
+    small_disk.make_room()
+    box = Outbox(path, max_count=100, max_bytes=10**6)
+    assert [e.seq for e in box.pending()] == [2]
+    box.close()
+
+
+def test_first_start_on_a_full_disk_leaves_no_empty_key_behind(small_disk: SmallDisk) -> None:
+    small_disk.fill()
+    with pytest.raises(StorageFullError):
+        Outbox(small_disk.path / "outbox.db", max_count=10, max_bytes=10**6)
+    assert not (small_disk.path / "outbox.key").exists()  # an empty key would read as "damaged" later
+    small_disk.make_room()
+    box = Outbox(small_disk.path / "outbox.db", max_count=10, max_bytes=10**6)
+    assert box.enqueue(b"x")[1] == 1
+    box.close()
 
 
 _CHILD = textwrap.dedent(
