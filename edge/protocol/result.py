@@ -6,7 +6,9 @@ model is also the wire format's JSON Schema (``edge/schemas/result.schema.json``
 
 Versions: documents forbid unknown keys, so any new key needs a new ``schema_version``; the office keeps accepting
 the older versions, because terminals hold signed results in their outbox for up to the token lifetime.
-Version 2 added ``active_auth``.
+Version 2 added ``active_auth``. Version 3 is the verdict ladder: ``verified_known_signer`` and
+``intact_origin_unproven`` (which replaces ``verified_untrusted_issuer``, still accepted in versions 1 and 2) and the
+``known_signer`` check status.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ from edge.protocol.lds.dg15 import Dg15
 from edge.protocol.verify.checks import CheckStatus, Verdict
 from edge.protocol.verify.signatures import MAX_RSA_BITS
 
-SCHEMA_VERSION: Literal[2] = 2
+SCHEMA_VERSION: Literal[3] = 3
+#: What each schema version may say: a value from a later version inside an earlier document is a forgery or a bug.
+_LEGACY_VERDICTS = frozenset({Verdict.VERIFIED, Verdict.VERIFIED_UNTRUSTED_ISSUER, Verdict.FAILED})
+_V3_VERDICTS = frozenset(Verdict) - {Verdict.VERIFIED_UNTRUSTED_ISSUER}
 #: Largest AA answer carried (an RSA signature is as long as the largest modulus verified) and DG15 key.
 MAX_AA_SIGNATURE_BYTES = MAX_RSA_BITS // 8
 MAX_AA_KEY_BYTES = 2048
@@ -150,7 +155,7 @@ class ActiveAuthEvidence(_Doc):
 class ResultDocument(_Doc):
     """What the office receives (inside a signed JWS, optionally a JWE)."""
 
-    schema_version: Literal[1, 2] = SCHEMA_VERSION
+    schema_version: Literal[1, 2, 3] = SCHEMA_VERSION
     terminal_id: str = Field(min_length=1, max_length=64)
     ward_code: str = Field(min_length=1, max_length=16)
     procedure_profile: ProcedureProfile
@@ -167,10 +172,19 @@ class ResultDocument(_Doc):
     def _verdict_matches_checks(self) -> ResultDocument:
         # A last guard: a "verified" document with a failed check would be a lie, whoever computed it.
         statuses = {check.status for check in self.checks}
+        allowed = _V3_VERDICTS if self.schema_version >= 3 else _LEGACY_VERDICTS
+        if self.verdict not in allowed:
+            raise ValueError(f"verdict {self.verdict.value} does not exist in schema version {self.schema_version}")
+        if self.schema_version < 3 and CheckStatus.KNOWN_SIGNER in statuses:
+            raise ValueError(f"check status known_signer does not exist in schema version {self.schema_version}")
         if self.verdict is not Verdict.FAILED and CheckStatus.FAILED in statuses:
             raise ValueError(f"verdict {self.verdict.value} contradicts a failed check")
-        if self.verdict is Verdict.VERIFIED and CheckStatus.ISSUER_NOT_TRUSTED in statuses:
-            raise ValueError("verdict verified contradicts an untrusted issuer")
+        if self.verdict is Verdict.VERIFIED and statuses & {CheckStatus.ISSUER_NOT_TRUSTED, CheckStatus.KNOWN_SIGNER}:
+            raise ValueError("verdict verified needs a CSCA path, and the checks say there is none")
+        if self.verdict is Verdict.VERIFIED_KNOWN_SIGNER and CheckStatus.KNOWN_SIGNER not in statuses:
+            raise ValueError("verdict verified_known_signer needs a known_signer check")
+        if self.verdict.proves_origin and CheckStatus.ISSUER_NOT_TRUSTED in statuses:
+            raise ValueError(f"verdict {self.verdict.value} contradicts an unproven issuer")
         if self.verdict is not Verdict.FAILED and self.citizen is None:
             raise ValueError(f"verdict {self.verdict.value} needs citizen data")
         if self.active_auth is not None and self.schema_version < 2:

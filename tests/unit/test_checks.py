@@ -39,8 +39,8 @@ def card(**statuses: CheckStatus) -> list[Check]:
     [
         ({}, Verdict.VERIFIED),
         ({DS_REVOCATION: NP, ACTIVE_AUTHENTICATION: NS, QR_VS_DG13: NP}, Verdict.VERIFIED),
-        ({DS_CHAIN: UNTRUSTED}, Verdict.VERIFIED_UNTRUSTED_ISSUER),
-        ({DS_CHAIN: UNTRUSTED, DS_REVOCATION: NP, ACTIVE_AUTHENTICATION: NS}, Verdict.VERIFIED_UNTRUSTED_ISSUER),
+        ({DS_CHAIN: UNTRUSTED}, Verdict.INTACT_ORIGIN_UNPROVEN),
+        ({DS_CHAIN: UNTRUSTED, DS_REVOCATION: NP, ACTIVE_AUTHENTICATION: NS}, Verdict.INTACT_ORIGIN_UNPROVEN),
         # never verified when something failed
         ({SOD_SIGNATURE: F}, Verdict.FAILED),
         ({DG_HASHES: F}, Verdict.FAILED),
@@ -68,7 +68,7 @@ def card(**statuses: CheckStatus) -> list[Check]:
         # DG14 (not_performed) is decided by the rest; a CA that ran and failed is a failed card
         ({CHIP_AUTHENTICATION: NS}, Verdict.VERIFIED),
         ({CHIP_AUTHENTICATION: NP, ACTIVE_AUTHENTICATION: NP}, Verdict.VERIFIED),
-        ({CHIP_AUTHENTICATION: NS, DS_CHAIN: UNTRUSTED}, Verdict.VERIFIED_UNTRUSTED_ISSUER),
+        ({CHIP_AUTHENTICATION: NS, DS_CHAIN: UNTRUSTED}, Verdict.INTACT_ORIGIN_UNPROVEN),
         ({CHIP_AUTHENTICATION: NS, ACTIVE_AUTHENTICATION: F}, Verdict.FAILED),
         ({CHIP_AUTHENTICATION: F}, Verdict.FAILED),
         # an EF.SOD that does not parse: its signature fails, what needs a parsed SOD is not performed
@@ -86,7 +86,7 @@ def test_no_checks_is_failed() -> None:
 def test_duplicate_names_the_worst_wins() -> None:
     checks = [*card(), Check(DG_HASHES, F, "DG2 mismatch")]
     assert decide(checks) is Verdict.FAILED
-    assert decide([*card(), Check(DS_CHAIN, UNTRUSTED, "second path")]) is Verdict.VERIFIED_UNTRUSTED_ISSUER
+    assert decide([*card(), Check(DS_CHAIN, UNTRUSTED, "second path")]) is Verdict.INTACT_ORIGIN_UNPROVEN
 
 
 def test_check_is_immutable() -> None:
@@ -103,9 +103,10 @@ def test_check_is_immutable() -> None:
 def test_names_and_values_are_stable() -> None:
     """The result document serialises these strings."""
     assert [s.value for s in CheckStatus] == [
-        "passed", "failed", "not_supported", "not_performed", "issuer_not_trusted",
+        "passed", "failed", "not_supported", "not_performed", "issuer_not_trusted", "known_signer",
     ]
-    assert [v.value for v in Verdict] == ["verified", "verified_untrusted_issuer", "failed"]
+    assert [v.value for v in Verdict] == [
+        "verified", "verified_known_signer", "intact_origin_unproven", "failed", "verified_untrusted_issuer"]
     assert ESSENTIAL_CHECKS == ("sod_signature", "ds_validity", "ds_chain", "dg_hashes")
 
 

@@ -143,11 +143,11 @@ def test_unknown_csca_is_issuer_not_trusted() -> None:
     checks = passive_authentication(pki.sod(), DATA_GROUPS, other.store(), NOW)
     named = by_name(checks)
     assert named[DS_CHAIN].status is CheckStatus.ISSUER_NOT_TRUSTED
-    assert "not in this terminal's trust store" in named[DS_CHAIN].reason
+    assert "nothing in this terminal's trust store vouches for the signer" in named[DS_CHAIN].reason
     assert named[DS_REVOCATION].status is CheckStatus.NOT_PERFORMED
-    assert decide(checks) is Verdict.VERIFIED_UNTRUSTED_ISSUER
+    assert decide(checks) is Verdict.INTACT_ORIGIN_UNPROVEN
     assert decide(passive_authentication(pki.sod(), DATA_GROUPS, TrustStore(), NOW)) is (
-        Verdict.VERIFIED_UNTRUSTED_ISSUER
+        Verdict.INTACT_ORIGIN_UNPROVEN
     )
 
 

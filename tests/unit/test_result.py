@@ -68,9 +68,16 @@ def test_verdict_must_agree_with_checks() -> None:
     with pytest.raises(ValidationError, match="contradicts a failed check"):
         sample_result(ProcedureProfile.IDENTITY, checks=failed)
     untrusted = (Check(name="csca_chain", status=CheckStatus.ISSUER_NOT_TRUSTED),)
-    with pytest.raises(ValidationError, match="untrusted issuer"):
-        sample_result(ProcedureProfile.IDENTITY, checks=untrusted)
-    assert sample_result(ProcedureProfile.IDENTITY, checks=untrusted, verdict=Verdict.VERIFIED_UNTRUSTED_ISSUER)
+    known = (Check(name="ds_chain", status=CheckStatus.KNOWN_SIGNER),)
+    for verdict in (Verdict.VERIFIED, Verdict.VERIFIED_KNOWN_SIGNER):
+        with pytest.raises(ValidationError, match="CSCA path|unproven issuer|known_signer check"):
+            sample_result(ProcedureProfile.IDENTITY, checks=untrusted, verdict=verdict)
+    with pytest.raises(ValidationError, match="CSCA path"):
+        sample_result(ProcedureProfile.IDENTITY, checks=known)
+    with pytest.raises(ValidationError, match="needs a known_signer check"):
+        sample_result(ProcedureProfile.IDENTITY, verdict=Verdict.VERIFIED_KNOWN_SIGNER)
+    assert sample_result(ProcedureProfile.IDENTITY, checks=untrusted, verdict=Verdict.INTACT_ORIGIN_UNPROVEN)
+    assert sample_result(ProcedureProfile.IDENTITY, checks=known, verdict=Verdict.VERIFIED_KNOWN_SIGNER)
     assert sample_result(ProcedureProfile.IDENTITY, checks=failed, verdict=Verdict.FAILED, citizen=None).citizen is None
     with pytest.raises(ValidationError, match="needs citizen data"):
         sample_result(ProcedureProfile.IDENTITY, citizen=None)
@@ -78,10 +85,23 @@ def test_verdict_must_agree_with_checks() -> None:
 
 def test_malformed_documents_are_rejected() -> None:
     data = json.loads(sample_result(ProcedureProfile.IDENTITY).to_json())
-    for broken in ({**data, "extra": 1}, {**data, "schema_version": 3}, {**data, "verdict": "maybe"},
-                   {**data, "citizen": {**data["citizen"], "id_number": "12345"}}):
+    for broken in ({**data, "extra": 1}, {**data, "schema_version": 4}, {**data, "verdict": "maybe"},
+                   {**data, "citizen": {**data["citizen"], "id_number": "12345"}},
+                   {**data, "verdict": "verified_untrusted_issuer"},  # the legacy spelling is not version 3's
+                   {**data, "schema_version": 2, "verdict": "intact_origin_unproven"}):  # nor the new one version 2's
         with pytest.raises(ValidationError):
             ResultDocument.model_validate(broken)
+
+
+def test_documents_of_earlier_versions_are_still_accepted() -> None:
+    """Terminals hold signed results for weeks: a version 2 document saying verified_untrusted_issuer still reads,
+    as the rung it stood for."""
+    data = json.loads(sample_result(ProcedureProfile.IDENTITY).to_json())
+    old = {**data, "schema_version": 2, "verdict": "verified_untrusted_issuer",
+           "checks": [{"name": "ds_chain", "status": "issuer_not_trusted"}]}
+    document = ResultDocument.model_validate(old)
+    assert document.verdict.rung is Verdict.INTACT_ORIGIN_UNPROVEN
+    assert not document.verdict.proves_origin
 
 
 OFFICE_CHALLENGE = bytes.fromhex("0011223344556677")
@@ -103,11 +123,11 @@ def test_active_auth_evidence_only_for_the_office_challenge() -> None:
     assert ActiveAuthEvidence.for_office(ActiveAuthResult.not_supported(), DG15, OFFICE_CHALLENGE) is None
 
 
-def test_active_auth_evidence_travels_as_unpadded_base64url_in_version_2() -> None:
+def test_active_auth_evidence_travels_as_unpadded_base64url_since_version_2() -> None:
     evidence = ActiveAuthEvidence.for_office(answered(), DG15, OFFICE_CHALLENGE)
     assert evidence is not None
     data = json.loads(sample_result(ProcedureProfile.IDENTITY).to_json())
-    assert data["schema_version"] == 2
+    assert data["schema_version"] == 3
     wire = {**data, "active_auth": json.loads(evidence.model_dump_json())}
     assert wire["active_auth"]["challenge"] == "ABEiM0RVZnc"
     assert ResultDocument.model_validate(wire).active_auth == evidence

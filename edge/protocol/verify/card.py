@@ -89,8 +89,9 @@ def _guarded_crosschecks(read: ChipRead, qr: CccdQr | None) -> tuple[Check, ...]
 
 
 def verify_chip(read: ChipRead, trust: TrustStore | None, *, now: datetime, qr: CccdQr | None) -> VerificationReport:
-    """Verify ``read`` at ``now`` (timezone-aware). Without a trust store the DS chain ends ``issuer_not_trusted``:
-    the card's signatures may hold, but this terminal cannot say who the issuer is. An EF.SOD that does not parse
+    """Verify ``read`` at ``now`` (timezone-aware). Without a trust store the DS chain ends ``issuer_not_trusted``
+    (verdict ``intact_origin_unproven`` at best): the card's signatures may hold, but this terminal cannot say who
+    the issuer is. An EF.SOD that does not parse
     fails ``sod_signature`` (the checks that need a parsed SOD are ``not_performed``): never verified."""
     store = trust if trust is not None else TrustStore.from_der(())
     checks = (

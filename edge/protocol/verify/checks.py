@@ -1,6 +1,17 @@
 """The one verdict model: every verification step ends as a :class:`Check`, and :func:`decide` alone turns checks
 into a :class:`Verdict`.
 
+The verdict is a ladder that says what was proven (:data:`VERDICT_WORDS` gives each rung the same words on the
+terminal, in ``verify``, in the receiver and on the officer's screen):
+
+* ``verified``: the data is the issuer's, proven by the country's CSCA in the trust store;
+* ``verified_known_signer``: proven by a *known Document Signer*, a DS certificate the ward pinned in its trust
+  store (from a signed DS list). A DS certificate is public, but only the issuer holds its key, so a pinned DS is a
+  sound anchor where the CSCA is not public (real CCCDs today);
+* ``intact_origin_unproven``: the data is as its signer signed it, but nothing here says who the signer is. A
+  fully self-made card (own CSCA, own DS, consistent chip keys) reaches this rung too, so it is never success;
+* ``failed``.
+
 Keeping the decision in one small pure function makes the rule auditable: a card is ``verified`` only when the
 essential passive-authentication checks ran and passed, the Document Signer chains to a trusted CSCA, and nothing
 else that ran failed. A check that could not run because of an error is reported as ``failed`` (never as
@@ -26,12 +37,67 @@ class CheckStatus(StrEnum):
     NOT_SUPPORTED = "not_supported"  # the card does not offer it (e.g. no DG15: no active authentication)
     NOT_PERFORMED = "not_performed"  # not applicable or not requested (e.g. no QR shown, no CRL installed)
     ISSUER_NOT_TRUSTED = "issuer_not_trusted"  # only for ds_chain: signature fine, CSCA not in the trust store
+    KNOWN_SIGNER = "known_signer"  # only for ds_chain: no CSCA path, but the DS itself is pinned in the trust store
+
+
+#: The statuses only ``ds_chain`` may carry: they say how far the signer's origin was proven.
+CHAIN_ONLY_STATUSES = frozenset({CheckStatus.ISSUER_NOT_TRUSTED, CheckStatus.KNOWN_SIGNER})
 
 
 class Verdict(StrEnum):
     VERIFIED = "verified"
-    VERIFIED_UNTRUSTED_ISSUER = "verified_untrusted_issuer"
+    VERIFIED_KNOWN_SIGNER = "verified_known_signer"
+    INTACT_ORIGIN_UNPROVEN = "intact_origin_unproven"
     FAILED = "failed"
+    #: Result documents before schema version 3 said this for ``intact_origin_unproven``; never decided now.
+    VERIFIED_UNTRUSTED_ISSUER = "verified_untrusted_issuer"
+
+    @property
+    def proves_origin(self) -> bool:
+        """Genuine and from a known issuer: the only verdicts that may show success."""
+        return self in (Verdict.VERIFIED, Verdict.VERIFIED_KNOWN_SIGNER)
+
+    @property
+    def rung(self) -> Verdict:
+        """The rung of the ladder this verdict stands on (a legacy spelling reads as its current one)."""
+        return Verdict.INTACT_ORIGIN_UNPROVEN if self is Verdict.VERIFIED_UNTRUSTED_ISSUER else self
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictWords:
+    """What a rung proves, in the officer's words (Vietnamese first) and in English."""
+
+    vi: str
+    en: str
+    proves: str
+    does_not_prove: str
+
+
+_RUNG_WORDS = {
+    Verdict.VERIFIED: VerdictWords(
+        "Thẻ thật, đã xác minh nguồn phát hành",
+        "Genuine card: issuer proven by the country's CSCA",
+        "the chip's data is what the issuer signed, under a CSCA installed in the trust store",
+        "that the card was not reported lost or revoked since (an offline check cannot know)"),
+    Verdict.VERIFIED_KNOWN_SIGNER: VerdictWords(
+        "Thẻ thật, đã xác minh người ký đã biết",
+        "Genuine card: signed by a Document Signer this ward knows",
+        "the chip's data is what a Document Signer pinned by the ward signed (only the issuer holds its key)",
+        "the CSCA above that signer (not installed), or revocation since"),
+    Verdict.INTACT_ORIGIN_UNPROVEN: VerdictWords(
+        "Dữ liệu nguyên vẹn, chưa xác minh được nguồn phát hành",
+        "Data intact, issuer not proven",
+        "the data is as its signer signed it and the chip holds the signed keys",
+        "who the signer is: a self-made card with its own CSCA reaches this too; check the card by other means"),
+    Verdict.FAILED: VerdictWords(
+        "Không đạt",
+        "Not verified",
+        "a check failed (named in the checks): the data, the signer or the chip is not what it claims",
+        "that the holder is not the citizen (a worn chip or a reader fault fails too: repeat the read)"),
+}
+#: The words for every verdict, a legacy spelling included (it reads as its rung).
+VERDICT_WORDS: Mapping[Verdict, VerdictWords] = MappingProxyType(
+    {verdict: _RUNG_WORDS[verdict.rung] for verdict in Verdict})
 
 
 # Stable check names (the result document and the office side key on them).
@@ -81,8 +147,9 @@ def decide(checks: Iterable[Check]) -> Verdict:
     """The verdict for a set of checks.
 
     * ``failed`` when any check failed, when an essential check is missing or did not pass, or when a check other
-      than ``ds_chain`` claims ``issuer_not_trusted`` (a status in the wrong place is treated as an error);
-    * ``verified_untrusted_issuer`` when everything held except that the CSCA is not in the trust store;
+      than ``ds_chain`` claims a chain-only status (a status in the wrong place is treated as an error);
+    * ``intact_origin_unproven`` when everything held except that nothing in the trust store vouches for the DS;
+    * ``verified_known_signer`` when everything held and the DS is pinned, but no CSCA path exists;
     * ``verified`` otherwise. ``not_supported`` / ``not_performed`` of a non-essential check (no DG15, no QR
       shown) do not block, because they mean "not offered", never "went wrong".
     """
@@ -92,17 +159,19 @@ def decide(checks: Iterable[Check]) -> Verdict:
     statuses = [status for group in by_name.values() for status in group]
     if not statuses or CheckStatus.FAILED in statuses:
         return Verdict.FAILED
-    untrusted = False
+    verdict = Verdict.VERIFIED
     for name in ESSENTIAL_CHECKS:
         group = by_name.get(name)
         if not group:
             return Verdict.FAILED
         for status in group:
             if status is CheckStatus.ISSUER_NOT_TRUSTED and name == DS_CHAIN:
-                untrusted = True
+                verdict = Verdict.INTACT_ORIGIN_UNPROVEN
+            elif status is CheckStatus.KNOWN_SIGNER and name == DS_CHAIN:
+                verdict = verdict if verdict is Verdict.INTACT_ORIGIN_UNPROVEN else Verdict.VERIFIED_KNOWN_SIGNER
             elif status is not CheckStatus.PASSED:
                 return Verdict.FAILED
     for name, group in by_name.items():
-        if name != DS_CHAIN and CheckStatus.ISSUER_NOT_TRUSTED in group:
+        if name != DS_CHAIN and CHAIN_ONLY_STATUSES.intersection(group):
             return Verdict.FAILED
-    return Verdict.VERIFIED_UNTRUSTED_ISSUER if untrusted else Verdict.VERIFIED
+    return verdict

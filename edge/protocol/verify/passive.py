@@ -5,8 +5,9 @@ Steps, each reported as its own :class:`Check` so the officer and the office see
 1. ``sod_signature``: the EF.SOD CMS signature over its signed attributes verifies with the Document Signer (DS)
    certificate carried in it, and the signed messageDigest equals the hash of the LDSSecurityObject;
 2. ``ds_validity``: the DS certificate is valid at the verification time (a parameter: protocol code has no clock);
-3. ``ds_chain``: the DS chains to a CSCA in the trust store (``issuer_not_trusted`` when no installed CSCA is its
-   issuer: the signature may be genuine, the issuer is merely unknown to this terminal);
+3. ``ds_chain``: the DS chains to a CSCA in the trust store; ``failed`` when an installed CSCA bears its issuer's
+   name and did not sign it; ``known_signer`` when no CSCA vouches for it but the DS itself is pinned in the store;
+   ``issuer_not_trusted`` when nothing installed names or pins it (the data is intact, its origin unproven);
 4. ``ds_revocation``: the DS is not on an installed, verifying CRL of its CSCA (``not_performed`` without one);
 5. ``dg_hashes``: every data group read hashes to the value the SOD lists for it.
 
@@ -154,10 +155,14 @@ def _chain_check(ds: CertificateInfo, trust: TrustStore, at: datetime) -> tuple[
         detail |= {"csca_subject": anchor.subject, "csca_fingerprint": anchor.fingerprint,
                    "path_length": str(len(result.path))}
         return Check(DS_CHAIN, CheckStatus.PASSED, result.reason, detail), result.path[0]
-    if result.status == "untrusted":
-        reason = f"the card's issuer is not in this terminal's trust store: {result.reason}"
-        return Check(DS_CHAIN, CheckStatus.ISSUER_NOT_TRUSTED, reason, detail), None
-    return Check(DS_CHAIN, CheckStatus.FAILED, result.reason, detail), None
+    if result.status == "broken":
+        return Check(DS_CHAIN, CheckStatus.FAILED, result.reason, detail), None
+    if trust.is_known_signer(ds):
+        reason = f"the Document Signer '{ds.subject}' is a known signer pinned in this terminal's trust store"
+        detail |= {"ds_fingerprint": ds.fingerprint}
+        return Check(DS_CHAIN, CheckStatus.KNOWN_SIGNER, reason, detail), None
+    reason = f"origin not proven: nothing in this terminal's trust store vouches for the signer ({result.reason})"
+    return Check(DS_CHAIN, CheckStatus.ISSUER_NOT_TRUSTED, reason, detail | {"ds_fingerprint": ds.fingerprint}), None
 
 
 def _revocation_check(ds: CertificateInfo, issuer: CertificateInfo | None, trust: TrustStore, at: datetime) -> Check:

@@ -54,7 +54,7 @@ class TrustEntry:
     not_before: datetime
     not_after: datetime
     fingerprint: str
-    kind: Literal["CSCA", "link"]
+    kind: Literal["CSCA", "link", "DS"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +62,7 @@ class ImportReport:
     """What an import added. ``anchor_fingerprint`` names the CSCA a master list's signer chained to;
     ``anchored_in == "list"`` means that CSCA came in the list itself (accepted only when the caller asked)."""
 
-    kind: Literal["certificate", "master list", "CRL"]
+    kind: Literal["certificate", "master list", "CRL", "known Document Signers"]
     added: tuple[TrustEntry, ...]
     already_present: int = 0
     skipped: tuple[str, ...] = ()
@@ -72,6 +72,8 @@ class ImportReport:
 
 
 _CERT_SUFFIXES = (".der", ".cer", ".crt", ".pem")
+#: Store files holding pinned Document Signer certificates (everything else is a CSCA, link certificate or CRL).
+KNOWN_SIGNER_PREFIX = "ds-"
 
 
 def _read_limited(path: Path) -> bytes:
@@ -107,7 +109,8 @@ def _der_blocks(data: bytes) -> list[tuple[str, bytes]]:
 
 @dataclass(frozen=True, slots=True)
 class TrustStore:
-    """A snapshot of the CSCA certificates (self-signed anchors and link certificates) and CRLs in a directory.
+    """A snapshot of the CSCA certificates (self-signed anchors and link certificates), the pinned ("known")
+    Document Signer certificates and the CRLs in a directory.
 
     ``problems`` lists store files that could not be used, so that ``trust list`` shows them instead of hiding
     them. The object never changes: after :meth:`import_file`, load the store again.
@@ -118,10 +121,16 @@ class TrustStore:
     directory: Path | None = None
     problems: tuple[str, ...] = ()
     anchors: frozenset[str] = field(default=frozenset())
+    known_signers: tuple[CertificateInfo, ...] = ()
 
     @classmethod
     def from_der(
-        cls, certificates: Iterable[bytes], crls: Iterable[bytes] = (), *, directory: Path | None = None
+        cls,
+        certificates: Iterable[bytes],
+        crls: Iterable[bytes] = (),
+        *,
+        known_signers: Iterable[bytes] = (),
+        directory: Path | None = None,
     ) -> TrustStore:
         """Build a store in memory (tests, and :meth:`load`). Unusable items end in ``problems``."""
         parsed: list[CertificateInfo] = []
@@ -131,6 +140,14 @@ class TrustStore:
                 parsed.append(parse_certificate(der))
             except PublicKeyFormatError as exc:
                 problems.append(str(exc))
+        pinned: dict[str, CertificateInfo] = {}
+        for der in known_signers:
+            try:
+                signer = parse_certificate(der)
+            except PublicKeyFormatError as exc:
+                problems.append(f"known Document Signer: {exc}")
+                continue
+            pinned.setdefault(signer.fingerprint, signer)
         parsed_crls: list[CrlInfo] = []
         for der in crls:
             try:
@@ -138,13 +155,15 @@ class TrustStore:
             except TrustStoreError as exc:
                 problems.append(str(exc))
         ordered, anchors = authorities_of(parsed)
-        return cls(ordered, tuple(parsed_crls), directory, tuple(problems), anchors)
+        signers = tuple(sorted(pinned.values(), key=lambda c: (c.subject, c.not_before)))
+        return cls(ordered, tuple(parsed_crls), directory, tuple(problems), anchors, signers)
 
     @classmethod
     def load(cls, directory: Path) -> TrustStore:
         """Read every certificate (.der/.cer/.crt/.pem) and CRL (.crl) in ``directory``; a missing one is empty."""
         certs: list[bytes] = []
         crls: list[bytes] = []
+        signers: list[bytes] = []
         problems: list[str] = []
         if directory.is_dir():
             for path in sorted(directory.iterdir()):
@@ -156,26 +175,30 @@ class TrustStore:
                 except (OSError, TrustStoreError) as exc:
                     problems.append(f"{path.name}: {exc}")
                     continue
-                (crls if suffix == ".crl" else certs).extend(der for _, der in blocks)
-        store = cls.from_der(certs, crls, directory=directory)
-        return TrustStore(store.certificates, store.crls, directory, (*problems, *store.problems), store.anchors)
+                if suffix == ".crl":
+                    crls.extend(der for _, der in blocks)
+                else:
+                    (signers if path.name.startswith(KNOWN_SIGNER_PREFIX) else certs).extend(der for _, der in blocks)
+        store = cls.from_der(certs, crls, known_signers=signers, directory=directory)
+        return TrustStore(store.certificates, store.crls, directory, (*problems, *store.problems), store.anchors,
+                          store.known_signers)
 
     def entries(self) -> tuple[TrustEntry, ...]:
-        return tuple(
-            TrustEntry(
-                subject=c.subject,
-                key=c.key_description,
-                not_before=c.not_before,
-                not_after=c.not_after,
-                fingerprint=c.fingerprint,
-                kind="CSCA" if c.fingerprint in self.anchors else "link",
-            )
-            for c in self.certificates
+        def entry(c: CertificateInfo, kind: Literal["CSCA", "link", "DS"]) -> TrustEntry:
+            return TrustEntry(c.subject, c.key_description, c.not_before, c.not_after, c.fingerprint, kind)
+
+        return (
+            *(entry(c, "CSCA" if c.fingerprint in self.anchors else "link") for c in self.certificates),
+            *(entry(c, "DS") for c in self.known_signers),
         )
 
     def chain(self, cert: CertificateInfo, at: datetime) -> ChainResult:
         """Path from ``cert`` (a Document Signer, or a master-list signer) to a self-signed CSCA in the store."""
         return build_chain(cert, self.certificates, self.anchors, at)
+
+    def is_known_signer(self, ds: CertificateInfo) -> bool:
+        """Whether ``ds`` is pinned byte for byte: a changed certificate (even one bit of a key identifier) is not."""
+        return any(ds.fingerprint == known.fingerprint for known in self.known_signers)
 
     def crls_for(self, issuer: CertificateInfo) -> tuple[CrlInfo, ...]:
         return tuple(crl for crl in self.crls if crl.issuer_key == issuer.subject_key)
@@ -265,6 +288,40 @@ class TrustStore:
                     "is itself not admitted: link certificates in a loop prove nothing)")
         return (f"'{cert.subject}' is a link certificate signed by '{cert.issuer}', which is not installed: "
                 "import that CSCA first, or in the same file")
+
+    def import_known_signers(self, ders: Sequence[bytes], *, at: datetime) -> ImportReport:
+        """Pin Document Signer certificates as anchors of their own (``verified_known_signer``).
+
+        The caller has verified where the list came from (a DS list signed by the ward's key): this checks only
+        what the certificates themselves must satisfy. Each must be a Document Signer (not a CA), its key usable,
+        and, when a CSCA of its issuer's name is installed, chain to it: a pinned DS may fill the gap of a CSCA
+        that is not public, never contradict one that is installed.
+        """
+        if self.directory is None:
+            raise TrustStoreError("this trust store has no directory to import into")
+        parsed: list[CertificateInfo] = []
+        for der in ders:
+            try:
+                signer = parse_certificate(der)
+            except PublicKeyFormatError as exc:
+                raise TrustStoreError(f"a known Document Signer entry is not a certificate: {exc}") from exc
+            if signer.public_key is None:
+                raise TrustStoreError(f"'{signer.subject}': its key is not supported ({signer.key_description})")
+            if signer.is_ca:
+                raise TrustStoreError(f"'{signer.subject}' is a CA certificate, not a Document Signer")
+            chain = self.chain(signer, at)
+            if chain.status == "broken":
+                raise TrustStoreError(f"'{signer.subject}' contradicts the installed CSCA: {chain.reason}")
+            parsed.append(signer)
+        added: list[CertificateInfo] = []
+        present = 0
+        for signer in parsed:
+            if self._write(f"{KNOWN_SIGNER_PREFIX}{signer.fingerprint.lower()}.der", signer.der):
+                added.append(signer)
+            else:
+                present += 1
+        view = TrustStore(known_signers=tuple(added))
+        return ImportReport("known Document Signers", view.entries(), present)
 
     def _write(self, name: str, der: bytes) -> bool:
         """Write atomically; False when the file is already there (idempotent import)."""
