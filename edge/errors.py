@@ -31,6 +31,7 @@ Tree::
     │   ├── MrzError                            MRZ text / check digits
     │   ├── LdsError                            an LDS file (carries file name)
     │   ├── PublicKeyFormatError                a public key or certificate that cannot be loaded
+    │   │   └── CurveParametersError            explicit EC domain parameters out of bounds or of no known curve
     │   ├── QrFormatError                       a QR that is not a CCCD QR
     │   ├── IdNumberError                       a personal ID number that is not 12 digits
     │   ├── InvalidPointError                   an EC point that is not on the expected curve
@@ -198,6 +199,11 @@ class LdsError(ParseError):
 
 class PublicKeyFormatError(ParseError):
     """A SubjectPublicKeyInfo or certificate whose key cannot be loaded (unknown curve, malformed DER)."""
+
+
+class CurveParametersError(PublicKeyFormatError):
+    """Explicit EC domain parameters refused before any arithmetic: out of bounds (a field over 521 bits, an order
+    of 1, a large cofactor) or spelling out no known curve. A hostile chip picks them to stall the terminal."""
 
 
 class QrFormatError(ParseError):

@@ -17,9 +17,12 @@ Order, and why:
    result still shows what the chip holds. A SOD cut short by a removal never gets that far: the transport
    raises :class:`~edge.errors.CardRemovedError` before any byte is parsed (``read_file`` returns whole files
    only), and a file that ends before its own header says is a bad chip answer, as for any other file.
-4. DG14, then Chip Authentication right away: the channel switches to keys only the genuine chip can derive, so
-   every file read after it (DG1, DG13, DG15, DG2) is read *from* the genuine chip. The proof is implicit: the
-   first secured answer after CA that verifies. An :class:`SmIntegrityError` or a 6987/6988 there means the chip
+4. DG14, then Chip Authentication right away, but only with a DG14 that hashes to the value EF.SOD lists: its
+   key (and explicit curve) is the chip's word until then, and CA would compute on whatever a hostile chip chose.
+   A DG14 that does not match (or an EF.SOD that does not parse) makes CA ``failed`` without a command sent.
+   CA switches the channel to keys only the genuine chip can derive, so every file read after it (DG1, DG13,
+   DG15, DG2) is read *from* the genuine chip. The proof is implicit: the first secured answer after CA that
+   verifies. An :class:`SmIntegrityError` or a 6987/6988 there means the chip
    does not hold the DG14 key (a clone); it is retried once (the chip may simply have lost its session), then
    recorded as a failed CA and the rest is read over a fresh channel without CA, so the verdict can say why.
 5. Active Authentication last, when DG15 is there.
@@ -39,6 +42,7 @@ are injected.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -53,6 +57,7 @@ from edge.errors import (
     PaceNotSupportedError,
     ParseError,
     SessionLostError,
+    SignatureError,
     SmIntegrityError,
     StatusWordError,
 )
@@ -101,6 +106,7 @@ from edge.protocol.reader import (
 )
 from edge.protocol.sm import SecureMessaging
 from edge.protocol.verify.checks import CheckStatus
+from edge.protocol.verify.signatures import digest
 
 log = logging.getLogger(__name__)
 
@@ -431,7 +437,8 @@ class _Session:
         except FileNotFoundOnCardError:
             return None
 
-    def chip_authentication(self, dg14: Dg14 | None) -> None:
+    def chip_authentication(self, dg14: Dg14 | None, untrusted: str | None = None) -> None:
+        """CA with ``dg14``'s key; ``untrusted`` says why DG14 may not be used (then CA fails unattempted)."""
         if not self.request.do_chip_auth:
             self.ca_outcome = ChipAuthOutcome(CheckStatus.NOT_PERFORMED, "chip authentication was not requested")
             return
@@ -442,6 +449,11 @@ class _Session:
             return
         if dg14 is None:
             self.ca_outcome = ChipAuthOutcome(CheckStatus.NOT_SUPPORTED, NO_CHIP_AUTHENTICATION)
+            return
+        if untrusted is not None:
+            self.ca_outcome = ChipAuthOutcome(
+                CheckStatus.FAILED, f"chip authentication was not attempted: {untrusted}, so its key is not used"
+            )
             return
         infos = dg14.security_infos
         unsupported = chip_auth_unsupported(infos)
@@ -491,6 +503,26 @@ def _parse_sod(sod_raw: bytes) -> tuple[SodFile | None, str | None]:
         return parse_sod(sod_raw), None
     except ParseError as exc:
         return None, str(exc)
+
+
+def dg14_untrusted(sod: SodFile | None, content: bytes) -> str | None:
+    """Why DG14 may not be used for chip authentication, or None when it hashes to the value EF.SOD lists.
+
+    Whether EF.SOD's signature holds is verification's to say; this only keeps CA from running on a DG14 that the
+    SOD does not even claim, the cheapest lie a hostile chip can tell.
+    """
+    if sod is None:
+        return "EF.SOD does not parse, so DG14 cannot be checked against it"
+    expected = sod.dg_hashes.get(DG_CHIP_AUTH)
+    if expected is None:
+        return "EF.SOD lists no hash for DG14"
+    try:
+        actual = digest(sod.hash_algorithm, content)
+    except SignatureError:
+        return f"EF.SOD's hash algorithm {sod.hash_algorithm!r} is not supported, so DG14 cannot be checked"
+    if not hmac.compare_digest(expected, actual):
+        return "DG14 does not hash to the value EF.SOD lists"
+    return None
 
 
 def _read_card_access(conn: ApduConnection, memory: ChunkMemory) -> tuple[bytes | None, str | None]:
@@ -564,10 +596,12 @@ def read_chip(
 
     raw: dict[int, bytes] = {}
     dg14: Dg14 | None = None
+    dg14_distrust: str | None = None
     if DG_CHIP_AUTH in request.wanted and (content := fetch(DG_CHIP_AUTH)) is not None:
         raw[DG_CHIP_AUTH] = content
+        dg14_distrust = dg14_untrusted(sod, content)
         dg14 = parse_dg14(content)
-    session.chip_authentication(dg14)
+    session.chip_authentication(dg14, dg14_distrust)
     for number in _after_chip_auth(request.wanted):
         if (content := fetch(number)) is not None:
             raw[number] = content

@@ -2,7 +2,8 @@
 
 CSCAs and chips (the Vietnamese CSCA, many DG14/DG15 files) often spell brainpool curves out as explicit
 parameters, which ``cryptography`` refuses to load. We read the parameters with asn1crypto, find the named curve
-with the same p, a, b, G and n, and rebuild the key on it: the key is then exactly the same mathematical object.
+with the same p, a, b, G and n (``edge.protocol.ec.explicit_parameters``, the one place that judges explicit
+parameters), and rebuild the key on it: the key is then exactly the same mathematical object.
 """
 
 from __future__ import annotations
@@ -17,67 +18,23 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_public_key
 from cryptography.x509 import ObjectIdentifier
 from ecdsa import curves as ecdsa_curves
-from ecdsa.numbertheory import SquareRootError, square_root_mod_prime
 
 from edge.errors import PublicKeyFormatError
+from edge.protocol.ec import explicit_parameters
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 _WHAT = "SubjectPublicKeyInfo"
 
 
-def _curve_table() -> list[tuple[tuple[int, int, int, int, int, int], str]]:
-    table = []
-    for curve in ecdsa_curves.curves:
-        if curve.name.startswith(("Ed", "SECP112", "SECP128", "SECP160")) or not hasattr(curve.curve, "a"):
-            continue  # Edwards curves and curves too small for any eMRTD
-        fp = curve.curve
-        g = curve.generator
-        params = (fp.p(), fp.a() % fp.p(), fp.b() % fp.p(), g.x(), g.y(), curve.order)
-        table.append((params, ".".join(str(arc) for arc in curve.oid)))
-    return table
-
-
-#: (p, a, b, Gx, Gy, n) -> dotted OID for every prime curve we know (NIST, SEC, brainpool r1/t1).
-_KNOWN_CURVES: list[tuple[tuple[int, int, int, int, int, int], str]] = _curve_table()
-
-
-def _decode_point(encoded: bytes, size: int, p: int, a: int, b: int) -> tuple[int, int]:
-    if encoded[:1] == b"\x04" and len(encoded) == 1 + 2 * size:
-        return int.from_bytes(encoded[1 : 1 + size], "big"), int.from_bytes(encoded[1 + size :], "big")
-    if encoded[:1] in (b"\x02", b"\x03") and len(encoded) == 1 + size:
-        x = int.from_bytes(encoded[1:], "big")
-        rhs = (pow(x, 3, p) + a * x + b) % p
-        y = pow(rhs, (p + 1) // 4, p) if p % 4 == 3 else _sqrt_mod(rhs, p)
-        if (y & 1) != (encoded[0] & 1):
-            y = p - y
-        return x, y
-    raise PublicKeyFormatError("base point is not a valid encoded point", what=_WHAT)
-
-
-def _sqrt_mod(value: int, p: int) -> int:
-    """Tonelli-Shanks (only needed for curves with p = 1 mod 4, e.g. P-224)."""
+def named_curve_for(p: int, a: int, b: int, base: bytes, order: int, cofactor: int | None = None) -> ec.EllipticCurve:
+    """The named curve whose parameters equal the explicit ones; raises if none does (``edge.protocol.ec`` decides,
+    for DG14's chip authentication key and every other explicit key alike)."""
+    known = explicit_parameters(p, a, b, base, order, cofactor)
     try:
-        return int(square_root_mod_prime(value, p))
-    except SquareRootError as exc:  # x is not the abscissa of any point: a forged base point
-        raise PublicKeyFormatError("base point is not on the curve", what=_WHAT) from exc
-
-
-def named_curve_for(p: int, a: int, b: int, base: bytes, order: int) -> ec.EllipticCurve:
-    """The named curve whose parameters equal the explicit ones; raises if none does."""
-    # Compare the cheap integers first: decoding a compressed base point takes a square root modulo p, which for
-    # hostile parameters (a p that is not prime, an enormous p) can fail or burn CPU. Only a known curve gets there.
-    for params, oid in _KNOWN_CURVES:
-        known_p, known_a, known_b, known_gx, known_gy, known_order = params
-        if known_p != p or known_order != order or (a - known_a) % p or (b - known_b) % p:
-            continue
-        size = (p.bit_length() + 7) // 8
-        if _decode_point(base, size, p, known_a, known_b) == (known_gx, known_gy):
-            try:
-                return ec.get_curve_for_oid(ObjectIdentifier(oid))()
-            except LookupError as exc:
-                raise PublicKeyFormatError(f"curve {oid} is not supported", what=_WHAT) from exc
-    raise PublicKeyFormatError("explicit curve parameters match no known named curve", what=_WHAT)
+        return ec.get_curve_for_oid(ObjectIdentifier(known.oid))()
+    except LookupError as exc:
+        raise PublicKeyFormatError(f"curve {known.oid} is not supported", what=_WHAT) from exc
 
 
 def _explicit_ec_key(spki: Any) -> ec.EllipticCurvePublicKey:
@@ -87,7 +44,9 @@ def _explicit_ec_key(spki: Any) -> ec.EllipticCurvePublicKey:
     p = int(domain["field_id"]["parameters"].native)
     a = int.from_bytes(domain["curve"]["a"].native, "big")
     b = int.from_bytes(domain["curve"]["b"].native, "big")
-    curve = named_curve_for(p, a, b, domain["base"].native, int(domain["order"].native))
+    cofactor = domain["cofactor"].native
+    curve = named_curve_for(p, a, b, domain["base"].native, int(domain["order"].native),
+                            None if cofactor is None else int(cofactor))  # fmt: skip
     point = bytes(spki["public_key"].native)
     try:
         return ec.EllipticCurvePublicKey.from_encoded_point(curve, point)

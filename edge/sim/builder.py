@@ -14,6 +14,7 @@ import os
 import random
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -33,6 +34,7 @@ from edge.protocol.lds.dg14 import encode_dg14
 from edge.protocol.lds.dg15 import encode_dg15
 from edge.protocol.lds.sod import encode_sod
 from edge.protocol.mrz import cccd_td1, parse_mrz
+from edge.sim.hostile import hostile_ca_spki
 from edge.sim.model import (
     FID_CARD_ACCESS,
     FID_COM,
@@ -151,12 +153,13 @@ def _shift_year(date: dt.date, years: int) -> dt.date:
         return date.replace(year=date.year + years, day=28)
 
 
-def rogue_ds_claiming_csca_key(pki: SimPki) -> Signer:
-    """The rogue DS re-issued with the test CSCA's key identifier, still signed by another key.
+def rogue_ds_reissued(pki: SimPki, *, key_id: Literal["csca", "none"]) -> Signer:
+    """The rogue DS re-issued with the test CSCA's key identifier (``csca``) or with none, still signed by another
+    key.
 
-    ``pki.rogue_ds`` names the CSCA, but its key identifier names the key that really signed it, and a verifier
-    cannot tell that from a CSCA key it has not installed yet (a key rollover): issuer not trusted. A careful forger
-    copies the genuine identifier too; then the named CSCA's signature check is what fails: a broken chain.
+    ``pki.rogue_ds`` names the CSCA, but its key identifier names the key that really signed it. A careful forger
+    copies the genuine identifier, or leaves it out; whichever, an installed CSCA of that name did not sign it, and
+    that is what the chain check must see.
     """
     original = pki.rogue_ds.certificate
     builder = (
@@ -171,9 +174,22 @@ def rogue_ds_claiming_csca_key(pki: SimPki) -> Signer:
     for extension in original.extensions:
         value = extension.value
         if isinstance(value, x509.AuthorityKeyIdentifier):
+            if key_id == "none":
+                continue
             value = x509.AuthorityKeyIdentifier.from_issuer_public_key(pki.csca.key.public_key())
         builder = builder.add_extension(value, critical=extension.critical)
     return Signer(pki.rogue_ds.key, builder.sign(pki.untrusted_csca.key, hashes.SHA384()))
+
+
+def with_flipped_key_id(signer: Signer) -> Signer:
+    """``signer``'s certificate with the last bit of its authority key identifier flipped: the same key (the SOD
+    still verifies), a certificate its CSCA's signature no longer covers."""
+    der = signer.certificate.public_bytes(serialization.Encoding.DER)
+    key_id = signer.certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+    assert key_id is not None and der.count(key_id) == 1
+    at = der.index(key_id) + len(key_id) - 1
+    flipped = der[:at] + bytes([der[at] ^ 0x01]) + der[at + 1:]
+    return Signer(signer.key, x509.load_der_x509_certificate(flipped))
 
 
 def build_card(profile: CardProfile, *, pki_dir: Path | None = None) -> SimCardSpec:
@@ -206,10 +222,17 @@ def build_card(profile: CardProfile, *, pki_dir: Path | None = None) -> SimCardS
     }
     if aa_key is not None:
         dgs[15] = encode_dg15(aa_key.public_key())
+    hostile_dg14 = None
+    if forgery.hostile_dg14_curve is not None:
+        hostile_dg14 = encode_dg14(hostile_ca_spki(forgery.hostile_dg14_curve, ca_key.public_key()))
+        if not forgery.hostile_dg14_after_signing:
+            dgs[14] = hostile_dg14
 
-    signer = pki.ds
-    if forgery.rogue_ds:
-        signer = rogue_ds_claiming_csca_key(pki) if forgery.rogue_ds_claims_csca_key else pki.rogue_ds
+    signer = with_flipped_key_id(pki.ds) if forgery.flipped_ds_key_id else pki.ds
+    if forgery.rogue_ds_claims_csca_key or forgery.rogue_ds_without_key_id:
+        signer = rogue_ds_reissued(pki, key_id="csca" if forgery.rogue_ds_claims_csca_key else "none")
+    elif forgery.rogue_ds:
+        signer = pki.rogue_ds
     elif forgery.expired_ds:
         signer = pki.expired_ds
     elif forgery.untrusted_csca:
@@ -218,6 +241,8 @@ def build_card(profile: CardProfile, *, pki_dir: Path | None = None) -> SimCardS
 
     if forgery.edit_dg13_after_signing:
         dgs[13] = encode_dg13(_dg13(forged_person))
+    if hostile_dg14 is not None:
+        dgs[14] = hostile_dg14
     if forgery.clone_keys:  # the signed public keys stay, the chip holds other private keys
         ca_key = derive_ec_key(profile.name, "clone-chip-authentication", ec.BrainpoolP256R1())
         if isinstance(aa_key, rsa.RSAPrivateKey):

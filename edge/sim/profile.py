@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from edge.errors import ConfigError
 from edge.protocol.card_expiry import expiry_date
+from edge.sim.hostile import HostileCurve
 from edge.sim.model import Bitrate, LeRefusal, Quirks, SfiRefusal
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
@@ -158,10 +159,19 @@ class ForgerySettings(_Strict):
     rogue_ds: bool = False  # DS claims the test CSCA as issuer but another key signed it
     #: With rogue_ds: the DS also copies the CSCA's key identifier, so the chain is broken, not merely untrusted.
     rogue_ds_claims_csca_key: bool = False
+    #: With rogue_ds: the DS carries no authority key identifier at all (nothing for a verifier to filter on).
+    rogue_ds_without_key_id: bool = False
+    #: The genuine DS certificate with one bit of its authority key identifier flipped (its CSCA signature breaks).
+    flipped_ds_key_id: bool = False
     expired_ds: bool = False  # DS certificate validity ended in 2021
     untrusted_csca: bool = False  # a valid chain to a CSCA that no trust store holds
     clone_keys: bool = False  # chip keys differ from DG14/DG15: CA and AA fail, PA passes
     dg1_dg13_mismatch: bool = False  # DG1 and DG13 disagree on the date of birth, both signed
+    #: DG14's chip authentication key on an explicit curve a hostile chip picks to stall the terminal (an order of
+    #: 1, a 4253-bit field: edge.sim.hostile), signed into the SOD like any DG14.
+    hostile_dg14_curve: HostileCurve | None = None
+    #: With hostile_dg14_curve: that DG14 replaces the signed one after signing, so EF.SOD does not list its hash.
+    hostile_dg14_after_signing: bool = False
 
     @property
     def any(self) -> bool:
@@ -171,8 +181,12 @@ class ForgerySettings(_Strict):
     def _one_dg13_edit(self) -> ForgerySettings:
         if self.edit_dg13_after_signing and self.edit_dg13_before_signing:
             raise ValueError("DG13 is edited either before or after the SOD is signed, not both")
-        if self.rogue_ds_claims_csca_key and not self.rogue_ds:
-            raise ValueError("rogue_ds_claims_csca_key needs rogue_ds")
+        if (self.rogue_ds_claims_csca_key or self.rogue_ds_without_key_id) and not self.rogue_ds:
+            raise ValueError("rogue_ds_claims_csca_key and rogue_ds_without_key_id need rogue_ds")
+        if self.rogue_ds_claims_csca_key and self.rogue_ds_without_key_id:
+            raise ValueError("a rogue DS either copies the CSCA's key identifier or carries none, not both")
+        if self.hostile_dg14_after_signing and self.hostile_dg14_curve is None:
+            raise ValueError("hostile_dg14_after_signing needs hostile_dg14_curve")
         return self
 
 

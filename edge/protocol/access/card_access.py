@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TypeVar
 
-from edge.errors import AccessControlError, InvalidPointError, LdsError, TlvError
+from edge.errors import AccessControlError, CurveParametersError, InvalidPointError, LdsError, TlvError
 from edge.protocol import crypto, ec, tlv
 from edge.protocol.crypto import CipherSuite
 
@@ -132,10 +132,10 @@ class ChipAuthenticationPublicKeyInfo:
     key_id: int | None
 
     def ec_public_key(self) -> tuple[ec.DomainParameters, ec.EcPoint]:
-        """The chip's static ECDH key with its curve (named or spelled out); validated on the curve."""
+        """The chip's static ECDH key with its curve (named, or spelled out as a known one); validated on the curve."""
         try:
             return _parse_ec_spki(self.subject_public_key_info)
-        except (InvalidPointError, AccessControlError):
+        except (InvalidPointError, CurveParametersError, AccessControlError):
             raise
         except (TlvError, IndexError, ValueError) as exc:
             raise LdsError(f"chip authentication public key: {exc}", what=WHAT) from exc
@@ -272,25 +272,17 @@ def _parse_ec_spki(der: bytes) -> tuple[ec.DomainParameters, ec.EcPoint]:
 
 
 def _explicit_parameters(obj: tlv.Tlv) -> ec.DomainParameters:
+    """ECParameters spelled out: only a known curve is accepted (see :func:`ec.explicit_parameters`)."""
     parts = obj.children()
     field_id = parts[1].children()
     if _oid(field_id[0]) != ID_PRIME_FIELD:
         raise AccessControlError("only prime-field curves are supported")
-    p = _integer(field_id[1])
     curve = parts[2].children()
-    a = int.from_bytes(curve[0].value, "big")
-    b = int.from_bytes(curve[1].value, "big")
-    n = _integer(parts[4])
-    h = _integer(parts[5]) if len(parts) > 5 else 1
-    size = (p.bit_length() + 7) // 8
-    base = parts[3].value
-    if len(base) != 1 + 2 * size or base[0] != 0x04:
-        raise InvalidPointError("explicit base point must be uncompressed", what=WHAT)
-    gx, gy = int.from_bytes(base[1 : 1 + size], "big"), int.from_bytes(base[1 + size :], "big")
-    known = ec.parameters_matching(p, a, b, gx, gy, n)
-    if known is not None:
-        return known
-    params = ec.DomainParameters("explicit", p, a, b, gx, gy, n, h)
-    if not ec.is_on_curve(params, params.generator):
-        raise InvalidPointError("explicit base point is not on its curve", what=WHAT)
-    return params
+    return ec.explicit_parameters(
+        _integer(field_id[1]),
+        int.from_bytes(curve[0].value, "big"),
+        int.from_bytes(curve[1].value, "big"),
+        parts[3].value,
+        _integer(parts[4]),
+        _integer(parts[5]) if len(parts) > 5 else None,
+    )

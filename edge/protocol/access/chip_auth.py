@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from edge.errors import AccessControlError, InvalidPointError, StatusWordError
+from edge.errors import AccessControlError, ParseError, StatusWordError
 from edge.protocol import crypto, ec, tlv
 from edge.protocol.access import pace
 from edge.protocol.access.card_access import (
@@ -73,8 +73,9 @@ def perform_chip_auth(sm: SecureMessaging, dg14: SecurityInfos, *, rng: Random =
     info, key_info = _choose(dg14)
     try:
         params, chip_public = key_info.ec_public_key()
-    except InvalidPointError as exc:
-        raise AccessControlError(f"DG14 chip authentication key is invalid: {exc}") from exc
+    except ParseError as exc:  # malformed, off its curve, or on parameters no known curve has: nothing computed
+        raise AccessControlError(f"DG14 chip authentication key is unusable: {exc}",
+                                 hint="the card offers a key this terminal refuses to use; report the card") from exc
     suite = info.suite if info is not None else crypto.TDES
     secret = ec.generate_private_key(params, rng)
     public_raw = ec.encode_point(params, ec.multiply(params, secret, params.generator))
