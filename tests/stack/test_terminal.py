@@ -49,6 +49,7 @@ from edge.sim.profile import load_profile
 from edge.sim.stack import READER_NAMES, PcscStack
 from tests.fixtures.mqtt import MosquittoBroker
 from tests.fixtures.pcsc import InsertCard
+from tests.poison_messages import poison_messages
 from tests.result_helpers import sample_result
 
 pytestmark = pytest.mark.stack
@@ -410,6 +411,25 @@ def test_forged_expired_and_replayed_commands_are_refused_and_reported(
     reasons = [e.get("reason", e["event"]) for e in rig.office.events if e.get("event") in ("pong", "command_rejected")]
     assert reasons == ["pong", "bad_signature", "expired", "replayed", "unknown_key"]
     assert rig.terminal.stats.get("commands_rejected") == 4
+    assert rig.terminal.state is State.READY
+
+
+def test_poison_commands_end_in_rejection_events_and_the_terminal_answers_the_next(
+    material: Material, rig_factory: Callable[..., Rig]
+) -> None:
+    """Deep JSON (unsigned header or signed body), non-ASCII bytes and a CAN of full-width digits: each is a
+    ``command_rejected`` event on /event, not an exception in the loop; a ping after them is answered."""
+    rig = rig_factory()
+    poisons = poison_messages(material.ward_key, signing.COMMAND_TYP)
+    _, full_width_can = command(material, "read_request", key={"can": "\uff11\uff12\uff13\uff14\uff15\uff16"})
+    _, ping = command(material, "ping")
+    for payload in (*poisons.values(), full_width_can, ping):
+        rig.office.command(rig.broker, payload)
+    answered = ("pong", "command_rejected")
+    rig.office.wait(lambda: len([e for e in rig.office.events if e.get("event") in answered]) == len(poisons) + 2)
+    reasons = [e.get("reason", e["event"]) for e in rig.office.events if e.get("event") in answered]
+    assert reasons == ["malformed"] * (len(poisons) + 1) + ["pong"]
+    assert rig.terminal.stats.get("loop_errors", 0) == 0
     assert rig.terminal.state is State.READY
 
 
