@@ -25,6 +25,7 @@ from edge.cli import main as cli_main
 from edge.daemon import signing
 from edge.protocol.result import QrUsage, ReadTiming
 from tests.fixtures.mqtt import MosquittoBroker
+from tests.poison_messages import poison_messages
 from tests.result_helpers import sample_result
 
 pytestmark = pytest.mark.stack
@@ -164,10 +165,13 @@ def test_count_exits_once_that_many_new_results_are_stored(
     terminal = terminal_factory(mqtt_broker)
     first = _token(signer, 1)
     intruder = signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
-    for payload in (first, first, _token(intruder, 2), _token(signer, 2)):  # a resend and a forgery do not count
+    poison = poison_messages(signer)["deep_signed_body"]
+    for payload in (first, first, _token(intruder, 2), poison, _token(signer, 2)):  # resend, forgery, poison: 0
         terminal.publish(payload)
     assert office.wait_exit() == 0, "\n".join(office.log)
-    assert [o["status"] for o in office.outcomes()] == ["stored", "duplicate", "quarantined", "stored"]
+    assert [o["status"] for o in office.outcomes()] == ["stored", "duplicate", "quarantined", "quarantined", "stored"]
+    assert "deeper than" in str(office.outcomes()[3]["reason"])
+    assert any('store {"results": 2, "quarantined": 2}' in line for line in office.log), "\n".join(office.log)
     assert office.stored_rows() == [(TERMINAL, 1), (TERMINAL, 2)]
     stored = office.outcomes()[-1]
     assert stored["verdict"] == "verified"
