@@ -26,7 +26,8 @@ class State(StrEnum):
     READING = "reading"
     HOLD_STILL = "hold_still"  # card left the field mid-read: put it back to resume
     VERIFYING = "verifying"
-    RESULT_OK = "result_ok"
+    RESULT_OK = "result_ok"  # origin proven (CSCA or a known Document Signer)
+    RESULT_UNPROVEN = "result_unproven"  # data intact, issuer not proven: neither success nor failure
     RESULT_FAILED = "result_failed"
     FAULT = "fault"  # reader or camera lost
 
@@ -38,6 +39,7 @@ class Indicator(StrEnum):
     SCANNING = "scanning"
     HOLD_STILL = "hold_still"
     SUCCESS = "success"
+    UNPROVEN = "unproven"
     FAILURE = "failure"
     OFFLINE_QUEUED = "offline_queued"
     FAULT = "fault"
@@ -102,8 +104,12 @@ class ReadFailed(Event):
 
 @dataclass(frozen=True, slots=True)
 class VerifyDone(Event):
+    """``ok``: a result was stored and not ``failed``; ``proven``: its verdict also proves the issuer. Only both
+    show success: a card whose origin nobody vouches for may be self-made (``Verdict.proves_origin``)."""
+
     attempt: int
     ok: bool
+    proven: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +194,7 @@ _WAITING_TIMEOUT: dict[State, str] = {
     State.HOLD_STILL: "hold_still",
     State.VERIFYING: "verifying",
     State.RESULT_OK: "show_result",
+    State.RESULT_UNPROVEN: "show_result",
     State.RESULT_FAILED: "show_result",
 }
 
@@ -206,6 +213,7 @@ def indicator_for(snap: Snapshot) -> Indicator:
     return {
         State.HOLD_STILL: Indicator.HOLD_STILL,
         State.RESULT_OK: Indicator.SUCCESS,
+        State.RESULT_UNPROVEN: Indicator.UNPROVEN,
         State.RESULT_FAILED: Indicator.FAILURE,
     }.get(snap.state, Indicator.SCANNING)
 
@@ -304,7 +312,9 @@ class Machine:
         assert isinstance(event, VerifyDone)
         if snap.state is not State.VERIFYING or event.attempt != snap.attempt:
             return snap, []
-        state = State.RESULT_OK if event.ok else State.RESULT_FAILED
+        state = State.RESULT_FAILED
+        if event.ok:
+            state = State.RESULT_OK if event.proven else State.RESULT_UNPROVEN
         return self._enter(snap, state, event.now), [Report("result", state.value, snap.request_id)]
 
     def _device(self, snap: Snapshot, event: Event) -> tuple[Snapshot, list[Action]]:
@@ -326,7 +336,7 @@ class Machine:
         return replace(snap, link_up=event.link_up, queued=event.queued, outbox_full=event.outbox_full), []
 
     def _timeout(self, snap: Snapshot, now: float) -> tuple[Snapshot, list[Action]]:
-        if snap.state in (State.RESULT_OK, State.RESULT_FAILED):
+        if snap.state in (State.RESULT_OK, State.RESULT_UNPROVEN, State.RESULT_FAILED):
             return self._enter(snap, State.READY, now), []
         if snap.state in (State.READING, State.VERIFYING, State.HOLD_STILL):
             reason = "card_removed" if snap.state is State.HOLD_STILL else f"{snap.state.value}_timeout"
@@ -356,6 +366,7 @@ class Machine:
         State.HOLD_STILL: frozenset({CardInserted, CardRemoved, Cancel}),
         State.VERIFYING: frozenset({CardRemoved, Cancel, VerifyDone}),
         State.RESULT_OK: frozenset({CardInserted, CardRemoved, Cancel}),
+        State.RESULT_UNPROVEN: frozenset({CardInserted, CardRemoved, Cancel}),
         State.RESULT_FAILED: frozenset({CardInserted, CardRemoved, Cancel}),
         State.FAULT: frozenset({CardInserted, CardRemoved}),
     }

@@ -608,7 +608,7 @@ class Terminal:
                 log_unexpected(log, "attempt %d failed unexpectedly", exc, job.attempt)
                 self._last_error = "internal_error"
                 failure = (ReadFailed(self._clock(), job.attempt, "internal_error") if isinstance(job, StartRead)
-                           else VerifyDone(self._clock(), job.attempt, False))
+                           else VerifyDone(self._clock(), job.attempt, ok=False, proven=False))
                 self._post(failure)
 
     def _aborted_attempt(self, attempt: int) -> bool:
@@ -669,6 +669,7 @@ class Terminal:
         if self._aborted_attempt(job.attempt):  # cancelled or card pulled while verifying: nothing leaves
             return
         ok = document.verdict is not Verdict.FAILED
+        proven = document.verdict.proves_origin  # only a CSCA or a known Document Signer shows success
         try:
             seq = self._store(document)
         except OutboxFullError:
@@ -691,7 +692,7 @@ class Terminal:
             self._count(f"verdict_{document.verdict.value}")
             log.info("result seq %d: %s (%s)", seq, document.verdict.value,
                      mask_id(document.citizen.id_number) if document.citizen else "no citizen data")
-        self._post(VerifyDone(self._clock(), job.attempt, ok))
+        self._post(VerifyDone(self._clock(), job.attempt, ok, proven))
         self._post(self._delivery_facts)
 
     def _document(self, pending: _PendingVerify, *, verify_started: float) -> ResultDocument:

@@ -71,8 +71,12 @@ PATTERNS: dict[str, Pattern] = {
                         Light(), RgbLight(AMBER, 0.25, 0.25)),
     "hold_still": Pattern("card left the field: put it back and hold it still", Light(), Light("blink", 0.08, 0.08),
                           Light(), RgbLight(AMBER, 0.08, 0.08), Beep(0.05, 0.45, None)),
-    "success": Pattern("verified: result stored for the office", Light("on"), Light(), Light(), RgbLight(GREEN),
-                       Beep(0.15, 0.0, 1)),
+    "success": Pattern("genuine, issuer proven (CSCA or known Document Signer): result stored for the office",
+                       Light("on"), Light(), Light(), RgbLight(GREEN), Beep(0.15, 0.0, 1)),
+    # Green AND amber steady, two beeps: "the data holds, but who issued it is not proven" must never read as
+    # success (one beep, green alone) nor as failure (red, three beeps), also for a colour-blind officer.
+    "unproven": Pattern("data intact, issuer not proven: check the card by other means, see the office screen",
+                        Light("on"), Light("on"), Light(), RgbLight(AMBER), Beep(0.15, 0.15, 2)),
     "failure": Pattern("not verified, read failed, or not a CCCD QR: see the office screen",
                        Light(), Light(), Light("on"), RgbLight(RED), Beep(0.1, 0.1, 3)),
     "offline_queued": Pattern("offline: reads continue, results wait in the outbox", _HEARTBEAT,

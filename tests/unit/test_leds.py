@@ -46,6 +46,16 @@ def test_every_state_has_exactly_one_pattern() -> None:
     assert all(f"| {name} |" in table for name in PATTERNS)
 
 
+def test_every_pattern_is_told_apart_without_colour() -> None:
+    """On three LEDs each pattern differs in which lamps light and how (their position, not their colour); the
+    three verdict patterns also differ in their beeps, so an RGB terminal with a buzzer tells them apart too."""
+    lamps = [(p.green, p.amber, p.red) for p in PATTERNS.values()]
+    assert len(set(lamps)) == len(PATTERNS)
+    assert len({(p.rgb, p.beep) for p in PATTERNS.values()}) == len(PATTERNS)
+    verdicts = [PATTERNS[name].beep for name in ("success", "unproven", "failure")]
+    assert len({beep.count for beep in verdicts if beep is not None}) == 3
+
+
 def test_three_leds(factory: MockFactory) -> None:
     leds = Indicators(IndicatorConfig(green=17, amber=27, red=22, buzzer=18), pin_factory=factory, time_scale=SCALE)
     try:
@@ -53,6 +63,11 @@ def test_three_leds(factory: MockFactory) -> None:
         assert (factory.pin(17).state, factory.pin(27).state, factory.pin(22).state) == (1, 0, 0)
         buzzer = _toggles(factory, 18, 2)
         assert buzzer[-2:] == [1.0, 0.0]  # one beep, then silence
+
+        _clear(factory, 17, 27, 22, 18)
+        leds.show("unproven")  # green and amber steady, two beeps: neither success nor failure
+        assert (factory.pin(17).state, factory.pin(27).state, factory.pin(22).state) == (1, 1, 0)
+        assert _toggles(factory, 18, 4).count(1.0) == 2
 
         _clear(factory, 17, 27, 22, 18)
         leds.show("failure")
@@ -89,6 +104,8 @@ def test_one_rgb_led(factory: MockFactory) -> None:
         assert leds.rgb.color == (1, 0, 0)
         leds.show("success")
         assert (factory.pin(5).state, factory.pin(6).state, factory.pin(13).state) == (0, 1, 0)
+        leds.show("unproven")
+        assert leds.rgb.color == (1, 0.5, 0)
         _clear(factory, 5, 6)
         leds.show("offline_queued")  # amber <-> green
         reds = _toggles(factory, 5, 3)

@@ -55,7 +55,7 @@ def test_qr_first_then_card_then_success() -> None:
     snap, actions = run([KeyOffered(0, key="CAN:012345"), CardInserted(1)])
     assert snap.state is State.READING
     assert StartRead(1, "CAN:012345", None, None, None) in actions
-    snap, actions = run([ReadSucceeded(2, attempt=1), VerifyDone(3, attempt=1, ok=True)], snap)
+    snap, actions = run([ReadSucceeded(2, attempt=1), VerifyDone(3, attempt=1, ok=True, proven=True)], snap)
     assert snap.state is State.RESULT_OK
     assert StartVerify(1) in actions
     assert indicators(actions) == [Indicator.SUCCESS]
@@ -63,6 +63,20 @@ def test_qr_first_then_card_then_success() -> None:
     assert snap.state is State.READY
     assert snap.key is None
     assert indicators(actions) == [Indicator.READY]
+
+
+def test_an_unproven_issuer_shows_its_own_pattern_never_success() -> None:
+    """Data intact but nobody vouches for the signer (a self-made card gets this far): neither success nor
+    failure, for the result time like the others, then ready."""
+    reading, _ = run([KeyOffered(0, key="k"), CardInserted(1), ReadSucceeded(2, attempt=1)])
+    snap, actions = run([VerifyDone(3, attempt=1, ok=True, proven=False)], reading)
+    assert snap.state is State.RESULT_UNPROVEN
+    assert indicators(actions) == [Indicator.UNPROVEN]
+    assert Report("result", "result_unproven") in actions
+    snap, actions = run([Tick(3 + 4)], snap)
+    assert (snap.state, indicators(actions)) == (State.READY, [Indicator.READY])
+    failed, actions = run([VerifyDone(3, attempt=1, ok=False, proven=True)], reading)  # not stored: never success
+    assert (failed.state, indicators(actions)) == (State.RESULT_FAILED, [Indicator.FAILURE])
 
 
 def test_card_first_then_qr() -> None:
@@ -124,7 +138,10 @@ def test_cancel_from_every_busy_state() -> None:
         [KeyOffered(0, key="k"), CardInserted(0)],
         [KeyOffered(0, key="k"), CardInserted(0), CardRemoved(0)],
         [KeyOffered(0, key="k"), CardInserted(0), ReadSucceeded(0, attempt=1)],
-        [KeyOffered(0, key="k"), CardInserted(0), ReadSucceeded(0, attempt=1), VerifyDone(0, attempt=1, ok=False)],
+        [KeyOffered(0, key="k"), CardInserted(0), ReadSucceeded(0, attempt=1),
+         VerifyDone(0, attempt=1, ok=False, proven=False)],
+        [KeyOffered(0, key="k"), CardInserted(0), ReadSucceeded(0, attempt=1),
+         VerifyDone(0, attempt=1, ok=True, proven=False)],
     ]
     for prefix in prefixes:
         snap, actions = run([*prefix, Cancel(1)])
@@ -178,8 +195,8 @@ def test_a_qr_that_gives_no_key_shows_the_failure_pattern_then_ready() -> None:
 # --- random storms -----------------------------------------------------------------------------------------------
 
 _EVENT_KINDS = st.sampled_from(["key", "request", "in", "out", "cancel", "read_ok", "read_fail", "verify_ok",
-                                "verify_fail", "reader_lost", "reader_back", "camera_lost", "camera_back",
-                                "link", "full", "tick", "bad_qr"])
+                                "verify_unproven", "verify_fail", "reader_lost", "reader_back", "camera_lost",
+                                "camera_back", "link", "full", "tick", "bad_qr"])
 
 
 def _event(kind: str, now: float, attempt: int) -> Event:
@@ -191,8 +208,9 @@ def _event(kind: str, now: float, attempt: int) -> Event:
         "cancel": lambda: Cancel(now),
         "read_ok": lambda: ReadSucceeded(now, attempt=attempt),
         "read_fail": lambda: ReadFailed(now, attempt=attempt, reason="x"),
-        "verify_ok": lambda: VerifyDone(now, attempt=attempt, ok=True),
-        "verify_fail": lambda: VerifyDone(now, attempt=attempt, ok=False),
+        "verify_ok": lambda: VerifyDone(now, attempt=attempt, ok=True, proven=True),
+        "verify_unproven": lambda: VerifyDone(now, attempt=attempt, ok=True, proven=False),
+        "verify_fail": lambda: VerifyDone(now, attempt=attempt, ok=False, proven=False),
         "reader_lost": lambda: DeviceChanged(now, device="reader", available=False),
         "reader_back": lambda: DeviceChanged(now, device="reader", available=True),
         "camera_lost": lambda: DeviceChanged(now, device="camera", available=False),
