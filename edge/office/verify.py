@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,7 +32,7 @@ from edge.errors import ConfigError, PublicKeyFormatError, SignatureError, Token
 from edge.protocol.access.active_auth import verify_active_auth
 from edge.protocol.keys import load_public_key as load_spki
 from edge.protocol.result import ResultDocument
-from edge.protocol.verify.checks import DG_HASHES, CheckStatus, Verdict
+from edge.protocol.verify.checks import DG_HASHES, VERDICT_WORDS, CheckStatus, Verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,9 @@ class VerifiedResult:
 
     def summary(self) -> dict[str, Any]:
         """What may be printed or logged: no personal data."""
-        return {"iss": self.iss, "seq": self.seq, "jti": self.jti, "verdict": self.document.verdict.value,
+        verdict = self.document.verdict
+        return {"iss": self.iss, "seq": self.seq, "jti": self.jti, "verdict": verdict.value,
+                "rung": verdict.rung.value, "verdict_words": asdict(VERDICT_WORDS[verdict]),
                 "profile": self.document.procedure_profile.value, "ward": self.document.ward_code}
 
 
@@ -145,9 +147,9 @@ def check_active_auth(document: ResultDocument, sent_challenge: bytes) -> Active
                                                 signature_algorithm_oid=evidence.signature_algorithm)
     except (PublicKeyFormatError, SignatureError) as exc:
         return ActiveAuthCheck("failed", str(exc))
-    if document.verdict is not Verdict.VERIFIED:  # the SOD vouches for DG15, but nobody vouches for the SOD's signer
+    if not document.verdict.proves_origin:  # the SOD vouches for DG15, but nobody vouches for the SOD's signer
         return ActiveAuthCheck("passed", "the chip signed this office's challenge with the DG15 key its SOD lists; "
-                               "that SOD's signer does not chain to a trusted CSCA (verdict "
-                               f"{document.verdict.value}), so a clone signed by its own DS would pass this too",
-                               algorithm)  # fmt: skip
+                               "that SOD's signer does not chain to a trusted CSCA and is no known Document Signer "
+                               f"(verdict {document.verdict.rung.value}), so a clone signed by its own DS would pass "
+                               "this too", algorithm)  # fmt: skip
     return ActiveAuthCheck("passed", "the chip signed this office's challenge with the DG15 key", algorithm)

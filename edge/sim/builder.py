@@ -186,7 +186,8 @@ def with_flipped_key_id(signer: Signer) -> Signer:
     still verifies), a certificate its CSCA's signature no longer covers."""
     der = signer.certificate.public_bytes(serialization.Encoding.DER)
     key_id = signer.certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
-    assert key_id is not None and der.count(key_id) == 1
+    if key_id is None or der.count(key_id) != 1:
+        raise ValueError("the certificate has no authority key identifier to flip")
     at = der.index(key_id) + len(key_id) - 1
     flipped = der[:at] + bytes([der[at] ^ 0x01]) + der[at + 1:]
     return Signer(signer.key, x509.load_der_x509_certificate(flipped))

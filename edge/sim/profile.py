@@ -29,7 +29,7 @@ class _Strict(BaseModel):
 
 
 class Person(_Strict):
-    id_number: str = Field(pattern=r"^\d{12}$")
+    id_number: str = Field(pattern=r"^[0-9]{12}$")  # not \d: pydantic's regex takes any Unicode digit
     full_name: str
     date_of_birth: dt.date
     sex: Literal["Nam", "Nữ"]
@@ -45,7 +45,7 @@ class Person(_Strict):
     father: str | None = None
     mother: str | None = None
     spouse: str | None = None
-    old_id_number: str | None = Field(default=None, pattern=r"^(\d{9}|\d{12})$")
+    old_id_number: str | None = Field(default=None, pattern=r"^([0-9]{9}|[0-9]{12})$")
 
     @property
     def expiry(self) -> dt.date | None:
@@ -99,6 +99,8 @@ class QuirkSettings(_Strict):
     wrong_le_hint: bool | None = None
     no_sfi: bool | None = None
     sfi_refusal_sw: SfiRefusal | None = None
+    short_answer_once: int | None = Field(default=None, ge=1, le=65535)
+    endless_get_response: bool | None = None
 
     @field_validator("le_refusal_sw", "sfi_refusal_sw", mode="before")
     @classmethod

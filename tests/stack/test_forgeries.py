@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -70,54 +71,83 @@ def altered_qr(profile: CardProfile) -> CccdQr:
     return dataclasses.replace(card_qr(profile.person), place_of_residence=ALTERED_RESIDENCE)
 
 
+QRS = {"matching": matching_qr, "another person": another_persons_qr, "altered": altered_qr}
+
+#: The trust stores a card is verified against: the simulator's CSCA (the normal case in these tests), nothing, or
+#: only the genuine Document Signer pinned (a ward without the CSCA that learned its DS), or both.
+STORES = ("CSCA", "empty", "known DS", "CSCA + known DS")
+
+
 @dataclass(frozen=True)
 class Case:
     profile: str
     verdict: Verdict
+    label: str
     failing: frozenset[str] = frozenset()
     qr: str = "matching"  # matching | another person | altered
-    trusted: bool = True  # False: PA against an empty trust store
+    store: str = "CSCA"
 
 
-#: rogue-ds without the CSCA's key identifier: its DS names a CSCA key this terminal does not hold, which it cannot
-#: tell from the issuer's next key (a rollover), so the honest answer is "issuer not trusted", never "verified".
-ROGUE_DS_OWN_KEY_ID = "rogue-ds-own-key-id"
-
-
-QRS = {"matching": matching_qr, "another person": another_persons_qr, "altered": altered_qr}
-
+UNPROVEN, KNOWN = Verdict.INTACT_ORIGIN_UNPROVEN, Verdict.VERIFIED_KNOWN_SIGNER
 CASES = [
-    (Case("default", Verdict.VERIFIED), "genuine (control)"),
-    (Case("forged-dg13", Verdict.FAILED, frozenset({DG_HASHES})), "a edited DG13"),
-    (Case("rogue-ds", Verdict.FAILED, frozenset({DS_CHAIN})), "b edited DG13 re-signed by rogue DS"),
-    (Case(ROGUE_DS_OWN_KEY_ID, Verdict.VERIFIED_UNTRUSTED_ISSUER), "b' rogue DS with its own key id"),
-    (Case("expired-ds", Verdict.FAILED, frozenset({DS_VALIDITY})), "c expired DS"),
-    (Case("untrusted-issuer", Verdict.VERIFIED_UNTRUSTED_ISSUER), "d DS under an unknown CSCA"),
-    (Case("cloned", Verdict.FAILED, frozenset({CHIP_AUTHENTICATION, ACTIVE_AUTHENTICATION})), "e clone"),
-    (Case("dg1-mismatch", Verdict.FAILED, frozenset({MRZ_VS_DG13})), "f DG1 vs DG13"),
-    (Case("default", Verdict.FAILED, frozenset({QR_VS_DG13}), qr="another person"), "g QR of another person"),
-    (Case("default", Verdict.FAILED, frozenset({QR_VS_DG13}), qr="altered"), "g altered QR"),
-    (Case("default", Verdict.VERIFIED_UNTRUSTED_ISSUER, trusted=False), "genuine, empty trust store"),
+    Case("default", Verdict.VERIFIED, "genuine (control)"),
+    Case("default", KNOWN, "genuine, its DS pinned, no CSCA", store="known DS"),
+    Case("default", Verdict.VERIFIED, "genuine, CSCA and pinned DS", store="CSCA + known DS"),
+    Case("default", UNPROVEN, "genuine, empty trust store", store="empty"),
+    Case("forged-dg13", Verdict.FAILED, "DG13 edited after signing", frozenset({DG_HASHES})),
+    Case("rogue-ds", Verdict.FAILED, "DG13 re-signed by a self-made DS naming the CSCA (its key id copied)",
+         frozenset({DS_CHAIN})),
+    Case("rogue-ds-own-keyid", Verdict.FAILED, "the same, the DS with its own key id", frozenset({DS_CHAIN})),
+    Case("rogue-ds-no-keyid", Verdict.FAILED, "the same, the DS with no key id", frozenset({DS_CHAIN})),
+    Case("rogue-ds-own-keyid", UNPROVEN, "self-made DS naming a CSCA this store lacks", store="known DS"),
+    Case("flipped-keyid", Verdict.FAILED, "genuine DS certificate, one key-id bit flipped", frozenset({DS_CHAIN})),
+    Case("expired-ds", Verdict.FAILED, "DS certificate expired", frozenset({DS_VALIDITY})),
+    Case("untrusted-issuer", UNPROVEN, "genuine data under an unknown CSCA"),
+    Case("self-made", UNPROVEN, "self-made card: own CSCA and DS, edited DG13, consistent chip keys"),
+    Case("self-made", UNPROVEN, "the same against a store of known DSs", store="known DS"),
+    Case("self-made", UNPROVEN, "the same against CSCA and known DSs", store="CSCA + known DS"),
+    Case("cloned", Verdict.FAILED, "clone: signed data copied, other chip keys",
+         frozenset({CHIP_AUTHENTICATION, ACTIVE_AUTHENTICATION})),
+    Case("dg1-mismatch", Verdict.FAILED, "DG1 and DG13 disagree", frozenset({MRZ_VS_DG13})),
+    Case("default", Verdict.FAILED, "genuine chip, another person's QR", frozenset({QR_VS_DG13}),
+         qr="another person"),
+    Case("default", Verdict.FAILED, "genuine chip, altered QR", frozenset({QR_VS_DG13}), qr="altered"),
 ]
 
 
-def profile_of(name: str) -> CardProfile:
-    if name == ROGUE_DS_OWN_KEY_ID:
-        base = load_profile("rogue-ds")
-        forgery = base.forgery.model_copy(update={"rogue_ds_claims_csca_key": False})
-        return base.model_copy(update={"forgery": forgery})  # same name: the same chip keys
-    return load_profile(name)
+def indicator(verdict: Verdict) -> str:
+    """The pattern the terminal shows for a verdict: success only when the origin is proven."""
+    if verdict.proves_origin:
+        return "success"
+    return "unproven" if verdict.rung is Verdict.INTACT_ORIGIN_UNPROVEN else "failure"
+
+
+def forgery_matrix_markdown() -> str:
+    """The README's forgery matrix, rendered from :data:`CASES` (which the tests below prove case by case)."""
+    rows = ["| card (profile) | trust store | QR | verdict | indicator | failing checks |", "|---|---|---|---|---|---|"]
+    rows += [f"| {case.label} (`{case.profile}`) | {case.store} | {case.qr} | `{case.verdict.value}` | "
+             f"{indicator(case.verdict)} | {', '.join(sorted(case.failing)) or '-'} |" for case in CASES]
+    return "\n".join(rows)
 
 
 @pytest.fixture(scope="module")
 def specs() -> dict[str, SimCardSpec]:
-    names = {case.profile for case, _ in CASES}
-    return {name: build_card(profile_of(name)) for name in names}
+    names = {case.profile for case in CASES}
+    return {name: build_card(load_profile(name)) for name in names}
 
 
 @pytest.fixture(scope="module")
-def trust() -> TrustStore:
-    return TrustStore.from_der([load_or_create_pki().csca.certificate.public_bytes(Encoding.DER)])
+def stores() -> dict[str, TrustStore]:
+    pki = load_or_create_pki()
+    csca, ds = (signer.certificate.public_bytes(Encoding.DER) for signer in (pki.csca, pki.ds))
+    return {"CSCA": TrustStore.from_der([csca]), "empty": TrustStore.from_der(()),
+            "known DS": TrustStore.from_der((), known_signers=[ds]),
+            "CSCA + known DS": TrustStore.from_der([csca], known_signers=[ds])}
+
+
+@pytest.fixture(scope="module")
+def trust(stores: dict[str, TrustStore]) -> TrustStore:
+    return stores["CSCA"]
 
 
 def read_through_pcsc(spec: SimCardSpec, insert_card: InsertCard, driver: PcscReaderDriver) -> ChipRead:
@@ -141,27 +171,40 @@ def expected_status(name: str, case: Case) -> CheckStatus:
         return CheckStatus.FAILED
     if name == DS_REVOCATION:  # no CRL installed; and without a trusted CSCA there is nothing to ask
         return CheckStatus.NOT_PERFORMED
-    if name == DS_CHAIN and (case.profile in ("untrusted-issuer", ROGUE_DS_OWN_KEY_ID) or not case.trusted):
+    if name == DS_CHAIN and case.verdict is UNPROVEN:
         return CheckStatus.ISSUER_NOT_TRUSTED
+    if name == DS_CHAIN and case.verdict is KNOWN:
+        return CheckStatus.KNOWN_SIGNER
     return CheckStatus.PASSED
 
 
-@pytest.mark.parametrize("case", [pytest.param(case, id=label) for case, label in CASES])
+@pytest.mark.parametrize("case", [pytest.param(case, id=f"{case.label} [{case.store}]") for case in CASES])
 def test_forgery_ends_with_its_verdict_and_exactly_its_failing_checks(
-    case: Case, specs: dict[str, SimCardSpec], trust: TrustStore, insert_card: InsertCard,
+    case: Case, specs: dict[str, SimCardSpec], stores: dict[str, TrustStore], insert_card: InsertCard,
     pcsc_driver: PcscReaderDriver,
 ) -> None:  # fmt: skip
-    profile = profile_of(case.profile)
+    profile = load_profile(case.profile)
     result = read_through_pcsc(specs[case.profile], insert_card, pcsc_driver)
-    store = trust if case.trusted else TrustStore.from_der(())
-    report = verify_chip(result, store, now=NOW, qr=QRS[case.qr](profile))
+    report = verify_chip(result, stores[case.store], now=NOW, qr=QRS[case.qr](profile))
 
-    assert report.verdict is case.verdict
+    assert report.verdict is case.verdict, {check.name: check.reason for check in report.checks}
     got = statuses(report)
     assert set(got) == ALL_CHECKS
     assert got == {name: expected_status(name, case) for name in ALL_CHECKS}, {
         check.name: check.reason for check in report.checks
     }
+
+
+def test_only_cards_proven_by_a_csca_or_a_known_signer_show_success() -> None:
+    """The matrix's own promise: every card whose origin nothing proves is not success, whatever else held."""
+    for case in CASES:
+        proven = case.profile in ("default",) and case.store != "empty" and not case.failing
+        assert (indicator(case.verdict) == "success") is proven, case
+
+
+def test_the_readme_shows_this_forgery_matrix() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert forgery_matrix_markdown() in readme, "README forgery matrix is stale:\n" + forgery_matrix_markdown()
 
 
 def test_rogue_ds_signed_the_edited_dg13(specs: dict[str, SimCardSpec], trust: TrustStore, insert_card: InsertCard,
@@ -213,7 +256,8 @@ def test_a_sod_that_does_not_parse_fails_its_signature_and_nothing_is_verified(
     specs: dict[str, SimCardSpec], trust: TrustStore, insert_card: InsertCard, pcsc_driver: PcscReaderDriver
 ) -> None:
     """Not a bad chip answer ending the read: the read completes, the data groups are read as requested without
-    the SOD's list, and the verdict names the SOD; CA and AA still show what the chip can prove."""
+    the SOD's list, and the verdict names the SOD; AA still shows what the chip can prove, CA is not attempted
+    with a DG14 nothing vouches for."""
     spec = garbage_sod(specs["default"])
     result = read_through_pcsc(spec, insert_card, pcsc_driver)
     assert result.sod is None
@@ -227,6 +271,6 @@ def test_a_sod_that_does_not_parse_fails_its_signature_and_nothing_is_verified(
     expected = (
         dict.fromkeys(ALL_CHECKS, CheckStatus.PASSED)
         | dict.fromkeys(not_performed, CheckStatus.NOT_PERFORMED)
-        | {SOD_SIGNATURE: CheckStatus.FAILED}
+        | {SOD_SIGNATURE: CheckStatus.FAILED, CHIP_AUTHENTICATION: CheckStatus.FAILED}  # DG14 unverifiable: unused
     )
     assert statuses(report) == expected, {check.name: check.reason for check in report.checks}

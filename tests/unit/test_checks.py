@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,6 +19,7 @@ from edge.protocol.verify.checks import (
     MRZ_VS_DG13,
     QR_VS_DG13,
     SOD_SIGNATURE,
+    VERDICT_WORDS,
     Check,
     CheckStatus,
     Verdict,
@@ -125,3 +128,33 @@ def test_verified_implies_everything_essential_passed(pairs: list[tuple[str, Che
             assert any(n == name for n, _ in pairs)
     if verdict is Verdict.VERIFIED:
         assert UNTRUSTED not in statuses
+
+
+def verdict_ladder_markdown() -> str:
+    """The README's ladder table, rendered from VERDICT_WORDS so the words cannot drift."""
+    rows = ["| verdict | officer's words | proves | does not prove |", "|---|---|---|---|"]
+    for verdict in (Verdict.VERIFIED, Verdict.VERIFIED_KNOWN_SIGNER, Verdict.INTACT_ORIGIN_UNPROVEN, Verdict.FAILED):
+        words = VERDICT_WORDS[verdict]
+        rows.append(f"| `{verdict.value}` | {words.vi} ({words.en}) | {words.proves} | {words.does_not_prove} |")
+    return "\n".join(rows)
+
+
+def test_the_readme_shows_the_verdict_ladder() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert verdict_ladder_markdown() in readme
+
+
+def test_only_the_proven_rungs_may_show_success() -> None:
+    assert {verdict for verdict in Verdict if verdict.proves_origin} == {
+        Verdict.VERIFIED, Verdict.VERIFIED_KNOWN_SIGNER}
+    assert Verdict.VERIFIED_UNTRUSTED_ISSUER.rung is Verdict.INTACT_ORIGIN_UNPROVEN
+
+
+@pytest.mark.parametrize(
+    ("chain", "verdict"),
+    [(CheckStatus.PASSED, Verdict.VERIFIED), (CheckStatus.KNOWN_SIGNER, Verdict.VERIFIED_KNOWN_SIGNER),
+     (CheckStatus.ISSUER_NOT_TRUSTED, Verdict.INTACT_ORIGIN_UNPROVEN), (CheckStatus.FAILED, Verdict.FAILED)],
+)  # fmt: skip
+def test_the_chain_status_picks_the_rung(chain: CheckStatus, verdict: Verdict) -> None:
+    assert decide(card(ds_chain=chain)) is verdict
+    assert decide([*card(ds_chain=chain), Check("other", CheckStatus.KNOWN_SIGNER, "r")]) is Verdict.FAILED
