@@ -4,6 +4,7 @@ the office's own check of the chip's Active Authentication answer to its challen
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from edge.office.receiver import ResultStore
 from edge.office.verify import check_active_auth, load_keys, verify_result
 from edge.protocol.keys import explicit_spki
 from edge.protocol.result import ActiveAuthEvidence, ProcedureProfile, ReadTiming, ResultDocument, Verdict
-from edge.protocol.verify.checks import DG_HASHES
+from edge.protocol.verify.checks import DG_HASHES, DS_CHAIN, VERDICT_WORDS
 from edge.sim.active_auth_card import sign_active_auth
 from tests.result_helpers import sample_result
 
@@ -219,6 +220,33 @@ def test_a_good_signature_by_a_key_the_sod_does_not_vouch_for_fails() -> None:
 
 
 def test_an_untrusted_issuer_passes_with_the_caveat_said() -> None:
-    check = check_active_auth(with_evidence(evidence(), verdict="verified_untrusted_issuer"), CHALLENGE)
+    check = check_active_auth(with_evidence(evidence(), verdict="intact_origin_unproven"), CHALLENGE)
     assert check.passed
     assert "does not chain to a trusted CSCA" in check.reason
+
+
+def _with_ds_chain(status: str, **changes: object) -> ResultDocument:
+    data = json.loads(sample_result(ProcedureProfile.RESIDENCE).to_json())
+    chain = {"name": DS_CHAIN, "status": status, "reason": "the ladder's rung"}
+    return with_evidence(evidence(), checks=[*data["checks"], chain], **changes)
+
+
+def test_a_known_signer_vouches_for_dg15_like_a_csca() -> None:
+    """A pinned Document Signer proves the SOD's origin, so the DG15 key it lists is the issuer's: no caveat."""
+    check = check_active_auth(_with_ds_chain("known_signer", verdict="verified_known_signer"), CHALLENGE)
+    assert check.passed
+    assert "does not chain" not in check.reason
+
+
+def test_the_office_keeps_the_verdict_as_received_and_reports_its_rung() -> None:
+    """A version 2 result (weeks in an outbox) says verified_untrusted_issuer: stored as it came, read as the
+    intact_origin_unproven rung with that rung's words; its AA answer carries the caveat."""
+    legacy = _with_ds_chain("issuer_not_trusted", verdict="verified_untrusted_issuer", schema_version=2)
+    assert "verdict intact_origin_unproven" in check_active_auth(legacy, CHALLENGE).reason
+    summary = verify_result(token(1, document=legacy), KEYS, NOW).summary()
+    assert (summary["verdict"], summary["rung"]) == ("verified_untrusted_issuer", "intact_origin_unproven")
+    assert summary["verdict_words"] == asdict(VERDICT_WORDS[Verdict.INTACT_ORIGIN_UNPROVEN])
+    known = verify_result(token(2, document=_with_ds_chain("known_signer", verdict="verified_known_signer")),
+                          KEYS, NOW).summary()
+    assert (known["verdict"], known["rung"]) == ("verified_known_signer", "verified_known_signer")
+    assert known["verdict_words"]["vi"] == VERDICT_WORDS[Verdict.VERIFIED_KNOWN_SIGNER].vi
