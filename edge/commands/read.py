@@ -3,8 +3,11 @@
 The support desk's tool for "does this card / reader work": names, ID numbers and addresses are masked unless
 ``--show-pii`` (the screen may be photographed, the output pasted into a ticket).
 
-Exit codes, so a script or the desk can tell the cases apart without parsing text: 0 verified, 3 verified but the
-issuer is not in the trust store, 4 verification failed; a read that ended in an error prints one line on stderr
+Exit codes, so a script or the desk can tell the cases apart without parsing text, one per rung of the verdict
+ladder: 0 verified (issuer proven by a CSCA), 12 verified by a known Document Signer (pinned in the trust store),
+3 data intact but issuer not proven (``intact_origin_unproven``: not success), 4 verification failed; the rung's
+words (Vietnamese and English) and what it does not prove are printed with it. A read that ended in an error prints
+one line on stderr
 (never a traceback) and exits 5 no reader, 6 no card, 7 card removed, 8 access key rejected, 9 secure session
 refused, 10 the chip answered wrongly (status word, secure messaging, malformed data group; an EF.SOD that does not
 parse is a failed verification, 4), 11 other reader trouble (also no card placed within ``--wait``, or a card not
@@ -18,6 +21,7 @@ import json
 import re
 import sys
 import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,13 +39,14 @@ from edge.errors import (
 )
 from edge.files import write_private
 from edge.logsetup import mask_id, mask_name, mask_text
+from edge.protocol.verify.checks import VerdictWords
 
 if TYPE_CHECKING:
     from edge.protocol.chip import ChipRead
 
 EXIT_VERIFIED = 0
 EXIT_ERROR = 1
-EXIT_UNTRUSTED_ISSUER = 3
+EXIT_UNPROVEN = 3  # intact_origin_unproven (before the ladder: verified_untrusted_issuer, the same meaning)
 EXIT_FAILED = 4
 EXIT_NO_READER = 5
 EXIT_NO_CARD = 6
@@ -50,6 +55,7 @@ EXIT_ACCESS_DENIED = 8
 EXIT_ACCESS_FAILED = 9
 EXIT_BAD_CHIP_ANSWER = 10
 EXIT_READER_ERROR = 11
+EXIT_VERIFIED_KNOWN_SIGNER = 12
 
 #: Most specific first: the first class an error is an instance of gives its exit code.
 _ERROR_EXITS: tuple[tuple[type[EdgeError], int], ...] = (
@@ -66,8 +72,17 @@ _ERROR_EXITS: tuple[tuple[type[EdgeError], int], ...] = (
 _MRZ_ARG = re.compile(r"^([0-9A-Z<]{1,9}|[0-9]{12}),(\d{6}),(\d{6})$")
 
 
+_EXIT_HELP = (
+    "exit codes: 0 verified (issuer proven by a CSCA), 12 verified by a known Document Signer, 3 data intact but "
+    "issuer not proven (not success: check the card by other means), 4 verification failed; on an error: 5 no "
+    "reader, 6 no card, 7 card removed, 8 access key rejected, 9 secure session refused, 10 the chip answered "
+    "wrongly, 11 other reader trouble, 1 anything else"
+)
+
+
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    parser = subparsers.add_parser("read", help="read and verify the card on a reader (personal data masked)")
+    parser = subparsers.add_parser("read", help="read and verify the card on a reader (personal data masked)",
+                                   epilog=_EXIT_HELP)
     key = parser.add_mutually_exclusive_group(required=True)
     key.add_argument("--can", type=_can, help="card access number: the last 6 digits of the 12-digit ID")
     key.add_argument("--mrz", type=_mrz, metavar="DOCNO,YYMMDD,YYMMDD",
@@ -161,7 +176,7 @@ def _read_and_report(args: argparse.Namespace) -> int:
     from edge.protocol.access.policy import AccessKey, CanKey, MrzKey
     from edge.protocol.chip import ReadRequest, read_chip
     from edge.protocol.verify.card import verify_chip
-    from edge.protocol.verify.checks import Verdict
+    from edge.protocol.verify.checks import VERDICT_WORDS, Verdict
     from edge.protocol.verify.trust import TrustStore
 
     key: AccessKey = CanKey(args.can) if args.can else MrzKey(*args.mrz)
@@ -194,6 +209,7 @@ def _read_and_report(args: argparse.Namespace) -> int:
         },
         "citizen": _citizen(read, args.show_pii),
         "verdict": report.verdict.value,
+        "verdict_words": asdict(VERDICT_WORDS[report.verdict]),
         "checks": [_check_json(check) for check in report.checks],
         "apdus": read.stats.apdus,
         "bytes_sent": read.stats.bytes_sent,
@@ -206,9 +222,8 @@ def _read_and_report(args: argparse.Namespace) -> int:
         print(json.dumps(output, ensure_ascii=False, indent=2))
     else:
         _print_text(output, args.show_pii)
-    return {Verdict.VERIFIED: EXIT_VERIFIED, Verdict.VERIFIED_UNTRUSTED_ISSUER: EXIT_UNTRUSTED_ISSUER}.get(
-        report.verdict, EXIT_FAILED
-    )
+    return {Verdict.VERIFIED: EXIT_VERIFIED, Verdict.VERIFIED_KNOWN_SIGNER: EXIT_VERIFIED_KNOWN_SIGNER,
+            Verdict.INTACT_ORIGIN_UNPROVEN: EXIT_UNPROVEN}.get(report.verdict.rung, EXIT_FAILED)
 
 
 def _check_json(check: Any) -> dict[str, Any]:
@@ -230,6 +245,8 @@ def _print_text(output: dict[str, Any], show_pii: bool) -> None:
     if output.get("photo"):
         print(f"  photo: written to {output['photo']}")
     print(f"verdict: {output['verdict'].upper()}")
+    for line in VerdictWords(**output["verdict_words"]).lines():
+        print(f"  {line}")
     for check in output["checks"]:
         print(f"  [{check['status']}] {check['name']}: {check['reason']}")
     sent, received = output["bytes_sent"], output["bytes_received"]

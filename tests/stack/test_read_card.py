@@ -41,10 +41,11 @@ from edge.protocol.verify.checks import (
     DS_CHAIN,
     DS_VALIDITY,
     MRZ_VS_DG13,
+    VERDICT_WORDS,
     CheckStatus,
     Verdict,
 )
-from edge.protocol.verify.trust import TrustStore
+from edge.protocol.verify.trust import KNOWN_SIGNER_PREFIX, TrustStore
 from edge.sim.builder import build_card, card_access
 from edge.sim.card import CardCounters
 from edge.sim.chip_security import SimChipSecurity
@@ -463,7 +464,7 @@ def garbage_sod(spec: SimCardSpec) -> SimCardSpec:
 
 COMMAND_CASES = [
     pytest.param("default", (), read_command.EXIT_VERIFIED, id="verified"),
-    pytest.param("untrusted-issuer", (), read_command.EXIT_UNTRUSTED_ISSUER, id="untrusted issuer"),
+    pytest.param("untrusted-issuer", (), read_command.EXIT_UNPROVEN, id="issuer not proven"),
     pytest.param("forged-dg13", (), read_command.EXIT_FAILED, id="forged"),
     pytest.param("default", ("--can", "000000"), read_command.EXIT_ACCESS_DENIED, id="wrong CAN"),
     pytest.param("bac-only", (), read_command.EXIT_ACCESS_FAILED, id="CAN on a BAC-only card"),
@@ -492,7 +493,7 @@ def test_read_command_exit_codes_and_one_line_errors(
     code = run_read(*key, *extra, "--json", "--trust-dir", str(trust_dir))
     out, err = capsys.readouterr()
     assert code == expected, err
-    if expected in (read_command.EXIT_VERIFIED, read_command.EXIT_UNTRUSTED_ISSUER, read_command.EXIT_FAILED):
+    if expected in (read_command.EXIT_VERIFIED, read_command.EXIT_UNPROVEN, read_command.EXIT_FAILED):
         document = json.loads(out)
         no_ca = 2 if card == "garbage-sod" else 0  # DG14 cannot be checked against that SOD: no CA (MSE + GA)
         assert document["apdus"] == full_read_apdus(spec) - no_ca
@@ -506,6 +507,40 @@ def test_read_command_exit_codes_and_one_line_errors(
     assert dg13.id_number is not None
     assert dg13.id_number not in out + err  # masked by default, and never in an error
     assert dg13.full_name is None or dg13.full_name not in out + err
+
+
+#: One exit code per rung of the verdict ladder.
+RUNG_EXITS = {Verdict.VERIFIED: read_command.EXIT_VERIFIED,
+              Verdict.VERIFIED_KNOWN_SIGNER: read_command.EXIT_VERIFIED_KNOWN_SIGNER,
+              Verdict.INTACT_ORIGIN_UNPROVEN: read_command.EXIT_UNPROVEN, Verdict.FAILED: read_command.EXIT_FAILED}
+
+
+@pytest.mark.parametrize(("card", "store", "rung"), [
+    pytest.param("default", "CSCA", Verdict.VERIFIED, id="CSCA"),
+    pytest.param("default", "known DS", Verdict.VERIFIED_KNOWN_SIGNER, id="known signer"),
+    pytest.param("untrusted-issuer", "CSCA", Verdict.INTACT_ORIGIN_UNPROVEN, id="issuer not proven"),
+    pytest.param("forged-dg13", "CSCA", Verdict.FAILED, id="failed"),
+])  # fmt: skip
+def test_read_command_exits_per_rung_and_says_what_was_proven(
+    card: str, store: str, rung: Verdict, specs: dict[str, SimCardSpec], trust_dir: Path, tmp_path: Path,
+    insert_card: InsertCard, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """A pinned Document Signer (``ds-*`` in the trust directory, no CSCA) is its own rung and exit code; every
+    rung prints its words, Vietnamese and English, and what it does not prove."""
+    assert len(set(RUNG_EXITS.values())) == len(RUNG_EXITS)
+    directory = trust_dir
+    if store == "known DS":
+        directory = tmp_path / "trust"
+        directory.mkdir()
+        ds = load_or_create_pki().ds.certificate.public_bytes(Encoding.DER)
+        (directory / f"{KNOWN_SIGNER_PREFIX}pinned.der").write_bytes(ds)
+    spec = specs[card]
+    insert(insert_card, spec)
+    code = run_read("--can", spec.secrets.can, "--trust-dir", str(directory))
+    out, err = capsys.readouterr()
+    assert code == RUNG_EXITS[rung], err
+    assert f"verdict: {rung.value.upper()}\n" in out
+    assert all(f"  {line}\n" in out for line in VERDICT_WORDS[rung].lines())
 
 
 def test_read_command_writes_the_photo_private_and_shows_pii_only_on_request(

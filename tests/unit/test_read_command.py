@@ -42,8 +42,10 @@ def test_every_error_has_its_exit_code_and_one_line(error: errors.EdgeError, cod
 
 
 def test_exit_codes_are_distinct_from_verdicts_and_usage() -> None:
-    verdicts = {read_command.EXIT_VERIFIED, read_command.EXIT_UNTRUSTED_ISSUER, read_command.EXIT_FAILED}
+    verdicts = {read_command.EXIT_VERIFIED, read_command.EXIT_VERIFIED_KNOWN_SIGNER, read_command.EXIT_UNPROVEN,
+                read_command.EXIT_FAILED}
     failures = {code for _, code in ERRORS}
+    assert len(verdicts) == 4  # one per rung of the ladder
     assert not verdicts & failures
     assert 2 not in verdicts | failures  # argparse's usage error
     assert len(failures) == 8  # no reader, no card, removed, reader, denied, session refused, bad answer, other

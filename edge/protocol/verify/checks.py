@@ -72,6 +72,10 @@ class VerdictWords:
     proves: str
     does_not_prove: str
 
+    def lines(self) -> tuple[str, str, str]:
+        """The words as every command prints them under its verdict line (read, demo): one layout everywhere."""
+        return f"{self.vi} ({self.en})", f"proves: {self.proves}", f"does not prove: {self.does_not_prove}"
+
 
 _RUNG_WORDS = {
     Verdict.VERIFIED: VerdictWords(
