@@ -221,3 +221,13 @@ def test_fuzz_mutations(position: int, value: int, cut: int) -> None:
     mutated = (_VALID[:position] + bytes((value,)) + _VALID[position + 1 :])[: max(cut, 1)]
     with contextlib.suppress(LdsError):
         parse_dg13(mutated)
+
+
+@pytest.mark.parametrize("number", [128, 300, 65536])
+def test_encoding_a_parsed_dg13_with_an_odd_field_number_raises_lds_error(number: int) -> None:
+    """A chip may number a field with any INTEGER; writing such a DG13 back was a ValueError from bytes()."""
+    parsed = parse_dg13(_dg13_bytes(tlv.encode_constructed(0x30, tlv.encode(0x02, number.to_bytes(3, "big")),
+                                                           _utf8("x"))))  # fmt: skip
+    assert parsed.raw_fields[number] == "x"
+    with pytest.raises(LdsError, match=f"field number {number} out of range"):
+        encode_dg13(parsed)

@@ -214,6 +214,9 @@ def encode_dg13(dg13: Dg13) -> bytes:
     texts.update({n: t for n, t in dg13.raw_fields.items() if n > SPOUSE})
     if dg13.old_id_number and dg13.old_id_number not in (texts.get(EXTRA_15), texts.get(EXTRA_16)):
         texts[EXTRA_15] = dg13.old_id_number
+    for number in texts:  # before any is encoded: a parsed DG13 may carry any INTEGER as a field number
+        if not 0 < number < 128:
+            raise LdsError(f"field number {number} out of range", what="DG13")
     fields: dict[int, bytes] = {number: _field(number, _utf8(text)) for number, text in texts.items()}
     if dg13.father_name is not None or dg13.mother_name is not None:
         fields[PARENTS] = _field(
@@ -221,9 +224,6 @@ def encode_dg13(dg13: Dg13) -> bytes:
         )
     if dg13.spouse_name is not None:
         fields[SPOUSE] = _field(SPOUSE, tlv.encode_constructed(0x30, _utf8(dg13.spouse_name)))
-    for number in fields:
-        if not 0 < number < 128:
-            raise LdsError(f"field number {number} out of range", what="DG13")
     if not 0 <= dg13.version < 128:
         raise LdsError("version out of range", what="DG13")
     body = tlv.encode_constructed(
