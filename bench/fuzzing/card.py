@@ -127,7 +127,8 @@ def hostile_spki(rng: random.Random, genuine_point: bytes) -> bytes:
     bp = pure_ec.standard_parameters(13)  # brainpoolP256r1, the CCCD's curve
     size = bp.byte_length
     base = b"\x04" + bp.gx.to_bytes(size, "big") + bp.gy.to_bytes(size, "big")
-    p, a, b, n, h, point = bp.p, bp.a, bp.b, bp.n, 1, genuine_point
+    p, a, b, n, point = bp.p, bp.a, bp.b, bp.n, genuine_point
+    h: int | None = 1
     field = ID_PRIME_FIELD
     kind = rng.randrange(14)
     if kind == 0:
@@ -147,7 +148,7 @@ def hostile_spki(rng: random.Random, genuine_point: bytes) -> bytes:
         base = rng.choice((b"\x00", b"\x02" + bp.gx.to_bytes(size, "big"), b"\x03" + bp.gx.to_bytes(size, "big"),
                            b"\x04" + bp.gx.to_bytes(size, "big"), b"", b"\x05" + bytes(2 * size)))  # fmt: skip
     elif kind == 5:
-        h = rng.choice((0, -1, 2**200, 4, None))  # type: ignore[arg-type]
+        h = rng.choice((0, -1, 2**200, 4, None))
     elif kind == 6:
         a, b = 0, 0  # singular: y^2 = x^3
     elif kind == 7:
@@ -174,6 +175,9 @@ def hostile_spki(rng: random.Random, genuine_point: bytes) -> bytes:
 
 _FILE_WEIGHTS = ((FID_SOD, 4), (dg_fid(14), 4), (dg_fid(1), 2), (dg_fid(13), 3), (dg_fid(15), 2), (FID_COM, 1),
                  (dg_fid(2), 1))  # fmt: skip
+_QUIRKS = ({"max_le": 0xA0}, {"extended_length": False}, {"no_sfi": True}, {"eof_warning": True},
+           {"wrong_le_hint": True, "extended_length": False}, {"naked_errors": True},
+           {"eof_warning_on_last_chunk": True})  # fmt: skip
 SIGNERS = ("rogue", "rogue_keyid", "untrusted", "expired")
 #: Signers whose re-signed card may end "intact, origin not proven": nothing in the store vouches for them.
 UNPROVABLE_SIGNERS = frozenset({"untrusted"})
@@ -207,9 +211,7 @@ def generate(rng: random.Random, cards: Mapping[str, GenuineCard], pool: Sequenc
     if scenario["transport"] == "t0":
         scenario["quirks"]["response_chunk"] = rng.choice((32, 128, 200, 254))
     if rng.random() < 0.15:
-        scenario["quirks"].update(rng.choice(({"max_le": 0xA0}, {"extended_length": False}, {"no_sfi": True},
-                                              {"eof_warning": True}, {"wrong_le_hint": True, "extended_length": False},
-                                              {"naked_errors": True}, {"eof_warning_on_last_chunk": True})))  # fmt: skip
+        scenario["quirks"].update(rng.choice(_QUIRKS))
     apdus = 17 + (12 if photo else 0)
     if level == "wire":
         for _ in range(1 + int(rng.expovariate(1.5))):
@@ -316,7 +318,7 @@ def _lie_applies(lie: Mapping[str, Any], count: int, command: CommandApdu) -> bo
     if kind == "from":
         return bool(count >= arg)
     if kind == "every":
-        return count % arg == 0
+        return bool(count % arg == 0)
     if kind == "sfi":
         return command.ins == 0xB0 and bool(command.p1 & 0x80) and command.p1 & 0x1F == arg
     return bool(command.ins == arg)
@@ -451,7 +453,7 @@ class WireLink:
         if kind == "truncate":
             return raw[: max(2, len(raw) - arg)]
         if kind == "sw":
-            return data + arg.to_bytes(2, "big")
+            return data + int(arg).to_bytes(2, "big")
         if kind == "nodata":
             return sw
         if kind == "garbage":
