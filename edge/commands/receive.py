@@ -1,5 +1,9 @@
 """``cccd-edge receive``: the reference office receiver; prints one non-personal JSON line per result.
 
+Each stored result's line gives the verdict as the terminal sent it, its rung of the ladder (``rung``: a version 2
+result's ``verified_untrusted_issuer`` reads as ``intact_origin_unproven``) and the rung's words (``verdict_words``:
+Vietnamese, English, what it proves and what it does not).
+
 It runs until stopped, or with ``--count N`` until N new results are stored (exit 0; exit 1 when ``--timeout``
 passes first), so that a script can wait for a delivery without polling the database. It logs "subscribed to
 <filter>" once the broker holds results for it: publish after that line and nothing is missed.
@@ -16,12 +20,14 @@ import logging
 import sys
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from edge.daemon.signing import load_private_key
 from edge.office.receiver import Outcome, Receiver, ResultStore
 from edge.office.verify import load_keys
+from edge.protocol.verify.checks import VERDICT_WORDS, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
     def report(outcome: Outcome) -> None:
         nonlocal counted
-        print(json.dumps(outcome.as_dict()), flush=True)
+        print(json.dumps(_with_words(outcome.as_dict()), ensure_ascii=False), flush=True)
         fresh = args.since is None or (outcome.iat is not None and outcome.iat >= args.since)
         if outcome.status == "stored" and fresh:
             counted += 1
@@ -100,6 +106,12 @@ def run(args: argparse.Namespace) -> int:
         log.info("store %s", json.dumps(store.counts()))
         store.close()
     return 0
+
+
+def _with_words(line: dict[str, Any]) -> dict[str, Any]:
+    """The outcome's line with its rung's words (the same as ``verify`` and the terminal say)."""
+    rung = line.get("rung")
+    return line | {"verdict_words": asdict(VERDICT_WORDS[Verdict(rung)])} if rung else line
 
 
 def _list_quarantine(db: Path) -> int:

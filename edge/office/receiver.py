@@ -70,7 +70,7 @@ class Outcome:
     status: Literal["stored", "duplicate", "quarantined"]
     iss: str | None = None  # quarantined: as the payload claims it, unverified (None when it cannot be read)
     seq: int | None = None  # likewise
-    verdict: str | None = None
+    verdict: str | None = None  # as the terminal sent it: a version 2 result may say verified_untrusted_issuer
     reason: str = ""  # why it was quarantined
     new_gaps: tuple[int, ...] = ()  # seq numbers found missing by this arrival
     missing: tuple[int, ...] = ()  # everything still missing for this terminal
@@ -79,10 +79,12 @@ class Outcome:
     active_auth: ActiveAuthCheck | None = None  # only for a request whose AA challenge the office registered
     quarantine_id: int | None = None  # the row in ``quarantine``
     topic: str | None = None  # only for a quarantined message
+    rung: str | None = None  # the ladder's rung of ``verdict`` (``Verdict.rung``): what the office reports
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in (("status", self.status), ("iss", self.iss), ("seq", self.seq),
                                   ("jti", self.jti), ("iat", self.iat), ("verdict", self.verdict),
+                                  ("rung", self.rung),
                                   ("reason", self.reason), ("quarantine_id", self.quarantine_id),
                                   ("topic", self.topic), ("new_gaps", list(self.new_gaps)),
                                   ("missing", list(self.missing)),
@@ -157,7 +159,7 @@ class ResultStore:
                 raise
         return Outcome("stored" if inserted else "duplicate", result.iss, result.seq,
                        result.document.verdict.value, new_gaps=new_gaps, missing=missing, jti=result.jti,
-                       iat=result.iat, active_auth=active_auth)
+                       iat=result.iat, active_auth=active_auth, rung=result.document.verdict.rung.value)
 
     def stored(self, iss: str) -> list[tuple[int, str]]:
         """(seq, jti) of everything stored for ``iss``, by seq."""

@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge.cli import main as cli_main
 from edge.daemon import signing
 from edge.protocol.result import QrUsage, ReadTiming
+from edge.protocol.verify.checks import VERDICT_WORDS, Verdict
 from tests.fixtures.mqtt import MosquittoBroker
 from tests.poison_messages import poison_messages
 from tests.result_helpers import sample_result
@@ -174,7 +176,9 @@ def test_count_exits_once_that_many_new_results_are_stored(
     assert any('store {"results": 2, "quarantined": 2}' in line for line in office.log), "\n".join(office.log)
     assert office.stored_rows() == [(TERMINAL, 1), (TERMINAL, 2)]
     stored = office.outcomes()[-1]
-    assert stored["verdict"] == "verified"
+    assert (stored["verdict"], stored["rung"]) == ("verified", "verified")
+    assert stored["verdict_words"] == asdict(VERDICT_WORDS[Verdict.VERIFIED])
+    assert VERDICT_WORDS[Verdict.VERIFIED].vi in office.out.read_text(encoding="utf-8")  # readable, not \u-escaped
     assert isinstance(stored["jti"], str)  # with iss, the stored row's key
     assert isinstance(stored["iat"], int)  # when the terminal signed it
 

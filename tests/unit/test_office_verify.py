@@ -4,6 +4,7 @@ the office's own check of the chip's Active Authentication answer to its challen
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -238,11 +239,21 @@ def test_a_known_signer_vouches_for_dg15_like_a_csca() -> None:
     assert "does not chain" not in check.reason
 
 
-def test_the_office_keeps_the_verdict_as_received_and_reports_its_rung() -> None:
+def test_the_office_keeps_the_verdict_as_received_and_reports_its_rung(tmp_path: Path) -> None:
     """A version 2 result (weeks in an outbox) says verified_untrusted_issuer: stored as it came, read as the
     intact_origin_unproven rung with that rung's words; its AA answer carries the caveat."""
     legacy = _with_ds_chain("issuer_not_trusted", verdict="verified_untrusted_issuer", schema_version=2)
     assert "verdict intact_origin_unproven" in check_active_auth(legacy, CHALLENGE).reason
+    store = ResultStore(tmp_path / "results.db", KEYS)
+    try:
+        outcome = store.ingest(token(1, document=legacy).encode(), NOW)
+    finally:
+        store.close()
+    assert (outcome.status, outcome.verdict, outcome.rung) == ("stored", "verified_untrusted_issuer",
+                                                               "intact_origin_unproven")
+    assert outcome.as_dict()["rung"] == "intact_origin_unproven"
+    with sqlite3.connect(tmp_path / "results.db") as db:
+        assert db.execute("SELECT verdict FROM results").fetchall() == [("verified_untrusted_issuer",)]
     summary = verify_result(token(1, document=legacy), KEYS, NOW).summary()
     assert (summary["verdict"], summary["rung"]) == ("verified_untrusted_issuer", "intact_origin_unproven")
     assert summary["verdict_words"] == asdict(VERDICT_WORDS[Verdict.INTACT_ORIGIN_UNPROVEN])
