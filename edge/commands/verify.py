@@ -1,5 +1,9 @@
 """``cccd-edge verify RESULT``: check a result token offline (signature, expiry, document) and print it as JSON.
 
+The verdict is printed as the terminal sent it, with its rung of the ladder (``rung``: a version 2 result's
+``verified_untrusted_issuer`` is ``intact_origin_unproven``) and the rung's words (``verdict_words``: Vietnamese,
+English, what it proves and what it does not), the same words the terminal and the receiver use.
+
 With ``--aa-challenge`` (the challenge the office put in its ``read_request``) it also checks the chip's Active
 Authentication answer itself, and exits 1 unless that check passes: without it the office has only the terminal's
 word that a live chip answered.

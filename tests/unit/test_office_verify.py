@@ -87,6 +87,8 @@ def test_cli_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["verify", str(result), "--cert", str(pem), "--ward-key", str(ward_key), "--now", str(NOW)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert (printed["valid"], printed["seq"], printed["result"]["citizen"]["id_number"]) == (True, 9, "079203012345")
+    assert (printed["verdict"], printed["rung"]) == ("verified", "verified")
+    assert printed["verdict_words"] == asdict(VERDICT_WORDS[Verdict.VERIFIED])
     assert main(["verify", str(result), "--cert", str(pem), "--now", str(NOW)]) == 1
     assert "no ward decryption key" in capsys.readouterr().err
     assert main(["verify", str(tmp_path / "absent"), "--cert", str(pem)]) == 1
