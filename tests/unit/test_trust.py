@@ -12,9 +12,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from asn1crypto import cms, core
 from asn1crypto import pem as asn1_pem
-from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -23,12 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge.errors import TrustStoreError
-from edge.protocol.verify.certs import parse_certificate
+from edge.protocol.verify.certs import MAX_SIGNATURE_CHECKS, build_chain, parse_certificate
 from edge.protocol.verify.checks import DS_CHAIN, CheckStatus, Verdict, decide
-from edge.protocol.verify.masterlist import ID_CSCA_MASTER_LIST, ID_MASTER_LIST_SIGNING_KEY
+from edge.protocol.verify.masterlist import ID_CSCA_MASTER_LIST, ID_MASTER_LIST_SIGNING_KEY, encode_master_list
 from edge.protocol.verify.passive import passive_authentication
 from edge.protocol.verify.signatures import MAX_RSA_BITS
 from edge.protocol.verify.trust import MAX_IMPORT_BYTES, ImportReport, TrustStore
+from edge.sim.hostile_pki import LinkLoop, link_loop
 from tests.hostile_certificates import with_rsa_modulus_of
 from tests.paths import VN_CSCA_PEM
 from tests.pki_helpers import (
@@ -150,39 +149,8 @@ def test_import_pem_bundle_and_load_reports_problems(tmp_path: Path) -> None:
 
 def make_master_list(signer_key: PrivateKey, signer_cert: x509.Certificate, listed: list[x509.Certificate],
                      *, content_type: str = ID_CSCA_MASTER_LIST) -> bytes:  # fmt: skip
-    """A CSCA master list as ICAO 9303-12 describes it: CMS SignedData over CscaMasterList."""
-    content = _CscaMasterList({"version": 0, "cert_list": [asn1_x509.Certificate.load(der(c)) for c in listed]}).dump()
-    signed_attrs = cms.CMSAttributes([
-        {"type": "content_type", "values": [content_type]},
-        {"type": "message_digest", "values": [hashlib.sha256(content).digest()]},
-    ])  # fmt: skip
     assert isinstance(signer_key, ec.EllipticCurvePrivateKey)
-    signature = signer_key.sign(signed_attrs.dump(), ec.ECDSA(hashes.SHA256()))
-    signer = asn1_x509.Certificate.load(der(signer_cert))
-    signed_data = cms.SignedData({
-        "version": "v3",
-        "digest_algorithms": [{"algorithm": "sha256"}],
-        "encap_content_info": {"content_type": content_type, "content": core.ParsableOctetString(content)},
-        "certificates": [signer],
-        "signer_infos": [{
-            "version": "v1",
-            "sid": cms.SignerIdentifier("issuer_and_serial_number",
-                                        {"issuer": signer.issuer, "serial_number": signer.serial_number}),
-            "digest_algorithm": {"algorithm": "sha256"},
-            "signed_attrs": signed_attrs,
-            "signature_algorithm": {"algorithm": "sha256_ecdsa"},
-            "signature": signature,
-        }],
-    })  # fmt: skip
-    return bytes(cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump())
-
-
-class _CertificateSet(core.SetOf):  # type: ignore[misc]
-    _child_spec = asn1_x509.Certificate
-
-
-class _CscaMasterList(core.Sequence):  # type: ignore[misc]
-    _fields = [("version", core.Integer), ("cert_list", _CertificateSet)]  # noqa: RUF012
+    return encode_master_list(signer_key, der(signer_cert), [der(c) for c in listed], content_type=content_type)
 
 
 ML_EKU = (x509.ObjectIdentifier(ID_MASTER_LIST_SIGNING_KEY),)
@@ -554,3 +522,53 @@ def test_cli_self_anchored_master_list_needs_the_flag(tmp_path: Path, capsys: py
     assert f"WARNING {ml} is SELF-ANCHORED" in out
     assert f"compare its anchor CSCA SHA-256 {anchor}" in out
     assert out.count("+ CSCA") == 2
+
+
+# --- hostile path constructions: bounded work, counted in signature checks ---------------------------------------
+
+
+@cache
+def loop_of(count: int) -> LinkLoop:
+    return link_loop(count)
+
+
+@pytest.mark.parametrize("count", [3, 28, 120])
+def test_link_certificates_in_a_loop_are_refused_at_import(tmp_path: Path, count: int) -> None:
+    """Each verifies under another, none reaches a CSCA: a master list of them and a PEM bundle of them are both
+    refused, and nothing enters the store (admission grows from anchors, so a loop costs no signature check)."""
+    loop = loop_of(count)
+    _refused(tmp_path, loop.master_list(), "does not chain|broken|none led to a CSCA")
+    bundle = b"".join(asn1_pem.armor("CERTIFICATE", der) for der in loop.links)
+    _refused(tmp_path, bundle, "reaches no CSCA|not installed", file_name="loop.pem")
+
+
+@pytest.mark.parametrize("count", [3, 28, 400])
+def test_path_search_through_a_loop_is_bounded(count: int) -> None:
+    """A store that holds a loop (written there by hand: import refuses it) costs at most the search budget, and
+    each (certificate, issuer) pair is checked once: 3 links cost 3 checks, not a walk round and round."""
+    loop = loop_of(count)
+    authorities = tuple(parse_certificate(der) for der in loop.links)
+    result = build_chain(parse_certificate(loop.signer_der), authorities, frozenset(), NOW)
+    # untrusted when the search saw that a loop member signed it, broken when the budget ran out first
+    assert result.status in ("untrusted", "broken")
+    assert result.signature_checks <= min(count * count, MAX_SIGNATURE_CHECKS)
+
+
+def test_a_key_identifier_never_hides_the_installed_namesake() -> None:
+    """A DS naming the installed CSCA but carrying its own key identifier, or none, is checked against that CSCA
+    all the same: failed, not 'issuer unknown'."""
+    pki = Pki.create(slot=130)
+    rogue_key = key("brainpoolP384r1", 132)
+    for key_id in ("own", "none"):
+        builder = (
+            x509.CertificateBuilder().subject_name(name("DS ROGUE")).issuer_name(pki.csca.subject)
+            .public_key(pki.ds_key.public_key()).serial_number(9).not_valid_before(VALID_FROM)
+            .not_valid_after(VALID_TO)
+        )  # fmt: skip
+        if key_id == "own":
+            builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                rogue_key.public_key()), critical=False)
+        rogue = parse_certificate(der(builder.sign(rogue_key, hashes.SHA256())))
+        result = pki.store().chain(rogue, NOW)
+        assert result.status == "broken", key_id
+        assert "did not sign this certificate" in result.reason

@@ -68,6 +68,26 @@ def _describe_key(key: PublicKey | None, explicit: bool) -> str:
     return "unsupported key"
 
 
+def name_key(name: asn1_x509.Name) -> str:
+    """The RFC 5280 matching key of a distinguished name: equal for names that compare equal.
+
+    Names of plain printable ASCII (every CSCA and DS name seen) are folded here: case and insignificant spaces,
+    which is what RFC 4518 string preparation does to such text, at a fraction of asn1crypto's cost (it dominated
+    a master-list import). Anything else takes asn1crypto's full preparation; the prefixes keep the two spellings
+    from ever comparing equal by accident.
+    """
+    parts: list[str] = []
+    for rdn in name.chosen:
+        values: list[str] = []
+        for attribute in rdn:
+            value = attribute["value"].native
+            if not isinstance(value, str) or not value.isascii() or not value.isprintable():
+                return "prep:" + str(name.hashable)
+            values.append(f"{attribute['type'].dotted}={' '.join(value.lower().split())}")
+        parts.append("+".join(sorted(values)))
+    return "ascii:" + "/".join(parts)
+
+
 def parse_certificate(der: bytes) -> CertificateInfo:
     """Parse a DER certificate; raises :class:`PublicKeyFormatError` for anything that is not one."""
     try:
@@ -90,8 +110,8 @@ def parse_certificate(der: bytes) -> CertificateInfo:
             tbs_der=tbs.dump(),
             subject=cert.subject.human_friendly,
             issuer=cert.issuer.human_friendly,
-            subject_key=cert.subject.hashable,
-            issuer_key=cert.issuer.hashable,
+            subject_key=name_key(cert.subject),
+            issuer_key=name_key(cert.issuer),
             serial=int(tbs["serial_number"].native),
             not_before=validity["not_before"].native,
             not_after=validity["not_after"].native,
@@ -159,6 +179,7 @@ class ChainResult:
     status: ChainStatus
     reason: str
     path: tuple[CertificateInfo, ...] = ()
+    signature_checks: int = 0  # what the search spent: deterministic, so tests bound the work by it
 
 
 class _PathSearch:
@@ -177,9 +198,12 @@ class _PathSearch:
         self._anchors = anchors
         self._at = at
         self._expanded: set[str] = set()
-        self._checks_left = MAX_SIGNATURE_CHECKS
+        self.signature_checks = 0
         self.problems: list[str] = []
         self.direct_signers: list[CertificateInfo] = []  # certificates under the issuer's name that signed it
+
+    def result(self, status: ChainStatus, reason: str, path: tuple[CertificateInfo, ...] = ()) -> ChainResult:
+        return ChainResult(status, reason, path, self.signature_checks)
 
     def named(self, cert: CertificateInfo) -> list[CertificateInfo]:
         """Store certificates bearing ``cert``'s issuer name, the one its key identifier names first."""
@@ -188,9 +212,9 @@ class _PathSearch:
         return sorted(same_name, key=lambda c: not (named_key and c.subject_key_id == named_key))
 
     def _signed(self, cert: CertificateInfo, issuer: CertificateInfo) -> bool:
-        if self._checks_left <= 0:
+        if self.signature_checks >= MAX_SIGNATURE_CHECKS:
             raise _SearchExhausted
-        self._checks_left -= 1
+        self.signature_checks += 1
         try:
             verify_issued_by(cert, issuer)
         except SignatureError:
@@ -246,43 +270,53 @@ def build_chain(
     search = _PathSearch(authorities, anchors, at)
     named = search.named(cert)
     if not named:
-        return ChainResult("untrusted", f"no CSCA named '{cert.issuer}' is in the trust store")
+        return search.result("untrusted", f"no CSCA named '{cert.issuer}' is in the trust store")
     try:
         path = search.path_from(cert, 0)
     except _SearchExhausted:
-        return ChainResult("broken", f"the trust store holds more certificates named '{cert.issuer}' than a path "
+        return search.result("broken", f"the trust store holds more certificates named '{cert.issuer}' than a path "
                                      f"search may check ({MAX_SIGNATURE_CHECKS} signatures): none led to a CSCA")
     if path is not None:
         reason = f"chains to CSCA '{path[-1].subject}'" + (" through a link certificate" if len(path) > 1 else "")
-        return ChainResult("trusted", reason, path)
+        return search.result("trusted", reason, path)
     if search.problems:
-        return ChainResult("broken", search.problems[0])
+        return search.result("broken", search.problems[0])
 
     def is_installed(c: CertificateInfo) -> bool:
         return installed is None or c.fingerprint in installed
 
     unanchored = f"'{cert.issuer}' signed it, but no path leads from there to an installed CSCA"
     if any(is_installed(c) for c in search.direct_signers):
-        return ChainResult("untrusted", unanchored)
+        return search.result("untrusted", unanchored)
     if any(is_installed(c) for c in named):  # a namesake from elsewhere (a list's own "CSCA") cannot stand in
-        return ChainResult(
+        return search.result(
             "broken",
             f"the trust store holds a CSCA named '{cert.issuer}' that did not sign this certificate: forged, or "
             "signed by a newer key of that CSCA whose certificate or link certificate is not installed",
         )
     if search.direct_signers:  # e.g. a master list's own CSCA: a genuine signature, not installed yet
-        return ChainResult("untrusted", unanchored)
-    return ChainResult("untrusted", f"no CSCA named '{cert.issuer}' is in the trust store")
+        return search.result("untrusted", unanchored)
+    return search.result("untrusted", f"no CSCA named '{cert.issuer}' is in the trust store")
+
+
+def unique_certificates(certificates: Iterable[CertificateInfo]) -> tuple[CertificateInfo, ...]:
+    """``certificates`` without duplicates, in a stable order (subject, then start of validity)."""
+    unique: dict[str, CertificateInfo] = {}
+    for cert in certificates:
+        unique.setdefault(cert.fingerprint, cert)
+    return tuple(sorted(unique.values(), key=lambda c: (c.subject, c.not_before)))
+
+
+def self_signed_fingerprints(certificates: Iterable[CertificateInfo]) -> frozenset[str]:
+    """The anchors among ``certificates``: one signature check each."""
+    return frozenset(c.fingerprint for c in certificates if is_self_signed(c))
 
 
 def authorities_of(certificates: Iterable[CertificateInfo]) -> tuple[tuple[CertificateInfo, ...], frozenset[str]]:
     """(certificates without duplicates in a stable order, fingerprints of the self-signed ones): what
     :func:`build_chain` takes as its authorities and anchors."""
-    unique: dict[str, CertificateInfo] = {}
-    for cert in certificates:
-        unique.setdefault(cert.fingerprint, cert)
-    ordered = tuple(sorted(unique.values(), key=lambda c: (c.subject, c.not_before)))
-    return ordered, frozenset(c.fingerprint for c in ordered if is_self_signed(c))
+    ordered = unique_certificates(certificates)
+    return ordered, self_signed_fingerprints(ordered)
 
 
 # --- CRLs ------------------------------------------------------------------------------------------------------
@@ -316,7 +350,7 @@ def parse_crl(der: bytes) -> CrlInfo:
             der=bytes(der),
             tbs_der=tbs.dump(),
             issuer=crl.issuer.human_friendly,
-            issuer_key=crl.issuer.hashable,
+            issuer_key=name_key(crl.issuer),
             authority_key_id=crl.authority_key_identifier,
             this_update=tbs["this_update"].native,
             next_update=None if isinstance(next_update, asn1_core.Void) else next_update.native,

@@ -12,7 +12,7 @@ from asn1crypto import core as asn1_core
 from asn1crypto import x509 as asn1_x509
 
 from edge.errors import PublicKeyFormatError, SignatureError, TrustStoreError
-from edge.protocol.verify.certs import CertificateInfo, parse_certificate
+from edge.protocol.verify.certs import CertificateInfo, name_key, parse_certificate
 from edge.protocol.verify.signatures import ASN1_ERRORS, digest, verify_signature
 
 
@@ -120,7 +120,7 @@ def parse_signed_data(der: bytes, *, what: str = "CMS") -> SignedData:
 
 def _name_key(name_der: bytes) -> str | None:
     try:
-        return str(asn1_x509.Name.load(name_der).hashable)
+        return name_key(asn1_x509.Name.load(name_der))
     except ASN1_ERRORS:
         return None
 

@@ -9,15 +9,25 @@ when an installed CSCA contradicts it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
+from asn1crypto import cms as asn1_cms
 from asn1crypto import core as asn1_core
 from asn1crypto import x509 as asn1_x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge.errors import PublicKeyFormatError, SignatureError, TrustStoreError
-from edge.protocol.verify.certs import CertificateInfo, authorities_of, build_chain, parse_certificate
+from edge.protocol.verify.certs import (
+    CertificateInfo,
+    build_chain,
+    parse_certificate,
+    self_signed_fingerprints,
+    unique_certificates,
+)
 from edge.protocol.verify.cms import find_signer_certificate, parse_signed_data, verify_signer
 from edge.protocol.verify.signatures import ASN1_ERRORS
 
@@ -33,6 +43,41 @@ class _CscaMasterList(asn1_core.Sequence):  # type: ignore[misc]
     """ICAO 9303-12: CscaMasterList ::= SEQUENCE { version CscaMasterListVersion, certList SET OF Certificate }."""
 
     _fields = [("version", asn1_core.Integer), ("cert_list", _CertificateSet)]  # noqa: RUF012
+
+
+def encode_master_list(
+    signer_key: ec.EllipticCurvePrivateKey,
+    signer_certificate_der: bytes,
+    listed_der: Sequence[bytes],
+    *,
+    content_type: str = ID_CSCA_MASTER_LIST,
+) -> bytes:
+    """A CSCA master list as ICAO 9303-12 describes it (CMS SignedData over CscaMasterList, ECDSA-SHA256), for the
+    simulator's PKI, tests and benchmarks: the encoder lives beside the verifier so both read the same structure."""
+    content = _CscaMasterList({"version": 0,
+                               "cert_list": [asn1_x509.Certificate.load(der) for der in listed_der]}).dump()
+    signed_attrs = asn1_cms.CMSAttributes([
+        {"type": "content_type", "values": [content_type]},
+        {"type": "message_digest", "values": [hashlib.sha256(content).digest()]},
+    ])  # fmt: skip
+    signature = signer_key.sign(signed_attrs.dump(), ec.ECDSA(hashes.SHA256()))
+    signer = asn1_x509.Certificate.load(signer_certificate_der)
+    signed_data = asn1_cms.SignedData({
+        "version": "v3",
+        "digest_algorithms": [{"algorithm": "sha256"}],
+        "encap_content_info": {"content_type": content_type, "content": asn1_core.ParsableOctetString(content)},
+        "certificates": [signer],
+        "signer_infos": [{
+            "version": "v1",
+            "sid": asn1_cms.SignerIdentifier("issuer_and_serial_number",
+                                             {"issuer": signer.issuer, "serial_number": signer.serial_number}),
+            "digest_algorithm": {"algorithm": "sha256"},
+            "signed_attrs": signed_attrs,
+            "signature_algorithm": {"algorithm": "sha256_ecdsa"},
+            "signature": signature,
+        }],
+    })  # fmt: skip
+    return bytes(asn1_cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump())
 
 
 def verify_master_list(
@@ -77,7 +122,7 @@ def verify_master_list(
             listed.append(parse_certificate(item))
         except PublicKeyFormatError:
             continue
-    authorities, anchors_with_listed = authorities_of((*installed, *listed))
+    authorities = unique_certificates((*installed, *listed))
     installed_fingerprints = frozenset(c.fingerprint for c in installed)
     # Listed link certificates may bridge to the store; a listed CSCA may not stand in for an installed namesake.
     to_store = build_chain(signer, authorities, anchors, at, installed=installed_fingerprints)
@@ -85,6 +130,7 @@ def verify_master_list(
         return listed, signer, to_store.path[-1], "store"
     if to_store.status == "broken":
         raise TrustStoreError(f"the master list signer's path to an installed CSCA is broken: {to_store.reason}")
+    anchors_with_listed = anchors | self_signed_fingerprints(listed)  # checked only when the store did not suffice
     to_list = build_chain(signer, authorities, anchors_with_listed, at, installed=installed_fingerprints)
     if to_list.status != "trusted":
         raise TrustStoreError(f"the master list signer does not chain to a CSCA: {to_list.reason}")

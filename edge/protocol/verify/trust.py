@@ -45,6 +45,9 @@ MAX_IMPORT_BYTES = 16 << 20
 MAX_ADMISSION_CHECKS = 4096
 
 
+TrustKind = Literal["CSCA", "link", "DS"]
+
+
 @dataclass(frozen=True, slots=True)
 class TrustEntry:
     """One line of ``cccd-edge trust list``."""
@@ -54,7 +57,11 @@ class TrustEntry:
     not_before: datetime
     not_after: datetime
     fingerprint: str
-    kind: Literal["CSCA", "link", "DS"]
+    kind: TrustKind
+
+    @classmethod
+    def of(cls, cert: CertificateInfo, kind: TrustKind) -> TrustEntry:
+        return cls(cert.subject, cert.key_description, cert.not_before, cert.not_after, cert.fingerprint, kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,37 +166,43 @@ class TrustStore:
         return cls(ordered, tuple(parsed_crls), directory, tuple(problems), anchors, signers)
 
     @classmethod
-    def load(cls, directory: Path) -> TrustStore:
-        """Read every certificate (.der/.cer/.crt/.pem) and CRL (.crl) in ``directory``; a missing one is empty."""
+    def load(cls, directory: Path, *, signers_dir: Path | None = None) -> TrustStore:
+        """Read every certificate (.der/.cer/.crt/.pem) and CRL (.crl) in ``directory``; a missing one is empty.
+
+        ``signers_dir`` adds the known Document Signers (``ds-*`` files, nothing else) pinned in a second directory:
+        the daemon's writable one for DS lists the office pushes, while ``directory`` stays read-only to it (a
+        pinned DS vouches for its own cards only; a CSCA planted there would vouch for any DS).
+        """
         certs: list[bytes] = []
         crls: list[bytes] = []
         signers: list[bytes] = []
         problems: list[str] = []
-        if directory.is_dir():
-            for path in sorted(directory.iterdir()):
+        for folder, only_signers in ((directory, False), (signers_dir, True)):
+            if folder is None or not folder.is_dir():
+                continue
+            for path in sorted(folder.iterdir()):
                 suffix = path.suffix.lower()
-                if suffix not in (*_CERT_SUFFIXES, ".crl") or not path.is_file():
+                pinned = path.name.startswith(KNOWN_SIGNER_PREFIX)
+                wanted = _CERT_SUFFIXES if only_signers else (*_CERT_SUFFIXES, ".crl")
+                if suffix not in wanted or not path.is_file() or (only_signers and not pinned):
                     continue
                 try:
                     blocks = _der_blocks(path.read_bytes())
                 except (OSError, TrustStoreError) as exc:
-                    problems.append(f"{path.name}: {exc}")
+                    problems.append(f"{path if only_signers else path.name}: {exc}")
                     continue
                 if suffix == ".crl":
                     crls.extend(der for _, der in blocks)
                 else:
-                    (signers if path.name.startswith(KNOWN_SIGNER_PREFIX) else certs).extend(der for _, der in blocks)
+                    (signers if pinned else certs).extend(der for _, der in blocks)
         store = cls.from_der(certs, crls, known_signers=signers, directory=directory)
         return TrustStore(store.certificates, store.crls, directory, (*problems, *store.problems), store.anchors,
                           store.known_signers)
 
     def entries(self) -> tuple[TrustEntry, ...]:
-        def entry(c: CertificateInfo, kind: Literal["CSCA", "link", "DS"]) -> TrustEntry:
-            return TrustEntry(c.subject, c.key_description, c.not_before, c.not_after, c.fingerprint, kind)
-
         return (
-            *(entry(c, "CSCA" if c.fingerprint in self.anchors else "link") for c in self.certificates),
-            *(entry(c, "DS") for c in self.known_signers),
+            *(TrustEntry.of(c, "CSCA" if c.fingerprint in self.anchors else "link") for c in self.certificates),
+            *(TrustEntry.of(c, "DS") for c in self.known_signers),
         )
 
     def chain(self, cert: CertificateInfo, at: datetime) -> ChainResult:
@@ -226,8 +239,8 @@ class TrustStore:
         except TrustStoreError as exc:
             raise TrustStoreError(f"{path}: {exc.args[0]}", hint=exc.hint) from exc
 
-    def _admit(self, offered: Sequence[CertificateInfo]) -> tuple[list[CertificateInfo], list[str]]:
-        """(certificates that may enter the store, plain-words refusals for the others).
+    def _admit(self, offered: Sequence[CertificateInfo]) -> tuple[list[tuple[CertificateInfo, TrustKind]], list[str]]:
+        """(certificates that may enter the store with their kind, plain-words refusals for the others).
 
         Nothing enters unverified: a CSCA must verify under its own key; a link certificate must be signed by an
         installed or admitted certificate of its issuer's name, so it reaches a CSCA (a damaged self-signature
@@ -235,7 +248,7 @@ class TrustStore:
         grows from the anchors, checking each (certificate, issuer) pair at most once: linear in what is offered
         for an honest list, and bounded for a hostile one.
         """
-        admitted: list[CertificateInfo] = []
+        admitted: list[tuple[CertificateInfo, TrustKind]] = []
         refusals: dict[str, str] = {}
         pending: list[CertificateInfo] = []
         by_subject: dict[str, list[CertificateInfo]] = {}
@@ -248,7 +261,7 @@ class TrustStore:
                 refusals[cert.fingerprint] = (f"'{cert.subject}' is not a CA certificate (a Document Signer "
                                               "certificate cannot be a trust anchor)")
             elif is_self_signed(cert):
-                admitted.append(cert)
+                admitted.append((cert, "CSCA"))
                 by_subject.setdefault(cert.subject_key, []).append(cert)
             else:
                 pending.append(cert)
@@ -265,7 +278,7 @@ class TrustStore:
                     tried.add(pair)
                     budget -= 1
                     if _signature_problem(cert, issuer) is None:
-                        admitted.append(cert)
+                        admitted.append((cert, "link"))
                         by_subject.setdefault(cert.subject_key, []).append(cert)
                         pending.remove(cert)
                         progress = True
@@ -320,8 +333,7 @@ class TrustStore:
                 added.append(signer)
             else:
                 present += 1
-        view = TrustStore(known_signers=tuple(added))
-        return ImportReport("known Document Signers", view.entries(), present)
+        return ImportReport("known Document Signers", tuple(TrustEntry.of(c, "DS") for c in added), present)
 
     def _write(self, name: str, der: bytes) -> bool:
         """Write atomically; False when the file is already there (idempotent import)."""
@@ -341,17 +353,17 @@ class TrustStore:
             raise TrustStoreError(f"cannot write to the trust store {self.directory}: {exc.strerror or exc}") from exc
         return True
 
-    def _store_certificates(self, certs: Sequence[CertificateInfo]) -> tuple[tuple[TrustEntry, ...], int]:
-        added: list[CertificateInfo] = []
+    def _store_certificates(
+        self, admitted: Sequence[tuple[CertificateInfo, TrustKind]]
+    ) -> tuple[tuple[TrustEntry, ...], int]:
+        added: list[TrustEntry] = []
         present = 0
-        for cert in certs:
+        for cert, kind in admitted:
             if self._write(f"csca-{cert.fingerprint.lower()}.der", cert.der):
-                added.append(cert)
+                added.append(TrustEntry.of(cert, kind))
             else:
                 present += 1
-        view = TrustStore.from_der([c.der for c in (*self.certificates, *added)])
-        entries = {e.fingerprint: e for e in view.entries()}
-        return tuple(entries[c.fingerprint] for c in added), present
+        return tuple(added), present
 
     def _import_certificates(self, ders: Sequence[bytes]) -> ImportReport:
         parsed: list[CertificateInfo] = []
