@@ -86,7 +86,7 @@ class MqttConfig(_Section):
     message_expiry: int = Field(default=7 * 24 * 3600, ge=60)  # a result nobody fetched in a week is stale
     inflight_window: int = Field(default=20, ge=1, le=1000)  # bounds memory and duplicates after a reconnect
     reconnect_min_delay: float = Field(default=1.0, gt=0)  # first retry soon: most outages are short
-    reconnect_max_delay: float = Field(default=60.0, gt=0)  # cap so the terminal is back within a minute
+    reconnect_max_delay: float = Field(default=8.0, gt=0)  # cap (jittered): back within 10 s of the broker
 
     @field_validator("topic_prefix")
     @classmethod
@@ -105,6 +105,9 @@ class MqttConfig(_Section):
 class OutboxConfig(_Section):
     max_count: int = Field(default=10_000, ge=1)  # a busy ward reads ~500 cards a day: weeks offline
     max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)  # fits an 8 GB SD card with room to spare
+    #: Free space the state directory's disk must keep: below it reads are refused ("storage full"), since SQLite
+    #: needs room for its WAL and a result signed without room could not be stored.
+    min_free_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
 
 
 class IndicatorConfig(_Section):

@@ -10,6 +10,15 @@ the office drops the duplicate by ``(iss, jti)``. paho keeps unacknowledged mess
 first after a reconnect; new results wait until those resends are acknowledged (the *resend barrier*), so the
 office sees ``seq`` in order. The number of results in flight is bounded by ``inflight_window``.
 
+Faults wait: a failed delivery cycle (a damaged outbox, a full disk) is retried after a jittered backoff that
+nothing else cuts short (new results and events wake the normal cycle, never the fault wait), and is reported on
+``/event`` once per kind of fault, not once per try. A PUBACK that cannot be booked (the DELETE fails on a full
+disk) is kept in memory and booked later; its result is never published again meanwhile. An outbox entry that no
+longer decrypts is quarantined by the outbox and reported once (``result_quarantined``, marked on its PUBACK).
+
+Back quickly: paho's wait between connection attempts is replaced by :class:`~edge.daemon.backoff.ReconnectWait`
+(capped at ``reconnect_max_delay``, jittered, cut short by a TCP probe when the broker becomes reachable).
+
 Topics: ``{prefix}/{ward}/{terminal}/result`` (results), ``/status`` (retained; the last will says offline),
 ``/event`` (terminal events, never personal data), ``/cmd`` (office commands, handed to a callback).
 """
@@ -19,6 +28,8 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import random
+import socket
 import ssl
 import threading
 import time
@@ -35,8 +46,10 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.config import Config
+from edge.daemon.backoff import Backoff, ReconnectWait, RetryClock
 from edge.daemon.health import Liveness
 from edge.daemon.outbox import Outbox, OutboxEntry
+from edge.errors import EdgeError
 from edge.logsetup import log_unexpected
 
 log = logging.getLogger(__name__)
@@ -84,7 +97,7 @@ class MqttSettings:
     message_expiry: int = 7 * 24 * 3600
     inflight_window: int = 20
     reconnect_min_delay: float = 1.0
-    reconnect_max_delay: float = 60.0
+    reconnect_max_delay: float = 8.0
 
     @classmethod
     def from_config(cls, config: Config) -> MqttSettings:
@@ -116,6 +129,29 @@ def close_loop_sockets(client: mqtt.Client) -> None:
     client._reset_sockets(sockpair_only=True)
 
 
+def tcp_reachable(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Whether a TCP connection to the broker opens now: the cheap probe that ends a reconnect wait early."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class _PacedClient(mqtt.Client):
+    """paho's client waiting :attr:`pace` between connection attempts instead of its own plain doubling (no jitter,
+    no probe). paho calls ``_reconnect_wait`` from its network thread before every retry; a unit test checks that
+    the paho in use still does."""
+
+    pace: Callable[[], None] | None = None
+
+    def _reconnect_wait(self) -> None:
+        if self.pace is None:
+            super()._reconnect_wait()
+        else:
+            self.pace()
+
+
 def _json(obj: Mapping[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
 
@@ -144,17 +180,32 @@ class ResultPublisher:
         on_link_change: Callable[[bool], None] | None = None,
         on_delivered: Callable[[list[int]], None] | None = None,
         liveness: Liveness | None = None,
+        clock: RetryClock | None = None,
+        rng: random.Random | None = None,
+        probe: Callable[[], bool] | None = None,
     ) -> None:
         """``on_command(payload)`` and ``on_link_change(up)`` run on paho's thread, ``on_delivered(seqs)`` on the
         publisher thread after the outbox commit: all must be quick (put on a queue). The publisher thread reports
-        its progress to ``liveness`` as ``"publisher"``, so a hung delivery loop withholds the systemd watchdog."""
+        its progress to ``liveness`` as ``"publisher"``, so a hung delivery loop withholds the systemd watchdog.
+        ``clock``, ``rng`` and ``probe`` (default: a TCP connect to the broker) pace the retries; tests pass fakes."""
         self.settings = settings
         self._liveness = liveness
         self._on_delivered = on_delivered
         self.outbox = outbox
         self._on_command = on_command
         self._on_link_change = on_link_change
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # the normal cycle: new result, event, status, paho fact
+        self._halt = threading.Event()  # ends the fault wait (only stop() sets it)
+        self._closing = threading.Event()  # ends the reconnect wait (set after the clean disconnect)
+        self._clock = clock if clock is not None else RetryClock()
+        rng = rng if rng is not None else random.Random()
+        self._fault_backoff = Backoff(settings.reconnect_min_delay, settings.reconnect_max_delay, rng=rng)
+        self._refusal_backoff = Backoff(settings.reconnect_min_delay, settings.reconnect_max_delay, rng=rng)
+        #: paho's wait between connection attempts (its counters say how often it waited and was cut short).
+        self.reconnect = ReconnectWait(
+            Backoff(settings.reconnect_min_delay, settings.reconnect_max_delay, rng=rng),
+            probe or (lambda: tcp_reachable(settings.host, settings.port)), self._closing, clock=self._clock, rng=rng,
+        )  # fmt: skip
         self._facts: queue.SimpleQueue[tuple[str, int, ReasonCode | None]] = queue.SimpleQueue()
         self._stopping = False
         self._connected = False  # as last reported by paho (read by any thread)
@@ -164,16 +215,20 @@ class ResultPublisher:
         # Owned by the publisher thread only:
         self._inflight: dict[int, OutboxEntry] = {}  # mid -> result awaiting PUBACK
         self._other_mids: set[int] = set()  # mids of status/event messages
+        self._unbooked: dict[int, OutboxEntry] = {}  # entry id -> acknowledged, but its DELETE has not committed
+        self._report_mids: dict[int, int] = {}  # mid of a quarantine report -> the quarantined seq
+        self._reported: list[int] = []  # quarantined seqs whose report the broker acknowledged, to mark in the outbox
         self._barrier: set[int] = set()  # mids in flight at the last disconnect: resent by paho before new ones
         self._barrier_deadline = 0.0  # if paho never resends them, give up on the barrier and resend ourselves
         self._cursor = 0  # highest seq handed to paho
-        self._retry_at = 0.0  # after a refused PUBACK: no new results until then (monotonic)
+        self._retry_at = 0.0  # after a refused PUBACK: no new results until then (self._clock)
         self._lock = threading.Lock()  # guards the two below, shared with any thread
         self._events: deque[bytes] = deque(maxlen=1000)
         self._status: dict[str, Any] | None = {"state": "online"}
         self._last_status: dict[str, Any] = {"state": "online"}
         self.delivered = 0
         self.fault: str | None = None  # last delivery error (the daemon shows FAULT while set)
+        self.fault_cycles = 0  # delivery cycles that failed (each followed by a backoff wait)
         self._client = self._make_client()
         self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
 
@@ -181,7 +236,8 @@ class ResultPublisher:
 
     def _make_client(self) -> mqtt.Client:
         s = self.settings
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.client_id, protocol=mqtt.MQTTv5)
+        client = _PacedClient(CallbackAPIVersion.VERSION2, client_id=s.client_id, protocol=mqtt.MQTTv5)
+        client.pace = self.reconnect
         # Results + a few status/event messages: paho may hold the window plus some slack in flight.
         client.max_inflight_messages_set(s.inflight_window + 10)
         client.max_queued_messages_set(0)
@@ -214,11 +270,13 @@ class ResultPublisher:
     def stop(self, timeout: float = 5.0) -> None:
         """Publish ``offline`` status, disconnect cleanly and stop both threads. Undelivered results stay queued."""
         self._stopping = True
+        self._halt.set()
         self._wake.set()
         self._thread.join(timeout)
         if self._liveness is not None:
             self._liveness.forget(PUBLISHER_THREAD)
-        self._client.disconnect()
+        self._client.disconnect()  # first: paho must see it is disconnecting when the reconnect wait returns
+        self._closing.set()
         self._client.loop_stop()
         close_loop_sockets(self._client)
 
@@ -247,7 +305,7 @@ class ResultPublisher:
     def wait_drained(self, timeout: float) -> bool:
         """Block until nothing is queued or in flight (tests, benchmarks, shutdown)."""
         deadline = time.monotonic() + timeout
-        while self._inflight or self.outbox.stats().count:
+        while self._inflight or self._unbooked or self.outbox.stats().count:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.01)
@@ -261,6 +319,7 @@ class ResultPublisher:
             log.warning("broker refused the connection: %s", reason_code)
             return
         client.subscribe(self.settings.topics.cmd, qos=1)
+        self.reconnect.backoff.reset()
         self._connected = True
         self._facts.put(("connected", 0, None))
         self._wake.set()
@@ -310,33 +369,64 @@ class ResultPublisher:
             self._wake.clear()
             try:
                 self._cycle(expiry)
+            except Exception as exc:  # noqa: BLE001  # a damaged outbox or a full disk must not stop delivery: _faulted logs
+                self._faulted(exc)
+            else:
+                if self.fault is not None:
+                    log.info("delivery works again")
+                    self.publish_event({"event": "delivery_recovered"})
                 self.fault = None
-            except Exception as exc:  # a damaged outbox must not silently stop delivery: say so, retry
-                log.exception("delivery cycle failed")
-                self.fault = f"{type(exc).__name__}: {exc}"
-                self.publish_event({"event": "delivery_fault", "error": type(exc).__name__})
-                self._cursor = 0  # PUBACKs may not have been booked: offer everything still queued again
-                self._wake.wait(self.settings.reconnect_max_delay)
+                self._fault_backoff.reset()
         self._publish_offline()
+
+    def _faulted(self, exc: Exception) -> None:
+        """Record a failed cycle and wait a jittered backoff that no new result or event cuts short: a fault that
+        persists costs one try per few seconds, not thousands (each of which re-published results)."""
+        self.fault_cycles += 1
+        fault = f"{type(exc).__name__}: {exc}"
+        delay = self._fault_backoff.next_delay()
+        if fault != self.fault:  # reported once per kind of fault, with the stack; repeats are one line
+            if isinstance(exc, EdgeError):
+                log.error("delivery cycle failed: %s", exc)
+            else:
+                log_unexpected(log, "delivery cycle failed", exc)
+            self.publish_event({"event": "delivery_fault", "error": type(exc).__name__})
+        else:
+            log.warning("delivery still failing (%s); next try in %.1f s", type(exc).__name__, delay)
+        self.fault = fault
+        self._clock.wait(self._halt, delay)
 
     def _cycle(self, expiry: Properties) -> None:
         """One round: book PUBACKs, publish control messages, send as many results as the window allows."""
         acks = self._process_facts()
-        if acks:
-            self.delivered += self.outbox.ack_many([entry.id for entry in acks])
-            if self._on_delivered is not None:
-                self._on_delivered([entry.seq for entry in acks])
+        for entry in acks:
+            self._unbooked[entry.id] = entry
         if self._online:
             self._publish_control(expiry)
         sent = 0
         if self._online and self._barrier and time.monotonic() >= self._barrier_deadline:
             self._release_barrier()
-        if self._online and not self._barrier and time.monotonic() >= self._retry_at:
+        if self._online and not self._barrier and self._clock.now() >= self._retry_at:
             room = self.settings.inflight_window - len(self._inflight)
             if room > 0:
                 sent = self._send_results(room, expiry)
+        self._book()
         if not sent and not acks:
             self._wake.wait(0.5)
+
+    def _book(self) -> None:
+        """Delete acknowledged results and mark acknowledged quarantine reports. On a full disk this raises and the
+        entries stay here (never published again) until a later cycle books them."""
+        if self._unbooked:
+            entries = list(self._unbooked.values())
+            self.delivered += self.outbox.ack_many([entry.id for entry in entries])
+            for entry in entries:
+                del self._unbooked[entry.id]
+            if self._on_delivered is not None:
+                self._on_delivered([entry.seq for entry in entries])
+        if self._reported:
+            self.outbox.mark_reported(self._reported)
+            self._reported = []
 
     def _process_facts(self) -> list[OutboxEntry]:
         acks: list[OutboxEntry] = []
@@ -356,6 +446,9 @@ class ResultPublisher:
             else:
                 self._barrier.discard(mid)
                 self._other_mids.discard(mid)
+                reported = self._report_mids.pop(mid, None)
+                if reported is not None and not (reason is not None and reason.is_failure):
+                    self._reported.append(reported)
                 entry = self._inflight.pop(mid, None)
                 if entry is None:
                     continue
@@ -363,9 +456,10 @@ class ResultPublisher:
                     # The broker refused it (quota, authorisation): keep it, retry later, say so.
                     log.warning("broker refused result seq %d: %s", entry.seq, reason)
                     self._cursor = min(self._cursor, entry.seq - 1)
-                    self._retry_at = time.monotonic() + self.settings.reconnect_max_delay
+                    self._retry_at = self._clock.now() + self._refusal_backoff.next_delay()
                     self.publish_event({"event": "publish_refused", "seq": entry.seq, "reason": str(reason)})
                 else:
+                    self._refusal_backoff.reset()
                     acks.append(entry)
 
     def _release_barrier(self) -> None:
@@ -387,9 +481,21 @@ class ResultPublisher:
         if status is not None:
             info = self._client.publish(self.settings.topics.status, _json(status), qos=1, retain=True)
             self._other_mids.add(info.mid)
+        if self.outbox.unreported_quarantine > len(self._report_mids) + len(self._reported):
+            self._report_quarantine(expiry)
+
+    def _report_quarantine(self, expiry: Properties) -> None:
+        """Tell the office, once, which results were moved aside: it will never receive those seqs."""
+        waiting = set(self._report_mids.values()) | set(self._reported)
+        for seq, reason in self.outbox.quarantine_to_report():
+            if seq in waiting:
+                continue
+            payload = _json({"event": "result_quarantined", "seq": seq, "reason": reason})
+            info = self._client.publish(self.settings.topics.event, payload, qos=1, properties=expiry)
+            self._report_mids[info.mid] = seq
 
     def _send_results(self, room: int, expiry: Properties) -> int:
-        in_flight_ids = {entry.id for entry in self._inflight.values()}
+        in_flight_ids = {entry.id for entry in self._inflight.values()} | set(self._unbooked)
         sent = 0
         for entry in self.outbox.pending(after_seq=self._cursor, limit=room):
             self._cursor = entry.seq

@@ -4,6 +4,7 @@ mutual TLS, retained status, commands in."""
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -17,13 +18,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge.config import parse_config
 from edge.daemon import signing
+from edge.daemon.backoff import RetryClock
 from edge.daemon.health import Liveness
 from edge.daemon.mqtt import PUBLISHER_THREAD, MqttSettings, ResultPublisher, Topics
 from edge.daemon.outbox import Outbox
 from edge.office.receiver import Outcome, Receiver, ResultStore
 from edge.protocol.result import QrUsage, ReadTiming
 from tests.fixtures.mqtt import MosquittoBroker
+from tests.fixtures.storage import SmallDisk
 from tests.result_helpers import sample_result
 
 pytestmark = pytest.mark.stack
@@ -479,3 +483,192 @@ def test_the_publisher_thread_reports_progress_to_the_watchdog(
         publisher.stop()
         outbox.close()
     assert PUBLISHER_THREAD not in liveness.names  # ended on purpose: no longer holds the watchdog back
+
+
+# --- faults wait, nothing twice, back quickly (issue 13) --------------------------------------------------------
+
+
+def _damage(db: Path, seq: int) -> None:
+    """Flip a byte of one entry's sealed payload behind the outbox's back (a bad SD card sector)."""
+    import sqlite3
+
+    with sqlite3.connect(db) as raw:
+        sealed = bytearray(raw.execute("SELECT sealed FROM outbox WHERE seq=?", (seq,)).fetchone()[0])
+        sealed[3] ^= 0x01
+        raw.execute("UPDATE outbox SET sealed=? WHERE seq=?", (bytes(sealed), seq))
+    raw.close()
+
+
+def _events(collector: Collector, name: str) -> list[dict[str, object]]:
+    return [event for event in (json.loads(p) for t, p, _ in list(collector.messages) if t == TOPICS.event)
+            if event.get("event") == name]
+
+
+def test_an_undecryptable_entry_is_quarantined_once_and_later_results_still_go_out(
+    tmp_path: Path, mqtt_broker_factory: Callable[..., MosquittoBroker], signer: signing.KeySigner
+) -> None:
+    mqtt_broker = mqtt_broker_factory()  # a fresh one: the collector's persistent session must start empty
+    collector = Collector(mqtt_broker)
+    outbox = _outbox(tmp_path)
+    _produce(outbox, signer, 5)
+    _damage(tmp_path / "state" / "outbox.db", 2)
+    publisher = ResultPublisher(_settings(mqtt_broker, client_id="T-01-quarantine"), outbox)
+    publisher.start()
+    try:
+        _produce(outbox, signer, 3)  # results after the bad one still leave
+        publisher.notify()
+        assert publisher.wait_drained(20)
+        collector.wait_for(lambda msgs: len(_first_arrivals(collector.results())) >= 7
+                           and len(_events(collector, "result_quarantined")) >= 1)
+        assert _first_arrivals(collector.results()) == [1, 3, 4, 5, 6, 7, 8]
+        assert outbox.stats().quarantined == 1
+        deadline = time.monotonic() + 10
+        while outbox.unreported_quarantine and time.monotonic() < deadline:  # marked on the event's PUBACK
+            time.sleep(0.01)
+        assert outbox.unreported_quarantine == 0
+        assert publisher.fault_cycles == 0  # moved aside, not a fault that repeats
+    finally:
+        publisher.stop()
+        outbox.close()
+    outbox = _outbox(tmp_path)
+    again = ResultPublisher(_settings(mqtt_broker, client_id="T-01-quarantine"), outbox)
+    again.start()  # a restart reports nothing twice
+    try:
+        _produce(outbox, signer, 1)
+        again.notify()
+        assert again.wait_drained(20)
+        collector.wait_for(lambda msgs: 9 in _first_arrivals(collector.results()))
+    finally:
+        again.stop()
+        outbox.close()
+        collector.close()
+    assert [e["seq"] for e in _events(collector, "result_quarantined")] == [2]
+    assert _events(collector, "result_quarantined")[0]["reason"] == "undecryptable"
+
+
+def test_a_persistent_fault_waits_instead_of_spinning(
+    tmp_path: Path, mqtt_broker_factory: Callable[..., MosquittoBroker], signer: signing.KeySigner,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The outbox key replaced (every entry fails, nothing may be moved aside): each failed cycle is followed by a
+    backoff that the daemon's steady stream of events and new results does not cut short."""
+    import os
+
+    outbox = _outbox(tmp_path)
+    _produce(outbox, signer, 3)
+    outbox.close()
+    (tmp_path / "state" / "outbox.key").write_bytes(os.urandom(32))
+    outbox = _outbox(tmp_path)
+    mqtt_broker = mqtt_broker_factory()
+    collector = Collector(mqtt_broker)
+    publisher = ResultPublisher(_settings(mqtt_broker, client_id="T-01-fault"), outbox)
+    caplog.set_level("WARNING", logger="edge.daemon.mqtt")
+    publisher.start()
+    try:
+        collector.wait_for(lambda msgs: len(_events(collector, "delivery_fault")) >= 1)
+        window_end = time.monotonic() + 2.5
+        while time.monotonic() < window_end:  # what the terminal does meanwhile: status, events, notifications
+            publisher.publish_event({"event": "heartbeat"})
+            publisher.notify()
+            time.sleep(0.005)
+        collector.wait_for(lambda msgs: len(_events(collector, "heartbeat")) >= 100)
+        failing = [r for r in caplog.records if r.name == "edge.daemon.mqtt" and "delivery" in r.getMessage()
+                   and ("failed" in r.getMessage() or "failing" in r.getMessage())]
+        assert 1 <= len(failing) <= 5  # 2.5 s at 0.5-1, 1-2, 2-4 s: a handful, never thousands
+        assert publisher.fault_cycles == len(failing)
+        assert len(_events(collector, "delivery_fault")) == 1  # reported once per kind of fault
+        assert outbox.stats().count == 3  # and nothing was dropped
+        assert not any(t == TOPICS.result for t, _, _ in collector.messages)
+    finally:
+        publisher.stop()
+        collector.close()
+        outbox.close()
+
+
+def test_a_full_disk_never_publishes_a_result_twice_and_books_it_when_space_returns(
+    mqtt_broker_factory: Callable[..., MosquittoBroker], signer: signing.KeySigner, small_disk: SmallDisk
+) -> None:
+    """PUBACKs arrive but the DELETE cannot commit: the results stay in the outbox (nothing lost), are not sent
+    again meanwhile (nothing duplicated), and leave the outbox when space returns."""
+    outbox = Outbox(small_disk.path / "outbox.db", max_count=1000, max_bytes=10**7)
+    _produce(outbox, signer, 20)
+    small_disk.fill()
+    mqtt_broker = mqtt_broker_factory()
+    collector = Collector(mqtt_broker)
+    publisher = ResultPublisher(_settings(mqtt_broker, client_id="T-01-full"), outbox)
+    publisher.start()
+    try:
+        collector.wait_for(lambda msgs: sum(t == TOPICS.result for t, _, _ in msgs) >= 20
+                           and len(_events(collector, "delivery_fault")) >= 1)
+        time.sleep(2.5)  # a few failed bookings (0.5-1, 1-2 s apart)
+        assert sum(t == TOPICS.result for t, _, _ in collector.messages) == 20  # none sent twice meanwhile
+        assert publisher.fault_cycles >= 2
+        assert outbox.stats().count == 20  # acknowledged, but not deletable: kept
+        assert "StorageFullError" in (publisher.fault or "")
+        small_disk.make_room()
+        assert publisher.wait_drained(30)
+        assert outbox.stats().count == 0
+        assert publisher.delivered == 20
+        collector.wait_for(lambda msgs: len(_events(collector, "delivery_recovered")) >= 1)
+    finally:
+        publisher.stop()
+        collector.close()
+        outbox.close()
+    results = collector.results()
+    assert sorted(int(str(claims["seq"])) for claims in results) == list(range(1, 21))  # each exactly once
+
+
+class FastClock(RetryClock):
+    """Fake time for the publisher's waits: each wait advances it at once (yielding a moment of real time), so an
+    outage of minutes passes in a second and the test counts fake seconds, not wall-clock time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.t = 0.0
+
+    def now(self) -> float:
+        return self.t
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        with self._lock:
+            self.t += seconds
+        return event.wait(0.002)
+
+
+def test_after_a_long_outage_the_broker_is_reconnected_to_within_ten_seconds(
+    tmp_path: Path, mqtt_broker_factory: Callable[..., MosquittoBroker]
+) -> None:
+    broker = mqtt_broker_factory()
+    config = parse_config({"terminal_id": "T-01", "ward_code": TOPICS.ward,
+                           "mqtt": {"host": broker.host, "port": broker.port, "tls": False}})  # the defaults
+    clock = FastClock()
+    links: list[tuple[bool, float]] = []
+    outbox = _outbox(tmp_path)
+    publisher = ResultPublisher(MqttSettings.from_config(config), outbox, clock=clock, rng=random.Random(13),
+                                on_link_change=lambda up: links.append((up, clock.t)))  # fmt: skip
+    publisher.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not publisher.connected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert publisher.connected
+        broker.stop()
+        outage_start = clock.t
+        while clock.t - outage_start < 30 * 60 and time.monotonic() < deadline + 60:  # half an hour, in fake time
+            time.sleep(0.01)
+        attempts = publisher.reconnect.waits
+        assert clock.t - outage_start >= 30 * 60
+        assert 30 * 60 / 8 - 5 <= attempts <= 30 * 60 / 4 + 5  # capped at 8 s, jittered down to no less than 4 s
+        broker.start()
+        back = clock.t
+        deadline = time.monotonic() + 20
+        while not publisher.connected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert publisher.connected
+        reconnected_at = links[-1][1]
+        assert links[-1][0] is True
+        assert reconnected_at - back <= 10.0
+        assert publisher.reconnect.cut_short >= 1  # the probe saw it back before the backoff ran out
+    finally:
+        publisher.stop()
+        outbox.close()
