@@ -157,6 +157,13 @@ class TimeoutConfig(_Section):
     hold_still: float = Field(default=10.0, gt=0)  # after a removal mid-read: time to put it back
 
 
+class TrustConfig(_Section):
+    """Who else may sign lists of known Document Signers (the ward's ``paths.ward_command_key`` always may)."""
+
+    #: The province's P-256 public keys (PEM): lists they sign for the province or this ward are accepted too.
+    ds_list_keys: tuple[Path, ...] = Field(default=(), max_length=8)
+
+
 class Config(_Section):
     terminal_id: str = Field(min_length=1, max_length=64)
     ward_code: str = Field(min_length=1, max_length=16)
@@ -168,6 +175,7 @@ class Config(_Section):
     indicators: IndicatorConfig = IndicatorConfig()
     camera: CameraConfig = CameraConfig()
     timeouts: TimeoutConfig = TimeoutConfig()
+    trust: TrustConfig = TrustConfig()
 
     @model_validator(mode="after")
     def _tls_key_in_a_file(self) -> Config:

@@ -41,6 +41,7 @@ Tree::
     ├── VerificationError                       a cryptographic check could not be performed
     │   ├── SignatureError                      a signature, digest or certificate chain does not hold
     │   ├── TrustStoreError                     a file refused by the CSCA trust store, or an unusable store
+    │   │   └── DsListRefusedError              a Document Signer list refused (unsigned, foreign, older...)
     │   └── TokenError                          a JWS/JWE that does not verify or decrypt
     │       ├── TokenSignatureError             well-formed, but the signature does not verify (forged)
     │       ├── TokenExpiredError               past its exp (or issued in the future)
@@ -252,6 +253,20 @@ class TrustStoreError(VerificationError):
     """A file offered to the CSCA trust store was refused (garbage, not a CA, master list that does not verify)."""
 
     hint = "check that the file is a CSCA certificate, CSCA master list or CRL from the issuing authority"
+
+
+class DsListRefusedError(TrustStoreError):
+    """A signed list of known Document Signers was refused for ``reason`` (one of :attr:`REASONS`); nothing it
+    carries was pinned. The reason is machine-readable: the daemon reports it on ``/event``."""
+
+    REASONS = ("malformed", "unsigned", "unknown_key", "bad_signature", "expired", "wrong_ward", "not_newer",
+               "certificate_refused", "record_damaged", "storage")
+    hint = "ask the ward (or province) for a current DS list signed with the key this terminal trusts"
+
+    def __init__(self, reason: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{reason}: {message}", hint=hint)
+        self.reason = reason
+        self.detail = message
 
 
 class TokenError(VerificationError):

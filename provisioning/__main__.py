@@ -1,4 +1,5 @@
-"""``python -m provisioning``: ward-ca init|sign, device init|install|rotate. Prints what it did; exit 1 on refusal."""
+"""``python -m provisioning``: ward-ca init|sign, device init|install|rotate, ds-list sign. Prints what it did; exit 1
+on refusal."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 
 from edge.errors import EdgeError
-from provisioning import device, ward_ca
+from provisioning import device, ds_list, ward_ca
 from provisioning.files import resolve_owner, write_atomic
 from provisioning.pki import TerminalIdentity
 
@@ -100,6 +101,27 @@ def _device_install(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ds_list_sign(args: argparse.Namespace) -> int:
+    notes: dict[Path, str] = {}
+    for text in args.note:
+        cert = next((path for path in args.certificates if text.startswith(f"{path}=")), None)
+        if cert is None:
+            print(f"error: --note {text!r} names none of the certificates (CERT=TEXT)", file=sys.stderr)
+            return 1
+        notes[cert] = text[len(str(cert)) + 1:]
+    signed = ds_list.sign_list(args.key, args.certificates, version=args.version, ward_code=args.ward,
+                               iss=args.iss, notes=notes, lifetime_days=args.days)  # fmt: skip
+    ds_list.write_list(args.out, signed)
+    scope = f"ward {args.ward}" if args.ward else "the province"
+    print(f"signed DS list version {args.version} for {scope} with key {signed.kid}: {len(signed.fingerprints)} "
+          f"Document Signer(s){f', valid {args.days} days' if args.days else ''}: {args.out}")
+    for fingerprint in signed.fingerprints:
+        print(f"  DS {fingerprint}")
+    print(f"install: cccd-edge trust import --config /etc/cccd-edge/config.toml {args.out.name}; or push it with the "
+          "office's trust_update command")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m provisioning",
@@ -152,6 +174,28 @@ def build_parser() -> argparse.ArgumentParser:
     d_inst.add_argument("--config-dir", type=Path, default=Path("/etc/cccd-edge"))
     d_inst.add_argument("--owner", default="auto", help=owner_help)
     d_inst.set_defaults(func=_device_install)
+
+    lists = sides.add_parser("ds-list", help="ward or province side: signed lists of known Document Signers")
+    list_cmds = lists.add_subparsers(dest="action", required=True)
+    l_sign = list_cmds.add_parser("sign", help="sign the DS certificates of cards proven genuine (replaces the key's "
+                                  "earlier list: name every DS still vouched for)")
+    l_sign.add_argument("certificates", nargs="*", type=Path, metavar="DS_CERT",
+                        help="DS certificates, PEM or DER (cccd-edge read --export-ds); none: an empty list "
+                        "withdraws every DS this key pinned")
+    l_sign.add_argument("--key", type=Path, required=True,
+                        help=f"the ward's command key ({ward_ca.COMMAND_KEY}, 0600) or a province key")
+    l_sign.add_argument("--version", type=int, required=True,
+                        help="higher than any list this key signed before (terminals refuse an older one)")
+    scope = l_sign.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--ward", help="the ward the list is for")
+    scope.add_argument("--province", action="store_true", help="every ward of the province (a province key only)")
+    l_sign.add_argument("--iss", help="issuer named in the list (default: ward-<code>, or province)")
+    l_sign.add_argument("--note", action="append", default=[], metavar="CERT=TEXT",
+                        help="how that certificate's cards were proven, e.g. 'proven by C06 authentication "
+                        "2026-12-01' (repeatable)")
+    l_sign.add_argument("--days", type=int, help="expire the list after DAYS (default: no expiry)")
+    l_sign.add_argument("-o", "--out", type=Path, required=True, help="the signed list (a compact JWS, 0644)")
+    l_sign.set_defaults(func=_ds_list_sign)
     return parser
 
 

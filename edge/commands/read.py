@@ -43,6 +43,7 @@ from edge.protocol.verify.checks import VerdictWords
 
 if TYPE_CHECKING:
     from edge.protocol.chip import ChipRead
+    from edge.protocol.verify.card import VerificationReport
 
 EXIT_VERIFIED = 0
 EXIT_ERROR = 1
@@ -91,6 +92,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                         help="wait up to SECONDS for a card to be placed (default: no wait)")  # fmt: skip
     parser.add_argument("--photo", type=Path, metavar="OUT.jpg", help="also read the face image (DG2) into a file")
+    parser.add_argument("--export-ds", type=Path, metavar="FILE",
+                        help="also write EF.SOD's Document Signer certificate (public; PEM if FILE ends in .pem, else "
+                        "DER) once the SOD's signature holds under it: what a ward signs into a DS list after "
+                        "proving the card genuine (python -m provisioning ds-list sign)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument("--show-pii", action="store_true", help="show names, ID numbers and addresses in clear")
     parser.add_argument("--trust-dir", type=Path, help="CSCA trust store (default: as `cccd-edge trust list`)")
@@ -199,6 +204,13 @@ def _read_and_report(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(error_line(exc), file=sys.stderr)
             return EXIT_ERROR
+    exported: dict[str, str] | None = None
+    if args.export_ds is not None:
+        try:
+            exported = _export_ds(read, report, args.export_ds)
+        except (EdgeError, OSError) as exc:
+            print(error_line(exc), file=sys.stderr)
+            return EXIT_ERROR
 
     output: dict[str, Any] = {
         "reader": reader_name,
@@ -218,12 +230,38 @@ def _read_and_report(args: argparse.Namespace) -> int:
     }
     if args.photo is not None:
         output["photo"] = str(args.photo) if read.dg2 is not None else None
+    if exported is not None:
+        output["ds_certificate"] = exported
     if args.json:
         print(json.dumps(output, ensure_ascii=False, indent=2))
     else:
         _print_text(output, args.show_pii)
+        if exported is not None:
+            print(f"Document Signer certificate written to {exported['file']}: {exported['subject']}, "
+                  f"SHA-256 {exported['fingerprint']}")
     return {Verdict.VERIFIED: EXIT_VERIFIED, Verdict.VERIFIED_KNOWN_SIGNER: EXIT_VERIFIED_KNOWN_SIGNER,
             Verdict.INTACT_ORIGIN_UNPROVEN: EXIT_UNPROVEN}.get(report.verdict.rung, EXIT_FAILED)
+
+
+def _export_ds(read: ChipRead, report: VerificationReport, path: Path) -> dict[str, str]:
+    """Write the card's DS certificate (0644: it is public, every card of that signer carries it); only one the
+    SOD's signature verified under, so the file is the signer of this card and not a certificate merely carried."""
+    from asn1crypto import pem
+
+    from edge.errors import SignatureError
+    from edge.protocol.verify.checks import SOD_SIGNATURE, CheckStatus
+    from edge.protocol.verify.cms import find_signer_certificate
+
+    signed = next((check for check in report.checks if check.name == SOD_SIGNATURE), None)
+    if read.sod is None or signed is None or signed.status is not CheckStatus.PASSED:
+        raise SignatureError("no Document Signer certificate to export: EF.SOD's signature does not verify under "
+                             "the certificate it carries")
+    ds = find_signer_certificate(read.sod)
+    data = pem.armor("CERTIFICATE", ds.der) if path.suffix.lower() == ".pem" else ds.der
+    with path.open("wb") as handle:
+        handle.write(data)
+    path.chmod(0o644)
+    return {"file": str(path), "subject": ds.subject, "fingerprint": ds.fingerprint}
 
 
 def _check_json(check: Any) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""Office commands arriving on ``/cmd``: ``read_request``, ``cancel``, ``ping``, each a JWS signed by the ward key.
+"""Office commands arriving on ``/cmd``: ``read_request``, ``cancel``, ``ping``, ``trust_update``, each a JWS signed by
+the ward key. ``trust_update`` carries a signed DS list (:mod:`edge.daemon.ds_list`), verified on its own after the
+command: the command proves the office sent it now, the list who vouches for the Document Signers in it.
 
 A command is accepted only if it verifies under the ward key from the config, names this terminal in ``aud``, is
 unexpired, lives no longer than :data:`MAX_LIFETIME` and its ``jti`` was never seen before. Seen ``jti`` values
@@ -20,12 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from edge.daemon.signing import COMMAND_TYP, DEFAULT_LEEWAY, key_id, verify_jws
 from edge.errors import CommandRejectedError, TokenError, TokenExpiredError, TokenSignatureError, UnknownKeyError
 from edge.files import create_private
+from edge.protocol.ds_list import MAX_DS_LIST_BYTES
 from edge.protocol.result import ProcedureProfile
 
 #: Longest accepted ``exp - iat``: an office command is meant for now, not for later.
 MAX_LIFETIME = 600
-#: Largest ``/cmd`` payload looked at: a signed read_request is under 1 KB.
-MAX_COMMAND_BYTES = 16 * 1024
+#: Largest ``/cmd`` payload looked at: a signed read_request is under 1 KB; a trust_update carries a DS list of up
+#: to MAX_DS_LIST_BYTES, base64url-encoded once more inside the command (4/3), plus the command's own claims.
+MAX_COMMAND_BYTES = MAX_DS_LIST_BYTES * 4 // 3 + 16 * 1024
 
 
 class _Model(BaseModel):
@@ -74,8 +78,16 @@ class PingCommand(_Claims):
     cmd: Literal["ping"]
 
 
-Command = Annotated[ReadRequest | CancelCommand | PingCommand, Field(discriminator="cmd")]
-_COMMAND = TypeAdapter[ReadRequest | CancelCommand | PingCommand](Command)
+class TrustUpdateCommand(_Claims):
+    """Pin the Document Signers of a signed DS list (the compact JWS in ``ds_list``) in the terminal's store."""
+
+    cmd: Literal["trust_update"]
+    ds_list: str = Field(min_length=1, max_length=MAX_DS_LIST_BYTES)
+
+
+AnyCommand = ReadRequest | CancelCommand | PingCommand | TrustUpdateCommand
+Command = Annotated[AnyCommand, Field(discriminator="cmd")]
+_COMMAND = TypeAdapter[AnyCommand](Command)
 
 
 class ReplayGuard:
@@ -113,7 +125,7 @@ class CommandVerifier:
         self._terminal_id = terminal_id
         self._replay = replay
 
-    def verify(self, payload: bytes, now: int) -> ReadRequest | CancelCommand | PingCommand:
+    def verify(self, payload: bytes, now: int) -> AnyCommand:
         if len(payload) > MAX_COMMAND_BYTES:
             raise CommandRejectedError("malformed", f"{len(payload)} bytes, more than {MAX_COMMAND_BYTES}")
         try:

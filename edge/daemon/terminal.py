@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
@@ -38,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge.config import Config
 from edge.daemon import commands as office
+from edge.daemon.ds_list import ListKey, apply_ds_list, known_signers_dir, list_keys, verify_ds_list
 from edge.daemon.health import Liveness
 from edge.daemon.mqtt import PUBLISHER_THREAD, MqttSettings, ResultPublisher
 from edge.daemon.outbox import OUTBOX_FILE, Outbox
@@ -79,6 +81,7 @@ from edge.errors import (
     CameraError,
     CardRemovedError,
     CommandRejectedError,
+    DsListRefusedError,
     EdgeError,
     NoCardError,
     OutboxFullError,
@@ -223,7 +226,9 @@ class Terminal:
         self._last_status: dict[str, Any] = {}
         self._threads: list[threading.Thread] = []
         self._trust: TrustStore | None = None
-        self._trust_stamp: int | None = None
+        self._trust_stamp: tuple[int | None, int | None, int] | None = None
+        self._trust_generation = 0  # bumped by a trust_update: a directory's mtime may not tick between two writes
+        self._ds_list_keys: dict[str, ListKey] = {}
         self._started = False
         self._closed = False
         # Opened by start():
@@ -323,6 +328,8 @@ class Terminal:
         ward_key = None
         if paths.ward_command_key is not None:
             ward_key = load_public_key(paths.ward_command_key, config_key="paths.ward_command_key")
+        province = [load_public_key(path, config_key="trust.ds_list_keys") for path in config.trust.ds_list_keys]
+        self._ds_list_keys = list_keys(ward=ward_key, province=province)
         self._reload_trust()
         self._indicators = Indicators(config.indicators, pin_factory=self._pin_factory)
         self._indicators.show(self._snap.indicator.value)
@@ -343,17 +350,25 @@ class Terminal:
         self._post(self._delivery_facts)
 
     def _reload_trust(self) -> TrustStore:
-        """The CSCA store, re-read when its directory changed (``cccd-edge trust import`` needs no restart)."""
+        """The CSCA store and the pinned Document Signers, re-read when either directory changed (``cccd-edge
+        trust import`` needs no restart) or a ``trust_update`` was applied."""
         directory = self.config.paths.trust_store
-        try:
-            stamp: int | None = directory.stat().st_mtime_ns
-        except OSError:
-            stamp = None
-        if self._trust is None or stamp != self._trust_stamp:
-            self._trust = TrustStore.load(directory)
-            self._trust_stamp = stamp
-            log.info("trust store: %d certificate(s)", len(self._trust.certificates))
-        return self._trust
+        signers = known_signers_dir(self.config.paths.state_dir)
+
+        def mtime(path: Path) -> int | None:
+            try:
+                return path.stat().st_mtime_ns
+            except OSError:
+                return None
+
+        stamp = (mtime(directory), mtime(signers), self._trust_generation)
+        trust = self._trust
+        if trust is None or stamp != self._trust_stamp:
+            trust = TrustStore.load(directory, signers_dir=signers)
+            self._trust, self._trust_stamp = trust, stamp
+            log.info("trust store: %d certificate(s), %d known Document Signer(s)", len(trust.certificates),
+                     len(trust.known_signers))
+        return trust
 
     # --- plumbing ------------------------------------------------------------------------------------------------
 
@@ -475,8 +490,32 @@ class Terminal:
         elif isinstance(command, office.CancelCommand):
             self._event({"event": "command_accepted", "cmd": command.cmd, "jti": command.jti})
             self._dispatch(Cancel(now))
-        else:
+        elif isinstance(command, office.PingCommand):
             self._event({"event": "pong", "jti": command.jti, "state": self._snap.state.value})
+        else:
+            self._update_trust(command)
+
+    def _update_trust(self, command: office.TrustUpdateCommand) -> None:
+        """Verify the DS list the (already verified) command carries and pin its signers in the writable
+        ``known-signers`` directory; ``trust_updated`` or ``trust_update_refused`` on /event either way."""
+        now = int(time.time())
+        try:
+            verified = verify_ds_list(command.ds_list, self._ds_list_keys, ward_code=self.config.ward_code, now=now)
+            report = apply_ds_list(verified, trust=self._reload_trust(), at=datetime.fromtimestamp(now, UTC),
+                                   target=known_signers_dir(self.config.paths.state_dir))  # fmt: skip
+        except DsListRefusedError as exc:
+            self._count("trust_updates_refused")
+            log.warning("DS list refused: %s", exc.reason)
+            self._event({"event": "trust_update_refused", "jti": command.jti, "reason": exc.reason,
+                         "detail": exc.detail[:500]})  # fmt: skip
+            return
+        self._trust_generation += 1
+        self._count("trust_updates")
+        log.info("DS list version %d from %s: %d added, %d removed", report.version, report.iss,
+                 len(report.added), len(report.removed))
+        self._event({"event": "trust_updated", "jti": command.jti, "iss": report.iss, "version": report.version,
+                     "listed": report.listed, "added": [entry.fingerprint for entry in report.added],
+                     "removed": list(report.removed), "repeated": report.repeated})  # fmt: skip
 
     # --- the reader watcher --------------------------------------------------------------------------------------
 
