@@ -3,8 +3,10 @@
 What a ward counter does, with every part real except the card and the camera: a private pcscd and a mutual-TLS
 mosquitto, keys and certificates made by the provisioning package, the daemon (``Terminal``) run in this process
 with a replay camera showing the card's QR, the virtual card tapped on the vpcd reader, and the reference office
-receiver verifying what arrives. Exit 0 only when the office stored a result that verifies with verdict
-``verified``; everything started is stopped and the temporary directory removed, also on Ctrl-C or an error.
+receiver verifying what arrives. It prints the verdict with its rung's words and the indicator pattern the terminal
+showed (``--profile untrusted-issuer``: ``intact_origin_unproven``, the ``unproven`` pattern, never success). Exit 0
+only when the office stored a result whose verdict proves the issuer (``verified``, ``verified_known_signer``);
+everything started is stopped and the temporary directory removed, also on Ctrl-C or an error.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from edge.errors import DemoError
 from edge.logsetup import mask_id, mask_name, mask_text
+from edge.protocol.verify.checks import VERDICT_WORDS, VerdictWords
 
 if TYPE_CHECKING:
     from edge.daemon.terminal import Terminal
@@ -43,7 +46,7 @@ STATE_POLL = 0.001  # fine enough to see the short VERIFYING state on a fast mac
 QR_SEEN_STATES = frozenset({"wait_card"})
 READING_STATES = frozenset({"reading"})
 READ_DONE_STATES = frozenset({"verifying"})
-RESULT_STATES = frozenset({"result_ok", "result_failed"})
+RESULT_STATES = frozenset({"result_ok", "result_unproven", "result_failed"})
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -68,8 +71,9 @@ class Timeline:
     verified: float | None = None
     delivered: float | None = None
     states: list[str] = field(default_factory=list)
+    indicator: str | None = None  # the pattern the LEDs showed for the result
 
-    def observe(self, state: str, now: float) -> None:
+    def observe(self, state: str, now: float, indicator: str | None = None) -> None:
         if not self.states or self.states[-1] != state:
             self.states.append(state)
         if state in QR_SEEN_STATES and self.qr_seen is None:
@@ -80,6 +84,7 @@ class Timeline:
             self.read_done = now
         elif state in RESULT_STATES and self.verified is None:
             self.verified = now
+            self.indicator = indicator
             if self.read_done is None and self.reading is not None:
                 self.read_done = now  # VERIFYING came and went between two polls: verification is ~ms
 
@@ -106,7 +111,8 @@ def _watch_states(terminal: Terminal, timeline: Timeline) -> Iterator[threading.
 
     def watch() -> None:
         while not stop.is_set():
-            timeline.observe(terminal.state.value, time.monotonic())
+            snapshot = terminal.snapshot  # one read: state and indicator of the same moment
+            timeline.observe(snapshot.state.value, time.monotonic(), snapshot.indicator.value)
             stop.wait(STATE_POLL)
 
     thread = threading.Thread(target=watch, name="demo-state-watch", daemon=True)
@@ -148,8 +154,8 @@ def _run_counter(env: DemoEnvironment, timeline: Timeline) -> Delivered:
     class ArrivalStore(ResultStore):
         """The reference store, also handing each payload to the demo so it can show what was verified."""
 
-        def ingest(self, payload: bytes, now: float) -> Outcome:
-            outcome = super().ingest(payload, now)
+        def ingest(self, payload: bytes, now: float, *, topic: str = "") -> Outcome:
+            outcome = super().ingest(payload, now, topic=topic)
             timeline.delivered = timeline.delivered or time.monotonic()
             arrivals.put((outcome, payload))
             return outcome
@@ -202,6 +208,8 @@ def _summary(env: DemoEnvironment, delivered: Delivered, timeline: Timeline, wal
         "delivery": {"status": outcome.status, "reason": outcome.reason, "seq": outcome.seq,
                      "broker": f"mosquitto {env.broker.host}:{env.broker.port} (mutual TLS)" if env.broker else None},
         "verdict": None,
+        "verdict_words": None,
+        "indicator": timeline.indicator,
         "checks": [],
         "citizen": None,
         "timings_ms": timeline.milliseconds(),
@@ -213,6 +221,7 @@ def _summary(env: DemoEnvironment, delivered: Delivered, timeline: Timeline, wal
     if result is not None:
         doc = result.document
         summary["verdict"] = doc.verdict.value
+        summary["verdict_words"] = asdict(VERDICT_WORDS[doc.verdict])
         summary["checks"] = [{"name": c.name, "status": c.status.value, "reason": c.reason} for c in doc.checks]
         summary["read"] = {"apdus": doc.timing.apdu_count, "read_ms": doc.timing.read_ms,
                            "verify_ms": doc.timing.verify_ms, "qr_used": doc.qr.used}
@@ -225,15 +234,22 @@ def _summary(env: DemoEnvironment, delivered: Delivered, timeline: Timeline, wal
                 "year_of_birth": _year(citizen.date_of_birth),
                 "place_of_residence": mask_text(citizen.place_of_residence or ""),
             }
-    summary["ok"] = outcome.status == "stored" and summary["verdict"] == "verified"
+    summary["ok"] = outcome.status == "stored" and result is not None and result.document.verdict.proves_origin
     summary["wall_s"] = round(wall, 2)
     return summary
 
 
 def _print_human(summary: dict[str, Any]) -> None:
+    from edge.drivers.leds import PATTERNS  # lazy: gpiozero is not every command's business
+
     print(f"cccd-edge demo: profile '{summary['profile']}', pcscd {summary['pcscd']}, {summary['delivery']['broker']}")
     print(f"verdict: {summary['verdict'] or 'none'}  (office: {summary['delivery']['status']}"
           + (f", {summary['delivery']['reason']}" if summary["delivery"]["reason"] else "") + ")")
+    if summary["verdict_words"] is not None:
+        for line in VerdictWords(**summary["verdict_words"]).lines():
+            print(f"  {line}")
+    if summary["indicator"] is not None:
+        print(f"indicator: {summary['indicator']} ({PATTERNS[summary['indicator']].meaning})")
     for check in summary["checks"]:
         mark = {"passed": "ok  ", "failed": "FAIL"}.get(check["status"], "--  ")
         print(f"  {mark} {check['name']:<24} {check['status']}" + (f": {check['reason']}" if check["reason"] else ""))
@@ -293,6 +309,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     failed = [c["name"] for c in summary["checks"] if c["status"] == "failed"]
     problem = (f"verdict {summary['verdict']}" + (f" (failed: {', '.join(failed)})" if failed else "")
+               + (f", indicator {summary['indicator']}" if summary["indicator"] else "")
                if summary["verdict"] is not None else f"the office {summary['delivery']['status']} the result")
     print(f"demo: not verified: {problem}", file=sys.stderr)
     return 1

@@ -85,6 +85,7 @@ def test_default_card_is_verified_end_to_end_and_nothing_is_left_running() -> No
     assert code == 0, output
     assert summary["ok"] is True
     assert summary["verdict"] == "verified"
+    assert summary["indicator"] == "success"
     assert summary["delivery"]["status"] == "stored"
     assert "mutual TLS" in summary["delivery"]["broker"]
     statuses = {check["name"]: check["status"] for check in summary["checks"]}
@@ -113,6 +114,19 @@ def test_forged_dg13_fails_with_the_failing_check_named() -> None:
     failed = {check["name"] for check in summary["checks"] if check["status"] == "failed"}
     assert "dg_hashes" in failed
     assert "dg_hashes" in output.split("demo: not verified", 1)[1]  # the plain-text message names it too
+    _assert_cleaned_up(summary)
+
+
+def test_an_untrusted_issuer_shows_the_unproven_pattern_and_says_what_is_not_proven() -> None:
+    """Data intact, issuer not proven: stored for the office, but never success on the LEDs nor exit 0."""
+    code, summary, output = _demo("--profile", "untrusted-issuer")
+    assert code != 0
+    assert (summary["ok"], summary["verdict"], summary["indicator"]) == (False, "intact_origin_unproven", "unproven")
+    assert summary["delivery"]["status"] == "stored"
+    assert "result_unproven" in summary["terminal_states"]
+    assert "result_ok" not in summary["terminal_states"]
+    assert summary["verdict_words"]["en"] == "Data intact, issuer not proven"
+    assert "indicator unproven" in output.split("demo: not verified", 1)[1]
     _assert_cleaned_up(summary)
 
 
