@@ -59,7 +59,7 @@ def _children_mentioning(marker: str) -> list[int]:
     """Pids of this process's children whose command line contains ``marker`` (Linux /proc)."""
     me, found = os.getpid(), []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not (entry.name.isascii() and entry.name.isdigit()):
             continue
         try:
             stat = (entry / "stat").read_text()

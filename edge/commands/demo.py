@@ -196,7 +196,7 @@ def _run_counter(env: DemoEnvironment, timeline: Timeline) -> Delivered:
 
 def _year(card_date: str) -> str:
     """Only the year of a date as the card prints it ("01/02/2003"): the day and month would narrow down a person."""
-    match = re.search(r"\d{4}", card_date)
+    match = re.search(r"[0-9]{4}", card_date)
     return match.group(0) if match else "****"
 
 

@@ -119,6 +119,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     scan.add_argument("--replay", type=Path, metavar="PATH", help="image file or folder instead of a camera")
     scan.add_argument("--loop", action="store_true", help="with --replay: start again at the end")
     scan.add_argument("--camera", choices=("picam", "v4l2"), default="picam")
-    scan.add_argument("--device", default=0, type=lambda v: int(v) if v.isdigit() else v, help="v4l2 device")
+    scan.add_argument("--device", default=0, type=lambda v: int(v) if v.isascii() and v.isdigit() else v,
+                      help="v4l2 device (index or path)")
     scan.add_argument("--fps", type=float, default=10.0)
     scan.set_defaults(func=_scan)

@@ -82,7 +82,7 @@ def mrz_information(document_number: str, date_of_birth: str, date_of_expiry: st
     number = document_number.upper().replace(" ", "")
     if not number or len(date_of_birth) != 6 or len(date_of_expiry) != 6:
         raise MrzError("document number, YYMMDD birth and expiry dates are required", what="MRZ key")
-    if not (date_of_birth.isdigit() and date_of_expiry.isdigit()):
+    if not (date_of_birth + date_of_expiry).isascii() or not (date_of_birth + date_of_expiry).isdigit():
         raise MrzError("dates must be YYMMDD digits", what="MRZ key")
     number = number.ljust(9, "<")
     return "".join(field + check_digit(field) for field in (number, date_of_birth, date_of_expiry))

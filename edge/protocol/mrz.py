@@ -24,6 +24,11 @@ NO_EXPIRY = "991231"
 MrzFormat = Literal["TD1", "TD3"]
 
 
+def _ascii_digits(text: str) -> bool:
+    """``str.isdigit`` alone takes any Unicode digit ('１', '٣'), which no MRZ or chip key can hold."""
+    return text.isascii() and text.isdigit()
+
+
 def char_value(ch: str) -> int:
     """ICAO value of one MRZ character: digits as themselves, A=10 ... Z=35, '<' = 0."""
     if ch.isdigit() and ch.isascii():
@@ -79,7 +84,7 @@ def mrz_information(document_number: str, date_of_birth: str, date_of_expiry: st
     """
     number = document_number.ljust(9, "<")
     for name, value in (("date of birth", date_of_birth), ("date of expiry", date_of_expiry)):
-        if len(value) != 6 or not value.isdigit():
+        if len(value) != 6 or not _ascii_digits(value):
             raise MrzError(f"{name} must be YYMMDD", what="MRZ")
     return (
         number
@@ -112,7 +117,7 @@ def _verify(field_name: str, value: str, digit: str, offset: int, *, filler_ok: 
 
 
 def _date(field_name: str, value: str, offset: int) -> str:
-    if not value.isdigit():
+    if not _ascii_digits(value):
         raise MrzError(f"{field_name} is not YYMMDD", what="MRZ", offset=offset)
     return value
 
@@ -235,7 +240,7 @@ def encode_td1(
         number_part = number + check_digit(number) + _field(optional_data1, 15, "optional data")
     line1 = _field(document_code, 2, "document code") + _field(issuing_state, 3, "issuing state") + number_part
     for name, value in (("date of birth", date_of_birth), ("date of expiry", date_of_expiry)):
-        if len(value) != 6 or not value.isdigit():
+        if len(value) != 6 or not _ascii_digits(value):
             raise MrzError(f"{name} must be YYMMDD", what="MRZ")
     if sex not in ("M", "F", "<"):
         raise MrzError("sex must be M, F or <", what="MRZ")
@@ -258,7 +263,7 @@ def cccd_td1(
 ) -> str:
     """The CCCD back-side MRZ (cccd-card.md): number = ID[3:12], optional data = the 12-digit ID, '<' fill,
     and its check digit in the last position; ``sex`` is "Nam"/"Nữ" or "M"/"F"; no expiry -> 991231."""
-    if len(id_number) != 12 or not id_number.isdigit():
+    if len(id_number) != 12 or not _ascii_digits(id_number):
         raise MrzError("the personal ID number must have 12 digits", what="MRZ")
     mrz_sex = {"Nam": "M", "Nữ": "F"}.get(sex, sex)
     primary, secondary = split_name(transliterate(full_name))

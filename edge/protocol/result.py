@@ -60,7 +60,7 @@ class Check(_Doc):
 class CitizenData(_Doc):
     """The citizen as read from the chip (DG13 / DG1 / DG2). Dates are kept as the card prints them."""
 
-    id_number: str = Field(pattern=r"^\d{12}$")
+    id_number: str = Field(pattern=r"^[0-9]{12}$")  # not \d: pydantic's regex takes any Unicode digit
     full_name: str = Field(min_length=1, max_length=200)
     date_of_birth: str = Field(max_length=32)
     sex: str | None = Field(default=None, max_length=16)
@@ -137,7 +137,7 @@ class ActiveAuthEvidence(_Doc):
                          _base64url_schema(1, MAX_AA_SIGNATURE_BYTES)]
     public_key_spki: Annotated[Base64Url, Field(min_length=1, max_length=MAX_AA_KEY_BYTES),
                                _base64url_schema(1, MAX_AA_KEY_BYTES)]
-    signature_algorithm: str | None = Field(default=None, max_length=64, pattern=r"^[0-2](\.\d+)+$")
+    signature_algorithm: str | None = Field(default=None, max_length=64, pattern=r"^[0-2](\.[0-9]+)+$")
 
     @classmethod
     def for_office(cls, result: ActiveAuthResult, dg15: Dg15 | None,

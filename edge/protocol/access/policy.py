@@ -52,7 +52,7 @@ class CanKey:
     can: str = field(repr=False)
 
     def __post_init__(self) -> None:
-        if not (self.can.isdigit() and len(self.can) == 6):
+        if not (self.can.isascii() and self.can.isdigit() and len(self.can) == 6):  # '１' is a digit too
             raise AccessKeyRejectedError("a CAN is 6 digits")
 
 
