@@ -8,12 +8,15 @@ only one for them; a stack test reads the daemon's debug log of a whole read and
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import sys
 import traceback
 
+# Unicode digits (\d) on purpose: this masks, it does not parse, and a number in full-width digits is one too.
 _DIGIT_RUN = re.compile(r"(?<!\d)(\d{9}|\d{12})(?!\d)")
+_YEAR = re.compile(r"(?<![0-9])[0-9]{4}(?![0-9])")
 
 
 def mask_id(id_number: str) -> str:
@@ -31,6 +34,15 @@ def mask_name(name: str) -> str:
 def mask_text(text: str) -> str:
     """Any free text (addresses, places): its length only."""
     return f"<{len(text)} chars>"
+
+
+def mask_date(value: dt.date | str) -> str:
+    """The year only: with the day and month a birth date narrows a person down (and a CCCD's expiry date is a
+    birthday). A text date ("01/02/2003") keeps its 4-digit year; text without one becomes '****'."""
+    if isinstance(value, dt.date):
+        return f"{value.year:04d}"
+    match = _YEAR.search(value)
+    return match.group(0) if match else "****"
 
 
 def _mask_digit_runs(message: str) -> str:

@@ -1,7 +1,13 @@
 """``cccd-edge read``: read and verify the card on a reader once, and print what it says and what was proven.
 
-The support desk's tool for "does this card / reader work": names, ID numbers and addresses are masked unless
-``--show-pii`` (the screen may be photographed, the output pasted into a ticket).
+The support desk's tool for "does this card / reader work": every personal field is masked unless ``--show-pii``
+(the screen may be photographed, the output pasted into a ticket): ID numbers, names, dates to the year, the rest
+to their length.
+
+The access key is personal data, and a command line is visible to every user of the machine (``ps``): the CAN or
+MRZ key is read from stdin (``--can -``, without echo on a terminal), a file (``--can-file``, ``--mrz-file``) or the
+environment (``CCCD_EDGE_CAN``, ``CCCD_EDGE_MRZ``); with none of them a terminal is asked for the CAN. ``--can
+VALUE`` still works, with a warning.
 
 Exit codes, so a script or the desk can tell the cases apart without parsing text, one per rung of the verdict
 ladder: 0 verified (issuer proven by a CSCA), 12 verified by a known Document Signer (pinned in the trust store),
@@ -17,14 +23,17 @@ answering in time), 1 anything else (2 stays argparse's usage error).
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
 import re
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from edge.errors import (
     AccessControlError,
@@ -38,7 +47,7 @@ from edge.errors import (
     ReaderError,
 )
 from edge.files import write_private
-from edge.logsetup import mask_id, mask_name, mask_text
+from edge.logsetup import mask_date, mask_id, mask_name, mask_text
 from edge.protocol.verify.checks import VerdictWords
 
 if TYPE_CHECKING:
@@ -57,6 +66,11 @@ EXIT_ACCESS_FAILED = 9
 EXIT_BAD_CHIP_ANSWER = 10
 EXIT_READER_ERROR = 11
 EXIT_VERIFIED_KNOWN_SIGNER = 12
+EXIT_USAGE = 2  # argparse's
+
+CAN_ENV = "CCCD_EDGE_CAN"
+MRZ_ENV = "CCCD_EDGE_MRZ"
+STDIN = "-"
 
 #: Most specific first: the first class an error is an instance of gives its exit code.
 _ERROR_EXITS: tuple[tuple[type[EdgeError], int], ...] = (
@@ -70,7 +84,7 @@ _ERROR_EXITS: tuple[tuple[type[EdgeError], int], ...] = (
     (ParseError, EXIT_BAD_CHIP_ANSWER),  # a malformed file from the chip (LdsError, TlvError)
 )
 
-_MRZ_ARG = re.compile(r"^([0-9A-Z<]{1,9}|[0-9]{12}),(\d{6}),(\d{6})$")
+_MRZ_ARG = re.compile(r"^([0-9A-Z<]{1,9}|[0-9]{12}),([0-9]{6}),([0-9]{6})$")
 
 
 _EXIT_HELP = (
@@ -84,10 +98,17 @@ _EXIT_HELP = (
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser("read", help="read and verify the card on a reader (personal data masked)",
                                    epilog=_EXIT_HELP)
-    key = parser.add_mutually_exclusive_group(required=True)
-    key.add_argument("--can", type=_can, help="card access number: the last 6 digits of the 12-digit ID")
-    key.add_argument("--mrz", type=_mrz, metavar="DOCNO,YYMMDD,YYMMDD",
-                     help="document number (last 9 digits of the ID), date of birth, date of expiry")  # fmt: skip
+    key = parser.add_mutually_exclusive_group()
+    key.add_argument("--can", metavar="-",
+                     help="card access number (the last 6 digits of the 12-digit ID) from stdin: '-' (asked "
+                          f"without echo on a terminal); or use --can-file or {CAN_ENV}. A value given here is "
+                          "visible to every user in ps: accepted with a warning")  # fmt: skip
+    key.add_argument("--can-file", type=Path, metavar="FILE", help="read the CAN from the first line of FILE")
+    key.add_argument("--mrz", metavar="-",
+                     help="MRZ key DOCNO,YYMMDD,YYMMDD (document number or 12-digit ID, date of birth, date of "
+                          f"expiry) from stdin: '-'; or use --mrz-file or {MRZ_ENV}. A value given here is visible "
+                          "in ps: accepted with a warning")  # fmt: skip
+    key.add_argument("--mrz-file", type=Path, metavar="FILE", help="read the MRZ key from the first line of FILE")
     parser.add_argument("--reader", help="reader name (default: the first reader holding a card)")
     parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                         help="wait up to SECONDS for a card to be placed (default: no wait)")  # fmt: skip
@@ -105,7 +126,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _can(text: str) -> str:
-    if not (text.isdigit() and len(text) == 6):
+    if not (text.isascii() and text.isdigit() and len(text) == 6):
         raise argparse.ArgumentTypeError("a CAN is 6 digits")
     return text
 
@@ -116,6 +137,49 @@ def _mrz(text: str) -> tuple[str, str, str]:
         raise argparse.ArgumentTypeError("expected DOCNO,YYMMDD,YYMMDD (e.g. 203012345,030201,280201)")
     document, birth, expiry = match.groups()
     return document[-9:], birth, expiry
+
+
+def access_key(args: argparse.Namespace, environ: Mapping[str, str], stdin: TextIO,
+               warn: TextIO) -> tuple[str | None, tuple[str, str, str] | None]:  # fmt: skip
+    """(CAN, MRZ key), exactly one of them, from the options, the environment or stdin; ArgumentTypeError if none
+    or a malformed one. A key given on the command line itself is accepted with a warning on ``warn``."""
+    for option, value in (("--can", args.can), ("--mrz", args.mrz)):
+        if value is not None and value != STDIN:
+            print(f"warning: {option} VALUE shows the key to every user of this machine (ps); use '{option} -' "
+                  f"(stdin), {option}-file or {CAN_ENV if option == '--can' else MRZ_ENV}", file=warn)
+    if args.can is not None:
+        return _can(_from_stdin(stdin, "CAN") if args.can == STDIN else args.can), None
+    if args.mrz is not None:
+        return None, _mrz(_from_stdin(stdin, "MRZ key") if args.mrz == STDIN else args.mrz)
+    if args.can_file is not None:
+        return _can(_from_file(args.can_file)), None
+    if args.mrz_file is not None:
+        return None, _mrz(_from_file(args.mrz_file))
+    can, mrz = environ.get(CAN_ENV), environ.get(MRZ_ENV)
+    if can is not None and mrz is not None:
+        raise argparse.ArgumentTypeError(f"both {CAN_ENV} and {MRZ_ENV} are set: unset one")
+    if can is not None:
+        return _can(can), None
+    if mrz is not None:
+        return None, _mrz(mrz)
+    if stdin.isatty():
+        return _can(_from_stdin(stdin, "CAN")), None
+    raise argparse.ArgumentTypeError(f"no access key: give --can - (stdin), --can-file, {CAN_ENV}, or the same "
+                                     "for --mrz")
+
+
+def _from_stdin(stdin: TextIO, what: str) -> str:
+    if stdin.isatty():
+        return getpass.getpass(f"{what} (not shown): ")
+    return stdin.readline().strip()
+
+
+def _from_file(path: Path) -> str:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    return lines[0].strip() if lines else ""
 
 
 def exit_code_for(error: EdgeError) -> int:
@@ -147,17 +211,21 @@ def _citizen(read: ChipRead, show: bool) -> dict[str, str | None]:
         return value if show or value is None else mask_text(value)
 
     def day(value: Any) -> str | None:
-        return None if value is None else value.isoformat()
+        if value is None:
+            return None
+        return value.isoformat() if show else mask_date(value)  # the year: a CCCD's expiry is a birthday too
 
     data: dict[str, str | None] = {}
     if dg13 is not None:
+        # Every field is personal: sex, nationality, ethnicity and religion (sensitive data under Decree 13/2023)
+        # are masked like the free text.
         data |= {
             "id_number": ident(dg13.id_number), "full_name": name(dg13.full_name),
-            "date_of_birth": day(dg13.date_of_birth), "sex": dg13.sex, "nationality": dg13.nationality,
-            "ethnicity": dg13.ethnicity, "religion": dg13.religion, "place_of_origin": text(dg13.place_of_origin),
-            "place_of_residence": text(dg13.place_of_residence),
+            "date_of_birth": day(dg13.date_of_birth), "sex": text(dg13.sex), "nationality": text(dg13.nationality),
+            "ethnicity": text(dg13.ethnicity), "religion": text(dg13.religion),
+            "place_of_origin": text(dg13.place_of_origin), "place_of_residence": text(dg13.place_of_residence),
             "identifying_marks": text(dg13.identifying_marks), "date_of_issue": day(dg13.date_of_issue),
-            "date_of_expiry": day(dg13.date_of_expiry) or dg13.raw_fields.get(12),
+            "date_of_expiry": day(dg13.date_of_expiry) or text(dg13.raw_fields.get(12)),
             "old_id_number": ident(dg13.old_id_number), "father_name": name(dg13.father_name),
             "mother_name": name(dg13.mother_name), "spouse_name": name(dg13.spouse_name),
         }  # fmt: skip
@@ -168,6 +236,11 @@ def _citizen(read: ChipRead, show: bool) -> dict[str, str | None]:
 
 def run(args: argparse.Namespace) -> int:
     """Read, verify, print; every :class:`EdgeError` ends as one line on stderr and its own exit code."""
+    try:
+        args.can, args.mrz = access_key(args, os.environ, sys.stdin, sys.stderr)
+    except argparse.ArgumentTypeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         return _read_and_report(args)
     except EdgeError as exc:

@@ -12,6 +12,7 @@ timed. The forgery profiles' checks in depth (with QRs, empty trust stores) are 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import random
 from collections.abc import Callable, Iterator
@@ -466,7 +467,7 @@ COMMAND_CASES = [
     pytest.param("default", (), read_command.EXIT_VERIFIED, id="verified"),
     pytest.param("untrusted-issuer", (), read_command.EXIT_UNPROVEN, id="issuer not proven"),
     pytest.param("forged-dg13", (), read_command.EXIT_FAILED, id="forged"),
-    pytest.param("default", ("--can", "000000"), read_command.EXIT_ACCESS_DENIED, id="wrong CAN"),
+    pytest.param("default", ("--can", "-"), read_command.EXIT_ACCESS_DENIED, id="wrong CAN"),  # 000000, stdin
     pytest.param("bac-only", (), read_command.EXIT_ACCESS_FAILED, id="CAN on a BAC-only card"),
     pytest.param("removed", (), read_command.EXIT_CARD_REMOVED, id="card removed"),
     pytest.param("garbage-sod", (), read_command.EXIT_FAILED, id="sod does not parse"),
@@ -478,9 +479,10 @@ COMMAND_CASES = [
 @pytest.mark.parametrize(("card", "extra", "expected"), COMMAND_CASES)
 def test_read_command_exit_codes_and_one_line_errors(
     card: str | None, extra: tuple[str, ...], expected: int, specs: dict[str, SimCardSpec], trust_dir: Path,
-    insert_card: InsertCard, capsys: pytest.CaptureFixture[str],
+    insert_card: InsertCard, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     spec = specs["default"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("000000\n"))  # piped to "--can -" (the wrong-CAN case)
     variants = {
         "bac-only": bac_only(spec),
         "removed": with_quirks(spec, remove_after_apdus=9),
@@ -489,8 +491,8 @@ def test_read_command_exit_codes_and_one_line_errors(
     if card is not None:
         spec = variants.get(card) or specs[card]
         insert(insert_card, spec)
-    key = () if "--can" in extra else ("--can", spec.secrets.can)
-    code = run_read(*key, *extra, "--json", "--trust-dir", str(trust_dir))
+    monkeypatch.setenv(read_command.CAN_ENV, spec.secrets.can)  # not on the command line: ps shows that
+    code = run_read(*extra, "--json", "--trust-dir", str(trust_dir))
     out, err = capsys.readouterr()
     assert code == expected, err
     if expected in (read_command.EXIT_VERIFIED, read_command.EXIT_UNPROVEN, read_command.EXIT_FAILED):
@@ -551,8 +553,9 @@ def test_read_command_writes_the_photo_private_and_shows_pii_only_on_request(
     insert(insert_card, spec)
     photo = tmp_path / "face.jpg"
     key = mrz_key(spec)
-    mrz = f"{key.document_number},{key.date_of_birth},{key.date_of_expiry}"
-    code = run_read("--mrz", mrz, "--photo", str(photo), "--show-pii",
+    mrz_file = tmp_path / "mrz"
+    mrz_file.write_text(f"{key.document_number},{key.date_of_birth},{key.date_of_expiry}\n")
+    code = run_read("--mrz-file", str(mrz_file), "--photo", str(photo), "--show-pii",
                     "--trust-dir", str(trust_dir))  # fmt: skip
     out, err = capsys.readouterr()
     assert code == read_command.EXIT_VERIFIED, err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import logging
 import sys
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from edge.logsetup import PiiFilter, configure_logging, log_unexpected, mask_id, mask_name, mask_text
+from edge.logsetup import PiiFilter, configure_logging, log_unexpected, mask_date, mask_id, mask_name, mask_text
 
 
 @pytest.fixture
@@ -30,6 +31,8 @@ def test_masks() -> None:
     assert mask_id("079203001245") == "079*******45"
     assert mask_name("Nguyễn Văn An") == "N. V. A."
     assert mask_text("Số 12, phường Bến Nghé") == "<22 chars>"
+    assert mask_date(dt.date(2003, 2, 1)) == mask_date("01/02/2003") == "2003"
+    assert mask_date("Không thời hạn") == mask_date("\uff10\uff11/02/\uff12\uff10\uff10\uff13") == "****"
 
 
 @pytest.mark.parametrize("number", ["079203001245", "025123456"])

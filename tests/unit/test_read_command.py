@@ -6,12 +6,18 @@ The reads themselves (every exit code against a virtual card through pcscd) are 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import io
+import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from edge import errors
 from edge.cli import build_parser
 from edge.commands import read as read_command
+from edge.protocol.lds.dg13 import Dg13
 
 #: One representative of every error a read can end in, and the exit code the desk sees for it.
 ERRORS: list[tuple[errors.EdgeError, int]] = [
@@ -58,7 +64,8 @@ def test_run_turns_an_edge_error_into_one_line_and_its_code(
         raise errors.CardRemovedError("card removed while sending 0C B0 9D 00")
 
     monkeypatch.setattr(read_command, "_read_and_report", fail)
-    args = build_parser().parse_args(["read", "--can", "012345"])
+    monkeypatch.setenv(read_command.CAN_ENV, "012345")
+    args = build_parser().parse_args(["read"])
     assert args.func(args) == read_command.EXIT_CARD_REMOVED
     out, err = capsys.readouterr()
     assert out == ""
@@ -66,22 +73,107 @@ def test_run_turns_an_edge_error_into_one_line_and_its_code(
     assert err.count("\n") == 1
 
 
+class Stdin(io.StringIO):
+    """Piped stdin (no terminal: nothing is prompted)."""
+
+    def isatty(self) -> bool:
+        return False
+
+
+def key_from(argv: list[str], env: dict[str, str] | None = None,
+             stdin: str = "") -> tuple[tuple[str | None, tuple[str, str, str] | None], str]:  # fmt: skip
+    """(the resolved key, the warnings printed)."""
+    warn = io.StringIO()
+    args = build_parser().parse_args(["read", *argv])
+    return read_command.access_key(args, env or {}, Stdin(stdin), warn), warn.getvalue()
+
+
+MRZ = ("203012345", "030201", "280201")
+
+
 @pytest.mark.parametrize(
-    ("argv", "key"),
+    ("argv", "env", "stdin", "key"),
     [
-        (["--can", "012345"], ("can", "012345")),
-        (["--mrz", "203012345,030201,280201"], ("mrz", ("203012345", "030201", "280201"))),
-        (["--mrz", "079203012345,030201,280201"], ("mrz", ("203012345", "030201", "280201"))),  # 12-digit ID
+        (["--can", "-"], {}, "012345\n", ("012345", None)),
+        ([], {"CCCD_EDGE_CAN": "012345"}, "", ("012345", None)),
+        (["--mrz", "-"], {}, "203012345,030201,280201\n", (None, MRZ)),
+        ([], {"CCCD_EDGE_MRZ": "079203012345,030201,280201"}, "", (None, MRZ)),  # the 12-digit ID
+        (["--can", "-"], {"CCCD_EDGE_CAN": "999999"}, "012345", ("012345", None)),  # the option wins
     ],
 )
-def test_access_key_arguments(argv: list[str], key: tuple[str, object]) -> None:
-    args = build_parser().parse_args(["read", *argv])
-    assert getattr(args, key[0]) == key[1]
+def test_access_key_from_stdin_or_environment(argv: list[str], env: dict[str, str], stdin: str,
+                                              key: tuple[object, object]) -> None:  # fmt: skip
+    assert key_from(argv, env, stdin) == (key, "")
 
 
-@pytest.mark.parametrize("argv", [["--can", "12345"], ["--can", "abcdef"], ["--mrz", "2030,0302,2802"], []])
-def test_bad_access_keys_are_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as info:
-        build_parser().parse_args(["read", *argv])
-    assert info.value.code == 2
-    capsys.readouterr()
+def test_access_key_from_a_file(tmp_path: Path) -> None:
+    (tmp_path / "can").write_text("012345\n")
+    (tmp_path / "mrz").write_text("203012345,030201,280201\n")
+    assert key_from(["--can-file", str(tmp_path / "can")]) == (("012345", None), "")
+    assert key_from(["--mrz-file", str(tmp_path / "mrz")]) == ((None, MRZ), "")
+    with pytest.raises(argparse.ArgumentTypeError, match="cannot read"):
+        key_from(["--can-file", str(tmp_path / "absent")])
+
+
+def test_a_key_on_the_command_line_still_works_with_a_warning() -> None:
+    """A command line is visible to every user in ps."""
+    (key, warning) = key_from(["--can", "012345"])
+    assert key == ("012345", None)
+    assert "--can VALUE shows the key to every user" in warning
+    assert "012345" not in warning
+    assert "--mrz VALUE" in key_from(["--mrz", "203012345,030201,280201"])[1]
+
+
+@pytest.mark.parametrize(("argv", "env", "stdin"), [
+    (["--can", "12345"], {}, ""), (["--can", "abcdef"], {}, ""), (["--mrz", "2030,0302,2802"], {}, ""),
+    ([], {}, ""), (["--can", "-"], {}, ""), ([], {"CCCD_EDGE_CAN": "012345", "CCCD_EDGE_MRZ": "x"}, ""),
+    # Unicode digits: "１" passes str.isdigit and \d, then PACE's ASCII encoding of the CAN crashed.
+    (["--can", "-"], {}, "\uff10\uff11\uff12\uff13\uff14\uff15"), ([], {"CCCD_EDGE_CAN": "\u0660" * 6}, ""),
+    (["--mrz", "-"], {}, "203012345,\uff10\uff13\uff10\uff12\uff10\uff11,280201"),
+])  # fmt: skip
+def test_bad_access_keys_are_usage_errors(argv: list[str], env: dict[str, str], stdin: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        key_from(argv, env, stdin)
+
+
+def test_run_says_a_bad_key_in_one_line_and_exits_2(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    monkeypatch.setenv(read_command.CAN_ENV, "\uff10" * 6)
+    monkeypatch.setattr("sys.stdin", Stdin(""))
+    args = build_parser().parse_args(["read"])
+    assert args.func(args) == 2
+    assert capsys.readouterr().err == "error: a CAN is 6 digits\n"
+
+
+def test_full_width_digits_are_refused_before_pace() -> None:
+    from edge.protocol.access.policy import CanKey
+
+    with pytest.raises(errors.AccessKeyRejectedError):
+        CanKey("\uff10\uff11\uff12\uff13\uff14\uff15")
+
+
+# --- masked output -----------------------------------------------------------------------------------------------
+
+PERSON = Dg13(id_number="079203012345", full_name="Nguyễn Văn An", date_of_birth=dt.date(2003, 2, 1), sex="Nam",
+              nationality="Việt Nam", ethnicity="Kinh", religion="Phật giáo", place_of_origin="Quận 1, TP. HCM",
+              place_of_residence="12 Đường Số 3, Phường Bến Nghé", identifying_marks="Nốt ruồi cách 2cm",
+              date_of_issue=dt.date(2021, 4, 15), date_of_expiry=dt.date(2028, 2, 1), father_name="Nguyễn Văn Bình",
+              mother_name="Trần Thị Cúc", spouse_name="Lê Thị Dung", old_id_number="123456789")  # fmt: skip
+
+
+def test_masked_output_masks_every_personal_field() -> None:
+    read: object = SimpleNamespace(dg13=PERSON, dg1=None)
+    masked = read_command._citizen(read, show=False)  # type: ignore[arg-type]  # only dg13 and dg1 are read
+    text = json.dumps(masked, ensure_ascii=False)
+    clear = [getattr(PERSON, name) for name in ("full_name", "sex", "nationality", "ethnicity", "religion",
+                                                "place_of_origin", "place_of_residence", "identifying_marks",
+                                                "father_name", "mother_name", "spouse_name", "id_number",
+                                                "old_id_number")]  # fmt: skip
+    assert [value for value in clear if value in text] == []
+    assert "02-01" not in text  # no day or month of any date
+    assert "04-15" not in text
+    assert (masked["date_of_birth"], masked["date_of_issue"], masked["date_of_expiry"]) == ("2003", "2021", "2028")
+    assert masked["religion"] == "<9 chars>"
+    assert masked["father_name"] == "N. V. B."
+    shown = read_command._citizen(read, show=True)  # type: ignore[arg-type]
+    assert (shown["religion"], shown["date_of_birth"]) == ("Phật giáo", "2003-02-01")
