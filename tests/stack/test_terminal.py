@@ -22,6 +22,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -40,6 +41,7 @@ from edge.office.receiver import Outcome, Receiver, ResultStore
 from edge.office.verify import check_active_auth
 from edge.protocol.mrz import transliterate
 from edge.protocol.result import QrUsage, ReadTiming, ResultDocument
+from edge.protocol.verify.trust import KNOWN_SIGNER_PREFIX
 from edge.sim.builder import build_card
 from edge.sim.card_qr import FRAME_SIZE, card_qr_text, write_qr_frame
 from edge.sim.chip_security import SimChipSecurity
@@ -647,3 +649,44 @@ def test_a_qr_that_is_not_a_cards_is_shown_to_the_officer_and_reported(
     assert rig.terminal.stats.get("reads_started") is None
     rig.camera.show("blank")
     wait_until(lambda: rig.terminal.state is State.READY, what="back to ready after the failure pattern")
+
+
+def _known_signer_dir(material: Material, tmp_path: Path) -> Path:
+    """A trust directory with no CSCA, only the simulator's Document Signer pinned (``ds-*``)."""
+    directory = tmp_path / "trust-known-ds"
+    directory.mkdir()
+    pki = load_or_create_pki(material.trust_dir.parent / "pki")
+    (directory / f"{KNOWN_SIGNER_PREFIX}test-ds.der").write_bytes(pki.ds.certificate.public_bytes(Encoding.DER))
+    return directory
+
+
+@pytest.mark.parametrize(("profile", "store", "verdict", "state", "indicator", "lamps"), [
+    pytest.param("untrusted-issuer", "CSCA", "intact_origin_unproven", State.RESULT_UNPROVEN, Indicator.UNPROVEN,
+                 (1, 1, 0), id="issuer not proven"),
+    pytest.param("default", "CSCA", "verified", State.RESULT_OK, Indicator.SUCCESS, (1, 0, 0), id="CSCA"),
+    pytest.param("default", "known DS", "verified_known_signer", State.RESULT_OK, Indicator.SUCCESS, (1, 0, 0),
+                 id="known signer"),
+])  # fmt: skip
+def test_only_a_card_whose_issuer_is_proven_shows_success(
+    profile: str, store: str, verdict: str, state: State, indicator: Indicator, lamps: tuple[int, int, int],
+    material: Material, rig_factory: Callable[..., Rig], insert_card: InsertCard, tmp_path: Path,
+) -> None:  # fmt: skip
+    """A card signed under a CSCA the terminal does not hold is stored for the office, but the officer sees the
+    ``unproven`` pattern (green and amber steady), never success; a genuine card under the installed test CSCA, or
+    signed by a pinned Document Signer, shows success (green alone). Read on the LED pins while the result shows."""
+    trust = material.trust_dir if store == "CSCA" else _known_signer_dir(material, tmp_path)
+    rig = rig_factory(timeouts={"show_result": 60}, paths={"trust_store": str(trust)})
+    spec = build_card(load_profile(profile), pki_dir=material.trust_dir.parent / "pki")
+    rig.camera.show("qr")
+    wait_until(lambda: rig.terminal.state is State.WAIT_CARD, what="the QR's key")
+    insert_card(spec, security=secure(spec))
+    rig.office.wait(lambda: len(rig.office.outcomes) >= 1)
+    outcome = rig.office.outcomes[0]
+    assert (outcome.status, outcome.verdict, outcome.rung) == ("stored", verdict, verdict)
+    wait_until(lambda: rig.terminal.state is state, what=state.value)
+    assert rig.terminal.snapshot.indicator is indicator
+    assert tuple(int(rig.pins.pin(pin).state) for pin in (17, 27, 22)) == lamps  # green, amber, red
+    rig.office.wait(lambda: any(e.get("event") == "result" for e in rig.office.events))
+    results = [e["detail"] for e in rig.office.events if e.get("event") == "result"]
+    assert results == [state.value]
+    assert rig.terminal.stats.get(f"verdict_{verdict}") == 1
