@@ -47,7 +47,7 @@ from edge.sim.model import FID_CARD_ACCESS, FID_COM, FID_SOD, SimCardSpec, dg_fi
 from edge.sim.pki import Signer, SimPki
 from edge.sim.profile import load_profile
 
-from .mutate import Node, mutate, mutate_bytes, mutate_tree
+from .mutate import Node, how_many, mutate, mutate_bytes, mutate_tree
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 #: Genuine profiles whose chip opens with the CAN and reads to the end without real delays.
@@ -214,13 +214,13 @@ def generate(rng: random.Random, cards: Mapping[str, GenuineCard], pool: Sequenc
         scenario["quirks"].update(rng.choice(_QUIRKS))
     apdus = 17 + (12 if photo else 0)
     if level == "wire":
-        for _ in range(1 + int(rng.expovariate(1.5))):
+        for _ in range(how_many(rng, 1.5)):
             op = rng.choice(("flip", "flip", "truncate", "sw", "nodata", "garbage", "replay", "tree", "extra",
                              "61loop", "6C", "cmd_flip"))  # fmt: skip
             scenario["wire"].append({"at": rng.randrange(1, apdus + 4), "op": op,
                                      "arg": rng.choice(SW_CHOICES) if op in ("sw", "6C") else rng.randrange(1, 64)})
         return scenario
-    for _ in range(1 + int(rng.expovariate(1.2))):
+    for _ in range(how_many(rng, 1.2)):
         kind = rng.choice(("file", "file", "header", "truncate", "curve", "curve", "dg15_curve", "remove", "deny",
                            "card_access", "lie", "lie", "lie", "lie", "security"))  # fmt: skip
         if kind == "lie" or kind == "security":
@@ -270,6 +270,9 @@ def generate(rng: random.Random, cards: Mapping[str, GenuineCard], pool: Sequenc
 
 
 def _signer(pki: SimPki, name: str) -> Signer:
+    """The forger's signers, plus ``genuine`` (the test DS itself: never drawn, it proves the oracle in tests)."""
+    if name == "genuine":
+        return pki.ds
     if name == "rogue":
         return pki.rogue_ds
     if name == "rogue_keyid":

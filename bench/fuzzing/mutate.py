@@ -107,6 +107,11 @@ def node_bytes(node: Node) -> bytes:
     return _encode(node, {})
 
 
+def how_many(rng: random.Random, rate: float, most: int = 12) -> int:
+    """1, 2, 3... with geometrically falling odds, capped (a random source may draw an enormous exponential)."""
+    return 1 + min(int(rng.expovariate(rate)), most - 1)
+
+
 # --- interesting values ------------------------------------------------------------------------------------------
 
 INTERESTING_BYTES = (0x00, 0x01, 0x02, 0x04, 0x06, 0x0C, 0x13, 0x1F, 0x20, 0x30, 0x31, 0x3F, 0x40, 0x5F, 0x61,
@@ -164,7 +169,7 @@ def _oid_value(rng: random.Random) -> bytes:
 def mutate_bytes(rng: random.Random, data: bytes, pool: Sequence[bytes] = (), *, rounds: int | None = None) -> bytes:
     """AFL-style havoc: bit flips, interesting bytes, arithmetic, block deletes/inserts/copies, splices."""
     buf = bytearray(data)
-    for _ in range(rounds if rounds is not None else 1 + int(rng.expovariate(0.6))):
+    for _ in range(rounds if rounds is not None else how_many(rng, 0.6)):
         op = rng.randrange(12)
         if op == 0 and buf:
             pos = rng.randrange(len(buf))
@@ -285,7 +290,7 @@ def mutate_tree(rng: random.Random, data: bytes, donors: Sequence[Node] = ()) ->
         return None
     nodes, flat = tree
     replacements: Replacements = {}
-    for _ in range(1 + int(rng.expovariate(1.2))):
+    for _ in range(how_many(rng, 1.2)):
         target = rng.choice(flat)
         replacements[id(target)] = _mutate_node(rng, target, flat, donors)
     return serialize(nodes, replacements)
@@ -367,7 +372,7 @@ def mutate_json(rng: random.Random, document: dict[str, Any]) -> bytes:
     lone surrogates, other types), keys dropped or added, or the text itself damaged."""
     raws: list[str] = []
     value: Any = document
-    for _ in range(1 + int(rng.expovariate(1.0))):
+    for _ in range(how_many(rng, 1.0)):
         paths = _paths(value)
         path = rng.choice(paths)
         op = rng.randrange(5)

@@ -161,6 +161,7 @@ def run_one(target: Target, payload: Any, corpus: Corpus, limit: float | None) -
     start = time.process_time()
     status, detail = "accepted", ""
     error: BaseException | None = None
+    previous = signal.signal(signal.SIGPROF, _on_timer) if limit is not None else None
     try:
         try:
             if limit is not None:
@@ -170,6 +171,7 @@ def run_one(target: Target, payload: Any, corpus: Corpus, limit: float | None) -
         finally:
             if limit is not None:
                 signal.setitimer(signal.ITIMER_PROF, 0)
+                signal.signal(signal.SIGPROF, previous)
     except InputTimeout as exc:
         status, error = "hang", exc
     except EdgeError as exc:
@@ -194,7 +196,6 @@ class _Shared:
 
 def _worker(wid: int, workers: int, start: int, end: int, seed: int, limit: float, corpus: Corpus,
             targets: Sequence[Target], shared: _Shared, findings: Any, out: Path) -> None:  # fmt: skip
-    signal.signal(signal.SIGPROF, _on_timer)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the campaign
     names = [t.name for t in targets]
     width = len(_FIELDS)
@@ -228,6 +229,8 @@ def _worker(wid: int, workers: int, start: int, end: int, seed: int, limit: floa
                 findings.put(finding)
                 if result.status == "hang":
                     corpus.close_runtime()
+                    findings.close()
+                    findings.join_thread()  # the queue's feeder thread must deliver the finding before _exit
                     os._exit(_HANG_EXIT)  # a fresh process for what follows: the timeout may have left state behind
         shared.finished[wid] = 1
     finally:

@@ -77,7 +77,7 @@ from edge.sim.profile import load_profile
 from tests.result_helpers import sample_result
 
 from . import card as hostile_card
-from .mutate import Node, donor_nodes, mutate, mutate_bytes, mutate_json
+from .mutate import Node, donor_nodes, how_many, mutate, mutate_bytes, mutate_json
 
 NOW = hostile_card.NOW
 NOW_INT = int(NOW.timestamp())
@@ -194,7 +194,7 @@ class Runtime:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-@dataclass
+@dataclass(repr=False)
 class Corpus:
     """Everything the targets start from; built once before the workers fork."""
 
@@ -219,6 +219,9 @@ class Corpus:
     genuine_mrz: Any = None
     _runtime: Runtime | None = field(default=None, repr=False)
     _runtime_pid: int = 0
+
+    def __repr__(self) -> str:  # pytest and tracebacks print it: the samples are large
+        return f"Corpus({len(self.cards)} cards, {sum(map(len, self.samples.values()))} samples)"
 
     def runtime(self) -> Runtime:
         if self._runtime is None or self._runtime_pid != os.getpid():
@@ -404,7 +407,7 @@ def _qr(rng: random.Random, corpus: Corpus) -> bytes:
     if rng.random() < 0.4:
         return mutate_bytes(rng, sample, corpus.samples["qr"])
     fields = sample.decode("utf-8").split("|")
-    for _ in range(1 + int(rng.expovariate(1.0))):
+    for _ in range(how_many(rng, 1.0)):
         op = rng.randrange(5)
         index = rng.randrange(len(fields))
         if op == 0:
