@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.cli import main
 from edge.daemon import signing
@@ -113,3 +116,40 @@ def test_receive_lists_the_quarantine_and_counts(tmp_path: Path, capsys: pytest.
     assert lines[0]["topic"] == "t/result"
     assert "deeper" in lines[0]["reason"]
     assert lines[-1] == {"counts": {"results": 1, "quarantined": 1}}
+
+
+# --- fuzzing: whatever arrives ends as a row in one of the two tables, never as an exception --------------------
+
+_GOOD = token(1)
+_SEALED = signing.encrypt_jwe(token(2), WARD.public_key()).encode()
+
+
+@pytest.fixture(scope="module")
+def fuzz_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ResultStore]:
+    store = ResultStore(tmp_path_factory.mktemp("fuzz") / "results.db", KEYS, decrypt_key=WARD)
+    yield store
+    store.close()
+
+
+def _mutate(data: bytes, position: int, replacement: bytes) -> bytes:
+    at = position % (len(data) + 1)
+    return data[:at] + replacement + data[at + len(replacement):]
+
+
+@settings(max_examples=200, deadline=None)
+@given(payload=st.one_of(
+    st.binary(max_size=400),
+    st.builds(_mutate, st.sampled_from([_GOOD, _SEALED]), st.integers(min_value=0), st.binary(min_size=1, max_size=8)),
+    st.builds(lambda head, body: f"{head}.{body}.{signing.b64url(bytes(64))}".encode(),
+              st.sampled_from([_GOOD.decode().split(".")[0], signing.b64url(b"[" * 5000)]),
+              st.text(alphabet="eyJ0123[{\"}]\u00e9\uff11", max_size=40)),
+))  # fmt: skip
+def test_any_payload_ends_stored_or_quarantined(fuzz_store: ResultStore, payload: bytes) -> None:
+    before = fuzz_store.counts()
+    outcome = fuzz_store.ingest(payload, NOW)
+    after = fuzz_store.counts()
+    if outcome.status == "quarantined":
+        assert after == before | {"quarantined": before["quarantined"] + 1}
+    else:
+        assert outcome.status in ("stored", "duplicate")
+        assert after["quarantined"] == before["quarantined"]
