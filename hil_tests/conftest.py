@@ -236,7 +236,8 @@ def _card(entry: dict[str, Any], where: str) -> TestCard:
         can=_can(entry, where) if access == "pace" else None,
         atr=bytes.fromhex(entry["atr"]) if "atr" in entry else None,
         reader=str(entry["reader"]) if "reader" in entry else None,
-        verdict=Verdict(verdict) if verdict is not None else None,
+        # a rig file written before the verdict ladder may say verified_untrusted_issuer: read as its rung
+        verdict=Verdict(verdict).rung if verdict is not None else None,
         access=access,
         mrz=_mrz(entry, where) if access == "bac" else None,
     )

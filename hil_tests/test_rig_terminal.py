@@ -3,7 +3,9 @@ camera looking at the card's QR and its LEDs, delivering to the rig's broker, wh
 (``edge/office/receiver.py``) must store the result.
 
 Asserted: the result arrives, its ES256 signature verifies with the terminal's device key, its verdict is the one
-the rig file expects of the card, and the LEDs showed the success pattern, read back on the wired input pins.
+the rig file expects of the card, and the LEDs showed that verdict's pattern, read back on the wired input pins:
+success only for a verdict that proves the issuer (a CSCA or a known Document Signer in the trust store), the
+``unproven`` pattern for ``intact_origin_unproven`` (a real CCCD without its CSCA installed), failure for ``failed``.
 The terminal is configured as a deployed one is, from the rig: reader name, camera source, indicator pins, trust
 store; its device key is throw-away, or, when the broker wants mutual TLS, the rig's client key (a deployed
 terminal's certificate certifies its device key). Waits are bounded and event-driven; nothing asserts a duration.
@@ -23,10 +25,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge.config import Config, parse_config
 from edge.daemon import signing
-from edge.daemon.state import State
+from edge.daemon.state import Indicator, State
 from edge.daemon.terminal import Terminal
 from edge.drivers.base import CardPresence, FrameSource
 from edge.drivers.cameras import open_camera
+from edge.drivers.leds import PATTERNS
 from edge.drivers.pcsc import PcscReaderDriver
 from edge.drivers.qrdecoders import make_decoder
 from edge.errors import QrFormatError, TokenError
@@ -44,8 +47,15 @@ COLOURS = ("green", "amber", "red")
 #: Bounds, not expectations: a full read with PACE/CA/AA on a slow chip plus delivery.
 RESULT_TIMEOUT = 60.0
 SETTLE_TIMEOUT = 2.0
-#: How long green is watched for staying on (the heartbeat would go off after 0.1 s).
+#: How long a steady light is watched for staying on (the heartbeat would go off after 0.1 s).
 STEADY_WATCH = 0.3
+#: The state and pattern each rung of the verdict ladder ends in: success only where the issuer is proven.
+RESULT_SHOWN = {
+    Verdict.VERIFIED: (State.RESULT_OK, Indicator.SUCCESS),
+    Verdict.VERIFIED_KNOWN_SIGNER: (State.RESULT_OK, Indicator.SUCCESS),
+    Verdict.INTACT_ORIGIN_UNPROVEN: (State.RESULT_UNPROVEN, Indicator.UNPROVEN),
+    Verdict.FAILED: (State.RESULT_FAILED, Indicator.FAILURE),
+}
 
 
 # --- fixtures ----------------------------------------------------------------------------------------------------
@@ -167,7 +177,7 @@ def _config(rig: Rig, card: TestCard, broker: BrokerAccess, camera: dict[str, An
         "camera": camera,
         "indicators": {"green": wires["green"], "amber": wires["amber"], "red": wires["red"],
                        "buzzer": wires.get("buzzer"), "active_high": rig.active_high},
-        # The success pattern must outlast the read-back; the test stops the terminal, so nothing waits it out.
+        # The result's pattern must outlast the read-back; the test stops the terminal, so nothing waits it out.
         "timeouts": {"show_result": 60},
     })  # fmt: skip
 
@@ -182,9 +192,9 @@ class Office:
         payloads = self.payloads
 
         class RecordingStore(ResultStore):
-            def ingest(self, payload: bytes, now: float) -> Outcome:
+            def ingest(self, payload: bytes, now: float, *, topic: str = "") -> Outcome:
                 payloads.append(payload)
-                return super().ingest(payload, now)
+                return super().ingest(payload, now, topic=topic)
 
         self.store = RecordingStore(db, {signing.key_id(terminal_key): terminal_key})
         # A stable id: the receiver's session is persistent, so a real broker keeps one session per rig, not one
@@ -260,13 +270,13 @@ def test_the_terminal_delivers_a_signed_result_with_the_expected_verdict(
         else:
             assert outcome.verdict != Verdict.FAILED.value
 
-        _assert_success_shown(terminal, probes)
+        indicator = _assert_result_shown(terminal, probes, Verdict(str(outcome.verdict)))
     finally:
         terminal.stop()
         office.close()
-    buzzer = probes.get("buzzer")
-    if buzzer is not None:  # ready/scanning are silent and success beeps once: any other beep was another pattern
-        assert buzzer.edges_since(0).count(True) == 1, "the buzzer did not beep exactly once"
+    buzzer, beep = probes.get("buzzer"), PATTERNS[indicator.value].beep
+    if buzzer is not None and beep is not None:  # ready/scanning are silent: any other beep was another pattern
+        assert buzzer.edges_since(0).count(True) == beep.count, f"the buzzer did not beep {beep.count} times"
 
 
 def _signed_by(payload: bytes, key: ec.EllipticCurvePublicKey, jti: str | None) -> bool:
@@ -278,17 +288,27 @@ def _signed_by(payload: bytes, key: ec.EllipticCurvePublicKey, jti: str | None) 
     return bool(json.loads(body).get("jti") == jti)
 
 
-def _assert_success_shown(terminal: Terminal, probes: dict[str, Probe]) -> None:
-    """Green steady, amber and red off (and one beep), measured on the inputs while the terminal shows success."""
-    assert _wait_until(lambda: terminal.state is State.RESULT_OK, SETTLE_TIMEOUT), \
-        f"delivered, but the terminal is in {terminal.state.value}, not result_ok"
-    green = probes["green"]
-    assert green.device.wait_for_active(SETTLE_TIMEOUT), "success, but the green LED reads off"
-    for colour in ("amber", "red"):
-        assert probes[colour].device.wait_for_inactive(SETTLE_TIMEOUT), f"success, but the {colour} LED reads on"
-    mark = green.mark()
-    assert not green.wait_for(mark, offs=1, timeout=STEADY_WATCH), "green blinks: that is not the success pattern"
+def _assert_result_shown(terminal: Terminal, probes: dict[str, Probe], verdict: Verdict) -> Indicator:
+    """The verdict's pattern (steady lights per ``PATTERNS``, its beeps), measured on the inputs while the terminal
+    shows it; success only for a verdict that proves the issuer. Returns the indicator shown."""
+    state, indicator = RESULT_SHOWN[verdict.rung]
+    assert _wait_until(lambda: terminal.state is state, SETTLE_TIMEOUT), \
+        f"delivered {verdict.value}, but the terminal is in {terminal.state.value}, not {state.value}"
+    pattern, name = PATTERNS[indicator.value], indicator.value
+    lit = [colour for colour in COLOURS if getattr(pattern, colour).mode == "on"]
+    for colour in COLOURS:
+        device = probes[colour].device
+        if colour in lit:
+            assert device.wait_for_active(SETTLE_TIMEOUT), f"{name}, but the {colour} LED reads off"
+        else:
+            assert device.wait_for_inactive(SETTLE_TIMEOUT), f"{name}, but the {colour} LED reads on"
+    marks = {colour: probes[colour].mark() for colour in lit}
+    for colour in lit:
+        assert not probes[colour].wait_for(marks[colour], offs=1, timeout=STEADY_WATCH), \
+            f"{colour} blinks: that is not the {name} pattern"
     buzzer = probes.get("buzzer")
-    if buzzer is not None:
-        assert buzzer.wait_for(0, ons=1, offs=1, timeout=SETTLE_TIMEOUT), "success, but the buzzer did not beep"
-    assert terminal.state is State.RESULT_OK, "the success pattern ended while it was read back"
+    if buzzer is not None and pattern.beep is not None:
+        assert buzzer.wait_for(0, ons=pattern.beep.count or 1, offs=pattern.beep.count or 1,
+                               timeout=SETTLE_TIMEOUT), f"{name}, but the buzzer did not beep"
+    assert terminal.state is state, f"the {name} pattern ended while it was read back"
+    return indicator
