@@ -49,8 +49,8 @@ from edge.protocol.verify.certs import parse_certificate
 from edge.protocol.verify.trust import KNOWN_SIGNER_PREFIX, TrustEntry, TrustStore
 
 #: Accepted versions, per signing key, in each directory that holds list-pinned signers.
-RECORD_FILE = "ds-lists.json"
-_LOCK_FILE = ".ds-lists.lock"
+RECORD_FILE = "accepted-lists.json"  # not ds-*: those are the pinned certificates
+_LOCK_FILE = ".accepted-lists.lock"
 #: The daemon's writable directory of pinned signers, under ``paths.state_dir``.
 KNOWN_SIGNERS_DIR = "known-signers"
 _MAX_HEADER_BYTES = 4096
