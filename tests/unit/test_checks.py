@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from edge.protocol.verify.checks import (
     ACTIVE_AUTHENTICATION,
     CHIP_AUTHENTICATION,
+    CLOCK_DETAIL,
+    CLOCK_NOT_SYNCHRONISED,
     DG_HASHES,
     DS_CHAIN,
     DS_REVOCATION,
@@ -23,6 +25,7 @@ from edge.protocol.verify.checks import (
     Check,
     CheckStatus,
     Verdict,
+    clock_not_synchronised,
     decide,
 )
 
@@ -158,3 +161,47 @@ def test_only_the_proven_rungs_may_show_success() -> None:
 def test_the_chain_status_picks_the_rung(chain: CheckStatus, verdict: Verdict) -> None:
     assert decide(card(ds_chain=chain)) is verdict
     assert decide([*card(ds_chain=chain), Check("other", CheckStatus.KNOWN_SIGNER, "r")]) is Verdict.FAILED
+
+
+# --- a clock that is not synchronised ----------------------------------------------------------------------------
+
+CLOCK = clock_not_synchronised(DS_VALIDITY)
+
+
+def with_clock_check(*extra: Check, **statuses: CheckStatus) -> list[Check]:
+    """A full card whose ``ds_validity`` was left undone for the clock."""
+    return [*card(ds_validity=None, **statuses), CLOCK, *extra]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("checks", "clock_synchronised", "verdict"),
+    [
+        (with_clock_check(), False, Verdict.VERIFIED),  # a genuine card read with a wrong clock is not failed
+        (with_clock_check(ds_chain=UNTRUSTED), False, Verdict.INTACT_ORIGIN_UNPROVEN),
+        (with_clock_check(ds_chain=CheckStatus.KNOWN_SIGNER), False, Verdict.VERIFIED_KNOWN_SIGNER),
+        # the waiver needs the caller to say the clock is not synchronised: by default it is an essential NP
+        (with_clock_check(), True, Verdict.FAILED),
+        # only a date check, only with the marker, only not_performed
+        (card(ds_validity=NP), False, Verdict.FAILED),
+        ([*card(ds_chain=None), clock_not_synchronised(DS_CHAIN)], False, Verdict.FAILED),
+        ([*card(sod_signature=None), clock_not_synchronised(SOD_SIGNATURE)], False, Verdict.FAILED),
+        ([*card(ds_validity=None), Check(DS_VALIDITY, F, CLOCK_NOT_SYNCHRONISED, {"clock": "not_synchronised"})],
+         False, Verdict.FAILED),
+        # an expired DS (the floor proves it) or anything else failing still fails
+        (card(ds_validity=F), False, Verdict.FAILED),
+        (with_clock_check(dg_hashes=F), False, Verdict.FAILED),
+        (with_clock_check(Check(DS_VALIDITY, NP, "reason")), False, Verdict.FAILED),  # a second, unmarked one
+        (with_clock_check(Check(DS_VALIDITY, F, "expired")), False, Verdict.FAILED),
+        ([CLOCK], False, Verdict.FAILED),  # nothing else: nothing proven
+    ],
+)  # fmt: skip
+def test_a_date_check_left_for_the_clock_never_fails_a_genuine_card_nor_passes_a_bad_one(
+    checks: list[Check], clock_synchronised: bool, verdict: Verdict
+) -> None:
+    assert decide(checks, clock_synchronised=clock_synchronised) is verdict
+
+
+def test_the_clock_check_says_why_in_its_reason() -> None:
+    assert CLOCK.status is NP
+    assert CLOCK.reason == "not performed: clock not synchronised"
+    assert CLOCK.detail[CLOCK_DETAIL] == "not_synchronised"

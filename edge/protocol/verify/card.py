@@ -13,6 +13,7 @@ from datetime import datetime
 from edge.errors import EdgeError
 from edge.protocol.cccd_qr import CccdQr
 from edge.protocol.chip import ChipRead
+from edge.protocol.clock import TimeEvidence
 from edge.protocol.verify.checks import (
     CHIP_AUTHENTICATION,
     ID_NUMBER_STRUCTURE,
@@ -31,11 +32,13 @@ from edge.protocol.verify.trust import TrustStore
 
 @dataclass(frozen=True, slots=True)
 class VerificationReport:
-    """Every check, in a stable order, and the verdict ``decide`` gives for them."""
+    """Every check, in a stable order, and the verdict ``decide`` gives for them; ``clock`` is the time evidence
+    they were judged with (``verified_at`` its best estimate)."""
 
     checks: tuple[Check, ...]
     verdict: Verdict
     verified_at: datetime
+    clock: TimeEvidence
 
     def check(self, name: str) -> Check:
         """The check called ``name`` (KeyError if it did not run)."""
@@ -53,7 +56,7 @@ def _chip_authentication(read: ChipRead) -> Check:
     return Check(CHIP_AUTHENTICATION, outcome.status, outcome.reason, detail)
 
 
-def _passive_authentication(read: ChipRead, trust: TrustStore, now: datetime) -> tuple[Check, ...]:
+def _passive_authentication(read: ChipRead, trust: TrustStore, now: TimeEvidence) -> tuple[Check, ...]:
     if read.sod is not None:
         return passive_authentication(read.sod, read.data_groups, trust, now)
     return unreadable_sod(read.sod_error or "no reason given", read.data_groups)
@@ -88,16 +91,22 @@ def _guarded_crosschecks(read: ChipRead, qr: CccdQr | None) -> tuple[Check, ...]
         return failed(MRZ_VS_DG13, reason), failed(QR_VS_DG13, reason), failed(ID_NUMBER_STRUCTURE, reason)
 
 
-def verify_chip(read: ChipRead, trust: TrustStore | None, *, now: datetime, qr: CccdQr | None) -> VerificationReport:
-    """Verify ``read`` at ``now`` (timezone-aware). Without a trust store the DS chain ends ``issuer_not_trusted``
-    (verdict ``intact_origin_unproven`` at best): the card's signatures may hold, but this terminal cannot say who
-    the issuer is. An EF.SOD that does not parse
+def verify_chip(read: ChipRead, trust: TrustStore | None, *, now: datetime | TimeEvidence,
+                qr: CccdQr | None) -> VerificationReport:  # fmt: skip
+    """Verify ``read`` at ``now``: a timezone-aware time the caller trusts, or the daemon's
+    :class:`TimeEvidence`, which may say the clock is not synchronised (date checks are then ``not_performed``
+    and do not fail a genuine card, see ``decide``). Without a trust store the DS chain ends
+    ``issuer_not_trusted`` (verdict ``intact_origin_unproven`` at best): the card's signatures may hold, but this
+    terminal cannot say who the issuer is. An EF.SOD that does not parse
     fails ``sod_signature`` (the checks that need a parsed SOD are ``not_performed``): never verified."""
+    if isinstance(now, datetime) and now.tzinfo is None:
+        raise ValueError("the verification time must carry a timezone")  # a programming error, not card data
+    when = TimeEvidence.of(now)
     store = trust if trust is not None else TrustStore.from_der(())
     checks = (
-        *_passive_authentication(read, store, now),
+        *_passive_authentication(read, store, when),
         _chip_authentication(read),
         read.active_auth.check(),
         *_guarded_crosschecks(read, qr),
     )
-    return VerificationReport(checks, decide(checks), now)
+    return VerificationReport(checks, decide(checks, clock_synchronised=when.synchronised), when.now, when)

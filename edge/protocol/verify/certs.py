@@ -21,6 +21,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from edge.errors import PublicKeyFormatError, SignatureError, TrustStoreError
+from edge.protocol.clock import TimeEvidence, Validity
 from edge.protocol.keys import PublicKey, load_public_key
 from edge.protocol.verify.signatures import ASN1_ERRORS, verify_signature
 
@@ -188,15 +189,18 @@ class _PathSearch:
     Each certificate is expanded at most once (a global visited set, so loops of link certificates and diamonds
     cost nothing twice) and each (subject, issuer) signature is checked at most once, within
     :data:`MAX_SIGNATURE_CHECKS`. Key identifiers only order the candidates (the named key first): they are
-    unsigned hints a forger chooses, so they never decide which certificates are considered.
+    unsigned hints a forger chooses, so they never decide which certificates are considered. A CSCA's validity is
+    judged by :meth:`TimeEvidence.validity`: with a clock that is not synchronised only one expired before the
+    floor is refused (the caller reports the dates as not checked).
     """
 
-    def __init__(self, authorities: Sequence[CertificateInfo], anchors: frozenset[str], at: datetime) -> None:
+    def __init__(self, authorities: Sequence[CertificateInfo], anchors: frozenset[str],
+                 at: datetime | TimeEvidence) -> None:
         self._by_subject: dict[str, list[CertificateInfo]] = {}
         for authority in authorities:
             self._by_subject.setdefault(authority.subject_key, []).append(authority)
         self._anchors = anchors
-        self._at = at
+        self._at = TimeEvidence.of(at)
         self._expanded: set[str] = set()
         self.signature_checks = 0
         self.problems: list[str] = []
@@ -235,7 +239,8 @@ class _PathSearch:
                 self.problems.append(f"its issuer '{candidate.subject}' in the store is not a CA allowed to sign "
                                      "certificates")
                 continue
-            if not candidate.valid_at(self._at):
+            if self._at.validity(candidate.not_before, candidate.not_after) not in (Validity.WITHIN,
+                                                                                   Validity.UNKNOWN):
                 self.problems.append(f"the CSCA that signed it is valid only from {candidate.not_before:%Y-%m-%d} "
                                      f"to {candidate.not_after:%Y-%m-%d}")
                 continue
@@ -255,7 +260,7 @@ def build_chain(
     cert: CertificateInfo,
     authorities: Sequence[CertificateInfo],
     anchors: frozenset[str],
-    at: datetime,
+    at: datetime | TimeEvidence,
     *,
     installed: frozenset[str] | None = None,
 ) -> ChainResult:

@@ -18,6 +18,10 @@ else that ran failed. A check that could not run because of an error is reported
 ``not_performed``), so an error can never turn into a pass. Only a check that needs what another check found
 broken is ``not_performed`` and names it (an EF.SOD that does not parse fails ``sod_signature``; there is then no
 DS certificate or hash list to check): the essential checks must pass, so the verdict is ``failed`` all the same.
+One other exception: a terminal whose clock is not synchronised cannot judge dates, so ``ds_validity`` is then
+``not_performed`` with :data:`CLOCK_NOT_SYNCHRONISED` (``edge.protocol.clock``), and :func:`decide` told that the
+clock is not synchronised lets that one check through: the signatures prove the data either way, and a genuine card
+must not fail for the terminal's clock (the result records the clock state for the office).
 The names and values here are serialised by the result document: keep them stable.
 """
 
@@ -118,6 +122,11 @@ ID_NUMBER_STRUCTURE = "id_number_structure"
 
 #: Passive authentication is the proof of genuineness: without all of these, nothing is verified.
 ESSENTIAL_CHECKS = (SOD_SIGNATURE, DS_VALIDITY, DS_CHAIN, DG_HASHES)
+#: Essential checks that judge only a date: the only ones a clock that is not synchronised may leave undone.
+DATE_CHECKS = frozenset({DS_VALIDITY})
+#: The reason of a date check not performed because the clock is not synchronised (and its detail marker).
+CLOCK_NOT_SYNCHRONISED = "not performed: clock not synchronised"
+CLOCK_DETAIL = "clock"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +156,17 @@ def failed(name: str, reason: str, **detail: str) -> Check:
     return Check(name, CheckStatus.FAILED, reason, detail)
 
 
-def decide(checks: Iterable[Check]) -> Verdict:
+def clock_not_synchronised(name: str, **detail: str) -> Check:
+    """A date check the terminal could not perform because its clock is not synchronised."""
+    return Check(name, CheckStatus.NOT_PERFORMED, CLOCK_NOT_SYNCHRONISED, {**detail, CLOCK_DETAIL: "not_synchronised"})
+
+
+def _waived_for_clock(check: Check, clock_synchronised: bool) -> bool:
+    return (not clock_synchronised and check.name in DATE_CHECKS and check.status is CheckStatus.NOT_PERFORMED
+            and check.detail.get(CLOCK_DETAIL) == "not_synchronised")
+
+
+def decide(checks: Iterable[Check], *, clock_synchronised: bool = True) -> Verdict:
     """The verdict for a set of checks.
 
     * ``failed`` when any check failed, when an essential check is missing or did not pass, or when a check other
@@ -156,10 +175,18 @@ def decide(checks: Iterable[Check]) -> Verdict:
     * ``verified_known_signer`` when everything held and the DS is pinned, but no CSCA path exists;
     * ``verified`` otherwise. ``not_supported`` / ``not_performed`` of a non-essential check (no DG15, no QR
       shown) do not block, because they mean "not offered", never "went wrong".
+
+    Only when the caller says ``clock_synchronised=False`` does a date check marked by
+    :func:`clock_not_synchronised` count as absent-but-allowed; with a synchronised clock (the default) it is an
+    essential check not passed like any other, so an expired DS can never slip through as "no clock".
     """
     by_name: dict[str, list[CheckStatus]] = {}
+    waived: set[str] = set()
     for check in checks:
-        by_name.setdefault(check.name, []).append(check.status)
+        if _waived_for_clock(check, clock_synchronised):
+            waived.add(check.name)
+        else:
+            by_name.setdefault(check.name, []).append(check.status)
     statuses = [status for group in by_name.values() for status in group]
     if not statuses or CheckStatus.FAILED in statuses:
         return Verdict.FAILED
@@ -167,6 +194,8 @@ def decide(checks: Iterable[Check]) -> Verdict:
     for name in ESSENTIAL_CHECKS:
         group = by_name.get(name)
         if not group:
+            if name in waived:
+                continue
             return Verdict.FAILED
         for status in group:
             if status is CheckStatus.ISSUER_NOT_TRUSTED and name == DS_CHAIN:

@@ -4,7 +4,9 @@ Steps, each reported as its own :class:`Check` so the officer and the office see
 
 1. ``sod_signature``: the EF.SOD CMS signature over its signed attributes verifies with the Document Signer (DS)
    certificate carried in it, and the signed messageDigest equals the hash of the LDSSecurityObject;
-2. ``ds_validity``: the DS certificate is valid at the verification time (a parameter: protocol code has no clock);
+2. ``ds_validity``: the DS certificate is valid at the verification time (a parameter: protocol code has no clock).
+   With a clock that is not synchronised (:class:`~edge.protocol.clock.TimeEvidence`) the dates are not judged
+   (``not_performed``, "clock not synchronised"), except a DS that expired before the floor: that one fails;
 3. ``ds_chain``: the DS chains to a CSCA in the trust store; ``failed`` when an installed CSCA bears its issuer's
    name and did not sign it; ``known_signer`` when no CSCA vouches for it but the DS itself is pinned in the store;
    ``issuer_not_trusted`` when nothing installed names or pins it (the data is intact, its origin unproven);
@@ -24,6 +26,7 @@ from typing import Protocol
 from cryptography.exceptions import UnsupportedAlgorithm
 
 from edge.errors import EdgeError, ParseError
+from edge.protocol.clock import TimeEvidence, Validity
 from edge.protocol.lds.sod import parse_sod
 from edge.protocol.verify.certs import CertificateInfo, verify_crl
 from edge.protocol.verify.checks import (
@@ -34,6 +37,7 @@ from edge.protocol.verify.checks import (
     SOD_SIGNATURE,
     Check,
     CheckStatus,
+    clock_not_synchronised,
     failed,
     passed,
 )
@@ -64,11 +68,13 @@ def _guarded(name: str, failure: str, step: Callable[[], Check]) -> Check:
 
 
 def passive_authentication(
-    sod: SodLike, data_groups: Mapping[int, bytes], trust: TrustStore, at: datetime
+    sod: SodLike, data_groups: Mapping[int, bytes], trust: TrustStore, at: datetime | TimeEvidence
 ) -> tuple[Check, ...]:
-    """Run passive authentication over ``data_groups`` (DG number -> the file's full bytes as read)."""
-    if at.tzinfo is None:
+    """Run passive authentication over ``data_groups`` (DG number -> the file's full bytes as read) at ``at``: a
+    bare ``datetime`` is a trusted time, a :class:`TimeEvidence` says whether the clock is synchronised."""
+    if isinstance(at, datetime) and at.tzinfo is None:
         raise ValueError("the verification time must carry a timezone")  # a programming error, not card data
+    when = TimeEvidence.of(at)
     ds: CertificateInfo | None = None
     ds_problem = ""
     try:
@@ -83,18 +89,18 @@ def passive_authentication(
     else:
         signer = ds
         checks.append(_guarded(DS_VALIDITY, "the DS validity could not be checked",
-                               lambda: _validity_check(signer, at)))
-        chain_check, issuer = _chain_check(signer, trust, at)
+                               lambda: _validity_check(signer, when)))
+        chain_check, issuer = _chain_check(signer, trust, when)
         checks.append(chain_check)
         checks.append(_guarded(DS_REVOCATION, "revocation could not be checked",
-                               lambda: _revocation_check(signer, issuer, trust, at)))
+                               lambda: _revocation_check(signer, issuer, trust, when)))
     checks.append(_guarded(DG_HASHES, "the data groups could not be compared with the SOD",
                            lambda: _dg_hash_check(sod, data_groups)))
     return tuple(checks)
 
 
 def passive_authentication_of_file(
-    sod_file: bytes, data_groups: Mapping[int, bytes], trust: TrustStore, at: datetime
+    sod_file: bytes, data_groups: Mapping[int, bytes], trust: TrustStore, at: datetime | TimeEvidence
 ) -> tuple[Check, ...]:
     """Same, from the raw EF.SOD bytes: a file that does not parse fails every essential check."""
     try:
@@ -135,18 +141,24 @@ def _signature_check(sod: SodLike, ds: CertificateInfo | None, ds_problem: str) 
     )
 
 
-def _validity_check(ds: CertificateInfo, at: datetime) -> Check:
+def _validity_check(ds: CertificateInfo, when: TimeEvidence) -> Check:
     detail = {"not_before": ds.not_before.isoformat(), "not_after": ds.not_after.isoformat()}
-    if at < ds.not_before:
+    validity = when.validity(ds.not_before, ds.not_after)
+    if validity is Validity.NOT_YET:
         return Check(DS_VALIDITY, CheckStatus.FAILED, "the Document Signer certificate is not valid yet", detail)
-    if at > ds.not_after:
-        return Check(DS_VALIDITY, CheckStatus.FAILED, "the Document Signer certificate has expired", detail)
+    if validity is Validity.EXPIRED:
+        reason = "the Document Signer certificate has expired"
+        if not when.synchronised:
+            reason += " (before a time this terminal knows has passed, whatever its clock says)"
+        return Check(DS_VALIDITY, CheckStatus.FAILED, reason, detail)
+    if validity is Validity.UNKNOWN:
+        return clock_not_synchronised(DS_VALIDITY, **detail)
     return Check(DS_VALIDITY, CheckStatus.PASSED, "the Document Signer certificate is within its validity", detail)
 
 
-def _chain_check(ds: CertificateInfo, trust: TrustStore, at: datetime) -> tuple[Check, CertificateInfo | None]:
+def _chain_check(ds: CertificateInfo, trust: TrustStore, when: TimeEvidence) -> tuple[Check, CertificateInfo | None]:
     try:
-        result = trust.chain(ds, at)
+        result = trust.chain(ds, when)
     except _CHECK_ERRORS as exc:
         return failed(DS_CHAIN, f"the certificate path could not be checked: {exc}"), None
     detail = {"ds_issuer": ds.issuer}
@@ -154,7 +166,11 @@ def _chain_check(ds: CertificateInfo, trust: TrustStore, at: datetime) -> tuple[
         anchor = result.path[-1]
         detail |= {"csca_subject": anchor.subject, "csca_fingerprint": anchor.fingerprint,
                    "path_length": str(len(result.path))}
-        return Check(DS_CHAIN, CheckStatus.PASSED, result.reason, detail), result.path[0]
+        reason = result.reason
+        if not when.synchronised:  # signatures and names were checked; the CSCAs' dates could not be
+            detail |= {"csca_validity": "not_performed", "clock": "not_synchronised"}
+            reason += "; CSCA validity not performed: clock not synchronised"
+        return Check(DS_CHAIN, CheckStatus.PASSED, reason, detail), result.path[0]
     if result.status == "broken":
         return Check(DS_CHAIN, CheckStatus.FAILED, result.reason, detail), None
     if trust.is_known_signer(ds):
@@ -165,13 +181,14 @@ def _chain_check(ds: CertificateInfo, trust: TrustStore, at: datetime) -> tuple[
     return Check(DS_CHAIN, CheckStatus.ISSUER_NOT_TRUSTED, reason, detail | {"ds_fingerprint": ds.fingerprint}), None
 
 
-def _revocation_check(ds: CertificateInfo, issuer: CertificateInfo | None, trust: TrustStore, at: datetime) -> Check:
+def _revocation_check(ds: CertificateInfo, issuer: CertificateInfo | None, trust: TrustStore,
+                      when: TimeEvidence) -> Check:
     if issuer is None:
         return Check(DS_REVOCATION, CheckStatus.NOT_PERFORMED, "revocation needs a trusted CSCA")
     crls = trust.crls_for(issuer)
     if not crls:
         return Check(DS_REVOCATION, CheckStatus.NOT_PERFORMED, "no CRL of this CSCA is installed")
-    current = False
+    current = undecided = False
     for crl in crls:
         try:
             verify_crl(crl, issuer)
@@ -179,7 +196,13 @@ def _revocation_check(ds: CertificateInfo, issuer: CertificateInfo | None, trust
             return failed(DS_REVOCATION, "an installed CRL of this CSCA does not verify", crl=crl.fingerprint)
         if ds.serial in crl.revoked_serials:
             return failed(DS_REVOCATION, "the Document Signer certificate has been revoked", crl=crl.fingerprint)
-        current = current or (crl.this_update <= at and (crl.next_update is None or at <= crl.next_update))
+        if when.synchronised:
+            now = when.now
+            current = current or (crl.this_update <= now and (crl.next_update is None or now <= crl.next_update))
+        elif crl.next_update is None or not when.passed_for_certain(crl.next_update):
+            undecided = True  # not known to be out of date: only a trusted clock could say it is current
+    if not current and undecided:
+        return clock_not_synchronised(DS_REVOCATION)
     if not current:
         return Check(DS_REVOCATION, CheckStatus.NOT_PERFORMED,
                      "the installed CRL of this CSCA is out of date: revocation status unknown")

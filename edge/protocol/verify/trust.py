@@ -23,6 +23,7 @@ from typing import Literal
 from asn1crypto import pem as asn1_pem
 
 from edge.errors import PublicKeyFormatError, SignatureError, TrustStoreError
+from edge.protocol.clock import TimeEvidence
 from edge.protocol.verify.certs import (
     CertificateInfo,
     ChainResult,
@@ -205,8 +206,9 @@ class TrustStore:
             *(TrustEntry.of(c, "DS") for c in self.known_signers),
         )
 
-    def chain(self, cert: CertificateInfo, at: datetime) -> ChainResult:
-        """Path from ``cert`` (a Document Signer, or a master-list signer) to a self-signed CSCA in the store."""
+    def chain(self, cert: CertificateInfo, at: datetime | TimeEvidence) -> ChainResult:
+        """Path from ``cert`` (a Document Signer, or a master-list signer) to a self-signed CSCA in the store
+        (``at``: a trusted time, or :class:`TimeEvidence` that may say the clock is not synchronised)."""
         return build_chain(cert, self.certificates, self.anchors, at)
 
     def is_known_signer(self, ds: CertificateInfo) -> bool:
