@@ -256,8 +256,8 @@ class TrustStoreError(VerificationError):
 
 
 class DsListRefusedError(TrustStoreError):
-    """A signed list of known Document Signers was refused for ``reason`` (one of :attr:`REASONS`); nothing it
-    carries was pinned. The reason is machine-readable: the daemon reports it on ``/event``."""
+    """A signed list of known Document Signers was refused for ``reason`` (one of :attr:`REASONS`), machine-readable:
+    the daemon reports it on ``/event``. Every reason but ``storage`` is decided before anything is written."""
 
     REASONS = ("malformed", "unsigned", "unknown_key", "bad_signature", "expired", "wrong_ward", "not_newer",
                "certificate_refused", "record_damaged", "storage")
