@@ -21,8 +21,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 
-import numpy as np
-
 from edge.drivers.base import DecodedSymbol, Frame, FrameSource, QrDecoder
 from edge.errors import QrFormatError
 from edge.logsetup import mask_id
@@ -63,15 +61,18 @@ class Roi:
 
 
 def prepare(frame: Frame, roi: Roi | None = None, subsample: int = 1) -> Frame:
-    """Crop to ``roi`` and keep every ``subsample``-th pixel: fewer pixels, less CPU per frame."""
+    """Crop to ``roi`` and keep every ``subsample``-th pixel: fewer pixels, less CPU per frame.
+
+    Plain byte slicing, one slice per kept row: numpy would cost the daemon ~13 MB resident for this alone."""
     if roi is None and subsample == 1:
         return frame
-    pixels = np.frombuffer(frame.pixels, dtype=np.uint8).reshape(frame.height, frame.width)
-    if roi is not None:
-        pixels = pixels[roi.top : roi.top + roi.height, roi.left : roi.left + roi.width]
-    pixels = np.ascontiguousarray(pixels[::subsample, ::subsample])
-    height, width = pixels.shape
-    return Frame(width=width, height=height, pixels=pixels.tobytes(), timestamp=frame.timestamp)
+    box = roi or Roi(0, 0, frame.width, frame.height)
+    left, top = min(max(box.left, 0), frame.width), min(max(box.top, 0), frame.height)
+    right, bottom = min(left + box.width, frame.width), min(top + box.height, frame.height)
+    rows = [frame.pixels[row * frame.width + left : row * frame.width + right : subsample]
+            for row in range(top, bottom, subsample)]  # fmt: skip
+    kept_width = len(rows[0]) if rows else 0
+    return Frame(width=kept_width, height=len(rows), pixels=b"".join(rows), timestamp=frame.timestamp)
 
 
 def _classify(symbols: list[DecodedSymbol]) -> tuple[DecodedSymbol, CccdQr | None, str] | None:
