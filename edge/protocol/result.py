@@ -7,8 +7,8 @@ model is also the wire format's JSON Schema (``edge/schemas/result.schema.json``
 Versions: documents forbid unknown keys, so any new key needs a new ``schema_version``; the office keeps accepting
 the older versions, because terminals hold signed results in their outbox for up to the token lifetime.
 Version 2 added ``active_auth``. Version 3 is the verdict ladder: ``verified_known_signer`` and
-``intact_origin_unproven`` (which replaces ``verified_untrusted_issuer``, still accepted in versions 1 and 2) and the
-``known_signer`` check status.
+``intact_origin_unproven`` (which replaces ``verified_untrusted_issuer``, still accepted in versions 1 and 2), the
+``known_signer`` check status and the optional ``clock`` object (how far the terminal could trust its time).
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSeriali
 
 from edge.protocol.access.active_auth import CHALLENGE_LENGTH, ActiveAuthResult
 from edge.protocol.b64url import b64url_decode, b64url_encode
+from edge.protocol.clock import ClockSource, TimeEvidence
 from edge.protocol.lds.dg15 import Dg15
-from edge.protocol.verify.checks import CheckStatus, Verdict
+from edge.protocol.verify.checks import CLOCK_NOT_SYNCHRONISED, CheckStatus, Verdict
 from edge.protocol.verify.signatures import MAX_RSA_BITS
 
 SCHEMA_VERSION: Literal[3] = 3
@@ -152,6 +153,36 @@ class ActiveAuthEvidence(_Doc):
             return None
 
 
+class ClockEvidence(_Doc):
+    """How far the terminal could trust its clock at this read (since version 3; ``edge.protocol.clock``).
+
+    ``synchronised``: its time came from the kernel's NTP state (``ntp``) or from a time the office signed,
+    carried forward with the monotonic clock (``office``); then ``evidence_time`` is that trusted time at the read
+    (equal to ``completed_at``). Not synchronised (``none``): the date checks were not performed, there is no
+    ``evidence_time``, and ``completed_at`` is only the system clock's word raised to ``floor``, a time that had
+    passed for certain (the read happened after it). The office judges the read's age by ``evidence_time`` when
+    present, else by when it received the result, never by a ``completed_at`` the terminal could not trust.
+    """
+
+    synchronised: bool
+    source: ClockSource
+    evidence_time: datetime | None = None
+    floor: datetime | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClockEvidence:
+        if self.synchronised != (self.source != "none"):
+            raise ValueError(f"clock source {self.source} contradicts synchronised={self.synchronised}")
+        if (self.evidence_time is not None) != self.synchronised:
+            raise ValueError("evidence_time is present exactly when the clock is synchronised")
+        return self
+
+    @classmethod
+    def of(cls, evidence: TimeEvidence) -> ClockEvidence:
+        return cls(synchronised=evidence.synchronised, source=evidence.source, evidence_time=evidence.evidence_time,
+                   floor=evidence.floor)  # fmt: skip
+
+
 class ResultDocument(_Doc):
     """What the office receives (inside a signed JWS, optionally a JWE)."""
 
@@ -167,6 +198,7 @@ class ResultDocument(_Doc):
     qr: QrUsage
     timing: ReadTiming
     active_auth: ActiveAuthEvidence | None = None  # since version 2
+    clock: ClockEvidence | None = None  # since version 3
 
     @model_validator(mode="after")
     def _verdict_matches_checks(self) -> ResultDocument:
@@ -189,6 +221,11 @@ class ResultDocument(_Doc):
             raise ValueError(f"verdict {self.verdict.value} needs citizen data")
         if self.active_auth is not None and self.schema_version < 2:
             raise ValueError("active_auth needs schema_version 2")
+        if self.clock is not None and self.schema_version < 3:
+            raise ValueError("clock needs schema_version 3")
+        if any(check.reason == CLOCK_NOT_SYNCHRONISED for check in self.checks) and (
+                self.clock is None or self.clock.synchronised):
+            raise ValueError("a check left undone for the clock needs a clock that says it is not synchronised")
         return self
 
     def to_json(self) -> bytes:
@@ -217,6 +254,7 @@ def make_result(
     include_photo: bool = False,
     request_id: str | None = None,
     active_auth: ActiveAuthEvidence | None = None,
+    clock: ClockEvidence | None = None,
 ) -> ResultDocument:
     """Build the document, applying the profile filter: the only way citizen data should enter a result."""
     filtered = filter_citizen(citizen, profile, include_photo=include_photo) if citizen is not None else None
@@ -232,6 +270,7 @@ def make_result(
         qr=qr,
         timing=timing,
         active_auth=active_auth,
+        clock=clock,
     )
 
 

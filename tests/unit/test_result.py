@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
 
 from edge.protocol.access.active_auth import ActiveAuthResult
+from edge.protocol.clock import TimeEvidence
 from edge.protocol.keys import explicit_spki
 from edge.protocol.lds.dg15 import encode_dg15, parse_dg15
 from edge.protocol.result import (
@@ -22,12 +24,14 @@ from edge.protocol.result import (
     Check,
     CheckStatus,
     CitizenData,
+    ClockEvidence,
     ProcedureProfile,
     ResultDocument,
     Verdict,
     result_json_schema,
 )
-from tests.result_helpers import sample_result
+from edge.protocol.verify.checks import CLOCK_NOT_SYNCHRONISED
+from tests.result_helpers import CHECKS, sample_result
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "edge" / "schemas" / "result.schema.json"
 
@@ -148,3 +152,44 @@ def test_committed_schema_matches_model() -> None:
 
 def test_a_hostile_chips_oversized_answer_leaves_the_result_without_evidence_not_without_a_result() -> None:
     assert ActiveAuthEvidence.for_office(answered(signature=b"\x01" * 5000), DG15, OFFICE_CHALLENGE) is None
+
+
+UNSYNCED = TimeEvidence.unsynchronised(datetime(1970, 1, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC))
+CLOCK_CHECKS = (*CHECKS, Check(name="ds_validity", status=CheckStatus.NOT_PERFORMED, reason=CLOCK_NOT_SYNCHRONISED))
+
+
+def test_the_result_records_the_clock_state_since_version_3() -> None:
+    office_time = datetime(2026, 12, 6, 11, 0, tzinfo=UTC)
+    for evidence, checks in ((UNSYNCED, CLOCK_CHECKS), (TimeEvidence.trusted(office_time, "office"), CHECKS)):
+        document = sample_result().model_copy(update={"checks": checks, "clock": ClockEvidence.of(evidence)})
+        data = json.loads(ResultDocument.model_validate(document.model_dump()).to_json())
+        assert ResultDocument.model_validate(data).clock == ClockEvidence.of(evidence)
+    data = json.loads(sample_result().model_copy(update={"checks": CLOCK_CHECKS,
+                                                         "clock": ClockEvidence.of(UNSYNCED)}).to_json())
+    assert data["clock"] == {"synchronised": False, "source": "none", "floor": "2026-11-01T00:00:00Z"}
+    with pytest.raises(ValidationError, match="clock needs schema_version 3"):
+        ResultDocument.model_validate({**data, "schema_version": 2})
+
+
+@pytest.mark.parametrize(
+    "clock",
+    [{"synchronised": True, "source": "none", "evidence_time": "2026-12-06T11:00:00Z"},
+     {"synchronised": False, "source": "ntp"},
+     {"synchronised": True, "source": "office"},  # a trusted clock always has its evidence time
+     {"synchronised": False, "source": "none", "evidence_time": "2026-12-06T11:00:00Z"},
+     {"synchronised": False, "source": "gps"}, {"synchronised": False, "source": "none", "extra": 1}],
+)  # fmt: skip
+def test_a_clock_that_contradicts_itself_is_refused(clock: dict[str, object]) -> None:
+    data = json.loads(sample_result().to_json())
+    with pytest.raises(ValidationError):
+        ResultDocument.model_validate({**data, "clock": clock})
+
+
+def test_a_check_left_for_the_clock_needs_an_unsynchronised_clock() -> None:
+    with pytest.raises(ValidationError, match="left undone for the clock"):
+        sample_result(checks=CLOCK_CHECKS)  # no clock object: the office could not tell why
+    synced = ClockEvidence.of(TimeEvidence.trusted(datetime(2026, 12, 6, tzinfo=UTC)))
+    data = json.loads(sample_result().to_json())
+    with pytest.raises(ValidationError, match="left undone for the clock"):
+        ResultDocument.model_validate({**data, "checks": [c.model_dump() for c in CLOCK_CHECKS],
+                                       "clock": synced.model_dump(mode="json")})
