@@ -15,6 +15,7 @@ Tree::
     │   ├── CardRemovedError                    card left the field during an exchange
     │   ├── TransmitError(OSError)              the exchange failed for another reason
     │   └── CardTimeoutError(TimeoutError)      nothing happened within the allowed time
+    │       └── ReadDeadlineError               a chip read ran past its deadline (the terminal gives up on it)
     ├── CardError                               the chip answered, but not as hoped
     │   ├── StatusWordError                     unexpected status word (carries sw, command)
     │   │   ├── FileNotFoundOnCardError         6A82
@@ -111,6 +112,13 @@ class TransmitError(ReaderError, OSError):
 
 class CardTimeoutError(ReaderError, TimeoutError):
     hint = "the card or reader did not answer in time; retry"
+
+
+class ReadDeadlineError(CardTimeoutError):
+    """The read as a whole ran past its deadline (``timeouts.reading``), checked between APDUs: a chip that answers
+    slowly or without end never keeps the terminal from the next card."""
+
+    hint = "the card took too long to read; retry once, and report the card if it happens again"
 
 
 # --- card ------------------------------------------------------------------------------------------------------

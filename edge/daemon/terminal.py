@@ -668,11 +668,12 @@ class Terminal:
         self._count("reads_started")
         self.liveness.busy("worker", self.config.timeouts.reading + 5.0)
         started = time.monotonic()
+        deadline = started + self.config.timeouts.reading  # past it the read ends (ReadDeadlineError): back to READY
         self._take_context()
         try:
             connection = self._reader.connect(self._present_reader or self.config.reader_name)
             try:
-                read = read_chip(connection, request)
+                read = read_chip(connection, request, expired=lambda: time.monotonic() >= deadline)
             finally:
                 connection.close()
         except (CardRemovedError, NoCardError) as exc:

@@ -36,8 +36,9 @@ A 6987/6988 mid-read re-authenticates once (redoing CA if it was done) and resum
 chunks already received are kept and not read again.
 
 Nothing partial leaves this module: any other error aborts the whole read with a typed error (with a note naming the
-file and offset); a card removal stays a :class:`~edge.errors.CardRemovedError`. Pure: connection and randomness
-are injected.
+file and offset); a card removal stays a :class:`~edge.errors.CardRemovedError`. A read has a deadline: the caller's
+``expired`` is asked before every APDU, and once it says so the read ends in
+:class:`~edge.errors.ReadDeadlineError`. Pure: connection, randomness and the deadline are injected (no clock here).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from edge.errors import (
     FileNotFoundOnCardError,
     PaceNotSupportedError,
     ParseError,
+    ReadDeadlineError,
     SessionLostError,
     SignatureError,
     SmIntegrityError,
@@ -228,10 +230,12 @@ class ChipRead:
 
 
 class CountingConnection:
-    """A processor at the bottom of the chain that counts APDUs and bytes (commands out, responses in)."""
+    """A processor at the bottom of the chain that counts APDUs and bytes (commands out, responses in), and ends the
+    read with :class:`ReadDeadlineError` once ``expired`` (the caller's deadline) says so, before the next APDU."""
 
-    def __init__(self, inner: ApduConnection) -> None:
+    def __init__(self, inner: ApduConnection, expired: Callable[[], bool] | None = None) -> None:
         self.inner = inner
+        self.expired = expired
         self.apdus = 0
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -241,6 +245,8 @@ class CountingConnection:
         return self.inner.supports_extended_length
 
     def send_and_receive(self, command: CommandApdu) -> ResponseApdu:
+        if self.expired is not None and self.expired():
+            raise ReadDeadlineError(f"the read ran past its deadline after {self.apdus} APDUs")
         self.apdus += 1
         self.bytes_sent += len(command.to_bytes())
         response = self.inner.send_and_receive(command)
@@ -572,10 +578,13 @@ def read_chip(
     *,
     rng: Random = os.urandom,
     memory: ChunkMemory | None = None,
+    expired: Callable[[], bool] | None = None,
 ) -> ChipRead:
-    """Read and authenticate the chip on ``conn`` (see the module docstring); never returns partial data."""
+    """Read and authenticate the chip on ``conn`` (see the module docstring); never returns partial data.
+
+    ``expired`` is the read's deadline, asked before each APDU (e.g. ``lambda: time.monotonic() >= deadline``)."""
     memory = memory if memory is not None else ChunkMemory()
-    counting = CountingConnection(conn)
+    counting = CountingConnection(conn, expired)
     card_access, no_card_access = _read_card_access(counting, memory)
     card_access_infos = parse_security_infos(card_access, what="EF.CardAccess") if card_access is not None else None
     session = _open_session(counting, request, card_access, rng, memory)

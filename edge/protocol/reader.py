@@ -4,7 +4,11 @@ The first READ BINARY selects the file by short file id (no SELECT round trip) a
 header in that chunk tells the file's total length, so no separate 4-byte header read is needed. Offsets up to
 0x7FFF use READ BINARY B0; beyond that the odd-INS B1 with an offset data object. Chips differ in what they accept
 (Le limits, extended length, 6282 at the end), so the strategy steps down on refusals and short answers and
-records what worked in a :class:`ChunkMemory` the caller keeps per card. A file is returned whole or not at all.
+records what worked in a :class:`ChunkMemory` the caller keeps per card. That memory recovers: after a few answers
+in full at the smaller size, the size that failed is tried once more, so one glitch (a single short answer) does
+not shrink every later read of the card; a size that fails twice is the chip's limit for the rest of the read.
+Every loop is bounded: the step-down ladder, one switch to SELECT, and at most :data:`MAX_WRONG_LE_HINTS` 6Cxx
+retries per read. A file is returned whole or not at all.
 
 Some chips (JMRTD's passport applet) read only the file chosen by SELECT FILE. A read by short file id refused
 with a status word that means "not addressed this way" (:data:`SFI_REFUSALS`; 6B00 only once no smaller Le helps)
@@ -18,6 +22,7 @@ Pure: the connection is injected (a PC/SC reader, the simulator, or secure messa
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from edge.errors import LdsError, StatusWordError, TlvError
@@ -55,6 +60,14 @@ _STEP_LADDER = (32768, 16384, 8192, 4096, 2048, 1024, 512, 256, 231, 223, 192, 1
 _HEADER_MAX = 8
 
 _SW_WRONG_LE_HINT = 0x6C
+#: 6Cxx (wrong Le, xx available) answers followed per READ BINARY: one is the ISO 7816-4 case, more a chip lying.
+MAX_WRONG_LE_HINTS = 2
+#: Full answers at a size learned from a short answer before the larger size is tried again (free: a short answer
+#: still carries data).
+PROBE_AFTER_SHORT_ANSWERS = 4
+#: Full answers at a size learned from refusals (6700/6B00, the chip's own word) before the refused size is tried
+#: again (costs one refused APDU on a chip that meant it, so rarely).
+PROBE_AFTER_REFUSALS = 16
 
 #: Answers to a READ BINARY by short file id meaning the chip does not take SFI addressing (ISO 7816-4: 6A81
 #: function not supported, 6A86 incorrect P1-P2, 6986 no current EF: the SFI was ignored). 6B00 (wrong P1-P2)
@@ -90,16 +103,25 @@ def select_file(conn: ApduConnection, sfi: int) -> None:
 
 @dataclass(slots=True)
 class ChunkMemory:
-    """Largest chunk this card answered in full, learned by stepping down; kept by the caller for one card.
+    """Largest chunk this card answers in full, learned by stepping down; kept by the caller for one card.
 
     Mutable on purpose: it is per-card state that outlives one file read (the next file starts at the size that
     worked instead of failing again). ``extended_refused`` remembers a 6700 to an extended APDU; ``select_files``
     that the chip refused a read by short file id, so each file is SELECTed and read by offset.
+
+    ``limit`` recovers: ``ceiling`` is the size that failed, tried again (a probe) once ``patience`` answers in a
+    row came back in full at the limit. A probe answered in full lifts the limit (the failure was a glitch); a probe
+    that fails again ``settled`` the limit for the rest of the read, so a chip that really caps costs one probe.
     """
 
     limit: int | None = None
     extended_refused: bool = False
     select_files: bool = False
+    ceiling: int | None = None
+    settled: bool = False
+    full_answers: int = 0
+    patience: int = PROBE_AFTER_SHORT_ANSWERS
+    probe_from: int | None = None  # the limit before the probe now under way
 
     def size_for(self, requested: int) -> int:
         size = requested if self.limit is None else min(requested, self.limit)
@@ -109,8 +131,37 @@ class ChunkMemory:
         """Record that ``failed`` bytes were refused; return the next size to try or None when out of steps."""
         smaller = next((step for step in _STEP_LADDER if step < failed), None)
         if smaller is not None:
-            self.limit = smaller
+            self._lower(smaller, failed, PROBE_AFTER_REFUSALS)
         return smaller
+
+    def cap_answers(self, answered: int, asked: int) -> None:
+        """A read of ``asked`` bytes (not past the file's end) came back with ``answered``: the chip caps there."""
+        self._lower(answered, asked, PROBE_AFTER_SHORT_ANSWERS)
+
+    def answered_in_full(self, asked: int) -> None:
+        """A read of ``asked`` bytes came back whole: count it towards a probe, or end a probe as a success."""
+        if self.probe_from is not None:
+            if asked > self.probe_from:  # the size that failed once answered in full: it was a glitch
+                self.limit = self.ceiling = self.probe_from = None
+            else:  # the caller asked for no more than before: the probe is for a later, larger read
+                self.limit, self.probe_from, self.full_answers = self.probe_from, None, 0
+            return
+        if self.limit is None or self.ceiling is None or self.settled or asked < self.limit:
+            return  # nothing to recover, or a file's tail, which says nothing about the limit
+        self.full_answers += 1
+        if self.full_answers >= self.patience:
+            self.probe_from, self.limit = self.limit, self.ceiling
+
+    def _lower(self, size: int, failed: int, patience: int) -> None:
+        if self.probe_from is not None:  # the size failed twice: the chip's limit, no more probes
+            self.settled, self.probe_from = True, None
+        self.limit, self.ceiling, self.full_answers, self.patience = size, failed, 0, patience
+
+    def restore(self, earlier: ChunkMemory) -> None:
+        """Forget what was learned since ``earlier`` (a copy): the refusals were about something else."""
+        self.limit, self.extended_refused, self.ceiling = earlier.limit, earlier.extended_refused, earlier.ceiling
+        self.settled, self.full_answers, self.patience = earlier.settled, earlier.full_answers, earlier.patience
+        self.probe_from = earlier.probe_from
 
 
 @dataclass(slots=True)
@@ -176,14 +227,17 @@ class _Reader:
         odd = self.odd(offset, first)
         le = min(want + odd_overhead(want), cap) if odd else min(want, cap)
         by_sfi = first and not self.memory.select_files
-        learned_before = (self.memory.limit, self.memory.extended_refused)
+        learned_before = dataclasses.replace(self.memory)
+        hints = 0
         while True:
             response, wire_length = self.read_binary(offset, le, by_sfi=by_sfi)
             expected = min(want, odd_room(le)) if odd else le
             data = response.data[:expected]
             if data and response.sw == SW_OK:
                 if len(data) < expected and not first:
-                    self.memory.limit = wire_length
+                    self.memory.cap_answers(wire_length, le)
+                elif len(data) == expected:
+                    self.memory.answered_in_full(le)
                 return data
             if data and response.sw == SW_WARNING_EOF:
                 if len(data) < expected and not first:
@@ -193,8 +247,10 @@ class _Reader:
                 self.switch_to_select()
                 by_sfi = False
                 continue
-            if response.sw >> 8 == _SW_WRONG_LE_HINT and 0 < (response.sw & 0xFF or 256) < le:
-                le = response.sw & 0xFF or 256
+            hint = response.sw & 0xFF or 256
+            if response.sw >> 8 == _SW_WRONG_LE_HINT and 0 < hint < le and hints < MAX_WRONG_LE_HINTS:
+                hints += 1
+                le = hint
                 continue
             if response.sw not in (SW_WRONG_LENGTH, SW_WRONG_P1P2, SW_WARNING_EOF, SW_OK):
                 raise status_error(response.sw, self.command_text(offset))
@@ -204,7 +260,7 @@ class _Reader:
                 continue
             next_le = self.memory.step_down(le)
             if next_le is None and by_sfi and response.sw == SW_WRONG_P1P2:  # no Le helps: the SFI was refused
-                self.memory.limit, self.memory.extended_refused = learned_before
+                self.memory.restore(learned_before)
                 self.switch_to_select()
                 by_sfi = False
                 le = min(want, self.memory.size_for(cap))
@@ -232,12 +288,12 @@ def odd_room(le: int) -> int:
     return room
 
 
-def _clamp_chunk(conn: ApduConnection, chunk: int, extended_ok: bool, memory: ChunkMemory) -> int:
+def _clamp_chunk(conn: ApduConnection, chunk: int, extended_ok: bool) -> int:
     if chunk < 1:
         raise ValueError("chunk must be positive")
     if not (extended_ok and conn.supports_extended_length):
         chunk = min(chunk, LE_MAX_SHORT)
-    return memory.size_for(chunk)
+    return chunk
 
 
 def read_file(
@@ -261,17 +317,18 @@ def read_file(
         raise ValueError(f"short file id out of range: {sfi}")
     memory = memory if memory is not None else ChunkMemory()
     reader = _Reader(conn, sfi, memory)
-    size = _clamp_chunk(conn, chunk, extended_ok, memory)
+    requested = _clamp_chunk(conn, chunk, extended_ok)  # before the memory's limit, which may lift mid-file
     if memory.select_files:
         select_file(conn, sfi)
+    size = memory.size_for(requested)
     buffer = bytearray(reader.fetch(0, size, size, first=True))
     total = _total_length(reader, buffer)
     while total is None:  # header not complete yet (a chip answering in tiny pieces)
-        cap = memory.size_for(size)
+        cap = memory.size_for(requested)
         buffer += reader.fetch(len(buffer), cap, cap)
         total = _total_length(reader, buffer)
     while len(buffer) < total:
-        cap = memory.size_for(size)
+        cap = memory.size_for(requested)
         buffer += reader.fetch(len(buffer), min(cap, total - len(buffer)), cap)
     return bytes(buffer[:total])
 

@@ -132,6 +132,7 @@ class VirtualCard:
         self._bytes_out = 0
         self._secured_apdus = 0
         self._session_lost_done = False
+        self._short_answer_done = False
         self._left_field = False
         self._df = _Df.MF
         self._current_ef: int | None = None
@@ -221,12 +222,16 @@ class VirtualCard:
 
     def _transport(self, command: CommandApdu) -> ResponseApdu:
         if command.ins == INS_GET_RESPONSE and command.cla == 0x00:
+            if self.spec.quirks.endless_get_response:
+                return ResponseApdu(b"\x00", 0x6101)
             if not self._pending:
                 return ResponseApdu(b"", SW_CONDITIONS_NOT_SATISFIED)
             size = min(command.le or 256, self.spec.quirks.response_chunk or 65536)
             return self._split(self._pending, size, self._pending_sw)
         self._pending = b""
         response = self._secure_dispatch(command)
+        if self.spec.quirks.endless_get_response:
+            return ResponseApdu(response.data[:1], 0x6101)
         chunk = self.spec.quirks.response_chunk
         if chunk is not None and len(response.data) > chunk:
             self._pending_sw = response.sw
@@ -328,6 +333,8 @@ class VirtualCard:
             return ResponseApdu(b"", SW_WRONG_LENGTH)
         if command.le > quirks.max_le:
             return ResponseApdu(b"", quirks.le_refusal_sw)
+        if quirks.wrong_le_loop and command.le > 1:
+            return ResponseApdu(b"", 0x6C00 | ((command.le - 1) & 0xFF))
         odd = command.ins == INS_READ_BINARY_ODD
         target = self._odd_target(command) if odd else self._even_target(command)
         if isinstance(target, ResponseApdu):
@@ -344,6 +351,10 @@ class VirtualCard:
         room = odd_room(command.le) if odd else command.le  # odd: the answer is 53 L data, all within Le
         chunk = content[offset : offset + room]
         past_end = len(chunk) < room
+        short = quirks.short_answer_once
+        if short is not None and offset > 0 and len(chunk) > short and not self._short_answer_done:
+            self._short_answer_done = True
+            chunk, past_end = chunk[:short], False
         if past_end and quirks.wrong_le_hint and not command.extended and not odd:
             return ResponseApdu(b"", 0x6C00 | (len(chunk) & 0xFF))
         reaches_end = offset + len(chunk) == len(content)

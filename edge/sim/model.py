@@ -56,6 +56,14 @@ class Quirks:
     wrong_le_hint: bool = False  # a short Le past the end of a file answers 6Cxx (xx = bytes available)
     no_sfi: bool = False  # READ BINARY by short file id (B0 with P1 bit 8) answers sfi_refusal_sw: SELECT first
     sfi_refusal_sw: SfiRefusal = 0x6A86
+    #: The first READ BINARY past a file's start answers only this many bytes (9000), every later one in full: a
+    #: glitch that must not shrink every later read of the card.
+    short_answer_once: int | None = None
+    #: Every answer announces more data (61xx) and GET RESPONSE never stops announcing more: a hostile chip whose
+    #: answers never end.
+    endless_get_response: bool = False
+    #: Every READ BINARY answers 6Cxx with xx one less than its Le: a chip that never settles on a length.
+    wrong_le_loop: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,6 +101,7 @@ class QuirkSettings(_Strict):
     sfi_refusal_sw: SfiRefusal | None = None
     short_answer_once: int | None = Field(default=None, ge=1, le=65535)
     endless_get_response: bool | None = None
+    wrong_le_loop: bool | None = None
 
     @field_validator("le_refusal_sw", "sfi_refusal_sw", mode="before")
     @classmethod

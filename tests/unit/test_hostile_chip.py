@@ -1,13 +1,16 @@
 """A hostile chip never stalls the terminal (issue 12, part 3), in process against the virtual card.
 
 Explicit curve parameters are judged in one place (``edge.protocol.ec.explicit_parameters``) before any arithmetic,
-and DG14 is compared with EF.SOD's hash list before chip authentication uses it. Nothing here is timed: loops are
-bounded by counting the random draws and APDUs they take.
+and DG14 is compared with EF.SOD's hash list before chip authentication uses it; the chunk-size memory recovers from
+a glitch, 6Cxx retries are capped, and a read ends at its deadline. Nothing here is timed: loops are bounded by
+counting the random draws, APDUs and deadline checks they take. tests/stack/test_hostile_reads.py reads the same
+chips through pcscd.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from datetime import UTC, datetime
 
@@ -15,15 +18,21 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec as crypto_ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from edge.errors import CurveParametersError
-from edge.protocol import ec
+from edge.errors import CurveParametersError, ReadDeadlineError, StatusWordError
+from edge.protocol import ec, tlv
 from edge.protocol.access.policy import CanKey
 from edge.protocol.apdu import ApduConnection, CommandApdu, ResponseApdu
 from edge.protocol.chip import ChipRead, ReadRequest, read_chip
 from edge.protocol.keys import load_public_key
 from edge.protocol.lds.dg14 import encode_dg14
 from edge.protocol.lds.sod import encode_sod
-from edge.protocol.reader import ChunkMemory
+from edge.protocol.reader import (
+    MAX_WRONG_LE_HINTS,
+    PROBE_AFTER_REFUSALS,
+    PROBE_AFTER_SHORT_ANSWERS,
+    ChunkMemory,
+    read_file,
+)
 from edge.protocol.verify.card import verify_chip
 from edge.protocol.verify.checks import CHIP_AUTHENTICATION, DG_HASHES, CheckStatus, Verdict
 from edge.protocol.verify.trust import TrustStore
@@ -31,9 +40,10 @@ from edge.sim.builder import build_card
 from edge.sim.card import VirtualCard
 from edge.sim.chip_security import SimChipSecurity
 from edge.sim.hostile import HUGE_FIELD_PRIME, HostileCurve, explicit_ec_spki, hostile_ca_spki
-from edge.sim.model import FID_SOD, SimCardSpec, dg_fid
+from edge.sim.model import EMRTD_AID, FID_SOD, Quirks, SimCardSpec, dg_fid
 from edge.sim.pki import SimPki, load_or_create_pki
 from edge.sim.profile import load_profile
+from edge.sim.runner import demo_spec
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 #: Far more random draws than any honest read takes (PACE 2, CA 1, AA 1 challenge), far fewer than a loop.
@@ -216,3 +226,113 @@ def test_the_hostile_profiles_read_to_a_failed_verdict(name: str, pki: SimPki, t
     result, recorder, _ = read(spec)
     assert recorder.chip_authentication_commands() == []
     assert verify_chip(result, trust, now=NOW, qr=None).verdict is Verdict.FAILED
+
+
+# --- chunk-size memory that recovers; 6Cxx retries capped -------------------------------------------------------
+
+
+def plain_card(files: dict[int, bytes], **quirks: object) -> tuple[VirtualCard, Recorder]:
+    """A card with the eMRTD application selected and plain reads allowed (the read strategy alone)."""
+    base = demo_spec()
+    image = dataclasses.replace(base.image, applet_files={**base.image.applet_files, **files})
+    card = VirtualCard(SimCardSpec("hostile", image, base.secrets, Quirks(plain_reads=True, **quirks)))  # type: ignore[arg-type]
+    card.power_on()
+    assert card.send_and_receive(CommandApdu(0x00, 0xA4, 0x04, 0x0C, EMRTD_AID)).ok
+    return card, Recorder(card)
+
+
+def a_file(tag: int, size: int) -> bytes:
+    header = len(tlv.encode(tag, bytes(size))) - size
+    return tlv.encode(tag, bytes(i & 0xFF for i in range(size - header)))
+
+
+def reads(recorder: Recorder) -> list[CommandApdu]:
+    return [c for c in recorder.commands if c.ins in (0xB0, 0xB1)]
+
+
+def test_one_short_answer_does_not_shrink_every_later_read() -> None:
+    """The chip answers 8 bytes once (a glitch), then in full: after a few reads at 8 bytes the full size is tried
+    again and kept. Before, the 8 bytes were the chunk size for the rest of the card: 3000 bytes in 375 reads."""
+    dg2, dg13 = a_file(0x75, 3000), a_file(0x6D, 600)
+    _card, conn = plain_card({dg_fid(2): dg2, dg_fid(13): dg13}, short_answer_once=8)
+    memory = ChunkMemory()
+    assert read_file(conn, 2, chunk=256, memory=memory) == dg2
+    assert len(reads(conn)) <= math.ceil(3000 / 256) + PROBE_AFTER_SHORT_ANSWERS + 1
+    assert memory.limit is None
+    conn.commands.clear()
+    assert read_file(conn, 13, chunk=256, memory=memory) == dg13
+    assert len(reads(conn)) == math.ceil(600 / 256)  # the next file in full chunks
+
+
+def test_a_chip_that_really_caps_its_le_costs_one_probe_per_read() -> None:
+    """A chip refusing any Le above 0xA0: 4 refusals to find 160, then one probe of 192 after a run of full answers,
+    refused again: 160 is settled, and no later read of the card asks for more."""
+    dg2, dg13 = a_file(0x75, 6000), a_file(0x6D, 2000)
+    _card, conn = plain_card({dg_fid(2): dg2, dg_fid(13): dg13}, max_le=0xA0)
+    memory = ChunkMemory()
+    assert read_file(conn, 2, chunk=256, memory=memory) == dg2
+    assert math.ceil(6000 / 160) > PROBE_AFTER_REFUSALS
+    assert len(reads(conn)) == 4 + math.ceil(6000 / 160) + 1
+    assert (memory.limit, memory.settled) == (160, True)
+    conn.commands.clear()
+    assert read_file(conn, 13, chunk=256, memory=memory) == dg13
+    asked = [c.le for c in reads(conn)]
+    assert (len(asked), max(asked)) == (math.ceil(2000 / 160), 160)  # no refusal, no probe
+
+
+def test_a_chip_that_refuses_each_size_once_gets_back_to_the_full_size() -> None:
+    memory = ChunkMemory()
+    size: int | None = 256
+    while size is not None and size > 8:  # refused at every step down to 8
+        size = memory.step_down(size)
+    assert memory.size_for(256) == 8
+    for _ in range(PROBE_AFTER_REFUSALS):
+        memory.answered_in_full(8)
+    assert memory.size_for(256) == 16  # the size refused last is tried again
+    memory.answered_in_full(16)
+    assert memory.size_for(256) == 256
+    assert memory.limit is None
+
+
+def test_a_chip_that_keeps_changing_its_le_ends_after_bounded_retries() -> None:
+    """6Cxx with a smaller length each time: followed twice, then a typed error (before: Le by Le down to 1)."""
+    _card, conn = plain_card({}, wrong_le_loop=True)
+    with pytest.raises(StatusWordError) as raised:
+        read_file(conn, 0x1E, chunk=256)
+    assert raised.value.sw >> 8 == 0x6C
+    assert [c.le for c in reads(conn)] == [256, 255, 254][: 1 + MAX_WRONG_LE_HINTS]
+
+
+# --- a read has a deadline ----------------------------------------------------------------------------------------
+
+
+class Deadline:
+    """Expires after ``checks`` questions: a deadline counted in APDUs, not seconds (the protocol has no clock)."""
+
+    def __init__(self, checks: int) -> None:
+        self.left = checks
+        self.asked = 0
+
+    def __call__(self) -> bool:
+        self.asked += 1
+        self.left -= 1
+        return self.left < 0
+
+
+@pytest.mark.parametrize("allowed", [0, 1, 6, 12])
+def test_a_read_past_its_deadline_ends_before_the_next_apdu(allowed: int, default: SimCardSpec) -> None:
+    card = VirtualCard(default, SimChipSecurity(default.secrets, default.quirks))
+    card.power_on()
+    deadline = Deadline(allowed)
+    with pytest.raises(ReadDeadlineError, match=f"after {allowed} APDUs"):
+        read_chip(card, ReadRequest(CanKey(default.secrets.can)), memory=ChunkMemory(), expired=deadline)
+    assert card.counters.apdus == allowed
+    assert deadline.asked == allowed + 1  # asked before every APDU
+
+
+def test_a_read_within_its_deadline_is_not_touched(default: SimCardSpec) -> None:
+    card = VirtualCard(default, SimChipSecurity(default.secrets, default.quirks))
+    card.power_on()
+    deadline = Deadline(1000)
+    result = read_chip(card, ReadRequest(CanKey(default.secrets.can)), memory=ChunkMemory(), expired=deadline)
+    assert deadline.asked == result.stats.apdus == card.counters.apdus
