@@ -7,12 +7,21 @@ unexpired, lives no longer than :data:`MAX_LIFETIME` and its ``jti`` was never s
 are kept in SQLite until their ``exp`` passes, so a replay is refused across daemon restarts too; the lifetime cap
 keeps that table small. Every refusal is a :class:`CommandRejectedError` with a machine-readable ``reason`` that
 the daemon reports on ``/event`` (a broker is public enough that silence would hide an attack).
+
+A terminal whose clock is not synchronised (no RTC, no NTP yet) cannot judge ``iat``/``exp`` by its clock, and
+refusing every command as expired would leave the office no way to reach it (nor to give it the time: an accepted
+command's ``iat`` is the office's signed time, ``ClockState.observe_office_time``). It then judges them by the
+floor, a time that has passed for certain: a command that expired before it is refused, and seen ``jti`` values
+are purged only once they expired before the floor, so a command this terminal ever accepted is never accepted
+again. What remains possible: a command withheld from the terminal (never delivered) and delivered late, while
+its clock is not synchronised, as long as it expired after the floor.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -22,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from edge.daemon.signing import COMMAND_TYP, DEFAULT_LEEWAY, key_id, verify_jws
 from edge.errors import CommandRejectedError, TokenError, TokenExpiredError, TokenSignatureError, UnknownKeyError
 from edge.files import create_private
+from edge.protocol.clock import TimeEvidence
 from edge.protocol.ds_list import MAX_DS_LIST_BYTES
 from edge.protocol.result import ProcedureProfile
 
@@ -125,11 +135,16 @@ class CommandVerifier:
         self._terminal_id = terminal_id
         self._replay = replay
 
-    def verify(self, payload: bytes, now: int) -> AnyCommand:
+    def verify(self, payload: bytes, now: int | TimeEvidence) -> AnyCommand:
+        """``now``: a trusted Unix time, or the terminal's :class:`TimeEvidence` (module docstring: a clock that is
+        not synchronised judges ``exp`` by the floor only)."""
+        when = now if isinstance(now, TimeEvidence) else TimeEvidence.trusted(datetime.fromtimestamp(now, UTC))
+        trusted_now = int(when.now.timestamp()) if when.synchronised else None
+        floor = int(when.floor.timestamp()) if when.floor is not None else 0
         if len(payload) > MAX_COMMAND_BYTES:
             raise CommandRejectedError("malformed", f"{len(payload)} bytes, more than {MAX_COMMAND_BYTES}")
         try:
-            verified = verify_jws(payload, self._keys, now, typ=COMMAND_TYP)
+            verified = verify_jws(payload, self._keys, trusted_now, typ=COMMAND_TYP)
         except UnknownKeyError as exc:
             raise CommandRejectedError("unknown_key", exc.kid) from None
         except TokenExpiredError as exc:
@@ -151,6 +166,9 @@ class CommandVerifier:
             raise CommandRejectedError("wrong_terminal", f"addressed to {command.aud}", jti=jti)
         if command.exp - command.iat > MAX_LIFETIME:
             raise CommandRejectedError("malformed", f"lifetime over {MAX_LIFETIME} s", jti=jti)
-        if not self._replay.remember(command.jti, command.exp, now):
+        if trusted_now is None and command.exp + DEFAULT_LEEWAY < floor:
+            raise CommandRejectedError("expired", "expired before a time this terminal knows has passed (its "
+                                       "clock is not synchronised)", jti=jti)  # fmt: skip
+        if not self._replay.remember(command.jti, command.exp, floor if trusted_now is None else trusted_now):
             raise CommandRejectedError("replayed", jti=jti)
         return command

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from edge.daemon.commands import (
     ReplayGuard,
 )
 from edge.errors import CommandRejectedError
+from edge.protocol.clock import TimeEvidence
 from tests.poison_messages import poison_messages
 
 NOW = 1_800_000_000
@@ -173,3 +175,46 @@ def test_an_oversize_payload_is_rejected_unread(verifier: CommandVerifier) -> No
 def test_keys_of_non_ascii_digits_are_malformed(verifier: CommandVerifier, key: dict[str, str]) -> None:
     """Unicode digits passed ``\\d`` and crashed PACE when the CAN was encoded as ASCII."""
     assert rejected(verifier, command("read_request", key=key)) == "malformed"
+
+
+# --- a terminal whose clock is not synchronised ------------------------------------------------------------------
+
+
+def unsynced(system_time: int, floor: int) -> TimeEvidence:
+    return TimeEvidence.unsynchronised(datetime.fromtimestamp(system_time, UTC), datetime.fromtimestamp(floor, UTC))
+
+
+def test_a_terminal_booted_in_1970_still_hears_the_office(verifier: CommandVerifier) -> None:
+    """With a trusted 1970 clock every fresh command was 'issued in the future'; without a synchronised clock only
+    the floor judges it, and the command's iat can then give the terminal the office's time."""
+    assert rejected(verifier, command("ping"), now=5) == "expired"  # a 1970 clock taken at its word
+    ping = verifier.verify(command("ping"), unsynced(5, NOW - 30 * 86400))
+    assert isinstance(ping, PingCommand)
+    assert ping.iat == NOW
+
+
+def test_without_a_clock_the_floor_refuses_what_surely_expired_and_replays_stay_refused(
+    verifier: CommandVerifier,
+) -> None:
+    floor = NOW
+    old = command("ping", iat=NOW - 3600)  # expired an hour before a time known to have passed
+    with pytest.raises(CommandRejectedError, match="knows has passed") as info:
+        verifier.verify(old, unsynced(5, floor))
+    assert info.value.reason == "expired"
+    fresh = command("ping", iat=NOW + 10)
+    assert isinstance(verifier.verify(fresh, unsynced(5, floor)), PingCommand)
+    assert rejected_unsynced(verifier, fresh, unsynced(5, floor)) == "replayed"
+
+
+def test_a_clock_running_a_year_ahead_does_not_purge_the_replay_guard(verifier: CommandVerifier) -> None:
+    """Seen jti values are purged by the floor, never by an untrusted clock that would forget them all."""
+    accepted = command("ping")
+    verifier.verify(accepted, NOW)  # while the clock was trusted
+    a_year_ahead = unsynced(NOW + 365 * 86400, NOW - 86400)
+    assert rejected_unsynced(verifier, accepted, a_year_ahead) == "replayed"
+
+
+def rejected_unsynced(verifier: CommandVerifier, payload: bytes, when: TimeEvidence) -> str:
+    with pytest.raises(CommandRejectedError) as info:
+        verifier.verify(payload, when)
+    return info.value.reason
