@@ -45,7 +45,6 @@ from edge.protocol.ds_list import (
     check_claims,
     parse_ds_list_claims,
 )
-from edge.protocol.verify.certs import parse_certificate
 from edge.protocol.verify.trust import KNOWN_SIGNER_PREFIX, TrustEntry, TrustStore
 
 #: Accepted versions, per signing key, in each directory that holds list-pinned signers.
@@ -267,8 +266,8 @@ def apply_ds_list(verified: VerifiedDsList, *, trust: TrustStore, target: Path, 
         except TrustStoreError as exc:
             reason = "storage" if isinstance(exc.__cause__, OSError) else "certificate_refused"
             raise DsListRefusedError(reason, exc.args[0]) from None
-        fingerprints = tuple(sorted(parse_certificate(der).fingerprint for der in claims.ders))
-        notes = {parse_certificate(e.der).fingerprint: e.note for e in claims.certificates if e.note is not None}
+        fingerprints = tuple(sorted(_fingerprint(der) for der in claims.ders))
+        notes = {_fingerprint(e.der): e.note for e in claims.certificates if e.note is not None}
         kept = set(fingerprints).union(*(a.fingerprints for kid, a in record.lists.items() if kid != verified.kid))
         dropped = set(previous.fingerprints if previous else ()) | set(record.retired)
         retired = tuple(sorted(dropped - kept))
@@ -281,6 +280,11 @@ def apply_ds_list(verified: VerifiedDsList, *, trust: TrustStore, target: Path, 
             _write_record(target, ListRecord(lists=record.lists))
     return DsListReport(claims.version, claims.iss, claims.ward_code, verified.kid, len(fingerprints),
                         report.added, report.already_present, removed, repeated, notes)
+
+
+def _fingerprint(der: bytes) -> str:
+    """As :attr:`CertificateInfo.fingerprint` (SHA-256 of the DER), without parsing the certificate again."""
+    return hashlib.sha256(der).hexdigest().upper()
 
 
 def _unpin(directory: Path, fingerprint: str) -> bool:
