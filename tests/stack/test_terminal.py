@@ -690,3 +690,18 @@ def test_only_a_card_whose_issuer_is_proven_shows_success(
     results = [e["detail"] for e in rig.office.events if e.get("event") == "result"]
     assert results == [state.value]
     assert rig.terminal.stats.get(f"verdict_{verdict}") == 1
+
+
+def test_a_read_past_its_deadline_frees_the_worker(material: Material, rig_factory: Callable[..., Rig],
+                                                  insert_card: InsertCard) -> None:  # fmt: skip
+    """A chip that answers slowly (or without end) is given up at timeouts.reading: the worker sends nothing more
+    (far fewer APDUs than the 15 of a read), counts the read failed and is free for the next card. Before, the
+    worker read on to the end (or for ever) while the terminal showed the timeout."""
+    rig = rig_factory(timeouts={"reading": 1.0})
+    slow = replace(material.spec, quirks=replace(material.spec.quirks, answer_delay_ms=250.0))
+    rig.camera.show("qr")
+    wait_until(lambda: rig.terminal.state is State.WAIT_CARD, what="the QR's key")
+    card = insert_card(slow, security=secure(slow))
+    wait_until(lambda: rig.terminal.stats.get("reads_failed", 0) == 1, what="the read given up")
+    assert rig.terminal.stats.get("reads_ok", 0) == 0
+    assert 0 < card.counters.apdus < 15
