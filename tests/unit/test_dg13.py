@@ -231,3 +231,10 @@ def test_encoding_a_parsed_dg13_with_an_odd_field_number_raises_lds_error(number
     assert parsed.raw_fields[number] == "x"
     with pytest.raises(LdsError, match=f"field number {number} out of range"):
         encode_dg13(parsed)
+
+
+def test_an_enormous_field_number_is_an_lds_error() -> None:
+    """A field numbered by an INTEGER of thousands of digits (twice) raised ValueError: Python refuses to print it."""
+    huge = tlv.encode_constructed(0x30, tlv.encode(0x02, b"\x7f" + b"\xff" * 2000), _utf8("x"))
+    with pytest.raises(LdsError, match="INTEGER of 2001 bytes"):
+        parse_dg13(_dg13_bytes(huge, huge))

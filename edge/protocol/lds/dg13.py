@@ -63,9 +63,16 @@ class Dg13:
 # --- parsing ---------------------------------------------------------------------------------------------------
 
 
+#: Field numbers and the version are small; a longer INTEGER is hostile (printing one of 10,000 digits raises).
+_MAX_INTEGER_BYTES = 4
+
+
 def _integer(obj: tlv.Tlv) -> int:
     if obj.tag != 0x02 or not obj.value:
         raise LdsError("INTEGER expected", what="DG13", offset=obj.offset)
+    if len(obj.value) > _MAX_INTEGER_BYTES:
+        raise LdsError(f"INTEGER of {len(obj.value)} bytes, more than a field number needs", what="DG13",
+                       offset=obj.offset)  # fmt: skip
     return int.from_bytes(obj.value, "big", signed=True)
 
 
