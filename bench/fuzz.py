@@ -74,7 +74,7 @@ def main() -> int:
     summary = run_campaign(corpus, list(targets.values()), inputs=args.inputs, seed=args.seed, limit=args.limit,
                            workers=args.workers, out=args.out, progress=True)  # fmt: skip
     print(format_summary(summary, args.out))
-    return 0 if not (summary.exceptions or summary.hangs or summary.false_accepts) else 1
+    return 0 if not (summary.exceptions or summary.hangs or summary.false_accepts or summary.harness_errors) else 1
 
 
 if __name__ == "__main__":

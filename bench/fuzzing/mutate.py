@@ -209,7 +209,7 @@ def mutate_bytes(rng: random.Random, data: bytes, pool: Sequence[bytes] = (), *,
             buf = bytearray(buf[:cut] + (other[rng.randrange(len(other) + 1) :] if other else b""))
         elif op == 11 and len(buf) >= 2:
             pos = rng.randrange(len(buf) - 1)
-            word = rng.choice((0, 0xFFFF, 0x7FFF, 0x8000, 0x0100, len(buf), len(buf) + 1))
+            word = rng.choice((0, 0xFFFF, 0x7FFF, 0x8000, 0x0100, len(buf), len(buf) + 1)) & 0xFFFF
             buf[pos : pos + 2] = word.to_bytes(2, "big")
     return bytes(buf)
 

@@ -207,7 +207,14 @@ def _worker(wid: int, workers: int, start: int, end: int, seed: int, limit: floa
                 break
             shared.current[wid] = index
             shared.started[wid] = time.monotonic()
-            target, payload = make_input(corpus, targets, seed, index)
+            try:
+                target, payload = make_input(corpus, targets, seed, index)
+            except HarnessError as exc:  # the harness's own bug: reported, the input skipped, the campaign goes on
+                shared.started[wid] = 0.0
+                shared.resume[wid] = index + workers
+                findings.put(Finding("harness", "harness", type(exc.__cause__).__name__, _place(exc.__cause__ or exc),
+                                     index, str(exc)[:500]))
+                continue
             result = run_one(target, payload, corpus, limit)
             shared.started[wid] = 0.0
             row = base + names.index(target.name) * width
@@ -264,6 +271,10 @@ class Summary:
     @property
     def false_accepts(self) -> int:
         return self.total("false_accepts")
+
+    @property
+    def harness_errors(self) -> int:
+        return sum(1 for finding in self.findings if finding.kind == "harness")
 
 
 def run_campaign(corpus: Corpus, targets: Sequence[Target], *, inputs: int, seed: int = 1, limit: float = 1.0,
@@ -322,7 +333,10 @@ def run_campaign(corpus: Corpus, targets: Sequence[Target], *, inputs: int, seed
                     continue
                 if process.exitcode != _HANG_EXIT:  # killed by us, or died on its own (a crash of the interpreter)
                     index = int(shared.current[wid])
-                    target, payload = make_input(corpus, targets, seed, index)
+                    try:
+                        target, payload = make_input(corpus, targets, seed, index)
+                    except HarnessError:
+                        target, payload = targets[0], None  # stuck while generating: the harness's own bug
                     kind = "hang" if stalled else "exception"
                     finding = Finding(kind, target.name, "stuck (killed)" if stalled else f"exit {process.exitcode}",
                                       "?", index, f"worker {'made no progress' if stalled else 'died'}")
@@ -380,6 +394,8 @@ def format_summary(summary: Summary, out: Path) -> str:
     lines.append(f"{'total':<14}{summary.inputs:>10,}{summary.total('accepted'):>10,}{summary.total('rejected'):>10,}"
                  f"{summary.total('expected'):>9,}{summary.exceptions:>11,}{summary.hangs:>7,}"
                  f"{summary.false_accepts:>11,}")  # fmt: skip
+    if summary.harness_errors:
+        lines.append(f"HARNESS ERRORS (inputs not run, a bug of bench/fuzzing): {summary.harness_errors}")
     lines += ["", f"non-EdgeError exceptions: {summary.exceptions}    hangs over {summary.limit:g} s: {summary.hangs}"
                   f"    false accepts: {summary.false_accepts}"]  # fmt: skip
     groups: dict[tuple[str, str, str, str], list[Finding]] = {}

@@ -38,6 +38,7 @@ from cryptography.x509.oid import NameOID
 from edge.daemon import signing
 from edge.daemon.commands import CommandVerifier, ReplayGuard
 from edge.daemon.commands import ReadRequest as CommandReadRequest
+from edge.daemon.ds_list import apply_ds_list, list_keys, sign_ds_list, verify_ds_list
 from edge.errors import EdgeError
 from edge.office.receiver import ResultStore
 from edge.office.verify import check_active_auth, verify_result
@@ -50,6 +51,7 @@ from edge.protocol.access.policy import CanKey, MrzKey, choose_pace_info
 from edge.protocol.apdu import CommandApdu, ResponseApdu
 from edge.protocol.cccd_qr import encode_cccd_qr, parse_cccd_qr
 from edge.protocol.chip import CCCD_CARD_ACCESS
+from edge.protocol.ds_list import PROVINCE, ds_list_claims
 from edge.protocol.keys import explicit_spki, load_public_key
 from edge.protocol.lds.com import parse_com
 from edge.protocol.lds.dg1 import parse_dg1
@@ -62,6 +64,7 @@ from edge.protocol.lds.dg15 import encode_dg15, parse_dg15
 from edge.protocol.lds.sod import parse_sod
 from edge.protocol.result import ActiveAuthEvidence, ProcedureProfile, ResultDocument
 from edge.protocol.sm import SecureMessaging, SessionKeys, protect_command, protect_response, unprotect_command
+from edge.protocol.verify.certs import parse_certificate
 from edge.protocol.verify.checks import Verdict, decide
 from edge.protocol.verify.cms import find_signer_certificate, parse_signed_data, verify_signer
 from edge.protocol.verify.crosscheck import check_id_structure, crosscheck_mrz_dg13, crosscheck_qr_dg13
@@ -82,6 +85,7 @@ from .mutate import Node, donor_nodes, how_many, mutate, mutate_bytes, mutate_js
 NOW = hostile_card.NOW
 NOW_INT = int(NOW.timestamp())
 TERMINAL_ID = "T-01"
+WARD_CODE = "26734"
 AA_REQUEST_ID = "req-00000001"
 AA_CHALLENGE = bytes.fromhex("a1b2c3d4e5f60718")
 
@@ -213,6 +217,8 @@ class Corpus:
     terminal: signing.KeySigner
     ward: ec.EllipticCurvePrivateKey
     commands: tuple[tuple[dict[str, Any], str], ...]  # claims, token
+    ds_lists: tuple[tuple[dict[str, Any], str], ...]  # claims, token (ward key, province key)
+    province: ec.EllipticCurvePrivateKey
     results: tuple[tuple[dict[str, Any], str], ...]  # claims, token (JWS or JWE)
     runtime_root: Path | None = None  # where workers make their directories (the campaign removes it)
     genuine_dg13: Any = None
@@ -338,6 +344,14 @@ def build_corpus(pki_dir: Path | None = None, *, profiles: Sequence[str] = hosti
     ward = ec.generate_private_key(ec.SECP256R1())
     ward_signer = signing.KeySigner(ward)
     base = {"iss": "office", "aud": TERMINAL_ID, "iat": NOW_INT, "exp": NOW_INT + 300}
+    province = ec.generate_private_key(ec.SECP256R1())
+    ds_ders = [pki.ds.certificate.public_bytes(Encoding.DER), pki.untrusted_ds.certificate.public_bytes(Encoding.DER)]
+    ward_list = ds_list_claims(iss="ward-26734", ward_code=WARD_CODE, version=3, certificates=ds_ders,
+                               notes={ds_ders[0]: "proven by C06 authentication 2026-05-01"}, now=NOW_INT)  # fmt: skip
+    province_list = ds_list_claims(iss="province-79", ward_code=PROVINCE, version=1, certificates=ds_ders[:1],
+                                   now=NOW_INT, lifetime=86400 * 365)  # fmt: skip
+    ds_lists = ((ward_list, sign_ds_list(ward_signer, ward_list)),
+                (province_list, sign_ds_list(signing.KeySigner(province), province_list)))  # fmt: skip
     command_claims = [
         {**base, "jti": "cmd-00000001", "cmd": "read_request", "key": {"can": "123456"},
          "challenge": AA_CHALLENGE.hex(), "profile": "residence", "include_photo": True},
@@ -345,6 +359,7 @@ def build_corpus(pki_dir: Path | None = None, *, profiles: Sequence[str] = hosti
          "key": {"document_number": "C03012345", "date_of_birth": "030201", "date_of_expiry": "280201"}},
         {**base, "jti": "cmd-00000003", "cmd": "cancel"},
         {**base, "jti": "cmd-00000004", "cmd": "ping"},
+        {**base, "jti": "cmd-00000005", "cmd": "trust_update", "ds_list": ds_lists[0][1]},
     ]  # fmt: skip
     command_tokens = tuple((claims, signing.sign_jws(ward_signer, claims, typ=signing.COMMAND_TYP))
                            for claims in command_claims)  # fmt: skip
@@ -366,7 +381,8 @@ def build_corpus(pki_dir: Path | None = None, *, profiles: Sequence[str] = hosti
     donors = donor_nodes([*pool, csca_der, link_der, crl])
     first = next(iter(cards.values()))
     return Corpus(pki, trust, cards, samples, pool, donors, genuine_encap, trust_files, genuine_tbs, sm_keys,
-                  tuple(responses), tuple(commands), terminal, ward, command_tokens, tuple(result_tokens),
+                  tuple(responses), tuple(commands), terminal, ward, command_tokens, ds_lists, province,
+                  tuple(result_tokens),
                   genuine_dg13=parse_dg13(first.data_groups[13]),
                   genuine_mrz=parse_dg1(first.data_groups[1]).mrz)  # fmt: skip
 
@@ -714,6 +730,51 @@ class IngestEscaped(Exception):
         self.inner = inner
 
 
+# --- signed DS lists -----------------------------------------------------------------------------------------------
+
+
+def _gen_ds_list(rng: random.Random, corpus: Corpus) -> dict[str, Any]:
+    index = rng.randrange(len(corpus.ds_lists))
+    claims, token = corpus.ds_lists[index]
+    if rng.random() < 0.5:
+        return {"index": index, "signed": False, "payload": _mutate_token(rng, token, corpus.pool)}
+    signer = signing.KeySigner(corpus.ward if index == 0 else corpus.province)
+    if rng.random() < 0.5:  # the key holder lists certificates of its choosing: damaged, CA, forged, anything
+        entries = [dict(entry) for entry in claims["certificates"]]
+        der = rng.choice((*(parse_certificate_der(e["cert"]) for e in entries), *(d for _, d in corpus.trust_files
+                                                                                  if d[:1] == b"\x30")))
+        entries.append({"cert": _b64(mutate(rng, der, corpus.pool, corpus.donors))})
+        claims = {**claims, "certificates": entries, "version": claims["version"] + rng.randrange(0, 3)}
+    header = json.dumps({"alg": "ES256", "kid": signer.kid, "typ": "cccd-edge-ds-list+jwt"}).encode()
+    payload = mutate_json(rng, claims) if rng.random() < 0.6 else json.dumps(claims).encode()
+    return {"index": index, "signed": True, "payload": _sign(signer, header, payload).encode("ascii")}
+
+
+def parse_certificate_der(b64: str) -> bytes:
+    return base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4))
+
+
+def _run_ds_list(item: Mapping[str, Any], corpus: Corpus) -> Outcome:
+    runtime = corpus.runtime()
+    keys = list_keys(ward=corpus.ward.public_key(), province=[corpus.province.public_key()])
+    verified = verify_ds_list(item["payload"], keys, ward_code=WARD_CODE, now=NOW_INT)
+    target = runtime.directory / "known-signers"
+    try:
+        apply_ds_list(verified, trust=runtime.store, target=target, at=NOW)
+        pinned = [p.read_bytes() for p in target.glob("ds-*.der")]
+    finally:
+        shutil.rmtree(target, ignore_errors=True)  # every input starts from no accepted list
+    if not item["signed"]:
+        genuine = corpus.ds_lists[item["index"]][0]
+        if json.loads(verified.claims.model_dump_json(exclude_none=True)) != genuine:
+            return Outcome("false_accept", "a changed DS list was accepted")
+    for der in pinned:  # even the key holder's list may not pin a CA, nor a DS its installed CSCA did not sign
+        cert = parse_certificate(der)
+        if cert.is_ca or runtime.store.chain(cert, NOW).status == "broken":
+            return Outcome("false_accept", f"pinned '{cert.subject}' (CA: {cert.is_ca}) against the installed CSCA")
+    return ACCEPTED
+
+
 # --- the hostile card --------------------------------------------------------------------------------------------
 
 
@@ -751,6 +812,7 @@ def all_targets() -> dict[str, Target]:
         Target("sm", 6.0, _gen_sm, _run_sm),
         Target("office_cmd", 4.0, _gen_command, _run_command),
         Target("office_result", 3.0, _gen_result, _run_result, nothing_may_escape=True),
+        Target("ds_list", 2.0, _gen_ds_list, _run_ds_list),
         _chip("wire"),
         _chip("lies"),
     ]

@@ -62,7 +62,7 @@ def test_short_campaign_on_two_workers_finds_nothing(corpus: Corpus, tmp_path: P
                            out=tmp_path / "findings")  # fmt: skip
     assert summary.inputs == 1500
     assert all(summary.by_target[name]["inputs"] for name in ("qr", "sod", "sm", "chip_wire", "chip_lies"))
-    assert (summary.exceptions, summary.hangs, summary.false_accepts) == (0, 0, 0), [
+    assert (summary.exceptions, summary.hangs, summary.false_accepts, summary.harness_errors) == (0, 0, 0, 0), [
         (f.kind, f.target, f.type, f.place, f.message) for f in summary.findings]
 
 
