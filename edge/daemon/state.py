@@ -5,7 +5,9 @@ mid-read, a reader unplugged, a full outbox) is a unit test without threads, dev
 events from its driver threads and carries out the returned actions.
 
 Every waiting state has a deadline (``TimeoutConfig``); a late completion from an aborted attempt is recognised by
-its ``attempt`` number and ignored. FAULT (reader or camera gone) is left when the device returns.
+its ``attempt`` number and ignored. FAULT (reader or camera gone) is left when the device returns. Storage trouble
+(a full outbox, a disk without its reserve, a result the disk refused) shows the FAULT pattern in READY and refuses
+reads until there is room: a full disk is the terminal's fault, never the card's.
 """
 
 from __future__ import annotations
@@ -110,6 +112,9 @@ class VerifyDone(Event):
     attempt: int
     ok: bool
     proven: bool
+    #: Set when the disk refused the result: ``"result_held"`` (kept in memory, stored when space returns) or
+    #: ``"repeat_read"`` (memory full too). A storage fault, never the card's: FAULT, not the failure pattern.
+    storage_fault: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +130,7 @@ class DeliveryChanged(Event):
     link_up: bool
     queued: int
     outbox_full: bool
+    storage_full: bool = False  # the disk's reserve is gone, or a result waits in memory for room
 
 
 # --- actions -----------------------------------------------------------------------------------------------------
@@ -184,6 +190,7 @@ class Snapshot:
     link_up: bool = True
     queued: int = 0
     outbox_full: bool = False
+    storage_full: bool = False
     indicator: Indicator = Indicator.READY
 
 
@@ -207,7 +214,7 @@ def indicator_for(snap: Snapshot) -> Indicator:
     if snap.state is State.FAULT:
         return Indicator.FAULT
     if snap.state is State.READY:
-        if snap.outbox_full:
+        if snap.outbox_full or snap.storage_full:
             return Indicator.FAULT
         return Indicator.OFFLINE_QUEUED if not snap.link_up and snap.queued else Indicator.READY
     return {
@@ -249,6 +256,8 @@ class Machine:
     def _refused(self, snap: Snapshot) -> str | None:
         if snap.outbox_full:
             return "outbox_full"
+        if snap.storage_full:
+            return "storage_full"
         return None
 
     # handlers ------------------------------------------------------------------------------------------------
@@ -277,6 +286,9 @@ class Machine:
                 return snap, [Report("read_refused", refused)]
             return self._enter(snap, State.WAIT_KEY, event.now), []
         if snap.state in (State.WAIT_CARD, State.HOLD_STILL):
+            refused = self._refused(snap)  # the disk filled while the key waited for its card
+            if refused:
+                return self._enter(snap, State.READY, event.now), [Report("read_refused", refused, snap.request_id)]
             return self._start_read(snap, event.now)
         return snap, []
 
@@ -312,6 +324,10 @@ class Machine:
         assert isinstance(event, VerifyDone)
         if snap.state is not State.VERIFYING or event.attempt != snap.attempt:
             return snap, []
+        if event.storage_fault is not None:  # READY showing FAULT, reads refused until the disk has room
+            snap = replace(snap, storage_full=True)
+            return self._enter(snap, State.READY, event.now), [Report("storage_fault", event.storage_fault,
+                                                                      snap.request_id)]
         state = State.RESULT_FAILED
         if event.ok:
             state = State.RESULT_OK if event.proven else State.RESULT_UNPROVEN
@@ -333,7 +349,8 @@ class Machine:
 
     def _delivery(self, snap: Snapshot, event: Event) -> tuple[Snapshot, list[Action]]:
         assert isinstance(event, DeliveryChanged)
-        return replace(snap, link_up=event.link_up, queued=event.queued, outbox_full=event.outbox_full), []
+        return replace(snap, link_up=event.link_up, queued=event.queued, outbox_full=event.outbox_full,
+                       storage_full=event.storage_full), []
 
     def _timeout(self, snap: Snapshot, now: float) -> tuple[Snapshot, list[Action]]:
         if snap.state in (State.RESULT_OK, State.RESULT_UNPROVEN, State.RESULT_FAILED):

@@ -27,7 +27,7 @@ import logging
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge.config import Config
 from edge.daemon import commands as office
+from edge.daemon.backoff import Backoff
 from edge.daemon.ds_list import ListKey, apply_ds_list, known_signers_dir, list_keys, verify_ds_list
 from edge.daemon.health import Liveness
 from edge.daemon.mqtt import PUBLISHER_THREAD, MqttSettings, ResultPublisher
@@ -74,6 +75,7 @@ from edge.daemon.state import (
     Tick,
     VerifyDone,
 )
+from edge.daemon.storage import sqlite_errors_typed
 from edge.drivers.base import CardPresence, CardReaderDriver, FrameSource, QrDecoder, ReaderState
 from edge.drivers.cameras import open_configured_camera
 from edge.drivers.leds import Indicators
@@ -85,6 +87,8 @@ from edge.errors import (
     EdgeError,
     NoCardError,
     OutboxFullError,
+    StorageError,
+    StorageFullError,
 )
 from edge.logsetup import log_unexpected, mask_id
 from edge.protocol.access.policy import AccessKey, CanKey, MrzKey
@@ -116,6 +120,11 @@ WATCH_SLICE = 0.25
 RESULT_TOKEN_LIFETIME = 60 * 24 * 3600
 #: A photo-less result is ~4 KB; a read is refused when the outbox has no room for one this size.
 EXPECTED_RESULT_BYTES = 16 * 1024
+#: Signed results kept in memory while the disk refuses them: reads are refused meanwhile, so only the reads already
+#: under way when the disk filled can arrive here; beyond this the officer is told to repeat the read.
+HELD_RESULTS_MAX = 8
+#: How often the loop looks at the free space while idle (and always just before a read starts).
+STORAGE_CHECK_SECONDS = 1.0
 #: Loop threads whose liveness gates the systemd watchdog.
 THREADS = ("loop", "reader", "camera", "worker", PUBLISHER_THREAD)
 
@@ -140,6 +149,15 @@ class _PendingVerify:
     request_id: str | None
     read_ms: int
     office_challenge: bytes | None  # the AA challenge of the office's read_request, if it sent one
+
+
+@dataclass(frozen=True, slots=True)
+class _HeldResult:
+    """A signed result the disk refused, stored when space returns (the same token, its seq was not consumed)."""
+
+    token: Callable[[int], bytes]
+    verdict: Verdict
+    request_id: str | None
 
 
 def _access_key(key: office.CanKey | office.MrzKey) -> AccessKey:
@@ -212,6 +230,10 @@ class Terminal:
         self._stats: Counter[str] = Counter()
         self._aborted: set[int] = set()
         self._pending: dict[int, _PendingVerify] = {}
+        self._held: deque[_HeldResult] = deque()  # the worker's; others only read its length
+        self._held_backoff = Backoff(1.0, 8.0)  # retries of held results: soon, then every few seconds
+        self._held_retry_at = 0.0
+        self._storage_checked = float("-inf")
         self._present = False
         self._present_reader: str | None = None
         self._reader_available = True
@@ -334,9 +356,11 @@ class Terminal:
         self._indicators = Indicators(config.indicators, pin_factory=self._pin_factory)
         self._indicators.show(self._snap.indicator.value)
         self._outbox = Outbox(paths.state_dir / OUTBOX_FILE, max_count=config.outbox.max_count,
-                              max_bytes=config.outbox.max_bytes)  # fmt: skip
+                              max_bytes=config.outbox.max_bytes,
+                              min_free_bytes=config.outbox.min_free_bytes)  # fmt: skip
         if ward_key is not None:
-            self._replay = office.ReplayGuard(paths.state_dir / "commands.db")
+            with sqlite_errors_typed(paths.state_dir / "commands.db"):  # a full disk says so, not "OperationalError"
+                self._replay = office.ReplayGuard(paths.state_dir / "commands.db")
             self._verifier = office.CommandVerifier(ward_key, config.terminal_id, self._replay)
         if self._reader is None:
             from edge.drivers.pcsc import PcscReaderDriver
@@ -421,6 +445,9 @@ class Terminal:
                 self._count("loop_errors")
 
     def _dispatch(self, event: Event) -> None:
+        if isinstance(event, KeyOffered | CardInserted) or (
+                isinstance(event, Tick) and event.now - self._storage_checked >= STORAGE_CHECK_SECONDS):
+            self._check_storage(event.now)
         self._snap, actions = self._machine.step(self._snap, event)
         for action in actions:
             self._carry_out(action)
@@ -443,13 +470,25 @@ class Terminal:
             self._event({"event": action.name, "detail": action.detail, "request_id": action.request_id})
 
     def _delivery_facts(self) -> None:
-        """Runs on the loop: link and outbox facts into the machine."""
+        """Runs on the loop: link, outbox and storage facts into the machine."""
         if self._outbox is None or self._publisher is None:
             return
         stats = self._outbox.stats()
-        full = not self._outbox.has_room(EXPECTED_RESULT_BYTES, stats=stats)
+        full = not self._outbox.within_limits(EXPECTED_RESULT_BYTES, stats=stats)
         self._dispatch(DeliveryChanged(self._clock(), link_up=self._publisher.connected, queued=stats.count,
-                                       outbox_full=full))  # fmt: skip
+                                       outbox_full=full, storage_full=self._storage_full()))  # fmt: skip
+
+    def _storage_full(self) -> bool:
+        """A result waits in memory for room, or the disk lacks its reserve for one more: no read may start."""
+        assert self._outbox is not None
+        return bool(self._held) or not self._outbox.disk_has_room(EXPECTED_RESULT_BYTES)
+
+    def _check_storage(self, now: float) -> None:
+        """Runs on the loop before a read can start (and every second while idle): a full disk is refused with
+        FAULT before the card is read, and READY returns by itself when space does."""
+        self._storage_checked = now
+        if self._outbox is not None and self._storage_full() != self._snap.storage_full:
+            self._delivery_facts()
 
     def _publish_status(self) -> None:
         snap = self._snap
@@ -460,6 +499,8 @@ class Terminal:
             "camera": "ok" if snap.camera_ok else "missing",
             "queued": snap.queued,
             "outbox_full": snap.outbox_full,
+            "storage_full": snap.storage_full,
+            "held": len(self._held),
             "last_error": self._last_error,
         }
         if status != self._last_status and self._publisher is not None:
@@ -635,6 +676,7 @@ class Terminal:
             try:
                 job = self._work.get(timeout=TICK_SECONDS)
             except queue.Empty:
+                self._retry_held()
                 continue
             if self._aborted_attempt(job.attempt):
                 continue
@@ -710,13 +752,12 @@ class Terminal:
             return
         ok = document.verdict is not Verdict.FAILED
         proven = document.verdict.proves_origin  # only a CSCA or a known Document Signer shows success
+        storage_fault = None
+        held = _HeldResult(self._signed(document), document.verdict, pending.request_id)
         try:
-            seq = self._store(document)
-        except OutboxFullError:
-            ok = False
-            self._count("results_refused")
-            self._last_error = "outbox_full"
-            self._event({"event": "result_not_stored", "reason": "outbox_full", "request_id": pending.request_id})
+            seq = self._store(held)
+        except (StorageError, OutboxFullError) as exc:  # the disk's fault, not the card's: kept, stored later
+            storage_fault = self._hold(held, exc)
         except EdgeError as exc:
             ok = False
             self._count("results_refused")
@@ -728,11 +769,9 @@ class Terminal:
             with self._lock:  # with _set_presence's update under the same lock: a card pulled meanwhile clears it
                 if self._present:
                     self._result_for_card_on_reader.set()
-            self._count("results_enqueued")
-            self._count(f"verdict_{document.verdict.value}")
             log.info("result seq %d: %s (%s)", seq, document.verdict.value,
                      mask_id(document.citizen.id_number) if document.citizen else "no citizen data")
-        self._post(VerifyDone(self._clock(), job.attempt, ok, proven))
+        self._post(VerifyDone(self._clock(), job.attempt, ok, proven, storage_fault))
         self._post(self._delivery_facts)
 
     def _document(self, pending: _PendingVerify, *, verify_started: float) -> ResultDocument:
@@ -760,19 +799,77 @@ class Terminal:
             active_auth=ActiveAuthEvidence.for_office(read.active_auth, read.dg15, pending.office_challenge),
         )  # fmt: skip
 
-    def _store(self, document: ResultDocument) -> int:
-        """Sign and commit (durable before publish), then wake the publisher. Returns the seq."""
-        assert self._outbox is not None
-        assert self._publisher is not None
+    def _signed(self, document: ResultDocument) -> Callable[[int], bytes]:
+        """The document's token for a seq, signed once: a result the disk refused keeps the token signed at the read
+        (its ``iat`` the read's time), and is signed again only if its seq went to another result meanwhile."""
         assert self._signer is not None
         body = document.model_dump(mode="json", exclude_none=True)
-        signer, encrypt_to = self._signer, self._encrypt_to
+        signer, encrypt_to, now = self._signer, self._encrypt_to, int(time.time())
+        signed: dict[int, bytes] = {}
 
         def token(seq: int) -> bytes:
-            return result_token(signer, terminal_id=self.config.terminal_id, seq=seq, document=body,
-                                now=int(time.time()), lifetime=RESULT_TOKEN_LIFETIME, encrypt_to=encrypt_to)
+            if seq not in signed:
+                signed.clear()
+                signed[seq] = result_token(signer, terminal_id=self.config.terminal_id, seq=seq, document=body,
+                                           now=now, lifetime=RESULT_TOKEN_LIFETIME, encrypt_to=encrypt_to)
+            return signed[seq]
 
-        _entry_id, seq = self._outbox.enqueue(token)
-        self._publisher.notify()
+        return token
+
+    def _store(self, result: _HeldResult) -> int:
+        """Commit (durable before publish) after any result still held, then wake the publisher. Returns the seq."""
+        self._store_held()
+        seq = self._commit(result)
+        self._held_backoff.reset()
         return seq
+
+    def _commit(self, result: _HeldResult) -> int:
+        assert self._outbox is not None
+        assert self._publisher is not None
+        _entry_id, seq = self._outbox.enqueue(result.token)
+        self._publisher.notify()
+        self._count("results_enqueued")
+        self._count(f"verdict_{result.verdict.value}")
+        return seq
+
+    def _hold(self, result: _HeldResult, exc: StorageError | OutboxFullError) -> str:
+        """Keep a result the disk refused (worker thread); returns the storage fault the officer is shown."""
+        reason = "storage_error"
+        if isinstance(exc, OutboxFullError | StorageFullError):
+            reason = "outbox_full" if isinstance(exc, OutboxFullError) else "storage_full"
+        self._last_error = reason
+        self._held_retry_at = self._clock() + self._held_backoff.next_delay()
+        if len(self._held) >= HELD_RESULTS_MAX:
+            self._count("results_lost")
+            log.error("result not stored (%s) and no room left to hold it: the read must be repeated", exc)
+            self._event({"event": "result_not_stored", "reason": reason, "request_id": result.request_id,
+                         "action": "repeat_read"})  # fmt: skip
+            return "repeat_read"
+        self._held.append(result)
+        self._count("results_held")
+        log.error("result held in memory until the disk has room (%s)", exc)
+        self._event({"event": "result_held", "reason": reason, "request_id": result.request_id,
+                     "held": len(self._held)})  # fmt: skip
+        return "result_held"
+
+    def _store_held(self) -> None:
+        """Commit held results, oldest first (seq follows the order of the reads); raises on the first refused."""
+        while self._held:
+            seq = self._commit(self._held[0])
+            result = self._held.popleft()
+            log.info("held result stored late as seq %d", seq)
+            self._event({"event": "result_stored", "seq": seq, "request_id": result.request_id, "late": True})
+
+    def _retry_held(self) -> None:
+        """Worker thread, when idle: try the held results again after a jittered backoff; READY once they are in."""
+        if not self._held or self._clock() < self._held_retry_at:
+            return
+        try:
+            self._store_held()
+        except (StorageError, OutboxFullError) as exc:
+            self._held_retry_at = self._clock() + self._held_backoff.next_delay()
+            log.warning("%d held result(s) still not stored: %s", len(self._held), type(exc).__name__)
+            return
+        self._held_backoff.reset()
+        self._post(self._delivery_facts)
 

@@ -135,7 +135,7 @@ def test_a_lone_undecryptable_entry_is_quarantined_but_a_wrong_key_moves_nothing
     wrong = _outbox(tmp_path)
     with pytest.raises(OutboxCorruptError, match="does not decrypt"):
         wrong.pending()
-    assert wrong.stats().quarantined == 1 and wrong.stats().count == 1  # nothing moved under the wrong key
+    assert (wrong.stats().quarantined, wrong.stats().count) == (1, 1)  # nothing moved under the wrong key
     wrong.close()
 
 

@@ -51,6 +51,7 @@ from edge.sim.profile import load_profile
 from edge.sim.stack import READER_NAMES, PcscStack
 from tests.fixtures.mqtt import MosquittoBroker
 from tests.fixtures.pcsc import InsertCard
+from tests.fixtures.storage import SmallDisk
 from tests.poison_messages import poison_messages
 from tests.result_helpers import sample_result
 
@@ -524,10 +525,11 @@ def test_run_with_a_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
         assert key in done.stderr
 
 
-def _daemon_config(tmp_path: Path, material: Material, broker: MosquittoBroker, camera_image: Path) -> Path:
+def _daemon_config(tmp_path: Path, material: Material, broker: MosquittoBroker, camera_image: Path,
+                   state_dir: Path | None = None) -> Path:
     """The TOML file an installed terminal would have, for ``cccd-edge run``."""
     config = tmp_path / "config.toml"
-    data = config_data(material, broker, tmp_path / "state")
+    data = config_data(material, broker, state_dir or tmp_path / "state")
     data["camera"]["replay_path"] = str(camera_image)
     lines = [f'terminal_id = "{TERMINAL}"', f'ward_code = "{WARD}"', f'reader_name = "{READER_NAMES[0]}"']
     for section in ("paths", "mqtt", "camera", "timeouts"):
@@ -705,3 +707,85 @@ def test_a_read_past_its_deadline_frees_the_worker(material: Material, rig_facto
     wait_until(lambda: rig.terminal.stats.get("reads_failed", 0) == 1, what="the read given up")
     assert rig.terminal.stats.get("reads_ok", 0) == 0
     assert 0 < card.counters.apdus < 15
+
+
+# --- a full disk is a fault, never a failed card (issue 13) ------------------------------------------------------
+
+
+def _never_red(rig: Rig) -> None:
+    """Nothing the officer or the office saw said the card failed."""
+    assert not any(e.get("event") == "read_failed" for e in rig.office.events)
+    assert not any(e.get("event") == "result" and e.get("detail") == State.RESULT_FAILED.value
+                   for e in rig.office.events)  # fmt: skip
+    assert "verdict_failed" not in rig.terminal.stats
+    assert rig.terminal.stats.get("report_read_failed") is None
+
+
+def test_a_full_disk_refuses_reads_with_fault_then_reads_resume_when_space_returns(
+    material: Material, rig_factory: Callable[..., Rig], insert_card: InsertCard, small_disk: SmallDisk
+) -> None:
+    rig = rig_factory(paths={"state_dir": str(small_disk.path)}, outbox={"min_free_bytes": 256 * 1024})
+    insert_card(material.spec, security=secure(material.spec))
+    small_disk.fill()
+    wait_until(lambda: rig.terminal.snapshot.indicator is Indicator.FAULT, what="FAULT while idle")
+    rig.office.wait(lambda: rig.office.status.get("storage_full") is True)
+    rig.camera.show("qr")
+    rig.office.wait(lambda: any(e.get("event") == "read_refused" and e.get("detail") == "storage_full"
+                                for e in rig.office.events))  # fmt: skip
+    assert rig.terminal.stats.get("reads_started") is None  # refused before the card was touched
+    assert rig.terminal.snapshot.indicator is Indicator.FAULT
+    rig.camera.show("blank")
+    small_disk.make_room()
+    wait_until(lambda: rig.terminal.snapshot.indicator is Indicator.READY, what="READY when space returns")
+    present_qr_once(rig, results=1)
+    rig.office.wait(lambda: len(rig.office.outcomes) == 1)
+    assert rig.office.outcomes[0].verdict == "verified"
+    _never_red(rig)
+    assert [seq for seq, _ in rig.office.store.stored(TERMINAL)] == [1]
+
+
+def test_a_disk_that_fills_during_a_read_holds_the_result_and_delivers_it_once_when_space_returns(
+    material: Material, rig_factory: Callable[..., Rig], insert_card: InsertCard, small_disk: SmallDisk
+) -> None:
+    slow = replace(material.spec, quirks=replace(material.spec.quirks, answer_delay_ms=15))  # a read of a second
+    rig = rig_factory(paths={"state_dir": str(small_disk.path)}, outbox={"min_free_bytes": 64 * 1024})
+    insert_card(slow, security=secure(slow))
+    rig.camera.show("qr")
+    wait_until(lambda: rig.terminal.state is State.READING, what="reading")
+    small_disk.fill()  # after the free-space check, before the commit
+    rig.office.wait(lambda: any(e.get("event") == "storage_fault" and e.get("detail") == "result_held"
+                                for e in rig.office.events))  # fmt: skip
+    assert rig.terminal.snapshot.indicator is Indicator.FAULT
+    assert any(e.get("event") == "result_held" and e.get("reason") == "storage_full" for e in rig.office.events)
+    assert rig.terminal.stats.get("results_enqueued") is None
+    rig.camera.show("blank")
+    time.sleep(1.0)  # a few storage checks and held retries against the full disk
+    assert rig.office.outcomes == []
+    small_disk.make_room()
+    rig.office.wait(lambda: len(rig.office.outcomes) == 1)
+    assert (rig.office.outcomes[0].seq, rig.office.outcomes[0].verdict) == (1, "verified")
+    rig.office.wait(lambda: any(e.get("event") == "result_stored" and e.get("late") for e in rig.office.events))
+    wait_until(lambda: rig.terminal.snapshot.indicator is Indicator.READY, what="READY again")
+    _never_red(rig)
+    time.sleep(1.0)  # anything sent twice would arrive now
+    assert len(rig.office.raw_results) == 1
+    assert [seq for seq, _ in rig.office.store.stored(TERMINAL)] == [1]
+
+
+def test_starting_on_a_full_disk_says_storage_full_not_damaged(
+    tmp_path: Path, material: Material, mqtt_broker: MosquittoBroker, small_disk: SmallDisk
+) -> None:
+    Outbox(small_disk.path / "outbox.db", max_count=10, max_bytes=10**6).close()  # a terminal that ran before
+    small_disk.fill()
+    config = _daemon_config(tmp_path, material, mqtt_broker, material.blank_image, state_dir=small_disk.path)
+    process = _spawn_daemon(config)
+    try:
+        _out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    message = err.decode()
+    assert process.returncode == 1, message
+    assert "storage full" in message
+    assert "damaged" not in message

@@ -165,6 +165,41 @@ def test_reader_lost_and_back() -> None:
     assert indicators(actions) == [Indicator.READY]
 
 
+def test_a_full_disk_refuses_reads_with_fault_and_clears_when_space_returns() -> None:
+    snap, actions = run([DeliveryChanged(0, link_up=True, queued=0, outbox_full=False, storage_full=True)])
+    assert indicators(actions) == [Indicator.FAULT]
+    snap, actions = run([KeyOffered(1, key="k", request_id="r"), CardInserted(2)], snap)
+    assert snap.state is State.READY
+    assert Report("read_refused", "storage_full", "r") in actions
+    assert Report("read_refused", "storage_full") in actions
+    assert not any(isinstance(a, StartRead) for a in actions)
+    snap, actions = run([DeliveryChanged(3, link_up=True, queued=0, outbox_full=False, storage_full=False)], snap)
+    assert indicators(actions) == [Indicator.READY]
+
+
+def test_a_result_the_disk_refused_is_a_storage_fault_never_a_failed_card() -> None:
+    prefix = [KeyOffered(0, key="k", request_id="r"), CardInserted(0), ReadSucceeded(1, attempt=1)]
+    for fault in ("result_held", "repeat_read"):
+        snap, actions = run([*prefix, VerifyDone(2, attempt=1, ok=True, proven=True, storage_fault=fault)])
+        assert snap.state is State.READY
+        assert snap.storage_full
+        assert Indicator.FAILURE not in indicators(actions)
+        assert indicators(actions)[-1] is Indicator.FAULT
+        assert Report("storage_fault", fault, "r") in actions
+        assert not any(isinstance(a, Report) and a.name in ("result", "read_failed") for a in actions)
+        snap, actions = run([KeyOffered(3, key="k2")], snap)
+        assert Report("read_refused", "storage_full") in actions
+
+
+def test_a_disk_that_fills_while_a_key_waits_for_its_card_refuses_the_read() -> None:
+    snap, _ = run([KeyOffered(0, key="k", request_id="r"),
+                   DeliveryChanged(1, link_up=True, queued=0, outbox_full=False, storage_full=True)])
+    snap, actions = run([CardInserted(2)], snap)
+    assert snap.state is State.READY
+    assert Report("read_refused", "storage_full", "r") in actions
+    assert not any(isinstance(a, StartRead) for a in actions)
+
+
 def test_outbox_full_refuses_reads_visibly_and_offline_queue_shows() -> None:
     snap, actions = run([DeliveryChanged(0, link_up=False, queued=3, outbox_full=False)])
     assert indicators(actions) == [Indicator.OFFLINE_QUEUED]
@@ -196,7 +231,7 @@ def test_a_qr_that_gives_no_key_shows_the_failure_pattern_then_ready() -> None:
 
 _EVENT_KINDS = st.sampled_from(["key", "request", "in", "out", "cancel", "read_ok", "read_fail", "verify_ok",
                                 "verify_unproven", "verify_fail", "reader_lost", "reader_back", "camera_lost",
-                                "camera_back", "link", "full", "tick", "bad_qr"])
+                                "camera_back", "link", "full", "tick", "bad_qr", "disk_full", "verify_held"])
 
 
 def _event(kind: str, now: float, attempt: int) -> Event:
@@ -219,6 +254,9 @@ def _event(kind: str, now: float, attempt: int) -> Event:
         "full": lambda: DeliveryChanged(now, link_up=False, queued=9, outbox_full=attempt % 3 == 0),
         "tick": lambda: Tick(now),
         "bad_qr": lambda: QrRejected(now, reason="not_id_card"),
+        "disk_full": lambda: DeliveryChanged(now, link_up=True, queued=1, outbox_full=False,
+                                             storage_full=attempt % 2 == 0),
+        "verify_held": lambda: VerifyDone(now, attempt=attempt, ok=True, proven=True, storage_fault="result_held"),
     }[kind]()
 
 
@@ -243,6 +281,7 @@ def test_never_stuck_and_invariants_hold(steps: list[tuple[str, float, int]]) ->
             if isinstance(action, StartRead):
                 assert action.key is not None
                 assert action.attempt == snap.attempt
+                assert not previous.storage_full  # a read never starts against a full disk
         assert snap.attempt >= previous.attempt
         assert not any(isinstance(a, ShowIndicator) for a in actions) or snap.indicator is next(
             a.indicator for a in reversed(actions) if isinstance(a, ShowIndicator))
