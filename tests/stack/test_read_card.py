@@ -393,13 +393,19 @@ OUTCOMES: dict[str, Outcome] = {
     "expired-ds": Outcome(Verdict.FAILED, frozenset({DS_VALIDITY})),
     "forged-dg13": Outcome(Verdict.FAILED, frozenset({DG_HASHES})),
     "rogue-ds": Outcome(Verdict.FAILED, frozenset({DS_CHAIN})),
+    # self-made Document Signers naming the installed CSCA, and a genuine DS with a flipped key id: the installed
+    # namesake did not sign them (tests/stack/test_forgeries.py has the whole matrix)
+    "rogue-ds-own-keyid": Outcome(Verdict.FAILED, frozenset({DS_CHAIN})),
+    "rogue-ds-no-keyid": Outcome(Verdict.FAILED, frozenset({DS_CHAIN})),
+    "flipped-keyid": Outcome(Verdict.FAILED, frozenset({DS_CHAIN})),
+    "self-made": Outcome(Verdict.INTACT_ORIGIN_UNPROVEN),
     # hostile chips: DG14's curve is refused before any arithmetic (signed), or DG14 is not the one EF.SOD lists;
     # either way no chip authentication command is sent, and the rest of the read is as usual
     "hostile-dg14-curve": Outcome(Verdict.FAILED, frozenset({CHIP_AUTHENTICATION}),
                                   sign=lambda read, _: read.stats.apdus == FULL_READ_APDUS + 1 - 2),
     "hostile-dg14-field": Outcome(Verdict.FAILED, frozenset({DG_HASHES, CHIP_AUTHENTICATION}),
                                   sign=lambda read, _: read.stats.apdus == FULL_READ_APDUS + 1 - 2),
-    "untrusted-issuer": Outcome(Verdict.VERIFIED_UNTRUSTED_ISSUER),
+    "untrusted-issuer": Outcome(Verdict.INTACT_ORIGIN_UNPROVEN),
     # no PACE and BAC answered 6A88: EF.CardAccess, then SELECT + GET CHALLENGE + EXTERNAL AUTHENTICATE, retried once
     "quirk-bac-refused": Outcome(key="mrz", error=AccessControlError, card_apdus=7),
     # 6282 taught no smaller size: the chunk is the one secure messaging fits after the refused extended read

@@ -74,7 +74,7 @@ def test_verdict_must_agree_with_checks() -> None:
     untrusted = (Check(name="csca_chain", status=CheckStatus.ISSUER_NOT_TRUSTED),)
     known = (Check(name="ds_chain", status=CheckStatus.KNOWN_SIGNER),)
     for verdict in (Verdict.VERIFIED, Verdict.VERIFIED_KNOWN_SIGNER):
-        with pytest.raises(ValidationError, match="CSCA path|unproven issuer|known_signer check"):
+        with pytest.raises(ValidationError, match=r"CSCA path|unproven issuer|known_signer check"):
             sample_result(ProcedureProfile.IDENTITY, checks=untrusted, verdict=verdict)
     with pytest.raises(ValidationError, match="CSCA path"):
         sample_result(ProcedureProfile.IDENTITY, checks=known)
