@@ -30,8 +30,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from edge.daemon.outbox import OUTBOX_FILE, Outbox, key_path, read_only_uri
 from edge.daemon.pkcs11_signer import Pkcs11Signer
 from edge.daemon.signing import KeySigner, Signer, check_certified_key
+from edge.daemon.storage import free_bytes, is_disk_error, storage_error
 from edge.drivers.base import CardPresence, Frame, FrameSource, ReaderState
-from edge.errors import ConfigError, EdgeError
+from edge.errors import ConfigError, EdgeError, StorageError
 from edge.protocol.verify.trust import TrustStore
 
 if TYPE_CHECKING:
@@ -53,6 +54,10 @@ NO_RTC_HINT = ("the Pi has no RTC: the time comes from NTP at boot; check the ne
                "systemctl status systemd-timesyncd (the ward firewall must let NTP, UDP 123, out)")
 #: Warn when the outbox is this full: at 100 % the terminal refuses new reads.
 OUTBOX_WARN_FILL = 0.8
+#: Warn when the disk has less than this many times the daemon's reserve (``outbox.min_free_bytes``) left.
+STORAGE_WARN_FACTOR = 4
+FREE_SPACE_HINT = ("free space on that disk (journalctl --vacuum-size=50M, apt clean); queued results are kept and "
+                   "the terminal reads again by itself once there is room")
 #: Frames grabbed by the camera check, and how long it may wait for them in all.
 CAMERA_FRAMES = 3
 CAMERA_TIMEOUT = 5.0
@@ -340,6 +345,27 @@ def check_state_dir(state_dir: Path) -> DoctorResult:
     return _ok("state dir", f"{state_dir} (0700)")
 
 
+def _size(count: int) -> str:
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} B"
+
+
+def check_storage(state_dir: Path, reserve: int) -> DoctorResult:
+    """Free space on the state directory's disk against the daemon's reserve (``outbox.min_free_bytes``): below it
+    the terminal shows FAULT and refuses reads ("storage full"), as a result it could not store would be lost."""
+    if not state_dir.is_dir():
+        return _skipped("storage", f"{state_dir} is missing")
+    free = free_bytes(state_dir)
+    shown = f"{_size(free)} free for {state_dir} (reserve {_size(reserve)})"
+    if free < reserve:
+        return _fail("storage", f"storage full: {shown}, new reads are refused", FREE_SPACE_HINT)
+    if free < STORAGE_WARN_FACTOR * reserve:
+        return _warn("storage", f"{shown}: nearly full", FREE_SPACE_HINT)
+    return _ok("storage", shown)
+
+
 def check_databases(state_dir: Path) -> list[DoctorResult]:
     """``PRAGMA integrity_check`` on each SQLite file (outbox, replay guard), opened read-only: nothing is changed."""
     files = sorted(p for p in state_dir.glob("*") if p.suffix in DATABASE_SUFFIXES) if state_dir.is_dir() else []
@@ -352,6 +378,10 @@ def check_databases(state_dir: Path) -> list[DoctorResult]:
                 answer = db.execute("PRAGMA integrity_check").fetchall()
             db.close()
         except sqlite3.Error as exc:
+            if is_disk_error(exc):  # the disk's trouble, not the file's: moving it aside would lose it for nothing
+                error = storage_error(exc, path)
+                results.append(_fail(path.stem, f"{path.name}: {error.args[0]}", error.hint))
+                continue
             results.append(_fail(path.stem, f"{path.name}: {exc}", "stop the service, move the file aside, "
                                  "restart (unsent results in it are lost: report to the ward)"))
             continue
@@ -382,11 +412,15 @@ def check_outbox(state_dir: Path, limits: OutboxConfig, message_expiry: int, now
                      f"restore outbox.key from a backup, or {lost_hint}")
     try:
         outbox = Outbox(path, max_count=limits.max_count, max_bytes=limits.max_bytes, read_only=True)
+    except StorageError as exc:  # the disk, not the outbox: nothing to move aside
+        return _fail("outbox queue", str(exc.args[0]), exc.hint)
     except (EdgeError, sqlite3.Error) as exc:
         return _fail("outbox queue", str(exc), lost_hint)
     try:
         stats = outbox.stats()
-        oldest = outbox.pending(limit=1)
+        oldest = outbox.pending(limit=1)  # an entry that does not decrypt is skipped: the daemon moves it aside
+    except StorageError as exc:
+        return _fail("outbox queue", str(exc.args[0]), exc.hint)
     except (EdgeError, sqlite3.Error) as exc:
         return _fail("outbox queue", str(exc), f"is outbox.key this database's? else {lost_hint}")
     finally:
@@ -397,10 +431,16 @@ def check_outbox(state_dir: Path, limits: OutboxConfig, message_expiry: int, now
     age = now.timestamp() - oldest[0].created if oldest else 0.0
     if oldest:
         shown += f", oldest waiting {dt.timedelta(seconds=int(age))}"
+    if stats.quarantined:
+        shown += f", {stats.quarantined} quarantined"
     link_hint = "results leave only when the broker acknowledges them: see the broker line"
     if fill >= 1:
         return _fail("outbox queue", f"full, new reads are refused: {shown}", link_hint)
     concerns = []
+    if stats.quarantined:
+        concerns.append("quarantined entries did not decrypt (kept aside in outbox.db, their seq reported to the "
+                        "office)")
+        link_hint += "; support may open them with a backup of outbox.key"
     if age > message_expiry:
         concerns.append(f"older than mqtt.message_expiry ({dt.timedelta(seconds=message_expiry)}): the office will "
                         "drop it")
@@ -579,6 +619,7 @@ def run_checks(
     client_cert, client_key = config.tls_client_identity() or (None, None)
     checks: list[tuple[str, Callable[[], DoctorResult | list[DoctorResult]]]] = [
         ("state dir", lambda: check_state_dir(paths.state_dir)),
+        ("storage", lambda: check_storage(paths.state_dir, config.outbox.min_free_bytes)),
         ("device key", lambda: check_private_file("device key", key_file) if key_file
          else _ok("device key", f"on a PKCS#11 token: {paths.device_key}")),
         ("certificate", lambda: check_certificate(device_cert, paths.device_key, now)),

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -174,6 +175,26 @@ def test_first_start_on_a_full_disk_leaves_no_empty_key_behind(small_disk: Small
     small_disk.make_room()
     box = Outbox(small_disk.path / "outbox.db", max_count=10, max_bytes=10**6)
     assert box.enqueue(b"x")[1] == 1
+    box.close()
+
+
+def test_doctor_on_a_full_disk_says_storage_full_and_shows_the_real_queue(small_disk: SmallDisk) -> None:
+    from edge.config import OutboxConfig
+    from edge.daemon import doctor
+
+    box = Outbox(small_disk.path / "outbox.db", max_count=100, max_bytes=10**6)
+    for _ in range(3):
+        box.enqueue(os.urandom(2000))
+    small_disk.fill()  # while the daemon holds the outbox open
+    now = datetime.now(UTC)
+    storage = doctor.check_storage(small_disk.path, 16 * 1024 * 1024)
+    assert not storage.ok
+    assert "storage full" in storage.detail
+    queue = doctor.check_outbox(small_disk.path, OutboxConfig(max_count=100, max_bytes=10**6), 3600, now)
+    assert queue.ok, queue  # the outbox itself is fine: three results, not "damaged"
+    assert "3/100 results" in queue.detail
+    databases = doctor.check_databases(small_disk.path)
+    assert all(result.ok for result in databases), databases
     box.close()
 
 

@@ -346,6 +346,38 @@ def test_outbox_without_its_key_fails(tmp_path: Path) -> None:
     assert not key.exists(), "doctor must not make a new key: it would orphan every queued result"
 
 
+def test_free_space_against_the_daemons_reserve(tmp_path: Path) -> None:
+    free = os.statvfs(tmp_path).f_bavail * os.statvfs(tmp_path).f_frsize
+    assert doctor.check_storage(tmp_path, 0).ok
+    assert "free for" in doctor.check_storage(tmp_path, 0).detail
+    nearly = doctor.check_storage(tmp_path, free // 2)
+    assert nearly.warning
+    assert "nearly full" in nearly.detail
+    full = doctor.check_storage(tmp_path, free * 2)
+    assert not full.ok
+    assert "storage full" in full.detail
+    assert "journalctl" in full.hint
+
+
+def test_quarantined_entries_are_shown_and_a_bad_oldest_entry_does_not_blame_the_key(tmp_path: Path) -> None:
+    import sqlite3
+
+    _queue(tmp_path, 3)
+    with sqlite3.connect(tmp_path / doctor.OUTBOX_FILE) as raw:  # the oldest entry damaged on disk
+        raw.execute("UPDATE outbox SET sealed = zeroblob(length(sealed)) WHERE seq = 1")
+    raw.close()
+    before = doctor.check_outbox(tmp_path, LIMITS, EXPIRY, NOW)
+    assert before.ok, before  # the key is this database's: the daemon will move the entry aside
+    outbox = Outbox(tmp_path / doctor.OUTBOX_FILE, max_count=LIMITS.max_count, max_bytes=LIMITS.max_bytes)
+    assert [entry.seq for entry in outbox.pending()] == [2, 3]
+    outbox.close()
+    after = doctor.check_outbox(tmp_path, LIMITS, EXPIRY, NOW)
+    assert after.warning
+    assert "2/10 results" in after.detail
+    assert "1 quarantined" in after.detail
+    assert "backup of outbox.key" in after.hint
+
+
 def _config(**sections: object) -> Config:
     return parse_config({"terminal_id": "T-01", "ward_code": "26734", **sections})
 
