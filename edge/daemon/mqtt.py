@@ -227,7 +227,7 @@ class ResultPublisher:
         self._status: dict[str, Any] | None = {"state": "online"}
         self._last_status: dict[str, Any] = {"state": "online"}
         self.delivered = 0
-        self.fault: str | None = None  # last delivery error (the daemon shows FAULT while set)
+        self.fault: str | None = None  # last delivery error (reported on /event once), None after a good cycle
         self.fault_cycles = 0  # delivery cycles that failed (each followed by a backoff wait)
         self._client = self._make_client()
         self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)

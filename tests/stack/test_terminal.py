@@ -772,6 +772,28 @@ def test_a_disk_that_fills_during_a_read_holds_the_result_and_delivers_it_once_w
     assert [seq for seq, _ in rig.office.store.stored(TERMINAL)] == [1]
 
 
+def test_a_result_that_cannot_even_be_held_tells_the_office_to_repeat_the_read(
+    material: Material, rig_factory: Callable[..., Rig], insert_card: InsertCard, small_disk: SmallDisk,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from edge.daemon import terminal
+
+    monkeypatch.setattr(terminal, "HELD_RESULTS_MAX", 0)  # memory for held results used up
+    slow = replace(material.spec, quirks=replace(material.spec.quirks, answer_delay_ms=15))
+    rig = rig_factory(paths={"state_dir": str(small_disk.path)}, outbox={"min_free_bytes": 64 * 1024})
+    insert_card(slow, security=secure(slow))
+    rig.camera.show("qr")
+    wait_until(lambda: rig.terminal.state is State.READING, what="reading")
+    small_disk.fill()
+    rig.office.wait(lambda: any(e.get("event") == "result_not_stored" and e.get("action") == "repeat_read"
+                                for e in rig.office.events))  # fmt: skip
+    rig.office.wait(lambda: any(e.get("event") == "storage_fault" and e.get("detail") == "repeat_read"
+                                for e in rig.office.events))  # fmt: skip
+    assert rig.terminal.snapshot.indicator is Indicator.FAULT
+    _never_red(rig)
+    assert rig.terminal.stats.get("results_lost") == 1
+
+
 def test_starting_on_a_full_disk_says_storage_full_not_damaged(
     tmp_path: Path, material: Material, mqtt_broker: MosquittoBroker, small_disk: SmallDisk
 ) -> None:
