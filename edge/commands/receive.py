@@ -8,8 +8,15 @@ It runs until stopped, or with ``--count N`` until N new results are stored (exi
 passes first), so that a script can wait for a delivery without polling the database. It logs "subscribed to
 <filter>" once the broker holds results for it: publish after that line and nothing is missed.
 
-A message that does not verify is quarantined (its line says ``"status": "quarantined"``, why, and the row); the
-store's counts are logged at start and exit, and ``--quarantined`` lists the quarantine (without payloads).
+A validly signed result is stored whatever its times: its line's ``flags`` say what the office noticed (``late``:
+read more than a day before it arrived; ``future`` and ``clock_skew``: the terminal's clock was wrong;
+``clock_unsynchronised``: the terminal said so). A message that does not verify is quarantined (its line says
+``"status": "quarantined"``, why, and the row). Lines of a terminal with gaps list its seqs that never arrived
+(``missing``) apart from those that arrived but were refused (``refused``). The store's counts (with how many
+results carry each flag) are logged at start and exit; ``--quarantined`` lists the quarantine (without payloads),
+``--gaps`` the gap report per terminal (refused seqs with their quarantine row and reason), and
+``--retry-quarantined`` checks the quarantine again with the keys given and stores what now verifies (a key
+installed since, or results an older office refused for their times).
 """
 
 from __future__ import annotations
@@ -55,6 +62,12 @@ def register(subparsers: Any) -> None:
                              "time; older ones (left in an outbox) are still stored, not counted")
     parser.add_argument("--quarantined", action="store_true",
                         help="print the quarantined messages (one JSON line each, no payload) and the counts; exit")
+    parser.add_argument("--gaps", action="store_true",
+                        help="print each terminal's seqs that never arrived (missing) and that arrived but were "
+                             "refused (quarantine id and reason), one JSON line per terminal, and the counts; exit")
+    parser.add_argument("--retry-quarantined", action="store_true",
+                        help="check the quarantined messages again with --cert/--jwks/--ward-key, store those that "
+                             "now verify (one JSON line each), print the counts; exit")
     parser.set_defaults(func=run, log_level=logging.INFO)  # a service: its progress is its log
 
 
@@ -69,12 +82,14 @@ def run(args: argparse.Namespace) -> int:
     if args.count is None and (args.timeout is not None or args.since is not None):
         print("error: --timeout and --since need --count", file=sys.stderr)
         return 2
-    if args.quarantined:
-        return _list_quarantine(args.db)
+    if args.quarantined or args.gaps:
+        return _list(args.db, gaps=args.gaps)
     started = time.monotonic()
     keys = load_keys(args.cert, args.jwks)
     decrypt_key = load_private_key(args.ward_key, config_key="--ward-key") if args.ward_key else None
     store = ResultStore(args.db, keys, decrypt_key=decrypt_key)
+    if args.retry_quarantined:
+        return _retry(store)
     log.info("store %s", json.dumps(store.counts()))
     tls = None
     if args.ca:
@@ -114,11 +129,21 @@ def _with_words(line: dict[str, Any]) -> dict[str, Any]:
     return line | {"verdict_words": asdict(VERDICT_WORDS[Verdict(rung)])} if rung else line
 
 
-def _list_quarantine(db: Path) -> int:
+def _list(db: Path, *, gaps: bool) -> int:
     store = ResultStore(db, {})  # listing verifies nothing: no keys needed
     try:
-        for row in store.quarantined():
+        for row in [gap.as_dict() for gap in store.gaps()] if gaps else store.quarantined():
             print(json.dumps(row))
+        print(json.dumps({"counts": store.counts()}))
+    finally:
+        store.close()
+    return 0
+
+
+def _retry(store: ResultStore) -> int:
+    try:
+        for outcome in store.retry_quarantined():
+            print(json.dumps(_with_words(outcome.as_dict()), ensure_ascii=False))
         print(json.dumps({"counts": store.counts()}))
     finally:
         store.close()

@@ -1,4 +1,8 @@
-"""``cccd-edge verify RESULT``: check a result token offline (signature, expiry, document) and print it as JSON.
+"""``cccd-edge verify RESULT``: check a result token offline (signature, document) and print it as JSON.
+
+A result does not expire: its times only give it ``flags`` (``late``, ``future``, ``clock_skew``,
+``clock_unsynchronised``; ``edge.office.verify.ResultFlag``), judged at ``--now`` (default: now), as the receiver
+would when storing it then. The ``exp`` that older terminals signed is ignored.
 
 The verdict is printed as the terminal sent it, with its rung of the ladder (``rung``: a version 2 result's
 ``verified_untrusted_issuer`` is ``intact_origin_unproven``) and the rung's words (``verdict_words``: Vietnamese,
@@ -31,7 +35,7 @@ def register(subparsers: Any) -> None:
                         help="terminal certificate or public key (PEM); repeatable")
     parser.add_argument("--jwks", type=Path, help="JWKS file with terminal public keys")
     parser.add_argument("--ward-key", type=Path, help="ward private key (PEM, 0600) to open encrypted results")
-    parser.add_argument("--now", type=int, help="check expiry at this Unix time instead of now")
+    parser.add_argument("--now", type=int, help="judge the result's flags at this Unix time instead of now")
     parser.add_argument("--summary", action="store_true", help="print only non-personal fields")
     parser.add_argument("--aa-challenge", type=_challenge, metavar="HEX",
                         help="the Active Authentication challenge the office sent (16 hex digits): verify the "
@@ -63,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if active_auth is not None:
         output["active_auth"] = active_auth.as_dict()
     if not args.summary:
-        output |= {"iat": result.iat, "exp": result.exp, "kid": result.kid,
+        output |= {"iat": result.iat, "kid": result.kid,
                    "result": json.loads(result.document.to_json())}
     print(json.dumps(output, ensure_ascii=False, indent=2))
     return 0 if active_auth is None or active_auth.passed else 1

@@ -41,6 +41,10 @@ RESULT_TYP = "cccd-result+jwt"
 COMMAND_TYP = "cccd-command+jwt"
 #: Clock skew tolerated between terminal and office (both should run NTP; the Pi has no RTC).
 DEFAULT_LEEWAY = 120
+#: A result received this long after its read is late: the office flags it, ``doctor`` warns when one waits so long.
+RESULT_LATE_AFTER = 24 * 3600
+#: Largest time claim taken, in seconds either side of 1970 (SQLite's INTEGER): no clock says more.
+MAX_TIME_CLAIM = (1 << 63) - 1
 _COORD = 32  # P-256 coordinate / scalar length in bytes
 #: Largest JOSE header or payload JSON accepted: a result with the largest photo is under a third of it.
 MAX_TOKEN_JSON_BYTES = 1 << 20
@@ -234,18 +238,23 @@ def sign_jws(signer: Signer, claims: Mapping[str, Any], *, typ: str) -> str:
 
 
 def result_claims(
-    *, terminal_id: str, kid: str, seq: int, document: Mapping[str, Any], now: int, lifetime: int
+    *, terminal_id: str, kid: str, seq: int, document: Mapping[str, Any], now: int, lifetime: int | None = None
 ) -> dict[str, Any]:
-    """Claims of a result token. ``seq`` lets the office spot gaps; ``jti`` lets it drop duplicates."""
+    """Claims of a result token. ``seq`` lets the office spot gaps; ``jti`` lets it drop duplicates.
+
+    A result is evidence of a read, not a permission: it carries no ``exp`` (the office stores it whatever its age,
+    flagged: :func:`verify_result_jws`). ``lifetime`` signs the ``exp = iat + lifetime`` that terminals signed
+    before that rule (60 days), for the tests that show the office ignores it.
+    """
+    expiry = {"exp": now + lifetime} if lifetime is not None else {}
     return {
         "iss": terminal_id,
         "kid": kid,
         "seq": seq,
         "jti": str(uuid.uuid4()),
         "iat": now,
-        "exp": now + lifetime,
         "result": dict(document),
-    }
+    } | expiry
 
 
 def result_token(
@@ -255,7 +264,7 @@ def result_token(
     seq: int,
     document: Mapping[str, Any],
     now: int,
-    lifetime: int,
+    lifetime: int | None = None,
     encrypt_to: ec.EllipticCurvePublicKey | None = None,
 ) -> bytes:
     """The bytes the outbox stores and MQTT carries: a signed result, wrapped in a JWE when the ward has a key.
@@ -319,8 +328,40 @@ def verify_jws(
 
     ``now`` None: the caller has no trusted time (a terminal whose clock is not synchronised), so ``iat`` and
     ``exp`` are only checked to be integers and the caller judges them against what it knows has passed.
-    Raises :class:`UnknownKeyError`, :class:`TokenExpiredError` or :class:`TokenError`.
+    For what authorises something (commands): a stale or early one is refused. A result's times are never checked
+    here (:func:`verify_result_jws`). Raises :class:`UnknownKeyError`, :class:`TokenExpiredError` or
+    :class:`TokenError`.
     """
+    verified = _verify_signed(token, keys, typ)
+    exp, iat = _int_claim(verified.claims, "exp"), _int_claim(verified.claims, "iat")
+    if exp is None or iat is None:
+        raise TokenError("claims need integer iat and exp")
+    if now is not None and now > exp + leeway:
+        raise TokenExpiredError(f"token expired {now - exp} s ago")
+    if now is not None and iat > now + leeway:
+        raise TokenExpiredError(f"token issued {iat - now} s in the future")
+    return verified
+
+
+def verify_result_jws(token: str | bytes, keys: Mapping[str, ec.EllipticCurvePublicKey]) -> VerifiedToken:
+    """Verify a result token's signature, ``typ`` and integer ``iat``, and nothing about its times.
+
+    A result is evidence that a read happened: one that waited 90 days in an outbox, or was signed by a terminal
+    whose clock said 1970, is as true as a fresh one, and the terminal deleted it once the broker had it. So its
+    ``iat`` is a fact the office flags (``edge.office.verify.result_flags``), never a reason to refuse, and the
+    ``exp`` that older terminals signed is ignored. ``iat`` must fit SQLite's INTEGER (the office stores it).
+    """
+    verified = _verify_signed(token, keys, RESULT_TYP)
+    iat = _int_claim(verified.claims, "iat")
+    if iat is None:
+        raise TokenError("claims need an integer iat")
+    if abs(iat) > MAX_TIME_CLAIM:
+        raise TokenError(f"iat {iat} is outside any clock's range")
+    return verified
+
+
+def _verify_signed(token: str | bytes, keys: Mapping[str, ec.EllipticCurvePublicKey], typ: str | None) -> VerifiedToken:
+    """Signature (key chosen by ``kid``), ``typ`` and the ``kid`` claim; no time checks."""
     head64 = _split(token, 3)[0]
     kid = _json_object(b64url_decode(head64), "JWS header").get("kid")
     if not isinstance(kid, str):
@@ -332,16 +373,14 @@ def verify_jws(
     if typ is not None and header.get("typ") != typ:
         raise TokenError(f"token type {header.get('typ')!r}, expected {typ!r}")
     claims = _json_object(payload, "JWS payload")
-    exp, iat = claims.get("exp"), claims.get("iat")
-    if not isinstance(exp, int) or not isinstance(iat, int) or isinstance(exp, bool) or isinstance(iat, bool):
-        raise TokenError("claims need integer iat and exp")
-    if now is not None and now > exp + leeway:
-        raise TokenExpiredError(f"token expired {now - exp} s ago")
-    if now is not None and iat > now + leeway:
-        raise TokenExpiredError(f"token issued {iat - now} s in the future")
     if "kid" in claims and claims["kid"] != kid:
         raise TokenError("kid claim differs from the header's")
     return VerifiedToken(header, claims)
+
+
+def _int_claim(claims: Mapping[str, Any], name: str) -> int | None:
+    value = claims.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 # --- encryption --------------------------------------------------------------------------------------------------

@@ -5,6 +5,10 @@ cases, so nothing has to be kept in sync by hand. An office that sent its own Ac
 also check that the chip answered *this* challenge (:func:`check_active_auth`): proof that the card was on the
 reader for this request, not an old answer replayed. That the DG15 key is the issuer's still rests on the
 terminal's signed hash check.
+
+A result's times never make it invalid (a result is evidence of a read, not a permission; commands keep their
+strict ``exp``): one signed by a terminal whose clock said 1970, 2020 or next year, or delivered 90 days late, is
+accepted and carries its :class:`ResultFlag` values for the officer and the procedure software.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import hmac
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,19 +26,65 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
 
 from edge.daemon.signing import (
-    RESULT_TYP,
+    DEFAULT_LEEWAY,
+    RESULT_LATE_AFTER,
     decrypt_jwe,
     is_jwe,
     jwk_to_public_key,
     key_id,
     load_public_key,
-    verify_jws,
+    verify_result_jws,
 )
 from edge.errors import ConfigError, PublicKeyFormatError, SignatureError, TokenError
 from edge.protocol.access.active_auth import verify_active_auth
 from edge.protocol.keys import load_public_key as load_spki
 from edge.protocol.result import ResultDocument
 from edge.protocol.verify.checks import DG_HASHES, VERDICT_WORDS, CheckStatus, Verdict
+
+#: No terminal signed a result before this software existed (its first commit, November 2026). Unlike the terminal's
+#: ``edge.protocol.clock.BUILD_FLOOR``, raised on releases, this never moves: an office newer than a terminal must
+#: not call that terminal's honest results impossible.
+EARLIEST_RESULT = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+class ResultFlag(StrEnum):
+    """What the office notes about a result's times; none of them refuses it (module docstring)."""
+
+    #: Read more than ``RESULT_LATE_AFTER`` (a day) before it arrived, by a time the office can go by: the clock
+    #: object's trusted ``evidence_time``, or ``iat`` from a terminal that says nothing about its clock.
+    LATE = "late"
+    #: Signed or read at a time ahead of the office's clock beyond the leeway (a terminal clock running ahead).
+    FUTURE = "future"
+    #: The terminal's time was wrong for certain: ahead of the office, before this software existed
+    #: (:data:`EARLIEST_RESULT`: a Pi without RTC booted in 1970, a clock left in 2020), or before the ``floor`` the
+    #: document's clock says had passed. The read's age is then unknown: it is not called late.
+    CLOCK_SKEW = "clock_skew"
+    #: The document's ``clock`` says the terminal's time was not synchronised: ``iat`` is the system clock's word.
+    CLOCK_UNSYNCHRONISED = "clock_unsynchronised"
+
+
+def result_flags(iat: int, document: ResultDocument, now: int, *,
+                 leeway: int = DEFAULT_LEEWAY) -> tuple[ResultFlag, ...]:  # fmt: skip
+    """The flags of a result signed at ``iat`` and received at ``now`` (the office's clock), in declaration order."""
+    clock = document.clock
+    trusted = int(clock.evidence_time.timestamp()) if clock is not None and clock.evidence_time is not None else None
+    claimed = (iat,) if trusted is None else (iat, trusted)
+    flags: set[ResultFlag] = set()
+    if any(time > now + leeway for time in claimed):
+        flags |= {ResultFlag.FUTURE, ResultFlag.CLOCK_SKEW}
+    floor = max(EARLIEST_RESULT, clock.floor) if clock is not None and clock.floor is not None else EARLIEST_RESULT
+    if any(time < floor.timestamp() - leeway for time in claimed):
+        flags.add(ResultFlag.CLOCK_SKEW)
+    if clock is not None and not clock.synchronised:
+        flags.add(ResultFlag.CLOCK_UNSYNCHRONISED)
+    read_at = trusted if clock is not None else iat  # an unsynchronised clock gives no time to go by
+    if ResultFlag.CLOCK_SKEW not in flags and read_at is not None and now - read_at > RESULT_LATE_AFTER:
+        flags.add(ResultFlag.LATE)
+    return tuple(flag for flag in ResultFlag if flag in flags)
+
+
+#: Largest seq taken: the office stores it as an SQLite INTEGER.
+MAX_SEQ = (1 << 63) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,17 +93,19 @@ class VerifiedResult:
     jti: str
     seq: int
     iat: int
-    exp: int
+    exp: int | None  # what terminals before results stopped expiring signed; shown, never enforced
     kid: str
     document: ResultDocument
     token: str  # the inner JWS, kept as evidence
+    flags: tuple[ResultFlag, ...] = ()  # judged when it was verified (:func:`result_flags`)
 
     def summary(self) -> dict[str, Any]:
         """What may be printed or logged: no personal data."""
         verdict = self.document.verdict
         return {"iss": self.iss, "seq": self.seq, "jti": self.jti, "verdict": verdict.value,
                 "rung": verdict.rung.value, "verdict_words": asdict(VERDICT_WORDS[verdict]),
-                "profile": self.document.procedure_profile.value, "ward": self.document.ward_code}
+                "profile": self.document.procedure_profile.value, "ward": self.document.ward_code,
+                "flags": [flag.value for flag in self.flags]}
 
 
 def load_keys(certs: Iterable[Path] = (), jwks: Path | None = None) -> dict[str, ec.EllipticCurvePublicKey]:
@@ -83,7 +137,8 @@ def verify_result(
     *,
     decrypt_key: ec.EllipticCurvePrivateKey | None = None,
 ) -> VerifiedResult:
-    """Check one token from ``/result``; raises a :class:`TokenError` (or subclass) when it must not be trusted."""
+    """Check one token from ``/result`` received at ``now``; raises a :class:`TokenError` (or subclass) when it must
+    not be trusted. Its times only flag it (:func:`result_flags`)."""
     if is_jwe(token):
         if decrypt_key is None:
             raise TokenError("result is encrypted (JWE) and no ward decryption key was given")
@@ -92,7 +147,7 @@ def verify_result(
         text = token.decode("ascii") if isinstance(token, bytes) else token
     except UnicodeDecodeError:
         raise TokenError("result token is not ASCII") from None
-    verified = verify_jws(text, keys, now, typ=RESULT_TYP)
+    verified = verify_result_jws(text, keys)
     claims = verified.claims
     try:
         document = ResultDocument.model_validate(claims.get("result"))
@@ -101,10 +156,14 @@ def verify_result(
     iss, jti, seq = claims.get("iss"), claims.get("jti"), claims.get("seq")
     if not isinstance(iss, str) or not isinstance(jti, str) or not isinstance(seq, int) or isinstance(seq, bool):
         raise TokenError("claims need string iss, string jti and integer seq")
+    if not 0 <= seq <= MAX_SEQ:
+        raise TokenError(f"seq {seq} is out of range")
     if document.terminal_id != iss:
         raise TokenError(f"document terminal {document.terminal_id!r} differs from issuer {iss!r}")
-    return VerifiedResult(iss=iss, jti=jti, seq=seq, iat=claims["iat"], exp=claims["exp"],
-                          kid=str(verified.header["kid"]), document=document, token=text)
+    iat, exp = claims["iat"], claims.get("exp")
+    return VerifiedResult(iss=iss, jti=jti, seq=seq, iat=iat, exp=exp if type(exp) is int else None,
+                          kid=str(verified.header["kid"]), document=document, token=text,
+                          flags=result_flags(iat, document, now))
 
 
 @dataclass(frozen=True, slots=True)

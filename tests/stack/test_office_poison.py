@@ -127,14 +127,14 @@ def test_poison_is_quarantined_the_good_one_stored_and_a_restart_gets_nothing_ag
     assert all(o.reason and o.topic == publisher.topic for o in outcomes[:-1])
     publisher.publish(good_token(signer, 2, ward))  # the message thread is alive
     assert offices[0].wait_for(len(poisons) + 2)[-1].status == "stored"
-    assert offices[0].store.counts() == {"results": 2, "quarantined": len(poisons)}
+    assert offices[0].store.counts() == {"results": 2, "quarantined": len(poisons), "flags": {}}
 
     offices.pop().stop()
     offices.append(start())
     publisher.publish(good_token(signer, 3, ward))
     after_restart = offices[0].wait_for(1)
     assert [(o.status, o.seq) for o in after_restart] == [("stored", 3)]  # the poison was acknowledged: not again
-    assert offices[0].store.counts() == {"results": 3, "quarantined": len(poisons)}
+    assert offices[0].store.counts() == {"results": 3, "quarantined": len(poisons), "flags": {}}
 
 
 def test_a_message_that_cannot_be_written_is_left_for_the_next_connection(
