@@ -115,9 +115,6 @@ log = logging.getLogger(__name__)
 TICK_SECONDS = 0.25
 #: Longest single PC/SC wait of the reader watcher: bounds how long the worker may wait for the context.
 WATCH_SLICE = 0.25
-#: A result token lives this long: a terminal may stay offline for weeks (outbox sized for it), and an expired
-#: token would be refused by the office after the outage.
-RESULT_TOKEN_LIFETIME = 60 * 24 * 3600
 #: A photo-less result is ~4 KB; a read is refused when the outbox has no room for one this size.
 EXPECTED_RESULT_BYTES = 16 * 1024
 #: Signed results kept in memory while the disk refuses them: reads are refused meanwhile, so only the reads already
@@ -811,7 +808,7 @@ class Terminal:
             if seq not in signed:
                 signed.clear()
                 signed[seq] = result_token(signer, terminal_id=self.config.terminal_id, seq=seq, document=body,
-                                           now=now, lifetime=RESULT_TOKEN_LIFETIME, encrypt_to=encrypt_to)
+                                           now=now, encrypt_to=encrypt_to)
             return signed[seq]
 
         return token
