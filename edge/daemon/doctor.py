@@ -6,6 +6,9 @@ oldest result are shown, and of a QR in view only that it decoded. The camera an
 daemon's own code paths, so a green line means the daemon will open them the same way.
 
 A warning (``[warn]``) is worth a look but does not fail the exit code: a full outbox fails, an 80 % full one warns.
+An outbox whose oldest result has waited more than a day (``RESULT_LATE_AFTER``) warns too: nothing is lost (a
+result does not expire; the office stores it whatever its age), but the office flags it ``late``, and the citizen's
+procedure waits for it, so the officer should bring the terminal back onto the ward network.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge.daemon.outbox import OUTBOX_FILE, Outbox, key_path, read_only_uri
 from edge.daemon.pkcs11_signer import Pkcs11Signer
-from edge.daemon.signing import KeySigner, Signer, check_certified_key
+from edge.daemon.signing import RESULT_LATE_AFTER, KeySigner, Signer, check_certified_key
 from edge.daemon.storage import free_bytes, is_disk_error, storage_error
 from edge.drivers.base import CardPresence, Frame, FrameSource, ReaderState
 from edge.errors import ConfigError, EdgeError, StorageError
@@ -395,9 +398,13 @@ def check_databases(state_dir: Path) -> list[DoctorResult]:
     return results
 
 
-def check_outbox(state_dir: Path, limits: OutboxConfig, message_expiry: int, now: dt.datetime) -> DoctorResult:
+def check_outbox(state_dir: Path, limits: OutboxConfig, now: dt.datetime) -> DoctorResult:
     """Room left and the age of the oldest undelivered result, through the daemon's own :class:`Outbox`, opened
     read-only (nothing created or changed, even as root).
+
+    The age is by the terminal's clock at queueing and now: one queued while the clock was surely unset (before
+    :data:`MIN_YEAR`) or ahead of now has no age to report. Old results are not lost (module docstring); the
+    broker's ``mqtt.message_expiry`` counts from when the broker took a result, not from when it was queued.
 
     Opening the oldest entry also proves that ``outbox.key`` still belongs to the database; its payload is dropped
     unread. A missing key is reported, never created: a new key would make every queued result undecryptable.
@@ -428,8 +435,12 @@ def check_outbox(state_dir: Path, limits: OutboxConfig, message_expiry: int, now
     fill = max(stats.count / limits.max_count, stats.bytes / limits.max_bytes)
     shown = (f"{stats.count}/{limits.max_count} results, {stats.bytes}/{limits.max_bytes} bytes ({fill:.0%}), "
              f"last seq {stats.last_seq}")
-    age = now.timestamp() - oldest[0].created if oldest else 0.0
-    if oldest:
+    queued = oldest[0].created if oldest else now.timestamp()
+    age = now.timestamp() - queued
+    if queued < dt.datetime(MIN_YEAR, 1, 1, tzinfo=dt.UTC).timestamp() or age < 0:
+        shown += ", oldest queued while the clock was wrong (age unknown)"
+        age = 0.0
+    elif oldest:
         shown += f", oldest waiting {dt.timedelta(seconds=int(age))}"
     if stats.quarantined:
         shown += f", {stats.quarantined} quarantined"
@@ -441,10 +452,10 @@ def check_outbox(state_dir: Path, limits: OutboxConfig, message_expiry: int, now
         concerns.append("quarantined entries did not decrypt (kept aside in outbox.db, their seq reported to the "
                         "office)")
         link_hint += "; support may open them with a backup of outbox.key"
-    if age > message_expiry:
-        concerns.append(f"older than mqtt.message_expiry ({dt.timedelta(seconds=message_expiry)}): the office will "
-                        "drop it")
-        link_hint += "; tell the ward these results are late"
+    if age > RESULT_LATE_AFTER:
+        concerns.append(f"waiting over {dt.timedelta(seconds=RESULT_LATE_AFTER)}: the office will store them "
+                        "flagged late (nothing expires)")
+        link_hint += "; bring the terminal onto the ward network, and tell the ward these results are late"
     if fill >= OUTBOX_WARN_FILL:
         concerns.append("filling up")
     if concerns:
@@ -626,7 +637,7 @@ def run_checks(
         ("command key", lambda: check_public_key("command key", paths.ward_command_key)),
         ("trust store", lambda: check_trust_store(paths.trust_store)),
         ("outbox", lambda: check_databases(paths.state_dir)),
-        ("outbox queue", lambda: check_outbox(paths.state_dir, config.outbox, mqtt.message_expiry, now)),
+        ("outbox queue", lambda: check_outbox(paths.state_dir, config.outbox, now)),
         ("broker", lambda: check_broker(mqtt.host, mqtt.port, tls=mqtt.tls, ca=paths.broker_ca,
                                         cert=client_cert, key=client_key,
                                         timeout=broker_timeout)),

@@ -280,7 +280,7 @@ def test_outbox_key_mode_is_checked(tmp_path: Path) -> None:
 
 
 LIMITS = OutboxConfig(max_count=10, max_bytes=4096)
-EXPIRY = 7 * 24 * 3600
+DAY = 24 * 3600
 
 
 def _queue(state: Path, count: int, *, age: float = 60.0, size: int = 19, limits: OutboxConfig = LIMITS) -> None:
@@ -294,22 +294,22 @@ def _queue(state: Path, count: int, *, age: float = 60.0, size: int = 19, limits
 
 
 def test_outbox_queue_depth_against_its_limits(tmp_path: Path) -> None:
-    assert doctor.check_outbox(tmp_path, LIMITS, EXPIRY, NOW).detail.startswith("empty")
+    assert doctor.check_outbox(tmp_path, LIMITS, NOW).detail.startswith("empty")
     assert not list(tmp_path.iterdir()), "doctor must not create the outbox (nor a key for it)"
     _queue(tmp_path, 7)
-    calm = doctor.check_outbox(tmp_path, LIMITS, EXPIRY, NOW)
+    calm = doctor.check_outbox(tmp_path, LIMITS, NOW)
     assert calm.ok, calm
     assert not calm.warning, calm
     assert "7/10 results" in calm.detail
     assert "last seq 7" in calm.detail
     assert "oldest waiting 0:01:00" in calm.detail
     _queue(tmp_path, 1)
-    filling = doctor.check_outbox(tmp_path, LIMITS, EXPIRY, NOW)
+    filling = doctor.check_outbox(tmp_path, LIMITS, NOW)
     assert filling.warning
     assert "80%" in filling.detail
     assert "broker" in filling.hint
     _queue(tmp_path, 2)
-    full = doctor.check_outbox(tmp_path, LIMITS, EXPIRY, NOW)
+    full = doctor.check_outbox(tmp_path, LIMITS, NOW)
     assert not full.ok
     assert "new reads are refused" in full.detail
 
@@ -317,30 +317,47 @@ def test_outbox_queue_depth_against_its_limits(tmp_path: Path) -> None:
 def test_outbox_bytes_count_too(tmp_path: Path) -> None:
     limits = OutboxConfig(max_count=10_000, max_bytes=1024)
     _queue(tmp_path, 1, size=900, limits=limits)
-    result = doctor.check_outbox(tmp_path, limits, EXPIRY, NOW)
+    result = doctor.check_outbox(tmp_path, limits, NOW)
     assert result.warning
     assert "900/1024 bytes (88%)" in result.detail
 
 
-def test_outbox_result_older_than_the_message_expiry_warns(tmp_path: Path) -> None:
-    _queue(tmp_path, 1, age=EXPIRY + 3600)
-    result = doctor.check_outbox(tmp_path, LIMITS, EXPIRY, NOW)
+@pytest.mark.parametrize(("age", "warned"), [(12 * 3600, False), (2 * DAY, True), (8 * DAY, True), (61 * DAY, True),
+                                             (400 * DAY, True)])  # fmt: skip
+def test_an_old_outbox_result_warns_that_it_will_be_late_never_that_it_is_lost(tmp_path: Path, age: int,
+                                                                               warned: bool) -> None:  # fmt: skip
+    """The rule: a result never expires (the office stores it flagged late), so age is a warning for the officer
+    from a day on. Before, the warning came at 7 days and said the office would drop the result, which it did not
+    at 8 days, while at 60 the token's exp did drop it."""
+    _queue(tmp_path, 1, age=age)
+    result = doctor.check_outbox(tmp_path, LIMITS, NOW)
     assert result.ok
-    assert result.warning
-    assert "oldest waiting 7 days, 1:00:00" in result.detail
-    assert "message_expiry" in result.detail
+    assert result.warning is warned
+    assert f"oldest waiting {dt.timedelta(seconds=age)}" in result.detail
+    if warned:
+        assert "flagged late (nothing expires)" in result.detail
+        assert "ward network" in result.hint
+    assert "drop" not in result.detail
+
+
+@pytest.mark.parametrize("queued", [dt.datetime(1970, 1, 1, 1, tzinfo=dt.UTC), NOW + dt.timedelta(days=365)])
+def test_a_result_queued_while_the_clock_was_wrong_has_no_age(tmp_path: Path, queued: dt.datetime) -> None:
+    _queue(tmp_path, 1, age=(NOW - queued).total_seconds())
+    result = doctor.check_outbox(tmp_path, LIMITS, NOW)
+    assert (result.ok, result.warning) == (True, False)
+    assert "queued while the clock was wrong (age unknown)" in result.detail
 
 
 def test_outbox_without_its_key_fails(tmp_path: Path) -> None:
     _queue(tmp_path, 1)
     key = tmp_path / "outbox.key"
     key.write_bytes(os.urandom(32))  # another key: the queued result no longer decrypts
-    wrong = doctor.check_outbox(tmp_path, LIMITS, EXPIRY, NOW)
+    wrong = doctor.check_outbox(tmp_path, LIMITS, NOW)
     assert not wrong.ok
     assert "does not decrypt" in wrong.detail
     assert "outbox.key" in wrong.hint
     key.unlink()
-    missing = doctor.check_outbox(tmp_path, LIMITS, EXPIRY, NOW)
+    missing = doctor.check_outbox(tmp_path, LIMITS, NOW)
     assert not missing.ok
     assert "missing" in missing.detail
     assert not key.exists(), "doctor must not make a new key: it would orphan every queued result"
@@ -366,12 +383,12 @@ def test_quarantined_entries_are_shown_and_a_bad_oldest_entry_does_not_blame_the
     with sqlite3.connect(tmp_path / doctor.OUTBOX_FILE) as raw:  # the oldest entry damaged on disk
         raw.execute("UPDATE outbox SET sealed = zeroblob(length(sealed)) WHERE seq = 1")
     raw.close()
-    before = doctor.check_outbox(tmp_path, LIMITS, EXPIRY, NOW)
+    before = doctor.check_outbox(tmp_path, LIMITS, NOW)
     assert before.ok, before  # the key is this database's: the daemon will move the entry aside
     outbox = Outbox(tmp_path / doctor.OUTBOX_FILE, max_count=LIMITS.max_count, max_bytes=LIMITS.max_bytes)
     assert [entry.seq for entry in outbox.pending()] == [2, 3]
     outbox.close()
-    after = doctor.check_outbox(tmp_path, LIMITS, EXPIRY, NOW)
+    after = doctor.check_outbox(tmp_path, LIMITS, NOW)
     assert after.warning
     assert "2/10 results" in after.detail
     assert "1 quarantined" in after.detail
@@ -620,6 +637,6 @@ def test_outbox_checks_create_and_change_nothing(tmp_path: Path) -> None:
     """Run as root, a created ``-shm``/``-wal`` would be root's and lock the service user out of its outbox."""
     _queue(tmp_path, 3)  # closed cleanly: the WAL is checkpointed away
     before = {path.name: path.stat().st_mtime_ns for path in tmp_path.iterdir()}
-    assert doctor.check_outbox(tmp_path, LIMITS, EXPIRY, NOW).ok
+    assert doctor.check_outbox(tmp_path, LIMITS, NOW).ok
     assert all(result.ok for result in doctor.check_databases(tmp_path))
     assert {path.name: path.stat().st_mtime_ns for path in tmp_path.iterdir()} == before
