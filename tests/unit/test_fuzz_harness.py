@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from bench.fuzzing import card as hostile_card
 from bench.fuzzing.runner import from_json, run_campaign, run_one, to_json
-from bench.fuzzing.targets import Corpus, Outcome, Target, all_targets, build_corpus
+from bench.fuzzing.targets import Corpus, Outcome, Target, all_targets, build_corpus, genuine_inputs
 from edge.protocol.lds.dg2 import encode_dg2
 from edge.sim.builder import face_jpeg
 from edge.sim.model import dg_fid
@@ -132,3 +132,14 @@ def test_campaign_counts_hangs_exceptions_and_stuck_workers_and_keeps_going(corp
     kinds = {(f.target, f.type) for f in summary.findings}
     assert {("spin", "InputTimeout"), ("raise", "KeyError"), ("sleep", "stuck (killed)")} <= kinds
     assert all(f.reproducer and Path(f.reproducer).is_file() for f in summary.findings if f.target == "raise")
+
+
+def test_every_genuine_sample_is_accepted(corpus: Corpus) -> None:
+    """The oracles do not cry wolf: unchanged samples (cards, tokens, lists, files) are accepted by every target."""
+    corpus.close_runtime()  # a fresh replay guard: the genuine commands were not seen before
+    inputs = genuine_inputs(corpus)
+    assert set(inputs) == set(TARGETS)
+    for name, payloads in inputs.items():
+        for payload in payloads:
+            result = run_one(TARGETS[name], payload, corpus, LIMIT)
+            assert (name, result.status) == (name, "accepted"), (result.detail, repr(result.error))
