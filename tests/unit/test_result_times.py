@@ -44,7 +44,7 @@ def document(*, terminal_id: str = "T-01", clock: dict[str, Any] | None = None) 
                                     timing=ReadTiming(apdu_count=40, read_ms=900)).to_json())
     if clock is not None:
         data["clock"] = clock
-    return json.loads(ResultDocument.model_validate(data).to_json())  # validated as a terminal would send it
+    return dict(json.loads(ResultDocument.model_validate(data).to_json()))  # validated as a terminal sends it
 
 
 def token(seq: int, issued: int, *, lifetime: int | None = OLD_LIFETIME, signer: signing.KeySigner = TERMINAL,
