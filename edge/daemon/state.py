@@ -44,6 +44,7 @@ class Indicator(StrEnum):
     UNPROVEN = "unproven"
     FAILURE = "failure"
     OFFLINE_QUEUED = "offline_queued"
+    CLOCK_UNSYNCHRONISED = "clock_unsynchronised"  # READY, but dates cannot be checked until the time is trusted
     FAULT = "fault"
 
 
@@ -124,6 +125,14 @@ class DeviceChanged(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ClockChanged(Event):
+    """Whether the wall clock is trusted (``edge.daemon.clock``). A fact only: reads go on either way (their date
+    checks say "clock not synchronised"), READY just shows it."""
+
+    synchronised: bool
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryChanged(Event):
     """Link and outbox facts; they only change what the LEDs show and whether reads are accepted."""
 
@@ -191,6 +200,7 @@ class Snapshot:
     queued: int = 0
     outbox_full: bool = False
     storage_full: bool = False
+    clock_synchronised: bool = True
     indicator: Indicator = Indicator.READY
 
 
@@ -216,7 +226,9 @@ def indicator_for(snap: Snapshot) -> Indicator:
     if snap.state is State.READY:
         if snap.outbox_full or snap.storage_full:
             return Indicator.FAULT
-        return Indicator.OFFLINE_QUEUED if not snap.link_up and snap.queued else Indicator.READY
+        if not snap.link_up and snap.queued:
+            return Indicator.OFFLINE_QUEUED
+        return Indicator.READY if snap.clock_synchronised else Indicator.CLOCK_UNSYNCHRONISED
     return {
         State.HOLD_STILL: Indicator.HOLD_STILL,
         State.RESULT_OK: Indicator.SUCCESS,
@@ -352,6 +364,10 @@ class Machine:
         return replace(snap, link_up=event.link_up, queued=event.queued, outbox_full=event.outbox_full,
                        storage_full=event.storage_full), []
 
+    def _clock(self, snap: Snapshot, event: Event) -> tuple[Snapshot, list[Action]]:
+        assert isinstance(event, ClockChanged)
+        return replace(snap, clock_synchronised=event.synchronised), []
+
     def _timeout(self, snap: Snapshot, now: float) -> tuple[Snapshot, list[Action]]:
         if snap.state in (State.RESULT_OK, State.RESULT_UNPROVEN, State.RESULT_FAILED):
             return self._enter(snap, State.READY, now), []
@@ -372,6 +388,7 @@ class Machine:
         VerifyDone: _verify_done,
         DeviceChanged: _device,
         DeliveryChanged: _delivery,
+        ClockChanged: _clock,
     }
 
     #: Which events each state acts on (others only update facts such as card presence, or are ignored).
@@ -393,7 +410,7 @@ class Machine:
         if snap.deadline is not None and event.now >= snap.deadline:
             snap, actions = self._timeout(snap, event.now)
         kind = type(event)
-        if kind in (DeviceChanged, DeliveryChanged) or kind in self.ACCEPTS[snap.state]:
+        if kind in (DeviceChanged, DeliveryChanged, ClockChanged) or kind in self.ACCEPTS[snap.state]:
             snap, more = self._HANDLERS[kind](self, snap, event)
             actions += more
         elif isinstance(event, CardInserted | CardRemoved):  # only the fact changes

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from edge.config import Config
 from edge.daemon import commands as office
 from edge.daemon.backoff import Backoff
+from edge.daemon.clock import CLOCK_FILE, ClockState, NtpState, kernel_ntp_synchronised
 from edge.daemon.ds_list import ListKey, apply_ds_list, known_signers_dir, list_keys, verify_ds_list
 from edge.daemon.health import Liveness
 from edge.daemon.mqtt import PUBLISHER_THREAD, MqttSettings, ResultPublisher
@@ -58,6 +59,7 @@ from edge.daemon.state import (
     Cancel,
     CardInserted,
     CardRemoved,
+    ClockChanged,
     DeliveryChanged,
     DeviceChanged,
     Event,
@@ -99,6 +101,7 @@ from edge.protocol.result import (
     ActiveAuthEvidence,
     Check,
     CitizenData,
+    ClockEvidence,
     ProcedureProfile,
     QrUsage,
     ReadTiming,
@@ -122,6 +125,8 @@ EXPECTED_RESULT_BYTES = 16 * 1024
 HELD_RESULTS_MAX = 8
 #: How often the loop looks at the free space while idle (and always just before a read starts).
 STORAGE_CHECK_SECONDS = 1.0
+#: How often the loop asks whether the time is trusted (one adjtimex call; a change shows on READY and /event).
+CLOCK_CHECK_SECONDS = 1.0
 #: Loop threads whose liveness gates the systemd watchdog.
 THREADS = ("loop", "reader", "camera", "worker", PUBLISHER_THREAD)
 
@@ -192,7 +197,8 @@ class Terminal:
 
     ``start()`` opens the outbox, keys and devices and starts the threads (a :class:`~edge.errors.ConfigError`
     names the key when a configured file is unusable); ``stop()`` is idempotent. ``state``/``stats`` are for
-    tests and status only.
+    tests and status only. ``clock`` is the monotonic clock; ``ntp`` answers whether the kernel's clock is
+    NTP-synchronised (:mod:`edge.daemon.clock`: tests replace the source, the rest runs as in production).
     """
 
     def __init__(
@@ -205,6 +211,7 @@ class Terminal:
         decoder: QrDecoder | None = None,
         liveness: Liveness | None = None,
         clock: Callable[[], float] = time.monotonic,
+        ntp: NtpState = kernel_ntp_synchronised,
     ) -> None:
         self.config = config
         self.liveness = liveness if liveness is not None else Liveness()
@@ -216,6 +223,10 @@ class Terminal:
         self._decoder = decoder
         self._owns_decoder = decoder is None
         self._clock = clock
+        self._ntp = ntp
+        self._time: ClockState | None = None  # opened by start(): the wall time and how far to trust it
+        self._clock_facts: tuple[bool, str] | None = None  # (synchronised, source) as last shown
+        self._clock_checked = float("-inf")
         self._machine = Machine(config.timeouts)
         self._snap = Snapshot()
         self._events: queue.Queue[Event | Callable[[], None]] = queue.Queue()
@@ -317,6 +328,8 @@ class Terminal:
             self.liveness.forget(name)
         if self._publisher is not None:
             self._publisher.stop()
+        if self._time is not None:
+            self._time.close()  # the last trusted time: the floor after a reboot
         for closer in (self._indicators, self._outbox, self._replay, self._signer):  # the signer: a token logs out
             if closer is not None:
                 closer.close()
@@ -352,6 +365,8 @@ class Terminal:
         self._reload_trust()
         self._indicators = Indicators(config.indicators, pin_factory=self._pin_factory)
         self._indicators.show(self._snap.indicator.value)
+        self._time = ClockState(paths.state_dir / CLOCK_FILE, ntp=self._ntp, monotonic=self._clock)
+        self._post(self._watch_clock)
         self._outbox = Outbox(paths.state_dir / OUTBOX_FILE, max_count=config.outbox.max_count,
                               max_bytes=config.outbox.max_bytes,
                               min_free_bytes=config.outbox.min_free_bytes)  # fmt: skip
@@ -433,6 +448,7 @@ class Terminal:
             except queue.Empty:
                 item = Tick(self._clock())
             try:
+                self._watch_clock()
                 if isinstance(item, Event):
                     self._dispatch(item)
                 else:
@@ -487,9 +503,37 @@ class Terminal:
         if self._outbox is not None and self._storage_full() != self._snap.storage_full:
             self._delivery_facts()
 
+    @property
+    def clock_state(self) -> ClockState:
+        """The wall time and how far to trust it (after start())."""
+        assert self._time is not None
+        return self._time
+
+    def _watch_clock(self) -> None:
+        """Runs on the loop, at most every :data:`CLOCK_CHECK_SECONDS`: whether the time is trusted, and from what,
+        goes to the machine (READY shows it), to ``/event`` and to the status when it changes."""
+        now = self._clock()
+        if self._time is None or now - self._clock_checked < CLOCK_CHECK_SECONDS:
+            return
+        self._clock_checked = now
+        evidence = self._time.evidence()
+        facts = (evidence.synchronised, evidence.source)
+        if facts == self._clock_facts:
+            return
+        self._clock_facts = facts
+        floor = evidence.floor.isoformat() if evidence.floor is not None else None
+        if evidence.synchronised:
+            log.info("clock synchronised (%s)", evidence.source)
+        else:
+            log.warning("clock not synchronised: date checks are not performed until NTP or the office gives the "
+                        "time (floor %s)", floor)  # fmt: skip
+        self._event({"event": "clock_synchronised" if evidence.synchronised else "clock_not_synchronised",
+                     "source": evidence.source, "floor": floor})  # fmt: skip
+        self._dispatch(ClockChanged(now, evidence.synchronised))
+
     def _publish_status(self) -> None:
         snap = self._snap
-        status = {
+        status: dict[str, Any] = {
             "terminal_state": snap.state.value,
             "indicator": snap.indicator.value,
             "reader": "ok" if snap.reader_ok else "missing",
@@ -500,6 +544,8 @@ class Terminal:
             "held": len(self._held),
             "last_error": self._last_error,
         }
+        if self._clock_facts is not None:
+            status["clock"] = {"synchronised": self._clock_facts[0], "source": self._clock_facts[1]}
         if status != self._last_status and self._publisher is not None:
             self._last_status = status
             self._publisher.set_status(**status)
@@ -507,19 +553,23 @@ class Terminal:
     # --- office commands (paho thread -> loop) -------------------------------------------------------------------
 
     def _command_arrived(self, payload: bytes) -> None:
-        self._post(lambda: self._handle_command(payload))
+        arrived = self._clock()  # when the office's signed time reached us, for the clock's projection
+        self._post(lambda: self._handle_command(payload, arrived))
 
-    def _handle_command(self, payload: bytes) -> None:
+    def _handle_command(self, payload: bytes, arrived: float) -> None:
         try:
             if self._verifier is None:
                 raise CommandRejectedError("unknown_key", "no ward command key is configured")
-            command = self._verifier.verify(payload, int(time.time()))
+            command = self._verifier.verify(payload, self.clock_state.evidence())
         except CommandRejectedError as exc:
             self._count("commands_rejected")
             log.warning("office command rejected: %s", exc.reason)
             self._event({"event": "command_rejected", "reason": exc.reason, "jti": exc.jti})
             return
         self._count("commands_accepted")
+        if self.clock_state.observe_office_time(command.iat, arrived):
+            self._clock_checked = float("-inf")  # show it now, not at the next check
+            self._watch_clock()
         now = self._clock()
         if isinstance(command, office.ReadRequest):
             key = KeySource(_access_key(command.key), None, command.include_photo)
@@ -536,7 +586,7 @@ class Terminal:
     def _update_trust(self, command: office.TrustUpdateCommand) -> None:
         """Verify the DS list the (already verified) command carries and pin its signers in the writable
         ``known-signers`` directory; ``trust_updated`` or ``trust_update_refused`` on /event either way."""
-        now = int(time.time())
+        now = int(self.clock_state.now().timestamp())
         try:
             verified = verify_ds_list(command.ds_list, self._ds_list_keys, ward_code=self.config.ward_code, now=now)
             report = apply_ds_list(verified, trust=self._reload_trust(), at=datetime.fromtimestamp(now, UTC),
@@ -774,7 +824,8 @@ class Terminal:
     def _document(self, pending: _PendingVerify, *, verify_started: float) -> ResultDocument:
         """Verify and build the profile-filtered document; the verdict is verify_chip's, or failed."""
         read, key = pending.read, pending.key
-        report = verify_chip(read, self._reload_trust(), now=datetime.now(UTC), qr=key.qr)
+        # One time evidence for the checks, completed_at and the clock object: they must agree.
+        report = verify_chip(read, self._reload_trust(), now=self.clock_state.evidence(), qr=key.qr)
         checks = [Check(name=c.name, status=c.status, reason=c.reason[:500]) for c in report.checks]
         verdict = report.verdict
         try:
@@ -791,9 +842,10 @@ class Terminal:
             terminal_id=self.config.terminal_id, ward_code=self.config.ward_code,
             profile=pending.profile or self.config.procedure_profile, verdict=verdict, checks=checks,
             citizen=citizen, qr=QrUsage(used=key.qr is not None, format=qr_format),
-            timing=timing, completed_at=datetime.now(UTC), include_photo=key.include_photo,
+            timing=timing, completed_at=report.verified_at, include_photo=key.include_photo,
             request_id=pending.request_id,
             active_auth=ActiveAuthEvidence.for_office(read.active_auth, read.dg15, pending.office_challenge),
+            clock=ClockEvidence.of(report.clock),
         )  # fmt: skip
 
     def _signed(self, document: ResultDocument) -> Callable[[int], bytes]:
@@ -801,7 +853,8 @@ class Terminal:
         (its ``iat`` the read's time), and is signed again only if its seq went to another result meanwhile."""
         assert self._signer is not None
         body = document.model_dump(mode="json", exclude_none=True)
-        signer, encrypt_to, now = self._signer, self._encrypt_to, int(time.time())
+        # iat: the read's time as the clock state gave it (completed_at), never a time it knows to be wrong
+        signer, encrypt_to, now = self._signer, self._encrypt_to, int(document.completed_at.timestamp())
         signed: dict[int, bytes] = {}
 
         def token(seq: int) -> bytes:

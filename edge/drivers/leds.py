@@ -81,6 +81,11 @@ PATTERNS: dict[str, Pattern] = {
                        Light(), Light(), Light("on"), RgbLight(RED), Beep(0.1, 0.1, 3)),
     "offline_queued": Pattern("offline: reads continue, results wait in the outbox", _HEARTBEAT,
                               Light("blink", 1.0, 1.0), Light(), RgbLight(AMBER, 1.0, 1.0, GREEN)),
+    # Ready with a short amber flash every second: the terminal works, but has no trusted time since it started
+    # (no RTC: NTP or the office gives it). Not a fault: results say "clock not synchronised" for the date checks.
+    "clock_unsynchronised": Pattern("ready, clock not synchronised: reads continue, date checks wait for the time "
+                                    "(network / NTP); call support if it lasts", _HEARTBEAT,
+                                    Light("blink", 0.1, 0.9), Light(), RgbLight(AMBER, 0.1, 0.9)),
     "fault": Pattern("reader/camera missing or outbox full: call support", Light(), Light(),
                      Light("blink", 0.5, 0.5), RgbLight(RED, 0.5, 0.5)),
 }

@@ -242,7 +242,9 @@ def rig_factory(material: Material, mqtt_broker_factory: Callable[..., Mosquitto
         camera = SwitchCamera(material)
         pins = MockFactory(pin_class=MockPWMPin)
         office = Office(broker, material, tmp_path / "office.db", decrypt_key)
-        terminal = Terminal(config, camera=camera, pin_factory=pins)
+        # The kernel's NTP answer is faked as synchronised so these tests do not depend on the host's NTP state;
+        # tests/stack/test_clock.py runs the daemon with a clock that is not.
+        terminal = Terminal(config, camera=camera, pin_factory=pins, ntp=lambda: True)
         rig = Rig(terminal, camera, office, broker, pins)
         rigs.append(rig)
         terminal.start()

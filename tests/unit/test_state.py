@@ -14,6 +14,7 @@ from edge.daemon.state import (
     Cancel,
     CardInserted,
     CardRemoved,
+    ClockChanged,
     DeliveryChanged,
     DeviceChanged,
     Event,
@@ -227,11 +228,31 @@ def test_a_qr_that_gives_no_key_shows_the_failure_pattern_then_ready() -> None:
     assert run([QrRejected(2, reason="not_id_card")], reading)[0].state is State.READING  # a read is not disturbed
 
 
+def test_a_clock_not_synchronised_shows_on_ready_and_reads_go_on() -> None:
+    snap, actions = run([ClockChanged(0, synchronised=False)])
+    assert indicators(actions) == [Indicator.CLOCK_UNSYNCHRONISED]
+    snap, actions = run([KeyOffered(1, key="k"), CardInserted(2)], snap)
+    assert snap.state is State.READING  # nothing is refused for the clock
+    snap, actions = run([ReadSucceeded(3, attempt=1), VerifyDone(4, attempt=1, ok=True, proven=True), Tick(9)], snap)
+    assert indicators(actions) == [Indicator.SUCCESS, Indicator.CLOCK_UNSYNCHRONISED]
+    snap, actions = run([DeliveryChanged(10, link_up=False, queued=2, outbox_full=False)], snap)
+    assert indicators(actions) == [Indicator.OFFLINE_QUEUED]  # results waiting say more than the clock
+    snap, actions = run([DeliveryChanged(11, link_up=False, queued=2, outbox_full=True)], snap)
+    assert indicators(actions) == [Indicator.FAULT]
+    snap, actions = run([DeliveryChanged(12, link_up=True, queued=0, outbox_full=False),
+                         ClockChanged(13, synchronised=True)], snap)
+    assert indicators(actions) == [Indicator.CLOCK_UNSYNCHRONISED, Indicator.READY]
+    reading, _ = run([KeyOffered(0, key="k"), CardInserted(1)])
+    during, actions = run([ClockChanged(2, synchronised=False)], reading)
+    assert (during.state, indicators(actions)) == (State.READING, [])  # a fact only: the read is not disturbed
+
+
 # --- random storms -----------------------------------------------------------------------------------------------
 
 _EVENT_KINDS = st.sampled_from(["key", "request", "in", "out", "cancel", "read_ok", "read_fail", "verify_ok",
                                 "verify_unproven", "verify_fail", "reader_lost", "reader_back", "camera_lost",
-                                "camera_back", "link", "full", "tick", "bad_qr", "disk_full", "verify_held"])
+                                "camera_back", "link", "full", "tick", "bad_qr", "disk_full", "verify_held",
+                                "clock"])
 
 
 def _event(kind: str, now: float, attempt: int) -> Event:
@@ -257,6 +278,7 @@ def _event(kind: str, now: float, attempt: int) -> Event:
         "disk_full": lambda: DeliveryChanged(now, link_up=True, queued=1, outbox_full=False,
                                              storage_full=attempt % 2 == 0),
         "verify_held": lambda: VerifyDone(now, attempt=attempt, ok=True, proven=True, storage_fault="result_held"),
+        "clock": lambda: ClockChanged(now, synchronised=attempt % 2 == 0),
     }[kind]()
 
 
