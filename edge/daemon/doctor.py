@@ -30,12 +30,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from edge.daemon.clock import CLOCK_FILE
 from edge.daemon.outbox import OUTBOX_FILE, Outbox, key_path, read_only_uri
 from edge.daemon.pkcs11_signer import Pkcs11Signer
 from edge.daemon.signing import RESULT_LATE_AFTER, KeySigner, Signer, check_certified_key
 from edge.daemon.storage import free_bytes, is_disk_error, storage_error
 from edge.drivers.base import CardPresence, Frame, FrameSource, ReaderState
-from edge.errors import ConfigError, EdgeError, StorageError
+from edge.errors import ConfigError, EdgeError, JsonError, StorageError
+from edge.protocol.clock import BUILD_FLOOR, floor_from, parse_trusted_time
 from edge.protocol.verify.trust import TrustStore
 
 if TYPE_CHECKING:
@@ -197,6 +199,27 @@ def check_clock(now: dt.datetime, synchronized: bool | None = None, device_cert:
     if not synchronized:
         return _warn("clock", shown, NO_RTC_HINT)
     return _ok("clock", shown)
+
+
+def check_trusted_time(state_dir: Path, now: dt.datetime) -> DoctorResult:
+    """The last time the daemon trusted (NTP, or a time the office signed), kept in ``clock.json``: a system time
+    before it is wrong for certain, whatever NTP says, and the daemon's results then say their clock is not
+    synchronised (the office judges them by when it received them)."""
+    path = state_dir / CLOCK_FILE
+    try:
+        saved = parse_trusted_time(path.read_bytes(), what=str(path))
+    except FileNotFoundError:
+        return _ok("trusted time", f"none saved yet: the floor is the software's date, {BUILD_FLOOR:%Y-%m-%d}")
+    except OSError as exc:
+        return _warn("trusted time", f"{path}: {exc.strerror or type(exc).__name__}",
+                     "the service user must own the state directory")
+    except JsonError as exc:
+        return _warn("trusted time", str(exc), "the daemon rewrites it at its next trusted time; meanwhile the floor "
+                     "is the software's date")  # fmt: skip
+    shown = f"last trusted {saved.at:%Y-%m-%d %H:%M} UTC ({saved.source})"
+    if now < floor_from(saved):
+        return _fail("trusted time", f"system time {now:%Y-%m-%d %H:%M} UTC is before the {shown}", NO_RTC_HINT)
+    return _ok("trusted time", shown)
 
 
 def _private_mode_problem(path: Path) -> str:
@@ -630,6 +653,7 @@ def run_checks(
     client_cert, client_key = config.tls_client_identity() or (None, None)
     checks: list[tuple[str, Callable[[], DoctorResult | list[DoctorResult]]]] = [
         ("state dir", lambda: check_state_dir(paths.state_dir)),
+        ("trusted time", lambda: check_trusted_time(paths.state_dir, now)),
         ("storage", lambda: check_storage(paths.state_dir, config.outbox.min_free_bytes)),
         ("device key", lambda: check_private_file("device key", key_file) if key_file
          else _ok("device key", f"on a PKCS#11 token: {paths.device_key}")),

@@ -20,10 +20,12 @@ from PIL import Image
 from edge.commands.doctor import report
 from edge.config import Config, IndicatorConfig, OutboxConfig, load_config, parse_config
 from edge.daemon import doctor
+from edge.daemon.clock import CLOCK_FILE
 from edge.daemon.doctor import DoctorResult, ReaderLister
 from edge.daemon.outbox import Outbox
 from edge.drivers.base import CardPresence, ReaderState
 from edge.errors import NoReaderError
+from edge.protocol.clock import TrustedTime
 from edge.sim.card_qr import write_qr_frame
 from provisioning import device, ward_ca
 from provisioning.pki import TerminalIdentity, new_private_key
@@ -111,6 +113,23 @@ def test_unsynchronised_or_unknown_clock_warns() -> None:
     assert "NTP not synchronised" in unsynced.detail
     assert unsynced.line().startswith("[warn] clock")
     assert unsynced.line().endswith(unsynced.hint)
+
+
+def test_a_system_time_before_the_last_trusted_time_fails(tmp_path: Path) -> None:
+    """The daemon saves the last time it trusted; a clock behind it is wrong for certain, whatever NTP says."""
+    fresh = doctor.check_trusted_time(tmp_path, NOW)
+    assert (fresh.ok, fresh.warning) == (True, False)
+    assert "none saved yet" in fresh.detail
+    saved = dt.datetime(2027, 3, 1, 12, 0, tzinfo=dt.UTC)
+    (tmp_path / CLOCK_FILE).write_bytes(TrustedTime(saved, "office").to_json())
+    behind = doctor.check_trusted_time(tmp_path, saved - dt.timedelta(days=1))
+    assert not behind.ok
+    assert "before the last trusted 2027-03-01 12:00 UTC (office)" in behind.detail
+    assert "no RTC" in behind.hint
+    assert doctor.check_trusted_time(tmp_path, saved + dt.timedelta(minutes=1)).ok
+    (tmp_path / CLOCK_FILE).write_bytes(b"{not json")
+    damaged = doctor.check_trusted_time(tmp_path, NOW)
+    assert (damaged.ok, damaged.warning) == (True, True)
 
 
 def _script(path: Path, body: str) -> list[str]:
