@@ -740,7 +740,10 @@ class Terminal:
                 self._post(failure)
 
     def _aborted_attempt(self, attempt: int) -> bool:
+        """Whether ``attempt`` was aborted. Jobs reach the worker in attempt order, so the marks of older attempts
+        are dropped here: the set holds the aborts still ahead of the worker, not one per aborted read ever."""
         with self._lock:
+            self._aborted = {aborted for aborted in self._aborted if aborted >= attempt}
             return attempt in self._aborted
 
     def _take_context(self) -> None:

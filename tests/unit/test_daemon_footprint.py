@@ -10,6 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from edge.config import parse_config
+from edge.daemon.state import AbortRead
+from edge.daemon.terminal import Terminal
+
 REPO = Path(__file__).resolve().parents[2]
 
 #: Everything the daemon imports with the replay camera and zxing: the CLI (which registers every subcommand), the
@@ -30,3 +34,18 @@ def test_the_daemon_does_not_import_numpy() -> None:
     result = subprocess.run([sys.executable, "-c", _DAEMON_IMPORTS], cwd=REPO, capture_output=True, text=True,
                             check=True, timeout=60)  # fmt: skip
     assert result.stdout.split() == []
+
+
+def test_aborted_attempts_are_forgotten_once_the_worker_has_passed_them() -> None:
+    # A counter aborts reads all day (a card lifted mid-read, an office cancel, a timeout); the worker must still
+    # skip every aborted job, including a backlog of them, but the marks must not pile up one per abort.
+    terminal = Terminal(parse_config({"terminal_id": "T-01", "ward_code": "26734"}))
+    for attempt in range(1, 2001, 2):
+        terminal._carry_out(AbortRead(attempt))  # the loop: attempt aborted; the next one starts at once
+        assert terminal._aborted_attempt(attempt)  # the worker reaches the aborted job: skipped
+        assert not terminal._aborted_attempt(attempt + 1)  # and the next one runs
+    assert len(terminal._aborted) == 0
+    for attempt in (3001, 3002, 3003):  # the worker fell behind: three aborted jobs queued, then a live one
+        terminal._carry_out(AbortRead(attempt))
+    assert [terminal._aborted_attempt(attempt) for attempt in (3001, 3002, 3003, 3004)] == [True, True, True, False]
+    assert len(terminal._aborted) == 0
