@@ -1,6 +1,6 @@
 """QR decoder benchmark: decode rate, wrong texts and latency per 640x480 grey frame, per backend.
 
-Samples come from ``bench/qr_synth.py`` (seeded). "Wrong" means a decoder returned bytes other than the QR's: the
+Samples come from ``edge/sim/qr_frames.py`` (seeded). "Wrong" means a decoder returned bytes other than the QR's: the
 one failure that must never happen (zbar without binary mode is shown for contrast). Latency is also measured on
 frames without a QR code, which is what the scanner loop sees most of the time.
 Goals for the default backend: >= 97 % decoded, median <= 5 ms, zero wrong texts.
@@ -20,9 +20,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.qr_synth import GIVEN_NAMES, HEIGHT, MIDDLE_NAMES, SURNAMES, WIDTH, Sample, blank_frames, qr_matrix, samples
 from edge.drivers.base import Frame
 from edge.drivers.qrdecoders import DECODERS, make_decoder
+from edge.sim.qr_frames import GIVEN_NAMES, HEIGHT, MIDDLE_NAMES, SURNAMES, WIDTH, Sample, blank_frames, qr_matrix
+from edge.sim.qr_frames import samples as synthetic_samples
 
 Decode = Callable[[Frame], list[bytes]]
 
@@ -102,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20241)
     parser.add_argument("--backends", nargs="+", default=[*DECODERS, "zbar-text"])
     args = parser.parse_args(argv)
-    corpus = list(samples(args.count, args.seed))
+    corpus = list(synthetic_samples(args.count, args.seed))
     blanks = list(blank_frames(30))
     print(f"{len(corpus)} synthetic CCCD QR photographs, {WIDTH}x{HEIGHT} grey, seed {args.seed}")
     results = {name: run(name, corpus, blanks) for name in args.backends}

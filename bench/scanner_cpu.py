@@ -18,10 +18,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.qr_synth import HEIGHT, WIDTH, blank_frames, samples
 from edge.daemon.scanner import QrScanner
 from edge.drivers.qrdecoders import DECODERS, make_decoder
 from edge.drivers.replay import ReplaySource
+from edge.sim.qr_frames import HEIGHT, WIDTH, blank_frames, samples
 
 
 def scene(folder: Path, fps: float) -> list[Path]:
