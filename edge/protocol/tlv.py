@@ -191,16 +191,27 @@ def encode_oid(dotted: str) -> bytes:
     return bytes(body)
 
 
+#: Longest arc accepted, in content octets: a 128-bit arc (UUID OIDs under 2.25) takes 19. A longer one is hostile:
+#: an arc of thousands of digits cannot even be printed (Python's limit on int-to-str conversion raises ValueError).
+MAX_OID_ARC_OCTETS = 20
+
+
 def decode_oid(value: bytes, what: str = "OBJECT IDENTIFIER") -> str:
-    """Content octets of an OBJECT IDENTIFIER to dotted text; truncated ones raise :class:`TlvError` naming ``what``."""
+    """Content octets of an OBJECT IDENTIFIER to dotted text; truncated ones, and arcs longer than
+    :data:`MAX_OID_ARC_OCTETS`, raise :class:`TlvError` naming ``what``."""
     if not value or value[-1] & 0x80:
         raise TlvError("truncated OBJECT IDENTIFIER", what=what)
     arcs: list[int] = []
     current = 0
+    octets = 0
     for byte in value:
         current = (current << 7) | (byte & 0x7F)
+        octets += 1
+        if octets > MAX_OID_ARC_OCTETS:
+            raise TlvError(f"OBJECT IDENTIFIER arc longer than {MAX_OID_ARC_OCTETS} octets", what=what)
         if not byte & 0x80:
             arcs.append(current)
             current = 0
+            octets = 0
     first = min(arcs[0] // 40, 2)
     return ".".join(str(a) for a in (first, arcs[0] - 40 * first, *arcs[1:]))

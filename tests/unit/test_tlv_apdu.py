@@ -46,6 +46,15 @@ def test_tlv_fuzz_never_crashes(raw: bytes) -> None:
         tlv.decode_all(raw)
 
 
+def test_oid_arcs_up_to_128_bits_decode_and_longer_ones_are_refused() -> None:
+    uuid_arc = "2.25.329800735698586629295641978511506172918"  # a UUID OID: one 128-bit arc
+    assert tlv.decode_oid(tlv.encode_oid(uuid_arc)) == uuid_arc
+    # an arc of 3000 octets has ~6300 digits: printing it raised ValueError (Python's int-to-str limit)
+    with pytest.raises(TlvError, match="arc longer than 20 octets") as info:
+        tlv.decode_oid(b"\xff" * 3000 + b"\x01", "DG14")
+    assert info.value.what == "DG14"
+
+
 @pytest.mark.parametrize(
     "apdu",
     [
