@@ -153,7 +153,7 @@ def _oid_value(rng: random.Random) -> bytes:
     if choice == 1:
         return bytes([0x80 | rng.randrange(128) for _ in range(rng.randrange(1, 40))])  # never ends: truncated
     if choice == 2:
-        return bytes([0x2B] + [0xFF] * rng.randrange(1, 30) + [0x01])  # an enormous arc
+        return bytes([0x2B] + [0xFF] * rng.choice((5, 19, 21, 30, 3000)) + [0x01])  # an enormous arc
     if choice == 3:
         return tlv.encode_oid(rng.choice(("0.4.0.127.0.7.2.2.1.2", "0.4.0.127.0.7.2.2.3.2.1", "1.2.840.10045.2.1",
                                           "1.2.840.113549.1.1.1", "2.23.136.1.1.1", "1.2.840.10045.4.3.2",
