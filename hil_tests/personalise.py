@@ -41,9 +41,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from edge.errors import ConfigError, EdgeError, StatusWordError
 from edge.protocol import tlv
-from edge.protocol.access.policy import EMRTD_AID
-from edge.protocol.apdu import SW_OK, ApduConnection, CommandApdu
+from edge.protocol.apdu import ApduConnection, CommandApdu
 from edge.protocol.crypto import bac_key_seed
+from edge.protocol.iso7816 import EMRTD_AID, INS_CREATE_FILE, INS_PUT_DATA, INS_SELECT, INS_UPDATE_BINARY, SW_OK
 from edge.protocol.reader import file_name
 from edge.sim.builder import build_card
 from edge.sim.model import FID_COM, FID_SOD, SimCardSpec, dg_fid
@@ -63,10 +63,6 @@ APPLET_FIDS = frozenset({*(dg_fid(number) for number in range(1, 16)), FID_SOD, 
 APPLET_RSA_BITS = 1024
 LOCK_P1P2 = (0xDE, 0xAD)
 
-INS_SELECT = 0xA4
-INS_CREATE_FILE = 0xE0
-INS_UPDATE_BINARY = 0xD6
-INS_PUT_DATA = 0xDA
 TAG_CREATE_FILE = 0x63
 TAG_OCTET_STRING = 0x04
 TAG_AA_MODULUS = 0x60

@@ -23,12 +23,11 @@ from smartcard import scard
 from edge.drivers.base import CardPresence, ReaderState
 from edge.errors import CardRemovedError, CardTimeoutError, NoCardError, NoReaderError, ReaderError, TransmitError
 from edge.protocol.apdu import LE_MAX_SHORT, CommandApdu, ResponseApdu
-from edge.protocol.sm import SM_CLA_BITS
+from edge.protocol.iso7816 import CLA_CHANNEL, CLA_SM, INS_GET_RESPONSE, SW1_BYTES_REMAINING, SW1_WRONG_LE
 
 log = logging.getLogger(__name__)
 
 PNP_NOTIFICATION = "\\\\?PnP?\\Notification"
-INS_GET_RESPONSE = 0xC0
 #: A card never needs more GET RESPONSE rounds than this for a 64 KB answer; more means a loop.
 MAX_GET_RESPONSE_ROUNDS = 300
 #: How long to let pcscd notice a removal after an exchange came back empty (its reader polling is ~0.4 s).
@@ -327,18 +326,20 @@ class PcscConnection:
         the chip would end the session; the secure-messaging layer handles 6Cxx itself.
         """
         response = self._transmit(command)
-        if response.sw1 == 0x6C and not command.extended and not command.cla & SM_CLA_BITS:
+        if response.sw1 == SW1_WRONG_LE and not command.extended and not command.cla & CLA_SM:
             response = self._transmit(
                 CommandApdu(command.cla, command.ins, command.p1, command.p2, command.data, le=response.sw2 or 256)
             )
-        if response.sw1 != 0x61:
+        if response.sw1 != SW1_BYTES_REMAINING:
             return response
         data = bytearray(response.data)
         for _ in range(MAX_GET_RESPONSE_ROUNDS):
-            get_response = CommandApdu(command.cla & 0x03, INS_GET_RESPONSE, 0, 0, le=response.sw2 or LE_MAX_SHORT)
+            get_response = CommandApdu(
+                command.cla & CLA_CHANNEL, INS_GET_RESPONSE, 0, 0, le=response.sw2 or LE_MAX_SHORT
+            )
             response = self._transmit(get_response)
             data += response.data
-            if response.sw1 != 0x61:
+            if response.sw1 != SW1_BYTES_REMAINING:
                 return ResponseApdu(bytes(data), response.sw)
         raise TransmitError("the card kept answering 61xx")
 

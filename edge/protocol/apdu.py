@@ -2,7 +2,8 @@
 
 The chain mirrors yubikit: a :class:`ApduConnection` is anything with ``send_and_receive``; a processor such as
 secure messaging wraps another connection and is itself a connection. Protocol code receives a connection by
-injection and never knows whether a PC/SC reader or the simulator is behind it.
+injection and never knows whether a PC/SC reader or the simulator is behind it. The numbers (status words,
+instruction bytes, class bits) are named in :mod:`edge.protocol.iso7816`.
 """
 
 from __future__ import annotations
@@ -15,26 +16,7 @@ from edge.errors import (
     SecurityStatusError,
     StatusWordError,
 )
-
-SW_OK = 0x9000
-SW_WARNING_EOF = 0x6282  # end of file reached before Le bytes
-SW_WRONG_LENGTH = 0x6700
-SW_SECURITY_STATUS = 0x6982
-SW_AUTH_METHOD_BLOCKED = 0x6983
-SW_REF_DATA_NOT_USABLE = 0x6984
-SW_CONDITIONS_NOT_SATISFIED = 0x6985
-SW_NO_CURRENT_EF = 0x6986  # command not allowed: no EF selected (some chips' answer to a read by SFI)
-SW_SM_MISSING = 0x6987
-SW_SM_INCORRECT = 0x6988
-SW_WRONG_DATA = 0x6A80
-SW_FUNC_NOT_SUPPORTED = 0x6A81
-SW_FILE_NOT_FOUND = 0x6A82
-SW_INCORRECT_P1P2 = 0x6A86
-SW_REF_NOT_FOUND = 0x6A88
-SW_WRONG_P1P2 = 0x6B00
-SW_INS_NOT_SUPPORTED = 0x6D00
-SW_CLA_NOT_SUPPORTED = 0x6E00
-SW_UNKNOWN = 0x6F00
+from edge.protocol.iso7816 import SW_FILE_NOT_FOUND, SW_OK, SW_SECURITY_STATUS
 
 #: Le value meaning "as many as you have" for short (256) and extended (65536) APDUs.
 LE_MAX_SHORT = 256

@@ -74,16 +74,17 @@ from edge.protocol.access.chip_auth import (
 )
 from edge.protocol.access.pace import PaceResult
 from edge.protocol.access.policy import AccessKey, AccessMethod, SecureChannel, open_secure_channel
-from edge.protocol.apdu import (
+from edge.protocol.apdu import ApduConnection, CommandApdu, ResponseApdu
+from edge.protocol.crypto import Random
+from edge.protocol.iso7816 import (
+    INS_READ_BINARY,
+    INS_READ_BINARY_ODD,
+    INS_SELECT,
     SW_OK,
     SW_SECURITY_STATUS,
     SW_WARNING_EOF,
     SW_WRONG_P1P2,
-    ApduConnection,
-    CommandApdu,
-    ResponseApdu,
 )
-from edge.protocol.crypto import Random
 from edge.protocol.lds.dg1 import Dg1, parse_dg1
 from edge.protocol.lds.dg2 import FaceImage, parse_dg2
 from edge.protocol.lds.dg11 import Dg11, parse_dg11
@@ -94,9 +95,6 @@ from edge.protocol.lds.dg15 import Dg15, parse_dg15
 from edge.protocol.lds.sod import SodFile, parse_sod
 from edge.protocol.reader import (
     CHUNK_PLAIN,
-    INS_READ_BINARY,
-    INS_READ_BINARY_ODD,
-    INS_SELECT,
     SFI_REFUSALS,
     ChunkMemory,
     file_name,

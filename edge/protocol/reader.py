@@ -27,8 +27,12 @@ from dataclasses import dataclass
 
 from edge.errors import LdsError, StatusWordError, TlvError
 from edge.protocol import tlv
-from edge.protocol.apdu import (
-    LE_MAX_SHORT,
+from edge.protocol.apdu import LE_MAX_SHORT, ApduConnection, CommandApdu, ResponseApdu, status_error
+from edge.protocol.iso7816 import (
+    INS_READ_BINARY,
+    INS_READ_BINARY_ODD,
+    INS_SELECT,
+    SW1_WRONG_LE,
     SW_FUNC_NOT_SUPPORTED,
     SW_INCORRECT_P1P2,
     SW_NO_CURRENT_EF,
@@ -36,15 +40,8 @@ from edge.protocol.apdu import (
     SW_WARNING_EOF,
     SW_WRONG_LENGTH,
     SW_WRONG_P1P2,
-    ApduConnection,
-    CommandApdu,
-    ResponseApdu,
-    status_error,
 )
 
-INS_READ_BINARY = 0xB0
-INS_READ_BINARY_ODD = 0xB1
-INS_SELECT = 0xA4
 MAX_B0_OFFSET = 0x7FFF
 MAX_B1_OFFSET = 0xFFFFFF
 
@@ -59,7 +56,6 @@ _STEP_LADDER = (32768, 16384, 8192, 4096, 2048, 1024, 512, 256, 231, 223, 192, 1
 #: Enough bytes to hold any TLV header we accept (4-byte tag is not used by LDS: 2-byte tag + 0x84 + 4 bytes).
 _HEADER_MAX = 8
 
-_SW_WRONG_LE_HINT = 0x6C
 #: 6Cxx (wrong Le, xx available) answers followed per READ BINARY: one is the ISO 7816-4 case, more a chip lying.
 MAX_WRONG_LE_HINTS = 2
 #: Full answers at a size learned from a short answer before the larger size is tried again (free: a short answer
@@ -248,7 +244,7 @@ class _Reader:
                 by_sfi = False
                 continue
             hint = response.sw & 0xFF or 256
-            if response.sw >> 8 == _SW_WRONG_LE_HINT and 0 < hint < le and hints < MAX_WRONG_LE_HINTS:
+            if response.sw >> 8 == SW1_WRONG_LE and 0 < hint < le and hints < MAX_WRONG_LE_HINTS:
                 hints += 1
                 le = hint
                 continue

@@ -18,19 +18,10 @@ from dataclasses import dataclass, field
 
 from edge.errors import SecureMessagingError, SessionLostError, SmIntegrityError, SmObjectsMissingError, TlvError
 from edge.protocol import crypto, tlv
-from edge.protocol.apdu import (
-    LE_MAX_EXTENDED,
-    LE_MAX_SHORT,
-    SW_OK,
-    SW_SM_INCORRECT,
-    SW_SM_MISSING,
-    ApduConnection,
-    CommandApdu,
-    ResponseApdu,
-)
+from edge.protocol.apdu import LE_MAX_EXTENDED, LE_MAX_SHORT, ApduConnection, CommandApdu, ResponseApdu
 from edge.protocol.crypto import CipherSuite
+from edge.protocol.iso7816 import CLA_SM, SW1_BYTES_REMAINING, SW_OK, SW_SM_INCORRECT, SW_SM_MISSING
 
-SM_CLA_BITS = 0x0C
 TAG_DO85 = 0x85  # cryptogram, no padding-content indicator (odd INS)
 TAG_DO87 = 0x87  # 01 || cryptogram
 TAG_DO97 = 0x97  # Le
@@ -83,7 +74,7 @@ def _cryptogram_object(keys: SessionKeys, ssc: int, ins: int, data: bytes) -> by
 
 def protect_command(keys: SessionKeys, ssc: int, command: CommandApdu) -> CommandApdu:
     """Wrap ``command`` with the (already incremented) ``ssc``."""
-    cla = command.cla | SM_CLA_BITS
+    cla = command.cla | CLA_SM
     header = crypto.pad(bytes((cla, command.ins, command.p1, command.p2)), keys.suite.block_size)
     body = _cryptogram_object(keys, ssc, command.ins, command.data) + _encode_le(command)
     checksum = tlv.encode(TAG_DO8E, _mac(keys, ssc, header + body))
@@ -132,7 +123,7 @@ def _plain_from(keys: SessionKeys, ssc: int, objects: dict[int, tlv.Tlv], what: 
 
 def unprotect_command(keys: SessionKeys, ssc: int, command: CommandApdu) -> CommandApdu:
     """Chip side: check and strip SM from ``command`` (``ssc`` already incremented)."""
-    if command.cla & SM_CLA_BITS != SM_CLA_BITS:
+    if command.cla & CLA_SM != CLA_SM:
         raise SmObjectsMissingError("command is not secured")
     objects, covered = _split_objects(command.data, "command")
     header = crypto.pad(bytes((command.cla, command.ins, command.p1, command.p2)), keys.suite.block_size)
@@ -147,7 +138,7 @@ def unprotect_command(keys: SessionKeys, ssc: int, command: CommandApdu) -> Comm
         extended = extended or len(raw) == 2
         le = int.from_bytes(raw, "big") or (LE_MAX_EXTENDED if len(raw) == 2 else LE_MAX_SHORT)
     try:
-        return CommandApdu(command.cla & ~SM_CLA_BITS & 0xFF, command.ins, command.p1, command.p2, data, le, extended)
+        return CommandApdu(command.cla & ~CLA_SM & 0xFF, command.ins, command.p1, command.p2, data, le, extended)
     except ValueError as exc:
         raise SmIntegrityError(f"command: unwrapped APDU is invalid ({exc})") from exc
 
@@ -242,7 +233,7 @@ class SecureMessaging:
             self._closed = SessionLostError(response.sw, command.describe())
             raise self._closed
         if not response.data:
-            if response.sw == SW_OK or response.sw >> 8 == 0x61:
+            if response.sw == SW_OK or response.sw >> 8 == SW1_BYTES_REMAINING:
                 self._closed = SmObjectsMissingError(f"{command.describe()}: success without SM objects")
                 raise self._closed
             return response  # naked error: nothing to verify, the SSC already moved on

@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw
 from edge.files import private_key_pem
 from edge.protocol import tlv
 from edge.protocol.access.card_access import ID_CA_ECDH_AES_CBC_CMAC_128, ID_PACE_ECDH_GM_AES_CBC_CMAC_128, ID_TA
+from edge.protocol.iso7816 import SW_SECURITY_STATUS
 from edge.protocol.lds.com import encode_com
 from edge.protocol.lds.common import encode_oid
 from edge.protocol.lds.dg1 import encode_dg1
@@ -49,7 +50,6 @@ from edge.sim.profile import CardProfile, Person
 
 #: Changing the seed changes every simulated card's chip keys.
 KEY_SEED = b"cccd-edge-sim-v1"
-SW_SECURITY_STATUS_NOT_SATISFIED = 0x6982
 #: The place of residence a DG13 forgery writes (before or after signing).
 FORGED_RESIDENCE = "99 Đường Giả Mạo, Phường Bến Thành, Quận 1"
 
@@ -257,7 +257,7 @@ def build_card(profile: CardProfile, *, pki_dir: Path | None = None) -> SimCardS
         atr=bytes.fromhex(card.atr),
         mf_files={FID_CARD_ACCESS: card_access(pace_parameter_id=card.pace_parameter_id, pace=quirks.pace_supported)},
         applet_files=applet_files,
-        denied_files={dg_fid(3): SW_SECURITY_STATUS_NOT_SATISFIED},
+        denied_files={dg_fid(3): SW_SECURITY_STATUS},
     )
     secrets = ChipSecrets(
         can=person.id_number[-6:],

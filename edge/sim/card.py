@@ -18,7 +18,18 @@ from typing import Protocol
 
 from edge.errors import CardRemovedError, TlvError
 from edge.protocol import tlv
-from edge.protocol.apdu import (
+from edge.protocol.apdu import CommandApdu, ResponseApdu
+from edge.protocol.iso7816 import (
+    CLA_CHAINING,
+    CLA_SM,
+    EMRTD_AID,
+    INS_GET_RESPONSE,
+    INS_READ_BINARY,
+    INS_READ_BINARY_ODD,
+    INS_SELECT,
+    SW1_BYTES_REMAINING,
+    SW1_WRONG_LE,
+    SW_CLA_NOT_SUPPORTED,
     SW_CONDITIONS_NOT_SATISFIED,
     SW_FILE_NOT_FOUND,
     SW_INCORRECT_P1P2,
@@ -32,20 +43,11 @@ from edge.protocol.apdu import (
     SW_WRONG_DATA,
     SW_WRONG_LENGTH,
     SW_WRONG_P1P2,
-    CommandApdu,
-    ResponseApdu,
 )
 from edge.protocol.reader import odd_room
-from edge.sim.model import EMRTD_AID, SimCardSpec
+from edge.sim.model import SimCardSpec
 
-INS_SELECT = 0xA4
-INS_READ_BINARY = 0xB0
-INS_READ_BINARY_ODD = 0xB1
-INS_GET_RESPONSE = 0xC0
 FID_MF = 0x3F00
-SW_CLA_NOT_SUPPORTED = 0x6E00
-CLA_SM = 0x0C
-CLA_CHAINING = 0x10  # PACE's GENERAL AUTHENTICATE steps are chained
 TAG_OFFSET = 0x54  # odd-INS READ BINARY: offset data object
 TAG_DISCRETIONARY = 0x53  # odd-INS READ BINARY: the answer's wrapper
 
@@ -223,7 +225,7 @@ class VirtualCard:
     def _transport(self, command: CommandApdu) -> ResponseApdu:
         if command.ins == INS_GET_RESPONSE and command.cla == 0x00:
             if self.spec.quirks.endless_get_response:
-                return ResponseApdu(b"\x00", 0x6101)
+                return ResponseApdu(b"\x00", SW1_BYTES_REMAINING << 8 | 1)
             if not self._pending:
                 return ResponseApdu(b"", SW_CONDITIONS_NOT_SATISFIED)
             size = min(command.le or 256, self.spec.quirks.response_chunk or 65536)
@@ -231,7 +233,7 @@ class VirtualCard:
         self._pending = b""
         response = self._secure_dispatch(command)
         if self.spec.quirks.endless_get_response:
-            return ResponseApdu(response.data[:1], 0x6101)
+            return ResponseApdu(response.data[:1], SW1_BYTES_REMAINING << 8 | 1)
         chunk = self.spec.quirks.response_chunk
         if chunk is not None and len(response.data) > chunk:
             self._pending_sw = response.sw
@@ -244,7 +246,7 @@ class VirtualCard:
         self._pending = rest
         if not rest:
             return ResponseApdu(head, final_sw)
-        return ResponseApdu(head, 0x6100 | min(len(rest), 256) & 0xFF)
+        return ResponseApdu(head, SW1_BYTES_REMAINING << 8 | min(len(rest), 256) & 0xFF)
 
     # --- secure messaging seam ---------------------------------------------------------------------------------
 
@@ -334,7 +336,7 @@ class VirtualCard:
         if command.le > quirks.max_le:
             return ResponseApdu(b"", quirks.le_refusal_sw)
         if quirks.wrong_le_loop and command.le > 1:
-            return ResponseApdu(b"", 0x6C00 | ((command.le - 1) & 0xFF))
+            return ResponseApdu(b"", SW1_WRONG_LE << 8 | ((command.le - 1) & 0xFF))
         odd = command.ins == INS_READ_BINARY_ODD
         target = self._odd_target(command) if odd else self._even_target(command)
         if isinstance(target, ResponseApdu):
@@ -356,7 +358,7 @@ class VirtualCard:
             self._short_answer_done = True
             chunk, past_end = chunk[:short], False
         if past_end and quirks.wrong_le_hint and not command.extended and not odd:
-            return ResponseApdu(b"", 0x6C00 | (len(chunk) & 0xFF))
+            return ResponseApdu(b"", SW1_WRONG_LE << 8 | (len(chunk) & 0xFF))
         reaches_end = offset + len(chunk) == len(content)
         warn = (past_end and quirks.eof_warning) or (reaches_end and quirks.eof_warning_on_last_chunk)
         data = tlv.encode(TAG_DISCRETIONARY, chunk) if odd else chunk

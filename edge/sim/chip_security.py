@@ -31,7 +31,14 @@ from edge.protocol.access.card_access import (
     ID_CA_ECDH,
     ID_PACE_ECDH_GM,
 )
-from edge.protocol.apdu import (
+from edge.protocol.apdu import CommandApdu, ResponseApdu
+from edge.protocol.crypto import AES128, AES192, AES256, TDES, CipherSuite, Random
+from edge.protocol.iso7816 import (
+    INS_EXTERNAL_AUTHENTICATE,
+    INS_GENERAL_AUTHENTICATE,
+    INS_GET_CHALLENGE,
+    INS_INTERNAL_AUTHENTICATE,
+    INS_MSE,
     SW_CONDITIONS_NOT_SATISFIED,
     SW_INCORRECT_P1P2,
     SW_INS_NOT_SUPPORTED,
@@ -39,25 +46,17 @@ from edge.protocol.apdu import (
     SW_REF_NOT_FOUND,
     SW_SM_INCORRECT,
     SW_SM_MISSING,
+    SW_VERIFICATION_FAILED,
     SW_WRONG_DATA,
     SW_WRONG_LENGTH,
-    CommandApdu,
-    ResponseApdu,
 )
-from edge.protocol.crypto import AES128, AES192, AES256, TDES, CipherSuite, Random
 from edge.protocol.sm import SessionKeys, protect_response, unprotect_command
 from edge.sim.card import SimSmFault
 from edge.sim.model import ChipSecrets, Quirks
 
-INS_GET_CHALLENGE = 0x84
-INS_EXTERNAL_AUTHENTICATE = 0x82
-INS_MSE = 0x22
-INS_GENERAL_AUTHENTICATE = 0x86
-INS_INTERNAL_AUTHENTICATE = 0x88
 _HANDLED = frozenset(
     (INS_GET_CHALLENGE, INS_EXTERNAL_AUTHENTICATE, INS_MSE, INS_GENERAL_AUTHENTICATE, INS_INTERNAL_AUTHENTICATE)
 )
-SW_AUTH_FAILED = 0x6300
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha1": hashes.SHA1, "sha224": hashes.SHA224, "sha256": hashes.SHA256, "sha384": hashes.SHA384,
     "sha512": hashes.SHA512,
@@ -202,10 +201,10 @@ class SimChipSecurity:
         try:
             plain = bac.open_cryptogram(keys, command.data)
         except SmIntegrityError:
-            return _reply(SW_AUTH_FAILED)
+            return _reply(SW_VERIFICATION_FAILED)
         rnd_ifd, rnd_ic, k_ifd = plain[:8], plain[8:16], plain[16:]
         if rnd_ic != challenge:
-            return _reply(SW_AUTH_FAILED)
+            return _reply(SW_VERIFICATION_FAILED)
         k_ic = self._rng(16)
         answer = bac.authentication_cryptogram(keys, rnd_ic + rnd_ifd + k_ic)
         self._keys, self._ssc = bac.session_from(k_ifd, k_ic, rnd_ic, rnd_ifd)
@@ -294,7 +293,7 @@ class SimChipSecurity:
             return _reply(SW_CONDITIONS_NOT_SATISFIED)
         expected = pace.authentication_token(keys, run.protocol, run.chip_eph_raw)
         if not hmac.compare_digest(outer.require(pace.TAG_TOKEN_IFD).value, expected):
-            return _reply(SW_AUTH_FAILED)  # wrong password: the terminal derived other keys
+            return _reply(SW_VERIFICATION_FAILED)  # wrong password: the terminal derived other keys
         token = pace.authentication_token(keys, run.protocol, run.terminal_eph_raw)
         self._keys, self._ssc = keys, 0
         return _reply(SW_OK, pace.dynamic_auth_data(pace.TAG_TOKEN_IC, token))

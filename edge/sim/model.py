@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 FID_CARD_ACCESS = 0x011C
 FID_COM = 0x011E
 FID_SOD = 0x011D
-EMRTD_AID = bytes.fromhex("A0000002471001")
 
 
 #: ISO 14443 bit rates a reader and chip agree on (kbit/s); the timing model accepts only these.

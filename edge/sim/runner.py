@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from edge.protocol import tlv
 from edge.protocol.chip import CCCD_CARD_ACCESS  # EF.CardAccess as read from real CCCDs (cccd-card.md)
+from edge.protocol.iso7816 import SW_SECURITY_STATUS
 from edge.sim.card import CardCounters, ChipSecurity, VirtualCard
 from edge.sim.model import (
     FID_CARD_ACCESS,
@@ -39,7 +40,7 @@ def demo_spec(quirks: Quirks | None = None) -> SimCardSpec:
         atr=DEMO_ATR,
         mf_files={FID_CARD_ACCESS: CCCD_CARD_ACCESS},
         applet_files={FID_COM: DEMO_COM, dg_fid(1): dg1},
-        denied_files={dg_fid(3): 0x6982},
+        denied_files={dg_fid(3): SW_SECURITY_STATUS},
     )
     secrets = ChipSecrets(can="012345", mrz_information="203012345003020142802013")
     return SimCardSpec("demo", image, secrets, quirks if quirks is not None else Quirks(plain_reads=True))

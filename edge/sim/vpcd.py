@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from edge.errors import NoReaderError
+from edge.protocol.iso7816 import SW_UNKNOWN
 from edge.sim.card import CardLeftField
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,6 @@ CTRL_POWER_OFF = 0x00
 CTRL_POWER_ON = 0x01
 CTRL_RESET = 0x02
 CTRL_ATR = 0x04
-SW_UNKNOWN = b"\x6f\x00"
 
 
 class VpcdCard(Protocol):
@@ -160,7 +160,7 @@ class VpcdClient(InsertedWhileOpen):
             raise
         except Exception:  # a simulator bug must not hang pcscd's reader: answer 6F00 and keep serving
             log.exception("virtual card failed on an APDU")
-            return SW_UNKNOWN
+            return SW_UNKNOWN.to_bytes(2, "big")
 
 
 def _recv_exact(sock: socket.socket, size: int) -> bytes | None:

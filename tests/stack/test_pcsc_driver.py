@@ -19,10 +19,11 @@ from edge.protocol import tlv
 from edge.protocol.access.policy import CanKey
 from edge.protocol.apdu import CommandApdu
 from edge.protocol.chip import ReadRequest, read_chip
+from edge.protocol.iso7816 import EMRTD_AID
 from edge.protocol.reader import read_file
 from edge.sim.builder import build_card
 from edge.sim.chip_security import SimChipSecurity
-from edge.sim.model import EMRTD_AID, Quirks, dg_fid
+from edge.sim.model import Quirks, dg_fid
 from edge.sim.profile import load_profile
 from edge.sim.runner import DEMO_COM, SimulatedCard, demo_spec
 from edge.sim.stack import READER_NAMES, PcscStack

@@ -15,9 +15,10 @@ from edge.drivers.pcsc import PcscConnection, PcscReaderDriver
 from edge.protocol import tlv
 from edge.protocol.apdu import CommandApdu, ResponseApdu
 from edge.protocol.chip import CCCD_CARD_ACCESS
+from edge.protocol.iso7816 import EMRTD_AID
 from edge.protocol.reader import read_file
 from edge.sim.card import CardLeftField, SimSmFault, VirtualCard
-from edge.sim.model import EMRTD_AID, Quirks, SimCardSpec, dg_fid
+from edge.sim.model import Quirks, SimCardSpec, dg_fid
 from edge.sim.runner import DEMO_COM, demo_spec
 from edge.sim.stack import READER_NAMES
 from tests.fixtures.pcsc import InsertCard

@@ -23,6 +23,7 @@ from edge.protocol import ec, tlv
 from edge.protocol.access.policy import CanKey
 from edge.protocol.apdu import ApduConnection, CommandApdu, ResponseApdu
 from edge.protocol.chip import ChipRead, ReadRequest, read_chip
+from edge.protocol.iso7816 import EMRTD_AID
 from edge.protocol.keys import load_public_key
 from edge.protocol.lds.dg14 import encode_dg14
 from edge.protocol.lds.sod import encode_sod
@@ -40,7 +41,7 @@ from edge.sim.builder import build_card
 from edge.sim.card import VirtualCard
 from edge.sim.chip_security import SimChipSecurity
 from edge.sim.hostile import HUGE_FIELD_PRIME, HostileCurve, explicit_ec_spki, hostile_ca_spki
-from edge.sim.model import EMRTD_AID, FID_SOD, Quirks, SimCardSpec, dg_fid
+from edge.sim.model import FID_SOD, Quirks, SimCardSpec, dg_fid
 from edge.sim.pki import SimPki, load_or_create_pki
 from edge.sim.profile import load_profile
 from edge.sim.runner import demo_spec

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,24 @@ def test_layer_imports(path: Path) -> None:
         uses = {name for name in imported if name == library or name.startswith(library + ".")}
         if uses:
             assert relative in allowed, f"{relative} imports {library}; only {sorted(allowed)} may"
+
+
+#: Module-level names that are ISO 7816-4 numbers: declared only in edge/protocol/iso7816.py.
+_ISO7816_NAME = re.compile(r"^(SW1?|INS|CLA)_[A-Z0-9_]+$|^EMRTD_AID$")
+
+
+@pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(EDGE)))
+def test_iso7816_numbers_are_declared_once(path: Path) -> None:
+    """Status words, INS bytes, class bits and the eMRTD AID have one home; the simulator and the driver import it."""
+    relative = path.relative_to(EDGE).as_posix()
+    if relative == "protocol/iso7816.py":
+        return
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    declared = {
+        target.id
+        for node in tree.body
+        if isinstance(node, ast.Assign | ast.AnnAssign)
+        for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        if isinstance(target, ast.Name) and _ISO7816_NAME.match(target.id)
+    }
+    assert not declared, f"{relative} declares {sorted(declared)}: import them from edge.protocol.iso7816"

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from edge.errors import ConfigError, StatusWordError
 from edge.protocol import tlv
-from edge.protocol.access.policy import EMRTD_AID
-from edge.protocol.apdu import SW_INS_NOT_SUPPORTED, CommandApdu
+from edge.protocol.apdu import CommandApdu
 from edge.protocol.crypto import bac_key_seed
+from edge.protocol.iso7816 import EMRTD_AID, SW_INS_NOT_SUPPORTED
 from edge.protocol.mrz import mrz_information
 from edge.sim.builder import build_card
 from edge.sim.card import VirtualCard

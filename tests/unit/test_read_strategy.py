@@ -19,6 +19,7 @@ from edge.protocol import crypto, tlv
 from edge.protocol.access.policy import AccessKey, CanKey, MrzKey, open_secure_channel
 from edge.protocol.apdu import ApduConnection, CommandApdu, ResponseApdu
 from edge.protocol.crypto import CipherSuite
+from edge.protocol.iso7816 import EMRTD_AID
 from edge.protocol.reader import (
     CHUNK_AES_SM,
     ChunkMemory,
@@ -31,7 +32,7 @@ from edge.protocol.reader import (
 from edge.protocol.sm import SecureMessaging
 from edge.sim.card import VirtualCard
 from edge.sim.chip_security import SimChipSecurity
-from edge.sim.model import EMRTD_AID, FID_CARD_ACCESS, FID_COM, Quirks, SimCardSpec, dg_fid
+from edge.sim.model import FID_CARD_ACCESS, FID_COM, Quirks, SimCardSpec, dg_fid
 from edge.sim.runner import DEMO_COM, demo_spec
 
 

@@ -10,8 +10,9 @@ import pytest
 from edge.cli import build_parser
 from edge.protocol import tlv
 from edge.protocol.apdu import CommandApdu, ResponseApdu
+from edge.protocol.iso7816 import EMRTD_AID
 from edge.sim.card import VirtualCard
-from edge.sim.model import EMRTD_AID, Quirks, dg_fid
+from edge.sim.model import Quirks, dg_fid
 from edge.sim.profile import QuirkSettings, load_profile, parse_quirk_assignments
 from edge.sim.runner import demo_spec
 

@@ -27,11 +27,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from edge.errors import SignatureError, StatusWordError
 from edge.protocol.apdu import ApduConnection, CommandApdu
 from edge.protocol.crypto import plain_ecdsa_to_der
+from edge.protocol.iso7816 import INS_INTERNAL_AUTHENTICATE
 from edge.protocol.keys import PublicKey
 from edge.protocol.verify.checks import ACTIVE_AUTHENTICATION, Check, CheckStatus
 from edge.protocol.verify.signatures import MAX_RSA_BITS, digest, ecdsa_hash_for, hash_algorithm
 
-INS_INTERNAL_AUTHENTICATE = 0x88
 CHALLENGE_LENGTH = 8
 
 #: ISO/IEC 10118-3 hash-function identifiers used in the two-byte ISO/IEC 9796-2 trailer ``<id> CC``.

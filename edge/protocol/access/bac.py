@@ -12,12 +12,19 @@ from dataclasses import dataclass, field
 
 from edge.errors import AccessControlError, AccessKeyRejectedError, SmIntegrityError
 from edge.protocol import crypto
-from edge.protocol.apdu import SW_OK, ApduConnection, CommandApdu
+from edge.protocol.apdu import ApduConnection, CommandApdu
 from edge.protocol.crypto import Random
+from edge.protocol.iso7816 import (
+    INS_EXTERNAL_AUTHENTICATE,
+    INS_GET_CHALLENGE,
+    SW_OK,
+    SW_SECURITY_STATUS,
+    SW_VERIFICATION_FAILED,
+)
 from edge.protocol.sm import SessionKeys
 
 #: Status words a chip gives to a wrong MRZ key at EXTERNAL AUTHENTICATE.
-REJECTED_KEY_SW = (0x6300, 0x6982)
+REJECTED_KEY_SW = (SW_VERIFICATION_FAILED, SW_SECURITY_STATUS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +77,14 @@ def session_from(k_ifd: bytes, k_ic: bytes, rnd_ic: bytes, rnd_ifd: bytes) -> tu
 def perform_bac(conn: ApduConnection, mrz_info: str, *, rng: Random = os.urandom) -> BacResult:
     """Run BAC on the (already selected) eMRTD applet. Wrong key -> AccessKeyRejectedError."""
     keys = BacKeys.from_mrz_information(mrz_info)
-    challenge = conn.send_and_receive(CommandApdu(0x00, 0x84, 0x00, 0x00, le=8))
+    challenge = conn.send_and_receive(CommandApdu(0x00, INS_GET_CHALLENGE, 0x00, 0x00, le=8))
     if challenge.sw != SW_OK or len(challenge.data) != 8:
         raise AccessControlError(f"GET CHALLENGE answered {challenge.sw:04X} with {len(challenge.data)} bytes")
     rnd_ic = challenge.data
     rnd_ifd = rng(8)
     k_ifd = rng(16)
     body = authentication_cryptogram(keys, rnd_ifd + rnd_ic + k_ifd)
-    answer = conn.send_and_receive(CommandApdu(0x00, 0x82, 0x00, 0x00, body, le=40))
+    answer = conn.send_and_receive(CommandApdu(0x00, INS_EXTERNAL_AUTHENTICATE, 0x00, 0x00, body, le=40))
     if answer.sw in REJECTED_KEY_SW:
         raise AccessKeyRejectedError(f"chip rejected the MRZ key ({answer.sw:04X})")
     if answer.sw != SW_OK:

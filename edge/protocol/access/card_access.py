@@ -15,6 +15,16 @@ from typing import TypeVar
 from edge.errors import AccessControlError, CurveParametersError, InvalidPointError, LdsError, TlvError
 from edge.protocol import crypto, ec, tlv
 from edge.protocol.crypto import CipherSuite
+from edge.protocol.iso7816 import (
+    SW_CLA_NOT_SUPPORTED,
+    SW_CONDITIONS_NOT_SATISFIED,
+    SW_FILE_NOT_FOUND,
+    SW_FUNC_NOT_SUPPORTED,
+    SW_INCORRECT_P1P2,
+    SW_INS_NOT_SUPPORTED,
+    SW_NO_CURRENT_EF,
+    SW_SECURITY_STATUS,
+)
 
 ID_BSI = "0.4.0.127.0.7"
 ID_PK = ID_BSI + ".2.2.1"
@@ -46,14 +56,14 @@ WHAT = "SecurityInfos"
 #: the way in): absent (6A82), not readable without access control (6982, 6985), not addressable this way (6986,
 #: 6A81, 6A86), or READ BINARY unknown where the card starts (6D00, 6E00: a JavaCard's card manager).
 NO_CARD_ACCESS: Mapping[int, str] = MappingProxyType({
-    0x6A82: "the card has no EF.CardAccess",
-    0x6982: "EF.CardAccess needs access control",
-    0x6985: "EF.CardAccess cannot be read in the card's state",
-    0x6986: "EF.CardAccess cannot be read here",
-    0x6A81: "the card does not read EF.CardAccess",
-    0x6A86: "the card does not address EF.CardAccess this way",
-    0x6D00: "the card does not know READ BINARY where it starts",
-    0x6E00: "the card does not know the plain class where it starts",
+    SW_FILE_NOT_FOUND: "the card has no EF.CardAccess",
+    SW_SECURITY_STATUS: "EF.CardAccess needs access control",
+    SW_CONDITIONS_NOT_SATISFIED: "EF.CardAccess cannot be read in the card's state",
+    SW_NO_CURRENT_EF: "EF.CardAccess cannot be read here",
+    SW_FUNC_NOT_SUPPORTED: "the card does not read EF.CardAccess",
+    SW_INCORRECT_P1P2: "the card does not address EF.CardAccess this way",
+    SW_INS_NOT_SUPPORTED: "the card does not know READ BINARY where it starts",
+    SW_CLA_NOT_SUPPORTED: "the card does not know the plain class where it starts",
 })
 _T = TypeVar("_T")
 

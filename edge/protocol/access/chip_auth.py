@@ -22,6 +22,7 @@ from edge.protocol.access.card_access import (
 )
 from edge.protocol.apdu import CommandApdu
 from edge.protocol.crypto import Random
+from edge.protocol.iso7816 import INS_GENERAL_AUTHENTICATE, INS_MSE
 from edge.protocol.sm import SecureMessaging
 
 
@@ -84,11 +85,11 @@ def perform_chip_auth(sm: SecureMessaging, dg14: SecurityInfos, *, rng: Random =
     ) else b""
     if info is not None and suite.kind is crypto.CipherKind.AES:
         commands = [
-            CommandApdu(0x00, 0x22, 0x41, 0xA4, tlv.encode(0x80, tlv.encode_oid(info.protocol)) + key_ref),
-            CommandApdu(0x00, 0x86, 0x00, 0x00, pace.dynamic_auth_data(0x80, public_raw), le=256),
+            CommandApdu(0x00, INS_MSE, 0x41, 0xA4, tlv.encode(0x80, tlv.encode_oid(info.protocol)) + key_ref),
+            CommandApdu(0x00, INS_GENERAL_AUTHENTICATE, 0x00, 0x00, pace.dynamic_auth_data(0x80, public_raw), le=256),
         ]
     else:  # CA v1 with 3DES: MSE:Set KAT carries the key and switches at once
-        commands = [CommandApdu(0x00, 0x22, 0x41, 0xA6, tlv.encode(0x91, public_raw) + key_ref)]
+        commands = [CommandApdu(0x00, INS_MSE, 0x41, 0xA6, tlv.encode(0x91, public_raw) + key_ref)]
     for command in commands:
         try:
             sm.send_and_receive(command).check("chip authentication")

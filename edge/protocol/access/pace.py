@@ -22,8 +22,21 @@ from edge.errors import (
 )
 from edge.protocol import crypto, ec, tlv
 from edge.protocol.access.card_access import PaceInfo
-from edge.protocol.apdu import SW_OK, ApduConnection, CommandApdu, ResponseApdu
+from edge.protocol.apdu import ApduConnection, CommandApdu, ResponseApdu
 from edge.protocol.crypto import CipherSuite, Random
+from edge.protocol.iso7816 import (
+    CLA_CHAINING,
+    INS_GENERAL_AUTHENTICATE,
+    INS_MSE,
+    SW_CLA_NOT_SUPPORTED,
+    SW_FUNC_NOT_SUPPORTED,
+    SW_INS_NOT_SUPPORTED,
+    SW_OK,
+    SW_REF_NOT_FOUND,
+    SW_SECURITY_STATUS,
+    SW_VERIFICATION_FAILED,
+    SW_WRONG_DATA,
+)
 from edge.protocol.sm import SessionKeys
 
 TAG_DYNAMIC_AUTH = 0x7C
@@ -36,9 +49,9 @@ TAG_TOKEN_IFD = 0x85
 TAG_TOKEN_IC = 0x86
 
 #: MSE:Set AT answers meaning "this chip does not do PACE (this way)": the caller may fall back to BAC.
-NOT_SUPPORTED_SW = (0x6A80, 0x6A81, 0x6A88, 0x6D00, 0x6E00)
+NOT_SUPPORTED_SW = (SW_WRONG_DATA, SW_FUNC_NOT_SUPPORTED, SW_REF_NOT_FOUND, SW_INS_NOT_SUPPORTED, SW_CLA_NOT_SUPPORTED)
 #: GENERAL AUTHENTICATE step 4 answers meaning "wrong password" (63Cx: retries left).
-REJECTED_PASSWORD_SW = (0x6300, 0x6982)
+REJECTED_PASSWORD_SW = (SW_VERIFICATION_FAILED, SW_SECURITY_STATUS)
 NONCE_LENGTH = 16
 
 
@@ -101,7 +114,7 @@ def parse_dynamic_auth_data(data: bytes, tag: int) -> bytes:
 
 def mse_set_at_pace(protocol: str, password: PasswordType) -> CommandApdu:
     data = tlv.encode(0x80, tlv.encode_oid(protocol)) + tlv.encode(0x83, bytes((password,)))
-    return CommandApdu(0x00, 0x22, 0xC1, 0xA4, data)
+    return CommandApdu(0x00, INS_MSE, 0xC1, 0xA4, data)
 
 
 def decrypt_nonce(suite: CipherSuite, password: PacePassword, encrypted: bytes) -> bytes:
@@ -148,7 +161,8 @@ def decode_peer_point(params: ec.DomainParameters, data: bytes, what: str) -> ec
 
 def _general_authenticate(conn: ApduConnection, tag: int, value: bytes, *, last: bool) -> ResponseApdu:
     return conn.send_and_receive(
-        CommandApdu(0x00 if last else 0x10, 0x86, 0x00, 0x00, dynamic_auth_data(tag, value), le=256)
+        CommandApdu(0x00 if last else CLA_CHAINING, INS_GENERAL_AUTHENTICATE, 0x00, 0x00, dynamic_auth_data(tag, value),
+                    le=256)
     )
 
 

@@ -35,11 +35,10 @@ from edge.protocol.access.card_access import PaceInfo, parse_security_infos
 from edge.protocol.access.pace import PacePassword, PaceResult, perform_pace
 from edge.protocol.apdu import ApduConnection, CommandApdu
 from edge.protocol.crypto import Random
+from edge.protocol.iso7816 import EMRTD_AID, INS_SELECT
 from edge.protocol.sm import SecureMessaging
 
 log = logging.getLogger(__name__)
-
-EMRTD_AID = bytes.fromhex("A0000002471001")
 
 #: Preference among PACE cipher suites when a chip lists several (the CCCD lists AES-128 only).
 _SUITE_PREFERENCE = (crypto.AES128, crypto.AES256, crypto.AES192, crypto.TDES)
@@ -97,7 +96,7 @@ def choose_pace_info(card_access: bytes | None) -> tuple[PaceInfo | None, bool]:
 
 
 def _select_applet(conn: ApduConnection) -> None:
-    conn.send_and_receive(CommandApdu(0x00, 0xA4, 0x04, 0x0C, EMRTD_AID)).check("SELECT eMRTD applet")
+    conn.send_and_receive(CommandApdu(0x00, INS_SELECT, 0x04, 0x0C, EMRTD_AID)).check("SELECT eMRTD applet")
 
 
 def _via_pace(conn: ApduConnection, key: AccessKey, info: PaceInfo, rng: Random) -> tuple[PaceResult, SecureMessaging]:
