@@ -25,8 +25,8 @@ from smartcard import scard
 
 from edge.drivers.pcsc import PcscConnection
 from edge.errors import TransmitError
+from edge.protocol import crypto, tlv
 from edge.protocol import ec as pure_ec
-from edge.protocol import tlv
 from edge.protocol.access.policy import AccessKey, CanKey, MrzKey
 from edge.protocol.apdu import CommandApdu, ResponseApdu
 from edge.protocol.cccd_qr import CccdQr
@@ -36,6 +36,7 @@ from edge.protocol.lds.dg15 import encode_dg15
 from edge.protocol.lds.sod import encode_sod, parse_sod
 from edge.protocol.mrz import parse_mrz
 from edge.protocol.reader import ChunkMemory
+from edge.protocol.sm import SessionKeys
 from edge.protocol.verify.card import verify_chip
 from edge.protocol.verify.checks import Verdict
 from edge.protocol.verify.trust import TrustStore
@@ -222,7 +223,11 @@ def generate(rng: random.Random, cards: Mapping[str, GenuineCard], pool: Sequenc
         return scenario
     for _ in range(how_many(rng, 1.2)):
         kind = rng.choice(("file", "file", "header", "truncate", "curve", "curve", "dg15_curve", "remove", "deny",
-                           "card_access", "lie", "lie", "lie", "lie", "security"))  # fmt: skip
+                           "card_access", "lie", "lie", "lie", "lie", "security", "framing", "framing"))  # fmt: skip
+        if kind == "framing":
+            when = ("nth", rng.randrange(1, apdus)) if rng.random() < 0.7 else ("from", rng.randrange(1, apdus))
+            scenario["lies"].append({"when": list(when), "op": rng.choice(FRAMINGS), "arg": 0, "security": "framing"})
+            continue
         if kind == "lie" or kind == "security":
             op = rng.choice(("sw", "sw_only", "short", "long", "empty", "garbage", "stale", "mutate"))
             arg = rng.choice(SW_CHOICES) if op.startswith("sw") else rng.choice((0, 1, 2, 7, 16, 200, 300, 70000))
@@ -346,13 +351,51 @@ def _apply_lie(lie: Mapping[str, Any], response: ResponseApdu, rng: random.Rando
     return ResponseApdu(mutate_bytes(rng, response.data, rounds=2), response.sw)
 
 
+FRAMINGS = ("indicator", "partial_block", "bad_padding", "no_do99", "do99_length", "do85", "two_do87",
+            "empty_do87", "extra_object", "short_mac", "object_after_mac", "no_do87_with_data_sw", "long_plain")
+
+
+def misframed(kind: str, keys: SessionKeys, ssc: int, response: ResponseApdu, rng: random.Random) -> ResponseApdu:
+    """A secured answer whose SM objects are wrong in ``kind``'s way, MAC'd correctly with the session's keys."""
+    block = keys.suite.block_size
+    iv = crypto.sm_iv(keys.suite, keys.ks_enc, keys.ssc_bytes(ssc))
+    data = response.data or b"\x90"
+
+    def cryptogram(plain: bytes) -> bytes:
+        return crypto.encrypt_cbc(keys.suite, keys.ks_enc, plain, iv)
+
+    good = b"\x01" + cryptogram(crypto.pad(data, block))
+    do99 = tlv.encode(0x99, response.sw.to_bytes(2, "big"))
+    body = {
+        "indicator": tlv.encode(0x87, b"\x02" + good[1:]) + do99,
+        "partial_block": tlv.encode(0x87, good[:-1]) + do99,
+        "bad_padding": tlv.encode(0x87, b"\x01" + cryptogram(data + bytes(-len(data) % block or block))) + do99,
+        "no_do99": tlv.encode(0x87, good),
+        "do99_length": tlv.encode(0x87, good) + tlv.encode(0x99, rng.choice((b"", b"\x90", b"\x90\x00\x00"))),
+        "do85": tlv.encode(0x85, good[1:]) + do99,
+        "two_do87": tlv.encode(0x87, good) + tlv.encode(0x87, good) + do99,
+        "empty_do87": tlv.encode(0x87, b"") + do99,
+        "extra_object": tlv.encode(0x87, good) + tlv.encode(0x53, b"\x00") + do99,
+        "no_do87_with_data_sw": tlv.encode(0x99, b"\x90\x00"),
+        "long_plain": tlv.encode(0x87, b"\x01" + cryptogram(crypto.pad(rng.randbytes(70000), block))) + do99,
+    }.get(kind, tlv.encode(0x87, good) + do99)
+    mac = crypto.sm_mac(keys.suite, keys.ks_mac, keys.ssc_bytes(ssc) + body)
+    if kind == "short_mac":
+        return ResponseApdu(body + tlv.encode(0x8E, mac[:4]), response.sw)
+    if kind == "object_after_mac":
+        return ResponseApdu(body + tlv.encode(0x8E, mac) + do99, response.sw)
+    return ResponseApdu(body + tlv.encode(0x8E, mac), rng.choice((response.sw, 0x9000, 0x6282)))
+
+
 class LyingSecurity:
     """The simulated chip's access control, whose answers to secured CA/AA/MSE commands may lie (then get MAC'd)."""
 
     def __init__(self, inner: SimChipSecurity, lies: Sequence[Mapping[str, Any]], rng: random.Random,
                  counter: _Counter) -> None:  # fmt: skip
         self._inner = inner
-        self._lies = [lie for lie in lies if lie["security"]]
+        self._lies = [lie for lie in lies if lie["security"] is True]
+        self._framing = [lie for lie in lies if lie["security"] == "framing"]
+        self._wraps = 0
         self._rng = rng
         self._counter = counter
 
@@ -377,7 +420,17 @@ class LyingSecurity:
         return self._inner.unwrap(command)
 
     def wrap(self, response: ResponseApdu) -> ResponseApdu:
-        return self._inner.wrap(response)
+        keys = self._inner._keys
+        ssc = self._inner.ssc + 1  # what this answer is protected under (CA may switch keys right after it)
+        wrapped = self._inner.wrap(response)
+        if keys is None or wrapped is response or not self._framing:
+            return wrapped
+        self._wraps += 1
+        for lie in self._framing:
+            kind, arg = lie["when"]
+            if (kind == "nth" and self._wraps == arg) or (kind == "from" and self._wraps >= arg):
+                return misframed(lie["op"], keys, ssc, response, self._rng)
+        return wrapped
 
     def reset(self) -> None:
         self._inner.reset()
@@ -389,7 +442,7 @@ class LyingCard(VirtualCard):
     def __init__(self, spec: SimCardSpec, security: LyingSecurity, lies: Sequence[Mapping[str, Any]],
                  rng: random.Random, counter: _Counter) -> None:  # fmt: skip
         super().__init__(spec, security)
-        self._lies = [lie for lie in lies if not lie["security"]]
+        self._lies = [lie for lie in lies if lie["security"] is False]
         self._rng = rng
         self._counter = counter
         self._session = security
