@@ -1,5 +1,5 @@
-"""``python -m provisioning``: ward-ca init|sign, device init|install|rotate, ds-list sign. Prints what it did; exit 1
-on refusal."""
+"""``python -m provisioning``: ward-ca init|sign|command-key, device init|install|rotate, gateway init, broker-kit,
+ds-list sign. Prints what it did; exit 1 on refusal."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 
 from edge.errors import EdgeError
-from provisioning import device, ds_list, ward_ca
+from provisioning import broker_kit, device, ds_list, gateway, ward_ca
 from provisioning.files import resolve_owner, write_atomic
-from provisioning.pki import TerminalIdentity
+from provisioning.pki import GatewayIdentity, TerminalIdentity
 
 SERVICE_USER = "cccd-edge"
 
@@ -50,11 +50,46 @@ def _ward_command_key(args: argparse.Namespace) -> int:
 
 def _ward_sign(args: argparse.Namespace) -> int:
     ca = ward_ca.load_ward_ca(args.dir)
-    cert = ward_ca.sign_csr(ca, ward_ca.load_csr(args.csr), days=args.days)
+    cert = ward_ca.sign_csr(ca, ward_ca.load_csr(args.csr), days=args.days, role=args.role)
     out: Path = args.out or args.csr.with_suffix(".crt")
     write_atomic(out, cert.public_bytes(serialization.Encoding.PEM), 0o644)
-    print(f"signed {cert.subject.rfc4514_string()} until {cert.not_valid_after_utc:%Y-%m-%d}: {out}")
-    print(f"send {out} to the terminal; the ward broker trusts {args.dir / ward_ca.CA_CERT} (its cafile)")
+    print(f"signed {cert.subject.rfc4514_string()} ({args.role}) until {cert.not_valid_after_utc:%Y-%m-%d}: {out}")
+    if args.role == "gateway":
+        print(f"send {out} to the gateway host; the broker grants it the ward's results once broker-kit names it "
+              "(--gateway NAME)")
+    else:
+        print(f"send {out} to the terminal; the ward broker trusts {args.dir / ward_ca.CA_CERT} (its cafile)")
+    return 0
+
+
+def _gateway_init(args: argparse.Namespace) -> int:
+    result = gateway.init_gateway(args.dir, GatewayIdentity(args.name, args.ward))
+    print(f"{'created' if result.created else 'kept existing'} key {result.key}")
+    print(f"CSR for the ward: {result.csr} (sign it with: ward-ca sign --role gateway {result.csr.name})")
+    return 0
+
+
+def _broker_kit(args: argparse.Namespace) -> int:
+    sizing = broker_kit.QueueSizing(terminals=args.terminals, reads_per_hour=args.reads_per_hour,
+                                    outage_hours=args.outage_hours)
+    options = broker_kit.KitOptions(
+        hosts=tuple(args.host), gateways=tuple(args.gateway or ("office-1",)), port=args.port, bind=args.bind,
+        install_dir=args.install_dir, persistence_dir=args.persistence_dir, topic_prefix=args.topic_prefix,
+        sizing=sizing, days=args.days, user=args.user or None,
+    )
+    kit = broker_kit.build_kit(args.ward_ca, args.out, options)
+    print(f"broker kit for ward {kit.ward_code} in {kit.directory}: {broker_kit.CONF}, {broker_kit.ACL}, "
+          f"{broker_kit.CA}, {broker_kit.SERVER_CERT} ({'issued' if kit.server_cert_issued else 'kept'}), "
+          f"{broker_kit.SERVER_KEY} ({'created' if kit.server_key_created else 'kept'}, 0600)")
+    print(f"gateways allowed to read the ward: {', '.join(kit.gateway_users)}")
+    print("queue limit (max_queued_messages):")
+    for line in kit.sizing.explain():
+        print(f"  {line}")
+    print(f"install on the broker host: the files into {options.install_dir} ({broker_kit.SERVER_KEY} owned by "
+          f"{options.user or 'the broker user'}, 0600), {broker_kit.CONF} as /etc/mosquitto/mosquitto.conf, then "
+          "systemctl restart mosquitto (provisioning/README.md, 'The ward broker')")
+    print(f"terminals: device install --broker-ca {broker_kit.CA} --mqtt-host {options.hosts[0]}"
+          + (f" --mqtt-port {options.port}" if options.port != 8883 else ""))
     return 0
 
 
@@ -145,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("--dir", type=Path, default=Path("ward-ca"))
     sign.add_argument("--days", type=int, default=365)
     sign.add_argument("--out", type=Path, help="default: the CSR path with .crt")
+    sign.add_argument("--role", choices=("terminal", "gateway"), default="terminal",
+                      help="gateway: an office gateway instance (CN gateway:<name>), which reads every terminal's "
+                      "results at the broker")
     sign.set_defaults(func=_ward_sign)
 
     dev = sides.add_parser("device", help="terminal side: key, CSR, install")
@@ -174,6 +212,36 @@ def build_parser() -> argparse.ArgumentParser:
     d_inst.add_argument("--config-dir", type=Path, default=Path("/etc/cccd-edge"))
     d_inst.add_argument("--owner", default="auto", help=owner_help)
     d_inst.set_defaults(func=_device_install)
+
+    gw = sides.add_parser("gateway", help="office side: the identity of one gateway instance at the ward broker")
+    gw_cmds = gw.add_subparsers(dest="action", required=True)
+    g_init = gw_cmds.add_parser("init", help="generate the gateway key here (kept if present) and write a CSR")
+    g_init.add_argument("--name", required=True, help="instance name (one certificate per instance): CN gateway:NAME")
+    g_init.add_argument("--ward", required=True)
+    g_init.add_argument("--dir", type=Path, default=Path("gateway"), help="key (0600) and CSR directory")
+    g_init.set_defaults(func=_gateway_init)
+
+    kit = sides.add_parser("broker-kit", help="ward side: mosquitto.conf, ACL and broker certificate for the ward")
+    kit.add_argument("--ward-ca", type=Path, default=Path("ward-ca"), help="the ward CA directory")
+    kit.add_argument("-o", "--out", type=Path, required=True, help="directory for the kit (server.key 0600)")
+    kit.add_argument("--host", action="append", required=True,
+                     help="DNS name or address terminals use for the broker (repeatable; the certificate's names)")
+    kit.add_argument("--gateway", action="append", metavar="NAME",
+                     help="gateway instance allowed to read the ward (repeatable; default office-1)")
+    kit.add_argument("--port", type=int, default=8883)
+    kit.add_argument("--bind", help="listen address (default: every interface)")
+    kit.add_argument("--install-dir", type=Path, default=broker_kit.DEFAULT_INSTALL_DIR,
+                     help="where the kit's files will be on the broker host (the config names them)")
+    kit.add_argument("--persistence-dir", type=Path, default=broker_kit.DEFAULT_PERSISTENCE_DIR)
+    kit.add_argument("--topic-prefix", default=broker_kit.DEFAULT_TOPIC_PREFIX, help="the terminals' mqtt.topic_prefix")
+    defaults = broker_kit.QueueSizing()
+    kit.add_argument("--terminals", type=int, default=defaults.terminals, help="terminals in the ward (queue sizing)")
+    kit.add_argument("--reads-per-hour", type=int, default=defaults.reads_per_hour, help="per terminal at peak")
+    kit.add_argument("--outage-hours", type=int, default=defaults.outage_hours,
+                     help="how long the gateway may be away without losing a message")
+    kit.add_argument("--days", type=int, default=365, help="validity of the broker certificate")
+    kit.add_argument("--user", default="mosquitto", help="the user mosquitto runs as ('' leaves the line out)")
+    kit.set_defaults(func=_broker_kit)
 
     lists = sides.add_parser("ds-list", help="ward or province side: signed lists of known Document Signers")
     list_cmds = lists.add_subparsers(dest="action", required=True)

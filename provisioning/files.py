@@ -64,7 +64,10 @@ def write_atomic(
 
 def check_private_mode(path: Path) -> None:
     """Refuse a private key that group or others can read: it may already have been copied."""
-    mode = stat.S_IMODE(path.stat().st_mode)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError as exc:
+        raise ProvisioningError(f"cannot read private key: {exc.strerror}", path=str(path)) from None
     if mode & 0o077:
         raise ProvisioningError(
             f"private key has mode {mode:04o}, expected 0600",

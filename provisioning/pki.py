@@ -56,6 +56,54 @@ class TerminalIdentity:
         return cls(single(NameOID.COMMON_NAME, "CN (terminal id)"), single(NameOID.ORGANIZATIONAL_UNIT_NAME, "OU"))
 
 
+#: A gateway's CN is ``gateway:<name>``: the colon is outside the terminal id alphabet, so no terminal certificate
+#: can ever carry a gateway's MQTT user name (the broker takes the CN as user name and grants by it).
+GATEWAY_PREFIX = "gateway:"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayIdentity:
+    """An office gateway instance of a ward: reads every terminal's results, writes commands and receipts.
+
+    One certificate per instance (``name``): the broker forces the MQTT client id to the user name, so two
+    instances sharing one certificate would keep disconnecting each other.
+    """
+
+    name: str
+    ward_code: str
+
+    def __post_init__(self) -> None:
+        TerminalIdentity(self.name, self.ward_code)  # the same alphabet for the name part and the ward
+        if len(self.common_name) > 64:
+            raise ProvisioningError(f"gateway name {self.name!r} is too long (CN at most 64 characters)")
+
+    @property
+    def common_name(self) -> str:
+        """The MQTT user name the broker derives from the certificate (``use_identity_as_username``)."""
+        return f"{GATEWAY_PREFIX}{self.name}"
+
+    def name_attributes(self) -> x509.Name:
+        return x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
+                x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, self.ward_code),
+                x509.NameAttribute(NameOID.COMMON_NAME, self.common_name),
+            ]
+        )
+
+    @classmethod
+    def from_name(cls, name: x509.Name, what: str) -> GatewayIdentity:
+        cns = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+        ous = name.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+        if len(cns) != 1 or len(ous) != 1:
+            raise ProvisioningError(f"{what} must carry exactly one CN and one OU")
+        cn, ou = (v.value if isinstance(v.value, str) else v.value.decode("utf-8", "replace") for v in (cns[0], ous[0]))
+        if not cn.startswith(GATEWAY_PREFIX):
+            raise ProvisioningError(f"{what} is not a gateway's: its CN must be {GATEWAY_PREFIX}<name>, not {cn!r}",
+                                    hint="make it with: python -m provisioning gateway init")
+        return cls(cn[len(GATEWAY_PREFIX):], ou)
+
+
 def new_private_key() -> ec.EllipticCurvePrivateKey:
     """P-256: what the results are signed with (ES256) and what every MQTT broker accepts for client TLS."""
     return ec.generate_private_key(ec.SECP256R1())

@@ -7,8 +7,12 @@ compromised ward CA cannot mint terminals for a neighbour whose broker trusts on
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -19,7 +23,9 @@ from edge.errors import ProvisioningError
 from edge.files import private_key_pem
 from provisioning.files import PRIVATE, PRIVATE_DIR, PUBLIC, ensure_dir, read_file, write_atomic
 from provisioning.pki import (
+    GATEWAY_PREFIX,
     ORGANIZATION,
+    GatewayIdentity,
     TerminalIdentity,
     load_certificate,
     load_private_key,
@@ -32,6 +38,10 @@ CA_KEY = "ward-ca.key"
 CA_CERT = "ward-ca.crt"
 COMMAND_KEY = "ward-command.key"
 COMMAND_PUB = "ward-command.pub"
+#: What a certificate from this CA lets its holder do at the broker (see sign_csr).
+Role = Literal["terminal", "gateway"]
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
 #: Backdating absorbs a terminal whose clock runs a few minutes slow (before NTP sync) at first connect.
 CLOCK_SKEW = dt.timedelta(minutes=10)
 
@@ -148,25 +158,87 @@ def load_csr(path: Path) -> x509.CertificateSigningRequest:
 
 
 def sign_csr(
-    ca: WardCa, csr: x509.CertificateSigningRequest, *, days: int = 365, now: dt.datetime | None = None
+    ca: WardCa, csr: x509.CertificateSigningRequest, *, days: int = 365, now: dt.datetime | None = None,
+    role: Role = "terminal",
 ) -> x509.Certificate:
-    """Issue a client certificate for the terminal named in ``csr``; it never outlives the CA."""
+    """Issue a client certificate for the terminal (or, with ``role="gateway"``, the office gateway instance) named
+    in ``csr``; it never outlives the CA.
+
+    The role is asked for, not guessed from the CSR: a gateway may read every terminal's results, so minting one
+    takes a deliberate ``--role gateway``, and a terminal CSR cannot become a gateway (its CN alphabet has no ':').
+    """
     if days < 1:
         raise ProvisioningError("--days must be at least 1")
-    identity = TerminalIdentity.from_name(csr.subject, "the CSR")
+    identity: TerminalIdentity | GatewayIdentity
+    if role == "gateway":
+        identity = GatewayIdentity.from_name(csr.subject, "the CSR")
+        subject = identity.name_attributes()
+    else:
+        if any(str(attr.value).startswith(GATEWAY_PREFIX)
+               for attr in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)):
+            raise ProvisioningError("this CSR is a gateway's: sign it with --role gateway if that is intended")
+        identity = TerminalIdentity.from_name(csr.subject, "the CSR")
+        subject = identity.name()
     if identity.ward_code != ca.ward_code:
         raise ProvisioningError(f"CSR is for ward {identity.ward_code}; this CA signs ward {ca.ward_code} only")
-    public = csr.public_key()
+    public = _p256(csr.public_key(), "CSR key")
+    return _issue(ca, subject, public, days=days, now=now, usage=ExtendedKeyUsageOID.CLIENT_AUTH)
+
+
+def issue_server_certificate(
+    ca: WardCa, public: ec.EllipticCurvePublicKey, hosts: Sequence[str], *, days: int = 365,
+    now: dt.datetime | None = None,
+) -> x509.Certificate:
+    """The ward broker's TLS server certificate (``serverAuth``, each host a DNS or IP subjectAltName).
+
+    Issued by the ward CA, so a terminal needs one CA file for both directions (``device install --broker-ca``
+    takes ``ward-ca.crt``); terminal certificates carry ``clientAuth`` only and cannot pose as the broker.
+    """
+    if days < 1:
+        raise ProvisioningError("--days must be at least 1")
+    names = server_alt_names(hosts)
+    subject = x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ca.ward_code),
+        x509.NameAttribute(NameOID.COMMON_NAME, hosts[0][:64]),
+    ])
+    return _issue(ca, subject, _p256(public, "broker key"), days=days, now=now,
+                  usage=ExtendedKeyUsageOID.SERVER_AUTH, alt_names=names)
+
+
+def server_alt_names(hosts: Sequence[str]) -> list[x509.GeneralName]:
+    """Each host as an IP address or DNS subjectAltName (what a terminal's ``mqtt.host`` is checked against)."""
+    if not hosts:
+        raise ProvisioningError("the broker certificate needs at least one host name or address (--host)")
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            if not _HOSTNAME.match(host):
+                raise ProvisioningError(f"{host!r} is neither an IP address nor a DNS name") from None
+            names.append(x509.DNSName(host.lower()))
+    return names
+
+
+def _p256(public: object, what: str) -> ec.EllipticCurvePublicKey:
     if not isinstance(public, ec.EllipticCurvePublicKey) or public.curve.name != "secp256r1":
-        raise ProvisioningError("CSR key must be EC P-256")
+        raise ProvisioningError(f"{what} must be EC P-256")
+    return public
+
+
+def _issue(
+    ca: WardCa, subject: x509.Name, public: ec.EllipticCurvePublicKey, *, days: int, now: dt.datetime | None,
+    usage: x509.ObjectIdentifier, alt_names: Sequence[x509.GeneralName] = (),
+) -> x509.Certificate:
     now = now or utcnow()
     not_after = min(now + dt.timedelta(days=days), ca.cert.not_valid_after_utc)
     if not_after <= now:
         raise ProvisioningError("the ward CA certificate has expired; renew it before signing")
     ca_ski = ca.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    return (
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(identity.name())
+        .subject_name(subject)
         .issuer_name(ca.cert.subject)
         .public_key(public)
         .serial_number(x509.random_serial_number())
@@ -179,8 +251,10 @@ def sign_csr(
                           encipher_only=False, decipher_only=False),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
-        .sign(ca.key, hashes.SHA256())
     )
+    if alt_names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(alt_names)), critical=False)
+    return builder.sign(ca.key, hashes.SHA256())

@@ -110,18 +110,31 @@ class MosquittoBroker:
 
     ``client_cas`` adds CAs whose client certificates the TLS listener accepts besides ``pki.ca_cert`` (a ward CA
     that signs terminal certificates while the broker's own CA signs the server and the office).
+    ``identity_as_username`` makes the certificate's CN the user name and the client id, as a ward broker does
+    (``python -m provisioning broker-kit``): with the ward's ACL (``provisioning.broker_kit.render_acl``) as
+    ``acl``, each terminal is confined to its own topics. ``config_text`` runs a ready-made configuration instead
+    (a generated broker kit), listening on ``port``.
     """
 
     def __init__(self, directory: Path, *, pki: BrokerPki | None = None, persistence: bool = False,
-                 acl: str | None = None, client_cas: Sequence[Path] = ()) -> None:
+                 acl: str | None = None, client_cas: Sequence[Path] = (), identity_as_username: bool = False,
+                 config_text: str | None = None, port: int | None = None) -> None:
         self.host = "127.0.0.1"
-        self.port = free_port()
+        self.port = port or free_port()
         self.pki = pki
         self.directory = directory
         self.config = directory / "mosquitto.conf"
         self.log = directory / "mosquitto.log"
         self.acl = directory / "acl"
         directory.mkdir(parents=True, exist_ok=True)
+        self._process: subprocess.Popen[bytes] | None = None
+        if config_text is not None:
+            if port is None:
+                raise BrokerStartError("a ready-made mosquitto configuration needs the port it listens on")
+            self.config.write_text(config_text, encoding="utf-8")
+            return
+        if identity_as_username and pki is None:
+            raise BrokerStartError("identity_as_username needs the TLS listener (pki)")
         lines = [
             "per_listener_settings false",
             f"persistence {'true' if persistence else 'false'}",
@@ -147,8 +160,9 @@ class MosquittoBroker:
                 cafile.write_bytes(b"".join(path.read_bytes() for path in (pki.ca_cert, *client_cas)))
             lines += [f"cafile {cafile}", f"certfile {pki.server_cert}", f"keyfile {pki.server_key}",
                       "require_certificate true", "tls_version tlsv1.2"]
+            if identity_as_username:
+                lines += ["use_identity_as_username true", "use_username_as_clientid true"]
         self.config.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def running(self) -> bool:
