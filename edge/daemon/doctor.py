@@ -126,6 +126,8 @@ class ReaderLister(Protocol):
 
     def readers(self) -> Sequence[ReaderState]: ...
 
+    def close(self) -> None: ...
+
 
 def default_reader_driver() -> ReaderLister:
     """The real driver, imported lazily: doctor must still report the other checks when pyscard is missing."""
@@ -148,9 +150,7 @@ def check_readers(
     except EdgeError as exc:
         return [_fail("readers", str(exc), exc.hint or "systemctl restart pcscd")]
     finally:
-        close = getattr(driver, "close", None)  # not part of the protocol; the pcscd driver has one
-        if callable(close):
-            close()
+        driver.close()
     states = [s for s in states if s.presence is not CardPresence.NO_READER]
     if not states:
         return [_fail("readers", "no reader found (or pcscd not running)",

@@ -337,9 +337,8 @@ class Terminal:
             self._camera.close()
         if self._owns_decoder and self._decoder is not None:
             self._decoder.close()
-        close_reader = getattr(self._reader, "close", None)
-        if self._owns_reader and callable(close_reader):
-            close_reader()
+        if self._owns_reader and self._reader is not None:
+            self._reader.close()
 
     def __enter__(self) -> Terminal:
         return self.start()
@@ -648,9 +647,8 @@ class Terminal:
         self._post(CardInserted(self._clock()) if present else CardRemoved(self._clock()))
 
     def _cancel_reader_wait(self) -> None:
-        cancel = getattr(self._reader, "cancel", None)
-        if callable(cancel):
-            cancel()
+        if self._reader is not None:
+            self._reader.cancel()
 
     # --- the camera ----------------------------------------------------------------------------------------------
 

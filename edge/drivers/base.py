@@ -42,7 +42,11 @@ class CardConnection(ApduConnection, Protocol):
 
 
 class CardReaderDriver(Protocol):
-    """Readers attached to the terminal: list them, wait for cards, connect."""
+    """Readers attached to the terminal: list them, wait for changes or a card, connect, and be woken or closed.
+
+    ``cancel`` and ``close`` are part of the contract so a caller never has to probe for them: the daemon's reader
+    thread blocks in :meth:`wait_for_change` and is woken by ``cancel`` from the thread that stops it.
+    """
 
     def readers(self) -> Sequence[ReaderState]:
         """Current readers and their card state; an empty list when pcscd or the reader is gone."""
@@ -52,8 +56,24 @@ class CardReaderDriver(Protocol):
         """Block until a reader or card state changes or ``timeout`` seconds pass; return the new states."""
         ...
 
+    def wait_for_card(self, timeout: float, reader_name: str | None = None) -> ReaderState:
+        """The state of ``reader_name`` (or the first reader) once it holds a card, waiting up to ``timeout`` seconds.
+
+        Raises :class:`~edge.errors.CardTimeoutError` at the deadline, :class:`~edge.errors.NoReaderError` when no
+        such reader is attached.
+        """
+        ...
+
     def connect(self, reader_name: str | None = None) -> CardConnection:
         """Connect to the card on ``reader_name`` (or the first reader holding a card)."""
+        ...
+
+    def cancel(self) -> None:
+        """Wake a :meth:`wait_for_change` (or :meth:`wait_for_card`) blocked in another thread; harmless when idle."""
+        ...
+
+    def close(self) -> None:
+        """Release the driver's resources (the PC/SC context); a later call starts afresh."""
         ...
 
 
