@@ -10,7 +10,8 @@ it in reverse order, also on Ctrl-C or an error half-way; ``keep=True`` leaves t
 Layout of the directory::
 
     pcscd/    the private pcscd (socket, reader.conf.d, log)
-    broker/   mosquitto.conf, its log, pki/ (broker CA, server and office certificates)
+    broker/   mosquitto.conf, acl (the ward's, from provisioning.broker_kit), its log, pki/ (broker CA, server
+              and office certificates)
     ward/     ward-ca.key/.crt, device.crt (what the ward sends back), ward-command.key/.pub
     device/   state/ (device.key, device.csr, outbox) and etc/ (config.toml, device.crt, trust/)
     sim-pki/  the simulator's CSCA and Document Signers (the card is signed by them)
@@ -44,6 +45,7 @@ from edge.sim.pki import load_or_create_pki
 from edge.sim.profile import CardProfile, load_profile
 from edge.sim.runner import SimulatedCard
 from edge.sim.stack import PcscStack
+from provisioning.broker_kit import render_acl
 from provisioning.device import init_device, install_device
 from provisioning.files import PRIVATE, PUBLIC, dump_toml, write_atomic
 from provisioning.pki import TerminalIdentity, new_private_key
@@ -87,10 +89,14 @@ class OfficeTls:
 class DemoEnvironment:
     """Build (``__enter__``) and tear down (``__exit__``) the demo's world; attributes are valid inside the block."""
 
-    def __init__(self, profile: str = "default", *, keep: bool = False, fps: float = 10.0) -> None:
+    def __init__(self, profile: str = "default", *, keep: bool = False, fps: float = 10.0,
+                 broker_acl: bool = True) -> None:
         self.profile_name = profile
         self.keep = keep
         self.fps = fps
+        #: Run the broker as a ward's (provisioning broker-kit): the certificate's CN is user name and client id,
+        #: and the ward's ACL confines the terminal to its own topics; the office's certificate is its gateway.
+        self.broker_acl = broker_acl
         self.workdir = Path(tempfile.mkdtemp(prefix="cccd-edge-demo-"))
         self._exit = contextlib.ExitStack()
         self.pcsc: PcscStack | None = None
@@ -158,7 +164,9 @@ class DemoEnvironment:
 
         broker_dir = self.workdir / "broker"
         self.broker_pki: BrokerPki = make_pki(broker_dir / "pki", client_cn=OFFICE_CN)
-        self.broker = MosquittoBroker(broker_dir, pki=self.broker_pki, client_cas=[ward_dir / "ward-ca.crt"])
+        acl = render_acl(WARD_CODE, [OFFICE_CN]) if self.broker_acl else None
+        self.broker = MosquittoBroker(broker_dir, pki=self.broker_pki, client_cas=[ward_dir / "ward-ca.crt"],
+                                      acl=acl, identity_as_username=self.broker_acl)
         self._exit.callback(self.broker.stop)
         self.broker.start()
         self.office_tls = OfficeTls(self.broker_pki.ca_cert, self.broker_pki.client_cert, self.broker_pki.client_key)

@@ -206,7 +206,8 @@ def _summary(env: DemoEnvironment, delivered: Delivered, timeline: Timeline, wal
     summary: dict[str, Any] = {
         "profile": env.profile_name,
         "delivery": {"status": outcome.status, "reason": outcome.reason, "seq": outcome.seq,
-                     "broker": f"mosquitto {env.broker.host}:{env.broker.port} (mutual TLS)" if env.broker else None},
+                     "broker": f"mosquitto {env.broker.host}:{env.broker.port} (mutual TLS"
+                               f"{', ward ACL' if env.broker_acl else ''})" if env.broker else None},
         "verdict": None,
         "verdict_words": None,
         "indicator": timeline.indicator,

@@ -88,6 +88,7 @@ def test_default_card_is_verified_end_to_end_and_nothing_is_left_running() -> No
     assert summary["indicator"] == "success"
     assert summary["delivery"]["status"] == "stored"
     assert "mutual TLS" in summary["delivery"]["broker"]
+    assert "ward ACL" in summary["delivery"]["broker"]  # the terminal and office under provisioning's broker ACL
     statuses = {check["name"]: check["status"] for check in summary["checks"]}
     for name in ("sod_signature", "ds_chain", "dg_hashes", "chip_authentication", "active_authentication",
                  "qr_vs_dg13", "mrz_vs_dg13"):
