@@ -173,7 +173,8 @@ def test_count_exits_once_that_many_new_results_are_stored(
     assert office.wait_exit() == 0, "\n".join(office.log)
     assert [o["status"] for o in office.outcomes()] == ["stored", "duplicate", "quarantined", "quarantined", "stored"]
     assert "deeper than" in str(office.outcomes()[3]["reason"])
-    assert any('store {"results": 2, "quarantined": 2, "flags": {}}' in line for line in office.log), "\n".join(office.log)
+    counts = 'store {"results": 2, "quarantined": 2, "flags": {}}'
+    assert any(counts in line for line in office.log), "\n".join(office.log)
     assert office.stored_rows() == [(TERMINAL, 1), (TERMINAL, 2)]
     stored = office.outcomes()[-1]
     assert (stored["verdict"], stored["rung"]) == ("verified", "verified")
