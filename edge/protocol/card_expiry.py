@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import date
 
 from edge.logsetup import mask_id
-from edge.protocol.cccd_qr import NEW_CARD_LAW_START, CccdQr
+from edge.protocol.card_generation import NEW_CARD_LAW_START
+from edge.protocol.cccd_qr import CccdQr
 from edge.protocol.id_number import can_from_id, mrz_document_number
 from edge.protocol.mrz import check_digit
 

@@ -1,8 +1,14 @@
 """The QR code printed on a CCCD: ``|``-separated UTF-8 text, unsigned.
 
 The QR only tells the terminal *which* chip key to try and what to cross-check against the chip; it proves nothing
-(anyone can print one). So the parser is strict about the seven fields it needs and lenient about everything else:
-2024 cards append fields whose order is unconfirmed, which are kept raw and never a reason to reject.
+(anyone can print one). So the parser is strict about the seven fields it needs and lenient about everything else.
+
+The 2024 thẻ căn cước (Circular 16/2024/TT-BCA) prints the same seven fields first and adds, when the holder has
+them, the cancelled personal ID number and (for children under 14) the parents' names. Their order is unconfirmed,
+so the extra fields are kept raw (``extra_fields``) and read by what they look like, never by position: a field of
+12-digit numbers is a cancelled ID (``cancelled_id_numbers``), a field of words is a parent's name
+(``parent_names``), anything else stays raw and uncompared (``unrecognised_extra_fields``). None of them is ever a
+reason to reject, and a QR without them parses the same.
 
 An ID number that contradicts the QR's own date of birth or sex (``CccdQr.id_findings``) is *not* a reason to
 reject either: the QR is still recognisably a CCCD QR, and the chip, not the QR, is the authority. Rejecting it as
@@ -13,6 +19,7 @@ DG13 carrying the same contradiction) unreadable by camera. Instead the parsed Q
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import date
@@ -20,15 +27,17 @@ from typing import Literal
 
 from edge.errors import QrFormatError
 from edge.logsetup import mask_id, mask_name
+from edge.protocol.card_generation import NEW_CARD_LAW_START, Generation, generation_of
 from edge.protocol.id_number import IdFinding, check_id_number
 
 NOT_ID_CARD = "not an ID card QR code"
 
-#: Cards issued from this day are the 2023 law's "thẻ căn cước" (QR on the back, possibly more fields).
-NEW_CARD_LAW_START = date(2024, 7, 1)
-
 _WHAT = "CCCD QR"
 _FIELD_COUNT = 7
+#: What separates several numbers in one extra field, should a card print more than one cancelled ID.
+_NUMBER_SEPARATORS = re.compile(r"[,;\s]+")
+#: Besides letters and combining marks, what a Vietnamese name may contain.
+_NAME_PUNCTUATION = frozenset(" '’-.")
 _SEXES: dict[str, Literal["Nam", "Nữ"]] = {"Nam": "Nam", "Nữ": "Nữ"}
 
 Sex = Literal["Nam", "Nữ"]
@@ -37,7 +46,7 @@ QrLayout = Literal["2021", "2024"]
 
 @dataclass(frozen=True, slots=True)
 class CccdQr:
-    """Fields 0–6 of a CCCD QR, typed; later fields raw.
+    """Fields 0–6 of a CCCD QR, typed; later fields raw, read by what they look like (the properties below).
 
     ``repr`` masks personal data so that an accidental log line or traceback does not leak it.
     """
@@ -76,6 +85,48 @@ class CccdQr:
     def consistent(self) -> bool:
         """No ``error`` finding: an unknown province (a warning) still counts as consistent."""
         return not self.contradictions
+
+    @property
+    def generation(self) -> Generation:
+        """The card this QR claims to be printed on, by its date of issue (``edge.protocol.card_generation``)."""
+        return generation_of(self.date_of_issue)
+
+    @property
+    def cancelled_id_numbers(self) -> tuple[str, ...]:
+        """The cancelled personal ID numbers a 2024 card prints: every 12-digit number in an extra field."""
+        return tuple(number for text in self.extra_fields for number in _id_numbers(text))
+
+    @property
+    def parent_names(self) -> tuple[str, ...]:
+        """The parents' names a 2024 card prints for a child (father first, by the Circular; the order is not
+        relied on): every extra field that is only words, NFC-normalised."""
+        return tuple(_name(text) for text in self.extra_fields if _is_name(text))
+
+    @property
+    def unrecognised_extra_fields(self) -> tuple[int, ...]:
+        """Positions (0-based, in the whole QR) of non-empty extra fields that are neither: kept raw, never compared."""
+        return tuple(_FIELD_COUNT + index for index, text in enumerate(self.extra_fields)
+                     if text.strip() and not _id_numbers(text) and not _is_name(text))  # fmt: skip
+
+
+def _id_numbers(text: str) -> tuple[str, ...]:
+    """The 12-digit numbers ``text`` consists of (empty when it holds anything else)."""
+    numbers = tuple(part for part in _NUMBER_SEPARATORS.split(text.strip()) if part)
+    return numbers if numbers and all(_is_ascii_digits(part, (12,)) for part in numbers) else ()
+
+
+def _name(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def _is_name(text: str) -> bool:
+    """Letters (any script, with their marks), spaces and the punctuation of names, with at least one letter: a
+    labelled field ("Cha: ...") or one with digits is not recognisably a name and stays raw."""
+    name = _name(text)
+    categories = [unicodedata.category(char)[0] for char in name]
+    return "L" in categories and all(
+        category in ("L", "M") or char in _NAME_PUNCTUATION for char, category in zip(name, categories, strict=True)
+    )
 
 
 def _is_ascii_digits(text: str, lengths: tuple[int, ...]) -> bool:

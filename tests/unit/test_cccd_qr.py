@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.errors import ParseError, QrFormatError
+from edge.errors import QrFormatError
 from edge.protocol.cccd_qr import NOT_ID_CARD, CccdQr, encode_cccd_qr, parse_cccd_qr
 from edge.protocol.id_number import PROVINCES
 
@@ -40,6 +40,60 @@ def test_2024_layout_keeps_extra_fields_raw() -> None:
     assert qr.old_id_number is None
     assert qr.full_name == "Phạm Ngọc Thạch"
     assert qr.extra_fields == ("", "Phạm Văn Hùng", "Lê Thị Huế")
+
+
+QR_2024_FULL = ("001190012345|012345678|Đỗ Thị Ánh Tuyết|05031990|Nữ|Số 7 ngõ 12 phố Huế, Phường Phố Huế, Hà Nội|"
+                "02082024|001090054399|Đỗ Văn Khải|Nguyễn Thị Lụa")
+
+
+def test_2024_layout_every_field() -> None:
+    qr = parse_cccd_qr(QR_2024_FULL.encode("utf-8"))
+    assert (qr.id_number, qr.old_id_number, qr.full_name, qr.date_of_birth, qr.sex, qr.date_of_issue) == (
+        "001190012345", "012345678", "Đỗ Thị Ánh Tuyết", date(1990, 3, 5), "Nữ", date(2024, 8, 2))
+    assert qr.place_of_residence == "Số 7 ngõ 12 phố Huế, Phường Phố Huế, Hà Nội"
+    assert (qr.format, qr.generation) == ("2024", "2024")
+    assert qr.cancelled_id_numbers == ("001090054399",)
+    assert qr.parent_names == ("Đỗ Văn Khải", "Nguyễn Thị Lụa")
+    assert qr.unrecognised_extra_fields == ()
+    assert qr.consistent
+
+
+@pytest.mark.parametrize(
+    ("extras", "cancelled", "parents"),
+    [
+        ("", (), ()),  # seven fields: every optional field absent
+        ("|||", (), ()),  # the slots printed empty
+        ("|001090054399||", ("001090054399",), ()),  # an adult: cancelled ID, no parents
+        ("||Phạm Văn Hùng|Lê Thị Huế", (), ("Phạm Văn Hùng", "Lê Thị Huế")),  # a child without a cancelled ID
+        ("||Lê Thị Huế", (), ("Lê Thị Huế",)),  # one parent only
+        ("|Phạm Văn Hùng|001090054399|", ("001090054399",), ("Phạm Văn Hùng",)),  # another order: read by content
+        ("|001090054399, 001090054398", ("001090054399", "001090054398"), ()),  # two cancelled IDs in one field
+        ("|  Pha\u0323m  Văn Hùng ", (), ("Phạm Văn Hùng",)),  # NFD, spaces: normalised
+    ],
+)
+def test_2024_optional_fields_present_or_absent(extras: str, cancelled: tuple[str, ...],
+                                                parents: tuple[str, ...]) -> None:  # fmt: skip
+    qr = parse_cccd_qr(QR_2024_FULL.split("|02082024|")[0] + "|02082024" + extras)
+    assert (qr.cancelled_id_numbers, qr.parent_names, qr.unrecognised_extra_fields) == (cancelled, parents, ())
+    assert qr.format == "2024"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    ["123456789", "00109005439", "001090054399x", "Cha: Đỗ Văn Khải", "Đỗ Văn Khải 2", "05031990", "٠٠١١٩٠٠٥٤٣٢١",
+     "..."],
+)
+def test_an_extra_field_that_is_neither_an_id_nor_a_name_stays_raw_and_unrecognised(extra: str) -> None:
+    qr = parse_cccd_qr(f"{QR_2024_FULL}|{extra}")
+    assert qr.extra_fields[-1] == extra
+    assert qr.unrecognised_extra_fields == (10,)
+    assert (qr.cancelled_id_numbers, qr.parent_names) == (("001090054399",), ("Đỗ Văn Khải", "Nguyễn Thị Lụa"))
+
+
+def test_generation_follows_the_date_of_issue() -> None:
+    assert parse_cccd_qr(QR_2021).generation == "2021"
+    assert parse_cccd_qr(QR_2021.replace("15042021", "01072024")).generation == "2024"
+    assert parse_cccd_qr(QR_2021.replace("15042021", "30062024")).generation == "2021"
 
 
 def test_many_more_fields_are_never_a_reason_to_reject() -> None:
@@ -105,11 +159,45 @@ def test_repr_masks_personal_data() -> None:
     assert "Nguyễn" not in text
 
 
+def _read_everything(qr: CccdQr) -> None:
+    """Every derived field of a parsed QR can be computed (none may raise either)."""
+    assert isinstance(repr(qr), str)
+    assert all(_is_digits(number, 12) for number in qr.cancelled_id_numbers)
+    assert all(name.strip() for name in qr.parent_names)
+    assert all(index >= 7 for index in qr.unrecognised_extra_fields)
+    assert qr.generation in ("2021", "2024")
+    assert isinstance(qr.consistent, bool)
+
+
+def _is_digits(text: str, length: int) -> bool:
+    return len(text) == length and text.isascii() and text.isdigit()
+
+
 @given(st.binary(max_size=300))
 @settings(max_examples=300)
 def test_fuzz_bytes_parse_or_raise_typed_error(raw: bytes) -> None:
-    with contextlib.suppress(ParseError):
-        parse_cccd_qr(raw)
+    try:
+        qr = parse_cccd_qr(raw)
+    except QrFormatError:
+        return
+    _read_everything(qr)
+
+
+@given(st.binary(max_size=200))
+@settings(max_examples=300)
+def test_fuzz_any_bytes_after_a_valid_2024_qr_parse_or_raise_typed_error(tail: bytes) -> None:
+    """The 2024 extras are where unconfirmed content lives: whatever follows the seven fields, the QR parses (its
+    extras kept raw) or, when the bytes are not UTF-8, ends in a QrFormatError."""
+    raw = QR_2024_FULL.encode("utf-8") + b"|" + tail
+    try:
+        tail.decode("utf-8")
+    except UnicodeDecodeError:
+        with pytest.raises(QrFormatError, match="UTF-8"):
+            parse_cccd_qr(raw)
+        return
+    qr = parse_cccd_qr(raw)
+    _read_everything(qr)
+    assert qr.extra_fields[:3] == ("001090054399", "Đỗ Văn Khải", "Nguyễn Thị Lụa")
 
 
 _fields = st.text(st.characters(blacklist_characters="|", blacklist_categories=("Cs",)), max_size=20)
