@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +51,9 @@ ACL = "acl"
 CA = "ca.crt"
 SERVER_CERT = "server.crt"
 SERVER_KEY = "server.key"
+PROVINCE_CA = "province-ca.crt"  # a bridged ward: the CA of the province broker and of the bridge's certificate
+BRIDGE_CERT = "bridge.crt"
+BRIDGE_KEY = "bridge.key"
 KIT_FILE_MODE = 0o644  # config, ACL and certificates: public, read by the broker's user
 #: Where the kit's files are expected on the broker host (the config names them by absolute path).
 DEFAULT_INSTALL_DIR = Path("/etc/mosquitto/cccd-edge")
@@ -165,7 +169,7 @@ class KitResult:
     sizing: QueueSizing
 
 
-def render_acl(ward_code: str, gateway_users: tuple[str, ...] | list[str], *,
+def render_acl(ward_code: str, gateway_users: Sequence[str], *,
                topic_prefix: str = DEFAULT_TOPIC_PREFIX) -> str:
     """The ACL file: every terminal confined to its own topics by ``%u`` (its certificate's CN), each gateway user
     allowed the whole ward's results/status/events and its terminals' commands and receipts.
@@ -184,16 +188,76 @@ def render_acl(ward_code: str, gateway_users: tuple[str, ...] | list[str], *,
         *(f"pattern read {base}/%u/{leaf}" for leaf in TERMINAL_READS),
     ]
     for user in gateway_users:
-        if not user or any(c in user for c in "+#/\n\r") or user != user.strip():
-            raise ProvisioningError(f"gateway user name {user!r} cannot be used in an ACL")
         lines += [
             "",
             f"# Gateway instance {user}: reads the ward, writes commands and receipts to its terminals.",
-            f"user {user}",
+            f"user {_acl_user(user)}",
             *(f"topic read {base}/+/{leaf}" for leaf in TERMINAL_WRITES),
             *(f"topic write {base}/+/{leaf}" for leaf in TERMINAL_READS),
         ]
     return "\n".join(lines) + "\n"
+
+
+def render_province_acl(bridges: Mapping[str, str], gateway_users: Sequence[str], *,
+                        topic_prefix: str = DEFAULT_TOPIC_PREFIX) -> str:
+    """ACL of a province broker that ward brokers bridge into: each ward's bridge user (``bridges``: ward code ->
+    user name) may only write that ward's results/status/events and read its commands and receipts, so a ward
+    broker (or a stolen bridge key) cannot speak for another ward; province gateways read every ward."""
+    lines = [
+        "# cccd-edge province ACL: made by provisioning.broker_kit.render_province_acl; regenerate, do not edit.",
+        "# No patterns: terminals connect to their ward's broker, never here.",
+    ]
+    for ward_code, user in bridges.items():
+        TerminalIdentity("acl", ward_code)
+        base = f"{topic_prefix}/{ward_code}"
+        lines += ["", f"# The bridge of ward {ward_code}.", f"user {_acl_user(user)}",
+                  *(f"topic write {base}/+/{leaf}" for leaf in TERMINAL_WRITES),
+                  *(f"topic read {base}/+/{leaf}" for leaf in TERMINAL_READS)]
+    for user in gateway_users:
+        lines += ["", f"# Province gateway {user}: every ward.", f"user {_acl_user(user)}",
+                  *(f"topic read {topic_prefix}/+/+/{leaf}" for leaf in TERMINAL_WRITES),
+                  *(f"topic write {topic_prefix}/+/+/{leaf}" for leaf in TERMINAL_READS)]
+    return "\n".join(lines) + "\n"
+
+
+def render_bridge(ward_code: str, *, address: str, port: int = 8883, files: Path = DEFAULT_INSTALL_DIR,
+                  topic_prefix: str = DEFAULT_TOPIC_PREFIX) -> str:
+    """The section a ward broker's ``mosquitto.conf`` ends with to bridge into a province broker: the ward's
+    results, status and events go up, commands and receipts for its terminals come down; nothing else crosses.
+
+    The bridge is a client of the province broker with a certificate of the province CA (``bridge.crt``/``.key``,
+    trusted through ``province-ca.crt``, all in ``files``). Persistent on both ends (``cleansession false``): while
+    the province is unreachable the ward broker queues what goes up in the bridge's session (the same
+    ``max_queued_messages``), and the province keeps what comes down. MQTT 3.1.1 on the link: a bridge needs none
+    of MQTT 5's features, and a 3.1.1 persistent session has no expiry to get wrong.
+    """
+    TerminalIdentity("bridge", ward_code)
+    base = f"{topic_prefix}/{ward_code}"
+    lines = [
+        "",
+        "# Bridge into the province broker (provisioning/README.md, 'A province').",
+        f"connection province-{ward_code}",
+        f"address {address}:{port}",
+        "bridge_protocol_version mqttv311",
+        f"remote_clientid bridge-{ward_code}",
+        "cleansession false",
+        "local_cleansession false",
+        "notifications false",
+        "restart_timeout 2 30",
+        f"bridge_cafile {files / PROVINCE_CA}",
+        f"bridge_certfile {files / BRIDGE_CERT}",
+        f"bridge_keyfile {files / BRIDGE_KEY}",
+        "bridge_insecure false",
+        *(f"topic {base}/+/{leaf} out 1" for leaf in TERMINAL_WRITES),
+        *(f"topic {base}/+/{leaf} in 1" for leaf in TERMINAL_READS),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _acl_user(user: str) -> str:
+    if not user or any(c in user for c in "+#/\n\r") or user != user.strip():
+        raise ProvisioningError(f"user name {user!r} cannot be used in an ACL")
+    return user
 
 
 def render_config(ward_code: str, options: KitOptions) -> str:

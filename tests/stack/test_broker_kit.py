@@ -56,6 +56,14 @@ class Identity:
     key: Path
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a Peer connects: a broker's port and the CA its server certificate chains to."""
+
+    ca: Path
+    port: int
+
+
 @dataclass
 class Ward:
     directory: Path
@@ -118,7 +126,7 @@ def ward(tmp_path: Path, mosquitto_available: None) -> Iterator[Ward]:
 class Peer:
     """One paho MQTT 5 client with a certificate; records CONNACK, SUBACK and PUBACK reason codes and messages."""
 
-    def __init__(self, ward: Ward, identity: Identity, *, client_id: str = "", session: int = 0) -> None:
+    def __init__(self, ward: Ward | Endpoint, identity: Identity, *, client_id: str = "", session: int = 0) -> None:
         self.identity = identity
         self.messages: list[tuple[str, bytes, bool]] = []
         self.disconnects = 0
@@ -170,9 +178,9 @@ class Peer:
             self.messages.append((message.topic, bytes(message.payload), bool(message.retain)))
             self._changed.notify_all()
 
-    def _wait(self, done: Callable[[], bool]) -> None:
+    def _wait(self, done: Callable[[], bool], timeout: float = TIMEOUT) -> None:
         with self._changed:
-            assert self._changed.wait_for(done, TIMEOUT), "no answer from the broker"
+            assert self._changed.wait_for(done, timeout), "no answer from the broker"
 
     def subscribe(self, pattern: str) -> int:
         """Subscribe at QoS 1; returns the SUBACK reason code's value (1 = granted QoS 1, >= 128 refused)."""
@@ -187,9 +195,9 @@ class Peer:
         self._wait(lambda: mid in self._acks)
         return int(self._acks[mid].value)
 
-    def wait_for(self, wanted: tuple[str, bytes]) -> list[tuple[str, bytes]]:
+    def wait_for(self, wanted: tuple[str, bytes], timeout: float = TIMEOUT) -> list[tuple[str, bytes]]:
         """Wait for ``wanted`` (topic, payload); returns every (topic, payload) received up to and including it."""
-        self._wait(lambda: wanted in [(t, p) for t, p, _ in self.messages])
+        self._wait(lambda: wanted in [(t, p) for t, p, _ in self.messages], timeout)
         return [(t, p) for t, p, _ in self.messages]
 
     def close(self) -> None:
@@ -201,8 +209,8 @@ class Peer:
 def peers(ward: Ward) -> Iterator[Callable[..., Peer]]:
     made: list[Peer] = []
 
-    def make(identity: Identity, **kwargs: object) -> Peer:
-        peer = Peer(ward, identity, **kwargs)  # type: ignore[arg-type]
+    def make(identity: Identity, *, at: Endpoint | None = None, **kwargs: object) -> Peer:
+        peer = Peer(at or ward, identity, **kwargs)  # type: ignore[arg-type]
         made.append(peer)
         return peer
 
@@ -460,3 +468,61 @@ def test_the_private_test_broker_runs_the_ward_acl(mqtt_broker_factory: Callable
         assert terminal.publish(topic("T-02", "result"), b"forged") == NOT_AUTHORIZED
     finally:
         terminal.close()
+
+
+def _identity(ca: ward_ca.WardCa, directory: Path, name: str) -> Identity:
+    made = gateway.init_gateway(directory, GatewayIdentity(name, ca.ward_code))
+    cert = ward_ca.sign_csr(ca, ward_ca.load_csr(made.csr), days=2, role="gateway")
+    write_atomic(directory / "gateway.crt", cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    return Identity(f"gateway:{name}", directory / "gateway.crt", made.key)
+
+
+def test_a_province_bridge_carries_the_ward_and_keeps_wards_apart(ward: Ward, peers: Callable[..., Peer]) -> None:
+    """Debian has no clustered MQTT 5 broker; a province joins ward brokers by bridges into one province broker.
+    Results go up and commands come down through the bridge, a bridge may speak only for its own ward, and a
+    province outage loses nothing: the ward broker queues for the bridge and delivers when the province is back."""
+    root = ward.directory / "province"
+    province, _ = ward_ca.init_ward_ca(root / "province-ca", "p79", days=3)  # the province's own CA
+    bridge = _identity(province, root / "bridge-26734", "bridge-26734")
+    other_bridge = _identity(province, root / "bridge-26735", "bridge-26735")
+    office = _identity(province, root / "office", "province-1")
+    port = free_port()
+    (root / "persistence").mkdir()
+    options = broker_kit.KitOptions(hosts=("127.0.0.1",), port=port, bind="127.0.0.1", install_dir=root / "kit",
+                                    persistence_dir=root / "persistence", gateways=("province-1",),
+                                    user="root" if os.geteuid() == 0 else None)
+    broker_kit.build_kit(root / "province-ca", root / "kit", options)
+    acl = broker_kit.render_province_acl({"26734": bridge.username, "26735": other_bridge.username},
+                                         [office.username])
+    (root / "kit" / broker_kit.ACL).write_text(acl, encoding="utf-8")
+    province_broker = MosquittoBroker(root / "run", config_text=(root / "kit" / broker_kit.CONF).read_text(),
+                                      port=port)
+    ward._brokers.append(province_broker)
+    province_broker.start()
+    at_province = Endpoint(root / "kit" / broker_kit.CA, port)
+
+    (ward.kit / broker_kit.PROVINCE_CA).write_bytes((root / "kit" / broker_kit.CA).read_bytes())
+    (ward.kit / broker_kit.BRIDGE_CERT).write_bytes(bridge.cert.read_bytes())
+    write_atomic(ward.kit / broker_kit.BRIDGE_KEY, bridge.key.read_bytes(), 0o600)
+    ward.broker(ward.config_text() + broker_kit.render_bridge(WARD, address="127.0.0.1", port=port, files=ward.kit))
+
+    watcher = peers(office, at=at_province, session=3600)
+    assert watcher.subscribe(f"{PREFIX}/+/+/result") == GRANTED_QOS1
+    a = peers(ward.a)
+    assert a.subscribe(topic("T-A", "cmd")) == GRANTED_QOS1
+    assert a.publish(topic("T-A", "result"), b"up") == 0
+    watcher.wait_for((topic("T-A", "result"), b"up"), timeout=45)  # the bridge connects with a backoff
+    assert watcher.publish(topic("T-A", "cmd"), b"down") == 0
+    assert a.wait_for((topic("T-A", "cmd"), b"down")) == [(topic("T-A", "cmd"), b"down")]
+
+    stranger = peers(other_bridge, at=at_province)  # ward 26735's bridge (or its stolen key)
+    assert stranger.publish(topic("T-A", "result"), b"forged for 26734") == NOT_AUTHORIZED
+    assert stranger.publish(f"{PREFIX}/26735/T-X/result", b"its own ward") in (0, 16)
+
+    watcher.close()
+    stranger.close()
+    province_broker.stop()  # the province is away; the ward keeps working
+    assert a.publish(topic("T-A", "result"), b"during the outage") == 0
+    province_broker.start()
+    back = peers(office, at=at_province, session=3600)
+    back.wait_for((topic("T-A", "result"), b"during the outage"), timeout=45)

@@ -197,3 +197,33 @@ def test_no_terminal_id_can_be_a_gateways_user_name() -> None:
     assert re.fullmatch(r"[A-Za-z0-9_.-]+", name) is None
     with pytest.raises(ProvisioningError, match="too long"):
         GatewayIdentity("g" * 60, WARD)
+
+
+def test_province_acl_confines_each_bridge_to_its_ward() -> None:
+    acl = broker_kit.render_province_acl({"26734": "gateway:bridge-26734"}, ["gateway:province-1"])
+    rules = [line for line in acl.splitlines() if line and not line.startswith("#")]
+    assert rules == [
+        "user gateway:bridge-26734",
+        "topic write cccd-edge/v1/26734/+/result", "topic write cccd-edge/v1/26734/+/status",
+        "topic write cccd-edge/v1/26734/+/event", "topic read cccd-edge/v1/26734/+/cmd",
+        "topic read cccd-edge/v1/26734/+/receipt",
+        "user gateway:province-1",
+        "topic read cccd-edge/v1/+/+/result", "topic read cccd-edge/v1/+/+/status",
+        "topic read cccd-edge/v1/+/+/event", "topic write cccd-edge/v1/+/+/cmd",
+        "topic write cccd-edge/v1/+/+/receipt",
+    ]
+    with pytest.raises(ProvisioningError):
+        broker_kit.render_province_acl({"26734/#": "x"}, [])
+
+
+def test_bridge_carries_only_the_wards_topics_each_way() -> None:
+    section = broker_kit.render_bridge(WARD, address="province.example", files=Path("/etc/mosquitto/cccd-edge"))
+    topics = [line for line in section.splitlines() if line.startswith("topic ")]
+    assert topics == [
+        "topic cccd-edge/v1/26734/+/result out 1", "topic cccd-edge/v1/26734/+/status out 1",
+        "topic cccd-edge/v1/26734/+/event out 1", "topic cccd-edge/v1/26734/+/cmd in 1",
+        "topic cccd-edge/v1/26734/+/receipt in 1",
+    ]
+    assert "address province.example:8883" in section
+    assert "cleansession false" in section.splitlines()
+    assert "bridge_certfile /etc/mosquitto/cccd-edge/bridge.crt" in section
