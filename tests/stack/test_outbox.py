@@ -190,7 +190,7 @@ def test_doctor_on_a_full_disk_says_storage_full_and_shows_the_real_queue(small_
     storage = doctor.check_storage(small_disk.path, 16 * 1024 * 1024)
     assert not storage.ok
     assert "storage full" in storage.detail
-    queue = doctor.check_outbox(small_disk.path, OutboxConfig(max_count=100, max_bytes=10**6), 3600, now)
+    queue = doctor.check_outbox(small_disk.path, OutboxConfig(max_count=100, max_bytes=10**6), now)
     assert queue.ok, queue  # the outbox itself is fine: three results, not "damaged"
     assert "3/100 results" in queue.detail
     databases = doctor.check_databases(small_disk.path)
