@@ -14,6 +14,7 @@ import os
 import random
 import tempfile
 from pathlib import Path
+from types import MappingProxyType
 from typing import Literal
 
 from cryptography import x509
@@ -30,7 +31,7 @@ from edge.protocol.lds.com import encode_com
 from edge.protocol.lds.common import encode_oid
 from edge.protocol.lds.dg1 import encode_dg1
 from edge.protocol.lds.dg2 import encode_dg2
-from edge.protocol.lds.dg13 import Dg13, encode_dg13
+from edge.protocol.lds.dg13 import EXTRA_16, Dg13, encode_dg13
 from edge.protocol.lds.dg14 import encode_dg14
 from edge.protocol.lds.dg15 import encode_dg15
 from edge.protocol.lds.sod import encode_sod
@@ -126,6 +127,7 @@ def face_jpeg(seed: str, target_size: int) -> bytes:
 
 
 def _dg13(person: Person) -> Dg13:
+    """The chip's DG13 of ``person``; a 2024 card's cancelled ID number goes to field 16 (15 holds the old CMND)."""
     return Dg13(
         id_number=person.id_number,
         full_name=person.full_name,
@@ -143,6 +145,8 @@ def _dg13(person: Person) -> Dg13:
         mother_name=person.mother,
         spouse_name=person.spouse,
         old_id_number=person.old_id_number,
+        place_of_birth_registration=person.place_of_birth_registration,
+        raw_fields=MappingProxyType({EXTRA_16: person.cancelled_id_number} if person.cancelled_id_number else {}),
     )
 
 

@@ -46,6 +46,10 @@ class Person(_Strict):
     mother: str | None = None
     spouse: str | None = None
     old_id_number: str | None = Field(default=None, pattern=r"^([0-9]{9}|[0-9]{12})$")
+    #: 2024 cards: a personal ID number the holder had before (cancelled), printed in the QR and kept in DG13.
+    cancelled_id_number: str | None = Field(default=None, pattern=r"^[0-9]{12}$")
+    #: 2024 cards print it instead of the place of origin; the chip's field for it is unconfirmed (edge.sim.builder).
+    place_of_birth_registration: str | None = None
 
     @property
     def expiry(self) -> dt.date | None:
@@ -196,7 +200,7 @@ class ForgerySettings(_Strict):
 #: The :class:`Person` fields a card's QR prints, hence the only ones a QR override may change.
 QR_PRINTED_FIELDS = frozenset({
     "id_number", "old_id_number", "full_name", "date_of_birth", "sex", "place_of_residence", "date_of_issue",
-    "father", "mother",
+    "father", "mother", "cancelled_id_number",
 })
 
 

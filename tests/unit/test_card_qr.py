@@ -31,8 +31,19 @@ def test_overrides_change_only_the_named_fields() -> None:
 
 def test_override_values_are_validated_and_the_layout_follows_the_printed_issue_date() -> None:
     qr = card_qr(PERSON, {"date_of_issue": "2024-08-01", "sex": "Nữ"})
-    assert (qr.format, qr.extra_fields) == ("2024", ("", PERSON.father, PERSON.mother))
+    assert (qr.format, qr.extra_fields) == ("2024", ("", "", ""))  # an adult: no parents printed
     assert not qr.consistent  # the ID's sex digit says male
+
+
+def test_a_2024_card_prints_the_cancelled_id_and_a_childs_parents() -> None:
+    child = load_profile("child").person
+    qr = parse_cccd_qr(card_qr_text(child))
+    assert (qr.generation, qr.parent_names, qr.cancelled_id_numbers) == ("2024", (child.father, child.mother), ())
+    adult = load_profile("card2024").person
+    qr = parse_cccd_qr(card_qr_text(adult))
+    assert adult.cancelled_id_number is not None
+    assert (qr.generation, qr.parent_names, qr.cancelled_id_numbers) == ("2024", (), (adult.cancelled_id_number,))
+    assert qr.unrecognised_extra_fields == ()
 
 
 @pytest.mark.parametrize(

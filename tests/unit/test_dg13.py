@@ -238,3 +238,89 @@ def test_an_enormous_field_number_is_an_lds_error() -> None:
     huge = tlv.encode_constructed(0x30, tlv.encode(0x02, b"\x7f" + b"\xff" * 2000), _utf8("x"))
     with pytest.raises(LdsError, match="INTEGER of 2001 bytes"):
         parse_dg13(_dg13_bytes(huge, huge))
+
+
+# --- the 2024 card: what the confirmed layout does not cover is kept, never a failed read ------------------------
+
+_ISSUED_2024 = _field(11, _utf8("20/08/2024"))
+_ISSUED_2021 = _field(11, _utf8("15/04/2021"))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        tlv.encode_constructed(0x30, _utf8("Phường Thạch Thang"), _utf8("Quận Hải Châu")),  # nested strings
+        tlv.encode_constructed(0x30, tlv.encode(0x02, b"\x07")),  # nested, not strings
+        tlv.encode(0x02, b"\x01\x00"),  # INTEGER
+        tlv.encode(0x04, b"\x00\xff"),  # OCTET STRING
+        tlv.encode(0x0C, b"\xff\xfe"),  # UTF8String that is not UTF-8
+        tlv.encode(0x18, b"20240820000000Z"),  # GeneralizedTime
+    ],
+)
+@pytest.mark.parametrize("number", [17, 18, 40, 127])
+def test_a_field_of_an_unconfirmed_number_is_kept_as_sent_whatever_it_holds(number: int, value: bytes) -> None:
+    data = _dg13_bytes(_field(1, _utf8("048190006789")), _ISSUED_2024, _field(number, value))
+    parsed = parse_dg13(data)
+    assert parsed.id_number == "048190006789"
+    assert parsed.raw_values == {number: value}
+    assert number not in parsed.raw_fields
+    assert (parsed.field_numbers, parsed.unconfirmed_field_numbers) == ((1, 11, number), (number,))
+    assert parsed.place_of_birth_registration is None
+    assert encode_dg13(parsed) == data  # written back exactly: a simulator can replay what a real card carried
+
+
+def test_a_confirmed_flat_field_found_nested_is_kept_raw_not_lost() -> None:
+    """A structured place of residence (one guess at a new layout) must not vanish silently nor fail the read."""
+    nested = tlv.encode_constructed(0x30, _utf8("K12/4 Nguyễn Chí Thanh"), _utf8("Phường Thạch Thang"))
+    parsed = parse_dg13(_dg13_bytes(_field(9, nested), _ISSUED_2024))
+    assert parsed.place_of_residence is None
+    assert parsed.raw_values == {9: nested}
+    assert parsed.unconfirmed_field_numbers == ()  # the number is known, only its form is not
+
+
+def test_text_of_an_unconfirmed_number_stays_in_raw_fields() -> None:
+    parsed = parse_dg13(_dg13_bytes(_ISSUED_2024, _field(20, tlv.encode(0x13, b"O+"))))
+    assert parsed.raw_fields[20] == "O+"
+    assert parsed.raw_values == {}
+    assert parsed.unconfirmed_field_numbers == (20,)
+
+
+def test_place_of_birth_registration_is_typed_only_on_a_2024_card_and_only_as_text() -> None:
+    place = "Phường Thạch Thang, Quận Hải Châu, TP. Đà Nẵng"
+    new = parse_dg13(_dg13_bytes(_ISSUED_2024, _field(17, _utf8(place))))
+    assert (new.generation, new.place_of_birth_registration, new.raw_fields[17]) == ("2024", place, place)
+    old = parse_dg13(_dg13_bytes(_ISSUED_2021, _field(17, _utf8(place))))
+    assert (old.generation, old.place_of_birth_registration, old.raw_fields[17]) == ("2021", None, place)
+    undated = parse_dg13(_dg13_bytes(_field(17, _utf8(place))))
+    assert (undated.generation, undated.place_of_birth_registration) == (None, None)
+    nested = parse_dg13(_dg13_bytes(_ISSUED_2024, _field(17, tlv.encode_constructed(0x30, _utf8(place)))))
+    assert nested.place_of_birth_registration is None
+    assert 17 in nested.raw_values
+
+
+def test_the_2024_profile_round_trips_with_its_place_of_birth_registration() -> None:
+    person = load_profile("card2024").person
+    assert person.place_of_birth_registration is not None
+    encoded = encode_dg13(_dg13(person))
+    parsed = parse_dg13(encoded)
+    assert parsed.place_of_birth_registration == person.place_of_birth_registration
+    assert _independent_decode(encoded)[17] == person.place_of_birth_registration
+    assert parsed.identifying_marks is None  # the 2024 card no longer carries them
+
+
+_ANY_TLV = st.builds(lambda tag, body: tlv.encode(tag, body), st.sampled_from([0x01, 0x02, 0x04, 0x05, 0x0C, 0x13,
+                     0x16, 0x17, 0x18, 0x1E, 0x80, 0xA0]), st.binary(max_size=24))  # fmt: skip
+_NESTED = st.lists(_ANY_TLV, max_size=3).map(lambda parts: tlv.encode_constructed(0x30, *parts))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.integers(min_value=17, max_value=127), _ANY_TLV | _NESTED, max_size=5))
+def test_fuzz_unconfirmed_fields_never_fail_a_read_and_are_all_kept(extra: dict[int, bytes]) -> None:
+    """Whatever a newer card adds beyond field 16, the confirmed fields still read and nothing added is lost."""
+    data = _dg13_bytes(_field(1, _utf8("048190006789")), _ISSUED_2024,
+                       *(_field(number, value) for number, value in sorted(extra.items())))  # fmt: skip
+    parsed = parse_dg13(data)
+    assert (parsed.id_number, parsed.date_of_issue) == ("048190006789", dt.date(2024, 8, 20))
+    assert set(parsed.raw_values) | (set(parsed.raw_fields) - {1, 11}) == set(extra)
+    assert parsed.unconfirmed_field_numbers == tuple(sorted(extra))
+    assert parse_dg13(encode_dg13(parsed)) == parsed
