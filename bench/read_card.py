@@ -145,6 +145,7 @@ def common_strategy_read(conn: PcscConnection, can: str, photo: bool) -> ApduSta
     from edge.protocol.access.active_auth import active_authenticate
     from edge.protocol.access.chip_auth import perform_chip_auth
     from edge.protocol.access.policy import CanKey, open_secure_channel
+    from edge.protocol.chaining import ResponseChaining
     from edge.protocol.chip import CountingConnection
     from edge.protocol.lds.dg14 import parse_dg14
     from edge.protocol.lds.dg15 import parse_dg15
@@ -152,7 +153,7 @@ def common_strategy_read(conn: PcscConnection, can: str, photo: bool) -> ApduSta
     from edge.protocol.reader import read_file_common_strategy
     from edge.sim.model import FID_CARD_ACCESS, FID_COM, FID_SOD, dg_fid
 
-    counting = CountingConnection(conn)
+    counting = CountingConnection(ResponseChaining(conn))  # the chain read_chip builds under secure messaging
     card_access = read_file_common_strategy(counting, FID_CARD_ACCESS)
     sm = open_secure_channel(counting, CanKey(can), card_access=card_access).connection
     read_file_common_strategy(sm, FID_COM)

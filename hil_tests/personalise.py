@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from edge.errors import ConfigError, EdgeError, StatusWordError
 from edge.protocol import tlv
 from edge.protocol.apdu import ApduConnection, CommandApdu
+from edge.protocol.chaining import ResponseChaining
 from edge.protocol.crypto import bac_key_seed
 from edge.protocol.iso7816 import EMRTD_AID, INS_CREATE_FILE, INS_PUT_DATA, INS_SELECT, INS_UPDATE_BINARY, SW_OK
 from edge.protocol.reader import file_name
@@ -238,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         driver = PcscReaderDriver(reader_filter=args.reader)
         try:
             with driver.connect() as connection:
-                send_plan(connection, steps)
+                send_plan(ResponseChaining(connection), steps)  # a T=0 reader's 61xx completed
                 reader = connection.reader_name
         finally:
             driver.close()

@@ -21,9 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from smartcard import scard
 
-from edge.drivers.pcsc import PcscConnection
 from edge.errors import TransmitError
 from edge.protocol import crypto, tlv
 from edge.protocol import ec as pure_ec
@@ -51,6 +49,10 @@ from edge.sim.profile import load_profile
 from .mutate import Node, how_many, mutate, mutate_bytes, mutate_tree
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
+#: The daemon's read deadline (``timeouts.reading``, 20 s by default), on the simulator's timing model (per-APDU
+#: overhead plus air time): in process a chip answers at once, so the time a real chip's answers take must be
+#: modelled, or a chip answering one byte at a time would meet only the CPU watchdog, never the deadline.
+READ_DEADLINE_S = 20.0
 #: Genuine profiles whose chip opens with the CAN and reads to the end without real delays.
 CHIP_PROFILES = ("default", "child", "elderly", "married", "long-address", "young", "quirk-small-le",
                  "quirk-no-sfi", "quirk-eof-6282", "quirk-no-extended", "quirk-naked-errors", "quirk-pace-only",
@@ -209,7 +211,7 @@ def generate(rng: random.Random, cards: Mapping[str, GenuineCard], pool: Sequenc
         "transport": "t0" if rng.random() < 0.2 else "direct", "quirks": {}, "files": {}, "resign": None,
         "wire": [], "lies": [],
     }  # fmt: skip
-    if scenario["transport"] == "t0":
+    if scenario["transport"] == "t0":  # a T=0-style card: answers in pieces, 61xx (read_chip's chaining collects them)
         scenario["quirks"]["response_chunk"] = rng.choice((32, 128, 200, 254))
     if rng.random() < 0.15:
         scenario["quirks"].update(rng.choice(_QUIRKS))
@@ -528,17 +530,6 @@ class WireLink:
         return raw
 
 
-class T0Driver(PcscConnection):
-    """The PC/SC driver's own 61xx (GET RESPONSE) and 6Cxx handling, over the in-process wire instead of pcscd."""
-
-    def __init__(self, link: WireLink) -> None:
-        super().__init__(None, 1, scard.SCARD_PROTOCOL_T0, "fuzz", b"", True)  # type: ignore[arg-type]
-        self._link = link
-
-    def _transmit(self, command: CommandApdu) -> ResponseApdu:
-        return self._link.send_and_receive(command)
-
-
 # --- one read ------------------------------------------------------------------------------------------------------
 
 
@@ -568,8 +559,8 @@ def run(scenario: Mapping[str, Any], card: GenuineCard, pki: SimPki, trust: Trus
     key: AccessKey = card.mrz_key if request["key"] == "mrz" else CanKey(spec.secrets.can)
     read_request = ReadRequest(key, want_photo=request["photo"], aa_challenge=rng.randbytes(8),
                                allow_bac_fallback=request["bac"])  # fmt: skip
-    conn = T0Driver(link) if scenario["transport"] == "t0" else link
-    read = read_chip(conn, read_request, rng=rng.randbytes, memory=ChunkMemory())
+    read = read_chip(link, read_request, rng=rng.randbytes, memory=ChunkMemory(),  # its response chaining: 61xx, 6Cxx
+                     expired=lambda: chip.counters.modelled_seconds >= READ_DEADLINE_S)  # fmt: skip
     report = verify_chip(read, trust, now=NOW, qr=card.qr)
     if report.verdict is Verdict.FAILED:
         return ReadOutcome("rejected")

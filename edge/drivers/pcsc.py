@@ -2,9 +2,9 @@
 
 The low-level API is used because the terminal must own its context's life: pcscd restarts (upgrades, crashes)
 and readers vanish (USB unplugged), and a long-running daemon must notice, report :class:`NoReaderError` meanwhile,
-and re-establish its context when pcscd is back, without being restarted itself. Transport-level status words are
-handled here so protocol code only sees final answers: 61xx is followed by GET RESPONSE (accumulating the data),
-6Cxx by resending the command with the Le the card asked for.
+and re-establish its context when pcscd is back, without being restarted itself. A connection is a transport: one
+command, one answer, as the card gave it; 61xx and 6Cxx are followed up by the protocol's response-chaining link
+(:class:`edge.protocol.chaining.ResponseChaining`), which ``read_chip`` puts at the bottom of its chain.
 
 A timeout is a :class:`CardTimeoutError` only where one genuinely happens: :meth:`PcscReaderDriver.wait_for_card`
 reaching its deadline, or PC/SC reporting SCARD_E_TIMEOUT for an exchange with the card still there (one whose card
@@ -22,14 +22,11 @@ from smartcard import scard
 
 from edge.drivers.base import CardPresence, ReaderState
 from edge.errors import CardRemovedError, CardTimeoutError, NoCardError, NoReaderError, ReaderError, TransmitError
-from edge.protocol.apdu import LE_MAX_SHORT, CommandApdu, ResponseApdu
-from edge.protocol.iso7816 import CLA_CHANNEL, CLA_SM, INS_GET_RESPONSE, SW1_BYTES_REMAINING, SW1_WRONG_LE
+from edge.protocol.apdu import CommandApdu, ResponseApdu
 
 log = logging.getLogger(__name__)
 
 PNP_NOTIFICATION = "\\\\?PnP?\\Notification"
-#: A card never needs more GET RESPONSE rounds than this for a 64 KB answer; more means a loop.
-MAX_GET_RESPONSE_ROUNDS = 300
 #: How long to let pcscd notice a removal after an exchange came back empty (its reader polling is ~0.4 s).
 REMOVAL_SETTLE_SECONDS = 0.8
 
@@ -280,7 +277,7 @@ class PcscReaderDriver:
 
 
 class PcscConnection:
-    """One card session (:class:`~edge.drivers.base.CardConnection`); counts answered APDUs and their bytes."""
+    """One card session (:class:`~edge.drivers.base.CardConnection`): a transport, one exchange per call."""
 
     def __init__(
         self, driver: PcscReaderDriver, handle: int, protocol: int, reader_name: str, atr: bytes, extended: bool
@@ -291,9 +288,6 @@ class PcscConnection:
         self._reader_name = reader_name
         self._atr = atr
         self._extended = extended
-        self.apdus = 0
-        self.bytes_sent = 0
-        self.bytes_received = 0
 
     @property
     def atr(self) -> bytes:
@@ -320,30 +314,10 @@ class PcscConnection:
         self.close()
 
     def send_and_receive(self, command: CommandApdu) -> ResponseApdu:
-        """Exchange one command; follows 61xx with GET RESPONSE and answers 6Cxx by resending with Le=xx.
+        """Exchange one command for the card's answer as it is (61xx and 6Cxx included: see the module docstring).
 
-        A secured command (CLA bits 0x0C) is never resent: the resend would replay a used send sequence counter and
-        the chip would end the session; the secure-messaging layer handles 6Cxx itself.
+        A card that vanished mid-exchange is a :class:`CardRemovedError`; other failures are typed reader errors.
         """
-        response = self._transmit(command)
-        if response.sw1 == SW1_WRONG_LE and not command.extended and not command.cla & CLA_SM:
-            response = self._transmit(
-                CommandApdu(command.cla, command.ins, command.p1, command.p2, command.data, le=response.sw2 or 256)
-            )
-        if response.sw1 != SW1_BYTES_REMAINING:
-            return response
-        data = bytearray(response.data)
-        for _ in range(MAX_GET_RESPONSE_ROUNDS):
-            get_response = CommandApdu(
-                command.cla & CLA_CHANNEL, INS_GET_RESPONSE, 0, 0, le=response.sw2 or LE_MAX_SHORT
-            )
-            response = self._transmit(get_response)
-            data += response.data
-            if response.sw1 != SW1_BYTES_REMAINING:
-                return ResponseApdu(bytes(data), response.sw)
-        raise TransmitError("the card kept answering 61xx")
-
-    def _transmit(self, command: CommandApdu) -> ResponseApdu:
         if self._handle is None:
             raise NoCardError("the card connection is closed")
         raw = command.to_bytes()
@@ -355,9 +329,6 @@ class PcscConnection:
                 self.close()
                 raise CardRemovedError(f"card removed while sending {command.describe()} on {self._reader_name}")
             raise TransmitError(f"answer without status word to {command.describe()}")
-        self.apdus += 1
-        self.bytes_sent += len(raw)
-        self.bytes_received += len(answer)
         response = ResponseApdu.from_bytes(bytes(answer))
         log.debug("APDU %s -> %04X (%d bytes)", command.describe(), response.sw, len(response.data))
         return response

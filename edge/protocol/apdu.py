@@ -152,7 +152,8 @@ class ApduConnection(Protocol):
     """Anything that exchanges one APDU for one response: a reader, the simulator, or a processor in the chain."""
 
     def send_and_receive(self, command: CommandApdu) -> ResponseApdu:
-        """Send one command and return the chip's final response (after 61xx/6Cxx handling)."""
+        """Send one command and return its answer: a transport's as the chip gave it (61xx, 6Cxx included), a
+        processor's as its link makes it (:class:`~edge.protocol.chaining.ResponseChaining` completes 61xx/6Cxx)."""
         ...
 
     @property

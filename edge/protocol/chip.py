@@ -75,6 +75,7 @@ from edge.protocol.access.chip_auth import (
 from edge.protocol.access.pace import PaceResult
 from edge.protocol.access.policy import AccessKey, AccessMethod, SecureChannel, open_secure_channel
 from edge.protocol.apdu import ApduConnection, CommandApdu, ResponseApdu
+from edge.protocol.chaining import with_response_chaining
 from edge.protocol.crypto import Random
 from edge.protocol.iso7816 import (
     INS_READ_BINARY,
@@ -183,7 +184,8 @@ class ChipAuthOutcome:
 
 @dataclass(frozen=True, slots=True)
 class ApduStats:
-    """What this read cost on the wire (as this terminal sent it; T=0 GET RESPONSE rounds are the driver's)."""
+    """What this read cost: the APDUs it sent and their bytes, counted once, above response chaining (a GET RESPONSE
+    round or a 6Cxx resend of that link is part of the answer it completes, not an APDU of its own)."""
 
     apdus: int
     bytes_sent: int
@@ -228,8 +230,9 @@ class ChipRead:
 
 
 class CountingConnection:
-    """A processor at the bottom of the chain that counts APDUs and bytes (commands out, responses in), and ends the
-    read with :class:`ReadDeadlineError` once ``expired`` (the caller's deadline) says so, before the next APDU."""
+    """A processor just above response chaining that counts APDUs and bytes (commands out, final answers in), the
+    one place a read's APDUs are counted, and ends the read with :class:`ReadDeadlineError` once ``expired`` (the
+    caller's deadline) says so, before the next APDU."""
 
     def __init__(self, inner: ApduConnection, expired: Callable[[], bool] | None = None) -> None:
         self.inner = inner
@@ -580,9 +583,11 @@ def read_chip(
 ) -> ChipRead:
     """Read and authenticate the chip on ``conn`` (see the module docstring); never returns partial data.
 
-    ``expired`` is the read's deadline, asked before each APDU (e.g. ``lambda: time.monotonic() >= deadline``)."""
+    ``conn`` is a transport (one exchange per APDU, 61xx and 6Cxx as the card gave them): the chain built on it is
+    response chaining, then counting and the deadline, then secure messaging. ``expired`` is the read's deadline,
+    asked before each APDU (e.g. ``lambda: time.monotonic() >= deadline``)."""
     memory = memory if memory is not None else ChunkMemory()
-    counting = CountingConnection(conn, expired)
+    counting = CountingConnection(with_response_chaining(conn), expired)
     card_access, no_card_access = _read_card_access(counting, memory)
     card_access_infos = parse_security_infos(card_access, what="EF.CardAccess") if card_access is not None else None
     session = _open_session(counting, request, card_access, rng, memory)

@@ -1,9 +1,10 @@
 """Hostile and glitching chips through the real transport: pyscard -> private pcscd -> vpcd -> the virtual CCCD.
 
-What tests/unit/test_hostile_chip.py shows in process, read here through the driver that production uses (its 61xx
-and 6Cxx handling included): one short answer does not shrink every later read, a chip that never settles on a
-length or never ends its answer costs a bounded number of APDUs and ends in a typed error, and a read ends at its
-deadline, after which the same reader reads the next card. Counted in APDUs at the card, never timed.
+What tests/unit/test_hostile_chip.py shows in process, read here through the driver that production uses (with
+read_chip's response chaining above it: 61xx and 6Cxx): one short answer does not shrink every later read, a chip
+that never settles on a length or never ends its answer costs a bounded number of APDUs and ends in a typed error,
+and a read ends at its deadline, after which the same reader reads the next card. Counted in APDUs at the card,
+never timed.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from edge.drivers.base import CardPresence
-from edge.drivers.pcsc import MAX_GET_RESPONSE_ROUNDS, PcscConnection, PcscReaderDriver
+from edge.drivers.pcsc import PcscConnection, PcscReaderDriver
 from edge.errors import ReadDeadlineError, StatusWordError, TransmitError
 from edge.protocol.access.policy import CanKey
+from edge.protocol.chaining import MAX_GET_RESPONSE_ROUNDS
 from edge.protocol.chip import ChipRead, ReadRequest, read_chip
 from edge.protocol.reader import CHUNK_AES_SM, MAX_WRONG_LE_HINTS, PROBE_AFTER_SHORT_ANSWERS
 from edge.protocol.verify.card import verify_chip
@@ -98,14 +100,14 @@ def test_one_short_answer_costs_a_few_apdus_not_a_tiny_chunk_for_the_rest_of_the
 def test_a_chip_that_never_settles_on_a_length_ends_in_a_typed_error(
     default: SimCardSpec, insert_card: InsertCard, connect: Any
 ) -> None:
-    """Every READ BINARY answered 6Cxx with one byte less: the driver resends a plain command once, the read
+    """Every READ BINARY answered 6Cxx with one byte less: response chaining resends a plain command once, the read
     strategy follows MAX_WRONG_LE_HINTS hints, then it is the chip's error (before: Le by Le, ~500 APDUs)."""
     spec = with_quirks(default, wrong_le_loop=True)
     card = insert(insert_card, spec)
     with pytest.raises(StatusWordError) as raised:
         read(connect(), spec)
     assert raised.value.sw >> 8 == 0x6C
-    assert card.counters.apdus == 2 * (1 + MAX_WRONG_LE_HINTS)  # EF.CardAccess: each attempt + the driver's resend
+    assert card.counters.apdus == 2 * (1 + MAX_WRONG_LE_HINTS)  # EF.CardAccess: each attempt + chaining's resend
 
 
 def test_a_chip_whose_answer_never_ends_costs_bounded_get_response_rounds(

@@ -4,7 +4,7 @@
 tests/unit/test_chip_read.py explores quirk combinations and removal points by the hundred in process; here each
 genuine profile is read with PACE-CAN, PACE-MRZ and BAC, the card is lifted at named and at seeded-random points of
 a read, and each quirk runs once, through the transport that production uses, so what only PC/SC does (61xx/6Cxx
-handled by the driver, a removal seen as a lost reader handle) is covered. Every shipped profile file (genuine,
+answered on the wire, a removal seen as a lost reader handle) is covered. Every shipped profile file (genuine,
 forgery, quirk) is also read once to the outcome it is made for. Costs are counted (APDUs on both ends), never
 timed. The forgery profiles' checks in depth (with QRs, empty trust stores) are tests/stack/test_forgeries.py's.
 """
@@ -282,10 +282,10 @@ def test_card_removed_mid_read_is_a_typed_error_and_the_next_insert_reads(
 
 # --- quirks of real chips and readers ---------------------------------------------------------------------------
 
-#: The PC/SC driver resends a command answered 6Cxx with Le=xx. Under secure messaging that replays a MAC'd command
+#: Response chaining resends a command answered 6Cxx with Le=xx. Under secure messaging that replays a MAC'd command
 #: with a used SSC (the chip's secured answer carries the inner 6Cxx as its outer status word too, ICAO 9303-11
-#: 9.8.6), so the chip drops the session and the read fails. The fix belongs in edge/drivers/pcsc.py: never resend a
-#: secured command (CLA bit 0x0C) or an answer that carries data; the read layer already handles 6Cxx itself.
+#: 9.8.6), so the chip drops the session and the read fails. Hence edge/protocol/chaining.py never resends a
+#: secured command (CLA bit 0x0C); the read layer handles 6Cxx itself.
 #: "BAC refused 6A88" reads with the MRZ key, which a BAC-capable terminal could take to BAC: it must go by PACE.
 QUIRKS = [
     pytest.param({"response_chunk": 64}, "can", id="T=0 61xx answers"),
@@ -324,9 +324,9 @@ def test_quirky_cards_read_completely_and_verify(
     reauth = 10 * result.access.reauthentications
     hints = len(files) if "wrong_le_hint" in quirks else 0  # a first read past the end of a short file: one 6Cxx
     assert result.stats.apdus <= 12 + sum(-(-len(f) // chunk) for f in files) + 4 + reauth + hints
-    if "response_chunk" in quirks:  # the driver collects 61xx: the read layer never sees GET RESPONSE
+    if "response_chunk" in quirks:  # response chaining collects 61xx: the read layer never sees GET RESPONSE
         assert card.counters.apdus > result.stats.apdus
-    elif "wrong_le_hint" in quirks:  # the driver resends a plain command (EF.CardAccess) answered 6Cxx, unseen above
+    elif "wrong_le_hint" in quirks:  # chaining resends a plain command (EF.CardAccess) answered 6Cxx, unseen above
         assert card.counters.apdus == result.stats.apdus + 1
     else:
         assert card.counters.apdus == result.stats.apdus

@@ -14,7 +14,8 @@ import pytest
 from edge.drivers.pcsc import PcscConnection, PcscReaderDriver
 from edge.protocol import tlv
 from edge.protocol.apdu import CommandApdu, ResponseApdu
-from edge.protocol.chip import CCCD_CARD_ACCESS
+from edge.protocol.chaining import ResponseChaining
+from edge.protocol.chip import CCCD_CARD_ACCESS, CountingConnection
 from edge.protocol.iso7816 import EMRTD_AID
 from edge.protocol.reader import read_file
 from edge.sim.card import CardLeftField, SimSmFault, VirtualCard
@@ -266,33 +267,40 @@ def test_applet_select_under_sm_keeps_the_session_a_plain_one_ends_it() -> None:
 
 
 @pytest.mark.stack
-def test_61xx_is_collected_by_the_driver(insert_card: InsertCard, pcsc_driver: PcscReaderDriver) -> None:
+def test_61xx_is_collected_by_response_chaining(insert_card: InsertCard, pcsc_driver: PcscReaderDriver) -> None:
     simulated = insert_card(spec_with(response_chunk=64))
     with pcsc_driver.connect(READER_NAMES[0]) as conn:
-        assert conn.send_and_receive(SELECT_APPLET).ok
-        answer = conn.send_and_receive(CommandApdu(0, 0xB0, 0x82, 0, le=256))
+        wire = CountingConnection(conn)
+        chained = ResponseChaining(wire)
+        assert chained.send_and_receive(SELECT_APPLET).ok
+        answer = chained.send_and_receive(CommandApdu(0, 0xB0, 0x82, 0, le=256))
         assert answer == ResponseApdu(BIG[:256], 0x9000)
-        assert conn.apdus == 1 + 4  # one READ BINARY and three GET RESPONSE
-    assert simulated.counters.apdus == 5
+        assert wire.apdus == 1 + 4  # the SELECT, one READ BINARY and three GET RESPONSE
+        raw = conn.send_and_receive(CommandApdu(0, 0xB0, 0x82, 0, le=256))  # the transport alone: the answer as is
+        assert raw == ResponseApdu(BIG[:64], 0x61C0)
+    assert simulated.counters.apdus == 5 + 1
 
 
 @pytest.mark.stack
 def test_6cxx_is_answered_by_resending(insert_card: InsertCard, pcsc_driver: PcscReaderDriver) -> None:
     insert_card(spec_with(wrong_le_hint=True))
     with pcsc_driver.connect(READER_NAMES[0]) as conn:
-        assert conn.send_and_receive(SELECT_APPLET).ok
-        assert conn.send_and_receive(CommandApdu(0, 0xB0, 0x9E, 0, le=256)) == ResponseApdu(DEMO_COM, 0x9000)
-        assert conn.apdus == 3
+        wire = CountingConnection(conn)
+        chained = ResponseChaining(wire)
+        assert chained.send_and_receive(SELECT_APPLET).ok
+        assert chained.send_and_receive(CommandApdu(0, 0xB0, 0x9E, 0, le=256)) == ResponseApdu(DEMO_COM, 0x9000)
+        assert wire.apdus == 3
 
 
 @pytest.mark.stack
 def test_extended_length_through_pcscd(insert_card: InsertCard, pcsc_driver: PcscReaderDriver) -> None:
     simulated = insert_card(spec_with())
     with pcsc_driver.connect(READER_NAMES[0]) as conn:
-        assert conn.send_and_receive(SELECT_APPLET).ok
-        assert read_file(conn, 2, chunk=65536, extended_ok=True) == BIG
-        assert conn.apdus == 2
-        assert (conn.bytes_sent, conn.bytes_received) == (
+        wire = CountingConnection(conn)
+        assert wire.send_and_receive(SELECT_APPLET).ok
+        assert read_file(wire, 2, chunk=65536, extended_ok=True) == BIG
+        assert wire.apdus == 2
+        assert (wire.bytes_sent, wire.bytes_received) == (
             simulated.counters.bytes_in,
             simulated.counters.bytes_out,
         )
@@ -328,16 +336,17 @@ def test_pace_then_secured_reads_of_a_built_card(
     spec = builder.build_card(profile.load_profile("default"))
     simulated = insert_card(spec, security=chip_security.SimChipSecurity(spec.secrets, spec.quirks))
     with pcsc_driver.connect(READER_NAMES[0]) as conn:
-        card_access = read_file(conn, 0x1C)
+        wire = CountingConnection(conn)
+        card_access = read_file(wire, 0x1C)
         assert card_access == spec.image.mf_files[0x011C]
-        channel = policy.open_secure_channel(conn, policy.CanKey(spec.secrets.can), card_access=card_access)
+        channel = policy.open_secure_channel(wire, policy.CanKey(spec.secrets.can), card_access=card_access)
         secured = channel.connection
         chunk = secured.max_read_chunk(extended=extended)
-        before = conn.apdus
+        before = wire.apdus
         for fid, content in spec.image.applet_files.items():
             assert read_file(secured, fid & 0x1F, chunk=chunk, extended_ok=extended) == content, f"{fid:04X}"
-        reads = conn.apdus - before
+        reads = wire.apdus - before
         expected = sum(-(-len(content) // chunk) for content in spec.image.applet_files.values())
         assert reads == expected  # no SELECT, no header read, no refusal: one APDU per chunk
         assert secured.ssc == 2 * (1 + reads)  # the applet SELECT and every read, counted both ways
-    assert simulated.counters.apdus == conn.apdus
+    assert simulated.counters.apdus == wire.apdus
