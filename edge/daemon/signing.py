@@ -5,13 +5,14 @@ test vectors from RFC 7515 A.3 and RFC 7518 C; a general library would bring alg
 HS/RS confusion) that we would then have to switch off. Verification here accepts ES256 and nothing else.
 
 The office side imports the ``verify_*`` / ``decrypt_*`` functions from here (via ``edge.office.verify``), so both
-ends share one encoding.
+ends share one encoding; the pure JWS core both sides need is ``edge.protocol.jose``.
+
+A result token's header carries the device certificate (``x5c``) when the terminal has one (``paths.device_cert``):
+the office gateway then finds the key through the ward CA, and a new terminal needs no office configuration.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import stat
 import uuid
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -28,15 +29,19 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from cryptography.x509 import load_pem_x509_certificate
 
-from edge.errors import ConfigError, JsonError, TokenError, TokenExpiredError, TokenSignatureError, UnknownKeyError
+from edge.errors import ConfigError, TokenError, TokenExpiredError, UnknownKeyError
 from edge.files import private_key_pem, write_private
-from edge.protocol.b64url import b64url_decode as strict_b64url_decode
-from edge.protocol.b64url import b64url_encode
-from edge.protocol.bounded_json import loads_bounded
-from edge.protocol.crypto import plain_ecdsa_to_der
+from edge.protocol.jose import ES256 as ES256  # re-exported: the terminal's modules and tests import them from here
+from edge.protocol.jose import MAX_TOKEN_JSON_BYTES as MAX_TOKEN_JSON_BYTES
+from edge.protocol.jose import b64url as b64url
+from edge.protocol.jose import b64url_decode as b64url_decode
+from edge.protocol.jose import json_bytes, json_object, sign_compact, split_compact, x5c_value
+from edge.protocol.jose import jwk_to_public_key as jwk_to_public_key
+from edge.protocol.jose import key_id as key_id
+from edge.protocol.jose import public_jwk as public_jwk
+from edge.protocol.jose import verify_es256 as verify_es256
 from edge.protocol.pkcs11_uri import Pkcs11Uri
 
-ES256 = "ES256"
 RESULT_TYP = "cccd-result+jwt"
 COMMAND_TYP = "cccd-command+jwt"
 #: Clock skew tolerated between terminal and office (both should run NTP; the Pi has no RTC).
@@ -46,70 +51,12 @@ RESULT_LATE_AFTER = 24 * 3600
 #: Largest time claim taken, in seconds either side of 1970 (SQLite's INTEGER): no clock says more.
 MAX_TIME_CLAIM = (1 << 63) - 1
 _COORD = 32  # P-256 coordinate / scalar length in bytes
-#: Largest JOSE header or payload JSON accepted: a result with the largest photo is under a third of it.
-MAX_TOKEN_JSON_BYTES = 1 << 20
-
-
-# --- encoding ----------------------------------------------------------------------------------------------------
-
-
-b64url = b64url_encode
-
-
-def b64url_decode(text: str) -> bytes:
-    try:
-        return strict_b64url_decode(text)
-    except ValueError as exc:
-        raise TokenError(str(exc)) from None
-
-
-def _json_bytes(obj: Mapping[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode()
-
-
-def _json_object(data: bytes, what: str) -> dict[str, Any]:
-    try:  # bounded: a header or payload nested thousands deep would raise RecursionError in json.loads
-        value = loads_bounded(data, what=what, max_bytes=MAX_TOKEN_JSON_BYTES)
-    except JsonError as exc:
-        raise TokenError(str(exc)) from None
-    if not isinstance(value, dict):
-        raise TokenError(f"{what} is not a JSON object")
-    return value
+_json_bytes = json_bytes
+_json_object = json_object
+_split = split_compact
 
 
 # --- keys --------------------------------------------------------------------------------------------------------
-
-
-def public_jwk(key: ec.EllipticCurvePublicKey) -> dict[str, str]:
-    if not isinstance(key.curve, ec.SECP256R1):
-        raise TokenError(f"only P-256 keys are supported, not {key.curve.name}")
-    numbers = key.public_numbers()
-    return {
-        "kty": "EC",
-        "crv": "P-256",
-        "x": b64url(numbers.x.to_bytes(_COORD, "big")),
-        "y": b64url(numbers.y.to_bytes(_COORD, "big")),
-    }
-
-
-def jwk_to_public_key(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
-    """A P-256 public JWK; raises :class:`TokenError` for anything else or a point off the curve."""
-    if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256":
-        raise TokenError("only EC P-256 JWKs are supported")
-    x, y = b64url_decode(str(jwk.get("x", ""))), b64url_decode(str(jwk.get("y", "")))
-    if len(x) != _COORD or len(y) != _COORD:
-        raise TokenError("JWK coordinates must be 32 bytes")
-    try:
-        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + x + y)
-    except ValueError as exc:
-        raise TokenError(f"JWK point is not on P-256: {exc}") from None
-
-
-def key_id(key: ec.EllipticCurvePublicKey) -> str:
-    """RFC 7638 JWK thumbprint: both sides derive the same kid from the key alone, nothing to provision."""
-    jwk = public_jwk(key)
-    canonical = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"))
-    return b64url(hashlib.sha256(canonical.encode()).digest())
 
 
 def load_public_key(path: Path, *, config_key: str = "") -> ec.EllipticCurvePublicKey:
@@ -221,20 +168,24 @@ def device_signer(key: Path | Pkcs11Uri) -> Signer:
     return Pkcs11Signer.open(key)
 
 
-def check_certified_key(signer: Signer, cert_path: Path) -> None:
+def check_certified_key(signer: Signer, cert_path: Path) -> bytes:
     """Refuse a device key that ``cert_path`` does not certify: the office would reject every result it signs (a
-    rotation stopped half-way, a certificate copied from another terminal)."""
+    rotation stopped half-way, a certificate copied from another terminal). Returns the certificate's DER, which
+    result tokens carry (``x5c``)."""
     if key_id(load_public_key(cert_path)) != signer.kid:
         raise ConfigError(f"{cert_path} is not for the key", key="paths.device_key",
                           hint="install the certificate the ward signed for this terminal's CSR: "
                           "python -m provisioning device install")
+    return load_pem_x509_certificate(cert_path.read_bytes()).public_bytes(serialization.Encoding.DER)
 
 
-def sign_jws(signer: Signer, claims: Mapping[str, Any], *, typ: str) -> str:
-    """Compact JWS (RFC 7515 §7.1) over the JSON ``claims``."""
-    header = {"alg": signer.alg, "kid": signer.kid, "typ": typ}
-    signing_input = f"{b64url(_json_bytes(header))}.{b64url(_json_bytes(claims))}"
-    return f"{signing_input}.{b64url(signer.sign(signing_input.encode('ascii')))}"
+def sign_jws(signer: Signer, claims: Mapping[str, Any], *, typ: str, x5c: tuple[bytes, ...] = ()) -> str:
+    """Compact JWS (RFC 7515 §7.1) over the JSON ``claims``; ``x5c``: the signer's DER certificate chain, leaf
+    first, put in the protected header."""
+    header: dict[str, Any] = {"alg": signer.alg, "kid": signer.kid, "typ": typ}
+    if x5c:
+        header["x5c"] = x5c_value(x5c)
+    return sign_compact(header, claims, signer.sign)
 
 
 def result_claims(
@@ -266,14 +217,17 @@ def result_token(
     now: int,
     lifetime: int | None = None,
     encrypt_to: ec.EllipticCurvePublicKey | None = None,
+    certificate: bytes | None = None,
 ) -> bytes:
     """The bytes the outbox stores and MQTT carries: a signed result, wrapped in a JWE when the ward has a key.
 
-    Meant as ``outbox.enqueue(lambda seq: result_token(..., seq=seq, ...))`` so the signed seq is the stored one.
+    ``certificate``: the device certificate's DER (:func:`check_certified_key`), sent as ``x5c`` so the office
+    finds the key through the ward CA. Meant as ``outbox.enqueue(lambda seq: result_token(..., seq=seq, ...))`` so
+    the signed seq is the stored one.
     """
     claims = result_claims(terminal_id=terminal_id, kid=signer.kid, seq=seq, document=document, now=now,
                            lifetime=lifetime)
-    jws = sign_jws(signer, claims, typ=RESULT_TYP)
+    jws = sign_jws(signer, claims, typ=RESULT_TYP, x5c=(certificate,) if certificate is not None else ())
     return (encrypt_jwe(jws.encode("ascii"), encrypt_to) if encrypt_to is not None else jws).encode("ascii")
 
 
@@ -281,39 +235,6 @@ def result_token(
 class VerifiedToken:
     header: dict[str, Any]
     claims: dict[str, Any]
-
-
-def _split(token: str | bytes, parts: int) -> list[str]:
-    if isinstance(token, bytes):
-        try:
-            token = token.decode("ascii")
-        except UnicodeDecodeError:
-            raise TokenError("token is not ASCII") from None
-    elif not token.isascii():  # a compact token is ASCII by definition; later steps encode parts as ASCII
-        raise TokenError("token is not ASCII")
-    pieces = token.strip().split(".")
-    if len(pieces) != parts:
-        raise TokenError(f"expected {parts} dot-separated parts, got {len(pieces)}")
-    return pieces
-
-
-def verify_es256(token: str | bytes, key: ec.EllipticCurvePublicKey) -> tuple[dict[str, Any], bytes]:
-    """Check a compact ES256 JWS against one key; return (header, payload bytes). No claim checks."""
-    head64, body64, sig64 = _split(token, 3)
-    header = _json_object(b64url_decode(head64), "JWS header")
-    if header.get("alg") != ES256:
-        raise TokenError(f"algorithm {header.get('alg')!r} is not accepted (ES256 only)")
-    if "crit" in header:
-        raise TokenError("critical header extensions are not supported")
-    signature = b64url_decode(sig64)
-    if len(signature) != 2 * _COORD:
-        raise TokenError("ES256 signature must be 64 bytes")
-    der = plain_ecdsa_to_der(signature)
-    try:
-        key.verify(der, f"{head64}.{body64}".encode("ascii"), ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
-        raise TokenSignatureError("signature does not verify") from None
-    return header, b64url_decode(body64)
 
 
 def verify_jws(

@@ -269,6 +269,7 @@ class Terminal:
         self._verifier: office.CommandVerifier | None = None
         self._signer: Signer | None = None
         self._encrypt_to: ec.EllipticCurvePublicKey | None = None
+        self._certificate: bytes | None = None  # the device certificate (DER), sent as x5c with each result
 
     # --- public API ----------------------------------------------------------------------------------------------
 
@@ -353,7 +354,8 @@ class Terminal:
         config, paths = self.config, self.config.paths
         self._signer = device_signer(paths.device_key)
         if paths.device_cert is not None:
-            check_certified_key(self._signer, paths.device_cert)  # else the office would reject every result
+            # else the office would reject every result; the gateway checks it against the ward CA (x5c)
+            self._certificate = check_certified_key(self._signer, paths.device_cert)
         if paths.ward_encryption_key is not None:
             self._encrypt_to = load_public_key(paths.ward_encryption_key, config_key="paths.ward_encryption_key")
         ward_key = None
@@ -856,13 +858,14 @@ class Terminal:
         body = document.model_dump(mode="json", exclude_none=True)
         # iat: the read's time as the clock state gave it (completed_at), never a time it knows to be wrong
         signer, encrypt_to, now = self._signer, self._encrypt_to, int(document.completed_at.timestamp())
+        certificate = self._certificate
         signed: dict[int, bytes] = {}
 
         def token(seq: int) -> bytes:
             if seq not in signed:
                 signed.clear()
                 signed[seq] = result_token(signer, terminal_id=self.config.terminal_id, seq=seq, document=body,
-                                           now=now, encrypt_to=encrypt_to)
+                                           now=now, encrypt_to=encrypt_to, certificate=certificate)
             return signed[seq]
 
         return token
