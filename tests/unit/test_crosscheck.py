@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.protocol.cccd_qr import CccdQr
+from edge.protocol.cccd_qr import CccdQr, parse_cccd_qr
 from edge.protocol.lds.dg13 import NO_EXPIRY_TEXT, Dg13
 from edge.protocol.mrz import Mrz, cccd_td1, parse_mrz
 from edge.protocol.verify.checks import ID_NUMBER_STRUCTURE, MRZ_VS_DG13, QR_VS_DG13, CheckStatus
@@ -131,7 +131,10 @@ def test_absent_dg13_fields_are_not_compared() -> None:
 
 def test_qr_matches_dg13() -> None:
     check = crosscheck_qr_dg13(QR, DG13)
-    assert (check.name, check.status, check.reason) == (QR_VS_DG13, CheckStatus.PASSED, "7 fields agree")
+    assert (check.name, check.status) == (QR_VS_DG13, CheckStatus.PASSED)
+    assert check.reason == ("7 fields agree: ID number, old ID number, name, date of birth, sex, place of residence, "
+                            "date of issue")  # the fields compared are named: a 2024 QR adds some
+    assert (check.detail["cancelled_id_number"], check.detail["parents"]) == ("not present", "not present")
     spaced = replace(QR, place_of_residence="  12 Đường Số 3,  Phường Bến Nghé, Quận 1,\tTP. Hồ Chí Minh ")
     assert crosscheck_qr_dg13(spaced, DG13).status is CheckStatus.PASSED
     decomposed = replace(QR, full_name="Nguye\u0302\u0303n Văn An")  # NFD form of the same name
@@ -166,6 +169,95 @@ def test_old_id_on_one_side_only_is_not_a_mismatch() -> None:
     check = crosscheck_qr_dg13(replace(QR, old_id_number=None), DG13)
     assert check.status is CheckStatus.PASSED
     assert check.detail["old_id_number"] == "not present"
+
+
+# --- QR vs DG13: the 2024 thẻ căn cước --------------------------------------------------------------------------
+
+ID_2024, CANCELLED = "048190006789", "048090006789"
+DG13_2024 = Dg13(
+    id_number=ID_2024, full_name="Phan Thị Mỹ Duyên", date_of_birth=dt.date(1990, 10, 12), sex="Nữ",
+    place_of_origin="Xã Điện Minh, Thị xã Điện Bàn, Quảng Nam",
+    place_of_residence="K12/4 Nguyễn Chí Thanh, Phường Thạch Thang, Quận Hải Châu, TP. Đà Nẵng",
+    date_of_issue=dt.date(2024, 8, 20), father_name="Phan Văn Lộc", mother_name="Võ Thị Hoa",
+    old_id_number="201234567", raw_fields=MappingProxyType({15: "201234567", 16: CANCELLED}),
+)  # fmt: skip
+QR_2024 = parse_cccd_qr(f"{ID_2024}|201234567|Phan Thị Mỹ Duyên|12101990|Nữ|{DG13_2024.place_of_residence}|20082024|"
+                        f"{CANCELLED}|Phan Văn Lộc|Võ Thị Hoa")  # fmt: skip
+
+
+def test_2024_qr_matches_dg13_and_names_every_field_compared() -> None:
+    check = crosscheck_qr_dg13(QR_2024, DG13_2024)
+    assert check.status is CheckStatus.PASSED, check.reason
+    assert check.reason == ("9 fields agree: ID number, old ID number, name, date of birth, sex, place of residence, "
+                            "date of issue, cancelled ID number, parents' names")
+    assert set(check.detail.values()) == {"match"}
+
+
+def test_2024_parents_compare_in_any_order_and_one_parent_is_enough() -> None:
+    swapped = replace(QR_2024, extra_fields=(CANCELLED, "Võ Thị Hoa", "Phan Văn Lộc"))
+    assert crosscheck_qr_dg13(swapped, DG13_2024).detail["parents"] == "match"
+    mother_only = replace(QR_2024, extra_fields=("", "", "Vo\u0303 Thị  Hoa"))  # NFD, doubled space
+    check = crosscheck_qr_dg13(mother_only, DG13_2024)
+    assert (check.status, check.detail["parents"], check.detail["cancelled_id_number"]) == (
+        CheckStatus.PASSED, "match", "not present")
+
+
+@pytest.mark.parametrize(
+    ("extras", "field", "label"),
+    [
+        ((CANCELLED[:-1] + "0", "Phan Văn Lộc", "Võ Thị Hoa"), "cancelled_id_number", "cancelled ID number"),
+        ((ID_2024, "", ""), "cancelled_id_number", "cancelled ID number"),  # its own ID is not an earlier one
+        ((CANCELLED, "Phan Văn Lộc", "Võ Thị Hồng"), "parents", "parents' names"),
+        ((CANCELLED, "Trần Văn Bảy", ""), "parents", "parents' names"),
+    ],
+)
+def test_2024_qr_mismatch_names_the_field(extras: tuple[str, ...], field: str, label: str) -> None:
+    check = crosscheck_qr_dg13(replace(QR_2024, extra_fields=extras), DG13_2024)
+    assert check.status is CheckStatus.FAILED
+    assert check.detail[field] == "mismatch"
+    assert check.reason == f"the QR code and the chip disagree on: {label}"
+    for value in (CANCELLED, ID_2024, "Phan", "Võ", "Trần"):
+        assert value not in check.reason
+
+
+@pytest.mark.parametrize(
+    "dg13",
+    [
+        replace(DG13_2024, raw_fields=MappingProxyType({15: "201234567"})),  # the chip keeps only the old CMND
+        replace(DG13_2024, raw_fields=MappingProxyType({})),
+        replace(DG13_2024, raw_fields=MappingProxyType({16: "ABCDEF0123456789"})),  # 16 hex chars: not a number
+    ],
+)
+def test_a_cancelled_id_the_chip_does_not_carry_is_not_a_mismatch(dg13: Dg13) -> None:
+    """Whether (and where) a 2024 DG13 keeps the cancelled ID is unconfirmed: no number there, nothing compared."""
+    check = crosscheck_qr_dg13(QR_2024, dg13)
+    assert (check.status, check.detail["cancelled_id_number"]) == (CheckStatus.PASSED, "not present")
+    assert "cancelled ID number" not in check.reason
+
+
+def test_parents_only_on_one_side_are_not_compared() -> None:
+    adult_qr = replace(QR_2024, extra_fields=(CANCELLED, "", ""))
+    assert crosscheck_qr_dg13(adult_qr, DG13_2024).detail["parents"] == "not present"
+    no_parents_on_chip = replace(DG13_2024, father_name=None, mother_name=None)
+    assert crosscheck_qr_dg13(QR_2024, no_parents_on_chip).detail["parents"] == "not present"
+
+
+def test_2024_extras_of_unconfirmed_meaning_are_noted_never_compared() -> None:
+    odd = replace(QR_2024, extra_fields=(*QR_2024.extra_fields, "A+", "Cha: Phan Văn Lộc"))
+    check = crosscheck_qr_dg13(odd, DG13_2024)
+    assert check.status is CheckStatus.PASSED
+    assert check.detail["notes"] == "2 QR field(s) of unconfirmed meaning not compared"
+    assert check.reason.endswith("(2 QR field(s) of unconfirmed meaning not compared)")
+
+
+def test_a_2021_qr_against_a_2024_chip_fails_on_the_fields_both_carry() -> None:
+    """Both generations are valid at the counter: a 2021 QR shown with a 2024 chip (another card of the same
+    person, or a stale sticker) is compared on what both carry, and the date of issue gives it away."""
+    old_card_qr = replace(QR_2024, date_of_issue=dt.date(2021, 5, 4), extra_fields=())
+    check = crosscheck_qr_dg13(old_card_qr, DG13_2024)
+    assert check.status is CheckStatus.FAILED
+    assert {field for field, outcome in check.detail.items() if outcome == "mismatch"} == {"date_of_issue"}
+    assert (check.detail["cancelled_id_number"], check.detail["parents"]) == ("not present", "not present")
 
 
 # --- ID number structure ---------------------------------------------------------------------------------------

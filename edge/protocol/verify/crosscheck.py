@@ -4,13 +4,15 @@ ID number's structure vs date of birth and sex.
 Passive authentication proves each data group was signed; it does not prove the issuer wrote the *same* person
 into each of them, nor that the QR shown at the counter belongs to this chip (the QR is unsigned: anyone can print
 one). Reasons name the fields that disagree and never their values, so a result can be logged and shipped
-without personal data; ``detail`` maps each field to ``match`` / ``mismatch`` / ``not present``.
+without personal data; ``detail`` maps each field to ``match`` / ``mismatch`` / ``not present``, and a passing
+reason names the fields compared (a 2024 QR carries fields a 2021 one does not, and no place of origin at all: only
+what both sides carry is compared, and the office must be able to see what that was).
 """
 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date
 from typing import Protocol
 
@@ -21,6 +23,8 @@ from edge.protocol.verify.checks import ID_NUMBER_STRUCTURE, MRZ_VS_DG13, QR_VS_
 #: What the MRZ prints as the date of expiry of a card that never expires.
 MRZ_NO_EXPIRY = "991231"
 DG13_DATE_OF_EXPIRY_FIELD = 12
+#: DG13 fields from this number on hold other document numbers (the old CMND, a cancelled ID: cccd-card.md).
+DG13_OTHER_NUMBERS_FROM = 15
 _MRZ_SEX = {"Nam": "M", "Nữ": "F"}
 _MRZ_NAME_LENGTH = 30  # TD1 line 3: a name that fills it may have been truncated
 
@@ -66,6 +70,10 @@ class Dg13Like(Protocol):
     @property
     def old_id_number(self) -> str | None: ...
     @property
+    def father_name(self) -> str | None: ...
+    @property
+    def mother_name(self) -> str | None: ...
+    @property
     def raw_fields(self) -> Mapping[int, str]: ...
 
 
@@ -86,6 +94,12 @@ class QrLike(Protocol):
     def place_of_residence(self) -> str: ...
     @property
     def date_of_issue(self) -> date: ...
+    @property
+    def cancelled_id_numbers(self) -> tuple[str, ...]: ...
+    @property
+    def parent_names(self) -> tuple[str, ...]: ...
+    @property
+    def unrecognised_extra_fields(self) -> tuple[int, ...]: ...
 
 
 # --- normalisation ---------------------------------------------------------------------------------------------
@@ -118,7 +132,8 @@ def _report(name: str, mismatch_intro: str, fields: dict[str, str], labels: dict
         return Check(name, CheckStatus.FAILED, f"{mismatch_intro}: {', '.join(bad)}", detail)
     if not compared:
         return Check(name, CheckStatus.NOT_PERFORMED, "no field was present on both sides", detail)
-    reason = f"{len(compared)} fields agree" + (f" ({'; '.join(notes)})" if notes else "")
+    reason = (f"{len(compared)} fields agree: {', '.join(labels[field] for field in compared)}"
+              + (f" ({'; '.join(notes)})" if notes else ""))  # fmt: skip
     return Check(name, CheckStatus.PASSED, reason, detail)
 
 
@@ -185,12 +200,17 @@ def _name(mrz: MrzLike, dg13: Dg13Like, notes: list[str]) -> str:
 _QR_LABELS = {
     "id_number": "ID number", "old_id_number": "old ID number", "full_name": "name", "date_of_birth": "date of birth",
     "sex": "sex", "place_of_residence": "place of residence", "date_of_issue": "date of issue",
+    "cancelled_id_number": "cancelled ID number", "parents": "parents' names",
 }  # fmt: skip
 
 
 def crosscheck_qr_dg13(qr: QrLike | None, dg13: Dg13Like) -> Check:
     """The QR shown at the counter vs the chip's DG13 (``not_performed`` when no QR was used). Texts compare after
-    Unicode NFC and whitespace normalisation; the old ID is compared only when both sides carry one."""
+    Unicode NFC and whitespace normalisation; the old ID is compared only when both sides carry one.
+
+    A 2024 QR's extras are compared when both sides carry them: each cancelled ID must be one of DG13's other
+    12-digit numbers (fields 15 on), each parent's name one of DG13's father and mother (in any order: the QR's
+    order is unconfirmed). Extras of unconfirmed meaning are counted in a note, never compared."""
     if qr is None:
         return Check(QR_VS_DG13, CheckStatus.NOT_PERFORMED, "no QR code was read")
     fields = {
@@ -204,8 +224,26 @@ def crosscheck_qr_dg13(qr: QrLike | None, dg13: Dg13Like) -> Check:
         "place_of_residence": _compare(dg13.place_of_residence, qr.place_of_residence, lambda: _text(
             dg13.place_of_residence or "") == _text(qr.place_of_residence)),
         "date_of_issue": _compare(dg13.date_of_issue, qr.date_of_issue, lambda: dg13.date_of_issue == qr.date_of_issue),
+        "cancelled_id_number": _within(qr.cancelled_id_numbers, _dg13_other_numbers(dg13), str.strip),
+        "parents": _within(qr.parent_names, (dg13.father_name, dg13.mother_name), _text),
     }  # fmt: skip
-    return _report(QR_VS_DG13, "the QR code and the chip disagree on", fields, _QR_LABELS)
+    unrecognised = len(qr.unrecognised_extra_fields)
+    notes = [f"{unrecognised} QR field(s) of unconfirmed meaning not compared"] if unrecognised else []
+    return _report(QR_VS_DG13, "the QR code and the chip disagree on", fields, _QR_LABELS, tuple(notes))
+
+
+def _dg13_other_numbers(dg13: Dg13Like) -> set[str]:
+    """DG13's 12-digit numbers beyond its ID (fields 15 on: an earlier personal ID number, if the card keeps one)."""
+    texts = (text.strip() for number, text in dg13.raw_fields.items() if number >= DG13_OTHER_NUMBERS_FROM)
+    return {text for text in texts if len(text) == 12 and text.isascii() and text.isdigit() and text != dg13.id_number}
+
+
+def _within(printed: tuple[str, ...], chip: Iterable[str | None], normalise: Callable[[str], str]) -> str:
+    """Every value the QR prints is one the chip holds; ``not present`` when either side has none."""
+    on_chip = {normalise(value) for value in chip if value}
+    if not printed or not on_chip:
+        return ABSENT
+    return MATCH if {normalise(value) for value in printed} <= on_chip else MISMATCH
 
 
 # --- ID number structure ---------------------------------------------------------------------------------------
