@@ -48,6 +48,8 @@ from edge.errors import (
 )
 from edge.files import write_private
 from edge.logsetup import mask_date, mask_id, mask_name, mask_text
+from edge.protocol.card_generation import card_words
+from edge.protocol.lds.dg13 import CONFIRMED_FIELDS, PLACE_OF_BIRTH_REGISTRATION
 from edge.protocol.verify.checks import VerdictWords
 
 if TYPE_CHECKING:
@@ -228,10 +230,28 @@ def _citizen(read: ChipRead, show: bool) -> dict[str, str | None]:
             "date_of_expiry": day(dg13.date_of_expiry) or text(dg13.raw_fields.get(12)),
             "old_id_number": ident(dg13.old_id_number), "father_name": name(dg13.father_name),
             "mother_name": name(dg13.mother_name), "spouse_name": name(dg13.spouse_name),
+            "place_of_birth_registration": text(dg13.place_of_birth_registration),
         }  # fmt: skip
+        # What the confirmed layout does not name (a 2024 card may carry more): shown by number, masked alike.
+        typed = {PLACE_OF_BIRTH_REGISTRATION} if dg13.place_of_birth_registration is not None else set()
+        data |= {f"dg13_field_{number}": text(value) for number, value in sorted(dg13.raw_fields.items())
+                 if number not in CONFIRMED_FIELDS | typed}  # fmt: skip
+        data |= {f"dg13_field_{number}": value.hex() if show else f"<{len(value)} bytes, not text>"
+                 for number, value in sorted(dg13.raw_values.items())}  # fmt: skip
     if dg1 is not None:
         data["mrz"] = dg1.mrz.text if show else mask_text(dg1.mrz.text)
     return data
+
+
+def _card(read: ChipRead) -> dict[str, Any]:
+    """Which card this is, in the officer's words, and the DG13 field numbers it carried (no personal data): what a
+    real 2024 card's chip holds is unconfirmed, so the desk's tool shows it."""
+    dg13 = read.dg13
+    generation = dg13.generation if dg13 is not None else None
+    words = card_words(generation)
+    return {"generation": generation, "name": words.vi, "en": words.en,
+            "dg13_fields": list(dg13.field_numbers) if dg13 is not None else [],
+            "dg13_unconfirmed_fields": list(dg13.unconfirmed_field_numbers) if dg13 is not None else []}  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -292,6 +312,7 @@ def _read_and_report(args: argparse.Namespace) -> int:
             "protocol": read.access.protocol,
             "reauthentications": read.access.reauthentications,
         },
+        "card": _card(read),
         "citizen": _citizen(read, args.show_pii),
         "verdict": report.verdict.value,
         "verdict_words": asdict(VERDICT_WORDS[report.verdict]),
@@ -349,6 +370,11 @@ def _print_text(output: dict[str, Any], show_pii: bool) -> None:
     print(f"reader: {output['reader']}")
     again = f", re-authenticated {access['reauthentications']}x" if access["reauthentications"] else ""
     print(f"access: {access['method']} ({access['protocol']}){again}")
+    card = output["card"]
+    print(f"card: {card['name']} ({card['en']})")
+    if card["dg13_unconfirmed_fields"]:
+        numbers = ", ".join(str(number) for number in card["dg13_unconfirmed_fields"])
+        print(f"  DG13 fields beyond the confirmed layout: {numbers} (kept raw, shown as dg13 field N)")
     print("card data" + ("" if show_pii else " (masked; --show-pii to show)") + ":")
     for field, value in output["citizen"].items():
         if value is not None:

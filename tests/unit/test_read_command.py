@@ -17,7 +17,7 @@ import pytest
 from edge import errors
 from edge.cli import build_parser
 from edge.commands import read as read_command
-from edge.protocol.lds.dg13 import Dg13
+from edge.protocol.lds.dg13 import Dg13, encode_dg13, parse_dg13
 
 #: One representative of every error a read can end in, and the exit code the desk sees for it.
 ERRORS: list[tuple[errors.EdgeError, int]] = [
@@ -177,3 +177,23 @@ def test_masked_output_masks_every_personal_field() -> None:
     assert masked["father_name"] == "N. V. B."
     shown = read_command._citizen(read, show=True)  # type: ignore[arg-type]
     assert (shown["religion"], shown["date_of_birth"]) == ("Phật giáo", "2003-02-01")
+
+
+def test_the_card_is_named_by_its_generation_and_unconfirmed_dg13_fields_are_shown_masked() -> None:
+    old_card: object = SimpleNamespace(dg13=parse_dg13(encode_dg13(PERSON)), dg1=None)
+    assert read_command._card(old_card)["name"] == "CCCD (2021)"  # type: ignore[arg-type]
+    new = Dg13(id_number="048190006789", full_name="Phan Thị Mỹ Duyên", date_of_issue=dt.date(2024, 8, 20),
+               place_of_birth_registration="Phường Thạch Thang, Quận Hải Châu, TP. Đà Nẵng",
+               raw_fields={20: "Nhóm máu O"}, raw_values={21: bytes.fromhex("020107")})  # fmt: skip
+    read: object = SimpleNamespace(dg13=parse_dg13(encode_dg13(new)), dg1=None)
+    card = read_command._card(read)  # type: ignore[arg-type]
+    assert (card["generation"], card["name"]) == ("2024", "Thẻ căn cước (2024)")
+    assert (card["dg13_fields"], card["dg13_unconfirmed_fields"]) == ([1, 2, 11, 12, 17, 20, 21], [17, 20, 21])
+    masked = read_command._citizen(read, show=False)  # type: ignore[arg-type]
+    assert masked["place_of_birth_registration"] == "<46 chars>"
+    assert (masked["dg13_field_20"], masked["dg13_field_21"]) == ("<10 chars>", "<3 bytes, not text>")
+    assert "dg13_field_17" not in masked  # typed: shown under its name
+    shown = read_command._citizen(read, show=True)  # type: ignore[arg-type]
+    assert (shown["dg13_field_20"], shown["dg13_field_21"]) == ("Nhóm máu O", "020107")
+    nothing: object = SimpleNamespace(dg13=None, dg1=None)
+    assert read_command._card(nothing)["name"] == "CCCD / thẻ căn cước"  # type: ignore[arg-type]
