@@ -18,12 +18,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common_strategy import read_file_common_strategy
 from edge.drivers.base import CardPresence
 from edge.drivers.pcsc import PcscConnection, PcscReaderDriver
 from edge.protocol import tlv
 from edge.protocol.apdu import CommandApdu
 from edge.protocol.iso7816 import EMRTD_AID
-from edge.protocol.reader import CHUNK_AES_SM, read_file, read_file_common_strategy
+from edge.protocol.read_strategy import CHUNK_AES_SM, read_file
 from edge.sim.model import dg_fid
 from edge.sim.runner import SimulatedCard, demo_spec
 from edge.sim.stack import READER_NAMES, PcscStack

@@ -142,6 +142,7 @@ def _run_pair(conn: PcscConnection, can: str, photo: bool, place_card: Callable[
 
 def common_strategy_read(conn: PcscConnection, can: str, photo: bool) -> ApduStats:
     """The baseline: what most open-source readers send for the same result (files by SELECT + header + 0xDF)."""
+    from bench.common_strategy import read_file_common_strategy
     from edge.protocol.access.active_auth import active_authenticate
     from edge.protocol.access.chip_auth import perform_chip_auth
     from edge.protocol.access.policy import CanKey, open_secure_channel
@@ -150,7 +151,6 @@ def common_strategy_read(conn: PcscConnection, can: str, photo: bool) -> ApduSta
     from edge.protocol.lds.dg14 import parse_dg14
     from edge.protocol.lds.dg15 import parse_dg15
     from edge.protocol.lds.sod import parse_sod
-    from edge.protocol.reader import read_file_common_strategy
     from edge.sim.model import FID_CARD_ACCESS, FID_COM, FID_SOD, dg_fid
 
     counting = CountingConnection(ResponseChaining(conn))  # the chain read_chip builds under secure messaging

@@ -45,7 +45,7 @@ from edge.protocol.apdu import ApduConnection, CommandApdu
 from edge.protocol.chaining import ResponseChaining
 from edge.protocol.crypto import bac_key_seed
 from edge.protocol.iso7816 import EMRTD_AID, INS_CREATE_FILE, INS_PUT_DATA, INS_SELECT, INS_UPDATE_BINARY, SW_OK
-from edge.protocol.reader import file_name
+from edge.protocol.read_strategy import file_name
 from edge.sim.builder import build_card
 from edge.sim.model import FID_COM, FID_SOD, SimCardSpec, dg_fid
 from edge.sim.profile import load_profile

@@ -19,7 +19,7 @@ from edge.drivers.pcsc import PcscReaderDriver
 from edge.protocol.access.card_access import parse_security_infos
 from edge.protocol.access.policy import AccessMethod
 from edge.protocol.chip import ReadRequest, read_chip
-from edge.protocol.reader import read_file
+from edge.protocol.read_strategy import read_file
 from edge.protocol.verify.card import verify_chip
 from edge.protocol.verify.checks import CheckStatus, Verdict
 from edge.protocol.verify.trust import TrustStore

@@ -33,7 +33,7 @@ from edge.protocol.lds.dg14 import encode_dg14
 from edge.protocol.lds.dg15 import encode_dg15
 from edge.protocol.lds.sod import encode_sod, parse_sod
 from edge.protocol.mrz import parse_mrz
-from edge.protocol.reader import ChunkMemory
+from edge.protocol.read_strategy import ChunkMemory
 from edge.protocol.sm import SessionKeys
 from edge.protocol.verify.card import verify_chip
 from edge.protocol.verify.checks import Verdict

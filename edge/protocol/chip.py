@@ -29,9 +29,9 @@ Order, and why:
 
 A check whose data group the request leaves out (DG14 for CA, DG15 for AA) is ``not_performed``, saying so.
 
-Reads go by short file id without SELECT (on a chip that refuses that, by SELECT and offset: see
-``edge.protocol.reader``), in chunks as large as secure messaging allows (extended length when the transport
-carries it), stepping down where the chip refuses and remembering what worked in a :class:`ChunkMemory`.
+Reads go by short file id without SELECT (on a chip that refuses that, by SELECT and offset: see the file-read
+strategy, ``edge.protocol.read_strategy``), in chunks as large as secure messaging allows (extended length when the
+transport carries it), stepping down where the chip refuses and remembering what worked in a :class:`ChunkMemory`.
 A 6987/6988 mid-read re-authenticates once (redoing CA if it was done) and resumes at the offset reached: the
 chunks already received are kept and not read again.
 
@@ -94,7 +94,7 @@ from edge.protocol.lds.dg13 import Dg13, parse_dg13
 from edge.protocol.lds.dg14 import Dg14, parse_dg14
 from edge.protocol.lds.dg15 import Dg15, parse_dg15
 from edge.protocol.lds.sod import SodFile, parse_sod
-from edge.protocol.reader import (
+from edge.protocol.read_strategy import (
     CHUNK_PLAIN,
     SFI_REFUSALS,
     ChunkMemory,

@@ -44,7 +44,7 @@ from edge.protocol.iso7816 import (
     SW_WRONG_LENGTH,
     SW_WRONG_P1P2,
 )
-from edge.protocol.reader import odd_room
+from edge.protocol.read_strategy import odd_room
 from edge.sim.model import SimCardSpec
 
 FID_MF = 0x3F00

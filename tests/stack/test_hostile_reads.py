@@ -23,7 +23,7 @@ from edge.errors import ReadDeadlineError, StatusWordError, TransmitError
 from edge.protocol.access.policy import CanKey
 from edge.protocol.chaining import MAX_GET_RESPONSE_ROUNDS
 from edge.protocol.chip import ChipRead, ReadRequest, read_chip
-from edge.protocol.reader import CHUNK_AES_SM, MAX_WRONG_LE_HINTS, PROBE_AFTER_SHORT_ANSWERS
+from edge.protocol.read_strategy import CHUNK_AES_SM, MAX_WRONG_LE_HINTS, PROBE_AFTER_SHORT_ANSWERS
 from edge.protocol.verify.card import verify_chip
 from edge.protocol.verify.checks import Verdict
 from edge.protocol.verify.trust import TrustStore

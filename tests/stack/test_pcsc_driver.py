@@ -20,7 +20,7 @@ from edge.protocol.access.policy import CanKey
 from edge.protocol.apdu import CommandApdu
 from edge.protocol.chip import CountingConnection, ReadRequest, read_chip
 from edge.protocol.iso7816 import EMRTD_AID
-from edge.protocol.reader import read_file
+from edge.protocol.read_strategy import read_file
 from edge.sim.builder import build_card
 from edge.sim.chip_security import SimChipSecurity
 from edge.sim.model import Quirks, dg_fid

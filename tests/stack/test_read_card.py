@@ -33,7 +33,7 @@ from edge.protocol.access.policy import AccessKey, AccessMethod, CanKey, MrzKey
 from edge.protocol.chip import ChipRead, ReadRequest, read_chip
 from edge.protocol.lds.dg13 import parse_dg13
 from edge.protocol.mrz import parse_mrz
-from edge.protocol.reader import CHUNK_AES_SM
+from edge.protocol.read_strategy import CHUNK_AES_SM
 from edge.protocol.verify.card import VerificationReport, verify_chip
 from edge.protocol.verify.checks import (
     ACTIVE_AUTHENTICATION,

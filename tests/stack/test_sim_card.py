@@ -17,7 +17,7 @@ from edge.protocol.apdu import CommandApdu, ResponseApdu
 from edge.protocol.chaining import ResponseChaining
 from edge.protocol.chip import CCCD_CARD_ACCESS, CountingConnection
 from edge.protocol.iso7816 import EMRTD_AID
-from edge.protocol.reader import read_file
+from edge.protocol.read_strategy import read_file
 from edge.sim.card import CardLeftField, SimSmFault, VirtualCard
 from edge.sim.model import Quirks, SimCardSpec, dg_fid
 from edge.sim.runner import DEMO_COM, demo_spec

@@ -18,7 +18,7 @@ from edge.protocol.access.bac import BacKeys, perform_bac
 from edge.protocol.access.card_access import parse_security_infos
 from edge.protocol.access.policy import MrzKey
 from edge.protocol.apdu import CommandApdu, ResponseApdu
-from edge.protocol.reader import CHUNK_AES_SM, read_file
+from edge.protocol.read_strategy import CHUNK_AES_SM, read_file
 from edge.sim.chip_security import SimChipSecurity
 from edge.sim.model import FID_CARD_ACCESS, FID_COM, CardImage, ChipSecrets, SimCardSpec
 from edge.sim.runner import DEMO_ATR, SimulatedCard

@@ -35,7 +35,7 @@ from edge.protocol.lds.dg12 import Dg12, encode_dg12
 from edge.protocol.lds.dg14 import TAG_DG14
 from edge.protocol.lds.sod import encode_sod
 from edge.protocol.mrz import parse_mrz
-from edge.protocol.reader import ChunkMemory
+from edge.protocol.read_strategy import ChunkMemory
 from edge.protocol.verify.card import verify_chip
 from edge.protocol.verify.checks import (
     CHIP_AUTHENTICATION,

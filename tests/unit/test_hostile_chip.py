@@ -27,7 +27,7 @@ from edge.protocol.iso7816 import EMRTD_AID
 from edge.protocol.keys import load_public_key
 from edge.protocol.lds.dg14 import encode_dg14
 from edge.protocol.lds.sod import encode_sod
-from edge.protocol.reader import (
+from edge.protocol.read_strategy import (
     MAX_WRONG_LE_HINTS,
     PROBE_AFTER_REFUSALS,
     PROBE_AFTER_SHORT_ANSWERS,

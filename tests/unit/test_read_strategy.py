@@ -1,4 +1,4 @@
-"""The read strategy (edge/protocol/reader.py) against the real virtual-card logic, in process (no pcscd).
+"""The read strategy (edge/protocol/read_strategy.py) against the real virtual-card logic, in process (no pcscd).
 
 The VirtualCard *is* an ApduConnection (its ``send_and_receive`` runs the ISO 7816-4 file system), so these tests
 exercise the same card code the stack tests reach through pyscard -> pcscd -> vpcd. Counting is done by a thin
@@ -14,20 +14,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench.common_strategy import read_file_common_strategy
 from edge.errors import CardRemovedError, FileNotFoundOnCardError, LdsError, SecurityStatusError, StatusWordError
 from edge.protocol import crypto, tlv
 from edge.protocol.access.policy import AccessKey, CanKey, MrzKey, open_secure_channel
 from edge.protocol.apdu import ApduConnection, CommandApdu, ResponseApdu
 from edge.protocol.crypto import CipherSuite
 from edge.protocol.iso7816 import EMRTD_AID
-from edge.protocol.reader import (
+from edge.protocol.read_strategy import (
     CHUNK_AES_SM,
     ChunkMemory,
     file_id,
     file_name,
     odd_room,
     read_file,
-    read_file_common_strategy,
 )
 from edge.protocol.sm import SecureMessaging
 from edge.sim.card import VirtualCard

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from edge.errors import LdsError, StatusWordError, TlvError
+from edge.errors import LdsError, TlvError
 from edge.protocol import tlv
 from edge.protocol.apdu import LE_MAX_SHORT, ApduConnection, CommandApdu, ResponseApdu, status_error
 from edge.protocol.iso7816 import (
@@ -338,33 +338,3 @@ def _total_length(reader: _Reader, buffer: bytearray) -> int | None:
             raise LdsError(f"no valid TLV header: {exc}", what=reader.name, offset=exc.offset) from exc
         return None
     return value_offset + length
-
-
-def read_file_common_strategy(conn: ApduConnection, fid: int, *, chunk: int = CHUNK_AES_SM) -> bytes:
-    """The strategy most readers use: SELECT by FID, READ the 4-byte header, then fixed chunks.
-
-    Kept only as the benchmark's baseline for :func:`read_file` (one SELECT and one header read more per file).
-    """
-    name = f"EF {fid:04X}"
-    select = CommandApdu(0x00, INS_SELECT, 0x02, 0x0C, fid.to_bytes(2, "big"))
-    conn.send_and_receive(select).check(f"SELECT {name}")
-    header = _read_plain(conn, 0, 4, name)
-    try:
-        _tag, length, value_offset = tlv.read_header(header)
-    except TlvError as exc:
-        raise LdsError(f"no valid TLV header: {exc}", what=name, offset=exc.offset) from exc
-    total = value_offset + length
-    buffer = bytearray(header[:total])
-    while len(buffer) < total:
-        buffer += _read_plain(conn, len(buffer), min(chunk, total - len(buffer)), name)
-    return bytes(buffer)
-
-
-def _read_plain(conn: ApduConnection, offset: int, le: int, name: str) -> bytes:
-    if offset > MAX_B0_OFFSET:
-        raise LdsError("offset beyond READ BINARY B0", what=name, offset=offset)
-    command = CommandApdu(0x00, INS_READ_BINARY, offset >> 8, offset & 0xFF, le=le)
-    data = conn.send_and_receive(command).check(f"READ BINARY {name} offset {offset}", allow=(SW_WARNING_EOF,))
-    if not data:
-        raise StatusWordError(SW_WARNING_EOF, f"READ BINARY {name} offset {offset}", message="no data before EOF")
-    return data
