@@ -18,6 +18,7 @@ from edge.drivers.replay import ReplaySource, expand_paths, load_grey
 from edge.errors import QrFormatError
 from edge.logsetup import mask_id, mask_name, mask_text
 from edge.protocol.card_expiry import bac_key_candidates, expiry_date
+from edge.protocol.card_generation import card_words
 from edge.protocol.cccd_qr import CccdQr, parse_cccd_qr
 from edge.protocol.id_number import can_from_id
 
@@ -27,6 +28,7 @@ def qr_as_json(qr: CccdQr, *, show_pii: bool) -> dict[str, Any]:
     expiry = expiry_date(qr.date_of_birth, qr.date_of_issue)
     result: dict[str, Any] = {
         "format": qr.format,
+        "card": card_words(qr.generation).vi,
         "id_number": qr.id_number if show_pii else mask_id(qr.id_number),
         "old_id_number": None if qr.old_id_number is None else
         (qr.old_id_number if show_pii else mask_id(qr.old_id_number)),
@@ -36,6 +38,9 @@ def qr_as_json(qr: CccdQr, *, show_pii: bool) -> dict[str, Any]:
         "place_of_residence": qr.place_of_residence if show_pii else mask_text(qr.place_of_residence),
         "date_of_issue": qr.date_of_issue.isoformat(),
         "extra_fields": list(qr.extra_fields) if show_pii else [mask_text(f) for f in qr.extra_fields],
+        "cancelled_id_numbers": [n if show_pii else mask_id(n) for n in qr.cancelled_id_numbers],
+        "parent_names": [n if show_pii else mask_name(n) for n in qr.parent_names],
+        "unrecognised_extra_fields": list(qr.unrecognised_extra_fields),
         "computed_expiry": (expiry.isoformat() if show_pii else f"{expiry.year}-**-**") if expiry else None,
         "consistent": qr.consistent,
         "id_findings": [

@@ -105,3 +105,25 @@ def test_cli_qr_decode_masks_unless_asked(tmp_path: Path, capsys: pytest.Capture
 
     assert main(["qr", "decode", str(foreign)]) == 1
     assert "not an ID card QR code" in json.loads(capsys.readouterr().out)["error"]
+
+
+CARD_2024 = ("046215000321||Hoàng Gia Bảo|15062015|Nam|Tổ 5, Phường Phú Hội, TP. Huế|10092024|046015000321|"
+             "Hoàng Minh Trí|Đinh Thị Mỵ Lụa")
+
+
+def test_cli_qr_decode_reads_the_2024_card_both_decoders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The 2024 QR's extras survive both decoders, masked unless asked; the CAN is the ID's last six digits."""
+    card = tmp_path / "card2024.png"
+    frame = qr_photo(CARD_2024)
+    Image.frombytes("L", (frame.width, frame.height), frame.pixels).save(card)
+    for decoder in DECODERS:
+        assert main(["qr", "decode", "--decoder", decoder, str(card)]) == 0
+        masked = json.loads(capsys.readouterr().out)["qr"]
+        assert (masked["format"], masked["card"]) == ("2024", "Thẻ căn cước (2024)")
+        assert masked["cancelled_id_numbers"] == ["046*******21"]
+        assert masked["parent_names"] == ["H. M. T.", "Đ. T. M. L."]
+        assert masked["unrecognised_extra_fields"] == []
+        assert main(["qr", "decode", "--show-pii", "--decoder", decoder, str(card)]) == 0
+        clear = json.loads(capsys.readouterr().out)["qr"]
+        assert clear["parent_names"] == ["Hoàng Minh Trí", "Đinh Thị Mỵ Lụa"]
+        assert (clear["cancelled_id_numbers"], clear["can"]) == (["046015000321"], "000321")

@@ -251,3 +251,20 @@ def test_cli_qr_scan_reports_the_inconsistent_qr_with_its_findings(tmp_path: Pat
     assert event["event"] == "inconsistent_card"
     assert event["qr"]["consistent"] is False
     assert [f["code"] for f in event["qr"]["id_findings"]] == ["sex_mismatch"]
+
+
+@pytest.mark.parametrize("profile", ["card2024", "child"])
+def test_a_2024_card_qr_is_a_key_source(profile: str, tmp_path: Path) -> None:
+    """The 2024 QR (on the back, cancelled ID, a child's parents) gives a CARD event whose ID yields the CAN."""
+    from edge.protocol.id_number import can_from_id
+    from edge.sim.card_qr import card_qr_text
+    from edge.sim.profile import load_profile
+
+    person = load_profile(profile).person
+    events = _run([_save(tmp_path / "card.png", card_qr_text(person))] * 3, FakeClock())
+    assert [e.kind for e in events] == [ScanEventKind.CARD]
+    qr = events[0].qr
+    assert qr is not None
+    assert (qr.format, qr.generation, qr.unrecognised_extra_fields) == ("2024", "2024", ())
+    assert can_from_id(qr.id_number) == person.id_number[-6:]
+    assert qr.cancelled_id_numbers == ((person.cancelled_id_number,) if person.cancelled_id_number else ())
