@@ -46,7 +46,9 @@ Tree::
     │   └── TokenError                          a JWS/JWE that does not verify or decrypt
     │       ├── TokenSignatureError             well-formed, but the signature does not verify (forged)
     │       ├── TokenExpiredError               past its exp (or issued in the future)
-    │       └── UnknownKeyError                 its kid is not among the trusted keys
+    │       ├── UnknownKeyError                 its kid is not among the trusted keys
+    │       ├── DeviceCertificateError          its x5c certificate does not chain to the ward CA, or is revoked
+    │       └── ReceiptRefusedError             a gateway receipt refused (carries reason: unsigned, foreign...)
     ├── DeliveryError                           outbox / MQTT
     │   ├── OutboxFullError                     refuse new reads rather than drop old results
     │   ├── OutboxCorruptError                  the outbox database or its key is damaged
@@ -299,6 +301,24 @@ class UnknownKeyError(TokenError):
     def __init__(self, kid: str) -> None:
         super().__init__(f"unknown key id {kid!r}")
         self.kid = kid
+
+
+class DeviceCertificateError(TokenError):
+    """The device certificate a token carries (``x5c``) is not one the ward CA issued to that terminal and still
+    vouches for: another CA, a forged or altered certificate, expired, revoked, or naming another terminal."""
+
+    hint = "issue the terminal a certificate from this ward's CA: python -m provisioning device install"
+
+
+class ReceiptRefusedError(TokenError):
+    """A gateway receipt refused for ``reason`` (one of :attr:`REASONS`): the terminal keeps the results it names."""
+
+    REASONS = ("malformed", "unknown_key", "bad_signature", "expired", "replayed", "wrong_terminal")
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.detail = message
 
 
 class DeliveryError(EdgeError):

@@ -24,7 +24,6 @@ from typing import Any, Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from cryptography.x509 import load_pem_x509_certificate
@@ -35,7 +34,7 @@ from edge.protocol.jose import ES256 as ES256  # re-exported: the terminal's mod
 from edge.protocol.jose import MAX_TOKEN_JSON_BYTES as MAX_TOKEN_JSON_BYTES
 from edge.protocol.jose import b64url as b64url
 from edge.protocol.jose import b64url_decode as b64url_decode
-from edge.protocol.jose import json_bytes, json_object, sign_compact, split_compact, x5c_value
+from edge.protocol.jose import es256_signature, json_bytes, json_object, sign_compact, split_compact, x5c_value
 from edge.protocol.jose import jwk_to_public_key as jwk_to_public_key
 from edge.protocol.jose import key_id as key_id
 from edge.protocol.jose import public_jwk as public_jwk
@@ -50,7 +49,6 @@ DEFAULT_LEEWAY = 120
 RESULT_LATE_AFTER = 24 * 3600
 #: Largest time claim taken, in seconds either side of 1970 (SQLite's INTEGER): no clock says more.
 MAX_TIME_CLAIM = (1 << 63) - 1
-_COORD = 32  # P-256 coordinate / scalar length in bytes
 _json_bytes = json_bytes
 _json_object = json_object
 _split = split_compact
@@ -145,8 +143,7 @@ class KeySigner:
         return self._key.public_key()
 
     def sign(self, data: bytes) -> bytes:
-        r, s = decode_dss_signature(self._key.sign(data, ec.ECDSA(hashes.SHA256())))
-        return r.to_bytes(_COORD, "big") + s.to_bytes(_COORD, "big")
+        return es256_signature(self._key, data)
 
     def close(self) -> None:
         """Nothing to release: the key is only memory."""

@@ -21,6 +21,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from edge.errors import JsonError, TokenError, TokenSignatureError
 from edge.protocol.b64url import b64url_decode as strict_b64url_decode
@@ -100,6 +101,12 @@ def key_id(key: ec.EllipticCurvePublicKey) -> str:
 
 
 # --- compact JWS ---------------------------------------------------------------------------------------------------
+
+
+def es256_signature(key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
+    """The JWS form of an ES256 signature over ``data``: raw r||s, 64 bytes."""
+    r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
+    return r.to_bytes(_COORD, "big") + s.to_bytes(_COORD, "big")
 
 
 def sign_compact(header: Mapping[str, Any], claims: Mapping[str, Any], sign: Callable[[bytes], bytes]) -> str:
