@@ -188,7 +188,8 @@ def citizen_from(read: ChipRead, *, include_photo: bool) -> CitizenData:
         place_of_residence=dg13.place_of_residence, identifying_marks=dg13.identifying_marks,
         date_of_issue=day(DATE_OF_ISSUE, dg13.date_of_issue), date_of_expiry=day(DATE_OF_EXPIRY, dg13.date_of_expiry),
         old_id_number=dg13.old_id_number, father_name=dg13.father_name, mother_name=dg13.mother_name,
-        spouse_name=dg13.spouse_name, photo_jpeg_b64=photo,
+        spouse_name=dg13.spouse_name, place_of_birth_registration=dg13.place_of_birth_registration,
+        photo_jpeg_b64=photo,
     )  # fmt: skip
 
 

@@ -8,7 +8,8 @@ Versions: documents forbid unknown keys, so any new key needs a new ``schema_ver
 the older versions, because terminals hold signed results in their outbox for up to the token lifetime.
 Version 2 added ``active_auth``. Version 3 is the verdict ladder: ``verified_known_signer`` and
 ``intact_origin_unproven`` (which replaces ``verified_untrusted_issuer``, still accepted in versions 1 and 2), the
-``known_signer`` check status and the optional ``clock`` object (how far the terminal could trust its time).
+``known_signer`` check status and the optional ``clock`` object (how far the terminal could trust its time), and the
+citizen's optional ``place_of_birth_registration`` (printed on the 2024 thẻ căn cước; ``full`` profile only).
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class CitizenData(_Doc):
     father_name: str | None = Field(default=None, max_length=200)
     mother_name: str | None = Field(default=None, max_length=200)
     spouse_name: str | None = Field(default=None, max_length=200)
+    place_of_birth_registration: str | None = Field(default=None, max_length=500)  # 2024 cards; since version 3
     photo_jpeg_b64: str | None = Field(default=None, max_length=200_000)  # DG2 face, only on request
 
 
@@ -223,6 +225,9 @@ class ResultDocument(_Doc):
             raise ValueError("active_auth needs schema_version 2")
         if self.clock is not None and self.schema_version < 3:
             raise ValueError("clock needs schema_version 3")
+        if self.citizen is not None and self.citizen.place_of_birth_registration is not None \
+                and self.schema_version < 3:  # fmt: skip
+            raise ValueError("place_of_birth_registration needs schema_version 3")
         if any(check.reason == CLOCK_NOT_SYNCHRONISED for check in self.checks) and (
                 self.clock is None or self.clock.synchronised):
             raise ValueError("a check left undone for the clock needs a clock that says it is not synchronised")

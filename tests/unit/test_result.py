@@ -54,7 +54,8 @@ def test_residence_profile_adds_only_the_address() -> None:
 
 def test_full_profile_and_photo_on_request() -> None:
     assert "photo_jpeg_b64" not in _present(sample_result(ProcedureProfile.FULL))
-    assert _present(sample_result(ProcedureProfile.FULL, include_photo=True)) == set(CitizenData.model_fields)
+    assert _present(sample_result(ProcedureProfile.FULL, include_photo=True)) == set(CitizenData.model_fields) - {
+        "place_of_birth_registration"}  # the sample is a 2021 card: see the test of that field below
     assert _present(sample_result(ProcedureProfile.IDENTITY, include_photo=True)) == PROFILE_FIELDS[
         ProcedureProfile.IDENTITY] | {"photo_jpeg_b64"}
 
@@ -193,3 +194,18 @@ def test_a_check_left_for_the_clock_needs_an_unsynchronised_clock() -> None:
     with pytest.raises(ValidationError, match="left undone for the clock"):
         ResultDocument.model_validate({**data, "checks": [c.model_dump() for c in CLOCK_CHECKS],
                                        "clock": synced.model_dump(mode="json")})
+
+
+def test_place_of_birth_registration_is_a_full_profile_field_since_version_3() -> None:
+    """The 2024 card prints it; only ``full`` carries it, and an older document cannot (its schema had no such key)."""
+    from edge.protocol.result import PROFILE_FIELDS, ProcedureProfile
+
+    assert [profile for profile, fields in PROFILE_FIELDS.items() if "place_of_birth_registration" in fields] == [
+        ProcedureProfile.FULL]
+    document = sample_result()
+    assert document.citizen is not None
+    citizen = document.citizen.model_copy(update={"place_of_birth_registration": "Phường Thạch Thang, TP. Đà Nẵng"})
+    data = json.loads(document.model_copy(update={"citizen": citizen}).to_json())
+    assert ResultDocument.model_validate(data).citizen == citizen
+    with pytest.raises(ValidationError, match="place_of_birth_registration needs schema_version 3"):
+        ResultDocument.model_validate({**data, "schema_version": 2})
