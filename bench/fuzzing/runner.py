@@ -85,10 +85,10 @@ def _place(exc: BaseException) -> str:
     while isinstance(inner, IngestEscaped):
         inner = inner.inner
         frames = traceback.extract_tb(inner.__traceback__) or frames
-    for frame in reversed(frames):
-        path = frame.filename.replace(os.sep, "/")
-        for root in ("/edge/", "/bench/"):
-            if root in path:
+    for root in ("/edge/", "/bench/"):  # the project's code under test first, the harness only if nothing else
+        for frame in reversed(frames):
+            path = frame.filename.replace(os.sep, "/")
+            if root in path and not path.endswith("/fuzzing/runner.py"):
                 return f"{root[1:]}{path.split(root, 1)[1]}:{frame.lineno}"
     return f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"
 
