@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from edge.config import IndicatorConfig
-from hil_tests.conftest import LedWire, Rig
+from hil_tests.rig import LedWire, Rig
 
 COLOURS = ("green", "amber", "red")
 

@@ -16,7 +16,7 @@ from edge.drivers.base import FrameSource
 from edge.drivers.qrdecoders import make_decoder
 from edge.drivers.replay import ReplaySource
 from edge.protocol.cccd_qr import parse_cccd_qr
-from hil_tests.conftest import CameraSpec, Rig
+from hil_tests.rig import CameraSpec, Rig
 
 pytestmark = pytest.mark.hil
 

@@ -16,8 +16,8 @@ import pytest
 
 from edge.config import IndicatorConfig, parse_config
 from edge.daemon import doctor
-from hil_tests.conftest import Rig
 from hil_tests.readback import Probe, wired_indicators
+from hil_tests.rig import Rig
 
 pytestmark = pytest.mark.hil
 

@@ -17,7 +17,7 @@ from edge.protocol.verify.checks import CheckStatus, Verdict
 from edge.sim.card import VirtualCard
 from edge.sim.chip_security import SimChipSecurity
 from edge.sim.model import FID_CARD_ACCESS
-from hil_tests.conftest import HIL_DIR, RigFileError, load_rig
+from hil_tests.rig import HIL_DIR, RigFileError, load_rig
 
 VIRTUAL_RIG = HIL_DIR / "virtual-rig.toml"
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from edge.drivers.leds import PATTERNS, Beep, Indicators, Light
-from hil_tests.conftest import Rig
 from hil_tests.readback import COLOURS, Probe, sense, wired_indicators
+from hil_tests.rig import Rig
 
 pytestmark = pytest.mark.hil
 

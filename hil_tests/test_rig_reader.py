@@ -23,7 +23,7 @@ from edge.protocol.read_strategy import read_file
 from edge.protocol.verify.card import verify_chip
 from edge.protocol.verify.checks import CheckStatus, Verdict
 from edge.protocol.verify.trust import TrustStore
-from hil_tests.conftest import Rig, TestCard
+from hil_tests.rig import Rig, TestCard
 
 pytestmark = pytest.mark.hil
 

@@ -37,8 +37,8 @@ from edge.files import write_private
 from edge.office.receiver import Outcome, Receiver, ResultStore
 from edge.protocol.cccd_qr import parse_cccd_qr
 from edge.protocol.verify.checks import Verdict
-from hil_tests.conftest import BrokerAccess, CameraSpec, Rig, TestCard
 from hil_tests.readback import Probe, sense
+from hil_tests.rig import BrokerAccess, CameraSpec, Rig, TestCard
 
 pytestmark = pytest.mark.hil
 

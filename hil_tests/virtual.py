@@ -33,7 +33,7 @@ from edge.sim.pki import load_or_create_pki
 from edge.sim.profile import load_profile
 from edge.sim.runner import SimulatedCard
 from edge.sim.stack import READER_NAMES, PcscStack
-from hil_tests.conftest import LedWire, Rig, RigFileError, TestCard
+from hil_tests.rig import LedWire, Rig, RigFileError, TestCard
 from tests.fixtures.pcsc import wait_for_presence
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ def sim_trust_store() -> TrustStore:
 
 def qr_photos(profiles: Sequence[str], folder: Path, seed: int = 2026) -> list[Path]:
     """One seeded 640x480 photograph (perspective, rotation, no degradation) of each profile's card QR."""
-    from bench.qr_synth import HEIGHT, WIDTH, render
+    from edge.sim.qr_frames import HEIGHT, WIDTH, render
 
     rng = random.Random(seed)
     paths: list[Path] = []
