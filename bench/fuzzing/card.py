@@ -56,7 +56,7 @@ READ_DEADLINE_S = 20.0
 #: Genuine profiles whose chip opens with the CAN and reads to the end without real delays.
 CHIP_PROFILES = ("default", "child", "elderly", "married", "long-address", "young", "quirk-small-le",
                  "quirk-no-sfi", "quirk-eof-6282", "quirk-no-extended", "quirk-naked-errors", "quirk-pace-only",
-                 "quirk-small-le-6b00")  # fmt: skip
+                 "quirk-small-le-6b00", "card2024", "quirk-one-short-answer")  # fmt: skip
 
 SW_CHOICES = (0x6100, 0x6101, 0x61FF, 0x6C00, 0x6C01, 0x6CFF, 0x6282, 0x6283, 0x6700, 0x6B00, 0x6A82, 0x6982,
               0x6A86, 0x6986, 0x6A81, 0x6F00, 0x6987, 0x6988, 0x9000, 0x6300, 0x63C1, 0x6581, 0x6D00, 0x6E00,
