@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge.errors import DemoError
 from edge.logsetup import mask_id, mask_name, mask_text
+from edge.protocol.card_generation import card_words, generation_of_result
 from edge.protocol.verify.checks import VERDICT_WORDS, VerdictWords
 
 if TYPE_CHECKING:
@@ -212,6 +213,7 @@ def _summary(env: DemoEnvironment, delivered: Delivered, timeline: Timeline, wal
         "verdict_words": None,
         "indicator": timeline.indicator,
         "checks": [],
+        "card": None,
         "citizen": None,
         "timings_ms": timeline.milliseconds(),
         "terminal_states": timeline.states,
@@ -227,6 +229,8 @@ def _summary(env: DemoEnvironment, delivered: Delivered, timeline: Timeline, wal
         summary["read"] = {"apdus": doc.timing.apdu_count, "read_ms": doc.timing.read_ms,
                            "verify_ms": doc.timing.verify_ms, "qr_used": doc.qr.used}
         summary["terminal"] = {"id": result.iss, "ward": doc.ward_code, "profile": doc.procedure_profile.value}
+        generation = generation_of_result(doc.citizen.date_of_issue if doc.citizen else None, doc.qr.format)
+        summary["card"] = {"generation": generation, **asdict(card_words(generation))}
         if doc.citizen is not None:
             citizen = doc.citizen
             summary["citizen"] = {
@@ -254,6 +258,8 @@ def _print_human(summary: dict[str, Any]) -> None:
     for check in summary["checks"]:
         mark = {"passed": "ok  ", "failed": "FAIL"}.get(check["status"], "--  ")
         print(f"  {mark} {check['name']:<24} {check['status']}" + (f": {check['reason']}" if check["reason"] else ""))
+    if summary["card"] is not None:
+        print(f"card: {summary['card']['vi']} ({summary['card']['en']})")
     citizen = summary["citizen"]
     if citizen is not None:
         print(f"citizen: {citizen['full_name']}, ID {citizen['id_number']}, born {citizen['year_of_birth']}, "

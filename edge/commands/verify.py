@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from edge.daemon.signing import load_private_key
 from edge.errors import TokenError
 from edge.office.verify import check_active_auth, load_keys, verify_result
 from edge.protocol.access.active_auth import CHALLENGE_LENGTH
+from edge.protocol.card_generation import card_words, generation_of_result
 
 
 def register(subparsers: Any) -> None:
@@ -63,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
     result = verify_result(token.strip(), keys, args.now if args.now is not None else int(time.time()),
                            decrypt_key=decrypt_key)
     output: dict[str, Any] = {"valid": True, **result.summary()}
+    document = result.document
+    generation = generation_of_result(document.citizen.date_of_issue if document.citizen else None,
+                                      document.qr.format)  # fmt: skip
+    output["card"] = {"generation": generation, **asdict(card_words(generation))}  # no personal data
     active_auth = check_active_auth(result.document, args.aa_challenge) if args.aa_challenge else None
     if active_auth is not None:
         output["active_auth"] = active_auth.as_dict()

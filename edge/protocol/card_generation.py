@@ -33,6 +33,7 @@ CARD_WORDS: dict[Generation | None, CardWords] = {
     None: CardWords("CCCD / thẻ căn cước", "chip identity card, date of issue unknown"),
 }
 
+_QR_FORMATS: dict[str, Generation] = {"cccd2021": "2021", "cccd2024": "2024"}
 _PRINTED_DATE = re.compile(r"^\s*([0-9]{1,2})[/.-]([0-9]{1,2})[/.-]([0-9]{4})\s*$")
 
 
@@ -52,6 +53,12 @@ def generation_of_printed(date_of_issue: str | None) -> Generation | None:
         return generation_of(date(year, month, day))
     except ValueError:
         return None
+
+
+def generation_of_result(date_of_issue: str | None, qr_format: str | None) -> Generation | None:
+    """The generation a result document shows: by the chip's date of issue (as printed), else by the layout of the
+    QR used (``cccd2021``/``cccd2024``, the QR's own claim: only when the chip said nothing)."""
+    return generation_of_printed(date_of_issue) or _QR_FORMATS.get(qr_format or "")
 
 
 def card_words(generation: Generation | None) -> CardWords:

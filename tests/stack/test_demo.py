@@ -101,7 +101,24 @@ def test_default_card_is_verified_end_to_end_and_nothing_is_left_running() -> No
     assert steps["qr_seen"] <= steps["card_read"] <= steps["verified"] <= steps["delivered"]
     assert summary["citizen"]["full_name"] == "N. V. A."
     assert summary["citizen"]["id_number"] == "079*******45"
+    assert (summary["card"]["generation"], summary["card"]["vi"]) == ("2021", "CCCD (2021)")
     for secret in PERSONAL:
+        assert secret not in output
+    _assert_cleaned_up(summary)
+
+
+def test_a_2024_card_runs_end_to_end_named_as_the_new_card() -> None:
+    """The thẻ căn cước: its QR (on the back, with a cancelled ID) gives the CAN, the chip verifies, the QR agrees with
+    DG13 on the fields both carry (the cancelled ID among them) and the officer sees which card it is."""
+    code, summary, output = _demo("--profile", "card2024")
+    assert code == 0, output
+    assert (summary["ok"], summary["verdict"], summary["indicator"]) == (True, "verified", "success")
+    assert summary["read"]["qr_used"] is True
+    assert (summary["card"]["generation"], summary["card"]["vi"]) == ("2024", "Thẻ căn cước (2024)")
+    qr_check = next(check for check in summary["checks"] if check["name"] == "qr_vs_dg13")
+    assert qr_check["status"] == "passed"
+    assert "cancelled ID number" in qr_check["reason"]
+    for secret in ("048190006789", "048090006789", "Phan Thị Mỹ Duyên", "Thạch Thang", "201234567"):
         assert secret not in output
     _assert_cleaned_up(summary)
 

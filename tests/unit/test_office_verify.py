@@ -88,6 +88,7 @@ def test_cli_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (printed["valid"], printed["seq"], printed["result"]["citizen"]["id_number"]) == (True, 9, "079203012345")
     assert (printed["verdict"], printed["rung"]) == ("verified", "verified")
     assert printed["verdict_words"] == asdict(VERDICT_WORDS[Verdict.VERIFIED])
+    assert (printed["card"]["generation"], printed["card"]["vi"]) == ("2021", "CCCD (2021)")  # issued 15/04/2021
     assert main(["verify", str(result), "--cert", str(pem), "--now", str(NOW)]) == 1
     assert "no ward decryption key" in capsys.readouterr().err
     assert main(["verify", str(tmp_path / "absent"), "--cert", str(pem)]) == 1
