@@ -182,8 +182,10 @@ _QUIRKS = ({"max_le": 0xA0}, {"extended_length": False}, {"no_sfi": True}, {"eof
            {"wrong_le_hint": True, "extended_length": False}, {"naked_errors": True},
            {"eof_warning_on_last_chunk": True})  # fmt: skip
 SIGNERS = ("rogue", "rogue_keyid", "untrusted", "expired")
-#: Signers whose re-signed card may end "intact, origin not proven": nothing in the store vouches for them.
-UNPROVABLE_SIGNERS = frozenset({"untrusted"})
+#: Per trust store, the signers whose re-signed card may end "intact, origin not proven": nothing in the store
+#: vouches for them. Under the test CSCA a rogue DS naming that CSCA must fail outright (its name is installed);
+#: with only a DS pinned, nothing installed names its issuer.
+UNPROVABLE_SIGNERS = {"csca": frozenset({"untrusted"}), "known_ds": frozenset({"untrusted", "rogue", "rogue_keyid"})}
 
 
 def _weighted(rng: random.Random, items: Sequence[tuple[int, int]]) -> int:
@@ -209,7 +211,7 @@ def generate(rng: random.Random, cards: Mapping[str, GenuineCard], pool: Sequenc
         "profile": name, "level": level, "seed": rng.randrange(2**32),
         "request": {"photo": photo, "key": "mrz" if rng.random() < 0.2 else "can", "bac": rng.random() < 0.2},
         "transport": "t0" if rng.random() < 0.2 else "direct", "quirks": {}, "files": {}, "resign": None,
-        "wire": [], "lies": [],
+        "wire": [], "lies": [], "trust": "known_ds" if rng.random() < 0.25 else "csca",
     }  # fmt: skip
     if scenario["transport"] == "t0":  # a T=0-style card: answers in pieces, 61xx (read_chip's chaining collects them)
         scenario["quirks"]["response_chunk"] = rng.choice((32, 128, 200, 254))
@@ -569,7 +571,7 @@ def run(scenario: Mapping[str, Any], card: GenuineCard, pki: SimPki, trust: Trus
         differs.append("EF.SOD content")
     if not differs:
         return ReadOutcome("accepted")
-    if scenario["resign"] in UNPROVABLE_SIGNERS and not _proves_origin(report.verdict):
+    if scenario["resign"] in UNPROVABLE_SIGNERS[scenario.get("trust", "csca")] and not _proves_origin(report.verdict):
         return ReadOutcome("expected", f"{report.verdict.value} on a card re-signed by a {scenario['resign']} DS")
     return ReadOutcome("false_accept", f"verdict {report.verdict.value} but {', '.join(differs)} differ from the "
                                        f"genuine card's (re-signed by: {scenario['resign']})")

@@ -62,10 +62,19 @@ from edge.protocol.lds.dg13 import encode_dg13, parse_dg13
 from edge.protocol.lds.dg14 import encode_dg14, parse_dg14
 from edge.protocol.lds.dg15 import encode_dg15, parse_dg15
 from edge.protocol.lds.sod import parse_sod
-from edge.protocol.result import ActiveAuthEvidence, ProcedureProfile, ResultDocument
+from edge.protocol.result import (
+    ActiveAuthEvidence,
+    CitizenData,
+    ProcedureProfile,
+    QrUsage,
+    ReadTiming,
+    ResultDocument,
+    make_result,
+)
+from edge.protocol.result import Check as DocumentCheck
 from edge.protocol.sm import SecureMessaging, SessionKeys, protect_command, protect_response, unprotect_command
 from edge.protocol.verify.certs import parse_certificate
-from edge.protocol.verify.checks import Verdict, decide
+from edge.protocol.verify.checks import CheckStatus, Verdict, decide
 from edge.protocol.verify.cms import find_signer_certificate, parse_signed_data, verify_signer
 from edge.protocol.verify.crosscheck import check_id_structure, crosscheck_mrz_dg13, crosscheck_qr_dg13
 from edge.protocol.verify.masterlist import ID_CSCA_MASTER_LIST, ID_MASTER_LIST_SIGNING_KEY, verify_master_list
@@ -77,7 +86,6 @@ from edge.sim.card_qr import card_qr_text
 from edge.sim.model import FID_CARD_ACCESS, FID_COM, FID_SOD, dg_fid
 from edge.sim.pki import SimPki, load_or_create_pki
 from edge.sim.profile import load_profile
-from tests.result_helpers import sample_result
 
 from . import card as hostile_card
 from .mutate import Node, donor_nodes, how_many, mutate, mutate_bytes, mutate_json
@@ -220,6 +228,7 @@ class Corpus:
     ds_lists: tuple[tuple[dict[str, Any], str], ...]  # claims, token (ward key, province key)
     province: ec.EllipticCurvePrivateKey
     results: tuple[tuple[dict[str, Any], str], ...]  # claims, token (JWS or JWE)
+    known_ds_trust: TrustStore | None = None  # no CSCA, the test DS pinned: the "known Document Signer" rung
     runtime_root: Path | None = None  # where workers make their directories (the campaign removes it)
     genuine_dg13: Any = None
     genuine_mrz: Any = None
@@ -252,6 +261,28 @@ class Corpus:
                               decrypt_key=self.ward, aa_challenges={AA_REQUEST_ID: AA_CHALLENGE})  # fmt: skip
         return Runtime(directory, store, frozenset(p.name for p in store_dir.iterdir()), directory / "offered",
                        commands, results)  # fmt: skip
+
+
+#: A fictitious citizen with every field filled, so each profile filter has something to remove.
+_CITIZEN = CitizenData(
+    id_number="079203012345", full_name="Nguyễn Văn An", date_of_birth="01/02/2003", sex="Nam",
+    nationality="Việt Nam", ethnicity="Kinh", religion="Không", place_of_origin="Quận 1, TP. Hồ Chí Minh",
+    place_of_residence="12 Đường Số 3, Phường Bến Nghé, Quận 1, TP. Hồ Chí Minh", identifying_marks="Nốt ruồi",
+    date_of_issue="15/04/2021", date_of_expiry="01/02/2028", old_id_number="123456789",
+    father_name="Nguyễn Văn Bình", mother_name="Trần Thị Cúc", spouse_name="Lê Thị Dung", photo_jpeg_b64="/9j/4AAQ",
+)  # fmt: skip
+
+
+def _sample_result(profile: ProcedureProfile = ProcedureProfile.IDENTITY, *, verdict: Verdict = Verdict.VERIFIED,
+                   request_id: str | None = None, active_auth: ActiveAuthEvidence | None = None) -> ResultDocument:
+    status = CheckStatus.FAILED if verdict is Verdict.FAILED else CheckStatus.PASSED
+    checks = (DocumentCheck(name="sod_signature", status=status),
+              DocumentCheck(name="dg_hashes", status=CheckStatus.PASSED),
+              DocumentCheck(name="active_authentication", status=CheckStatus.NOT_SUPPORTED, reason="no DG15"))
+    return make_result(terminal_id=TERMINAL_ID, ward_code=WARD_CODE, profile=profile, verdict=verdict, checks=checks,
+                       citizen=_CITIZEN, qr=QrUsage(used=True, format="cccd2021"),
+                       timing=ReadTiming(apdu_count=15, read_ms=2100), completed_at=NOW, request_id=request_id,
+                       active_auth=active_auth)  # fmt: skip
 
 
 def _document_claims(document: ResultDocument, seq: int) -> dict[str, Any]:
@@ -366,9 +397,8 @@ def build_corpus(pki_dir: Path | None = None, *, profiles: Sequence[str] = hosti
     chip_key = ec.generate_private_key(ec.BrainpoolP256R1())
     evidence = ActiveAuthEvidence(challenge=AA_CHALLENGE, signature=sign_active_auth(chip_key, AA_CHALLENGE),
                                   public_key_spki=explicit_spki(chip_key.public_key()))  # fmt: skip
-    with_aa = ResultDocument.model_validate({**json.loads(sample_result().to_json()), "request_id": AA_REQUEST_ID,
-                                             "active_auth": json.loads(evidence.model_dump_json())})  # fmt: skip
-    documents = (sample_result(), sample_result(ProcedureProfile.RESIDENCE, verdict=Verdict.FAILED), with_aa)
+    documents = (_sample_result(), _sample_result(ProcedureProfile.RESIDENCE, verdict=Verdict.FAILED),
+                 _sample_result(request_id=AA_REQUEST_ID, active_auth=evidence))  # fmt: skip
     result_tokens = []
     for seq, document in enumerate(documents, start=1):
         claims = {**_document_claims(document, seq), "kid": terminal.kid}
@@ -383,6 +413,7 @@ def build_corpus(pki_dir: Path | None = None, *, profiles: Sequence[str] = hosti
     return Corpus(pki, trust, cards, samples, pool, donors, genuine_encap, trust_files, genuine_tbs, sm_keys,
                   tuple(responses), tuple(commands), terminal, ward, command_tokens, ds_lists, province,
                   tuple(result_tokens),
+                  known_ds_trust=TrustStore.from_der([], known_signers=[pki.ds.certificate.public_bytes(Encoding.DER)]),
                   genuine_dg13=parse_dg13(first.data_groups[13]),
                   genuine_mrz=parse_dg1(first.data_groups[1]).mrz)  # fmt: skip
 
@@ -782,7 +813,8 @@ def _chip(level: str) -> Target:
         return hostile_card.generate(rng, corpus.cards, corpus.pool, corpus.donors, level)
 
     def run(scenario: Mapping[str, Any], corpus: Corpus) -> Outcome:
-        outcome = hostile_card.run(scenario, corpus.cards[scenario["profile"]], corpus.pki, corpus.trust)
+        trust = corpus.known_ds_trust if scenario.get("trust") == "known_ds" else corpus.trust
+        outcome = hostile_card.run(scenario, corpus.cards[scenario["profile"]], corpus.pki, trust)
         return Outcome(outcome.status, outcome.detail)
 
     return Target(f"chip_{level}", 1.0, generate, run)
@@ -809,8 +841,8 @@ def genuine_inputs(corpus: Corpus) -> dict[str, list[Any]]:
     for level in ("wire", "lies"):
         inputs[f"chip_{level}"] = [
             {"profile": c.name, "level": level, "seed": 1, "request": {"photo": True, "key": "can", "bac": False},
-             "transport": "direct", "quirks": {}, "files": {}, "resign": None, "wire": [], "lies": []}
-            for c in cards
+             "transport": "direct", "quirks": {}, "files": {}, "resign": None, "wire": [], "lies": [], "trust": trust}
+            for c in cards for trust in ("csca", "known_ds")
         ]  # fmt: skip
     return inputs
 
