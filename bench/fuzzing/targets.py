@@ -228,7 +228,7 @@ class Corpus:
     ds_lists: tuple[tuple[dict[str, Any], str], ...]  # claims, token (ward key, province key)
     province: ec.EllipticCurvePrivateKey
     results: tuple[tuple[dict[str, Any], str], ...]  # claims, token (JWS or JWE)
-    known_ds_trust: TrustStore | None = None  # no CSCA, the test DS pinned: the "known Document Signer" rung
+    known_ds_trust: TrustStore = field(default_factory=TrustStore)  # no CSCA, the test DS pinned: known-DS rung
     runtime_root: Path | None = None  # where workers make their directories (the campaign removes it)
     genuine_dg13: Any = None
     genuine_mrz: Any = None
