@@ -1,4 +1,4 @@
-"""``python -m provisioning``: ward-ca init|sign|command-key, device init|install|rotate, gateway init, broker-kit,
+"""``python -m provisioning``: ward-ca init|sign|command-key|revoke, device init|install|rotate, gateway init, broker-kit,
 ds-list sign. Prints what it did; exit 1 on refusal."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from edge.errors import EdgeError
 from provisioning import broker_kit, device, ds_list, gateway, ward_ca
 from provisioning.files import resolve_owner, write_atomic
-from provisioning.pki import GatewayIdentity, TerminalIdentity
+from provisioning.pki import GatewayIdentity, TerminalIdentity, load_certificate
 
 SERVICE_USER = "cccd-edge"
 
@@ -62,6 +62,17 @@ def _ward_sign(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ward_revoke(args: argparse.Namespace) -> int:
+    ca = ward_ca.load_ward_ca(args.dir)
+    serials = [*args.serial, *(load_certificate(path).serial_number for path in args.cert)]
+    path, crl = ward_ca.revoke(ca, args.dir, serials, days=args.days)
+    print(f"{len(serials)} added; {len(list(crl))} revoked in all; CRL {path} good until "
+          f"{crl.next_update_utc:%Y-%m-%d}" if crl.next_update_utc else f"CRL {path}")
+    print(f"copy {path} to every gateway (crl in gateway.toml): results signed under a revoked certificate are "
+          "quarantined")
+    return 0
+
+
 def _gateway_init(args: argparse.Namespace) -> int:
     result = gateway.init_gateway(args.dir, GatewayIdentity(args.name, args.ward))
     print(f"{'created' if result.created else 'kept existing'} key {result.key}")
@@ -73,7 +84,8 @@ def _broker_kit(args: argparse.Namespace) -> int:
     sizing = broker_kit.QueueSizing(terminals=args.terminals, reads_per_hour=args.reads_per_hour,
                                     outage_hours=args.outage_hours)
     options = broker_kit.KitOptions(
-        hosts=tuple(args.host), gateways=tuple(args.gateway or ("office-1",)), port=args.port, bind=args.bind,
+        hosts=tuple(args.host), gateways=tuple(args.gateway or ("office-1",)), shut_out=tuple(args.shut_out),
+        port=args.port, bind=args.bind,
         install_dir=args.install_dir, persistence_dir=args.persistence_dir, topic_prefix=args.topic_prefix,
         sizing=sizing, days=args.days, user=args.user or None,
     )
@@ -185,6 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
                       "results at the broker")
     sign.set_defaults(func=_ward_sign)
 
+    revoke = ward_cmds.add_parser("revoke", help="revoke terminal (or gateway) certificates: add them to the ward's "
+                                  "CRL (ward-ca.crl) and sign it again; with none given, only re-sign it")
+    revoke.add_argument("--dir", type=Path, default=Path("ward-ca"))
+    revoke.add_argument("--cert", type=Path, action="append", default=[], help="a certificate to revoke (PEM/DER)")
+    revoke.add_argument("--serial", type=int, action="append", default=[], help="a serial number to revoke")
+    revoke.add_argument("--days", type=int, default=ward_ca.CRL_DAYS, help="days until the CRL's next update")
+    revoke.set_defaults(func=_ward_revoke)
+
     dev = sides.add_parser("device", help="terminal side: key, CSR, install")
     dev_cmds = dev.add_subparsers(dest="action", required=True)
     owner_help = "owner of the key and group of the config ('auto': cccd-edge when run as root and it exists)"
@@ -228,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="DNS name or address terminals use for the broker (repeatable; the certificate's names)")
     kit.add_argument("--gateway", action="append", metavar="NAME",
                      help="gateway instance allowed to read the ward (repeatable; default office-1)")
+    kit.add_argument("--shut-out", action="append", default=[], metavar="TERMINAL_ID",
+                     help="a terminal whose certificate still verifies but may publish and read nothing (repeatable; "
+                     "apply with systemctl reload mosquitto)")
     kit.add_argument("--port", type=int, default=8883)
     kit.add_argument("--bind", help="listen address (default: every interface)")
     kit.add_argument("--install-dir", type=Path, default=broker_kit.DEFAULT_INSTALL_DIR,

@@ -131,6 +131,7 @@ class QueueSizing:
 class KitOptions:
     hosts: tuple[str, ...]  # DNS names / addresses terminals use for the broker (mqtt.host): the certificate's SANs
     gateways: tuple[str, ...] = ("office-1",)  # gateway instance names (CN gateway:<name>), one certificate each
+    shut_out: tuple[str, ...] = ()  # terminal ids that may do nothing any more (see render_acl)
     port: int = 8883
     bind: str | None = None  # listen address; None: every interface
     install_dir: Path = DEFAULT_INSTALL_DIR
@@ -169,13 +170,15 @@ class KitResult:
     sizing: QueueSizing
 
 
-def render_acl(ward_code: str, gateway_users: Sequence[str], *,
-               topic_prefix: str = DEFAULT_TOPIC_PREFIX) -> str:
+def render_acl(ward_code: str, gateway_users: Sequence[str], *, topic_prefix: str = DEFAULT_TOPIC_PREFIX,
+               shut_out: Sequence[str] = ()) -> str:
     """The ACL file: every terminal confined to its own topics by ``%u`` (its certificate's CN), each gateway user
     allowed the whole ward's results/status/events and its terminals' commands and receipts.
 
     ``gateway_users`` are MQTT user names as the broker sees them (``gateway:<name>`` for a ward CA certificate;
-    the demo's office certificate is plain ``office``).
+    the demo's office certificate is plain ``office``). ``shut_out`` lists terminals whose certificates still
+    verify but must no longer publish or read anything (a lost terminal, until the ward CA can revoke): their own
+    ``deny`` entries are checked before the patterns.
     """
     TerminalIdentity("acl", ward_code)  # the ward code is a safe topic level
     base = f"{topic_prefix}/{ward_code}"
@@ -187,6 +190,10 @@ def render_acl(ward_code: str, gateway_users: Sequence[str], *,
         *(f"pattern write {base}/%u/{leaf}" for leaf in TERMINAL_WRITES),
         *(f"pattern read {base}/%u/{leaf}" for leaf in TERMINAL_READS),
     ]
+    for terminal in shut_out:
+        TerminalIdentity(terminal, ward_code)
+        lines += ["", f"# Shut out: {terminal} (its certificate still verifies; it may do nothing).",
+                  f"user {terminal}", "topic deny #"]
     for user in gateway_users:
         lines += [
             "",
@@ -354,7 +361,7 @@ def build_kit(ward_ca_dir: Path, out: Path, options: KitOptions, *, now: dt.date
         cert = issue_server_certificate(ca, key.public_key(), options.hosts, days=options.days, now=now)
         write_atomic(out / SERVER_CERT, cert.public_bytes(serialization.Encoding.PEM), KIT_FILE_MODE)
     write_atomic(out / CA, ca.cert.public_bytes(serialization.Encoding.PEM), KIT_FILE_MODE)
-    acl = render_acl(ca.ward_code, gateway_users, topic_prefix=options.topic_prefix)
+    acl = render_acl(ca.ward_code, gateway_users, topic_prefix=options.topic_prefix, shut_out=options.shut_out)
     write_atomic(out / ACL, acl.encode("utf-8"), KIT_FILE_MODE)
     write_atomic(out / CONF, render_config(ca.ward_code, options).encode("utf-8"), KIT_FILE_MODE)
     return KitResult(out, ca.ward_code, gateway_users, issued, key_created, options.sizing)

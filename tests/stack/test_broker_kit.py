@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.daemon import signing
-from edge.daemon.mqtt import MqttSettings, ResultPublisher, Topics
+from edge.daemon.mqtt import MqttSettings, ResultPublisher, Topics, close_loop_sockets
 from edge.daemon.outbox import Outbox
 from provisioning import broker_kit, device, gateway, ward_ca
 from provisioning.__main__ import main as provisioning_main
@@ -134,6 +136,7 @@ class Peer:
         self._subacks: dict[int, list[ReasonCode]] = {}
         self._connack: ReasonCode | None = None
         self._changed = threading.Condition()
+        self._closed = False
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"peer-{identity.username}",
                                   protocol=mqtt.MQTTv5)
         self.client.tls_set(ca_certs=str(ward.ca), certfile=str(identity.cert), keyfile=str(identity.key))
@@ -201,8 +204,12 @@ class Peer:
         return [(t, p) for t, p, _ in self.messages]
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self.client.disconnect()
         self.client.loop_stop()
+        close_loop_sockets(self.client)
 
 
 @pytest.fixture
@@ -286,6 +293,48 @@ def test_gateway_reads_the_ward_and_writes_commands_and_receipts(ward: Ward, pee
     # The gateway cannot speak for a terminal: results are the terminals' word.
     assert office.publish(topic("T-A", "result"), b"forged by the gateway") == NOT_AUTHORIZED
     assert office.publish(topic("T-A", "status"), b"forged", retain=True) == NOT_AUTHORIZED
+
+
+def _reload_until(broker: MosquittoBroker, acl: Path, text: str, probe: Callable[[], bool]) -> None:
+    """Write the ACL, SIGHUP mosquitto (what systemctl reload does), and probe until the new rules are in force."""
+    acl.write_text(text, encoding="utf-8")
+    assert broker.pid is not None
+    os.kill(broker.pid, signal.SIGHUP)
+    for _ in range(200):
+        if probe():
+            return
+        time.sleep(0.05)
+    raise AssertionError("mosquitto did not apply the new ACL")
+
+
+def test_a_shut_out_terminal_may_do_nothing(ward: Ward, peers: Callable[..., Peer]) -> None:
+    """broker-kit --shut-out: the terminal's own deny entry is checked before the patterns; a reload applies it to
+    a terminal already connected, and a command sent meanwhile is dropped, not kept for later."""
+    broker = ward.broker()
+    acl = ward.kit / broker_kit.ACL
+    office, a, b = peers(ward.gateway), peers(ward.a), peers(ward.b)
+    assert office.subscribe(f"{PREFIX}/{WARD}/+/result") == GRANTED_QOS1
+    assert a.subscribe(topic("T-A", "cmd")) == GRANTED_QOS1
+    assert a.publish(topic("T-A", "result"), b"before") == 0
+    probes: dict[bytes, int] = {}  # payload -> PUBACK reason, while the reload takes effect
+
+    def probe() -> bool:
+        payload = f"probe {len(probes)}".encode()
+        probes[payload] = a.publish(topic("T-A", "result"), payload)
+        return probes[payload] == NOT_AUTHORIZED
+
+    _reload_until(broker, acl, broker_kit.render_acl(WARD, [ward.gateway.username], shut_out=["T-A"]), probe)
+    assert office.publish(topic("T-A", "cmd"), b"sent while shut out") == 0  # the gateway's publish is fine ...
+    assert b.publish(topic("T-B", "result"), b"B is unaffected") == 0
+    office.wait_for((topic("T-B", "result"), b"B is unaffected"))
+    _reload_until(broker, acl, broker_kit.render_acl(WARD, [ward.gateway.username]),
+                  lambda: a.publish(topic("T-A", "result"), b"after") == 0)
+    assert office.publish(topic("T-A", "cmd"), b"barrier") == 0
+    # ... but T-A never got it: only the command after it was let back in arrives.
+    assert a.wait_for((topic("T-A", "cmd"), b"barrier")) == [(topic("T-A", "cmd"), b"barrier")]
+    results = [p for t, p in office.wait_for((topic("T-A", "result"), b"after")) if t == topic("T-A", "result")]
+    accepted = {payload for payload, reason in probes.items() if reason == 0}
+    assert set(results) == {b"before", b"after", *accepted}  # nothing refused got through
 
 
 def _refused(ward: Ward, cert: Path | None, key: Path | None) -> bool:
