@@ -5,7 +5,9 @@ SimChipSecurity) and verified by verify_chip against the simulator PKI's CSCA. A
 and nothing else: every other check passes, so the officer and the office learn *which* link broke. Only
 ``ds_revocation`` stays ``not_performed`` (no CRL is installed) and ``ds_chain`` is ``issuer_not_trusted`` where
 the issuer is unknown. The QR shown with each chip forgery is the one the forger would print to match his chip, so
-``qr_vs_dg13`` passes too; the QR forgeries pair a genuine chip with another person's or an altered QR.
+``qr_vs_dg13`` passes too; the QR forgeries pair a genuine chip with another person's or an altered QR, or show the
+QR the profile itself prints (``qr_overrides``: a doctored sticker). The 2024 thẻ căn cước runs alongside the 2021
+CCCD: both stay valid at the counter.
 """
 
 from __future__ import annotations
@@ -71,7 +73,12 @@ def altered_qr(profile: CardProfile) -> CccdQr:
     return dataclasses.replace(card_qr(profile.person), place_of_residence=ALTERED_RESIDENCE)
 
 
-QRS = {"matching": matching_qr, "another person": another_persons_qr, "altered": altered_qr}
+def printed_qr(profile: CardProfile) -> CccdQr:
+    """The QR the profile's card carries, doctored where its ``qr_overrides`` say."""
+    return card_qr(profile.qr_person)
+
+
+QRS = {"matching": matching_qr, "another person": another_persons_qr, "altered": altered_qr, "printed": printed_qr}
 
 #: The trust stores a card is verified against: the simulator's CSCA (the normal case in these tests), nothing, or
 #: only the genuine Document Signer pinned (a ward without the CSCA that learned its DS), or both.
@@ -84,7 +91,7 @@ class Case:
     verdict: Verdict
     label: str
     failing: frozenset[str] = frozenset()
-    qr: str = "matching"  # matching | another person | altered
+    qr: str = "matching"  # matching | another person | altered | printed
     store: str = "CSCA"
 
 
@@ -112,6 +119,10 @@ CASES = [
     Case("default", Verdict.FAILED, "genuine chip, another person's QR", frozenset({QR_VS_DG13}),
          qr="another person"),
     Case("default", Verdict.FAILED, "genuine chip, altered QR", frozenset({QR_VS_DG13}), qr="altered"),
+    Case("card2024", Verdict.VERIFIED, "genuine 2024 thẻ căn cước (control)"),
+    Case("card2024-forged-dg13", Verdict.FAILED, "2024 card, DG13 edited after signing", frozenset({DG_HASHES})),
+    Case("card2024-qr-mismatch", Verdict.FAILED, "2024 card, genuine chip, QR sticker with another cancelled ID",
+         frozenset({QR_VS_DG13}), qr="printed"),
 ]
 
 
@@ -198,7 +209,7 @@ def test_forgery_ends_with_its_verdict_and_exactly_its_failing_checks(
 def test_only_cards_proven_by_a_csca_or_a_known_signer_show_success() -> None:
     """The matrix's own promise: every card whose origin nothing proves is not success, whatever else held."""
     for case in CASES:
-        proven = case.profile in ("default",) and case.store != "empty" and not case.failing
+        proven = case.profile in ("default", "card2024") and case.store != "empty" and not case.failing
         assert (indicator(case.verdict) == "success") is proven, case
 
 
@@ -231,13 +242,14 @@ def test_rogue_ds_signed_the_edited_dg13(specs: dict[str, SimCardSpec], trust: T
         pytest.param("altered", {"place_of_residence"}, id="altered QR"),
         pytest.param("another person", {"id_number", "full_name", "date_of_birth", "sex", "place_of_residence",
                                         "date_of_issue"}, id="QR of another person"),  # the other has no old ID
+        pytest.param("printed", {"cancelled_id_number"}, id="2024 QR with another cancelled ID"),
     ],
 )  # fmt: skip
 def test_cross_check_names_the_disagreeing_fields(
     case: str, mismatched: set[str], specs: dict[str, SimCardSpec], trust: TrustStore, insert_card: InsertCard,
     pcsc_driver: PcscReaderDriver,
 ) -> None:  # fmt: skip
-    profile = load_profile("dg1-mismatch" if case == "dg1-mismatch" else "default")
+    profile = load_profile({"dg1-mismatch": "dg1-mismatch", "printed": "card2024-qr-mismatch"}.get(case, "default"))
     result = read_through_pcsc(specs[profile.name], insert_card, pcsc_driver)
     qr = QRS.get(case, matching_qr)(profile)
     report = verify_chip(result, trust, now=NOW, qr=qr)

@@ -392,6 +392,7 @@ OUTCOMES: dict[str, Outcome] = {
     "dg1-mismatch": Outcome(Verdict.FAILED, frozenset({MRZ_VS_DG13})),
     "expired-ds": Outcome(Verdict.FAILED, frozenset({DS_VALIDITY})),
     "forged-dg13": Outcome(Verdict.FAILED, frozenset({DG_HASHES})),
+    "card2024-forged-dg13": Outcome(Verdict.FAILED, frozenset({DG_HASHES})),
     "rogue-ds": Outcome(Verdict.FAILED, frozenset({DS_CHAIN})),
     # self-made Document Signers naming the installed CSCA, and a genuine DS with a flipped key id: the installed
     # namesake did not sign them (tests/stack/test_forgeries.py has the whole matrix)
