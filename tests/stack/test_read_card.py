@@ -575,3 +575,35 @@ def test_read_command_writes_the_photo_private_and_shows_pii_only_on_request(
     assert dg13.id_number in out
     assert "verdict: VERIFIED" in out
     assert f"{full_read_apdus(spec, photo=True)} APDUs" in out
+
+
+@pytest.mark.parametrize(("card", "generation", "name"), [
+    pytest.param("default", "2021", "CCCD (2021)", id="CCCD"),
+    pytest.param("card2024", "2024", "Thẻ căn cước (2024)", id="thẻ căn cước"),
+])  # fmt: skip
+def test_read_command_names_each_generation_of_card(
+    card: str, generation: str, name: str, specs: dict[str, SimCardSpec], trust_dir: Path,
+    insert_card: InsertCard, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Both cards are valid at the counter; the desk sees which one it read, and the 2024 card's place of birth
+    registration (from the provisional DG13 field 17, listed as beyond the confirmed layout) masked like the rest."""
+    spec = specs[card]
+    insert(insert_card, spec)
+    monkeypatch.setenv(read_command.CAN_ENV, spec.secrets.can)
+    code = run_read("--json", "--trust-dir", str(trust_dir))
+    out, err = capsys.readouterr()
+    assert code == read_command.EXIT_VERIFIED, err
+    document = json.loads(out)
+    assert (document["card"]["generation"], document["card"]["name"]) == (generation, name)
+    person = load_profile(card).person
+    if person.place_of_birth_registration is None:
+        assert document["card"]["dg13_unconfirmed_fields"] == []
+        assert document["citizen"]["place_of_birth_registration"] is None
+    else:
+        assert document["card"]["dg13_unconfirmed_fields"] == [17]
+        masked = f"<{len(person.place_of_birth_registration)} chars>"
+        assert document["citizen"]["place_of_birth_registration"] == masked
+    assert person.id_number not in out
+    monkeypatch.delenv(read_command.CAN_ENV)
+    assert run_read("--can", spec.secrets.can, "--trust-dir", str(trust_dir)) == read_command.EXIT_VERIFIED
+    assert f"card: {name} (" in capsys.readouterr().out
