@@ -95,3 +95,18 @@ def test_candidate_repr_masks_the_document_number() -> None:
 
 def test_can_is_re_exported() -> None:
     assert can_from_id("079203012345") == "012345"
+
+
+@pytest.mark.parametrize("name", ["default", "child", "card2024", "elderly", "young"])
+def test_the_first_bac_candidate_from_a_cards_printed_qr_is_its_mrz_key(name: str) -> None:
+    """Both generations: the QR (2021 front, 2024 back with its extras) yields the chip's MRZ key at the first try,
+    the 2024 child's by the renewal at 14 only the 2023 law has."""
+    from edge.sim.card_qr import card_qr_text
+    from edge.sim.profile import load_profile
+
+    person = load_profile(name).person
+    first = bac_key_candidates(parse_cccd_qr(card_qr_text(person)))[0]
+    expiry = person.expiry
+    assert first.date_of_expiry == (expiry.strftime("%y%m%d") if expiry else NO_EXPIRY)
+    assert first.document_number == person.id_number[3:]
+    assert first.date_of_birth == person.date_of_birth.strftime("%y%m%d")
