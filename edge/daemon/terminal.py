@@ -787,6 +787,10 @@ class Terminal:
         read_ms = int((time.monotonic() - started) * 1000)
         self._count("reads_ok")
         log.info("attempt %d: chip read, %d APDUs", job.attempt, read.stats.apdus)
+        if read.dg13 is not None and (unconfirmed := read.dg13.unconfirmed_field_numbers):
+            # Numbers only (no content): what a real 2024 card's DG13 carries beyond the confirmed layout.
+            log.info("attempt %d: DG13 (%s card) carries fields %s beyond the confirmed layout (kept raw)",
+                     job.attempt, read.dg13.generation or "undated", ", ".join(map(str, unconfirmed)))  # fmt: skip
         with self._lock:  # only the latest attempt can still be verified
             self._pending = {job.attempt: _PendingVerify(read, key, job.profile, job.request_id, read_ms,
                                                          job.challenge)}
