@@ -93,8 +93,9 @@ class CccdQr:
 
     @property
     def cancelled_id_numbers(self) -> tuple[str, ...]:
-        """The cancelled personal ID numbers a 2024 card prints: every 12-digit number in an extra field."""
-        return tuple(number for text in self.extra_fields for number in _id_numbers(text))
+        """The cancelled personal ID numbers a 2024 card prints: every 12-digit number in an extra field other than
+        the card's own (a QR repeating its own number is not one that was cancelled)."""
+        return tuple(number for text in self.extra_fields for number in self._earlier_ids(text))
 
     @property
     def parent_names(self) -> tuple[str, ...]:
@@ -106,7 +107,10 @@ class CccdQr:
     def unrecognised_extra_fields(self) -> tuple[int, ...]:
         """Positions (0-based, in the whole QR) of non-empty extra fields that are neither: kept raw, never compared."""
         return tuple(_FIELD_COUNT + index for index, text in enumerate(self.extra_fields)
-                     if text.strip() and not _id_numbers(text) and not _is_name(text))  # fmt: skip
+                     if text.strip() and not self._earlier_ids(text) and not _is_name(text))  # fmt: skip
+
+    def _earlier_ids(self, text: str) -> tuple[str, ...]:
+        return tuple(number for number in _id_numbers(text) if number != self.id_number)
 
 
 def _id_numbers(text: str) -> tuple[str, ...]:
