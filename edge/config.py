@@ -138,11 +138,36 @@ class CameraConfig(_Section):
     #: A card QR left in view is offered again after this many seconds (a retry after a failed read without lifting
     #: the card); 30 s outlasts a whole attempt (reading + show_result). 0: only when the QR is shown anew.
     qr_repeat_after: float = Field(default=30.0, ge=0)
+    # -- Pi camera (picamera2; Camera Module 3 focuses, older modules ignore the af_* keys) --------------------------
+    #: "continuous": the lens follows the card; "manual": fixed at lens_position, for a card rest at a known distance
+    #: (no hunting, no focus lost on a card's plain back).
+    af_mode: Literal["continuous", "manual"] = "continuous"
+    #: "macro" searches close range only (a card is held 10-30 cm from the lens): with no card in view the lens does
+    #: not wander to the far wall and come back slowly when one is shown.
+    af_range: Literal["macro", "normal", "full"] = "macro"
+    #: Fixed focus in dioptres (1 / distance in metres: 5.0 = 20 cm), with af_mode = "manual" only.
+    lens_position: float | None = Field(default=None, ge=0, le=32)
+    #: Where the exposure is metered: "centre" weights the middle of the frame, where the card is held.
+    ae_metering: Literal["centre", "spot", "matrix"] = "centre"
+    #: "highlight": exposure keeps the brightest 2 % of the frame below saturation, so the laminate's glare does not
+    #: wash out the QR's light modules; a frame without glare is exposed as with "normal".
+    ae_constraint: Literal["normal", "highlight", "shadows"] = "highlight"
+    #: Exposure compensation in stops (-8..8); a negative value darkens further against glare.
+    exposure_value: float = Field(default=0.0, ge=-8, le=8)
+    # -- USB (UVC) camera through V4L2: values as `v4l2-ctl -d /dev/video0 --list-ctrls` shows them -----------------
+    v4l2_focus: int | None = Field(default=None, ge=0)  # focus_absolute; None: the camera's continuous autofocus
+    v4l2_exposure: int | None = Field(default=None, ge=1)  # exposure_time_absolute (100 us units); None: auto
 
     @model_validator(mode="after")
     def _replay_needs_path(self) -> CameraConfig:
         if self.source == "replay" and self.replay_path is None:
             raise ValueError("source 'replay' needs replay_path")
+        return self
+
+    @model_validator(mode="after")
+    def _lens_position_is_manual_focus(self) -> CameraConfig:
+        if (self.af_mode == "manual") != (self.lens_position is not None):
+            raise ValueError("lens_position (a fixed focus) needs af_mode = 'manual', and af_mode 'manual' needs it")
         return self
 
 
