@@ -68,6 +68,12 @@ CAMERA_FRAMES = 3
 CAMERA_TIMEOUT = 5.0
 #: Grey levels between the darkest and the brightest sampled pixel below which a frame shows nothing.
 FLAT_CONTRAST = 24
+#: Sharpness (see :func:`sharpness`) below which the camera check calls the picture blurred. Synthetic card QR photos
+#: (edge/sim/qr_frames.py, 720 of them, sharp to 3 px of Gaussian blur): below 800, fewer than 1 frame in 3 decoded
+#: (below 300, 1 in 5); sharp ones measure 2,000-90,000. The figure needs detail in view: hold a card's QR up.
+BLURRED_BELOW = 800
+#: Side in pixels (of the halved frame) of the tiles the sharpness is measured in; the most detailed one counts.
+SHARPNESS_TILE = 40
 #: Each light is blinked this many times, this long on and off: long enough for the officer to see it.
 LED_BLINKS = 2
 LED_BLINK_SECONDS = 0.3
@@ -530,6 +536,26 @@ def _open_daemon_camera(config: Config) -> FrameSource:
     return open_configured_camera(config.camera)
 
 
+def sharpness(frame: Frame) -> float:
+    """Focus figure of a grey frame: the variance of the Laplacian, on the frame halved (2x2 means: sensor noise
+    averaged away), in its most detailed SHARPNESS_TILE-pixel tile (the card, wherever it is; a whole-frame figure
+    would fall with the card's share of the frame). Blur spreads edges, so the variance falls: BLURRED_BELOW.
+    numpy is imported here only: doctor's other checks, and the daemon importing this module, do without it."""
+    import numpy as np
+
+    height, width = frame.height // 2 * 2, frame.width // 2 * 2
+    if height < 6 or width < 6:
+        return 0.0
+    grey = np.frombuffer(frame.pixels, dtype=np.uint8, count=frame.width * frame.height)
+    grey = grey.reshape(frame.height, frame.width)[:height, :width].astype(np.float32)
+    half = grey.reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3))
+    laplacian = (4 * half[1:-1, 1:-1] - half[:-2, 1:-1] - half[2:, 1:-1] - half[1:-1, :-2] - half[1:-1, 2:])
+    tile = min(SHARPNESS_TILE, *laplacian.shape)
+    rows, cols = laplacian.shape[0] // tile, laplacian.shape[1] // tile
+    tiles = laplacian[: rows * tile, : cols * tile].reshape(rows, tile, cols, tile)
+    return float(tiles.var(axis=(1, 3)).max())
+
+
 def _flat(pixels: bytes) -> bool:
     """Hardly any contrast across the frame: a lens cap, no light, or a dead sensor (sensor noise stays below)."""
     sample = pixels[::97]
@@ -570,7 +596,13 @@ def _grab_frames(config: Config, frames: int, timeout: float) -> tuple[DoctorRes
                      "(top)?"), last
     if _flat(last.pixels):
         return _warn("camera", f"{shown}, the picture is flat", "take the lens cap off; is the counter lit?"), last
-    return _ok("camera", shown), last
+    focus = max(sharpness(frame) for frame in received)  # the best frame: autofocus may still be moving
+    if focus < BLURRED_BELOW:
+        return _warn("camera", f"{shown}, blurred: sharpness {focus:.0f} (below {BLURRED_BELOW})",
+                     "hold a card's QR where citizens hold it and run doctor again; if it stays blurred, clean the "
+                     "lens and set [camera] af_mode = 'manual' with lens_position (Pi camera) or v4l2_focus (USB "
+                     "camera)"), last  # fmt: skip
+    return _ok("camera", f"{shown}, sharpness {focus:.0f}"), last
 
 
 def check_qr_decoder(frame: Frame | None) -> DoctorResult:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import random
 import socket
 import ssl
 import threading
@@ -15,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from gpiozero import LED
 from gpiozero.pins.mock import MockFactory, MockPWMPin
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from edge.commands.doctor import report
 from edge.config import Config, IndicatorConfig, OutboxConfig, load_config, parse_config
@@ -23,10 +24,12 @@ from edge.daemon import doctor
 from edge.daemon.clock import CLOCK_FILE
 from edge.daemon.doctor import DoctorResult, ReaderLister
 from edge.daemon.outbox import Outbox
-from edge.drivers.base import CardPresence, ReaderState
+from edge.drivers.base import CardPresence, Frame, ReaderState
 from edge.errors import NoReaderError
+from edge.protocol.cccd_qr import encode_cccd_qr
 from edge.protocol.clock import TrustedTime
 from edge.sim.card_qr import write_qr_frame
+from edge.sim.qr_frames import HEIGHT, WIDTH, make_person, render
 from provisioning import device, ward_ca
 from provisioning.pki import TerminalIdentity, new_private_key
 from tests.fixtures.mqtt import BrokerPki, MosquittoBroker, free_port, make_pki
@@ -427,9 +430,39 @@ def test_camera_frames_through_the_daemons_factory(tmp_path: Path) -> None:
     camera, decoder = doctor.check_camera(_replay(tmp_path / "frames"))
     assert camera.ok, camera
     assert not camera.warning, camera
-    assert camera.detail.startswith(f"replay: {doctor.CAMERA_FRAMES} frames")
-    assert camera.detail.endswith("640x480")
+    assert camera.detail.startswith(f"replay: {doctor.CAMERA_FRAMES} frames, 640x480, sharpness ")
     assert decoder == DoctorResult("qr decoder", True, "zxing ready, 1 QR code(s) in view")
+
+
+def _card_photo(path: Path, blur: float = 0.0) -> Path:
+    """A synthetic photograph of a card's QR held at an angle, optionally out of focus (Gaussian blur, px)."""
+    rng = random.Random(7)
+    pixels, _ = render(encode_cccd_qr(make_person(rng, 7)), rng, ("perspective", "rotation"))
+    image = Image.frombytes("L", (WIDTH, HEIGHT), pixels)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (image.filter(ImageFilter.GaussianBlur(blur)) if blur else image).save(path)
+    return path
+
+
+def test_sharpness_tells_a_focused_card_from_a_blurred_one(tmp_path: Path) -> None:
+    sharp, blurred = _card_photo(tmp_path / "sharp" / "card.png"), _card_photo(tmp_path / "blurred" / "card.png", 3)
+    figures = [doctor.sharpness(Frame(WIDTH, HEIGHT, Image.open(path).tobytes(), 0.0)) for path in (sharp, blurred)]
+    assert figures[0] > 5 * doctor.BLURRED_BELOW > 5 * figures[1]
+    camera, _ = doctor.check_camera(_replay(sharp.parent))
+    assert (camera.ok, camera.warning) == (True, False)
+    assert camera.detail.endswith(f"sharpness {figures[0]:.0f}")
+    camera, _ = doctor.check_camera(_replay(blurred.parent))
+    assert (camera.ok, camera.warning) == (True, True)
+    assert f"blurred: sharpness {figures[1]:.0f} (below {doctor.BLURRED_BELOW})" in camera.detail
+    assert "lens_position" in camera.hint
+    assert "v4l2_focus" in camera.hint
+
+
+def test_sharpness_of_frames_too_small_or_without_detail() -> None:
+    assert doctor.sharpness(Frame(4, 4, bytes(16), 0.0)) == 0.0
+    assert doctor.sharpness(Frame(640, 480, bytes([128]) * 640 * 480, 0.0)) == 0.0
+    small = Frame(30, 20, bytes((x * 37 + y * 11) % 256 for y in range(20) for x in range(30)), 0.0)
+    assert doctor.sharpness(small) > 0
 
 
 def test_flat_camera_picture_warns(tmp_path: Path) -> None:
