@@ -1,5 +1,5 @@
-"""``python -m provisioning``: ward-ca init|sign|command-key|revoke, device init|install|rotate, gateway init, broker-kit,
-ds-list sign. Prints what it did; exit 1 on refusal."""
+"""``python -m provisioning``: ward-ca init|sign|command-key|revoke, device init|install|rotate, gateway init,
+broker-kit, ds-list sign. Prints what it did; exit 1 on refusal."""
 
 from __future__ import annotations
 

@@ -258,3 +258,54 @@ def _issue(
     if alt_names:
         builder = builder.add_extension(x509.SubjectAlternativeName(list(alt_names)), critical=False)
     return builder.sign(ca.key, hashes.SHA256())
+
+
+CRL = "ward-ca.crl"
+#: How long a CRL is good for: the gateway warns once it is past ``next_update`` (it still uses it: an old list of
+#: revoked certificates is better than none). ``ward-ca crl`` re-signs it without a change.
+CRL_DAYS = 30
+
+
+def load_crl(directory: Path) -> x509.CertificateRevocationList | None:
+    """The ward's CRL in ``directory`` (``ward-ca.crl``), or None when nothing was ever revoked."""
+    path = directory / CRL
+    if not path.exists():
+        return None
+    try:
+        return x509.load_pem_x509_crl(read_file(path, "CRL"))
+    except ValueError as exc:
+        raise ProvisioningError(f"not a PEM CRL ({exc})", path=str(path)) from None
+
+
+def revoke(ca: WardCa, directory: Path, serials: Sequence[int] = (), *, days: int = CRL_DAYS,
+           now: dt.datetime | None = None) -> tuple[Path, x509.CertificateRevocationList]:  # fmt: skip
+    """Add ``serials`` to the ward's CRL (kept ones stay, with their dates) and sign it again, valid ``days``.
+
+    With no serial it only re-signs (a fresh ``next_update``). The CRL is public: copy it to every gateway
+    (``crl`` in gateway.toml); a certificate on it no longer vouches for a terminal's results.
+    """
+    if days < 1:
+        raise ProvisioningError("--days must be at least 1")
+    now = now or utcnow()
+    old = load_crl(directory)
+    if old is not None and not old.is_signature_valid(ca.key.public_key()):
+        raise ProvisioningError("the CRL here is not signed by this ward CA", path=str(directory / CRL))
+    entries = {entry.serial_number: entry for entry in old} if old is not None else {}
+    for serial in serials:
+        if serial not in entries:
+            entries[serial] = (x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now)
+                               .build())
+    number = 1
+    if old is not None:
+        try:
+            number = old.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number + 1
+        except x509.ExtensionNotFound:
+            number = 1
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(ca.cert.subject).last_update(now)
+               .next_update(now + dt.timedelta(days=days)).add_extension(x509.CRLNumber(number), critical=False))
+    for entry in sorted(entries.values(), key=lambda e: e.serial_number):
+        builder = builder.add_revoked_certificate(entry)
+    crl = builder.sign(ca.key, hashes.SHA256())
+    path = directory / CRL
+    write_atomic(path, crl.public_bytes(serialization.Encoding.PEM), PUBLIC)
+    return path, crl
