@@ -6,7 +6,8 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["tests.fixtures.pcsc", "tests.fixtures.mqtt", "tests.fixtures.storage", "tests.fixtures.clockshift"]
+pytest_plugins = ["tests.fixtures.pcsc", "tests.fixtures.mqtt", "tests.fixtures.storage", "tests.fixtures.clockshift",
+                  "tests.fixtures.postgres"]
 
 # CI replays the same examples every run (a red CI must be reproducible); developers' runs explore new ones.
 settings.register_profile("ci", derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,7 +1,10 @@
 """The office's check of a result token: decrypt (if JWE), verify the terminal's ES256 signature, validate the doc.
 
-Terminal keys come from their certificates (PEM) or a JWKS file; the ``kid`` is the RFC 7638 thumbprint in both
-cases, so nothing has to be kept in sync by hand. An office that sent its own Active Authentication challenge can
+Terminal keys are found through the ward CA: a result carries its device certificate (``x5c``), checked against
+the ward CA and its CRL (:class:`~edge.office.ward_trust.WardTrust`), so a new terminal needs no office
+configuration. Keys can also be configured by hand, from certificates (PEM) or a JWKS file (tokens without
+``x5c``, from terminals provisioned before it); the ``kid`` is the RFC 7638 thumbprint in every case
+(:class:`TerminalKeys`). An office that sent its own Active Authentication challenge can
 also check that the chip answered *this* challenge (:func:`check_active_auth`): proof that the card was on the
 reader for this request, not an old answer replayed. That the DG15 key is the issuer's still rests on the
 terminal's signed hash check.
@@ -15,8 +18,9 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -25,21 +29,28 @@ from typing import Any, Literal
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
 
-from edge.daemon.signing import (
+from edge.errors import ConfigError, DeviceCertificateError, PublicKeyFormatError, SignatureError, TokenError
+from edge.office.ward_trust import DeviceIdentity, WardTrust
+from edge.protocol.access.active_auth import verify_active_auth
+from edge.protocol.jose import (
     DEFAULT_LEEWAY,
     RESULT_LATE_AFTER,
+    b64url_decode,
     decrypt_jwe,
     is_jwe,
+    json_object,
     jwk_to_public_key,
     key_id,
-    load_public_key,
+    split_compact,
+    unverified_header,
     verify_result_jws,
+    x5c_chain,
 )
-from edge.errors import ConfigError, PublicKeyFormatError, SignatureError, TokenError
-from edge.protocol.access.active_auth import verify_active_auth
 from edge.protocol.keys import load_public_key as load_spki
+from edge.protocol.receipt import MAX_RESULT_JTI_CHARS, RESULT_JTI_PATTERN
 from edge.protocol.result import ResultDocument
 from edge.protocol.verify.checks import DG_HASHES, VERDICT_WORDS, CheckStatus, Verdict
+from edge.signers import load_public_key
 
 #: No terminal signed a result before this software existed (its first commit, November 2026). Unlike the terminal's
 #: ``edge.protocol.clock.BUILD_FLOOR``, raised on releases, this never moves: an office newer than a terminal must
@@ -108,8 +119,42 @@ class VerifiedResult:
                 "flags": [flag.value for flag in self.flags]}
 
 
-def load_keys(certs: Iterable[Path] = (), jwks: Path | None = None) -> dict[str, ec.EllipticCurvePublicKey]:
-    """Trusted terminal keys by kid, from PEM certificates / public keys and/or a JWKS file."""
+@dataclass(frozen=True, slots=True)
+class TerminalKeys:
+    """Where the office finds the key of a result's signer.
+
+    A token with a device certificate (``x5c``) is judged by the ward CA when ``ward`` is given: the certificate
+    must chain to it and not be revoked, and it names the terminal (the token's ``iss``) and its ward (the
+    document's ``ward_code``). A token without one (older terminals, a lab set-up) is checked with the keys
+    ``configured`` by hand, chosen by ``kid``; so is every token when no ward CA is given.
+    """
+
+    configured: Mapping[str, ec.EllipticCurvePublicKey] = field(default_factory=dict)
+    ward: WardTrust | None = None
+
+    def for_token(self, token: str, now: int) -> tuple[Mapping[str, ec.EllipticCurvePublicKey], DeviceIdentity | None]:
+        """The keys to verify ``token`` with, and the device certificate's identity when the ward CA vouched."""
+        chain = x5c_chain(unverified_header(token))
+        if not chain or self.ward is None:
+            return self.configured, None
+        identity = self.ward.device(chain, now=now, signed_at=lambda: _unverified_iat(token))
+        return {key_id(identity.key): identity.key}, identity
+
+
+def _unverified_iat(token: str) -> int | None:
+    """The ``iat`` a token claims, before its signature is checked: only to judge a certificate that has expired
+    since (the signature is checked right after, with that certificate's key)."""
+    try:
+        iat = json_object(b64url_decode(split_compact(token, 3)[1]), "JWS payload").get("iat")
+    except TokenError:
+        return None
+    return iat if isinstance(iat, int) and not isinstance(iat, bool) else None
+
+
+def load_keys(certs: Iterable[Path] = (), jwks: Path | None = None, *,
+              required: bool = True) -> dict[str, ec.EllipticCurvePublicKey]:  # fmt: skip
+    """Trusted terminal keys by kid, from PEM certificates / public keys and/or a JWKS file (``required``: at least
+    one, for an office that has no ward CA to find keys through)."""
     keys = {}
     for path in certs:
         key = load_public_key(path, config_key="--cert")
@@ -125,20 +170,21 @@ def load_keys(certs: Iterable[Path] = (), jwks: Path | None = None) -> dict[str,
                 keys[key_id(key)] = key
         except (OSError, ValueError, KeyError, TypeError, TokenError) as exc:
             raise ConfigError(f"{jwks}: not a usable JWKS ({exc})", key="--jwks") from None
-    if not keys:
+    if not keys and required:
         raise ConfigError("no terminal keys given", key="--cert/--jwks")
     return keys
 
 
 def verify_result(
     token: str | bytes,
-    keys: Mapping[str, ec.EllipticCurvePublicKey],
+    keys: Mapping[str, ec.EllipticCurvePublicKey] | TerminalKeys,
     now: int,
     *,
     decrypt_key: ec.EllipticCurvePrivateKey | None = None,
 ) -> VerifiedResult:
     """Check one token from ``/result`` received at ``now``; raises a :class:`TokenError` (or subclass) when it must
-    not be trusted. Its times only flag it (:func:`result_flags`)."""
+    not be trusted. Its times only flag it (:func:`result_flags`). ``keys``: configured keys by kid, or
+    :class:`TerminalKeys` (the ward CA through the token's device certificate)."""
     if is_jwe(token):
         if decrypt_key is None:
             raise TokenError("result is encrypted (JWE) and no ward decryption key was given")
@@ -147,7 +193,10 @@ def verify_result(
         text = token.decode("ascii") if isinstance(token, bytes) else token
     except UnicodeDecodeError:
         raise TokenError("result token is not ASCII") from None
-    verified = verify_result_jws(text, keys)
+    trusted, device = (keys if isinstance(keys, TerminalKeys) else TerminalKeys(keys)).for_token(text, now)
+    if device is not None and unverified_header(text).get("kid") != key_id(device.key):
+        raise DeviceCertificateError("the token's kid is not the key of the certificate it carries")
+    verified = verify_result_jws(text, trusted)
     claims = verified.claims
     try:
         document = ResultDocument.model_validate(claims.get("result"))
@@ -158,8 +207,13 @@ def verify_result(
         raise TokenError("claims need string iss, string jti and integer seq")
     if not 0 <= seq <= MAX_SEQ:
         raise TokenError(f"seq {seq} is out of range")
+    if len(jti) > MAX_RESULT_JTI_CHARS or not re.fullmatch(RESULT_JTI_PATTERN, jti):
+        raise TokenError(f"jti must be 1 to {MAX_RESULT_JTI_CHARS} printable ASCII characters")
     if document.terminal_id != iss:
         raise TokenError(f"document terminal {document.terminal_id!r} differs from issuer {iss!r}")
+    if device is not None and (device.terminal_id, device.ward_code) != (iss, document.ward_code):
+        raise DeviceCertificateError(f"signed under the certificate of {device.terminal_id!r} of ward "
+                                     f"{device.ward_code!r}, but claims {iss!r} of ward {document.ward_code!r}")
     iat, exp = claims["iat"], claims.get("exp")
     return VerifiedResult(iss=iss, jti=jti, seq=seq, iat=iat, exp=exp if type(exp) is int else None,
                           kid=str(verified.header["kid"]), document=document, token=text,

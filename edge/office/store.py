@@ -1,0 +1,416 @@
+"""The office's store of results, shared by the reference receiver and the gateway: verify, de-duplicate, spot gaps.
+
+Delivery is at least once, so the same result may arrive twice (a resend after a lost PUBACK or receipt): it is
+stored once, by the unique key ``(iss, jti)`` (a second gateway instance inserting the same result at the same
+moment waits on that key and then finds it there). Each terminal numbers its results (``seq``); a jump means
+results are still on their way or were lost, and is reported until the missing numbers arrive. The database holds
+citizens' data: a SQLite file is created 0600, and only non-personal summaries are logged or printed.
+
+One code path for SQLite (one ward, one instance) and PostgreSQL (several instances, a province):
+:class:`~edge.office.database.Database` holds the few differences.
+
+A validly signed result is stored whatever its times say, with its ``flags`` (``late``, ``future``,
+``clock_skew``, ``clock_unsynchronised``: ``edge.office.verify.ResultFlag``): the terminal deleted it once the
+broker had it, so refusing it for a wrong clock or a long trip offline would lose the read for good.
+
+The gap report (:meth:`ResultStore.gaps`) tells, per terminal, what never arrived (``missing``: below the highest
+stored seq, neither stored nor quarantined) from what arrived but was refused (``refused``: a quarantined message
+that claims this terminal and seq, with its quarantine row and reason). The claim is unverified, so it only moves
+a seq from "missing" to "refused", never to "stored", and never opens new gaps: only a verified seq does that.
+
+Every message ends in one of two tables: ``results`` (verified) or ``quarantine`` (anything else, with its reason).
+A result answering a ``read_request`` whose Active Authentication challenge the office registered (in memory, or in
+``read_requests`` for every instance: :meth:`ResultStore.register_read_request`) is checked against that challenge,
+and the outcome is stored with it. ``terminal_status`` keeps each terminal's last retained status (the fleet view).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from edge.errors import EdgeError, JsonError, TokenError
+from edge.logsetup import log_unexpected
+from edge.office.database import Database
+from edge.office.verify import ActiveAuthCheck, TerminalKeys, VerifiedResult, check_active_auth, verify_result
+from edge.protocol.b64url import b64url_decode
+from edge.protocol.bounded_json import loads_bounded
+from edge.protocol.jose import decrypt_jwe, is_jwe
+
+log = logging.getLogger(__name__)
+
+
+def _schema(db: Database) -> list[str]:
+    t = db.types
+    return [
+        f"""CREATE TABLE IF NOT EXISTS results (
+            iss TEXT NOT NULL, jti TEXT NOT NULL, seq {t['int']} NOT NULL, received {t['real']} NOT NULL,
+            verdict TEXT NOT NULL, document TEXT NOT NULL, token TEXT NOT NULL,
+            PRIMARY KEY (iss, jti))""",
+        "CREATE INDEX IF NOT EXISTS results_by_seq ON results (iss, seq)",
+        f"CREATE TABLE IF NOT EXISTS missing (iss TEXT NOT NULL, seq {t['int']} NOT NULL, PRIMARY KEY (iss, seq))",
+        f"CREATE TABLE IF NOT EXISTS terminals (iss TEXT PRIMARY KEY, max_seq {t['int']} NOT NULL)",
+        f"""CREATE TABLE IF NOT EXISTS quarantine (
+            id {t['id']}, received {t['real']} NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL,
+            iss TEXT, seq {t['int']}, size {t['int']} NOT NULL, payload {t['blob']} NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS quarantine_by_origin ON quarantine (iss, seq)",
+        f"""CREATE TABLE IF NOT EXISTS terminal_status (
+            ward TEXT NOT NULL, iss TEXT NOT NULL, state TEXT, status TEXT NOT NULL, received {t['real']} NOT NULL,
+            PRIMARY KEY (ward, iss))""",
+        f"""CREATE TABLE IF NOT EXISTS read_requests (
+            jti TEXT PRIMARY KEY, challenge {t['blob']} NOT NULL, created {t['real']} NOT NULL)""",
+    ]
+
+
+#: Columns added to ``results`` since its first version: ``iat`` as signed, ``flags`` a JSON list of ``ResultFlag``
+#: values (rows stored before have NULL and ``[]``), ``ward`` the document's ward, ``kid`` the key that signed,
+#: ``active_auth`` the office's AA check (JSON, NULL when none was possible), ``stored_by`` the gateway instance.
+def _result_columns(db: Database) -> dict[str, str]:
+    return {"iat": f"iat {db.types['int']}", "flags": "flags TEXT NOT NULL DEFAULT '[]'", "ward": "ward TEXT",
+            "kid": "kid TEXT", "active_auth": "active_auth TEXT", "stored_by": "stored_by TEXT"}
+
+
+#: Seqs a quarantined message claims, for terminals whose stored results do not hold them: "arrived but refused"
+#: (the latest quarantine row of each).
+_REFUSED = """
+SELECT q.iss, q.seq, q.id, q.reason FROM quarantine q
+WHERE q.iss IS NOT NULL AND q.seq IS NOT NULL AND (CAST(? AS TEXT) IS NULL OR q.iss = ?)
+  AND q.id = (SELECT MAX(q2.id) FROM quarantine q2 WHERE q2.iss = q.iss AND q2.seq = q.seq)
+  AND NOT EXISTS (SELECT 1 FROM results r WHERE r.iss = q.iss AND r.seq = q.seq)
+ORDER BY q.iss, q.seq
+"""
+#: Seqs below a terminal's highest stored one that are neither stored nor claimed by a quarantined message.
+_MISSING = """
+SELECT m.iss, m.seq FROM missing m
+WHERE (CAST(? AS TEXT) IS NULL OR m.iss = ?)
+  AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.iss = m.iss AND q.seq = m.seq)
+ORDER BY m.iss, m.seq
+"""
+
+#: Largest message looked at: a JWE result with the largest photo the schema allows is under half of it.
+MAX_RESULT_BYTES = 1 << 20
+#: What a quarantined message over :data:`MAX_RESULT_BYTES` keeps of itself: enough to see what it was. Messages
+#: within the limit are kept whole, so that one refused for a key not yet installed can be taken in later.
+OVERSIZE_KEEP_BYTES = 4096
+#: Largest retained status taken for the fleet view (a terminal's is ~300 bytes).
+MAX_STATUS_BYTES = 16 * 1024
+_MAX_TOPIC_CHARS = 256
+_MAX_ISS_CHARS = 64
+_MAX_STATE_CHARS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: Literal["stored", "duplicate", "quarantined"]
+    iss: str | None = None  # quarantined: as the payload claims it, unverified (None when it cannot be read)
+    seq: int | None = None  # likewise
+    verdict: str | None = None  # as the terminal sent it: a version 2 result may say verified_untrusted_issuer
+    reason: str = ""  # why it was quarantined
+    new_gaps: tuple[int, ...] = ()  # seq numbers found missing by this arrival
+    missing: tuple[int, ...] = ()  # everything still missing (never arrived) for this terminal
+    refused: tuple[int, ...] = ()  # its seqs that arrived but are quarantined (and not stored since)
+    jti: str | None = None  # with iss, the key of the stored row
+    iat: int | None = None  # when the terminal signed it: tells a fresh result from one left in an outbox
+    active_auth: ActiveAuthCheck | None = None  # only for a request whose AA challenge the office registered
+    quarantine_id: int | None = None  # the row in ``quarantine``
+    topic: str | None = None  # only for a quarantined message
+    rung: str | None = None  # the ladder's rung of ``verdict`` (``Verdict.rung``): what the office reports
+    flags: tuple[str, ...] = ()  # stored or duplicate: the ``ResultFlag`` values judged when it was stored
+    ward: str | None = None  # stored or duplicate: the document's ward (the receipt's topic)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in (("status", self.status), ("iss", self.iss), ("seq", self.seq),
+                                  ("jti", self.jti), ("iat", self.iat), ("verdict", self.verdict),
+                                  ("rung", self.rung), ("flags", list(self.flags)),
+                                  ("reason", self.reason), ("quarantine_id", self.quarantine_id),
+                                  ("topic", self.topic), ("new_gaps", list(self.new_gaps)),
+                                  ("missing", list(self.missing)), ("refused", list(self.refused)),
+                                  ("active_auth", self.active_auth and self.active_auth.as_dict())) if v}
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedSeq:
+    """A seq that arrived but was refused: the latest quarantine row claiming it, and why."""
+
+    seq: int
+    quarantine_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Gaps:
+    """One terminal's gap report: what never arrived, and what arrived but was refused."""
+
+    iss: str
+    missing: tuple[int, ...]
+    refused: tuple[RefusedSeq, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"iss": self.iss, "missing": list(self.missing),
+                "refused": [{"seq": r.seq, "quarantine_id": r.quarantine_id, "reason": r.reason}
+                            for r in self.refused]}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalStatus:
+    """One row of the fleet view: a terminal's last retained status as it published it."""
+
+    ward: str
+    iss: str
+    state: str | None  # the status document's ``state`` (online / offline), when it says one
+    status: dict[str, Any]
+    received: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ward": self.ward, "terminal": self.iss, "state": self.state, "status": self.status,
+                "received": self.received}
+
+
+class ResultStore:
+    """Verified results, one row per ``(iss, jti)``, with the seq bookkeeping per terminal, in SQLite or PostgreSQL.
+
+    ``db``: a SQLite path, a ``postgresql://`` URL or an open :class:`Database`. ``keys``: how terminal keys are
+    found (:class:`~edge.office.verify.TerminalKeys`: through the ward CA and/or configured keys; a plain mapping
+    kid -> key is taken as configured keys). ``aa_challenges`` maps the ``jti`` of each ``read_request`` the office
+    sent with a challenge to that challenge (the office system fills it; :meth:`register_read_request` keeps one
+    in the database for every instance). ``instance``: the gateway instance's name, recorded with what it stores.
+    """
+
+    def __init__(self, db: Path | str | Database, keys: Mapping[str, ec.EllipticCurvePublicKey] | TerminalKeys, *,
+                 decrypt_key: ec.EllipticCurvePrivateKey | None = None,
+                 aa_challenges: Mapping[str, bytes] | None = None, instance: str | None = None) -> None:  # fmt: skip
+        self._keys = keys if isinstance(keys, TerminalKeys) else TerminalKeys(keys)
+        self._decrypt_key = decrypt_key
+        self._aa_challenges = aa_challenges if aa_challenges is not None else {}
+        self._instance = instance
+        self._db = db if isinstance(db, Database) else Database(db)
+        self._lock = self._db.lock
+        self._db.create_schema(_schema(self._db), {"results": _result_columns(self._db)})
+
+    @property
+    def dialect(self) -> str:
+        return self._db.dialect
+
+    def close(self) -> None:
+        self._db.close()
+
+    def ingest(self, payload: bytes, now: float, *, topic: str = "") -> Outcome:
+        """Store ``payload`` if it verifies, else quarantine it; raises only when the database cannot be written
+        (:class:`~edge.errors.StorageError`)."""
+        checked = self._check(payload, now)
+        if isinstance(checked, str):
+            return self._quarantine(payload, now, topic, checked)
+        return self._store(*checked, now)
+
+    def retry_quarantined(self) -> list[Outcome]:
+        """Check each message kept whole in quarantine again, with today's keys and rules, and store those that now
+        verify (their quarantine rows go): a terminal's key installed since, or a result an older office refused
+        for its times. Flags are judged at the time the message first arrived. The others stay as they are."""
+        rows = list(self._db.execute("SELECT id, received FROM quarantine WHERE size <= ? AND topic NOT LIKE ? "
+                                     "ORDER BY id", (MAX_RESULT_BYTES, "%/status")))
+        outcomes = []
+        for row_id, received in rows:
+            found = self._db.execute("SELECT payload FROM quarantine WHERE id=?", (row_id,)).fetchone()
+            if found is None:
+                continue
+            checked = self._check(bytes(found[0]), received)
+            if not isinstance(checked, str):
+                outcomes.append(self._store(*checked, received, retried=row_id))
+        return outcomes
+
+    def register_read_request(self, jti: str, challenge: bytes, now: float) -> None:
+        """Remember the AA challenge of a ``read_request`` the office sent, for whichever instance gets the answer."""
+        self._db.execute("INSERT INTO read_requests (jti, challenge, created) VALUES (?, ?, ?) "
+                         "ON CONFLICT (jti) DO NOTHING", (jti, challenge, now))
+
+    def _challenge(self, request_id: str) -> bytes | None:
+        challenge = self._aa_challenges.get(request_id)
+        if challenge is not None:
+            return challenge
+        row = self._db.execute("SELECT challenge FROM read_requests WHERE jti=?", (request_id,)).fetchone()
+        return bytes(row[0]) if row is not None else None
+
+    def _check(self, payload: bytes, now: float) -> tuple[VerifiedResult, ActiveAuthCheck | None] | str:
+        """The verified result and the office's AA check, or why it must be quarantined. A database that cannot
+        be read raises (the message is not judged without it)."""
+        try:
+            if len(payload) > MAX_RESULT_BYTES:
+                raise TokenError(f"message of {len(payload)} bytes, more than the {MAX_RESULT_BYTES} accepted")
+            result = verify_result(payload, self._keys, int(now), decrypt_key=self._decrypt_key)
+        except EdgeError as exc:
+            return str(exc)
+        except Exception as exc:  # noqa: BLE001  # a check's bug that an input found: keep the input, say what broke
+            log_unexpected(log, "result check failed", exc)  # type and stack: a message may quote the payload
+            return f"unexpected {type(exc).__name__} while checking"
+        request_id = result.document.request_id
+        challenge = self._challenge(request_id) if request_id is not None else None
+        try:
+            active_auth = check_active_auth(result.document, challenge) if challenge is not None else None
+        except Exception as exc:  # noqa: BLE001
+            log_unexpected(log, "active authentication check failed", exc)
+            return f"unexpected {type(exc).__name__} while checking"
+        return result, active_auth
+
+    def _store(self, result: VerifiedResult, active_auth: ActiveAuthCheck | None, now: float, *,
+               retried: int | None = None) -> Outcome:  # fmt: skip
+        """Insert a verified result (once per ``(iss, jti)``) and book its seq; ``retried``: the quarantine row it
+        came from, deleted in the same transaction."""
+        flags = tuple(flag.value for flag in result.flags)
+        db = self._db
+        with db.transaction():
+            inserted = db.execute(
+                "INSERT INTO results (iss, jti, seq, received, verdict, document, token, iat, flags, ward, kid, "
+                "active_auth, stored_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (iss, jti) DO NOTHING",
+                (result.iss, result.jti, result.seq, now, result.document.verdict.value,
+                 result.document.to_json().decode(), result.token, result.iat, json.dumps(flags),
+                 result.document.ward_code, result.kid,
+                 json.dumps(active_auth.as_dict()) if active_auth is not None else None, self._instance),
+            ).rowcount
+            new_gaps: tuple[int, ...] = ()
+            if inserted:
+                db.execute("INSERT INTO terminals (iss, max_seq) VALUES (?, 0) ON CONFLICT (iss) DO NOTHING",
+                           (result.iss,))
+                lock = f"SELECT max_seq FROM terminals WHERE iss=?{db.for_update}"  # noqa: S608  # a fixed fragment
+                (max_seq,) = db.execute(lock, (result.iss,)).fetchone()
+                if result.seq > max_seq:
+                    new_gaps = tuple(range(max_seq + 1, result.seq))
+                    if new_gaps:
+                        db.executemany("INSERT INTO missing (iss, seq) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                                       [(result.iss, s) for s in new_gaps])
+                    db.execute("UPDATE terminals SET max_seq=? WHERE iss=?", (result.seq, result.iss))
+                else:
+                    db.execute("DELETE FROM missing WHERE iss=? AND seq=?", (result.iss, result.seq))
+            else:  # the same result again: report the flags it was stored with
+                (stored_flags,) = db.execute("SELECT flags FROM results WHERE iss=? AND jti=?",
+                                             (result.iss, result.jti)).fetchone()
+                flags = tuple(json.loads(stored_flags))
+            if retried is not None:
+                db.execute("DELETE FROM quarantine WHERE id=?", (retried,))
+            gaps = self._gaps(result.iss)
+        missing, refused = (gaps[0].missing, tuple(r.seq for r in gaps[0].refused)) if gaps else ((), ())
+        return Outcome("stored" if inserted else "duplicate", result.iss, result.seq,
+                       result.document.verdict.value, new_gaps=new_gaps, missing=missing, refused=refused,
+                       jti=result.jti, iat=result.iat, active_auth=active_auth,
+                       rung=result.document.verdict.rung.value, flags=flags, ward=result.document.ward_code)
+
+    def stored(self, iss: str) -> list[tuple[int, str]]:
+        """(seq, jti) of everything stored for ``iss``, by seq."""
+        return [(seq, jti) for seq, jti in
+                self._db.execute("SELECT seq, jti FROM results WHERE iss=? ORDER BY seq", (iss,))]
+
+    def counts(self) -> dict[str, Any]:
+        """How many results are stored, how many of them carry each flag, and how many messages are quarantined."""
+        db = self._db
+        with self._lock:
+            (results,) = db.execute("SELECT COUNT(*) FROM results").fetchone()
+            (quarantined,) = db.execute("SELECT COUNT(*) FROM quarantine").fetchone()
+            per_flag = (f"SELECT flag.value, COUNT(*) FROM results, {db.json_array_elements('results.flags')} "  # noqa: S608
+                        "GROUP BY flag.value ORDER BY flag.value")  # the engine's fixed fragment, no input
+            flags = {value: count for value, count in db.execute(per_flag)}
+        return {"results": results, "quarantined": quarantined, "flags": flags}
+
+    def flags(self, iss: str) -> list[tuple[int, tuple[str, ...]]]:
+        """(seq, flags) of everything stored for ``iss``, by seq."""
+        rows = list(self._db.execute("SELECT seq, flags FROM results WHERE iss=? ORDER BY seq", (iss,)))
+        return [(seq, tuple(json.loads(flags))) for seq, flags in rows]
+
+    def gaps(self, iss: str | None = None) -> list[Gaps]:
+        """The gap report of ``iss`` (or of every terminal with something missing or refused), by terminal."""
+        with self._lock:
+            return self._gaps(iss)
+
+    def _gaps(self, iss: str | None) -> list[Gaps]:
+        missing: dict[str, list[int]] = {}
+        refused: dict[str, list[RefusedSeq]] = {}
+        for terminal, seq in self._db.execute(_MISSING, (iss, iss)):
+            missing.setdefault(terminal, []).append(seq)
+        for terminal, seq, row_id, reason in self._db.execute(_REFUSED, (iss, iss)):
+            refused.setdefault(terminal, []).append(RefusedSeq(seq, row_id, reason))
+        return [Gaps(terminal, tuple(missing.get(terminal, ())), tuple(refused.get(terminal, ())))
+                for terminal in sorted(missing.keys() | refused.keys())]
+
+    def quarantined(self) -> list[dict[str, Any]]:
+        """The quarantine without the payloads (they are the tokens, personal data): id, when, topic, why, origin."""
+        rows = list(self._db.execute("SELECT id, received, topic, reason, iss, seq, size FROM quarantine ORDER BY id"))
+        names = ("quarantine_id", "received", "topic", "reason", "iss", "seq", "size")
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def quarantine(self, payload: bytes, now: float, topic: str, reason: str, *, iss: str | None = None) -> Outcome:
+        """Keep a message that cannot be accepted, with why (``iss``: its origin when the topic says it)."""
+        return self._quarantine(payload, now, topic, reason, iss=iss)
+
+    def _quarantine(self, payload: bytes, now: float, topic: str, reason: str, *, iss: str | None = None) -> Outcome:
+        claimed_iss, seq = self._claimed_origin(payload)
+        iss = claimed_iss if iss is None else iss[:_MAX_ISS_CHARS]
+        kept = payload if len(payload) <= MAX_RESULT_BYTES else payload[:OVERSIZE_KEEP_BYTES]
+        with self._lock:
+            (row_id,) = self._db.execute(
+                "INSERT INTO quarantine (received, topic, reason, iss, seq, size, payload) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (now, topic[:_MAX_TOPIC_CHARS], reason, iss, seq, len(payload), kept),
+            ).fetchone()
+            gaps = self._gaps(iss) if iss is not None else []
+        missing, refused = (gaps[0].missing, tuple(r.seq for r in gaps[0].refused)) if gaps else ((), ())
+        return Outcome("quarantined", iss, seq, reason=reason, quarantine_id=row_id, topic=topic[:_MAX_TOPIC_CHARS],
+                       missing=missing, refused=refused)
+
+    def _claimed_origin(self, payload: bytes) -> tuple[str | None, int | None]:
+        """``iss`` and ``seq`` as a refused payload claims them, unverified: only to tell where it came from."""
+        if len(payload) > MAX_RESULT_BYTES:
+            return None, None
+        try:
+            token = payload
+            if is_jwe(token):
+                if self._decrypt_key is None:
+                    return None, None
+                token = decrypt_jwe(token, self._decrypt_key)
+            parts = token.split(b".")
+            if len(parts) != 3:
+                return None, None
+            claims = loads_bounded(b64url_decode(parts[1].decode("ascii")), what="claims",
+                                   max_bytes=MAX_RESULT_BYTES)
+        except (TokenError, JsonError, ValueError):  # UnicodeDecodeError and the b64url refusal are ValueErrors
+            return None, None
+        if not isinstance(claims, dict):
+            return None, None
+        iss, seq = claims.get("iss"), claims.get("seq")
+        return (iss[:_MAX_ISS_CHARS] if isinstance(iss, str) else None,
+                seq if isinstance(seq, int) and not isinstance(seq, bool) and abs(seq) < 1 << 63 else None)
+
+    # --- the fleet view ------------------------------------------------------------------------------------------
+
+    def keep_status(self, ward: str, terminal: str, payload: bytes, now: float, *, topic: str = "") -> Outcome | None:
+        """Keep ``terminal``'s retained status (the topic names it: the broker's ACL lets only that terminal write
+        there); an empty payload (a cleared retained message) forgets it. A status that is not a bounded JSON
+        object is quarantined. Several instances each get every status: a row is only ever replaced by one
+        received later. Returns the quarantine outcome, or None when the status was kept."""
+        if not payload:
+            self._db.execute("DELETE FROM terminal_status WHERE ward=? AND iss=?", (ward, terminal))
+            return None
+        try:
+            status = loads_bounded(payload, what="status", max_bytes=MAX_STATUS_BYTES)
+            if not isinstance(status, dict):
+                raise JsonError("not a JSON object", what="status")
+        except JsonError as exc:
+            return self._quarantine(payload, now, topic, f"status: {exc}", iss=terminal)
+        state = status.get("state")
+        state = state[:_MAX_STATE_CHARS] if isinstance(state, str) else None
+        self._db.execute(
+            "INSERT INTO terminal_status (ward, iss, state, status, received) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (ward, iss) DO UPDATE SET state=excluded.state, status=excluded.status, "
+            "received=excluded.received WHERE terminal_status.received <= excluded.received",
+            (ward, terminal, state, json.dumps(status, separators=(",", ":"), ensure_ascii=False), now))
+        return None
+
+    def fleet(self, ward: str | None = None) -> list[TerminalStatus]:
+        """Each terminal's last status (of ``ward``, or of every ward), by ward and terminal."""
+        rows = self._db.execute("SELECT ward, iss, state, status, received FROM terminal_status "
+                                "WHERE CAST(? AS TEXT) IS NULL OR ward = ? ORDER BY ward, iss", (ward, ward))
+        return [TerminalStatus(w, iss, state, json.loads(status), received) for w, iss, state, status, received in rows]

@@ -1,0 +1,176 @@
+"""The office store's contract, one suite run against both backends (SQLite file, PostgreSQL in a private cluster):
+de-duplication by (iss, jti), seq gaps, flags, quarantine and retry, the AA challenge registry, the fleet view, and
+two stores (two gateway instances) writing the same results at once."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from edge.office.store import ResultStore
+from edge.office.verify import TerminalKeys
+from edge.office.ward_trust import WardTrust
+from edge.protocol import jose
+from edge.protocol.keys import explicit_spki
+from edge.protocol.result import ActiveAuthEvidence, ProcedureProfile
+from edge.sim.active_auth_card import sign_active_auth
+from tests.support.results import sample_result
+from tests.support.ward import NOW, Ward, make_ward
+
+pytestmark = pytest.mark.stack
+DAY = 24 * 3600
+
+
+@pytest.fixture
+def ward(tmp_path: Path) -> Ward:
+    return make_ward(tmp_path / "ward-ca")
+
+
+def _store(office_db: str | Path, ward: Ward, **options: object) -> ResultStore:
+    return ResultStore(office_db, TerminalKeys({}, WardTrust.load(ward.ca_path)), **options)  # type: ignore[arg-type]
+
+
+def test_stored_once_gaps_flags_and_quarantine(office_db: str | Path, ward: Ward) -> None:
+    t1 = ward.terminal("T-01")
+    store = _store(office_db, ward)
+    try:
+        tokens = {seq: t1.token(seq) for seq in (1, 2, 5)}
+        assert [store.ingest(tokens[seq], NOW).status for seq in (1, 2, 5)] == ["stored"] * 3
+        again = store.ingest(tokens[2], NOW)
+        assert (again.status, again.seq) == ("duplicate", 2)
+        assert store.gaps("T-01")[0].missing == (3, 4)
+        late = store.ingest(t1.token(3, now=NOW - 3 * DAY), NOW)
+        assert (late.status, late.flags) == ("stored", ("late",))
+        poison = store.ingest(b"eyJ9.eyJpc3MiOiJULTAxIiwic2VxIjo0fQ.AAAA", NOW, topic="cccd-edge/v1/26734/T-01/result")
+        assert (poison.status, poison.iss, poison.seq) == ("quarantined", "T-01", 4)
+        gaps = store.gaps("T-01")[0]
+        assert (gaps.missing, [r.seq for r in gaps.refused]) == ((), [4])
+        assert store.counts() == {"results": 4, "quarantined": 1, "flags": {"late": 1}}
+        assert [(seq, flags) for seq, flags in store.flags("T-01")] == [(1, ()), (2, ()), (3, ("late",)), (5, ())]
+        assert store.quarantined()[0]["reason"]
+    finally:
+        store.close()
+
+
+def test_retry_quarantined_takes_in_what_a_new_trust_accepts(office_db: str | Path, ward: Ward,
+                                                            tmp_path: Path) -> None:
+    """A terminal of a ward CA the office did not trust yet: quarantined, then stored by the retry with it."""
+    other = make_ward(tmp_path / "other-ca", "26735")
+    stranger = other.terminal("T-07")
+    first = _store(office_db, ward)
+    try:
+        assert first.ingest(stranger.token(1, ward="26735"), NOW).status == "quarantined"
+    finally:
+        first.close()
+    both = tmp_path / "both.crt"
+    both.write_bytes(ward.ca_path.read_bytes() + other.ca_path.read_bytes())
+    second = ResultStore(office_db, TerminalKeys({}, WardTrust.load(both)))
+    try:
+        assert [outcome.status for outcome in second.retry_quarantined()] == ["stored"]
+        assert second.counts()["quarantined"] == 0
+    finally:
+        second.close()
+
+
+def test_active_authentication_against_a_registered_challenge(office_db: str | Path, ward: Ward) -> None:
+    """The challenge an instance sent is in the database: whichever instance gets the answer checks it."""
+    t1 = ward.terminal("T-01")
+    chip = ec.generate_private_key(ec.BrainpoolP256R1())
+    challenge = bytes.fromhex("0102030405060708")
+    evidence = ActiveAuthEvidence(challenge=challenge, signature=sign_active_auth(chip, challenge),
+                                  public_key_spki=explicit_spki(chip.public_key()))
+    document = json.loads(sample_result(ProcedureProfile.RESIDENCE, ward_code=ward.ca.ward_code,
+                                        completed_at=datetime.fromtimestamp(NOW, UTC)).to_json())
+    document |= {"request_id": "req-1", "active_auth": json.loads(evidence.model_dump_json())}
+    token = jose.result_token(t1.signer, terminal_id="T-01", seq=1, document=document, now=NOW,
+                              certificate=t1.certificate)
+    sender, receiver = _store(office_db, ward), _store(office_db, ward)
+    try:
+        sender.register_read_request("req-1", challenge, NOW)
+        outcome = receiver.ingest(token, NOW)
+        assert outcome.active_auth is not None
+        assert outcome.active_auth.status == "passed"
+        (stored,) = receiver._db.execute("SELECT active_auth FROM results").fetchone()
+        assert json.loads(stored)["status"] == "passed"
+    finally:
+        sender.close()
+        receiver.close()
+
+
+def test_the_fleet_view_keeps_the_latest_status(office_db: str | Path, ward: Ward) -> None:
+    store = _store(office_db, ward)
+    try:
+        assert store.keep_status("26734", "T-01", b'{"state":"online","queued":2}', NOW) is None
+        store.keep_status("26734", "T-01", b'{"state":"offline"}', NOW - 5)  # an older copy, via another instance
+        store.keep_status("26734", "T-02", b'{"state":"online"}', NOW)
+        store.keep_status("26735", "T-01", b'{"state":"online"}', NOW)
+        assert [(row.ward, row.iss, row.state) for row in store.fleet()] == [
+            ("26734", "T-01", "online"), ("26734", "T-02", "online"), ("26735", "T-01", "online")]
+        assert store.fleet("26734")[0].status == {"state": "online", "queued": 2}
+        bad = store.keep_status("26734", "T-02", b"[" * 100, NOW + 1, topic="cccd-edge/v1/26734/T-02/status")
+        assert bad is not None
+        assert (bad.status, bad.iss) == ("quarantined", "T-02")
+        store.keep_status("26734", "T-02", b"", NOW + 2)  # retained status cleared: the terminal is retired
+        assert [row.iss for row in store.fleet("26734")] == ["T-01"]
+        assert store.retry_quarantined() == [], "a status is never taken for a result"
+    finally:
+        store.close()
+
+
+def test_two_instances_writing_the_same_results_at_once_store_each_once(office_db: str | Path, ward: Ward) -> None:
+    fleet = [ward.terminal(f"T-{n}") for n in range(3)]
+    tokens = [t.token(seq) for t in fleet for seq in range(1, 31)]
+    stores = [_store(office_db, ward, instance=f"office-{n}") for n in (1, 2)]
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def feed(store: ResultStore, order: list[bytes]) -> None:
+        for token in order:
+            status = store.ingest(token, NOW).status
+            with lock:
+                outcomes.append(status)
+
+    try:
+        threads = [threading.Thread(target=feed, args=(stores[0], tokens)),
+                   threading.Thread(target=feed, args=(stores[1], list(reversed(tokens))))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert outcomes.count("stored") == len(tokens)
+        assert outcomes.count("duplicate") == len(tokens)
+        assert stores[0].counts()["results"] == len(tokens)
+        assert stores[0].gaps() == []
+        for terminal in fleet:
+            assert [seq for seq, _ in stores[1].stored(terminal.terminal_id)] == list(range(1, 31))
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_a_receiver_database_from_before_the_gateway_is_taken_over(tmp_path: Path, ward: Ward) -> None:
+    """SQLite only: a reference receiver's file (first results table, no ward/kid/active_auth/stored_by) opens and
+    keeps its rows."""
+    path = tmp_path / "results.db"
+    with sqlite3.connect(path) as db:
+        db.executescript("""
+            CREATE TABLE results (iss TEXT NOT NULL, jti TEXT NOT NULL, seq INTEGER NOT NULL, received REAL NOT NULL,
+                verdict TEXT NOT NULL, document TEXT NOT NULL, token TEXT NOT NULL, PRIMARY KEY (iss, jti));
+            CREATE TABLE terminals (iss TEXT PRIMARY KEY, max_seq INTEGER NOT NULL);
+            INSERT INTO results VALUES ('T-01', 'j-1', 1, 1.0, 'verified', '{}', 'x');
+            INSERT INTO terminals VALUES ('T-01', 1);
+        """)
+    store = _store(path, ward)
+    try:
+        assert store.ingest(ward.terminal("T-01").token(2), NOW).status == "stored"
+        assert [seq for seq, _ in store.stored("T-01")] == [1, 2]
+        assert store.gaps() == []
+        assert store.counts()["results"] == 2
+    finally:
+        store.close()
