@@ -20,7 +20,8 @@ DEVICE_LIBRARIES = {
     "cv2": {"drivers/v4l2.py"},
     "gpiozero": {"drivers/leds.py"},
     "lgpio": {"drivers/leds.py"},
-    "paho": {"daemon/mqtt.py", "office/receiver.py"},
+    "paho": {"daemon/mqtt.py", "office/receiver.py", "office/gateway.py"},
+    "pkcs11": {"signers/pkcs11.py"},
 }
 
 #: Packages each layer must never import.
@@ -29,6 +30,10 @@ FORBIDDEN = {
                  "socket", "threading", "subprocess", "time"),
     "drivers": ("edge.daemon", "edge.sim", "edge.office", "edge.commands", "edge.cli"),
     "sim": ("edge.drivers", "edge.daemon", "edge.office", "edge.commands", "edge.cli"),
+    # The device key's signers serve the daemon, the office side and provisioning alike.
+    "signers": ("edge.drivers", "edge.daemon", "edge.sim", "edge.office", "edge.commands", "edge.cli"),
+    # The office side verifies what terminals send: it shares the protocol with them, not the terminal's daemon.
+    "office": ("edge.drivers", "edge.daemon", "edge.sim", "edge.commands", "edge.cli"),
 }
 
 
@@ -61,6 +66,17 @@ def test_layer_imports(path: Path) -> None:
             assert relative in allowed, f"{relative} imports {library}; only {sorted(allowed)} may"
 
 
+def test_provisioning_does_not_import_the_daemon() -> None:
+    """Provisioning runs on the ward's machine: it signs with :mod:`edge.signers` and :mod:`edge.protocol.jose`."""
+    offending = {
+        f"{path.name} imports {name}"
+        for path in sorted((EDGE.parent / "provisioning").rglob("*.py"))
+        for name in _imports(path)
+        if name == "edge.daemon" or name.startswith("edge.daemon.")
+    }
+    assert not offending, sorted(offending)
+
+
 #: Module-level names that are ISO 7816-4 numbers: declared only in edge/protocol/iso7816.py.
 _ISO7816_NAME = re.compile(r"^(SW1?|INS|CLA)_[A-Z0-9_]+$|^EMRTD_AID$")
 
@@ -80,3 +96,24 @@ def test_iso7816_numbers_are_declared_once(path: Path) -> None:
         if isinstance(target, ast.Name) and _ISO7816_NAME.match(target.id)
     }
     assert not declared, f"{relative} declares {sorted(declared)}: import them from edge.protocol.iso7816"
+
+
+#: Who may import whom outside the product: the product imports no test code or benchmark; a benchmark needs no
+#: test (what both need is in edge/sim); the HIL suite imports no benchmark.
+SUPPORT_RULES = {
+    "edge": ("tests", "bench", "hil_tests"),
+    "provisioning": ("tests", "bench", "hil_tests"),
+    "bench": ("tests", "hil_tests"),
+    "hil_tests": ("bench",),
+}
+
+
+@pytest.mark.parametrize("top", sorted(SUPPORT_RULES))
+def test_support_code_imports_downward_only(top: str) -> None:
+    offending = {
+        f"{path.relative_to(EDGE.parent)} imports {name}"
+        for path in sorted((EDGE.parent / top).rglob("*.py"))
+        for name in _imports(path)  # lazy imports inside functions included
+        if name.split(".", 1)[0] in SUPPORT_RULES[top]
+    }
+    assert not offending, sorted(offending)

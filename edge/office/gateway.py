@@ -1,0 +1,321 @@
+"""The office gateway: many terminals' results in, each verified, stored once, its gaps tracked, and a receipt out.
+
+MQTT 5 (paho), two subscriptions:
+
+* ``$share/<group>/<prefix>/<ward>/+/result``, a *shared* subscription: the broker hands each result to one of the
+  instances of the group, so several instances share the load. Each instance keeps a persistent session (clean
+  start off, session expiry ``broker.session_expiry``) and acknowledges a result only once it is stored or
+  quarantined (manual PUBACK), so nothing the broker accepted is lost with an instance: mosquitto (2.0) keeps the
+  results it was handing to an instance that died (and, round-robin, its share of new ones) in that instance's
+  session, and delivers them when that identity connects again (systemd restarts it). It does not hand them to
+  another member of the group (measured; MQTT 5 leaves that to the broker). The end-to-end receipt covers an
+  instance that never comes back: a result without a receipt is published again by its terminal, and the other
+  instances store it (once: the unique key) and send the receipt.
+* ``<prefix>/<ward>/+/status``, *not* shared: a shared subscription gets no retained messages, and the fleet view
+  needs each terminal's retained status; every instance keeps them (a row is replaced only by a later one).
+
+Threads: paho's network thread only puts messages on a queue. One worker thread stores, publishes receipts and
+acknowledges (paho is published to from one thread, as in the terminal). It takes what has arrived in a batch, so
+under load one receipt names many results of a terminal; the batch's receipts go out before its acknowledgements,
+so a result the broker no longer holds has had its receipt handed to the broker (a kill between the two means the
+result is delivered again, stored as a duplicate, and receipted then). A database that cannot be written
+(PostgreSQL restarting, a full disk) is retried with a capped backoff, the message kept unacknowledged meanwhile
+(the broker holds the rest: ``receive_maximum``); a message that breaks the store in another way is quarantined
+with the reason. Nothing a message holds ends the worker or paho's thread.
+
+Receipts (:mod:`edge.protocol.receipt`): after a batch's results are committed, one receipt per terminal (at most
+:data:`~edge.protocol.receipt.MAX_RECEIPT_RESULTS` results each) on ``<prefix>/<ward>/<terminal>/receipt``, QoS 1,
+signed with the receipt key; a duplicate gets its receipt again (the terminal sent it again because it had none).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives.asymmetric import ec
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from edge.errors import StorageError
+from edge.logsetup import log_unexpected
+from edge.office.gateway_config import GatewayConfig
+from edge.office.store import Outcome, ResultStore
+from edge.office.verify import TerminalKeys, load_keys
+from edge.office.ward_trust import WardTrust
+from edge.protocol.receipt import MAX_RECEIPT_RESULTS, receipt_claims, sign_receipt
+from edge.signers import load_private_key
+
+log = logging.getLogger(__name__)
+
+#: Messages the worker takes at once (they share receipts); more wait in the queue.
+BATCH = 200
+#: Waits between tries of a database that cannot be written.
+RETRY_MIN, RETRY_MAX = 0.2, 10.0
+_STOP = object()  # tells the worker to finish
+_GAVE_UP = object()  # a message the worker left unacknowledged because the gateway is stopping
+
+
+@dataclass
+class GatewayStats:
+    """What the worker did, for tests, the log and the bench (written by the worker thread only)."""
+
+    stored: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    statuses: int = 0
+    receipts: int = 0
+    storage_retries: int = 0
+    by_terminal: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"stored": self.stored, "duplicates": self.duplicates, "quarantined": self.quarantined,
+                "statuses": self.statuses, "receipts": self.receipts, "storage_retries": self.storage_retries}
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+
+
+class Gateway:
+    """One gateway instance: subscribes, feeds :class:`ResultStore`, acknowledges, sends receipts."""
+
+    def __init__(self, config: GatewayConfig, store: ResultStore, *,
+                 receipt_key: ec.EllipticCurvePrivateKey | None = None,
+                 on_outcome: Callable[[Outcome], None] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+        """``on_outcome`` runs on the worker thread for each result, once it is stored or quarantined."""
+        self.config = config
+        self.store = store
+        self.stats = GatewayStats()
+        self.subscribed = threading.Event()
+        self._receipt_key = receipt_key
+        self._on_outcome = on_outcome
+        self._clock = clock
+        prefix, ward, group = config.broker.topic_prefix, config.ward, config.broker.share_group
+        self._prefix_levels = len(prefix.split("/"))
+        self._prefix = prefix
+        self._results = f"$share/{group}/{prefix}/{ward}/+/result"
+        self._statuses = f"{prefix}/{ward}/+/status"
+        self._queue: queue.Queue[_Message | object] = queue.Queue()
+        self._halt = threading.Event()
+        self._worker = threading.Thread(target=self._work, name=f"gateway-{config.instance}", daemon=True)
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=config.client_id, protocol=mqtt.MQTTv5,
+                                   manual_ack=True)
+        broker = config.broker
+        if broker.ca is not None:
+            self._client.tls_set(ca_certs=str(broker.ca), certfile=str(broker.cert) if broker.cert else None,
+                                 keyfile=str(broker.key) if broker.key else None)
+        self._client.reconnect_delay_set(1, 30)
+        self._client.on_connect = self._handle_connect
+        self._client.on_subscribe = self._handle_subscribe
+        self._client.on_message = self._handle_message
+
+    # --- life cycle ----------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._worker.start()
+        session = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho leaves it unannotated
+        session.SessionExpiryInterval = self.config.broker.session_expiry
+        session.ReceiveMaximum = self.config.broker.receive_maximum
+        self._client.connect_async(self.config.broker.host, self.config.broker.port,
+                                   keepalive=self.config.broker.keepalive, clean_start=False, properties=session)
+        self._client.loop_start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish what was taken, then leave (the session stays at the broker with what is not acknowledged)."""
+        self._halt.set()
+        self._queue.put(_STOP)
+        self._worker.join(timeout)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._client._reset_sockets(sockpair_only=True)  # as edge.daemon.mqtt.close_loop_sockets: not left to __del__
+
+    # --- paho's thread: record and hand over ---------------------------------------------------------------------
+
+    def _handle_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                        reason_code: ReasonCode, properties: Properties | None) -> None:
+        if reason_code.is_failure:
+            log.warning("broker refused the gateway's connection: %s", reason_code)
+            return
+        # Retained statuses once per new subscription, not again at every reconnect of a kept session.
+        status_options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+        client.subscribe([(self._results, SubscribeOptions(qos=1)), (self._statuses, status_options)])
+
+    def _handle_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[ReasonCode],
+                          properties: Properties | None) -> None:
+        refused = [code for code in reason_codes if code.is_failure]
+        if refused:
+            log.warning("broker refused a subscription (%s, %s): %s", self._results, self._statuses, refused[0])
+            return
+        log.info("subscribed to %s and %s", self._results, self._statuses)
+        self.subscribed.set()
+
+    def _handle_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            topic = message.topic  # paho decodes it here, and raises for a topic that is not UTF-8
+        except UnicodeDecodeError:
+            topic = "<topic not UTF-8>"
+        self._queue.put(_Message(topic, bytes(message.payload), message.mid, message.qos))
+
+    # --- the worker ----------------------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stopping = any(not isinstance(item, _Message) for item in batch)
+            receipts: dict[tuple[str, str], list[tuple[int, str]]] = {}
+            done: list[_Message] = []
+            for item in batch:
+                if not isinstance(item, _Message):
+                    break
+                try:
+                    if self._handle(item, receipts):
+                        done.append(item)
+                except Exception as exc:  # noqa: BLE001  # the thread boundary: nothing a message holds ends it
+                    log_unexpected(log, "a message could not be handled; not acknowledged", exc)
+            try:  # receipts before acknowledgements: whatever the broker no longer holds has had its receipt sent
+                self._send_receipts(receipts)
+            except Exception as exc:  # noqa: BLE001  # its terminal will send the results again, and get one then
+                log_unexpected(log, "receipts could not be sent", exc)
+            for message in done:
+                if message.qos > 0:
+                    self._client.ack(message.mid, message.qos)
+            if stopping:
+                return
+
+    def _handle(self, message: _Message, receipts: dict[tuple[str, str], list[tuple[int, str]]]) -> bool:
+        """Store, quarantine or keep ``message``; False when it must stay unacknowledged (the gateway stops)."""
+        origin = self._origin(message.topic)
+        leaf = origin[2] if origin is not None else None
+        if leaf == "status" and origin is not None:
+            quarantined = self._stubborn(lambda: self.store.keep_status(origin[0], origin[1], message.payload,
+                                                                        self._clock(), topic=message.topic),
+                                         message)
+            if quarantined is _GAVE_UP:
+                return False
+            self.stats.statuses += 1
+            if isinstance(quarantined, Outcome):
+                self.stats.quarantined += 1
+            return True
+        outcome = self._stubborn(lambda: self._ingest(message, leaf), message)
+        if not isinstance(outcome, Outcome):
+            return False
+        self._count(outcome)
+        if outcome.status != "quarantined" and outcome.iss is not None and outcome.jti is not None:
+            receipts.setdefault((outcome.ward or "", outcome.iss), []).append((outcome.seq or 0, outcome.jti))
+        if self._on_outcome is not None:
+            try:
+                self._on_outcome(outcome)
+            except Exception as exc:  # noqa: BLE001  # a failing report must not end the thread
+                log_unexpected(log, "reporting a message's outcome failed", exc)
+        return True
+
+    def _ingest(self, message: _Message, leaf: str | None) -> Outcome:
+        now = self._clock()
+        if leaf != "result":
+            return self.store.quarantine(message.payload, now, message.topic, "not a result or status topic")
+        try:
+            return self.store.ingest(message.payload, now, topic=message.topic)
+        except StorageError:
+            raise
+        except Exception as exc:  # noqa: BLE001  # a store bug this message found: keep it, say what broke
+            log_unexpected(log, "storing a result failed", exc)
+            return self.store.quarantine(message.payload, now, message.topic,
+                                         f"unexpected {type(exc).__name__} while storing")
+
+    def _stubborn(self, attempt: Callable[[], Any], message: _Message) -> Any:
+        """``attempt()`` until the database takes it (a :class:`StorageError` is waited out), or the gateway stops
+        (then :data:`_GAVE_UP`: the message stays unacknowledged, for the next connection)."""
+        delay = RETRY_MIN
+        while True:
+            try:
+                return attempt()
+            except StorageError as exc:
+                self.stats.storage_retries += 1
+                log.warning("database not writable (%s); message on %s kept, retry in %.1f s", exc,
+                            message.topic[:120], delay)
+            if self._halt.wait(delay):
+                return _GAVE_UP
+            delay = min(delay * 2, RETRY_MAX)
+
+    def _count(self, outcome: Outcome) -> None:
+        if outcome.status == "stored":
+            self.stats.stored += 1
+            if outcome.iss is not None:
+                self.stats.by_terminal[outcome.iss] = self.stats.by_terminal.get(outcome.iss, 0) + 1
+            if outcome.new_gaps:
+                log.info("terminal %s: seq %d arrived, %d earlier seq(s) not (yet): %s", outcome.iss, outcome.seq,
+                         len(outcome.new_gaps), _ranges_text(outcome.new_gaps))
+            log.debug("result %s", json.dumps(outcome.as_dict()))
+        elif outcome.status == "duplicate":
+            self.stats.duplicates += 1
+        else:
+            self.stats.quarantined += 1
+            log.warning("quarantined (row %s, %s): %s", outcome.quarantine_id, outcome.topic, outcome.reason[:300])
+
+    def _origin(self, topic: str) -> tuple[str, str, str] | None:
+        """(ward, terminal, leaf) of ``<prefix>/<ward>/<terminal>/<leaf>``, None for anything else."""
+        levels = topic.split("/")
+        if len(levels) != self._prefix_levels + 3 or "/".join(levels[: self._prefix_levels]) != self._prefix:
+            return None
+        ward, terminal, leaf = levels[-3:]
+        return ward, terminal, leaf
+
+    def _send_receipts(self, receipts: dict[tuple[str, str], list[tuple[int, str]]]) -> None:
+        if self._receipt_key is None:
+            return
+        now = int(self._clock())
+        for (ward, terminal), results in receipts.items():
+            for start in range(0, len(results), MAX_RECEIPT_RESULTS):
+                claims = receipt_claims(gateway=self.config.client_id, terminal_id=terminal, ward_code=ward,
+                                        results=results[start:start + MAX_RECEIPT_RESULTS], now=now,
+                                        jti=str(uuid.uuid4()), lifetime=self.config.receipts.lifetime)
+                expiry = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+                expiry.MessageExpiryInterval = self.config.receipts.lifetime
+                token = sign_receipt(claims, self._receipt_key)
+                self._client.publish(f"{self._prefix}/{ward}/{terminal}/receipt", token, qos=1, properties=expiry)
+                self.stats.receipts += 1
+
+
+
+def _ranges_text(seqs: tuple[int, ...]) -> str:
+    return f"{seqs[0]}..{seqs[-1]}" if len(seqs) > 1 else str(seqs[0])
+
+
+def open_store(config: GatewayConfig) -> ResultStore:
+    """The store ``config`` describes, with the terminal keys it trusts (the ward CA, keys configured by hand)."""
+    trust = config.trust
+    ward = WardTrust.load(trust.ward_ca, trust.crl) if trust.ward_ca is not None else None
+    configured = load_keys(trust.terminal_certs, trust.jwks, required=ward is None)
+    decrypt_key = load_private_key(trust.decrypt_key, config_key="trust.decrypt_key") if trust.decrypt_key else None
+    return ResultStore(config.storage.url, TerminalKeys(configured, ward), decrypt_key=decrypt_key,
+                       instance=config.instance)
+
+
+def open_gateway(config: GatewayConfig, *, on_outcome: Callable[[Outcome], None] | None = None,
+                 clock: Callable[[], float] = time.time) -> Gateway:  # fmt: skip
+    """A gateway instance as ``config`` describes it (not started)."""
+    receipt_key = (load_private_key(config.receipts.key, config_key="receipts.key")
+                   if config.receipts.key is not None else None)
+    return Gateway(config, open_store(config), receipt_key=receipt_key, on_outcome=on_outcome, clock=clock)

@@ -1,0 +1,158 @@
+"""``gateway.toml``: what one gateway instance needs (broker, TLS, storage, the ward CA, the receipt key, its name).
+
+Example (``cccd-edge gateway run --config /etc/cccd-edge-gateway/gateway.toml``)::
+
+    instance = "office-1"                      # one name per instance (its certificate's CN is gateway:office-1)
+    ward = "26734"                             # "+" : every ward at this broker (a province)
+
+    [broker]
+    host = "broker.ward.example"
+    port = 8883
+    ca = "/etc/cccd-edge-gateway/ca.crt"       # set: TLS; with cert + key: mutual TLS (the broker kit's way)
+    cert = "/etc/cccd-edge-gateway/gateway.crt"
+    key = "/etc/cccd-edge-gateway/gateway.key"
+
+    [storage]
+    url = "sqlite:////var/lib/cccd-edge-gateway/results.db"   # or postgresql:///cccd?host=/run/postgresql
+
+    [trust]
+    ward_ca = "/etc/cccd-edge-gateway/ward-ca.crt"            # device certificates (x5c) are checked against it
+    crl = "/etc/cccd-edge-gateway/ward-ca.crl"                # optional: python -m provisioning ward-ca revoke
+
+    [receipts]
+    key = "/etc/cccd-edge-gateway/ward-command.key"           # a key the terminals trust; absent: no receipts
+
+Unknown keys are refused (a typo must not silently leave receipts off).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edge.errors import ConfigError
+from edge.protocol.receipt import DEFAULT_RECEIPT_LIFETIME, MAX_RECEIPT_LIFETIME
+
+_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_PREFIX_LEVEL = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BrokerSettings(_Section):
+    host: str = "localhost"
+    port: int = Field(default=8883, ge=1, le=65535)
+    ca: Path | None = None  # the broker's CA: TLS on
+    cert: Path | None = None  # with key: mutual TLS (the ward broker wants it)
+    key: Path | None = None
+    client_id: str | None = None  # default gateway:<instance> (a ward broker takes the certificate's CN anyway)
+    topic_prefix: str = "cccd-edge/v1"
+    share_group: str = Field(default="gateway", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    keepalive: int = Field(default=30, ge=5, le=600)
+    #: MQTT 5 Receive Maximum: results handed to this instance and not yet stored (the rest wait at the broker).
+    receive_maximum: int = Field(default=100, ge=1, le=65535)
+    #: How long the broker keeps this instance's session (and the results routed to it) while it is away.
+    session_expiry: int = Field(default=14 * 24 * 3600, ge=0)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not all(_PREFIX_LEVEL.match(level) for level in value.split("/")):
+            raise ValueError("must be plain topic levels (no wildcards, no leading or trailing '/')")
+        return value
+
+    @model_validator(mode="after")
+    def _pair(self) -> BrokerSettings:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("broker.cert and broker.key go together (mutual TLS)")
+        if self.cert is not None and self.ca is None:
+            raise ValueError("broker.cert needs broker.ca (TLS)")
+        return self
+
+
+class StorageSettings(_Section):
+    url: str = "sqlite:////var/lib/cccd-edge-gateway/results.db"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("must be sqlite:///<absolute path> or a postgresql:// URL")
+        return value
+
+
+class TrustSettings(_Section):
+    ward_ca: Path | None = None  # the ward CA (PEM; a province: several CAs in one file)
+    crl: Path | None = None
+    terminal_certs: tuple[Path, ...] = ()  # keys configured by hand, for tokens without x5c (older terminals)
+    jwks: Path | None = None
+    decrypt_key: Path | None = None  # the ward's private key, to open encrypted (JWE) results
+
+    @model_validator(mode="after")
+    def _some_trust(self) -> TrustSettings:
+        if self.ward_ca is None and not self.terminal_certs and self.jwks is None:
+            raise ValueError("trust.ward_ca (or terminal_certs / jwks) is needed: nothing else vouches for a result")
+        if self.crl is not None and self.ward_ca is None:
+            raise ValueError("trust.crl needs trust.ward_ca")
+        return self
+
+
+class ReceiptSettings(_Section):
+    key: Path | None = None  # P-256 PEM, 0600; None: this ward's consumer sends no receipts (PUBACK-only)
+    lifetime: int = Field(default=DEFAULT_RECEIPT_LIFETIME, ge=60, le=MAX_RECEIPT_LIFETIME)
+
+
+class GatewayConfig(_Section):
+    instance: str
+    ward: str = "+"
+    broker: BrokerSettings = BrokerSettings()
+    storage: StorageSettings = StorageSettings()
+    trust: TrustSettings
+    receipts: ReceiptSettings = ReceiptSettings()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("instance")
+    @classmethod
+    def _instance(cls, value: str) -> str:
+        if not _SEGMENT.match(value):
+            raise ValueError("must be 1-64 letters, digits, '_', '.' or '-' (the certificate's CN is gateway:<it>)")
+        return value
+
+    @field_validator("ward")
+    @classmethod
+    def _ward(cls, value: str) -> str:
+        if value != "+" and not _SEGMENT.match(value):
+            raise ValueError("must be a ward code or '+' (every ward)")
+        return value
+
+    @property
+    def client_id(self) -> str:
+        return self.broker.client_id or f"gateway:{self.instance}"
+
+
+def parse_gateway_config(data: dict[str, Any]) -> GatewayConfig:
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"{first['msg'].removeprefix('Value error, ')} ({len(exc.errors())} problem(s) in total)",
+                          key=key or "(top level)") from None
+
+
+def load_gateway_config(path: Path) -> GatewayConfig:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"file {path} not found", key="(file)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}", key="(file)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", key="(file)") from None
+    return parse_gateway_config(data)
