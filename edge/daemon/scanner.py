@@ -10,7 +10,9 @@ A QR that is not a CCCD QR gives a ``NOT_ID_CARD`` event, also once per presenta
 citizen to show the other code. A CCCD QR whose ID number contradicts its own date of birth or sex gives an
 ``INCONSISTENT_CARD`` event, never ``CARD``: a consumer that derives a chip key only from ``CARD`` events thus never
 does so from a QR shown to be inconsistent, and one that knows the kind can show the officer why. Time comes from
-an injected clock; the CPU bound from an optional region of interest and subsampling applied before decoding.
+an injected clock; the CPU bound from an optional region of interest and subsampling applied before decoding. A
+frame zxing alone cannot read climbs the QR ladder inside the decoder (``edge/drivers/qrladder.py``): its symbols
+arrive here like any other, named ``zxing+<rung>``, and only ever CCCD QR codes.
 """
 
 from __future__ import annotations

@@ -145,8 +145,8 @@ def likely_regions(image: Image.Image, hints: Sequence[Box] = (), *, limit: int 
     components.sort(key=lambda item: (not any(item[1].overlaps(hint) for hint in hints), -item[0]))
     regions = [box.grown(CELL, image.width, image.height) for _, box in components]
     for hint in hints:
-        if not any(hint.overlaps(region) for region in regions):
-            margin = max(hint.right - hint.left, hint.bottom - hint.top) // 2
+        if hint.grown(0, image.width, image.height).area and not any(hint.overlaps(box) for box in regions):
+            margin = max(CELL, (hint.right - hint.left) // 2, (hint.bottom - hint.top) // 2)
             regions.insert(0, hint.grown(margin, image.width, image.height))
     return regions[:limit]
 

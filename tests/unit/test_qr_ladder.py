@@ -219,3 +219,15 @@ def test_binarise_follows_the_local_mean_across_glare() -> None:
     centres = core & (np.kron(np.ones((20, 40), dtype=bool), np.pad(np.ones((4, 4), dtype=bool), 2)))
     assert (binary[centres & dark] == 0).all()
     assert (binary[centres & ~dark] == 255).all()
+
+
+def test_hints_outside_the_frame_or_without_area_are_ignored() -> None:
+    image = Image.fromarray(_desk())
+    odd = [Box(5, 5, 5, 5), Box(-50, -50, -10, -10), Box(700, 500, 800, 600), Box(630, 470, 900, 900)]
+    regions = likely_regions(image, odd)
+    assert regions == [Box(415, 255, 640, 480)]  # only the last reaches into the frame: grown by half its size
+    assert all(region.area for region in regions)
+    decoder = _laddered()
+    assert decoder.ladder is not None
+    assert decoder.ladder.rescue(_frame(_desk()), odd) is None
+    assert decoder.ladder.stats.attempts == len(RUNGS)
