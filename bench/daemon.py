@@ -27,7 +27,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge.daemon import signing
+from edge import signers
 from edge.protocol.cccd_qr import CccdQr, encode_cccd_qr
 from edge.sim.builder import build_card
 from edge.sim.chip_security import SimChipSecurity
@@ -62,7 +62,7 @@ def _memory(pid: int) -> dict[str, float]:
 
 def _config(directory: Path, broker: MosquittoBroker, qr_image: Path) -> Path:
     key_path = directory / "device.key"
-    signing.write_private_key(ec.generate_private_key(ec.SECP256R1()), key_path)
+    signers.write_private_key(ec.generate_private_key(ec.SECP256R1()), key_path)
     trust = directory / "trust"
     trust.mkdir()
     (trust / "csca.pem").write_bytes(csca_certificate_path().read_bytes())

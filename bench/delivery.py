@@ -18,22 +18,23 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge.daemon import signing
+from edge import signers
 from edge.daemon.mqtt import MqttSettings, ResultPublisher, Topics
 from edge.daemon.outbox import Outbox
+from edge.protocol import jose
 from edge.sim.broker import MosquittoBroker
 
 DOCUMENT = {"schema_version": 1, "verdict": "verified", "citizen": {"id_number": "0" * 12, "full_name": "x" * 30,
             "place_of_residence": "y" * 80}, "checks": [{"name": f"check_{i}", "status": "passed"} for i in range(8)]}
 
 
-def _producer(outbox: Outbox, signer: signing.KeySigner) -> None:
-    outbox.enqueue(lambda seq: signing.sign_jws(signer, signing.result_claims(
+def _producer(outbox: Outbox, signer: signers.KeySigner) -> None:
+    outbox.enqueue(lambda seq: jose.sign_jws(signer, jose.result_claims(
         terminal_id="T-01", kid=signer.kid, seq=seq, document=DOCUMENT, now=int(time.time()), lifetime=3600),
-        typ=signing.RESULT_TYP).encode())
+        typ=jose.RESULT_TYP).encode())
 
 
-def latency(broker: MosquittoBroker, directory: Path, signer: signing.KeySigner, count: int = 200) -> list[float]:
+def latency(broker: MosquittoBroker, directory: Path, signer: signers.KeySigner, count: int = 200) -> list[float]:
     outbox = Outbox(directory / "latency.db", max_count=100_000, max_bytes=10**9)
     delivered = threading.Event()
     publisher = ResultPublisher(
@@ -55,7 +56,7 @@ def latency(broker: MosquittoBroker, directory: Path, signer: signing.KeySigner,
     return samples
 
 
-def drain(broker: MosquittoBroker, directory: Path, signer: signing.KeySigner, count: int, window: int) -> float:
+def drain(broker: MosquittoBroker, directory: Path, signer: signers.KeySigner, count: int, window: int) -> float:
     outbox = Outbox(directory / f"drain{window}.db", max_count=100_000, max_bytes=10**9)
     for _ in range(count):
         _producer(outbox, signer)
@@ -73,7 +74,7 @@ def drain(broker: MosquittoBroker, directory: Path, signer: signing.KeySigner, c
 
 
 def main() -> None:
-    signer = signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+    signer = signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         broker = MosquittoBroker(directory / "broker")

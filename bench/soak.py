@@ -38,7 +38,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge.daemon import signing
+from edge import signers
+from edge.protocol import jose
 from edge.sim.broker import BrokerPki, MosquittoBroker, make_pki
 from edge.sim.builder import build_card
 from edge.sim.card_qr import card_qr_text, write_qr_frame
@@ -101,7 +102,7 @@ class Office:
     Every message gets an arrival number; a read is over once a result arrived and the last status, newer than
     any other state seen since the command, says ``ready`` (the next command would otherwise be ``busy``)."""
 
-    def __init__(self, broker: MosquittoBroker, pki: BrokerPki, ward: signing.KeySigner, can: str) -> None:
+    def __init__(self, broker: MosquittoBroker, pki: BrokerPki, ward: signers.KeySigner, can: str) -> None:
         self._ward, self._can = ward, can
         self._changed = threading.Condition()
         self.arrivals = 0
@@ -157,7 +158,7 @@ class Office:
         jti = str(uuid.uuid4())
         claims = {"iss": f"ward-{WARD}", "aud": TERMINAL, "jti": jti, "iat": now, "exp": now + 60,
                   "cmd": "read_request", "key": {"can": self._can}}  # fmt: skip
-        token = signing.sign_jws(self._ward, claims, typ=signing.COMMAND_TYP).encode()
+        token = jose.sign_jws(self._ward, claims, typ=jose.COMMAND_TYP).encode()
         self.client.publish(f"{TOPICS}/cmd", token, qos=1).wait_for_publish(10)
         return jti
 
@@ -242,7 +243,7 @@ def slope_per_1000(samples: list[tuple[int, float]]) -> float:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     profile = load_profile("default")
     spec = build_card(profile)
-    ward = signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+    ward = signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))
     with tempfile.TemporaryDirectory(prefix="cccd-bench-soak-") as tmp, PcscStack() as stack:
         directory = Path(tmp)
         pki = make_pki(directory / "pki", client_cn=TERMINAL)

@@ -55,6 +55,7 @@ Tree::
     │   └── BrokerStartError                    a private mosquitto (tests, demo) did not start
     ├── StorageError(OSError)                   a database on the terminal's disk cannot be written or opened
     │   └── StorageFullError                    no space left (SQLITE_FULL, ENOSPC): a fault, never a failed card
+    ├── SignerError                             the device key's signer failed while signing (a token unplugged)
     ├── CommandError(ValueError)                office command rejected (bad signature, expired, replayed)
     ├── ProvisioningError                       ward CA / device key / certificate install step refused
     └── DemoError                               `cccd-edge demo` could not run to a delivered result
@@ -355,6 +356,13 @@ class StorageFullError(StorageError):
     signed meanwhile waits in memory until space returns."""
 
     hint = "free space on the state directory's disk (df -h; old logs: journalctl --vacuum-size=50M)"
+
+
+class SignerError(EdgeError):
+    """The device key's signer failed once running (a PKCS#11 token unplugged, locked or answering wrongly): the
+    configuration was right, so not a :class:`ConfigError`. The result of that read is not stored."""
+
+    hint = "check the token (is it plugged in? p11tool --list-tokens), then restart the terminal"
 
 
 class CommandError(EdgeError, ValueError):

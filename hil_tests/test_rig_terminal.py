@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from edge import signers
 from edge.config import Config, parse_config
-from edge.daemon import signing
 from edge.daemon.state import Indicator, State
 from edge.daemon.terminal import Terminal
 from edge.drivers.base import CardPresence, FrameSource
@@ -35,6 +35,7 @@ from edge.drivers.qrdecoders import make_decoder
 from edge.errors import QrFormatError, TokenError
 from edge.files import write_private
 from edge.office.receiver import Outcome, Receiver, ResultStore
+from edge.protocol import jose
 from edge.protocol.cccd_qr import parse_cccd_qr
 from edge.protocol.verify.checks import Verdict
 from hil_tests.readback import Probe, sense
@@ -155,7 +156,7 @@ def device_key(rig_broker: BrokerAccess, tmp_path: Path) -> Path:
     if rig_broker.key is not None:
         write_private(path, rig_broker.key.read_bytes())  # a copy: the terminal refuses a group-readable key
     else:
-        signing.write_private_key(ec.generate_private_key(ec.SECP256R1()), path)
+        signers.write_private_key(ec.generate_private_key(ec.SECP256R1()), path)
     return path
 
 
@@ -196,7 +197,7 @@ class Office:
                 payloads.append(payload)
                 return super().ingest(payload, now, topic=topic)
 
-        self.store = RecordingStore(db, {signing.key_id(terminal_key): terminal_key})
+        self.store = RecordingStore(db, {jose.key_id(terminal_key): terminal_key})
         # A stable id: the receiver's session is persistent, so a real broker keeps one session per rig, not one
         # per run. Results an earlier run left queued there are told apart by their iat.
         self.receiver = Receiver(self.store, host=broker.host, port=broker.port, ward=broker.ward,
@@ -246,7 +247,7 @@ def test_the_terminal_delivers_a_signed_result_with_the_expected_verdict(
     trust_dir: Path, pin_factory: Any, probes: dict[str, Probe], tmp_path: Path,
 ) -> None:  # fmt: skip
     config = _config(terminal_rig, rig_card, rig_broker, qr_source, device_key, trust_dir, tmp_path / "state")
-    public = signing.load_private_key(device_key).public_key()
+    public = signers.load_private_key(device_key).public_key()
     office = Office(rig_broker, public, tmp_path / "office.db")
     terminal = Terminal(config, pin_factory=pin_factory)
     not_before = int(time.time()) - 1  # results signed before this run are an earlier run's
@@ -282,7 +283,7 @@ def test_the_terminal_delivers_a_signed_result_with_the_expected_verdict(
 def _signed_by(payload: bytes, key: ec.EllipticCurvePublicKey, jti: str | None) -> bool:
     """Whether ``payload`` is the result ``jti`` with an ES256 signature that verifies under ``key``."""
     try:
-        _, body = signing.verify_es256(payload, key)
+        _, body = jose.verify_es256(payload, key)
     except TokenError:  # another terminal's, or an earlier run's under another key
         return False
     return bool(json.loads(body).get("jti") == jti)

@@ -31,13 +31,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from edge.daemon.pkcs11_signer import Pkcs11Signer
-from edge.daemon.signing import KeySigner, Signer
 from edge.errors import ProvisioningError, TrustStoreError
 from edge.files import private_key_pem
 from edge.protocol.crypto import plain_ecdsa_to_der
+from edge.protocol.jose import Signer
 from edge.protocol.pkcs11_uri import Pkcs11Uri
 from edge.protocol.verify.trust import TrustStore
+from edge.signers import KeySigner
+from edge.signers.pkcs11 import Pkcs11Signer
 from provisioning import token
 from provisioning.files import (
     PRIVATE,

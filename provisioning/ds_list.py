@@ -15,11 +15,10 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from edge.daemon.ds_list import sign_ds_list
-from edge.daemon.signing import KeySigner
 from edge.errors import DsListRefusedError, ProvisioningError, PublicKeyFormatError
-from edge.protocol.ds_list import PROVINCE, ds_list_claims
+from edge.protocol.ds_list import PROVINCE, ds_list_claims, sign_ds_list
 from edge.protocol.verify.certs import parse_certificate
+from edge.signers import KeySigner
 from provisioning.files import write_atomic
 from provisioning.pki import load_certificate, load_private_key
 

@@ -1,6 +1,6 @@
 """Device keys on a PKCS#11 token: generated inside it, found again by label, swapped in when a rotation completes.
 
-The daemon only signs (:mod:`edge.daemon.pkcs11_signer`); making and replacing keys is provisioning's job, done in
+The daemon only signs (:mod:`edge.signers.pkcs11`); making and replacing keys is provisioning's job, done in
 one read/write session so the token sees a single login.
 """
 
@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from edge.daemon.pkcs11_signer import (
+from edge.errors import ConfigError, ProvisioningError
+from edge.protocol.pkcs11_uri import Pkcs11Uri, parse_pkcs11_uri
+from edge.signers.pkcs11 import (
     PENDING_SUFFIX,
     RETIRING_SUFFIX,
     finish_promotion,
@@ -23,8 +25,6 @@ from edge.daemon.pkcs11_signer import (
     token_errors,
     token_public_key,
 )
-from edge.errors import ConfigError, ProvisioningError
-from edge.protocol.pkcs11_uri import Pkcs11Uri, parse_pkcs11_uri
 
 if TYPE_CHECKING:
     from pkcs11 import Session
@@ -123,7 +123,7 @@ def promote_pending(uri: Pkcs11Uri) -> None:
     """Rotation completes: the pending key pair takes the configured label and the old one is destroyed.
 
     In steps that a power cut cannot turn into a terminal without a key: the old pair is relabelled ``<object>.old``
-    first, and :func:`~edge.daemon.pkcs11_signer.finish_promotion` does the rest (and again on the next session, if
+    first, and :func:`~edge.signers.pkcs11.finish_promotion` does the rest (and again on the next session, if
     it was interrupted), telling the pairs apart by the CKA_IDs made distinct here before any label changes.
     """
     with token_session(uri) as session:

@@ -8,32 +8,32 @@ from __future__ import annotations
 
 import json
 
-from edge.daemon import signing
+from edge.protocol import jose
 
 DEEP = 100_000  # nesting levels: far past Python's recursion limit
 DEEP_OBJECT = b'{"a":' * DEEP
 
 
-def _header(signer: signing.Signer, typ: str) -> str:
-    return signing.b64url(json.dumps({"alg": "ES256", "kid": signer.kid, "typ": typ}).encode())
+def _header(signer: jose.Signer, typ: str) -> str:
+    return jose.b64url(json.dumps({"alg": "ES256", "kid": signer.kid, "typ": typ}).encode())
 
 
-def _signed(signer: signing.Signer, header64: str, body64: str) -> bytes:
+def _signed(signer: jose.Signer, header64: str, body64: str) -> bytes:
     signing_input = f"{header64}.{body64}"
-    return f"{signing_input}.{signing.b64url(signer.sign(signing_input.encode('ascii')))}".encode()
+    return f"{signing_input}.{jose.b64url(signer.sign(signing_input.encode('ascii')))}".encode()
 
 
-def poison_messages(signer: signing.Signer, typ: str = signing.RESULT_TYP) -> dict[str, bytes]:
+def poison_messages(signer: jose.Signer, typ: str = jose.RESULT_TYP) -> dict[str, bytes]:
     """name -> payload; every one must be refused with a typed error."""
     header = _header(signer, typ)
     return {
         # A byte outside ASCII in the body: decoded with "replace", it became U+FFFD and failed an ASCII encode.
-        "non_ascii_body": f"{header}.e30\u00e9.{signing.b64url(bytes(64))}".encode("latin-1"),
-        "non_ascii_utf8": f"{header}.e30\u1ec7.{signing.b64url(bytes(64))}".encode(),
+        "non_ascii_body": f"{header}.e30\u00e9.{jose.b64url(bytes(64))}".encode("latin-1"),
+        "non_ascii_utf8": f"{header}.e30\u1ec7.{jose.b64url(bytes(64))}".encode(),
         # Deep JSON in the unsigned header: json.loads raised RecursionError before any signature check.
-        "deep_header": f"{signing.b64url(b'[' * DEEP)}.e30.{signing.b64url(bytes(64))}".encode(),
+        "deep_header": f"{jose.b64url(b'[' * DEEP)}.e30.{jose.b64url(bytes(64))}".encode(),
         # Deep JSON in a body with a good signature (a terminal's bug, or a stolen key).
-        "deep_signed_body": _signed(signer, header, signing.b64url(b"[" * DEEP)),
-        "deep_object_header": f"{signing.b64url(DEEP_OBJECT)}.e30.{signing.b64url(bytes(64))}".encode(),
+        "deep_signed_body": _signed(signer, header, jose.b64url(b"[" * DEEP)),
+        "deep_object_header": f"{jose.b64url(DEEP_OBJECT)}.e30.{jose.b64url(bytes(64))}".encode(),
         "not_a_token": b"\x00\xff garbage",
     }

@@ -35,14 +35,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
-from edge.daemon import signing
+from edge import signers
 from edge.daemon.commands import CommandVerifier, ReplayGuard
 from edge.daemon.commands import ReadRequest as CommandReadRequest
-from edge.daemon.ds_list import apply_ds_list, list_keys, sign_ds_list, verify_ds_list
+from edge.daemon.ds_list import apply_ds_list, list_keys, verify_ds_list
 from edge.errors import EdgeError
 from edge.office.receiver import ResultStore
 from edge.office.verify import check_active_auth, verify_result
-from edge.protocol import crypto, tlv
+from edge.protocol import crypto, jose, tlv
 from edge.protocol.access import bac
 from edge.protocol.access.card_access import parse_security_infos
 from edge.protocol.access.chip_auth import chip_auth_unsupported
@@ -51,7 +51,7 @@ from edge.protocol.access.policy import CanKey, MrzKey, choose_pace_info
 from edge.protocol.apdu import CommandApdu, ResponseApdu
 from edge.protocol.cccd_qr import encode_cccd_qr, parse_cccd_qr
 from edge.protocol.chip import CCCD_CARD_ACCESS
-from edge.protocol.ds_list import PROVINCE, ds_list_claims
+from edge.protocol.ds_list import PROVINCE, ds_list_claims, sign_ds_list
 from edge.protocol.keys import explicit_spki, load_public_key
 from edge.protocol.lds.com import parse_com
 from edge.protocol.lds.dg1 import parse_dg1
@@ -222,7 +222,7 @@ class Corpus:
     sm_keys: dict[str, SessionKeys]
     sm_responses: tuple[tuple[str, bytes, int, bytes, int], ...]  # suite, protected data, sw, plain data, plain sw
     sm_commands: tuple[tuple[str, CommandApdu, CommandApdu], ...]  # suite, protected, plain
-    terminal: signing.KeySigner
+    terminal: signers.KeySigner
     ward: ec.EllipticCurvePrivateKey
     commands: tuple[tuple[dict[str, Any], str], ...]  # claims, token
     ds_lists: tuple[tuple[dict[str, Any], str], ...]  # claims, token (ward key, province key)
@@ -286,13 +286,13 @@ def _sample_result(profile: ProcedureProfile = ProcedureProfile.IDENTITY, *, ver
 
 
 def _document_claims(document: ResultDocument, seq: int) -> dict[str, Any]:
-    return signing.result_claims(terminal_id=TERMINAL_ID, kid="", seq=seq, document=json.loads(document.to_json()),
-                                 now=NOW_INT, lifetime=3600)  # fmt: skip
+    return jose.result_claims(terminal_id=TERMINAL_ID, kid="", seq=seq, document=json.loads(document.to_json()),
+                              now=NOW_INT, lifetime=3600)  # fmt: skip
 
 
-def _sign(signer: signing.KeySigner, header: bytes, payload: bytes) -> str:
-    signing_input = f"{signing.b64url(header)}.{signing.b64url(payload)}"
-    return f"{signing_input}.{signing.b64url(signer.sign(signing_input.encode('ascii')))}"
+def _sign(signer: signers.KeySigner, header: bytes, payload: bytes) -> str:
+    signing_input = f"{jose.b64url(header)}.{jose.b64url(payload)}"
+    return f"{signing_input}.{jose.b64url(signer.sign(signing_input.encode('ascii')))}"
 
 
 def build_corpus(pki_dir: Path | None = None, *, profiles: Sequence[str] = hostile_card.CHIP_PROFILES) -> Corpus:
@@ -371,9 +371,9 @@ def build_corpus(pki_dir: Path | None = None, *, profiles: Sequence[str] = hosti
             commands.append((suite, protect_command(keys, 1, plain), plain))
 
     # office: signed commands and results (JWS, and JWE to the ward key)
-    terminal = signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+    terminal = signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))
     ward = ec.generate_private_key(ec.SECP256R1())
-    ward_signer = signing.KeySigner(ward)
+    ward_signer = signers.KeySigner(ward)
     base = {"iss": "office", "aud": TERMINAL_ID, "iat": NOW_INT, "exp": NOW_INT + 300}
     province = ec.generate_private_key(ec.SECP256R1())
     ds_ders = [pki.ds.certificate.public_bytes(Encoding.DER), pki.untrusted_ds.certificate.public_bytes(Encoding.DER)]
@@ -382,7 +382,7 @@ def build_corpus(pki_dir: Path | None = None, *, profiles: Sequence[str] = hosti
     province_list = ds_list_claims(iss="province-79", ward_code=PROVINCE, version=1, certificates=ds_ders[:1],
                                    now=NOW_INT, lifetime=86400 * 365)  # fmt: skip
     ds_lists = ((ward_list, sign_ds_list(ward_signer, ward_list)),
-                (province_list, sign_ds_list(signing.KeySigner(province), province_list)))  # fmt: skip
+                (province_list, sign_ds_list(signers.KeySigner(province), province_list)))  # fmt: skip
     command_claims = [
         {**base, "jti": "cmd-00000001", "cmd": "read_request", "key": {"can": "123456"},
          "challenge": AA_CHALLENGE.hex(), "profile": "residence", "include_photo": True},
@@ -392,7 +392,7 @@ def build_corpus(pki_dir: Path | None = None, *, profiles: Sequence[str] = hosti
         {**base, "jti": "cmd-00000004", "cmd": "ping"},
         {**base, "jti": "cmd-00000005", "cmd": "trust_update", "ds_list": ds_lists[0][1]},
     ]  # fmt: skip
-    command_tokens = tuple((claims, signing.sign_jws(ward_signer, claims, typ=signing.COMMAND_TYP))
+    command_tokens = tuple((claims, jose.sign_jws(ward_signer, claims, typ=jose.COMMAND_TYP))
                            for claims in command_claims)  # fmt: skip
     chip_key = ec.generate_private_key(ec.BrainpoolP256R1())
     evidence = ActiveAuthEvidence(challenge=AA_CHALLENGE, signature=sign_active_auth(chip_key, AA_CHALLENGE),
@@ -402,9 +402,9 @@ def build_corpus(pki_dir: Path | None = None, *, profiles: Sequence[str] = hosti
     result_tokens = []
     for seq, document in enumerate(documents, start=1):
         claims = {**_document_claims(document, seq), "kid": terminal.kid}
-        jws = signing.sign_jws(terminal, claims, typ=signing.RESULT_TYP)
+        jws = jose.sign_jws(terminal, claims, typ=jose.RESULT_TYP)
         result_tokens.append((claims, jws))
-        result_tokens.append((claims, signing.encrypt_jwe(jws.encode("ascii"), ward.public_key())))
+        result_tokens.append((claims, jose.encrypt_jwe(jws.encode("ascii"), ward.public_key())))
 
     pool = tuple(sample for group in samples.values() for sample in group if len(sample) < 8000)
     samples["tlv"] = tuple(sample for name, group in samples.items() if name not in ("qr", "spki") for sample in group)
@@ -675,7 +675,7 @@ def _mutate_token(rng: random.Random, token: str, pool: Sequence[bytes]) -> byte
         del parts[rng.randrange(len(parts))]
     elif op == 2:
         parts[0] = _b64(json.dumps({"alg": rng.choice(("none", "HS256", "ES256", "RS256", "ECDH-ES")),
-                                    "kid": "x", "typ": rng.choice((signing.RESULT_TYP, signing.COMMAND_TYP))}).encode())
+                                    "kid": "x", "typ": rng.choice((jose.RESULT_TYP, jose.COMMAND_TYP))}).encode())
     elif op == 3:
         return (" \n" + token + "\n\x00").encode("ascii") if rng.random() < 0.5 else token.encode("utf-16")
     else:
@@ -683,7 +683,7 @@ def _mutate_token(rng: random.Random, token: str, pool: Sequence[bytes]) -> byte
     return ".".join(parts).encode("ascii")
 
 
-def _gen_signed(rng: random.Random, claims: dict[str, Any], signer: signing.KeySigner, typ: str) -> bytes:
+def _gen_signed(rng: random.Random, claims: dict[str, Any], signer: signers.KeySigner, typ: str) -> bytes:
     """Claims a key holder chose to sign: hostile JSON under a valid signature (the office's own key, stolen or
     misused), still something the other side must survive."""
     header: dict[str, Any] = {"alg": "ES256", "kid": signer.kid, "typ": typ}
@@ -696,8 +696,8 @@ def _gen_command(rng: random.Random, corpus: Corpus) -> dict[str, Any]:
     claims, token = corpus.commands[index]
     if rng.random() < 0.5:
         return {"index": index, "signed": False, "payload": _mutate_token(rng, token, corpus.pool)}
-    signer = signing.KeySigner(corpus.ward)
-    return {"index": index, "signed": True, "payload": _gen_signed(rng, claims, signer, signing.COMMAND_TYP)}
+    signer = signers.KeySigner(corpus.ward)
+    return {"index": index, "signed": True, "payload": _gen_signed(rng, claims, signer, jose.COMMAND_TYP)}
 
 
 def _run_command(item: Mapping[str, Any], corpus: Corpus) -> Outcome:
@@ -722,9 +722,9 @@ def _gen_result(rng: random.Random, corpus: Corpus) -> dict[str, Any]:
     claims, token = corpus.results[index]
     if rng.random() < 0.5:
         return {"index": index, "signed": False, "payload": _mutate_token(rng, token, corpus.pool)}
-    payload = _gen_signed(rng, claims, corpus.terminal, signing.RESULT_TYP)
+    payload = _gen_signed(rng, claims, corpus.terminal, jose.RESULT_TYP)
     if token.count(".") == 4:
-        payload = signing.encrypt_jwe(payload, corpus.ward.public_key()).encode("ascii")
+        payload = jose.encrypt_jwe(payload, corpus.ward.public_key()).encode("ascii")
     return {"index": index, "signed": True, "payload": payload}
 
 
@@ -768,7 +768,7 @@ def _gen_ds_list(rng: random.Random, corpus: Corpus) -> dict[str, Any]:
     claims, token = corpus.ds_lists[index]
     if rng.random() < 0.5:
         return {"index": index, "signed": False, "payload": _mutate_token(rng, token, corpus.pool)}
-    signer = signing.KeySigner(corpus.ward if index == 0 else corpus.province)
+    signer = signers.KeySigner(corpus.ward if index == 0 else corpus.province)
     if rng.random() < 0.5:  # the key holder lists certificates of its choosing: damaged, CA, forged, anything
         entries = [dict(entry) for entry in claims["certificates"]]
         der = rng.choice((*(parse_certificate_der(e["cert"]) for e in entries), *(d for _, d in corpus.trust_files

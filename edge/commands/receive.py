@@ -31,10 +31,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from edge.daemon.signing import load_private_key
 from edge.office.receiver import Outcome, Receiver, ResultStore
 from edge.office.verify import load_keys
 from edge.protocol.verify.checks import VERDICT_WORDS, Verdict
+from edge.signers import load_private_key
 
 log = logging.getLogger(__name__)
 

@@ -106,8 +106,8 @@ def run_import(args: argparse.Namespace) -> int:
 def _import_ds_list(path: Path, store: TrustStore, args: argparse.Namespace, config: Config | None) -> bool:
     """Verify and pin one signed DS list; prints what changed or one REFUSED line."""
     from edge.daemon.ds_list import apply_ds_list, known_signers_dir, list_keys, verify_ds_list
-    from edge.daemon.signing import load_public_key
     from edge.protocol.ds_list import MAX_DS_LIST_BYTES
+    from edge.signers import load_public_key
 
     named = [load_public_key(key, config_key="--ds-list-key") for key in args.ds_list_key]
     ward_key, province, ward_code = None, [], args.ward

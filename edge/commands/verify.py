@@ -23,11 +23,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from edge.daemon.signing import load_private_key
 from edge.errors import TokenError
 from edge.office.verify import check_active_auth, load_keys, verify_result
 from edge.protocol.access.active_auth import CHALLENGE_LENGTH
 from edge.protocol.card_generation import card_words, generation_of_result
+from edge.signers import load_private_key
 
 
 def register(subparsers: Any) -> None:

@@ -28,11 +28,11 @@ from typing import Annotated, Literal
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from edge.daemon.signing import COMMAND_TYP, DEFAULT_LEEWAY, key_id, verify_jws
 from edge.errors import CommandRejectedError, TokenError, TokenExpiredError, TokenSignatureError, UnknownKeyError
 from edge.files import create_private
 from edge.protocol.clock import TimeEvidence
 from edge.protocol.ds_list import MAX_DS_LIST_BYTES
+from edge.protocol.jose import COMMAND_TYP, DEFAULT_LEEWAY, key_id, verify_jws
 from edge.protocol.result import ProcedureProfile
 
 #: Longest accepted ``exp - iat``: an office command is meant for now, not for later.

@@ -32,13 +32,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge.daemon.clock import CLOCK_FILE
 from edge.daemon.outbox import OUTBOX_FILE, Outbox, key_path, read_only_uri
-from edge.daemon.pkcs11_signer import Pkcs11Signer
-from edge.daemon.signing import RESULT_LATE_AFTER, KeySigner, Signer, check_certified_key
 from edge.daemon.storage import free_bytes, is_disk_error, storage_error
 from edge.drivers.base import CardPresence, Frame, FrameSource, ReaderState
 from edge.errors import ConfigError, EdgeError, JsonError, StorageError
 from edge.protocol.clock import BUILD_FLOOR, floor_from, parse_trusted_time
+from edge.protocol.jose import RESULT_LATE_AFTER, Signer
 from edge.protocol.verify.trust import TrustStore
+from edge.signers import KeySigner, check_certified_key
+from edge.signers.pkcs11 import Pkcs11Signer
 
 if TYPE_CHECKING:
     from edge.config import Config, IndicatorConfig, OutboxConfig
@@ -277,7 +278,7 @@ def _open_device_key(key: Path | Pkcs11Uri) -> Signer | DoctorResult:
 
 def check_certificate(cert_path: Path | None, key: Path | Pkcs11Uri, now: dt.datetime) -> DoctorResult:
     """The device certificate is current, not about to expire, and certifies the device key, with the daemon's own
-    start-up check (:func:`~edge.daemon.signing.check_certified_key`); ``cert_path`` is ``paths.device_cert``."""
+    start-up check (:func:`~edge.signers.check_certified_key`); ``cert_path`` is ``paths.device_cert``."""
     if cert_path is None:
         return _skipped("certificate", "no paths.device_cert configured")
     cert = _load_certificate(cert_path)

@@ -1,7 +1,6 @@
-"""Signed DS lists end to end: sign, verify (JWS ES256 under the ward's or the province's key), and pin the
-Document Signers a list carries, replacing what the same key's earlier list pinned.
-
-Kept in one module (the claims model is :mod:`edge.protocol.ds_list`) so it moves with the JOSE code.
+"""Signed DS lists on the terminal: verify (JWS ES256 under the ward's or the province's key) and pin the Document
+Signers a list carries, replacing what the same key's earlier list pinned. The claims model and signing are
+:mod:`edge.protocol.ds_list` (provisioning signs lists without the daemon).
 
 Where pins land: ``cccd-edge trust import`` writes into the directory it is given (the trust store, or with
 ``--config`` the terminal's ``known-signers`` directory), and the office's ``trust_update`` command into
@@ -32,7 +31,6 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edge.daemon.signing import DEFAULT_LEEWAY, Signer, key_id, sign_jws, verify_es256
 from edge.errors import DsListRefusedError, JsonError, TokenError, TokenSignatureError, TrustStoreError
 from edge.protocol.b64url import b64url_decode
 from edge.protocol.bounded_json import loads_bounded
@@ -45,6 +43,7 @@ from edge.protocol.ds_list import (
     check_claims,
     parse_ds_list_claims,
 )
+from edge.protocol.jose import DEFAULT_LEEWAY, key_id, verify_es256
 from edge.protocol.verify.trust import KNOWN_SIGNER_PREFIX, TrustEntry, TrustStore
 
 #: Accepted versions, per signing key, in each directory that holds list-pinned signers.
@@ -76,11 +75,6 @@ def list_keys(*, ward: ec.EllipticCurvePublicKey | None = None,
     if ward is not None:
         keys[key_id(ward)] = ListKey(ward, "ward")
     return keys
-
-
-def sign_ds_list(signer: Signer, claims: Mapping[str, object]) -> str:
-    """A compact JWS of claims made by :func:`edge.protocol.ds_list.ds_list_claims`."""
-    return sign_jws(signer, claims, typ=DS_LIST_TYP)
 
 
 # --- verification ------------------------------------------------------------------------------------------------

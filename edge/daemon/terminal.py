@@ -46,13 +46,6 @@ from edge.daemon.health import Liveness
 from edge.daemon.mqtt import PUBLISHER_THREAD, MqttSettings, ResultPublisher
 from edge.daemon.outbox import OUTBOX_FILE, Outbox
 from edge.daemon.scanner import QrScanner, ScanEventKind
-from edge.daemon.signing import (
-    Signer,
-    check_certified_key,
-    device_signer,
-    load_public_key,
-    result_token,
-)
 from edge.daemon.state import (
     AbortRead,
     Action,
@@ -96,6 +89,7 @@ from edge.logsetup import log_unexpected, mask_id
 from edge.protocol.access.policy import AccessKey, CanKey, MrzKey
 from edge.protocol.cccd_qr import CccdQr
 from edge.protocol.chip import ChipRead, ReadRequest, read_chip
+from edge.protocol.jose import Signer, result_token
 from edge.protocol.lds.dg13 import DATE_OF_BIRTH, DATE_OF_EXPIRY, DATE_OF_ISSUE, format_date
 from edge.protocol.result import (
     ActiveAuthEvidence,
@@ -111,6 +105,7 @@ from edge.protocol.result import (
 from edge.protocol.verify.card import verify_chip
 from edge.protocol.verify.checks import CheckStatus, Verdict
 from edge.protocol.verify.trust import TrustStore
+from edge.signers import check_certified_key, device_signer, load_public_key
 
 log = logging.getLogger(__name__)
 

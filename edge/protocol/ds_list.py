@@ -3,9 +3,10 @@
 A real CCCD's CSCA is not public, so a ward proves cards genuine another way (the national authentication
 service) and pins the Document Signer certificates of those cards: no forger can sign with a DS key, so a pinned
 DS is a sound anchor (``verified_known_signer``). The list travels as a compact JWS (ES256, ``typ``
-:data:`DS_LIST_TYP`) signed by the ward's command key or a province key; the JOSE side, the accepted-version
-record and the import live in :mod:`edge.daemon.ds_list`. This module is only the claims model and the rules on
-them, so that both ends (``python -m provisioning ds-list sign`` and the terminal) share one definition.
+:data:`DS_LIST_TYP`) signed by the ward's command key or a province key (:func:`sign_ds_list`); the verification,
+the accepted-version record and the import live in :mod:`edge.daemon.ds_list`. This module is the claims model,
+the rules on them and signing, so that both ends (``python -m provisioning ds-list sign`` and the terminal) share
+one definition.
 
 Claims: ``iss``, ``iat``, optional ``exp`` (a list is meant to last: months), ``ward_code`` (one ward, or
 :data:`PROVINCE` for every ward of the province: only a province key may say that), ``version`` (a list replaces
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, f
 
 from edge.errors import DsListRefusedError
 from edge.protocol.b64url import b64url_decode, b64url_encode
+from edge.protocol.jose import Signer, sign_jws
 
 DS_LIST_TYP = "cccd-edge-ds-list+jwt"
 #: ``ward_code`` of a list meant for every ward of the province.
@@ -140,3 +142,8 @@ def check_claims(claims: DsListClaims, *, scope: KeyScope, ward_code: str | None
     elif ward_code is not None and claims.ward_code != ward_code:
         raise DsListRefusedError("wrong_ward", f"the list is for ward {claims.ward_code}, this terminal is in "
                                  f"ward {ward_code}")
+
+
+def sign_ds_list(signer: Signer, claims: Mapping[str, object]) -> str:
+    """A compact JWS of claims made by :func:`ds_list_claims`."""
+    return sign_jws(signer, claims, typ=DS_LIST_TYP)

@@ -3,7 +3,7 @@
 Only what the terminal needs: ``token`` and ``object`` in the path; ``module-path`` and one of ``pin-source`` /
 ``pin-value`` in the query. Anything else is refused rather than ignored, so a typo (``objet=``) cannot make the
 daemon pick some other key on the token. Reading the PIN file and talking to the token is the daemon's job
-(:mod:`edge.daemon.pkcs11_signer`); this module stays pure.
+(:mod:`edge.signers.pkcs11`); this module stays pure.
 """
 
 from __future__ import annotations

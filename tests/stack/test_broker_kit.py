@@ -28,9 +28,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge.daemon import signing
+from edge import signers
 from edge.daemon.mqtt import MqttSettings, ResultPublisher, Topics, close_loop_sockets
 from edge.daemon.outbox import Outbox
+from edge.protocol import jose
 from provisioning import broker_kit, device, gateway, ward_ca
 from provisioning.__main__ import main as provisioning_main
 from provisioning.files import write_atomic
@@ -468,7 +469,7 @@ def test_the_daemons_publisher_works_under_the_acl(ward: Ward, peers: Callable[.
     ward.broker()
     office = peers(ward.gateway)
     assert office.subscribe(f"{PREFIX}/{WARD}/+/+") == GRANTED_QOS1
-    signer = signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+    signer = signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))
     outbox = Outbox(tmp_path / "outbox.db", max_count=100, max_bytes=10_000_000)
     commands: list[bytes] = []
     got_command = threading.Event()
@@ -484,9 +485,9 @@ def test_the_daemons_publisher_works_under_the_acl(ward: Ward, peers: Callable[.
     publisher.start()
     try:
         for _ in range(3):
-            outbox.enqueue(lambda seq: signing.sign_jws(signer, signing.result_claims(
+            outbox.enqueue(lambda seq: jose.sign_jws(signer, jose.result_claims(
                 terminal_id="T-A", kid=signer.kid, seq=seq, document={"verdict": "verified"}, now=1_800_000_000),
-                typ=signing.RESULT_TYP).encode())
+                typ=jose.RESULT_TYP).encode())
         publisher.notify()
         publisher.set_status(state="ready", queued=0)
         assert publisher.wait_drained(TIMEOUT)

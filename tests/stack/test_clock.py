@@ -29,7 +29,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.daemon import signing
+from edge import signers
+from edge.protocol import jose
 from edge.protocol.clock import BUILD_FLOOR, parse_trusted_time
 from edge.protocol.result import ResultDocument
 from edge.protocol.verify.checks import CLOCK_NOT_SYNCHRONISED
@@ -58,7 +59,7 @@ class Material:
     config: Path
     state_dir: Path
     device_key: ec.EllipticCurvePrivateKey
-    ward_key: signing.KeySigner
+    ward_key: signers.KeySigner
 
 
 @pytest.fixture
@@ -70,8 +71,8 @@ def material(tmp_path: Path, mqtt_broker_factory: Callable[..., MosquittoBroker]
     trust.mkdir()
     (trust / "csca.pem").write_bytes(load_or_create_pki(tmp_path / "pki").csca_certificate_path.read_bytes())
     device_key = ec.generate_private_key(ec.SECP256R1())
-    signing.write_private_key(device_key, tmp_path / "device.key")
-    ward_key = signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+    signers.write_private_key(device_key, tmp_path / "device.key")
+    ward_key = signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))
     (tmp_path / "ward.pub").write_bytes(ward_key.public_key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     qr = write_qr_frame(card_qr_text(profile.qr_person), tmp_path / "qr.png")
@@ -92,7 +93,7 @@ def material(tmp_path: Path, mqtt_broker_factory: Callable[..., MosquittoBroker]
 class Office:
     """Listens to the terminal's topics (status, events, results) and sends it signed commands, in real time."""
 
-    def __init__(self, broker_host: str, broker_port: int, ward_key: signing.KeySigner) -> None:
+    def __init__(self, broker_host: str, broker_port: int, ward_key: signers.KeySigner) -> None:
         self.ward_key = ward_key
         self.status: dict[str, Any] = {}
         self.events: list[dict[str, Any]] = []
@@ -132,7 +133,7 @@ class Office:
         iat = int(time.time())
         claims = {"iss": f"ward-{WARD}", "aud": TERMINAL, "jti": str(uuid.uuid4()), "iat": iat, "exp": iat + 60,
                   "cmd": "ping"}  # fmt: skip
-        token = signing.sign_jws(self.ward_key, claims, typ=signing.COMMAND_TYP).encode()
+        token = jose.sign_jws(self.ward_key, claims, typ=jose.COMMAND_TYP).encode()
         self.client.publish(f"{TOPICS}/cmd", token, qos=1).wait_for_publish(5)
         return iat
 
@@ -187,7 +188,7 @@ def daemons() -> Iterator[list[Daemon]]:
 
 def _document(token: bytes, key: ec.EllipticCurvePrivateKey) -> tuple[dict[str, Any], ResultDocument]:
     """The signed claims and the result they carry (the signature checked; iat/exp are the office's business)."""
-    _header, payload = signing.verify_es256(token, key.public_key())
+    _header, payload = jose.verify_es256(token, key.public_key())
     claims = json.loads(payload)
     return claims, ResultDocument.model_validate(claims["result"])
 

@@ -17,12 +17,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
+from edge import signers
 from edge.cli import build_parser
 from edge.cli import main as edge_main
 from edge.config import parse_config
-from edge.daemon import signing
 from edge.daemon.ds_list import KNOWN_SIGNERS_DIR
 from edge.daemon.terminal import Terminal
+from edge.protocol import jose
 from edge.protocol.ds_list import DS_LIST_TYP
 from edge.protocol.verify.certs import parse_certificate
 from edge.sim.builder import build_card
@@ -49,7 +50,7 @@ def ward_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The ward's command key as provisioning keeps it (0600 PEM) and its public half as the terminal has it."""
     directory = tmp_path_factory.mktemp("ward")
     key = ec.generate_private_key(ec.SECP256R1())
-    signing.write_private_key(key, directory / "ward-command.key")
+    signers.write_private_key(key, directory / "ward-command.key")
     (directory / "ward-command.pub").write_bytes(key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     return directory / "ward-command.key", directory / "ward-command.pub"
@@ -113,14 +114,14 @@ def test_a_card_exported_signed_and_imported_reads_verified_known_signer_and_a_s
 
 @pytest.fixture
 def rig(tmp_path: Path, ward_keys: tuple[Path, Path], mqtt_broker_factory: Callable[..., MosquittoBroker],
-        pcsc_stack: object) -> Iterator[tuple[Terminal, Office, MosquittoBroker, signing.KeySigner]]:  # fmt: skip
+        pcsc_stack: object) -> Iterator[tuple[Terminal, Office, MosquittoBroker, signers.KeySigner]]:  # fmt: skip
     """A terminal whose root trust store is empty (the CSCA of real cards is not public)."""
     ward_key, ward_pub = ward_keys
     trust = tmp_path / "trust"
     trust.mkdir()
     device_key = ec.generate_private_key(ec.SECP256R1())
-    signing.write_private_key(device_key, tmp_path / "device.key")
-    ward = signing.KeySigner(signing.load_private_key(ward_key))
+    signers.write_private_key(device_key, tmp_path / "device.key")
+    ward = signers.KeySigner(signers.load_private_key(ward_key))
     material = Material(build_card(load_profile("default")), trust, _blank_image(tmp_path / "qr.png"),
                         _blank_image(tmp_path / "blank.png"), device_key, tmp_path / "device.key", ward, ward_pub)
     broker = mqtt_broker_factory()
@@ -141,15 +142,15 @@ def rig(tmp_path: Path, ward_keys: tuple[Path, Path], mqtt_broker_factory: Calla
         pins.close()
 
 
-def trust_update(ward: signing.KeySigner, ds_list: str) -> tuple[str, bytes]:
+def trust_update(ward: signers.KeySigner, ds_list: str) -> tuple[str, bytes]:
     now, jti = int(time.time()), str(uuid.uuid4())
     claims = {"iss": f"ward-{WARD}", "aud": TERMINAL, "jti": jti, "iat": now, "exp": now + 60,
               "cmd": "trust_update", "ds_list": ds_list}
-    return jti, signing.sign_jws(ward, claims, typ=signing.COMMAND_TYP).encode()
+    return jti, jose.sign_jws(ward, claims, typ=jose.COMMAND_TYP).encode()
 
 
 def test_a_trust_update_pins_the_signer_the_next_read_is_verified_known_signer_and_bad_lists_change_nothing(
-    rig: tuple[Terminal, Office, MosquittoBroker, signing.KeySigner], ward_keys: tuple[Path, Path],
+    rig: tuple[Terminal, Office, MosquittoBroker, signers.KeySigner], ward_keys: tuple[Path, Path],
     specs: dict[str, SimCardSpec], insert_card: InsertCard, tmp_path: Path,
 ) -> None:  # fmt: skip
     terminal, office, broker, ward = rig
@@ -158,15 +159,15 @@ def test_a_trust_update_pins_the_signer_the_next_read_is_verified_known_signer_a
     csca = tmp_path / "csca.der"
     csca.write_bytes(load_or_create_pki().csca.certificate.public_bytes(serialization.Encoding.DER))
     foreign_key = tmp_path / "foreign.key"
-    signing.write_private_key(ec.generate_private_key(ec.SECP256R1()), foreign_key)
+    signers.write_private_key(ec.generate_private_key(ec.SECP256R1()), foreign_key)
     current = sign(ward_keys[0], 2, tmp_path / "v2.jws", certificate).read_text().strip()
     older = sign(ward_keys[0], 1, tmp_path / "v1.jws", certificate).read_text().strip()
     foreign = sign(foreign_key, 3, tmp_path / "foreign.jws", certificate).read_text().strip()
     _, body, _ = current.split(".")
-    unsigned_head = signing.b64url(json.dumps({"alg": "none", "kid": ward.kid, "typ": DS_LIST_TYP}).encode())
+    unsigned_head = jose.b64url(json.dumps({"alg": "none", "kid": ward.kid, "typ": DS_LIST_TYP}).encode())
     unsigned = f"{unsigned_head}.{body}."
-    with_ca = signing.sign_jws(ward, {**json.loads(signing.b64url_decode(body)), "version": 4, "certificates": [
-        {"cert": signing.b64url(csca.read_bytes())}]}, typ=DS_LIST_TYP)  # fmt: skip
+    with_ca = jose.sign_jws(ward, {**json.loads(jose.b64url_decode(body)), "version": 4, "certificates": [
+        {"cert": jose.b64url(csca.read_bytes())}]}, typ=DS_LIST_TYP)  # fmt: skip
 
     sent = [trust_update(ward, token) for token in (foreign, unsigned, with_ca, current, older, current)]
     for _, payload in sent:
@@ -196,8 +197,8 @@ def test_a_trust_update_pins_the_signer_the_next_read_is_verified_known_signer_a
     assert terminal.stats.get("verdict_verified_known_signer") == 1
 
 
-def read_request(ward: signing.KeySigner, can: str) -> tuple[str, bytes]:
+def read_request(ward: signers.KeySigner, can: str) -> tuple[str, bytes]:
     now, jti = int(time.time()), str(uuid.uuid4())
     claims = {"iss": f"ward-{WARD}", "aud": TERMINAL, "jti": jti, "iat": now, "exp": now + 60,
               "cmd": "read_request", "key": {"can": can}}
-    return jti, signing.sign_jws(ward, claims, typ=signing.COMMAND_TYP).encode()
+    return jti, jose.sign_jws(ward, claims, typ=jose.COMMAND_TYP).encode()

@@ -18,13 +18,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge import signers
 from edge.config import parse_config
-from edge.daemon import signing
 from edge.daemon.backoff import RetryClock
 from edge.daemon.health import Liveness
 from edge.daemon.mqtt import PUBLISHER_THREAD, MqttSettings, ResultPublisher, Topics
 from edge.daemon.outbox import Outbox
 from edge.office.receiver import Outcome, Receiver, ResultStore
+from edge.protocol import jose
 from edge.protocol.result import QrUsage, ReadTiming
 from tests.fixtures.mqtt import MosquittoBroker
 from tests.fixtures.storage import SmallDisk
@@ -74,7 +75,7 @@ class Collector:
                 self._changed.wait(remaining)
 
     def results(self) -> list[dict[str, object]]:
-        return [json.loads(signing.b64url_decode(payload.decode().split(".")[1]))
+        return [json.loads(jose.b64url_decode(payload.decode().split(".")[1]))
                 for topic, payload, _ in self.messages if topic == TOPICS.result]
 
     def close(self) -> None:
@@ -92,15 +93,15 @@ def _settings(broker: MosquittoBroker, **overrides: object) -> MqttSettings:
 
 
 @pytest.fixture
-def signer() -> signing.KeySigner:
-    return signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+def signer() -> signers.KeySigner:
+    return signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))
 
 
-def _produce(outbox: Outbox, signer: signing.KeySigner, count: int) -> None:
+def _produce(outbox: Outbox, signer: signers.KeySigner, count: int) -> None:
     for _ in range(count):
-        outbox.enqueue(lambda seq: signing.sign_jws(signer, signing.result_claims(
+        outbox.enqueue(lambda seq: jose.sign_jws(signer, jose.result_claims(
             terminal_id="T-01", kid=signer.kid, seq=seq, document={"verdict": "verified"}, now=NOW,
-            lifetime=3600), typ=signing.RESULT_TYP).encode())
+            lifetime=3600), typ=jose.RESULT_TYP).encode())
 
 
 def _outbox(tmp_path: Path) -> Outbox:
@@ -119,7 +120,7 @@ def _first_arrivals(results: list[dict[str, object]]) -> list[int]:
 
 
 def test_outage_loses_nothing_and_keeps_order(
-    tmp_path: Path, mqtt_broker_factory: Callable[..., MosquittoBroker], signer: signing.KeySigner
+    tmp_path: Path, mqtt_broker_factory: Callable[..., MosquittoBroker], signer: signers.KeySigner
 ) -> None:
     broker = mqtt_broker_factory(persistence=True)
     collector = Collector(broker)
@@ -142,7 +143,7 @@ def test_outage_loses_nothing_and_keeps_order(
         broker.start()
         assert publisher.wait_drained(30)
         collector.wait_for(lambda msgs: len(_first_arrivals(
-            [json.loads(signing.b64url_decode(p.decode().split(".")[1])) for t, p, _ in msgs if t == TOPICS.result]
+            [json.loads(jose.b64url_decode(p.decode().split(".")[1])) for t, p, _ in msgs if t == TOPICS.result]
         )) >= 60)
         assert _first_arrivals(collector.results()) == list(range(1, 61))
         assert outbox.stats().count == 0
@@ -155,7 +156,7 @@ def test_outage_loses_nothing_and_keeps_order(
 
 
 def test_restart_of_the_terminal_resumes_from_the_outbox(
-    tmp_path: Path, mqtt_broker_factory: Callable[..., MosquittoBroker], signer: signing.KeySigner
+    tmp_path: Path, mqtt_broker_factory: Callable[..., MosquittoBroker], signer: signers.KeySigner
 ) -> None:
     broker = mqtt_broker_factory()
     outbox = _outbox(tmp_path)
@@ -183,7 +184,7 @@ def test_restart_of_the_terminal_resumes_from_the_outbox(
 
 
 def test_mutual_tls_delivers_and_refuses_clients_without_certificate(
-    tmp_path: Path, mqtt_broker_factory: Callable[..., MosquittoBroker], signer: signing.KeySigner
+    tmp_path: Path, mqtt_broker_factory: Callable[..., MosquittoBroker], signer: signers.KeySigner
 ) -> None:
     broker = mqtt_broker_factory(tls=True)
     assert broker.pki is not None
@@ -250,7 +251,7 @@ def test_status_events_and_commands(
 
 
 def test_end_to_end_to_the_office_receiver_encrypted(
-    tmp_path: Path, mqtt_broker: MosquittoBroker, signer: signing.KeySigner
+    tmp_path: Path, mqtt_broker: MosquittoBroker, signer: signers.KeySigner
 ) -> None:
     ward = ec.generate_private_key(ec.SECP256R1())
     store = ResultStore(tmp_path / "office" / "results.db", {signer.kid: signer.public_key}, decrypt_key=ward)
@@ -271,9 +272,9 @@ def test_end_to_end_to_the_office_receiver_encrypted(
     publisher.start()
     try:
         for _ in range(20):
-            outbox.enqueue(lambda seq: signing.encrypt_jwe(signing.sign_jws(signer, signing.result_claims(
+            outbox.enqueue(lambda seq: jose.encrypt_jwe(jose.sign_jws(signer, jose.result_claims(
                 terminal_id="T-01", kid=signer.kid, seq=seq, document=_document(), now=NOW, lifetime=3600),
-                typ=signing.RESULT_TYP).encode(), ward.public_key()).encode())
+                typ=jose.RESULT_TYP).encode(), ward.public_key()).encode())
             publisher.notify()
         assert done.wait(20)
         assert [seq for seq, _ in store.stored("T-01")] == list(range(1, 21))
@@ -294,21 +295,22 @@ def _document() -> dict[str, object]:
 _TERMINAL_PROCESS = """
 import sys, time
 from pathlib import Path
-from edge.daemon import signing
+from edge import signers
+from edge.protocol import jose
 from edge.daemon.mqtt import MqttSettings, ResultPublisher, Topics
 from edge.daemon.outbox import Outbox
 
 key, db, port, produce = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 terminal = sys.argv[5] if len(sys.argv) > 5 else "T-01"
-signer = signing.FileKeySigner(key)
+signer = signers.FileKeySigner(key)
 outbox = Outbox(db, max_count=10000, max_bytes=10**8)
 publisher = ResultPublisher(
     MqttSettings("127.0.0.1", port, Topics("cccd-edge/v1", "26734", terminal), terminal, inflight_window=5),
     outbox, on_delivered=lambda seqs: print("D", *seqs, flush=True))
 publisher.start()
 for _ in range(produce):
-    _, seq = outbox.enqueue(lambda s: signing.result_token(signer, terminal_id=terminal, seq=s, document=DOC,
-                                                           now=int(time.time()), lifetime=3600))
+    _, seq = outbox.enqueue(lambda s: jose.result_token(signer, terminal_id=terminal, seq=s, document=DOC,
+                                                        now=int(time.time()), lifetime=3600))
     publisher.notify()
     print("E", seq, flush=True)
     time.sleep(0.002)
@@ -328,8 +330,8 @@ def test_kill_9_of_the_terminal_mid_delivery_loses_nothing(
 
     terminal_key = ec.generate_private_key(ec.SECP256R1())
     key_file = tmp_path / "device.key"
-    signing.write_private_key(terminal_key, key_file)
-    signer = signing.KeySigner(terminal_key)
+    signers.write_private_key(terminal_key, key_file)
+    signer = signers.KeySigner(terminal_key)
     store = ResultStore(tmp_path / "office" / "results.db", {signer.kid: signer.public_key})
     receiver = Receiver(store, host=mqtt_broker.host, port=mqtt_broker.port, ward=TOPICS.ward,
                         client_id="office-kill9")
@@ -377,7 +379,7 @@ def test_kill_9_of_the_terminal_mid_delivery_loses_nothing(
 
 
 def test_refused_by_the_broker_is_kept_reported_and_retried(
-    tmp_path: Path, mqtt_broker_factory: Callable[..., MosquittoBroker], signer: signing.KeySigner
+    tmp_path: Path, mqtt_broker_factory: Callable[..., MosquittoBroker], signer: signers.KeySigner
 ) -> None:
     deny = "topic read cccd-edge/v1/#\ntopic write cccd-edge/v1/+/+/event\ntopic write cccd-edge/v1/+/+/status\n"
     broker = mqtt_broker_factory(acl=deny)
@@ -434,7 +436,7 @@ def test_a_terminal_killed_without_goodbye_is_shown_offline_by_its_will(
     topics = Topics("cccd-edge/v1", "26734", "T-WILL")
     collector = Collector(mqtt_broker, topic=f"cccd-edge/v1/26734/{topics.terminal}/#")
     key_file = tmp_path / "device.key"
-    signing.write_private_key(ec.generate_private_key(ec.SECP256R1()), key_file)
+    signers.write_private_key(ec.generate_private_key(ec.SECP256R1()), key_file)
     script = f"DOC = {_document()!r}\n" + _TERMINAL_PROCESS
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     terminal = subprocess.Popen([sys.executable, "-c", script, str(key_file), str(tmp_path / "outbox.db"),
@@ -467,7 +469,7 @@ def test_a_terminal_killed_without_goodbye_is_shown_offline_by_its_will(
 
 
 def test_the_publisher_thread_reports_progress_to_the_watchdog(
-    tmp_path: Path, mqtt_broker: MosquittoBroker, signer: signing.KeySigner
+    tmp_path: Path, mqtt_broker: MosquittoBroker, signer: signers.KeySigner
 ) -> None:
     liveness = Liveness()
     outbox = _outbox(tmp_path)
@@ -505,7 +507,7 @@ def _events(collector: Collector, name: str) -> list[dict[str, object]]:
 
 
 def test_an_undecryptable_entry_is_quarantined_once_and_later_results_still_go_out(
-    tmp_path: Path, mqtt_broker_factory: Callable[..., MosquittoBroker], signer: signing.KeySigner
+    tmp_path: Path, mqtt_broker_factory: Callable[..., MosquittoBroker], signer: signers.KeySigner
 ) -> None:
     mqtt_broker = mqtt_broker_factory()  # a fresh one: the collector's persistent session must start empty
     collector = Collector(mqtt_broker)
@@ -547,7 +549,7 @@ def test_an_undecryptable_entry_is_quarantined_once_and_later_results_still_go_o
 
 
 def test_a_persistent_fault_waits_instead_of_spinning(
-    tmp_path: Path, mqtt_broker_factory: Callable[..., MosquittoBroker], signer: signing.KeySigner,
+    tmp_path: Path, mqtt_broker_factory: Callable[..., MosquittoBroker], signer: signers.KeySigner,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The outbox key replaced (every entry fails, nothing may be moved aside): each failed cycle is followed by a
@@ -586,7 +588,7 @@ def test_a_persistent_fault_waits_instead_of_spinning(
 
 
 def test_a_full_disk_never_publishes_a_result_twice_and_books_it_when_space_returns(
-    mqtt_broker_factory: Callable[..., MosquittoBroker], signer: signing.KeySigner, small_disk: SmallDisk
+    mqtt_broker_factory: Callable[..., MosquittoBroker], signer: signers.KeySigner, small_disk: SmallDisk
 ) -> None:
     """PUBACKs arrive but the DELETE cannot commit: the results stay in the outbox (nothing lost), are not sent
     again meanwhile (nothing duplicated), and leave the outbox when space returns."""

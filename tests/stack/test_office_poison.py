@@ -21,8 +21,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.daemon import signing
+from edge import signers
 from edge.office.receiver import Outcome, Receiver, ResultStore
+from edge.protocol import jose
 from edge.protocol.result import QrUsage, ReadTiming
 from tests.fixtures.mqtt import MosquittoBroker
 from tests.poison_messages import poison_messages
@@ -40,22 +41,22 @@ def ward() -> str:
 
 
 @pytest.fixture
-def signer() -> signing.KeySigner:
-    return signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+def signer() -> signers.KeySigner:
+    return signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))
 
 
-def good_token(signer: signing.Signer, seq: int, ward: str) -> bytes:
+def good_token(signer: jose.Signer, seq: int, ward: str) -> bytes:
     document = sample_result(terminal_id=TERMINAL, ward_code=ward, qr=QrUsage(used=False),
                              timing=ReadTiming(apdu_count=1, read_ms=1), completed_at=datetime.now(UTC))
-    return signing.result_token(signer, terminal_id=TERMINAL, seq=seq, document=json.loads(document.to_json()),
-                                now=int(time.time()), lifetime=3600)
+    return jose.result_token(signer, terminal_id=TERMINAL, seq=seq, document=json.loads(document.to_json()),
+                             now=int(time.time()), lifetime=3600)
 
 
 class Office:
     """A :class:`Receiver` over a store, recording outcomes; ``client_id`` fixed so that a restart resumes the
     broker's session (what was not acknowledged is delivered again)."""
 
-    def __init__(self, broker: MosquittoBroker, db: Path, signer: signing.KeySigner, ward: str,
+    def __init__(self, broker: MosquittoBroker, db: Path, signer: signers.KeySigner, ward: str,
                  client_id: str) -> None:  # fmt: skip
         self.store = ResultStore(db, {signer.kid: signer.public_key})
         self.outcomes: list[Outcome] = []
@@ -111,7 +112,7 @@ def parts(mqtt_broker: MosquittoBroker, ward: str) -> Iterator[tuple[list[Office
 
 
 def test_poison_is_quarantined_the_good_one_stored_and_a_restart_gets_nothing_again(
-    tmp_path: Path, mqtt_broker: MosquittoBroker, signer: signing.KeySigner, ward: str,
+    tmp_path: Path, mqtt_broker: MosquittoBroker, signer: signers.KeySigner, ward: str,
     parts: tuple[list[Office], Publisher],
 ) -> None:
     offices, publisher = parts
@@ -138,7 +139,7 @@ def test_poison_is_quarantined_the_good_one_stored_and_a_restart_gets_nothing_ag
 
 
 def test_a_message_that_cannot_be_written_is_left_for_the_next_connection(
-    tmp_path: Path, mqtt_broker: MosquittoBroker, signer: signing.KeySigner, ward: str,
+    tmp_path: Path, mqtt_broker: MosquittoBroker, signer: signers.KeySigner, ward: str,
     parts: tuple[list[Office], Publisher], caplog: pytest.LogCaptureFixture,
 ) -> None:
     offices, publisher = parts

@@ -22,8 +22,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge import signers
 from edge.cli import main as cli_main
-from edge.daemon import signing
+from edge.protocol import jose
 from edge.protocol.result import QrUsage, ReadTiming
 from edge.protocol.verify.checks import VERDICT_WORDS, Verdict
 from tests.fixtures.mqtt import MosquittoBroker
@@ -40,8 +41,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def signer() -> signing.KeySigner:
-    return signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+def signer() -> signers.KeySigner:
+    return signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))
 
 
 def _document() -> dict[str, object]:
@@ -50,15 +51,15 @@ def _document() -> dict[str, object]:
     return dict(json.loads(document.to_json()))
 
 
-def _token(signer: signing.Signer, seq: int, *, issued: int | None = None) -> bytes:
-    return signing.result_token(signer, terminal_id=TERMINAL, seq=seq, document=_document(),
-                                now=issued if issued is not None else int(time.time()), lifetime=3600)
+def _token(signer: jose.Signer, seq: int, *, issued: int | None = None) -> bytes:
+    return jose.result_token(signer, terminal_id=TERMINAL, seq=seq, document=_document(),
+                             now=issued if issued is not None else int(time.time()), lifetime=3600)
 
 
 class ReceiveProcess:
     """`cccd-edge receive` in a child process: JSON lines to a file, log lines collected from stderr."""
 
-    def __init__(self, tmp_path: Path, broker: MosquittoBroker, signer: signing.KeySigner, *extra: str) -> None:
+    def __init__(self, tmp_path: Path, broker: MosquittoBroker, signer: signers.KeySigner, *extra: str) -> None:
         key_file = tmp_path / "terminal.pub"
         key_file.write_bytes(signer.public_key.public_bytes(serialization.Encoding.PEM,
                                                             serialization.PublicFormat.SubjectPublicKeyInfo))
@@ -111,7 +112,7 @@ class ReceiveProcess:
 
 
 @pytest.fixture
-def receive(tmp_path: Path, signer: signing.KeySigner) -> Iterator[Callable[..., ReceiveProcess]]:
+def receive(tmp_path: Path, signer: signers.KeySigner) -> Iterator[Callable[..., ReceiveProcess]]:
     started: list[ReceiveProcess] = []
 
     def start(broker: MosquittoBroker, *extra: str) -> ReceiveProcess:
@@ -159,14 +160,14 @@ def terminal_factory() -> Iterator[Callable[[MosquittoBroker], Terminal]]:
 
 def test_count_exits_once_that_many_new_results_are_stored(
     mqtt_broker: MosquittoBroker, receive: Callable[..., ReceiveProcess],
-    terminal_factory: Callable[[MosquittoBroker], Terminal], signer: signing.KeySigner,
+    terminal_factory: Callable[[MosquittoBroker], Terminal], signer: signers.KeySigner,
 ) -> None:
     office = receive(mqtt_broker, "--count", "2", "--timeout", "60")
     office.wait_subscribed()
     assert sum(SUBSCRIBED in line for line in office.log) == 1
     terminal = terminal_factory(mqtt_broker)
     first = _token(signer, 1)
-    intruder = signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+    intruder = signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))
     poison = poison_messages(signer)["deep_signed_body"]
     for payload in (first, first, _token(intruder, 2), poison, _token(signer, 2)):  # resend, forgery, poison: 0
         terminal.publish(payload)
@@ -186,7 +187,7 @@ def test_count_exits_once_that_many_new_results_are_stored(
 
 def test_since_does_not_count_a_result_left_from_before(
     mqtt_broker: MosquittoBroker, receive: Callable[..., ReceiveProcess],
-    terminal_factory: Callable[[MosquittoBroker], Terminal], signer: signing.KeySigner,
+    terminal_factory: Callable[[MosquittoBroker], Terminal], signer: signers.KeySigner,
 ) -> None:
     tapped = int(time.time())
     office = receive(mqtt_broker, "--count", "1", "--timeout", "60", "--since", str(tapped))
@@ -203,7 +204,7 @@ def test_since_does_not_count_a_result_left_from_before(
 
 def test_timeout_exits_non_zero_when_too_few_arrive(
     mqtt_broker: MosquittoBroker, receive: Callable[..., ReceiveProcess],
-    terminal_factory: Callable[[MosquittoBroker], Terminal], signer: signing.KeySigner,
+    terminal_factory: Callable[[MosquittoBroker], Terminal], signer: signers.KeySigner,
 ) -> None:
     office = receive(mqtt_broker, "--count", "2", "--timeout", "3")
     office.wait_subscribed()
@@ -215,7 +216,7 @@ def test_timeout_exits_non_zero_when_too_few_arrive(
 
 def test_mutual_tls(
     mqtt_broker_factory: Callable[..., MosquittoBroker], receive: Callable[..., ReceiveProcess],
-    terminal_factory: Callable[[MosquittoBroker], Terminal], signer: signing.KeySigner,
+    terminal_factory: Callable[[MosquittoBroker], Terminal], signer: signers.KeySigner,
 ) -> None:
     broker = mqtt_broker_factory(tls=True)
     office = receive(broker, "--count", "1", "--timeout", "60")

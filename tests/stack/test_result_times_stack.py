@@ -22,10 +22,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from edge.daemon import signing
+from edge import signers
 from edge.daemon.mqtt import MqttSettings, ResultPublisher, Topics
 from edge.daemon.outbox import Outbox
 from edge.office.receiver import Outcome, Receiver, ResultStore
+from edge.protocol import jose
 from edge.protocol.result import QrUsage, ReadTiming
 from tests.fixtures.mqtt import MosquittoBroker
 from tests.result_helpers import sample_result
@@ -53,16 +54,16 @@ def ward() -> str:
 
 
 @pytest.fixture
-def signer() -> signing.KeySigner:
-    return signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+def signer() -> signers.KeySigner:
+    return signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))
 
 
-def result(signer: signing.KeySigner, ward: str, seq: int, iat: int, *, lifetime: int | None = OLD_LIFETIME,
+def result(signer: signers.KeySigner, ward: str, seq: int, iat: int, *, lifetime: int | None = OLD_LIFETIME,
            terminal_id: str = TERMINAL) -> bytes:  # fmt: skip
     document = sample_result(terminal_id=terminal_id, ward_code=ward, qr=QrUsage(used=False),
                              timing=ReadTiming(apdu_count=1, read_ms=1), completed_at=datetime.fromtimestamp(iat, UTC))
-    return signing.result_token(signer, terminal_id=TERMINAL, seq=seq, document=json.loads(document.to_json()),
-                                now=iat, lifetime=lifetime)
+    return jose.result_token(signer, terminal_id=TERMINAL, seq=seq, document=json.loads(document.to_json()),
+                             now=iat, lifetime=lifetime)
 
 
 class Office:
@@ -140,7 +141,7 @@ def parts(mqtt_broker: MosquittoBroker, tmp_path: Path, ward: str) -> Iterator[t
 
 
 def test_wrong_clocks_and_long_trips_are_stored_flagged_and_kept_across_a_restart(
-    mqtt_broker: MosquittoBroker, tmp_path: Path, signer: signing.KeySigner, ward: str,
+    mqtt_broker: MosquittoBroker, tmp_path: Path, signer: signers.KeySigner, ward: str,
     parts: tuple[list[Office], Terminal],
 ) -> None:
     offices, terminal = parts
@@ -168,11 +169,11 @@ def test_wrong_clocks_and_long_trips_are_stored_flagged_and_kept_across_a_restar
 
 
 def test_the_gap_report_tells_never_arrived_from_arrived_but_refused(
-    mqtt_broker: MosquittoBroker, tmp_path: Path, signer: signing.KeySigner, ward: str,
+    mqtt_broker: MosquittoBroker, tmp_path: Path, signer: signers.KeySigner, ward: str,
     parts: tuple[list[Office], Terminal],
 ) -> None:
     offices, terminal = parts
-    stranger = signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))  # a key the office was not given
+    stranger = signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))  # a key the office was not given
     db, client_id = tmp_path / "office" / "results.db", f"office-{uuid.uuid4().hex[:8]}"
     offices.append(Office(mqtt_broker, db, {signer.kid: signer.public_key}, ward, client_id))
     terminal.deliver([

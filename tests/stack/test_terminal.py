@@ -29,8 +29,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from PIL import Image
 
+from edge import signers
 from edge.config import Config, parse_config
-from edge.daemon import signing
 from edge.daemon.outbox import Outbox
 from edge.daemon.state import Indicator, State
 from edge.daemon.terminal import Terminal
@@ -39,6 +39,7 @@ from edge.drivers.replay import ReplaySource
 from edge.errors import CameraError
 from edge.office.receiver import Outcome, Receiver, ResultStore
 from edge.office.verify import check_active_auth
+from edge.protocol import jose
 from edge.protocol.mrz import transliterate
 from edge.protocol.result import QrUsage, ReadTiming, ResultDocument
 from edge.protocol.verify.trust import KNOWN_SIGNER_PREFIX
@@ -73,7 +74,7 @@ class Material:
     blank_image: Path
     device_key: ec.EllipticCurvePrivateKey
     device_key_path: Path
-    ward_key: signing.KeySigner
+    ward_key: signers.KeySigner
     ward_pub_path: Path
 
 
@@ -92,8 +93,8 @@ def material(tmp_path_factory: pytest.TempPathFactory) -> Material:
     (trust_dir / "csca.pem").write_bytes(load_or_create_pki(root / "pki").csca_certificate_path.read_bytes())
     device_key = ec.generate_private_key(ec.SECP256R1())
     device_key_path = root / "device.key"
-    signing.write_private_key(device_key, device_key_path)
-    ward_key = signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+    signers.write_private_key(device_key, device_key_path)
+    ward_key = signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))
     ward_pub_path = root / "ward.pub"
     ward_pub_path.write_bytes(ward_key.public_key.public_bytes(serialization.Encoding.PEM,
                                                                serialization.PublicFormat.SubjectPublicKeyInfo))
@@ -147,7 +148,7 @@ class Office:
     def __init__(self, broker: MosquittoBroker, material: Material, db: Path,
                  decrypt_key: ec.EllipticCurvePrivateKey | None = None) -> None:  # fmt: skip
         public = material.device_key.public_key()
-        self.store = ResultStore(db, {signing.key_id(public): public}, decrypt_key=decrypt_key)
+        self.store = ResultStore(db, {jose.key_id(public): public}, decrypt_key=decrypt_key)
         self.raw_results: list[bytes] = []  # as the broker (and its operator) sees them
         self.outcomes: list[Outcome] = []
         self.events: list[dict[str, Any]] = []
@@ -209,7 +210,7 @@ def command(material: Material, cmd: str, *, iat: int | None = None, **fields: A
     now = int(time.time()) if iat is None else iat
     jti = str(uuid.uuid4())
     claims = {"iss": f"ward-{WARD}", "aud": TERMINAL, "jti": jti, "iat": now, "exp": now + 60, "cmd": cmd, **fields}
-    return jti, signing.sign_jws(material.ward_key, claims, typ=signing.COMMAND_TYP).encode()
+    return jti, jose.sign_jws(material.ward_key, claims, typ=jose.COMMAND_TYP).encode()
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
@@ -332,7 +333,7 @@ def test_encrypted_results_carry_nothing_personal_across_the_broker(
     rig.office.wait(lambda: len(rig.office.outcomes) >= 1 and len(rig.office.raw_results) >= 1)
     assert rig.office.outcomes[0].verdict == "verified"  # the office opened and verified it
     wire = rig.office.raw_results[0]
-    assert signing.is_jwe(wire)
+    assert jose.is_jwe(wire)
     person = load_profile("default").person
     for secret in (person.id_number, person.id_number[-6:], person.full_name, person.place_of_residence):
         assert secret.encode() not in wire
@@ -403,13 +404,13 @@ def test_forged_expired_and_replayed_commands_are_refused_and_reported(
     rig = rig_factory()
     _, good = command(material, "ping")
     head, body, sig = good.decode().split(".")
-    claims = json.loads(signing.b64url_decode(body))
-    forged = f"{head}.{signing.b64url(json.dumps({**claims, 'cmd': 'cancel'}).encode())}.{sig}".encode()
+    claims = json.loads(jose.b64url_decode(body))
+    forged = f"{head}.{jose.b64url(json.dumps({**claims, 'cmd': 'cancel'}).encode())}.{sig}".encode()
     _, expired = command(material, "ping", iat=int(time.time()) - 3600)
     _, foreign = command(material, "ping")
-    other = signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
-    foreign = signing.sign_jws(other, json.loads(signing.b64url_decode(foreign.decode().split(".")[1])),
-                               typ=signing.COMMAND_TYP).encode()  # fmt: skip
+    other = signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+    foreign = jose.sign_jws(other, json.loads(jose.b64url_decode(foreign.decode().split(".")[1])),
+                            typ=jose.COMMAND_TYP).encode()  # fmt: skip
     for payload in (good, forged, expired, good, foreign):
         rig.office.command(rig.broker, payload)
     rig.office.wait(lambda: len([e for e in rig.office.events if e.get("event") in ("pong", "command_rejected")]) == 5)
@@ -425,7 +426,7 @@ def test_poison_commands_end_in_rejection_events_and_the_terminal_answers_the_ne
     """Deep JSON (unsigned header or signed body), non-ASCII bytes and a CAN of full-width digits: each is a
     ``command_rejected`` event on /event, not an exception in the loop; a ping after them is answered."""
     rig = rig_factory()
-    poisons = poison_messages(material.ward_key, signing.COMMAND_TYP)
+    poisons = poison_messages(material.ward_key, jose.COMMAND_TYP)
     _, full_width_can = command(material, "read_request", key={"can": "\uff11\uff12\uff13\uff14\uff15\uff16"})
     _, ping = command(material, "ping")
     for payload in (*poisons.values(), full_width_can, ping):
@@ -610,13 +611,13 @@ def test_kill_9_of_the_daemon_at_a_random_point_of_delivery_loses_nothing(
     backlog = 1500
     broker = mqtt_broker_factory(persistence=True)
     config = _daemon_config(tmp_path, material, broker, material.blank_image)
-    signer = signing.KeySigner(material.device_key)
+    signer = signers.KeySigner(material.device_key)
     document = json.loads(sample_result(ward_code=WARD, qr=QrUsage(used=False),
                                         timing=ReadTiming(apdu_count=15, read_ms=100)).to_json())  # fmt: skip
     outbox = Outbox(tmp_path / "state" / "outbox.db", max_count=10_000, max_bytes=10**8)
     for _ in range(backlog):
-        outbox.enqueue(lambda seq: signing.result_token(signer, terminal_id=TERMINAL, seq=seq, document=document,
-                                                        now=int(time.time()), lifetime=3600))  # fmt: skip
+        outbox.enqueue(lambda seq: jose.result_token(signer, terminal_id=TERMINAL, seq=seq, document=document,
+                                                     now=int(time.time()), lifetime=3600))  # fmt: skip
     outbox.close()
     office = Office(broker, material, tmp_path / "office.db")
     kill_at = random.Random(seed).randrange(1, backlog - 100)

@@ -26,7 +26,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from edge.daemon import signing
+from edge import signers
 from tests.fixtures.clockshift import EPOCH_1970, IN_2020, shifted_env
 from tests.fixtures.mqtt import MosquittoBroker, free_port
 
@@ -42,18 +42,19 @@ _TERMINAL = """
 import json, sys, time
 from datetime import UTC, datetime
 from pathlib import Path
-from edge.daemon import signing
+from edge import signers
 from edge.daemon.mqtt import MqttSettings, ResultPublisher, Topics
 from edge.daemon.outbox import Outbox
 from tests.result_helpers import sample_result
+from edge.protocol import jose
 
 key, db, port, count, drain = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-signer = signing.FileKeySigner(key)
+signer = signers.FileKeySigner(key)
 outbox = Outbox(db, max_count=100, max_bytes=10**7)
 for _ in range(count):
     document = json.loads(sample_result(terminal_id="T-01", completed_at=datetime.now(UTC)).to_json())
-    outbox.enqueue(lambda seq: signing.result_token(signer, terminal_id="T-01", seq=seq, document=document,
-                                                    now=int(time.time())))
+    outbox.enqueue(lambda seq: jose.result_token(signer, terminal_id="T-01", seq=seq, document=document,
+                                                 now=int(time.time())))
 if drain == "drain":
     publisher = ResultPublisher(MqttSettings("127.0.0.1", port, Topics("cccd-edge/v1", "26734", "T-01"), "T-01",
                                              reconnect_min_delay=0.2, reconnect_max_delay=1), outbox)
@@ -117,7 +118,7 @@ def test_a_terminal_with_a_wrong_clock_delivers_every_result_and_the_office_stor
 ) -> None:
     broker = mqtt_broker_factory(persistence=True)
     key = ec.generate_private_key(ec.SECP256R1())
-    signing.write_private_key(key, tmp_path / "device.key")
+    signers.write_private_key(key, tmp_path / "device.key")
     key_pem = tmp_path / "device.pub"
     key_pem.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
                                                       serialization.PublicFormat.SubjectPublicKeyInfo))

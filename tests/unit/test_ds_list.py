@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.daemon import signing
+from edge import signers
 from edge.daemon.commands import MAX_COMMAND_BYTES, CommandVerifier, ReplayGuard, TrustUpdateCommand
 from edge.daemon.ds_list import (
     RECORD_FILE,
@@ -24,10 +24,10 @@ from edge.daemon.ds_list import (
     apply_ds_list,
     list_keys,
     load_record,
-    sign_ds_list,
     verify_ds_list,
 )
 from edge.errors import DsListRefusedError
+from edge.protocol import jose
 from edge.protocol.b64url import b64url_encode
 from edge.protocol.ds_list import (
     DS_LIST_TYP,
@@ -36,6 +36,7 @@ from edge.protocol.ds_list import (
     MAX_DS_LIST_BYTES,
     PROVINCE,
     ds_list_claims,
+    sign_ds_list,
 )
 from edge.protocol.verify.certs import parse_certificate
 from edge.protocol.verify.checks import DS_CHAIN, CheckStatus
@@ -48,8 +49,8 @@ NOW_S = int(NOW.timestamp())
 
 
 @cache
-def signer(slot: int) -> signing.KeySigner:
-    return signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+def signer(slot: int) -> signers.KeySigner:
+    return signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))
 
 
 WARD_KEY, PROVINCE_KEY, FOREIGN_KEY = 0, 1, 2
@@ -82,7 +83,7 @@ def token(certificates: Sequence[bytes], *, version: int = 1, by: int = WARD_KEY
 
 def raw_token(claims: dict[str, Any], *, by: int = WARD_KEY, typ: str = DS_LIST_TYP) -> str:
     """Claims the signing side would refuse, signed all the same (a buggy or hostile signer)."""
-    return signing.sign_jws(signer(by), claims, typ=typ)
+    return jose.sign_jws(signer(by), claims, typ=typ)
 
 
 def pin(tmp_path: Path, list_token: str | bytes, *, store: TrustStore | None = None,
@@ -178,14 +179,14 @@ def test_a_planted_csca_in_the_signers_directory_is_not_loaded(tmp_path: Path) -
 def _alg_none(list_token: str) -> str:
     _head, body, _ = list_token.split(".")
     header = {"alg": "none", "kid": signer(WARD_KEY).kid, "typ": DS_LIST_TYP}
-    return f"{signing.b64url(json.dumps(header).encode())}.{body}."
+    return f"{jose.b64url(json.dumps(header).encode())}.{body}."
 
 
 def _tampered(list_token: str) -> str:
     head, body, sig = list_token.split(".")
-    claims = json.loads(signing.b64url_decode(body))
+    claims = json.loads(jose.b64url_decode(body))
     claims["certificates"].append({"cert": b64url_encode(ds(4))})
-    return f"{head}.{signing.b64url(json.dumps(claims).encode())}.{sig}"
+    return f"{head}.{jose.b64url(json.dumps(claims).encode())}.{sig}"
 
 
 def _claims(**changes: Any) -> dict[str, Any]:
@@ -211,7 +212,7 @@ REFUSALS: dict[str, tuple[Callable[[], str | bytes], str]] = {
     "a DS contradicting the installed CSCA": (lambda: token([ds(2), CONTRADICTING]), "certificate_refused"),
     "not a certificate": (lambda: raw_token(_claims(certificates=[{"cert": b64url_encode(b"junk")}])),
                           "certificate_refused"),
-    "an office command, not a list": (lambda: raw_token(_claims(), typ=signing.COMMAND_TYP), "malformed"),
+    "an office command, not a list": (lambda: raw_token(_claims(), typ=jose.COMMAND_TYP), "malformed"),
     "an unknown claim": (lambda: raw_token(_claims(extra=1)), "malformed"),
     "version true": (lambda: raw_token(_claims(version=True)), "malformed"),
     "version 0": (lambda: raw_token(_claims(version=0)), "malformed"),
@@ -226,7 +227,7 @@ REFUSALS: dict[str, tuple[Callable[[], str | bytes], str]] = {
     "a token too large": (lambda: "e" * (MAX_DS_LIST_BYTES + 1), "malformed"),
     "not ASCII": (lambda: token([ds(2)]).encode() + "\u00e9".encode(), "malformed"),
     "garbage": (lambda: b"\x00\xff", "malformed"),
-    "deep JSON header": (lambda: f"{signing.b64url(b'[' * 100_000)}.e30.AA", "malformed"),
+    "deep JSON header": (lambda: f"{jose.b64url(b'[' * 100_000)}.e30.AA", "malformed"),
 }
 
 
@@ -292,7 +293,7 @@ def test_a_trust_update_command_with_the_largest_list_fits_the_command_cap(tmp_p
     padding = "A" * (MAX_DS_LIST_BYTES - 100)  # a list token at its cap (verified later, by the terminal)
     claims = {"iss": f"ward-{WARD}", "aud": "T-01", "jti": "trust-update-1", "iat": int(time.time()),
               "exp": int(time.time()) + 60, "cmd": "trust_update", "ds_list": padding}
-    payload = signing.sign_jws(ward, claims, typ=signing.COMMAND_TYP).encode()
+    payload = jose.sign_jws(ward, claims, typ=jose.COMMAND_TYP).encode()
     assert len(payload) <= MAX_COMMAND_BYTES
     replay = ReplayGuard(tmp_path / "commands.db")
     try:
@@ -310,7 +311,7 @@ def _key_files(tmp_path: Path, label: str) -> tuple[Path, Path]:
     """A P-256 key as provisioning keeps it (0600 PEM) and its public half as terminals get it."""
     private_key = ec.generate_private_key(ec.SECP256R1())
     private, public = tmp_path / f"{label}.key", tmp_path / f"{label}.pub"
-    signing.write_private_key(private_key, private)
+    signers.write_private_key(private_key, private)
     public.write_bytes(private_key.public_key().public_bytes(serialization.Encoding.PEM,
                                                              serialization.PublicFormat.SubjectPublicKeyInfo))
     return private, public

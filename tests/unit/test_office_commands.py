@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.daemon import signing
+from edge import signers
 from edge.daemon.commands import (
     MAX_COMMAND_BYTES,
     CancelCommand,
@@ -26,11 +26,12 @@ from edge.daemon.commands import (
     ReplayGuard,
 )
 from edge.errors import CommandRejectedError
+from edge.protocol import jose
 from edge.protocol.clock import TimeEvidence
 from tests.poison_messages import poison_messages
 
 NOW = 1_800_000_000
-WARD = signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+WARD = signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))
 
 
 @pytest.fixture
@@ -45,11 +46,11 @@ def verifier(replay: ReplayGuard) -> CommandVerifier:
     return CommandVerifier(WARD.public_key, "T-01", replay)
 
 
-def command(cmd: str = "ping", *, signer: signing.Signer = WARD, iat: int = NOW, lifetime: int = 60,
+def command(cmd: str = "ping", *, signer: jose.Signer = WARD, iat: int = NOW, lifetime: int = 60,
             **fields: Any) -> bytes:
     claims = {"iss": "ward-26734", "aud": "T-01", "jti": str(uuid.uuid4()), "iat": iat, "exp": iat + lifetime,
               "cmd": cmd, **fields}
-    return signing.sign_jws(signer, claims, typ=signing.COMMAND_TYP).encode()
+    return jose.sign_jws(signer, claims, typ=jose.COMMAND_TYP).encode()
 
 
 def rejected(verifier: CommandVerifier, payload: bytes, now: int = NOW) -> str:
@@ -74,7 +75,7 @@ def test_accepted_commands(verifier: CommandVerifier) -> None:
 
 
 def test_forged(verifier: CommandVerifier) -> None:
-    intruder = signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+    intruder = signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))
     assert rejected(verifier, command(signer=intruder)) == "unknown_key"
 
     class Impostor:  # claims the ward's kid, signs with its own key
@@ -85,8 +86,8 @@ def test_forged(verifier: CommandVerifier) -> None:
 
     assert rejected(verifier, command(signer=Impostor())) == "bad_signature"
     head, body, sig = command("cancel").decode().split(".")
-    tampered = json.loads(signing.b64url_decode(body)) | {"cmd": "read_request", "key": {"can": "999999"}}
-    assert rejected(verifier, f"{head}.{signing.b64url(json.dumps(tampered).encode())}.{sig}".encode()) == \
+    tampered = json.loads(jose.b64url_decode(body)) | {"cmd": "read_request", "key": {"can": "999999"}}
+    assert rejected(verifier, f"{head}.{jose.b64url(json.dumps(tampered).encode())}.{sig}".encode()) == \
         "bad_signature"
 
 
@@ -109,15 +110,15 @@ def test_replayed_even_after_restart(tmp_path: Path, verifier: CommandVerifier) 
 
 
 def test_wrong_terminal_unknown_and_malformed(verifier: CommandVerifier) -> None:
-    other = signing.sign_jws(WARD, {"iss": "w", "aud": "T-99", "jti": str(uuid.uuid4()), "iat": NOW,
-                                    "exp": NOW + 60, "cmd": "ping"}, typ=signing.COMMAND_TYP).encode()
+    other = jose.sign_jws(WARD, {"iss": "w", "aud": "T-99", "jti": str(uuid.uuid4()), "iat": NOW,
+                                 "exp": NOW + 60, "cmd": "ping"}, typ=jose.COMMAND_TYP).encode()
     assert rejected(verifier, other) == "wrong_terminal"
     assert rejected(verifier, command("format_disk")) == "unknown_command"
     assert rejected(verifier, command("read_request", key={"can": "12345"})) == "malformed"
     assert rejected(verifier, command("read_request", key={"can": "123456"}, challenge="xyz")) == "malformed"
     assert rejected(verifier, command("ping", extra=1)) == "malformed"
-    wrong_typ = signing.sign_jws(WARD, {"iss": "w", "aud": "T-01", "jti": str(uuid.uuid4()), "iat": NOW,
-                                        "exp": NOW + 60, "cmd": "ping"}, typ=signing.RESULT_TYP).encode()
+    wrong_typ = jose.sign_jws(WARD, {"iss": "w", "aud": "T-01", "jti": str(uuid.uuid4()), "iat": NOW,
+                                     "exp": NOW + 60, "cmd": "ping"}, typ=jose.RESULT_TYP).encode()
     assert rejected(verifier, wrong_typ) == "malformed"
     for garbage in (b"", b"ping", b"\xff\xfe", b"a.b.c", b"{}"):
         assert rejected(verifier, garbage) == "malformed"
@@ -149,7 +150,7 @@ def test_signed_but_malformed_claims_are_rejected_with_a_reason(tmp_path_factory
                                                                 claims: dict[str, Any]) -> None:  # fmt: skip
     guard = ReplayGuard(tmp_path_factory.mktemp("fuzz") / "commands.db")
     verifier = CommandVerifier(WARD.public_key, "T-01", guard)
-    payload = signing.sign_jws(WARD, claims, typ=signing.COMMAND_TYP).encode()
+    payload = jose.sign_jws(WARD, claims, typ=jose.COMMAND_TYP).encode()
     try:  # a random claim set never names this terminal ("T-01") and a valid command: it must be refused
         assert rejected(verifier, payload)
     finally:
@@ -159,9 +160,9 @@ def test_signed_but_malformed_claims_are_rejected_with_a_reason(tmp_path_factory
 # --- hostile payloads that once escaped as RecursionError / UnicodeEncodeError --------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(poison_messages(WARD, signing.COMMAND_TYP)))
+@pytest.mark.parametrize("name", sorted(poison_messages(WARD, jose.COMMAND_TYP)))
 def test_poison_payloads_are_rejected_as_malformed(verifier: CommandVerifier, name: str) -> None:
-    assert rejected(verifier, poison_messages(WARD, signing.COMMAND_TYP)[name]) == "malformed"
+    assert rejected(verifier, poison_messages(WARD, jose.COMMAND_TYP)[name]) == "malformed"
 
 
 def test_an_oversize_payload_is_rejected_unread(verifier: CommandVerifier) -> None:

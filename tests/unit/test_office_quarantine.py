@@ -17,28 +17,29 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge import signers
 from edge.cli import main
-from edge.daemon import signing
 from edge.errors import TokenError
 from edge.office.receiver import MAX_RESULT_BYTES, OVERSIZE_KEEP_BYTES, ResultStore
 from edge.office.verify import verify_result
+from edge.protocol import jose
 from edge.protocol.result import ProcedureProfile, ReadTiming
 from tests.poison_messages import poison_messages
 from tests.result_helpers import sample_result
 
 NOW = 1_800_000_000
-TERMINAL = signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+TERMINAL = signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))
 WARD = ec.generate_private_key(ec.SECP256R1())
 KEYS = {TERMINAL.kid: TERMINAL.public_key}
 POISON = poison_messages(TERMINAL)
 
 
-def token(seq: int, *, signer: signing.KeySigner = TERMINAL, iat: int = NOW) -> bytes:
+def token(seq: int, *, signer: signers.KeySigner = TERMINAL, iat: int = NOW) -> bytes:
     document = sample_result(ProcedureProfile.RESIDENCE, timing=ReadTiming(apdu_count=40, read_ms=900),
                              completed_at=datetime.fromtimestamp(iat, UTC))
-    claims = signing.result_claims(terminal_id="T-01", kid=signer.kid, seq=seq,
-                                   document=json.loads(document.to_json()), now=iat, lifetime=3600)
-    return signing.sign_jws(signer, claims, typ=signing.RESULT_TYP).encode()
+    claims = jose.result_claims(terminal_id="T-01", kid=signer.kid, seq=seq,
+                                document=json.loads(document.to_json()), now=iat, lifetime=3600)
+    return jose.sign_jws(signer, claims, typ=jose.RESULT_TYP).encode()
 
 
 @pytest.mark.parametrize("name", sorted(POISON))
@@ -75,13 +76,13 @@ def test_poison_is_quarantined_with_its_reason_and_the_good_one_stored(tmp_path:
 
 def test_a_refused_token_says_which_terminal_it_claims_to_be_from(tmp_path: Path) -> None:
     """A token from a terminal whose key is not installed yet: quarantined whole, with its (unverified) origin."""
-    newcomer = signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+    newcomer = signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))
     store = ResultStore(tmp_path / "results.db", KEYS, decrypt_key=WARD)
     try:
         unknown = store.ingest(token(7, signer=newcomer), NOW)
         assert (unknown.status, unknown.iss, unknown.seq) == ("quarantined", "T-01", 7)
         assert "unknown key id" in unknown.reason
-        sealed = signing.encrypt_jwe(token(8, signer=newcomer), WARD.public_key()).encode()
+        sealed = jose.encrypt_jwe(token(8, signer=newcomer), WARD.public_key()).encode()
         assert (store.ingest(sealed, NOW).iss, store.ingest(sealed, NOW).seq) == ("T-01", 8)
         past_its_exp = store.ingest(token(9), NOW + 7200)  # a result does not expire (test_result_times.py)
         assert (past_its_exp.status, past_its_exp.seq) == ("stored", 9)
@@ -121,7 +122,7 @@ def test_receive_lists_the_quarantine_and_counts(tmp_path: Path, capsys: pytest.
 # --- fuzzing: whatever arrives ends as a row in one of the two tables, never as an exception --------------------
 
 _GOOD = token(1)
-_SEALED = signing.encrypt_jwe(token(2), WARD.public_key()).encode()
+_SEALED = jose.encrypt_jwe(token(2), WARD.public_key()).encode()
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +141,8 @@ def _mutate(data: bytes, position: int, replacement: bytes) -> bytes:
 @given(payload=st.one_of(
     st.binary(max_size=400),
     st.builds(_mutate, st.sampled_from([_GOOD, _SEALED]), st.integers(min_value=0), st.binary(min_size=1, max_size=8)),
-    st.builds(lambda head, body: f"{head}.{body}.{signing.b64url(bytes(64))}".encode(),
-              st.sampled_from([_GOOD.decode().split(".")[0], signing.b64url(b"[" * 5000)]),
+    st.builds(lambda head, body: f"{head}.{body}.{jose.b64url(bytes(64))}".encode(),
+              st.sampled_from([_GOOD.decode().split(".")[0], jose.b64url(b"[" * 5000)]),
               st.text(alphabet="eyJ0123[{\"}]\u00e9\uff11", max_size=40)),
 ))  # fmt: skip
 def test_any_payload_ends_stored_or_quarantined(fuzz_store: ResultStore, payload: bytes) -> None:

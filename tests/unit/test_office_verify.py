@@ -13,11 +13,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from edge import signers
 from edge.cli import main
-from edge.daemon import signing
 from edge.errors import ConfigError, TokenError
 from edge.office.receiver import ResultStore
 from edge.office.verify import check_active_auth, load_keys, verify_result
+from edge.protocol import jose
 from edge.protocol.keys import explicit_spki
 from edge.protocol.result import ActiveAuthEvidence, ProcedureProfile, ReadTiming, ResultDocument, Verdict
 from edge.protocol.verify.checks import DG_HASHES, DS_CHAIN, VERDICT_WORDS
@@ -25,7 +26,7 @@ from edge.sim.active_auth_card import sign_active_auth
 from tests.result_helpers import sample_result
 
 NOW = 1_800_000_000
-TERMINAL = signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+TERMINAL = signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))
 WARD = ec.generate_private_key(ec.SECP256R1())
 KEYS = {TERMINAL.kid: TERMINAL.public_key}
 
@@ -41,10 +42,10 @@ def token(seq: int, *, terminal_id: str = "T-01", encrypt: bool = False, iat: in
     document = document or sample_result(ProcedureProfile.RESIDENCE, terminal_id=terminal_id,
                                          timing=ReadTiming(apdu_count=40, read_ms=900),
                                          completed_at=datetime.fromtimestamp(iat, UTC))
-    claims = signing.result_claims(terminal_id="T-01", kid=TERMINAL.kid, seq=seq,
-                                   document=json.loads(document.to_json()), now=iat, lifetime=3600)
-    jws = signing.sign_jws(TERMINAL, claims, typ=signing.RESULT_TYP)
-    return signing.encrypt_jwe(jws.encode(), WARD.public_key()) if encrypt else jws
+    claims = jose.result_claims(terminal_id="T-01", kid=TERMINAL.kid, seq=seq,
+                                document=json.loads(document.to_json()), now=iat, lifetime=3600)
+    jws = jose.sign_jws(TERMINAL, claims, typ=jose.RESULT_TYP)
+    return jose.encrypt_jwe(jws.encode(), WARD.public_key()) if encrypt else jws
 
 
 def test_verify_jws_and_jwe() -> None:
@@ -66,7 +67,7 @@ def test_key_loading(tmp_path: Path) -> None:
     pem.write_bytes(TERMINAL.public_key.public_bytes(serialization.Encoding.PEM,
                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
     jwks = tmp_path / "keys.json"
-    jwks.write_text(json.dumps({"keys": [signing.public_jwk(TERMINAL.public_key)]}))
+    jwks.write_text(json.dumps({"keys": [jose.public_jwk(TERMINAL.public_key)]}))
     assert load_keys([pem]) == load_keys(jwks=jwks) == KEYS
     jwks.write_text('{"keys": [{"kty": "RSA"}]}')
     with pytest.raises(ConfigError, match="JWKS"):
@@ -80,7 +81,7 @@ def test_cli_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pem.write_bytes(TERMINAL.public_key.public_bytes(serialization.Encoding.PEM,
                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
     ward_key = tmp_path / "ward.key"
-    signing.write_private_key(WARD, ward_key)
+    signers.write_private_key(WARD, ward_key)
     result = tmp_path / "result.jwe"
     result.write_text(token(9, encrypt=True))
     assert main(["verify", str(result), "--cert", str(pem), "--ward-key", str(ward_key), "--now", str(NOW)]) == 0

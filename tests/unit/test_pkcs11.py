@@ -22,12 +22,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge import signers
 from edge.config import Config, load_config, parse_config
-from edge.daemon import doctor, signing
-from edge.daemon.pkcs11_signer import Pkcs11Signer, labelled, open_session, relabel
+from edge.daemon import doctor
 from edge.daemon.terminal import Terminal
-from edge.errors import ConfigError, ProvisioningError
+from edge.errors import ConfigError, ProvisioningError, SignerError
+from edge.protocol import jose
 from edge.protocol.pkcs11_uri import Pkcs11Uri, parse_pkcs11_uri
+from edge.signers.pkcs11 import Pkcs11Signer, labelled, open_session, relabel
 from provisioning import device, ward_ca
 from provisioning.__main__ import main as provisioning_cli
 from provisioning.pki import TerminalIdentity, new_private_key
@@ -137,9 +139,9 @@ def token_uri(softhsm: Path, label: str) -> str:
     return uri_text(softhsm, label)
 
 
-def open_signer(text: str) -> signing.Signer:
+def open_signer(text: str) -> jose.Signer:
     """The daemon's path: config value -> paths.device_key -> signer."""
-    return signing.device_signer(parse_config({"terminal_id": "t", "ward_code": "w",
+    return signers.device_signer(parse_config({"terminal_id": "t", "ward_code": "w",
                                                "paths": {"device_key": text}}).paths.device_key)
 
 
@@ -189,12 +191,12 @@ def test_csr_is_signed_by_the_token_key(token_uri: str, tmp_path: Path) -> None:
 
 def test_jws_signed_on_the_token_verifies(token_signer: Pkcs11Signer) -> None:
     public = token_signer.public_key
-    assert token_signer.kid == signing.key_id(public)
-    token = signing.result_token(token_signer, terminal_id="t", seq=7, document={"verdict": "pass"}, now=1000,
-                                 lifetime=600)
-    verified = signing.verify_jws(token, {signing.key_id(public): public}, 1000, typ=signing.RESULT_TYP)
+    assert token_signer.kid == jose.key_id(public)
+    token = jose.result_token(token_signer, terminal_id="t", seq=7, document={"verdict": "pass"}, now=1000,
+                              lifetime=600)
+    verified = jose.verify_jws(token, {jose.key_id(public): public}, 1000, typ=jose.RESULT_TYP)
     assert verified.claims["seq"] == 7
-    assert len(signing.b64url_decode(token.decode().rsplit(".", 1)[1])) == 64  # raw r || s, as ES256 wants
+    assert len(jose.b64url_decode(token.decode().rsplit(".", 1)[1])) == 64  # raw r || s, as ES256 wants
 
 
 def test_wrong_pin_is_a_clear_config_error(softhsm: Path, token_uri: str, tmp_path: Path) -> None:
@@ -333,9 +335,9 @@ def signs_with(uri_text: str, expected: ec.EllipticCurvePublicKey) -> None:
     """The daemon's signer (which recovers first) opens on the expected key and its signatures verify with it."""
     signer = open_signer(uri_text)
     try:
-        assert signer.kid == signing.key_id(expected)
-        token = signing.sign_jws(signer, {"n": 1}, typ=signing.RESULT_TYP)
-        signing.verify_es256(token, expected)  # raises unless the token signed with that key
+        assert signer.kid == jose.key_id(expected)
+        token = jose.sign_jws(signer, {"n": 1}, typ=jose.RESULT_TYP)
+        jose.verify_es256(token, expected)  # raises unless the token signed with that key
     finally:
         signer.close()
 
@@ -374,7 +376,7 @@ def test_provision_install_and_rotate_on_the_token(pin_file_uri: str, ward: Ward
     assert ward.installed_key() == second
     assert labels_on_token(pin_file_uri) == {parse_pkcs11_uri(pin_file_uri).object}  # no .next, no .old
     signer = open_signer(pin_file_uri)
-    assert signer.kid == signing.key_id(second)
+    assert signer.kid == jose.key_id(second)
     assert isinstance(signer, Pkcs11Signer)
     signer.close()
 
@@ -430,6 +432,18 @@ def test_signer_opens_again_after_close(token_uri: str, tmp_path: Path) -> None:
     second.close()
 
 
+def test_a_token_failing_mid_run_is_a_signer_error(token_uri: str, tmp_path: Path) -> None:
+    """Opened as configured, then the token fails (here its session ends under the signer, as when it is pulled
+    out): the office must read "SignerError", not blame the configuration."""
+    device.init_device(tmp_path, IDENTITY, pkcs11_uri=token_uri)
+    signer = open_signer(token_uri)
+    assert len(signer.sign(b"before")) == 64
+    signer.close()
+    with pytest.raises(SignerError, match=f"token '{TOKEN}' failed: PKCS#11") as info:
+        signer.sign(b"after")
+    assert not isinstance(info.value, ConfigError)
+
+
 def test_rotation_interrupted_after_the_first_relabel_is_finished_by_install(pin_file_uri: str, ward: Ward) -> None:
     device.init_device(ward.state, IDENTITY, pkcs11_uri=pin_file_uri)
     ward.install(ward.sign())
@@ -446,7 +460,7 @@ def test_rotation_interrupted_after_the_first_relabel_is_finished_by_install(pin
     assert second != first
     assert ward.installed_key() == second
     signer = open_signer(pin_file_uri)
-    assert signer.kid == signing.key_id(second)
+    assert signer.kid == jose.key_id(second)
     signer.close()
 
 
@@ -461,7 +475,7 @@ def test_rotation_interrupted_before_the_old_key_is_destroyed_is_finished_by_the
     signer = open_signer(pin_file_uri)  # the daemon's read-only open finishes it in a read/write session
     signer.close()
     assert labels_on_token(pin_file_uri) == {active}
-    assert signer.kid == signing.key_id(token_public_key(pin_file_uri))
+    assert signer.kid == jose.key_id(token_public_key(pin_file_uri))
 
 
 def test_daemon_refuses_a_token_key_the_installed_certificate_is_not_for(pin_file_uri: str, ward: Ward) -> None:
@@ -486,7 +500,7 @@ def test_daemon_refuses_a_token_key_the_installed_certificate_is_not_for(pin_fil
     assert passed.ok
     assert passed.detail.endswith("matches the key on the token")
     signer = open_signer(pin_file_uri)
-    signing.check_certified_key(signer, ward.etc / device.CERT)
+    signers.check_certified_key(signer, ward.etc / device.CERT)
     signer.close()
 
 

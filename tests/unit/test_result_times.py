@@ -18,18 +18,19 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from edge import signers
 from edge.cli import main
-from edge.daemon import signing
 from edge.errors import TokenError, TokenExpiredError
 from edge.office.receiver import ResultStore
 from edge.office.verify import ResultFlag, verify_result
+from edge.protocol import jose
 from edge.protocol.result import ProcedureProfile, ReadTiming, ResultDocument
 from tests.result_helpers import sample_result
 
 NOW = 1_820_000_000  # the office's clock (September 2027: a result 90 days old was read after the software existed)
 DAY = 86_400
 OLD_LIFETIME = 60 * DAY  # what terminals signed as exp - iat before results stopped expiring
-TERMINAL = signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+TERMINAL = signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))
 KEYS = {TERMINAL.kid: TERMINAL.public_key}
 
 #: The clocks of the finding (issue 13), as the iat a terminal signed with them.
@@ -47,12 +48,12 @@ def document(*, terminal_id: str = "T-01", clock: dict[str, Any] | None = None) 
     return dict(json.loads(ResultDocument.model_validate(data).to_json()))  # validated as a terminal sends it
 
 
-def token(seq: int, issued: int, *, lifetime: int | None = OLD_LIFETIME, signer: signing.KeySigner = TERMINAL,
+def token(seq: int, issued: int, *, lifetime: int | None = OLD_LIFETIME, signer: signers.KeySigner = TERMINAL,
           body: dict[str, Any] | None = None, **claims: Any) -> bytes:  # fmt: skip
     """A result token; by default as a terminal before this change signed it (exp = iat + 60 days)."""
-    signed = signing.result_claims(terminal_id="T-01", kid=signer.kid, seq=seq, document=body or document(),
-                                   now=issued, lifetime=lifetime) | claims
-    return signing.sign_jws(signer, signed, typ=signing.RESULT_TYP).encode()
+    signed = jose.result_claims(terminal_id="T-01", kid=signer.kid, seq=seq, document=body or document(),
+                                now=issued, lifetime=lifetime) | claims
+    return jose.sign_jws(signer, signed, typ=jose.RESULT_TYP).encode()
 
 
 # --- verification: no expiry for results, strict expiry for commands ---------------------------------------------
@@ -65,7 +66,7 @@ def token(seq: int, issued: int, *, lifetime: int | None = OLD_LIFETIME, signer:
     (NINETY_DAYS_OLD, (ResultFlag.LATE,)),
     (NOW - 2 * DAY, (ResultFlag.LATE,)),
     (NOW - 3_600, ()),
-    (NOW + signing.DEFAULT_LEEWAY, ()),  # within the leeway: two clocks a little apart
+    (NOW + jose.DEFAULT_LEEWAY, ()),  # within the leeway: two clocks a little apart
 ], ids=["2020", "year-ahead", "1970", "90-days-old", "2-days-old", "an-hour-old", "leeway"])  # fmt: skip
 def test_a_result_is_valid_whatever_its_clock_said_and_flagged(iat: int, flags: tuple[ResultFlag, ...]) -> None:
     for lifetime in (OLD_LIFETIME, None):  # an old terminal's token with exp, and a new one's without
@@ -75,14 +76,14 @@ def test_a_result_is_valid_whatever_its_clock_said_and_flagged(iat: int, flags: 
 
 
 def test_new_results_carry_no_exp_and_commands_keep_their_strict_expiry() -> None:
-    claims = signing.result_claims(terminal_id="T-01", kid=TERMINAL.kid, seq=1, document={}, now=NOW)
+    claims = jose.result_claims(terminal_id="T-01", kid=TERMINAL.kid, seq=1, document={}, now=NOW)
     assert "exp" not in claims
     old = token(1, NINETY_DAYS_OLD)
     assert verify_result(old, KEYS, NOW).exp == NINETY_DAYS_OLD + OLD_LIFETIME  # shown, not enforced
     with pytest.raises(TokenExpiredError, match="expired"):  # the command path is unchanged
-        signing.verify_jws(old, KEYS, NOW)
+        jose.verify_jws(old, KEYS, NOW)
     with pytest.raises(TokenExpiredError, match="future"):
-        signing.verify_jws(token(2, A_YEAR_AHEAD), KEYS, NOW)
+        jose.verify_jws(token(2, A_YEAR_AHEAD), KEYS, NOW)
 
 
 def test_a_result_without_a_usable_iat_or_seq_is_still_refused() -> None:
@@ -147,7 +148,7 @@ def test_every_wrong_clock_is_stored_flagged_counted_and_kept_across_a_reopen(tm
 
 
 def test_the_gap_report_tells_refused_from_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    stranger = signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+    stranger = signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))
     db = tmp_path / "results.db"
     store = ResultStore(db, KEYS)
     try:
@@ -229,7 +230,7 @@ def test_what_an_older_office_refused_for_its_times_is_taken_in(tmp_path: Path) 
         store.close()
 
 
-def _pem(tmp_path: Path, signer: signing.KeySigner) -> str:
+def _pem(tmp_path: Path, signer: signers.KeySigner) -> str:
     path = tmp_path / f"{signer.kid[:8]}.pem"
     path.write_bytes(signer.public_key.public_bytes(serialization.Encoding.PEM,
                                                     serialization.PublicFormat.SubjectPublicKeyInfo))

@@ -13,54 +13,55 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from edge.daemon import signing
+from edge import signers
 from edge.errors import ConfigError, TokenError, TokenExpiredError, UnknownKeyError
+from edge.protocol import jose
 
 NOW = 1_800_000_000
 
 
 def _jwk_private(d: str, x: str, y: str) -> ec.EllipticCurvePrivateKey:
-    key = ec.derive_private_key(int.from_bytes(signing.b64url_decode(d), "big"), ec.SECP256R1())
-    assert signing.public_jwk(key.public_key()) == {"kty": "EC", "crv": "P-256", "x": x, "y": y}
+    key = ec.derive_private_key(int.from_bytes(jose.b64url_decode(d), "big"), ec.SECP256R1())
+    assert jose.public_jwk(key.public_key()) == {"kty": "EC", "crv": "P-256", "x": x, "y": y}
     return key
 
 
 def test_rfc7515_a3_es256_example_verifies() -> None:
     # Somebody else's token: proves the r||s encoding and base64url are the standard's, not just self-consistent.
-    key = signing.jwk_to_public_key({"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
-                                     "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"})
+    key = jose.jwk_to_public_key({"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                                  "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"})
     token = ("eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19y"
              "b290Ijp0cnVlfQ.DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q")
-    header, payload = signing.verify_es256(token, key)
+    header, payload = jose.verify_es256(token, key)
     assert header == {"alg": "ES256"}
     assert json.loads(payload)["iss"] == "joe"
     with pytest.raises(TokenError, match="does not verify"):
-        signing.verify_es256(token[:-2] + ("AQ" if not token.endswith("AQ") else "AA"), key)
+        jose.verify_es256(token[:-2] + ("AQ" if not token.endswith("AQ") else "AA"), key)
 
 
 def test_rfc7518_c_concat_kdf_vector() -> None:
     alice = _jwk_private("0_NxaRPUMQoAJt50Gz8YiTr8gRTwyEaCumd-MToTmIo", "gI0GAILBdu7T53akrFmMyGcsF3n5dO7MmwNBHKW5SV0",
                          "SLW_xSffzlPWrHEVI30DHM_4egVwt3NQqeUD7nMFpps")
-    bob = signing.jwk_to_public_key({"kty": "EC", "crv": "P-256", "x": "weNJy2HscCSM6AEDTDg04biOvhFhyyWvOHQfeF_PxMQ",
-                                     "y": "e8lnCO-AlStT-NJVX-crhB7QRYhiix03illJOVAOyck"})
-    derived = signing._concat_kdf(alice.exchange(ec.ECDH(), bob), "A128GCM", 128, b"Alice", b"Bob")
-    assert signing.b64url(derived) == "VqqN6vgjbSBcIijNcacQGg"
+    bob = jose.jwk_to_public_key({"kty": "EC", "crv": "P-256", "x": "weNJy2HscCSM6AEDTDg04biOvhFhyyWvOHQfeF_PxMQ",
+                                  "y": "e8lnCO-AlStT-NJVX-crhB7QRYhiix03illJOVAOyck"})
+    derived = jose._concat_kdf(alice.exchange(ec.ECDH(), bob), "A128GCM", 128, b"Alice", b"Bob")
+    assert jose.b64url(derived) == "VqqN6vgjbSBcIijNcacQGg"
 
 
 @pytest.fixture
-def signer() -> signing.KeySigner:
-    return signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+def signer() -> signers.KeySigner:
+    return signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))
 
 
-def _token(signer: signing.KeySigner, *, iat: int = NOW, lifetime: int = 3600) -> str:
-    claims = signing.result_claims(terminal_id="T1", kid=signer.kid, seq=7, document={"verdict": "verified"},
-                                   now=iat, lifetime=lifetime)
-    return signing.sign_jws(signer, claims, typ=signing.RESULT_TYP)
+def _token(signer: signers.KeySigner, *, iat: int = NOW, lifetime: int = 3600) -> str:
+    claims = jose.result_claims(terminal_id="T1", kid=signer.kid, seq=7, document={"verdict": "verified"},
+                                now=iat, lifetime=lifetime)
+    return jose.sign_jws(signer, claims, typ=jose.RESULT_TYP)
 
 
-def test_round_trip_and_claims(signer: signing.KeySigner) -> None:
-    verified = signing.verify_jws(_token(signer), {signer.kid: signer.public_key}, NOW, typ=signing.RESULT_TYP)
-    assert verified.header == {"alg": "ES256", "kid": signer.kid, "typ": signing.RESULT_TYP}
+def test_round_trip_and_claims(signer: signers.KeySigner) -> None:
+    verified = jose.verify_jws(_token(signer), {signer.kid: signer.public_key}, NOW, typ=jose.RESULT_TYP)
+    assert verified.header == {"alg": "ES256", "kid": signer.kid, "typ": jose.RESULT_TYP}
     claims = verified.claims
     assert (claims["iss"], claims["seq"], claims["kid"], claims["exp"] - claims["iat"]) == ("T1", 7, signer.kid, 3600)
     assert len(claims["jti"]) == 36
@@ -69,86 +70,86 @@ def test_round_trip_and_claims(signer: signing.KeySigner) -> None:
 def test_kid_is_rfc7638_thumbprint() -> None:
     # RFC 7638 §3.1 example uses RSA; for EC we check the canonical member order and determinism instead.
     key = ec.generate_private_key(ec.SECP256R1()).public_key()
-    assert signing.key_id(key) == signing.key_id(signing.jwk_to_public_key(signing.public_jwk(key)))
-    assert len(signing.b64url_decode(signing.key_id(key))) == 32
+    assert jose.key_id(key) == jose.key_id(jose.jwk_to_public_key(jose.public_jwk(key)))
+    assert len(jose.b64url_decode(jose.key_id(key))) == 32
 
 
-def test_rejections(signer: signing.KeySigner) -> None:
+def test_rejections(signer: signers.KeySigner) -> None:
     keys = {signer.kid: signer.public_key}
     with pytest.raises(TokenExpiredError):
-        signing.verify_jws(_token(signer, iat=NOW - 7200), keys, NOW)
+        jose.verify_jws(_token(signer, iat=NOW - 7200), keys, NOW)
     with pytest.raises(TokenExpiredError):
-        signing.verify_jws(_token(signer, iat=NOW + 3600), keys, NOW)
+        jose.verify_jws(_token(signer, iat=NOW + 3600), keys, NOW)
     with pytest.raises(UnknownKeyError):
-        signing.verify_jws(_token(signer), {}, NOW)
-    other = signing.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+        jose.verify_jws(_token(signer), {}, NOW)
+    other = signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))
     with pytest.raises(TokenError, match="does not verify"):
-        signing.verify_jws(_token(signer), {signer.kid: other.public_key}, NOW)
+        jose.verify_jws(_token(signer), {signer.kid: other.public_key}, NOW)
     with pytest.raises(TokenError, match="token type"):
-        signing.verify_jws(_token(signer), keys, NOW, typ=signing.COMMAND_TYP)
+        jose.verify_jws(_token(signer), keys, NOW, typ=jose.COMMAND_TYP)
     head, body, sig = _token(signer).split(".")
-    forged_body = signing.b64url(json.dumps({"iss": "T1", "iat": NOW, "exp": NOW + 10, "seq": 8}).encode())
+    forged_body = jose.b64url(json.dumps({"iss": "T1", "iat": NOW, "exp": NOW + 10, "seq": 8}).encode())
     with pytest.raises(TokenError, match="does not verify"):
-        signing.verify_jws(f"{head}.{forged_body}.{sig}", keys, NOW)
-    none_head = signing.b64url(json.dumps({"alg": "none", "kid": signer.kid}).encode())
+        jose.verify_jws(f"{head}.{forged_body}.{sig}", keys, NOW)
+    none_head = jose.b64url(json.dumps({"alg": "none", "kid": signer.kid}).encode())
     with pytest.raises(TokenError, match="not accepted"):
-        signing.verify_jws(f"{none_head}.{body}.", keys, NOW)
+        jose.verify_jws(f"{none_head}.{body}.", keys, NOW)
     for garbage in ("", "a.b", "a.b.c", "!!.??.**", b"\xff.\xfe.\xfd", f"{head}.{body}.{sig}="):
         with pytest.raises(TokenError):
-            signing.verify_jws(garbage, keys, NOW)
+            jose.verify_jws(garbage, keys, NOW)
 
 
-def test_jwe_round_trip_and_tampering(signer: signing.KeySigner) -> None:
+def test_jwe_round_trip_and_tampering(signer: signers.KeySigner) -> None:
     ward = ec.generate_private_key(ec.SECP256R1())
     jws = _token(signer)
-    jwe = signing.encrypt_jwe(jws.encode(), ward.public_key())
-    assert signing.is_jwe(jwe)
-    assert not signing.is_jwe(jws)
+    jwe = jose.encrypt_jwe(jws.encode(), ward.public_key())
+    assert jose.is_jwe(jwe)
+    assert not jose.is_jwe(jws)
     assert jws.split(".")[1] not in jwe  # the claims do not travel in clear
-    assert b"verified" not in signing.b64url_decode(jwe.split(".")[3])
-    assert signing.decrypt_jwe(jwe, ward).decode() == jws
-    header = json.loads(signing.b64url_decode(jwe.split(".")[0]))
-    assert (header["alg"], header["enc"], header["kid"]) == ("ECDH-ES", "A256GCM", signing.key_id(ward.public_key()))
+    assert b"verified" not in jose.b64url_decode(jwe.split(".")[3])
+    assert jose.decrypt_jwe(jwe, ward).decode() == jws
+    header = json.loads(jose.b64url_decode(jwe.split(".")[0]))
+    assert (header["alg"], header["enc"], header["kid"]) == ("ECDH-ES", "A256GCM", jose.key_id(ward.public_key()))
     with pytest.raises(TokenError, match="does not decrypt"):
-        signing.decrypt_jwe(jwe, ec.generate_private_key(ec.SECP256R1()))
+        jose.decrypt_jwe(jwe, ec.generate_private_key(ec.SECP256R1()))
     parts = jwe.split(".")
     flipped = ("A" if parts[3][0] != "A" else "B") + parts[3][1:]  # first char: all six bits are used
     with pytest.raises(TokenError):
-        signing.decrypt_jwe(".".join([*parts[:3], flipped, parts[4]]), ward)
+        jose.decrypt_jwe(".".join([*parts[:3], flipped, parts[4]]), ward)
     with pytest.raises(TokenError):
-        signing.decrypt_jwe(jws, ward)
+        jose.decrypt_jwe(jws, ward)
 
 
 def test_file_key_signer_refuses_loose_permissions(tmp_path: Path) -> None:
     path = tmp_path / "device.key"
-    signing.write_private_key(ec.generate_private_key(ec.SECP256R1()), path)
+    signers.write_private_key(ec.generate_private_key(ec.SECP256R1()), path)
     assert (path.stat().st_mode & 0o777) == 0o600
-    assert signing.FileKeySigner(path).alg == "ES256"
+    assert signers.FileKeySigner(path).alg == "ES256"
     os.chmod(path, 0o640)
     with pytest.raises(ConfigError, match=r"paths\.device_key") as info:
-        signing.FileKeySigner(path)
+        signers.FileKeySigner(path)
     assert "chmod 600" in str(info.value)
     with pytest.raises(ConfigError, match="cannot read"):
-        signing.FileKeySigner(tmp_path / "missing.key")
+        signers.FileKeySigner(tmp_path / "missing.key")
     bad = tmp_path / "bad.key"
     bad.write_bytes(b"not a key")
     bad.chmod(0o600)
     with pytest.raises(ConfigError, match="PEM"):
-        signing.FileKeySigner(bad)
+        signers.FileKeySigner(bad)
     p384 = tmp_path / "p384.key"
-    signing.write_private_key(ec.generate_private_key(ec.SECP384R1()), p384)
+    signers.write_private_key(ec.generate_private_key(ec.SECP384R1()), p384)
     with pytest.raises(ConfigError, match="P-256"):
-        signing.FileKeySigner(p384)
+        signers.FileKeySigner(p384)
 
 
 def test_device_signer_reads_a_key_file(tmp_path: Path) -> None:
     """A path in paths.device_key is a PEM file; a pkcs11: URI goes to the token (tests/unit/test_pkcs11.py)."""
     key = ec.generate_private_key(ec.SECP256R1())
     path = tmp_path / "device.key"
-    signing.write_private_key(key, path)
-    signer = signing.device_signer(path)
-    assert isinstance(signer, signing.FileKeySigner)
-    assert signer.kid == signing.key_id(key.public_key())
+    signers.write_private_key(key, path)
+    signer = signers.device_signer(path)
+    assert isinstance(signer, signers.FileKeySigner)
+    assert signer.kid == jose.key_id(key.public_key())
 
 
 def _certificate_for(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
@@ -161,24 +162,24 @@ def _certificate_for(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
     return path
 
 
-def test_daemon_checks_the_key_against_the_certificate(signer: signing.KeySigner, tmp_path: Path) -> None:
+def test_daemon_checks_the_key_against_the_certificate(signer: signers.KeySigner, tmp_path: Path) -> None:
     """The office verifies results with the certificate's key: a key it does not certify is refused at start."""
     other = ec.generate_private_key(ec.SECP256R1())
-    signing.check_certified_key(signing.KeySigner(other), _certificate_for(other, tmp_path / "mine.crt"))
+    signers.check_certified_key(signers.KeySigner(other), _certificate_for(other, tmp_path / "mine.crt"))
     with pytest.raises(ConfigError, match=r"paths\.device_key: .*other\.crt is not for the key") as info:
-        signing.check_certified_key(signer, _certificate_for(other, tmp_path / "other.crt"))
+        signers.check_certified_key(signer, _certificate_for(other, tmp_path / "other.crt"))
     assert "device install" in info.value.hint
     signer.close()  # a key in memory: nothing to release, and the signer still works
     assert len(signer.sign(b"x")) == 64
 
 
-def test_result_token_signed_and_optionally_encrypted(signer: signing.KeySigner) -> None:
+def test_result_token_signed_and_optionally_encrypted(signer: signers.KeySigner) -> None:
     ward = ec.generate_private_key(ec.SECP256R1())
-    plain = signing.result_token(signer, terminal_id="T1", seq=3, document={"v": 1}, now=NOW, lifetime=60)
-    claims = signing.verify_jws(plain, {signer.kid: signer.public_key}, NOW, typ=signing.RESULT_TYP).claims
+    plain = jose.result_token(signer, terminal_id="T1", seq=3, document={"v": 1}, now=NOW, lifetime=60)
+    claims = jose.verify_jws(plain, {signer.kid: signer.public_key}, NOW, typ=jose.RESULT_TYP).claims
     assert (claims["seq"], claims["result"]) == (3, {"v": 1})
-    sealed = signing.result_token(signer, terminal_id="T1", seq=4, document={"v": 1}, now=NOW, lifetime=60,
-                                  encrypt_to=ward.public_key())
-    assert signing.is_jwe(sealed)
-    inner = signing.decrypt_jwe(sealed, ward)
-    assert signing.verify_jws(inner, {signer.kid: signer.public_key}, NOW).claims["seq"] == 4
+    sealed = jose.result_token(signer, terminal_id="T1", seq=4, document={"v": 1}, now=NOW, lifetime=60,
+                               encrypt_to=ward.public_key())
+    assert jose.is_jwe(sealed)
+    inner = jose.decrypt_jwe(sealed, ward)
+    assert jose.verify_jws(inner, {signer.kid: signer.public_key}, NOW).claims["seq"] == 4

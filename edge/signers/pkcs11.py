@@ -2,7 +2,11 @@
 
 The token signs a SHA-256 digest the host computed (``CKM_ECDSA``) and answers raw ``r || s``, which is already
 JWS ES256's signature format. ``python-pkcs11`` is the optional extra ``cccd-edge[pkcs11]``: it is imported here,
-on first use, so terminals with a key file never need it.
+on first use, so terminals with a key file never need it. The rotation's label swap (:func:`finish_promotion`) is
+here too: the signer completes an interrupted one before it signs; making new keys is ``provisioning.token``'s.
+
+Opening the token as configured fails with :class:`ConfigError` (module, token, PIN, key); a token that fails once
+the signer runs (unplugged, locked, a wrong answer) with :class:`SignerError`: the configuration was right.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from edge.daemon.signing import ES256, key_id
-from edge.errors import ConfigError
+from edge.errors import ConfigError, SignerError
+from edge.protocol.jose import ES256, key_id
 from edge.protocol.pkcs11_uri import Pkcs11Uri
 
 if TYPE_CHECKING:
@@ -199,6 +203,17 @@ def finish_promotion(session: Session, label: str, *, config_key: str) -> None:
                 obj.destroy()
 
 
+@contextmanager
+def signing_errors(uri: Pkcs11Uri) -> Iterator[None]:
+    """Turn python-pkcs11's exceptions while the signer runs into :class:`SignerError` naming the token."""
+    from pkcs11 import PKCS11Error  # optional extra
+
+    try:
+        yield
+    except PKCS11Error as exc:
+        raise SignerError(f"token {uri.token!r} failed: PKCS#11 {type(exc).__name__} {exc}".rstrip()) from None
+
+
 def _private_key(session: Session, label: str) -> SignMixin:
     from pkcs11 import KeyType, ObjectClass, SignMixin  # optional extra
 
@@ -214,8 +229,7 @@ def sign_digest(key: SignMixin, data: bytes) -> bytes:
 
     signature: bytes = key.sign(hashlib.sha256(data).digest(), mechanism=Mechanism.ECDSA)
     if len(signature) != _SIGNATURE_BYTES:
-        raise ConfigError(f"token returned a {len(signature)}-byte ECDSA signature, expected 64 (not P-256?)",
-                          key="paths.device_key")
+        raise SignerError(f"token returned a {len(signature)}-byte ECDSA signature, expected 64 (not P-256?)")
     return signature
 
 
@@ -231,7 +245,7 @@ class Pkcs11Signer:
     alg = ES256
 
     def __init__(self, session: Session, uri: Pkcs11Uri, *, config_key: str = "paths.device_key") -> None:
-        self._session, self._uri, self._config_key = session, uri, config_key
+        self._session, self._uri = session, uri
         with token_errors(uri, config_key):
             self._public_key = token_public_key(session, uri.object)
             self._key = _private_key(session, uri.object)
@@ -272,10 +286,10 @@ class Pkcs11Signer:
         return self._public_key
 
     def sign(self, data: bytes) -> bytes:
-        with self._lock, token_errors(self._uri, self._config_key):
+        with self._lock, signing_errors(self._uri):
             return sign_digest(self._key, data)
 
     def close(self) -> None:
         """Log out and end the session."""
-        with self._lock, token_errors(self._uri, self._config_key):
+        with self._lock, signing_errors(self._uri):
             self._session.close()
