@@ -310,7 +310,7 @@ def open_store(config: GatewayConfig) -> ResultStore:
     configured = load_keys(trust.terminal_certs, trust.jwks, required=ward is None)
     decrypt_key = load_private_key(trust.decrypt_key, config_key="trust.decrypt_key") if trust.decrypt_key else None
     return ResultStore(config.storage.url, TerminalKeys(configured, ward), decrypt_key=decrypt_key,
-                       instance=config.instance)
+                       instance=config.instance, gap_report=False)
 
 
 def open_gateway(config: GatewayConfig, *, on_outcome: Callable[[Outcome], None] | None = None,
