@@ -36,9 +36,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
 from edge import signers
-from edge.daemon.commands import CommandVerifier, ReplayGuard
-from edge.daemon.commands import ReadRequest as CommandReadRequest
 from edge.daemon.ds_list import apply_ds_list, list_keys, verify_ds_list
+from edge.daemon.office_commands import CommandVerifier, ReadCommand, ReplayGuard
 from edge.errors import EdgeError
 from edge.office.receiver import ResultStore
 from edge.office.verify import check_active_auth, verify_result
@@ -47,7 +46,7 @@ from edge.protocol.access import bac
 from edge.protocol.access.card_access import parse_security_infos
 from edge.protocol.access.chip_auth import chip_auth_unsupported
 from edge.protocol.access.pace import PacePassword
-from edge.protocol.access.policy import CanKey, MrzKey, choose_pace_info
+from edge.protocol.access.policy import CanKey, choose_pace_info
 from edge.protocol.apdu import CommandApdu, ResponseApdu
 from edge.protocol.cccd_qr import encode_cccd_qr, parse_cccd_qr
 from edge.protocol.chip import CCCD_CARD_ACCESS
@@ -702,13 +701,12 @@ def _gen_command(rng: random.Random, corpus: Corpus) -> dict[str, Any]:
 
 def _run_command(item: Mapping[str, Any], corpus: Corpus) -> Outcome:
     command = corpus.runtime().commands.verify(item["payload"], NOW_INT)
-    if isinstance(command, CommandReadRequest):  # what the terminal then does with the key
+    if isinstance(command, ReadCommand):  # what the terminal then does with the key
         key = command.key
-        if hasattr(key, "can"):
-            PacePassword.can(CanKey(key.can).can)
+        if isinstance(key, CanKey):
+            PacePassword.can(key.can)
         else:
-            mrz = MrzKey(key.document_number, key.date_of_birth, key.date_of_expiry)
-            bac.BacKeys.from_mrz_information(mrz.mrz_information())
+            bac.BacKeys.from_mrz_information(key.mrz_information())
         command.challenge_bytes  # noqa: B018
     if not item["signed"]:
         genuine = corpus.commands[item["index"]][0]

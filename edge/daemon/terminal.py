@@ -13,7 +13,7 @@ Threads, and why each exists:
 * ``worker``: carries out ``StartRead`` (minutes of blocking I/O must not stall the loop) and ``StartVerify``:
   verify, build the profile-filtered document, sign, commit to the outbox, wake the publisher.
 * paho's network thread and the publisher thread live in :class:`~edge.daemon.mqtt.ResultPublisher`; office
-  commands arriving there are posted to the loop and verified by :class:`~edge.daemon.commands.CommandVerifier`.
+  commands arriving there are posted to the loop and verified by :class:`~edge.daemon.office_commands.CommandVerifier`.
 
 The verdict in a result comes from :func:`~edge.protocol.verify.card.verify_chip` alone; a read that failed or was
 aborted (card pulled, cancel, timeout) publishes nothing, and a document that cannot carry the citizen's data is
@@ -38,7 +38,7 @@ from typing import Any, Literal
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge.config import Config
-from edge.daemon import commands as office
+from edge.daemon import office_commands as office
 from edge.daemon.backoff import Backoff
 from edge.daemon.clock import CLOCK_FILE, ClockState, NtpState, kernel_ntp_synchronised
 from edge.daemon.ds_list import ListKey, apply_ds_list, known_signers_dir, list_keys, verify_ds_list
@@ -86,7 +86,7 @@ from edge.errors import (
     StorageFullError,
 )
 from edge.logsetup import log_unexpected, mask_id
-from edge.protocol.access.policy import AccessKey, CanKey, MrzKey
+from edge.protocol.access.policy import AccessKey, CanKey
 from edge.protocol.cccd_qr import CccdQr
 from edge.protocol.chip import ChipRead, ReadRequest, read_chip
 from edge.protocol.jose import Signer, result_token
@@ -155,12 +155,6 @@ class _HeldResult:
     token: Callable[[int], bytes]
     verdict: Verdict
     request_id: str | None
-
-
-def _access_key(key: office.CanKey | office.MrzKey) -> AccessKey:
-    if isinstance(key, office.CanKey):
-        return CanKey(key.can)
-    return MrzKey(key.document_number, key.date_of_birth, key.date_of_expiry)
 
 
 def citizen_from(read: ChipRead, *, include_photo: bool) -> CitizenData:
@@ -568,8 +562,8 @@ class Terminal:
             self._clock_checked = float("-inf")  # show it now, not at the next check
             self._watch_clock()
         now = self._clock()
-        if isinstance(command, office.ReadRequest):
-            key = KeySource(_access_key(command.key), None, command.include_photo)
+        if isinstance(command, office.ReadCommand):
+            key = KeySource(command.key, None, command.include_photo)
             self._event({"event": "command_accepted", "cmd": command.cmd, "jti": command.jti})
             self._dispatch(KeyOffered(now, key, command.jti, command.profile, command.challenge_bytes))
         elif isinstance(command, office.CancelCommand):

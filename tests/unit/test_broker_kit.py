@@ -12,8 +12,8 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from edge.daemon.commands import MAX_COMMAND_BYTES
 from edge.daemon.mqtt import Topics
+from edge.daemon.office_commands import MAX_COMMAND_BYTES
 from edge.errors import ProvisioningError
 from provisioning import broker_kit, device, gateway, ward_ca
 from provisioning.__main__ import main

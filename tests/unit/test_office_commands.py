@@ -15,18 +15,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge import signers
-from edge.daemon.commands import (
+from edge.daemon.office_commands import (
     MAX_COMMAND_BYTES,
     CancelCommand,
-    CanKey,
     CommandVerifier,
-    MrzKey,
     PingCommand,
-    ReadRequest,
+    ReadCommand,
     ReplayGuard,
 )
 from edge.errors import CommandRejectedError
 from edge.protocol import jose
+from edge.protocol.access.policy import CanKey, MrzKey
 from edge.protocol.clock import TimeEvidence
 from tests.poison_messages import poison_messages
 
@@ -64,14 +63,16 @@ def test_accepted_commands(verifier: CommandVerifier) -> None:
     assert isinstance(verifier.verify(command("cancel"), NOW), CancelCommand)
     request = verifier.verify(command("read_request", key={"can": "012345"}, challenge="0102030405060708",
                                       profile="identity"), NOW)
-    assert isinstance(request, ReadRequest)
-    assert request.key == CanKey(can="012345")
+    assert isinstance(request, ReadCommand)
+    assert request.key == CanKey("012345")  # the protocol's key type: what read_chip takes, nothing to convert
     assert request.challenge_bytes == bytes(range(1, 9))
     assert "012345" not in repr(request)  # the CAN never reaches a log through repr
     mrz = verifier.verify(command("read_request", key={"document_number": "203012345", "date_of_birth": "030201",
                                                        "date_of_expiry": "280201"}), NOW)
-    assert isinstance(mrz, ReadRequest)
-    assert isinstance(mrz.key, MrzKey)
+    assert isinstance(mrz, ReadCommand)
+    assert mrz.key == MrzKey("203012345", "030201", "280201")
+    assert mrz.model_dump(mode="json")["key"] == {"document_number": "203012345", "date_of_birth": "030201",
+                                                  "date_of_expiry": "280201"}  # fmt: skip
 
 
 def test_forged(verifier: CommandVerifier) -> None:

@@ -1,6 +1,7 @@
 """Office commands arriving on ``/cmd``: ``read_request``, ``cancel``, ``ping``, ``trust_update``, each a JWS signed by
-the ward key. ``trust_update`` carries a signed DS list (:mod:`edge.daemon.ds_list`), verified on its own after the
-command: the command proves the office sent it now, the list who vouches for the Document Signers in it.
+the ward key (the CLI's subcommands are ``edge.commands``; the office's own side is ``edge.office``).
+``trust_update`` carries a signed DS list (:mod:`edge.daemon.ds_list`), verified on its own after the command: the
+command proves the office sent it now, the list who vouches for the Document Signers in it.
 
 A command is accepted only if it verifies under the ward key from the config, names this terminal in ``aud``, is
 unexpired, lives no longer than :data:`MAX_LIFETIME` and its ``jti`` was never seen before. Seen ``jti`` values
@@ -19,6 +20,7 @@ its clock is not synchronised, as long as it expired after the floor.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from datetime import UTC, datetime
@@ -26,10 +28,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, TypeAdapter, ValidationError
 
 from edge.errors import CommandRejectedError, TokenError, TokenExpiredError, TokenSignatureError, UnknownKeyError
 from edge.files import create_private
+from edge.protocol.access.policy import AccessKey, CanKey, MrzKey
 from edge.protocol.clock import TimeEvidence
 from edge.protocol.ds_list import MAX_DS_LIST_BYTES
 from edge.protocol.jose import COMMAND_TYP, DEFAULT_LEEWAY, key_id, verify_jws
@@ -46,18 +49,39 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class CanKey(_Model):
-    """PACE with the CAN: the last 6 digits of the ID number (hidden from repr: it is personal data)."""
+#: The shapes of a ``read_request``'s ``key`` (ASCII only: a regex's \d would take any Unicode digit).
+_KEY_FIELDS = {
+    "can": re.compile(r"[0-9]{6}"),  # PACE: the last 6 digits of the ID number
+    "document_number": re.compile(r"[0-9A-Z<]{9}"),  # BAC: the MRZ triple printed on the back of the card
+    "date_of_birth": re.compile(r"[0-9]{6}"),  # YYMMDD
+    "date_of_expiry": re.compile(r"[0-9]{6}"),  # YYMMDD
+}
+_MRZ_FIELDS = ("document_number", "date_of_birth", "date_of_expiry")
 
-    can: str = Field(pattern=r"^[0-9]{6}$", repr=False)  # not \d: pydantic's regex takes any Unicode digit
+
+def _access_key(value: object) -> AccessKey:
+    """The ``key`` claim as the protocol's own key type: ``{"can"}`` or the MRZ triple; ValueError otherwise (the
+    message names fields, never their values: they are personal data)."""
+    if isinstance(value, CanKey | MrzKey):
+        return value
+    if not isinstance(value, dict) or set(value) not in ({"can"}, set(_MRZ_FIELDS)):
+        raise ValueError("key must be {can} or {document_number, date_of_birth, date_of_expiry}")
+    for name, text in value.items():
+        if not isinstance(text, str) or not _KEY_FIELDS[name].fullmatch(text):
+            raise ValueError(f"key.{name} does not match {_KEY_FIELDS[name].pattern}")
+    if "can" in value:
+        return CanKey(value["can"])
+    return MrzKey(*(value[name] for name in _MRZ_FIELDS))
 
 
-class MrzKey(_Model):
-    """BAC with the MRZ triple, as printed on the back of the card."""
+def _key_claim(key: AccessKey) -> dict[str, str]:
+    if isinstance(key, CanKey):
+        return {"can": key.can}
+    return {name: getattr(key, name) for name in _MRZ_FIELDS}
 
-    document_number: str = Field(pattern=r"^[0-9A-Z<]{9}$", repr=False)
-    date_of_birth: str = Field(pattern=r"^[0-9]{6}$", repr=False)  # YYMMDD
-    date_of_expiry: str = Field(pattern=r"^[0-9]{6}$", repr=False)  # YYMMDD
+
+#: A ``read_request``'s key, parsed into :mod:`edge.protocol.access.policy`'s types (one key type end to end).
+CommandKey = Annotated[AccessKey, PlainValidator(_access_key), PlainSerializer(_key_claim)]
 
 
 class _Claims(_Model):
@@ -68,9 +92,11 @@ class _Claims(_Model):
     exp: int
 
 
-class ReadRequest(_Claims):
+class ReadCommand(_Claims):
+    """Read the card this key opens: the office's request (what the chip is asked is ``edge.protocol.chip``'s)."""
+
     cmd: Literal["read_request"]
-    key: CanKey | MrzKey
+    key: CommandKey
     challenge: str | None = Field(default=None, pattern=r"^([0-9a-fA-F]{2}){8}$")  # AA: 8 bytes, hex
     profile: ProcedureProfile | None = None  # None: the terminal's configured default
     include_photo: bool = False
@@ -95,7 +121,7 @@ class TrustUpdateCommand(_Claims):
     ds_list: str = Field(min_length=1, max_length=MAX_DS_LIST_BYTES)
 
 
-AnyCommand = ReadRequest | CancelCommand | PingCommand | TrustUpdateCommand
+AnyCommand = ReadCommand | CancelCommand | PingCommand | TrustUpdateCommand
 Command = Annotated[AnyCommand, Field(discriminator="cmd")]
 _COMMAND = TypeAdapter[AnyCommand](Command)
 
