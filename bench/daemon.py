@@ -29,13 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge import signers
 from edge.protocol.cccd_qr import CccdQr, encode_cccd_qr
+from edge.sim.broker import MosquittoBroker
 from edge.sim.builder import build_card
 from edge.sim.chip_security import SimChipSecurity
 from edge.sim.pki import csca_certificate_path
 from edge.sim.profile import load_profile
 from edge.sim.runner import SimulatedCard
 from edge.sim.stack import READER_NAMES, PcscStack
-from tests.fixtures.mqtt import MosquittoBroker
 
 RUNS = 5
 REPO = Path(__file__).resolve().parents[1]

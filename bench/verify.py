@@ -8,6 +8,7 @@ Run: .venv/bin/python bench/verify.py [--rounds N]. Chip-side signing is the car
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import statistics
 import sys
@@ -21,6 +22,7 @@ from asn1crypto import pem as asn1_pem
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from edge.protocol import crypto
 from edge.protocol import ec as pure_ec
@@ -32,20 +34,27 @@ from edge.protocol.verify.checks import Verdict, decide
 from edge.protocol.verify.passive import passive_authentication_of_file
 from edge.protocol.verify.trust import TrustStore
 from edge.sim.active_auth_card import sign_active_auth
-from tests.paths import VN_CSCA_PEM
-from tests.pki_helpers import NOW, PrivateKey, der, make_cert, name
+from edge.sim.pki import PrivateKey, make_certificate, x509_name
 
 GOAL_MS = 30.0
+NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+VALID_FROM, VALID_TO = dt.datetime(2024, 1, 1, tzinfo=dt.UTC), dt.datetime(2034, 1, 1, tzinfo=dt.UTC)
+#: The reference CSCA, when the shared reference data lies beside the checkout (never copied into the repo).
+VN_CSCA_PEM = (Path(os.environ.get("CCCD_EDGE_SHARED") or Path(__file__).resolve().parents[2] / "shared")
+               / "trust" / "VN_CSCA_ePassport_2022.pem")  # fmt: skip
 
 
 def _csca(common_name: str, key: PrivateKey) -> x509.Certificate:
-    subject = name(common_name)
-    return make_cert(subject, key, subject, key, ca=True, signature_hash=hashes.SHA512())
+    subject = x509_name(common_name, organization="cccd-edge bench")
+    return make_certificate(subject, key.public_key(), subject, key, ca=True, serial=1, valid_from=VALID_FROM,
+                            valid_to=VALID_TO, signature_hash=hashes.SHA512())  # fmt: skip
 
 
 def _card_files(csca_key: PrivateKey, ds_key: PrivateKey, extra: int) -> tuple[bytes, dict[int, bytes], TrustStore]:
     csca = _csca("CSCA BENCH", csca_key)
-    ds = make_cert(name("DS BENCH"), ds_key, csca.subject, csca_key, ca=False)
+    ds = make_certificate(x509_name("DS BENCH", organization="cccd-edge bench"), ds_key.public_key(), csca.subject,
+                          csca_key, ca=False, serial=1, valid_from=VALID_FROM, valid_to=VALID_TO,
+                          signature_hash=hashes.SHA256())  # fmt: skip
     data_groups = {
         1: os.urandom(93), 2: os.urandom(20_000), 13: os.urandom(700), 14: os.urandom(320), 15: os.urandom(300),
     }  # fmt: skip
@@ -53,7 +62,7 @@ def _card_files(csca_key: PrivateKey, ds_key: PrivateKey, extra: int) -> tuple[b
     others = []
     for i in range(extra):  # a store the size of a national master list
         others.append(_csca(f"CSCA OTHER {i}", ec.generate_private_key(ec.SECP256R1())))
-    store = TrustStore.from_der([der(c) for c in (csca, *others)])
+    store = TrustStore.from_der([c.public_bytes(Encoding.DER) for c in (csca, *others)])
     return sod, data_groups, store
 
 

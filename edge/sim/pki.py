@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from edge.files import private_key_pem, write_private
@@ -57,27 +57,40 @@ class SimPki:
         return self.directory / "csca.pem"
 
 
-def _name(common_name: str) -> x509.Name:
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+SignatureHash = hashes.SHA224 | hashes.SHA256 | hashes.SHA384 | hashes.SHA512
+SIM_ORGANIZATION = "cccd-edge simulator (TEST ONLY)"
+
+
+def x509_name(common_name: str, *, country: str = "VN", organization: str = SIM_ORGANIZATION) -> x509.Name:
+    """C, O, CN: the shape of a CSCA's and a Document Signer's names."""
     return x509.Name(
         [
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "VN"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "cccd-edge simulator (TEST ONLY)"),
+            x509.NameAttribute(NameOID.COUNTRY_NAME, country),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
     )
 
 
-def _certificate(
+def make_certificate(
     subject: x509.Name,
-    public_key: ec.EllipticCurvePublicKey,
+    public_key: PublicKey,
     issuer: x509.Name,
-    issuer_key: ec.EllipticCurvePrivateKey,
+    issuer_key: PrivateKey,
     *,
     ca: bool,
     serial: int,
     valid_from: dt.datetime,
     valid_to: dt.datetime,
+    extended_key_usage: tuple[x509.ObjectIdentifier, ...] = (),
+    signature_hash: SignatureHash | None = None,
 ) -> x509.Certificate:
+    """A CSCA (``ca``) or Document Signer certificate as ICAO 9303-12 profiles them: critical key usage, subject
+    and authority key identifiers, basic constraints on a CA. EC or RSA, so the simulator, the tests and the
+    benchmarks build their throw-away PKIs alike; ``signature_hash`` defaults to SHA-384 under an EC issuer key of
+    384 bits or more, else SHA-256."""
     ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
     aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key())
     usage = x509.KeyUsage(
@@ -105,15 +118,19 @@ def _certificate(
     )
     if ca:
         builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-    hash_algorithm = hashes.SHA384() if issuer_key.curve.key_size >= 384 else hashes.SHA256()
-    return builder.sign(issuer_key, hash_algorithm)
+    if extended_key_usage:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(extended_key_usage)), critical=False)
+    if signature_hash is None:
+        large = isinstance(issuer_key, ec.EllipticCurvePrivateKey) and issuer_key.curve.key_size >= 384
+        return builder.sign(issuer_key, hashes.SHA384() if large else hashes.SHA256())
+    return builder.sign(issuer_key, signature_hash)
 
 
 def create_csca(common_name: str, curve: ec.EllipticCurve | None = None) -> Signer:
     """A fresh self-signed CSCA (brainpoolP384r1 by default), valid 2020-2045."""
     key = ec.generate_private_key(curve or CSCA_CURVE())
-    name = _name(common_name)
-    cert = _certificate(
+    name = x509_name(common_name)
+    cert = make_certificate(
         name, key.public_key(), name, key, ca=True, serial=1, valid_from=VALID_FROM, valid_to=CSCA_VALID_TO
     )
     return Signer(key, cert)
@@ -130,8 +147,8 @@ def issue_document_signer(
 ) -> Signer:
     """A DS certificate naming ``issuer``; ``signing_key`` other than the issuer's makes a rogue DS."""
     key = ec.generate_private_key(DS_CURVE())
-    cert = _certificate(
-        _name(common_name),
+    cert = make_certificate(
+        x509_name(common_name),
         key.public_key(),
         issuer.certificate.subject,
         signing_key or issuer.key,

@@ -29,7 +29,7 @@ from edge.protocol import jose
 from edge.protocol.result import QrUsage, ReadTiming
 from tests.fixtures.mqtt import MosquittoBroker
 from tests.fixtures.storage import SmallDisk
-from tests.result_helpers import sample_result
+from tests.support.results import sample_result
 
 pytestmark = pytest.mark.stack
 
@@ -296,9 +296,9 @@ _TERMINAL_PROCESS = """
 import sys, time
 from pathlib import Path
 from edge import signers
-from edge.protocol import jose
 from edge.daemon.mqtt import MqttSettings, ResultPublisher, Topics
 from edge.daemon.outbox import Outbox
+from edge.protocol import jose
 
 key, db, port, produce = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 terminal = sys.argv[5] if len(sys.argv) > 5 else "T-01"

@@ -26,8 +26,8 @@ from edge.office.receiver import Outcome, Receiver, ResultStore
 from edge.protocol import jose
 from edge.protocol.result import QrUsage, ReadTiming
 from tests.fixtures.mqtt import MosquittoBroker
-from tests.poison_messages import poison_messages
-from tests.result_helpers import sample_result
+from tests.support.poison_messages import poison_messages
+from tests.support.results import sample_result
 
 pytestmark = pytest.mark.stack
 

@@ -28,8 +28,8 @@ from edge.protocol import jose
 from edge.protocol.result import QrUsage, ReadTiming
 from edge.protocol.verify.checks import VERDICT_WORDS, Verdict
 from tests.fixtures.mqtt import MosquittoBroker
-from tests.poison_messages import poison_messages
-from tests.result_helpers import sample_result
+from tests.support.poison_messages import poison_messages
+from tests.support.results import sample_result
 
 pytestmark = pytest.mark.stack
 

@@ -29,7 +29,7 @@ from edge.office.receiver import Outcome, Receiver, ResultStore
 from edge.protocol import jose
 from edge.protocol.result import QrUsage, ReadTiming
 from tests.fixtures.mqtt import MosquittoBroker
-from tests.result_helpers import sample_result
+from tests.support.results import sample_result
 
 pytestmark = pytest.mark.stack
 

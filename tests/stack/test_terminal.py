@@ -53,8 +53,8 @@ from edge.sim.stack import READER_NAMES, PcscStack
 from tests.fixtures.mqtt import MosquittoBroker
 from tests.fixtures.pcsc import InsertCard
 from tests.fixtures.storage import SmallDisk
-from tests.poison_messages import poison_messages
-from tests.result_helpers import sample_result
+from tests.support.poison_messages import poison_messages
+from tests.support.results import sample_result
 
 pytestmark = pytest.mark.stack
 

@@ -45,8 +45,8 @@ from pathlib import Path
 from edge import signers
 from edge.daemon.mqtt import MqttSettings, ResultPublisher, Topics
 from edge.daemon.outbox import Outbox
-from tests.result_helpers import sample_result
 from edge.protocol import jose
+from tests.support.results import sample_result
 
 key, db, port, count, drain = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 signer = signers.FileKeySigner(key)

@@ -14,7 +14,7 @@ from edge.protocol import crypto, mrz
 from edge.protocol.access.policy import CanKey
 from edge.protocol.result import ResultDocument
 from edge.sim.profile import Person
-from tests.result_helpers import sample_result
+from tests.support.results import sample_result
 
 FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
 ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")

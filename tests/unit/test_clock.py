@@ -1,5 +1,5 @@
 """Time evidence: a clock that is not synchronised never fails a genuine card on a date, never passes one the floor
-proves expired, and the saved trusted time parses strictly. Real certificates and signatures (tests/pki_helpers)."""
+proves expired, and the saved trusted time parses strictly. Real certificates and signatures (tests/support/pki.py)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from edge.protocol.verify.checks import (
 )
 from edge.protocol.verify.passive import passive_authentication
 from edge.protocol.verify.trust import TrustStore
-from tests.pki_helpers import (
+from tests.support.pki import (
     DATA_GROUPS,
     NOW,
     VALID_FROM,

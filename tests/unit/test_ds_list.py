@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge import signers
+from edge.daemon.office_commands import MAX_COMMAND_BYTES, CommandVerifier, ReplayGuard, TrustUpdateCommand
 from edge.daemon.ds_list import (
     RECORD_FILE,
     ListKey,
@@ -25,7 +26,6 @@ from edge.daemon.ds_list import (
     load_record,
     verify_ds_list,
 )
-from edge.daemon.office_commands import MAX_COMMAND_BYTES, CommandVerifier, ReplayGuard, TrustUpdateCommand
 from edge.errors import DsListRefusedError
 from edge.protocol import jose
 from edge.protocol.b64url import b64url_encode
@@ -42,7 +42,7 @@ from edge.protocol.verify.certs import parse_certificate
 from edge.protocol.verify.checks import DS_CHAIN, CheckStatus
 from edge.protocol.verify.passive import passive_authentication
 from edge.protocol.verify.trust import TrustStore
-from tests.pki_helpers import DATA_GROUPS, NOW, Pki, by_name, der, key, make_cert, name
+from tests.support.pki import DATA_GROUPS, NOW, Pki, by_name, der, key, make_cert, name
 
 WARD = "26734"
 NOW_S = int(NOW.timestamp())

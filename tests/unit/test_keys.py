@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from edge.errors import PublicKeyFormatError
 from edge.protocol.keys import certificate_public_key, explicit_spki, load_public_key, named_curve_for
-from tests.paths import VN_CSCA_PEM
+from tests.support.paths import VN_CSCA_PEM
 
 CURVES = [ec.BrainpoolP256R1(), ec.BrainpoolP384R1(), ec.BrainpoolP512R1(), ec.SECP256R1(), ec.SECP384R1()]
 

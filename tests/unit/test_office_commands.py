@@ -27,7 +27,7 @@ from edge.errors import CommandRejectedError
 from edge.protocol import jose
 from edge.protocol.access.policy import CanKey, MrzKey
 from edge.protocol.clock import TimeEvidence
-from tests.poison_messages import poison_messages
+from tests.support.poison_messages import poison_messages
 
 NOW = 1_800_000_000
 WARD = signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))

@@ -24,8 +24,8 @@ from edge.office.receiver import MAX_RESULT_BYTES, OVERSIZE_KEEP_BYTES, ResultSt
 from edge.office.verify import verify_result
 from edge.protocol import jose
 from edge.protocol.result import ProcedureProfile, ReadTiming
-from tests.poison_messages import poison_messages
-from tests.result_helpers import sample_result
+from tests.support.poison_messages import poison_messages
+from tests.support.results import sample_result
 
 NOW = 1_800_000_000
 TERMINAL = signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))

@@ -23,7 +23,7 @@ from edge.protocol.keys import explicit_spki
 from edge.protocol.result import ActiveAuthEvidence, ProcedureProfile, ReadTiming, ResultDocument, Verdict
 from edge.protocol.verify.checks import DG_HASHES, DS_CHAIN, VERDICT_WORDS
 from edge.sim.active_auth_card import sign_active_auth
-from tests.result_helpers import sample_result
+from tests.support.results import sample_result
 
 NOW = 1_800_000_000
 TERMINAL = signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))

@@ -1,4 +1,4 @@
-"""Passive authentication with real certificates and real EF.SOD files (throw-away keys from tests.pki_helpers)."""
+"""Passive authentication with real certificates and real EF.SOD files (throw-away keys from tests.support.pki)."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ from edge.protocol.verify.checks import (
 from edge.protocol.verify.passive import passive_authentication, passive_authentication_of_file
 from edge.protocol.verify.signatures import MAX_RSA_BITS
 from edge.protocol.verify.trust import TrustStore
-from tests.hostile_certificates import with_rsa_modulus_of
-from tests.pki_helpers import (
+from tests.support.hostile_certificates import with_rsa_modulus_of
+from tests.support.pki import (
     DATA_GROUPS,
     NOW,
     VALID_FROM,
@@ -338,7 +338,7 @@ def _with_explicit_parameters(cert: x509.Certificate, issuer_key: PrivateKey, te
 
 def test_document_signer_with_explicit_curve_parameters() -> None:
     """Real DS certificates often spell brainpool curves out; keys.py maps them back to the named curve."""
-    from tests.paths import VN_CSCA_PEM
+    from tests.support.paths import VN_CSCA_PEM
 
     if not VN_CSCA_PEM.exists():
         pytest.skip("shared VN CSCA (explicit-parameter template) not present")

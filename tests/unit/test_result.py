@@ -31,7 +31,7 @@ from edge.protocol.result import (
     result_json_schema,
 )
 from edge.protocol.verify.checks import CLOCK_NOT_SYNCHRONISED
-from tests.result_helpers import CHECKS, sample_result
+from tests.support.results import CHECKS, sample_result
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "edge" / "schemas" / "result.schema.json"
 

@@ -25,7 +25,7 @@ from edge.office.receiver import ResultStore
 from edge.office.verify import ResultFlag, verify_result
 from edge.protocol import jose
 from edge.protocol.result import ProcedureProfile, ReadTiming, ResultDocument
-from tests.result_helpers import sample_result
+from tests.support.results import sample_result
 
 NOW = 1_820_000_000  # the office's clock (September 2027: a result 90 days old was read after the software existed)
 DAY = 86_400

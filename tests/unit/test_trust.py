@@ -28,9 +28,9 @@ from edge.protocol.verify.passive import passive_authentication
 from edge.protocol.verify.signatures import MAX_RSA_BITS
 from edge.protocol.verify.trust import MAX_IMPORT_BYTES, ImportReport, TrustStore
 from edge.sim.hostile_pki import LinkLoop, link_loop
-from tests.hostile_certificates import with_rsa_modulus_of
-from tests.paths import VN_CSCA_PEM
-from tests.pki_helpers import (
+from tests.support.hostile_certificates import with_rsa_modulus_of
+from tests.support.paths import VN_CSCA_PEM
+from tests.support.pki import (
     DATA_GROUPS,
     NOW,
     VALID_FROM,

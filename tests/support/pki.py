@@ -1,8 +1,6 @@
-"""Throw-away PKI for verification tests and benchmarks: keys, X.509 names, CSCA / Document Signer certificates,
-EF.SOD files signed by them, and CRLs. Real signatures throughout (cryptography), no mocks.
-
-Used by tests/unit/test_passive.py, tests/unit/test_trust.py and bench/verify.py (which puts the repo root on
-``sys.path``).
+"""Throw-away PKI for verification tests: keys, X.509 names, CSCA / Document Signer certificates, EF.SOD files
+signed by them, and CRLs. Real signatures throughout (cryptography), no mocks. Certificates are built by the
+simulator's :func:`edge.sim.pki.make_certificate` (bench/verify.py uses it directly), under names of their own.
 """
 
 from __future__ import annotations
@@ -15,17 +13,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 
 from edge.protocol.lds.sod import SodFile, encode_sod, parse_sod
 from edge.protocol.verify.checks import Check
 from edge.protocol.verify.trust import TrustStore
+from edge.sim.pki import PrivateKey, SignatureHash, make_certificate, x509_name
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 VALID_FROM = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 VALID_TO = dt.datetime(2034, 1, 1, tzinfo=dt.UTC)
 
-PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 DATA_GROUPS = {1: b"\x61\x05\x5f\x1f\x02AB", 13: b"\x6d\x03\x30\x01\x00", 14: bytes(range(200)) * 3}
 
 
@@ -43,11 +40,7 @@ def key(kind: str, slot: int = 0) -> PrivateKey:
 
 
 def name(common_name: str, country: str = "VN") -> x509.Name:
-    return x509.Name([
-        x509.NameAttribute(NameOID.COUNTRY_NAME, country),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "cccd-edge tests"),
-        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-    ])  # fmt: skip
+    return x509_name(common_name, country=country, organization="cccd-edge tests")
 
 
 def make_cert(
@@ -61,29 +54,11 @@ def make_cert(
     not_before: dt.datetime = VALID_FROM,
     not_after: dt.datetime = VALID_TO,
     extended_key_usage: tuple[x509.ObjectIdentifier, ...] = (),
-    signature_hash: hashes.HashAlgorithm | None = None,
+    signature_hash: SignatureHash | None = None,
 ) -> x509.Certificate:
-    usage = x509.KeyUsage(
-        digital_signature=not ca, content_commitment=False, key_encipherment=False, data_encipherment=False,
-        key_agreement=False, key_cert_sign=ca, crl_sign=ca, encipher_only=False, decipher_only=False,
-    )  # fmt: skip
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(subject_key.public_key())
-        .serial_number(serial)
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(usage, critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(subject_key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
-    )
-    if ca:
-        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-    if extended_key_usage:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(list(extended_key_usage)), critical=False)
-    return builder.sign(issuer_key, signature_hash or hashes.SHA256())
+    return make_certificate(subject, subject_key.public_key(), issuer, issuer_key, ca=ca, serial=serial,
+                            valid_from=not_before, valid_to=not_after, extended_key_usage=extended_key_usage,
+                            signature_hash=signature_hash or hashes.SHA256())  # fmt: skip
 
 
 def der(cert: x509.Certificate) -> bytes:

@@ -1,4 +1,5 @@
-"""One sample result document for the tests of the result model, the office side and MQTT delivery."""
+"""One sample result document (a fictitious person, every field filled): for the tests of the result model, the
+office side and MQTT delivery."""
 
 from __future__ import annotations
 
@@ -6,15 +7,14 @@ from datetime import UTC, datetime
 
 from edge.protocol.result import (
     Check,
-    CheckStatus,
     CitizenData,
     ProcedureProfile,
     QrUsage,
     ReadTiming,
     ResultDocument,
-    Verdict,
     make_result,
 )
+from edge.protocol.verify.checks import CheckStatus, Verdict
 
 #: Every field filled (fictitious person), so that each profile filter has something to remove.
 CITIZEN = CitizenData(
