@@ -14,7 +14,7 @@ demo: bootstrap
 
 test: bootstrap
 	$(VENV)/bin/ruff check edge tests hil_tests bench provisioning
-	$(VENV)/bin/mypy edge
+	$(VENV)/bin/mypy edge provisioning
 	$(PY) -m pytest -q
 	CCCD_EDGE_RIG=hil_tests/virtual-rig.toml $(PY) -m pytest hil_tests -q
 
