@@ -6,7 +6,8 @@ Tokens are signed before the clock starts; then they are published QoS 1 from a 
 the broker takes them. Prints: results/s from the first publish until the last is stored, publish -> receipt
 latency (p50, p99; the receipt as the terminal receives it), lost results and duplicate rows.
 
-Run: ``.venv/bin/python bench/gateway.py [--results 4000] [--terminals 100] [--instances 2] [--backend sqlite]``.
+Run: ``.venv/bin/python bench/gateway.py [--results 4000] [--terminals 100] [--instances 2] [--backend sqlite]
+[--rate R]`` (``--rate``: a steady offered load instead of a burst, for latency outside a backlog).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ def main() -> int:
     parser.add_argument("--instances", type=int, default=2)
     parser.add_argument("--backend", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--publishers", type=int, default=4)
+    parser.add_argument("--rate", type=float, help="publish at this many results/s in all (default: as fast as the "
+                        "broker takes them, a burst)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cccd-gw-bench-") as tmp:
         return run(Path(tmp), args)
@@ -116,7 +119,11 @@ def run(tmp: Path, args: argparse.Namespace) -> int:
             client.connect(broker.host, broker.port)
             client.loop_start()
             infos = []
-            for terminal, _seq, token in chunk:
+            interval = args.publishers / args.rate if args.rate else 0.0
+            start = time.monotonic()
+            for n, (terminal, _seq, token) in enumerate(chunk):
+                if interval:
+                    time.sleep(max(0.0, start + n * interval - time.monotonic()))
                 with lock:
                     published[jti_of[token]] = time.monotonic()
                 infos.append(client.publish(f"{PREFIX}/{WARD}/{terminal}/result", token, qos=1))
@@ -144,7 +151,7 @@ def run(tmp: Path, args: argparse.Namespace) -> int:
         with lock:
             latencies = sorted((received[jti] - published[jti]) * 1000 for jti in published if jti in received)
         print(f"backend {args.backend}, {args.instances} instance(s), {args.publishers} publishers, "
-              f"{len(fleet)} terminals")
+              f"{len(fleet)} terminals, {f'{args.rate:,.0f} results/s offered' if args.rate else 'a burst'}")
         print(f"stored {stored} of {len(tokens)} in {last - first:.2f} s: {stored / (last - first):,.0f} results/s "
               f"(first publish to last stored); per instance {by}")
         if latencies:

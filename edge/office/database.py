@@ -199,6 +199,8 @@ class Database:
             return exc
         import psycopg
 
+        if isinstance(exc, psycopg.errors.TransactionRollback | psycopg.errors.DeadlockDetected):
+            return _storage_error(exc, self.target)  # only this transaction is gone: try again, same connection
         if isinstance(exc, psycopg.OperationalError) or self._connection is None or self._connection.closed:
             self._drop()
             return _storage_error(exc, self.target)

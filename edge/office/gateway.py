@@ -184,16 +184,13 @@ class Gateway:
                 except queue.Empty:
                     break
             stopping = any(not isinstance(item, _Message) for item in batch)
+            messages = [item for item in batch if isinstance(item, _Message)]
             receipts: dict[tuple[str, str], list[tuple[int, str]]] = {}
             done: list[_Message] = []
-            for item in batch:
-                if not isinstance(item, _Message):
-                    break
-                try:
-                    if self._handle(item, receipts):
-                        done.append(item)
-                except Exception as exc:  # noqa: BLE001  # the thread boundary: nothing a message holds ends it
-                    log_unexpected(log, "a message could not be handled; not acknowledged", exc)
+            try:
+                done = self._handle(messages, receipts)
+            except Exception as exc:  # noqa: BLE001  # the thread boundary: nothing a message holds ends it
+                log_unexpected(log, "messages could not be handled; not acknowledged", exc)
             try:  # receipts before acknowledgements: whatever the broker no longer holds has had its receipt sent
                 self._send_receipts(receipts)
             except Exception as exc:  # noqa: BLE001  # its terminal will send the results again, and get one then
@@ -204,23 +201,42 @@ class Gateway:
             if stopping:
                 return
 
-    def _handle(self, message: _Message, receipts: dict[tuple[str, str], list[tuple[int, str]]]) -> bool:
-        """Store, quarantine or keep ``message``; False when it must stay unacknowledged (the gateway stops)."""
-        origin = self._origin(message.topic)
-        leaf = origin[2] if origin is not None else None
-        if leaf == "status" and origin is not None:
-            quarantined = self._stubborn(lambda: self.store.keep_status(origin[0], origin[1], message.payload,
-                                                                        self._clock(), topic=message.topic),
-                                         message)
-            if quarantined is _GAVE_UP:
-                return False
-            self.stats.statuses += 1
-            if isinstance(quarantined, Outcome):
-                self.stats.quarantined += 1
-            return True
-        outcome = self._stubborn(lambda: self._ingest(message, leaf), message)
-        if not isinstance(outcome, Outcome):
-            return False
+    def _handle(self, messages: list[_Message], receipts: dict[tuple[str, str], list[tuple[int, str]]]
+                ) -> list[_Message]:  # fmt: skip
+        """Store, quarantine or keep each message; returns those done (the others stay unacknowledged: the gateway
+        is stopping). Results go to the store together, in one transaction."""
+        done: list[_Message] = []
+        results: list[_Message] = []
+        for message in messages:
+            origin = self._origin(message.topic)
+            if origin is not None and origin[2] == "result":
+                results.append(message)
+            elif origin is not None and origin[2] == "status":
+                ward, terminal = origin[0], origin[1]
+                kept = self._stubborn(lambda m=message, w=ward, t=terminal: self.store.keep_status(  # type: ignore[misc]
+                    w, t, m.payload, self._clock(), topic=m.topic))
+                if kept is _GAVE_UP:
+                    return done
+                self.stats.statuses += 1
+                self.stats.quarantined += isinstance(kept, Outcome)
+                done.append(message)
+            else:
+                outcome = self._stubborn(lambda m=message: self.store.quarantine(  # type: ignore[misc]
+                    m.payload, self._clock(), m.topic, "not a result or status topic"))
+                if outcome is _GAVE_UP:
+                    return done
+                self._report(outcome, receipts)
+                done.append(message)
+        if results:
+            outcomes = self._stubborn(lambda: self._ingest(results))
+            if outcomes is _GAVE_UP:
+                return done
+            for outcome in outcomes:
+                self._report(outcome, receipts)
+            done += results
+        return done
+
+    def _report(self, outcome: Outcome, receipts: dict[tuple[str, str], list[tuple[int, str]]]) -> None:
         self._count(outcome)
         if outcome.status != "quarantined" and outcome.iss is not None and outcome.jti is not None:
             receipts.setdefault((outcome.ward or "", outcome.iss), []).append((outcome.seq or 0, outcome.jti))
@@ -229,32 +245,39 @@ class Gateway:
                 self._on_outcome(outcome)
             except Exception as exc:  # noqa: BLE001  # a failing report must not end the thread
                 log_unexpected(log, "reporting a message's outcome failed", exc)
-        return True
 
-    def _ingest(self, message: _Message, leaf: str | None) -> Outcome:
+    def _ingest(self, results: list[_Message]) -> list[Outcome]:
+        """The batch's results stored together; should one break the store (a bug an input found), each alone, so
+        that only that one is quarantined, with what broke."""
         now = self._clock()
-        if leaf != "result":
-            return self.store.quarantine(message.payload, now, message.topic, "not a result or status topic")
         try:
-            return self.store.ingest(message.payload, now, topic=message.topic)
+            return self.store.ingest_many([(message.payload, message.topic) for message in results], now)
         except StorageError:
             raise
-        except Exception as exc:  # noqa: BLE001  # a store bug this message found: keep it, say what broke
-            log_unexpected(log, "storing a result failed", exc)
-            return self.store.quarantine(message.payload, now, message.topic,
-                                         f"unexpected {type(exc).__name__} while storing")
+        except Exception as exc:  # noqa: BLE001
+            log_unexpected(log, "storing a batch failed; storing its results one by one", exc)
+        outcomes = []
+        for message in results:
+            try:
+                outcomes.append(self.store.ingest(message.payload, now, topic=message.topic))
+            except StorageError:
+                raise
+            except Exception as exc:  # noqa: BLE001  # a store bug this message found: keep it, say what broke
+                log_unexpected(log, "storing a result failed", exc)
+                outcomes.append(self.store.quarantine(message.payload, now, message.topic,
+                                                      f"unexpected {type(exc).__name__} while storing"))
+        return outcomes
 
-    def _stubborn(self, attempt: Callable[[], Any], message: _Message) -> Any:
+    def _stubborn(self, attempt: Callable[[], Any]) -> Any:
         """``attempt()`` until the database takes it (a :class:`StorageError` is waited out), or the gateway stops
-        (then :data:`_GAVE_UP`: the message stays unacknowledged, for the next connection)."""
+        (then :data:`_GAVE_UP`: the messages stay unacknowledged, for the next connection)."""
         delay = RETRY_MIN
         while True:
             try:
                 return attempt()
             except StorageError as exc:
                 self.stats.storage_retries += 1
-                log.warning("database not writable (%s); message on %s kept, retry in %.1f s", exc,
-                            message.topic[:120], delay)
+                log.warning("database not writable (%s); messages kept, retry in %.1f s", exc, delay)
             if self._halt.wait(delay):
                 return _GAVE_UP
             delay = min(delay * 2, RETRY_MAX)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -207,10 +207,23 @@ class ResultStore:
     def ingest(self, payload: bytes, now: float, *, topic: str = "") -> Outcome:
         """Store ``payload`` if it verifies, else quarantine it; raises only when the database cannot be written
         (:class:`~edge.errors.StorageError`)."""
-        checked = self._check(payload, now)
-        if isinstance(checked, str):
-            return self._quarantine(payload, now, topic, checked)
-        return self._store(*checked, now)
+        return self.ingest_many([(payload, topic)], now)[0]
+
+    def ingest_many(self, messages: Sequence[tuple[bytes, str]], now: float) -> list[Outcome]:
+        """:meth:`ingest` for several ``(payload, topic)`` at once: the verified ones are stored in one transaction
+        (the gateway's batches: a commit and its round trips shared), the others quarantined. The outcomes are
+        those of ingesting them one by one, in order."""
+        checked = [self._check(payload, now) for payload, _ in messages]
+        verified = [(index, found) for index, found in enumerate(checked) if not isinstance(found, str)]
+        outcomes: dict[int, Outcome] = {}
+        if verified:
+            stored = self._store([found for _, found in verified], now)
+            outcomes.update(zip((index for index, _ in verified), stored, strict=True))
+        for index, found in enumerate(checked):
+            if isinstance(found, str):
+                payload, topic = messages[index]
+                outcomes[index] = self._quarantine(payload, now, topic, found)
+        return [outcomes[index] for index in range(len(messages))]
 
     def retry_quarantined(self) -> list[Outcome]:
         """Check each message kept whole in quarantine again, with today's keys and rules, and store those that now
@@ -225,7 +238,7 @@ class ResultStore:
                 continue
             checked = self._check(bytes(found[0]), received)
             if not isinstance(checked, str):
-                outcomes.append(self._store(*checked, received, retried=row_id))
+                outcomes += self._store([checked], received, retried=row_id)
         return outcomes
 
     def register_read_request(self, jti: str, challenge: bytes, now: float) -> None:
@@ -261,49 +274,82 @@ class ResultStore:
             return f"unexpected {type(exc).__name__} while checking"
         return result, active_auth
 
-    def _store(self, result: VerifiedResult, active_auth: ActiveAuthCheck | None, now: float, *,
-               retried: int | None = None) -> Outcome:  # fmt: skip
-        """Insert a verified result (once per ``(iss, jti)``) and book its seq; ``retried``: the quarantine row it
-        came from, deleted in the same transaction."""
-        flags = tuple(flag.value for flag in result.flags)
+    def _store(self, checked: Sequence[tuple[VerifiedResult, ActiveAuthCheck | None]], now: float, *,
+               retried: int | None = None) -> list[Outcome]:  # fmt: skip
+        """Insert verified results (once per ``(iss, jti)``) and book their seqs, in one transaction; ``retried``:
+        the quarantine row the (one) result came from, deleted in the same transaction."""
         db = self._db
         with db.transaction():
-            inserted = db.execute(
-                "INSERT INTO results (iss, jti, seq, received, verdict, document, token, iat, flags, ward, kid, "
-                "active_auth, stored_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (iss, jti) DO NOTHING",
-                (result.iss, result.jti, result.seq, now, result.document.verdict.value,
-                 result.document.to_json().decode(), result.token, result.iat, json.dumps(flags),
-                 result.document.ward_code, result.kid,
-                 json.dumps(active_auth.as_dict()) if active_auth is not None else None, self._instance),
-            ).rowcount
-            new_gaps: tuple[int, ...] = ()
-            if inserted:
-                # One statement: the terminal's row created if new, locked (an upsert's update takes the row lock
-                # in PostgreSQL; SQLite's BEGIN IMMEDIATE holds the file) and its highest seq read.
-                (max_seq,) = db.execute(
-                    "INSERT INTO terminals (iss, max_seq) VALUES (?, 0) ON CONFLICT (iss) DO UPDATE "
-                    "SET max_seq = terminals.max_seq RETURNING max_seq", (result.iss,)).fetchone()
-                if result.seq > max_seq:
-                    new_gaps = tuple(range(max_seq + 1, result.seq))
-                    if new_gaps:
-                        db.executemany("INSERT INTO missing (iss, seq) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                                       [(result.iss, s) for s in new_gaps])
-                    db.execute("UPDATE terminals SET max_seq=? WHERE iss=?", (result.seq, result.iss))
-                else:
-                    db.execute("DELETE FROM missing WHERE iss=? AND seq=?", (result.iss, result.seq))
-            else:  # the same result again: report the flags it was stored with
-                (stored_flags,) = db.execute("SELECT flags FROM results WHERE iss=? AND jti=?",
-                                             (result.iss, result.jti)).fetchone()
-                flags = tuple(json.loads(stored_flags))
+            # In key order: two instances inserting overlapping batches take the keys' locks in the same order,
+            # so neither waits for the other in a circle.
+            inserted = [False] * len(checked)
+            for index in sorted(range(len(checked)), key=lambda i: (checked[i][0].iss, checked[i][0].jti)):
+                result, active_auth = checked[index]
+                inserted[index] = db.execute(
+                    "INSERT INTO results (iss, jti, seq, received, verdict, document, token, iat, flags, ward, kid, "
+                    "active_auth, stored_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (iss, jti) DO NOTHING",
+                    (result.iss, result.jti, result.seq, now, result.document.verdict.value,
+                     result.document.to_json().decode(), result.token, result.iat,
+                     json.dumps([flag.value for flag in result.flags]), result.document.ward_code, result.kid,
+                     json.dumps(active_auth.as_dict()) if active_auth is not None else None, self._instance),
+                ).rowcount > 0
+            new_gaps = self._book_seqs([result for (result, _), new in zip(checked, inserted, strict=True) if new])
+            flags: list[tuple[str, ...]] = []
+            for (result, _), new in zip(checked, inserted, strict=True):
+                if new:
+                    flags.append(tuple(flag.value for flag in result.flags))
+                else:  # the same result again: report the flags it was stored with
+                    (stored_flags,) = db.execute("SELECT flags FROM results WHERE iss=? AND jti=?",
+                                                 (result.iss, result.jti)).fetchone()
+                    flags.append(tuple(json.loads(stored_flags)))
             if retried is not None:
                 db.execute("DELETE FROM quarantine WHERE id=?", (retried,))
-            gaps = self._gaps(result.iss) if self._gap_report else []
-        missing, refused = (gaps[0].missing, tuple(r.seq for r in gaps[0].refused)) if gaps else ((), ())
-        return Outcome("stored" if inserted else "duplicate", result.iss, result.seq,
-                       result.document.verdict.value, new_gaps=new_gaps, missing=missing, refused=refused,
-                       jti=result.jti, iat=result.iat, active_auth=active_auth,
-                       rung=result.document.verdict.rung.value, flags=flags, ward=result.document.ward_code)
+            reports = {result.iss: self._gaps(result.iss) for result, _ in checked} if self._gap_report else {}
+        outcomes = []
+        for (result, active_auth), new, result_flags in zip(checked, inserted, flags, strict=True):
+            gaps = reports.get(result.iss) or []
+            missing, refused = (gaps[0].missing, tuple(r.seq for r in gaps[0].refused)) if gaps else ((), ())
+            outcomes.append(Outcome("stored" if new else "duplicate", result.iss, result.seq,
+                                    result.document.verdict.value, new_gaps=new_gaps.get(id(result), ()),
+                                    missing=missing, refused=refused, jti=result.jti, iat=result.iat,
+                                    active_auth=active_auth, rung=result.document.verdict.rung.value,
+                                    flags=result_flags, ward=result.document.ward_code))
+        return outcomes
+
+    def _book_seqs(self, results: Sequence[VerifiedResult]) -> dict[int, tuple[int, ...]]:
+        """Book newly stored results' seqs in ``terminals`` and ``missing`` (inside the caller's transaction), as if
+        they had come one by one in this order; returns the gaps each opened, by ``id(result)``."""
+        db = self._db
+        by_terminal: dict[str, list[VerifiedResult]] = {}
+        for result in results:
+            by_terminal.setdefault(result.iss, []).append(result)
+        opened: dict[int, tuple[int, ...]] = {}
+        for iss in sorted(by_terminal):  # one lock order for every instance
+            # One statement: the terminal's row created if new, locked (an upsert's update takes the row lock in
+            # PostgreSQL; SQLite's BEGIN IMMEDIATE holds the file) and its highest seq read.
+            (stored_max,) = db.execute(
+                "INSERT INTO terminals (iss, max_seq) VALUES (?, 0) ON CONFLICT (iss) DO UPDATE "
+                "SET max_seq = terminals.max_seq RETURNING max_seq", (iss,)).fetchone()
+            highest, added, filled = stored_max, set[int](), set[int]()
+            for result in by_terminal[iss]:
+                if result.seq > highest:
+                    gaps = tuple(range(highest + 1, result.seq))
+                    opened[id(result)] = gaps
+                    added.update(gaps)
+                    highest = result.seq
+                elif result.seq in added:
+                    added.discard(result.seq)
+                else:
+                    filled.add(result.seq)
+            if added:
+                db.executemany("INSERT INTO missing (iss, seq) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                               [(iss, seq) for seq in sorted(added)])
+            if filled:
+                db.executemany("DELETE FROM missing WHERE iss=? AND seq=?", [(iss, seq) for seq in sorted(filled)])
+            if highest > stored_max:
+                db.execute("UPDATE terminals SET max_seq=? WHERE iss=?", (highest, iss))
+        return opened
 
     def stored(self, iss: str) -> list[tuple[int, str]]:
         """(seq, jti) of everything stored for ``iss``, by seq."""

@@ -174,3 +174,28 @@ def test_a_receiver_database_from_before_the_gateway_is_taken_over(tmp_path: Pat
         assert store.counts()["results"] == 2
     finally:
         store.close()
+
+
+def test_a_batch_is_stored_as_if_its_results_came_one_by_one(office_db: str | Path, ward: Ward,
+                                                              tmp_path: Path) -> None:
+    """ingest_many (the gateway's batches, one transaction) gives the outcomes and the gap bookkeeping that ingest
+    gives message by message: gaps opened and filled inside the batch, a copy inside the batch, a poison message."""
+    t1, t2 = ward.terminal("T-01"), ward.terminal("T-02")
+    third = t1.token(3)
+    tokens = [third, t2.token(1), t1.token(1), third, b"garbage", t1.token(6), t1.token(5)]
+    one_by_one = _store(tmp_path / "sequential.db", ward)
+    batched = _store(office_db, ward)
+    try:
+        expected = [one_by_one.ingest(token, NOW) for token in tokens]
+        got = batched.ingest_many([(token, "t") for token in tokens], NOW)
+        assert [(o.status, o.iss, o.seq, o.new_gaps) for o in got] == [
+            (o.status, o.iss, o.seq, o.new_gaps) for o in expected]
+        assert [o.status for o in got] == ["stored", "stored", "stored", "duplicate", "quarantined", "stored",
+                                           "stored"]
+        assert got[0].new_gaps == (1, 2)
+        assert got[5].new_gaps == (4, 5)
+        assert [gap.as_dict() for gap in batched.gaps()] == [gap.as_dict() for gap in one_by_one.gaps()] == [
+            {"iss": "T-01", "missing": [2, 4], "refused": []}]
+    finally:
+        one_by_one.close()
+        batched.close()
