@@ -1,7 +1,6 @@
 """Synthetic photographs of CCCD QR codes for the decoder benchmark: run it to print what a set contains.
 
-The generator itself lives in ``edge/sim/qr_frames.py`` (tests use it and must not import ``bench``); its names are
-re-exported here for the benchmarks and the virtual rig.
+The generator itself lives in ``edge/sim/qr_frames.py``: the benchmarks, the virtual rig and the tests use it there.
 """
 
 from __future__ import annotations
@@ -12,26 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge.sim.qr_frames import (  # noqa: F401 (re-exported)
-    COVERAGE_SYLLABLES,
-    DEGRADATIONS,
-    DISTRICTS,
-    GIVEN_NAMES,
-    HEIGHT,
-    MIDDLE_NAMES,
-    STREETS,
-    SURNAMES,
-    VIETNAMESE_LETTERS,
-    WARDS,
-    WIDTH,
-    Sample,
-    blank_frames,
-    diacritics_missing,
-    make_person,
-    qr_matrix,
-    render,
-    samples,
-)
+from edge.sim.qr_frames import HEIGHT, VIETNAMESE_LETTERS, WIDTH, diacritics_missing, samples
 
 
 def main() -> int:
