@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import statistics
 import subprocess
 import sys
@@ -28,15 +29,45 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
 from edge import signers
 from edge.office.store import ResultStore
 from edge.protocol import jose
 from edge.protocol.receipt import ReceiptClaims
+from edge.protocol.result import Check, CitizenData, ProcedureProfile, QrUsage, ReadTiming, make_result
+from edge.protocol.verify.checks import CheckStatus, Verdict
 from edge.sim.broker import MosquittoBroker
 from edge.sim.postgres import PostgresCluster
-from tests.support.ward import WARD, make_ward
+from provisioning.pki import TerminalIdentity
+from provisioning.ward_ca import CA_CERT, WardCa, init_ward_ca, sign_csr
 
 PREFIX = "cccd-edge/v1"
+WARD = "26734"
+CITIZEN = CitizenData(id_number="079203000145", full_name="Nguyễn Văn An", date_of_birth="01/02/2003",
+                      place_of_residence="12 Lê Lợi, Phường Bến Nghé, Quận 1, TP. Hồ Chí Minh")
+CHECKS = (Check(name="sod_signature", status=CheckStatus.PASSED), Check(name="dg_hashes", status=CheckStatus.PASSED))
+
+
+class BenchTerminal:
+    """A terminal with its own key and a certificate from the ward CA, as provisioning makes them."""
+
+    def __init__(self, ca: WardCa, terminal_id: str) -> None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        csr = (x509.CertificateSigningRequestBuilder().subject_name(TerminalIdentity(terminal_id, WARD).name())
+               .sign(key, hashes.SHA256()))
+        self.terminal_id = terminal_id
+        self.signer = signers.KeySigner(key)
+        self.certificate = sign_csr(ca, csr).public_bytes(serialization.Encoding.DER)
+
+    def token(self, seq: int, now: int) -> bytes:
+        document = make_result(terminal_id=self.terminal_id, ward_code=WARD, profile=ProcedureProfile.RESIDENCE,
+                               verdict=Verdict.VERIFIED, checks=CHECKS, citizen=CITIZEN,
+                               qr=QrUsage(used=True, format="cccd2021"), timing=ReadTiming(apdu_count=15, read_ms=900),
+                               completed_at=dt.datetime.fromtimestamp(now, dt.UTC))
+        return jose.result_token(self.signer, terminal_id=self.terminal_id, seq=seq, now=now,
+                                 document=json.loads(document.to_json()), certificate=self.certificate)
 
 
 def main() -> int:
@@ -54,15 +85,15 @@ def main() -> int:
 
 
 def run(tmp: Path, args: argparse.Namespace) -> int:
-    ward = make_ward(tmp / "ward-ca")
+    ca, _ = init_ward_ca(tmp / "ward-ca", WARD)
+    ca_path = tmp / "ward-ca" / CA_CERT
     receipt_key = tmp / "receipt.key"
     signers.write_private_key(ec.generate_private_key(ec.SECP256R1()), receipt_key)
     now = int(time.time())
-    issued = dt.datetime.now(dt.UTC)
-    fleet = [ward.terminal(f"T-{n:04d}", issued=issued) for n in range(args.terminals)]
+    fleet = [BenchTerminal(ca, f"T-{n:04d}") for n in range(args.terminals)]
     per_terminal = -(-args.results // args.terminals)
     started = time.monotonic()
-    tokens = [(t.terminal_id, seq, t.token(seq, now=now)) for seq in range(1, per_terminal + 1) for t in fleet]
+    tokens = [(t.terminal_id, seq, t.token(seq, now)) for seq in range(1, per_terminal + 1) for t in fleet]
     tokens = tokens[: args.results]
     jti_of = {token: str(jose.json_object(jose.b64url_decode(token.split(b".")[1].decode()), "c")["jti"])
               for _, _, token in tokens}
@@ -99,7 +130,7 @@ def run(tmp: Path, args: argparse.Namespace) -> int:
         for n in range(args.instances):
             config = tmp / f"gateway-{n}.toml"
             config.write_text(f'instance = "bench-{n}"\nward = "{WARD}"\n[broker]\nhost = "{broker.host}"\n'
-                              f'port = {broker.port}\n[storage]\nurl = "{url}"\n[trust]\nward_ca = "{ward.ca_path}"\n'
+                              f'port = {broker.port}\n[storage]\nurl = "{url}"\n[trust]\nward_ca = "{ca_path}"\n'
                               f'[receipts]\nkey = "{receipt_key}"\nlifetime = 3600\n', encoding="utf-8")
             log = (tmp / f"gateway-{n}.log").open("wb")
             processes.append(subprocess.Popen([sys.executable, "-m", "edge.cli", "gateway", "run", "--config",
