@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -28,8 +30,7 @@ def _jwk_private(d: str, x: str, y: str) -> ec.EllipticCurvePrivateKey:
 
 def test_rfc7515_a3_es256_example_verifies() -> None:
     # Somebody else's token: proves the r||s encoding and base64url are the standard's, not just self-consistent.
-    key = jose.jwk_to_public_key({"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
-                                  "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"})
+    key = jose.jwk_to_public_key({"kty": "EC", "crv": "P-256", "x": RFC7515_A3_X, "y": RFC7515_A3_Y})
     token = ("eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19y"
              "b290Ijp0cnVlfQ.DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q")
     header, payload = jose.verify_es256(token, key)
@@ -67,11 +68,28 @@ def test_round_trip_and_claims(signer: signers.KeySigner) -> None:
     assert len(claims["jti"]) == 36
 
 
-def test_kid_is_rfc7638_thumbprint() -> None:
-    # RFC 7638 §3.1 example uses RSA; for EC we check the canonical member order and determinism instead.
-    key = ec.generate_private_key(ec.SECP256R1()).public_key()
-    assert jose.key_id(key) == jose.key_id(jose.jwk_to_public_key(jose.public_jwk(key)))
-    assert len(jose.b64url_decode(jose.key_id(key))) == 32
+#: A P-256 key with its RFC 7638 thumbprint as another standard publishes them: RFC 9449 (OAuth 2.0 DPoP), the
+#: ``jwk`` of its example DPoP proof (section 4.1) and that key's ``jkt`` in its examples (section 6.1).
+#: (RFC 7638's own example, section 3.1, is an RSA key; key_id takes P-256 keys only.)
+RFC9449_JWK = {"kty": "EC", "x": "l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs",
+               "y": "9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA", "crv": "P-256"}  # fmt: skip
+RFC9449_JKT = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+#: RFC 7515 appendix A.3: the ES256 example's private key (its public half is the JWK of the A.3 token above).
+RFC7515_A3_D = "jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"
+RFC7515_A3_X = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU"
+RFC7515_A3_Y = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"
+
+
+def _thumbprint_by_hand(x: str, y: str) -> str:
+    """RFC 7638 section 3 written out for an EC key: the required members in lexicographic order, no whitespace,
+    SHA-256, unpadded base64url. Independent of edge.protocol.jose on purpose."""
+    canonical = f'{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}'.encode("ascii")
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=").decode("ascii")
+
+
+def test_kid_is_the_rfc7638_thumbprint_published_for_a_p256_key() -> None:
+    assert jose.key_id(jose.jwk_to_public_key(RFC9449_JWK)) == RFC9449_JKT
+    assert _thumbprint_by_hand(RFC9449_JWK["x"], RFC9449_JWK["y"]) == RFC9449_JKT  # the hand-written procedure too
 
 
 def test_rejections(signer: signers.KeySigner) -> None:
@@ -109,7 +127,10 @@ def test_jwe_round_trip_and_tampering(signer: signers.KeySigner) -> None:
     assert b"verified" not in jose.b64url_decode(jwe.split(".")[3])
     assert jose.decrypt_jwe(jwe, ward).decode() == jws
     header = json.loads(jose.b64url_decode(jwe.split(".")[0]))
-    assert (header["alg"], header["enc"], header["kid"]) == ("ECDH-ES", "A256GCM", jose.key_id(ward.public_key()))
+    assert (header["alg"], header["enc"]) == ("ECDH-ES", "A256GCM")
+    assert header["kid"] == _thumbprint_by_hand(*(jose.public_jwk(ward.public_key())[c] for c in ("x", "y")))
+    to_rfc9449_key = jose.encrypt_jwe(jws.encode(), jose.jwk_to_public_key(RFC9449_JWK))
+    assert json.loads(jose.b64url_decode(to_rfc9449_key.split(".")[0]))["kid"] == RFC9449_JKT
     with pytest.raises(TokenError, match="does not decrypt"):
         jose.decrypt_jwe(jwe, ec.generate_private_key(ec.SECP256R1()))
     parts = jwe.split(".")
@@ -144,12 +165,12 @@ def test_file_key_signer_refuses_loose_permissions(tmp_path: Path) -> None:
 
 def test_device_signer_reads_a_key_file(tmp_path: Path) -> None:
     """A path in paths.device_key is a PEM file; a pkcs11: URI goes to the token (tests/unit/test_pkcs11.py)."""
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = _jwk_private(RFC7515_A3_D, RFC7515_A3_X, RFC7515_A3_Y)
     path = tmp_path / "device.key"
     signers.write_private_key(key, path)
     signer = signers.device_signer(path)
     assert isinstance(signer, signers.FileKeySigner)
-    assert signer.kid == jose.key_id(key.public_key())
+    assert signer.kid == _thumbprint_by_hand(RFC7515_A3_X, RFC7515_A3_Y)
 
 
 def _certificate_for(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
