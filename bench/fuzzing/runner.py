@@ -6,8 +6,9 @@ Input ``i`` is a pure function of (seed, i) and the corpus, so the work is split
 ``setitimer(ITIMER_PROF)``: past the limit of CPU seconds the worker's own signal handler raises :class:`InputTimeout`
 (a ``BaseException``, so no ``except Exception`` in the code under test swallows it), the input counts as a hang,
 and the worker exits so its successor starts from clean state. An input stuck where no signal gets through (inside
-one long C call) is caught by the parent: a worker that shows no progress for ``hard_limit`` wall seconds is killed,
-the input is regenerated from its index, and a successor continues after it. CPU time, not wall time, so a machine
+one long C call, or blocked) is caught by the parent: a worker that shows no progress for ``hard_limit`` seconds
+(of the parent's own steps, so a suspended machine is no hang) is killed, the input is regenerated from its index,
+and a successor continues after it. CPU time, not wall time, so a machine
 busy with other work does not turn slow inputs into hangs.
 """
 
@@ -316,12 +317,21 @@ def run_campaign(corpus: Corpus, targets: Sequence[Target], *, inputs: int, seed
 
     running = {wid: launch(wid) for wid in range(workers) if start + wid < end}
     last_report = began
+    # Seconds each worker has spent on its current input, counted from the parent's own steps with each step capped:
+    # a pause of the whole machine (a suspended VM, a laptop lid) moves the clock on but is nobody's hang.
+    watched: dict[int, tuple[int, float]] = {}
+    tick = time.monotonic()
     try:
         while running:
             time.sleep(0.2)
+            step, tick = min(time.monotonic() - tick, 1.0), time.monotonic()
             drain()
             for wid, process in list(running.items()):
-                stalled = shared.started[wid] and time.monotonic() - shared.started[wid] > hard_limit
+                index, spent = watched.get(wid, (-1, 0.0))
+                busy = bool(shared.started[wid])
+                spent = spent + step if busy and index == shared.current[wid] else 0.0
+                watched[wid] = (int(shared.current[wid]), spent)
+                stalled = spent > hard_limit
                 if process.is_alive() and not stalled:
                     continue
                 if stalled:
@@ -347,6 +357,7 @@ def run_campaign(corpus: Corpus, targets: Sequence[Target], *, inputs: int, seed
                     shared.counts[row + (5 if stalled else 4)] += 1
                     shared.resume[wid] = index + workers
                     shared.started[wid] = 0.0
+                watched.pop(wid, None)
                 if shared.resume[wid] >= end:
                     del running[wid]
                 else:
