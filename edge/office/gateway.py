@@ -30,6 +30,8 @@ signed with the receipt key; a duplicate gets its receipt again (the terminal se
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import queue
@@ -107,7 +109,7 @@ class Gateway:
         self._receipt_key = receipt_key
         self._on_outcome = on_outcome
         self._clock = clock
-        prefix, ward, group = config.broker.topic_prefix, config.ward, config.broker.share_group
+        prefix, ward, group = config.broker.topic_prefix, config.ward, share_group(config, receipt_key)
         self._prefix_levels = len(prefix.split("/"))
         self._prefix = prefix
         self._results = f"$share/{group}/{prefix}/{ward}/+/result"
@@ -342,3 +344,14 @@ def open_gateway(config: GatewayConfig, *, on_outcome: Callable[[Outcome], None]
     receipt_key = (load_private_key(config.receipts.key, config_key="receipts.key")
                    if config.receipts.key is not None else None)
     return Gateway(config, open_store(config), receipt_key=receipt_key, on_outcome=on_outcome, clock=clock)
+
+
+def share_group(config: GatewayConfig, receipt_key: ec.EllipticCurvePrivateKey | None) -> str:
+    """The shared subscription's group name: configured, else derived from the receipt key (``broker.share_group``:
+    a name a terminal cannot guess, so it cannot join the group and take results the broker would then drop)."""
+    if config.broker.share_group is not None:
+        return config.broker.share_group
+    if receipt_key is None:
+        return "gateway"
+    secret = receipt_key.private_numbers().private_value.to_bytes(32, "big")
+    return "gw-" + hmac.new(secret, b"cccd-edge gateway share group", hashlib.sha256).hexdigest()[:24]

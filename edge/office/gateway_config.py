@@ -53,7 +53,11 @@ class BrokerSettings(_Section):
     key: Path | None = None
     client_id: str | None = None  # default gateway:<instance> (a ward broker takes the certificate's CN anyway)
     topic_prefix: str = "cccd-edge/v1"
-    share_group: str = Field(default="gateway", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    #: The shared subscription's group. Unset: derived from the receipt key (every instance with the same key is in the
+    #: same group, and nobody without it can guess the name); "gateway" when there is no receipt key. A client that
+    #: joins the group takes its share of the results, and the broker's ACL (mosquitto 2.0 cannot refuse a SUBSCRIBE)
+    #: then drops what it may not read: a terminal that knew the name could make results vanish.
+    share_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     keepalive: int = Field(default=30, ge=5, le=600)
     #: MQTT 5 Receive Maximum: results handed to this instance and not yet stored (the rest wait at the broker).
     receive_maximum: int = Field(default=100, ge=1, le=65535)

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge.errors import ConfigError
+from edge.office.gateway import share_group
 from edge.office.gateway_config import load_gateway_config, parse_gateway_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,7 +22,7 @@ MINIMAL: dict[str, Any] = {"instance": "office-1", "trust": {"ward_ca": "/etc/cc
 
 def test_a_minimal_config_takes_the_defaults() -> None:
     config = parse_gateway_config(MINIMAL)
-    assert (config.ward, config.client_id, config.broker.share_group) == ("+", "gateway:office-1", "gateway")
+    assert (config.ward, config.client_id, config.broker.share_group) == ("+", "gateway:office-1", None)
     assert config.storage.url.startswith("sqlite:////var/lib/")
     assert config.receipts.key is None
 
@@ -71,3 +73,16 @@ def test_the_unit_runs_the_gateway_sandboxed() -> None:
     complaints = [line for line in (verify.stdout + verify.stderr).splitlines()
                   if line.strip() and "/opt/cccd-edge/bin/cccd-edge is not executable" not in line]
     assert not complaints, complaints
+
+
+def test_the_share_group_is_not_guessable_without_the_receipt_key() -> None:
+    """Every instance with the ward's receipt key is in one group; a terminal cannot name it (joining would let it
+    take results the broker's ACL then drops)."""
+    config = parse_gateway_config(MINIMAL)
+    key, other = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    assert share_group(config, key) == share_group(parse_gateway_config(MINIMAL | {"instance": "office-2"}), key)
+    assert share_group(config, key) != share_group(config, other)
+    assert share_group(config, key).startswith("gw-")
+    assert share_group(config, None) == "gateway"
+    named = parse_gateway_config(MINIMAL | {"broker": {"share_group": "ward-26734"}})
+    assert share_group(named, key) == "ward-26734"
