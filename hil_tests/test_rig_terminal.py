@@ -37,6 +37,7 @@ from edge.files import write_private
 from edge.office.receiver import Outcome, Receiver, ResultStore
 from edge.protocol import jose
 from edge.protocol.cccd_qr import parse_cccd_qr
+from edge.protocol.id_number import can_from_id
 from edge.protocol.verify.checks import Verdict
 from hil_tests.readback import Probe, sense
 from hil_tests.rig import BrokerAccess, CameraSpec, Rig, TestCard
@@ -100,7 +101,7 @@ def _can_in_view(spec: CameraSpec) -> str | None:
             frame = camera.read(timeout=2.0)
             for symbol in decoder.decode(frame) if frame is not None else ():
                 try:
-                    return parse_cccd_qr(symbol.raw).id_number[-6:]
+                    return can_from_id(parse_cccd_qr(symbol.raw).id_number)
                 except QrFormatError:
                     continue
     finally:

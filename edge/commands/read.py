@@ -29,7 +29,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +55,7 @@ from edge.protocol.verify.checks import VerdictWords
 if TYPE_CHECKING:
     from edge.protocol.chip import ChipRead
     from edge.protocol.verify.card import VerificationReport
+    from edge.protocol.verify.checks import Check
 
 EXIT_VERIFIED = 0
 EXIT_ERROR = 1
@@ -199,39 +200,30 @@ def error_line(error: BaseException) -> str:
     return " ".join(text.split())
 
 
+#: How each citizen field is masked in the output (the rest: :func:`mask_text`).
+_MASKS: dict[str, Callable[[str], str]] = {
+    "id_number": mask_id, "old_id_number": mask_id, "full_name": mask_name, "father_name": mask_name,
+    "mother_name": mask_name, "spouse_name": mask_name, "date_of_birth": mask_date, "date_of_issue": mask_date,
+    "date_of_expiry": mask_date,
+}  # fmt: skip
+
+
 def _citizen(read: ChipRead, show: bool) -> dict[str, str | None]:
-    """The card's data for display; masked unless ``show``."""
+    """The card's data for display, in the result document's words and dates (as the card prints them,
+    :func:`edge.protocol.result.citizen_fields`); masked unless ``show``."""
+    from edge.protocol.result import citizen_fields
+
     dg13, dg1 = read.dg13, read.dg1
-
-    def ident(value: str | None) -> str | None:
-        return value if show or value is None else mask_id(value)
-
-    def name(value: str | None) -> str | None:
-        return value if show or value is None else mask_name(value)
 
     def text(value: str | None) -> str | None:
         return value if show or value is None else mask_text(value)
 
-    def day(value: Any) -> str | None:
-        if value is None:
-            return None
-        return value.isoformat() if show else mask_date(value)  # the year: a CCCD's expiry is a birthday too
-
     data: dict[str, str | None] = {}
     if dg13 is not None:
         # Every field is personal: sex, nationality, ethnicity and religion (sensitive data under Decree 13/2023)
-        # are masked like the free text.
-        data |= {
-            "id_number": ident(dg13.id_number), "full_name": name(dg13.full_name),
-            "date_of_birth": day(dg13.date_of_birth), "sex": text(dg13.sex), "nationality": text(dg13.nationality),
-            "ethnicity": text(dg13.ethnicity), "religion": text(dg13.religion),
-            "place_of_origin": text(dg13.place_of_origin), "place_of_residence": text(dg13.place_of_residence),
-            "identifying_marks": text(dg13.identifying_marks), "date_of_issue": day(dg13.date_of_issue),
-            "date_of_expiry": day(dg13.date_of_expiry) or text(dg13.raw_fields.get(12)),
-            "old_id_number": ident(dg13.old_id_number), "father_name": name(dg13.father_name),
-            "mother_name": name(dg13.mother_name), "spouse_name": name(dg13.spouse_name),
-            "place_of_birth_registration": text(dg13.place_of_birth_registration),
-        }  # fmt: skip
+        # are masked like the free text; a date keeps its year only (a CCCD's expiry is a birthday too).
+        data |= {name: value if show or value is None else _MASKS.get(name, mask_text)(value)
+                 for name, value in citizen_fields(dg13).items()}  # fmt: skip
         # What the confirmed layout does not name (a 2024 card may carry more): shown by number, masked alike.
         typed = {PLACE_OF_BIRTH_REGISTRATION} if dg13.place_of_birth_registration is not None else set()
         data |= {f"dg13_field_{number}": text(value) for number, value in sorted(dg13.raw_fields.items())
@@ -358,8 +350,11 @@ def _export_ds(read: ChipRead, report: VerificationReport, path: Path) -> dict[s
     return {"file": str(path), "subject": ds.subject, "fingerprint": ds.fingerprint}
 
 
-def _check_json(check: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": check.name, "status": check.status.value, "reason": check.reason}
+def _check_json(check: Check) -> dict[str, Any]:
+    """A check as the result document states it, with its technical detail (the terminal keeps that to itself)."""
+    from edge.protocol.result import Check as DocumentCheck
+
+    out = DocumentCheck.of(check).model_dump(mode="json")
     if check.detail:
         out["detail"] = dict(check.detail)
     return out

@@ -22,7 +22,6 @@ sent as ``failed``.
 
 from __future__ import annotations
 
-import base64
 import logging
 import queue
 import threading
@@ -89,8 +88,8 @@ from edge.logsetup import log_unexpected, mask_id
 from edge.protocol.access.policy import AccessKey, CanKey
 from edge.protocol.cccd_qr import CccdQr
 from edge.protocol.chip import ChipRead, ReadRequest, read_chip
+from edge.protocol.id_number import can_from_id
 from edge.protocol.jose import Signer, result_token
-from edge.protocol.lds.dg13 import DATE_OF_BIRTH, DATE_OF_EXPIRY, DATE_OF_ISSUE, format_date
 from edge.protocol.result import (
     ActiveAuthEvidence,
     Check,
@@ -100,6 +99,7 @@ from edge.protocol.result import (
     QrUsage,
     ReadTiming,
     ResultDocument,
+    citizen_from,
     make_result,
 )
 from edge.protocol.verify.card import verify_chip
@@ -155,31 +155,6 @@ class _HeldResult:
     token: Callable[[int], bytes]
     verdict: Verdict
     request_id: str | None
-
-
-def citizen_from(read: ChipRead, *, include_photo: bool) -> CitizenData:
-    """The citizen as DG13 states it (dates as the card prints them); raises ValidationError on unusable data."""
-    dg13 = read.dg13
-    if dg13 is None:
-        raise ValueError("no DG13")
-    raw = dg13.raw_fields
-
-    def day(number: int, value: Any) -> str | None:
-        return raw.get(number) or (format_date(value) if value is not None else None)
-
-    photo = None
-    if include_photo and read.dg2 is not None:
-        photo = base64.b64encode(read.dg2.image).decode("ascii")
-    return CitizenData(
-        id_number=dg13.id_number or "", full_name=dg13.full_name or "",
-        date_of_birth=day(DATE_OF_BIRTH, dg13.date_of_birth) or "", sex=dg13.sex, nationality=dg13.nationality,
-        ethnicity=dg13.ethnicity, religion=dg13.religion, place_of_origin=dg13.place_of_origin,
-        place_of_residence=dg13.place_of_residence, identifying_marks=dg13.identifying_marks,
-        date_of_issue=day(DATE_OF_ISSUE, dg13.date_of_issue), date_of_expiry=day(DATE_OF_EXPIRY, dg13.date_of_expiry),
-        old_id_number=dg13.old_id_number, father_name=dg13.father_name, mother_name=dg13.mother_name,
-        spouse_name=dg13.spouse_name, place_of_birth_registration=dg13.place_of_birth_registration,
-        photo_jpeg_b64=photo,
-    )  # fmt: skip
 
 
 class Terminal:
@@ -695,7 +670,7 @@ class Terminal:
                 continue
             if event.kind is ScanEventKind.CARD and event.qr is not None:
                 self._count("qr_scans")
-                key = KeySource(CanKey(event.qr.id_number[-6:]), event.qr)
+                key = KeySource(CanKey(can_from_id(event.qr.id_number)), event.qr)
                 self._post(KeyOffered(self._clock(), key))
             else:  # no key from it; the officer sees the failure pattern, the office the reason on /event
                 reason = "not_id_card"
@@ -823,10 +798,13 @@ class Terminal:
         read, key = pending.read, pending.key
         # One time evidence for the checks, completed_at and the clock object: they must agree.
         report = verify_chip(read, self._reload_trust(), now=self.clock_state.evidence(), qr=key.qr)
-        checks = [Check(name=c.name, status=c.status, reason=c.reason[:500]) for c in report.checks]
+        checks = [Check.of(check) for check in report.checks]
         verdict = report.verdict
         try:
-            citizen: CitizenData | None = citizen_from(read, include_photo=key.include_photo)
+            if read.dg13 is None:
+                raise ValueError("no DG13")
+            photo = read.dg2.image if key.include_photo and read.dg2 is not None else None
+            citizen: CitizenData | None = citizen_from(read.dg13, photo_jpeg=photo)
         except ValueError as exc:  # pydantic's ValidationError included
             citizen = None
             verdict = Verdict.FAILED

@@ -14,9 +14,10 @@ citizen's optional ``place_of_birth_registration`` (printed on the 2024 thẻ c�
 
 from __future__ import annotations
 
+import base64
 import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -25,7 +26,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSeriali
 from edge.protocol.access.active_auth import CHALLENGE_LENGTH, ActiveAuthResult
 from edge.protocol.b64url import b64url_decode, b64url_encode
 from edge.protocol.clock import ClockSource, TimeEvidence
+from edge.protocol.lds.dg13 import DATE_OF_BIRTH, DATE_OF_EXPIRY, DATE_OF_ISSUE, Dg13, format_date
 from edge.protocol.lds.dg15 import Dg15
+from edge.protocol.verify import checks as verification
 from edge.protocol.verify.checks import CLOCK_NOT_SYNCHRONISED, CheckStatus, Verdict
 from edge.protocol.verify.signatures import MAX_RSA_BITS
 
@@ -57,6 +60,11 @@ class Check(_Doc):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")
     status: CheckStatus
     reason: str = Field(default="", max_length=500)
+
+    @classmethod
+    def of(cls, check: verification.Check) -> Check:
+        """The document's form of a verification check: the one conversion (its ``detail`` stays on the terminal)."""
+        return cls(name=check.name, status=check.status, reason=check.reason[:500])
 
 
 class CitizenData(_Doc):
@@ -98,6 +106,35 @@ class QrUsage(_Doc):
 
     used: bool
     format: Literal["cccd2021", "cccd2024", "unknown"] | None = None
+
+
+def citizen_fields(dg13: Dg13) -> dict[str, str | None]:
+    """DG13 in :class:`CitizenData`'s words, dates as the card prints them (the card's own text when it has one, such
+    as a date of expiry of "Không thời hạn"): the one mapping the result document and ``cccd-edge read`` share."""
+    raw = dg13.raw_fields
+
+    def printed(number: int, value: date | None) -> str | None:
+        return raw.get(number) or (format_date(value) if value is not None else None)
+
+    return {
+        "id_number": dg13.id_number, "full_name": dg13.full_name,
+        "date_of_birth": printed(DATE_OF_BIRTH, dg13.date_of_birth), "sex": dg13.sex, "nationality": dg13.nationality,
+        "ethnicity": dg13.ethnicity, "religion": dg13.religion, "place_of_origin": dg13.place_of_origin,
+        "place_of_residence": dg13.place_of_residence, "identifying_marks": dg13.identifying_marks,
+        "date_of_issue": printed(DATE_OF_ISSUE, dg13.date_of_issue),
+        "date_of_expiry": printed(DATE_OF_EXPIRY, dg13.date_of_expiry), "old_id_number": dg13.old_id_number,
+        "father_name": dg13.father_name, "mother_name": dg13.mother_name, "spouse_name": dg13.spouse_name,
+        "place_of_birth_registration": dg13.place_of_birth_registration,
+    }  # fmt: skip
+
+
+def citizen_from(dg13: Dg13, *, photo_jpeg: bytes | None = None) -> CitizenData:
+    """The citizen as DG13 states it (:func:`citizen_fields`), with the DG2 face when asked for; raises pydantic's
+    ValidationError (a ValueError) when the card's data does not fit the document."""
+    fields = citizen_fields(dg13)
+    required = {name: fields[name] or "" for name in ("id_number", "full_name", "date_of_birth")}
+    photo = base64.b64encode(photo_jpeg).decode("ascii") if photo_jpeg is not None else None
+    return CitizenData.model_validate(fields | required | {"photo_jpeg_b64": photo})
 
 
 class ReadTiming(_Doc):

@@ -6,6 +6,7 @@ The reads themselves (every exit code against a virtual card through pcscd) are 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -18,6 +19,7 @@ from edge import errors
 from edge.cli import build_parser
 from edge.commands import read as read_command
 from edge.protocol.lds.dg13 import Dg13, encode_dg13, parse_dg13
+from edge.protocol.result import citizen_from
 
 #: One representative of every error a read can end in, and the exit code the desk sees for it.
 ERRORS: list[tuple[errors.EdgeError, int]] = [
@@ -176,7 +178,18 @@ def test_masked_output_masks_every_personal_field() -> None:
     assert masked["religion"] == "<9 chars>"
     assert masked["father_name"] == "N. V. B."
     shown = read_command._citizen(read, show=True)  # type: ignore[arg-type]
-    assert (shown["religion"], shown["date_of_birth"]) == ("Phật giáo", "2003-02-01")
+    # Dates as the card prints them, as in the result document (one DG13-to-citizen mapping)
+    assert (shown["religion"], shown["date_of_birth"]) == ("Phật giáo", "01/02/2003")
+
+
+@pytest.mark.parametrize("expiry", [dt.date(2028, 2, 1), None])  # None: "Không thời hạn" on the card
+def test_read_shows_the_citizen_as_the_result_document_states_it(expiry: dt.date | None) -> None:
+    card = parse_dg13(encode_dg13(dataclasses.replace(PERSON, date_of_expiry=expiry)))
+    read: object = SimpleNamespace(dg13=card, dg1=None)
+    shown = read_command._citizen(read, show=True)  # type: ignore[arg-type]
+    document = citizen_from(card).model_dump(mode="json", exclude_none=True)
+    assert {name: value for name, value in shown.items() if value is not None} == document
+    assert shown["date_of_expiry"] == ("01/02/2028" if expiry else "Không thời hạn")
 
 
 def test_the_card_is_named_by_its_generation_and_unconfirmed_dg13_fields_are_shown_masked() -> None:
