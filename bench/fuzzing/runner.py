@@ -37,7 +37,8 @@ from edge.errors import EdgeError
 from .targets import Corpus, IngestEscaped, Target
 
 #: Per worker and target: inputs, accepted, rejected, expected, exceptions, hangs, false accepts, max CPU (µs).
-_FIELDS = ("inputs", "accepted", "rejected", "expected", "exceptions", "hangs", "false_accepts", "max_cpu_us")
+_FIELDS = ("inputs", "accepted", "rejected", "expected", "exceptions", "hangs", "false_accepts", "max_cpu_us",
+           "slowest_index")  # fmt: skip
 _HANG_EXIT = 3
 #: Reproducers kept per distinct finding (kind, target, type, place); every occurrence is counted.
 _KEEP_PER_FINDING = 3
@@ -222,7 +223,9 @@ def _worker(wid: int, workers: int, start: int, end: int, seed: int, limit: floa
             shared.counts[row] += 1
             column = {"accepted": 1, "rejected": 2, "expected": 3, "exception": 4, "hang": 5, "false_accept": 6}
             shared.counts[row + column[result.status]] += 1
-            shared.counts[row + 7] = max(shared.counts[row + 7], int(result.cpu * 1e6))
+            if int(result.cpu * 1e6) > shared.counts[row + 7]:
+                shared.counts[row + 7] = int(result.cpu * 1e6)
+                shared.counts[row + 8] = index
             shared.resume[wid] = index + workers
             if result.status in ("exception", "hang", "false_accept"):
                 error = result.error
@@ -381,9 +384,10 @@ def run_campaign(corpus: Corpus, targets: Sequence[Target], *, inputs: int, seed
         totals = dict.fromkeys(_FIELDS, 0)
         for wid in range(workers):
             offset = (wid * len(targets) + t_index) * width
-            for f_index, name in enumerate(_FIELDS):
-                value = shared.counts[offset + f_index]
-                totals[name] = max(totals[name], value) if name == "max_cpu_us" else totals[name] + value
+            for f_index, name in enumerate(_FIELDS[:-2]):
+                totals[name] += shared.counts[offset + f_index]
+            if shared.counts[offset + 7] > totals["max_cpu_us"]:
+                totals["max_cpu_us"], totals["slowest_index"] = shared.counts[offset + 7], shared.counts[offset + 8]
         by_target[target.name] = totals
     total = sum(row["inputs"] for row in by_target.values())
     return Summary(total, seconds, workers, seed, limit, by_target, findings)
@@ -405,6 +409,9 @@ def format_summary(summary: Summary, out: Path) -> str:
     lines.append(f"{'total':<14}{summary.inputs:>10,}{summary.total('accepted'):>10,}{summary.total('rejected'):>10,}"
                  f"{summary.total('expected'):>9,}{summary.exceptions:>11,}{summary.hangs:>7,}"
                  f"{summary.false_accepts:>11,}")  # fmt: skip
+    slowest = max(summary.by_target.items(), key=lambda item: item[1]["max_cpu_us"])
+    lines.append(f"slowest input: {slowest[1]['max_cpu_us'] / 1000:.0f} ms CPU, {slowest[0]} input "
+                 f"{slowest[1]['slowest_index']} (regenerate it with the same seed and corpus)")
     if summary.harness_errors:
         lines.append(f"HARNESS ERRORS (inputs not run, a bug of bench/fuzzing): {summary.harness_errors}")
     lines += ["", f"non-EdgeError exceptions: {summary.exceptions}    hangs over {summary.limit:g} s: {summary.hangs}"

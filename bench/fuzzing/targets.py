@@ -237,6 +237,9 @@ class Corpus:
     def __repr__(self) -> str:  # pytest and tracebacks print it: the samples are large
         return f"Corpus({len(self.cards)} cards, {sum(map(len, self.samples.values()))} samples)"
 
+    def _repr_pretty_(self, printer: Any, _cycle: bool) -> None:  # hypothesis' printer would list every field
+        printer.text(repr(self))
+
     def runtime(self) -> Runtime:
         if self._runtime is None or self._runtime_pid != os.getpid():
             self._runtime = self._make_runtime()
@@ -625,8 +628,8 @@ def _run_sm(item: Mapping[str, Any], corpus: Corpus) -> Outcome:
         answer = channel.send_and_receive(CommandApdu(0x00, 0xB0, 0x9D, 0x00, le=223))
         if (answer.data, answer.sw) == (plain, plain_sw):
             return ACCEPTED
-        if not answer.data and answer.sw >> 8 not in (0x90, 0x61):
-            return REJECTED  # a naked error: nothing to verify, and nothing accepted
+        if not answer.data and answer.sw != 0x9000 and answer.sw >> 8 != 0x61:
+            return REJECTED  # a naked status (anything but success): nothing to verify, and no data accepted
         return Outcome("false_accept", "a changed secured answer was unwrapped")
     suite, _protected, plain_command = corpus.sm_commands[item["index"]]
     try:
