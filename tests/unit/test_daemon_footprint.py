@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
-from edge.config import parse_config
+import gpiozero.threads
+from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+from edge.config import IndicatorConfig, parse_config
 from edge.daemon.state import AbortRead
 from edge.daemon.terminal import Terminal
+from edge.drivers.leds import Indicators
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,3 +54,21 @@ def test_aborted_attempts_are_forgotten_once_the_worker_has_passed_them() -> Non
         terminal._carry_out(AbortRead(attempt))
     assert [terminal._aborted_attempt(attempt) for attempt in (3001, 3002, 3003, 3004)] == [True, True, True, False]
     assert len(terminal._aborted) == 0
+
+
+def test_switching_patterns_leaves_no_threads_behind() -> None:
+    # Every read switches the LEDs a few times and each blink or beep runs in a gpiozero thread: a thread (or
+    # gpiozero's registry entry for it) left behind per switch would grow with every read.
+    factory = MockFactory(pin_class=MockPWMPin)
+    indicators = Indicators(IndicatorConfig(buzzer=5), pin_factory=factory, time_scale=0.01)
+    try:
+        before = threading.active_count()
+        for _ in range(300):
+            for name in ("scanning", "success", "ready"):
+                indicators.show(name)
+        assert len(gpiozero.threads._THREADS) <= 4  # at most one per device (three LEDs and the buzzer)
+        assert threading.active_count() <= before + 4
+    finally:
+        indicators.close()
+        factory.reset()
+        factory.close()
