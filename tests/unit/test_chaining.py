@@ -12,7 +12,7 @@ import pytest
 
 from edge.errors import TransmitError
 from edge.protocol.access.policy import CanKey
-from edge.protocol.apdu import ApduConnection, CommandApdu, ResponseApdu
+from edge.protocol.apdu import CommandApdu, ResponseApdu
 from edge.protocol.chaining import MAX_GET_RESPONSE_ROUNDS, ResponseChaining, with_response_chaining
 from edge.protocol.chip import ReadRequest, read_chip
 from edge.protocol.iso7816 import CLA_SM, EMRTD_AID, INS_GET_RESPONSE
@@ -22,34 +22,19 @@ from edge.sim.chip_security import SimChipSecurity
 from edge.sim.model import Quirks, SimCardSpec
 from edge.sim.profile import load_profile
 from edge.sim.runner import DEMO_COM, demo_spec
+from tests.support.apdu import Recorder
 
 SELECT_APPLET = CommandApdu(0x00, 0xA4, 0x04, 0x0C, EMRTD_AID)
 READ_COM = CommandApdu(0x00, 0xB0, 0x9E, 0x00, le=256)  # by SFI, Le past the end of the file
 
 
-class Wire:
-    """The transport below the link: records every command it carries."""
-
-    def __init__(self, inner: ApduConnection) -> None:
-        self.inner = inner
-        self.commands: list[CommandApdu] = []
-
-    @property
-    def supports_extended_length(self) -> bool:
-        return self.inner.supports_extended_length
-
-    def send_and_receive(self, command: CommandApdu) -> ResponseApdu:
-        self.commands.append(command)
-        return self.inner.send_and_receive(command)
-
-
-def plain_card(**quirks: object) -> tuple[VirtualCard, Wire]:
+def plain_card(**quirks: object) -> tuple[VirtualCard, Recorder]:
     spec = demo_spec(Quirks(plain_reads=True, **quirks))  # type: ignore[arg-type]
     card = VirtualCard(spec)
     card.power_on()
     assert card.send_and_receive(SELECT_APPLET).sw in (0x9000, 0x6101)  # a card whose answers never end: 6101
     card.reset_counters()
-    return card, Wire(card)
+    return card, Recorder(card)  # the transport below the link, recorded
 
 
 def test_61xx_is_completed_with_get_response() -> None:

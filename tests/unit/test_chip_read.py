@@ -57,6 +57,7 @@ from edge.sim.chip_security import SimChipSecurity
 from edge.sim.model import FID_CARD_ACCESS, FID_SOD, SimCardSpec, dg_fid
 from edge.sim.pki import SimPki, load_or_create_pki
 from edge.sim.profile import list_profiles, load_profile
+from tests.support import apdu as apdu_support
 
 
 def _opens_with_can(name: str, *, bac: bool = False) -> bool:
@@ -71,20 +72,8 @@ GENUINE_WITH_BAC = [name for name in GENUINE if _opens_with_can(name, bac=True)]
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
 
-class Recorder:
+class Recorder(apdu_support.Recorder):
     """Records the commands on the wire (SM keeps CLA/INS/P1/P2 in clear, so SFIs stay visible)."""
-
-    def __init__(self, inner: ApduConnection) -> None:
-        self.inner = inner
-        self.commands: list[CommandApdu] = []
-
-    def send_and_receive(self, command: CommandApdu) -> ResponseApdu:
-        self.commands.append(command)
-        return self.inner.send_and_receive(command)
-
-    @property
-    def supports_extended_length(self) -> bool:
-        return self.inner.supports_extended_length
 
     def read_sfis(self) -> list[int]:
         """SFIs named by READ BINARY B0 (P1 bit 8), in order, without repeats in a row."""

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from edge.errors import CurveParametersError, ReadDeadlineError, StatusWordError
 from edge.protocol import ec, tlv
 from edge.protocol.access.policy import CanKey
-from edge.protocol.apdu import ApduConnection, CommandApdu, ResponseApdu
+from edge.protocol.apdu import CommandApdu
 from edge.protocol.chip import ChipRead, ReadRequest, read_chip
 from edge.protocol.iso7816 import EMRTD_AID
 from edge.protocol.keys import load_public_key
@@ -45,6 +45,7 @@ from edge.sim.model import FID_SOD, Quirks, SimCardSpec, dg_fid
 from edge.sim.pki import SimPki, load_or_create_pki
 from edge.sim.profile import load_profile
 from edge.sim.runner import demo_spec
+from tests.support import apdu as apdu_support
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 #: Far more random draws than any honest read takes (PACE 2, CA 1, AA 1 challenge), far fewer than a loop.
@@ -64,19 +65,7 @@ class BoundedRandom:
         return os.urandom(size)
 
 
-class Recorder:
-    def __init__(self, inner: ApduConnection) -> None:
-        self.inner = inner
-        self.commands: list[CommandApdu] = []
-
-    @property
-    def supports_extended_length(self) -> bool:
-        return self.inner.supports_extended_length
-
-    def send_and_receive(self, command: CommandApdu) -> ResponseApdu:
-        self.commands.append(command)
-        return self.inner.send_and_receive(command)
-
+class Recorder(apdu_support.Recorder):
     def chip_authentication_commands(self) -> list[CommandApdu]:
         """MSE:Set AT for CA (22 41 A4) and MSE:Set KAT (22 41 A6): PACE's MSE is 22 C1 A4."""
         return [c for c in self.commands if c.ins == 0x22 and c.p1 == 0x41]
