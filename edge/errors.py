@@ -39,6 +39,7 @@ Tree::
     │   └── JsonError                           untrusted JSON: malformed, too large or nested too deep
     ├── CameraError(OSError)                    the camera (or replay source) cannot deliver frames
     ├── QrDecoderUnavailableError               a QR decoder backend is missing or cannot return raw bytes
+    ├── AdminUnitsDataError                     the administrative-unit data package is missing or unreadable
     ├── VerificationError                       a cryptographic check could not be performed
     │   ├── SignatureError                      a signature, digest or certificate chain does not hold
     │   ├── TrustStoreError                     a file refused by the CSCA trust store, or an unusable store
@@ -247,6 +248,12 @@ class QrDecoderUnavailableError(EdgeError):
     """A QR decoder backend is not installed, or cannot hand over raw bytes (zbar without binary mode)."""
 
     hint = "install the decoder's package (zxing-cpp, or libzbar0 >= 0.23) or choose the other decoder"
+
+
+class AdminUnitsDataError(EdgeError):
+    """The list of administrative units (old to current) cannot be loaded: its package is absent or changed shape."""
+
+    hint = "install the office extra (pip install 'cccd-edge[office]'), or a vietnamadminunits release this reads"
 
 
 # --- verification, delivery, commands --------------------------------------------------------------------------
