@@ -33,7 +33,7 @@ _BRACKETS = re.compile(r"\([^()]*\)|\[[^\[\]]*\]")
 _NOT_WORD = re.compile(r"[^0-9a-z]+")
 _LEADING_ZEROS = re.compile(r"\b0+(?=\d)")
 _COUNTRY = frozenset({"viet nam", "vietnam", "vn"})
-#: DG13 holds at most a few hundred characters; a longer text is cut before it is parsed (bounded work).
+#: DG13 holds at most a few hundred characters; of a longer text only the end (where the units are) is parsed.
 MAX_ADDRESS_CHARS = 1000
 
 
@@ -76,7 +76,7 @@ def unit_name(segment: str) -> UnitName:
 def segments(address: str) -> tuple[str, ...]:
     """The comma-separated parts of an address, right to left is how units are read: bracketed remarks (a long
     address may carry "(nơi thường trú trước đây: ...)") and a trailing country are left out, blanks dropped."""
-    text = address[:MAX_ADDRESS_CHARS]
+    text = address[-MAX_ADDRESS_CHARS:]
     for _ in range(3):  # nested brackets, bounded
         text = _BRACKETS.sub(" ", text)
     parts = [" ".join(part.split()) for part in re.split(r"[,;\n]", text)]

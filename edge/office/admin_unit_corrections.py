@@ -25,7 +25,6 @@ CORRECTIONS_VERSION = "2026-12.1"
 #: resolution names for this one (old code -> new codes, clauses).
 NAMESAKE_FIXES: dict[int, tuple[tuple[int, ...], str]] = {
     6079: ((6079,), "1672/NQ-UBTVQH15 k.10"),  # Xã Hồng Phong (H. Bình Gia) -> Xã Hồng Phong
-    9013: ((8980, 8995, 9022, 9817), "1656/NQ-UBTVQH15 k.107, 118, 119, 120"),  # Xã Văn Khê (H. Mê Linh) -> Xã Yên L...
     10798: ((10804, 10843), "1669/NQ-UBTVQH15 k.79, 112"),  # Xã Hòa Bình (H. Kim Thành) -> Xã Kim Thành, Xã Hà Nam
     11890: ((11911,), "1669/NQ-UBTVQH15 k.63"),  # Xã Hòa Bình (H. Vĩnh Bảo) -> Xã Nguyễn Bỉnh Khiêm
     25462: ((25459,), "1682/NQ-UBTVQH15 k.87"),  # Phường 4 (TP Tây Ninh) -> Phường Tân Ninh

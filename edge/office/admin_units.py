@@ -45,7 +45,7 @@ from edge.office.admin_unit_corrections import ALL_RESIDENTS, CORRECTIONS_VERSIO
 PACKAGE = "vietnamadminunits"
 _T = TypeVar("_T")
 #: The fields of a result's citizen that hold an address.
-ADDRESS_FIELDS = ("place_of_residence", "place_of_origin")
+ADDRESS_FIELDS = ("place_of_residence", "place_of_origin", "place_of_birth_registration")
 EFFECTIVE = "2025-07-01"
 
 #: Province names a card may carry that the list spells otherwise (folded name -> 2-digit code of 2025-06-30).
@@ -245,10 +245,11 @@ class AdminUnits:
         if not names or "c" not in names[-1].level or names[-1].level == "dp":
             return None, "no commune, ward or township named before the district and province"
         name = names[-1]
-        if district is not None:
+        if district is not None:  # the district decides: a namesake elsewhere in the province is another place
             found = _pick([(commune, commune) for commune in district.communes], name)
             if found is not None:
                 return found, ""
+            return None, "no unit of that name in the district on 2025-06-30 (gone in an earlier rearrangement?)"
         # The district is missing, or gone before 2025-06-30: the name alone, if the province has one such unit.
         pool = [commune for district in self._districts_of.get(province, ()) for commune in district.communes]
         matches = {commune.code: commune for commune in pool if _same(commune, name, typed=True)} or \
