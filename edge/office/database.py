@@ -78,6 +78,7 @@ class Database:
         self.target = target
         self.lock = threading.RLock()
         self._connection: Any = None
+        self._closed = False
         if self.dialect == "sqlite":
             text = str(target)
             self._path = Path(text.removeprefix("sqlite:///") if text.startswith("sqlite:///") else text)
@@ -119,10 +120,11 @@ class Database:
         self._connection = connection
 
     def close(self) -> None:
+        """Close for good: later calls fail (SQLite's own ProgrammingError, else a StorageError), never reconnect."""
         with self.lock:
+            self._closed = True
             if self._connection is not None:
                 self._connection.close()
-                self._connection = None
 
     def sql(self, statement: str) -> str:
         """``statement`` with ``?`` placeholders in this engine's style (the store's SQL holds no literal ``?``)."""
@@ -132,8 +134,7 @@ class Database:
         """Run one statement (autocommit outside :meth:`transaction`); :class:`StorageError` when the database
         cannot be reached or written."""
         with self.lock:
-            if self._connection is None:
-                self._connect()
+            self._reconnect()
             try:
                 return self._connection.execute(self.sql(statement), tuple(params))  # type: ignore[no-any-return]
             except Exception as exc:
@@ -141,8 +142,7 @@ class Database:
 
     def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
         with self.lock:
-            if self._connection is None:
-                self._connect()
+            self._reconnect()
             try:
                 if self.dialect == "sqlite":
                     self._connection.executemany(statement, rows)
@@ -188,6 +188,13 @@ class Database:
         return {row[0] for row in self.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
             "AND table_name = ?", (table,))}
+
+    def _reconnect(self) -> None:
+        """Open the connection again after a failure dropped it (not after :meth:`close`)."""
+        if self._connection is None:
+            if self._closed:
+                raise StorageError("the database was closed", path=describe(self.target))
+            self._connect()
 
     def _failed(self, exc: Exception) -> Exception:
         """The error to raise for ``exc``: a :class:`StorageError` for an unreachable or unwritable database (its
