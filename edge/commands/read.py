@@ -2,7 +2,9 @@
 
 The support desk's tool for "does this card / reader work": every personal field is masked unless ``--show-pii``
 (the screen may be photographed, the output pasted into a ticket): ID numbers, names, dates to the year, the rest
-to their length.
+to their length. Each address (place of residence, of origin, of birth registration) is shown with today's units
+(``addresses``: the text as read, the commune and province since 2025-07-01 with their codes and ``exact`` /
+``split`` / ``unknown``, :mod:`edge.office.admin_units`); masked, only the confidence: the units are the address.
 
 The access key is personal data, and a command line is visible to every user of the machine (``ps``): the CAN or
 MRZ key is read from stdin (``--can -``, without echo on a terminal), a file (``--can-file``, ``--mrz-file``) or the
@@ -235,6 +237,23 @@ def _citizen(read: ChipRead, show: bool) -> dict[str, str | None]:
     return data
 
 
+def addresses(read: ChipRead, show: bool) -> dict[str, Any]:
+    """Each DG13 address as read with today's units (:mod:`edge.office.admin_units`; without the ``office`` extra
+    the mapping is ``unknown`` and says why). Masked, only the confidence and the data version are shown: the
+    current units would reveal the masked address."""
+    from edge.office.admin_units import map_addresses
+    from edge.protocol.result import citizen_fields
+
+    if read.dg13 is None:
+        return {}
+    mapped = map_addresses(citizen_fields(read.dg13))
+    if show:
+        return mapped
+    return {name: {"as_read": mask_text(entry["as_read"]),
+                   "mapping": {key: entry["mapping"][key] for key in ("confidence", "data_version")}}
+            for name, entry in mapped.items()}  # fmt: skip
+
+
 def _card(read: ChipRead) -> dict[str, Any]:
     """Which card this is, in the officer's words, and the DG13 field numbers it carried (no personal data): what a
     real 2024 card's chip holds is unconfirmed, so the desk's tool shows it."""
@@ -306,6 +325,7 @@ def _read_and_report(args: argparse.Namespace) -> int:
         },
         "card": _card(read),
         "citizen": _citizen(read, args.show_pii),
+        "addresses": addresses(read, args.show_pii),
         "verdict": report.verdict.value,
         "verdict_words": asdict(VERDICT_WORDS[report.verdict]),
         "checks": [_check_json(check) for check in report.checks],
@@ -350,6 +370,21 @@ def _export_ds(read: ChipRead, report: VerificationReport, path: Path) -> dict[s
     return {"file": str(path), "subject": ds.subject, "fingerprint": ds.fingerprint}
 
 
+def _units_line(mapping: dict[str, Any]) -> str:
+    """Today's units in one line: ``Phường Sài Gòn (26740), Thành phố Hồ Chí Minh (79) [exact]``."""
+    def unit(found: dict[str, str] | None) -> str:
+        return f"{found['name']} ({found['code']})" if found else "?"
+
+    confidence = mapping["confidence"]
+    if "province" not in mapping:  # masked
+        return f"[{confidence}]"
+    if confidence == "split":
+        where = " or ".join(unit(candidate) for candidate in mapping["candidates"])
+    else:
+        where = unit(mapping["commune"]) if mapping["commune"] else mapping.get("reason", "")
+    return f"{where}, {unit(mapping['province'])} [{confidence}]"
+
+
 def _check_json(check: Check) -> dict[str, Any]:
     """A check as the result document states it, with its technical detail (the terminal keeps that to itself)."""
     from edge.protocol.result import Check as DocumentCheck
@@ -374,6 +409,8 @@ def _print_text(output: dict[str, Any], show_pii: bool) -> None:
     for field, value in output["citizen"].items():
         if value is not None:
             print(f"  {field.replace('_', ' ')}: {value}")
+    for field, entry in output["addresses"].items():
+        print(f"  {field.replace('_', ' ')} today: {_units_line(entry['mapping'])}")
     if output.get("photo"):
         print(f"  photo: written to {output['photo']}")
     print(f"verdict: {output['verdict'].upper()}")

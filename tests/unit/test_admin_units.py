@@ -8,6 +8,8 @@ one unit), ``split`` (residents in several units: every one listed), ``unknown``
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -247,3 +249,31 @@ def test_a_long_text_is_bounded() -> None:
     units: AdminUnits = default_units()
     """Units are at the end of an address: the last characters are read, the rest of an overlong text is not."""
     assert units.map_address("Phường Bến Nghé, " * 10_000 + "Quận 1, TP. Hồ Chí Minh").confidence is EXACT
+
+
+def test_read_shows_todays_units_only_with_pii() -> None:
+    """``cccd-edge read --json``: the units beside the address; masked output keeps only the confidence, since
+    the commune and province of today would give away the masked address."""
+    from types import SimpleNamespace
+
+    from edge.commands import read as read_command
+    from edge.protocol.lds.dg13 import Dg13
+
+    card = Dg13(id_number="079203001234", full_name="Nguyễn Văn An",
+                place_of_origin="Xã Tân Phú Trung, Huyện Củ Chi, TP. Hồ Chí Minh",
+                place_of_residence="Số 25 ngõ 68 phố Ỷ Lan, Phường Khương Trung, Quận Thanh Xuân, Hà Nội")
+    read: object = SimpleNamespace(dg13=card, dg1=None)
+    shown = read_command.addresses(read, show=True)  # type: ignore[arg-type]  # only dg13 is read
+    assert shown["place_of_residence"]["as_read"] == card.place_of_residence
+    assert shown["place_of_residence"]["mapping"]["confidence"] == "split"
+    assert {unit["name"] for unit in shown["place_of_residence"]["mapping"]["candidates"]} == {
+        "Phường Khương Đình", "Phường Phương Liệt"}
+    assert shown["place_of_origin"]["mapping"]["commune"] == {"name": "Xã Củ Chi", "code": "27553"}
+    masked = read_command.addresses(read, show=False)  # type: ignore[arg-type]
+    text = json.dumps(masked, ensure_ascii=False)
+    assert "Khương" not in text
+    assert "Củ Chi" not in text
+    assert masked["place_of_origin"]["mapping"]["confidence"] == "exact"
+    assert set(masked["place_of_origin"]["mapping"]) == {"confidence", "data_version"}
+    assert read_command._units_line(shown["place_of_origin"]["mapping"]) == (
+        "Xã Củ Chi (27553), Thành phố Hồ Chí Minh (79) [exact]")
