@@ -8,6 +8,9 @@ The verdict is printed as the terminal sent it, with its rung of the ladder (``r
 ``verified_untrusted_issuer`` is ``intact_origin_unproven``) and the rung's words (``verdict_words``: Vietnamese,
 English, what it proves and what it does not), the same words the terminal and the receiver use.
 
+Each address of the citizen is printed as signed and with today's administrative units (``addresses``:
+:mod:`edge.office.admin_units`); ``--summary`` keeps only each address's confidence (exact / split / unknown).
+
 With ``--aa-challenge`` (the challenge the office put in its ``read_request``) it also checks the chip's Active
 Authentication answer itself, and exits 1 unless that check passes: without it the office has only the terminal's
 word that a live chip answered.
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import TokenError
+from edge.office.admin_units import confidences, map_addresses
 from edge.office.verify import check_active_auth, load_keys, verify_result
 from edge.protocol.access.active_auth import CHALLENGE_LENGTH
 from edge.protocol.card_generation import card_words, generation_of_result
@@ -72,8 +76,11 @@ def run(args: argparse.Namespace) -> int:
     active_auth = check_active_auth(result.document, args.aa_challenge) if args.aa_challenge else None
     if active_auth is not None:
         output["active_auth"] = active_auth.as_dict()
-    if not args.summary:
+    citizen = document.citizen.model_dump() if document.citizen else {}
+    if args.summary:  # non-personal: how each address maps, not to what
+        output["addresses"] = confidences(citizen)
+    else:
         output |= {"iat": result.iat, "kid": result.kid,
-                   "result": json.loads(result.document.to_json())}
+                   "result": json.loads(result.document.to_json()), "addresses": map_addresses(citizen)}
     print(json.dumps(output, ensure_ascii=False, indent=2))
     return 0 if active_auth is None or active_auth.passed else 1

@@ -9,6 +9,7 @@ one unit), ``split`` (residents in several units: every one listed), ``unknown``
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -277,3 +278,38 @@ def test_read_shows_todays_units_only_with_pii() -> None:
     assert set(masked["place_of_origin"]["mapping"]) == {"confidence", "data_version"}
     assert read_command._units_line(shown["place_of_origin"]["mapping"]) == (
         "Xã Củ Chi (27553), Thành phố Hồ Chí Minh (79) [exact]")
+
+
+def test_office_verify_shows_todays_units_beside_the_signed_address(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """The office side: ``cccd-edge verify`` prints the result as signed and each address's units beside it;
+    ``--summary`` (non-personal) only how each address maps."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from edge import signers
+    from edge.cli import main
+    from edge.protocol import jose
+    from edge.protocol.result import ProcedureProfile
+    from tests.support.results import CITIZEN, sample_result
+
+    terminal = signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+    now = 1_800_000_000
+    document = sample_result(ProcedureProfile.FULL)
+    claims = jose.result_claims(terminal_id="T-01", kid=terminal.kid, seq=1, document=json.loads(document.to_json()),
+                                now=now, lifetime=3600)  # fmt: skip
+    result = tmp_path / "result.jws"
+    result.write_text(jose.sign_jws(terminal, claims, typ=jose.RESULT_TYP))
+    pem = tmp_path / "terminal.pem"
+    pem.write_bytes(terminal.public_key.public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    assert main(["verify", str(result), "--cert", str(pem), "--now", str(now)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    residence = printed["addresses"]["place_of_residence"]
+    assert residence["as_read"] == printed["result"]["citizen"]["place_of_residence"] == CITIZEN.place_of_residence
+    assert residence["mapping"]["commune"] == {"name": "Phường Sài Gòn", "code": "26740"}
+    assert printed["addresses"]["place_of_origin"]["mapping"]["confidence"] == "unknown"  # "Quận 1, TP. HCM": no ward
+    assert main(["verify", str(result), "--cert", str(pem), "--now", str(now), "--summary"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["addresses"] == {"place_of_residence": "exact", "place_of_origin": "unknown"}
+    assert "Sài Gòn" not in json.dumps(summary, ensure_ascii=False)
