@@ -4,6 +4,9 @@ Why pure: every path the officer can meet (QR before card, card before QR, an of
 mid-read, a reader unplugged, a full outbox) is a unit test without threads, devices or sleeps. The daemon feeds
 events from its driver threads and carries out the returned actions.
 
+The data of a tap travels in the events and actions: the key in ``KeyOffered`` -> ``StartRead``, the chip read in
+``ReadSucceeded`` -> ``StartVerify``; nothing waits beside them.
+
 Every waiting state has a deadline (``TimeoutConfig``); a late completion from an aborted attempt is recognised by
 its ``attempt`` number and ignored. FAULT (reader or camera gone) is left when the device returns. Storage trouble
 (a full outbox, a disk without its reserve, a result the disk refused) shows the FAULT pattern in READY and refuses
@@ -13,11 +16,14 @@ reads until there is room: a full disk is the terminal's fault, never the card's
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import ClassVar
 
 from edge.config import TimeoutConfig
+from edge.protocol.access.policy import AccessKey
+from edge.protocol.cccd_qr import CccdQr
+from edge.protocol.chip import ChipRead
 from edge.protocol.result import ProcedureProfile
 
 
@@ -48,6 +54,15 @@ class Indicator(StrEnum):
     FAULT = "fault"
 
 
+@dataclass(frozen=True, slots=True)
+class KeySource:
+    """A chip key and where it came from. ``qr`` is kept for the QR-vs-DG13 cross-check (None: office request)."""
+
+    access: AccessKey
+    qr: CccdQr | None = None
+    include_photo: bool = False
+
+
 # --- events ------------------------------------------------------------------------------------------------------
 
 
@@ -65,7 +80,7 @@ class Tick(Event):
 class KeyOffered(Event):
     """A chip access key from a scanned QR (``request_id`` None) or from an office ``read_request``."""
 
-    key: object
+    key: KeySource
     request_id: str | None = None
     profile: ProcedureProfile | None = None
     challenge: bytes | None = None
@@ -96,7 +111,11 @@ class Cancel(Event):
 
 @dataclass(frozen=True, slots=True)
 class ReadSucceeded(Event):
+    """The chip was read: the read itself travels on to verification (``StartVerify``)."""
+
     attempt: int
+    read: ChipRead = field(repr=False)
+    read_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,10 +167,10 @@ class DeliveryChanged(Event):
 @dataclass(frozen=True, slots=True)
 class StartRead:
     attempt: int
-    key: object
+    key: KeySource
     request_id: str | None
     profile: ProcedureProfile | None
-    challenge: bytes | None
+    challenge: bytes | None  # the office's AA challenge, if it sent one
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +180,15 @@ class AbortRead:
 
 @dataclass(frozen=True, slots=True)
 class StartVerify:
+    """Verify a read, build its document, sign and store it: everything the result needs comes with it."""
+
     attempt: int
+    read: ChipRead = field(repr=False)
+    read_ms: int
+    key: KeySource
+    request_id: str | None
+    profile: ProcedureProfile | None
+    challenge: bytes | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +216,7 @@ class Snapshot:
     state: State = State.READY
     deadline: float | None = None
     attempt: int = 0
-    key: object = None
+    key: KeySource | None = None
     request_id: str | None = None
     profile: ProcedureProfile | None = None
     challenge: bytes | None = None
@@ -256,6 +283,7 @@ class Machine:
         return replace(snap, state=state, deadline=deadline, **changes)  # type: ignore[arg-type]
 
     def _start_read(self, snap: Snapshot, now: float) -> tuple[Snapshot, list[Action]]:
+        assert snap.key is not None  # a read starts only once a key was offered
         attempt = snap.attempt + 1
         nxt = self._enter(snap, State.READING, now, attempt=attempt)
         return nxt, [StartRead(attempt, snap.key, snap.request_id, snap.profile, snap.challenge)]
@@ -324,7 +352,10 @@ class Machine:
         assert isinstance(event, ReadSucceeded)
         if snap.state is not State.READING or event.attempt != snap.attempt:
             return snap, []
-        return self._enter(snap, State.VERIFYING, event.now), [StartVerify(snap.attempt)]
+        assert snap.key is not None  # READING holds the key it was started with
+        verify = StartVerify(snap.attempt, event.read, event.read_ms, snap.key, snap.request_id, snap.profile,
+                             snap.challenge)
+        return self._enter(snap, State.VERIFYING, event.now), [verify]
 
     def _read_failed(self, snap: Snapshot, event: Event) -> tuple[Snapshot, list[Action]]:
         assert isinstance(event, ReadFailed)

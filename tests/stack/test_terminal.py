@@ -779,9 +779,9 @@ def test_a_result_that_cannot_even_be_held_tells_the_office_to_repeat_the_read(
     material: Material, rig_factory: Callable[..., Rig], insert_card: InsertCard, small_disk: SmallDisk,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from edge.daemon import terminal
+    from edge.daemon import result_store
 
-    monkeypatch.setattr(terminal, "HELD_RESULTS_MAX", 0)  # memory for held results used up
+    monkeypatch.setattr(result_store, "HELD_RESULTS_MAX", 0)  # memory for held results used up
     slow = replace(material.spec, quirks=replace(material.spec.quirks, answer_delay_ms=15))
     rig = rig_factory(paths={"state_dir": str(small_disk.path)}, outbox={"min_free_bytes": 64 * 1024})
     insert_card(slow, security=secure(slow))

@@ -14,9 +14,8 @@ from pathlib import Path
 import gpiozero.threads
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from edge.config import IndicatorConfig, parse_config
-from edge.daemon.state import AbortRead
-from edge.daemon.terminal import Terminal
+from edge.config import IndicatorConfig
+from edge.daemon.worker import AbortMarks
 from edge.drivers.leds import Indicators
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,16 +43,16 @@ def test_the_daemon_does_not_import_numpy() -> None:
 def test_aborted_attempts_are_forgotten_once_the_worker_has_passed_them() -> None:
     # A counter aborts reads all day (a card lifted mid-read, an office cancel, a timeout); the worker must still
     # skip every aborted job, including a backlog of them, but the marks must not pile up one per abort.
-    terminal = Terminal(parse_config({"terminal_id": "T-01", "ward_code": "26734"}))
+    marks = AbortMarks()  # what the loop marks on AbortRead and the worker skips by
     for attempt in range(1, 2001, 2):
-        terminal._carry_out(AbortRead(attempt))  # the loop: attempt aborted; the next one starts at once
-        assert terminal._aborted_attempt(attempt)  # the worker reaches the aborted job: skipped
-        assert not terminal._aborted_attempt(attempt + 1)  # and the next one runs
-    assert len(terminal._aborted) == 0
+        marks.mark(attempt)  # the loop: attempt aborted; the next one starts at once
+        assert marks.skip(attempt)  # the worker reaches the aborted job: skipped
+        assert not marks.skip(attempt + 1)  # and the next one runs
+    assert len(marks) == 0
     for attempt in (3001, 3002, 3003):  # the worker fell behind: three aborted jobs queued, then a live one
-        terminal._carry_out(AbortRead(attempt))
-    assert [terminal._aborted_attempt(attempt) for attempt in (3001, 3002, 3003, 3004)] == [True, True, True, False]
-    assert len(terminal._aborted) == 0
+        marks.mark(attempt)
+    assert [marks.skip(attempt) for attempt in (3001, 3002, 3003, 3004)] == [True, True, True, False]
+    assert len(marks) == 0
 
 
 def test_switching_patterns_leaves_no_threads_behind() -> None:

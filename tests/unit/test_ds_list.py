@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge import signers
-from edge.daemon.office_commands import MAX_COMMAND_BYTES, CommandVerifier, ReplayGuard, TrustUpdateCommand
 from edge.daemon.ds_list import (
     RECORD_FILE,
     ListKey,
@@ -26,6 +25,7 @@ from edge.daemon.ds_list import (
     load_record,
     verify_ds_list,
 )
+from edge.daemon.office_commands import MAX_COMMAND_BYTES, CommandVerifier, ReplayGuard, TrustUpdateCommand
 from edge.errors import DsListRefusedError
 from edge.protocol import jose
 from edge.protocol.b64url import b64url_encode

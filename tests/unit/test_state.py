@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,6 +21,7 @@ from edge.daemon.state import (
     Event,
     Indicator,
     KeyOffered,
+    KeySource,
     Machine,
     QrRejected,
     ReadFailed,
@@ -34,9 +36,22 @@ from edge.daemon.state import (
     VerifyDone,
     max_timeout,
 )
+from edge.protocol.access.policy import CanKey, MrzKey
+from edge.protocol.chip import ChipRead
 
 TIMEOUTS = TimeoutConfig(wait_for_card=30, wait_for_key=20, reading=15, verifying=5, show_result=4, hold_still=8)
 MACHINE = Machine(TIMEOUTS)
+QR_KEY = KeySource(CanKey("012345"))
+KEY = KeySource(CanKey("111111"))
+OTHER_KEY = KeySource(CanKey("222222"))
+MRZ_KEY = KeySource(MrzKey("203012345", "030201", "280201"))
+OFFICE_KEY = KeySource(CanKey("333333"), include_photo=True)
+#: The machine only carries a read on to verification; it never looks inside.
+CHIP_READ = cast(ChipRead, object())
+
+
+def read_ok(now: float, attempt: int) -> ReadSucceeded:
+    return ReadSucceeded(now, attempt=attempt, read=CHIP_READ, read_ms=7)
 
 
 def run(events: Sequence[Event], snap: Snapshot | None = None) -> tuple[Snapshot, list[Action]]:
@@ -53,12 +68,13 @@ def indicators(actions: Sequence[Action]) -> list[Indicator]:
 
 
 def test_qr_first_then_card_then_success() -> None:
-    snap, actions = run([KeyOffered(0, key="CAN:012345"), CardInserted(1)])
+    snap, actions = run([KeyOffered(0, key=QR_KEY), CardInserted(1)])
     assert snap.state is State.READING
-    assert StartRead(1, "CAN:012345", None, None, None) in actions
-    snap, actions = run([ReadSucceeded(2, attempt=1), VerifyDone(3, attempt=1, ok=True, proven=True)], snap)
+    assert StartRead(1, QR_KEY, None, None, None) in actions
+    snap, actions = run([read_ok(2, 1), VerifyDone(3, attempt=1, ok=True, proven=True)], snap)
     assert snap.state is State.RESULT_OK
-    assert StartVerify(1) in actions
+    # the read travels on in the event, with the key and the office's wishes: nothing waits beside it
+    assert StartVerify(1, CHIP_READ, 7, QR_KEY, None, None, None) in actions
     assert indicators(actions) == [Indicator.SUCCESS]
     snap, actions = run([Tick(3 + 4)], snap)
     assert snap.state is State.READY
@@ -69,7 +85,7 @@ def test_qr_first_then_card_then_success() -> None:
 def test_an_unproven_issuer_shows_its_own_pattern_never_success() -> None:
     """Data intact but nobody vouches for the signer (a self-made card gets this far): neither success nor
     failure, for the result time like the others, then ready."""
-    reading, _ = run([KeyOffered(0, key="k"), CardInserted(1), ReadSucceeded(2, attempt=1)])
+    reading, _ = run([KeyOffered(0, key=KEY), CardInserted(1), read_ok(2, 1)])
     snap, actions = run([VerifyDone(3, attempt=1, ok=True, proven=False)], reading)
     assert snap.state is State.RESULT_UNPROVEN
     assert indicators(actions) == [Indicator.UNPROVEN]
@@ -83,13 +99,13 @@ def test_an_unproven_issuer_shows_its_own_pattern_never_success() -> None:
 def test_card_first_then_qr() -> None:
     snap, _ = run([CardInserted(0)])
     assert snap.state is State.WAIT_KEY
-    snap, actions = run([KeyOffered(5, key="k")], snap)
+    snap, actions = run([KeyOffered(5, key=KEY)], snap)
     assert snap.state is State.READING
     assert any(isinstance(a, StartRead) for a in actions)
 
 
 def test_office_read_request_carries_key_profile_challenge() -> None:
-    snap, actions = run([KeyOffered(0, key="mrz", request_id="req-1", challenge=b"\x01" * 8), CardInserted(1)])
+    snap, actions = run([KeyOffered(0, key=MRZ_KEY, request_id="req-1", challenge=b"\x01" * 8), CardInserted(1)])
     start = next(a for a in actions if isinstance(a, StartRead))
     assert (start.request_id, start.challenge) == ("req-1", b"\x01" * 8)
     snap, actions = run([ReadFailed(2, attempt=1, reason="access_key_rejected")], snap)
@@ -98,7 +114,7 @@ def test_office_read_request_carries_key_profile_challenge() -> None:
 
 
 def test_every_waiting_state_times_out() -> None:
-    snap, actions = run([KeyOffered(0, key="k"), Tick(29.9)])
+    snap, actions = run([KeyOffered(0, key=KEY), Tick(29.9)])
     assert snap.state is State.WAIT_CARD
     snap, actions = run([Tick(30)], snap)
     assert snap.state is State.READY
@@ -108,25 +124,25 @@ def test_every_waiting_state_times_out() -> None:
     assert snap.state is State.READY
     assert snap.card_present  # the card is still there; a QR now starts the read directly
 
-    snap, actions = run([KeyOffered(0, key="k"), CardInserted(0), Tick(15)])
+    snap, actions = run([KeyOffered(0, key=KEY), CardInserted(0), Tick(15)])
     assert snap.state is State.RESULT_FAILED
     assert AbortRead(1) in actions
     assert Report("read_failed", "reading_timeout") in actions
 
-    snap, actions = run([KeyOffered(0, key="k"), CardInserted(0), ReadSucceeded(1, attempt=1), Tick(6)])
+    snap, actions = run([KeyOffered(0, key=KEY), CardInserted(0), read_ok(1, 1), Tick(6)])
     assert snap.state is State.RESULT_FAILED
     assert Report("read_failed", "verifying_timeout") in actions
 
 
 def test_card_removed_mid_read_then_back_resumes_with_a_new_attempt() -> None:
-    snap, actions = run([KeyOffered(0, key="k"), CardInserted(0), CardRemoved(1)])
+    snap, actions = run([KeyOffered(0, key=KEY), CardInserted(0), CardRemoved(1)])
     assert snap.state is State.HOLD_STILL
     assert AbortRead(1) in actions
     assert indicators(actions)[-1] is Indicator.HOLD_STILL
     snap, actions = run([CardInserted(2)], snap)
     assert snap.state is State.READING
-    assert StartRead(2, "k", None, None, None) in actions
-    snap, _ = run([ReadSucceeded(3, attempt=1)], snap)  # the aborted attempt's late answer is ignored
+    assert StartRead(2, KEY, None, None, None) in actions
+    snap, _ = run([read_ok(3, 1)], snap)  # the aborted attempt's late answer is ignored
     assert snap.state is State.READING
     snap, _ = run([CardRemoved(4), Tick(4 + 8)], snap)
     assert snap.state is State.RESULT_FAILED
@@ -134,14 +150,14 @@ def test_card_removed_mid_read_then_back_resumes_with_a_new_attempt() -> None:
 
 def test_cancel_from_every_busy_state() -> None:
     prefixes: list[list[Event]] = [
-        [KeyOffered(0, key="k")],
+        [KeyOffered(0, key=KEY)],
         [CardInserted(0)],
-        [KeyOffered(0, key="k"), CardInserted(0)],
-        [KeyOffered(0, key="k"), CardInserted(0), CardRemoved(0)],
-        [KeyOffered(0, key="k"), CardInserted(0), ReadSucceeded(0, attempt=1)],
-        [KeyOffered(0, key="k"), CardInserted(0), ReadSucceeded(0, attempt=1),
+        [KeyOffered(0, key=KEY), CardInserted(0)],
+        [KeyOffered(0, key=KEY), CardInserted(0), CardRemoved(0)],
+        [KeyOffered(0, key=KEY), CardInserted(0), read_ok(0, 1)],
+        [KeyOffered(0, key=KEY), CardInserted(0), read_ok(0, 1),
          VerifyDone(0, attempt=1, ok=False, proven=False)],
-        [KeyOffered(0, key="k"), CardInserted(0), ReadSucceeded(0, attempt=1),
+        [KeyOffered(0, key=KEY), CardInserted(0), read_ok(0, 1),
          VerifyDone(0, attempt=1, ok=True, proven=False)],
     ]
     for prefix in prefixes:
@@ -151,11 +167,11 @@ def test_cancel_from_every_busy_state() -> None:
 
 
 def test_reader_lost_and_back() -> None:
-    snap, actions = run([KeyOffered(0, key="k"), CardInserted(0), DeviceChanged(1, device="reader", available=False)])
+    snap, actions = run([KeyOffered(0, key=KEY), CardInserted(0), DeviceChanged(1, device="reader", available=False)])
     assert snap.state is State.FAULT
     assert AbortRead(1) in actions
     assert indicators(actions)[-1] is Indicator.FAULT
-    snap, actions = run([KeyOffered(2, key="k2"), Tick(1000)], snap)
+    snap, actions = run([KeyOffered(2, key=OTHER_KEY), Tick(1000)], snap)
     assert snap.state is State.FAULT
     assert Report("busy", "fault") in actions
     snap, _ = run([DeviceChanged(3, device="camera", available=False), DeviceChanged(4, device="reader",
@@ -169,7 +185,7 @@ def test_reader_lost_and_back() -> None:
 def test_a_full_disk_refuses_reads_with_fault_and_clears_when_space_returns() -> None:
     snap, actions = run([DeliveryChanged(0, link_up=True, queued=0, outbox_full=False, storage_full=True)])
     assert indicators(actions) == [Indicator.FAULT]
-    snap, actions = run([KeyOffered(1, key="k", request_id="r"), CardInserted(2)], snap)
+    snap, actions = run([KeyOffered(1, key=KEY, request_id="r"), CardInserted(2)], snap)
     assert snap.state is State.READY
     assert Report("read_refused", "storage_full", "r") in actions
     assert Report("read_refused", "storage_full") in actions
@@ -179,7 +195,7 @@ def test_a_full_disk_refuses_reads_with_fault_and_clears_when_space_returns() ->
 
 
 def test_a_result_the_disk_refused_is_a_storage_fault_never_a_failed_card() -> None:
-    prefix = [KeyOffered(0, key="k", request_id="r"), CardInserted(0), ReadSucceeded(1, attempt=1)]
+    prefix = [KeyOffered(0, key=KEY, request_id="r"), CardInserted(0), read_ok(1, 1)]
     for fault in ("result_held", "repeat_read"):
         snap, actions = run([*prefix, VerifyDone(2, attempt=1, ok=True, proven=True, storage_fault=fault)])
         assert snap.state is State.READY
@@ -188,12 +204,12 @@ def test_a_result_the_disk_refused_is_a_storage_fault_never_a_failed_card() -> N
         assert indicators(actions)[-1] is Indicator.FAULT
         assert Report("storage_fault", fault, "r") in actions
         assert not any(isinstance(a, Report) and a.name in ("result", "read_failed") for a in actions)
-        snap, actions = run([KeyOffered(3, key="k2")], snap)
+        snap, actions = run([KeyOffered(3, key=OTHER_KEY)], snap)
         assert Report("read_refused", "storage_full") in actions
 
 
 def test_a_disk_that_fills_while_a_key_waits_for_its_card_refuses_the_read() -> None:
-    snap, _ = run([KeyOffered(0, key="k", request_id="r"),
+    snap, _ = run([KeyOffered(0, key=KEY, request_id="r"),
                    DeliveryChanged(1, link_up=True, queued=0, outbox_full=False, storage_full=True)])
     snap, actions = run([CardInserted(2)], snap)
     assert snap.state is State.READY
@@ -206,11 +222,11 @@ def test_outbox_full_refuses_reads_visibly_and_offline_queue_shows() -> None:
     assert indicators(actions) == [Indicator.OFFLINE_QUEUED]
     snap, actions = run([DeliveryChanged(1, link_up=False, queued=10_000, outbox_full=True)], snap)
     assert indicators(actions) == [Indicator.FAULT]
-    snap, actions = run([KeyOffered(2, key="k", request_id="r"), CardInserted(3)], snap)
+    snap, actions = run([KeyOffered(2, key=KEY, request_id="r"), CardInserted(3)], snap)
     assert snap.state is State.READY
     assert Report("read_refused", "outbox_full", "r") in actions
     assert Report("read_refused", "outbox_full") in actions
-    snap, actions = run([DeliveryChanged(4, link_up=True, queued=0, outbox_full=False), KeyOffered(5, key="k")], snap)
+    snap, actions = run([DeliveryChanged(4, link_up=True, queued=0, outbox_full=False), KeyOffered(5, key=KEY)], snap)
     assert snap.state is State.READING  # the card is still on the reader
 
 
@@ -222,18 +238,18 @@ def test_a_qr_that_gives_no_key_shows_the_failure_pattern_then_ready() -> None:
         assert Report("qr_rejected", "qr_inconsistent") in actions
         snap, actions = run([Tick(1 + 4)], snap)
         assert snap.state is State.READY
-        snap, actions = run([KeyOffered(6, key="k")], snap)  # the right QR now
+        snap, actions = run([KeyOffered(6, key=KEY)], snap)  # the right QR now
         assert snap.state is (State.READING if before else State.WAIT_CARD)
-    reading, _ = run([KeyOffered(0, key="k"), CardInserted(1)])
+    reading, _ = run([KeyOffered(0, key=KEY), CardInserted(1)])
     assert run([QrRejected(2, reason="not_id_card")], reading)[0].state is State.READING  # a read is not disturbed
 
 
 def test_a_clock_not_synchronised_shows_on_ready_and_reads_go_on() -> None:
     snap, actions = run([ClockChanged(0, synchronised=False)])
     assert indicators(actions) == [Indicator.CLOCK_UNSYNCHRONISED]
-    snap, actions = run([KeyOffered(1, key="k"), CardInserted(2)], snap)
+    snap, actions = run([KeyOffered(1, key=KEY), CardInserted(2)], snap)
     assert snap.state is State.READING  # nothing is refused for the clock
-    snap, actions = run([ReadSucceeded(3, attempt=1), VerifyDone(4, attempt=1, ok=True, proven=True), Tick(9)], snap)
+    snap, actions = run([read_ok(3, 1), VerifyDone(4, attempt=1, ok=True, proven=True), Tick(9)], snap)
     assert indicators(actions) == [Indicator.SUCCESS, Indicator.CLOCK_UNSYNCHRONISED]
     snap, actions = run([DeliveryChanged(10, link_up=False, queued=2, outbox_full=False)], snap)
     assert indicators(actions) == [Indicator.OFFLINE_QUEUED]  # results waiting say more than the clock
@@ -242,7 +258,7 @@ def test_a_clock_not_synchronised_shows_on_ready_and_reads_go_on() -> None:
     snap, actions = run([DeliveryChanged(12, link_up=True, queued=0, outbox_full=False),
                          ClockChanged(13, synchronised=True)], snap)
     assert indicators(actions) == [Indicator.CLOCK_UNSYNCHRONISED, Indicator.READY]
-    reading, _ = run([KeyOffered(0, key="k"), CardInserted(1)])
+    reading, _ = run([KeyOffered(0, key=KEY), CardInserted(1)])
     during, actions = run([ClockChanged(2, synchronised=False)], reading)
     assert (during.state, indicators(actions)) == (State.READING, [])  # a fact only: the read is not disturbed
 
@@ -257,12 +273,12 @@ _EVENT_KINDS = st.sampled_from(["key", "request", "in", "out", "cancel", "read_o
 
 def _event(kind: str, now: float, attempt: int) -> Event:
     return {
-        "key": lambda: KeyOffered(now, key="qr"),
-        "request": lambda: KeyOffered(now, key="office", request_id="r"),
+        "key": lambda: KeyOffered(now, key=QR_KEY),
+        "request": lambda: KeyOffered(now, key=OFFICE_KEY, request_id="r"),
         "in": lambda: CardInserted(now),
         "out": lambda: CardRemoved(now),
         "cancel": lambda: Cancel(now),
-        "read_ok": lambda: ReadSucceeded(now, attempt=attempt),
+        "read_ok": lambda: read_ok(now, attempt),
         "read_fail": lambda: ReadFailed(now, attempt=attempt, reason="x"),
         "verify_ok": lambda: VerifyDone(now, attempt=attempt, ok=True, proven=True),
         "verify_unproven": lambda: VerifyDone(now, attempt=attempt, ok=True, proven=False),
