@@ -1,4 +1,5 @@
-"""Retry pacing: exponential backoff with jitter, and the wait between two MQTT connection attempts.
+"""Retry pacing of the terminal: the wait between two MQTT connection attempts, on :class:`~edge.backoff.Backoff`
+(exponential with jitter, shared with the office side).
 
 Why jitter: a ward's terminals lose the broker together (a broker restart, a switch) and would otherwise retry in
 lockstep, every terminal at the same second; a random share of each delay spreads them out. Why a cap of a few
@@ -14,6 +15,10 @@ import random
 import threading
 import time
 from collections.abc import Callable
+
+from edge.backoff import Backoff
+
+__all__ = ["PROBE_EVERY", "PROBE_SPREAD", "Backoff", "ReconnectWait", "RetryClock"]
 
 #: Seconds between reachability probes while the broker is unreachable (each probe is one TCP connect).
 PROBE_EVERY = 1.0
@@ -31,25 +36,6 @@ class RetryClock:
     def wait(self, event: threading.Event, seconds: float) -> bool:
         """Wait until ``event`` is set or ``seconds`` have passed; True when it was set."""
         return event.wait(seconds)
-
-
-class Backoff:
-    """Delays for one retry path: after the n-th failure in a row a random time in ``[d/2, d]`` with
-    ``d = min(cap, first * 2**n)``. :meth:`reset` after a success starts again at ``first``."""
-
-    def __init__(self, first: float, cap: float, *, rng: random.Random | None = None) -> None:
-        self.first = first
-        self.cap = max(first, cap)
-        self.failures = 0
-        self._rng = rng if rng is not None else random.Random()
-
-    def next_delay(self) -> float:
-        ceiling = min(self.cap, self.first * 2 ** min(self.failures, 32))
-        self.failures += 1
-        return self._rng.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 class ReconnectWait:
