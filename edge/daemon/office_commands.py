@@ -1,5 +1,6 @@
 """Office commands arriving on ``/cmd``: ``read_request``, ``cancel``, ``ping``, ``trust_update``, each a JWS signed by
-the ward key (the CLI's subcommands are ``edge.commands``; the office's own side is ``edge.office``).
+the ward key (their models: :mod:`edge.protocol.commands`, which the office signs with; the CLI's subcommands are
+``edge.commands``).
 ``trust_update`` carries a signed DS list (:mod:`edge.daemon.ds_list`), verified on its own after the command: the
 command proves the office sent it now, the list who vouches for the Document Signers in it.
 
@@ -20,110 +21,37 @@ its clock is not synchronised, as long as it expired after the floor.
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from edge.errors import CommandRejectedError, TokenError, TokenExpiredError, TokenSignatureError, UnknownKeyError
 from edge.files import create_private
-from edge.protocol.access.policy import AccessKey, CanKey, MrzKey
 from edge.protocol.clock import TimeEvidence
+from edge.protocol.commands import (
+    COMMAND_ADAPTER,
+    MAX_LIFETIME,
+    AnyCommand,
+    CancelCommand,
+    PingCommand,
+    ReadCommand,
+    TrustUpdateCommand,
+)
 from edge.protocol.ds_list import MAX_DS_LIST_BYTES
 from edge.protocol.jose import COMMAND_TYP, DEFAULT_LEEWAY, key_id, verify_jws
-from edge.protocol.result import ProcedureProfile
 
-#: Longest accepted ``exp - iat``: an office command is meant for now, not for later.
-MAX_LIFETIME = 600
+# The command models live in edge.protocol.commands (the office signs them too); the terminal's code imports them
+# from here as well.
+__all__ = ["MAX_COMMAND_BYTES", "MAX_LIFETIME", "AnyCommand", "CancelCommand", "CommandVerifier", "PingCommand",
+           "ReadCommand", "ReplayGuard", "TrustUpdateCommand"]
+
 #: Largest ``/cmd`` payload looked at: a signed read_request is under 1 KB; a trust_update carries a DS list of up
 #: to MAX_DS_LIST_BYTES, base64url-encoded once more inside the command (4/3), plus the command's own claims.
 MAX_COMMAND_BYTES = MAX_DS_LIST_BYTES * 4 // 3 + 16 * 1024
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-#: The shapes of a ``read_request``'s ``key`` (ASCII only: a regex's \d would take any Unicode digit).
-_KEY_FIELDS = {
-    "can": re.compile(r"[0-9]{6}"),  # PACE: the last 6 digits of the ID number
-    "document_number": re.compile(r"[0-9A-Z<]{9}"),  # BAC: the MRZ triple printed on the back of the card
-    "date_of_birth": re.compile(r"[0-9]{6}"),  # YYMMDD
-    "date_of_expiry": re.compile(r"[0-9]{6}"),  # YYMMDD
-}
-_MRZ_FIELDS = ("document_number", "date_of_birth", "date_of_expiry")
-
-
-def _access_key(value: object) -> AccessKey:
-    """The ``key`` claim as the protocol's own key type: ``{"can"}`` or the MRZ triple; ValueError otherwise (the
-    message names fields, never their values: they are personal data)."""
-    if isinstance(value, CanKey | MrzKey):
-        return value
-    if not isinstance(value, dict) or set(value) not in ({"can"}, set(_MRZ_FIELDS)):
-        raise ValueError("key must be {can} or {document_number, date_of_birth, date_of_expiry}")
-    for name, text in value.items():
-        if not isinstance(text, str) or not _KEY_FIELDS[name].fullmatch(text):
-            raise ValueError(f"key.{name} does not match {_KEY_FIELDS[name].pattern}")
-    if "can" in value:
-        return CanKey(value["can"])
-    return MrzKey(*(value[name] for name in _MRZ_FIELDS))
-
-
-def _key_claim(key: AccessKey) -> dict[str, str]:
-    if isinstance(key, CanKey):
-        return {"can": key.can}
-    return {name: getattr(key, name) for name in _MRZ_FIELDS}
-
-
-#: A ``read_request``'s key, parsed into :mod:`edge.protocol.access.policy`'s types (one key type end to end).
-CommandKey = Annotated[AccessKey, PlainValidator(_access_key), PlainSerializer(_key_claim)]
-
-
-class _Claims(_Model):
-    iss: str = Field(min_length=1, max_length=64)
-    aud: str = Field(min_length=1, max_length=64)
-    jti: str = Field(min_length=8, max_length=64)
-    iat: int
-    exp: int
-
-
-class ReadCommand(_Claims):
-    """Read the card this key opens: the office's request (what the chip is asked is ``edge.protocol.chip``'s)."""
-
-    cmd: Literal["read_request"]
-    key: CommandKey
-    challenge: str | None = Field(default=None, pattern=r"^([0-9a-fA-F]{2}){8}$")  # AA: 8 bytes, hex
-    profile: ProcedureProfile | None = None  # None: the terminal's configured default
-    include_photo: bool = False
-
-    @property
-    def challenge_bytes(self) -> bytes | None:
-        return bytes.fromhex(self.challenge) if self.challenge else None
-
-
-class CancelCommand(_Claims):
-    cmd: Literal["cancel"]
-
-
-class PingCommand(_Claims):
-    cmd: Literal["ping"]
-
-
-class TrustUpdateCommand(_Claims):
-    """Pin the Document Signers of a signed DS list (the compact JWS in ``ds_list``) in the terminal's store."""
-
-    cmd: Literal["trust_update"]
-    ds_list: str = Field(min_length=1, max_length=MAX_DS_LIST_BYTES)
-
-
-AnyCommand = ReadCommand | CancelCommand | PingCommand | TrustUpdateCommand
-Command = Annotated[AnyCommand, Field(discriminator="cmd")]
-_COMMAND = TypeAdapter[AnyCommand](Command)
 
 
 class ReplayGuard:
@@ -182,7 +110,7 @@ class CommandVerifier:
         jti = verified.claims.get("jti")
         jti = jti if isinstance(jti, str) else None
         try:
-            command = _COMMAND.validate_python(verified.claims)
+            command = COMMAND_ADAPTER.validate_python(verified.claims)
         except ValidationError as exc:
             error = exc.errors()[0]
             where = ".".join(str(p) for p in error["loc"])
