@@ -27,7 +27,7 @@ from edge.sim.card import VirtualCard
 from edge.sim.card_qr import card_qr
 from edge.sim.chip_security import SimChipSecurity
 from edge.sim.model import SimCardSpec
-from edge.sim.pki import SimPki, load_or_create_pki
+from edge.sim.pki import load_or_create_pki
 from edge.sim.profile import load_profile
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -100,14 +100,17 @@ class OneCardReader:
         pass
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> SimPki:
-    return load_or_create_pki(tmp_path_factory.mktemp("sim-pki"))
+@dataclasses.dataclass(frozen=True)
+class Ward:
+    spec: SimCardSpec  # the genuine default card
+    trust: TrustStore  # its CSCA installed
 
 
 @pytest.fixture(scope="module")
-def spec(pki: SimPki) -> SimCardSpec:
-    return build_card(load_profile("default"), pki_dir=pki.directory)
+def ward(tmp_path_factory: pytest.TempPathFactory) -> Ward:
+    pki = load_or_create_pki(tmp_path_factory.mktemp("sim-pki"))
+    trust = TrustStore.from_der([pki.csca.certificate.public_bytes(Encoding.DER)])
+    return Ward(build_card(load_profile("default"), pki_dir=pki.directory), trust)
 
 
 def tap_until_verify(spec: SimCardSpec, clock: ManualClock) -> tuple[KeyOffered, StartVerify, OneCardReader]:
@@ -128,9 +131,9 @@ def test_the_qr_yields_the_can_and_is_kept_for_the_cross_check() -> None:
     assert key == KeySource(CanKey(can_from_id(qr.id_number)), qr)
 
 
-def test_a_read_is_timed_on_the_injected_clock_and_carries_the_chip_read(spec: SimCardSpec) -> None:
+def test_a_read_is_timed_on_the_injected_clock_and_carries_the_chip_read(ward: Ward) -> None:
     clock = ManualClock()
-    _, verify, reader = tap_until_verify(spec, clock)
+    _, verify, reader = tap_until_verify(ward.spec, clock)
     apdus = verify.read.stats.apdus
     assert apdus > 0
     assert verify.read_ms == int(apdus * APDU_SECONDS * 1000)  # not the machine's clock: exactly the APDUs' time
@@ -138,11 +141,9 @@ def test_a_read_is_timed_on_the_injected_clock_and_carries_the_chip_read(spec: S
     assert reader.connection.closed  # the card is released for other readers
 
 
-def test_the_document_is_the_reports_verdict_and_the_cards_citizen(spec: SimCardSpec, pki: SimPki) -> None:
-    clock = ManualClock()
-    _, verify, _ = tap_until_verify(spec, clock)
-    trust = TrustStore.from_der([pki.csca.certificate.public_bytes(Encoding.DER)])
-    report = verify_chip(verify.read, trust, now=TimeEvidence.trusted(NOW), qr=verify.key.qr)
+def test_the_document_is_the_reports_verdict_and_the_cards_citizen(ward: Ward) -> None:
+    _, verify, _ = tap_until_verify(ward.spec, ManualClock())
+    report = verify_chip(verify.read, ward.trust, now=TimeEvidence.trusted(NOW), qr=verify.key.qr)
     document = result_document(verify, report, terminal_id="T-01", ward_code="26734",
                                default_profile=ProcedureProfile.FULL, verify_ms=3)  # fmt: skip
     assert document.verdict is report.verdict is Verdict.VERIFIED
@@ -155,14 +156,12 @@ def test_the_document_is_the_reports_verdict_and_the_cards_citizen(spec: SimCard
     assert document.qr.format == "cccd2021"
 
 
-def test_a_citizen_the_document_cannot_carry_fails_the_read(spec: SimCardSpec, pki: SimPki) -> None:
-    clock = ManualClock()
-    _, verify, _ = tap_until_verify(spec, clock)
+def test_a_citizen_the_document_cannot_carry_fails_the_read(ward: Ward) -> None:
+    _, verify, _ = tap_until_verify(ward.spec, ManualClock())
     assert verify.read.dg13 is not None
     unusable = dataclasses.replace(verify.read.dg13, id_number="not a number")
     verify = dataclasses.replace(verify, read=dataclasses.replace(verify.read, dg13=unusable))
-    trust = TrustStore.from_der([pki.csca.certificate.public_bytes(Encoding.DER)])
-    report = verify_chip(verify.read, trust, now=TimeEvidence.trusted(NOW), qr=verify.key.qr)
+    report = verify_chip(verify.read, ward.trust, now=TimeEvidence.trusted(NOW), qr=verify.key.qr)
     document = result_document(verify, report, terminal_id="T-01", ward_code="26734",
                                default_profile=ProcedureProfile.IDENTITY, verify_ms=0)  # fmt: skip
     assert document.verdict is Verdict.FAILED
