@@ -172,6 +172,12 @@ class TerminalStatus:
                 "received": self.received}
 
 
+def _storable(text: str | None) -> str | None:
+    """``text`` as a database can hold it: a hostile message's JSON may decode to lone surrogates (``"\\ud800"``),
+    which no UTF-8 column takes; they are kept visible as escapes instead of failing the quarantine itself."""
+    return None if text is None else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class ResultStore:
     """Verified results, one row per ``(iss, jti)``, with the seq bookkeeping per terminal, in SQLite or PostgreSQL.
 
@@ -399,7 +405,8 @@ class ResultStore:
 
     def _quarantine(self, payload: bytes, now: float, topic: str, reason: str, *, iss: str | None = None) -> Outcome:
         claimed_iss, seq = self._claimed_origin(payload)
-        iss = claimed_iss if iss is None else iss[:_MAX_ISS_CHARS]
+        iss = _storable(claimed_iss if iss is None else iss[:_MAX_ISS_CHARS])
+        reason, topic = _storable(reason) or "", _storable(topic) or ""
         kept = payload if len(payload) <= MAX_RESULT_BYTES else payload[:OVERSIZE_KEEP_BYTES]
         with self._lock:
             (row_id,) = self._db.execute(

@@ -71,7 +71,8 @@ def load_public_key(spki_der: bytes) -> PublicKey:
         return _explicit_ec_key(spki)
     except PublicKeyFormatError:
         raise
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError) as exc:
+        # AttributeError: asn1crypto's Void where parameters are missing (an EC key with no curve at all)
         raise PublicKeyFormatError(f"malformed public key ({type(exc).__name__})", what=_WHAT) from exc
 
 

@@ -117,3 +117,13 @@ def test_a_forged_compressed_base_point_on_a_known_curve_is_refused() -> None:
     for x in range(2, 12):  # not the generator's abscissa; for some of these no point has it at all
         with pytest.raises(PublicKeyFormatError):
             named_curve_for(p, p - 3, curve_b, b"\x02" + x.to_bytes(28, "big"), order)
+
+
+def test_an_ec_key_without_curve_parameters_is_a_typed_error() -> None:
+    """Found by bench/fuzz.py (a hostile chip's DG15): id-ecPublicKey with its parameters left out made asn1crypto
+    answer Void, whose missing ``name`` escaped as AttributeError through read_chip."""
+    spki = bytes.fromhex(
+        "304f300906072a8648ce3d0201034200044263b05f7e27c561d3d5a862acdf8aebe48a0f47bc82a2b21927d512f66cde97824ae9"
+        "f8e14b0877c2f5b5e55e53ce317bda88d46bb16ec0ebc4b082765abaaa")  # fmt: skip
+    with pytest.raises(PublicKeyFormatError, match="malformed public key"):
+        load_public_key(spki)
