@@ -14,6 +14,7 @@ Tree::
     │   ├── NoCardError                         no card on the reader
     │   ├── CardRemovedError                    card left the field during an exchange
     │   ├── TransmitError(OSError)              the exchange failed for another reason
+    │   │   └── TransportFailedError            the reader failed one exchange, the card still on it (reached_chip)
     │   └── CardTimeoutError(TimeoutError)      nothing happened within the allowed time
     │       └── ReadDeadlineError               a chip read ran past its deadline (the terminal gives up on it)
     ├── CardError                               the chip answered, but not as hoped
@@ -112,6 +113,22 @@ class CardRemovedError(ReaderError):
 
 class TransmitError(ReaderError, OSError):
     hint = "retry; if it repeats, reconnect the reader or restart pcscd"
+
+
+class TransportFailedError(TransmitError):
+    """The reader failed one exchange while the card stayed on it (SCARD_E_NOT_TRANSACTED, an answer without a
+    status word). What it says about the chip decides how the read goes on: ``reached_chip`` False means the reader
+    never sent the command (over its length limit: ACS readers, acsccid issue 42), True that the chip answered and
+    the reader lost the answer, None that it cannot be known; ``card_reset`` that the reader reset the card (its
+    session and selected application are gone); ``over_limit`` names the limit the exchange broke ("command",
+    "response" or "" when none is known), so the read steps down to short APDUs or smaller answers."""
+
+    def __init__(self, message: str, *, reached_chip: bool | None, card_reset: bool = False,
+                 over_limit: str = "") -> None:  # fmt: skip
+        super().__init__(message)
+        self.reached_chip = reached_chip
+        self.card_reset = card_reset
+        self.over_limit = over_limit
 
 
 class CardTimeoutError(ReaderError, TimeoutError):

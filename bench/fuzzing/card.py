@@ -423,6 +423,9 @@ class LyingSecurity:
     def unwrap(self, command: CommandApdu) -> CommandApdu:
         return self._inner.unwrap(command)
 
+    def refuse(self) -> None:
+        self._inner.refuse()
+
     def wrap(self, response: ResponseApdu) -> ResponseApdu:
         keys = self._inner._keys
         ssc = self._inner.ssc + 1  # what this answer is protected under (CA may switch keys right after it)

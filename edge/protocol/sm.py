@@ -5,10 +5,18 @@ The reader wraps its connection in :class:`SecureMessaging` after BAC/PACE; the 
 on one side only (the worked examples pin the reader side down).
 
 Send-sequence counter discipline (the one rule that breaks sessions in the field): the SSC is incremented once
-before every command MAC and once before every response MAC check, *also* when the chip answers an error without
-SM objects ("naked" 6A82, 6982, 6700...). Such a chip has still counted both messages, as JMRTD's wrapper assumes
-(its ``unwrap`` increments before looking at the response). 6987/6988 mean the chip erased its keys: the
-connection raises :class:`SessionLostError` and refuses further use; the caller re-authenticates once and resumes.
+before every command MAC and once before every response MAC check. An answer without SM objects ("naked" 6700,
+6A82, 6982...) is the exception: a chip answers naked only to a command it refused before secure messaging (an
+extended APDU it cannot take, gmrtd issue 457's passport), so it counted neither message and the SSC goes back to
+where it was before the command. A refusal then costs one APDU, not the session: counting it on our side only
+would make the next command's MAC fail at the chip and end the session (the read used to re-authenticate there).
+6987/6988 mean the chip erased its keys: the connection raises :class:`SessionLostError` and refuses further use;
+the caller re-authenticates once and resumes.
+
+A transport failure (:class:`~edge.errors.TransportFailedError`) is decided by what it says about the chip: a
+command the reader never sent leaves both counters where they were (rolled back, the channel stays open); an answer
+the reader lost after the chip sent it was counted by the chip (both increments kept); when that cannot be known,
+the channel is closed as lost, and the caller re-authenticates and resumes.
 """
 
 from __future__ import annotations
@@ -16,7 +24,14 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass, field
 
-from edge.errors import SecureMessagingError, SessionLostError, SmIntegrityError, SmObjectsMissingError, TlvError
+from edge.errors import (
+    SecureMessagingError,
+    SessionLostError,
+    SmIntegrityError,
+    SmObjectsMissingError,
+    TlvError,
+    TransportFailedError,
+)
 from edge.protocol import crypto, tlv
 from edge.protocol.apdu import LE_MAX_EXTENDED, LE_MAX_SHORT, ApduConnection, CommandApdu, ResponseApdu
 from edge.protocol.crypto import CipherSuite
@@ -221,14 +236,18 @@ class SecureMessaging:
             raise SessionLostError(self._closed.sw, command.describe())
         if self._closed is not None:
             raise SmIntegrityError(f"secure channel closed after an integrity failure ({self._closed})")
+        before = self._ssc
         self._ssc += 1
         protected = protect_command(self._keys, self._ssc, command)
         try:
             response = self._inner.send_and_receive(protected)
+        except TransportFailedError as exc:
+            self._after_transport_failure(exc, before, command)
+            raise
         except Exception:
             self._closed = SessionLostError(0, "transport failed mid-exchange: SSC state unknown")
             raise
-        self._ssc += 1  # the chip counted its answer even when it comes back naked
+        self._ssc += 1
         if response.sw in (SW_SM_MISSING, SW_SM_INCORRECT):
             self._closed = SessionLostError(response.sw, command.describe())
             raise self._closed
@@ -236,9 +255,20 @@ class SecureMessaging:
             if response.sw == SW_OK or response.sw >> 8 == SW1_BYTES_REMAINING:
                 self._closed = SmObjectsMissingError(f"{command.describe()}: success without SM objects")
                 raise self._closed
-            return response  # naked error: nothing to verify, the SSC already moved on
+            self._ssc = before  # naked: refused before secure messaging, counted by neither side (gmrtd #457)
+            return response
         try:
             return unprotect_response(self._keys, self._ssc, response)
         except SmIntegrityError as exc:
             self._closed = exc
             raise
+
+    def _after_transport_failure(self, exc: TransportFailedError, before: int, command: CommandApdu) -> None:
+        """Keep the SSC where the chip's is: see the module docstring."""
+        if exc.reached_chip is False:
+            self._ssc = before
+        elif exc.reached_chip is True and not exc.card_reset:
+            self._ssc = before + 2
+        else:
+            self._closed = SessionLostError(0, f"{command.describe()}: the transport failed and whether the chip "
+                                            "counted the command cannot be known")  # fmt: skip

@@ -84,6 +84,10 @@ class ChipSecurity(Protocol):
 
     def wrap(self, response: ResponseApdu) -> ResponseApdu: ...
 
+    def refuse(self) -> None:
+        """Answer the command just unwrapped with a naked status word, uncounted (the SSC as before it)."""
+        ...
+
     def reset(self) -> None:
         """Power off, reset, card removal or a plain command (e.g. a plain applet reselect): the session ends."""
         ...
@@ -270,10 +274,14 @@ class VirtualCard:
             response = security.process(inner) if security.handles(inner) else self._execute(inner)
             if not _still_active(security):  # the command ended the session: nothing left to wrap with
                 return response
-            wrapped = security.wrap(response)  # always, so the chip's SSC counts even for a naked error
-            if self.spec.quirks.naked_errors and _is_error(response.sw):
+            quirks = self.spec.quirks
+            if quirks.naked_errors and _is_error(response.sw):
+                if quirks.naked_errors_counted:
+                    security.wrap(response)  # counted, then sent naked anyway
+                else:
+                    security.refuse()
                 return response
-            return wrapped
+            return security.wrap(response)
         if security is not None:
             if security.handles(command):
                 return security.process(command)

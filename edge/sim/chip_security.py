@@ -144,6 +144,13 @@ class SimChipSecurity:
         self._secured_exchange = True
         return plain
 
+    def refuse(self) -> None:
+        """The chip answers the command it just unwrapped with a naked status word, as one that refused it before
+        secure messaging: the command is not counted (the SSC goes back to before :meth:`unwrap`)."""
+        if self._keys is not None and self._secured_exchange:
+            self._secured_exchange = False
+            self._ssc -= 1
+
     def wrap(self, response: ResponseApdu) -> ResponseApdu:
         """Secure the answer to a secured command (the SSC moves even if the card then sends it naked)."""
         if self._keys is None or not self._secured_exchange:

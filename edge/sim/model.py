@@ -42,7 +42,13 @@ class Quirks:
     extended_length: bool = True  # False: extended APDUs answer 6700
     eof_warning: bool = False  # answer 6282 (with the bytes there are) when a read runs past the end
     eof_warning_on_last_chunk: bool = False  # answer 6282 (with the data) whenever an answer reaches the end
-    naked_errors: bool = False  # errors under SM come back without SM objects (plain SW)
+    #: Errors under SM come back without SM objects (a bare status word), and the chip does not count the command
+    #: (its SSC stays where it was): it refused it before secure messaging, as gmrtd issue 457's passport answers a
+    #: naked 6700 to an extended read.
+    naked_errors: bool = False
+    #: With ``naked_errors``: the chip counts the refused command and its naked answer after all (SSC + 2). No chip
+    #: is known to do so; it proves that a reader that guesses wrong loses one session, never the read.
+    naked_errors_counted: bool = False
     bac_supported: bool = True  # False: BAC commands answer 6A88 (reference data not found)
     pace_supported: bool = True  # False: no EF.CardAccess PACE info, MSE:Set AT answers 6A80
     plain_reads: bool = False  # allow reading the applet's files without access control (foundation/demo only)

@@ -91,6 +91,7 @@ class QuirkSettings(_Strict):
     eof_warning: bool | None = None
     eof_warning_on_last_chunk: bool | None = None
     naked_errors: bool | None = None
+    naked_errors_counted: bool | None = None
     bac_supported: bool | None = None
     pace_supported: bool | None = None
     plain_reads: bool | None = None

@@ -189,6 +189,9 @@ class ToySecurity:
             raise SimSmFault(0x6988, "bad MAC")
         return dataclasses.replace(command, cla=command.cla & ~0x0C)
 
+    def refuse(self) -> None:
+        self.ssc -= 1
+
     def wrap(self, response: ResponseApdu) -> ResponseApdu:
         self.ssc += 1
         return ResponseApdu(b"\x99\x02" + response.sw.to_bytes(2, "big") + response.data, 0x9000)

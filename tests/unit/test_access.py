@@ -112,10 +112,10 @@ class ChipLink:
             except SimSmFault as fault:
                 return ResponseApdu(b"", fault.sw)
             response = sec.process(inner) if sec.handles(inner) else self._execute(inner)
-            wrapped = sec.wrap(response)
             if self.naked_errors and response.sw >> 8 not in (0x90, 0x61, 0x62, 0x63):
+                sec.refuse()  # a naked answer: refused before secure messaging, not counted
                 return response
-            return wrapped
+            return sec.wrap(response)
         if sec.handles(command):
             return sec.process(command)
         if sec.session_active:

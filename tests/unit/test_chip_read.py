@@ -365,6 +365,33 @@ def test_no_extended_length_reads_in_223_byte_chunks(specs: dict[str, SimCardSpe
     assert len(again.commands) < len(recorder.commands)
 
 
+@pytest.mark.parametrize("access", ["PACE", "BAC"])
+@pytest.mark.parametrize("photo", [False, True], ids=["no-DG2", "DG2"])
+def test_a_naked_refusal_costs_one_apdu_not_a_session(access: str, photo: bool, specs: dict[str, SimCardSpec]) -> None:
+    """Issue 18 part 2: a chip answering a naked 6700 to an extended secured read refused it before secure
+    messaging and counted nothing (gmrtd #457). The read rolls its SSC back and goes on with short reads: no second
+    PACE or BAC, one APDU more than a read that knew there was no extended length (the old code re-authenticated:
+    28 APDUs with PACE and 22 with BAC without DG2, 21 and 18 now)."""
+    spec = specs["quirk-naked-errors"]
+    spec, key = (spec, can_key(spec)) if access == "PACE" else (without_pace(spec), mrz_key(spec))
+    result, recorder = read(spec, key, want_photo=photo)
+    assert_complete(result, spec, photo=photo)
+    assert result.access.reauthentications == 0
+    assert sum(command.extended for command in recorder.commands) == 1  # the one refused, answered naked 6700
+    knowing = read_chip(chip(spec), ReadRequest(key, want_photo=photo), memory=ChunkMemory(extended_refused=True))
+    assert result.stats.apdus == knowing.stats.apdus + 1
+
+
+def test_a_chip_that_counts_its_naked_refusal_costs_one_session_never_the_read(specs: dict[str, SimCardSpec]) -> None:
+    """The opposite reading (no chip is known to count a naked answer): the next command's MAC fails at the chip,
+    which ends the session; the read re-authenticates once and completes."""
+    spec = with_quirks(specs["quirk-naked-errors"], naked_errors_counted=True)
+    result, _recorder = read(spec, want_photo=True)
+    assert_complete(result, spec, photo=True)
+    assert result.access.reauthentications == 1
+    assert result.chip_auth.status is CheckStatus.PASSED
+
+
 # --- session loss and removal -----------------------------------------------------------------------------------
 
 
