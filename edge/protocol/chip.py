@@ -139,6 +139,8 @@ class ReadRequest:
     ``data_groups`` are read where the SOD lists them (``want_photo`` adds DG2): fewer for a quicker read, or
     DG11/DG12 too. CA needs DG14 and AA needs DG15: left out, that check is ``not_performed``. AA with an EC key
     but without DG14 hashes as the key size suggests, since DG14 is where the chip names its algorithm.
+    ``read_com`` reads EF.COM too, after the data groups (under CA's keys when CA ran): it is no evidence (the SOD
+    does not cover it), but the national authentication service takes it (``edge.protocol.procedures``).
     """
 
     key: AccessKey
@@ -148,6 +150,7 @@ class ReadRequest:
     do_chip_auth: bool = True
     do_active_auth: bool = True
     data_groups: frozenset[int] = DEFAULT_DATA_GROUPS
+    read_com: bool = False
 
     def __post_init__(self) -> None:
         if self.aa_challenge is not None and len(self.aa_challenge) != CHALLENGE_LENGTH:
@@ -199,7 +202,8 @@ class ChipRead:
     ``no_card_access_reason`` says why ``card_access`` is None (absent, or refused: BAC only).
     ``sod`` is None when EF.SOD does not parse (``sod_error`` says why: verification then fails). ``data_groups``
     maps DG number to the file exactly as read; ``requested`` is what the request asked for; ``not_read`` lists
-    the DGs the SOD lists that were not requested (e.g. DG2 without ``want_photo``).
+    the DGs the SOD lists that were not requested (e.g. DG2 without ``want_photo``). ``com`` is EF.COM as read, when
+    the request asked for it and the card has one.
     """
 
     card_access: bytes | None
@@ -224,9 +228,17 @@ class ChipRead:
     stats: ApduStats
     chunk_limit: int | None
     extended_length: bool
+    com: bytes | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_groups", MappingProxyType(dict(self.data_groups)))
+
+    @property
+    def files(self) -> dict[str, bytes]:
+        """Every file read, exactly as read, by its LDS name (``COM``, ``SOD``, ``DG1``...): what a procedure that
+        forwards the chip's own files (``online_check``) picks from."""
+        named = {f"DG{number}": content for number, content in sorted(self.data_groups.items())}
+        return ({"COM": self.com} if self.com is not None else {}) | {"SOD": self.sod_raw} | named
 
 
 class CountingConnection:
@@ -617,6 +629,7 @@ def read_chip(
     for number in _after_chip_auth(request.wanted):
         if (content := fetch(number)) is not None:
             raw[number] = content
+    com = session.read_unlisted(SFI_COM) if request.read_com else None  # no SOD lists EF.COM: 6A82 means none
     dg1 = parse_dg1(raw[1]) if 1 in raw else None
     dg11 = parse_dg11(raw[11]) if 11 in raw else None
     dg12 = parse_dg12(raw[12]) if 12 in raw else None
@@ -658,4 +671,5 @@ def read_chip(
         stats=counting.stats(),
         chunk_limit=memory.limit,
         extended_length=counting.supports_extended_length and not memory.extended_refused,
+        com=com,
     )

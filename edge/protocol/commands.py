@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidat
 from edge.protocol.access.policy import AccessKey, CanKey, MrzKey
 from edge.protocol.ds_list import MAX_DS_LIST_BYTES
 from edge.protocol.jose import COMMAND_TYP, Signer, sign_jws
-from edge.protocol.result import ProcedureProfile
+from edge.protocol.result import CONSENT_REF_PATTERN, MAX_CONSENT_REF_CHARS, ProcedureProfile
 
 #: Longest accepted ``exp - iat``: an office command is meant for now, not for later.
 MAX_LIFETIME = 600
@@ -90,7 +90,9 @@ class ReadCommand(_Claims):
     key: CommandKey
     challenge: str | None = Field(default=None, pattern=r"^([0-9a-fA-F]{2}){8}$")  # AA: 8 bytes, hex
     profile: ProcedureProfile | None = None  # None: the terminal's configured default
-    include_photo: bool = False
+    include_photo: bool = False  # read only when the profile needs the face too (edge.protocol.procedures)
+    #: The procedure software's reference of the citizen's consent record, carried into the result's ``processing``.
+    consent_ref: str | None = Field(default=None, max_length=MAX_CONSENT_REF_CHARS, pattern=CONSENT_REF_PATTERN)
 
     @property
     def challenge_bytes(self) -> bytes | None:

@@ -8,17 +8,20 @@ Versions: documents forbid unknown keys, so any new key needs a new ``schema_ver
 the older versions, because terminals hold signed results in their outbox for up to the token lifetime.
 Version 2 added ``active_auth``. Version 3 is the verdict ladder: ``verified_known_signer`` and
 ``intact_origin_unproven`` (which replaces ``verified_untrusted_issuer``, still accepted in versions 1 and 2), the
-``known_signer`` check status and the optional ``clock`` object (how far the terminal could trust its time), and the
-citizen's optional ``place_of_birth_registration`` (printed on the 2024 thẻ căn cước; ``full`` profile only).
+``known_signer`` check status and the optional ``clock`` object (how far the terminal could trust its time), the
+citizen's optional ``place_of_birth_registration`` (printed on the 2024 thẻ căn cước; ``full`` profile only), the
+``online_check`` profile with its ``chip_files`` (the chip's own files for the national authentication service),
+and ``processing`` (the profile's purpose and legal basis, and the office's consent reference). From version 3 on,
+the face travels only under a profile that needs it (``edge.protocol.procedures``); in every version a document
+holds no citizen field its profile does not declare.
 """
 
 from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema, model_validator
@@ -28,6 +31,8 @@ from edge.protocol.b64url import b64url_decode, b64url_encode
 from edge.protocol.clock import ClockSource, TimeEvidence
 from edge.protocol.lds.dg13 import DATE_OF_BIRTH, DATE_OF_EXPIRY, DATE_OF_ISSUE, Dg13, format_date
 from edge.protocol.lds.dg15 import Dg15
+from edge.protocol.procedures import CHIP_FILE_NAMES, PROCEDURES
+from edge.protocol.procedures import ProcedureProfile as ProcedureProfile  # re-exported: the profile's home
 from edge.protocol.verify import checks as verification
 from edge.protocol.verify.checks import CLOCK_NOT_SYNCHRONISED, CheckStatus, Verdict
 from edge.protocol.verify.signatures import MAX_RSA_BITS
@@ -39,14 +44,6 @@ _V3_VERDICTS = frozenset(Verdict) - {Verdict.VERIFIED_UNTRUSTED_ISSUER}
 #: Largest AA answer carried (an RSA signature is as long as the largest modulus verified) and DG15 key.
 MAX_AA_SIGNATURE_BYTES = MAX_RSA_BITS // 8
 MAX_AA_KEY_BYTES = 2048
-
-
-class ProcedureProfile(StrEnum):
-    """How much of the citizen's data a procedure needs (Law on Identity 2023 art. 22: consent and purpose)."""
-
-    FULL = "full"  # every field the chip holds
-    RESIDENCE = "residence"  # identity + place of residence: what replaced the household book (CT07)
-    IDENTITY = "identity"  # identity only, no address, no family
 
 
 class _Doc(BaseModel):
@@ -90,15 +87,18 @@ class CitizenData(_Doc):
     photo_jpeg_b64: str | None = Field(default=None, max_length=200_000)  # DG2 face, only on request
 
 
-#: Fields each profile lets leave the device; ``photo_jpeg_b64`` is governed separately by ``include_photo``.
+#: Fields each profile lets leave the device (``edge.protocol.procedures``); ``photo_jpeg_b64`` is governed
+#: separately: :func:`photo_allowed` and the request's ``include_photo``.
 PROFILE_FIELDS: dict[ProcedureProfile, frozenset[str]] = {
-    ProcedureProfile.IDENTITY: frozenset(
-        {"id_number", "full_name", "date_of_birth", "sex", "nationality", "date_of_issue", "date_of_expiry",
-         "old_id_number"}
-    ),
+    profile: rules.citizen_fields for profile, rules in PROCEDURES.items()
 }
-PROFILE_FIELDS[ProcedureProfile.RESIDENCE] = PROFILE_FIELDS[ProcedureProfile.IDENTITY] | {"place_of_residence"}
-PROFILE_FIELDS[ProcedureProfile.FULL] = frozenset(CitizenData.model_fields) - {"photo_jpeg_b64"}
+
+
+def photo_allowed(profile: ProcedureProfile) -> bool:
+    """Whether the citizen's ``photo_jpeg_b64`` may be in a (version 3) document of ``profile``: the procedure needs
+    the face, and does not carry it as the chip's DG2 already."""
+    rules = PROCEDURES[profile]
+    return rules.photo and not rules.photo_in_files
 
 
 class QrUsage(_Doc):
@@ -192,6 +192,85 @@ class ActiveAuthEvidence(_Doc):
             return None
 
 
+#: Largest file of each kind a result carries as read (``chip_files``), in bytes. Real CCCD files are far smaller
+#: (EF.COM ~40, DG1 ~95, DG13 ~1 KB, DG14 < 1 KB, DG15 < 400, EF.SOD 2-5 KB, DG2 5-25 KB); the caps bound a hostile
+#: chip's files, and together keep the largest encrypted result under the office's 1 MiB per message (README,
+#: "Result size": ~590 KB at every cap). DG2's cap is the citizen photo's (``photo_jpeg_b64``: 200,000 base64
+#: characters = 150,000 bytes) with room for its ISO 19794-5 headers.
+MAX_CHIP_FILE_BYTES: dict[str, int] = {"COM": 512, "DG1": 512, "DG2": 160 * 1024, "DG13": 16 * 1024,
+                                       "DG14": 8 * 1024, "DG15": 4 * 1024, "SOD": 32 * 1024}  # fmt: skip
+ComBytes = Annotated[Base64Url, Field(min_length=1, max_length=MAX_CHIP_FILE_BYTES["COM"]),
+                     _base64url_schema(1, MAX_CHIP_FILE_BYTES["COM"])]
+Dg1Bytes = Annotated[Base64Url, Field(min_length=1, max_length=MAX_CHIP_FILE_BYTES["DG1"]),
+                     _base64url_schema(1, MAX_CHIP_FILE_BYTES["DG1"])]
+Dg2Bytes = Annotated[Base64Url, Field(min_length=1, max_length=MAX_CHIP_FILE_BYTES["DG2"]),
+                     _base64url_schema(1, MAX_CHIP_FILE_BYTES["DG2"])]
+Dg13Bytes = Annotated[Base64Url, Field(min_length=1, max_length=MAX_CHIP_FILE_BYTES["DG13"]),
+                      _base64url_schema(1, MAX_CHIP_FILE_BYTES["DG13"])]
+Dg14Bytes = Annotated[Base64Url, Field(min_length=1, max_length=MAX_CHIP_FILE_BYTES["DG14"]),
+                      _base64url_schema(1, MAX_CHIP_FILE_BYTES["DG14"])]
+Dg15Bytes = Annotated[Base64Url, Field(min_length=1, max_length=MAX_CHIP_FILE_BYTES["DG15"]),
+                      _base64url_schema(1, MAX_CHIP_FILE_BYTES["DG15"])]
+SodBytes = Annotated[Base64Url, Field(min_length=1, max_length=MAX_CHIP_FILE_BYTES["SOD"]),
+                     _base64url_schema(1, MAX_CHIP_FILE_BYTES["SOD"])]
+
+
+class ChipFiles(_Doc):
+    """The chip's own files, byte for byte as read (base64url), for the office to forward to the national identity
+    authentication service through its provider, which takes COM, DG1, DG2, DG13, DG14 and DG15 (since version 3,
+    ``online_check`` only, and only encrypted to the ward: ``edge.protocol.procedures``).
+
+    EF.SOD is there so that anyone can check, as the terminal did (``dg_hashes``), that each data group is what the
+    issuer signed; EF.COM is no evidence (the SOD does not cover it). DG2, the face, is there only when the read
+    request asked for the photo. A file the card does not have is absent.
+    """
+
+    com: ComBytes | None = None
+    dg1: Dg1Bytes | None = None
+    dg2: Dg2Bytes | None = None
+    dg13: Dg13Bytes | None = None
+    dg14: Dg14Bytes | None = None
+    dg15: Dg15Bytes | None = None
+    sod: SodBytes
+
+    def by_name(self) -> dict[str, bytes]:
+        """The files present, by LDS name (``COM``, ``DG1``... ``SOD``)."""
+        return {name: value for name in CHIP_FILE_NAMES if (value := getattr(self, name.lower())) is not None}
+
+    @classmethod
+    def of(cls, files: Mapping[str, bytes], wanted: Iterable[str]) -> ChipFiles | str:
+        """The ``wanted`` files among ``files`` (LDS names), or why they cannot travel: no EF.SOD, or a file over its
+        cap in :data:`MAX_CHIP_FILE_BYTES` (a hostile chip's; the message names sizes, never content)."""
+        kept = {name: files[name] for name in CHIP_FILE_NAMES if name in wanted and name in files}
+        if "SOD" not in kept:
+            return "EF.SOD was not read, so the chip's files cannot be checked by anyone"
+        for name, content in kept.items():
+            if len(content) > MAX_CHIP_FILE_BYTES[name]:
+                return f"{name} is {len(content)} bytes, more than the {MAX_CHIP_FILE_BYTES[name]} a result carries"
+        return cls.model_validate({name.lower(): content for name, content in kept.items()})
+
+
+#: A consent reference: the procedure software's own record id, printable ASCII without spaces. Never the citizen's
+#: ID number or name: the reference travels in every result.
+CONSENT_REF_PATTERN = r"^[\x21-\x7e]{1,128}$"
+MAX_CONSENT_REF_CHARS = 128
+
+
+class Processing(_Doc):
+    """Why the card was read and on what basis (since version 3): the profile's purpose and legal basis as the
+    terminal declared them (``edge.protocol.procedures``), and, when the office's ``read_request`` gave one, the
+    reference of the consent record the procedure software keeps."""
+
+    purpose: str = Field(min_length=1, max_length=500)
+    legal_basis: str = Field(min_length=1, max_length=1000)
+    consent_ref: str | None = Field(default=None, max_length=MAX_CONSENT_REF_CHARS, pattern=CONSENT_REF_PATTERN)
+
+    @classmethod
+    def of(cls, profile: ProcedureProfile, consent_ref: str | None = None) -> Processing:
+        rules = PROCEDURES[profile]
+        return cls(purpose=rules.purpose, legal_basis=rules.legal_basis, consent_ref=consent_ref)
+
+
 class ClockEvidence(_Doc):
     """How far the terminal could trust its clock at this read (since version 3; ``edge.protocol.clock``).
 
@@ -238,6 +317,8 @@ class ResultDocument(_Doc):
     timing: ReadTiming
     active_auth: ActiveAuthEvidence | None = None  # since version 2
     clock: ClockEvidence | None = None  # since version 3
+    processing: Processing | None = None  # since version 3
+    chip_files: ChipFiles | None = None  # since version 3, online_check only
 
     @model_validator(mode="after")
     def _verdict_matches_checks(self) -> ResultDocument:
@@ -268,7 +349,23 @@ class ResultDocument(_Doc):
         if any(check.reason == CLOCK_NOT_SYNCHRONISED for check in self.checks) and (
                 self.clock is None or self.clock.synchronised):
             raise ValueError("a check left undone for the clock needs a clock that says it is not synchronised")
+        self._holds_only_what_its_profile_declares()
         return self
+
+    def _holds_only_what_its_profile_declares(self) -> None:
+        """Minimisation, checked wherever a document is read (the office too): no field or file beyond the profile's
+        declaration (``edge.protocol.procedures``), and what version 3 introduced only in version 3."""
+        profile, rules = self.procedure_profile, PROCEDURES[self.procedure_profile]
+        if self.schema_version < 3 and (profile is ProcedureProfile.ONLINE_CHECK or self.processing is not None
+                                        or self.chip_files is not None):  # fmt: skip
+            raise ValueError("online_check, processing and chip_files need schema_version 3")
+        if self.citizen is not None:
+            present = {name for name, value in self.citizen if value is not None}
+            photo = {"photo_jpeg_b64"} if self.schema_version < 3 or photo_allowed(profile) else set()
+            if extra := present - PROFILE_FIELDS[profile] - photo:
+                raise ValueError(f"profile {profile.value} does not declare {sorted(extra)}")
+        if self.chip_files is not None and (extra := set(self.chip_files.by_name()) - rules.chip_files):
+            raise ValueError(f"profile {profile.value} carries none of the chip's files {sorted(extra)}")
 
     def to_json(self) -> bytes:
         """Compact JSON without nulls: the smallest message that still validates against the schema."""
@@ -276,8 +373,8 @@ class ResultDocument(_Doc):
 
 
 def filter_citizen(citizen: CitizenData, profile: ProcedureProfile, *, include_photo: bool = False) -> CitizenData:
-    """Keep only the fields ``profile`` allows (plus the photo when explicitly requested)."""
-    allowed = PROFILE_FIELDS[profile] | ({"photo_jpeg_b64"} if include_photo else set())
+    """Keep only the fields ``profile`` allows (plus the photo when explicitly requested and the profile needs it)."""
+    allowed = PROFILE_FIELDS[profile] | ({"photo_jpeg_b64"} if include_photo and photo_allowed(profile) else set())
     kept = {name: value for name, value in citizen.model_dump().items() if name in allowed}
     return CitizenData.model_validate(kept)
 
@@ -297,9 +394,26 @@ def make_result(
     request_id: str | None = None,
     active_auth: ActiveAuthEvidence | None = None,
     clock: ClockEvidence | None = None,
+    consent_ref: str | None = None,
+    files: Mapping[str, bytes] | None = None,
 ) -> ResultDocument:
-    """Build the document, applying the profile filter: the only way citizen data should enter a result."""
+    """Build the document, applying the profile filter: the only way citizen data should enter a result.
+
+    ``files``: every file the chip read, by LDS name (``ChipRead.files``); only a profile that carries the chip's
+    files takes them, and DG2 only with ``include_photo``. Files that cannot travel (module ``ChipFiles.of``) leave
+    the document without them and a ``chip_files`` check saying why."""
+    rules = PROCEDURES[profile]
     filtered = filter_citizen(citizen, profile, include_photo=include_photo) if citizen is not None else None
+    chip_files: ChipFiles | None = None
+    checks = tuple(checks)
+    if rules.chip_files and files is not None:
+        wanted = rules.chip_files - (set() if include_photo and rules.photo else {"DG2"})
+        carried = ChipFiles.of(files, wanted)
+        if isinstance(carried, str):
+            checks += (Check(name="chip_files", status=CheckStatus.NOT_PERFORMED,
+                             reason=f"the chip's files are not carried: {carried}"),)  # fmt: skip
+        else:
+            chip_files = carried
     return ResultDocument(
         terminal_id=terminal_id,
         ward_code=ward_code,
@@ -307,18 +421,36 @@ def make_result(
         completed_at=completed_at,
         request_id=request_id,
         verdict=verdict,
-        checks=tuple(checks),
+        checks=checks,
         citizen=filtered,
         qr=qr,
         timing=timing,
         active_auth=active_auth,
         clock=clock,
+        processing=Processing.of(profile, consent_ref),
+        chip_files=chip_files,
     )
 
 
-def result_json_schema() -> dict[str, Any]:
-    """The JSON Schema the office validates against (``edge/schemas/result.schema.json``)."""
+def result_json_schema(profile: ProcedureProfile | None = None) -> dict[str, Any]:
+    """The JSON Schema the office validates against (``edge/schemas/result.schema.json``); with ``profile``, that
+    schema narrowed to what the profile declares (version 3): its citizen fields (and the photo where it needs the
+    face), its chip files or none, so that a document holding anything more fails it."""
     schema = ResultDocument.model_json_schema(mode="serialization")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://cccd-edge.invalid/schemas/result.schema.json"
+    if profile is None:
+        return schema
+    rules, defs, properties = PROCEDURES[profile], schema["$defs"], schema["properties"]
+    schema["$id"] = f"https://cccd-edge.invalid/schemas/result-{profile.value}.schema.json"
+    properties["schema_version"] = {"const": SCHEMA_VERSION}
+    properties["procedure_profile"] = {"const": profile.value}
+    citizen = PROFILE_FIELDS[profile] | ({"photo_jpeg_b64"} if photo_allowed(profile) else set())
+    defs["CitizenData"]["properties"] = {k: v for k, v in defs["CitizenData"]["properties"].items() if k in citizen}
+    if rules.chip_files:
+        files = {name.lower() for name in rules.chip_files}
+        defs["ChipFiles"]["properties"] = {k: v for k, v in defs["ChipFiles"]["properties"].items() if k in files}
+    else:
+        del properties["chip_files"]
+        del defs["ChipFiles"]
     return schema

@@ -4,6 +4,7 @@ office side and MQTT delivery."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from edge.protocol.result import (
     Check,
@@ -47,3 +48,10 @@ def sample_result(
         timing=timing or ReadTiming(apdu_count=123, read_ms=2100),
         completed_at=completed_at or datetime(2026, 1, 2, tzinfo=UTC), include_photo=include_photo,
     )  # fmt: skip
+
+
+def legacy(data: dict[str, Any], version: int) -> dict[str, Any]:
+    """A version 3 document's JSON as an older terminal sent it: without the keys version 3 added (``processing``
+    and ``chip_files``; ``clock`` is left to the tests of its own refusal)."""
+    return {key: value for key, value in data.items() if key not in ("processing", "chip_files")} | {
+        "schema_version": version}

@@ -23,7 +23,7 @@ from edge.protocol.keys import explicit_spki
 from edge.protocol.result import ActiveAuthEvidence, ProcedureProfile, ReadTiming, ResultDocument, Verdict
 from edge.protocol.verify.checks import DG_HASHES, DS_CHAIN, VERDICT_WORDS
 from edge.sim.active_auth_card import sign_active_auth
-from tests.support.results import sample_result
+from tests.support.results import legacy, sample_result
 
 NOW = 1_800_000_000
 TERMINAL = signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))
@@ -125,6 +125,8 @@ def evidence(challenge: bytes = CHALLENGE, *, signature: bytes | None = None, sp
 def with_evidence(active_auth: ActiveAuthEvidence, **changes: object) -> ResultDocument:
     """The sample document with AA evidence, through validation as the office receives it."""
     data = json.loads(sample_result(ProcedureProfile.RESIDENCE).to_json())
+    if isinstance(version := changes.get("schema_version"), int):
+        data = legacy(data, version)
     return ResultDocument.model_validate({**data, **changes, "active_auth": json.loads(active_auth.model_dump_json())})
 
 

@@ -31,7 +31,7 @@ from edge.protocol.result import (
     result_json_schema,
 )
 from edge.protocol.verify.checks import CLOCK_NOT_SYNCHRONISED
-from tests.support.results import CHECKS, sample_result
+from tests.support.results import CHECKS, legacy, sample_result
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "edge" / "schemas" / "result.schema.json"
 
@@ -102,7 +102,7 @@ def test_documents_of_earlier_versions_are_still_accepted() -> None:
     """Terminals hold signed results for weeks: a version 2 document saying verified_untrusted_issuer still reads,
     as the rung it stood for."""
     data = json.loads(sample_result(ProcedureProfile.IDENTITY).to_json())
-    old = {**data, "schema_version": 2, "verdict": "verified_untrusted_issuer",
+    old = {**legacy(data, 2), "verdict": "verified_untrusted_issuer",
            "checks": [{"name": "ds_chain", "status": "issuer_not_trusted"}]}
     document = ResultDocument.model_validate(old)
     assert document.verdict.rung is Verdict.INTACT_ORIGIN_UNPROVEN
@@ -136,7 +136,7 @@ def test_active_auth_evidence_travels_as_unpadded_base64url_since_version_2() ->
     wire = {**data, "active_auth": json.loads(evidence.model_dump_json())}
     assert wire["active_auth"]["challenge"] == "ABEiM0RVZnc"
     assert ResultDocument.model_validate(wire).active_auth == evidence
-    assert ResultDocument.model_validate({**data, "schema_version": 1}).schema_version == 1  # still in outboxes
+    assert ResultDocument.model_validate(legacy(data, 1)).schema_version == 1  # still in outboxes
     with pytest.raises(ValidationError, match="needs schema_version 2"):
         ResultDocument.model_validate({**wire, "schema_version": 1})
     for challenge in ("ABEiM0RVZnc=", "ABEiM0RVZn+", "ABEiM0RVZnd", "ABEiM0RVZg", "ABEi M0RVZnc"):
@@ -202,7 +202,7 @@ def test_place_of_birth_registration_is_a_full_profile_field_since_version_3() -
 
     assert [profile for profile, fields in PROFILE_FIELDS.items() if "place_of_birth_registration" in fields] == [
         ProcedureProfile.FULL]
-    document = sample_result()
+    document = sample_result(ProcedureProfile.FULL)
     assert document.citizen is not None
     citizen = document.citizen.model_copy(update={"place_of_birth_registration": "Phường Thạch Thang, TP. Đà Nẵng"})
     data = json.loads(document.model_copy(update={"citizen": citizen}).to_json())
