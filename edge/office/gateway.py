@@ -13,6 +13,8 @@ MQTT 5 (paho), two subscriptions:
   instances store it (once: the unique key) and send the receipt.
 * ``<prefix>/<ward>/+/status``, *not* shared: a shared subscription gets no retained messages, and the fleet view
   needs each terminal's retained status; every instance keeps them (a row is replaced only by a later one).
+* ``<prefix>/<ward>/+/event`` (only with ``on_event``: the officer's pages), *not* shared and at QoS 0: a terminal's
+  progress (command accepted, read failed, ...) for whoever watches it now; nothing is stored or queued for later.
 
 Threads: paho's network thread only puts messages on a queue. One worker thread stores, publishes receipts and
 acknowledges (paho is published to from one thread, as in the terminal). It takes what has arrived in a batch, so
@@ -52,6 +54,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.errors import StorageError
 from edge.logsetup import log_unexpected
+from edge.office.commands import SignedCommand
 from edge.office.gateway_config import GatewayConfig
 from edge.office.store import Outcome, ResultStore
 from edge.office.verify import TerminalKeys, load_keys
@@ -100,20 +103,27 @@ class Gateway:
     def __init__(self, config: GatewayConfig, store: ResultStore, *,
                  receipt_key: ec.EllipticCurvePrivateKey | None = None,
                  on_outcome: Callable[[Outcome], None] | None = None,
+                 on_status: Callable[[str, str], None] | None = None,
+                 on_event: Callable[[str, str, bytes], None] | None = None,
                  clock: Callable[[], float] = time.time) -> None:  # fmt: skip
-        """``on_outcome`` runs on the worker thread for each result, once it is stored or quarantined."""
+        """``on_outcome`` runs on the worker thread for each result, once it is stored or quarantined;
+        ``on_status(ward, terminal)`` there once a status is kept; ``on_event(ward, terminal, payload)`` on paho's
+        thread for each terminal event (keep it short: it only hands over)."""
         self.config = config
         self.store = store
         self.stats = GatewayStats()
         self.subscribed = threading.Event()
         self._receipt_key = receipt_key
         self._on_outcome = on_outcome
+        self._on_status = on_status
+        self._on_event = on_event
         self._clock = clock
         prefix, ward, group = config.broker.topic_prefix, config.ward, share_group(config, receipt_key)
         self._prefix_levels = len(prefix.split("/"))
         self._prefix = prefix
         self._results = f"$share/{group}/{prefix}/{ward}/+/result"
         self._statuses = f"{prefix}/{ward}/+/status"
+        self._events = f"{prefix}/{ward}/+/event"
         self._queue: queue.Queue[_Message | object] = queue.Queue()
         self._halt = threading.Event()
         self._worker = threading.Thread(target=self._work, name=f"gateway-{config.instance}", daemon=True)
@@ -157,7 +167,10 @@ class Gateway:
             return
         # Retained statuses once per new subscription, not again at every reconnect of a kept session.
         status_options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-        client.subscribe([(self._results, SubscribeOptions(qos=1)), (self._statuses, status_options)])
+        topics = [(self._results, SubscribeOptions(qos=1)), (self._statuses, status_options)]
+        if self._on_event is not None:  # progress for the pages watching now: QoS 0, nothing kept for later
+            topics.append((self._events, SubscribeOptions(qos=0, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)))
+        client.subscribe(topics)
 
     def _handle_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[ReasonCode],
                           properties: Properties | None) -> None:
@@ -173,7 +186,25 @@ class Gateway:
             topic = message.topic  # paho decodes it here, and raises for a topic that is not UTF-8
         except UnicodeDecodeError:
             topic = "<topic not UTF-8>"
+        if self._on_event is not None and topic.endswith("/event"):
+            origin = self._origin(topic)
+            if origin is not None and origin[2] == "event":
+                try:
+                    self._on_event(origin[0], origin[1], bytes(message.payload))
+                except Exception as exc:  # noqa: BLE001  # a watcher's failure must not end paho's thread
+                    log_unexpected(log, "handing over a terminal event failed", exc)
+                if message.qos > 0:  # a broker that upgraded the QoS still wants its PUBACK
+                    client.ack(message.mid, message.qos)
+                return
         self._queue.put(_Message(topic, bytes(message.payload), message.mid, message.qos))
+
+    # --- commands to terminals ----------------------------------------------------------------------------------
+
+    def send_command(self, command: SignedCommand) -> None:
+        """Publish a signed office command (QoS 1) to its terminal's ``/cmd`` (paho's publish is thread-safe)."""
+        expiry = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        expiry.MessageExpiryInterval = 120  # a command not delivered by then has expired at the terminal anyway
+        self._client.publish(command.topic(self._prefix), command.token, qos=1, properties=expiry)
 
     # --- the worker ----------------------------------------------------------------------------------------------
 
@@ -222,6 +253,11 @@ class Gateway:
                 self.stats.statuses += 1
                 self.stats.quarantined += isinstance(kept, Outcome)
                 done.append(message)
+                if self._on_status is not None and not isinstance(kept, Outcome):
+                    try:
+                        self._on_status(ward, terminal)
+                    except Exception as exc:  # noqa: BLE001  # a failing report must not end the thread
+                        log_unexpected(log, "reporting a status failed", exc)
             else:
                 outcome = self._stubborn(lambda m=message: self.store.quarantine(  # type: ignore[misc]
                     m.payload, self._clock(), m.topic, "not a result or status topic"))
@@ -339,11 +375,14 @@ def open_store(config: GatewayConfig) -> ResultStore:
 
 
 def open_gateway(config: GatewayConfig, *, on_outcome: Callable[[Outcome], None] | None = None,
+                 on_status: Callable[[str, str], None] | None = None,
+                 on_event: Callable[[str, str, bytes], None] | None = None,
                  clock: Callable[[], float] = time.time) -> Gateway:  # fmt: skip
     """A gateway instance as ``config`` describes it (not started)."""
     receipt_key = (load_private_key(config.receipts.key, config_key="receipts.key")
                    if config.receipts.key is not None else None)
-    return Gateway(config, open_store(config), receipt_key=receipt_key, on_outcome=on_outcome, clock=clock)
+    return Gateway(config, open_store(config), receipt_key=receipt_key, on_outcome=on_outcome, on_status=on_status,
+                   on_event=on_event, clock=clock)
 
 
 def share_group(config: GatewayConfig, receipt_key: ec.EllipticCurvePrivateKey | None) -> str:

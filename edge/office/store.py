@@ -54,6 +54,7 @@ def _schema(db: Database) -> list[str]:
             verdict TEXT NOT NULL, document TEXT NOT NULL, token TEXT NOT NULL,
             PRIMARY KEY (iss, jti))""",
         "CREATE INDEX IF NOT EXISTS results_by_seq ON results (iss, seq)",
+        "CREATE INDEX IF NOT EXISTS results_by_received ON results (received)",  # the pages' feed reads by arrival
         f"CREATE TABLE IF NOT EXISTS missing (iss TEXT NOT NULL, seq {t['int']} NOT NULL, PRIMARY KEY (iss, seq))",
         f"CREATE TABLE IF NOT EXISTS terminals (iss TEXT PRIMARY KEY, max_seq {t['int']} NOT NULL)",
         f"""CREATE TABLE IF NOT EXISTS quarantine (
@@ -206,6 +207,11 @@ class ResultStore:
     @property
     def dialect(self) -> str:
         return self._db.dialect
+
+    @property
+    def database(self) -> Database:
+        """The connection, for the office's other tables (the officers' pages: accounts, sessions, audit log)."""
+        return self._db
 
     def close(self) -> None:
         self._db.close()
