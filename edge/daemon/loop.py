@@ -15,7 +15,7 @@ from typing import Any
 
 from edge.daemon.clock import ClockState
 from edge.daemon.mqtt import ResultPublisher
-from edge.daemon.office_commands import CancelCommand, CommandVerifier, PingCommand, ReadCommand
+from edge.daemon.office_commands import CommandVerifier
 from edge.daemon.result_store import ResultStore
 from edge.daemon.state import (
     AbortRead,
@@ -40,6 +40,7 @@ from edge.daemon.worker import Worker
 from edge.drivers.leds import Indicators
 from edge.errors import CommandRejectedError
 from edge.logsetup import log_unexpected
+from edge.protocol.commands import CancelCommand, PingCommand, ReadCommand
 
 log = logging.getLogger(__name__)
 

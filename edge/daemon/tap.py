@@ -21,12 +21,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-from edge.daemon.office_commands import ReadCommand
 from edge.daemon.state import KeySource, ReadSucceeded, StartRead, StartVerify
 from edge.drivers.base import CardReaderDriver
 from edge.protocol.access.policy import CanKey
 from edge.protocol.cccd_qr import CccdQr
 from edge.protocol.chip import ReadRequest, read_chip
+from edge.protocol.commands import ReadCommand
 from edge.protocol.id_number import can_from_id
 from edge.protocol.result import (
     ActiveAuthEvidence,

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edge.daemon.ds_list import ListKey, apply_ds_list, known_signers_dir, verify_ds_list
-from edge.daemon.office_commands import TrustUpdateCommand
 from edge.daemon.threads import Shared
 from edge.errors import DsListRefusedError
+from edge.protocol.commands import TrustUpdateCommand
 from edge.protocol.verify.trust import TrustStore
 
 log = logging.getLogger(__name__)
