@@ -1,0 +1,482 @@
+"""Outbound webhooks to the procedure software, in the Standard Webhooks convention, from a durable queue.
+
+Each stored result is POSTed once per configured endpoint (``[[webhooks]]`` in gateway.toml) whose wards include
+the result's ward. The body is a :class:`~edge.office.contract.WebhookEvent` (``type`` ``result.stored``, the
+stored :class:`~edge.office.contract.ResultRecord` in ``data``), and three headers sign it:
+
+* ``webhook-id``: the result's ``jti``, the same on every attempt: the receiver's idempotency key;
+* ``webhook-timestamp``: the attempt's time, Unix seconds;
+* ``webhook-signature``: ``v1,`` + base64(HMAC-SHA256(secret, ``{webhook-id}.{webhook-timestamp}.{body}``)), the
+  secret being the bytes behind ``whsec_`` + base64 (24 to 64 random bytes, one per endpoint).
+
+Delivery guarantees: the queue (``webhook_deliveries``, in the gateway's database, SQLite or PostgreSQL) gets its
+row before the broker's acknowledgement of the result, in the gateway's worker; a result that arrives again finds
+its row (unique ``(endpoint, iss, jti)``) and is not queued twice. A delivery succeeds on a 2xx answer within
+``timeout``; anything else (another status, a redirect, a timeout, a refused connection) is retried after a capped
+exponential backoff with jitter (:func:`edge.backoff.jittered_delay`; a ``Retry-After`` is honoured up to the
+cap), and after ``max_attempts`` tries, or at once on ``410 Gone``, the delivery becomes a dead letter, listed by
+the API, which can send it again. Several gateway instances share the queue: each takes due rows under a lease
+(``FOR UPDATE SKIP LOCKED`` in PostgreSQL), so one attempt is in flight per delivery; an instance dying mid-attempt
+leaves the lease to expire and another tries again. So a receiver may see the same ``webhook-id`` more than once
+(an answer lost on the way back), never two ids for one result: de-duplicating by ``webhook-id`` gives each result
+exactly once.
+
+The ``jti`` must be usable as the id: 1 to 128 of ``[A-Za-z0-9_-]`` (terminals use a UUID; the spec forbids
+``.``), and no other terminal's result may have used it for that endpoint, or the receiver would drop one of the
+two as a duplicate. Such a result is queued straight as a dead letter saying why (visible in the API), never sent
+under an id that could hide another result.
+
+URLs are set by the ward's administrator in gateway.toml, never by an API client (no request forgery through
+them); they must be ``https://`` (the body holds citizens' data), or ``http://`` to a loopback address.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import ipaddress
+import logging
+import random
+import re
+import secrets
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from email.message import Message
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from edge.backoff import jittered_delay
+from edge.errors import ConfigError, EdgeError, SignatureError, StorageError
+from edge.files import create_private
+from edge.logsetup import log_unexpected
+from edge.office.contract import RESULT_COLUMNS, RESULT_STORED, DeadLetter, ResultRecord, WebhookEvent
+from edge.office.database import Database
+
+log = logging.getLogger(__name__)
+
+SECRET_PREFIX = "whsec_"  # noqa: S105  # the spec's marker, not a secret
+#: The spec's bounds for a symmetric secret: at least 24 bytes, at most 512 bits.
+MIN_SECRET_BYTES, MAX_SECRET_BYTES = 24, 64
+#: Default tolerance of a receiver checking ``webhook-timestamp`` (the spec's example: 5 minutes).
+TIMESTAMP_TOLERANCE = 300
+WEBHOOK_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+#: What a delivery may be: waiting for its next attempt, done, or given up (a dead letter).
+PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+#: Bytes of a receiver's answer read (and thrown away) before the connection is closed.
+_MAX_ANSWER_BYTES = 64 * 1024
+_MAX_ERROR_CHARS = 300
+
+
+# --- the signature -------------------------------------------------------------------------------------------------
+
+
+def new_secret() -> str:
+    """A fresh endpoint secret, as it is written to the secret file and given to the receiver."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+def parse_secret(text: str, *, key: str = "webhooks.secret_file") -> bytes:
+    """The secret bytes of ``whsec_<base64>``; a :class:`ConfigError` for anything else (never quoting it)."""
+    text = text.strip()
+    if not text.startswith(SECRET_PREFIX):
+        raise ConfigError(f"a webhook secret starts with {SECRET_PREFIX!r}", key=key)
+    try:
+        secret = base64.b64decode(text.removeprefix(SECRET_PREFIX), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError("a webhook secret is whsec_ followed by base64", key=key) from None
+    if not MIN_SECRET_BYTES <= len(secret) <= MAX_SECRET_BYTES:
+        raise ConfigError(f"a webhook secret holds {MIN_SECRET_BYTES}-{MAX_SECRET_BYTES} bytes, not {len(secret)}",
+                          key=key)
+    return secret
+
+
+def load_secret(path: Path, *, key: str = "webhooks.secret_file") -> bytes:
+    try:
+        return parse_secret(path.read_text(encoding="ascii"), key=key)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the webhook secret {path}: {type(exc).__name__}", key=key) from None
+
+
+def write_secret(path: Path) -> str:
+    """A new secret in ``path`` (created 0600, never replaced: a receiver already holds the old one)."""
+    if path.exists():
+        raise ConfigError(f"{path} exists; a receiver may hold that secret", key="--out")
+    secret = new_secret()
+    create_private(path)
+    path.write_text(secret + "\n", encoding="ascii")
+    return secret
+
+
+def signature(secret: bytes, webhook_id: str, timestamp: int, body: bytes) -> str:
+    """``v1,<base64 HMAC-SHA256>`` over ``{id}.{timestamp}.{body}`` (the Standard Webhooks symmetric scheme)."""
+    signed = f"{webhook_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(secret, signed, hashlib.sha256).digest()).decode("ascii")
+
+
+def signed_headers(secret: bytes, webhook_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    return {"webhook-id": webhook_id, "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature(secret, webhook_id, timestamp, body),
+            "content-type": "application/json"}  # fmt: skip
+
+
+def verify_webhook(secret: bytes, headers: Mapping[str, str], body: bytes, *, now: int,
+                   tolerance: int = TIMESTAMP_TOLERANCE) -> str:  # fmt: skip
+    """What a receiver does: returns the ``webhook-id`` when one of the signatures holds and the timestamp is within
+    ``tolerance`` of ``now``; :class:`SignatureError` otherwise. (The receiver then drops an id it has seen.)"""
+    lower = {name.lower(): value for name, value in headers.items()}
+    webhook_id, stamp, signatures = (lower.get(name, "") for name in ("webhook-id", "webhook-timestamp",
+                                                                      "webhook-signature"))
+    if not (webhook_id and stamp.isascii() and stamp.isdigit() and signatures):
+        raise SignatureError("webhook: missing or malformed webhook-id, webhook-timestamp or webhook-signature")
+    if abs(now - int(stamp)) > tolerance:
+        raise SignatureError(f"webhook: timestamp {int(stamp) - now:+d} s from now, beyond {tolerance} s")
+    expected = signature(secret, webhook_id, int(stamp), body).encode()
+    if not any(hmac.compare_digest(expected, given.encode()) for given in signatures.split(" ")):
+        raise SignatureError("webhook: no signature matches")
+    return webhook_id
+
+
+# --- endpoints -----------------------------------------------------------------------------------------------------
+
+
+def check_url(url: str, *, key: str = "webhooks.url") -> str:
+    """``url`` if it is https, or http to a loopback address; a :class:`ConfigError` otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError("a webhook URL is https://host/path", key=key)
+    if parts.scheme == "http":
+        host = parts.hostname
+        loopback = host == "localhost"
+        with contextlib.suppress(ValueError):  # a name, not an address
+            loopback = loopback or ipaddress.ip_address(host).is_loopback
+        if not loopback:
+            raise ConfigError("a webhook carries citizens' data: https:// (http:// only to a loopback address)",
+                              key=key)
+    return url
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One receiver: where, its secret, the wards whose results it gets (``+``: every ward), and its retry pacing."""
+
+    name: str
+    url: str
+    secret: bytes
+    wards: frozenset[str]
+    max_attempts: int = 25
+    retry_first: float = 5.0
+    retry_cap: float = 7200.0
+    timeout: float = 15.0
+    ca: Path | None = None  # the receiver's CA for https (default: the system's)
+
+    def takes(self, ward: str) -> bool:
+        return "+" in self.wards or ward in self.wards
+
+
+# --- the queue -----------------------------------------------------------------------------------------------------
+
+
+def _schema(db: Database) -> list[str]:
+    t = db.types
+    return [
+        f"""CREATE TABLE IF NOT EXISTS webhook_deliveries (
+            id {t['id']}, endpoint TEXT NOT NULL, event TEXT NOT NULL, iss TEXT NOT NULL, jti TEXT NOT NULL,
+            ward TEXT NOT NULL, state TEXT NOT NULL, attempts {t['int']} NOT NULL DEFAULT 0,
+            next_attempt {t['real']} NOT NULL, lease_until {t['real']}, leased_by TEXT, last_status {t['int']},
+            last_error TEXT, created {t['real']} NOT NULL, last_attempt {t['real']}, delivered {t['real']},
+            UNIQUE (endpoint, iss, jti))""",
+        "CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (state, next_attempt)",
+        "CREATE INDEX IF NOT EXISTS webhook_deliveries_by_jti ON webhook_deliveries (endpoint, jti)",
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One queued delivery, as a sender took it."""
+
+    id: int
+    endpoint: str
+    event: str
+    iss: str
+    jti: str
+    ward: str
+    attempts: int
+
+
+_DEAD_COLUMNS = "id, endpoint, event, iss, jti, ward, attempts, last_status, last_error, created, last_attempt"
+
+
+class WebhookQueue:
+    """The ``webhook_deliveries`` table: what the gateway queues, what a sender takes, tries, finishes or gives up."""
+
+    def __init__(self, db: Database, endpoints: Sequence[Endpoint]) -> None:
+        self._db = db
+        self.endpoints = {endpoint.name: endpoint for endpoint in endpoints}
+        #: Called after :meth:`enqueue` added rows (a sender in this process wakes up: :meth:`WebhookSender.wake`).
+        self.on_enqueued: Callable[[], None] | None = None
+        db.create_schema(_schema(db), {})
+
+    def enqueue(self, results: Iterable[tuple[str, str, str]], now: float) -> int:
+        """Queue each stored result ``(iss, jti, ward)`` for every endpoint taking its ward, once (a result that
+        arrived again finds its row); returns how many rows are new."""
+        wanted = [(endpoint, iss, jti, ward) for iss, jti, ward in results
+                  for endpoint in self.endpoints.values() if endpoint.takes(ward)]  # fmt: skip
+        if not wanted:
+            return 0
+        added = 0
+        with self._db.transaction():
+            for endpoint, iss, jti, ward in sorted(wanted, key=lambda row: (row[0].name, row[1], row[2])):
+                state, error = PENDING, None
+                if not WEBHOOK_ID_PATTERN.match(jti):
+                    state, error = DEAD, "jti is not usable as webhook-id (1-128 of A-Z a-z 0-9 _ -): not sent"
+                elif self._db.execute("SELECT 1 FROM webhook_deliveries WHERE endpoint=? AND jti=? AND iss<>?",
+                                      (endpoint.name, jti, iss)).fetchone() is not None:
+                    state, error = DEAD, ("another terminal's result used this jti: sent under it as webhook-id, "
+                                          "the receiver would drop one of the two; not sent")
+                added += self._db.execute(
+                    "INSERT INTO webhook_deliveries (endpoint, event, iss, jti, ward, state, next_attempt, "
+                    "last_error, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (endpoint, iss, jti) "
+                    "DO NOTHING", (endpoint.name, RESULT_STORED, iss, jti, ward, state, now, error, now)).rowcount
+        if added and self.on_enqueued is not None:
+            self.on_enqueued()
+        return added
+
+    def claim(self, instance: str, now: float, *, limit: int = 20, lease: float = 60.0) -> list[Delivery]:
+        """Take up to ``limit`` due deliveries for ``lease`` seconds (another instance skips them meanwhile)."""
+        skip = " SKIP LOCKED" if self._db.dialect == "postgresql" else ""
+        names = tuple(self.endpoints)
+        if not names:
+            return []
+        marks = ", ".join("?" for _ in names)
+        with self._db.transaction():
+            rows = list(self._db.execute(
+                "SELECT id, endpoint, event, iss, jti, ward, attempts FROM webhook_deliveries "  # noqa: S608
+                f"WHERE state=? AND next_attempt <= ? AND endpoint IN ({marks}) "  # placeholders only
+                "AND (lease_until IS NULL OR lease_until <= ?) ORDER BY next_attempt, id "
+                f"LIMIT ?{self._db.for_update}{skip}", (PENDING, now, *names, now, limit)))
+            for row in rows:
+                self._db.execute("UPDATE webhook_deliveries SET lease_until=?, leased_by=? WHERE id=?",
+                                 (now + lease, instance, row[0]))
+        return [Delivery(*row) for row in rows]
+
+    def delivered(self, delivery: Delivery, now: float, status: int) -> None:
+        self._db.execute("UPDATE webhook_deliveries SET state=?, attempts=attempts+1, delivered=?, last_attempt=?, "
+                         "last_status=?, last_error=NULL, lease_until=NULL WHERE id=? AND state=?",
+                         (DELIVERED, now, now, status, delivery.id, PENDING))
+
+    def failed(self, delivery: Delivery, now: float, *, status: int | None, error: str, retry_after: float | None,
+               rng: random.Random, gone: bool = False) -> str:  # fmt: skip
+        """Book a failed attempt: the next one after the backoff, or a dead letter; returns the new state."""
+        endpoint = self.endpoints[delivery.endpoint]
+        attempts = delivery.attempts + 1
+        dead = gone or attempts >= endpoint.max_attempts
+        delay = jittered_delay(attempts - 1, endpoint.retry_first, endpoint.retry_cap, rng)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, endpoint.retry_cap))
+        state = DEAD if dead else PENDING
+        self._db.execute("UPDATE webhook_deliveries SET state=?, attempts=?, next_attempt=?, last_attempt=?, "
+                         "last_status=?, last_error=?, lease_until=NULL WHERE id=? AND state=?",
+                         (state, attempts, now + delay, now, status, error[:_MAX_ERROR_CHARS], delivery.id, PENDING))
+        return state
+
+    def dead_letters(self, wards: frozenset[str] | None, *, endpoint: str | None = None, after: int = 0,
+                     limit: int = 50) -> list[DeadLetter]:  # fmt: skip
+        """Dead letters of ``wards`` (None: every ward), by id, after the id ``after``."""
+        clause, params = _ward_clause(wards)
+        rows = self._db.execute(
+            f"SELECT {_DEAD_COLUMNS} FROM webhook_deliveries WHERE state=? AND id > ? "  # noqa: S608
+            f"AND (CAST(? AS TEXT) IS NULL OR endpoint = ?){clause} ORDER BY id LIMIT ?",  # fixed fragments only
+            (DEAD, after, endpoint, endpoint, *params, limit))
+        return [DeadLetter(id=r[0], endpoint=r[1], event=r[2], terminal=r[3], jti=r[4], ward=r[5], attempts=r[6],
+                           last_status=r[7], last_error=r[8], created=r[9], last_attempt=r[10]) for r in rows]
+
+    def retry(self, delivery_id: int, wards: frozenset[str] | None, now: float) -> bool:
+        """Send a dead letter of ``wards`` again, from a first attempt now; False when there is none such (or it
+        can never be sent: its id is refused)."""
+        clause, params = _ward_clause(wards)
+        with self._db.transaction():
+            row = self._db.execute(
+                f"SELECT jti, iss, endpoint FROM webhook_deliveries WHERE id=? AND state=?{clause}",  # noqa: S608
+                (delivery_id, DEAD, *params)).fetchone()
+            if row is None or not WEBHOOK_ID_PATTERN.match(row[0]) or self._db.execute(
+                    "SELECT 1 FROM webhook_deliveries WHERE endpoint=? AND jti=? AND iss<>?",
+                    (row[2], row[0], row[1])).fetchone() is not None:
+                return False
+            self._db.execute("UPDATE webhook_deliveries SET state=?, attempts=0, next_attempt=?, lease_until=NULL "
+                             "WHERE id=?", (PENDING, now, delivery_id))
+        return True
+
+    def close(self) -> None:
+        self._db.close()
+
+    def counts(self) -> dict[str, int]:
+        return {state: count for state, count in
+                self._db.execute("SELECT state, COUNT(*) FROM webhook_deliveries GROUP BY state")}
+
+    def record(self, iss: str, jti: str) -> ResultRecord | None:
+        row = self._db.execute(f"SELECT {RESULT_COLUMNS} FROM results WHERE iss=? AND jti=?",  # noqa: S608
+                               (iss, jti)).fetchone()
+        return ResultRecord.from_row(tuple(row)) if row is not None else None
+
+
+def _ward_clause(wards: frozenset[str] | None) -> tuple[str, tuple[str, ...]]:
+    if wards is None:
+        return "", ()
+    if not wards:
+        return " AND 1=0", ()
+    return f" AND ward IN ({', '.join('?' for _ in wards)})", tuple(sorted(wards))
+
+
+# --- the sender ----------------------------------------------------------------------------------------------------
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is a failed delivery (the spec: update the URL instead), never followed."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Message,
+                         newurl: str) -> None:  # fmt: skip
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int | None  # None: no HTTP answer (refused, reset, timed out)
+    error: str = ""
+    retry_after: float | None = None
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None or not value.strip().isdigit():
+        return None  # an HTTP date is not worth parsing here: the backoff applies
+    return float(min(int(value.strip()), 10**7))
+
+
+def post(endpoint: Endpoint, body: bytes, headers: Mapping[str, str]) -> Answer:
+    """One attempt: POST ``body``; a 2xx :class:`Answer`, or what went wrong (never raises for the network)."""
+    context = ssl.create_default_context(cafile=str(endpoint.ca) if endpoint.ca else None)
+    opener = urllib.request.build_opener(_NoRedirects(), urllib.request.HTTPSHandler(context=context))
+    request = urllib.request.Request(endpoint.url, data=body, headers=dict(headers), method="POST")  # noqa: S310
+    try:
+        with opener.open(request, timeout=endpoint.timeout) as response:
+            response.read(_MAX_ANSWER_BYTES)
+            return Answer(response.status)
+    except urllib.error.HTTPError as exc:
+        try:
+            exc.read(_MAX_ANSWER_BYTES)
+        except OSError:
+            pass
+        finally:
+            exc.close()
+        return Answer(exc.code, f"HTTP {exc.code}", _retry_after(exc.headers.get("Retry-After")))
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        return Answer(None, f"{type(reason).__name__}: {reason}"[:_MAX_ERROR_CHARS])
+
+
+@dataclass
+class SenderStats:
+    """What the sender did (its thread writes, tests and the log read)."""
+
+    attempts: int = 0
+    delivered: int = 0
+    failed: int = 0
+    dead: int = 0
+    storage_retries: int = 0
+
+
+class WebhookSender:
+    """A thread that takes due deliveries, signs and POSTs each, and books the answer. ``wake()`` after queueing
+    starts a round at once; otherwise it looks every ``poll`` seconds (other instances queue too)."""
+
+    def __init__(self, queue: WebhookQueue, instance: str, *, poll: float = 1.0,
+                 clock: Callable[[], float] = time.time, rng: random.Random | None = None,
+                 send: Callable[[Endpoint, bytes, Mapping[str, str]], Answer] = post) -> None:  # fmt: skip
+        self.queue = queue
+        self.stats = SenderStats()
+        self._instance = instance
+        self._poll = poll
+        self._clock = clock
+        self._rng = rng if rng is not None else random.Random()
+        self._send = send
+        self._wake = threading.Event()
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"webhooks-{instance}", daemon=True)
+        queue.on_enqueued = self.wake
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 20.0) -> None:
+        self._halt.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                busy = self.round()
+            except StorageError as exc:
+                self.stats.storage_retries += 1
+                log.warning("webhook queue not reachable (%s); retry in %.1f s", exc, self._poll)
+                busy = False
+            except Exception as exc:  # noqa: BLE001  # the thread boundary: nothing a delivery holds ends it
+                log_unexpected(log, "webhook round failed", exc)
+                busy = False
+            if not busy:
+                self._wake.wait(self._poll)
+                self._wake.clear()
+
+    def round(self) -> bool:
+        """One batch of due deliveries; True when there was any (look again at once)."""
+        lease = max(endpoint.timeout for endpoint in self.queue.endpoints.values()) * 2 + 5 \
+            if self.queue.endpoints else 60.0  # fmt: skip
+        taken = self.queue.claim(self._instance, self._clock(), lease=lease)
+        for delivery in taken:
+            if self._halt.is_set():
+                break
+            self._attempt(delivery)
+        return bool(taken)
+
+    def _attempt(self, delivery: Delivery) -> None:
+        endpoint = self.queue.endpoints[delivery.endpoint]
+        record = self.queue.record(delivery.iss, delivery.jti)
+        now = self._clock()
+        if record is None:  # the result row is gone (a database restored from an older backup)
+            self.queue.failed(delivery, now, status=None, error="the stored result is missing", retry_after=None,
+                              rng=self._rng, gone=True)
+            self.stats.dead += 1
+            return
+        body = WebhookEvent.stored(record).model_dump_json().encode()
+        headers = signed_headers(endpoint.secret, delivery.jti, int(now), body)
+        self.stats.attempts += 1
+        try:
+            answer = self._send(endpoint, body, headers)
+        except EdgeError as exc:
+            answer = Answer(None, str(exc)[:_MAX_ERROR_CHARS])
+        now = self._clock()
+        if answer.status is not None and 200 <= answer.status < 300:
+            self.queue.delivered(delivery, now, answer.status)
+            self.stats.delivered += 1
+            return
+        self.stats.failed += 1
+        state = self.queue.failed(delivery, now, status=answer.status, error=answer.error or f"HTTP {answer.status}",
+                                  retry_after=answer.retry_after, rng=self._rng, gone=answer.status == 410)
+        if state == DEAD:
+            self.stats.dead += 1
+            log.warning("webhook %s to %s: dead letter after %d attempt(s) (%s)", delivery.id, endpoint.name,
+                        delivery.attempts + 1, answer.error or answer.status)
+        else:
+            log.info("webhook %s to %s: attempt %d failed (%s); retried later", delivery.id, endpoint.name,
+                     delivery.attempts + 1, answer.error or answer.status)

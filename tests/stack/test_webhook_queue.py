@@ -1,0 +1,180 @@
+"""The webhook queue's contract, one suite on both backends (SQLite file, PostgreSQL in a private cluster), and the
+sender against a real HTTP receiver on a loopback port: queued once per result and endpoint, taken under a lease,
+retried with capped jittered backoff, dead letters after N attempts (or at once on 410), listed per ward and sent
+again; a jti that cannot be a webhook-id, or that another terminal used, is never sent under it."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from edge.office.database import Database
+from edge.office.store import ResultStore
+from edge.office.verify import TerminalKeys
+from edge.office.ward_trust import WardTrust
+from edge.office.webhooks import (
+    DEAD,
+    DELIVERED,
+    PENDING,
+    Endpoint,
+    WebhookQueue,
+    WebhookSender,
+    parse_secret,
+    verify_webhook,
+)
+from tests.support.ward import NOW, WARD, Ward, make_ward
+from tests.support.webhook_receiver import WebhookReceiver, spec_signature_holds
+
+pytestmark = pytest.mark.stack
+SECRET_TEXT = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODkw"
+
+
+@pytest.fixture
+def ward(tmp_path: Path) -> Ward:
+    return make_ward(tmp_path / "ward-ca")
+
+
+@pytest.fixture
+def queues(office_db: str | Path) -> Iterator[Callable[[Sequence[Endpoint]], WebhookQueue]]:
+    """Queues on the test's database, each its own connection (a gateway instance, a sender), closed after."""
+    made: list[WebhookQueue] = []
+
+    def make(endpoints: Sequence[Endpoint]) -> WebhookQueue:
+        made.append(WebhookQueue(Database(office_db), endpoints))
+        return made[-1]
+
+    yield make
+    for queue in made:
+        queue.close()
+
+
+Queues = Callable[[Sequence[Endpoint]], WebhookQueue]
+
+
+def _endpoint(name: str = "procedure", *, url: str = "http://127.0.0.1:9/none", wards: tuple[str, ...] = (WARD,),
+              **pacing: float) -> Endpoint:  # fmt: skip
+    return Endpoint(name, url, parse_secret(SECRET_TEXT), frozenset(wards), **pacing)  # type: ignore[arg-type]
+
+
+def _stored(office_db: str | Path, ward: Ward, tokens: list[bytes]) -> list[tuple[str, str, str]]:
+    store = ResultStore(office_db, TerminalKeys({}, WardTrust.load(ward.ca_path)))
+    try:
+        outcomes = store.ingest_many([(token, "t") for token in tokens], float(NOW))
+    finally:
+        store.close()
+    assert all(outcome.status == "stored" for outcome in outcomes), outcomes
+    return [(o.iss or "", o.jti or "", o.ward or "") for o in outcomes]
+
+
+def _state(queue: WebhookQueue) -> dict[str, int]:
+    return queue.counts()
+
+
+def test_queued_once_per_result_and_endpoint_leased_retried_and_dead_lettered(office_db: str | Path, ward: Ward,
+                                                                                queues: Queues) -> None:
+    t1 = ward.terminal("T-01")
+    results = _stored(office_db, ward, [t1.token(seq) for seq in (1, 2, 3)])
+    endpoints = [_endpoint("a", max_attempts=3, retry_first=10.0, retry_cap=25.0),
+                 _endpoint("b"), _endpoint("elsewhere", wards=("99999",))]  # fmt: skip
+    queue = queues(endpoints)
+    assert queue.enqueue(results, NOW) == 6, "two endpoints take the ward, the third does not"
+    assert queue.enqueue(results, NOW + 1) == 0, "a result that arrived again is not queued again"
+    other = queues(endpoints)  # a second gateway instance on the same database
+    taken = queue.claim("office-1", NOW, limit=4, lease=30)
+    assert len(taken) == 4
+    rest = other.claim("office-2", NOW, limit=10, lease=30)
+    assert len(rest) == 2, "leased rows are not taken twice"
+    assert {d.id for d in taken}.isdisjoint({d.id for d in rest})
+    assert other.claim("office-2", NOW + 29, limit=10) == [], "the lease holds"
+    rng = random.Random(7)
+    first = next(d for d in taken if d.endpoint == "a")
+    assert queue.failed(first, NOW, status=500, error="HTTP 500", retry_after=None, rng=rng) == PENDING
+    (next_attempt,) = queue._db.execute("SELECT next_attempt FROM webhook_deliveries WHERE id=?",
+                                        (first.id,)).fetchone()
+    assert NOW + 5 <= next_attempt <= NOW + 10, "the first retry in [first/2, first]"
+    again = [d for d in queue.claim("office-1", NOW + 11, limit=10) if d.id == first.id]
+    assert again
+    assert again[0].attempts == 1
+    assert queue.failed(again[0], NOW + 11, status=None, error="ConnectionRefusedError", retry_after=1e6,
+                        rng=rng) == PENDING  # fmt: skip
+    (next_attempt,) = queue._db.execute("SELECT next_attempt FROM webhook_deliveries WHERE id=?",
+                                        (first.id,)).fetchone()
+    assert next_attempt == pytest.approx(NOW + 11 + 25), "a Retry-After honoured up to the cap"
+    third = [d for d in queue.claim("office-1", NOW + 40, limit=10) if d.id == first.id]
+    assert queue.failed(third[0], NOW + 40, status=503, error="HTTP 503", retry_after=None, rng=rng) == DEAD
+    gone = next(d for d in taken if d.endpoint == "b")
+    assert queue.failed(gone, NOW, status=410, error="HTTP 410", retry_after=None, rng=rng, gone=True) == DEAD
+    delivered = next(d for d in rest)
+    queue.delivered(delivered, NOW, 204)
+    assert _state(queue) == {PENDING: 3, DEAD: 2, DELIVERED: 1}
+    letters = queue.dead_letters(frozenset({WARD}))
+    assert [(d.endpoint, d.attempts, d.last_status) for d in letters] == [("a", 3, 503), ("b", 1, 410)]
+    assert queue.dead_letters(frozenset({"99999"})) == [], "another ward's client sees none"
+    assert queue.dead_letters(frozenset({WARD}), endpoint="b")[0].terminal == "T-01"
+    assert not queue.retry(letters[0].id, frozenset({"99999"}), NOW + 50), "not its ward"
+    assert queue.retry(letters[0].id, frozenset({WARD}), NOW + 50)
+    assert not queue.retry(letters[0].id, frozenset({WARD}), NOW + 50), "no longer dead"
+    retried = [d for d in queue.claim("office-1", NOW + 50, limit=10) if d.id == letters[0].id]
+    assert retried[0].attempts == 0, "sent again from a first attempt"
+
+
+def test_a_jti_that_cannot_be_a_webhook_id_is_a_dead_letter_not_a_lie(queues: Queues) -> None:
+    queue = queues([_endpoint()])
+    queue.enqueue([("T-01", "same-jti", WARD), ("T-02", "same-jti", WARD), ("T-03", "has.dot", WARD)], NOW)
+    rows = {row[0]: (row[1], row[2]) for row in queue._db.execute(
+        "SELECT iss, state, last_error FROM webhook_deliveries ORDER BY iss")}  # fmt: skip
+    assert rows["T-01"] == (PENDING, None)
+    assert rows["T-02"][0] == DEAD
+    assert "another terminal" in rows["T-02"][1]
+    assert rows["T-03"][0] == DEAD
+    assert "not usable as webhook-id" in rows["T-03"][1]
+    dead = queue.dead_letters(None)
+    assert [d.terminal for d in dead] == ["T-02", "T-03"]
+    assert not any(queue.retry(d.id, None, NOW) for d in dead), "sending it again would still hide a result"
+
+
+def _wait(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def test_the_sender_delivers_each_result_once_by_id_through_failures(office_db: str | Path, ward: Ward,
+                                                                     queues: Queues) -> None:
+    """A receiver that fails the first two deliveries: every result arrives, each webhook-id accepted once, every
+    attempt signed as the spec says, the body the stored result."""
+    t1 = ward.terminal("T-01")
+    results = _stored(office_db, ward, [t1.token(seq) for seq in (1, 2)])
+    receiver = WebhookReceiver(answers=[500, 503])
+    endpoints = [_endpoint(url=receiver.url, retry_first=0.05, retry_cap=0.2)]
+    queue = queues(endpoints)
+    sender = WebhookSender(queues(endpoints), "office-1", poll=0.05)
+    sender.start()
+    try:
+        queue.enqueue(results, time.time())
+        _wait(lambda: len(receiver.accepted()) == 2, "both results accepted")
+    finally:
+        sender.stop()
+        receiver.close()
+    assert len(receiver.deliveries) == 4, "2 failed attempts + 2 deliveries"
+    assert sender.stats.attempts == 4
+    assert sender.stats.delivered == 2
+    assert {d.webhook_id for d in receiver.accepted()} == {jti for _, jti, _ in results}
+    for delivery in receiver.deliveries:
+        assert spec_signature_holds(SECRET_TEXT, delivery.headers, delivery.body)
+        verify_webhook(parse_secret(SECRET_TEXT), delivery.headers, delivery.body, now=int(time.time()))
+        event = delivery.json()
+        assert event["type"] == "result.stored"
+        assert event["data"]["jti"] == delivery.webhook_id
+        assert event["data"]["terminal"] == "T-01"
+        assert event["data"]["document"]["ward_code"] == WARD
+    failed = [d for d in receiver.deliveries if d.status != 200]
+    retried = [d for d in receiver.deliveries if d.status == 200 and d.webhook_id == failed[0].webhook_id]
+    assert retried[0].body == failed[0].body, "a retry sends the same body"
+    assert queue.counts() == {DELIVERED: 2}
