@@ -29,6 +29,7 @@ from pydantic import (
 from edge.errors import ConfigError
 from edge.protocol.pkcs11_uri import SCHEME as PKCS11_SCHEME
 from edge.protocol.pkcs11_uri import Pkcs11Uri, parse_pkcs11_uri
+from edge.protocol.procedures import procedure
 from edge.protocol.result import ProcedureProfile
 
 _TOPIC_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -209,6 +210,15 @@ class Config(_Section):
             raise ValueError("mqtt.client_certificate: mutual TLS needs paths.device_key in a PEM file; Python's ssl "
                              "cannot use a PKCS#11 key: set mqtt.client_certificate = false (server-authenticated "
                              "TLS) for a token key")
+        return self
+
+    @model_validator(mode="after")
+    def _profile_encrypted_if_it_must(self) -> Config:
+        # online_check sends the chip's own files (the face among them): only ever encrypted to the ward.
+        if procedure(self.procedure_profile).needs_encryption and self.paths.ward_encryption_key is None:
+            raise ValueError(f"paths.ward_encryption_key: procedure_profile {self.procedure_profile.value} sends the "
+                             "chip's files, only ever encrypted to the ward: set the ward's JWE key, or another "
+                             "profile")  # fmt: skip
         return self
 
     def _client_certificate(self) -> Path | None:

@@ -10,6 +10,11 @@ are kept in SQLite until their ``exp`` passes, so a replay is refused across dae
 keeps that table small. Every refusal is a :class:`CommandRejectedError` with a machine-readable ``reason`` that
 the daemon reports on ``/event`` (a broker is public enough that silence would hide an attack).
 
+A ``read_request`` must also fit the procedure it names (``edge.protocol.procedures``; no ``profile``: the
+terminal's configured one): a profile that sends the chip's files is refused (``encryption_required``) unless this
+terminal encrypts its results to the ward, and a photo asked for under a profile that never needs the face is
+refused (``photo_not_needed``) rather than silently left out.
+
 A terminal whose clock is not synchronised (no RTC, no NTP yet) cannot judge ``iat``/``exp`` by its clock, and
 refusing every command as expired would leave the office no way to reach it (nor to give it the time: an accepted
 command's ``iat`` is the office's signed time, ``ClockState.observe_office_time``). It then judges them by the
@@ -43,6 +48,7 @@ from edge.protocol.commands import (
 )
 from edge.protocol.ds_list import MAX_DS_LIST_BYTES
 from edge.protocol.jose import COMMAND_TYP, DEFAULT_LEEWAY, key_id, verify_jws
+from edge.protocol.procedures import ProcedureProfile, procedure
 
 # The command models live in edge.protocol.commands (the office signs them too); the terminal's code imports them
 # from here as well.
@@ -84,8 +90,12 @@ class ReplayGuard:
 class CommandVerifier:
     """Turns a ``/cmd`` payload into a typed command, or a :class:`CommandRejectedError` saying why not."""
 
-    def __init__(self, ward_key: ec.EllipticCurvePublicKey, terminal_id: str, replay: ReplayGuard) -> None:
+    def __init__(self, ward_key: ec.EllipticCurvePublicKey, terminal_id: str, replay: ReplayGuard, *,
+                 default_profile: ProcedureProfile = ProcedureProfile.RESIDENCE, encrypted: bool = False) -> None:
+        """``default_profile``: the terminal's configured profile; ``encrypted``: its results are JWE to the ward."""
         self._keys = {key_id(ward_key): ward_key}
+        self._default_profile = default_profile
+        self._encrypted = encrypted
         self._terminal_id = terminal_id
         self._replay = replay
 
@@ -120,9 +130,22 @@ class CommandVerifier:
             raise CommandRejectedError("wrong_terminal", f"addressed to {command.aud}", jti=jti)
         if command.exp - command.iat > MAX_LIFETIME:
             raise CommandRejectedError("malformed", f"lifetime over {MAX_LIFETIME} s", jti=jti)
+        if isinstance(command, ReadCommand):
+            self._fits_its_procedure(command)
         if trusted_now is None and command.exp + DEFAULT_LEEWAY < floor:
             raise CommandRejectedError("expired", "expired before a time this terminal knows has passed (its "
                                        "clock is not synchronised)", jti=jti)  # fmt: skip
         if not self._replay.remember(command.jti, command.exp, floor if trusted_now is None else trusted_now):
             raise CommandRejectedError("replayed", jti=jti)
         return command
+
+    def _fits_its_procedure(self, command: ReadCommand) -> None:
+        profile = command.profile or self._default_profile
+        rules = procedure(profile)
+        if rules.needs_encryption and not self._encrypted:
+            raise CommandRejectedError("encryption_required", f"profile {profile.value} sends the chip's files, only "
+                                       "ever encrypted to the ward, and this terminal has no ward encryption key",
+                                       jti=command.jti)  # fmt: skip
+        if command.include_photo and not rules.photo:
+            raise CommandRejectedError("photo_not_needed", f"profile {profile.value} never reads the face",
+                                       jti=command.jti)

@@ -56,11 +56,13 @@ class Indicator(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class KeySource:
-    """A chip key and where it came from. ``qr`` is kept for the QR-vs-DG13 cross-check (None: office request)."""
+    """A chip key and where it came from. ``qr`` is kept for the QR-vs-DG13 cross-check (None: office request);
+    ``include_photo`` and ``consent_ref`` are the office request's (``edge.protocol.commands.ReadCommand``)."""
 
     access: AccessKey
     qr: CccdQr | None = None
     include_photo: bool = False
+    consent_ref: str | None = None
 
 
 # --- events ------------------------------------------------------------------------------------------------------

@@ -25,9 +25,10 @@ from edge.daemon.state import KeySource, ReadSucceeded, StartRead, StartVerify
 from edge.drivers.base import CardReaderDriver
 from edge.protocol.access.policy import CanKey
 from edge.protocol.cccd_qr import CccdQr
-from edge.protocol.chip import ReadRequest, read_chip
+from edge.protocol.chip import read_chip
 from edge.protocol.commands import ReadCommand
 from edge.protocol.id_number import can_from_id
+from edge.protocol.procedures import procedure
 from edge.protocol.result import (
     ActiveAuthEvidence,
     Check,
@@ -56,17 +57,19 @@ def key_from_qr(qr: CccdQr) -> KeySource:
 
 def key_from_command(command: ReadCommand) -> KeySource:
     """The key an office ``read_request`` carries (already the protocol's key type)."""
-    return KeySource(command.key, None, command.include_photo)
+    return KeySource(command.key, None, command.include_photo, command.consent_ref)
 
 
 # --- 2. read -------------------------------------------------------------------------------------------------------
 
 
-def read_card(reader: CardReaderDriver, reader_name: str | None, order: StartRead, *, started: float,
-              timeout: float, monotonic: Callable[[], float]) -> ReadSucceeded:  # fmt: skip
-    """Open the chip with the order's key and read what it asks, until ``started + timeout`` at the latest (then
+def read_card(reader: CardReaderDriver, reader_name: str | None, order: StartRead, *, profile: ProcedureProfile,
+              started: float, timeout: float, monotonic: Callable[[], float]) -> ReadSucceeded:  # fmt: skip
+    """Open the chip with the order's key and read what its ``profile`` needs (the face only when the profile needs
+    it and the request asked), until ``started + timeout`` at the latest (then
     :class:`~edge.errors.ReadDeadlineError`); raises the :class:`~edge.errors.EdgeError` that ended the read."""
-    request = ReadRequest(order.key.access, want_photo=order.key.include_photo, aa_challenge=order.challenge)
+    request = procedure(profile).read_request(order.key.access, photo_requested=order.key.include_photo,
+                                              aa_challenge=order.challenge)  # fmt: skip
     deadline = started + timeout
     connection = reader.connect(reader_name)
     try:
@@ -105,5 +108,5 @@ def result_document(order: StartVerify, report: VerificationReport, *, terminal_
         # One time evidence for the checks, completed_at and the clock object: they must agree.
         completed_at=report.verified_at, include_photo=key.include_photo, request_id=order.request_id,
         active_auth=ActiveAuthEvidence.for_office(read.active_auth, read.dg15, order.challenge),
-        clock=ClockEvidence.of(report.clock),
+        clock=ClockEvidence.of(report.clock), consent_ref=key.consent_ref, files=read.files,
     )  # fmt: skip

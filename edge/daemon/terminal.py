@@ -196,7 +196,8 @@ class Terminal:
         if ward_key is not None:
             with sqlite_errors_typed(paths.state_dir / "commands.db"):  # a full disk says so, not "OperationalError"
                 self._replay = ReplayGuard(paths.state_dir / "commands.db")
-            commands = CommandVerifier(ward_key, config.terminal_id, self._replay)
+            commands = CommandVerifier(ward_key, config.terminal_id, self._replay,
+                                       default_profile=config.procedure_profile, encrypted=encrypt_to is not None)
         if self._reader is None:
             from edge.drivers.pcsc import PcscReaderDriver
 

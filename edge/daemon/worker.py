@@ -112,7 +112,8 @@ class Worker:
         try:
             with self._watcher.card_context() as holding:
                 try:
-                    done = tap.read_card(self._reader, holding or self._reader_name, job, started=started,
+                    done = tap.read_card(self._reader, holding or self._reader_name, job,
+                                         profile=job.profile or self._default_profile, started=started,
                                          timeout=self._read_timeout, monotonic=self._shared.monotonic)  # fmt: skip
                 except (CardRemovedError, NoCardError) as exc:
                     # Said while the watcher still stands aside: the removal reaches the loop before the failure.

@@ -78,6 +78,7 @@ wait_for_card = 12.5
         ('[camera]\nsource = "webcam"\n', "camera.source", "picam"),
         ("[camera]\nqr_repeat_after = -1\n", "camera.qr_repeat_after", "greater than or equal"),
         ("[timeouts]\nreading = -1\n", "timeouts.reading", "greater than"),
+        ('procedure_profile = "online_check"\n', "paths.ward_encryption_key", "only ever encrypted to the ward"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, extra: str, key: str, problem: str) -> None:
@@ -145,3 +146,10 @@ def test_mutual_tls_only_with_tls_client_certificate_and_a_file_key(tmp_path: Pa
         assert (settings.cert_file, settings.key_file) == (None, None), mqtt
     no_cert = MqttSettings.from_config(load_config(_write(tmp_path, MINIMAL + '[paths]\ndevice_key = "/k.pem"\n')))
     assert (no_cert.tls, no_cert.cert_file, no_cert.key_file) == (True, None, None)
+
+
+def test_online_check_is_a_default_only_with_results_encrypted_to_the_ward(tmp_path: Path) -> None:
+    """The profile that sends the chip's own files (the face among them) is refused at load without a JWE key."""
+    key = tmp_path / "ward-encryption.pub"
+    text = f'procedure_profile = "online_check"\n{MINIMAL}[paths]\nward_encryption_key = "{key}"\n'
+    assert load_config(_write(tmp_path, text)).procedure_profile is ProcedureProfile.ONLINE_CHECK

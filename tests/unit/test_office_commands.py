@@ -27,6 +27,7 @@ from edge.errors import CommandRejectedError
 from edge.protocol import jose
 from edge.protocol.access.policy import CanKey, MrzKey
 from edge.protocol.clock import TimeEvidence
+from edge.protocol.procedures import ProcedureProfile
 from tests.support.poison_messages import poison_messages
 
 NOW = 1_800_000_000
@@ -220,3 +221,26 @@ def rejected_unsynced(verifier: CommandVerifier, payload: bytes, when: TimeEvide
     with pytest.raises(CommandRejectedError) as info:
         verifier.verify(payload, when)
     return info.value.reason
+
+
+def test_a_read_request_must_fit_its_procedure(replay: ReplayGuard) -> None:
+    """online_check sends the chip's files: refused unless results are encrypted to the ward; a photo asked for under
+    a profile that never needs the face is refused, not silently left out; consent_ref travels as a record id."""
+    plain = CommandVerifier(WARD.public_key, "T-01", replay)
+    key = {"can": "012345"}
+    assert rejected(plain, command("read_request", key=key, profile="online_check")) == "encryption_required"
+    assert rejected(plain, command("read_request", key=key, profile="residence", include_photo=True)) == \
+        "photo_not_needed"  # fmt: skip
+    assert rejected(plain, command("read_request", key=key, include_photo=True)) == "photo_not_needed"  # default
+    accepted = plain.verify(command("read_request", key=key, profile="identity", include_photo=True,
+                                    consent_ref="HS-2026-000123"), NOW)  # fmt: skip
+    assert isinstance(accepted, ReadCommand)
+    assert accepted.consent_ref == "HS-2026-000123"
+    assert rejected(plain, command("read_request", key=key, consent_ref="Nguyễn Văn An")) == "malformed"
+    encrypted = CommandVerifier(WARD.public_key, "T-01", replay, encrypted=True,
+                                default_profile=ProcedureProfile.ONLINE_CHECK)  # fmt: skip
+    for fields in ({"profile": "online_check", "include_photo": True}, {}):  # named, and the terminal's default
+        assert isinstance(encrypted.verify(command("read_request", key=key, **fields), NOW), ReadCommand)
+    with pytest.raises(CommandRejectedError) as info:
+        plain.verify(command("read_request", key=key, profile="online_check"), NOW)
+    assert info.value.jti is not None  # the office can match the refusal on /event to its request

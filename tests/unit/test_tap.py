@@ -12,11 +12,12 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from edge.daemon.state import KeyOffered, KeySource, StartRead, StartVerify
-from edge.daemon.tap import key_from_qr, read_card, result_document
+from edge.daemon.tap import key_from_command, key_from_qr, read_card, result_document
 from edge.drivers.base import CardPresence, ReaderState
 from edge.protocol.access.policy import CanKey
 from edge.protocol.apdu import CommandApdu, ResponseApdu
 from edge.protocol.clock import TimeEvidence
+from edge.protocol.commands import ReadCommand
 from edge.protocol.id_number import can_from_id
 from edge.protocol.result import ProcedureProfile, citizen_from
 from edge.protocol.verify.card import verify_chip
@@ -113,15 +114,20 @@ def ward(tmp_path_factory: pytest.TempPathFactory) -> Ward:
     return Ward(build_card(load_profile("default"), pki_dir=pki.directory), trust)
 
 
-def tap_until_verify(spec: SimCardSpec, clock: ManualClock) -> tuple[KeyOffered, StartVerify, OneCardReader]:
-    """Stages 1 and 2 as the daemon runs them; the machine's StartVerify is built from what they carried."""
+def tap_until_verify(spec: SimCardSpec, clock: ManualClock, *, offered: KeyOffered | None = None,
+                     profile: ProcedureProfile = ProcedureProfile.RESIDENCE,
+                     ) -> tuple[KeyOffered, StartVerify, OneCardReader]:  # fmt: skip
+    """Stages 1 and 2 as the daemon runs them (a QR's key unless ``offered``); the machine's StartVerify is built
+    from what they carried."""
     card = VirtualCard(spec, SimChipSecurity(spec.secrets, spec.quirks))
     card.power_on()
     reader = OneCardReader(ClockedCard(card, clock))
-    offered = KeyOffered(clock(), key_from_qr(card_qr(load_profile("default").person)))
-    order = StartRead(1, offered.key, None, None, None)
-    done = read_card(reader, "test reader", order, started=clock(), timeout=30.0, monotonic=clock)
-    verify = StartVerify(done.attempt, done.read, done.read_ms, order.key, None, None, None)
+    offered = offered or KeyOffered(clock(), key_from_qr(card_qr(load_profile("default").person)))
+    order = StartRead(1, offered.key, offered.request_id, offered.profile, offered.challenge)
+    done = read_card(reader, "test reader", order, profile=offered.profile or profile, started=clock(), timeout=30.0,
+                     monotonic=clock)  # fmt: skip
+    verify = StartVerify(done.attempt, done.read, done.read_ms, order.key, order.request_id, order.profile,
+                         order.challenge)  # fmt: skip
     return offered, verify, reader
 
 
@@ -181,3 +187,37 @@ def test_a_tap_reads_no_clock_of_its_own(module: str) -> None:
     own = calls & {"time.time", "time.monotonic", "time.perf_counter", "datetime.now", "datetime.utcnow",
                    "date.today", "datetime.today"}  # fmt: skip
     assert not own, f"{module} reads {sorted(own)}"
+
+
+def _office_request(spec: SimCardSpec, **fields: object) -> KeyOffered:
+    claims = {"iss": "ward-26734", "aud": "T-01", "jti": "request-0001", "iat": 0, "exp": 60, "cmd": "read_request",
+              "key": {"can": spec.secrets.can}, **fields}
+    command = ReadCommand.model_validate(claims)
+    return KeyOffered(0.0, key_from_command(command), command.jti, command.profile, command.challenge_bytes)
+
+
+def test_an_online_check_request_carries_the_chips_files_its_consent_and_the_face_only_when_asked(ward: Ward) -> None:
+    for photo in (False, True):
+        offered = _office_request(ward.spec, profile="online_check", include_photo=photo, consent_ref="HS-2026-7",
+                                  challenge="0011223344556677")  # fmt: skip
+        _, verify, _ = tap_until_verify(ward.spec, ManualClock(), offered=offered)
+        assert verify.read.com is not None
+        assert (2 in verify.read.data_groups) is photo
+        report = verify_chip(verify.read, ward.trust, now=TimeEvidence.trusted(NOW), qr=None)
+        document = result_document(verify, report, terminal_id="T-01", ward_code="26734",
+                                   default_profile=ProcedureProfile.RESIDENCE, verify_ms=1)  # fmt: skip
+        assert document.procedure_profile is ProcedureProfile.ONLINE_CHECK
+        assert document.processing is not None
+        assert document.processing.consent_ref == "HS-2026-7"
+        assert document.chip_files is not None
+        assert document.chip_files.by_name() == verify.read.files
+        assert ("DG2" in document.chip_files.by_name()) is photo
+        assert document.active_auth is not None  # the chip answered the office's challenge
+
+
+def test_the_face_is_not_read_under_a_profile_that_never_needs_it(ward: Ward) -> None:
+    """Even a request that asks (the verifier refuses it first: photo_not_needed), residence never reads DG2."""
+    offered = _office_request(ward.spec, profile="residence", include_photo=True)
+    _, verify, _ = tap_until_verify(ward.spec, ManualClock(), offered=offered)
+    assert 2 not in verify.read.data_groups
+    assert verify.read.not_read == (2,)
