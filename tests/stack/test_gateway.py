@@ -131,7 +131,8 @@ def _start(config: GatewayConfig) -> Gateway:
 
 
 def test_one_instance_verifies_stores_once_tracks_gaps_quarantines_and_receipts(
-        terminals: tuple[MosquittoBroker, Terminals], ward: Ward, receipt_key: Path, office_db: str | Path) -> None:
+        terminals: tuple[MosquittoBroker, Terminals], ward: Ward, receipt_key: Path, office_db: str | Path,
+        mqtt_contract_exempt: Callable[..., None]) -> None:
     """A terminal the gateway was never told about (its certificate from the ward CA in x5c), a duplicate, a gap, a
     poison message, a foreign terminal, a retained status published before the gateway ever ran: each where it
     belongs, every accepted result receipted, and the poison not delivered again after a restart."""
@@ -145,6 +146,7 @@ def test_one_instance_verifies_stores_once_tracks_gaps_quarantines_and_receipts(
         for seq in (1, 2, 4):
             peers.publish("T-01", tokens[seq])
         peers.publish("T-01", tokens[2])  # a resend: the receipt was lost
+        mqtt_contract_exempt(b"\xff not a token")
         peers.publish("T-01", b"\xff not a token")
         peers.publish("T-09", stranger.token(1))
         _wait(lambda: gateway.stats.stored + gateway.stats.duplicates + gateway.stats.quarantined >= 6, "6 messages")

@@ -100,7 +100,7 @@ def signer() -> signers.KeySigner:
 def _produce(outbox: Outbox, signer: signers.KeySigner, count: int) -> None:
     for _ in range(count):
         outbox.enqueue(lambda seq: jose.sign_jws(signer, jose.result_claims(
-            terminal_id="T-01", kid=signer.kid, seq=seq, document={"verdict": "verified"}, now=NOW,
+            terminal_id="T-01", kid=signer.kid, seq=seq, document=_document(), now=NOW,
             lifetime=3600), typ=jose.RESULT_TYP).encode())
 
 
@@ -217,7 +217,7 @@ def test_mutual_tls_delivers_and_refuses_clients_without_certificate(
 
 
 def test_status_events_and_commands(
-    tmp_path: Path, mqtt_broker: MosquittoBroker
+    tmp_path: Path, mqtt_broker: MosquittoBroker, mqtt_contract_exempt: Callable[..., None]
 ) -> None:
     collector = Collector(mqtt_broker)
     outbox = _outbox(tmp_path)
@@ -231,13 +231,14 @@ def test_status_events_and_commands(
     publisher = ResultPublisher(_settings(mqtt_broker, client_id="T-01-status"), outbox, on_command=on_command)
     publisher.start()
     try:
-        publisher.set_status(state="ready", queued=0)
+        publisher.set_status(terminal_state="ready", queued=0)
         publisher.publish_event({"event": "command_rejected", "reason": "replayed"})
         collector.wait_for(lambda msgs: any(t == TOPICS.event for t, _, _ in msgs)
                            and any(t == TOPICS.status and b"ready" in p for t, p, _ in msgs))
         deadline = time.monotonic() + 10
         while not publisher.connected and time.monotonic() < deadline:
             time.sleep(0.01)
+        mqtt_contract_exempt(b"header.claims.signature")  # not a command: only the callback's plumbing is tested
         collector.client.publish(TOPICS.cmd, b"header.claims.signature", qos=1).wait_for_publish(5)
         assert got_command.wait(10)
         assert commands == [b"header.claims.signature"]
@@ -570,10 +571,10 @@ def test_a_persistent_fault_waits_instead_of_spinning(
         collector.wait_for(lambda msgs: len(_events(collector, "delivery_fault")) >= 1)
         window_end = time.monotonic() + 2.5
         while time.monotonic() < window_end:  # what the terminal does meanwhile: status, events, notifications
-            publisher.publish_event({"event": "heartbeat"})
+            publisher.publish_event({"event": "pong", "jti": "heartbeat", "state": "ready"})
             publisher.notify()
             time.sleep(0.005)
-        collector.wait_for(lambda msgs: len(_events(collector, "heartbeat")) >= 100)
+        collector.wait_for(lambda msgs: len(_events(collector, "pong")) >= 100)
         failing = [r for r in caplog.records if r.name == "edge.daemon.mqtt" and "delivery" in r.getMessage()
                    and ("failed" in r.getMessage() or "failing" in r.getMessage())]
         assert 1 <= len(failing) <= 5  # 2.5 s at 0.5-1, 1-2, 2-4 s: a handful, never thousands

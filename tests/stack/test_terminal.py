@@ -421,7 +421,7 @@ def test_forged_expired_and_replayed_commands_are_refused_and_reported(
 
 
 def test_poison_commands_end_in_rejection_events_and_the_terminal_answers_the_next(
-    material: Material, rig_factory: Callable[..., Rig]
+    material: Material, rig_factory: Callable[..., Rig], mqtt_contract_exempt: Callable[..., None]
 ) -> None:
     """Deep JSON (unsigned header or signed body), non-ASCII bytes and a CAN of full-width digits: each is a
     ``command_rejected`` event on /event, not an exception in the loop; a ping after them is answered."""
@@ -429,6 +429,7 @@ def test_poison_commands_end_in_rejection_events_and_the_terminal_answers_the_ne
     poisons = poison_messages(material.ward_key, jose.COMMAND_TYP)
     _, full_width_can = command(material, "read_request", key={"can": "\uff11\uff12\uff13\uff14\uff15\uff16"})
     _, ping = command(material, "ping")
+    mqtt_contract_exempt(*poisons.values(), full_width_can)  # broken on purpose
     for payload in (*poisons.values(), full_width_can, ping):
         rig.office.command(rig.broker, payload)
     answered = ("pong", "command_rejected")

@@ -13,7 +13,11 @@ from typing import Any
 
 from jsonschema import Draft7Validator
 
+from edge.errors import JsonError
+from edge.protocol.bounded_json import loads_bounded
+
 ASYNCAPI_PATH = Path(__file__).resolve().parents[2] / "edge" / "schemas" / "asyncapi.json"
+_MAX_BYTES = 1 << 20  # as the office: a message is judged within bounds (deep or huge JSON is refused, not parsed)
 
 
 @cache
@@ -36,7 +40,8 @@ def _validators(leaf: str) -> tuple[Draft7Validator, Draft7Validator | None, str
 
 
 def _b64url_json(segment: str) -> Any:
-    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    return loads_bounded(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)), what="JWS part",
+                         max_bytes=_MAX_BYTES)
 
 
 def leaves() -> tuple[str, ...]:
@@ -54,8 +59,8 @@ def violation(topic: str, payload: bytes) -> str | None:
     payload_validator, claims_validator, typ = _validators(leaf)
     try:
         text = payload.decode("utf-8")
-        value: Any = text if claims_validator is not None else json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        value: Any = text if claims_validator is not None else loads_bounded(payload, what=leaf, max_bytes=_MAX_BYTES)
+    except (UnicodeDecodeError, JsonError) as exc:
         return f"{leaf}: not {'text' if claims_validator is not None else 'JSON'}: {exc}"
     errors = sorted(payload_validator.iter_errors(value), key=lambda e: list(e.path))
     if errors:
@@ -65,7 +70,7 @@ def violation(topic: str, payload: bytes) -> str | None:
     header_segment, claims_segment, _ = text.split(".")
     try:
         header, claims = _b64url_json(header_segment), _b64url_json(claims_segment)
-    except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+    except (binascii.Error, UnicodeDecodeError, JsonError, ValueError) as exc:
         return f"{leaf}: JWS parts are not base64url JSON: {exc}"
     if not isinstance(header, dict) or header.get("typ") != typ:
         return f"{leaf}: JWS typ {header.get('typ') if isinstance(header, dict) else header!r}, expected {typ!r}"
