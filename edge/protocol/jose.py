@@ -40,7 +40,8 @@ from edge.protocol.crypto import plain_ecdsa_to_der
 
 ES256 = "ES256"
 _COORD = 32  # P-256 coordinate / scalar length in bytes
-#: Largest JOSE header or payload JSON accepted: a result with the largest photo is under a third of it.
+#: Largest JOSE header or payload JSON accepted: the largest result (online_check, every chip file at its cap) is a
+#: third of it.
 MAX_TOKEN_JSON_BYTES = 1 << 20
 #: An ``x5c`` holds the device certificate and at most a few intermediates; a ward CA signs devices directly.
 MAX_X5C_CERTIFICATES = 4
@@ -238,9 +239,11 @@ def sign_jws(signer: Signer, claims: Mapping[str, Any], *, typ: str, x5c: tuple[
 
 
 def result_claims(
-    *, terminal_id: str, kid: str, seq: int, document: Mapping[str, Any], now: int, lifetime: int | None = None
+    *, terminal_id: str, kid: str, seq: int, document: Mapping[str, Any], now: int, lifetime: int | None = None,
+    jti: str | None = None,
 ) -> dict[str, Any]:
-    """Claims of a result token. ``seq`` lets the office spot gaps; ``jti`` lets it drop duplicates.
+    """Claims of a result token. ``seq`` lets the office spot gaps; ``jti`` (a new UUID unless given: the terminal
+    keeps it to match the office's receipts) lets it drop duplicates.
 
     A result is evidence of a read, not a permission: it carries no ``exp`` (the office stores it whatever its age,
     flagged: :func:`verify_result_jws`). ``lifetime`` signs the ``exp = iat + lifetime`` that terminals signed
@@ -251,7 +254,7 @@ def result_claims(
         "iss": terminal_id,
         "kid": kid,
         "seq": seq,
-        "jti": str(uuid.uuid4()),
+        "jti": jti if jti is not None else str(uuid.uuid4()),
         "iat": now,
         "result": dict(document),
     } | expiry
@@ -267,6 +270,7 @@ def result_token(
     lifetime: int | None = None,
     encrypt_to: ec.EllipticCurvePublicKey | None = None,
     certificate: bytes | None = None,
+    jti: str | None = None,
 ) -> bytes:
     """The bytes the outbox stores and MQTT carries: a signed result, wrapped in a JWE when the ward has a key.
 
@@ -275,7 +279,7 @@ def result_token(
     so the signed seq is the stored one.
     """
     claims = result_claims(terminal_id=terminal_id, kid=signer.kid, seq=seq, document=document, now=now,
-                           lifetime=lifetime)
+                           lifetime=lifetime, jti=jti)
     jws = sign_jws(signer, claims, typ=RESULT_TYP, x5c=(certificate,) if certificate is not None else ())
     return (encrypt_jwe(jws.encode("ascii"), encrypt_to) if encrypt_to is not None else jws).encode("ascii")
 

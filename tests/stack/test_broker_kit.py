@@ -451,8 +451,9 @@ def _raw_puback(ward: Ward, identity: Identity, to: str, payload: bytes) -> byte
 
 
 def test_a_message_over_the_size_limit_is_refused(ward: Ward, peers: Callable[..., Peer]) -> None:
-    """message_size_limit guards against a hostile client: a terminal's largest result (200,000-character photo,
-    every field at its maximum, encrypted) is ~366 KB, well under the limit (the office's MAX_RESULT_BYTES)."""
+    """message_size_limit guards against a hostile client: a terminal's largest result (online_check, every chip
+    file at its cap, every field at its maximum, encrypted) is ~614 KB, well under the limit (the office's
+    MAX_RESULT_BYTES; tests/unit/test_procedures.py measures it)."""
     ward.broker()
     office = peers(ward.gateway)
     assert office.subscribe(f"{PREFIX}/{WARD}/+/result") == GRANTED_QOS1

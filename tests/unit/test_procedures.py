@@ -21,14 +21,18 @@ from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
 from edge import signers
+from edge.office.store import MAX_RESULT_BYTES
 from edge.protocol import jose
 from edge.protocol.access.policy import CanKey
 from edge.protocol.chip import DEFAULT_DATA_GROUPS, ChipRead, read_chip
 from edge.protocol.lds.sod import parse_sod
 from edge.protocol.procedures import CHIP_FILE_NAMES, PROCEDURES, ProcedureProfile, procedure
 from edge.protocol.result import (
+    MAX_AA_KEY_BYTES,
+    MAX_AA_SIGNATURE_BYTES,
     MAX_CHIP_FILE_BYTES,
     PROFILE_FIELDS,
+    ActiveAuthEvidence,
     Check,
     ChipFiles,
     CitizenData,
@@ -282,7 +286,7 @@ def personal_values(read: ChipRead) -> list[bytes]:
     assert read.dg13 is not None
     assert read.dg1 is not None
     values = [value for value in citizen_fields(read.dg13).values() if value]
-    values += [read.dg13.id_number[-6:], read.dg1.mrz.document_number, read.dg1.mrz.primary_identifier,
+    values += [(read.dg13.id_number or "")[-6:], read.dg1.mrz.document_number, read.dg1.mrz.primary_identifier,
                read.dg1.mrz.text]
     texts = [value.encode() for value in values if len(value.encode()) >= MIN_SEARCHED_BYTES]
     files = [content[:48] for content in read.files.values()]  # each file's head: its tag, length and first data
@@ -324,3 +328,35 @@ def test_online_check_files_would_be_found_in_a_plain_token(specs: dict[str, Sim
     payload = base64.urlsafe_b64decode(plain.split(b".")[1] + b"==")
     for value in personal_values(read):  # DG13 and DG1 carry every one, in the files' base64url
         assert any(form in payload or form in plain for form in _base64_forms(value)) or value in payload, value
+
+
+# --- size ----------------------------------------------------------------------------------------------------------
+
+
+def test_the_largest_online_check_result_fits_every_limit_on_its_way() -> None:
+    """Every chip file at its cap (DG2 160 KiB), every text at its longest in three-byte UTF-8, 16 checks, the AA
+    evidence at its largest, an 8 KiB device certificate: the JWE is ~614 KB, under the office's 1 MiB per message
+    (MAX_RESULT_BYTES, the broker kit's message_size_limit), and the signed JSON inside under the JOSE parser's
+    1 MiB (README, "Result size"). Nothing is forwarded by the terminal in pieces: one message per result."""
+    wide = "Ữ"  # three bytes in UTF-8
+    checks = [Check(name=f"check_{i:02d}", status=CheckStatus.PASSED, reason=wide * 500) for i in range(16)]
+    evidence = ActiveAuthEvidence(challenge=b"\x01" * 8, signature=b"\x02" * MAX_AA_SIGNATURE_BYTES,
+                                  public_key_spki=b"\x03" * MAX_AA_KEY_BYTES, signature_algorithm="1." + "2" * 62)
+    document = make_result(
+        terminal_id="T" * 64, ward_code="2" * 16, profile=ProcedureProfile.ONLINE_CHECK, verdict=Verdict.VERIFIED,
+        checks=checks, citizen=CitizenData(id_number="0" * 12, full_name=wide * 200, date_of_birth=wide * 32),
+        qr=QrUsage(used=False), timing=ReadTiming(apdu_count=10**6, read_ms=10**6, verify_ms=10**6),
+        completed_at=NOW, include_photo=True, request_id="r" * 64, active_auth=evidence, consent_ref="x" * 128,
+        files={name: b"\xff" * cap for name, cap in MAX_CHIP_FILE_BYTES.items()},
+    )  # fmt: skip
+    assert document.chip_files is not None
+    assert document.chip_files.dg2 is not None
+    body = document.model_dump(mode="json", exclude_none=True)
+    device = signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))
+    ward = ec.generate_private_key(ec.SECP256R1())
+    sealed = jose.result_token(device, terminal_id="T" * 64, seq=2**62, document=body, now=2**40,
+                               encrypt_to=ward.public_key(), certificate=b"\x04" * jose.MAX_X5C_CERTIFICATE_BYTES)
+    assert 600_000 < len(sealed) < 0.6 * MAX_RESULT_BYTES
+    claims = jose.b64url_decode(jose.decrypt_jwe(sealed, ward).split(b".")[1].decode())
+    assert len(claims) < jose.MAX_TOKEN_JSON_BYTES / 2
+    assert jose.json_object(claims, "JWS payload")["result"]["chip_files"]["dg2"]  # the bounded parser takes it
