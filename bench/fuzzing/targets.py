@@ -387,7 +387,8 @@ def build_corpus(pki_dir: Path | None = None, *, profiles: Sequence[str] = hosti
                 (province_list, sign_ds_list(signers.KeySigner(province), province_list)))  # fmt: skip
     command_claims = [
         {**base, "jti": "cmd-00000001", "cmd": "read_request", "key": {"can": "123456"},
-         "challenge": AA_CHALLENGE.hex(), "profile": "residence", "include_photo": True},
+         "challenge": AA_CHALLENGE.hex(), "profile": "identity", "include_photo": True,
+         "consent_ref": "HS-2026-000123"},  # identity needs the face: residence would refuse the photo
         {**base, "jti": "cmd-00000002", "cmd": "read_request",
          "key": {"document_number": "C03012345", "date_of_birth": "030201", "date_of_expiry": "280201"}},
         {**base, "jti": "cmd-00000003", "cmd": "cancel"},
