@@ -90,10 +90,13 @@ class DemoEnvironment:
     """Build (``__enter__``) and tear down (``__exit__``) the demo's world; attributes are valid inside the block."""
 
     def __init__(self, profile: str = "default", *, keep: bool = False, fps: float = 10.0,
-                 broker_acl: bool = True) -> None:
+                 broker_acl: bool = True, qr_repeat_after: float | None = None) -> None:
         self.profile_name = profile
         self.keep = keep
         self.fps = fps
+        #: ``camera.qr_repeat_after`` for the daemon (None: its default); the served demo's QR stays in view while
+        #: cards come and go, so it offers the key again soon after each tap.
+        self.qr_repeat_after = qr_repeat_after
         #: Run the broker as a ward's (provisioning broker-kit): the certificate's CN is user name and client id,
         #: and the ward's ACL confines the terminal to its own topics; the office's certificate is its gateway.
         self.broker_acl = broker_acl
@@ -152,12 +155,15 @@ class DemoEnvironment:
         self.pcsc.start()
 
         sim_pki = load_or_create_pki(self.workdir / "sim-pki")
+        self.sim_pki_dir = sim_pki.directory
         self.spec: SimCardSpec = build_card(self.profile, pki_dir=sim_pki.directory)
 
         ward_dir = self.workdir / "ward"
         ward_ca, _ = init_ward_ca(ward_dir, WARD_CODE, days=2)
+        self.ward_ca_cert = ward_dir / "ward-ca.crt"
         command_key = new_private_key()
-        write_atomic(ward_dir / "ward-command.key", private_key_pem(command_key), PRIVATE)
+        self.ward_command_private = ward_dir / "ward-command.key"  # the office signs commands and receipts with it
+        write_atomic(self.ward_command_private, private_key_pem(command_key), PRIVATE)
         self.ward_command_key = ward_dir / "ward-command.pub"
         write_atomic(self.ward_command_key, command_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo), PUBLIC)
@@ -196,6 +202,8 @@ class DemoEnvironment:
         """Add what provisioning leaves to the operator (the camera) to the installed config.toml, then load it."""
         table = tomllib.loads(path.read_text(encoding="utf-8"))
         table["camera"] = {"source": "replay", "replay_path": str(self.qr_image), "fps": self.fps}
+        if self.qr_repeat_after is not None:
+            table["camera"]["qr_repeat_after"] = self.qr_repeat_after
         write_atomic(path, dump_toml(table).encode("utf-8"), PUBLIC)
         return load_config(path)
 

@@ -60,6 +60,8 @@ Tree::
     ├── SignerError                             the device key's signer failed while signing (a token unplugged)
     ├── CommandError(ValueError)                office command rejected (bad signature, expired, replayed)
     ├── ProvisioningError                       ward CA / device key / certificate install step refused
+    ├── OnlineAnswerError(ValueError)           a national-service answer refused (no such online_check result...)
+    ├── OfficerAccessError(PermissionError)     the officers' pages refused a request (login, session, role, CSRF)
     └── DemoError                               `cccd-edge demo` could not run to a delivered result
 """
 
@@ -404,17 +406,36 @@ class ProvisioningError(EdgeError):
         self.path = path
 
 
+class OnlineAnswerError(EdgeError, ValueError):
+    """An answer of the national authentication service the office refused to record: no stored result has its jti,
+    the result was read under another profile than ``online_check``, or the answer is no bounded JSON object."""
+
+    hint = "give the jti of a stored online_check result and the provider's answer as a JSON object"
+
+
 class CommandRejectedError(CommandError):
     """An office command refused for ``reason`` (one of :attr:`REASONS`), reported back on the event topic."""
 
     REASONS = ("malformed", "bad_signature", "unknown_key", "expired", "replayed", "wrong_terminal",
-               "unknown_command")
+               "unknown_command", "encryption_required", "photo_not_needed")
 
     def __init__(self, reason: str, detail: str = "", *, jti: str | None = None) -> None:
         super().__init__(f"command rejected: {reason}" + (f" ({detail})" if detail else ""))
         self.reason = reason
         self.detail = detail
         self.jti = jti
+
+
+class OfficerAccessError(EdgeError, PermissionError):
+    """The officers' pages refused a request: ``reason`` is one of ``login`` (unknown officer or wrong password),
+    ``locked`` (too many wrong passwords), ``session`` (none, or timed out), ``role`` (this officer may not see
+    that), ``csrf`` (a POST without the session's token), ``input`` (a form field out of shape)."""
+
+    hint = "log in again; a supervisor sets roles and counters with `cccd-edge gateway officer`"
+
+    def __init__(self, reason: str, message: str = "", *, hint: str | None = None) -> None:
+        super().__init__(f"{reason}: {message}" if message else reason, hint=hint)
+        self.reason = reason
 
 
 class DemoError(EdgeError):

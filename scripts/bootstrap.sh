@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(pcscd libpcsclite-dev vsmartcard-vpcd mosquitto mosquitto-clients libzbar0 gcc swig
-              systemd shellcheck libseccomp2 softhsm2 postgresql
+              systemd shellcheck libseccomp2 softhsm2 postgresql chromium chromium-driver fonts-dejavu-core
               python3-venv python3-dev pkg-config)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

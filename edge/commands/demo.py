@@ -7,6 +7,11 @@ receiver verifying what arrives. It prints the verdict with its rung's words and
 showed (``--profile untrusted-issuer``: ``intact_origin_unproven``, the ``unproven`` pattern, never success). Exit 0
 only when the office stored a result whose verdict proves the issuer (``verified``, ``verified_known_signer``);
 everything started is stopped and the temporary directory removed, also on Ctrl-C or an error.
+
+``--serve`` (what ``make demo`` runs) keeps the whole chain running instead (:mod:`edge.demo_counter`): the daemon in
+its own process, the office gateway with the officer's pages; it taps the genuine card once, prints that verdict,
+the page's address and two accounts, and then waits: the page's demo panel (or typing 1, 2, 3 and Enter here) puts
+a genuine, forged or self-made virtual card on the reader, until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from edge.errors import DemoError
 from edge.logsetup import mask_id, mask_name, mask_text
 from edge.protocol.card_generation import card_words, generation_of_result
-from edge.protocol.verify.checks import VERDICT_WORDS, VerdictWords
+from edge.protocol.verify.checks import VERDICT_WORDS, Verdict, VerdictWords
 
 if TYPE_CHECKING:
     from edge.daemon.terminal import Terminal
@@ -57,6 +62,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
                         help="virtual card profile (e.g. forged-dg13 to see a failure); see `cccd-edge sim card`")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (keys, config, logs)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    parser.add_argument("--serve", action="store_true",
+                        help="keep the chain running and serve the officer's counter page (Ctrl-C stops)")
+    parser.add_argument("--port", type=int, default=8080, help="with --serve: the page's port (busy: a free one)")
     parser.set_defaults(func=run, log_level=logging.INFO)
 
 
@@ -299,6 +307,8 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("edge").setLevel(logging.WARNING)
     started = time.monotonic()
     timeline = Timeline()
+    if getattr(args, "serve", False):
+        return _serve(DemoEnvironment(args.profile, keep=args.keep, qr_repeat_after=0.5), args)
     env = DemoEnvironment(args.profile, keep=args.keep)
     try:
         with _sigterm_as_interrupt(), env:
@@ -321,3 +331,56 @@ def run(args: argparse.Namespace) -> int:
     print(f"demo: not verified: {problem}", file=sys.stderr)
     return 1
 
+
+
+def _serve(env: DemoEnvironment, args: argparse.Namespace) -> int:
+    """The chain kept running with the officer's pages (module docstring), until Ctrl-C or SIGTERM."""
+    from edge.demo_counter import CARDS, DemoCounter
+
+    stored: queue.Queue[Outcome] = queue.Queue()
+    try:
+        with _sigterm_as_interrupt(), env:
+            counter = DemoCounter(env, port=args.port, on_outcome=stored.put)
+            try:
+                counter.start()
+                counter.tap("genuine")
+                try:
+                    first = stored.get(timeout=RESULT_TIMEOUT)
+                except queue.Empty:
+                    raise DemoError(f"no result reached the office within {RESULT_TIMEOUT:.0f} s; "
+                                    f"see {counter.daemon_log}") from None
+                print(f"cccd-edge demo --serve: pcscd {env.pcscd_kind}, mosquitto {env.broker.host}:"  # type: ignore[union-attr]
+                      f"{env.broker.port} (mutual TLS, ward ACL), terminal daemon pid {counter.daemon_pid}, "  # type: ignore[union-attr]
+                      f"office gateway with the officer's pages")
+                print(f"first card (genuine): verdict {first.verdict} (office: {first.status})")
+                if first.verdict is not None:
+                    for line in VERDICT_WORDS[Verdict(first.verdict)].lines():
+                        print(f"  {line}")
+                print(f"\nOpen the counter page: {counter.url}")
+                for account in counter.accounts:
+                    print(f"  log in as {account.username} / {account.password}  ({account.role.value})")
+                keys = ", ".join(f"{number} {name}" for number, name in enumerate(CARDS, 1))
+                print(f"Tap a virtual card from the page's demo panel or type its number and Enter here ({keys}); "
+                      "Ctrl-C stops everything.", flush=True)
+                _wait_for_taps(counter.tap, list(CARDS))
+            finally:
+                counter.stop()
+    except KeyboardInterrupt:
+        where = f"kept {env.workdir}" if env.keep else "removed its temporary directory"
+        print(f"\ndemo: stopped the daemon, gateway, pages, broker, pcscd and cards and {where}", file=sys.stderr)
+        return 0
+    return 0
+
+
+def _wait_for_taps(tap: Callable[[str], None], cards: list[str]) -> None:
+    """Read card numbers from a terminal; without one (a service, a test), just wait for the signal."""
+    if not sys.stdin.isatty():
+        while True:
+            time.sleep(3600)
+    for line in sys.stdin:
+        choice = line.strip()
+        if choice in ("q", "quit"):
+            return
+        if choice.isdigit() and 1 <= int(choice) <= len(cards):
+            tap(cards[int(choice) - 1])
+            print(f"tapped the {cards[int(choice) - 1]} card", flush=True)

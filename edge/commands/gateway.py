@@ -3,13 +3,18 @@
 ``run`` is a service (systemd/cccd-edge-gateway.service): it logs "subscribed to ..." once the broker holds results
 for it, quarantines (with the reason) what it cannot accept, logs seq gaps as they open, and every minute a line of
 counts. ``--count N`` (tests, scripts) exits 0 once N new results are stored by this instance (1 after
-``--timeout`` seconds). ``fleet`` prints each terminal's last retained status, ``gaps`` the gap report, one JSON
-line each.
+``--timeout`` seconds). With a ``[web]`` section it also serves the officers' pages (``edge.office.web``) and logs
+their address. ``fleet`` prints each terminal's last retained status, ``gaps`` the gap report, ``audit`` the
+officers' audit log, one JSON line each; ``officer add|list|disable`` keeps the officers' accounts (the password is
+asked for, or read from stdin with ``--password-stdin``; never an argument: it would sit in the shell's history).
+``online-answer RESULT_JTI --file answer.json`` records the national authentication service's answer against an
+``online_check`` result (``ResultStore.record_online_answer``) and prints the record without the answer's values.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import signal
@@ -20,9 +25,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from edge.errors import OnlineAnswerError
 from edge.office.gateway import open_gateway, open_store
 from edge.office.gateway_config import load_gateway_config
-from edge.office.store import Outcome
+from edge.office.store import MAX_ONLINE_ANSWER_BYTES, Outcome
 
 log = logging.getLogger(__name__)
 COUNTS_EVERY = 60.0
@@ -37,11 +43,37 @@ def register(subparsers: Any) -> None:
     run.add_argument("--timeout", type=float, metavar="S", help="with --count: exit 1 after S seconds")
     run.set_defaults(func=_run, log_level=logging.INFO)
     for name, text in (("fleet", "each terminal's last status, one JSON line each"),
-                       ("gaps", "each terminal's missing and refused seqs, one JSON line each")):
+                       ("gaps", "each terminal's missing and refused seqs, one JSON line each"),
+                       ("audit", "the officers' audit log (reveals, desk reads), latest first, one JSON line each")):
         sub = actions.add_parser(name, help=text)
         sub.add_argument("--config", type=Path, required=True, help="gateway.toml")
         sub.add_argument("--ward", help="only this ward (fleet)")
         sub.set_defaults(func=_list, what=name)
+    officer = actions.add_parser("officer", help="the officers' accounts for the pages ([web])")
+    officer_actions = officer.add_subparsers(dest="officer_action", metavar="ACTION", required=True)
+    add = officer_actions.add_parser("add", help="create (or --replace) an account")
+    add.add_argument("username")
+    add.add_argument("--role", choices=("officer", "supervisor", "auditor"), required=True)
+    add.add_argument("--counter", action="append", default=[], metavar="TERMINAL",
+                     help="a terminal this officer works at (repeat)")
+    add.add_argument("--display-name", default="")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
+    add.add_argument("--no-password", action="store_true", help="only the reverse proxy's identity header logs in")
+    add.add_argument("--replace", action="store_true", help="replace an existing account (its sessions end)")
+    for name in ("list", "disable"):
+        sub = officer_actions.add_parser(name, help="every account" if name == "list" else "disable an account")
+        if name == "disable":
+            sub.add_argument("username")
+    for sub in officer_actions.choices.values():
+        sub.add_argument("--config", type=Path, required=True, help="gateway.toml")
+        sub.set_defaults(func=_officer)
+    answer = actions.add_parser("online-answer", help="record the national authentication service's answer against "
+                                "an online_check result")  # fmt: skip
+    answer.add_argument("result_jti", metavar="RESULT_JTI", help="the result's jti")
+    answer.add_argument("--file", type=Path, required=True, help="the provider's answer, a JSON object ('-': stdin)")
+    answer.add_argument("--terminal", help="the result's terminal, when several terminals' results share the jti")
+    answer.add_argument("--config", type=Path, required=True, help="gateway.toml")
+    answer.set_defaults(func=_online_answer)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -63,12 +95,23 @@ def _run(args: argparse.Namespace) -> int:
     def stop(signum: int, frame: FrameType | None) -> None:
         done.set()
 
-    gateway = open_gateway(config, on_outcome=counted)
+    office = None
+    if config.web is not None:
+        from edge.office.web.server import open_office  # the pages' libraries: only where [web] asks for them
+
+        office = open_office(config, on_outcome=counted)
+        gateway = office.gateway
+    else:
+        gateway = open_gateway(config, on_outcome=counted)
     signal.signal(signal.SIGTERM, stop)
     started = time.monotonic()
     log.info("gateway %s: storage %s, %s", config.instance, gateway.store.dialect,
              "receipts signed" if config.receipts.key else "no receipts (PUBACK-only ward)")
-    gateway.start()
+    if office is not None:
+        office.start()
+        log.info("officers' pages at %s", office.url)
+    else:
+        gateway.start()
     try:
         while not done.wait(COUNTS_EVERY if args.timeout is None else min(COUNTS_EVERY, args.timeout)):
             log.info("counts %s", json.dumps(gateway.stats.as_dict()))
@@ -78,19 +121,81 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        gateway.stop()
+        if office is not None:
+            office.stop()
+        else:
+            gateway.stop()
+            gateway.store.close()
         log.info("counts %s", json.dumps(gateway.stats.as_dict()))
-        gateway.store.close()
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
     store = open_store(load_gateway_config(args.config))
     try:
-        rows = ([row.as_dict() for row in store.fleet(args.ward)] if args.what == "fleet"
-                else [gap.as_dict() for gap in store.gaps()])
+        if args.what == "audit":
+            from edge.office.web.audit import AuditLog
+
+            rows = [entry.as_dict() for entry in AuditLog(store.database).entries(limit=10_000)]
+        else:
+            rows = ([row.as_dict() for row in store.fleet(args.ward)] if args.what == "fleet"
+                    else [gap.as_dict() for gap in store.gaps()])
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
     finally:
         store.close()
+    return 0
+
+
+def _officer(args: argparse.Namespace) -> int:
+    from edge.office.database import Database
+    from edge.office.web.officers import Officers, Role
+
+    config = load_gateway_config(args.config)
+    db = Database(config.storage.url)
+    try:
+        officers = Officers(db)
+        if args.officer_action == "list":
+            for account, disabled in officers.all():
+                print(json.dumps({"username": account.username, "role": account.role.value,
+                                  "counters": list(account.counters), "display_name": account.display_name,
+                                  "disabled": disabled}, ensure_ascii=False))
+        elif args.officer_action == "disable":
+            if not officers.disable(args.username):
+                print(f"error: no officer {args.username}", file=sys.stderr)
+                return 1
+        else:
+            password = None
+            if args.password_stdin:
+                password = sys.stdin.readline().rstrip("\n")
+            elif not args.no_password:
+                password = getpass.getpass(f"password for {args.username}: ")
+                if getpass.getpass("again: ") != password:
+                    print("error: the passwords differ", file=sys.stderr)
+                    return 1
+            officers.add(args.username, Role(args.role), password=password, counters=args.counter,
+                         display_name=args.display_name, replace=args.replace)
+            print(f"officer {args.username}: {args.role}" + (f", counters {', '.join(args.counter)}"
+                                                           if args.counter else ""))
+    finally:
+        db.close()
+    return 0
+
+
+def _online_answer(args: argparse.Namespace) -> int:
+    """``online-answer``: the answer recorded against its result; prints the record without the answer's values."""
+    try:
+        if str(args.file) == "-":
+            data = sys.stdin.buffer.read(MAX_ONLINE_ANSWER_BYTES + 1)
+        else:
+            with args.file.open("rb") as file:
+                data = file.read(MAX_ONLINE_ANSWER_BYTES + 1)  # a larger one is refused, not read whole
+    except OSError as exc:
+        raise OnlineAnswerError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+    store = open_store(load_gateway_config(args.config))
+    try:
+        recorded = store.record_online_answer(args.result_jti, data, time.time(), iss=args.terminal)
+    finally:
+        store.close()
+    print(json.dumps(recorded.summary(), ensure_ascii=False))
     return 0

@@ -22,6 +22,23 @@ Example (``cccd-edge gateway run --config /etc/cccd-edge-gateway/gateway.toml``)
     [receipts]
     key = "/etc/cccd-edge-gateway/ward-command.key"           # a key the terminals trust; absent: no receipts
 
+    [web]                                                     # optional: the officers' pages, see web/settings.py
+    listen = "0.0.0.0"
+    port = 8080
+
+    [api]                                                     # optional: the REST API (edge/office/api.py)
+    listen = "127.0.0.1"                                      # another address needs tls_cert/tls_key (https)
+    port = 8443
+    tls_cert = "/etc/cccd-edge-gateway/api.crt"
+    tls_key = "/etc/cccd-edge-gateway/api.key"
+    client_ca = "/etc/cccd-edge-gateway/ward-ca.crt"          # optional: clients may log in by certificate (CN)
+
+    [[webhooks]]                                              # optional, repeatable: edge/office/webhooks.py
+    name = "procedure"
+    url = "https://procedure.ward.example/hooks/cccd"
+    secret_file = "/etc/cccd-edge-gateway/procedure.whsec"    # cccd-edge gateway webhook-secret --out ...
+    wards = ["26734"]                                         # "+": every ward
+
 Unknown keys are refused (a typo must not silently leave receipts off).
 """
 
@@ -35,6 +52,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge.errors import ConfigError
+from edge.office.web.settings import WebSettings
+from edge.office.webhooks import check_url
 from edge.protocol.receipt import DEFAULT_RECEIPT_LIFETIME, MAX_RECEIPT_LIFETIME
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -112,6 +131,57 @@ class ReceiptSettings(_Section):
     lifetime: int = Field(default=DEFAULT_RECEIPT_LIFETIME, ge=60, le=MAX_RECEIPT_LIFETIME)
 
 
+class ApiSettings(_Section):
+    """The REST API for the procedure software: a listener of its own (machine clients with keys or certificates;
+    the officers' pages are ``[web]``)."""
+
+    listen: str = "127.0.0.1"
+    port: int = Field(default=8443, ge=0, le=65535)  # 0: a free port (tests)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: Mutual TLS: a client may present a certificate from this CA; its CN names the client (api-key add --tls-cn).
+    client_ca: Path | None = None
+    command_key: Path | None = None  # signs the read requests; default: receipts.key (a key the terminals trust)
+    command_lifetime: int = Field(default=120, ge=30, le=600)
+
+    @model_validator(mode="after")
+    def _tls(self) -> ApiSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("api.tls_cert and api.tls_key go together")
+        if self.client_ca is not None and self.tls_cert is None:
+            raise ValueError("api.client_ca needs api.tls_cert (mutual TLS is TLS)")
+        if self.tls_cert is None and self.listen not in ("127.0.0.1", "::1", "localhost"):
+            raise ValueError("api.listen beyond this host needs api.tls_cert: results hold citizens' data")
+        return self
+
+
+class WebhookSettings(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    url: str
+    secret_file: Path  # whsec_<base64>, 0600 (cccd-edge gateway webhook-secret --out PATH)
+    wards: tuple[str, ...] = Field(min_length=1)  # the wards whose results it gets; "+": every ward
+    max_attempts: int = Field(default=25, ge=1, le=1000)  # then a dead letter (the API lists and resends them)
+    retry_first: float = Field(default=5.0, gt=0, le=3600)  # the first retry's delay; doubling, jittered ...
+    retry_cap: float = Field(default=7200.0, gt=0, le=7 * 24 * 3600)  # ... up to this
+    timeout: float = Field(default=15.0, gt=0, le=120)
+    ca: Path | None = None  # the receiver's CA for https; default: the system's
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        try:
+            return check_url(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("config webhooks.url: ")) from None
+
+    @field_validator("wards")
+    @classmethod
+    def _wards(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not all(ward == "+" or _SEGMENT.match(ward) for ward in value):
+            raise ValueError("wards are ward codes or '+'")
+        return value
+
+
 class GatewayConfig(_Section):
     instance: str
     ward: str = "+"
@@ -119,7 +189,18 @@ class GatewayConfig(_Section):
     storage: StorageSettings = StorageSettings()
     trust: TrustSettings
     receipts: ReceiptSettings = ReceiptSettings()
+    api: ApiSettings | None = None  # the REST API; absent: not served
+    webhooks: tuple[WebhookSettings, ...] = ()
+    web: WebSettings | None = None  # the officers' pages (edge/office/web/settings.py); absent: none served
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("webhooks")
+    @classmethod
+    def _webhook_names(cls, value: tuple[WebhookSettings, ...]) -> tuple[WebhookSettings, ...]:
+        names = [hook.name for hook in value]
+        if len(set(names)) != len(names):
+            raise ValueError("each webhook needs a name of its own (the queue tells them apart by it)")
+        return value
 
     @field_validator("instance")
     @classmethod
