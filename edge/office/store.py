@@ -22,6 +22,12 @@ Every message ends in one of two tables: ``results`` (verified) or ``quarantine`
 A result answering a ``read_request`` whose Active Authentication challenge the office registered (in memory, or in
 ``read_requests`` for every instance: :meth:`ResultStore.register_read_request`) is checked against that challenge,
 and the outcome is stored with it. ``terminal_status`` keeps each terminal's last retained status (the fleet view).
+
+A result whose profile carries the chip's own files (``online_check``, ``edge.protocol.procedures``) is accepted
+only as it must travel, encrypted to the ward (JWE): one that arrives as a plain JWS is quarantined. The office
+forwards those files to the national authentication service through its provider and records the answer against
+the result (:meth:`ResultStore.record_online_answer`, table ``online_answers``: every answer received, kept as
+received, so a repeated check keeps its history).
 """
 
 from __future__ import annotations
@@ -35,13 +41,14 @@ from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from edge.errors import EdgeError, JsonError, TokenError
+from edge.errors import EdgeError, JsonError, OnlineAnswerError, TokenError
 from edge.logsetup import log_unexpected
 from edge.office.database import Database
 from edge.office.verify import ActiveAuthCheck, TerminalKeys, VerifiedResult, check_active_auth, verify_result
 from edge.protocol.b64url import b64url_decode
 from edge.protocol.bounded_json import loads_bounded
 from edge.protocol.jose import decrypt_jwe, is_jwe
+from edge.protocol.procedures import ProcedureProfile, procedure
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +73,10 @@ def _schema(db: Database) -> list[str]:
             PRIMARY KEY (ward, iss))""",
         f"""CREATE TABLE IF NOT EXISTS read_requests (
             jti TEXT PRIMARY KEY, challenge {t['blob']} NOT NULL, created {t['real']} NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS online_answers (
+            id {t['id']}, iss TEXT NOT NULL, jti TEXT NOT NULL, received {t['real']} NOT NULL, answer TEXT NOT NULL,
+            recorded_by TEXT)""",
+        "CREATE INDEX IF NOT EXISTS online_answers_by_result ON online_answers (iss, jti)",
     ]
 
 
@@ -94,11 +105,14 @@ WHERE (CAST(? AS TEXT) IS NULL OR m.iss = ?)
 ORDER BY m.iss, m.seq
 """
 
-#: Largest message looked at: a JWE result with the largest photo the schema allows is under half of it.
+#: Largest message looked at: the largest JWE result the schema allows (online_check, every chip file at its cap)
+#: is ~614 KB (README, "Result size").
 MAX_RESULT_BYTES = 1 << 20
 #: What a quarantined message over :data:`MAX_RESULT_BYTES` keeps of itself: enough to see what it was. Messages
 #: within the limit are kept whole, so that one refused for a key not yet installed can be taken in later.
 OVERSIZE_KEEP_BYTES = 4096
+#: Largest answer of the national authentication service recorded (a JSON object; a provider's is a few KB).
+MAX_ONLINE_ANSWER_BYTES = 64 * 1024
 #: Largest retained status taken for the fleet view (a terminal's is ~300 bytes).
 MAX_STATUS_BYTES = 16 * 1024
 _MAX_TOPIC_CHARS = 256
@@ -156,6 +170,24 @@ class Gaps:
         return {"iss": self.iss, "missing": list(self.missing),
                 "refused": [{"seq": r.seq, "quarantine_id": r.quarantine_id, "reason": r.reason}
                             for r in self.refused]}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class OnlineAnswer:
+    """One answer of the national authentication service, recorded against the ``online_check`` result it checked
+    (``answer``: the provider's JSON object as received: personal data, never printed or logged)."""
+
+    answer_id: int
+    iss: str
+    jti: str
+    received: float
+    answer: dict[str, Any]
+    recorded_by: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """What may be printed or logged: no personal data (the answer's keys, not their values)."""
+        return {"answer_id": self.answer_id, "iss": self.iss, "jti": self.jti, "received": self.received,
+                "keys": sorted(self.answer), "recorded_by": self.recorded_by}
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +309,10 @@ class ResultStore:
         except Exception as exc:  # noqa: BLE001  # a check's bug that an input found: keep the input, say what broke
             log_unexpected(log, "result check failed", exc)  # type and stack: a message may quote the payload
             return f"unexpected {type(exc).__name__} while checking"
+        profile = result.document.procedure_profile
+        if procedure(profile).needs_encryption and not is_jwe(payload):
+            return (f"a {profile.value} result carries the chip's files and must arrive encrypted to the ward (JWE); "
+                    "this one came as a plain JWS")
         request_id = result.document.request_id
         challenge = self._challenge(request_id) if request_id is not None else None
         try:
@@ -362,6 +398,41 @@ class ResultStore:
             if highest > stored_max:
                 db.execute("UPDATE terminals SET max_seq=? WHERE iss=?", (highest, iss))
         return opened
+
+    def record_online_answer(self, jti: str, answer: bytes, now: float, *, iss: str | None = None) -> OnlineAnswer:
+        """Record the national authentication service's ``answer`` (a JSON object, as the provider sent it) against
+        the stored ``online_check`` result ``jti`` (``iss`` names its terminal when several share that jti).
+        Raises :class:`~edge.errors.OnlineAnswerError` for no such result, a result of another profile (nothing of it
+        went to the national service) or an answer that is no bounded JSON object."""
+        try:
+            parsed = loads_bounded(answer, what="online answer", max_bytes=MAX_ONLINE_ANSWER_BYTES)
+        except JsonError as exc:
+            raise OnlineAnswerError(str(exc)) from None
+        if not isinstance(parsed, dict):
+            raise OnlineAnswerError("the online answer is not a JSON object")
+        rows = list(self._db.execute("SELECT iss, document FROM results WHERE jti=? AND (CAST(? AS TEXT) IS NULL "
+                                     "OR iss=?)", (jti, iss, iss)))  # fmt: skip
+        if not rows:
+            raise OnlineAnswerError(f"no stored result has jti {jti[:128]!r}" + (f" from {iss[:64]!r}" if iss else ""))
+        if len(rows) > 1:
+            raise OnlineAnswerError(f"{len(rows)} terminals' results have jti {jti[:128]!r}: name the terminal")
+        (found_iss, document), = rows
+        profile = json.loads(document).get("procedure_profile")
+        if profile != ProcedureProfile.ONLINE_CHECK.value:
+            raise OnlineAnswerError(f"result {jti[:128]!r} was read under profile {profile!r}: none of its data went "
+                                    "to the national authentication service")  # fmt: skip
+        text = _storable(json.dumps(parsed, ensure_ascii=False, separators=(",", ":")))
+        (answer_id,) = self._db.execute(
+            "INSERT INTO online_answers (iss, jti, received, answer, recorded_by) VALUES (?, ?, ?, ?, ?) RETURNING id",
+            (found_iss, jti, now, text, self._instance)).fetchone()  # fmt: skip
+        return OnlineAnswer(answer_id, found_iss, jti, now, parsed, self._instance)
+
+    def online_answers(self, jti: str, *, iss: str | None = None) -> list[OnlineAnswer]:
+        """Every answer recorded against result ``jti``, oldest first."""
+        rows = self._db.execute("SELECT id, iss, jti, received, answer, recorded_by FROM online_answers WHERE jti=? "
+                                "AND (CAST(? AS TEXT) IS NULL OR iss=?) ORDER BY id", (jti, iss, iss))  # fmt: skip
+        return [OnlineAnswer(row_id, row_iss, row_jti, received, json.loads(answer), by)
+                for row_id, row_iss, row_jti, received, answer, by in rows]
 
     def stored(self, iss: str) -> list[tuple[int, str]]:
         """(seq, jti) of everything stored for ``iss``, by seq."""

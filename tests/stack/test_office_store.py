@@ -13,15 +13,19 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from edge.office.store import ResultStore
+from edge import signers
+from edge.cli import main
+from edge.errors import OnlineAnswerError
+from edge.office.store import MAX_ONLINE_ANSWER_BYTES, ResultStore
 from edge.office.verify import TerminalKeys
 from edge.office.ward_trust import WardTrust
 from edge.protocol import jose
 from edge.protocol.keys import explicit_spki
-from edge.protocol.result import ActiveAuthEvidence, ProcedureProfile
+from edge.protocol.result import ActiveAuthEvidence, ProcedureProfile, QrUsage, ReadTiming, make_result
+from edge.protocol.verify.checks import Verdict
 from edge.sim.active_auth_card import sign_active_auth
-from tests.support.results import sample_result
-from tests.support.ward import NOW, Ward, make_ward
+from tests.support.results import CHECKS, CITIZEN, sample_result
+from tests.support.ward import NOW, WARD, Terminal, Ward, make_ward
 
 pytestmark = pytest.mark.stack
 DAY = 24 * 3600
@@ -199,3 +203,84 @@ def test_a_batch_is_stored_as_if_its_results_came_one_by_one(office_db: str | Pa
     finally:
         one_by_one.close()
         batched.close()
+
+
+def _online_check_token(terminal: Terminal, seq: int, encrypt_to: ec.EllipticCurvePublicKey | None) -> bytes:
+    """An online_check result carrying (small stand-ins for) the chip's files, plain or encrypted to the ward."""
+    document = make_result(
+        terminal_id=terminal.terminal_id, ward_code=WARD, profile=ProcedureProfile.ONLINE_CHECK,
+        verdict=Verdict.VERIFIED, checks=CHECKS, citizen=CITIZEN, qr=QrUsage(used=False),
+        timing=ReadTiming(apdu_count=20, read_ms=900), completed_at=datetime.fromtimestamp(NOW, UTC),
+        consent_ref="HS-2026-000123", files={"COM": b"\x60\x00", "DG1": b"\x61\x00", "SOD": b"\x77\x00"},
+    )  # fmt: skip
+    assert document.chip_files is not None
+    return jose.result_token(terminal.signer, terminal_id=terminal.terminal_id, seq=seq,
+                             document=json.loads(document.to_json()), now=NOW, encrypt_to=encrypt_to,
+                             certificate=terminal.certificate)  # fmt: skip
+
+
+def test_online_check_results_only_encrypted_and_their_online_answers(office_db: str | Path, ward: Ward) -> None:
+    """The chip's files travel only as JWE (a plain one is quarantined, saying why); the national service's answers
+    are recorded against the result, every one kept in order, and refused for anything but an online_check result."""
+    t1 = ward.terminal("T-01")
+    ward_key = ec.generate_private_key(ec.SECP256R1())
+    store = _store(office_db, ward, decrypt_key=ward_key, instance="office-1")
+    try:
+        plain = store.ingest(_online_check_token(t1, 1, None), NOW)
+        assert plain.status == "quarantined"
+        assert "must arrive encrypted to the ward (JWE)" in plain.reason
+        sealed = store.ingest(_online_check_token(t1, 2, ward_key.public_key()), NOW)
+        assert (sealed.status, sealed.seq) == ("stored", 2)
+        assert sealed.jti is not None
+        first = store.record_online_answer(sealed.jti, b'{"status":"valid","transaction":"C06-1"}', NOW + 60)
+        second = store.record_online_answer(sealed.jti, b'{"status":"revoked"}', NOW + 120, iss="T-01")
+        assert [answer.answer for answer in store.online_answers(sealed.jti)] == [
+            {"status": "valid", "transaction": "C06-1"}, {"status": "revoked"}]
+        assert (first.iss, first.recorded_by, second.answer_id > first.answer_id) == ("T-01", "office-1", True)
+        assert first.summary() == {"answer_id": first.answer_id, "iss": "T-01", "jti": sealed.jti,
+                                   "received": NOW + 60, "keys": ["status", "transaction"],
+                                   "recorded_by": "office-1"}  # fmt: skip
+        residence = store.ingest(t1.token(3), NOW)
+        assert residence.jti is not None
+        for jti, answer, iss, reason in (
+                (residence.jti, b'{"status":"valid"}', None, "profile 'residence'"),
+                ("no-such-result", b'{"status":"valid"}', None, "no stored result"),
+                (sealed.jti, b'{"status":"valid"}', "T-02", "no stored result"),
+                (sealed.jti, b'["valid"]', None, "not a JSON object"),
+                (sealed.jti, b'{"status":', None, "not JSON"),
+                (sealed.jti, b'{"a":"' + b"x" * MAX_ONLINE_ANSWER_BYTES + b'"}', None, "more than"),
+                (sealed.jti, b"[" * 5000, None, "nested deeper")):  # fmt: skip
+            with pytest.raises(OnlineAnswerError, match=reason):
+                store.record_online_answer(jti, answer, NOW, iss=iss)
+        assert len(store.online_answers(sealed.jti)) == 2  # nothing refused was recorded
+    finally:
+        store.close()
+
+
+def test_online_answer_from_the_command_line(tmp_path: Path, ward: Ward, capsys: pytest.CaptureFixture[str]) -> None:
+    """``cccd-edge gateway online-answer RESULT_JTI --file answer.json``: recorded, printed without its values; a
+    refusal is an error naming why, exit 1."""
+    ward_key = ec.generate_private_key(ec.SECP256R1())
+    key_path = tmp_path / "ward-decrypt.key"
+    signers.write_private_key(ward_key, key_path)
+    database = tmp_path / "results.db"
+    toml = tmp_path / "gateway.toml"
+    toml.write_text(f'instance = "office-1"\nward = "{WARD}"\n[storage]\nurl = "sqlite:///{database}"\n'
+                    f'[trust]\nward_ca = "{ward.ca_path}"\ndecrypt_key = "{key_path}"\n', encoding="utf-8")
+    store = _store(database, ward, decrypt_key=ward_key)
+    try:
+        stored = store.ingest(_online_check_token(ward.terminal("T-01"), 1, ward_key.public_key()), NOW)
+    finally:
+        store.close()
+    assert stored.jti is not None
+    answer = tmp_path / "answer.json"
+    answer.write_text('{"status": "valid", "holder": "Nguyễn Văn An"}', encoding="utf-8")
+    assert main(["gateway", "online-answer", stored.jti, "--file", str(answer), "--config", str(toml)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["jti"], printed["iss"], printed["keys"]) == (stored.jti, "T-01", ["holder", "status"])
+    assert "Nguyễn" not in json.dumps(printed, ensure_ascii=False)  # the answer's values stay in the database
+    assert main(["gateway", "online-answer", "no-such-jti", "--file", str(answer), "--config", str(toml)]) == 1
+    assert "no stored result has jti" in capsys.readouterr().err
+    assert main(["gateway", "online-answer", stored.jti, "--file", str(tmp_path / "absent.json"),
+                 "--config", str(toml)]) == 1  # fmt: skip
+    assert "cannot read" in capsys.readouterr().err

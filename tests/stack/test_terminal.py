@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +41,16 @@ from edge.errors import CameraError
 from edge.office.receiver import Outcome, Receiver, ResultStore
 from edge.office.verify import check_active_auth
 from edge.protocol import jose
+from edge.protocol.lds.sod import parse_sod
 from edge.protocol.mrz import transliterate
 from edge.protocol.result import QrUsage, ReadTiming, ResultDocument
-from edge.protocol.verify.trust import KNOWN_SIGNER_PREFIX
+from edge.protocol.verify.checks import CheckStatus
+from edge.protocol.verify.passive import passive_authentication
+from edge.protocol.verify.trust import KNOWN_SIGNER_PREFIX, TrustStore
 from edge.sim.builder import build_card
 from edge.sim.card_qr import FRAME_SIZE, card_qr_text, write_qr_frame
 from edge.sim.chip_security import SimChipSecurity
-from edge.sim.model import SimCardSpec
+from edge.sim.model import FID_COM, FID_SOD, SimCardSpec, dg_fid
 from edge.sim.pki import load_or_create_pki
 from edge.sim.profile import load_profile
 from edge.sim.stack import READER_NAMES, PcscStack
@@ -815,3 +819,83 @@ def test_starting_on_a_full_disk_says_storage_full_not_damaged(
     assert process.returncode == 1, message
     assert "storage full" in message
     assert "damaged" not in message
+
+
+def _ward_encryption(tmp_path: Path) -> tuple[ec.EllipticCurvePrivateKey, Path]:
+    private = ec.generate_private_key(ec.SECP256R1())
+    public_path = tmp_path / "ward-encryption.pub"
+    public_path.write_bytes(private.public_key().public_bytes(serialization.Encoding.PEM,
+                                                              serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private, public_path
+
+
+def arrived(rig: Rig, count: int) -> Callable[[], bool]:
+    """Whether the office has ``count`` results, opened and as they crossed the broker."""
+    return lambda: len(rig.office.outcomes) >= count and len(rig.office.raw_results) >= count
+
+
+def test_an_online_check_request_yields_an_encrypted_result_with_the_chips_files(
+    material: Material, rig_factory: Callable[..., Rig], insert_card: InsertCard, tmp_path: Path
+) -> None:
+    """Issue 17 part 3: an office read_request under online_check with a consent reference: the result travels as a
+    JWE the office opens, carries COM, DG1, DG13, DG14, DG15 and EF.SOD exactly as the chip holds them (each DG
+    hashes to the SOD's value), DG2 only when the request asked for the photo, the AA answer to the office's
+    challenge, and the profile's purpose, legal basis and the consent reference."""
+    ward_private, ward_public = _ward_encryption(tmp_path)
+    rig = rig_factory(decrypt_key=ward_private, paths={"ward_encryption_key": str(ward_public)})
+    insert_card(material.spec, security=secure(material.spec))
+    wait_until(lambda: rig.terminal.state is State.WAIT_KEY, what="card seen")
+    trust = TrustStore.from_der([load_or_create_pki(material.trust_dir.parent / "pki").csca.certificate
+                                 .public_bytes(Encoding.DER)])  # fmt: skip
+    card_files = material.spec.image.applet_files
+    for number, photo in enumerate((False, True), start=1):
+        challenge = bytes([number]) * 8
+        jti, payload = command(material, "read_request", key={"can": material.spec.secrets.can},
+                               profile="online_check", include_photo=photo, consent_ref=f"HS-2026-00012{number}",
+                               challenge=challenge.hex())  # fmt: skip
+        rig.office.command(rig.broker, payload)
+        rig.office.wait(arrived(rig, number))
+        assert rig.office.outcomes[-1].verdict == "verified"
+        wire = rig.office.raw_results[-1]
+        assert jose.is_jwe(wire)
+        person = load_profile("default").person
+        for secret in (person.id_number, person.full_name, person.place_of_residence):
+            assert secret.encode() not in wire
+        row = rig.office.store._db.execute("SELECT document FROM results WHERE jti=?",
+                                           (rig.office.outcomes[-1].jti,)).fetchone()  # fmt: skip
+        document = ResultDocument.model_validate(json.loads(row[0]))
+        assert (document.request_id, document.procedure_profile.value) == (jti, "online_check")
+        assert document.processing is not None
+        assert document.processing.consent_ref == f"HS-2026-00012{number}"
+        assert check_active_auth(document, challenge).passed
+        assert document.chip_files is not None
+        files = document.chip_files.by_name()
+        assert set(files) == {"COM", "DG1", "DG13", "DG14", "DG15", "SOD"} | ({"DG2"} if photo else set())
+        assert files["COM"] == card_files[FID_COM]
+        assert files["SOD"] == card_files[FID_SOD]
+        groups = {int(name[2:]): content for name, content in files.items() if name.startswith("DG")}
+        assert all(content == card_files[dg_fid(n)] for n, content in groups.items())
+        checks = {c.name: c for c in passive_authentication(parse_sod(files["SOD"]), groups, trust,
+                                                           datetime.now(UTC))}  # fmt: skip
+        assert checks["sod_signature"].status is CheckStatus.PASSED
+        assert checks["dg_hashes"].status is CheckStatus.PASSED, checks["dg_hashes"].reason
+        assert document.citizen is not None
+        assert document.citizen.photo_jpeg_b64 is None  # the face travels once, as DG2
+        wait_until(lambda: rig.terminal.state is State.READY, what="ready for the next request")
+    assert rig.office.store.record_online_answer(rig.office.outcomes[-1].jti or "", b'{"status":"valid"}',
+                                                 time.time()).iss == TERMINAL  # fmt: skip
+
+
+def test_online_check_is_refused_without_a_ward_encryption_key(material: Material,
+                                                               rig_factory: Callable[..., Rig]) -> None:  # fmt: skip
+    rig = rig_factory()  # results only signed
+    jti, payload = command(material, "read_request", key={"can": material.spec.secrets.can}, profile="online_check")
+    _, photo = command(material, "read_request", key={"can": material.spec.secrets.can}, include_photo=True)
+    rig.office.command(rig.broker, payload)
+    rig.office.command(rig.broker, photo)
+    rig.office.wait(lambda: len([e for e in rig.office.events if e.get("event") == "command_rejected"]) == 2)
+    refusals = [(e["reason"], e["jti"]) for e in rig.office.events if e.get("event") == "command_rejected"]
+    assert refusals[0] == ("encryption_required", jti)
+    assert refusals[1][0] == "photo_not_needed"  # the terminal's residence profile never reads the face
+    assert rig.terminal.state is State.READY
+    assert rig.terminal.stats.get("reads_started", 0) == 0
