@@ -6,6 +6,13 @@ and re-establish its context when pcscd is back, without being restarted itself.
 command, one answer, as the card gave it; 61xx and 6Cxx are followed up by the protocol's response-chaining link
 (:class:`edge.protocol.chaining.ResponseChaining`), which ``read_chip`` puts at the bottom of its chain.
 
+Each reader gets its profile (:mod:`edge.protocol.readers`, by name or by the USB id that PC/SC part 10's TLV
+properties report) and a :class:`ReaderLink`, kept per reader for as long as the driver lives: what the reader
+was found to carry. An exchange the reader fails while the card stays on it (SCARD_E_NOT_TRANSACTED, or an answer
+without a status word) is a :class:`~edge.errors.TransportFailedError` that says, from the profile and the
+command's size, whether the chip saw the command; an extended APDU failing so makes the link short-only for good,
+so the read and every later read on that reader go on with short APDUs (``read_strategy`` and ``sm`` do the rest).
+
 A timeout is a :class:`CardTimeoutError` only where one genuinely happens: :meth:`PcscReaderDriver.wait_for_card`
 reaching its deadline, or PC/SC reporting SCARD_E_TIMEOUT for an exchange with the card still there (one whose card
 has gone is a removal). A wait for events that merely times out is normal and returns the states.
@@ -17,12 +24,22 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from smartcard import scard
 
 from edge.drivers.base import CardPresence, ReaderState
-from edge.errors import CardRemovedError, CardTimeoutError, NoCardError, NoReaderError, ReaderError, TransmitError
-from edge.protocol.apdu import CommandApdu, ResponseApdu
+from edge.errors import (
+    CardRemovedError,
+    CardTimeoutError,
+    NoCardError,
+    NoReaderError,
+    ReaderError,
+    TransmitError,
+    TransportFailedError,
+)
+from edge.protocol.apdu import LE_MAX_SHORT, CommandApdu, ResponseApdu
+from edge.protocol.readers import ReaderProfile, by_key, profile_for
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +75,13 @@ SLOW_CARD_HINT = (
     "if only this one does, its chip may be damaged"
 )
 _CANCELLED = _code(scard.SCARD_E_CANCELLED)
+_RESET = _code(scard.SCARD_W_RESET_CARD)
+#: PC/SC part 10: CM_IOCTL_GET_FEATURE_REQUEST, the FEATURE_GET_TLV_PROPERTIES tag and the properties read from it.
+_GET_FEATURE_REQUEST = scard.SCARD_CTL_CODE(3400)
+_FEATURE_GET_TLV_PROPERTIES = 0x12
+_PROPERTY_MAX_APDU_DATA_SIZE = 0x0A
+_PROPERTY_ID_VENDOR = 0x0B
+_PROPERTY_ID_PRODUCT = 0x0C
 _STATE_CHANGED = scard.SCARD_STATE_CHANGED
 #: SCardStatus card state bits (pcsc-lite's SCARD_ABSENT/SCARD_PRESENT; pyscard does not export them).
 _STATUS_PRESENT = 0x0004
@@ -79,21 +103,51 @@ def _presence(event_state: int) -> CardPresence:
     return CardPresence.ABSENT
 
 
+@dataclass(slots=True)
+class ReaderLink:
+    """What one reader was found to carry, kept per reader by the driver (mutable on purpose: it is learned).
+
+    Starts from the profile (extended length unless the profile says none; a probed profile tries it once) and from
+    PC/SC part 10's dwMaxAPDUDataSize where the driver reports one; ``extended`` turns False for good after an
+    extended APDU failed at the transport, ``max_response`` shrinks after an answer the reader lost.
+    """
+
+    profile: ReaderProfile
+    extended: bool
+    max_command: int
+    max_response: int
+    failures: int = 0
+
+    @classmethod
+    def starting(cls, profile: ReaderProfile, max_apdu_data: int | None) -> ReaderLink:
+        extended = profile.extended_length is not False and max_apdu_data != 0
+        if profile.extended_length is None and max_apdu_data == 0:
+            extended = False  # the driver says short only
+        return cls(profile, extended, profile.command_limit, profile.response_limit)
+
+    def describe(self) -> str:
+        return "extended length" if self.extended else "short APDUs only"
+
+
 class PcscReaderDriver:
     """:class:`~edge.drivers.base.CardReaderDriver` over pcscd; survives pcscd restarts and readers vanishing.
 
-    ``extended_length`` says whether the reader carries extended APDUs (the virtual reader does; a real reader's
-    datasheet decides). ``reader_filter`` keeps only readers whose name contains it.
+    ``extended_length`` False keeps every reader to short APDUs whatever its profile says. ``reader_profile``
+    names the profile (:func:`edge.protocol.readers.by_key`) of a reader whose name does not tell it (and lets the
+    test stack run a vpcd reader as a given model). ``reader_filter`` keeps only readers whose name contains it.
     """
 
-    def __init__(self, *, extended_length: bool = True, reader_filter: str = "", poll_interval: float = 0.1) -> None:
+    def __init__(self, *, extended_length: bool = True, reader_filter: str = "", poll_interval: float = 0.1,
+                 reader_profile: str | None = None) -> None:  # fmt: skip
         self.extended_length = extended_length
         self.reader_filter = reader_filter
         self.poll_interval = poll_interval
+        self.forced_profile = by_key(reader_profile) if reader_profile is not None else None
         self._context: int | None = None
         self._lock = threading.Lock()
         self._known: dict[str, int] = {}  # reader -> last event state (event counter in the high word)
         self._reader_count = 0
+        self._links: dict[str, ReaderLink] = {}  # reader name -> what it was found to carry
 
     # --- context -----------------------------------------------------------------------------------------------
 
@@ -273,21 +327,73 @@ class PcscReaderDriver:
         if hresult != scard.SCARD_S_SUCCESS:
             scard.SCardDisconnect(handle, scard.SCARD_LEAVE_CARD)
             raise self.error_for(hresult, f"reading the ATR on {reader_name}")
-        return PcscConnection(self, handle, protocol, reader_name, bytes(atr), self.extended_length)
+        return PcscConnection(self, handle, protocol, reader_name, bytes(atr), self.link(reader_name, handle))
+
+    # --- reader profiles ---------------------------------------------------------------------------------------
+
+    def link(self, reader_name: str, handle: int | None = None) -> ReaderLink:
+        """The reader's :class:`ReaderLink`, made on first use from its profile (and TLV properties via
+        ``handle``, when given) and kept while the driver lives."""
+        link = self._links.get(reader_name)
+        if link is None:
+            properties = tlv_properties(handle) if handle is not None else {}
+            vendor, product = properties.get(_PROPERTY_ID_VENDOR), properties.get(_PROPERTY_ID_PRODUCT)
+            usb_id = (vendor, product) if vendor is not None and product is not None else None
+            profile = self.forced_profile or profile_for(reader_name, usb_id)
+            link = ReaderLink.starting(profile, properties.get(_PROPERTY_MAX_APDU_DATA_SIZE))
+            if not self.extended_length:
+                link.extended = False
+            self._links[reader_name] = link
+            log.info("reader %s: profile %s, %s", reader_name, profile.key, link.describe())
+        return link
+
+    def profile(self, reader_name: str) -> ReaderProfile:
+        """The profile the driver uses (or would use) for ``reader_name``."""
+        link = self._links.get(reader_name)
+        if link is not None:
+            return link.profile
+        return self.forced_profile or profile_for(reader_name)
+
+
+def tlv_properties(handle: int) -> dict[int, int]:
+    """PC/SC part 10 TLV properties of the reader behind ``handle`` (dwMaxAPDUDataSize, wIdVendor, wIdProduct...);
+    empty when the driver reports none. Best effort: nothing here may fail a connect."""
+    hresult, features = scard.SCardControl(handle, _GET_FEATURE_REQUEST, [])
+    if hresult != scard.SCARD_S_SUCCESS:
+        return {}
+    raw, code = bytes(features), None
+    for pos in range(0, len(raw) - 5, 6):  # tag, length 4, big-endian control code
+        if raw[pos] == _FEATURE_GET_TLV_PROPERTIES and raw[pos + 1] == 4:
+            code = int.from_bytes(raw[pos + 2 : pos + 6], "big")
+    if code is None:
+        return {}
+    hresult, answer = scard.SCardControl(handle, code, [])
+    if hresult != scard.SCARD_S_SUCCESS:
+        return {}
+    raw, pos, properties = bytes(answer), 0, {}
+    while pos + 2 <= len(raw):
+        tag, length = raw[pos], raw[pos + 1]
+        value = raw[pos + 2 : pos + 2 + length]
+        if len(value) != length:
+            break
+        properties[tag] = int.from_bytes(value, "little")  # part 10 properties are little-endian
+        pos += 2 + length
+    return properties
 
 
 class PcscConnection:
     """One card session (:class:`~edge.drivers.base.CardConnection`): a transport, one exchange per call."""
 
     def __init__(
-        self, driver: PcscReaderDriver, handle: int, protocol: int, reader_name: str, atr: bytes, extended: bool
+        self, driver: PcscReaderDriver, handle: int, protocol: int, reader_name: str, atr: bytes, link: ReaderLink
     ) -> None:
         self._driver = driver
         self._handle: int | None = handle
+        self._protocol = protocol
         self._pci = scard.SCARD_PCI_T0 if protocol == scard.SCARD_PROTOCOL_T0 else scard.SCARD_PCI_T1
         self._reader_name = reader_name
         self._atr = atr
-        self._extended = extended
+        self.link = link
 
     @property
     def atr(self) -> bytes:
@@ -299,7 +405,12 @@ class PcscConnection:
 
     @property
     def supports_extended_length(self) -> bool:
-        return self._extended
+        """What the reader carries now: may turn False mid-read after a transport failure (see the module)."""
+        return self.link.extended
+
+    @property
+    def profile(self) -> ReaderProfile:
+        return self.link.profile
 
     def close(self) -> None:
         """Disconnect and reset the card: the next session starts in the MF with no secure channel left over."""
@@ -321,6 +432,10 @@ class PcscConnection:
         if self._handle is None:
             raise NoCardError("the card connection is closed")
         raw = command.to_bytes()
+        if len(raw) > self.link.max_command:  # the reader would refuse it unsent (its profile says so): save the try
+            limit = self.link.max_command
+            raise TransportFailedError(f"{command.describe()}: {len(raw)} bytes, {self.profile.model} sends at most "
+                                       f"{limit}", reached_chip=False, over_limit="command")  # fmt: skip
         hresult, answer = scard.SCardTransmit(self._handle, self._pci, list(raw))
         if hresult != scard.SCARD_S_SUCCESS:
             raise self._transmit_error(hresult, command)
@@ -328,7 +443,7 @@ class PcscConnection:
             if not self._card_present(settle=REMOVAL_SETTLE_SECONDS):
                 self.close()
                 raise CardRemovedError(f"card removed while sending {command.describe()} on {self._reader_name}")
-            raise TransmitError(f"answer without status word to {command.describe()}")
+            raise self._transport_failed(command, "answer without status word")
         response = ResponseApdu.from_bytes(bytes(answer))
         log.debug("APDU %s -> %04X (%d bytes)", command.describe(), response.sw, len(response.data))
         return response
@@ -339,10 +454,52 @@ class PcscConnection:
         if code in _CARD_GONE or (code in _EXCHANGE_FAILED and not self._card_present(REMOVAL_SETTLE_SECONDS)):
             self.close()
             return CardRemovedError(f"card removed while {doing}: {_describe(hresult)}")
+        if code in _EXCHANGE_FAILED and code != _TIMEOUT:
+            return self._transport_failed(command, _describe(hresult))
+        if code == _RESET and self._reconnect():  # another party reset the card: it answers again, state gone
+            return TransportFailedError(f"{doing}: the card was reset", reached_chip=False, card_reset=True)
         error = self._driver.error_for(hresult, doing)
         if isinstance(error, NoReaderError):
             self._handle = None  # the handle died with pcscd or the reader
         return error
+
+    def _transport_failed(self, command: CommandApdu, why: str) -> TransportFailedError:
+        """The reader failed this exchange with the card still there: what that says about the chip (see the module
+        docstring), learned for the reader's later exchanges."""
+        link, profile = self.link, self.link.profile
+        link.failures += 1
+        size = len(command.to_bytes())
+        over_limit, reached_chip = "", None
+        if command.extended or size > link.max_command:
+            over_limit = "command"
+            reached_chip = profile.refused_unsent  # documented (ACS: never sent), else unknown
+            link.extended = False
+            link.max_command = min(link.max_command, max(size - 1, 5 + LE_MAX_SHORT))
+        elif command.le + 2 > link.max_response:
+            over_limit, reached_chip = "response", True  # the chip answered; the reader could not pass it on
+        card_reset = self._was_reset()
+        log.info("reader %s failed %s (%s): %s", self._reader_name, command.describe(), why,
+                 f"over its {over_limit} limit" if over_limit else "no known limit")  # fmt: skip
+        message = f"{profile.model} failed {command.describe()} on {self._reader_name}: {why}"
+        return TransportFailedError(message, reached_chip=reached_chip, card_reset=card_reset, over_limit=over_limit)
+
+    def _was_reset(self) -> bool:
+        """Whether PC/SC says the card was reset (then the handle is reconnected, the card's state is gone)."""
+        if self._handle is None:
+            return False
+        hresult, _reader, _state, _protocol, _atr = scard.SCardStatus(self._handle)
+        return _code(hresult) == _RESET and self._reconnect()
+
+    def _reconnect(self) -> bool:
+        if self._handle is None:
+            return False
+        hresult, protocol = scard.SCardReconnect(self._handle, scard.SCARD_SHARE_SHARED,
+                                                 scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1,
+                                                 scard.SCARD_LEAVE_CARD)  # fmt: skip
+        if hresult != scard.SCARD_S_SUCCESS:
+            return False
+        self._pci = scard.SCARD_PCI_T0 if protocol == scard.SCARD_PROTOCOL_T0 else scard.SCARD_PCI_T1
+        return True
 
     def _card_present(self, settle: float = 0.0) -> bool:
         """After a failed exchange: is the card still there (reader trouble) or gone (removal)?

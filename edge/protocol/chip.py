@@ -62,6 +62,7 @@ from edge.errors import (
     SignatureError,
     SmIntegrityError,
     StatusWordError,
+    TransportFailedError,
 )
 from edge.protocol import tlv
 from edge.protocol.access.active_auth import CHALLENGE_LENGTH, ActiveAuthResult, active_authenticate
@@ -95,7 +96,6 @@ from edge.protocol.lds.dg14 import Dg14, parse_dg14
 from edge.protocol.lds.dg15 import Dg15, parse_dg15
 from edge.protocol.lds.sod import SodFile, parse_sod
 from edge.protocol.read_strategy import (
-    CHUNK_PLAIN,
     SFI_REFUSALS,
     ChunkMemory,
     file_name,
@@ -128,6 +128,10 @@ DEFAULT_DATA_GROUPS = frozenset({1, 13, DG_CHIP_AUTH, DG_ACTIVE_AUTH})
 EAC_PROTECTED = frozenset({3, 4})
 #: Re-authentications allowed after the chip dropped its session (ICAO: re-authenticate once, then give up).
 MAX_REAUTHENTICATIONS = 1
+#: Le of the first (plain) EF.CardAccess read: extended, so it probes the chip and the reader before any session.
+CHUNK_CARD_ACCESS = 1024
+#: Reruns of one step on the same channel after transport failures that secure messaging kept in step.
+MAX_TRANSPORT_RERUNS = 2
 
 _T = TypeVar("_T")
 
@@ -403,10 +407,23 @@ class _Session:
         return result
 
     def run(self, step: Callable[[], _T], what: str) -> _T:
-        """Run ``step``; after a lost session re-authenticate once and rerun it (reads resume where they were)."""
+        """Run ``step``; after a lost session re-authenticate once and rerun it (reads resume where they were).
+
+        A transport failure (the reader failed an exchange, the card still on it) reruns the step on the same
+        channel when secure messaging kept it in step (the reader now carries less, and the step uses what it
+        carries), and re-authenticates when the channel could not be kept or the reader reset the card."""
+        reruns = 0
         while True:
             try:
                 return step()
+            except TransportFailedError as exc:
+                if self.link.sm.usable and not exc.card_reset and reruns < MAX_TRANSPORT_RERUNS:
+                    reruns += 1
+                    continue
+                if self.reauthentications >= MAX_REAUTHENTICATIONS:
+                    exc.add_note(f"while {what} at offset {self.link.offset_reached}")
+                    raise
+                self._reopen(with_ca=True)
             except (SessionLostError, SmIntegrityError) as exc:
                 if self.link.ca_unproven:
                     self._ca_not_proven(exc)
@@ -547,7 +564,10 @@ def dg14_untrusted(sod: SodFile | None, content: bytes) -> str | None:
 def _read_card_access(conn: ApduConnection, memory: ChunkMemory) -> tuple[bytes | None, str | None]:
     """EF.CardAccess, or None and why the card offers none (see step 1 of the module docstring)."""
     try:
-        return read_file(conn, SFI_CARD_ACCESS, chunk=CHUNK_PLAIN, memory=memory), None
+        # An extended Le where the transport may carry it: EF.CardAccess is small, so this costs nothing, and it
+        # finds out before any session exists whether the chip (6700) or the reader (a transport failure: a probed
+        # reader profile) refuses extended length; the secured reads then never lose a session to it.
+        return read_file(conn, SFI_CARD_ACCESS, chunk=CHUNK_CARD_ACCESS, extended_ok=True, memory=memory), None
     except StatusWordError as exc:
         reason = no_card_access_reason(exc.sw)
         if reason is None:

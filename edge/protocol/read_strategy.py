@@ -17,6 +17,11 @@ straight to SELECT. 6A82 (no such file) and 6982 (not allowed) are answers about
 again. Under secure messaging every command of the fallback goes through the same connection, so the SSC stays in
 step: a refused read is one more counted exchange, protected or naked.
 
+A reader that fails an exchange at the transport (:class:`~edge.errors.TransportFailedError`, the card still on
+it) is stepped around the same way: an extended APDU that failed makes the chunk memory short-only, an answer the
+reader could not pass makes the next Le smaller; secure messaging has already put its SSC where the chip's is (or
+closed the channel, and the session re-authenticates and resumes the file at its offset).
+
 Pure: the connection is injected (a PC/SC reader, the simulator, or secure messaging wrapping either).
 """
 
@@ -25,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from edge.errors import LdsError, TlvError
+from edge.errors import LdsError, TlvError, TransportFailedError
 from edge.protocol import tlv
 from edge.protocol.apdu import LE_MAX_SHORT, ApduConnection, CommandApdu, ResponseApdu, status_error
 from edge.protocol.iso7816 import (
@@ -226,7 +231,11 @@ class _Reader:
         learned_before = dataclasses.replace(self.memory)
         hints = 0
         while True:
-            response, wire_length = self.read_binary(offset, le, by_sfi=by_sfi)
+            try:
+                response, wire_length = self.read_binary(offset, le, by_sfi=by_sfi)
+            except TransportFailedError as exc:
+                le = self.after_transport_failure(exc, le)
+                continue
             expected = min(want, odd_room(le)) if odd else le
             data = response.data[:expected]
             if data and response.sw == SW_OK:
@@ -264,6 +273,17 @@ class _Reader:
             if next_le is None or (odd and odd_room(next_le) < 1):
                 raise status_error(response.sw, self.command_text(offset))
             le = next_le
+
+    def after_transport_failure(self, exc: TransportFailedError, le: int) -> int:
+        """The Le to try after the reader failed a READ BINARY of ``le``; re-raises when no smaller one can help."""
+        if le > LE_MAX_SHORT and not self.memory.extended_refused:
+            self.memory.extended_refused = True  # whatever the limit, short APDUs are what every reader carries
+            return LE_MAX_SHORT
+        if exc.over_limit == "response":
+            smaller = self.memory.step_down(le)
+            if smaller is not None:
+                return smaller
+        raise exc
 
     def switch_to_select(self) -> None:
         """The chip refused the read by short file id: SELECT the file, and remember to do so for the next ones."""

@@ -220,6 +220,12 @@ class SecureMessaging:
     def supports_extended_length(self) -> bool:
         return self._inner.supports_extended_length
 
+    @property
+    def usable(self) -> bool:
+        """False once the channel was closed (session lost, integrity failure, a transport failure of unknown
+        effect): the caller must open a new one."""
+        return self._closed is None
+
     def rekey(self, keys: SessionKeys, ssc: int = 0) -> None:
         """Switch to new session keys (chip authentication restarts SM with SSC = 0)."""
         self._keys = keys

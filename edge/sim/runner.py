@@ -19,6 +19,7 @@ from edge.sim.model import (
     SimCardSpec,
     dg_fid,
 )
+from edge.sim.reader import ReaderModel, VirtualReader
 from edge.sim.vpcd import InsertedWhileOpen, VpcdClient
 
 #: ISO 14443-4 card ATR as PC/SC part 3 builds it (no historical bytes beyond zeros; TCK = 09).
@@ -47,7 +48,10 @@ def demo_spec(quirks: Quirks | None = None) -> SimCardSpec:
 
 
 class SimulatedCard(InsertedWhileOpen):
-    """A :class:`VirtualCard` plus its vpcd connection: ``insert()`` puts it on the reader, ``remove()`` off."""
+    """A :class:`VirtualCard` plus its vpcd connection: ``insert()`` puts it on the reader, ``remove()`` off.
+
+    With ``reader``, the card sits behind a :class:`~edge.sim.reader.VirtualReader` of that model (limits, failure
+    effect, escape channel); ``virtual_reader`` is that reader (its log shows what it failed and was asked)."""
 
     def __init__(
         self,
@@ -56,13 +60,16 @@ class SimulatedCard(InsertedWhileOpen):
         *,
         security: ChipSecurity | None = None,
         host: str = "127.0.0.1",
+        reader: ReaderModel | None = None,
     ) -> None:
         self.spec = spec
         self.port = port
         self.host = host
         self._security = security
+        self._reader_model = reader
         self.card = VirtualCard(spec, security)
-        self.client = VpcdClient(self.card, port, host)
+        self.virtual_reader = VirtualReader(self.card, reader) if reader is not None else None
+        self.client = VpcdClient(self.virtual_reader or self.card, port, host)
 
     @property
     def inserted(self) -> bool:
@@ -76,7 +83,9 @@ class SimulatedCard(InsertedWhileOpen):
         """Put the card on the reader. A card that left the field comes back fresh (new chip state)."""
         if self.card.left_field:
             self.card = VirtualCard(self.spec, self._security)
-            self.client = VpcdClient(self.card, self.port, self.host)
+            if self.virtual_reader is not None:
+                self.virtual_reader.card = self.card
+            self.client = VpcdClient(self.virtual_reader or self.card, self.port, self.host)
         self.client.insert()
 
     def remove(self) -> None:

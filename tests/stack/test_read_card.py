@@ -33,7 +33,6 @@ from edge.protocol.access.policy import AccessKey, AccessMethod, CanKey, MrzKey
 from edge.protocol.chip import ChipRead, ReadRequest, read_chip
 from edge.protocol.lds.dg13 import parse_dg13
 from edge.protocol.mrz import parse_mrz
-from edge.protocol.read_strategy import CHUNK_AES_SM
 from edge.protocol.verify.card import VerificationReport, verify_chip
 from edge.protocol.verify.checks import (
     ACTIVE_AUTHENTICATION,
@@ -409,13 +408,14 @@ OUTCOMES: dict[str, Outcome] = {
     "untrusted-issuer": Outcome(Verdict.INTACT_ORIGIN_UNPROVEN),
     # no PACE and BAC answered 6A88: EF.CardAccess, then SELECT + GET CHALLENGE + EXTERNAL AUTHENTICATE, retried once
     "quirk-bac-refused": Outcome(key="mrz", error=AccessControlError, card_apdus=7),
-    # 6282 taught no smaller size: the chunk is the one secure messaging fits after the refused extended read
-    "quirk-eof-6282": Outcome(sign=lambda read, _: read.chunk_limit == CHUNK_AES_SM and not read.extended_length),
+    # 6282 taught no smaller size; no extended length was learned on the plain EF.CardAccess read, so the secured
+    # reads started at the chunk secure messaging fits and never stepped down
+    "quirk-eof-6282": Outcome(sign=lambda read, _: read.chunk_limit is None and not read.extended_length),
     "quirk-naked-errors": Outcome(sign=lambda read, _: not read.extended_length),
     "quirk-no-sfi": Outcome(sign=lambda read, _: read.stats.apdus == NO_SFI_READ_APDUS),
     "quirk-no-extended": Outcome(sign=lambda read, _: not read.extended_length),
     # one 8-byte answer did not become the chunk size: the full secured chunk came back (tests/stack/test_hostile_reads)
-    "quirk-one-short-answer": Outcome(sign=lambda read, _: read.chunk_limit == CHUNK_AES_SM),
+    "quirk-one-short-answer": Outcome(sign=lambda read, _: read.chunk_limit is None),
     "quirk-pace-only": Outcome(key="mrz", sign=lambda read, _: read.access.method is AccessMethod.PACE),
     "quirk-removal-mid-read": Outcome(error=CardRemovedError, card_apdus=9),
     "quirk-slow-link": Outcome(sign=_slow_link),
