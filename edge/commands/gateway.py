@@ -9,6 +9,10 @@ officers' audit log, one JSON line each; ``officer add|list|disable`` keeps the 
 asked for, or read from stdin with ``--password-stdin``; never an argument: it would sit in the shell's history).
 ``online-answer RESULT_JTI --file answer.json`` records the national authentication service's answer against an
 ``online_check`` result (``ResultStore.record_online_answer``) and prints the record without the answer's values.
+With ``[api]`` and/or ``[[webhooks]]`` ``run`` also serves the REST API and sends the webhooks
+(``edge.office.api_server``); ``api-key add --name N --ward W`` registers an API client and prints its key once
+(``--tls-cn CN``: a client certificate instead), ``api-key list|revoke``; ``webhook-secret --out F`` writes a new
+``whsec_`` secret (0600).
 """
 
 from __future__ import annotations
@@ -74,6 +78,23 @@ def register(subparsers: Any) -> None:
     answer.add_argument("--terminal", help="the result's terminal, when several terminals' results share the jti")
     answer.add_argument("--config", type=Path, required=True, help="gateway.toml")
     answer.set_defaults(func=_online_answer)
+    api_key = actions.add_parser("api-key", help="the REST API's clients: each with a key (or a certificate CN) and "
+                                                 "its wards")  # fmt: skip
+    key_actions = api_key.add_subparsers(dest="key_action", metavar="ACTION", required=True)
+    key_add = key_actions.add_parser("add", help="register a client; prints its API key once")
+    key_add.add_argument("--name", required=True, help="who the client is (the procedure software's name)")
+    key_add.add_argument("--ward", action="append", required=True, metavar="WARD",
+                         help="a ward whose results it may read and whose terminals it may ask (repeat; '+': all)")
+    key_add.add_argument("--tls-cn", metavar="CN", help="a client certificate's CN instead of a key (api.client_ca)")
+    key_revoke = key_actions.add_parser("revoke", help="refuse a client from now on")
+    key_revoke.add_argument("--name", required=True)
+    key_actions.add_parser("list", help="every client, one JSON line each (no secrets)")
+    for sub in key_actions.choices.values():
+        sub.add_argument("--config", type=Path, required=True, help="gateway.toml")
+        sub.set_defaults(func=_api_key)
+    secret = actions.add_parser("webhook-secret", help="write a new Standard Webhooks secret (whsec_...) to a file")
+    secret.add_argument("--out", type=Path, required=True, help="the file (created 0600; never replaced)")
+    secret.set_defaults(func=_webhook_secret)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -107,11 +128,18 @@ def _run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     log.info("gateway %s: storage %s, %s", config.instance, gateway.store.dialect,
              "receipts signed" if config.receipts.key else "no receipts (PUBACK-only ward)")
+    procedure = None
+    if config.api is not None or config.webhooks:
+        from edge.office.api_server import open_procedure_side  # FastAPI and uvicorn: only where asked for
+
+        procedure = open_procedure_side(config, gateway)
     if office is not None:
         office.start()
         log.info("officers' pages at %s", office.url)
     else:
         gateway.start()
+    if procedure is not None:
+        procedure.start()
     try:
         while not done.wait(COUNTS_EVERY if args.timeout is None else min(COUNTS_EVERY, args.timeout)):
             log.info("counts %s", json.dumps(gateway.stats.as_dict()))
@@ -121,6 +149,8 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        if procedure is not None:
+            procedure.stop()
         if office is not None:
             office.stop()
         else:
@@ -198,4 +228,35 @@ def _online_answer(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(json.dumps(recorded.summary(), ensure_ascii=False))
+    return 0
+
+
+def _api_key(args: argparse.Namespace) -> int:
+    from edge.office.api_clients import ApiClients
+    from edge.office.database import Database
+
+    config = load_gateway_config(args.config)
+    db = Database(config.storage.url)
+    try:
+        clients = ApiClients(db)
+        if args.key_action == "list":
+            for client in clients.all():
+                print(json.dumps(client, ensure_ascii=False))
+        elif args.key_action == "revoke":
+            if not clients.revoke(args.name, time.time()):
+                print(f"error: no client {args.name}", file=sys.stderr)
+                return 1
+        else:
+            key = clients.add(args.name, args.ward, time.time(), tls_cn=args.tls_cn)
+            print(key if key is not None else f"client {args.name}: certificate CN {args.tls_cn}")
+    finally:
+        db.close()
+    return 0
+
+
+def _webhook_secret(args: argparse.Namespace) -> int:
+    from edge.office.webhooks import write_secret
+
+    write_secret(args.out)
+    print(f"secret written to {args.out}: give the receiver its content, put the path in [[webhooks]] secret_file")
     return 0

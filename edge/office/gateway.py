@@ -55,10 +55,12 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from edge.errors import StorageError
 from edge.logsetup import log_unexpected
 from edge.office.commands import SignedCommand
+from edge.office.database import Database
 from edge.office.gateway_config import GatewayConfig
 from edge.office.store import Outcome, ResultStore
 from edge.office.verify import TerminalKeys, load_keys
 from edge.office.ward_trust import WardTrust
+from edge.office.webhooks import Endpoint, WebhookQueue, load_secret
 from edge.protocol.receipt import MAX_RECEIPT_RESULTS, receipt_claims, sign_receipt
 from edge.signers import load_private_key
 
@@ -105,12 +107,16 @@ class Gateway:
                  on_outcome: Callable[[Outcome], None] | None = None,
                  on_status: Callable[[str, str], None] | None = None,
                  on_event: Callable[[str, str, bytes], None] | None = None,
+                 webhooks: WebhookQueue | None = None,
                  clock: Callable[[], float] = time.time) -> None:  # fmt: skip
         """``on_outcome`` runs on the worker thread for each result, once it is stored or quarantined;
         ``on_status(ward, terminal)`` there once a status is kept; ``on_event(ward, terminal, payload)`` on paho's
-        thread for each terminal event (keep it short: it only hands over)."""
+        thread for each terminal event (keep it short: it only hands over). ``webhooks``: where stored results are
+        queued for the ``[[webhooks]]`` endpoints (default: opened from ``config``, None when it names none)."""
         self.config = config
         self.store = store
+        #: Each stored result (and each that arrives again) is queued here before the broker's acknowledgement.
+        self.webhooks = webhooks if webhooks is not None else open_webhook_queue(config)
         self.stats = GatewayStats()
         self.subscribed = threading.Event()
         self._receipt_key = receipt_key
@@ -157,6 +163,8 @@ class Gateway:
         self._client.disconnect()
         self._client.loop_stop()
         self._client._reset_sockets(sockpair_only=True)  # as edge.daemon.mqtt.close_loop_sockets: not left to __del__
+        if self.webhooks is not None:
+            self.webhooks.close()
 
     # --- paho's thread: record and hand over ---------------------------------------------------------------------
 
@@ -269,10 +277,19 @@ class Gateway:
             outcomes = self._stubborn(lambda: self._ingest(results))
             if outcomes is _GAVE_UP:
                 return done
+            if self.webhooks is not None and self._stubborn(lambda: self._queue_webhooks(outcomes)) is _GAVE_UP:
+                return done  # stored, not acknowledged: delivered again as duplicates, queued then
             for outcome in outcomes:
                 self._report(outcome, receipts)
             done += results
         return done
+
+    def _queue_webhooks(self, outcomes: list[Outcome]) -> int:
+        """Queue the batch's results (a duplicate too: its first arrival may have been stored and not queued)."""
+        assert self.webhooks is not None
+        return self.webhooks.enqueue([(o.iss, o.jti, o.ward) for o in outcomes if o.status != "quarantined"
+                                      and o.iss is not None and o.jti is not None and o.ward is not None],
+                                     self._clock())  # fmt: skip
 
     def _report(self, outcome: Outcome, receipts: dict[tuple[str, str], list[tuple[int, str]]]) -> None:
         self._count(outcome)
@@ -362,6 +379,18 @@ class Gateway:
 
 def _ranges_text(seqs: tuple[int, ...]) -> str:
     return f"{seqs[0]}..{seqs[-1]}" if len(seqs) > 1 else str(seqs[0])
+
+
+def webhook_endpoints(config: GatewayConfig) -> list[Endpoint]:
+    """The ``[[webhooks]]`` endpoints with their secrets read."""
+    return [Endpoint(hook.name, hook.url, load_secret(hook.secret_file, key=f"webhooks.{hook.name}.secret_file"),
+                     frozenset(hook.wards), max_attempts=hook.max_attempts, retry_first=hook.retry_first,
+                     retry_cap=hook.retry_cap, timeout=hook.timeout, ca=hook.ca) for hook in config.webhooks]
+
+
+def open_webhook_queue(config: GatewayConfig) -> WebhookQueue | None:
+    """The webhook queue on its own connection to the gateway's database; None when no endpoint is configured."""
+    return WebhookQueue(Database(config.storage.url), webhook_endpoints(config)) if config.webhooks else None
 
 
 def open_store(config: GatewayConfig) -> ResultStore:

@@ -1,0 +1,274 @@
+"""The gateway's REST API for the procedure software (FastAPI on Starlette, served by uvicorn; the OpenAPI
+document, generated from these routes and :mod:`edge.office.contract`'s models, is ``edge/schemas/openapi.json``).
+
+Routes (every one needs a client: an API key as ``Authorization: Bearer``, or a client certificate on a mutual-TLS
+listener; each client sees and acts on its own wards only, and another ward's result is a 404, not a 403)::
+
+    GET  /v1/results?ward&terminal&verdict&since&cursor&limit   stored results in the order stored, by cursor
+    GET  /v1/results/{terminal}/{jti}                           one result
+    POST /v1/wards/{ward}/terminals/{terminal}/read-requests    ask a terminal to read a card (202)
+    GET  /v1/fleet?ward                                         each terminal's last status
+    GET  /v1/webhooks/dead-letters?endpoint&cursor&limit        deliveries given up
+    POST /v1/webhooks/dead-letters/{id}/retry                   send one again (202)
+
+The result list is ordered by when the gateway stored each result, then terminal and jti; ``next_cursor`` is the
+position after the page, to pass back now or later (polling). A result taken in late from quarantine keeps its
+first arrival time and so lands behind a cursor already past it: software that must see every result exactly once
+uses the webhooks (by ``webhook-id``), and the list to catch up or look back.
+
+A read request is signed by the gateway with the ward command key (``api.command_key``, default ``receipts.key``)
+with a fresh Active Authentication challenge, registered (any instance checks the answer against it), published on
+the terminal's ``cmd`` topic, and answered with its id; the result carries it as ``request_id``. The chip key in
+the body is personal data: it travels only inside the signed command, never into a log.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import ValidationError
+
+from edge.errors import StorageError
+from edge.office.api_clients import ApiClient, ApiClients
+from edge.office.commands import SignedCommand, sign_read_request
+from edge.office.contract import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    RESULT_COLUMNS,
+    DeadLetterPage,
+    Fleet,
+    FleetEntry,
+    Problem,
+    ReadRequestIn,
+    ReadRequestOut,
+    ResultPage,
+    ResultRecord,
+    WebhookEvent,
+)
+from edge.office.store import ResultStore
+from edge.office.webhooks import WebhookQueue
+from edge.protocol.jose import Signer
+from edge.protocol.verify.checks import Verdict
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "1.0.0"
+#: Where the mutual-TLS listener puts the verified client certificate's CN (``scope["state"]``: request.state).
+TLS_CLIENT_CN = "tls_client_cn"
+_SEGMENT = r"^[A-Za-z0-9_.-]{1,64}$"
+_JTI = r"^[\x21-\x7e]{1,128}$"
+_ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": Problem, "description": "no valid API key or certificate"},
+                                            404: {"model": Problem, "description": "none such for this client"}}
+
+
+@dataclass
+class ApiContext:
+    """What the routes use: the store (own connection), the clients, the webhook queue, and how read requests are
+    signed and sent (None: this gateway has no command key, or no broker, so it answers 503)."""
+
+    store: ResultStore
+    clients: ApiClients
+    webhooks: WebhookQueue | None = None
+    signer: Signer | None = None
+    send_command: Callable[[SignedCommand], None] | None = None
+    command_lifetime: int = 120
+    serves_ward: Callable[[str], bool] = lambda ward: True
+    clock: Callable[[], float] = time.time
+
+
+_bearer = HTTPBearer(auto_error=False, scheme_name="apiKey",
+                     description="An API key from `cccd-edge gateway api-key add --name N --ward W`")
+
+
+def _context(request: Request) -> ApiContext:
+    context: ApiContext = request.app.state.context
+    return context
+
+
+def _client(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+            context: Annotated[ApiContext, Depends(_context)]) -> ApiClient:  # fmt: skip
+    client = None
+    if credentials is not None:
+        client = context.clients.by_key(credentials.credentials)
+    else:
+        common_name = getattr(request.state, TLS_CLIENT_CN, None)
+        if isinstance(common_name, str):
+            client = context.clients.by_certificate(common_name)
+    if client is None:
+        raise HTTPException(401, "an API key (Authorization: Bearer) or a registered client certificate is needed",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return client
+
+
+Client = Annotated[ApiClient, Depends(_client)]
+Context = Annotated[ApiContext, Depends(_context)]
+
+
+def _wards_of(client: ApiClient, ward: str | None) -> list[str] | None:
+    """The wards a query covers (None: every ward); a ward the client may not see is a 403."""
+    if ward is not None:
+        if not client.may_see(ward):
+            raise HTTPException(403, f"this client is not allowed ward {ward}")
+        return [ward]
+    return None if client.every_ward else sorted(client.wards)
+
+
+def _cursor(received: float, iss: str, jti: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([received, iss, jti]).encode()).decode().rstrip("=")
+
+
+def _position(cursor: str) -> tuple[float, str, str]:
+    try:
+        received, iss, jti = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if isinstance(received, int | float) and isinstance(iss, str) and isinstance(jti, str):
+            return float(received), iss, jti
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        pass
+    raise HTTPException(400, "cursor: not one this API gave")
+
+
+def _in(column: str, values: list[str] | None) -> tuple[str, list[Any]]:
+    if values is None:
+        return "", []
+    return f" AND {column} IN ({', '.join('?' for _ in values)})", list(values)
+
+
+def create_api(context: ApiContext | None = None) -> FastAPI:
+    """The API application (``context`` None: only for generating the OpenAPI document)."""
+    app = FastAPI(
+        title="cccd-edge ward office gateway", version=API_VERSION, docs_url=None, redoc_url=None,
+        openapi_url="/openapi.json",
+        description=("Results of chip-ID-card reads as the ward office gateway stored them, read requests to the "
+                     "terminals, the fleet's status, and the webhooks' dead letters. Each client is limited to its "
+                     "wards. The MQTT side is edge/schemas/asyncapi.json."),
+    )  # fmt: skip
+    app.state.context = context
+
+    @app.get("/v1/results", response_model=ResultPage, responses=_ERRORS, tags=["results"])
+    def list_results(client: Client, context: Context,
+                     ward: Annotated[str | None, Query(pattern=_SEGMENT)] = None,
+                     terminal: Annotated[str | None, Query(pattern=_SEGMENT)] = None,
+                     verdict: Verdict | None = None,
+                     since: Annotated[datetime | None, Query(description="stored at or after (ISO 8601 or Unix)")]
+                     = None,
+                     cursor: Annotated[str | None, Query(max_length=400)] = None,
+                     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE) -> ResultPage:  # fmt: skip
+        """Stored results of the client's wards, in the order the gateway stored them."""
+        wards, params = _in("ward", _wards_of(client, ward))
+        sql = f"SELECT {RESULT_COLUMNS} FROM results WHERE 1=1{wards}"  # noqa: S608  # placeholders only
+        for clause, value in ((" AND iss = ?", terminal), (" AND verdict = ?", verdict and verdict.value),
+                              (" AND received >= ?", since and since.timestamp())):  # fmt: skip
+            if value is not None:
+                sql += clause
+                params.append(value)
+        if cursor is not None:
+            received, iss, jti = _position(cursor)
+            sql += " AND (received > ? OR (received = ? AND (iss > ? OR (iss = ? AND jti > ?))))"
+            params += [received, received, iss, iss, jti]
+        sql += " ORDER BY received, iss, jti LIMIT ?"
+        rows = list(context.store.database.execute(sql, [*params, limit]))
+        items = [ResultRecord.from_row(tuple(row)) for row in rows]
+        last = items[-1] if items else None
+        return ResultPage(items=items, next_cursor=_cursor(last.received, last.terminal, last.jti) if last else cursor)
+
+    @app.get("/v1/results/{terminal}/{jti}", response_model=ResultRecord, responses=_ERRORS, tags=["results"])
+    def one_result(client: Client, context: Context, terminal: Annotated[str, Path(pattern=_SEGMENT)],
+                   jti: Annotated[str, Path(pattern=_JTI)]) -> ResultRecord:  # fmt: skip
+        """One stored result (404 when there is none, or it belongs to a ward this client may not see)."""
+        row = context.store.database.execute(
+            f"SELECT {RESULT_COLUMNS} FROM results WHERE iss=? AND jti=?", (terminal, jti)).fetchone()  # noqa: S608
+        if row is None or not client.may_see(row[1]):
+            raise HTTPException(404, "no such result")
+        return ResultRecord.from_row(tuple(row))
+
+    @app.post("/v1/wards/{ward}/terminals/{terminal}/read-requests", status_code=202, response_model=ReadRequestOut,
+              responses={**_ERRORS, 503: {"model": Problem, "description": "this gateway cannot sign or send"}},
+              tags=["terminals"])  # fmt: skip
+    def read_request(client: Client, context: Context, ward: Annotated[str, Path(pattern=_SEGMENT)],
+                     terminal: Annotated[str, Path(pattern=_SEGMENT)], body: ReadRequestIn) -> ReadRequestOut:
+        """Ask a terminal to read the card this key opens: signed by the gateway with the ward command key and a
+        fresh Active Authentication challenge, sent on the terminal's cmd topic. The result carries the returned
+        request_id; its active_auth says whether the chip answered this challenge."""
+        _wards_of(client, ward)
+        if not context.serves_ward(ward):
+            raise HTTPException(404, f"this gateway does not serve ward {ward}")
+        if context.signer is None or context.send_command is None:
+            raise HTTPException(503, "this gateway has no command key (api.command_key or receipts.key)")
+        now = context.clock()
+        try:
+            command = sign_read_request(context.signer, ward=ward, terminal=terminal, key=body.key, now=int(now),
+                                        profile=body.profile, include_photo=body.include_photo,
+                                        lifetime=context.command_lifetime)  # fmt: skip
+        except ValidationError as exc:  # a claim out of shape (never quoted: the key is personal data)
+            raise HTTPException(422, f"read request refused: {exc.errors()[0]['loc']}") from None
+        if command.challenge is not None:
+            context.store.register_read_request(command.jti, command.challenge, now)
+        context.send_command(command)
+        log.info("read request %s for terminal %s of ward %s by client %s", command.jti, terminal, ward, client.name)
+        return ReadRequestOut(request_id=command.jti, ward=ward, terminal=terminal,
+                              expires_at=int(now) + context.command_lifetime,
+                              challenge=command.challenge.hex() if command.challenge else "")
+
+    @app.get("/v1/fleet", response_model=Fleet, responses=_ERRORS, tags=["terminals"])
+    def fleet(client: Client, context: Context,
+              ward: Annotated[str | None, Query(pattern=_SEGMENT)] = None) -> Fleet:  # fmt: skip
+        """Each terminal's last retained status (state online/offline and what it published)."""
+        wards = _wards_of(client, ward)
+        rows = [row for row in context.store.fleet(ward) if wards is None or row.ward in wards]
+        return Fleet(terminals=[FleetEntry(ward=r.ward, terminal=r.iss, state=r.state, status=r.status,
+                                           received=r.received) for r in rows])
+
+    @app.get("/v1/webhooks/dead-letters", response_model=DeadLetterPage, responses=_ERRORS, tags=["webhooks"])
+    def dead_letters(client: Client, context: Context,
+                     endpoint: Annotated[str | None, Query(pattern=_SEGMENT)] = None,
+                     cursor: Annotated[int, Query(ge=0, description="the id after which to list")] = 0,
+                     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE) -> DeadLetterPage:  # fmt: skip
+        """Webhook deliveries given up (after max_attempts, a 410, or an id that could not be used), with why."""
+        if context.webhooks is None:
+            return DeadLetterPage(items=[], next_cursor=None)
+        wards = _wards_of(client, None)
+        items = context.webhooks.dead_letters(None if wards is None else frozenset(wards), endpoint=endpoint,
+                                              after=cursor, limit=limit)  # fmt: skip
+        return DeadLetterPage(items=items, next_cursor=str(items[-1].id) if len(items) == limit else None)
+
+    @app.post("/v1/webhooks/dead-letters/{delivery_id}/retry", status_code=202, responses=_ERRORS,
+              tags=["webhooks"])  # fmt: skip
+    def retry_dead_letter(client: Client, context: Context, delivery_id: int) -> dict[str, str]:
+        """Send a dead letter again, from a first attempt now (404: none such of this client's wards, or one that
+        can never be sent)."""
+        wards = _wards_of(client, None)
+        if context.webhooks is None or not context.webhooks.retry(
+                delivery_id, None if wards is None else frozenset(wards), context.clock()):
+            raise HTTPException(404, "no such dead letter")
+        return {"status": "pending"}
+
+    @app.webhooks.post("result.stored")
+    def result_stored(event: WebhookEvent) -> None:
+        """Sent to each configured endpoint once a result is stored (Standard Webhooks): headers webhook-id (the
+        result's jti: de-duplicate by it), webhook-timestamp (Unix seconds of the attempt) and webhook-signature
+        (`v1,` + base64 HMAC-SHA256 with the endpoint's whsec_ secret over `{webhook-id}.{webhook-timestamp}.{body}`).
+        Answer 2xx within the timeout; anything else is retried with backoff, and ends as a dead letter."""
+
+    @app.exception_handler(StorageError)
+    def storage_unavailable(request: Request, exc: StorageError) -> Any:
+        from fastapi.responses import JSONResponse
+
+        log.warning("API request while the database is unavailable: %s", exc)
+        return JSONResponse({"detail": "the database is unavailable; try again"}, status_code=503)
+
+    return app
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document as committed in ``edge/schemas/openapi.json``."""
+    return create_api().openapi()

@@ -1,0 +1,210 @@
+"""The REST API's contract, one suite on both backends (SQLite, PostgreSQL in a private cluster), over real HTTP
+to uvicorn on a loopback port: every client limited to its wards (ward A's key cannot list, read, ask or retry
+ward B's), results by cursor and filter, a read request the terminal's own verifier accepts with its challenge
+registered, the fleet and the webhooks' dead letters; API keys from the command line, stored as digests."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from edge import signers
+from edge.cli import main
+from edge.daemon.office_commands import CommandVerifier, ReadCommand, ReplayGuard
+from edge.office.api import ApiContext, create_api
+from edge.office.api_clients import ApiClients
+from edge.office.api_server import ApiServer
+from edge.office.commands import SignedCommand
+from edge.office.gateway_config import ApiSettings
+from edge.office.store import ResultStore
+from edge.office.verify import TerminalKeys
+from edge.office.ward_trust import WardTrust
+from edge.office.webhooks import Endpoint, WebhookQueue, parse_secret
+from edge.protocol.access.policy import CanKey
+from tests.support.ward import NOW, WARD, make_ward
+
+pytestmark = pytest.mark.stack
+WARD_B = "99999"
+SECRET = parse_secret("whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODkw")
+
+
+class Api:
+    """The API on one database with clients for ward A, ward B and every ward, and what it sent to terminals."""
+
+    def __init__(self, office_db: str | Path, directory: Path) -> None:
+        self.ward_a, self.ward_b = make_ward(directory / "a"), make_ward(directory / "b", WARD_B)
+        bundle = directory / "cas.pem"
+        bundle.write_bytes(self.ward_a.ca_path.read_bytes() + self.ward_b.ca_path.read_bytes())
+        self.store = ResultStore(office_db, TerminalKeys({}, WardTrust.load(bundle)))
+        self.command_key = ec.generate_private_key(ec.SECP256R1())
+        self.sent: list[SignedCommand] = []
+        clients = ApiClients(self.store.database)
+        self.keys = {name: clients.add(name, wards, NOW) for name, wards in
+                     (("a", [WARD]), ("b", [WARD_B]), ("all", ["+"]))}  # fmt: skip
+        self.webhooks = WebhookQueue(self.store.database, [Endpoint("proc", "https://p.example/h", SECRET,
+                                                                   frozenset({"+"}))])  # fmt: skip
+        self.context = ApiContext(store=self.store, clients=clients, webhooks=self.webhooks,
+                                  signer=signers.KeySigner(self.command_key), send_command=self.sent.append,
+                                  serves_ward=lambda ward: ward in (WARD, WARD_B), clock=lambda: float(NOW))
+        self.server = ApiServer(create_api(self.context), ApiSettings(port=0))
+        self.server.start()
+
+    def call(self, method: str, url: str, body: object = None, *, key: str | None = None) -> tuple[int, Any]:
+        """One real HTTP request; (status, the JSON answer)."""
+        headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {key}"} if key else {})
+        data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
+        request = urllib.request.Request(self.server.url.rstrip("/") + url, data=data, headers=headers,  # noqa: S310
+                                         method=method)  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310  # the test's own server
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            with exc:
+                return exc.code, json.loads(exc.read())
+
+    def get(self, client: str, url: str, **params: object) -> tuple[int, Any]:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        return self.call("GET", url + query, key=self.keys[client])
+
+    def post(self, client: str, url: str, body: object = None) -> tuple[int, Any]:
+        return self.call("POST", url, body, key=self.keys[client])
+
+    def close(self) -> None:
+        self.server.stop()
+        self.store.close()
+
+
+@pytest.fixture
+def api(office_db: str | Path, tmp_path: Path) -> Iterator[Api]:
+    made = Api(office_db, tmp_path)
+    yield made
+    made.close()
+
+
+def _store(api: Api, received: float) -> None:
+    a1, a2, b1 = api.ward_a.terminal("T-A1"), api.ward_a.terminal("T-A2"), api.ward_b.terminal("T-B1", ward=WARD_B)
+    tokens = [a1.token(1), a1.token(2), a2.token(1), b1.token(1, ward=WARD_B), a1.token(3)]
+    outcomes = [api.store.ingest(token, received + index) for index, token in enumerate(tokens)]
+    assert [o.status for o in outcomes] == ["stored"] * 5, outcomes
+
+
+def test_each_client_sees_its_wards_only(api: Api) -> None:
+    _store(api, NOW)
+    status, page = api.get("a", "/v1/results")
+    assert status == 200
+    assert [(r["terminal"], r["seq"]) for r in page["items"]] == [("T-A1", 1), ("T-A1", 2), ("T-A2", 1),
+                                                                  ("T-A1", 3)]
+    status, page = api.get("b", "/v1/results")
+    assert [(r["terminal"], r["ward"]) for r in page["items"]] == [("T-B1", WARD_B)]
+    assert api.get("a", "/v1/results", ward=WARD_B)[0] == 403, "ward A's key cannot list ward B"
+    assert len(api.get("all", "/v1/results")[1]["items"]) == 5
+    b_jti = page["items"][0]["jti"]
+    assert api.get("a", f"/v1/results/T-B1/{b_jti}")[0] == 404, "another ward's result does not exist for A"
+    status, one = api.get("b", f"/v1/results/T-B1/{b_jti}")
+    assert status == 200
+    assert one["document"]["ward_code"] == WARD_B
+    assert one["token"].count(".") == 2
+    assert api.post("a", f"/v1/wards/{WARD_B}/terminals/T-B1/read-requests", {"key": {"can": "123456"}})[0] == 403
+    assert api.sent == []
+    assert api.call("GET", "/v1/results")[0] == 401
+    assert api.call("GET", "/v1/results", key="cek_0123456789abcdef_" + "x" * 43)[0] == 401
+    assert ApiClients(api.store.database).revoke("b", NOW)
+    assert api.get("b", "/v1/results")[0] == 401, "a revoked key"
+    (digest,) = api.store.database.execute("SELECT key_hash FROM api_clients WHERE name='a'").fetchone()
+    assert api.keys["a"] is not None
+    assert digest not in api.keys["a"], "the table holds a digest, not the key"
+    assert len(digest) == 64
+
+
+def test_results_by_cursor_and_filter(api: Api) -> None:
+    _store(api, NOW)
+    seen: list[tuple[str, int]] = []
+    cursor = None
+    for _ in range(4):
+        params: dict[str, object] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        status, page = api.get("a", "/v1/results", **params)
+        assert status == 200
+        seen += [(r["terminal"], r["seq"]) for r in page["items"]]
+        cursor = page["next_cursor"]
+    assert seen == [("T-A1", 1), ("T-A1", 2), ("T-A2", 1), ("T-A1", 3)], "each once, in the order stored"
+    assert cursor is not None, "the position to poll from later"
+    _store_one = api.ward_a.terminal("T-A1").token(4)
+    api.store.ingest(_store_one, NOW + 100)
+    _, page = api.get("a", "/v1/results", cursor=cursor)
+    assert [(r["terminal"], r["seq"]) for r in page["items"]] == [("T-A1", 4)], "polling gets what came since"
+    _, page = api.get("all", "/v1/results", terminal="T-A2")
+    assert [(r["terminal"], r["seq"]) for r in page["items"]] == [("T-A2", 1)]
+    _, page = api.get("all", "/v1/results", since=NOW + 3)
+    assert [(r["terminal"], r["seq"]) for r in page["items"]] == [("T-B1", 1), ("T-A1", 3), ("T-A1", 4)]
+    _, page = api.get("all", "/v1/results", verdict="failed")
+    assert page["items"] == []
+    assert api.get("a", "/v1/results", cursor="not-a-cursor")[0] == 400
+    assert api.get("a", "/v1/results", limit=100_000)[0] == 422
+
+
+def test_a_read_request_is_signed_registered_and_sent(api: Api, tmp_path: Path) -> None:
+    status, answer = api.post("a", f"/v1/wards/{WARD}/terminals/T-A1/read-requests",
+                              {"key": {"can": "123456"}, "profile": "residence"})  # fmt: skip
+    assert status == 202, answer
+    (command,) = api.sent
+    assert (command.ward, command.terminal, command.jti) == (WARD, "T-A1", answer["request_id"])
+    verifier = CommandVerifier(self_key := api.command_key.public_key(), "T-A1", ReplayGuard(tmp_path / "seen.db"))
+    assert self_key is not None
+    accepted = verifier.verify(command.token, NOW)
+    assert isinstance(accepted, ReadCommand)
+    assert accepted.key == CanKey("123456")
+    assert accepted.challenge == answer["challenge"]
+    (challenge,) = api.store.database.execute("SELECT challenge FROM read_requests WHERE jti=?",
+                                              (answer["request_id"],)).fetchone()  # fmt: skip
+    assert bytes(challenge).hex() == answer["challenge"], "any instance checks the answer against it"
+    assert api.post("a", f"/v1/wards/{WARD}/terminals/T-A1/read-requests", {"key": {"can": "12345"}})[0] == 422
+    assert api.post("a", f"/v1/wards/{WARD}/terminals/T-A1/read-requests", {"key": {"can": "123456"},
+                                                                            "extra": 1})[0] == 422  # fmt: skip
+    assert api.post("all", "/v1/wards/77777/terminals/T-X/read-requests", {"key": {"can": "123456"}})[0] == 404
+    assert len(api.sent) == 1
+    api.context.signer = None
+    assert api.post("a", f"/v1/wards/{WARD}/terminals/T-A1/read-requests", {"key": {"can": "123456"}})[0] == 503
+
+
+def test_fleet_and_dead_letters_per_ward(api: Api) -> None:
+    api.store.keep_status(WARD, "T-A1", b'{"state":"online","terminal_state":"ready"}', NOW)
+    api.store.keep_status(WARD_B, "T-B1", b'{"state":"offline"}', NOW)
+    _, fleet = api.get("a", "/v1/fleet")
+    assert [(t["terminal"], t["state"]) for t in fleet["terminals"]] == [("T-A1", "online")]
+    assert api.get("a", "/v1/fleet", ward=WARD_B)[0] == 403
+    assert len(api.get("all", "/v1/fleet")[1]["terminals"]) == 2
+    api.webhooks.enqueue([("T-A1", "bad.jti", WARD), ("T-B1", "also.bad", WARD_B)], NOW)
+    _, letters = api.get("a", "/v1/webhooks/dead-letters")
+    assert [(d["terminal"], d["ward"]) for d in letters["items"]] == [("T-A1", WARD)]
+    b_id = api.get("b", "/v1/webhooks/dead-letters")[1]["items"][0]["id"]
+    assert api.post("a", f"/v1/webhooks/dead-letters/{b_id}/retry")[0] == 404, "not ward A's"
+    assert api.post("b", f"/v1/webhooks/dead-letters/{b_id}/retry")[0] == 404, "an id that can never be sent"
+
+
+def test_api_keys_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ward = make_ward(tmp_path / "ward")
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'instance = "office-1"\nward = "{WARD}"\n[storage]\nurl = "sqlite:///{tmp_path / "r.db"}"\n'
+                      f'[trust]\nward_ca = "{ward.ca_path}"\n', encoding="utf-8")
+    assert main(["gateway", "api-key", "add", "--config", str(config), "--name", "proc", "--ward", WARD]) == 0
+    key = capsys.readouterr().out.strip()
+    assert key.startswith("cek_")
+    assert main(["gateway", "api-key", "add", "--config", str(config), "--name", "proc2", "--ward", WARD,
+                 "--tls-cn", "procedure.ward.example"]) == 0  # fmt: skip
+    assert "procedure.ward.example" in capsys.readouterr().out
+    assert main(["gateway", "api-key", "list", "--config", str(config)]) == 0
+    listed = capsys.readouterr().out
+    assert '"name": "proc"' in listed
+    assert key.rsplit("_", 1)[1] not in listed, "never the secret"
+    assert main(["gateway", "api-key", "revoke", "--config", str(config), "--name", "proc"]) == 0
+    assert main(["gateway", "api-key", "revoke", "--config", str(config), "--name", "proc"]) == 1
+    assert main(["gateway", "webhook-secret", "--out", str(tmp_path / "hook.secret")]) == 0
+    assert (tmp_path / "hook.secret").stat().st_mode & 0o777 == 0o600
