@@ -86,3 +86,35 @@ def test_the_share_group_is_not_guessable_without_the_receipt_key() -> None:
     assert share_group(config, None) == "gateway"
     named = parse_gateway_config(MINIMAL | {"broker": {"share_group": "ward-26734"}})
     assert share_group(named, key) == "ward-26734"
+
+
+HOOK: dict[str, Any] = {"name": "procedure", "url": "https://procedure.ward.example/hooks", "secret_file": "/s",
+                        "wards": ["26734"]}
+
+
+@pytest.mark.parametrize(("change", "key"), [
+    ({"api": {"listen": "192.0.2.10"}}, "api"),  # citizens' data in clear on the network
+    ({"api": {"tls_cert": "/c"}}, "api"),
+    ({"api": {"client_ca": "/ca"}}, "api"),
+    ({"api": {"command_lifetime": 900}}, "api.command_lifetime"),
+    ({"webhooks": [HOOK | {"url": "http://procedure.ward.example/hooks"}]}, "webhooks.0.url"),
+    ({"webhooks": [HOOK | {"wards": []}]}, "webhooks.0.wards"),
+    ({"webhooks": [HOOK | {"wards": ["a/b"]}]}, "webhooks.0.wards"),
+    ({"webhooks": [HOOK, HOOK]}, "webhooks"),
+    ({"webhooks": [HOOK | {"retry_first": 0}]}, "webhooks.0.retry_first"),
+])  # fmt: skip
+def test_api_and_webhook_settings_refused(change: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_gateway_config(MINIMAL | change)
+    assert raised.value.key == key
+
+
+def test_api_and_webhooks_taken() -> None:
+    config = parse_gateway_config(MINIMAL | {"api": {"port": 0, "listen": "192.0.2.10", "tls_cert": "/c",
+                                                     "tls_key": "/k", "client_ca": "/ca"},
+                                             "webhooks": [HOOK, HOOK | {"name": "local", "url": "http://127.0.0.1:9/h",
+                                                                        "wards": ["+"]}]})  # fmt: skip
+    assert config.api is not None
+    assert config.api.command_key is None
+    assert [hook.name for hook in config.webhooks] == ["procedure", "local"]
+    assert config.webhooks[0].max_attempts == 25
