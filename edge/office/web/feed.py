@@ -42,7 +42,7 @@ QUEUE_LIMIT = 256
 EVENT_FIELDS = ("event", "detail", "request_id", "jti", "reason", "cmd", "state")
 _MAX_EVENT_BYTES = 4096
 
-Kind = Literal["result", "status", "progress", "resync"]
+Kind = Literal["result", "status", "progress", "resync", "closing"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +62,7 @@ class Subscription:
         self._feed = feed
 
     def wants(self, terminal: str) -> bool:
-        return self.terminals is None or terminal in self.terminals
+        return self.terminals is None or terminal in self.terminals or not terminal
 
     def offer(self, push: Push) -> bool:
         """Hand ``push`` over from any thread; False once the page's loop is gone."""
@@ -102,10 +102,15 @@ class Feed:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop reading, and end every page's stream (the pages reconnect to whichever server comes back)."""
         self._halt.set()
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(5)
+        with self._lock:
+            subscriptions, self._subscriptions = self._subscriptions, []
+        for subscription in subscriptions:
+            subscription.offer(Push("closing", ""))
 
     # --- subscriptions -------------------------------------------------------------------------------------------
 

@@ -392,6 +392,8 @@ class _Pages:
                             return
                         yield ": still here\n\n"
                         continue
+                    if push.kind == "closing":
+                        return
                     data = await run_in_threadpool(self._push_data, push, lang) if views else {
                         "terminal": push.terminal}
                     if data is not None:

@@ -49,9 +49,9 @@ class Office:
         self.server.start()
 
     def stop(self) -> None:
+        self.web.feed.stop()  # ends the pages' streams, so the server stops without cutting them
         self.server.stop()
         self.gateway.stop()
-        self.web.feed.stop()
         self.gateway.store.close()
         self.web.db.close()
 

@@ -25,7 +25,7 @@ class WebSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     listen: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=1, le=65535)
+    port: int = Field(default=8080, ge=0, le=65535)  # 0: a free port (tests)
     command_key: Path | None = None
     session_idle: int = Field(default=900, ge=60, le=24 * 3600)
     session_max: int = Field(default=10 * 3600, ge=300, le=7 * 24 * 3600)

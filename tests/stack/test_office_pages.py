@@ -1,0 +1,352 @@
+"""The officers' pages over HTTP, served by uvicorn beside a real gateway (mosquitto, SQLite or PostgreSQL):
+login, sessions, CSRF, security headers, roles, the proxy's identity header, server push of a stored result (masked),
+reveals and desk reads written to an append-only audit log first, progress events filtered, the fleet problems
+first. The browser's view of the same is tests/stack/test_officer_screen.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge import signers
+from edge.daemon.mqtt import close_loop_sockets
+from edge.daemon.office_commands import CommandVerifier, ReplayGuard
+from edge.errors import StorageError
+from edge.office.database import Database
+from edge.office.gateway_config import parse_gateway_config
+from edge.office.web.audit import AuditLog
+from edge.office.web.officers import Officer, Role
+from edge.office.web.server import Office, open_office
+from edge.protocol.commands import ReadCommand
+from edge.sim.broker import MosquittoBroker
+from tests.support.ward import WARD, Ward, make_ward
+
+pytestmark = pytest.mark.stack
+PREFIX = "cccd-edge/v1"
+PASSWORD = "correct horse battery"
+#: sample_result's citizen in clear (tests/support/results.py).
+NAME, ID_NUMBER = "Nguyễn Văn An", "079203012345"
+
+
+class Clock:
+    """The office's clock, moved by the test (sessions time out without waiting)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+class Peer:
+    """Terminals at the broker: publish results, statuses and events, and read their /cmd."""
+
+    def __init__(self, broker: MosquittoBroker) -> None:
+        self.commands: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="terminals", protocol=mqtt.MQTTv5)
+        subscribed = threading.Event()
+        self._client.on_message = lambda _c, _u, m: self.commands.put((m.topic, bytes(m.payload)))
+        self._client.on_subscribe = lambda *_args: subscribed.set()
+        self._client.connect(broker.host, broker.port)
+        self._client.loop_start()
+        self._client.subscribe(f"{PREFIX}/+/+/cmd", qos=1)
+        assert subscribed.wait(10)
+
+    def publish(self, terminal: str, leaf: str, payload: bytes, *, retain: bool = False) -> None:
+        self._client.publish(f"{PREFIX}/{WARD}/{terminal}/{leaf}", payload, qos=1,
+                             retain=retain).wait_for_publish(10)  # fmt: skip
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+        close_loop_sockets(self._client)
+
+
+@dataclass
+class Setup:
+    office: Office
+    peer: Peer
+    ward: Ward
+    clock: Clock
+    command_key: ec.EllipticCurvePrivateKey
+    clients: list[httpx.Client] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.office.url.rstrip("/")
+
+    def client(self) -> httpx.Client:
+        """A browser-like client (its cookies), closed with the office."""
+        client = httpx.Client(base_url=self.url, timeout=10)
+        self.clients.append(client)
+        return client
+
+
+@pytest.fixture
+def office_factory(mqtt_broker_factory: Callable[..., MosquittoBroker], tmp_path: Path
+                   ) -> Iterator[Callable[..., Setup]]:  # fmt: skip
+    made: list[Setup] = []
+
+    def make(storage: str | Path | None = None, **web: Any) -> Setup:
+        broker = mqtt_broker_factory()
+        ward = make_ward(tmp_path / f"ward{len(made)}")
+        key = ec.generate_private_key(ec.SECP256R1())
+        key_path = tmp_path / f"command{len(made)}.key"
+        signers.write_private_key(key, key_path)
+        storage = storage if storage is not None else tmp_path / f"office{len(made)}.db"
+        config = parse_gateway_config({
+            "instance": "office-1", "ward": WARD, "broker": {"host": broker.host, "port": broker.port},
+            "storage": {"url": storage if isinstance(storage, str) else f"sqlite:///{storage}"},
+            "trust": {"ward_ca": str(ward.ca_path)}, "receipts": {"key": str(key_path)},
+            "web": {"port": 0, **web}})  # fmt: skip
+        clock = Clock()
+        office = open_office(config, clock=clock)
+        officers = office.web.officers
+        officers.add("lan", Role.OFFICER, password=PASSWORD, counters=["T-01"])
+        officers.add("minh", Role.SUPERVISOR, password=PASSWORD)
+        officers.add("thu", Role.AUDITOR, password=PASSWORD)
+        office.start()
+        assert office.gateway.subscribed.wait(10)
+        setup = Setup(office, Peer(broker), ward, clock, key)
+        made.append(setup)
+        return setup
+
+    yield make
+    for setup in made:
+        for client in setup.clients:
+            client.close()
+        setup.peer.close()
+        setup.office.stop()
+
+
+def _login(setup: Setup, username: str) -> httpx.Client:
+    client = setup.client()
+    form = client.get("/login")
+    token = form.cookies["cccd_login"]
+    answer = client.post("/login", data={"csrf": token, "username": username, "password": PASSWORD})
+    assert answer.status_code == 303, answer.text
+    return client
+
+
+def _csrf(client: httpx.Client, page: str) -> str:
+    html = client.get(page, headers={"accept": "text/html"}).text
+    return html.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+
+
+class Stream:
+    """An SSE stream read in a thread: ``next(kind)`` gives the next event of that kind."""
+
+    def __init__(self, client: httpx.Client, path: str) -> None:
+        self.events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+        self._open = threading.Event()
+        self._thread = threading.Thread(target=self._read, args=(client, path), daemon=True)
+        self._thread.start()
+        assert self._open.wait(10)
+
+    def _read(self, client: httpx.Client, path: str) -> None:
+        try:
+            with client.stream("GET", path, timeout=None) as response:
+                self.status = response.status_code
+                self.headers = response.headers
+                self._open.set()
+                kind = ""
+                for line in response.iter_lines():
+                    if line.startswith("event: "):
+                        kind = line[7:]
+                    elif line.startswith("data: "):
+                        self.events.put((kind, json.loads(line[6:])))
+        except httpx.HTTPError:  # the client closed under the stream at the end of the test
+            pass
+
+    def next(self, kind: str, timeout: float = 15) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            got_kind, data = self.events.get(timeout=max(0.01, deadline - time.monotonic()))
+            if got_kind == kind:
+                return data
+
+
+def test_login_session_timeout_csrf_and_security_headers(office_factory: Callable[..., Setup]) -> None:
+    setup = office_factory(session_idle=60)
+    anonymous = setup.client()
+    assert anonymous.get("/counter/T-01", headers={"accept": "text/html"}).headers["location"] == "/login"
+    assert anonymous.get("/counter/T-01/latest").status_code == 401
+    login = anonymous.get("/login")
+    for name, value in {"content-security-policy": "default-src 'self'", "x-frame-options": "DENY",
+                        "referrer-policy": "no-referrer", "cache-control": "no-store"}.items():
+        assert value in login.headers[name]
+    assert "script-src 'self';" in login.headers["content-security-policy"]  # no 'unsafe-inline'
+    assert "<script>" not in login.text  # no inline script at all (the words are a JSON data block)
+    token = login.cookies["cccd_login"]
+    refused = anonymous.post("/login", data={"csrf": "forged", "username": "lan", "password": PASSWORD})
+    assert refused.status_code == 403
+    wrong = anonymous.post("/login", data={"csrf": token, "username": "lan", "password": "not the password"})
+    assert wrong.status_code == 401
+    assert "cccd_session" not in wrong.cookies
+    good = anonymous.post("/login", data={"csrf": token, "username": "lan", "password": PASSWORD})
+    assert good.status_code == 303
+    cookie = good.headers["set-cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie or "SameSite=Strict" in cookie
+    assert anonymous.get("/counter/T-01/latest").status_code == 200
+    assert anonymous.post("/counter/T-01/reveal", json={}).status_code == 403  # no CSRF header
+    assert anonymous.post("/counter/T-01/reveal", json={}, headers={"x-csrf-token": "guess"}).status_code == 403
+    setup.clock.offset += 61  # idle longer than web.session_idle
+    assert anonymous.get("/counter/T-01/latest").status_code == 401
+
+
+def test_roles_keep_each_officer_to_their_own(office_factory: Callable[..., Setup]) -> None:
+    setup = office_factory()
+    lan, minh, thu = _login(setup, "lan"), _login(setup, "minh"), _login(setup, "thu")
+    assert lan.get("/counter/T-01/latest").status_code == 200
+    assert lan.get("/counter/T-02/latest").status_code == 403  # not her counter
+    assert minh.get("/counter/T-02/latest").status_code == 200  # a supervisor sees every counter
+    assert thu.get("/counter/T-01/latest").status_code == 403  # an auditor sees no citizen
+    assert thu.get("/fleet/data").status_code == 403
+    assert thu.get("/audit").status_code == 200
+    assert lan.get("/audit").status_code == 403
+
+
+def test_a_stored_result_is_pushed_masked_and_a_reveal_is_audited_first(
+        office_factory: Callable[..., Setup], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    setup = office_factory()
+    lan = _login(setup, "lan")
+    stream = Stream(lan, "/counter/T-01/stream")
+    assert stream.status == 200
+    assert stream.headers["content-type"].startswith("text/event-stream")
+    terminal = setup.ward.terminal("T-01", issued=dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
+    setup.peer.publish("T-01", "result", terminal.token(1, now=int(time.time())))
+    view = stream.next("result")
+    assert view["key"]["iss"] == "T-01"
+    assert view["banner"]["style"] == "ok"
+    assert view["banner"]["title"] == "Thẻ thật, đã xác minh nguồn phát hành"
+    assert NAME not in json.dumps(view, ensure_ascii=False)
+    assert ID_NUMBER not in json.dumps(view)
+    csrf = _csrf(lan, "/counter/T-01")
+    key = view["key"]
+    assert lan.post("/counter/T-01/reveal", json={**key, "reason": ""}, headers={"x-csrf-token": csrf}
+                    ).status_code == 400  # no reason, no reveal
+    assert AuditLog(setup.office.web.db).entries() == []
+    revealed = lan.post("/counter/T-01/reveal", json={**key, "reason": "Đăng ký thường trú"},
+                        headers={"x-csrf-token": csrf})
+    assert revealed.status_code == 200
+    assert revealed.headers["cache-control"] == "no-store"
+    fields = {field["name"]: field["value"] for field in revealed.json()["fields"]}
+    assert fields["full_name"] == NAME
+    assert fields["id_number"] == ID_NUMBER
+    assert "place_of_residence" in revealed.json()["addresses"]
+    (entry,) = AuditLog(setup.office.web.db).entries()
+    assert (entry.officer, entry.action, entry.terminal, entry.result_iss, entry.result_jti, entry.reason) == (
+        "lan", "reveal", "T-01", key["iss"], key["jti"], "Đăng ký thường trú")
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert NAME not in logged
+    assert ID_NUMBER not in logged
+
+
+def test_a_desk_read_is_audited_signed_with_a_registered_challenge_and_its_progress_filtered(
+        office_factory: Callable[..., Setup], tmp_path: Path) -> None:
+    setup = office_factory()
+    setup.peer.publish("T-01", "status", json.dumps({"state": "online", "terminal_state": "ready"}).encode(),
+                       retain=True)
+    lan = _login(setup, "lan")
+    stream = Stream(lan, "/counter/T-01/stream")
+    csrf = _csrf(lan, "/counter/T-01")
+    assert lan.post("/counter/T-01/read", json={"can": "12345"}, headers={"x-csrf-token": csrf}).status_code == 400
+    answer = lan.post("/counter/T-01/read", json={"can": "012345", "profile": "identity"},
+                      headers={"x-csrf-token": csrf})
+    assert answer.status_code == 200, answer.text
+    request_id = answer.json()["request_id"]
+    topic, token = setup.peer.commands.get(timeout=10)
+    assert topic == f"{PREFIX}/{WARD}/T-01/cmd"
+    verifier = CommandVerifier(setup.command_key.public_key(), "T-01", ReplayGuard(tmp_path / "seen.db"))
+    command = verifier.verify(token, int(time.time()))
+    assert isinstance(command, ReadCommand)
+    assert command.jti == request_id
+    (challenge,) = setup.office.web.db.execute("SELECT challenge FROM read_requests WHERE jti=?",
+                                                (request_id,)).fetchone()
+    assert bytes(challenge) == command.challenge_bytes  # the result's AA answer is checked against it
+    (entry,) = AuditLog(setup.office.web.db).entries()
+    assert (entry.action, entry.request_id, entry.officer) == ("desk_read", request_id, "lan")
+    setup.peer.publish("T-01", "event", json.dumps({"event": "command_accepted", "cmd": "read_request",
+                                                    "jti": request_id}).encode())
+    progress = stream.next("progress")
+    assert progress == {"terminal": "T-01", "event": "command_accepted", "cmd": "read_request", "jti": request_id}
+    # An event carrying more than the contract allows (a broken or hostile terminal): only the known fields pass.
+    setup.office.web.feed.publish_event(WARD, "T-01", json.dumps({"event": "read_failed", "detail": "x",
+                                                                   "full_name": NAME}).encode())
+    assert stream.next("progress") == {"terminal": "T-01", "event": "read_failed", "detail": "x"}
+    setup.peer.publish("T-01", "status", json.dumps({"state": "online", "terminal_state": "reading"}).encode(),
+                       retain=True)
+    assert stream.next("status")["terminal_state"] == "reading"
+
+
+def test_the_fleet_lists_problems_first(office_factory: Callable[..., Setup]) -> None:
+    setup = office_factory()
+    statuses = {"T-01": {"state": "online", "terminal_state": "ready", "reader": "ok", "camera": "ok", "queued": 0},
+                "T-02": {"state": "offline"},
+                "T-03": {"state": "online", "terminal_state": "fault", "reader": "missing", "camera": "ok"},
+                "T-04": {"state": "online", "terminal_state": "ready", "reader": "ok", "camera": "ok", "queued": 3}}
+    for terminal, status in statuses.items():
+        setup.peer.publish(terminal, "status", json.dumps(status).encode(), retain=True)
+    minh = _login(setup, "minh")
+    deadline = time.monotonic() + 15
+    rows: list[dict[str, Any]] = []
+    while len(rows) < 4 and time.monotonic() < deadline:
+        rows = minh.get("/fleet/data").json()["terminals"]
+        time.sleep(0.05)
+    assert [row["terminal"] for row in rows] == ["T-02", "T-03", "T-04", "T-01"]
+    assert rows[0]["problems"][0] == "offline"
+    assert rows[-1]["problems"] == []
+    lan = _login(setup, "lan")
+    assert [row["terminal"] for row in lan.get("/fleet/data").json()["terminals"]] == ["T-01"]  # her own only
+
+
+def test_the_proxys_identity_header_counts_only_from_the_configured_proxy(
+        office_factory: Callable[..., Setup]) -> None:
+    elsewhere = office_factory(identity_header="X-Remote-User", trusted_proxies=["192.0.2.10"])
+    client = elsewhere.client()
+    assert client.get("/counter/T-01/latest", headers={"x-remote-user": "lan"}).status_code == 401
+    local = office_factory(identity_header="X-Remote-User", trusted_proxies=["127.0.0.0/8"])
+    client = local.client()
+    assert client.get("/counter/T-01/latest", headers={"x-remote-user": "lan"}).status_code == 200
+    assert client.get("/counter/T-02/latest", headers={"x-remote-user": "lan"}).status_code == 403
+    assert client.get("/counter/T-01/latest", headers={"x-remote-user": "nobody"}).status_code == 401
+
+
+def test_the_audit_log_refuses_update_and_delete(office_db: str | Path) -> None:
+    db = Database(office_db if isinstance(office_db, str) else f"sqlite:///{office_db}")
+    try:
+        audit = AuditLog(db)
+        audit.append(Officer("lan", Role.OFFICER, ("T-01",)), "reveal", reason="test", terminal="T-01",
+                     result=("T-01", "jti-1"))
+        for statement in ("UPDATE audit_log SET reason='edited'", "DELETE FROM audit_log",
+                          *(["TRUNCATE audit_log"] if db.dialect == "postgresql" else [])):
+            with pytest.raises(Exception, match="append-only") as refused:
+                db.execute(statement)
+            assert not isinstance(refused.value, StorageError)  # refused, not a database outage
+        (entry,) = audit.entries()
+        assert entry.reason == "test"
+    finally:
+        db.close()
+
+
+def test_no_code_path_changes_the_audit_log() -> None:
+    sources = "\n".join(path.read_text(encoding="utf-8") for path in
+                        (Path(__file__).resolve().parents[2] / "edge").rglob("*.py"))  # fmt: skip
+    assert "UPDATE audit_log" not in sources
+    assert "DELETE FROM audit_log" not in sources
