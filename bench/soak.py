@@ -90,7 +90,8 @@ def write_config(directory: Path, broker: MosquittoBroker, pki: BrokerPki, qr_im
         f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\ntls = true\n'
         f'[camera]\nsource = "replay"\nreplay_path = "{qr_image}"\nfps = 10\n'
         f"qr_repeat_after = {0.5 if card_every else 0}\n"
-        "[timeouts]\nshow_result = 0.05\n",
+        "[timeouts]\nshow_result = 0.05\n"
+        '[delivery]\nmode = "puback"\n',  # the soak's office counts results and sends no receipts
         encoding="utf-8",
     )
     return config

@@ -84,7 +84,8 @@ class MqttConfig(_Section):
     client_certificate: bool = True
     keepalive: int = Field(default=30, ge=5, le=3600)  # detects a dead link within a minute without chatter
     topic_prefix: str = "cccd-edge/v1"  # versioned so a future format can run beside this one
-    message_expiry: int = Field(default=7 * 24 * 3600, ge=60)  # a result nobody fetched in a week is stale
+    #: MQTT 5 Message Expiry of results. None: by delivery mode (``DeliveryConfig.result_expiry``).
+    message_expiry: int | None = Field(default=None, ge=60)
     inflight_window: int = Field(default=20, ge=1, le=1000)  # bounds memory and duplicates after a reconnect
     reconnect_min_delay: float = Field(default=1.0, gt=0)  # first retry soon: most outages are short
     reconnect_max_delay: float = Field(default=8.0, gt=0)  # cap (jittered): back within 10 s of the broker
@@ -109,6 +110,34 @@ class OutboxConfig(_Section):
     #: Free space the state directory's disk must keep: below it reads are refused ("storage full"), since SQLite
     #: needs room for its WAL and a result signed without room could not be stored.
     min_free_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+
+
+#: Under PUBACK-only delivery the broker is a result's only keeper: a week for the office to fetch it.
+PUBACK_RESULT_EXPIRY = 7 * 24 * 3600
+
+
+class DeliveryConfig(_Section):
+    """How long a result stays on the terminal: until the office gateway's signed receipt names it (``receipt``),
+    or until the broker's PUBACK (``puback``, for a ward whose consumer sends no receipts). README, "Delivery"."""
+
+    mode: Literal["receipt", "puback"] = "receipt"
+    #: A result without its receipt this long after the PUBACK is published again (same token; the gateway stores
+    #: it once): the gateway answers within a second, so a minute means the receipt or the result was lost.
+    receipt_timeout: float = Field(default=60.0, gt=0)
+    #: The wait between republishes doubles up to this (jittered): an hour keeps a gateway outage cheap.
+    republish_max_delay: float = Field(default=3600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _delays(self) -> DeliveryConfig:
+        if self.republish_max_delay < self.receipt_timeout:
+            raise ValueError("republish_max_delay must be >= receipt_timeout")
+        return self
+
+    def result_expiry(self) -> int:
+        """The results' default MQTT message expiry: a week under PUBACK-only delivery; under receipts twice the
+        republish cap, since the terminal keeps the result and publishes a fresh copy at least that often (an
+        older copy at the broker is redundant, and one the broker drops is no loss)."""
+        return PUBACK_RESULT_EXPIRY if self.mode == "puback" else max(60, round(2 * self.republish_max_delay))
 
 
 class IndicatorConfig(_Section):
@@ -184,10 +213,14 @@ class TimeoutConfig(_Section):
 
 
 class TrustConfig(_Section):
-    """Who else may sign lists of known Document Signers (the ward's ``paths.ward_command_key`` always may)."""
+    """Who else may sign lists of known Document Signers, and receipts (the ward's ``paths.ward_command_key`` always
+    may)."""
 
     #: The province's P-256 public keys (PEM): lists they sign for the province or this ward are accepted too.
     ds_list_keys: tuple[Path, ...] = Field(default=(), max_length=8)
+    #: Keys whose receipts are believed besides ``paths.ward_command_key`` (which the ward's gateway signs them
+    #: with): a gateway that signs with a key of its own, a province's.
+    receipt_keys: tuple[Path, ...] = Field(default=(), max_length=8)
 
 
 class Config(_Section):
@@ -202,6 +235,7 @@ class Config(_Section):
     camera: CameraConfig = CameraConfig()
     timeouts: TimeoutConfig = TimeoutConfig()
     trust: TrustConfig = TrustConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
 
     @model_validator(mode="after")
     def _tls_key_in_a_file(self) -> Config:
@@ -220,6 +254,12 @@ class Config(_Section):
                              "chip's files, only ever encrypted to the ward: set the ward's JWE key, or another "
                              "profile")  # fmt: skip
         return self
+
+    def receipt_keys(self) -> tuple[Path, ...]:
+        """The public keys (PEM) whose receipts this terminal believes: the ward command key, then
+        ``trust.receipt_keys``. Empty: receipts cannot be verified (``delivery.mode = "receipt"`` refuses to start)."""
+        ward = (self.paths.ward_command_key,) if self.paths.ward_command_key is not None else ()
+        return ward + self.trust.receipt_keys
 
     def _client_certificate(self) -> Path | None:
         """``paths.device_cert`` when the broker link is to present it (TLS, ``mqtt.client_certificate``)."""

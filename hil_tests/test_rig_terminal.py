@@ -181,6 +181,7 @@ def _config(rig: Rig, card: TestCard, broker: BrokerAccess, camera: dict[str, An
                        "buzzer": wires.get("buzzer"), "active_high": rig.active_high},
         # The result's pattern must outlast the read-back; the test stops the terminal, so nothing waits it out.
         "timeouts": {"show_result": 60},
+        "delivery": {"mode": "puback"},  # the rig's office is the reference receiver: it sends no receipts
     })  # fmt: skip
 
 

@@ -156,6 +156,7 @@ class TerminalLoop:
             "reader": "ok" if snap.reader_ok else "missing",
             "camera": "ok" if snap.camera_ok else "missing",
             "queued": snap.queued,
+            "awaiting_receipt": snap.awaiting_receipt,
             "outbox_full": snap.outbox_full,
             "storage_full": snap.storage_full,
             "held": self._results.held,

@@ -4,9 +4,14 @@ Threads: paho's network loop (``loop_start``) runs the callbacks; ONE publisher 
 ``publish()`` call (paho is not meant to be published to from several threads, and ``wait_for_publish`` without
 a timeout can hang). The callbacks only record facts (connected, PUBACK for mid n) and wake the publisher.
 
-Delivery guarantee: at least once, in ``seq`` order, nothing lost. A result leaves the outbox only when the broker
-acknowledged it (PUBACK with a success reason code); a crash before that means it is sent again after restart and
-the office drops the duplicate by ``(iss, jti)``. paho keeps unacknowledged messages in memory and resends them
+Delivery guarantee: at least once, in ``seq`` order, nothing lost. With receipts (``receipts`` given: the
+``delivery.mode = "receipt"`` the terminal runs by default) a result leaves the outbox only when a signed receipt
+from the office gateway names it: the PUBACK moves it to the results awaiting a receipt, and one whose receipt does
+not come is published again on :class:`~edge.daemon.receipts.RepublishSchedule`'s backoff (same token; the
+gateway de-duplicates and sends the receipt again). Without receipts (PUBACK-only delivery) a result leaves the
+outbox when the broker acknowledged it (PUBACK with a success reason code), and from then on the broker is all
+that holds it. Either way a crash before that means it is sent again after restart and the office drops the
+duplicate by ``(iss, jti)``. paho keeps unacknowledged messages in memory and resends them
 first after a reconnect; new results wait until those resends are acknowledged (the *resend barrier*), so the
 office sees ``seq`` in order. The number of results in flight is bounded by ``inflight_window``.
 
@@ -20,7 +25,14 @@ Back quickly: paho's wait between connection attempts is replaced by :class:`~ed
 (capped at ``reconnect_max_delay``, jittered, cut short by a TCP probe when the broker becomes reachable).
 
 Topics: ``{prefix}/{ward}/{terminal}/result`` (results), ``/status`` (retained; the last will says offline),
-``/event`` (terminal events, never personal data), ``/cmd`` (office commands, handed to a callback).
+``/event`` (terminal events, never personal data), ``/cmd`` (office commands, handed to a callback), ``/receipt``
+(the gateway's receipts, checked and applied on the publisher thread; a refusal is reported as ``receipt_refused``).
+The session is a clean one: a receipt sent while the terminal was away is lost with it, and its results are
+published again a receipt timeout later.
+
+Message expiry: results carry ``message_expiry`` (``edge.config.DeliveryConfig.result_expiry``: a week without
+receipts, when the broker is the result's only keeper; twice the republish cap with them, since a fresher copy
+follows); events a week.
 """
 
 from __future__ import annotations
@@ -33,7 +45,7 @@ import socket
 import ssl
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,12 +57,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge.config import Config
+from edge.config import PUBACK_RESULT_EXPIRY, Config
 from edge.daemon.backoff import Backoff, ReconnectWait, RetryClock
 from edge.daemon.health import Liveness
 from edge.daemon.outbox import Outbox, OutboxEntry
-from edge.errors import EdgeError
+from edge.daemon.receipts import ReceiptChecker, RepublishSchedule, names_result
+from edge.errors import EdgeError, ReceiptRefusedError
 from edge.logsetup import log_unexpected
+from edge.protocol.receipt import ReceiptClaims
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +94,10 @@ class Topics:
     def cmd(self) -> str:
         return self._topic("cmd")
 
+    @property
+    def receipt(self) -> str:
+        return self._topic("receipt")
+
 
 @dataclass(frozen=True, slots=True)
 class MqttSettings:
@@ -94,10 +112,12 @@ class MqttSettings:
     cert_file: Path | None = None  # with key_file: mutual TLS
     key_file: Path | None = None
     keepalive: int = 30
-    message_expiry: int = 7 * 24 * 3600
+    message_expiry: int = PUBACK_RESULT_EXPIRY  # results' (edge.config.DeliveryConfig.result_expiry)
     inflight_window: int = 20
     reconnect_min_delay: float = 1.0
     reconnect_max_delay: float = 8.0
+    receipt_timeout: float = 60.0  # with receipts: the first republish after a PUBACK without receipt
+    republish_max_delay: float = 3600.0  # and the cap of the doubling waits after it
 
     @classmethod
     def from_config(cls, config: Config) -> MqttSettings:
@@ -112,15 +132,20 @@ class MqttSettings:
             cert_file=cert_file,
             key_file=key_file,
             keepalive=config.mqtt.keepalive,
-            message_expiry=config.mqtt.message_expiry,
+            message_expiry=(config.mqtt.message_expiry if config.mqtt.message_expiry is not None
+                            else config.delivery.result_expiry()),
             inflight_window=config.mqtt.inflight_window,
             reconnect_min_delay=config.mqtt.reconnect_min_delay,
             reconnect_max_delay=config.mqtt.reconnect_max_delay,
+            receipt_timeout=config.delivery.receipt_timeout,
+            republish_max_delay=config.delivery.republish_max_delay,
         )
 
 
 #: The name the publisher thread reports its progress under (:class:`edge.daemon.health.Liveness`).
 PUBLISHER_THREAD = "publisher"
+#: Events are not kept by the terminal: the broker keeps them a week for an office that was away.
+EVENT_EXPIRY = 7 * 24 * 3600
 
 
 def close_loop_sockets(client: mqtt.Client) -> None:
@@ -179,13 +204,18 @@ class ResultPublisher:
         on_command: Callable[[bytes], None] | None = None,
         on_link_change: Callable[[bool], None] | None = None,
         on_delivered: Callable[[list[int]], None] | None = None,
+        receipts: ReceiptChecker | None = None,
+        on_receipt: Callable[[ReceiptClaims], None] | None = None,
         liveness: Liveness | None = None,
         clock: RetryClock | None = None,
         rng: random.Random | None = None,
         probe: Callable[[], bool] | None = None,
     ) -> None:
         """``on_command(payload)`` and ``on_link_change(up)`` run on paho's thread, ``on_delivered(seqs)`` on the
-        publisher thread after the outbox commit: all must be quick (put on a queue). The publisher thread reports
+        publisher thread after the outbox commit (the queues changed: published, or gone for good): all must be
+        quick (put on a queue). ``receipts``: delivery ends at the office's receipt, checked by it (module
+        docstring); None: PUBACK-only. ``on_receipt(claims)`` runs on the publisher thread for each receipt
+        believed (the terminal takes the office's signed time from it). The publisher thread reports
         its progress to ``liveness`` as ``"publisher"``, so a hung delivery loop withholds the systemd watchdog.
         ``clock``, ``rng`` and ``probe`` (default: a TCP connect to the broker) pace the retries; tests pass fakes."""
         self.settings = settings
@@ -194,6 +224,10 @@ class ResultPublisher:
         self.outbox = outbox
         self._on_command = on_command
         self._on_link_change = on_link_change
+        self._receipts = receipts
+        self._on_receipt = on_receipt
+        self._receipt_payloads: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self._event_expiry = _expiry_properties(PacketTypes.PUBLISH, EVENT_EXPIRY)
         self._wake = threading.Event()  # the normal cycle: new result, event, status, paho fact
         self._halt = threading.Event()  # ends the fault wait (only stop() sets it)
         self._closing = threading.Event()  # ends the reconnect wait (set after the clean disconnect)
@@ -201,6 +235,9 @@ class ResultPublisher:
         rng = rng if rng is not None else random.Random()
         self._fault_backoff = Backoff(settings.reconnect_min_delay, settings.reconnect_max_delay, rng=rng)
         self._refusal_backoff = Backoff(settings.reconnect_min_delay, settings.reconnect_max_delay, rng=rng)
+        #: With receipts: when each result awaiting one is published again (publisher thread only).
+        self.republish = RepublishSchedule(settings.receipt_timeout, settings.republish_max_delay, rng=rng)
+        self._republish_loaded = False  # the results awaiting a receipt at start are scheduled by the first cycle
         #: paho's wait between connection attempts (its counters say how often it waited and was cut short).
         self.reconnect = ReconnectWait(
             Backoff(settings.reconnect_min_delay, settings.reconnect_max_delay, rng=rng),
@@ -226,7 +263,11 @@ class ResultPublisher:
         self._events: deque[bytes] = deque(maxlen=1000)
         self._status: dict[str, Any] | None = {"state": "online"}
         self._last_status: dict[str, Any] = {"state": "online"}
-        self.delivered = 0
+        self.delivered = 0  # results gone from the outbox for good: on their receipt, or PUBACK-only on the PUBACK
+        self.published = 0  # PUBACKs of results (with receipts, a republished result counts again)
+        self.republished = 0  # results published again for want of a receipt
+        self.receipts_accepted = 0
+        self.receipts_refused: Counter[str] = Counter()  # by ReceiptRefusedError.reason
         self.fault: str | None = None  # last delivery error (reported on /event once), None after a good cycle
         self.fault_cycles = 0  # delivery cycles that failed (each followed by a backoff wait)
         self._client = self._make_client()
@@ -302,10 +343,25 @@ class ResultPublisher:
             self._status = self._last_status = {"state": "online", **fields}
         self._wake.set()
 
+    @property
+    def receipts(self) -> bool:
+        """Whether delivery ends at the office's receipt (else at the PUBACK)."""
+        return self._receipts is not None
+
     def wait_drained(self, timeout: float) -> bool:
-        """Block until nothing is queued or in flight (tests, benchmarks, shutdown)."""
+        """Block until nothing is queued or in flight (tests, benchmarks, shutdown): with receipts, until every
+        result has its receipt."""
         deadline = time.monotonic() + timeout
         while self._inflight or self._unbooked or self.outbox.stats().count:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def wait_published(self, timeout: float) -> bool:
+        """Block until every result has had its PUBACK (with receipts, some may still await their receipt)."""
+        deadline = time.monotonic() + timeout
+        while self._inflight or self._unbooked or self.outbox.stats().unpublished:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.01)
@@ -318,7 +374,10 @@ class ResultPublisher:
         if reason_code.is_failure:
             log.warning("broker refused the connection: %s", reason_code)
             return
-        client.subscribe(self.settings.topics.cmd, qos=1)
+        topics = [(self.settings.topics.cmd, 1)]
+        if self._receipts is not None:
+            topics.append((self.settings.topics.receipt, 1))
+        client.subscribe(topics)
         self.reconnect.backoff.reset()
         self._connected = True
         self._facts.put(("connected", 0, None))
@@ -330,7 +389,8 @@ class ResultPublisher:
     def _handle_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[ReasonCode],
                           properties: Properties | None) -> None:
         if any(code.is_failure for code in reason_codes):
-            log.warning("broker refused the subscription to %s: %s", self.settings.topics.cmd, reason_codes)
+            log.warning("broker refused the subscription to %s (and receipts): %s", self.settings.topics.cmd,
+                        reason_codes)
             return
         self.commands_subscribed.set()
 
@@ -351,7 +411,10 @@ class ResultPublisher:
         self._wake.set()
 
     def _handle_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        if message.topic == self.settings.topics.cmd and self._on_command is not None:
+        if message.topic == self.settings.topics.receipt and self._receipts is not None:
+            self._receipt_payloads.put(bytes(message.payload))  # checked on the publisher thread
+            self._wake.set()
+        elif message.topic == self.settings.topics.cmd and self._on_command is not None:
             try:
                 self._on_command(bytes(message.payload))
             except Exception as exc:  # noqa: BLE001  # a bad command must never kill the network thread
@@ -401,8 +464,11 @@ class ResultPublisher:
         acks = self._process_facts()
         for entry in acks:
             self._unbooked[entry.id] = entry
+        if self._receipts is not None and not self._republish_loaded:
+            self._load_awaiting()
+        receipted = self._apply_receipts()
         if self._online:
-            self._publish_control(expiry)
+            self._publish_control()
         sent = 0
         if self._online and self._barrier and time.monotonic() >= self._barrier_deadline:
             self._release_barrier()
@@ -410,16 +476,27 @@ class ResultPublisher:
             room = self.settings.inflight_window - len(self._inflight)
             if room > 0:
                 sent = self._send_results(room, expiry)
+            room = self.settings.inflight_window - len(self._inflight)
+            if room > 0 and self._receipts is not None:
+                sent += self._republish(room, expiry)
         self._book()
-        if not sent and not acks:
+        if not sent and not acks and not receipted:
             self._wake.wait(0.5)
 
     def _book(self) -> None:
-        """Delete acknowledged results and mark acknowledged quarantine reports. On a full disk this raises and the
-        entries stay here (never published again) until a later cycle books them."""
+        """Book acknowledged results (with receipts: now awaiting one, due to be published again on the schedule;
+        PUBACK-only: deleted) and mark acknowledged quarantine reports. On a full disk this raises and the entries
+        stay here (never published again) until a later cycle books them."""
         if self._unbooked:
             entries = list(self._unbooked.values())
-            self.delivered += self.outbox.ack_many([entry.id for entry in entries])
+            ids = [entry.id for entry in entries]
+            if self._receipts is None:
+                self.delivered += self.outbox.ack_many(ids)
+            else:
+                now = self._clock.now()
+                for entry_id, attempts in self.outbox.mark_published(ids).items():
+                    self.republish.published(entry_id, attempts, now)
+            self.published += len(entries)
             for entry in entries:
                 del self._unbooked[entry.id]
             if self._on_delivered is not None:
@@ -455,7 +532,10 @@ class ResultPublisher:
                 if reason is not None and reason.is_failure:
                     # The broker refused it (quota, authorisation): keep it, retry later, say so.
                     log.warning("broker refused result seq %d: %s", entry.seq, reason)
-                    self._cursor = min(self._cursor, entry.seq - 1)
+                    if entry.attempts:  # a republish: due again on its own schedule
+                        self.republish.published(entry.id, entry.attempts, self._clock.now())
+                    else:
+                        self._cursor = min(self._cursor, entry.seq - 1)
                     self._retry_at = self._clock.now() + self._refusal_backoff.next_delay()
                     self.publish_event({"event": "publish_refused", "seq": entry.seq, "reason": str(reason)})
                 else:
@@ -466,11 +546,17 @@ class ResultPublisher:
         """Resends never acknowledged: forget those mids and publish the entries again (the office de-dups)."""
         stale = [self._inflight.pop(mid) for mid in self._barrier if mid in self._inflight]
         log.warning("%d result(s) not acknowledged after reconnect; publishing them again", len(stale))
-        if stale:
-            self._cursor = min(entry.seq for entry in stale) - 1
+        now = self._clock.now()
+        for entry in stale:
+            if entry.attempts:  # a republish: due now again
+                self.republish.published(entry.id, 0, now)
+        unpublished = [entry.seq for entry in stale if not entry.attempts]
+        if unpublished:
+            self._cursor = min(self._cursor, min(unpublished) - 1)
         self._barrier = set()
 
-    def _publish_control(self, expiry: Properties) -> None:
+    def _publish_control(self) -> None:
+        expiry = self._event_expiry
         with self._lock:
             events = list(self._events)
             self._events.clear()
@@ -508,6 +594,63 @@ class ResultPublisher:
                 break
             self._inflight[info.mid] = entry
             sent += 1
+        return sent
+
+    # --- receipts (publisher thread) -----------------------------------------------------------------------------
+
+    def _load_awaiting(self) -> None:
+        """At start: each result that had its PUBACK before and still awaits a receipt waits its backoff again."""
+        now = self._clock.now()
+        for entry_id, attempts in self.outbox.awaiting():
+            self.republish.published(entry_id, attempts, now)
+        self._republish_loaded = True
+
+    def _apply_receipts(self) -> int:
+        """Check each receipt that arrived; delete the results a believed one names. Returns how many arrived."""
+        arrived = 0
+        while self._receipts is not None:
+            try:
+                payload = self._receipt_payloads.get_nowait()
+            except queue.Empty:
+                break
+            arrived += 1
+            try:
+                claims = self._receipts.check(payload)
+            except ReceiptRefusedError as exc:
+                self.receipts_refused[exc.reason] += 1
+                log.warning("receipt refused (the results it names stay): %s", exc)
+                self.publish_event({"event": "receipt_refused", "reason": exc.reason})
+                continue
+            self.receipts_accepted += 1
+            deleted = self.outbox.delete_named(claims.jtis, claims.seqs, names_result(claims))
+            for entry_id, _seq in deleted:
+                self.republish.forget(entry_id)
+            self.delivered += len(deleted)
+            log.debug("receipt %s from %s: %d result(s) stored at the office", claims.jti, claims.iss, len(deleted))
+            if self._on_receipt is not None:
+                self._on_receipt(claims)
+            if deleted and self._on_delivered is not None:
+                self._on_delivered([seq for _id, seq in deleted])
+        return arrived
+
+    def _republish(self, room: int, expiry: Properties) -> int:
+        """Publish again up to ``room`` results whose receipt is overdue (same token: the gateway stores it once)."""
+        due = self.republish.take_due(self._clock.now(), room)
+        if not due:
+            return 0
+        in_flight = {entry.id for entry in self._inflight.values()} | set(self._unbooked)
+        sent = 0
+        for entry in self.outbox.entries([entry_id for entry_id in due if entry_id not in in_flight]):
+            info = self._client.publish(self.settings.topics.result, entry.payload, qos=1, properties=expiry)
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                log.warning("republish of seq %d not queued: %s", entry.seq, mqtt.error_string(info.rc))
+                self.republish.published(entry.id, entry.attempts, self._clock.now())
+                continue
+            self._inflight[info.mid] = entry
+            sent += 1
+        if sent:
+            self.republished += sent
+            log.info("%d result(s) published again: no receipt from the office yet", sent)
         return sent
 
     def _publish_offline(self) -> None:

@@ -1,4 +1,12 @@
-"""Durable outbox: a result is committed to SQLite before anyone tries to publish it, and deleted only on PUBACK.
+"""Durable outbox: a result is committed to SQLite before anyone tries to publish it, and deleted only once it is
+safe elsewhere: on the office gateway's signed receipt (``delivery.mode = "receipt"``), or on the broker's PUBACK
+(PUBACK-only delivery).
+
+Two queues in one table: *unpublished* (``published`` NULL: never acknowledged by the broker) and *awaiting receipt*
+(``published`` holds the time of the last PUBACK, ``attempts`` how many PUBACKs it has had). A receipt deletes the
+results it names whatever their queue (:meth:`Outbox.delete_named`); both queues count against the limits, since a
+result awaiting its receipt is as much the terminal's to keep as one never sent. ``jti`` is the result's own id as
+receipts name it: given by the sealer (a JWE's claims are sealed to the ward), else read from a JWS payload.
 
 Why SQLite (WAL, ``synchronous=FULL``): one file, atomic commits that survive ``kill -9`` and power loss, and
 readable with standard tools by a support technician. ``seq`` is allocated in the same transaction that stores the
@@ -27,7 +35,7 @@ import sqlite3
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +46,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from edge.daemon.storage import free_bytes, is_disk_error, sqlite_errors_typed, storage_error
 from edge.errors import DeliveryError, OutboxCorruptError, OutboxFullError
 from edge.files import create_private
+from edge.protocol.receipt import readable_result_jti
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +58,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     created REAL NOT NULL,
     size INTEGER NOT NULL,
     nonce BLOB NOT NULL,
-    sealed BLOB NOT NULL
+    sealed BLOB NOT NULL,
+    published REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    jti TEXT
 );
 CREATE TABLE IF NOT EXISTS quarantine (
     seq INTEGER PRIMARY KEY,
@@ -62,6 +74,17 @@ CREATE TABLE IF NOT EXISTS quarantine (
 );
 CREATE TABLE IF NOT EXISTS key_check (id INTEGER PRIMARY KEY CHECK (id = 1), nonce BLOB NOT NULL, sealed BLOB NOT NULL);
 INSERT OR IGNORE INTO meta (name, value) VALUES ('last_seq', 0);
+"""
+#: Columns an outbox from before receipts lacks (added on open; a read-only outbox reads as all unpublished).
+_RECEIPT_COLUMNS = {"published": "REAL", "attempts": "INTEGER NOT NULL DEFAULT 0", "jti": "TEXT"}
+_PENDING = ("SELECT id, seq, created, nonce, sealed, attempts, jti FROM outbox WHERE published IS NULL AND seq > ? "
+            "ORDER BY seq LIMIT ?")
+_PENDING_BEFORE_RECEIPTS = ("SELECT id, seq, created, nonce, sealed, 0, NULL FROM outbox WHERE seq > ? "
+                            "ORDER BY seq LIMIT ?")
+_ENTRY = "SELECT id, seq, created, nonce, sealed, attempts, jti FROM outbox WHERE id=?"
+_RECEIPT_INDEXES = """
+CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (seq) WHERE published IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_jti ON outbox (jti);
 """
 _AAD = b"cccd-edge outbox v1"
 _KEY_CHECK_AAD = _AAD + b" key check"
@@ -79,14 +102,33 @@ class OutboxEntry:
     seq: int
     created: float  # unix seconds at enqueue
     payload: bytes
+    attempts: int = 0  # PUBACKs so far: 0 unpublished, else awaiting its receipt
+    jti: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """What :meth:`Outbox.enqueue` stores: the token and, when the outbox cannot read it from the token (a JWE is
+    sealed to the ward), the result's ``jti`` that receipts name."""
+
+    data: bytes
+    jti: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class OutboxStats:
-    count: int
+    count: int  # both queues: what the limits count
     bytes: int
     last_seq: int
     quarantined: int = 0  # entries moved aside because they no longer decrypt
+    awaiting: int = 0  # published (PUBACK), awaiting the office's receipt
+    most_attempts: int = 0  # the most PUBACKs one entry awaiting a receipt has had
+    oldest_published: float | None = None  # unix seconds of the oldest last PUBACK among those awaiting a receipt
+
+    @property
+    def unpublished(self) -> int:
+        """Entries the broker has not acknowledged yet."""
+        return self.count - self.awaiting
 
 
 def _load_key(path: Path) -> bytes:
@@ -159,6 +201,8 @@ class Outbox:
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._db.execute("PRAGMA secure_delete=ON")
                 self._db.executescript(_SCHEMA)
+                self._add_receipt_columns()
+            self._tracks_receipts = self._has_receipt_columns()
             self._key_proven = self._prove_key()
             self._unreported = self._count_unreported()
         except (sqlite3.Error, OSError) as exc:
@@ -169,6 +213,22 @@ class Outbox:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def _has_receipt_columns(self) -> bool:
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        return columns >= _RECEIPT_COLUMNS.keys()
+
+    def _add_receipt_columns(self) -> None:
+        """An outbox from before receipts: its entries were never acknowledged (those were deleted), so they stay
+        unpublished."""
+        if not self._has_receipt_columns():
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+            with self._db:  # one transaction: an interrupted upgrade leaves the old table, upgraded next time
+                self._db.execute("BEGIN IMMEDIATE")
+                for name, kind in _RECEIPT_COLUMNS.items():
+                    if name not in columns:
+                        self._db.execute(f"ALTER TABLE outbox ADD COLUMN {name} {kind}")
+        self._db.executescript(_RECEIPT_INDEXES)
 
     # --- keys and sealing ----------------------------------------------------------------------------------------
 
@@ -241,7 +301,8 @@ class Outbox:
 
     # --- the queue -----------------------------------------------------------------------------------------------
 
-    def enqueue(self, payload: bytes | Callable[[int], bytes], *, now: float | None = None) -> tuple[int, int]:
+    def enqueue(self, payload: bytes | Payload | Callable[[int], bytes | Payload], *,
+                now: float | None = None) -> tuple[int, int]:  # fmt: skip
         """Store a payload durably and return ``(id, seq)``; the commit is on disk when this returns.
 
         ``payload`` may be a function of the allocated ``seq`` (the signed token carries its own seq): it runs
@@ -252,13 +313,14 @@ class Outbox:
             last_seq = db.execute("SELECT value FROM meta WHERE name='last_seq'").fetchone()[0]
             count, size = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
             seq = last_seq + 1
-            data = payload(seq) if callable(payload) else payload
+            made = payload(seq) if callable(payload) else payload
+            data, jti = (made.data, made.jti) if isinstance(made, Payload) else (made, None)
             if count >= self.max_count or size + len(data) > self.max_bytes:
                 raise OutboxFullError(f"outbox full ({count}/{self.max_count} results, {size}/{self.max_bytes} bytes)")
             nonce, sealed = self._seal(seq, data)
             cursor = db.execute(
-                "INSERT INTO outbox (seq, created, size, nonce, sealed) VALUES (?, ?, ?, ?, ?)",
-                (seq, created, len(data), nonce, sealed),
+                "INSERT INTO outbox (seq, created, size, nonce, sealed, jti) VALUES (?, ?, ?, ?, ?, ?)",
+                (seq, created, len(data), nonce, sealed, jti if jti is not None else readable_result_jti(data)),
             )
             db.execute("UPDATE meta SET value=? WHERE name='last_seq'", (seq,))
         entry_id = cursor.lastrowid
@@ -266,23 +328,31 @@ class Outbox:
         return entry_id, seq
 
     def pending(self, *, after_seq: int = 0, limit: int = 1000) -> list[OutboxEntry]:
-        """Undelivered entries with ``seq > after_seq``, oldest first.
+        """Unpublished entries with ``seq > after_seq``, oldest first.
 
         An entry that does not decrypt under this database's key is moved to the quarantine (a read-only outbox
         skips it) and the rest are returned; with a key not proven to be this database's, it raises
         :class:`OutboxCorruptError` instead: then every entry would fail, and none may be moved.
         """
+        query = _PENDING if self._tracks_receipts else _PENDING_BEFORE_RECEIPTS
         with self._reading() as db:
-            rows = db.execute(
-                "SELECT id, seq, created, nonce, sealed FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after_seq, limit),
-            ).fetchall()
+            rows = db.execute(query, (after_seq, limit)).fetchall()
+        return self._opened_entries(rows)
+
+    def entries(self, entry_ids: list[int]) -> list[OutboxEntry]:
+        """The entries of ``entry_ids`` still here (a receipt may have taken some), in seq order: to publish again."""
+        with self._reading() as db:
+            rows = [row for entry_id in entry_ids for row in db.execute(_ENTRY, (entry_id,)).fetchall()]
+        return self._opened_entries(sorted(rows, key=lambda row: int(row[1])))
+
+    def _opened_entries(self, rows: list[tuple[int, int, float, bytes, bytes, int, str | None]]) -> list[OutboxEntry]:
+        """Decrypted entries of ``rows``; the undecryptable ones quarantined (:meth:`pending`)."""
         entries: list[OutboxEntry] = []
         damaged: list[int] = []
-        for entry_id, seq, created, nonce, sealed in rows:
+        for entry_id, seq, created, nonce, sealed, attempts, jti in rows:
             payload = self._opened(seq, nonce, sealed)
             if payload is not None:
-                entries.append(OutboxEntry(entry_id, seq, created, payload))
+                entries.append(OutboxEntry(entry_id, seq, created, payload, attempts, jti))
             elif not self._key_proven:
                 raise OutboxCorruptError(f"outbox entry seq {seq} does not decrypt (wrong key or damaged)")
             else:
@@ -329,6 +399,48 @@ class Outbox:
         """Delete a delivered entry; False when it was already gone (a duplicate PUBACK)."""
         return self.ack_many([entry_id]) == 1
 
+    # --- awaiting receipts ---------------------------------------------------------------------------------------
+
+    def mark_published(self, entry_ids: list[int], *, now: float | None = None) -> dict[int, int]:
+        """The broker acknowledged these entries: they now await a receipt. Returns ``{id: attempts}`` for each one
+        still here (a receipt that came first has deleted it), in one commit."""
+        published = time.time() if now is None else now
+        attempts: dict[int, int] = {}
+        with self._writing() as db:
+            for entry_id in entry_ids:
+                row = db.execute("UPDATE outbox SET published=?, attempts=attempts+1 WHERE id=? RETURNING attempts",
+                                 (published, entry_id)).fetchone()  # fmt: skip
+                if row is not None:
+                    attempts[entry_id] = int(row[0])
+        return attempts
+
+    def awaiting(self) -> list[tuple[int, int]]:
+        """``(id, attempts)`` of every entry awaiting a receipt, in seq order (no payload is opened)."""
+        if not self._tracks_receipts:
+            return []
+        with self._reading() as db:
+            rows = db.execute("SELECT id, attempts FROM outbox WHERE published IS NOT NULL ORDER BY seq").fetchall()
+        return [(int(entry_id), int(attempts)) for entry_id, attempts in rows]
+
+    def delete_named(self, jtis: Sequence[str], seq_ranges: Sequence[tuple[int, int]],
+                     names: Callable[[int, str | None], bool]) -> list[tuple[int, int]]:  # fmt: skip
+        """Delete the entries a receipt names, in one commit, and return their ``(id, seq)``. Candidates are the
+        entries with one of ``jtis`` or a seq in ``seq_ranges``; ``names(seq, jti)`` (the receipt's rule, ``jti``
+        None when the outbox does not know it) decides."""
+        deleted: list[tuple[int, int]] = []
+        with self._writing() as db:
+            rows: set[tuple[int, int, str | None]] = set()
+            for named in jtis:
+                rows.update(db.execute("SELECT id, seq, jti FROM outbox WHERE jti=?", (named,)).fetchall())
+            for first, last in seq_ranges:
+                rows.update(db.execute("SELECT id, seq, jti FROM outbox WHERE seq BETWEEN ? AND ?",
+                                       (first, last)).fetchall())  # fmt: skip
+            for entry_id, seq, jti in sorted(rows, key=lambda row: int(row[1])):
+                if names(seq, jti):
+                    db.execute("DELETE FROM outbox WHERE id=?", (entry_id,))
+                    deleted.append((int(entry_id), int(seq)))
+        return deleted
+
     def ack_many(self, entry_ids: list[int]) -> int:
         """Delete several delivered entries in one commit (one fsync); returns how many were still there."""
         with self._writing() as db:
@@ -339,7 +451,11 @@ class Outbox:
             count, size = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
             last_seq = db.execute("SELECT value FROM meta WHERE name='last_seq'").fetchone()[0]
             quarantined = db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
-        return OutboxStats(count=count, bytes=size, last_seq=last_seq, quarantined=quarantined)
+            awaiting, most_attempts, oldest = (db.execute(
+                "SELECT COUNT(*), COALESCE(MAX(attempts), 0), MIN(published) FROM outbox WHERE published IS NOT NULL"
+            ).fetchone() if self._tracks_receipts else (0, 0, None))  # fmt: skip
+        return OutboxStats(count=count, bytes=size, last_seq=last_seq, quarantined=quarantined, awaiting=awaiting,
+                           most_attempts=most_attempts, oldest_published=oldest)  # fmt: skip
 
     # --- room ----------------------------------------------------------------------------------------------------
 

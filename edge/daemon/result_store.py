@@ -10,6 +10,7 @@ refused meanwhile, so only those already under way when the disk filled arrive h
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge.daemon.backoff import Backoff
 from edge.daemon.mqtt import ResultPublisher
-from edge.daemon.outbox import Outbox
+from edge.daemon.outbox import Outbox, Payload
+from edge.daemon.receipts import OVERDUE_ATTEMPTS
 from edge.daemon.state import DeliveryChanged
 from edge.daemon.threads import Shared
 from edge.errors import EdgeError, OutboxFullError, StorageError, StorageFullError
@@ -37,9 +39,10 @@ HELD_RESULTS_MAX = 8
 
 @dataclass(frozen=True, slots=True)
 class SealedResult:
-    """A signed result waiting for its seq: ``token(seq)`` is what the outbox stores and MQTT carries."""
+    """A signed result waiting for its seq: ``token(seq)`` is what the outbox stores (with the result's ``jti``, which
+    receipts name) and MQTT carries."""
 
-    token: Callable[[int], bytes]
+    token: Callable[[int], Payload]
     verdict: Verdict
     request_id: str | None
 
@@ -60,13 +63,15 @@ class Sealer:
         body = document.model_dump(mode="json", exclude_none=True)
         # iat: the read's time as the clock state gave it (completed_at), never a time it knows to be wrong
         now = int(document.completed_at.timestamp())
-        signed: dict[int, bytes] = {}
+        signed: dict[int, Payload] = {}
 
-        def token(seq: int) -> bytes:
+        def token(seq: int) -> Payload:
             if seq not in signed:
                 signed.clear()
-                signed[seq] = result_token(self.signer, terminal_id=self.terminal_id, seq=seq, document=body, now=now,
-                                           encrypt_to=self.encrypt_to, certificate=self.certificate)  # fmt: skip
+                jti = str(uuid.uuid4())  # kept beside the token: a JWE's claims are sealed to the ward
+                signed[seq] = Payload(result_token(self.signer, terminal_id=self.terminal_id, seq=seq, document=body,
+                                                   now=now, encrypt_to=self.encrypt_to, certificate=self.certificate,
+                                                   jti=jti), jti)  # fmt: skip
             return signed[seq]
 
         return SealedResult(token, document.verdict, document.request_id)
@@ -135,11 +140,13 @@ class ResultStore:
         return bool(self._held) or not self._outbox.disk_has_room(EXPECTED_RESULT_BYTES)
 
     def delivery_facts(self, now: float) -> DeliveryChanged:
-        """Link, outbox and storage facts for the machine (the loop's thread)."""
+        """Link, outbox and storage facts for the machine (the loop's thread): both queues, and whether the office
+        has left a result without its receipt for several republishes."""
         stats = self._outbox.stats()
         full = not self._outbox.within_limits(EXPECTED_RESULT_BYTES, stats=stats)
-        return DeliveryChanged(now, link_up=self._publisher.connected, queued=stats.count, outbox_full=full,
-                               storage_full=self.storage_full())  # fmt: skip
+        return DeliveryChanged(now, link_up=self._publisher.connected, queued=stats.unpublished, outbox_full=full,
+                               storage_full=self.storage_full(), awaiting_receipt=stats.awaiting,
+                               receipt_overdue=stats.most_attempts >= OVERDUE_ATTEMPTS)  # fmt: skip
 
     def _store(self, result: SealedResult) -> int:
         self._store_held()

@@ -158,9 +158,11 @@ class DeliveryChanged(Event):
     """Link and outbox facts; they only change what the LEDs show and whether reads are accepted."""
 
     link_up: bool
-    queued: int
+    queued: int  # results the broker has not acknowledged yet
     outbox_full: bool
     storage_full: bool = False  # the disk's reserve is gone, or a result waits in memory for room
+    awaiting_receipt: int = 0  # results the broker acknowledged, kept until the office's receipt names them
+    receipt_overdue: bool = False  # a result published several times has no receipt: the office is not answering
 
 
 # --- actions -----------------------------------------------------------------------------------------------------
@@ -227,6 +229,8 @@ class Snapshot:
     camera_ok: bool = True
     link_up: bool = True
     queued: int = 0
+    awaiting_receipt: int = 0
+    receipt_overdue: bool = False
     outbox_full: bool = False
     storage_full: bool = False
     clock_synchronised: bool = True
@@ -255,7 +259,9 @@ def indicator_for(snap: Snapshot) -> Indicator:
     if snap.state is State.READY:
         if snap.outbox_full or snap.storage_full:
             return Indicator.FAULT
-        if not snap.link_up and snap.queued:
+        # Results not safe at the office yet, and not getting there: the broker is out of reach, or it is reachable
+        # but the office has answered none of several publishes of a result (its gateway is down).
+        if (not snap.link_up and (snap.queued or snap.awaiting_receipt)) or snap.receipt_overdue:
             return Indicator.OFFLINE_QUEUED
         return Indicator.READY if snap.clock_synchronised else Indicator.CLOCK_UNSYNCHRONISED
     return {
@@ -395,7 +401,8 @@ class Machine:
     def _delivery(self, snap: Snapshot, event: Event) -> tuple[Snapshot, list[Action]]:
         assert isinstance(event, DeliveryChanged)
         return replace(snap, link_up=event.link_up, queued=event.queued, outbox_full=event.outbox_full,
-                       storage_full=event.storage_full), []
+                       storage_full=event.storage_full, awaiting_receipt=event.awaiting_receipt,
+                       receipt_overdue=event.receipt_overdue), []
 
     def _clock(self, snap: Snapshot, event: Event) -> tuple[Snapshot, list[Action]]:
         assert isinstance(event, ClockChanged)

@@ -4,8 +4,9 @@ A tap, top-down (:mod:`edge.daemon.tap` has the stages): the reader watcher (:mo
 card and the camera (:mod:`edge.daemon.qr_camera`) its QR; the loop (:mod:`edge.daemon.loop`), the only thread that
 steps the state machine (:mod:`edge.daemon.state`), pairs key and card; the worker (:mod:`edge.daemon.worker`) reads,
 verifies, builds the document, seals and stores it (:mod:`edge.daemon.result_store`); the publisher
-(:class:`~edge.daemon.mqtt.ResultPublisher`, paho's network thread and its own) delivers it and deletes it on PUBACK.
-Office commands arrive through the publisher and are verified on the loop (:mod:`edge.daemon.office_commands`).
+(:class:`~edge.daemon.mqtt.ResultPublisher`, paho's network thread and its own) delivers it and deletes it on the
+office gateway's receipt (:mod:`edge.daemon.receipts`; PUBACK-only delivery: on PUBACK). Office commands arrive
+through the publisher and are verified on the loop (:mod:`edge.daemon.office_commands`).
 The threads share one queue of typed items and their counters (:mod:`edge.daemon.threads`).
 
 This module only builds those parts and starts and stops them.
@@ -29,6 +30,7 @@ from edge.daemon.office_commands import CommandVerifier, ReplayGuard
 from edge.daemon.outbox import OUTBOX_FILE, Outbox
 from edge.daemon.presence import ReaderWatcher
 from edge.daemon.qr_camera import QrCamera
+from edge.daemon.receipts import RECEIPTS_FILE, ReceiptChecker
 from edge.daemon.result_store import ResultStore, Sealer
 from edge.daemon.state import Machine, Snapshot, State
 from edge.daemon.storage import sqlite_errors_typed
@@ -37,7 +39,9 @@ from edge.daemon.trust import TerminalTrust
 from edge.daemon.worker import Worker
 from edge.drivers.base import CardReaderDriver, FrameSource, QrDecoder
 from edge.drivers.leds import Indicators
-from edge.protocol.jose import Signer
+from edge.errors import ConfigError
+from edge.protocol.jose import Signer, key_id
+from edge.protocol.receipt import ReceiptClaims
 from edge.signers import check_certified_key, device_signer, load_public_key
 
 #: Loop threads whose liveness gates the systemd watchdog.
@@ -84,6 +88,7 @@ class Terminal:
         self._publisher: ResultPublisher | None = None
         self._indicators: Indicators | None = None
         self._replay: ReplayGuard | None = None
+        self._receipt_replay: ReplayGuard | None = None
         self._watcher: ReaderWatcher | None = None
         self._camera: QrCamera | None = None
         self._loop: TerminalLoop | None = None
@@ -153,7 +158,8 @@ class Terminal:
             self._publisher.stop()
         if self._time is not None:
             self._time.close()  # the last trusted time: the floor after a reboot
-        for closer in (self._indicators, self._outbox, self._replay, self._signer, self._camera):
+        for closer in (self._indicators, self._outbox, self._replay, self._receipt_replay, self._signer,
+                       self._camera):  # fmt: skip
             if closer is not None:  # the signer: a token logs out; the camera: what it opened
                 closer.close()
         if self._owns_reader and self._reader is not None:
@@ -198,13 +204,15 @@ class Terminal:
                 self._replay = ReplayGuard(paths.state_dir / "commands.db")
             commands = CommandVerifier(ward_key, config.terminal_id, self._replay,
                                        default_profile=config.procedure_profile, encrypted=encrypt_to is not None)
+        receipts = self._receipt_checker(clock) if config.delivery.mode == "receipt" else None
         if self._reader is None:
             from edge.drivers.pcsc import PcscReaderDriver
 
             self._reader = PcscReaderDriver()
         self._publisher = publisher = ResultPublisher(
             MqttSettings.from_config(config), outbox, on_command=self._command_arrived,
-            on_link_change=self._delivery_changed, on_delivered=self._delivery_changed, liveness=self.liveness,
+            on_link_change=self._delivery_changed, on_delivered=self._delivery_changed, receipts=receipts,
+            on_receipt=self._receipt_believed, liveness=self.liveness,
         )  # fmt: skip
         shared.events_to(publisher.publish_event)
         shared.post(DeliveryNews())
@@ -221,7 +229,29 @@ class Terminal:
                                          commands=commands)  # fmt: skip
         return [("loop", loop.run), ("reader", watcher.run), ("camera", camera.run), ("worker", worker.run)]
 
-    # --- paho's thread -------------------------------------------------------------------------------------------
+    def _receipt_checker(self, clock: ClockState) -> ReceiptChecker:
+        """What believes the office's receipts (``delivery.mode = "receipt"``): without a key to verify them no
+        result could ever leave the outbox, so the terminal does not start."""
+        paths = self.config.receipt_keys()
+        if not paths:
+            raise ConfigError('receipts need a key to verify them: set paths.ward_command_key (the gateway signs '
+                              'receipts with the ward command key) or trust.receipt_keys; a ward whose office sends '
+                              'no receipts sets delivery.mode = "puback"', key="delivery.mode")  # fmt: skip
+        keys = [load_public_key(path, config_key="trust.receipt_keys") for path in paths]
+        database = self.config.paths.state_dir / RECEIPTS_FILE
+        with sqlite_errors_typed(database):
+            self._receipt_replay = ReplayGuard(database)
+        return ReceiptChecker({key_id(key): key for key in keys}, terminal_id=self.config.terminal_id,
+                              ward_code=self.config.ward_code, replay=self._receipt_replay,
+                              time=clock.evidence)  # fmt: skip
+
+    # --- paho's thread and the publisher's -----------------------------------------------------------------------
+
+    def _receipt_believed(self, claims: ReceiptClaims) -> None:
+        """A receipt is the office's signed time too: its ``iat`` is a lower bound of the time now (the publisher
+        thread's monotonic time is later than its arrival, so the projection stays a lower bound)."""
+        assert self._time is not None
+        self._time.observe_office_time(claims.iat, self._shared.monotonic())
 
     def _command_arrived(self, payload: bytes) -> None:
         # when the office's signed time reached us, for the clock's projection

@@ -79,8 +79,8 @@ PATTERNS: dict[str, Pattern] = {
                         Light("on"), Light("on"), Light(), RgbLight(AMBER), Beep(0.15, 0.15, 2)),
     "failure": Pattern("not verified, read failed, or not a CCCD QR: see the office screen",
                        Light(), Light(), Light("on"), RgbLight(RED), Beep(0.1, 0.1, 3)),
-    "offline_queued": Pattern("offline: reads continue, results wait in the outbox", _HEARTBEAT,
-                              Light("blink", 1.0, 1.0), Light(), RgbLight(AMBER, 1.0, 1.0, GREEN)),
+    "offline_queued": Pattern("offline, or the office confirms nothing: reads continue, results wait in the outbox",
+                              _HEARTBEAT, Light("blink", 1.0, 1.0), Light(), RgbLight(AMBER, 1.0, 1.0, GREEN)),
     # Ready with a short amber flash every second: the terminal works, but has no trusted time since it started
     # (no RTC: NTP or the office gives it). Not a fault: results say "clock not synchronised" for the date checks.
     "clock_unsynchronised": Pattern("ready, clock not synchronised: reads continue, date checks wait for the time "

@@ -80,7 +80,10 @@ class TerminalStatus(_Message):
     indicator: IndicatorPattern | None = None
     reader: Literal["ok", "missing"] | None = None
     camera: Literal["ok", "missing"] | None = None
-    queued: int | None = Field(default=None, ge=0, description="results in the outbox, not yet acknowledged")
+    queued: int | None = Field(default=None, ge=0, description="results in the outbox the broker has not "
+                               "acknowledged yet")  # fmt: skip
+    awaiting_receipt: int | None = Field(default=None, ge=0, description="results the broker acknowledged, kept in "
+                                         "the outbox until the office's receipt names them")  # fmt: skip
     outbox_full: bool | None = None
     storage_full: bool | None = None
     held: int | None = Field(default=None, ge=0, description="results held in memory until the disk has room")
@@ -180,6 +183,13 @@ class PublishRefusedEvent(_Message):
     reason: _Text
 
 
+class ReceiptRefusedEvent(_Message):
+    """A receipt the terminal did not believe: the results it names stay in the outbox (published again later)."""
+
+    event: Literal["receipt_refused"]
+    reason: Literal["malformed", "unknown_key", "bad_signature", "expired", "replayed", "wrong_terminal"]
+
+
 class ResultQuarantinedEvent(_Message):
     event: Literal["result_quarantined"]
     seq: int = Field(ge=0)
@@ -188,7 +198,8 @@ class ResultQuarantinedEvent(_Message):
 
 AnyEvent = (ReportEvent | ClockEvent | CommandRejectedEvent | CommandAcceptedEvent | PongEvent | TrustUpdatedEvent
             | TrustUpdateRefusedEvent | ResultNotStoredEvent | ResultHeldEvent | ResultStoredLateEvent
-            | DeliveryRecoveredEvent | DeliveryFaultEvent | PublishRefusedEvent | ResultQuarantinedEvent)
+            | DeliveryRecoveredEvent | DeliveryFaultEvent | PublishRefusedEvent | ResultQuarantinedEvent
+            | ReceiptRefusedEvent)
 #: One ``/event`` message, told apart by ``event``.
 TerminalEvent = Annotated[AnyEvent, Field(discriminator="event")]
 EVENT_ADAPTER = TypeAdapter[AnyEvent](TerminalEvent)

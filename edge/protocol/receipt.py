@@ -28,6 +28,7 @@ Pure: bytes and a key in, objects out; the terminal's clock is passed in (``now`
 from __future__ import annotations
 
 import bisect
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -37,7 +38,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from edge.errors import JsonError, ReceiptRefusedError, TokenError, TokenSignatureError
 from edge.protocol.bounded_json import check_json_bounds
-from edge.protocol.jose import ES256, es256_signature, key_id, sign_compact, unverified_header, verify_es256
+from edge.protocol.jose import (
+    ES256,
+    b64url_decode,
+    es256_signature,
+    json_object,
+    key_id,
+    sign_compact,
+    split_compact,
+    unverified_header,
+    verify_es256,
+)
 
 RECEIPT_TYP = "cccd-receipt+jwt"
 #: Results one receipt names at most; the gateway splits a larger batch.
@@ -126,6 +137,17 @@ def receipt_claims(*, gateway: str, terminal_id: str, ward_code: str, results: I
     pairs = sorted(set(results))
     return ReceiptClaims(iss=gateway, sub=terminal_id, ward=ward_code, iat=now, exp=now + lifetime, jti=jti,
                          seqs=seq_ranges(seq for seq, _ in pairs), jtis=tuple(dict.fromkeys(j for _, j in pairs)))
+
+
+def readable_result_jti(token: bytes) -> str | None:
+    """The ``jti`` of a result token the terminal can read (a compact JWS), unverified: the terminal matches its own
+    results to receipts by it. None for a JWE (its claims are sealed to the ward) or anything that is not a result."""
+    try:
+        claims = json_object(b64url_decode(split_compact(token, 3)[1]), "result claims")
+    except TokenError:
+        return None
+    jti = claims.get("jti")
+    return jti if isinstance(jti, str) and re.fullmatch(RESULT_JTI_PATTERN, jti) else None
 
 
 def sign_receipt(claims: ReceiptClaims, key: ec.EllipticCurvePrivateKey) -> bytes:

@@ -119,6 +119,7 @@ def config_data(material: Material, broker: MosquittoBroker, state_dir: Path) ->
         "camera": {"source": "replay", "replay_path": str(material.blank_image), "fps": 30},
         "timeouts": {"wait_for_card": 10, "wait_for_key": 10, "reading": 15, "verifying": 10, "show_result": 0.2,
                      "hold_still": 0.5},
+        "delivery": {"mode": "puback"},  # the reference receiver sends no receipts (tests/stack/test_receipts.py do)
     }  # fmt: skip
 
 
