@@ -82,6 +82,8 @@ _FEATURE_GET_TLV_PROPERTIES = 0x12
 _PROPERTY_MAX_APDU_DATA_SIZE = 0x0A
 _PROPERTY_ID_VENDOR = 0x0B
 _PROPERTY_ID_PRODUCT = 0x0C
+#: IOCTL_CCID_ESCAPE as libccid and ACS's driver define it on Unix (SCARD_CTL_CODE(3500)).
+_CCID_ESCAPE = scard.SCARD_CTL_CODE(3500)
 _STATE_CHANGED = scard.SCARD_STATE_CHANGED
 #: SCardStatus card state bits (pcsc-lite's SCARD_ABSENT/SCARD_PRESENT; pyscard does not export them).
 _STATUS_PRESENT = 0x0004
@@ -346,6 +348,29 @@ class PcscReaderDriver:
             self._links[reader_name] = link
             log.info("reader %s: profile %s, %s", reader_name, profile.key, link.describe())
         return link
+
+    def escape(self, reader_name: str, command: bytes) -> bytes:
+        """Send a reader command (a pseudo-APDU such as ACS's ``FF 00 40``, which the reader answers itself) and
+        return the answer: through ``SCardTransmit`` while a card lies on the reader (the card's state is left as it
+        is), else on a direct connection through ``SCardControl`` with the CCID escape code."""
+        context = self._ensure_context()
+        present = any(s.name == reader_name and s.presence is CardPresence.PRESENT for s in self._current())
+        share = scard.SCARD_SHARE_SHARED if present else scard.SCARD_SHARE_DIRECT
+        protocols = scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1 if present else 0
+        hresult, handle, protocol = scard.SCardConnect(context, reader_name, share, protocols)
+        if hresult != scard.SCARD_S_SUCCESS:
+            raise self.error_for(hresult, f"opening {reader_name} for a reader command")
+        try:
+            if present:
+                pci = scard.SCARD_PCI_T0 if protocol == scard.SCARD_PROTOCOL_T0 else scard.SCARD_PCI_T1
+                hresult, answer = scard.SCardTransmit(handle, pci, list(command))
+            else:
+                hresult, answer = scard.SCardControl(handle, _CCID_ESCAPE, list(command))
+            if hresult != scard.SCARD_S_SUCCESS:
+                raise self.error_for(hresult, f"sending a reader command to {reader_name}")
+            return bytes(answer)
+        finally:
+            scard.SCardDisconnect(handle, scard.SCARD_LEAVE_CARD)
 
     def profile(self, reader_name: str) -> ReaderProfile:
         """The profile the driver uses (or would use) for ``reader_name``."""
