@@ -1,4 +1,5 @@
-"""`cccd-edge readers`: list the PC/SC readers and whether a card is on them (support desk's first question)."""
+"""`cccd-edge readers`: list the PC/SC readers, whether a card is on them (support desk's first question), and each
+reader's profile with what it implies for a read (edge/protocol/readers.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,17 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.set_defaults(func=run)
 
 
-def _show(states: Any) -> None:
+def _show(states: Any, *, profiles: bool = False) -> None:
+    from edge.protocol.readers import profile_for
+
     for state in states:
         atr = f"  ATR {state.atr.hex().upper()}" if state.atr else ""
         print(f"{state.name}: {state.presence.value}{atr}")
+        if profiles:
+            profile = profile_for(state.name)
+            print(f"  profile {profile.key} ({profile.model}, verified from {profile.verified})")
+            for line in profile.implications():
+                print(f"    {line}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         states = driver.readers()
         if not states:
             print("no card readers (is pcscd running? is the reader plugged in?)")
-        _show(states)
+        _show(states, profiles=True)
         deadline = time.monotonic() + args.watch
         while (remaining := deadline - time.monotonic()) > 0:
             changed = driver.wait_for_change(remaining)

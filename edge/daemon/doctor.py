@@ -172,7 +172,21 @@ def check_readers(
         results.extend(_ok("card", f"on {s.name}: ATR {s.atr.hex(' ').upper()}") for s in cards)
     else:
         results.append(_ok("card", "no card on the reader (place one to see its ATR)"))
+    results.extend(_reader_profile(s.name) for s in states)
     return results
+
+
+def _reader_profile(name: str) -> DoctorResult:
+    """The reader's profile and what it implies; a reader that cannot read the CCCD's chip fails."""
+    from edge.protocol.readers import profile_for
+
+    profile = profile_for(name)
+    detail = f"{name}: {profile.model} ({profile.key}): " + "; ".join(profile.implications())
+    if profile.contactless is False:
+        return _fail("reader profile", detail, "use a contactless (NFC) reader: see the README's reader table")
+    if profile.key == "generic-ccid":
+        return _warn("reader profile", detail, "an unknown reader: reads work, extended length is probed")
+    return _ok("reader profile", detail)
 
 
 # --- clock, key, certificate -----------------------------------------------------------------------------------

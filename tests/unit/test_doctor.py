@@ -580,6 +580,20 @@ def test_readers_and_card_atr() -> None:
     assert not doctor.check_readers(lambda: ListedReaders(NoReaderError("pcscd gone")))[0].ok
     missing = by_name(doctor.check_readers(lambda: driver, reader_name="Identiv"))
     assert not missing["reader"].ok
+    profiles = [r for r in results if r.name == "reader profile"]
+    assert len(profiles) == 2
+    assert "no extended length: DG2 (15 KB) takes 68 APDUs" in profiles[0].detail  # ACS ACR1252U
+    assert profiles[0].ok
+
+
+def test_a_contact_only_reader_fails_and_an_unknown_one_warns() -> None:
+    driver = ListedReaders([ReaderState("Feitian bR301 00 00", CardPresence.ABSENT),
+                            ReaderState("Some Reader 00 00", CardPresence.ABSENT)])  # fmt: skip
+    contact, unknown = [r for r in doctor.check_readers(lambda: driver) if r.name == "reader profile"]
+    assert not contact.ok
+    assert "contact slot only" in contact.detail
+    assert unknown.ok
+    assert unknown.warning
 
 
 def test_missing_driver_is_a_failed_check_not_a_crash() -> None:
