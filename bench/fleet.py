@@ -48,6 +48,8 @@ import datetime as dt
 import heapq
 import json
 import os
+import queue
+import random
 import resource
 import shutil
 import signal
@@ -60,6 +62,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
@@ -74,12 +77,14 @@ from paho.mqtt.reasoncodes import ReasonCode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge import signers
+from edge.backoff import jittered_delay
 from edge.config import MqttConfig
 from edge.daemon.backoff import Backoff, ReconnectWait
 from edge.daemon.mqtt import close_loop_sockets, tcp_reachable
-from edge.errors import ReceiptRefusedError
+from edge.errors import ReceiptRefusedError, SignatureError
 from edge.files import private_key_pem, write_private
 from edge.office.store import ResultStore
+from edge.office.webhooks import parse_secret, verify_webhook, write_secret
 from edge.protocol import jose
 from edge.protocol.receipt import verify_receipt
 from edge.protocol.result import Check, CitizenData, ProcedureProfile, QrUsage, ReadTiming, make_result
@@ -197,10 +202,7 @@ class SimTerminal:
         client.on_message = self._received
         client.on_publish = self._acknowledged
         self.client = client
-        # PUBACK times by mid, and each result's first mid (no lock: paho calls on_publish holding its own, and
-        # publish() takes that one; a run uses fewer than 65,535 mids per terminal, so none is reused).
-        self.pubacks: dict[int, float] = {}
-        self.first_mids: list[tuple[int, Record]] = []
+        self.mids: dict[int, Record] = {}  # mid -> the result it carries (the scheduler thread's only)
         self._host, self._port = host, port
 
     def start(self) -> None:
@@ -257,23 +259,16 @@ class SimTerminal:
 
     def _acknowledged(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode,
                       properties: Properties) -> None:  # fmt: skip
-        self.pubacks.setdefault(mid, time.monotonic())
+        # No lock here: paho calls on_publish holding its own, which publish() takes too. The scheduler matches it.
+        self.worker.acks.put((self, mid, time.monotonic()))
 
     def publish(self, record: Record, now: float) -> None:
         """Hand the result to paho (sent now, or once connected: the daemon's outbox keeps it meanwhile)."""
-        first = not record.publishes
-        if first:
+        if not record.publishes:
             record.first_publish = now
         record.last_publish = now
         record.publishes += 1
-        info = self.client.publish(self.result_topic, record.token, qos=1)
-        if first:
-            self.first_mids.append((info.mid, record))
-
-    def settle(self) -> None:
-        """Each result's first PUBACK time, once the run is over."""
-        for mid, record in self.first_mids:
-            record.puback_at = self.pubacks.get(mid)
+        self.mids[self.client.publish(self.result_topic, record.token, qos=1).mid] = record
 
 
 class Worker:
@@ -285,6 +280,7 @@ class Worker:
         self.lock = threading.Lock()
         self.closing = threading.Event()
         self.counters: Counter[str] = Counter()
+        self.acks: queue.SimpleQueue[tuple[SimTerminal, int, float]] = queue.SimpleQueue()
         self.seen_receipts: set[str] = set()
         public = serialization.load_pem_public_key(Path(spec["receipt_public"]).read_bytes())
         assert isinstance(public, ec.EllipticCurvePublicKey)
@@ -323,18 +319,23 @@ class Worker:
         return all(terminal.connected.wait(max(0.0, deadline - time.monotonic())) for terminal in self.terminals)
 
     def run(self, t0: float) -> None:
-        """Publish each result at its time, republish what has no receipt after the timeout, until every result has
-        its receipt or the drain deadline passes."""
+        """Publish each result at its time, republish what has no receipt as the daemon does, until every result has
+        its receipt or the drain deadline passes.
+
+        The daemon's rule (``edge.daemon.receipts``): a result without its receipt ``receipt_timeout`` after its
+        PUBACK is published again, then after twice that and so on up to a cap, each wait jittered
+        (:func:`edge.backoff.jittered_delay`)."""
         spec = self.spec
         interval = spec["terminals"] / spec["rate"]  # seconds between two results of one terminal
-        timeout = spec["receipt_timeout"]
+        timeout, cap = spec["receipt_timeout"], spec["republish_cap"]
+        rng = random.Random()
         by_terminal = {terminal.terminal_id: terminal for terminal in self.terminals}
         schedule: list[tuple[float, int, Record]] = []
         for n, record in enumerate(self.records):
             phase = terminal_index(record.terminal) / spec["rate"]  # terminal k starts k/rate s in: an even load
             schedule.append((t0 + phase + (record.seq - 1) * interval, n, record))
         schedule.sort()
-        retries: list[tuple[float, int, Record]] = []
+        retries: list[tuple[float, int, int, Record]] = []
         end = schedule[-1][0] if schedule else t0
         deadline = end + spec["drain"]
         position = 0
@@ -346,16 +347,26 @@ class Worker:
                 with self.lock:
                     terminal.pending[record.jti] = record
                 terminal.publish(record, now)
-                heapq.heappush(retries, (now + timeout, n, record))
                 position += 1
+            while True:  # PUBACKs: each starts its result's wait for the receipt
+                try:
+                    terminal, mid, acked = self.acks.get_nowait()
+                except queue.Empty:
+                    break
+                carried = terminal.mids.pop(mid, None)
+                if carried is None:
+                    continue  # a status
+                if carried.puback_at is None:
+                    carried.puback_at = acked
+                delay = jittered_delay(carried.publishes - 1, timeout, cap, rng)
+                heapq.heappush(retries, (acked + delay, id(carried), carried.publishes, carried))
             while retries and retries[0][0] <= now:
-                _, n, record = heapq.heappop(retries)
+                _, _, publishes, record = heapq.heappop(retries)
                 with self.lock:
                     waiting = record.receipt_at is None
-                if waiting:
+                if waiting and publishes == record.publishes:
                     by_terminal[record.terminal].publish(record, now)
                     self.counters["republished"] += 1
-                    heapq.heappush(retries, (now + timeout, n, record))
             if position == len(schedule):
                 with self.lock:
                     waiting_any = any(terminal.pending for terminal in self.terminals)
@@ -366,8 +377,6 @@ class Worker:
             time.sleep(min(0.05, max(0.0, min(upcoming, default=now + 0.05) - now)))
 
     def report(self) -> dict[str, Any]:
-        for terminal in self.terminals:
-            terminal.settle()
         waits = sum(terminal.client.pace.waits for terminal in self.terminals if terminal.client.pace)
         cut_short = sum(terminal.client.pace.cut_short for terminal in self.terminals if terminal.client.pace)
         return {
@@ -433,6 +442,59 @@ class GatewayProcess:
                 self.kill()
 
 
+class WebhookCounter:
+    """The procedure software's end: a receiver on a loopback port that checks each delivery's Standard Webhooks
+    signature, answers 200 and counts deliveries by ``webhook-id`` (the result's ``jti``: its idempotency key)."""
+
+    def __init__(self, secret: bytes) -> None:
+        self.deliveries: Counter[str] = Counter()
+        self.first_at: dict[str, float] = {}  # webhook-id -> wall time of its first delivery
+        self.refused = 0
+        self._lock = threading.Lock()
+        counter = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # the http.server spelling
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                arrived = time.time()
+                try:
+                    webhook_id = verify_webhook(secret, dict(self.headers.items()), body, now=int(arrived))
+                except SignatureError:
+                    with counter._lock:
+                        counter.refused += 1
+                    self.send_response(400)
+                else:
+                    with counter._lock:
+                        counter.deliveries[webhook_id] += 1
+                        counter.first_at.setdefault(webhook_id, arrived)
+                    self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="webhook-receiver", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/hooks/cccd"
+
+    def distinct(self) -> int:
+        with self._lock:
+            return len(self.deliveries)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
 def _wait(condition: Any, what: str, timeout: float = 60.0) -> float:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -467,12 +529,16 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of publishing")
     parser.add_argument("--workers", type=int, default=4, help="processes the simulated terminals share")
     parser.add_argument("--receipt-timeout", type=float, default=10.0,
-                        help="a result without a receipt this long after its last publish is published again")
+                        help="the terminals' delivery.receipt_timeout (the daemon's default is 60 s; 10 s keeps the "
+                        "run short): a result without a receipt this long after its PUBACK is published again")
+    parser.add_argument("--republish-cap", type=float, default=60.0,
+                        help="the terminals' delivery.republish_max_delay: the doubling waits stop growing here")
     parser.add_argument("--kill-at", type=float, default=20.0, help="seconds in: kill -9 one gateway instance")
     parser.add_argument("--gateway-restart", type=float, default=1.0, help="...and start it again this much later")
     parser.add_argument("--broker-restart-at", type=float, default=40.0,
                         help="seconds in: kill -9 the broker and start it again without persistence")
     parser.add_argument("--no-faults", action="store_true")
+    parser.add_argument("--no-webhooks", action="store_true", help="the gateways send no webhooks")
     parser.add_argument("--drain", type=float, default=60.0, help="seconds after the last publish to wait for receipts")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "cccd-edge-fleet-pki")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
@@ -486,12 +552,16 @@ def main() -> int:
 
 
 def _gateway_config(path: Path, instance: str, port: int, kit: Path, gateway_dir: Path, url: str,
-                    ward_ca: Path, receipt_key: Path) -> Path:  # fmt: skip
-    path.write_text(f'instance = "{instance}"\nward = "{WARD}"\n'
-                    f'[broker]\nhost = "127.0.0.1"\nport = {port}\nca = "{kit / CA}"\n'
-                    f'cert = "{gateway_dir / "gateway.crt"}"\nkey = "{gateway_dir / "gateway.key"}"\n'
-                    f'[storage]\nurl = "{url}"\n[trust]\nward_ca = "{ward_ca}"\n'
-                    f'[receipts]\nkey = "{receipt_key}"\nlifetime = 3600\n', encoding="utf-8")
+                    ward_ca: Path, receipt_key: Path, webhook: tuple[str, Path] | None) -> Path:  # fmt: skip
+    text = (f'instance = "{instance}"\nward = "{WARD}"\n'
+            f'[broker]\nhost = "127.0.0.1"\nport = {port}\nca = "{kit / CA}"\n'
+            f'cert = "{gateway_dir / "gateway.crt"}"\nkey = "{gateway_dir / "gateway.key"}"\n'
+            f'[storage]\nurl = "{url}"\n[trust]\nward_ca = "{ward_ca}"\n'
+            f'[receipts]\nkey = "{receipt_key}"\nlifetime = 3600\n')
+    if webhook is not None:
+        text += (f'[[webhooks]]\nname = "procedure"\nurl = "{webhook[0]}"\nsecret_file = "{webhook[1]}"\n'
+                 f'wards = ["{WARD}"]\nretry_first = 1.0\nretry_cap = 10.0\ntimeout = 5.0\n')
+    path.write_text(text, encoding="utf-8")
     return path
 
 
@@ -519,6 +589,10 @@ def run(tmp: Path, args: argparse.Namespace) -> int:
     config_text = (kit / CONF).read_text(encoding="utf-8").replace("persistence true", "persistence false")
     broker = MosquittoBroker(tmp / "broker", config_text=config_text, port=port)
     cluster = PostgresCluster()
+    webhooks = None
+    if not args.no_webhooks:
+        secret_file = tmp / "webhook.secret"
+        webhooks = WebhookCounter(parse_secret(write_secret(secret_file)))
     gateways: list[GatewayProcess] = []
     workers: list[subprocess.Popen[str]] = []
     try:
@@ -528,7 +602,7 @@ def run(tmp: Path, args: argparse.Namespace) -> int:
         broker.start()
         for name in GATEWAYS:
             config = _gateway_config(tmp / f"{name}.toml", name, port, kit, tmp / name, url, ca_dir / CA_CERT,
-                                     receipt_key)
+                                     receipt_key, (webhooks.url, secret_file) if webhooks is not None else None)
             gateways.append(GatewayProcess(config, tmp / f"{name}.log"))
             gateways[-1].start()
         _wait(lambda: all(gateway.subscriptions() >= 1 for gateway in gateways), "the gateways' subscriptions")
@@ -537,7 +611,8 @@ def run(tmp: Path, args: argparse.Namespace) -> int:
         slices = [ids[i::args.workers] for i in range(args.workers)]
         for n, chunk in enumerate(slices):
             spec = {"terminal_ids": chunk, "terminals": args.terminals, "rate": args.rate,
-                    "per_terminal": per_terminal, "receipt_timeout": args.receipt_timeout, "drain": args.drain,
+                    "per_terminal": per_terminal, "receipt_timeout": args.receipt_timeout,
+                    "republish_cap": args.republish_cap, "drain": args.drain,
                     "host": "127.0.0.1", "port": port, "ca": str(kit / CA), "devices": str(args.cache / "devices"),
                     "receipt_public": str(receipt_public), "report": str(tmp / f"worker-{n}.json")}
             (tmp / f"worker-{n}.spec").write_text(json.dumps(spec), encoding="utf-8")
@@ -573,8 +648,10 @@ def run(tmp: Path, args: argparse.Namespace) -> int:
             print(f"fault injection: {faults.error}")
         time.sleep(1.0)  # a late duplicate would show now
         reports = [json.loads((tmp / f"worker-{n}.json").read_text(encoding="utf-8")) for n in range(len(workers))]
-        _print_figures(args, reports, faults, url, t0, wall0, gateways)
+        _print_figures(args, reports, faults, url, t0, wall0, gateways, webhooks)
     finally:
+        if webhooks is not None:
+            webhooks.close()
         for worker in workers:
             if worker.poll() is None:
                 worker.kill()
@@ -628,7 +705,7 @@ def _inject(faults: Faults, args: argparse.Namespace, t0: float, gateways: list[
 
 
 def _print_figures(args: argparse.Namespace, reports: list[dict[str, Any]], faults: Faults, url: str, t0: float,
-                   wall0: float, gateways: list[GatewayProcess]) -> None:  # fmt: skip
+                   wall0: float, gateways: list[GatewayProcess], webhooks: WebhookCounter | None) -> None:  # fmt: skip
     results = [row for report in reports for row in report["results"]]
     connects: dict[str, list[float]] = {t: c for report in reports for t, c in report["connects"].items()}
     counters: Counter[str] = Counter()
@@ -709,7 +786,21 @@ def _print_figures(args: argparse.Namespace, reports: list[dict[str, Any]], faul
           + "".join(f", {name} {count}" for name, count in sorted(counters.items()) if name.startswith("receipts ref")))
     print(f"reconnect waits {counters['reconnect waits']:,}, cut short by the TCP probe "
           f"{counters['waits cut short by a probe']:,}")
-    print("webhooks: not measured (the gateway sends none yet)")
+    if webhooks is None:
+        print("webhooks: not sent (--no-webhooks)")
+    else:
+        waited = time.monotonic()
+        while webhooks.distinct() < len(stored) and time.monotonic() - waited < args.drain:
+            time.sleep(0.2)
+        with webhooks._lock:
+            deliveries, first_at = Counter(webhooks.deliveries), dict(webhooks.first_at)
+        delivered = sorted((first_at[jti] - float(at)) * 1000 for iss, jti, at in received_rows if jti in first_at)
+        print(f"webhooks: {len(deliveries):,} of {len(stored):,} stored results delivered, "
+              f"{sum(deliveries.values()) - len(deliveries)} duplicate deliveries (a webhook-id again), "
+              f"{len({jti for _, jti in stored} - set(deliveries))} missing, {webhooks.refused} bad signatures"
+              + (f"; stored -> delivered p50 {statistics.median(delivered):.0f} ms, "
+                 f"p99 {percentile(delivered, 0.99):.0f} ms" if delivered else "")
+              + f" ({time.monotonic() - waited:.1f} s after the terminals were done)")
     problems = [line for gateway in gateways for line in gateway.log.read_text(errors="replace").splitlines()
                 if "Traceback" in line or "ERROR" in line]
     if problems:
