@@ -15,7 +15,7 @@ Layout of the directory::
     ward/     ward-ca.key/.crt, device.crt (what the ward sends back), ward-command.key/.pub
     device/   state/ (device.key, device.csr, outbox) and etc/ (config.toml, device.crt, trust/)
     sim-pki/  the simulator's CSCA and Document Signers (the card is signed by them)
-    office/   results.db of the reference receiver (0600: personal data)
+    office/   results.db of the office gateway (0600: personal data)
     camera/   qr.png, the frame the replay camera shows
 """
 
@@ -35,7 +35,9 @@ from types import TracebackType
 from cryptography.hazmat.primitives import serialization
 
 from edge.config import Config, load_config
+from edge.errors import DemoError
 from edge.files import private_key_pem
+from edge.office.gateway_config import GatewayConfig, parse_gateway_config
 from edge.sim.broker import BrokerPki, MosquittoBroker, make_pki
 from edge.sim.builder import build_card
 from edge.sim.card_qr import card_qr_text, write_qr_frame
@@ -76,7 +78,7 @@ def _children_mentioning(marker: str) -> list[int]:
 
 @dataclass(frozen=True, slots=True)
 class OfficeTls:
-    """What the reference receiver needs to reach the mutual-TLS broker."""
+    """What the office gateway needs to reach the mutual-TLS broker (its certificate's CN is the ACL's gateway user)."""
 
     ca: Path
     cert: Path
@@ -90,13 +92,16 @@ class DemoEnvironment:
     """Build (``__enter__``) and tear down (``__exit__``) the demo's world; attributes are valid inside the block."""
 
     def __init__(self, profile: str = "default", *, keep: bool = False, fps: float = 10.0,
-                 broker_acl: bool = True, qr_repeat_after: float | None = None) -> None:
+                 broker_acl: bool = True, qr_repeat_after: float | None = None,
+                 show_result: float | None = None) -> None:
         self.profile_name = profile
         self.keep = keep
         self.fps = fps
         #: ``camera.qr_repeat_after`` for the daemon (None: its default); the served demo's QR stays in view while
         #: cards come and go, so it offers the key again soon after each tap.
         self.qr_repeat_after = qr_repeat_after
+        #: ``timeouts.show_result`` (None: its default): the served demo's cards come one after another.
+        self.show_result = show_result
         #: Run the broker as a ward's (provisioning broker-kit): the certificate's CN is user name and client id,
         #: and the ward's ACL confines the terminal to its own topics; the office's certificate is its gateway.
         self.broker_acl = broker_acl
@@ -204,8 +209,27 @@ class DemoEnvironment:
         table["camera"] = {"source": "replay", "replay_path": str(self.qr_image), "fps": self.fps}
         if self.qr_repeat_after is not None:
             table["camera"]["qr_repeat_after"] = self.qr_repeat_after
+        if self.show_result is not None:
+            table["timeouts"] = {**table.get("timeouts", {}), "show_result": self.show_result}
         write_atomic(path, dump_toml(table).encode("utf-8"), PUBLIC)
         return load_config(path)
+
+    def gateway_config(self) -> GatewayConfig:
+        """The ward's office gateway as the demo runs it: the office certificate (the broker's ACL lets that user read
+        the results and write the receipts), SQLite in ``office/``, the ward CA (the terminal's certificate travels in
+        its results' x5c), receipts signed with the ward command key (which the terminal was provisioned to trust),
+        and the REST API on a free loopback port."""
+        if self.broker is None:
+            raise DemoError("the demo environment was not entered")
+        return parse_gateway_config({
+            "instance": "demo", "ward": WARD_CODE,
+            "broker": {"host": self.broker.host, "port": self.broker.port, "ca": str(self.office_tls.ca),
+                       "cert": str(self.office_tls.cert), "key": str(self.office_tls.key), "client_id": OFFICE_CN},
+            "storage": {"url": f"sqlite:///{self.results_db}"},
+            "trust": {"ward_ca": str(self.ward_ca_cert)},
+            "receipts": {"key": str(self.ward_command_private)},
+            "api": {"listen": "127.0.0.1", "port": 0},
+        })  # fmt: skip
 
     # --- what the demo reports -----------------------------------------------------------------------------------
 

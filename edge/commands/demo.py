@@ -1,17 +1,21 @@
 """`cccd-edge demo`: the main job end to end on a virtual card, on a fresh machine, with nothing personal printed.
 
 What a ward counter does, with every part real except the card and the camera: a private pcscd and a mutual-TLS
-mosquitto, keys and certificates made by the provisioning package, the daemon (``Terminal``) run in this process
-with a replay camera showing the card's QR, the virtual card tapped on the vpcd reader, and the reference office
-receiver verifying what arrives. It prints the verdict with its rung's words and the indicator pattern the terminal
-showed (``--profile untrusted-issuer``: ``intact_origin_unproven``, the ``unproven`` pattern, never success). Exit 0
-only when the office stored a result whose verdict proves the issuer (``verified``, ``verified_known_signer``);
-everything started is stopped and the temporary directory removed, also on Ctrl-C or an error.
+mosquitto with the ward's ACL, keys and certificates made by the provisioning package, the daemon (``Terminal``) run
+in this process with a replay camera showing the card's QR, the virtual card tapped on the vpcd reader, and the
+office gateway (``edge.office.gateway``, SQLite) verifying, storing and sending its signed receipt back to the
+terminal, with the REST API for the procedure software on a loopback port, which the demo asks for the stored
+result. The chain: terminal -> broker -> gateway -> stored -> receipt at the terminal, each step in the timeline. It
+prints the verdict with its rung's words and the indicator pattern the terminal showed (``--profile
+untrusted-issuer``: ``intact_origin_unproven``, the ``unproven`` pattern, never success). Exit 0 only when the
+gateway stored a result whose verdict proves the issuer (``verified``, ``verified_known_signer``) and the terminal
+believed its receipt; everything started is stopped and the temporary directory removed, also on Ctrl-C or an
+error. This is what ``make demo`` runs: one command that ends by itself.
 
-``--serve`` (what ``make demo`` runs) keeps the whole chain running instead (:mod:`edge.demo_counter`): the daemon in
-its own process, the office gateway with the officer's pages; it taps the genuine card once, prints that verdict,
-the page's address and two accounts, and then waits: the page's demo panel (or typing 1, 2, 3 and Enter here) puts
-a genuine, forged or self-made virtual card on the reader, until Ctrl-C.
+``--serve`` keeps the whole chain running instead (:mod:`edge.demo_counter`): the daemon in its own process, the
+office gateway with the officer's pages; it taps the genuine card once, prints that verdict, the page's address and
+two accounts, and then waits: the page's demo panel (or typing 1, 2, 3 and Enter here) puts a genuine, forged or
+self-made virtual card on the reader, until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -38,14 +42,20 @@ from edge.protocol.card_generation import card_words, generation_of_result
 from edge.protocol.verify.checks import VERDICT_WORDS, Verdict, VerdictWords
 
 if TYPE_CHECKING:
+    from edge.daemon.mqtt import ResultPublisher
     from edge.daemon.terminal import Terminal
     from edge.demo_env import DemoEnvironment
-    from edge.office.receiver import Outcome
+    from edge.office.api_server import ProcedureSide
+    from edge.office.database import Database
+    from edge.office.gateway import Gateway
+    from edge.office.gateway_config import GatewayConfig
+    from edge.office.store import Outcome
     from edge.office.verify import VerifiedResult
 
 READY_TIMEOUT = 30.0  # pcscd, camera and broker are local: anything slower is a fault worth reporting
 QR_TIMEOUT = 10.0  # the replay camera shows the QR from its first frame
 RESULT_TIMEOUT = 60.0  # covers the daemon's own reading + verifying timeouts (20 s + 10 s) with room to spare
+RECEIPT_TIMEOUT = 10.0  # the gateway sends it right after the commit; the terminal checks it within milliseconds
 STATE_POLL = 0.001  # fine enough to see the short VERIFYING state on a fast machine
 
 # Terminal state names (edge.daemon.state.State values) the timeline is made of.
@@ -57,7 +67,8 @@ RESULT_STATES = frozenset({"result_ok", "result_unproven", "result_failed"})
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser(
-        "demo", help="the main job end to end: virtual card -> daemon -> mutual-TLS broker -> office receiver")
+        "demo", help="the main job end to end: virtual card -> daemon -> mutual-TLS broker -> office gateway -> "
+        "stored -> receipt at the terminal")
     parser.add_argument("--profile", default="default",
                         help="virtual card profile (e.g. forged-dg13 to see a failure); see `cccd-edge sim card`")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (keys, config, logs)")
@@ -70,7 +81,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 @dataclass
 class Timeline:
-    """Monotonic times of the steps, filled by the state watcher and the receiver callback."""
+    """Monotonic times of the steps, filled by the state watcher (terminal states, receipts believed) and the
+    gateway's callback (stored)."""
 
     ready: float = 0.0
     qr_seen: float | None = None
@@ -78,7 +90,8 @@ class Timeline:
     reading: float | None = None
     read_done: float | None = None
     verified: float | None = None
-    delivered: float | None = None
+    stored: float | None = None  # the gateway committed it
+    receipt: float | None = None  # the terminal believed the gateway's receipt (and deleted the result)
     states: list[str] = field(default_factory=list)
     indicator: str | None = None  # the pattern the LEDs showed for the result
 
@@ -101,12 +114,12 @@ class Timeline:
         """Each step relative to the QR being seen (or to the tap, if the card came first)."""
         origin = self.qr_seen if self.qr_seen is not None else self.tapped
         steps = {"qr_seen": self.qr_seen, "card_tapped": self.tapped, "card_read": self.read_done,
-                 "verified": self.verified, "delivered": self.delivered}
+                 "verified": self.verified, "stored": self.stored, "receipt": self.receipt}
         if origin is None:
             return dict.fromkeys(steps)
         # States are polled, so a step may be seen after the next one happened (the office can store the result
         # before the poll sees RESULT_OK): a step happened at the latest when the next one was seen.
-        for step, following in (("verified", "delivered"), ("card_read", "verified")):
+        for step, following in (("stored", "receipt"), ("verified", "stored"), ("card_read", "verified")):
             at, later = steps[step], steps[following]
             if at is not None and later is not None:
                 steps[step] = min(at, later)
@@ -115,13 +128,18 @@ class Timeline:
 
 @contextlib.contextmanager
 def _watch_states(terminal: Terminal, timeline: Timeline) -> Iterator[threading.Event]:
-    """Poll ``terminal.state`` in a thread, recording when each step was first seen; yields a stop event."""
+    """Poll ``terminal.state`` and the receipts its publisher believed in a thread, recording when each step was
+    first seen; yields a stop event."""
     stop = threading.Event()
+    publisher: ResultPublisher | None = terminal.publisher
 
     def watch() -> None:
         while not stop.is_set():
             snapshot = terminal.snapshot  # one read: state and indicator of the same moment
-            timeline.observe(snapshot.state.value, time.monotonic(), snapshot.indicator.value)
+            now = time.monotonic()
+            timeline.observe(snapshot.state.value, now, snapshot.indicator.value)
+            if timeline.receipt is None and publisher is not None and publisher.receipts_accepted:
+                timeline.receipt = now
             stop.wait(STATE_POLL)
 
     thread = threading.Thread(target=watch, name="demo-state-watch", daemon=True)
@@ -146,37 +164,37 @@ def _wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
 class Delivered:
     outcome: Outcome
     result: VerifiedResult | None  # None when the office rejected the token
+    receipt: bool  # the terminal believed the gateway's receipt for it
+    api_url: str | None = None  # the REST API's address (None: FastAPI and uvicorn are not installed)
+    api_answer: str | None = None  # how it answered for the stored result
 
 
 def _run_counter(env: DemoEnvironment, timeline: Timeline) -> Delivered:
-    """Office receiver up, daemon up, QR shown, card tapped; returns what the office received."""
+    """Office gateway (and its REST API) up, daemon up, QR shown, card tapped; returns what the gateway stored, and
+    whether the terminal believed its receipt."""
     from edge.daemon.terminal import Terminal
-    from edge.demo_env import WARD_CODE
-    from edge.office.receiver import Receiver, ResultStore
+    from edge.office.gateway import open_gateway
     from edge.office.verify import load_keys, verify_result
 
     if env.broker is None or env.card is None:
         raise DemoError("the demo environment was not entered")
-    keys = load_keys([env.device_cert])  # as a ward office trusts its terminals: by their certificates
-    arrivals: queue.Queue[tuple[Outcome, bytes]] = queue.Queue()
+    keys = load_keys([env.device_cert])  # the demo verifies the stored token on its own, as procedure software may
+    arrivals: queue.Queue[Outcome] = queue.Queue()
 
-    class ArrivalStore(ResultStore):
-        """The reference store, also handing each payload to the demo so it can show what was verified."""
+    def arrived(outcome: Outcome) -> None:  # the gateway's worker thread, once the result is committed
+        if outcome.status != "duplicate":
+            timeline.stored = timeline.stored or time.monotonic()
+            arrivals.put(outcome)
 
-        def ingest(self, payload: bytes, now: float, *, topic: str = "") -> Outcome:
-            outcome = super().ingest(payload, now, topic=topic)
-            timeline.delivered = timeline.delivered or time.monotonic()
-            arrivals.put((outcome, payload))
-            return outcome
-
-    store = ArrivalStore(env.results_db, keys)
-    receiver = Receiver(store, host=env.broker.host, port=env.broker.port, ward=WARD_CODE,
-                        prefix=env.config.mqtt.topic_prefix, client_id="cccd-edge-demo-office",
-                        tls=env.office_tls.as_dict())
+    config = env.gateway_config()
+    gateway = open_gateway(config, on_outcome=arrived)
+    procedure = _procedure_side(config, gateway)
     try:
-        receiver.start()
-        if not receiver.subscribed.wait(READY_TIMEOUT):
-            raise DemoError(f"the office receiver did not subscribe at the broker; see {env.broker.log}")
+        gateway.start()
+        if procedure is not None:
+            procedure.start()
+        if not gateway.subscribed.wait(READY_TIMEOUT):
+            raise DemoError(f"the office gateway did not subscribe at the broker; see {env.broker.log}")
         # The daemon, with the drivers its config names (pcsc, replay camera, gpiozero LEDs on mock pins): the same
         # object `cccd-edge run` builds.
         with Terminal(env.config) as terminal:
@@ -188,19 +206,65 @@ def _run_counter(env: DemoEnvironment, timeline: Timeline) -> Delivered:
                 timeline.tapped = time.monotonic()
                 env.card.insert()
                 try:
-                    outcome, payload = arrivals.get(timeout=RESULT_TIMEOUT)
+                    outcome = arrivals.get(timeout=RESULT_TIMEOUT)
                 except queue.Empty:
                     raise DemoError(
                         f"no result reached the office within {RESULT_TIMEOUT:.0f} s "
                         f"(terminal states: {' -> '.join(timeline.states)})") from None
-                # The office stored it, so the terminal has shown its verdict: let the watcher see that state.
+                # The gateway stored it, so the terminal has shown its verdict: let the watcher see that state; the
+                # receipt follows the commit (none for a message the gateway quarantined).
                 _wait_until(lambda: timeline.verified is not None, 1.0)
-        # The store verified it already; verifying again here yields the document to summarise.
-        result = None if outcome.status == "quarantined" else verify_result(payload, keys, int(time.time()))
-        return Delivered(outcome, result)
+                if outcome.status != "quarantined":
+                    _wait_until(lambda: timeline.receipt is not None, RECEIPT_TIMEOUT)
+        if outcome.status == "quarantined" or outcome.iss is None or outcome.jti is None:
+            return Delivered(outcome, None, timeline.receipt is not None)
+        token, answer = _stored_token(gateway.store.database, procedure, outcome.iss, outcome.jti)
+        result = verify_result(token, keys, int(time.time()))  # what the API served verifies on its own
+        api_url = procedure.api.url if procedure is not None and procedure.api is not None else None
+        return Delivered(outcome, result, timeline.receipt is not None, api_url, answer)
     finally:
-        receiver.stop()
-        store.close()
+        if procedure is not None:
+            procedure.stop()
+        gateway.stop()
+        gateway.store.close()
+
+
+def _procedure_side(config: GatewayConfig, gateway: Gateway) -> ProcedureSide | None:
+    """The REST API beside the gateway, as ``gateway run`` serves it with ``[api]``; None when FastAPI and uvicorn
+    (the ``gateway`` extra) are not installed: the chain runs without it."""
+    try:
+        from edge.office.api_server import open_procedure_side
+    except ImportError:
+        return None
+    return open_procedure_side(config, gateway)
+
+
+def _stored_token(database: Database, procedure: ProcedureSide | None, iss: str, jti: str) -> tuple[str, str | None]:
+    """The stored result's token, as the procedure software gets it: ``GET /v1/results/{terminal}/{jti}`` from the
+    REST API with an API key registered for the demo's ward (from the database when the API is not installed).
+    Returns the token and what the API answered."""
+    from edge.demo_env import WARD_CODE
+    from edge.office.contract import RESULT_COLUMNS, ResultRecord
+
+    if procedure is None or procedure.api is None:
+        row = database.execute(f"SELECT {RESULT_COLUMNS} FROM results WHERE iss=? AND jti=?", (iss, jti)).fetchone()  # noqa: S608
+        if row is None:
+            raise DemoError(f"the gateway reported result {jti} stored, but its database does not hold it")
+        return ResultRecord.from_row(tuple(row)).token, None
+    import urllib.request
+
+    from edge.office.api_clients import ApiClients
+
+    key = ApiClients(database).add("demo", [WARD_CODE], time.time())
+    url = f"{procedure.api.url}v1/results/{iss}/{jti}"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})  # noqa: S310  # loopback
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            record = ResultRecord.model_validate_json(response.read())
+            status = response.status
+    except OSError as exc:
+        raise DemoError(f"the REST API at {procedure.api.url} did not answer for the stored result: {exc}") from None
+    return record.token, f"GET {url.removeprefix(procedure.api.url.rstrip('/'))} -> {status}"
 
 
 def _year(card_date: str) -> str:
@@ -216,7 +280,9 @@ def _summary(env: DemoEnvironment, delivered: Delivered, timeline: Timeline, wal
         "profile": env.profile_name,
         "delivery": {"status": outcome.status, "reason": outcome.reason, "seq": outcome.seq,
                      "broker": f"mosquitto {env.broker.host}:{env.broker.port} (mutual TLS"
-                               f"{', ward ACL' if env.broker_acl else ''})" if env.broker else None},
+                               f"{', ward ACL' if env.broker_acl else ''})" if env.broker else None,
+                     "gateway": "office gateway on SQLite", "receipt": delivered.receipt},
+        "api": {"url": delivered.api_url, "answer": delivered.api_answer} if delivered.api_url else None,
         "verdict": None,
         "verdict_words": None,
         "indicator": timeline.indicator,
@@ -247,7 +313,8 @@ def _summary(env: DemoEnvironment, delivered: Delivered, timeline: Timeline, wal
                 "year_of_birth": _year(citizen.date_of_birth),
                 "place_of_residence": mask_text(citizen.place_of_residence or ""),
             }
-    summary["ok"] = outcome.status == "stored" and result is not None and result.document.verdict.proves_origin
+    summary["ok"] = (outcome.status == "stored" and delivered.receipt and result is not None
+                     and result.document.verdict.proves_origin)
     summary["wall_s"] = round(wall, 2)
     return summary
 
@@ -255,9 +322,13 @@ def _summary(env: DemoEnvironment, delivered: Delivered, timeline: Timeline, wal
 def _print_human(summary: dict[str, Any]) -> None:
     from edge.drivers.leds import PATTERNS  # lazy: gpiozero is not every command's business
 
-    print(f"cccd-edge demo: profile '{summary['profile']}', pcscd {summary['pcscd']}, {summary['delivery']['broker']}")
-    print(f"verdict: {summary['verdict'] or 'none'}  (office: {summary['delivery']['status']}"
-          + (f", {summary['delivery']['reason']}" if summary["delivery"]["reason"] else "") + ")")
+    delivery = summary["delivery"]
+    print(f"cccd-edge demo: profile '{summary['profile']}', pcscd {summary['pcscd']}, {delivery['broker']}, "
+          f"{delivery['gateway']}")
+    receipt = "receipt believed by the terminal" if delivery["receipt"] else "no receipt at the terminal"
+    print(f"verdict: {summary['verdict'] or 'none'}  (office: {delivery['status']}"
+          + (f", {delivery['reason']}" if delivery["reason"] else "")
+          + (f"; {receipt}" if delivery["status"] != "quarantined" else "") + ")")
     if summary["verdict_words"] is not None:
         for line in VerdictWords(**summary["verdict_words"]).lines():
             print(f"  {line}")
@@ -278,8 +349,15 @@ def _print_human(summary: dict[str, Any]) -> None:
     steps = summary["timings_ms"]
     print("timeline: " + " -> ".join(f"{name.replace('_', ' ')} {'?' if at is None else f'+{at} ms'}"
                                      for name, at in steps.items()))
+    api = summary["api"]
+    if api is not None:
+        print(f"REST API: {api['url']} (OpenAPI: {api['url']}openapi.json), {api['answer']}; it ran for the demo "
+              "(`cccd-edge gateway run` with [api] serves it for good)")
+    else:
+        print("REST API: not installed (pip install 'cccd-edge[gateway]'); the gateway's database held the result")
     where = f"kept in {summary['workdir']}" if summary["kept"] else "removed"
-    print(f"cleaned up: broker, pcscd and card stopped, temporary directory {where}; wall time {summary['wall_s']} s")
+    print(f"cleaned up: gateway, broker, pcscd and card stopped, temporary directory {where}; "
+          f"wall time {summary['wall_s']} s")
 
 
 @contextlib.contextmanager
@@ -308,7 +386,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     timeline = Timeline()
     if getattr(args, "serve", False):
-        return _serve(DemoEnvironment(args.profile, keep=args.keep, qr_repeat_after=0.5), args)
+        return _serve(DemoEnvironment(args.profile, keep=args.keep, qr_repeat_after=1.0, show_result=1.5), args)
     env = DemoEnvironment(args.profile, keep=args.keep)
     try:
         with _sigterm_as_interrupt(), env:
@@ -324,6 +402,10 @@ def run(args: argparse.Namespace) -> int:
         _print_human(summary)
     if summary["ok"]:
         return 0
+    if summary["delivery"]["status"] == "stored" and not summary["delivery"]["receipt"]:
+        print(f"demo: no receipt from the gateway reached the terminal within {RECEIPT_TIMEOUT:.0f} s",
+              file=sys.stderr)
+        return 1
     failed = [c["name"] for c in summary["checks"] if c["status"] == "failed"]
     problem = (f"verdict {summary['verdict']}" + (f" (failed: {', '.join(failed)})" if failed else "")
                + (f", indicator {summary['indicator']}" if summary["indicator"] else "")

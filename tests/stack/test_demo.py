@@ -1,5 +1,6 @@
 """`cccd-edge demo` as a user runs it: a subprocess that starts its own pcscd and mutual-TLS mosquitto, provisions
-keys, runs the daemon on a virtual card and checks what the office receiver got, then leaves nothing behind.
+keys, runs the daemon on a virtual card and the office gateway (stored, then a receipt the terminal believes, then
+the stored result served by the REST API), then leaves nothing behind.
 
 "Nothing behind" is checked from outside: after the demo exits, no process mentions its temporary directory in its
 command line (its pcscd and mosquitto are started with config files in there) and the directory is gone. Nothing is
@@ -87,6 +88,10 @@ def test_default_card_is_verified_end_to_end_and_nothing_is_left_running() -> No
     assert summary["verdict"] == "verified"
     assert summary["indicator"] == "success"
     assert summary["delivery"]["status"] == "stored"
+    assert summary["delivery"]["receipt"] is True  # terminal -> broker -> gateway -> stored -> receipt
+    assert summary["api"]["answer"].startswith("GET /v1/results/DEMO-01/")
+    assert summary["api"]["answer"].endswith("-> 200")
+    assert summary["api"]["url"].startswith("http://127.0.0.1:")
     assert "mutual TLS" in summary["delivery"]["broker"]
     assert "ward ACL" in summary["delivery"]["broker"]  # the terminal and office under provisioning's broker ACL
     statuses = {check["name"]: check["status"] for check in summary["checks"]}
@@ -98,7 +103,7 @@ def test_default_card_is_verified_end_to_end_and_nothing_is_left_running() -> No
     assert summary["terminal"] == {"id": "DEMO-01", "ward": "26734", "profile": "residence"}
     steps = summary["timings_ms"]
     assert None not in steps.values()
-    assert steps["qr_seen"] <= steps["card_read"] <= steps["verified"] <= steps["delivered"]
+    assert steps["qr_seen"] <= steps["card_read"] <= steps["verified"] <= steps["stored"] <= steps["receipt"]
     assert summary["citizen"]["full_name"] == "N. V. A."
     assert summary["citizen"]["id_number"] == "079*******45"
     assert (summary["card"]["generation"], summary["card"]["vi"]) == ("2021", "CCCD (2021)")
@@ -129,6 +134,7 @@ def test_forged_dg13_fails_with_the_failing_check_named() -> None:
     assert summary["ok"] is False
     assert summary["verdict"] == "failed"
     assert summary["delivery"]["status"] == "stored"  # a failed verdict is still delivered: the office must know
+    assert summary["delivery"]["receipt"] is True
     failed = {check["name"] for check in summary["checks"] if check["status"] == "failed"}
     assert "dg_hashes" in failed
     assert "dg_hashes" in output.split("demo: not verified", 1)[1]  # the plain-text message names it too
