@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 #: The page's demo cards and the profiles they are made from.
 CARDS = {"genuine": "default", "forged": "rogue-ds", "unproven": "untrusted-issuer"}
 RESTART_DELAY = 3.0
+#: Between lifting one card and placing the next: the reader watcher must see the reader empty (a hand takes
+#: longer), else the next card passes for the one whose result is already out.
+LIFT_PAUSE = 1.0
 READY_TIMEOUT = 60.0
 DEFAULT_PORT = 8080
 
@@ -149,7 +152,7 @@ class DemoCounter:
             if self._on_reader is not None and self._on_reader.inserted:
                 self._on_reader.remove()
                 self._on_reader.wait_removed(5.0)
-                time.sleep(0.3)  # the terminal sees the card leave before the next one comes
+                time.sleep(LIFT_PAUSE)  # the terminal sees the card leave before the next one comes
             chosen.insert()
             self._on_reader = chosen
 

@@ -175,7 +175,7 @@
   function onProgress(data) {
     if (!pendingRequest) return;
     const id = data.request_id || data.jti;
-    if (id && id !== pendingRequest && data.event !== "busy") return;
+    if (id !== pendingRequest) return;  // another read's news (a QR shown meanwhile, an older request)
     const text = words.progress[data.event];
     if (!text) return;
     const final = ["command_rejected", "busy", "read_failed", "read_refused", "timeout", "cancelled", "card_removed"];
