@@ -464,7 +464,7 @@ class ResultPublisher:
         acks = self._process_facts()
         for entry in acks:
             self._unbooked[entry.id] = entry
-        if self._receipts is not None and not self._republish_loaded:
+        if not self._republish_loaded:
             self._load_awaiting()
         receipted = self._apply_receipts()
         if self._online:
@@ -599,10 +599,15 @@ class ResultPublisher:
     # --- receipts (publisher thread) -----------------------------------------------------------------------------
 
     def _load_awaiting(self) -> None:
-        """At start: each result that had its PUBACK before and still awaits a receipt waits its backoff again."""
-        now = self._clock.now()
-        for entry_id, attempts in self.outbox.awaiting():
-            self.republish.published(entry_id, attempts, now)
+        """At start: each result that had its PUBACK before and still awaits a receipt waits its backoff again; a
+        terminal now on PUBACK-only delivery publishes them once more instead, and deletes them on that PUBACK."""
+        if self._receipts is None:
+            if moved := self.outbox.unpublish_awaiting():
+                log.info("PUBACK-only delivery: %d result(s) that awaited a receipt are published once more", moved)
+        else:
+            now = self._clock.now()
+            for entry_id, attempts in self.outbox.awaiting():
+                self.republish.published(entry_id, attempts, now)
         self._republish_loaded = True
 
     def _apply_receipts(self) -> int:

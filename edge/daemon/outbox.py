@@ -422,6 +422,15 @@ class Outbox:
             rows = db.execute("SELECT id, attempts FROM outbox WHERE published IS NOT NULL ORDER BY seq").fetchall()
         return [(int(entry_id), int(attempts)) for entry_id, attempts in rows]
 
+    def unpublish_awaiting(self) -> int:
+        """Make every result awaiting a receipt unpublished again (a terminal switched to PUBACK-only delivery: it
+        publishes them once more and deletes them on that PUBACK; the copy the broker acknowledged may have expired
+        there). Returns how many."""
+        if not self._tracks_receipts:
+            return 0
+        with self._writing() as db:
+            return db.execute("UPDATE outbox SET published=NULL WHERE published IS NOT NULL").rowcount
+
     def delete_named(self, jtis: Sequence[str], seq_ranges: Sequence[tuple[int, int]],
                      names: Callable[[int, str | None], bool]) -> list[tuple[int, int]]:  # fmt: skip
         """Delete the entries a receipt names, in one commit, and return their ``(id, seq)``. Candidates are the
