@@ -123,6 +123,7 @@ class ChunkMemory:
     full_answers: int = 0
     patience: int = PROBE_AFTER_SHORT_ANSWERS
     probe_from: int | None = None  # the limit before the probe now under way
+    short_once: int | None = None  # the size one short answer came back to, not yet believed
 
     def size_for(self, requested: int) -> int:
         size = requested if self.limit is None else min(requested, self.limit)
@@ -136,11 +137,17 @@ class ChunkMemory:
         return smaller
 
     def cap_answers(self, answered: int, asked: int) -> None:
-        """A read of ``asked`` bytes (not past the file's end) came back with ``answered``: the chip caps there."""
+        """A read of ``asked`` bytes (not past the file's end) came back with ``answered``: the chip caps there once
+        it happens twice in a row at that size. The first time costs nothing to doubt (the next read asks the full
+        size again and a capping chip still answers what it can), and a one-off glitch then shrinks no read."""
+        if self.short_once != asked:
+            self.short_once = asked
+            return
         self._lower(answered, asked, PROBE_AFTER_SHORT_ANSWERS)
 
     def answered_in_full(self, asked: int) -> None:
         """A read of ``asked`` bytes came back whole: count it towards a probe, or end a probe as a success."""
+        self.short_once = None
         if self.probe_from is not None:
             if asked > self.probe_from:  # the size that failed once answered in full: it was a glitch
                 self.limit = self.ceiling = self.probe_from = None
@@ -162,7 +169,7 @@ class ChunkMemory:
         """Forget what was learned since ``earlier`` (a copy): the refusals were about something else."""
         self.limit, self.extended_refused, self.ceiling = earlier.limit, earlier.extended_refused, earlier.ceiling
         self.settled, self.full_answers, self.patience = earlier.settled, earlier.full_answers, earlier.patience
-        self.probe_from = earlier.probe_from
+        self.probe_from, self.short_once = earlier.probe_from, earlier.short_once
 
 
 @dataclass(slots=True)
