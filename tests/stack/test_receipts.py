@@ -42,6 +42,7 @@ from edge.protocol.receipt import receipt_claims, sign_receipt
 from edge.protocol.result import ProcedureProfile
 from edge.sim.pki import load_or_create_pki
 from edge.sim.stack import READER_NAMES
+from tests.fixtures.clockshift import shifted_env
 from tests.fixtures.mqtt import MosquittoBroker
 from tests.support.results import sample_result
 from tests.support.ward import NOW, WARD, Ward, make_ward
@@ -321,8 +322,8 @@ class Daemon:
     signer: signers.KeySigner
     device_pub: Path
 
-    def spawn(self) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock", "GPIOZERO_MOCK_PIN_CLASS": "mockpwmpin"}
+    def spawn(self, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        env = {**(env or os.environ), "GPIOZERO_PIN_FACTORY": "mock", "GPIOZERO_MOCK_PIN_CLASS": "mockpwmpin"}
         return subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(self.config)], cwd=REPO,
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
 
@@ -392,12 +393,13 @@ def _end(process: subprocess.Popen[bytes]) -> str:
 
 def test_kill_9_between_puback_and_receipt_republishes_after_restart_and_stores_once(
     tmp_path: Path, mqtt_broker_factory: Callable[..., MosquittoBroker],
-    receipt_key: tuple[ec.EllipticCurvePrivateKey, Path], pcsc_stack: object,
+    receipt_key: tuple[ec.EllipticCurvePrivateKey, Path], pcsc_stack: object, clock_shim: Path,
 ) -> None:  # fmt: skip
     """``cccd-edge run`` publishes five results and gets their PUBACKs while the gateway is away; it is killed
     (SIGKILL) before any receipt, and the broker restarts without persistence, so the results are nowhere but in the
     dead terminal's outbox. The restarted daemon publishes them again; the gateway stores each once, receipts them
-    (the office's key is the ward command key the terminal was provisioned with) and the outbox empties."""
+    (the office's key is the ward command key the terminal was provisioned with) and the outbox empties. The
+    restarted daemon's clock is not NTP-synchronised: the receipts' signed time gives it the office's."""
     broker = mqtt_broker_factory(persistence=False)
     daemon = _daemon(tmp_path, broker, _public(receipt_key[0], tmp_path / "ward-command.pub"), mode="receipt")
     storage = tmp_path / "office" / "results.db"
@@ -413,17 +415,22 @@ def test_kill_9_between_puback_and_receipt_republishes_after_restart_and_stores_
     broker.stop()
     broker.start()
     gateway = _start_gateway(config)
-    second = daemon.spawn()
+    watcher = Watcher(broker)
+    second = daemon.spawn(shifted_env(clock_shim, None, ntp="unsync"))
     log = ""
     try:
         _wait(lambda: daemon.outbox_stats() == (0, 0), "the receipts emptying the outbox")
         assert [seq for seq, _ in _stored(storage)] == [1, 2, 3, 4, 5]
         assert gateway.stats.stored == 5
         assert gateway.stats.receipts >= 1
+        _wait(lambda: watcher.status.get("clock") == {"synchronised": True, "source": "office"},
+              "the office's time from a receipt")
     finally:
         log = _end(second)
         gateway.stop()
+        watcher.close()
     assert "receipt refused" not in log
+    assert "clock: office time" in log
 
 
 def test_the_daemon_shows_both_queues_and_offline_queued_while_the_office_sends_no_receipts(
