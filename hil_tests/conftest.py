@@ -82,10 +82,11 @@ def rig(pytestconfig: pytest.Config) -> Rig:
 
 
 @pytest.fixture(scope="session")
-def virtual_cards(rig: Rig, request: pytest.FixtureRequest) -> Iterator[None]:
-    """A virtual rig's cards on its vpcd readers for the whole session (a real rig's lie on its reader)."""
+def virtual_cards(rig: Rig, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A virtual rig's cards on its vpcd readers for the whole session (a real rig's lie on its reader): the
+    ``VirtualCards`` (for their virtual readers' logs), None on a real rig."""
     if not rig.virtual:
-        yield
+        yield None
         return
     from hil_tests.virtual import VirtualCards
 
@@ -94,8 +95,8 @@ def virtual_cards(rig: Rig, request: pytest.FixtureRequest) -> Iterator[None]:
         stack = request.getfixturevalue("pcsc_stack")
     except pytest.skip.Exception as exc:  # CI must not go green by skipping the rig it is there to run
         pytest.fail(f"the virtual rig needs the PC/SC test stack: {exc}")
-    with VirtualCards(rig, stack, request.getfixturevalue("pcsc_driver")):
-        yield
+    with VirtualCards(rig, stack, request.getfixturevalue("pcsc_driver")) as cards:
+        yield cards
 
 
 @pytest.fixture(scope="session")

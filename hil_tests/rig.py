@@ -125,6 +125,13 @@ class Rig:
     broker: BrokerSpec | None
     trust_dir: Path | None = None  # CSCA store for verify_chip (a virtual rig trusts the simulator's test CSCA)
     led_time_scale: float = 1.0  # shortens every indicator period (patterns read back faster)
+    #: The reader's own LEDs and buzzer as the indicators (a reader profile key with the ACS FF 00 40 pseudo-APDU,
+    #: e.g. "acr122u"); a virtual rig's vpcd readers then model that escape channel and record what they are shown.
+    reader_leds: str | None = None
+
+    @property
+    def has_reader_leds(self) -> bool:
+        return self.reader_leds is not None and self.reader_name is not None
 
     @property
     def virtual(self) -> bool:
@@ -155,7 +162,7 @@ class Rig:
 
 _KEYS: dict[str, frozenset[str]] = {
     "": frozenset({"name", "kind", "reader", "cards", "camera", "leds", "broker", "trust"}),
-    "reader": frozenset({"name"}),
+    "reader": frozenset({"name", "leds"}),
     "cards": frozenset({"profile", "can", "atr", "reader", "verdict", "access", "mrz"}),
     "camera": frozenset({"source", "device", "path", "fps", "qr_in_view"}),
     "leds": frozenset({"active_high", "time_scale", "wires"}),
@@ -285,6 +292,18 @@ def _check_virtual(rig: Rig) -> None:
         raise RigFileError("the camera of a virtual rig is source = \"replay\"")
 
 
+def _reader_leds(value: Any) -> str | None:
+    """``[reader] leds``: a reader profile whose LEDs and buzzer take the ACS pseudo-APDU."""
+    if value is None:
+        return None
+    from edge.protocol.readers import PROFILES
+
+    usable = sorted(p.key for p in PROFILES if p.indicator_channel == "acs-pseudo-apdu")
+    if value not in usable:
+        raise RigFileError(f"reader.leds names a reader whose LEDs the terminal drives: one of {usable}")
+    return str(value)
+
+
 def load_rig(path: Path) -> Rig:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -320,6 +339,7 @@ def load_rig(path: Path) -> Rig:
             broker=broker,
             trust_dir=Path(trust_dir) if trust_dir else None,
             led_time_scale=time_scale,
+            reader_leds=_reader_leds(reader.get("leds")),
         )
     except RigFileError:
         raise

@@ -31,6 +31,7 @@ from edge.sim.card_qr import card_qr_text
 from edge.sim.chip_security import SimChipSecurity
 from edge.sim.pki import load_or_create_pki
 from edge.sim.profile import load_profile
+from edge.sim.reader import ReaderModel, VirtualReader
 from edge.sim.runner import SimulatedCard
 from edge.sim.stack import READER_NAMES, PcscStack
 from hil_tests.rig import LedWire, Rig, RigFileError, TestCard
@@ -66,11 +67,18 @@ class VirtualCards:
     def __init__(self, rig: Rig, stack: PcscStack, driver: PcscReaderDriver) -> None:
         self._driver = driver
         self._cards: list[tuple[str, SimulatedCard]] = []
+        # [reader] leds: the vpcd readers carry everything, with that reader's LED/buzzer escape channel modelled
+        model = ReaderModel(f"{rig.reader_leds}-leds", escape="acs-pseudo-apdu") if rig.reader_leds else None
         for index, entry in enumerate(rig.cards):
             spec = card_spec(entry)
             slot = reader_slot(rig, index)
-            card = SimulatedCard(spec, stack.reader_port(slot), security=SimChipSecurity(spec.secrets, spec.quirks))
+            card = SimulatedCard(spec, stack.reader_port(slot), security=SimChipSecurity(spec.secrets, spec.quirks),
+                                 reader=model)  # fmt: skip
             self._cards.append((READER_NAMES[slot], card))
+
+    def virtual_reader(self, reader: str) -> VirtualReader | None:
+        """The virtual reader model in front of the card on ``reader`` (its log shows what it was asked)."""
+        return next((card.virtual_reader for name, card in self._cards if name == reader), None)
 
     def __enter__(self) -> VirtualCards:
         for reader, card in self._cards:
