@@ -8,7 +8,9 @@ daemon's own code paths, so a green line means the daemon will open them the sam
 A warning (``[warn]``) is worth a look but does not fail the exit code: a full outbox fails, an 80 % full one warns.
 An outbox whose oldest result has waited more than a day (``RESULT_LATE_AFTER``) warns too: nothing is lost (a
 result does not expire; the office stores it whatever its age), but the office flags it ``late``, and the citizen's
-procedure waits for it, so the officer should bring the terminal back onto the ward network.
+procedure waits for it, so the officer should bring the terminal back onto the ward network. The outbox line counts
+both queues (unpublished, and published but awaiting the office's receipt) and warns when a result has been
+published several times without a receipt: the ward's gateway is not answering.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge.daemon.clock import CLOCK_FILE
 from edge.daemon.outbox import OUTBOX_FILE, Outbox, key_path, read_only_uri
+from edge.daemon.receipts import OVERDUE_ATTEMPTS
 from edge.daemon.storage import free_bytes, is_disk_error, storage_error
 from edge.drivers.base import CardPresence, Frame, FrameSource, ReaderState
 from edge.errors import ConfigError, EdgeError, JsonError, StorageError
@@ -442,9 +445,10 @@ def check_databases(state_dir: Path) -> list[DoctorResult]:
     return results
 
 
-def check_outbox(state_dir: Path, limits: OutboxConfig, now: dt.datetime) -> DoctorResult:
-    """Room left and the age of the oldest undelivered result, through the daemon's own :class:`Outbox`, opened
-    read-only (nothing created or changed, even as root).
+def check_outbox(state_dir: Path, limits: OutboxConfig, now: dt.datetime, *, receipts: bool = True) -> DoctorResult:
+    """Room left, both queues and the age of the oldest undelivered result, through the daemon's own
+    :class:`Outbox`, opened read-only (nothing created or changed, even as root). ``receipts``: the terminal keeps
+    results until the office's receipt (``delivery.mode``), else until the broker's PUBACK.
 
     The age is by the terminal's clock at queueing and now: one queued while the clock was surely unset (before
     :data:`MIN_YEAR`) or ahead of now has no age to report. Old results are not lost (module docstring); the
@@ -477,8 +481,8 @@ def check_outbox(state_dir: Path, limits: OutboxConfig, now: dt.datetime) -> Doc
     finally:
         outbox.close()
     fill = max(stats.count / limits.max_count, stats.bytes / limits.max_bytes)
-    shown = (f"{stats.count}/{limits.max_count} results, {stats.bytes}/{limits.max_bytes} bytes ({fill:.0%}), "
-             f"last seq {stats.last_seq}")
+    shown = (f"{stats.count}/{limits.max_count} results ({stats.unpublished} unpublished, {stats.awaiting} awaiting "
+             f"receipt), {stats.bytes}/{limits.max_bytes} bytes ({fill:.0%}), last seq {stats.last_seq}")
     queued = oldest[0].created if oldest else now.timestamp()
     age = now.timestamp() - queued
     if queued < dt.datetime(MIN_YEAR, 1, 1, tzinfo=dt.UTC).timestamp() or age < 0:
@@ -488,7 +492,8 @@ def check_outbox(state_dir: Path, limits: OutboxConfig, now: dt.datetime) -> Doc
         shown += f", oldest waiting {dt.timedelta(seconds=int(age))}"
     if stats.quarantined:
         shown += f", {stats.quarantined} quarantined"
-    link_hint = "results leave only when the broker acknowledges them: see the broker line"
+    link_hint = ("results leave only when the office's receipt names them: see the broker and receipts lines"
+                 if receipts else "results leave only when the broker acknowledges them: see the broker line")
     if fill >= 1:
         return _fail("outbox queue", f"full, new reads are refused: {shown}", link_hint)
     concerns = []
@@ -500,6 +505,10 @@ def check_outbox(state_dir: Path, limits: OutboxConfig, now: dt.datetime) -> Doc
         concerns.append(f"waiting over {dt.timedelta(seconds=RESULT_LATE_AFTER)}: the office will store them "
                         "flagged late (nothing expires)")
         link_hint += "; bring the terminal onto the ward network, and tell the ward these results are late"
+    if stats.most_attempts >= OVERDUE_ATTEMPTS:
+        concerns.append(f"a result was published {stats.most_attempts} times without a receipt: the office's gateway "
+                        "is not answering (nothing is lost: they are published again until it does)")
+        link_hint += "; ask the ward whether its gateway runs and signs receipts (cccd-edge gateway run)"
     if fill >= OUTBOX_WARN_FILL:
         concerns.append("filling up")
     if concerns:
@@ -520,6 +529,26 @@ def check_trust_store(directory: Path) -> DoctorResult:
         return _fail("trust store", f"{directory} holds no CSCA certificate", "cccd-edge trust import CSCA-FILE...")
     return _ok("trust store", f"{len(store.anchors)} CSCA(s), {len(store.certificates)} certificate(s), "
                f"{len(store.crls)} CRL(s) in {directory}")
+
+
+def check_delivery(config: Config) -> DoctorResult:
+    """How a result leaves the terminal: with receipts, the keys they are believed under must be there (without
+    one the daemon does not start); PUBACK-only says what it gives up."""
+    if config.delivery.mode == "puback":
+        return _ok("receipts", "PUBACK-only delivery: a result leaves at the broker's acknowledgement (a ward whose "
+                   "office sends no receipts)")
+    paths = config.receipt_keys()
+    if not paths:
+        return _fail("receipts", "delivery.mode is receipt but no key to verify receipts is configured: the daemon "
+                     "does not start", "set paths.ward_command_key (python -m provisioning device install), or "
+                     'delivery.mode = "puback" for a ward whose office sends no receipts')  # fmt: skip
+    for path in paths:
+        loaded = check_public_key("receipts", path)
+        if not loaded.ok:
+            return loaded
+    return _ok("receipts", f"kept until the office's receipt, believed under {len(paths)} key(s); published again "
+               f"after {config.delivery.receipt_timeout:g} s without one (at most every "
+               f"{config.delivery.republish_max_delay:g} s)")
 
 
 def check_public_key(name: str, path: Path | None) -> DoctorResult:
@@ -708,7 +737,9 @@ def run_checks(
         ("command key", lambda: check_public_key("command key", paths.ward_command_key)),
         ("trust store", lambda: check_trust_store(paths.trust_store)),
         ("outbox", lambda: check_databases(paths.state_dir)),
-        ("outbox queue", lambda: check_outbox(paths.state_dir, config.outbox, now)),
+        ("outbox queue", lambda: check_outbox(paths.state_dir, config.outbox, now,
+                                              receipts=config.delivery.mode == "receipt")),
+        ("receipts", lambda: check_delivery(config)),
         ("broker", lambda: check_broker(mqtt.host, mqtt.port, tls=mqtt.tls, ca=paths.broker_ca,
                                         cert=client_cert, key=client_key,
                                         timeout=broker_timeout)),

@@ -10,14 +10,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge import signers
-from edge.config import TimeoutConfig, parse_config
+from edge.config import OutboxConfig, TimeoutConfig, parse_config
+from edge.daemon import doctor
 from edge.daemon.mqtt import MqttSettings
 from edge.daemon.office_commands import ReplayGuard
-from edge.daemon.outbox import Outbox, Payload
-from edge.daemon.receipts import ReceiptChecker, RepublishSchedule, names_result, trusted_now
+from edge.daemon.outbox import OUTBOX_FILE, Outbox, Payload
+from edge.daemon.receipts import OVERDUE_ATTEMPTS, ReceiptChecker, RepublishSchedule, names_result, trusted_now
 from edge.daemon.state import DeliveryChanged, Indicator, Machine, Snapshot, indicator_for
 from edge.errors import ReceiptRefusedError
 from edge.protocol import jose
@@ -215,3 +217,40 @@ def test_leds_show_offline_queued_for_either_queue_and_for_an_office_that_sends_
     snap, _ = machine.step(snap, DeliveryChanged(2.0, link_up=True, queued=0, outbox_full=False, awaiting_receipt=2,
                                                  receipt_overdue=True))  # fmt: skip
     assert indicator_for(snap) is Indicator.OFFLINE_QUEUED
+
+
+# --- doctor ----------------------------------------------------------------------------------------------------------
+
+
+def test_doctor_shows_both_queues_and_warns_when_the_office_answers_no_publish(tmp_path: Path) -> None:
+    limits = OutboxConfig(max_count=10, max_bytes=100_000)
+    box = Outbox(tmp_path / OUTBOX_FILE, max_count=10, max_bytes=100_000)
+    ids = [box.enqueue(_token(seq, f"j-{seq}"), now=NOW - 60)[0] for seq in (1, 2, 3)]
+    box.mark_published(ids[:2])
+    box.close()
+    now = datetime.fromtimestamp(NOW, UTC)
+    calm = doctor.check_outbox(tmp_path, limits, now)
+    assert (calm.ok, calm.warning) == (True, False), calm
+    assert "3/10 results (1 unpublished, 2 awaiting receipt)" in calm.detail
+    box = Outbox(tmp_path / OUTBOX_FILE, max_count=10, max_bytes=100_000)
+    for _ in range(OVERDUE_ATTEMPTS - 1):  # published again, still no receipt
+        box.mark_published(ids[:1])
+    box.close()
+    overdue = doctor.check_outbox(tmp_path, limits, now)
+    assert overdue.warning, overdue
+    assert "without a receipt" in overdue.detail
+    assert "gateway" in overdue.hint
+
+
+def test_doctor_names_the_delivery_mode_and_a_receipt_mode_without_a_key(tmp_path: Path) -> None:
+    base: dict[str, object] = {"terminal_id": "T-01", "ward_code": "W1"}
+    assert not doctor.check_delivery(parse_config(base)).ok  # the daemon would not start
+    assert doctor.check_delivery(parse_config({**base, "delivery": {"mode": "puback"}})).ok
+    ward_pub = tmp_path / "ward-command.pub"
+    ward_pub.write_bytes(KEY.public_key().public_bytes(serialization.Encoding.PEM,
+                                                       serialization.PublicFormat.SubjectPublicKeyInfo))
+    good = doctor.check_delivery(parse_config({**base, "paths": {"ward_command_key": str(ward_pub)}}))
+    assert good.ok, good
+    assert "1 key(s)" in good.detail
+    broken = doctor.check_delivery(parse_config({**base, "trust": {"receipt_keys": [str(tmp_path / "missing.pub")]}}))
+    assert not broken.ok
