@@ -184,3 +184,21 @@ class CombinedIndicators:
     def close(self) -> None:
         for part in self._parts:
             part.close()
+
+
+def reader_patterns_markdown() -> str:
+    """The README's table of how a reader's own LED (red/green) and buzzer show each pattern."""
+    names = {GREEN: "green", AMBER: "red+green", RED: "red", OFF: "off"}
+    rows = ["| state | reader LED (ACR122U: FF 00 40) | buzzer | fidelity |", "|---|---|---|---|"]
+    for name, pattern in PATTERNS.items():
+        command = acs_led_command(pattern)
+        rgb = pattern.rgb
+        if rgb.on_time:
+            led = f"{names[rgb.colour]} / {names[rgb.off_colour]} {command.t1 / 10:g}/{command.t2 / 10:g} s"
+        else:
+            led = names[rgb.colour]
+        beep = "-" if pattern.beep is None else (
+            f"{command.t1 / 10:g} s x{command.repetitions}" if not command.lasts else f"{command.t1 / 10:g} s repeating"
+        )  # fmt: skip
+        rows.append(f"| {name} | {led} | {beep} | {pattern_support(pattern)} |")
+    return "\n".join(rows)

@@ -290,3 +290,35 @@ def by_key(key: str) -> ReaderProfile:
         if profile.key == key:
             return profile
     raise KeyError(key)
+
+
+def readers_markdown() -> str:
+    """The README's reader table, generated from :data:`PROFILES` so documentation cannot drift."""
+
+    def limits(profile: ReaderProfile) -> str:
+        if profile.extended_length is None:
+            return "unknown: probed once per reader"
+        if profile.extended_length:
+            return "extended length"
+        return f"short only (command <= {profile.command_limit} B, answer <= {profile.response_limit} B)"
+
+    def works(profile: ReaderProfile) -> str:
+        if profile.contactless is False:
+            return "**no**: contact slot only, the CCCD's chip is contactless"
+        dg2 = "DG2 in 1 APDU" if profile.extended_length else f"DG2 (15 KB) in {short_reads(15_000)} APDUs"
+        leds = {"acs-pseudo-apdu": "reader LEDs + buzzer: every pattern", "acs-escape": "reader LEDs: not driven yet",
+                "none": "GPIO indicators only"}[profile.indicator_channel]  # fmt: skip
+        return f"full read; {dg2}; {leds}"
+
+    def refusal(profile: ReaderProfile) -> str:
+        if profile.refusal == "transport":
+            return "transport (0x80100016), " + ("never sent" if profile.refused_unsent else "effect unknown")
+        return "undocumented"
+
+    rows = ["| reader | limits | what works | refusal over the limit | verified | sources |",
+            "|---|---|---|---|---|---|"]  # fmt: skip
+    for profile in (*PROFILES, GENERIC):
+        sources = "; ".join(sorted({fact.source for fact in profile.facts}))
+        rows.append(f"| {profile.model} | {limits(profile)} | {works(profile)} | {refusal(profile)} | "
+                    f"{profile.verified} | {sources} |")  # fmt: skip
+    return "\n".join(rows)

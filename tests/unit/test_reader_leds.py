@@ -46,3 +46,13 @@ def test_a_lasting_pattern_is_sent_again_before_it_runs_out() -> None:
     finally:
         leds.close()
     assert sent[0] == sent[1]
+
+
+def test_readme_tables_are_generated_from_the_profiles_and_patterns() -> None:
+    from edge.drivers.reader_leds import reader_patterns_markdown
+    from edge.protocol.readers import readers_markdown
+    from tests.support.paths import REPO
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert readers_markdown().strip() in readme, "README's reader table drifted: paste readers_markdown()"
+    assert reader_patterns_markdown().strip() in readme, "README's reader LED table drifted"
