@@ -76,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
         while True:
             if interval:
                 watchdog.ping()
-            notifier.status(f"{terminal.state.value}; queued {terminal.snapshot.queued}")
+            snapshot = terminal.snapshot
+            notifier.status(f"{terminal.state.value}; queued {snapshot.queued}, awaiting receipt "
+                            f"{snapshot.awaiting_receipt}")
             if stop.wait(watchdog.interval):
                 break
     finally:

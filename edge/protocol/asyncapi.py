@@ -27,6 +27,8 @@ _REF = "#/components/schemas/{model}"
 #: A compact JWS (3 parts) or JWE (5 parts), base64url segments (a JWE's key segment is empty for ECDH-ES).
 COMPACT_JOSE_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]*){2}$|^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]*){4}$"
 _WEEK = 7 * 24 * 3600
+#: A result's expiry at the broker with receipts (``edge.config.DeliveryConfig.result_expiry``, default settings).
+_RESULT_EXPIRY = 2 * 3600
 
 
 def _draft07(node: Any) -> Any:
@@ -127,8 +129,10 @@ def asyncapi_document() -> dict[str, Any]:
             "receipt": _channel("receipt", "The gateway's signed word that the named results are in its database."),
         },
         "operations": {
-            "sendResult": _operation("send", "result", "A verified (or failed) read, signed by the device key",
-                                     expiry=_WEEK),
+            "sendResult": _operation("send", "result", "A verified (or failed) read, signed by the device key. "
+                                     "Message expiry: twice the terminal's republish cap (2 h by default) while it "
+                                     "keeps the result until receipted; a week under PUBACK-only delivery",
+                                     expiry=_RESULT_EXPIRY),
             "sendStatus": _operation("send", "status", "The terminal's state, retained", retain=True),
             "sendEvent": _operation("send", "event", "A terminal event", expiry=_WEEK),
             "receiveCommand": _operation("receive", "cmd", "A command from the office (read_request, cancel, "

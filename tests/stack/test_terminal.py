@@ -541,7 +541,7 @@ def _daemon_config(tmp_path: Path, material: Material, broker: MosquittoBroker, 
     data = config_data(material, broker, state_dir or tmp_path / "state")
     data["camera"]["replay_path"] = str(camera_image)
     lines = [f'terminal_id = "{TERMINAL}"', f'ward_code = "{WARD}"', f'reader_name = "{READER_NAMES[0]}"']
-    for section in ("paths", "mqtt", "camera", "timeouts"):
+    for section in ("paths", "mqtt", "camera", "timeouts", "delivery"):
         lines.append(f"[{section}]")
         lines += [f"{key} = {json.dumps(value)}" for key, value in data[section].items()]
     config.write_text("\n".join(lines) + "\n", encoding="utf-8")
