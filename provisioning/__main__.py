@@ -135,6 +135,7 @@ def _device_install(args: argparse.Namespace) -> int:
         trust=args.trust,
         mqtt_host=args.mqtt_host,
         mqtt_port=args.mqtt_port,
+        delivery=args.delivery,
         owner=_owner(args.owner),
     )
     if result.rotated:
@@ -228,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     d_inst.add_argument("--trust", type=Path, nargs="*", default=[], metavar="FILE", help="CSCA certificates")
     d_inst.add_argument("--mqtt-host")
     d_inst.add_argument("--mqtt-port", type=int)
+    d_inst.add_argument("--delivery", choices=("receipt", "puback"),
+                        help="when a result leaves the terminal: on the office gateway's receipt (the default; it "
+                             "signs with the ward command key) or on the broker's PUBACK (a ward whose office sends "
+                             "no receipts); unset: kept as configured")
     d_inst.add_argument("--state-dir", type=Path, default=Path("/var/lib/cccd-edge"))
     d_inst.add_argument("--config-dir", type=Path, default=Path("/etc/cccd-edge"))
     d_inst.add_argument("--owner", default="auto", help=owner_help)

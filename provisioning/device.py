@@ -21,7 +21,7 @@ import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from asn1crypto import csr as asn1_csr
 from asn1crypto import keys as asn1_keys
@@ -272,10 +272,13 @@ def install_device(
     trust: list[Path],
     mqtt_host: str | None = None,
     mqtt_port: int | None = None,
+    delivery: Literal["receipt", "puback"] | None = None,
     owner: tuple[int, int] | None = None,
     now: dt.datetime | None = None,
 ) -> InstallResult:
-    """Check everything first, then install; a refused step leaves the terminal as it was."""
+    """Check everything first, then install; a refused step leaves the terminal as it was. ``delivery``: when a
+    result may leave the terminal (``delivery.mode``; None keeps what the config says, by default receipts, which
+    the ward's gateway signs with the ward command key installed here)."""
     now = now or utcnow()
     device_cert = load_certificate(cert, "device certificate")
     identity = _check_device_cert(device_cert, cert, now)
@@ -314,6 +317,8 @@ def install_device(
         updates["mqtt"]["host"] = mqtt_host
     if mqtt_port is not None:
         updates["mqtt"]["port"] = mqtt_port
+    if delivery is not None:
+        updates["delivery"] = {"mode": delivery}
     merged = _merge_config(config_path, updates)
     if "host" not in merged["mqtt"]:
         raise ProvisioningError("first install needs --mqtt-host (the ward broker's name)")

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from edge.config import load_config
 from edge.errors import ProvisioningError
 from provisioning import device, ward_ca
 from provisioning.__main__ import main
@@ -88,6 +89,23 @@ def test_full_flow_installs_files_with_tight_modes(site: dict[str, Path]) -> Non
     assert config["mqtt"] == {"tls": True, "client_certificate": True, "host": "broker.ward.example"}
     assert config["paths"]["device_key"] == str(site["state"] / "device.key")
     assert config["paths"]["trust_store"] == str(site["etc"] / "trust")
+
+
+def test_a_provisioned_terminal_believes_receipts_under_the_ward_command_key_or_is_set_puback_only(
+        site: dict[str, Path]) -> None:
+    """Receipts need no step of their own: the ward command key the install puts in place is the key the ward's
+    gateway signs them with. A ward whose office sends no receipts says so once (``--delivery puback``); a re-run
+    without the flag keeps it."""
+    provision(site)
+    config = load_config(site["etc"] / "config.toml")
+    assert (config.delivery.mode, config.receipt_keys()) == ("receipt", (site["etc"] / "ward-command.pub",))
+    cert = site["state"].parent / "terminal.crt"
+    install = ("device", "install", "--cert", cert, "--broker-ca", site["broker_ca"], "--ward-command-key",
+               site["command"], "--state-dir", site["state"], "--config-dir", site["etc"], "--owner", "")
+    assert cli(*install, "--delivery", "puback") == 0
+    assert load_config(site["etc"] / "config.toml").delivery.mode == "puback"
+    assert cli(*install) == 0
+    assert load_config(site["etc"] / "config.toml").delivery.mode == "puback"
 
 
 def test_issued_certificate_names_terminal_and_ward_for_client_auth(site: dict[str, Path]) -> None:
