@@ -165,7 +165,7 @@ def create_api(context: ApiContext | None = None) -> FastAPI:
                      limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE) -> ResultPage:  # fmt: skip
         """Stored results of the client's wards, in the order the gateway stored them."""
         wards, params = _in("ward", _wards_of(client, ward))
-        sql = f"SELECT {RESULT_COLUMNS} FROM results WHERE 1=1{wards}"  # noqa: S608  # placeholders only
+        sql = f"SELECT {RESULT_COLUMNS} FROM results WHERE reduced IS NULL{wards}"  # noqa: S608  # placeholders only
         for clause, value in ((" AND iss = ?", terminal), (" AND verdict = ?", verdict and verdict.value),
                               (" AND received >= ?", since and since.timestamp())):  # fmt: skip
             if value is not None:
@@ -186,7 +186,8 @@ def create_api(context: ApiContext | None = None) -> FastAPI:
                    jti: Annotated[str, Path(pattern=_JTI)]) -> ResultRecord:  # fmt: skip
         """One stored result (404 when there is none, or it belongs to a ward this client may not see)."""
         row = context.store.database.execute(
-            f"SELECT {RESULT_COLUMNS} FROM results WHERE iss=? AND jti=?", (terminal, jti)).fetchone()  # noqa: S608
+            f"SELECT {RESULT_COLUMNS} FROM results WHERE iss=? AND jti=? AND reduced IS NULL",  # noqa: S608
+            (terminal, jti)).fetchone()
         if row is None or not client.may_see(row[1]):
             raise HTTPException(404, "no such result")
         return ResultRecord.from_row(tuple(row))

@@ -28,27 +28,42 @@ only as it must travel, encrypted to the ward (JWE): one that arrives as a plain
 forwards those files to the national authentication service through its provider and records the answer against
 the result (:meth:`ResultStore.record_online_answer`, table ``online_answers``: every answer received, kept as
 received, so a repeated check keeps its history).
+
+Retention (:meth:`ResultStore.apply_retention`): a result keeps its personal data for its profile's
+``retention_days`` (``edge.protocol.procedures``), counted from its read (the earlier of the document's
+``completed_at`` and its arrival: a terminal's clock running ahead keeps nothing longer; column ``expires``). Then it
+is *reduced*, not deleted: the row keeps its key, seq, verdict, checks, terminal, ward, times and flags (so the gap
+report still counts it as stored and a resend is still a duplicate, not a new result), and loses its token, its
+citizen and chip files (``document`` becomes the non-personal summary :func:`reduced_document`, ``reduced`` says
+when), its lookup key ``subject`` and its online answers. Quarantined payloads are dropped past the longest
+retention (their profile is unverified). One citizen's results are found by ``subject``: HMAC-SHA256 of the ID
+number under the office's secret (``edge.office.subjects``), never the number in clear; :meth:`subject_results`
+and :meth:`reduce` serve the citizen's rights to a copy and to erasure.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import hmac
 import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from edge.errors import EdgeError, JsonError, OnlineAnswerError, TokenError
+from edge.errors import ConfigError, EdgeError, JsonError, OnlineAnswerError, TokenError
 from edge.logsetup import log_unexpected
 from edge.office.database import Database
 from edge.office.verify import ActiveAuthCheck, TerminalKeys, VerifiedResult, check_active_auth, verify_result
 from edge.protocol.b64url import b64url_decode
 from edge.protocol.bounded_json import loads_bounded
 from edge.protocol.jose import decrypt_jwe, is_jwe
-from edge.protocol.procedures import ProcedureProfile, procedure
+from edge.protocol.procedures import PROCEDURES, ProcedureProfile, procedure
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +100,51 @@ def _schema(db: Database) -> list[str]:
 #: ``active_auth`` the office's AA check (JSON, NULL when none was possible), ``stored_by`` the gateway instance.
 def _result_columns(db: Database) -> dict[str, str]:
     return {"iat": f"iat {db.types['int']}", "flags": "flags TEXT NOT NULL DEFAULT '[]'", "ward": "ward TEXT",
-            "kid": "kid TEXT", "active_auth": "active_auth TEXT", "stored_by": "stored_by TEXT"}
+            "kid": "kid TEXT", "active_auth": "active_auth TEXT", "stored_by": "stored_by TEXT",
+            "subject": "subject TEXT", "expires": f"expires {db.types['real']}",
+            "reduced": f"reduced {db.types['real']}"}
+
+
+#: ``subject`` (the ID number's keyed hash), ``expires`` (when the personal data goes) and ``reduced`` (when it went)
+#: since retention: created after the columns, which an older database gains in :meth:`Database.create_schema`.
+_RETENTION_INDEXES = ("CREATE INDEX IF NOT EXISTS results_by_subject ON results (subject)",
+                      "CREATE INDEX IF NOT EXISTS results_by_expiry ON results (expires)")
+DAY_SECONDS = 24 * 3600
+#: What a reduced result's ``document`` keeps: nothing that tells who the citizen was.
+REDUCED_FIELDS = ("schema_version", "terminal_id", "ward_code", "procedure_profile", "completed_at", "request_id",
+                  "verdict", "checks")
+
+
+def subject_of(id_number: str, key: bytes) -> str:
+    """The lookup key of a citizen's results: HMAC-SHA256 of the ID number under the office's secret, hex. Without
+    the secret the column is no register of ID numbers (12 digits are too few for a plain hash)."""
+    return hmac.new(key, id_number.encode("ascii", "replace"), hashlib.sha256).hexdigest()
+
+
+def reduced_document(document: Mapping[str, Any], reduced_at: float) -> str:
+    """``document`` reduced to its non-personal fields, with when that happened (``reduced``)."""
+    kept = {name: document[name] for name in REDUCED_FIELDS if name in document}
+    return json.dumps({**kept, "reduced": reduced_at}, separators=(",", ":"), ensure_ascii=False)
+
+
+def _expiry(document: Mapping[str, Any], received: float) -> float | None:
+    """When ``document``'s personal data must go: its profile's retention after the read (None: unknown profile)."""
+    try:
+        rules = PROCEDURES[ProcedureProfile(str(document.get("procedure_profile")))]
+    except ValueError:
+        return None
+    read = received
+    completed = document.get("completed_at")
+    if isinstance(completed, str):
+        with contextlib.suppress(ValueError):
+            read = min(received, datetime.fromisoformat(completed).timestamp())
+    return read + rules.retention_days * DAY_SECONDS
+
+
+def _id_number(document: Mapping[str, Any]) -> str | None:
+    citizen = document.get("citizen")
+    number = citizen.get("id_number") if isinstance(citizen, dict) else None
+    return number if isinstance(number, str) else None
 
 
 #: Seqs a quarantined message claims, for terminals whose stored results do not hold them: "arrived but refused"
@@ -173,6 +232,21 @@ class Gaps:
 
 
 @dataclass(frozen=True, slots=True)
+class RetentionReport:
+    """What a retention run reduced (or, ``dry_run``, would reduce): results per profile, quarantined payloads
+    dropped, online answers dropped. Counts only: nothing personal."""
+
+    reduced: dict[str, int]
+    quarantine_dropped: int
+    online_answers_dropped: int
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"reduced": self.reduced, "quarantine_dropped": self.quarantine_dropped,
+                "online_answers_dropped": self.online_answers_dropped, "dry_run": self.dry_run}
+
+
+@dataclass(frozen=True, slots=True)
 class OnlineAnswer:
     """One answer of the national authentication service, recorded against the ``online_check`` result it checked
     (``answer``: the provider's JSON object as received: personal data, never printed or logged)."""
@@ -226,8 +300,9 @@ class ResultStore:
     def __init__(self, db: Path | str | Database, keys: Mapping[str, ec.EllipticCurvePublicKey] | TerminalKeys, *,
                  decrypt_key: ec.EllipticCurvePrivateKey | None = None,
                  aa_challenges: Mapping[str, bytes] | None = None, instance: str | None = None,
-                 gap_report: bool = True) -> None:  # fmt: skip
+                 gap_report: bool = True, subject_key: bytes | None = None) -> None:  # fmt: skip
         self._gap_report = gap_report
+        self._subject_key = subject_key
         self._keys = keys if isinstance(keys, TerminalKeys) else TerminalKeys(keys)
         self._decrypt_key = decrypt_key
         self._aa_challenges = aa_challenges if aa_challenges is not None else {}
@@ -235,6 +310,27 @@ class ResultStore:
         self._db = db if isinstance(db, Database) else Database(db)
         self._lock = self._db.lock
         self._db.create_schema(_schema(self._db), {"results": _result_columns(self._db)})
+        for statement in _RETENTION_INDEXES:
+            self._db.execute(statement)
+        self._backfill()
+
+    def _backfill(self) -> None:
+        """Give rows stored before retention their ``expires``, and (with a subject key) rows still holding a
+        citizen their ``subject``: ``document`` is the verified document in clear (a JWE was opened when stored)."""
+        wants_subject = "subject IS NULL" if self._subject_key is not None else "1=0"
+        rows = list(self._db.execute(
+            f"SELECT iss, jti, received, document, expires, subject FROM results WHERE reduced IS NULL "  # noqa: S608
+            f"AND (expires IS NULL OR {wants_subject})"))  # a fixed fragment, no input
+        if not rows:
+            return
+        with self._db.transaction():
+            for iss, jti, received, text, expires, subject in rows:
+                document = json.loads(text)
+                number = _id_number(document)
+                if subject is None and number is not None and self._subject_key is not None:
+                    subject = subject_of(number, self._subject_key)
+                self._db.execute("UPDATE results SET expires=?, subject=? WHERE iss=? AND jti=?",
+                                 (expires if expires is not None else _expiry(document, received), subject, iss, jti))
 
     @property
     def dialect(self) -> str:
@@ -335,12 +431,13 @@ class ResultStore:
                 result, active_auth = checked[index]
                 inserted[index] = db.execute(
                     "INSERT INTO results (iss, jti, seq, received, verdict, document, token, iat, flags, ward, kid, "
-                    "active_auth, stored_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "active_auth, stored_by, subject, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (iss, jti) DO NOTHING",
                     (result.iss, result.jti, result.seq, now, result.document.verdict.value,
                      result.document.to_json().decode(), result.token, result.iat,
                      json.dumps([flag.value for flag in result.flags]), result.document.ward_code, result.kid,
-                     json.dumps(active_auth.as_dict()) if active_auth is not None else None, self._instance),
+                     json.dumps(active_auth.as_dict()) if active_auth is not None else None, self._instance,
+                     self._subject(result), self._result_expiry(result, now)),
                 ).rowcount > 0
             new_gaps = self._book_seqs([result for (result, _), new in zip(checked, inserted, strict=True) if new])
             flags: list[tuple[str, ...]] = []
@@ -364,6 +461,81 @@ class ResultStore:
                                     active_auth=active_auth, rung=result.document.verdict.rung.value,
                                     flags=result_flags, ward=result.document.ward_code))
         return outcomes
+
+    def _subject(self, result: VerifiedResult) -> str | None:
+        citizen = result.document.citizen
+        if citizen is None or self._subject_key is None:
+            return None
+        return subject_of(citizen.id_number, self._subject_key)
+
+    @staticmethod
+    def _result_expiry(result: VerifiedResult, now: float) -> float:
+        days = procedure(result.document.procedure_profile).retention_days
+        return min(now, result.document.completed_at.timestamp()) + days * DAY_SECONDS
+
+    # --- retention and the citizen's rights ---------------------------------------------------------------------
+
+    def apply_retention(self, now: float, *, dry_run: bool = False) -> RetentionReport:
+        """Reduce every result whose profile's retention has passed (see the module's docstring), drop quarantined
+        payloads older than the longest retention and the online answers of what was reduced. ``dry_run``: count
+        only. Safe to run from several instances at once (a reduced row is never reduced again)."""
+        expired = [(iss, jti, json.loads(text).get("procedure_profile", "?")) for iss, jti, text in self._db.execute(
+            "SELECT iss, jti, document FROM results WHERE reduced IS NULL AND expires <= ? ORDER BY iss, jti",
+            (now,))]  # fmt: skip
+        horizon = now - max(rules.retention_days for rules in PROCEDURES.values()) * DAY_SECONDS
+        per_profile: dict[str, int] = {}
+        for _, _, profile in expired:
+            per_profile[str(profile)] = per_profile.get(str(profile), 0) + 1
+        if dry_run:
+            (payloads,) = self._db.execute("SELECT COUNT(*) FROM quarantine WHERE received < ? AND payload <> ?",
+                                           (horizon, b"")).fetchone()
+            answers = sum(self._answer_count(iss, jti) for iss, jti, _ in expired)
+            return RetentionReport(per_profile, payloads, answers, dry_run=True)
+        answers = self.reduce([(iss, jti) for iss, jti, _ in expired], now)
+        payloads = self._db.execute("UPDATE quarantine SET payload=? WHERE received < ? AND payload <> ?",
+                                    (b"", horizon, b"")).rowcount
+        return RetentionReport(per_profile, payloads, answers)
+
+    def _answer_count(self, iss: str, jti: str) -> int:
+        (count,) = self._db.execute("SELECT COUNT(*) FROM online_answers WHERE iss=? AND jti=?", (iss, jti)).fetchone()
+        return int(count)
+
+    def reduce(self, keys: Sequence[tuple[str, str]], now: float) -> int:
+        """Reduce the results ``keys`` names (``(iss, jti)``) to their non-personal fields, with their online answers
+        and quarantined copies, in one transaction; returns how many online answers went. Already reduced: left."""
+        dropped = 0
+        with self._db.transaction():
+            for iss, jti in keys:
+                lock = self._db.for_update  # the engine's fixed row lock, no input
+                row = self._db.execute(f"SELECT document, seq FROM results WHERE iss=? AND jti=? "  # noqa: S608
+                                       f"AND reduced IS NULL{lock}", (iss, jti)).fetchone()
+                if row is None:
+                    continue
+                text, seq = row
+                self._db.execute("UPDATE results SET document=?, token=?, subject=NULL, reduced=? "
+                                 "WHERE iss=? AND jti=?", (reduced_document(json.loads(text), now), "", now, iss, jti))
+                dropped += self._db.execute("DELETE FROM online_answers WHERE iss=? AND jti=?", (iss, jti)).rowcount
+                self._db.execute("UPDATE quarantine SET payload=? WHERE iss=? AND seq=?", (b"", iss, seq))
+        return dropped
+
+    def subject_results(self, id_number: str) -> list[dict[str, Any]]:
+        """Every result still holding the citizen with ``id_number`` (any terminal, JWE ones included), as stored:
+        the key, seq, times, verdict, flags, document and the online answers recorded against it. Personal data:
+        for the citizen's copy only. Needs the subject key (:class:`~edge.errors.ConfigError` without it)."""
+        if self._subject_key is None:
+            raise ConfigError("finding a citizen's results needs the office's subject key", key="storage.subject_key")
+        rows = list(self._db.execute(
+            "SELECT iss, jti, seq, received, iat, verdict, flags, ward, document FROM results WHERE subject=? "
+            "AND reduced IS NULL ORDER BY received, iss, jti", (subject_of(id_number, self._subject_key),)))
+        found = []
+        for iss, jti, seq, received, iat, verdict, flags, ward, text in rows:
+            document = json.loads(text)
+            if _id_number(document) != id_number:  # an HMAC collision is not expected; a copy holds only theirs
+                continue
+            found.append({"terminal": iss, "jti": jti, "seq": seq, "received": received, "iat": iat,
+                          "verdict": verdict, "flags": json.loads(flags), "ward": ward, "document": document,
+                          "online_answers": [answer.answer for answer in self.online_answers(jti, iss=iss)]})
+        return found
 
     def _book_seqs(self, results: Sequence[VerifiedResult]) -> dict[int, tuple[int, ...]]:
         """Book newly stored results' seqs in ``terminals`` and ``missing`` (inside the caller's transaction), as if

@@ -324,7 +324,7 @@ class WebhookQueue:
                 self._db.execute("SELECT state, COUNT(*) FROM webhook_deliveries GROUP BY state")}
 
     def record(self, iss: str, jti: str) -> ResultRecord | None:
-        row = self._db.execute(f"SELECT {RESULT_COLUMNS} FROM results WHERE iss=? AND jti=?",  # noqa: S608
+        row = self._db.execute(f"SELECT {RESULT_COLUMNS} FROM results WHERE iss=? AND jti=? AND reduced IS NULL",  # noqa: S608
                                (iss, jti)).fetchone()
         return ResultRecord.from_row(tuple(row)) if row is not None else None
 

@@ -19,7 +19,9 @@ from typing import Any, Literal
 from edge.office.database import Database
 from edge.office.web.officers import Officer
 
-Action = Literal["reveal", "desk_read", "desk_cancel"]
+#: ``subject_export`` / ``subject_erase``: a citizen's request for a copy of, or the erasure of, their results
+#: (``cccd-edge gateway subject``), one entry per result it covered (or one without a result when none was found).
+Action = Literal["reveal", "desk_read", "desk_cancel", "subject_export", "subject_erase"]
 MAX_REASON = 200
 _REFUSAL = "audit_log is append-only"
 

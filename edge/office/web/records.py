@@ -51,20 +51,23 @@ class StoredResult:
 
 def latest(db: Database, terminal: str) -> StoredResult | None:
     """The terminal's last result to arrive (what its counter shows)."""
-    row = db.execute(f"SELECT {_COLUMNS} FROM results WHERE iss=? ORDER BY received DESC, seq DESC LIMIT 1",  # noqa: S608
-                     (terminal,)).fetchone()  # fmt: skip  # a fixed column list, no input
+    row = db.execute(f"SELECT {_COLUMNS} FROM results WHERE iss=? AND reduced IS NULL "  # noqa: S608
+                     "ORDER BY received DESC, seq DESC LIMIT 1",
+                     (terminal,)).fetchone()  # fmt: skip  # a fixed column list, no input; reduced: nothing to show
     return StoredResult.of(row) if row is not None else None
 
 
 def find(db: Database, iss: str, jti: str) -> StoredResult | None:
-    row = db.execute(f"SELECT {_COLUMNS} FROM results WHERE iss=? AND jti=?", (iss, jti)).fetchone()  # noqa: S608
+    row = db.execute(f"SELECT {_COLUMNS} FROM results WHERE iss=? AND jti=? AND reduced IS NULL",  # noqa: S608
+                     (iss, jti)).fetchone()
     return StoredResult.of(row) if row is not None else None
 
 
 def arrived_since(db: Database, since: float) -> list[tuple[str, str, float]]:
     """``(iss, jti, received)`` of results stored at or after ``since`` (office clock), oldest first."""
     return [(iss, jti, received) for iss, jti, received in db.execute(
-        "SELECT iss, jti, received FROM results WHERE received >= ? ORDER BY received, iss, jti", (since,))]
+        "SELECT iss, jti, received FROM results WHERE received >= ? AND reduced IS NULL ORDER BY received, iss, jti",
+        (since,))]
 
 
 def _masked(name: str, value: str) -> str:
