@@ -85,10 +85,11 @@ def test_retention_reduces_exactly_the_expired_results_of_each_profile(office_db
             (ProcedureProfile.ONLINE_CHECK, 31, True), (ProcedureProfile.ONLINE_CHECK, 29, False),
             (ProcedureProfile.RESIDENCE, 91, True), (ProcedureProfile.RESIDENCE, 60, False),
             (ProcedureProfile.IDENTITY, 90.01, True), (ProcedureProfile.FULL, 89, False)]
-        jtis = []
+        jtis, tokens = [], []
         for seq, (profile, days, _) in enumerate(cases, start=1):
             sealed = decrypt.public_key() if profile is ProcedureProfile.ONLINE_CHECK else None
-            outcome = store.ingest(_token(t1, seq, profile, NOW - days * DAY_SECONDS, encrypt_to=sealed), NOW)
+            tokens.append(_token(t1, seq, profile, NOW - days * DAY_SECONDS, encrypt_to=sealed))
+            outcome = store.ingest(tokens[-1], NOW)
             assert outcome.status == "stored", outcome.reason
             jtis.append(outcome.jti)
         assert jtis[0] is not None
@@ -120,7 +121,7 @@ def test_retention_reduces_exactly_the_expired_results_of_each_profile(office_db
         assert store.online_answers(jtis[0]) == []
         assert [seq for seq, _ in store.stored("T-01")] == [1, 2, 3, 4, 5, 6]  # the gap report stays honest
         assert store.gaps("T-01") == []
-        again = store.ingest(_token(t1, 3, ProcedureProfile.RESIDENCE, NOW - 91 * DAY_SECONDS), NOW)
+        again = store.ingest(tokens[2], NOW)
         assert again.status == "duplicate"  # a resend of a reduced result is not stored again
         payloads = [bytes(p) for (p,) in store.database.execute("SELECT payload FROM quarantine ORDER BY id")]
         assert payloads == [b"", b"new refused payload"]
