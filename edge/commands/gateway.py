@@ -12,7 +12,9 @@ asked for, or read from stdin with ``--password-stdin``; never an argument: it w
 With ``[api]`` and/or ``[[webhooks]]`` ``run`` also serves the REST API and sends the webhooks
 (``edge.office.api_server``); ``api-key add --name N --ward W`` registers an API client and prints its key once
 (``--tls-cn CN``: a client certificate instead), ``api-key list|revoke``; ``webhook-secret --out F`` writes a new
-``whsec_`` secret (0600).
+``whsec_`` secret (0600). ``retention [--dry-run]`` reduces the results past their profile's retention (``run``
+also does, every ``storage.retention_every`` seconds); ``subject export --id-number-file F --reason R --officer O
+-o out.json`` writes one citizen's results (0600), ``subject erase`` reduces them, each audited.
 """
 
 from __future__ import annotations
@@ -92,6 +94,23 @@ def register(subparsers: Any) -> None:
     for sub in key_actions.choices.values():
         sub.add_argument("--config", type=Path, required=True, help="gateway.toml")
         sub.set_defaults(func=_api_key)
+    retention = actions.add_parser("retention", help="reduce results past their profile's retention now")
+    retention.add_argument("--dry-run", action="store_true", help="only count what would be reduced")
+    retention.add_argument("--config", type=Path, required=True, help="gateway.toml")
+    retention.set_defaults(func=_retention)
+    subject = actions.add_parser("subject", help="one citizen's rights: a copy of their results, or their erasure")
+    subject_actions = subject.add_subparsers(dest="subject_action", metavar="ACTION", required=True)
+    for name, text in (("export", "write every stored result of the citizen to a file (0600)"),
+                       ("erase", "reduce every stored result of the citizen to its non-personal fields")):
+        sub = subject_actions.add_parser(name, help=text)
+        sub.add_argument("--id-number-file", type=Path, required=True,
+                         help="a file holding the citizen's ID number ('-': stdin; never an argument: ps shows those)")
+        sub.add_argument("--reason", required=True, help="the request's reference, written to the audit log")
+        sub.add_argument("--officer", required=True, help="the officer's account acting on the request")
+        sub.add_argument("--config", type=Path, required=True, help="gateway.toml")
+        if name == "export":
+            sub.add_argument("-o", "--out", type=Path, required=True, help="the copy (JSON, created 0600)")
+        sub.set_defaults(func=_subject)
     secret = actions.add_parser("webhook-secret", help="write a new Standard Webhooks secret (whsec_...) to a file")
     secret.add_argument("--out", type=Path, required=True, help="the file (created 0600; never replaced)")
     secret.set_defaults(func=_webhook_secret)
@@ -228,6 +247,48 @@ def _online_answer(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(json.dumps(recorded.summary(), ensure_ascii=False))
+    return 0
+
+
+def _retention(args: argparse.Namespace) -> int:
+    """``retention``: what was (``--dry-run``: would be) reduced, counts only."""
+    store = open_store(load_gateway_config(args.config))
+    try:
+        print(json.dumps(store.apply_retention(time.time(), dry_run=args.dry_run).as_dict()))
+    finally:
+        store.close()
+    return 0
+
+
+def _subject(args: argparse.Namespace) -> int:
+    """``subject export|erase``: audited under the officer's account; prints counts, never the citizen's data."""
+    from edge.errors import ConfigError
+    from edge.files import write_private
+    from edge.office.subjects import SubjectRequest, erase_subject, export_subject, parse_id_number
+    from edge.office.web.audit import AuditLog
+    from edge.office.web.officers import Officers
+
+    try:
+        text = sys.stdin.readline() if str(args.id_number_file) == "-" else args.id_number_file.read_text("ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the ID number from {args.id_number_file}: {exc}", key="id_number") from None
+    id_number = parse_id_number(text)
+    if not args.reason.strip():
+        raise ConfigError("a request needs its reason", key="reason")
+    store = open_store(load_gateway_config(args.config))
+    try:
+        officer = Officers(store.database).get(args.officer)
+        if officer is None or not officer.sees_citizens:
+            raise ConfigError(f"no officer or supervisor account {args.officer[:64]!r}", key="officer")
+        request, audit, now = SubjectRequest(officer, args.reason.strip()), AuditLog(store.database), time.time()
+        if args.subject_action == "export":
+            copy = export_subject(store, audit, request, id_number, now)
+            write_private(args.out, json.dumps(copy, ensure_ascii=False, indent=1).encode(), durable=True)
+            print(json.dumps({"exported": len(copy["results"]), "out": str(args.out)}))
+        else:
+            print(json.dumps({"erased": len(erase_subject(store, audit, request, id_number, now))}))
+    finally:
+        store.close()
     return 0
 
 

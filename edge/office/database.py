@@ -108,7 +108,7 @@ class Database:
                 connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=30)
                 connection.execute("PRAGMA journal_mode=WAL")
                 connection.execute("PRAGMA synchronous=FULL")
-                connection.execute("PRAGMA secure_delete=ON")  # erased personal data overwritten, not left in free pages
+                connection.execute("PRAGMA secure_delete=ON")  # erased personal data overwritten, not left free
             else:
                 import psycopg  # only a PostgreSQL deployment needs it installed
 

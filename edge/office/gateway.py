@@ -58,6 +58,7 @@ from edge.office.commands import SignedCommand
 from edge.office.database import Database
 from edge.office.gateway_config import GatewayConfig
 from edge.office.store import Outcome, ResultStore
+from edge.office.subjects import load_subject_key
 from edge.office.verify import TerminalKeys, load_keys
 from edge.office.ward_trust import WardTrust
 from edge.office.webhooks import Endpoint, WebhookQueue, load_secret
@@ -133,6 +134,8 @@ class Gateway:
         self._queue: queue.Queue[_Message | object] = queue.Queue()
         self._halt = threading.Event()
         self._worker = threading.Thread(target=self._work, name=f"gateway-{config.instance}", daemon=True)
+        self._retention = threading.Thread(target=self._keep_retention, name=f"retention-{config.instance}",
+                                           daemon=True)
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=config.client_id, protocol=mqtt.MQTTv5,
                                    manual_ack=True)
         broker = config.broker
@@ -148,6 +151,8 @@ class Gateway:
 
     def start(self) -> None:
         self._worker.start()
+        if self.config.storage.retention_every > 0:
+            self._retention.start()
         session = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho leaves it unannotated
         session.SessionExpiryInterval = self.config.broker.session_expiry
         session.ReceiveMaximum = self.config.broker.receive_maximum
@@ -160,11 +165,26 @@ class Gateway:
         self._halt.set()
         self._queue.put(_STOP)
         self._worker.join(timeout)
+        if self._retention.is_alive():
+            self._retention.join(timeout)
         self._client.disconnect()
         self._client.loop_stop()
         self._client._reset_sockets(sockpair_only=True)  # as edge.daemon.mqtt.close_loop_sockets: not left to __del__
         if self.webhooks is not None:
             self.webhooks.close()
+
+    def _keep_retention(self) -> None:
+        """Reduce expired results now and every ``storage.retention_every`` seconds (several instances may: a reduced
+        row is never reduced again). A failed run is logged and tried at the next."""
+        while True:
+            try:
+                report = self.store.apply_retention(self._clock())
+                if report.reduced or report.quarantine_dropped:
+                    log.info("retention %s", json.dumps(report.as_dict()))
+            except Exception as exc:  # noqa: BLE001  # the thread boundary: the next run tries again
+                log_unexpected(log, "retention run failed", exc)
+            if self._halt.wait(self.config.storage.retention_every):
+                return
 
     # --- paho's thread: record and hand over ---------------------------------------------------------------------
 
@@ -400,7 +420,8 @@ def open_store(config: GatewayConfig) -> ResultStore:
     configured = load_keys(trust.terminal_certs, trust.jwks, required=ward is None)
     decrypt_key = load_private_key(trust.decrypt_key, config_key="trust.decrypt_key") if trust.decrypt_key else None
     return ResultStore(config.storage.url, TerminalKeys(configured, ward), decrypt_key=decrypt_key,
-                       instance=config.instance, gap_report=False)
+                       instance=config.instance, gap_report=False,
+                       subject_key=load_subject_key(config.storage.subject_key_path()))
 
 
 def open_gateway(config: GatewayConfig, *, on_outcome: Callable[[Outcome], None] | None = None,

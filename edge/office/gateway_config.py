@@ -101,6 +101,18 @@ class BrokerSettings(_Section):
 
 class StorageSettings(_Section):
     url: str = "sqlite:////var/lib/cccd-edge-gateway/results.db"
+    #: The office's subject key (edge.office.subjects, 0600, created at first use; instances sharing a database share
+    #: it). Default: beside a SQLite file, else /var/lib/cccd-edge-gateway/subject.key.
+    subject_key: Path | None = None
+    #: Seconds between retention runs (ResultStore.apply_retention) in ``gateway run``; 0: none (run it by cron).
+    retention_every: float = Field(default=3600.0, ge=0)
+
+    def subject_key_path(self) -> Path:
+        if self.subject_key is not None:
+            return self.subject_key
+        if self.url.startswith("sqlite:///"):
+            return Path(self.url.removeprefix("sqlite:///")).parent / "subject.key"
+        return Path("/var/lib/cccd-edge-gateway/subject.key")
 
     @field_validator("url")
     @classmethod

@@ -15,13 +15,15 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge.errors import ConfigError
 from edge.files import write_private
 from edge.office.store import ResultStore
-from edge.office.web.audit import Action, AuditLog
-from edge.office.web.officers import Officer
+
+if TYPE_CHECKING:  # the pages' libraries (argon2) are optional; the gateway loads the key without them
+    from edge.office.web.audit import Action, AuditLog
+    from edge.office.web.officers import Officer
 
 SUBJECT_KEY_BYTES = 32
 

@@ -9,11 +9,13 @@ import datetime as dt
 import json
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from edge.cli import main
 from edge.errors import StorageError
 from edge.office.store import DAY_SECONDS, ResultStore
 from edge.office.subjects import SubjectRequest, erase_subject, export_subject, load_subject_key
@@ -204,3 +206,45 @@ def test_subject_key_file(tmp_path: Path) -> None:
     path.chmod(0o644)
     with pytest.raises(Exception, match="readable by others"):
         load_subject_key(path)
+
+
+def test_command_line_retention_export_and_erase(tmp_path: Path, ward: Ward,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """``gateway retention --dry-run``, ``subject export -o`` (0600) and ``subject erase``: counts printed, nothing
+    personal; the ID number read from a file; an unknown officer refused."""
+    from edge.office.web.officers import Officers
+
+    database = tmp_path / "office" / "results.db"
+    toml = tmp_path / "gateway.toml"
+    toml.write_text(f'instance = "office-1"\nward = "{WARD}"\n[storage]\nurl = "sqlite:///{database}"\n'
+                    f'[trust]\nward_ca = "{ward.ca_path}"\n', encoding="utf-8")
+    store = ResultStore(database, TerminalKeys({}, WardTrust.load(ward.ca_path)),
+                        subject_key=load_subject_key(database.parent / "subject.key"))
+    try:
+        t1 = ward.terminal("T-01")
+        # the command runs on the real clock: one read 100 days before it, one read at NOW (2027, still kept)
+        old = store.ingest(_token(t1, 1, ProcedureProfile.RESIDENCE, time.time() - 100 * DAY_SECONDS), NOW)
+        assert old.status == "stored", old.reason
+        store.ingest(_token(t1, 2, ProcedureProfile.RESIDENCE, NOW), NOW)
+        Officers(store.database).add("sup.lan", Role.SUPERVISOR, password=None)
+    finally:
+        store.close()
+    number = tmp_path / "id.txt"
+    number.write_text(CITIZEN.id_number + "\n", encoding="ascii")
+    assert main(["gateway", "retention", "--dry-run", "--config", str(toml)]) == 0
+    assert json.loads(capsys.readouterr().out)["reduced"] == {"residence": 1}
+    out = tmp_path / "copy.json"
+    base = ["--id-number-file", str(number), "--reason", "HS-1", "--config", str(toml)]
+    assert main(["gateway", "subject", "export", *base, "--officer", "sup.lan", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert json.loads(printed)["exported"] == 2
+    assert CITIZEN.id_number not in printed
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert CITIZEN.full_name in out.read_text(encoding="utf-8")
+    assert main(["gateway", "subject", "erase", *base, "--officer", "nobody"]) == 1
+    assert "no officer" in capsys.readouterr().err
+    assert main(["gateway", "subject", "erase", *base, "--officer", "sup.lan"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"erased": 2}
+    assert main(["gateway", "audit", "--config", str(toml)]) == 0
+    actions = [json.loads(line)["action"] for line in capsys.readouterr().out.splitlines()]
+    assert actions == ["subject_erase"] * 2 + ["subject_export"] * 2
