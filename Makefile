@@ -10,7 +10,7 @@ bootstrap:
 	@bash scripts/bootstrap.sh
 
 demo: bootstrap
-	$(VENV)/bin/cccd-edge demo
+	$(VENV)/bin/cccd-edge demo --serve
 
 test: bootstrap
 	$(VENV)/bin/ruff check edge tests hil_tests bench provisioning

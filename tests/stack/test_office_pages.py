@@ -28,6 +28,9 @@ from edge.daemon.office_commands import CommandVerifier, ReplayGuard
 from edge.errors import StorageError
 from edge.office.database import Database
 from edge.office.gateway_config import parse_gateway_config
+from edge.office.store import ResultStore
+from edge.office.verify import TerminalKeys
+from edge.office.ward_trust import WardTrust
 from edge.office.web.audit import AuditLog
 from edge.office.web.officers import Officer, Role
 from edge.office.web.server import Office, open_office
@@ -256,6 +259,25 @@ def test_a_stored_result_is_pushed_masked_and_a_reveal_is_audited_first(
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert NAME not in logged
     assert ID_NUMBER not in logged
+
+
+def test_a_result_another_instance_stored_reaches_the_page_too(office_factory: Callable[..., Setup],
+                                                                tmp_path: Path) -> None:
+    """Several gateway instances share the results: the page's feed reads the store by cursor, so a result stored
+    by another instance (here: another store on the same database, as a second process would) is pushed as well."""
+    storage = tmp_path / "shared.db"
+    setup = office_factory(storage)
+    lan = _login(setup, "lan")
+    stream = Stream(lan, "/counter/T-01/stream")
+    other = ResultStore(storage, TerminalKeys({}, WardTrust.load(setup.ward.ca_path, None)), instance="office-2")
+    try:
+        terminal = setup.ward.terminal("T-01", issued=dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
+        outcome = other.ingest(terminal.token(7, now=int(time.time())), time.time())
+        assert outcome.status == "stored"
+        view = stream.next("result")
+        assert (view["key"]["jti"], view["seq"]) == (outcome.jti, 7)
+    finally:
+        other.close()
 
 
 def test_a_desk_read_is_audited_signed_with_a_registered_challenge_and_its_progress_filtered(
