@@ -33,8 +33,10 @@ def test_a_desk_read_request_verifies_at_its_terminal_with_a_fresh_challenge(war
     first = sign_read_request(ward_key, ward="26734", terminal="T-01", key=CanKey("012345"), now=NOW,
                               profile=ProcedureProfile.IDENTITY, include_photo=True)
     second = sign_read_request(ward_key, ward="26734", terminal="T-01", key=CanKey("012345"), now=NOW)
-    assert first.challenge is not None and len(first.challenge) == 8
-    assert first.challenge != second.challenge and first.jti != second.jti
+    assert first.challenge is not None
+    assert len(first.challenge) == 8
+    assert first.challenge != second.challenge
+    assert first.jti != second.jti
     assert first.topic("cccd-edge/v1") == "cccd-edge/v1/26734/T-01/cmd"
     command = _verifier(ward_key, tmp_path).verify(first.token, NOW + 1)
     assert isinstance(command, ReadCommand)
