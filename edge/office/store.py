@@ -67,6 +67,9 @@ from edge.protocol.procedures import PROCEDURES, ProcedureProfile, procedure
 
 log = logging.getLogger(__name__)
 
+#: Rows one multi-row INSERT carries (15 parameters each: far below SQLite's 32,766 and PostgreSQL's 65,535).
+_ROWS_PER_STATEMENT = 200
+
 
 def _schema(db: Database) -> list[str]:
     t = db.types
@@ -425,20 +428,30 @@ class ResultStore:
         db = self._db
         with db.transaction():
             # In key order: two instances inserting overlapping batches take the keys' locks in the same order,
-            # so neither waits for the other in a circle.
-            inserted = [False] * len(checked)
-            for index in sorted(range(len(checked)), key=lambda i: (checked[i][0].iss, checked[i][0].jti)):
-                result, active_auth = checked[index]
-                inserted[index] = db.execute(
-                    "INSERT INTO results (iss, jti, seq, received, verdict, document, token, iat, flags, ward, kid, "
-                    "active_auth, stored_by, subject, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (iss, jti) DO NOTHING",
-                    (result.iss, result.jti, result.seq, now, result.document.verdict.value,
+            # so neither waits for the other in a circle. A few multi-row statements, not one per result: the
+            # round trips were most of a batch's time (bench/fleet.py); RETURNING names the rows that are new.
+            order = sorted(range(len(checked)), key=lambda i: (checked[i][0].iss, checked[i][0].jti))
+            rows = [(result.iss, result.jti, result.seq, now, result.document.verdict.value,
                      result.document.to_json().decode(), result.token, result.iat,
                      json.dumps([flag.value for flag in result.flags]), result.document.ward_code, result.kid,
                      json.dumps(active_auth.as_dict()) if active_auth is not None else None, self._instance,
-                     self._subject(result), self._result_expiry(result, now)),
-                ).rowcount > 0
+                     self._subject(result), self._result_expiry(result, now))
+                    for result, active_auth in (checked[index] for index in order)]  # fmt: skip
+            new_keys: set[tuple[str, str]] = set()
+            for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+                chunk = rows[start:start + _ROWS_PER_STATEMENT]
+                values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+                statement = ("INSERT INTO results (iss, jti, seq, received, verdict, document, token, iat, flags, "  # noqa: S608  # placeholders only
+                             f"ward, kid, active_auth, stored_by, subject, expires) VALUES {values} "
+                             "ON CONFLICT (iss, jti) DO NOTHING RETURNING iss, jti")
+                new_keys.update((str(iss), str(jti))
+                                for iss, jti in db.execute(statement, [value for row in chunk for value in row]))
+            inserted = [False] * len(checked)
+            for index in order:  # a result twice in one batch: its first copy is the stored one
+                key = (checked[index][0].iss, checked[index][0].jti)
+                if key in new_keys:
+                    inserted[index] = True
+                    new_keys.discard(key)
             new_gaps = self._book_seqs([result for (result, _), new in zip(checked, inserted, strict=True) if new])
             flags: list[tuple[str, ...]] = []
             for (result, _), new in zip(checked, inserted, strict=True):
@@ -545,12 +558,21 @@ class ResultStore:
         for result in results:
             by_terminal.setdefault(result.iss, []).append(result)
         opened: dict[int, tuple[int, ...]] = {}
-        for iss in sorted(by_terminal):  # one lock order for every instance
-            # One statement: the terminal's row created if new, locked (an upsert's update takes the row lock in
-            # PostgreSQL; SQLite's BEGIN IMMEDIATE holds the file) and its highest seq read.
-            (stored_max,) = db.execute(
-                "INSERT INTO terminals (iss, max_seq) VALUES (?, 0) ON CONFLICT (iss) DO UPDATE "
-                "SET max_seq = terminals.max_seq RETURNING max_seq", (iss,)).fetchone()
+        terminals = sorted(by_terminal)  # one lock order for every instance
+        stored_maxima: dict[str, int] = {}
+        for start in range(0, len(terminals), _ROWS_PER_STATEMENT):
+            # One statement for many terminals: each row created if new, locked (an upsert's update takes the row
+            # lock in PostgreSQL, in the order of the rows; SQLite's BEGIN IMMEDIATE holds the file) and its
+            # highest seq read.
+            chunk = terminals[start:start + _ROWS_PER_STATEMENT]
+            stored_maxima.update((str(iss), int(max_seq)) for iss, max_seq in db.execute(
+                f"INSERT INTO terminals (iss, max_seq) VALUES {', '.join(['(?, 0)'] * len(chunk))} "  # noqa: S608
+                "ON CONFLICT (iss) DO UPDATE SET max_seq = terminals.max_seq RETURNING iss, max_seq", chunk))
+        missing_rows: list[tuple[str, int]] = []
+        found_rows: list[tuple[str, int]] = []
+        maxima: list[tuple[int, str]] = []
+        for iss in terminals:
+            stored_max = stored_maxima[iss]
             highest, added, filled = stored_max, set[int](), set[int]()
             for result in by_terminal[iss]:
                 if result.seq > highest:
@@ -562,13 +584,16 @@ class ResultStore:
                     added.discard(result.seq)
                 else:
                     filled.add(result.seq)
-            if added:
-                db.executemany("INSERT INTO missing (iss, seq) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                               [(iss, seq) for seq in sorted(added)])
-            if filled:
-                db.executemany("DELETE FROM missing WHERE iss=? AND seq=?", [(iss, seq) for seq in sorted(filled)])
+            missing_rows += [(iss, seq) for seq in sorted(added)]
+            found_rows += [(iss, seq) for seq in sorted(filled)]
             if highest > stored_max:
-                db.execute("UPDATE terminals SET max_seq=? WHERE iss=?", (highest, iss))
+                maxima.append((highest, iss))
+        if missing_rows:
+            db.executemany("INSERT INTO missing (iss, seq) VALUES (?, ?) ON CONFLICT DO NOTHING", missing_rows)
+        if found_rows:
+            db.executemany("DELETE FROM missing WHERE iss=? AND seq=?", found_rows)
+        if maxima:
+            db.executemany("UPDATE terminals SET max_seq=? WHERE iss=?", maxima)
         return opened
 
     def record_online_answer(self, jti: str, answer: bytes, now: float, *, iss: str | None = None) -> OnlineAnswer:
