@@ -148,6 +148,7 @@
   }
   function finishRequest() {
     pendingRequest = null;
+    if ($("can")) $("can").value = "";  // the CAN is part of the ID number: not left in the form
     if ($("cancel-read")) $("cancel-read").disabled = true;
     if ($("read-card")) $("read-card").disabled = false;
   }
