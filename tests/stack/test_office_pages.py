@@ -6,6 +6,7 @@ first. The browser's view of the same is tests/stack/test_officer_screen.py."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import logging
 import queue
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge import signers
+from edge.cli import main
 from edge.daemon.mqtt import close_loop_sockets
 from edge.daemon.office_commands import CommandVerifier, ReplayGuard
 from edge.errors import StorageError
@@ -225,9 +227,10 @@ def test_roles_keep_each_officer_to_their_own(office_factory: Callable[..., Setu
 
 
 def test_a_stored_result_is_pushed_masked_and_a_reveal_is_audited_first(
-        office_factory: Callable[..., Setup], caplog: pytest.LogCaptureFixture) -> None:
+        office_factory: Callable[..., Setup], caplog: pytest.LogCaptureFixture, office_db: str | Path) -> None:
+    """On both databases: the accounts, sessions and audit log live beside the results."""
     caplog.set_level(logging.DEBUG)
-    setup = office_factory()
+    setup = office_factory(office_db)
     lan = _login(setup, "lan")
     stream = Stream(lan, "/counter/T-01/stream")
     assert stream.status == 200
@@ -372,3 +375,35 @@ def test_no_code_path_changes_the_audit_log() -> None:
                         (Path(__file__).resolve().parents[2] / "edge").rglob("*.py"))  # fmt: skip
     assert "UPDATE audit_log" not in sources
     assert "DELETE FROM audit_log" not in sources
+
+
+def test_the_demo_panel_exists_only_in_the_demo(office_factory: Callable[..., Setup]) -> None:
+    setup = office_factory()
+    lan = _login(setup, "lan")
+    csrf = _csrf(lan, "/counter/T-01")
+    assert 'id="demo"' not in lan.get("/counter/T-01", headers={"accept": "text/html"}).text
+    assert lan.post("/demo/tap", json={"card": "genuine"}, headers={"x-csrf-token": csrf}).status_code == 404
+
+
+def test_officer_accounts_from_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    ward = make_ward(tmp_path / "ward")
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'instance = "office-1"\nward = "{WARD}"\n[storage]\nurl = "sqlite:///{tmp_path}/office.db"\n'
+                      f'[trust]\nward_ca = "{ward.ca_path}"\n[web]\nport = 0\n', encoding="utf-8")
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    assert main(["gateway", "officer", "add", "lan", "--role", "officer", "--counter", "T-01", "--password-stdin",
+                 "--config", str(config)]) == 0
+    assert PASSWORD not in capsys.readouterr().out
+    assert main(["gateway", "officer", "list", "--config", str(config)]) == 0
+    (listed,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert listed == {"username": "lan", "role": "officer", "counters": ["T-01"], "display_name": "",
+                      "disabled": False}
+    db = Database(f"sqlite:///{tmp_path}/office.db")
+    try:
+        (stored,) = db.execute("SELECT password_hash FROM officers").fetchone()
+        assert stored.startswith("$argon2id$")
+    finally:
+        db.close()
+    assert main(["gateway", "officer", "disable", "lan", "--config", str(config)]) == 0
+    assert main(["gateway", "audit", "--config", str(config)]) == 0
