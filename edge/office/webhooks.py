@@ -75,6 +75,8 @@ PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 #: Bytes of a receiver's answer read (and thrown away) before the connection is closed.
 _MAX_ANSWER_BYTES = 64 * 1024
 _MAX_ERROR_CHARS = 300
+#: Rows one multi-row statement carries when a batch is queued.
+_ROWS_PER_STATEMENT = 200
 
 
 # --- the signature -------------------------------------------------------------------------------------------------
@@ -234,19 +236,35 @@ class WebhookQueue:
         if not wanted:
             return 0
         added = 0
+        wanted.sort(key=lambda row: (row[0].name, row[1], row[2]))
         with self._db.transaction():
-            for endpoint, iss, jti, ward in sorted(wanted, key=lambda row: (row[0].name, row[1], row[2])):
+            # A batch in a few statements (the gateway queues before it acknowledges: this is on its hot path): the
+            # terminals each jti is queued for already, then the rows, several per INSERT.
+            users: dict[tuple[str, str], set[str]] = {}  # (endpoint, jti) -> the terminals whose result has it
+            for name in sorted({endpoint.name for endpoint, *_ in wanted}):
+                jtis = sorted({jti for endpoint, _, jti, _ in wanted if endpoint.name == name})
+                for start in range(0, len(jtis), _ROWS_PER_STATEMENT):
+                    chunk = jtis[start:start + _ROWS_PER_STATEMENT]
+                    for jti, iss in self._db.execute(
+                            "SELECT jti, iss FROM webhook_deliveries WHERE endpoint=? AND jti IN "  # noqa: S608
+                            f"({', '.join('?' * len(chunk))})", (name, *chunk)):  # placeholders only
+                        users.setdefault((name, str(jti)), set()).add(str(iss))
+            rows: list[tuple[Any, ...]] = []
+            for endpoint, iss, jti, ward in wanted:
                 state, error = PENDING, None
                 if not WEBHOOK_ID_PATTERN.match(jti):
                     state, error = DEAD, "jti is not usable as webhook-id (1-128 of A-Z a-z 0-9 _ -): not sent"
-                elif self._db.execute("SELECT 1 FROM webhook_deliveries WHERE endpoint=? AND jti=? AND iss<>?",
-                                      (endpoint.name, jti, iss)).fetchone() is not None:
+                elif users.get((endpoint.name, jti), set()) - {iss}:
                     state, error = DEAD, ("another terminal's result used this jti: sent under it as webhook-id, "
                                           "the receiver would drop one of the two; not sent")
-                added += self._db.execute(
-                    "INSERT INTO webhook_deliveries (endpoint, event, iss, jti, ward, state, next_attempt, "
-                    "last_error, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (endpoint, iss, jti) "
-                    "DO NOTHING", (endpoint.name, RESULT_STORED, iss, jti, ward, state, now, error, now)).rowcount
+                users.setdefault((endpoint.name, jti), set()).add(iss)
+                rows.append((endpoint.name, RESULT_STORED, iss, jti, ward, state, now, error, now))
+            for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+                part = rows[start:start + _ROWS_PER_STATEMENT]
+                added += len(list(self._db.execute(
+                    "INSERT INTO webhook_deliveries (endpoint, event, iss, jti, ward, state, next_attempt, "  # noqa: S608
+                    f"last_error, created) VALUES {', '.join(['(?, ?, ?, ?, ?, ?, ?, ?, ?)'] * len(part))} "
+                    "ON CONFLICT (endpoint, iss, jti) DO NOTHING RETURNING id", [v for row in part for v in row])))
         if added and self.on_enqueued is not None:
             self.on_enqueued()
         return added
