@@ -146,6 +146,9 @@ class MqttSettings:
 PUBLISHER_THREAD = "publisher"
 #: Events are not kept by the terminal: the broker keeps them a week for an office that was away.
 EVENT_EXPIRY = 7 * 24 * 3600
+#: Receipts checked in one publisher turn (each costs two fsyncs): a burst is spread over turns, so the turn stays
+#: well inside the liveness deadline and PUBACKs are booked in between.
+RECEIPTS_PER_TURN = 32
 
 
 def close_loop_sockets(client: mqtt.Client) -> None:
@@ -611,9 +614,10 @@ class ResultPublisher:
         self._republish_loaded = True
 
     def _apply_receipts(self) -> int:
-        """Check each receipt that arrived; delete the results a believed one names. Returns how many arrived."""
+        """Check the receipts that arrived (at most :data:`RECEIPTS_PER_TURN`); delete the results a believed one
+        names. Returns how many were checked."""
         arrived = 0
-        while self._receipts is not None:
+        while self._receipts is not None and arrived < RECEIPTS_PER_TURN:
             try:
                 payload = self._receipt_payloads.get_nowait()
             except queue.Empty:
