@@ -407,3 +407,26 @@ def test_officer_accounts_from_the_command_line(tmp_path: Path, monkeypatch: pyt
         db.close()
     assert main(["gateway", "officer", "disable", "lan", "--config", str(config)]) == 0
     assert main(["gateway", "audit", "--config", str(config)]) == 0
+
+
+def test_a_result_retention_reduced_leaves_the_counter_and_the_fleet_still_lists_its_terminal(
+        office_factory: Callable[..., Setup]) -> None:
+    setup = office_factory()
+    setup.peer.publish("T-01", "status", json.dumps({"state": "online", "terminal_state": "ready"}).encode(),
+                       retain=True)
+    terminal = setup.ward.terminal("T-01", issued=dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
+    setup.peer.publish("T-01", "result", terminal.token(1, now=int(time.time())))
+    lan = _login(setup, "lan")
+    deadline = time.monotonic() + 15
+    while lan.get("/counter/T-01/latest").json() is None:
+        assert time.monotonic() < deadline, "the result never arrived"
+        time.sleep(0.05)
+    key = lan.get("/counter/T-01/latest").json()["key"]
+    setup.office.gateway.store.reduce([(key["iss"], key["jti"])], time.time())
+    assert lan.get("/counter/T-01/latest").json() is None  # nothing personal left to show
+    csrf = _csrf(lan, "/counter/T-01")
+    assert lan.post("/counter/T-01/reveal", json={**key, "reason": "Đăng ký thường trú"},
+                    headers={"x-csrf-token": csrf}).status_code == 404
+    (row,) = lan.get("/fleet/data").json()["terminals"]  # its last result keeps no token: no certificate to read
+    assert (row["terminal"], row["cert_expiry"]) == ("T-01", None)
+    assert row["last_result"] is not None

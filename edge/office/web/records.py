@@ -16,6 +16,7 @@ from typing import Any
 
 from cryptography import x509
 
+from edge.errors import EdgeError
 from edge.logsetup import mask_date, mask_id, mask_name, mask_text
 from edge.office.admin_units import ADDRESS_FIELDS, map_addresses
 from edge.office.database import Database
@@ -143,7 +144,7 @@ def certificate_expiry(token: str) -> float | None:
         if not chain:
             return None
         return x509.load_der_x509_certificate(chain[0]).not_valid_after_utc.timestamp()
-    except (ValueError, TypeError):
+    except (EdgeError, ValueError, TypeError):  # a reduced result keeps no token
         return None
 
 
