@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -240,6 +241,10 @@ def test_forged_foreign_expired_replayed_and_unsigned_receipts_are_refused_repor
     side.outbox.enqueue(t1.token)
     side.publisher.notify()
     assert side.publisher.wait_published(WAIT)
+    link = side.publisher._client.socket()
+    assert isinstance(link, socket.socket)
+    # Nagle off: the PUBACK owed for a receipt no longer holds the next result for the broker's delayed ACK (40 ms)
+    assert link.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     (first, second) = side.outbox.entries([entry_id for entry_id, _ in side.outbox.awaiting()])
     names = [(first.seq, str(first.jti))]
 
