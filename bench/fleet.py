@@ -61,7 +61,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
@@ -407,6 +407,7 @@ def worker_main(spec_path: Path) -> int:
     worker.close()
     Path(spec["report"]).write_text(json.dumps(report), encoding="utf-8")
     print("done", flush=True)
+    sys.stdin.readline()  # "bye": the bench has read this process's CPU time
     return 0
 
 
@@ -518,6 +519,59 @@ class Faults:
         return any(start <= at <= end for _, start, end in self.windows)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a live process (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(parent: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+class CpuAccount:
+    """CPU seconds each part of the bench used between :meth:`start` and :meth:`stop` (a gateway killed -9 takes
+    its share with it; the restarted one is counted from its start)."""
+
+    def __init__(self, parts: dict[str, Callable[[], list[int]]]) -> None:
+        self._parts = parts
+        self._seen: dict[int, float] = {}
+        self.used: dict[str, float] = {}
+        self._started = 0.0
+        self.wall = 0.0
+
+    def _sample(self) -> dict[str, dict[int, float]]:
+        return {name: {pid: _cpu_seconds(pid) for pid in pids()} for name, pids in self._parts.items()}
+
+    def start(self) -> None:
+        self._first = self._sample()
+        self._started = time.monotonic()
+
+    def stop(self) -> None:
+        self.wall = time.monotonic() - self._started
+        for name, now in self._sample().items():
+            before = self._first.get(name, {})
+            self.used[name] = sum(cpu - before.get(pid, 0.0) for pid, cpu in now.items())
+
+    def report(self) -> str:
+        cores = os.cpu_count() or 1
+        total = sum(self.used.values())
+        return (f"CPU over {self.wall:.0f} s ({cores} cores = {cores * self.wall:.0f} core-s): "
+                + ", ".join(f"{name} {used:.0f} s" for name, used in sorted(self.used.items(), key=lambda i: -i[1]))
+                + f"; together {total / (cores * self.wall):.0%} of the machine")
+
+
 def percentile(sorted_values: Sequence[float], share: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * share))]
 
@@ -528,10 +582,10 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=1000.0, help="results/s offered by the whole fleet")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of publishing")
     parser.add_argument("--workers", type=int, default=4, help="processes the simulated terminals share")
-    parser.add_argument("--receipt-timeout", type=float, default=10.0,
-                        help="the terminals' delivery.receipt_timeout (the daemon's default is 60 s; 10 s keeps the "
+    parser.add_argument("--receipt-timeout", type=float, default=20.0,
+                        help="the terminals' delivery.receipt_timeout (the daemon's default is 60 s; 20 s keeps the "
                         "run short): a result without a receipt this long after its PUBACK is published again")
-    parser.add_argument("--republish-cap", type=float, default=60.0,
+    parser.add_argument("--republish-cap", type=float, default=120.0,
                         help="the terminals' delivery.republish_max_delay: the doubling waits stop growing here")
     parser.add_argument("--kill-at", type=float, default=20.0, help="seconds in: kill -9 one gateway instance")
     parser.add_argument("--gateway-restart", type=float, default=1.0, help="...and start it again this much later")
@@ -626,6 +680,15 @@ def run(tmp: Path, args: argparse.Namespace) -> int:
         print(f"{args.terminals} terminals in {args.workers} processes: {per_terminal * args.terminals:,} results "
               f"signed (x5c) in {signing:.1f} s; all connected (mutual TLS) "
               f"{time.monotonic() - connecting:.1f} s after the processes started")
+        postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+        cpu = CpuAccount({
+            "terminals (simulated)": lambda: [worker.pid for worker in workers],
+            "gateways": lambda: [g.process.pid for g in gateways if g.process is not None],
+            "postgresql": lambda: [postmaster, *_children(postmaster)],
+            "mosquitto": lambda: [broker.pid] if broker.pid is not None else [],
+            "bench (webhook receiver)": lambda: [os.getpid()],
+        })
+        cpu.start()
         t0 = time.monotonic() + 0.5
         wall0 = time.time() + 0.5
         for worker in workers:
@@ -641,6 +704,11 @@ def run(tmp: Path, args: argparse.Namespace) -> int:
             line = _read_line(worker.stdout, timeout=args.duration + args.drain + 120)
             if line != "done":
                 raise SystemExit(f"fleet: a worker ended with {line!r}")
+        cpu.stop()  # before the workers exit and take their CPU times with them
+        for worker in workers:
+            assert worker.stdin is not None
+            worker.stdin.write("bye\n")
+            worker.stdin.flush()
             worker.wait(30)
         if fault_thread is not None:
             fault_thread.join(60)
@@ -649,6 +717,7 @@ def run(tmp: Path, args: argparse.Namespace) -> int:
         time.sleep(1.0)  # a late duplicate would show now
         reports = [json.loads((tmp / f"worker-{n}.json").read_text(encoding="utf-8")) for n in range(len(workers))]
         _print_figures(args, reports, faults, url, t0, wall0, gateways, webhooks)
+        print(cpu.report())
     finally:
         if webhooks is not None:
             webhooks.close()
@@ -733,7 +802,10 @@ def _print_figures(args: argparse.Namespace, reports: list[dict[str, Any]], faul
     finally:
         store.close()
     published = [row for row in results if row[5] > 0]
-    lost = [row for row in published if (row[0], row[2]) not in stored]
+    # Lost: a result its terminal let go of (a receipt named it) that the database does not hold. A result not
+    # stored when the run ends is not lost: its terminal still holds it and goes on publishing it.
+    lost = [row for row in published if (row[0], row[2]) not in stored and row[4] is not None]
+    pending = [row for row in published if (row[0], row[2]) not in stored and row[4] is None]
     unreceipted = [row for row in published if row[4] is None]
     outside = sorted((row[4] - row[3]) * 1000 for row in published if row[4] is not None and not faults.inside(row[3]))
     inside = sorted((row[4] - row[3]) * 1000 for row in published if row[4] is not None and faults.inside(row[3]))
@@ -779,7 +851,8 @@ def _print_figures(args: argparse.Namespace, reports: list[dict[str, Any]], faul
               f"terminals back; from the broker listening again: p50 {statistics.median(herd):.2f} s, "
               f"p90 {percentile(herd, 0.9):.2f} s, all {herd[-1]:.2f} s"
               + (f"; {missing} never came back" if missing else ""))
-    print(f"lost {len(lost)} (published, never stored), not receipted at the end {len(unreceipted)}, "
+    print(f"lost {len(lost)} (receipted, not stored); not stored when the run ended {len(pending)} (still held by "
+          f"their terminals), not receipted {len(unreceipted)}; "
           f"duplicate rows {rows - distinct}, quarantined {quarantined}")
     print(f"results published more than once {republished:,} (republished on timeout {counters['republished']:,}); "
           f"receipts verified {counters['receipts']:,}, results receipted again {counters['results receipted again']:,}"
