@@ -36,6 +36,7 @@ class ReaderWatcher:
         self._lock = threading.Lock()  # presence and the stored-result mark change together
         self._present = False
         self._present_reader: str | None = None
+        self._card: tuple[str, int] | None = None  # (reader, its card-event count) of the card on the reader
         self._reader_available = True
         #: Set once a result for the card now on the reader is stored, cleared when that card leaves: a QR left in
         #: view fires again after ``camera.qr_repeat_after`` (a retry without lifting the card after a failed read),
@@ -83,6 +84,7 @@ class ReaderWatcher:
 
     def card_left(self) -> None:
         """The worker's read ran into the card's removal: say so before PC/SC's next change does."""
+        self._card = None
         self._set_presence(False)
 
     def result_stored(self) -> None:
@@ -104,7 +106,14 @@ class ReaderWatcher:
             self._reader_available = available
             log.warning("card reader %s", "back" if available else "lost")
             self._shared.post(DeviceChanged(self._shared.monotonic(), "reader", available))
-        self._present_reader = holding[0] if holding else None
+        holder = next((state for state in relevant if state.presence is CardPresence.PRESENT), None)
+        self._present_reader = holder.name if holder else None
+        card = (holder.name, holder.card_events) if holder else None
+        if card is not None and self._card is not None and card != self._card and self._present:
+            # Another card, or the same one lifted and put back, between two looks: its result is not this one's.
+            log.info("the card on the reader changed between two looks")
+            self._set_presence(False)
+        self._card = card
         self._set_presence(bool(holding))
 
     def _set_presence(self, present: bool) -> None:

@@ -27,6 +27,9 @@ class ReaderState:
     name: str
     presence: CardPresence
     atr: bytes = b""
+    #: How many times a card came or went on this reader (pcsc-lite keeps the count in the upper word of
+    #: dwEventState): a card swapped between two looks changes it though the reader holds a card both times.
+    card_events: int = 0
 
 
 class CardConnection(ApduConnection, Protocol):

@@ -97,6 +97,11 @@ def _describe(hresult: int) -> str:
     return f"0x{_code(hresult):08X} ({text})"
 
 
+def _card_events(event_state: int) -> int:
+    """pcsc-lite's count of card insertions and removals on a reader, kept in dwEventState's upper word."""
+    return (event_state >> 16) & 0xFFFF
+
+
 def _presence(event_state: int) -> CardPresence:
     if event_state & (scard.SCARD_STATE_UNAVAILABLE | scard.SCARD_STATE_UNKNOWN | scard.SCARD_STATE_IGNORE):
         return CardPresence.NO_READER
@@ -239,13 +244,14 @@ class PcscReaderDriver:
             if name == PNP_NOTIFICATION:
                 continue
             self._known[name] = event_state & ~_STATE_CHANGED
-            result.append(ReaderState(name, _presence(event_state), bytes(atr)))
+            result.append(ReaderState(name, _presence(event_state), bytes(atr), _card_events(event_state)))
         return result
 
     def _current(self) -> list[ReaderState]:
         states = self._query(0.0)
         if states is None:  # unchanged since the last call: report what we know
-            return [ReaderState(name, _presence(state)) for name, state in self._known.items()]
+            return [ReaderState(name, _presence(state), card_events=_card_events(state))
+                    for name, state in self._known.items()]
         return states
 
     def readers(self) -> Sequence[ReaderState]:
@@ -271,7 +277,8 @@ class PcscReaderDriver:
                 states = self._query(remaining)
                 if states is not None:
                     return states
-                return [ReaderState(name, _presence(state)) for name, state in self._known.items()]
+                return [ReaderState(name, _presence(state), card_events=_card_events(state))
+                        for name, state in self._known.items()]
             except NoReaderError:
                 if self._context is None and time.monotonic() < deadline:
                     time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
