@@ -233,12 +233,18 @@ def test_plain_command_ends_the_session() -> None:
     assert send(card, CommandApdu(0x0C, 0xB0, 0x9E, 0, le=16)).sw == 0x6988
 
 
-def test_naked_errors_still_count_the_ssc() -> None:
+def test_naked_errors_are_not_counted_unless_the_quirk_says_so() -> None:
+    """A naked answer is a refusal before secure messaging: the chip's SSC stays (gmrtd #457); the counted variant
+    moves it by two, as a chip that counted and answered naked anyway would."""
     card, security = secured_card(naked_errors=True)
     send(card, CommandApdu(0x00, 0x84, 0, 0, le=8))
     assert send(card, CommandApdu(0x0C, 0xB0, 0x8B, 0, le=16)) == ResponseApdu(b"", 0x6A82)
-    assert security.ssc == 2
+    assert security.ssc == 0
     assert security.session_active
+    counting, counted = secured_card(naked_errors=True, naked_errors_counted=True)
+    send(counting, CommandApdu(0x00, 0x84, 0, 0, le=8))
+    assert send(counting, CommandApdu(0x0C, 0xB0, 0x8B, 0, le=16)) == ResponseApdu(b"", 0x6A82)
+    assert counted.ssc == 2
     wrapped_card, _ = secured_card()
     send(wrapped_card, CommandApdu(0x00, 0x84, 0, 0, le=8))
     assert send(wrapped_card, CommandApdu(0x0C, 0xB0, 0x8B, 0, le=16)).data == b"\x99\x02\x6a\x82"
