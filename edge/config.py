@@ -30,6 +30,7 @@ from edge.errors import ConfigError
 from edge.protocol.pkcs11_uri import SCHEME as PKCS11_SCHEME
 from edge.protocol.pkcs11_uri import Pkcs11Uri, parse_pkcs11_uri
 from edge.protocol.procedures import procedure
+from edge.protocol.readers import READER_LED_CHANNEL, by_key
 from edge.protocol.result import ProcedureProfile
 
 _TOPIC_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -141,17 +142,39 @@ class DeliveryConfig(_Section):
 
 
 class IndicatorConfig(_Section):
-    """Either three LEDs (green/amber/red) or one RGB LED; a buzzer is optional."""
+    """Either three LEDs (green/amber/red) or one RGB LED, a buzzer optional; or no GPIO at all (``gpio = false``,
+    a USB-only terminal) with the reader's own LEDs. ``reader_leds``: "auto" shows the states on the reader's LEDs
+    when its profile has a driven LED channel, "off" never, a profile key (``cccd-edge readers``) treats the reader's
+    LEDs as that profile's (a rebadged reader the name does not give away)."""
 
+    gpio: bool = True
     green: Pin | None = 17
     amber: Pin | None = 27
     red: Pin | None = 22
     rgb: tuple[Pin, Pin, Pin] | None = None  # (red, green, blue) pins of one RGB LED; replaces the three LEDs
     buzzer: Pin | None = None  # many counters are quiet rooms: off unless wired
     active_high: bool = True
+    reader_leds: str = "auto"
+
+    @field_validator("reader_leds")
+    @classmethod
+    def _driven_led_channel(cls, value: str) -> str:
+        if value in ("auto", "off"):
+            return value
+        try:
+            profile = by_key(value)
+        except KeyError:
+            raise ValueError(f'{value!r} is neither "auto", "off" nor a reader profile key') from None
+        if profile.indicator_channel != READER_LED_CHANNEL:
+            raise ValueError(f"reader profile {value!r}: its LEDs are not driven ({profile.indicator_channel})")
+        return value
 
     @model_validator(mode="after")
     def _one_kind(self) -> IndicatorConfig:
+        if not self.gpio:
+            if self.reader_leds == "off":
+                raise ValueError("gpio = false and reader_leds = \"off\": the officer would see nothing")
+            return self
         if self.rgb is None and None in (self.green, self.amber, self.red):
             raise ValueError("set all of green, amber, red, or set rgb")
         pins = [p for p in (*(self.rgb or (self.green, self.amber, self.red)), self.buzzer) if p is not None]

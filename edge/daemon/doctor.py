@@ -673,6 +673,8 @@ def check_leds(config: IndicatorConfig, *, pin_factory: Any = None,
     gpiozero's own choice, as in the daemon (``GPIOZERO_PIN_FACTORY``, else the board's)."""
     from edge.drivers.leds import AMBER, GREEN, RED, Indicators
 
+    if not config.gpio:
+        return _skipped("leds", "no GPIO indicators (indicators.gpio = false)")
     try:
         indicators = Indicators(config, pin_factory=pin_factory)
     except EdgeError as exc:

@@ -37,7 +37,7 @@ from edge.daemon.tap import key_from_command
 from edge.daemon.threads import TICK_SECONDS, CommandArrived, DeliveryNews, LoopItem, Shared
 from edge.daemon.trust import TerminalTrust
 from edge.daemon.worker import Worker
-from edge.drivers.leds import Indicators
+from edge.drivers.reader_leds import IndicatorBackend
 from edge.errors import CommandRejectedError
 from edge.logsetup import log_unexpected
 from edge.protocol.commands import CancelCommand, PingCommand, ReadCommand
@@ -55,7 +55,7 @@ class TerminalLoop:
     from another thread)."""
 
     def __init__(self, shared: Shared, machine: Machine, *, worker: Worker, results: ResultStore,
-                 publisher: ResultPublisher, indicators: Indicators, clock: ClockState, trust: TerminalTrust,
+                 publisher: ResultPublisher, indicators: IndicatorBackend, clock: ClockState, trust: TerminalTrust,
                  commands: CommandVerifier | None) -> None:  # fmt: skip
         self._shared = shared
         self._machine = machine

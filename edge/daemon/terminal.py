@@ -39,6 +39,7 @@ from edge.daemon.trust import TerminalTrust
 from edge.daemon.worker import Worker
 from edge.drivers.base import CardReaderDriver, FrameSource, QrDecoder
 from edge.drivers.leds import Indicators
+from edge.drivers.reader_leds import CombinedIndicators, IndicatorBackend, ReaderIndicators
 from edge.errors import ConfigError
 from edge.protocol.jose import Signer, key_id
 from edge.protocol.receipt import ReceiptClaims
@@ -86,7 +87,7 @@ class Terminal:
         self._signer: Signer | None = None
         self._outbox: Outbox | None = None
         self._publisher: ResultPublisher | None = None
-        self._indicators: Indicators | None = None
+        self._indicators: IndicatorBackend | None = None
         self._replay: ReplayGuard | None = None
         self._receipt_replay: ReplayGuard | None = None
         self._watcher: ReaderWatcher | None = None
@@ -192,8 +193,8 @@ class Terminal:
         trust = TerminalTrust(shared, paths.trust_store, paths.state_dir, ward_code=config.ward_code,
                               list_keys=list_keys(ward=ward_key, province=province))  # fmt: skip
         trust.current()
-        self._indicators = indicators = Indicators(config.indicators, pin_factory=self._pin_factory)
-        indicators.show(Snapshot().indicator.value)
+        if config.indicators.gpio:  # opened first: pins held by another process fail the start at once
+            self._indicators = Indicators(config.indicators, pin_factory=self._pin_factory)
         self._time = clock = ClockState(paths.state_dir / CLOCK_FILE, ntp=self._ntp, monotonic=shared.monotonic)
         self._outbox = outbox = Outbox(paths.state_dir / OUTBOX_FILE, max_count=config.outbox.max_count,
                                        max_bytes=config.outbox.max_bytes,
@@ -217,7 +218,10 @@ class Terminal:
         shared.events_to(publisher.publish_event)
         shared.post(DeliveryNews())
         results = ResultStore(shared, Sealer(signer, config.terminal_id, encrypt_to, certificate), outbox, publisher)
-        self._watcher = watcher = ReaderWatcher(shared, self._reader, config.reader_name)
+        reader_leds = config.indicators.reader_leds if config.indicators.reader_leds != "off" else None
+        self._watcher = watcher = ReaderWatcher(shared, self._reader, config.reader_name, reader_leds=reader_leds)
+        self._indicators = indicators = self._indicators_with_reader(watcher if reader_leds is not None else None)
+        indicators.show(Snapshot().indicator.value)
         self._camera = camera = QrCamera(shared, config.camera, camera=self._camera_source, decoder=self._decoder,
                                          result_stored_for_card=watcher.result_stored_for_card)  # fmt: skip
         worker = Worker(shared, reader=self._reader, watcher=watcher, reader_name=config.reader_name,
@@ -228,6 +232,14 @@ class Terminal:
                                          publisher=publisher, indicators=indicators, clock=clock, trust=trust,
                                          commands=commands)  # fmt: skip
         return [("loop", loop.run), ("reader", watcher.run), ("camera", camera.run), ("worker", worker.run)]
+
+    def _indicators_with_reader(self, watcher: ReaderWatcher | None) -> IndicatorBackend:
+        """Every state on the GPIO LEDs (when wired) and on the reader's own (``watcher``: when enabled; the watcher
+        holds the PC/SC context they need, and skips a reader whose profile has no LEDs the terminal drives)."""
+        parts: list[IndicatorBackend] = [self._indicators] if self._indicators is not None else []
+        if watcher is not None:
+            parts.append(ReaderIndicators(watcher.send_to_reader))
+        return parts[0] if len(parts) == 1 else CombinedIndicators(*parts)
 
     def _receipt_checker(self, clock: ClockState) -> ReceiptChecker:
         """What believes the office's receipts (``delivery.mode = "receipt"``): without a key to verify them no

@@ -12,6 +12,7 @@ from enum import Enum
 from typing import Protocol
 
 from edge.protocol.apdu import ApduConnection
+from edge.protocol.readers import ReaderProfile
 
 
 class CardPresence(Enum):
@@ -69,6 +70,15 @@ class CardReaderDriver(Protocol):
 
     def connect(self, reader_name: str | None = None) -> CardConnection:
         """Connect to the card on ``reader_name`` (or the first reader holding a card)."""
+        ...
+
+    def escape(self, reader_name: str, command: bytes, *, card_present: bool | None = None) -> bytes:
+        """Send a command the reader answers itself (its LEDs: ``edge.drivers.reader_leds``); the card sees none.
+        ``card_present``: whether a card lies there, as the caller's watch knows (None: the driver looks)."""
+        ...
+
+    def profile(self, reader_name: str) -> ReaderProfile:
+        """What is known of ``reader_name``'s model (``edge.protocol.readers``): limits, LED channel."""
         ...
 
     def cancel(self) -> None:

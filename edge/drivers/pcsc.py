@@ -356,12 +356,14 @@ class PcscReaderDriver:
             log.info("reader %s: profile %s, %s", reader_name, profile.key, link.describe())
         return link
 
-    def escape(self, reader_name: str, command: bytes) -> bytes:
+    def escape(self, reader_name: str, command: bytes, *, card_present: bool | None = None) -> bytes:
         """Send a reader command (a pseudo-APDU such as ACS's ``FF 00 40``, which the reader answers itself) and
         return the answer: through ``SCardTransmit`` while a card lies on the reader (the card's state is left as it
-        is), else on a direct connection through ``SCardControl`` with the CCID escape code."""
+        is), else on a direct connection through ``SCardControl`` with the CCID escape code. ``card_present``: what
+        the caller's watch knows (None: looked up, which takes a change from the next :meth:`wait_for_change`)."""
         context = self._ensure_context()
-        present = any(s.name == reader_name and s.presence is CardPresence.PRESENT for s in self._current())
+        present = card_present if card_present is not None else any(
+            s.name == reader_name and s.presence is CardPresence.PRESENT for s in self._current())  # fmt: skip
         share = scard.SCARD_SHARE_SHARED if present else scard.SCARD_SHARE_DIRECT
         protocols = scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1 if present else 0
         hresult, handle, protocol = scard.SCardConnect(context, reader_name, share, protocols)

@@ -102,8 +102,15 @@ def pattern_support(pattern: Pattern) -> str:
     return "; ".join(notes) or "as the RGB LED"
 
 
-#: Sends one pseudo-APDU to the reader and returns its answer (``edge.drivers.pcsc.PcscReaderDriver.escape``).
-EscapeChannel = Callable[[bytes], bytes]
+#: Sends one pseudo-APDU to the reader and returns its answer (``edge.drivers.pcsc.PcscReaderDriver.escape``), or
+#: None when it was queued for the thread that holds the PC/SC context (which then checks the answer).
+EscapeChannel = Callable[[bytes], bytes | None]
+
+
+def check_answer(answer: bytes | None) -> None:
+    """Log a reader's refusal of an LED command (``90 xx`` is its yes); None: queued, checked when sent."""
+    if answer is not None and answer[:1] != b"\x90":
+        log.warning("reader LEDs: the reader answered %s", answer.hex())
 
 
 class ReaderIndicators:
@@ -139,8 +146,7 @@ class ReaderIndicators:
             log.warning("reader LEDs: %s", exc)
             return
         self.sent += 1
-        if answer[:1] != b"\x90":
-            log.warning("reader LEDs: the reader answered %s", answer.hex())
+        check_answer(answer)
 
     def _refresh(self) -> None:
         """Send a lasting pattern again shortly before its repetitions run out."""

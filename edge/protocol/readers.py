@@ -30,6 +30,8 @@ EXTENDED_RESPONSE_MAX = 65536 + 2
 #: How a reader's LEDs and buzzer are reached: the ACS pseudo-APDU ``FF 00 40`` (through SCardTransmit, intercepted
 #: by the reader, never seen by the card), ACS escape commands ``E0 00 00 2x`` (SCardControl only), or not at all.
 IndicatorChannel = Literal["acs-pseudo-apdu", "acs-escape", "none"]
+#: The channel the terminal drives (``edge.drivers.reader_leds``); ``acs-escape`` readers are not driven yet.
+READER_LED_CHANNEL: IndicatorChannel = "acs-pseudo-apdu"
 #: What a reader does to the card when an exchange fails: keeps its state, resets it, or nobody documents it.
 FailureEffect = Literal["keeps-card", "resets-card", "unknown"]
 

@@ -36,6 +36,8 @@ from edge.daemon.outbox import Outbox
 from edge.daemon.state import Indicator, State
 from edge.daemon.terminal import Terminal
 from edge.drivers.base import Frame
+from edge.drivers.leds import PATTERNS
+from edge.drivers.reader_leds import acs_led_command
 from edge.drivers.replay import ReplaySource
 from edge.errors import CameraError
 from edge.office.receiver import Outcome, Receiver, ResultStore
@@ -53,6 +55,8 @@ from edge.sim.chip_security import SimChipSecurity
 from edge.sim.model import FID_COM, FID_SOD, SimCardSpec, dg_fid
 from edge.sim.pki import load_or_create_pki
 from edge.sim.profile import load_profile
+from edge.sim.reader import ReaderModel
+from edge.sim.runner import SimulatedCard
 from edge.sim.stack import READER_NAMES, PcscStack
 from tests.fixtures.mqtt import MosquittoBroker
 from tests.fixtures.pcsc import InsertCard
@@ -900,3 +904,44 @@ def test_online_check_is_refused_without_a_ward_encryption_key(material: Materia
     assert refusals[1][0] == "photo_not_needed"  # the terminal's residence profile never reads the face
     assert rig.terminal.state is State.READY
     assert rig.terminal.stats.get("reads_started", 0) == 0
+
+
+# --- the reader's own LEDs (issue 18 part 5) ---------------------------------------------------------------------
+
+#: A vpcd reader with an ACR122U's LED and buzzer (edge/sim/reader.py), carrying everything a read needs.
+LED_READER = ReaderModel("acr122u-leds", escape="acs-pseudo-apdu")
+
+
+def reader_shown(card: SimulatedCard) -> list[str]:
+    """The patterns the simulated reader was asked to show, in order, a re-send of the same one counted once."""
+    assert card.virtual_reader is not None
+    names = {acs_led_command(pattern).apdu()[3:]: name for name, pattern in PATTERNS.items()}
+    with card.virtual_reader.log.lock:
+        commands = list(card.virtual_reader.log.indicators)
+    shown = [names[bytes((c.led_control, 4, c.t1, c.t2, c.repetitions, c.buzzer))] for c in commands]
+    return [name for i, name in enumerate(shown) if i == 0 or shown[i - 1] != name]
+
+
+@pytest.mark.parametrize(("profile", "verdict", "final"), [
+    pytest.param("default", "verified", "success", id="genuine"),
+    pytest.param("forged-dg13", "failed", "failure", id="forged DG13"),
+])  # fmt: skip
+def test_a_terminal_without_gpio_shows_its_states_on_the_readers_leds(
+    profile: str, verdict: str, final: str, material: Material, rig_factory: Callable[..., Rig],
+    insert_card: InsertCard,
+) -> None:  # fmt: skip
+    """``gpio = false`` and the reader's LEDs (its profile forced: vpcd's own has none): the real composition sends
+    each state the loop switches to through the reader watcher's PC/SC context, the scanning one before the read
+    and the result after it (queued while the worker holds the context). The card lies there from the start, as the
+    test stack models the transmit path only (vpcd carries no SCardControl for a reader without a card)."""
+    spec = build_card(load_profile(profile), pki_dir=material.trust_dir.parent / "pki")
+    card = insert_card(spec, security=secure(spec), model=LED_READER)
+    rig = rig_factory(indicators={"gpio": False, "reader_leds": "acr122u"}, timeouts={"show_result": 60})
+    wait_until(lambda: reader_shown(card) == ["ready", "scanning"], what="ready, then scanning for the card")
+    rig.camera.show("qr")
+    rig.office.wait(lambda: len(rig.office.outcomes) >= 1)
+    assert rig.office.outcomes[0].verdict == verdict
+    wait_until(lambda: reader_shown(card)[-1] == final, what=final)
+    assert reader_shown(card) == ["ready", "scanning", final]
+    assert rig.terminal.snapshot.indicator.value == final
+    assert rig.pins.pins == {}  # no GPIO pin was opened

@@ -79,6 +79,9 @@ wait_for_card = 12.5
         ("[camera]\nqr_repeat_after = -1\n", "camera.qr_repeat_after", "greater than or equal"),
         ("[timeouts]\nreading = -1\n", "timeouts.reading", "greater than"),
         ('procedure_profile = "online_check"\n', "paths.ward_encryption_key", "only ever encrypted to the ward"),
+        ('[indicators]\nreader_leds = "acr999"\n', "indicators.reader_leds", "neither"),
+        ('[indicators]\nreader_leds = "acr1252u"\n', "indicators.reader_leds", "not driven"),
+        ('[indicators]\ngpio = false\nreader_leds = "off"\n', "indicators", "would see nothing"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, extra: str, key: str, problem: str) -> None:
@@ -153,3 +156,12 @@ def test_online_check_is_a_default_only_with_results_encrypted_to_the_ward(tmp_p
     key = tmp_path / "ward-encryption.pub"
     text = f'procedure_profile = "online_check"\n{MINIMAL}[paths]\nward_encryption_key = "{key}"\n'
     assert load_config(_write(tmp_path, text)).procedure_profile is ProcedureProfile.ONLINE_CHECK
+
+
+def test_a_usb_only_terminal_needs_no_gpio_pins(tmp_path: Path) -> None:
+    """``gpio = false``: no pins at all, the states on the reader's own LEDs; a config without the keys keeps the
+    three GPIO LEDs and shows them on a reader with LEDs too ("auto")."""
+    config = load_config(_write(tmp_path, MINIMAL + '[indicators]\ngpio = false\nreader_leds = "acr122u"\n'))
+    assert (config.indicators.gpio, config.indicators.reader_leds) == (False, "acr122u")
+    old = load_config(_write(tmp_path, MINIMAL))
+    assert (old.indicators.gpio, old.indicators.reader_leds, old.indicators.green) == (True, "auto", 17)
