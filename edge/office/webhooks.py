@@ -282,9 +282,9 @@ class WebhookQueue:
                 f"WHERE state=? AND next_attempt <= ? AND endpoint IN ({marks}) "  # placeholders only
                 "AND (lease_until IS NULL OR lease_until <= ?) ORDER BY next_attempt, id "
                 f"LIMIT ?{self._db.for_update}{skip}", (PENDING, now, *names, now, limit)))
-            for row in rows:
-                self._db.execute("UPDATE webhook_deliveries SET lease_until=?, leased_by=? WHERE id=?",
-                                 (now + lease, instance, row[0]))
+            if rows:  # one statement for the lot: the database's share of a delivery was most of its cost
+                self._db.execute("UPDATE webhook_deliveries SET lease_until=?, leased_by=? WHERE id IN "  # noqa: S608
+                                 f"({', '.join('?' * len(rows))})", (now + lease, instance, *(row[0] for row in rows)))
         return [Delivery(*row) for row in rows]
 
     def delivered(self, delivery: Delivery, now: float, status: int) -> None:
@@ -342,9 +342,16 @@ class WebhookQueue:
                 self._db.execute("SELECT state, COUNT(*) FROM webhook_deliveries GROUP BY state")}
 
     def record(self, iss: str, jti: str) -> ResultRecord | None:
-        row = self._db.execute(f"SELECT {RESULT_COLUMNS} FROM results WHERE iss=? AND jti=? AND reduced IS NULL",  # noqa: S608
-                               (iss, jti)).fetchone()
-        return ResultRecord.from_row(tuple(row)) if row is not None else None
+        return self.records([(iss, jti)]).get((iss, jti))
+
+    def records(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], ResultRecord]:
+        """The stored results ``(iss, jti)`` (one query for a round's deliveries); a missing one is absent."""
+        if not keys:
+            return {}
+        rows = self._db.execute(f"SELECT {RESULT_COLUMNS} FROM results WHERE reduced IS NULL AND (iss, jti) IN "  # noqa: S608
+                                f"(VALUES {', '.join(['(?, ?)'] * len(keys))})", [v for key in keys for v in key])
+        found = (ResultRecord.from_row(tuple(row)) for row in rows)
+        return {(record.terminal, record.jti): record for record in found}
 
 
 def _ward_clause(wards: frozenset[str] | None) -> tuple[str, tuple[str, ...]]:
@@ -469,15 +476,15 @@ class WebhookSender:
         lease = max(endpoint.timeout for endpoint in self.queue.endpoints.values()) * 2 + 5 \
             if self.queue.endpoints else 60.0  # fmt: skip
         taken = self.queue.claim(self._instance, self._clock(), lease=lease)
+        records = self.queue.records(sorted({(delivery.iss, delivery.jti) for delivery in taken}))
         for delivery in taken:
             if self._halt.is_set():
                 break
-            self._attempt(delivery)
+            self._attempt(delivery, records.get((delivery.iss, delivery.jti)))
         return bool(taken)
 
-    def _attempt(self, delivery: Delivery) -> None:
+    def _attempt(self, delivery: Delivery, record: ResultRecord | None) -> None:
         endpoint = self.queue.endpoints[delivery.endpoint]
-        record = self.queue.record(delivery.iss, delivery.jti)
         now = self._clock()
         if record is None:  # the result row is gone (a database restored from an older backup)
             self.queue.failed(delivery, now, status=None, error="the stored result is missing", retry_after=None,
