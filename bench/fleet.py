@@ -859,6 +859,7 @@ def _print_figures(args: argparse.Namespace, reports: list[dict[str, Any]], faul
           + "".join(f", {name} {count}" for name, count in sorted(counters.items()) if name.startswith("receipts ref")))
     print(f"reconnect waits {counters['reconnect waits']:,}, cut short by the TCP probe "
           f"{counters['waits cut short by a probe']:,}")
+    webhook_duplicates: int | None = None
     if webhooks is None:
         print("webhooks: not sent (--no-webhooks)")
     else:
@@ -874,6 +875,15 @@ def _print_figures(args: argparse.Namespace, reports: list[dict[str, Any]], faul
               + (f"; stored -> delivered p50 {statistics.median(delivered):.0f} ms, "
                  f"p99 {percentile(delivered, 0.99):.0f} ms" if delivered else "")
               + f" ({time.monotonic() - waited:.1f} s after the terminals were done)")
+        webhook_duplicates = sum(deliveries.values()) - len(deliveries)
+    sustained = statistics.median(steady) if steady else 0.0
+    p99 = percentile(outside, 0.99) if outside else float("inf")
+    goals = [("0 lost", not lost), ("0 duplicate rows", rows == distinct),
+             ("0 duplicate webhook deliveries", webhook_duplicates == 0 if webhook_duplicates is not None else None),
+             (f">= 1,000 results/s sustained ({sustained:,.0f})", sustained >= 1000),
+             (f"p99 <= 250 ms outside the fault windows ({p99:,.0f} ms)", p99 <= 250)]
+    print("goals (issue 15): " + "; ".join(f"{goal}: {'not measured' if met is None else 'met' if met else 'NOT met'}"
+                                          for goal, met in goals))
     problems = [line for gateway in gateways for line in gateway.log.read_text(errors="replace").splitlines()
                 if "Traceback" in line or "ERROR" in line]
     if problems:
