@@ -213,8 +213,6 @@ class Chain:
         try:
             return [str(jti) for (jti,) in database.execute("SELECT jti FROM results WHERE iss=? ORDER BY seq",
                                                              (TERMINAL,))]  # fmt: skip
-        except Exception:  # noqa: BLE001  # the database restarting: not there yet
-            return []
         finally:
             database.close()
 
