@@ -8,7 +8,8 @@ arrives. Three virtual cards can be put on the reader, by the page's demo panel 
 ``1``/``2``/``3`` here: the genuine card, a forged one (DG13 edited, re-signed by a rogue Document Signer: the
 ``rogue-ds`` profile) and a self-made one (signed under a CSCA nobody trusts: ``untrusted-issuer``). All three carry
 the person of the QR the replay camera shows, so each tap is read with that key. Accounts: an officer working at the
-demo counter and an auditor, each with a fresh random password printed once.
+demo counter and an auditor, each with a fresh random password printed once. Beside the pages, the REST API for the
+procedure software (``[api]`` on a free loopback port) with an API key for the ward, printed once too.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge.demo_env import OFFICE_CN, TERMINAL_ID, WARD_CODE, DemoEnvironment
 from edge.errors import DemoError
 from edge.files import create_private
-from edge.office.gateway_config import parse_gateway_config
+from edge.office.gateway_config import GatewayConfig, parse_gateway_config
 from edge.office.store import Outcome
 from edge.office.web.officers import Role
 from edge.office.web.pages import DemoControls
@@ -39,6 +41,9 @@ from edge.sim.builder import build_card
 from edge.sim.chip_security import SimChipSecurity
 from edge.sim.profile import load_profile
 from edge.sim.runner import SimulatedCard
+
+if TYPE_CHECKING:
+    from edge.office.api_server import ProcedureSide
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +84,8 @@ class DemoCounter:
         self.daemon_starts = 0
         self.accounts: list[Account] = []
         self.office: Office | None = None
+        self.procedure: ProcedureSide | None = None
+        self.api_key: str | None = None
 
     # --- life cycle ----------------------------------------------------------------------------------------------
 
@@ -100,6 +107,7 @@ class DemoCounter:
             "trust": {"ward_ca": str(env.ward_ca_cert)},
             "receipts": {"key": str(env.ward_command_private)},
             "web": {"listen": "127.0.0.1", "port": self.port},
+            "api": {"listen": "127.0.0.1", "port": 0},
         })  # fmt: skip
         can = env.spec.secrets.can or ""
         self.office = open_office(config, on_outcome=self._on_outcome,
@@ -111,6 +119,7 @@ class DemoCounter:
                          display_name="Cán bộ một cửa" if role is Role.OFFICER else "Kiểm tra", replace=True)
             self.accounts.append(Account(username, password, role))
         self.office.start()
+        self._start_api(config)
         self._start_daemon()
         self._supervisor.start()
         self.wait_online(READY_TIMEOUT)
@@ -123,12 +132,32 @@ class DemoCounter:
         for card in self._cards.values():
             with contextlib.suppress(Exception):
                 card.remove()
+        if self.procedure is not None:
+            self.procedure.stop()
         if self.office is not None:
             self.office.stop()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
+
+    @property
+    def api_url(self) -> str | None:
+        """The REST API for the procedure software, None without FastAPI and uvicorn (the ``gateway`` extra)."""
+        return self.procedure.api.url if self.procedure is not None and self.procedure.api is not None else None
+
+    def _start_api(self, config: GatewayConfig) -> None:
+        """The REST API beside the gateway (``gateway run`` serves it with ``[api]``), with a key for the ward."""
+        assert self.office is not None
+        try:
+            from edge.office.api_server import open_procedure_side
+        except ImportError:
+            return
+        from edge.office.api_clients import ApiClients
+
+        self.procedure = open_procedure_side(config, self.office.gateway)
+        self.procedure.start()
+        self.api_key = ApiClients(self.office.gateway.store.database).add("demo", [WARD_CODE], time.time())
 
     def wait_online(self, timeout: float) -> None:
         """Until the terminal's retained status says online (its daemon connected to the broker)."""

@@ -441,6 +441,10 @@ def _serve(env: DemoEnvironment, args: argparse.Namespace) -> int:
                 print(f"\nOpen the counter page: {counter.url}")
                 for account in counter.accounts:
                     print(f"  log in as {account.username} / {account.password}  ({account.role.value})")
+                if counter.api_url is not None:
+                    print(f"REST API for the procedure software: {counter.api_url} (OpenAPI: "
+                          f"{counter.api_url}openapi.json); e.g. curl -H 'Authorization: Bearer {counter.api_key}' "
+                          f"{counter.api_url}v1/results")
                 keys = ", ".join(f"{number} {name}" for number, name in enumerate(CARDS, 1))
                 print(f"Tap a virtual card from the page's demo panel or type its number and Enter here ({keys}); "
                       "Ctrl-C stops everything.", flush=True)
