@@ -28,11 +28,9 @@ from edge.protocol import crypto, ec, tlv
 from edge.protocol.access.active_auth import active_authenticate
 from edge.protocol.access.card_access import (
     ID_CA_ECDH,
-    ID_EC_PUBLIC_KEY,
     ID_PACE_ECDH_GM,
     ID_PK_DH,
     ID_PK_ECDH,
-    ID_PRIME_FIELD,
     parse_security_infos,
 )
 from edge.protocol.access.chip_auth import (
@@ -45,6 +43,7 @@ from edge.protocol.access.policy import AccessMethod, CanKey, MrzKey, SecureChan
 from edge.protocol.apdu import CommandApdu, ResponseApdu
 from edge.sim.card import SimSmFault
 from edge.sim.chip_security import SimChipSecurity
+from edge.sim.hostile import explicit_ec_spki
 from edge.sim.model import ChipSecrets, Quirks
 from tests.vectors import icao_9303 as v
 
@@ -403,29 +402,10 @@ def test_active_authentication_signature_verifies(
 # --- DG14 keys with explicit curve parameters, invalid points ----------------------------------------------------
 
 
-def explicit_spki(params: ec.DomainParameters, point: bytes) -> bytes:
-    """SubjectPublicKeyInfo with the curve spelled out, as many DG14 files carry it."""
-    size = params.byte_length
-    base = b"\x04" + params.gx.to_bytes(size, "big") + params.gy.to_bytes(size, "big")
-    ec_parameters = tlv.encode_constructed(
-        0x30,
-        tlv.encode_integer(1),
-        tlv.encode_constructed(0x30, tlv.encode(0x06, tlv.encode_oid(ID_PRIME_FIELD)), tlv.encode_integer(params.p)),
-        tlv.encode_constructed(
-            0x30, tlv.encode(0x04, params.a.to_bytes(size, "big")), tlv.encode(0x04, params.b.to_bytes(size, "big"))
-        ),
-        tlv.encode(0x04, base),
-        tlv.encode_integer(params.n),
-        tlv.encode_integer(params.h),
-    )
-    algorithm = tlv.encode_constructed(0x30, tlv.encode(0x06, tlv.encode_oid(ID_EC_PUBLIC_KEY)), ec_parameters)
-    return tlv.encode_constructed(0x30, algorithm, tlv.encode(0x03, b"\x00" + point))
-
-
 def test_chip_authentication_with_explicit_parameters_in_dg14() -> None:
     ca_key = crypto_ec.generate_private_key(crypto_ec.BrainpoolP256R1())
     point = ca_key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
-    spki = explicit_spki(ec.standard_parameters(13), point)
+    spki = explicit_ec_spki(ec.standard_parameters(13), point)
     key_info = tlv.encode_constructed(0x30, tlv.encode(0x06, tlv.encode_oid(ID_PK_ECDH)), spki, tlv.encode_integer(1))
     ca_info = tlv.encode_constructed(
         0x30, tlv.encode(0x06, tlv.encode_oid(f"{ID_CA_ECDH}.2")), tlv.encode_integer(1), tlv.encode_integer(1)
