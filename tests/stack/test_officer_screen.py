@@ -90,11 +90,14 @@ def browser(demo: Demo) -> Iterator[Any]:
 
 
 def _wait(driver: Any, condition: Callable[[Any], Any], what: str, timeout: float = WAIT) -> Any:
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
+    # A form post (language, reveal) replaces the page while the condition polls it: an element found on the old
+    # page is stale, or not there yet on the new one; both mean "not yet", not a failure.
+    ignored = (NoSuchElementException, StaleElementReferenceException)
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
+        return WebDriverWait(driver, timeout, poll_frequency=0.05, ignored_exceptions=ignored).until(condition)
     except TimeoutException:
         raise AssertionError(f"timed out waiting for {what}") from None
 
