@@ -38,6 +38,7 @@ import contextlib
 import functools
 import hashlib
 import hmac
+import http.client
 import ipaddress
 import logging
 import random
@@ -46,11 +47,8 @@ import secrets
 import ssl
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from email.message import Message
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -287,10 +285,19 @@ class WebhookQueue:
                                  f"({', '.join('?' * len(rows))})", (now + lease, instance, *(row[0] for row in rows)))
         return [Delivery(*row) for row in rows]
 
-    def delivered(self, delivery: Delivery, now: float, status: int) -> None:
-        self._db.execute("UPDATE webhook_deliveries SET state=?, attempts=attempts+1, delivered=?, last_attempt=?, "
-                         "last_status=?, last_error=NULL, lease_until=NULL WHERE id=? AND state=?",
-                         (DELIVERED, now, now, status, delivery.id, PENDING))
+    def delivered(self, answered: Sequence[tuple[Delivery, int]], now: float) -> None:
+        """Book deliveries the receiver answered with a 2xx ``status``: one statement per status."""
+        by_status: dict[int, list[int]] = {}
+        for delivery, status in answered:
+            by_status.setdefault(status, []).append(delivery.id)
+        with self._db.transaction():
+            for status, ids in sorted(by_status.items()):
+                for start in range(0, len(ids), _ROWS_PER_STATEMENT):
+                    chunk = ids[start:start + _ROWS_PER_STATEMENT]
+                    self._db.execute(
+                        "UPDATE webhook_deliveries SET state=?, attempts=attempts+1, delivered=?, "  # noqa: S608
+                        "last_attempt=?, last_status=?, last_error=NULL, lease_until=NULL WHERE state=? AND id IN "
+                        f"({', '.join('?' * len(chunk))})", (DELIVERED, now, now, status, PENDING, *chunk))
 
     def failed(self, delivery: Delivery, now: float, *, status: int | None, error: str, retry_after: float | None,
                rng: random.Random, gone: bool = False) -> str:  # fmt: skip
@@ -365,14 +372,6 @@ def _ward_clause(wards: frozenset[str] | None) -> tuple[str, tuple[str, ...]]:
 # --- the sender ----------------------------------------------------------------------------------------------------
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is a failed delivery (the spec: update the URL instead), never followed."""
-
-    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Message,
-                         newurl: str) -> None:  # fmt: skip
-        return None
-
-
 @dataclass(frozen=True, slots=True)
 class Answer:
     status: int | None  # None: no HTTP answer (refused, reset, timed out)
@@ -387,32 +386,76 @@ def _retry_after(value: str | None) -> float | None:
 
 
 @functools.lru_cache(maxsize=64)
-def _opener(ca: Path | None) -> urllib.request.OpenerDirector:
-    """One opener per receiver CA, made once: a TLS context loads its CA bundle (tens of ms, which per attempt capped
-    a sender at ~20 deliveries/s; bench/fleet.py)."""
-    context = ssl.create_default_context(cafile=str(ca) if ca else None)
-    return urllib.request.build_opener(_NoRedirects(), urllib.request.HTTPSHandler(context=context))
+def _tls_context(ca: Path | None) -> ssl.SSLContext:
+    """One TLS context per receiver CA, made once: loading a CA bundle takes tens of ms, which per attempt capped a
+    sender at ~20 deliveries/s (bench/fleet.py)."""
+    return ssl.create_default_context(cafile=str(ca) if ca else None)
 
 
-def post(endpoint: Endpoint, body: bytes, headers: Mapping[str, str]) -> Answer:
-    """One attempt: POST ``body``; a 2xx :class:`Answer`, or what went wrong (never raises for the network)."""
-    opener = _opener(endpoint.ca)
-    request = urllib.request.Request(endpoint.url, data=body, headers=dict(headers), method="POST")  # noqa: S310
-    try:
-        with opener.open(request, timeout=endpoint.timeout) as response:
-            response.read(_MAX_ANSWER_BYTES)
-            return Answer(response.status)
-    except urllib.error.HTTPError as exc:
+#: Failures of a kept-alive connection that the receiver closed while it was idle: the request never reached it.
+_STALE_CONNECTION = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+
+
+class WebhookClient:
+    """POSTs to the endpoints over one kept-alive HTTP/1.1 connection each (a new TCP and TLS handshake per delivery
+    cost more than the delivery; bench/fleet.py). Used by one thread. Redirects are not followed: a 3xx is a failed
+    delivery (the spec: update the URL instead)."""
+
+    def __init__(self) -> None:
+        self._connections: dict[str, http.client.HTTPConnection] = {}
+
+    def post(self, endpoint: Endpoint, body: bytes, headers: Mapping[str, str]) -> Answer:
+        """One attempt: POST ``body``; a 2xx :class:`Answer`, or what went wrong (never raises for the network). A
+        kept connection the receiver had closed is replaced once (the POST never reached it; a receiver that saw it
+        twice would drop the second by ``webhook-id``)."""
+        reused = endpoint.name in self._connections
         try:
-            exc.read(_MAX_ANSWER_BYTES)
-        except OSError:
-            pass
-        finally:
-            exc.close()
-        return Answer(exc.code, f"HTTP {exc.code}", _retry_after(exc.headers.get("Retry-After")))
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        return Answer(None, f"{type(reason).__name__}: {reason}"[:_MAX_ERROR_CHARS])
+            return self._post(endpoint, body, headers)
+        except _STALE_CONNECTION as exc:
+            self.close(endpoint.name)
+            if not reused:
+                return Answer(None, f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS])
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            self.close(endpoint.name)
+            return Answer(None, f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS])
+        try:
+            return self._post(endpoint, body, headers)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            self.close(endpoint.name)
+            return Answer(None, f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS])
+
+    def _post(self, endpoint: Endpoint, body: bytes, headers: Mapping[str, str]) -> Answer:
+        connection = self._connection(endpoint)
+        parts = urlsplit(endpoint.url)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection.request("POST", target, body=body, headers={"Content-Type": "application/json", **headers})
+        response = connection.getresponse()
+        response.read(_MAX_ANSWER_BYTES)
+        if response.will_close or not response.isclosed():  # the receiver closes, or said more than we read
+            self.close(endpoint.name)
+        if 200 <= response.status < 300:
+            return Answer(response.status)
+        return Answer(response.status, f"HTTP {response.status}", _retry_after(response.getheader("Retry-After")))
+
+    def _connection(self, endpoint: Endpoint) -> http.client.HTTPConnection:
+        connection = self._connections.get(endpoint.name)
+        if connection is None:
+            parts = urlsplit(endpoint.url)
+            host, port = parts.hostname or "", parts.port
+            if parts.scheme == "https":
+                connection = http.client.HTTPSConnection(host, port, timeout=endpoint.timeout,
+                                                         context=_tls_context(endpoint.ca))
+            else:
+                connection = http.client.HTTPConnection(host, port, timeout=endpoint.timeout)
+            self._connections[endpoint.name] = connection
+        return connection
+
+    def close(self, name: str | None = None) -> None:
+        """Close the connection to endpoint ``name`` (None: every connection)."""
+        for key in [name] if name is not None else list(self._connections):
+            connection = self._connections.pop(key, None) if key is not None else None
+            if connection is not None:
+                connection.close()
 
 
 @dataclass
@@ -432,14 +475,16 @@ class WebhookSender:
 
     def __init__(self, queue: WebhookQueue, instance: str, *, poll: float = 1.0,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
-                 send: Callable[[Endpoint, bytes, Mapping[str, str]], Answer] = post) -> None:  # fmt: skip
+                 send: Callable[[Endpoint, bytes, Mapping[str, str]], Answer] | None = None) -> None:  # fmt: skip
+        """``send``: how one attempt goes out (default: a :class:`WebhookClient` of this sender's own)."""
         self.queue = queue
         self.stats = SenderStats()
         self._instance = instance
         self._poll = poll
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
-        self._send = send
+        self._client = WebhookClient()
+        self._send = send if send is not None else self._client.post
         self._wake = threading.Event()
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"webhooks-{instance}", daemon=True)
@@ -455,6 +500,8 @@ class WebhookSender:
         self._halt.set()
         self._wake.set()
         self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._client.close()
 
     def _run(self) -> None:
         while not self._halt.is_set():
@@ -477,20 +524,29 @@ class WebhookSender:
             if self.queue.endpoints else 60.0  # fmt: skip
         taken = self.queue.claim(self._instance, self._clock(), lease=lease)
         records = self.queue.records(sorted({(delivery.iss, delivery.jti) for delivery in taken}))
-        for delivery in taken:
-            if self._halt.is_set():
-                break
-            self._attempt(delivery, records.get((delivery.iss, delivery.jti)))
+        delivered: list[tuple[Delivery, int]] = []
+        try:
+            for delivery in taken:
+                if self._halt.is_set():
+                    break
+                status = self._attempt(delivery, records.get((delivery.iss, delivery.jti)))
+                if status is not None:
+                    delivered.append((delivery, status))
+        finally:  # the round's successes booked together (a commit each was most of the database's share)
+            if delivered:
+                self.queue.delivered(delivered, self._clock())
+                self.stats.delivered += len(delivered)
         return bool(taken)
 
-    def _attempt(self, delivery: Delivery, record: ResultRecord | None) -> None:
+    def _attempt(self, delivery: Delivery, record: ResultRecord | None) -> int | None:
+        """One attempt; the 2xx status when it was delivered (booked by the caller), None when booked as failed."""
         endpoint = self.queue.endpoints[delivery.endpoint]
         now = self._clock()
         if record is None:  # the result row is gone (a database restored from an older backup)
             self.queue.failed(delivery, now, status=None, error="the stored result is missing", retry_after=None,
                               rng=self._rng, gone=True)
             self.stats.dead += 1
-            return
+            return None
         body = WebhookEvent.stored(record).model_dump_json().encode()
         headers = signed_headers(endpoint.secret, delivery.jti, int(now), body)
         self.stats.attempts += 1
@@ -500,9 +556,7 @@ class WebhookSender:
             answer = Answer(None, str(exc)[:_MAX_ERROR_CHARS])
         now = self._clock()
         if answer.status is not None and 200 <= answer.status < 300:
-            self.queue.delivered(delivery, now, answer.status)
-            self.stats.delivered += 1
-            return
+            return answer.status
         self.stats.failed += 1
         state = self.queue.failed(delivery, now, status=answer.status, error=answer.error or f"HTTP {answer.status}",
                                   retry_after=answer.retry_after, rng=self._rng, gone=answer.status == 410)
@@ -513,3 +567,4 @@ class WebhookSender:
         else:
             log.info("webhook %s to %s: attempt %d failed (%s); retried later", delivery.id, endpoint.name,
                      delivery.attempts + 1, answer.error or answer.status)
+        return None

@@ -109,7 +109,7 @@ def test_queued_once_per_result_and_endpoint_leased_retried_and_dead_lettered(of
     gone = next(d for d in taken if d.endpoint == "b")
     assert queue.failed(gone, NOW, status=410, error="HTTP 410", retry_after=None, rng=rng, gone=True) == DEAD
     delivered = next(d for d in rest)
-    queue.delivered(delivered, NOW, 204)
+    queue.delivered([(delivered, 204)], NOW)
     assert _state(queue) == {PENDING: 3, DEAD: 2, DELIVERED: 1}
     letters = queue.dead_letters(frozenset({WARD}))
     assert [(d.endpoint, d.attempts, d.last_status) for d in letters] == [("a", 3, 503), ("b", 1, 410)]
@@ -148,10 +148,10 @@ def _wait(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> No
 def test_the_sender_delivers_each_result_once_by_id_through_failures(office_db: str | Path, ward: Ward,
                                                                      queues: Queues) -> None:
     """A receiver that fails the first two deliveries: every result arrives, each webhook-id accepted once, every
-    attempt signed as the spec says, the body the stored result."""
+    attempt signed as the spec says, the body the stored result, all on one connection."""
     t1 = ward.terminal("T-01")
     results = _stored(office_db, ward, [t1.token(seq) for seq in (1, 2)])
-    receiver = WebhookReceiver(answers=[500, 503])
+    receiver = WebhookReceiver(answers=[500, 503], keep_alive=True)
     endpoints = [_endpoint(url=receiver.url, retry_first=0.05, retry_cap=0.2)]
     queue = queues(endpoints)
     sender = WebhookSender(queues(endpoints), "office-1", poll=0.05)
@@ -163,6 +163,7 @@ def test_the_sender_delivers_each_result_once_by_id_through_failures(office_db: 
         sender.stop()
         receiver.close()
     assert len(receiver.deliveries) == 4, "2 failed attempts + 2 deliveries"
+    assert receiver.connections == 1, "every attempt on one kept-alive connection"
     assert sender.stats.attempts == 4
     assert sender.stats.delivered == 2
     assert {d.webhook_id for d in receiver.accepted()} == {jti for _, jti, _ in results}

@@ -5,9 +5,11 @@ receiver to, written out here independently of ``edge.office.webhooks``."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
+import socket
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -40,15 +42,26 @@ def spec_signature_holds(secret_text: str, headers: dict[str, str], body: bytes)
 
 
 class WebhookReceiver:
-    """``answers``: the statuses of the first deliveries (then 200 for every other)."""
+    """``answers``: the statuses of the first deliveries (then 200 for every other). ``keep_alive``: HTTP/1.1, a
+    connection carries many deliveries (else HTTP/1.0, one each); ``connections`` counts those accepted."""
 
-    def __init__(self, answers: Iterable[int] = ()) -> None:
+    def __init__(self, answers: Iterable[int] = (), *, keep_alive: bool = False) -> None:
         self.deliveries: list[Delivery] = []
+        self.connections = 0
         self._answers = list(answers)
         self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
+            def setup(self) -> None:
+                super().setup()
+                with receiver._lock:
+                    receiver.connections += 1
+                    receiver._open.append(self.connection)
+
             def do_POST(self) -> None:  # the http.server spelling
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with receiver._lock:
@@ -79,7 +92,16 @@ class WebhookReceiver:
                     seen.setdefault(delivery.webhook_id, delivery)
             return list(seen.values())
 
+    def drop_connections(self) -> None:
+        """Close every open connection from this side, as a receiver does with idle keep-alive connections."""
+        with self._lock:
+            dropped, self._open = self._open, []
+        for connection in dropped:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
     def close(self) -> None:
+        self.drop_connections()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)

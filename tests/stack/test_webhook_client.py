@@ -1,0 +1,83 @@
+"""The webhook client against a real HTTP server on a loopback port: one kept-alive connection carries many
+deliveries, a connection the receiver closed while idle is replaced without a failed delivery, a redirect or a
+refused connection is a failed attempt (never followed, never raised)."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.sim.broker import free_port
+from edge.office.webhooks import Endpoint, WebhookClient, parse_secret, signed_headers
+from tests.support.webhook_receiver import WebhookReceiver
+
+pytestmark = pytest.mark.stack
+SECRET = parse_secret("whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODkw")
+
+
+def _endpoint(url: str) -> Endpoint:
+    return Endpoint("erp", url, SECRET, frozenset({"+"}), timeout=5.0)
+
+
+def _post(client: WebhookClient, endpoint: Endpoint, n: int) -> int | None:
+    body = b'{"n": %d}' % n
+    return client.post(endpoint, body, signed_headers(SECRET, f"id-{n}", 1_700_000_000, body)).status
+
+
+def test_one_kept_alive_connection_carries_every_delivery() -> None:
+    receiver = WebhookReceiver(keep_alive=True)
+    client = WebhookClient()
+    try:
+        statuses = [_post(client, _endpoint(receiver.url), n) for n in range(20)]
+    finally:
+        client.close()
+        receiver.close()
+    assert statuses == [200] * 20
+    assert [d.webhook_id for d in receiver.deliveries] == [f"id-{n}" for n in range(20)]
+    assert receiver.connections == 1
+
+
+def test_a_connection_the_receiver_closed_while_idle_is_replaced_without_a_failure() -> None:
+    receiver = WebhookReceiver(keep_alive=True)
+    client = WebhookClient()
+    try:
+        assert _post(client, _endpoint(receiver.url), 1) == 200
+        receiver.drop_connections()
+        assert _post(client, _endpoint(receiver.url), 2) == 200
+    finally:
+        client.close()
+        receiver.close()
+    assert [d.webhook_id for d in receiver.deliveries] == ["id-1", "id-2"]
+    assert receiver.connections == 2
+
+
+def test_a_receiver_that_closes_after_each_answer_gets_a_connection_each() -> None:
+    receiver = WebhookReceiver(keep_alive=False)  # HTTP/1.0
+    client = WebhookClient()
+    try:
+        assert [_post(client, _endpoint(receiver.url), n) for n in range(3)] == [200] * 3
+    finally:
+        client.close()
+        receiver.close()
+    assert receiver.connections == 3
+
+
+def test_a_redirect_is_a_failed_delivery_not_followed() -> None:
+    receiver = WebhookReceiver([302, 429], keep_alive=True)
+    client = WebhookClient()
+    try:
+        body = b"{}"
+        redirected = client.post(_endpoint(receiver.url), body, signed_headers(SECRET, "id-r", 1, body))
+        limited = client.post(_endpoint(receiver.url), body, signed_headers(SECRET, "id-l", 1, body))
+    finally:
+        client.close()
+        receiver.close()
+    assert (redirected.status, redirected.error) == (302, "HTTP 302")
+    assert (limited.status, limited.error) == (429, "HTTP 429")
+    assert len(receiver.deliveries) == 2, "nothing followed the redirect"
+
+
+def test_a_refused_connection_is_an_answer_without_status() -> None:
+    client = WebhookClient()
+    answer = client.post(_endpoint(f"http://127.0.0.1:{free_port()}/hooks"), b"{}", {})
+    assert answer.status is None
+    assert answer.error.startswith("ConnectionRefusedError")
