@@ -35,14 +35,12 @@ from edge.protocol.access.active_auth import verify_active_auth
 from edge.protocol.jose import (
     DEFAULT_LEEWAY,
     RESULT_LATE_AFTER,
-    b64url_decode,
+    CompactJws,
     decrypt_jwe,
     is_jwe,
-    json_object,
     jwk_to_public_key,
     key_id,
-    split_compact,
-    unverified_header,
+    parse_compact,
     verify_result_jws,
     x5c_chain,
 )
@@ -132,20 +130,21 @@ class TerminalKeys:
     configured: Mapping[str, ec.EllipticCurvePublicKey] = field(default_factory=dict)
     ward: WardTrust | None = None
 
-    def for_token(self, token: str, now: int) -> tuple[Mapping[str, ec.EllipticCurvePublicKey], DeviceIdentity | None]:
+    def for_token(self, token: CompactJws, now: int
+                  ) -> tuple[Mapping[str, ec.EllipticCurvePublicKey], DeviceIdentity | None]:  # fmt: skip
         """The keys to verify ``token`` with, and the device certificate's identity when the ward CA vouched."""
-        chain = x5c_chain(unverified_header(token))
+        chain = x5c_chain(token.header)
         if not chain or self.ward is None:
             return self.configured, None
         identity = self.ward.device(chain, now=now, signed_at=lambda: _unverified_iat(token))
-        return {key_id(identity.key): identity.key}, identity
+        return {identity.kid: identity.key}, identity
 
 
-def _unverified_iat(token: str) -> int | None:
+def _unverified_iat(token: CompactJws) -> int | None:
     """The ``iat`` a token claims, before its signature is checked: only to judge a certificate that has expired
     since (the signature is checked right after, with that certificate's key)."""
     try:
-        iat = json_object(b64url_decode(split_compact(token, 3)[1]), "JWS payload").get("iat")
+        iat = token.unverified_payload().get("iat")
     except TokenError:
         return None
     return iat if isinstance(iat, int) and not isinstance(iat, bool) else None
@@ -193,10 +192,11 @@ def verify_result(
         text = token.decode("ascii") if isinstance(token, bytes) else token
     except UnicodeDecodeError:
         raise TokenError("result token is not ASCII") from None
-    trusted, device = (keys if isinstance(keys, TerminalKeys) else TerminalKeys(keys)).for_token(text, now)
-    if device is not None and unverified_header(text).get("kid") != key_id(device.key):
+    jws = parse_compact(text)
+    trusted, device = (keys if isinstance(keys, TerminalKeys) else TerminalKeys(keys)).for_token(jws, now)
+    if device is not None and jws.header.get("kid") != device.kid:
         raise DeviceCertificateError("the token's kid is not the key of the certificate it carries")
-    verified = verify_result_jws(text, trusted)
+    verified = verify_result_jws(jws, trusted)
     claims = verified.claims
     try:
         document = ResultDocument.model_validate(claims.get("result"))

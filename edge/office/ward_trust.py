@@ -33,6 +33,7 @@ from cryptography.x509 import verification
 from cryptography.x509.oid import NameOID
 
 from edge.errors import ConfigError, DeviceCertificateError
+from edge.protocol.jose import key_id
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class DeviceIdentity:
     key: ec.EllipticCurvePublicKey
     not_before: dt.datetime
     not_after: dt.datetime
+    kid: str  # the key's JWK thumbprint, the ``kid`` its tokens carry (computed once, with the chain)
 
 
 class WardTrust:
@@ -148,7 +150,7 @@ class WardTrust:
         if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
             raise DeviceCertificateError("the device key is not EC P-256")
         return DeviceIdentity(terminal_id, ward_code, leaf.serial_number, leaf.issuer.public_bytes(), key,
-                              leaf.not_valid_before_utc, leaf.not_valid_after_utc)
+                              leaf.not_valid_before_utc, leaf.not_valid_after_utc, key_id(key))
 
     def _reload_crl(self, *, initial: bool = False) -> None:
         """Read the CRL again when its file changed; a refused new file keeps the last good list."""
