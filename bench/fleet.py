@@ -43,6 +43,7 @@ reused while the ward CA is valid; everything else is made fresh, on loopback on
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import heapq
@@ -51,8 +52,10 @@ import os
 import queue
 import random
 import resource
+import selectors
 import shutil
 import signal
+import socket
 import ssl
 import statistics
 import subprocess
@@ -80,7 +83,7 @@ from edge import signers
 from edge.backoff import jittered_delay
 from edge.config import MqttConfig
 from edge.daemon.backoff import Backoff, ReconnectWait
-from edge.daemon.mqtt import close_loop_sockets, tcp_reachable
+from edge.daemon.mqtt import tcp_reachable
 from edge.errors import ReceiptRefusedError, SignatureError
 from edge.files import private_key_pem, write_private
 from edge.office.store import ResultStore
@@ -165,33 +168,25 @@ class Record:
     receipt_at: float | None = None
 
 
-class _PacedClient(mqtt.Client):
-    """paho waiting as the daemon does between connection attempts (edge.daemon.mqtt paces its client the same)."""
-
-    pace: ReconnectWait | None = None
-
-    def _reconnect_wait(self) -> None:
-        if self.pace is None:
-            super()._reconnect_wait()
-        else:
-            self.pace()
-
-
 class SimTerminal:
-    """One terminal's MQTT side (module docstring); its results live in the worker's shared tables."""
+    """One terminal's MQTT side (module docstring); its results live in the worker's shared tables. Its client is
+    driven by the worker's event loop (paho's external-loop API), not a thread of its own: 250 network threads per
+    process cost more CPU than the office side they were measuring."""
 
     def __init__(self, terminal_id: str, devices: Path, spec: dict[str, Any], worker: Worker) -> None:
         self.terminal_id = terminal_id
         self.worker = worker
         self.connects: list[float] = []
-        self.pending: dict[str, Record] = {}  # jti -> result awaiting its receipt (under worker.lock)
+        self.pending: dict[str, Record] = {}  # jti -> result awaiting its receipt
         base = f"{PREFIX}/{WARD}/{terminal_id}"
         self.result_topic, self.receipt_topic, self.status_topic = f"{base}/result", f"{base}/receipt", f"{base}/status"
-        self.connected = threading.Event()
-        client = _PacedClient(CallbackAPIVersion.VERSION2, client_id=terminal_id, protocol=mqtt.MQTTv5)
+        self.online = False  # connected (CONNACK seen); the loop thread's only
+        self.held: list[Record] = []  # published while offline: the daemon's outbox keeps them until connected
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=terminal_id, protocol=mqtt.MQTTv5)
         host, port = spec["host"], spec["port"]
-        client.pace = ReconnectWait(Backoff(RECONNECT_MIN, RECONNECT_MAX), lambda: tcp_reachable(host, port),
-                                    worker.closing)
+        #: The daemon's own pacing between connection attempts (edge.daemon.mqtt paces its client the same).
+        self.pace = ReconnectWait(Backoff(RECONNECT_MIN, RECONNECT_MAX), lambda: tcp_reachable(host, port),
+                                  worker.closing)
         client.max_queued_messages_set(0)
         client.tls_set(ca_certs=spec["ca"], certfile=str(devices / f"{terminal_id}.crt"),
                        keyfile=str(devices / f"{terminal_id}.key"), cert_reqs=ssl.CERT_REQUIRED,
@@ -201,36 +196,55 @@ class SimTerminal:
         client.on_disconnect = self._disconnected
         client.on_message = self._received
         client.on_publish = self._acknowledged
+        client.on_socket_close = lambda client, userdata, sock: worker.forget(sock)
         self.client = client
-        self.mids: dict[int, Record] = {}  # mid -> the result it carries (the scheduler thread's only)
+        self.mids: dict[int, Record] = {}  # mid -> the result it carries
         self._host, self._port = host, port
 
     def start(self) -> None:
         self.client.connect_async(self._host, self._port, keepalive=30, clean_start=True)
-        self.client.loop_start()
+        self._reconnect_in_background(first=True)
 
-    def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-        close_loop_sockets(self.client)
+    def _reconnect_in_background(self, *, first: bool = False) -> None:
+        """Wait as the daemon does, connect (TCP, TLS, CONNECT) on a short-lived thread, then hand the socket to the
+        loop; a failed attempt waits again."""
+
+        def attempts() -> None:
+            wait = not first
+            while not self.worker.closing.is_set():
+                if wait:
+                    self.pace()
+                    if self.worker.closing.is_set():
+                        return
+                wait = True
+                try:
+                    self.client.reconnect()
+                except OSError:
+                    continue
+                self.worker.adopt(self)
+                return
+
+        threading.Thread(target=attempts, name=f"connect-{self.terminal_id}", daemon=True).start()
 
     def _connected(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags, reason_code: ReasonCode,
                    properties: Properties | None) -> None:  # fmt: skip
         if reason_code.is_failure:
             return
         self.connects.append(time.monotonic())
-        assert self.client.pace is not None
-        self.client.pace.backoff.reset()
+        self.pace.backoff.reset()
+        self.online = True
         client.subscribe(self.receipt_topic, qos=1)
-        with self.worker.lock:
-            queued = len(self.pending)
-        status = {"state": "online", "terminal_state": "ready", "queued": queued}
+        status = {"state": "online", "terminal_state": "ready", "queued": len(self.pending)}
         client.publish(self.status_topic, json.dumps(status, separators=(",", ":")).encode(), qos=1, retain=True)
-        self.connected.set()
+        held, self.held = self.held, []
+        for record in held:
+            self._send(record)
 
     def _disconnected(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
                       reason_code: ReasonCode, properties: Properties | None) -> None:  # fmt: skip
-        self.connected.clear()
+        self.online = False
+        if not self.worker.closing.is_set():
+            self._reconnect_in_background()
 
     def _received(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         arrived = time.monotonic()
@@ -239,52 +253,65 @@ class SimTerminal:
             claims = verify_receipt(bytes(message.payload), worker.receipt_keys, terminal_id=self.terminal_id,
                                     ward_code=WARD, now=int(time.time())).claims
         except ReceiptRefusedError as exc:
-            with worker.lock:
-                worker.counters[f"receipts refused ({exc.reason})"] += 1
+            worker.counters[f"receipts refused ({exc.reason})"] += 1
             return
-        with worker.lock:
-            if claims.jti in worker.seen_receipts:
-                worker.counters["receipts refused (replayed)"] += 1
-                return
-            worker.seen_receipts.add(claims.jti)
-            worker.counters["receipts"] += 1
-            named = [jti for jti in claims.jtis] if claims.jtis else [
-                record.jti for record in self.pending.values() if claims.covers(record.seq, record.jti)]
-            for jti in named:
-                record = self.pending.pop(jti, None)
-                if record is None:
-                    worker.counters["results receipted again"] += 1
-                else:
-                    record.receipt_at = arrived
+        if claims.jti in worker.seen_receipts:
+            worker.counters["receipts refused (replayed)"] += 1
+            return
+        worker.seen_receipts.add(claims.jti)
+        worker.counters["receipts"] += 1
+        named = [jti for jti in claims.jtis] if claims.jtis else [
+            record.jti for record in self.pending.values() if claims.covers(record.seq, record.jti)]
+        for jti in named:
+            record = self.pending.pop(jti, None)
+            if record is None:
+                worker.counters["results receipted again"] += 1
+            else:
+                record.receipt_at = arrived
 
     def _acknowledged(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode,
                       properties: Properties) -> None:  # fmt: skip
-        # No lock here: paho calls on_publish holding its own, which publish() takes too. The scheduler matches it.
-        self.worker.acks.put((self, mid, time.monotonic()))
+        carried = self.mids.pop(mid, None)
+        if carried is not None:  # not a status
+            self.worker.acknowledged(carried, time.monotonic())
 
     def publish(self, record: Record, now: float) -> None:
-        """Hand the result to paho (sent now, or once connected: the daemon's outbox keeps it meanwhile)."""
+        """Publish the result now, or once connected (the daemon's outbox keeps it meanwhile)."""
         if not record.publishes:
             record.first_publish = now
         record.last_publish = now
         record.publishes += 1
+        if self.online:
+            self._send(record)
+        else:
+            self.held.append(record)
+
+    def _send(self, record: Record) -> None:
         self.mids[self.client.publish(self.result_topic, record.token, qos=1).mid] = record
+        self.worker.flush(self)
 
 
 class Worker:
     """A process holding a slice of the fleet: signs their results, connects them, publishes on schedule, keeps
-    each result until its receipt (republishing on timeout), and reports what each terminal saw."""
+    each result until its receipt (republishing on timeout), and reports what each terminal saw. One thread runs
+    every terminal's client (a selector over their sockets); only connection attempts get threads of their own."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
-        self.lock = threading.Lock()
         self.closing = threading.Event()
         self.counters: Counter[str] = Counter()
-        self.acks: queue.SimpleQueue[tuple[SimTerminal, int, float]] = queue.SimpleQueue()
         self.seen_receipts: set[str] = set()
         public = serialization.load_pem_public_key(Path(spec["receipt_public"]).read_bytes())
         assert isinstance(public, ec.EllipticCurvePublicKey)
         self.receipt_keys = {jose.key_id(public): public}
+        self._selector = selectors.DefaultSelector()
+        self._adopted: queue.SimpleQueue[SimTerminal] = queue.SimpleQueue()  # connected by a thread, for the loop
+        self._wake_read, self._wake_write = socket.socketpair()
+        self._wake_read.setblocking(False)
+        self._selector.register(self._wake_read, selectors.EVENT_READ, None)
+        self._retries: list[tuple[float, int, int, Record]] = []
+        self._rng = random.Random()
+        self._next_misc = 0.0  # when the loop next runs the clients' keepalive bookkeeping
         devices = Path(spec["devices"])
         self.terminals = [SimTerminal(terminal_id, devices, spec, self) for terminal_id in spec["terminal_ids"]]
         self.records: list[Record] = []
@@ -312,11 +339,71 @@ class Worker:
                 self.records.append(Record(terminal.terminal_id, seq, str(claims["jti"]), token))
         return time.monotonic() - started
 
+    # --- the event loop's side of the terminals ----------------------------------------------------------------
+
+    def adopt(self, terminal: SimTerminal) -> None:
+        """(A connecting thread:) ``terminal``'s socket is open; the loop reads it from now on."""
+        self._adopted.put(terminal)
+        with contextlib.suppress(OSError):
+            self._wake_write.send(b"\0")
+
+    def forget(self, sock: Any) -> None:
+        """(paho, closing a socket:) the loop stops watching it."""
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(sock)
+
+    def flush(self, terminal: SimTerminal) -> None:
+        if terminal.client.want_write():
+            terminal.client.loop_write()
+
+    def acknowledged(self, record: Record, at: float) -> None:
+        """A result's PUBACK: its wait for the receipt starts (the daemon's rule, :meth:`run`)."""
+        if record.puback_at is None:
+            record.puback_at = at
+        delay = jittered_delay(record.publishes - 1, self.spec["receipt_timeout"], self.spec["republish_cap"],
+                               self._rng)
+        heapq.heappush(self._retries, (at + delay, id(record), record.publishes, record))
+
+    def _poll(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for the sockets; read, write and keep alive what is ready."""
+        while True:
+            try:
+                terminal = self._adopted.get_nowait()
+            except queue.Empty:
+                break
+            sock = terminal.client.socket()
+            if sock is not None:
+                with contextlib.suppress(KeyError, ValueError):
+                    self._selector.register(sock, selectors.EVENT_READ, terminal)
+        for key, _ in self._selector.select(timeout):
+            if key.data is None:
+                with contextlib.suppress(BlockingIOError):
+                    self._wake_read.recv(4096)
+                continue
+            terminal = key.data
+            client = terminal.client
+            while client.loop_read() == mqtt.MQTT_ERR_SUCCESS:
+                sock = client.socket()
+                if sock is None or not getattr(sock, "pending", lambda: 0)():
+                    break  # nothing decrypted left behind in the TLS layer
+            self.flush(terminal)
+        now = time.monotonic()
+        if now >= self._next_misc:
+            self._next_misc = now + 1.0
+            for terminal in self.terminals:
+                if terminal.online:
+                    terminal.client.loop_misc()  # keepalive pings, and their absence noticed
+                    self.flush(terminal)
+
     def connect(self, timeout: float = 120.0) -> bool:
         for terminal in self.terminals:
             terminal.start()
         deadline = time.monotonic() + timeout
-        return all(terminal.connected.wait(max(0.0, deadline - time.monotonic())) for terminal in self.terminals)
+        while not all(terminal.online for terminal in self.terminals):
+            if time.monotonic() > deadline:
+                return False
+            self._poll(0.05)
+        return True
 
     def run(self, t0: float) -> None:
         """Publish each result at its time, republish what has no receipt as the daemon does, until every result has
@@ -327,15 +414,13 @@ class Worker:
         (:func:`edge.backoff.jittered_delay`)."""
         spec = self.spec
         interval = spec["terminals"] / spec["rate"]  # seconds between two results of one terminal
-        timeout, cap = spec["receipt_timeout"], spec["republish_cap"]
-        rng = random.Random()
         by_terminal = {terminal.terminal_id: terminal for terminal in self.terminals}
         schedule: list[tuple[float, int, Record]] = []
         for n, record in enumerate(self.records):
             phase = terminal_index(record.terminal) / spec["rate"]  # terminal k starts k/rate s in: an even load
             schedule.append((t0 + phase + (record.seq - 1) * interval, n, record))
         schedule.sort()
-        retries: list[tuple[float, int, int, Record]] = []
+        retries = self._retries
         end = schedule[-1][0] if schedule else t0
         deadline = end + spec["drain"]
         position = 0
@@ -344,41 +429,23 @@ class Worker:
             while position < len(schedule) and schedule[position][0] <= now:
                 _, n, record = schedule[position]
                 terminal = by_terminal[record.terminal]
-                with self.lock:
-                    terminal.pending[record.jti] = record
+                terminal.pending[record.jti] = record
                 terminal.publish(record, now)
                 position += 1
-            while True:  # PUBACKs: each starts its result's wait for the receipt
-                try:
-                    terminal, mid, acked = self.acks.get_nowait()
-                except queue.Empty:
-                    break
-                carried = terminal.mids.pop(mid, None)
-                if carried is None:
-                    continue  # a status
-                if carried.puback_at is None:
-                    carried.puback_at = acked
-                delay = jittered_delay(carried.publishes - 1, timeout, cap, rng)
-                heapq.heappush(retries, (acked + delay, id(carried), carried.publishes, carried))
             while retries and retries[0][0] <= now:
                 _, _, publishes, record = heapq.heappop(retries)
-                with self.lock:
-                    waiting = record.receipt_at is None
-                if waiting and publishes == record.publishes:
+                if record.receipt_at is None and publishes == record.publishes:
                     by_terminal[record.terminal].publish(record, now)
                     self.counters["republished"] += 1
-            if position == len(schedule):
-                with self.lock:
-                    waiting_any = any(terminal.pending for terminal in self.terminals)
-                if not waiting_any or now > deadline:
-                    return
+            if position == len(schedule) and (now > deadline or not any(t.pending for t in self.terminals)):
+                return
             upcoming = [schedule[position][0]] if position < len(schedule) else []
             upcoming += [retries[0][0]] if retries else []
-            time.sleep(min(0.05, max(0.0, min(upcoming, default=now + 0.05) - now)))
+            self._poll(min(0.05, max(0.0, min(upcoming, default=now + 0.05) - now)))
 
     def report(self) -> dict[str, Any]:
-        waits = sum(terminal.client.pace.waits for terminal in self.terminals if terminal.client.pace)
-        cut_short = sum(terminal.client.pace.cut_short for terminal in self.terminals if terminal.client.pace)
+        waits = sum(terminal.pace.waits for terminal in self.terminals)
+        cut_short = sum(terminal.pace.cut_short for terminal in self.terminals)
         return {
             "results": [[r.terminal, r.seq, r.jti, r.first_publish, r.receipt_at, r.publishes, r.puback_at]
                         for r in self.records],
@@ -389,7 +456,11 @@ class Worker:
     def close(self) -> None:
         self.closing.set()
         for terminal in self.terminals:
-            terminal.stop()
+            if terminal.client.socket() is not None:
+                terminal.client.disconnect()  # written at once (no loop thread), then paho closes the socket
+        self._selector.close()
+        self._wake_read.close()
+        self._wake_write.close()
 
 
 def worker_main(spec_path: Path) -> int:
