@@ -94,6 +94,7 @@ from edge.protocol.result import Check, CitizenData, ProcedureProfile, QrUsage, 
 from edge.protocol.verify.checks import CheckStatus, Verdict
 from edge.sim.broker import MosquittoBroker, free_port
 from edge.sim.postgres import PostgresCluster
+from edge.tcp import no_delay
 from provisioning.broker_kit import CA, CONF, KitOptions, build_kit
 from provisioning.gateway import init_gateway
 from provisioning.pki import GatewayIdentity, TerminalIdentity
@@ -196,6 +197,7 @@ class SimTerminal:
         client.on_disconnect = self._disconnected
         client.on_message = self._received
         client.on_publish = self._acknowledged
+        client.on_socket_open = no_delay  # as the daemon
         client.on_socket_close = lambda client, userdata, sock: worker.forget(sock)
         self.client = client
         self.mids: dict[int, Record] = {}  # mid -> the result it carries

@@ -37,7 +37,6 @@ follows); events a week.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import queue
@@ -66,6 +65,7 @@ from edge.daemon.receipts import ReceiptChecker, RepublishSchedule, names_result
 from edge.errors import EdgeError, ReceiptRefusedError
 from edge.logsetup import log_unexpected
 from edge.protocol.receipt import ReceiptClaims
+from edge.tcp import no_delay
 
 log = logging.getLogger(__name__)
 
@@ -179,14 +179,6 @@ class _PacedClient(mqtt.Client):
             super()._reconnect_wait()
         else:
             self.pace()
-
-
-def _no_delay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
-    """TCP_NODELAY on the broker link (paho leaves Nagle on): the PUBACK the terminal owes for a receipt and the next
-    result's PUBLISH are both small, and Nagle held the PUBLISH until the broker's delayed ACK of the PUBACK, 40 ms
-    (measured: enqueue -> PUBACK median 42 ms with receipts, 3 ms without)."""
-    with contextlib.suppress(OSError, AttributeError):  # not a TCP socket: nothing to tune
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _json(obj: Mapping[str, Any]) -> bytes:
@@ -306,7 +298,7 @@ class ResultPublisher:
                 cert_reqs=ssl.CERT_REQUIRED,
                 tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
-        client.on_socket_open = _no_delay
+        client.on_socket_open = no_delay
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_publish = self._handle_publish

@@ -64,6 +64,7 @@ from edge.office.ward_trust import WardTrust
 from edge.office.webhooks import Endpoint, WebhookQueue, load_secret
 from edge.protocol.receipt import MAX_RECEIPT_RESULTS, receipt_claims, sign_receipt
 from edge.signers import load_private_key
+from edge.tcp import no_delay
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,7 @@ class Gateway:
         self._client.on_connect = self._handle_connect
         self._client.on_subscribe = self._handle_subscribe
         self._client.on_message = self._handle_message
+        self._client.on_socket_open = no_delay  # receipts are small: Nagle held each for the broker's delayed ACK
 
     # --- life cycle ----------------------------------------------------------------------------------------------
 
