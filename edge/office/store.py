@@ -113,6 +113,9 @@ def _result_columns(db: Database) -> dict[str, str]:
 _RETENTION_INDEXES = ("CREATE INDEX IF NOT EXISTS results_by_subject ON results (subject)",
                       "CREATE INDEX IF NOT EXISTS results_by_expiry ON results (expires)")
 DAY_SECONDS = 24 * 3600
+#: The column roles of a ``results`` row as :meth:`ResultStore._store` inserts it (:meth:`Database.rows_source`).
+_RESULT_ROW_KINDS = ("text", "text", "int", "real", "text", "text", "text", "int", "text", "text", "text", "text",
+                     "text", "text", "real")
 #: What a reduced result's ``document`` keeps: nothing that tells who the citizen was.
 REDUCED_FIELDS = ("schema_version", "terminal_id", "ward_code", "procedure_profile", "completed_at", "request_id",
                   "verdict", "checks")
@@ -439,13 +442,11 @@ class ResultStore:
                     for result, active_auth in (checked[index] for index in order)]  # fmt: skip
             new_keys: set[tuple[str, str]] = set()
             for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-                chunk = rows[start:start + _ROWS_PER_STATEMENT]
-                values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
-                statement = ("INSERT INTO results (iss, jti, seq, received, verdict, document, token, iat, flags, "  # noqa: S608  # placeholders only
-                             f"ward, kid, active_auth, stored_by, subject, expires) VALUES {values} "
+                source, params = db.rows_source(_RESULT_ROW_KINDS, rows[start:start + _ROWS_PER_STATEMENT])
+                statement = ("INSERT INTO results (iss, jti, seq, received, verdict, document, token, iat, flags, "
+                             f"ward, kid, active_auth, stored_by, subject, expires) {source} "  # placeholders only
                              "ON CONFLICT (iss, jti) DO NOTHING RETURNING iss, jti")
-                new_keys.update((str(iss), str(jti))
-                                for iss, jti in db.execute(statement, [value for row in chunk for value in row]))
+                new_keys.update((str(iss), str(jti)) for iss, jti in db.execute(statement, params))
             inserted = [False] * len(checked)
             for index in order:  # a result twice in one batch: its first copy is the stored one
                 key = (checked[index][0].iss, checked[index][0].jti)
@@ -565,9 +566,10 @@ class ResultStore:
             # lock in PostgreSQL, in the order of the rows; SQLite's BEGIN IMMEDIATE holds the file) and its
             # highest seq read.
             chunk = terminals[start:start + _ROWS_PER_STATEMENT]
+            source, params = db.rows_source(("text", "int"), [(iss, 0) for iss in chunk])
             stored_maxima.update((str(iss), int(max_seq)) for iss, max_seq in db.execute(
-                f"INSERT INTO terminals (iss, max_seq) VALUES {', '.join(['(?, 0)'] * len(chunk))} "  # noqa: S608
-                "ON CONFLICT (iss) DO UPDATE SET max_seq = terminals.max_seq RETURNING iss, max_seq", chunk))
+                f"INSERT INTO terminals (iss, max_seq) {source} "  # placeholders only
+                "ON CONFLICT (iss) DO UPDATE SET max_seq = terminals.max_seq RETURNING iss, max_seq", params))
         missing_rows: list[tuple[str, int]] = []
         found_rows: list[tuple[str, int]] = []
         maxima: list[tuple[int, str]] = []

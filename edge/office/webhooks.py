@@ -75,6 +75,8 @@ _MAX_ANSWER_BYTES = 64 * 1024
 _MAX_ERROR_CHARS = 300
 #: Rows one multi-row statement carries when a batch is queued.
 _ROWS_PER_STATEMENT = 200
+#: The column roles of a queued delivery's row (:meth:`Database.rows_source`).
+_DELIVERY_ROW_KINDS = ("text", "text", "text", "text", "text", "text", "real", "text", "real")
 
 
 # --- the signature -------------------------------------------------------------------------------------------------
@@ -242,10 +244,10 @@ class WebhookQueue:
             for name in sorted({endpoint.name for endpoint, *_ in wanted}):
                 jtis = sorted({jti for endpoint, _, jti, _ in wanted if endpoint.name == name})
                 for start in range(0, len(jtis), _ROWS_PER_STATEMENT):
-                    chunk = jtis[start:start + _ROWS_PER_STATEMENT]
+                    among, params = self._db.in_list("jti", jtis[start:start + _ROWS_PER_STATEMENT])
                     for jti, iss in self._db.execute(
-                            "SELECT jti, iss FROM webhook_deliveries WHERE endpoint=? AND jti IN "  # noqa: S608
-                            f"({', '.join('?' * len(chunk))})", (name, *chunk)):  # placeholders only
+                            f"SELECT jti, iss FROM webhook_deliveries WHERE endpoint=? AND {among}",  # noqa: S608
+                            (name, *params)):  # placeholders only
                         users.setdefault((name, str(jti)), set()).add(str(iss))
             rows: list[tuple[Any, ...]] = []
             for endpoint, iss, jti, ward in wanted:
@@ -258,11 +260,11 @@ class WebhookQueue:
                 users.setdefault((endpoint.name, jti), set()).add(iss)
                 rows.append((endpoint.name, RESULT_STORED, iss, jti, ward, state, now, error, now))
             for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-                part = rows[start:start + _ROWS_PER_STATEMENT]
+                source, params = self._db.rows_source(_DELIVERY_ROW_KINDS, rows[start:start + _ROWS_PER_STATEMENT])
                 added += len(list(self._db.execute(
-                    "INSERT INTO webhook_deliveries (endpoint, event, iss, jti, ward, state, next_attempt, "  # noqa: S608
-                    f"last_error, created) VALUES {', '.join(['(?, ?, ?, ?, ?, ?, ?, ?, ?)'] * len(part))} "
-                    "ON CONFLICT (endpoint, iss, jti) DO NOTHING RETURNING id", [v for row in part for v in row])))
+                    "INSERT INTO webhook_deliveries (endpoint, event, iss, jti, ward, state, next_attempt, "
+                    f"last_error, created) {source} ON CONFLICT (endpoint, iss, jti) DO NOTHING RETURNING id",
+                    params)))
         if added and self.on_enqueued is not None:
             self.on_enqueued()
         return added
@@ -281,8 +283,9 @@ class WebhookQueue:
                 "AND (lease_until IS NULL OR lease_until <= ?) ORDER BY next_attempt, id "
                 f"LIMIT ?{self._db.for_update}{skip}", (PENDING, now, *names, now, limit)))
             if rows:  # one statement for the lot: the database's share of a delivery was most of its cost
-                self._db.execute("UPDATE webhook_deliveries SET lease_until=?, leased_by=? WHERE id IN "  # noqa: S608
-                                 f"({', '.join('?' * len(rows))})", (now + lease, instance, *(row[0] for row in rows)))
+                among, params = self._db.in_list("id", [row[0] for row in rows])
+                self._db.execute(f"UPDATE webhook_deliveries SET lease_until=?, leased_by=? WHERE {among}",  # noqa: S608
+                                 (now + lease, instance, *params))
         return [Delivery(*row) for row in rows]
 
     def delivered(self, answered: Sequence[tuple[Delivery, int]], now: float) -> None:
@@ -293,11 +296,11 @@ class WebhookQueue:
         with self._db.transaction():
             for status, ids in sorted(by_status.items()):
                 for start in range(0, len(ids), _ROWS_PER_STATEMENT):
-                    chunk = ids[start:start + _ROWS_PER_STATEMENT]
+                    among, params = self._db.in_list("id", ids[start:start + _ROWS_PER_STATEMENT])
                     self._db.execute(
                         "UPDATE webhook_deliveries SET state=?, attempts=attempts+1, delivered=?, "  # noqa: S608
-                        "last_attempt=?, last_status=?, last_error=NULL, lease_until=NULL WHERE state=? AND id IN "
-                        f"({', '.join('?' * len(chunk))})", (DELIVERED, now, now, status, PENDING, *chunk))
+                        f"last_attempt=?, last_status=?, last_error=NULL, lease_until=NULL WHERE state=? AND {among}",
+                        (DELIVERED, now, now, status, PENDING, *params))
 
     def failed(self, delivery: Delivery, now: float, *, status: int | None, error: str, retry_after: float | None,
                rng: random.Random, gone: bool = False) -> str:  # fmt: skip
@@ -355,8 +358,9 @@ class WebhookQueue:
         """The stored results ``(iss, jti)`` (one query for a round's deliveries); a missing one is absent."""
         if not keys:
             return {}
+        source, params = self._db.rows_source(("text", "text"), keys)
         rows = self._db.execute(f"SELECT {RESULT_COLUMNS} FROM results WHERE reduced IS NULL AND (iss, jti) IN "  # noqa: S608
-                                f"(VALUES {', '.join(['(?, ?)'] * len(keys))})", [v for key in keys for v in key])
+                                f"({source})", params)
         found = (ResultRecord.from_row(tuple(row)) for row in rows)
         return {(record.terminal, record.jti): record for record in found}
 
