@@ -62,6 +62,7 @@ from edge.office.subjects import load_subject_key
 from edge.office.verify import TerminalKeys, load_keys
 from edge.office.ward_trust import WardTrust
 from edge.office.webhooks import Endpoint, WebhookQueue, load_secret
+from edge.protocol.jose import key_id
 from edge.protocol.receipt import MAX_RECEIPT_RESULTS, receipt_claims, sign_receipt
 from edge.signers import load_private_key
 from edge.tcp import no_delay
@@ -122,6 +123,11 @@ class Gateway:
         self.stats = GatewayStats()
         self.subscribed = threading.Event()
         self._receipt_key = receipt_key
+        self._receipt_kid = key_id(receipt_key.public_key()) if receipt_key is not None else None
+        #: One PUBLISH properties object for every receipt (paho only reads it): built per receipt it cost more
+        #: than the receipt's signature.
+        self._receipt_properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        self._receipt_properties.MessageExpiryInterval = config.receipts.lifetime
         self._on_outcome = on_outcome
         self._on_status = on_status
         self._on_event = on_event
@@ -391,10 +397,9 @@ class Gateway:
                 claims = receipt_claims(gateway=self.config.client_id, terminal_id=terminal, ward_code=ward,
                                         results=results[start:start + MAX_RECEIPT_RESULTS], now=now,
                                         jti=str(uuid.uuid4()), lifetime=self.config.receipts.lifetime)
-                expiry = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-                expiry.MessageExpiryInterval = self.config.receipts.lifetime
-                token = sign_receipt(claims, self._receipt_key)
-                self._client.publish(f"{self._prefix}/{ward}/{terminal}/receipt", token, qos=1, properties=expiry)
+                token = sign_receipt(claims, self._receipt_key, kid=self._receipt_kid)
+                self._client.publish(f"{self._prefix}/{ward}/{terminal}/receipt", token, qos=1,
+                                     properties=self._receipt_properties)
                 self.stats.receipts += 1
 
 
