@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from edge.errors import ConfigError
+from edge.protocol.messages import DEFAULT_TOPIC_PREFIX, TopicPrefix
 from edge.protocol.pkcs11_uri import SCHEME as PKCS11_SCHEME
 from edge.protocol.pkcs11_uri import Pkcs11Uri, parse_pkcs11_uri
 from edge.protocol.procedures import procedure
@@ -84,19 +85,12 @@ class MqttConfig(_Section):
     #: the terminal before any result. False for a token key, which Python's ssl cannot use (server-authenticated TLS).
     client_certificate: bool = True
     keepalive: int = Field(default=30, ge=5, le=3600)  # detects a dead link within a minute without chatter
-    topic_prefix: str = "cccd-edge/v1"  # versioned so a future format can run beside this one
+    topic_prefix: TopicPrefix = DEFAULT_TOPIC_PREFIX  # versioned so a future format can run beside this one
     #: MQTT 5 Message Expiry of results. None: by delivery mode (``DeliveryConfig.result_expiry``).
     message_expiry: int | None = Field(default=None, ge=60)
     inflight_window: int = Field(default=20, ge=1, le=1000)  # bounds memory and duplicates after a reconnect
     reconnect_min_delay: float = Field(default=1.0, gt=0)  # first retry soon: most outages are short
     reconnect_max_delay: float = Field(default=8.0, gt=0)  # cap (jittered): back within 10 s of the broker
-
-    @field_validator("topic_prefix")
-    @classmethod
-    def _prefix_segments(cls, value: str) -> str:
-        if not all(_TOPIC_SEGMENT.match(part) for part in value.split("/")):
-            raise ValueError("each segment must be letters, digits, '_', '.' or '-' (no wildcards, no empty)")
-        return value
 
     @model_validator(mode="after")
     def _delays(self) -> MqttConfig:

@@ -54,10 +54,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from edge.errors import ConfigError
 from edge.office.web.settings import WebSettings
 from edge.office.webhooks import check_url
+from edge.protocol.messages import DEFAULT_TOPIC_PREFIX, TopicPrefix
 from edge.protocol.receipt import DEFAULT_RECEIPT_LIFETIME, MAX_RECEIPT_LIFETIME
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_PREFIX_LEVEL = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 class _Section(BaseModel):
@@ -71,7 +71,7 @@ class BrokerSettings(_Section):
     cert: Path | None = None  # with key: mutual TLS (the ward broker wants it)
     key: Path | None = None
     client_id: str | None = None  # default gateway:<instance> (a ward broker takes the certificate's CN anyway)
-    topic_prefix: str = "cccd-edge/v1"
+    topic_prefix: TopicPrefix = DEFAULT_TOPIC_PREFIX
     #: The shared subscription's group. Unset: derived from the receipt key (every instance with the same key is in the
     #: same group, and nobody without it can guess the name); "gateway" when there is no receipt key. A client that
     #: joins the group takes its share of the results, and the broker's ACL (mosquitto 2.0 cannot refuse a SUBSCRIBE)
@@ -82,13 +82,6 @@ class BrokerSettings(_Section):
     receive_maximum: int = Field(default=100, ge=1, le=65535)
     #: How long the broker keeps this instance's session (and the results routed to it) while it is away.
     session_expiry: int = Field(default=14 * 24 * 3600, ge=0)
-
-    @field_validator("topic_prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        if not all(_PREFIX_LEVEL.match(level) for level in value.split("/")):
-            raise ValueError("must be plain topic levels (no wildcards, no leading or trailing '/')")
-        return value
 
     @model_validator(mode="after")
     def _pair(self) -> BrokerSettings:

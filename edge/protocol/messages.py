@@ -21,15 +21,28 @@ field added to a status or an event must be added here first. The terminal build
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
 from edge.protocol.clock import ClockSource
 from edge.protocol.receipt import MAX_SEQ, RESULT_JTI_PATTERN
 from edge.protocol.result import ResultDocument
 
 DEFAULT_TOPIC_PREFIX = "cccd-edge/v1"
+_PREFIX_LEVEL = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def _plain_topic_levels(value: str) -> str:
+    if not all(_PREFIX_LEVEL.match(level) for level in value.split("/")):
+        raise ValueError("each segment must be letters, digits, '_', '.' or '-' (no wildcards, no empty)")
+    return value
+
+
+#: A configured topic prefix (terminal and gateway alike): plain levels only, since a wildcard or an empty level
+#: would make the gateway subscribe to, or a terminal publish on, topics that are not its own.
+TopicPrefix = Annotated[str, AfterValidator(_plain_topic_levels)]
 #: The last topic level of each kind of message.
 TOPIC_LEAVES = ("result", "status", "event", "cmd", "receipt")
 TopicLeaf = Literal["result", "status", "event", "cmd", "receipt"]
