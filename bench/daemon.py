@@ -50,8 +50,8 @@ def _qr_png(path: Path, text: str) -> Path:
     return path
 
 
-def _memory(pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM (peak) in MB from /proc."""
+def memory(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM (peak) in MB from /proc (bench/soak.py reads it too)."""
     fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         name, _, value = line.partition(":")
@@ -111,12 +111,12 @@ def one_run(directory: Path, config: Path, stack: PcscStack, broker: MosquittoBr
         while not notify.recv(4096).startswith(b"READY=1"):
             pass
         figures = {"ready_s": time.monotonic() - started}
-        figures |= {f"idle_{k}": v for k, v in _memory(process.pid).items()}
+        figures |= {f"idle_{k}": v for k, v in memory(process.pid).items()}
         card.insert()
         if not watcher.arrived.wait(30):
             raise RuntimeError("no result arrived")
         figures["result_s"] = time.monotonic() - started
-        figures |= {f"read_{k}": v for k, v in _memory(process.pid).items()}
+        figures |= {f"read_{k}": v for k, v in memory(process.pid).items()}
         card.remove()
         stopping = time.monotonic()
         process.send_signal(signal.SIGTERM)

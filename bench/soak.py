@@ -38,6 +38,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.daemon import memory
 from edge import signers
 from edge.protocol import jose
 from edge.sim.broker import BrokerPki, MosquittoBroker, make_pki
@@ -64,16 +65,6 @@ mock.MockPin.clear_states = clear_states
 from edge.cli import main
 sys.exit(main(sys.argv[1:]))
 """
-
-
-def memory(pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM (peak) in MB from /proc."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            fields[name] = int(value.split()[0]) / 1024
-    return fields
 
 
 def write_config(directory: Path, broker: MosquittoBroker, pki: BrokerPki, qr_image: Path, ward_public: Path,
