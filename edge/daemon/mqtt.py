@@ -255,7 +255,6 @@ class ResultPublisher:
         self._online = False  # as processed by the publisher thread (orders resends before new results)
         # Owned by the publisher thread only:
         self._inflight: dict[int, OutboxEntry] = {}  # mid -> result awaiting PUBACK
-        self._other_mids: set[int] = set()  # mids of status/event messages
         self._unbooked: dict[int, OutboxEntry] = {}  # entry id -> acknowledged, but its DELETE has not committed
         self._report_mids: dict[int, int] = {}  # mid of a quarantine report -> the quarantined seq
         self._reported: list[int] = []  # quarantined seqs whose report the broker acknowledged, to mark in the outbox
@@ -527,7 +526,6 @@ class ResultPublisher:
                 self._barrier = set(self._inflight)
             else:
                 self._barrier.discard(mid)
-                self._other_mids.discard(mid)
                 reported = self._report_mids.pop(mid, None)
                 if reported is not None and not (reason is not None and reason.is_failure):
                     self._reported.append(reported)
@@ -567,11 +565,9 @@ class ResultPublisher:
             self._events.clear()
             status, self._status = self._status, None
         for payload in events:
-            info = self._client.publish(self.settings.topics.event, payload, qos=1, properties=expiry)
-            self._other_mids.add(info.mid)
+            self._client.publish(self.settings.topics.event, payload, qos=1, properties=expiry)
         if status is not None:
-            info = self._client.publish(self.settings.topics.status, _json(status), qos=1, retain=True)
-            self._other_mids.add(info.mid)
+            self._client.publish(self.settings.topics.status, _json(status), qos=1, retain=True)
         if self.outbox.unreported_quarantine > len(self._report_mids) + len(self._reported):
             self._report_quarantine(expiry)
 
