@@ -124,8 +124,9 @@ def open_procedure_side(config: GatewayConfig, gateway: Gateway, *, poll: float 
     if config.webhooks:
         sender = WebhookSender(WebhookQueue(Database(config.storage.url), webhook_endpoints(config)),
                                config.instance, poll=poll, clock=clock)  # fmt: skip
-        if gateway.webhooks is not None:
-            gateway.webhooks.on_enqueued = sender.wake  # a result queued by this process goes out at once
+        if gateway.webhooks is not None:  # a result this process stored goes out at once, as it was stored
+            gateway.webhooks.on_enqueued = sender.wake
+            gateway.webhooks.hand_over(config.instance, sender.lease, sender.offer)
     if config.api is None:
         return ProcedureSide(None, sender, None)
     store = open_store(config)

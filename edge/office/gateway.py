@@ -317,7 +317,8 @@ class Gateway:
         assert self.webhooks is not None
         return self.webhooks.enqueue([(o.iss, o.jti, o.ward) for o in outcomes if o.status != "quarantined"
                                       and o.iss is not None and o.jti is not None and o.ward is not None],
-                                     self._clock())  # fmt: skip
+                                     self._clock(), records={(o.record.terminal, o.record.jti): o.record
+                                                             for o in outcomes if o.record is not None})  # fmt: skip
 
     def _report(self, outcome: Outcome, receipts: dict[tuple[str, str], list[tuple[int, str]]]) -> None:
         self._count(outcome)

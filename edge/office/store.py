@@ -58,6 +58,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge.errors import ConfigError, EdgeError, JsonError, OnlineAnswerError, TokenError
 from edge.logsetup import log_unexpected
+from edge.office.contract import ActiveAuthOutcome, ResultRecord
 from edge.office.database import Database
 from edge.office.verify import ActiveAuthCheck, TerminalKeys, VerifiedResult, check_active_auth, verify_result
 from edge.protocol.b64url import b64url_decode
@@ -203,6 +204,8 @@ class Outcome:
     rung: str | None = None  # the ladder's rung of ``verdict`` (``Verdict.rung``): what the office reports
     flags: tuple[str, ...] = ()  # stored or duplicate: the ``ResultFlag`` values judged when it was stored
     ward: str | None = None  # stored or duplicate: the document's ward (the receipt's topic)
+    #: Stored now: the row as the API and webhooks serve it, built from what was inserted (not read back).
+    record: ResultRecord | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in (("status", self.status), ("iss", self.iss), ("seq", self.seq),
@@ -473,8 +476,19 @@ class ResultStore:
                                     result.document.verdict.value, new_gaps=new_gaps.get(id(result), ()),
                                     missing=missing, refused=refused, jti=result.jti, iat=result.iat,
                                     active_auth=active_auth, rung=result.document.verdict.rung.value,
-                                    flags=result_flags, ward=result.document.ward_code))
+                                    flags=result_flags, ward=result.document.ward_code,
+                                    record=self._record(result, active_auth, now) if new else None))
         return outcomes
+
+    def _record(self, result: VerifiedResult, active_auth: ActiveAuthCheck | None, now: float) -> ResultRecord:
+        """The row :meth:`_store` inserts for ``result``, as :meth:`ResultRecord.from_row` would read it back."""
+        document = result.document
+        return ResultRecord(terminal=result.iss, ward=document.ward_code, seq=result.seq, jti=result.jti, received=now,
+                            iat=result.iat, verdict=document.verdict, rung=document.verdict.rung,
+                            flags=[flag.value for flag in result.flags], request_id=document.request_id,
+                            active_auth=ActiveAuthOutcome.model_validate(active_auth.as_dict())
+                            if active_auth is not None else None, kid=result.kid,
+                            stored_by=self._instance, document=document, token=result.token)  # fmt: skip
 
     def _subject(self, result: VerifiedResult) -> str | None:
         citizen = result.document.citizen

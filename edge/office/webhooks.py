@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import contextlib
 import functools
 import hashlib
@@ -75,8 +76,10 @@ _MAX_ANSWER_BYTES = 64 * 1024
 _MAX_ERROR_CHARS = 300
 #: Rows one multi-row statement carries when a batch is queued.
 _ROWS_PER_STATEMENT = 200
+#: Deliveries a sender takes at once (its attempts are booked together).
+_CLAIM_LIMIT = 20
 #: The column roles of a queued delivery's row (:meth:`Database.rows_source`).
-_DELIVERY_ROW_KINDS = ("text", "text", "text", "text", "text", "text", "real", "text", "real")
+_DELIVERY_ROW_KINDS = ("text", "text", "text", "text", "text", "text", "real", "text", "real", "real", "text")
 
 
 # --- the signature -------------------------------------------------------------------------------------------------
@@ -215,6 +218,16 @@ class Delivery:
     attempts: int
 
 
+@dataclass(frozen=True, slots=True)
+class Offered:
+    """A delivery handed to the sender of the process that queued it, already leased to it until ``lease_until``,
+    with the stored result it carries (:meth:`WebhookQueue.hand_over`)."""
+
+    delivery: Delivery
+    record: ResultRecord
+    lease_until: float
+
+
 _DEAD_COLUMNS = "id, endpoint, event, iss, jti, ward, attempts, last_status, last_error, created, last_attempt"
 
 
@@ -226,16 +239,29 @@ class WebhookQueue:
         self.endpoints = {endpoint.name: endpoint for endpoint in endpoints}
         #: Called after :meth:`enqueue` added rows (a sender in this process wakes up: :meth:`WebhookSender.wake`).
         self.on_enqueued: Callable[[], None] | None = None
+        self._hand_over: tuple[str, float, Callable[[Sequence[Offered]], None]] | None = None
         db.create_schema(_schema(db), {})
 
-    def enqueue(self, results: Iterable[tuple[str, str, str]], now: float) -> int:
+    def hand_over(self, instance: str, lease: float, offer: Callable[[Sequence[Offered]], None]) -> None:
+        """From now on, rows :meth:`enqueue` adds for a result whose record it is given are inserted leased to
+        ``instance`` for ``lease`` seconds and ``offer``-ed to its sender with that record: the sender POSTs them
+        without claiming them or reading the result back (two statements and a parse per delivery saved; the
+        gateway has just stored the result). Should the process die first, the lease runs out and any instance's
+        sender claims them, as after a crash mid-attempt."""
+        self._hand_over = (instance, lease, offer)
+
+    def enqueue(self, results: Iterable[tuple[str, str, str]], now: float, *,
+                records: Mapping[tuple[str, str], ResultRecord] | None = None) -> int:  # fmt: skip
         """Queue each stored result ``(iss, jti, ward)`` for every endpoint taking its ward, once (a result that
-        arrived again finds its row); returns how many rows are new."""
+        arrived again finds its row); returns how many rows are new. ``records``: results just stored, by
+        ``(iss, jti)``, handed over with their rows (:meth:`hand_over`)."""
         wanted = [(endpoint, iss, jti, ward) for iss, jti, ward in results
                   for endpoint in self.endpoints.values() if endpoint.takes(ward)]  # fmt: skip
         if not wanted:
             return 0
-        added = 0
+        added: list[tuple[Any, ...]] = []
+        records = records if records is not None and self._hand_over is not None else {}
+        holder, lease = (self._hand_over[0], now + self._hand_over[1]) if self._hand_over is not None else (None, None)
         wanted.sort(key=lambda row: (row[0].name, row[1], row[2]))
         with self._db.transaction():
             # A batch in a few statements (the gateway queues before it acknowledges: this is on its hot path): the
@@ -258,18 +284,26 @@ class WebhookQueue:
                     state, error = DEAD, ("another terminal's result used this jti: sent under it as webhook-id, "
                                           "the receiver would drop one of the two; not sent")
                 users.setdefault((endpoint.name, jti), set()).add(iss)
-                rows.append((endpoint.name, RESULT_STORED, iss, jti, ward, state, now, error, now))
+                handed = state == PENDING and (iss, jti) in records
+                rows.append((endpoint.name, RESULT_STORED, iss, jti, ward, state, now, error, now,
+                             lease if handed else None, holder if handed else None))
             for start in range(0, len(rows), _ROWS_PER_STATEMENT):
                 source, params = self._db.rows_source(_DELIVERY_ROW_KINDS, rows[start:start + _ROWS_PER_STATEMENT])
-                added += len(list(self._db.execute(
+                added += self._db.execute(
                     "INSERT INTO webhook_deliveries (endpoint, event, iss, jti, ward, state, next_attempt, "
-                    f"last_error, created) {source} ON CONFLICT (endpoint, iss, jti) DO NOTHING RETURNING id",
-                    params)))
+                    f"last_error, created, lease_until, leased_by) {source} "  # placeholders only
+                    "ON CONFLICT (endpoint, iss, jti) DO NOTHING RETURNING id, endpoint, iss, jti, ward, leased_by",
+                    params).fetchall()
+        offered = [Offered(Delivery(int(row[0]), str(row[1]), RESULT_STORED, str(row[2]), str(row[3]), str(row[4]), 0),
+                           records[(str(row[2]), str(row[3]))], float(lease)) for row in added
+                   if row[5] is not None and lease is not None]  # fmt: skip
+        if offered and self._hand_over is not None:
+            self._hand_over[2](offered)
         if added and self.on_enqueued is not None:
             self.on_enqueued()
-        return added
+        return len(added)
 
-    def claim(self, instance: str, now: float, *, limit: int = 20, lease: float = 60.0) -> list[Delivery]:
+    def claim(self, instance: str, now: float, *, limit: int = _CLAIM_LIMIT, lease: float = 60.0) -> list[Delivery]:
         """Take up to ``limit`` due deliveries for ``lease`` seconds (another instance skips them meanwhile)."""
         skip = " SKIP LOCKED" if self._db.dialect == "postgresql" else ""
         names = tuple(self.endpoints)
@@ -492,7 +526,14 @@ class WebhookSender:
         self._wake = threading.Event()
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"webhooks-{instance}", daemon=True)
+        self._offered: collections.deque[Offered] = collections.deque()
         queue.on_enqueued = self.wake
+
+    @property
+    def lease(self) -> float:
+        """How long a delivery is taken for: two timeouts and a margin (another instance skips it meanwhile)."""
+        endpoints = self.queue.endpoints.values()
+        return max(endpoint.timeout for endpoint in endpoints) * 2 + 5 if endpoints else 60.0
 
     def start(self) -> None:
         self._thread.start()
@@ -500,10 +541,16 @@ class WebhookSender:
     def wake(self) -> None:
         self._wake.set()
 
+    def offer(self, offered: Sequence[Offered]) -> None:
+        """Deliveries another connection of this process queued, leased to this sender (any thread may call)."""
+        self._offered.extend(offered)
+        self._wake.set()
+
     def stop(self, timeout: float = 20.0) -> None:
         self._halt.set()
         self._wake.set()
-        self._thread.join(timeout)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout)
         if not self._thread.is_alive():
             self._client.close()
 
@@ -524,10 +571,10 @@ class WebhookSender:
 
     def round(self) -> bool:
         """One batch of due deliveries; True when there was any (look again at once)."""
-        lease = max(endpoint.timeout for endpoint in self.queue.endpoints.values()) * 2 + 5 \
-            if self.queue.endpoints else 60.0  # fmt: skip
-        taken = self.queue.claim(self._instance, self._clock(), lease=lease)
-        records = self.queue.records(sorted({(delivery.iss, delivery.jti) for delivery in taken}))
+        taken, records = self._take_offered()
+        if not taken:
+            taken = self.queue.claim(self._instance, self._clock(), lease=self.lease)
+            records = self.queue.records(sorted({(delivery.iss, delivery.jti) for delivery in taken}))
         delivered: list[tuple[Delivery, int]] = []
         try:
             for delivery in taken:
@@ -541,6 +588,21 @@ class WebhookSender:
                 self.queue.delivered(delivered, self._clock())
                 self.stats.delivered += len(delivered)
         return bool(taken)
+
+    def _take_offered(self, limit: int = _CLAIM_LIMIT) -> tuple[list[Delivery], dict[tuple[str, str], ResultRecord]]:
+        """Up to ``limit`` offered deliveries whose lease leaves time for an attempt; one whose lease is (nearly)
+        over is dropped here, and claimed from the queue like any other (never sent twice on one lease)."""
+        taken: list[Delivery] = []
+        records: dict[tuple[str, str], ResultRecord] = {}
+        now = self._clock()
+        margin = self.lease / 2
+        while self._offered and len(taken) < limit:
+            offered = self._offered.popleft()
+            if offered.lease_until - now < margin:
+                continue
+            taken.append(offered.delivery)
+            records[(offered.delivery.iss, offered.delivery.jti)] = offered.record
+        return taken, records
 
     def _attempt(self, delivery: Delivery, record: ResultRecord | None) -> int | None:
         """One attempt; the 2xx status when it was delivered (booked by the caller), None when booked as failed."""

@@ -5,6 +5,7 @@ again; a jti that cannot be a webhook-id, or that another terminal used, is neve
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -21,6 +22,7 @@ from edge.office.webhooks import (
     DELIVERED,
     PENDING,
     Endpoint,
+    Offered,
     WebhookQueue,
     WebhookSender,
     parse_secret,
@@ -179,3 +181,59 @@ def test_the_sender_delivers_each_result_once_by_id_through_failures(office_db: 
     retried = [d for d in receiver.deliveries if d.status == 200 and d.webhook_id == failed[0].webhook_id]
     assert retried[0].body == failed[0].body, "a retry sends the same body"
     assert queue.counts() == {DELIVERED: 2}
+
+
+def test_a_stored_results_record_is_the_row_as_read_back(office_db: str | Path, ward: Ward, queues: Queues) -> None:
+    """The gateway hands its sender the record it built from what it inserted: it must be what any instance reads
+    back from the database (the body of a first attempt and of a retry are the same)."""
+    t1 = ward.terminal("T-01")
+    store = ResultStore(office_db, TerminalKeys({}, WardTrust.load(ward.ca_path)), instance="office-1")
+    try:  # a fresh result, one signed long ago (flagged late) and one from a clock in the future (flagged)
+        outcomes = store.ingest_many([(t1.token(1), "t"), (t1.token(2, now=NOW - 90 * 86400), "t"),
+                                      (t1.token(3, now=NOW + 7200), "t")], float(NOW))
+    finally:
+        store.close()
+    queue = queues([_endpoint()])
+    assert [outcome.status for outcome in outcomes] == ["stored"] * 3
+    assert any(outcome.flags for outcome in outcomes)
+    for outcome in outcomes:
+        assert outcome.record is not None
+        assert outcome.record == queue.record(outcome.iss or "", outcome.jti or "")
+
+
+def test_rows_handed_over_are_leased_to_their_sender_and_sent_without_a_claim(office_db: str | Path, ward: Ward,
+                                                                               queues: Queues) -> None:
+    """A gateway's queue hands the rows it adds to its own sender, leased to it: another instance's sender does not
+    take them while the lease runs, and takes any the first one never sent once it has run out."""
+    t1 = ward.terminal("T-01")
+    store = ResultStore(office_db, TerminalKeys({}, WardTrust.load(ward.ca_path)), instance="office-1")
+    try:
+        outcomes = store.ingest_many([(t1.token(seq), "t") for seq in (1, 2, 3)], float(NOW))
+    finally:
+        store.close()
+    receiver = WebhookReceiver(keep_alive=True)
+    endpoints = [_endpoint(url=receiver.url)]
+    gateway_queue, sender_queue, other_queue = queues(endpoints), queues(endpoints), queues(endpoints)
+    sender = WebhookSender(sender_queue, "office-1", clock=lambda: float(NOW))
+    handed: list[Offered] = []
+    gateway_queue.hand_over("office-1", sender.lease, handed.extend)
+    records = {(o.iss or "", o.jti or ""): o.record for o in outcomes if o.record is not None}
+    keys = [(o.iss or "", o.jti or "", o.ward or "") for o in outcomes]
+    assert gateway_queue.enqueue(keys[:2], float(NOW), records=records) == 2
+    assert gateway_queue.enqueue(keys[2:], float(NOW)) == 1, "no record given: queued for any sender to claim"
+    assert [offered.delivery.jti for offered in handed] == [jti for _, jti, _ in sorted(keys[:2])]
+    assert [d.jti for d in other_queue.claim("office-2", float(NOW), limit=10)] == [keys[2][1]], \
+        "the handed-over rows are leased to office-1"
+    try:
+        sender.offer(handed)
+        assert sender.round()
+        assert not sender.round(), "nothing else due for office-1: the third row is leased to office-2"
+    finally:
+        receiver.close()
+        sender.stop()
+    assert sorted(d.webhook_id for d in receiver.deliveries) == sorted(jti for _, jti, _ in keys[:2])
+    first = next(d for d in receiver.deliveries if d.webhook_id == keys[0][1])
+    assert first.json()["data"] == json.loads(records[keys[0][:2]].model_dump_json())  # type: ignore[union-attr]
+    stale = Offered(handed[0].delivery, handed[0].record, float(NOW) + 1)  # its lease nearly over
+    sender.offer([stale])
+    assert not sender.round(), "an offer whose lease is nearly over is left to a claim after it has run out"
