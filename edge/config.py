@@ -319,15 +319,19 @@ def parse_config(data: dict[str, Any]) -> Config:
         raise ConfigError(f"{problem} ({len(exc.errors())} problem(s) in total)", key=key or "(top level)") from None
 
 
-def load_config(path: Path | str) -> Config:
-    """Read and validate the TOML file at ``path``."""
-    path = Path(path)
+def read_toml(path: Path) -> dict[str, Any]:
+    """The table in the TOML file at ``path``; any failure a :class:`ConfigError` keyed ``(file)``, worded alike for
+    the terminal's file and the gateway's (``edge.office.gateway_config``)."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"file {path} not found", key="(file)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}", key="(file)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", key="(file)") from None
-    return parse_config(data)
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate the TOML file at ``path``."""
+    return parse_config(read_toml(Path(path)))

@@ -45,12 +45,12 @@ Unknown keys are refused (a typo must not silently leave receipts off).
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edge.config import read_toml
 from edge.errors import ConfigError
 from edge.office.web.settings import WebSettings
 from edge.office.webhooks import check_url
@@ -237,12 +237,4 @@ def parse_gateway_config(data: dict[str, Any]) -> GatewayConfig:
 
 
 def load_gateway_config(path: Path) -> GatewayConfig:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"file {path} not found", key="(file)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}", key="(file)") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", key="(file)") from None
-    return parse_gateway_config(data)
+    return parse_gateway_config(read_toml(path))
