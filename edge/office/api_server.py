@@ -12,26 +12,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from edge.errors import ConfigError
 from edge.office.api import TLS_CLIENT_CN, ApiContext, create_api
 from edge.office.api_clients import ApiClients
 from edge.office.database import Database
 from edge.office.gateway import Gateway, open_store, webhook_endpoints
 from edge.office.gateway_config import ApiSettings, GatewayConfig
+from edge.office.listener import UvicornThread
 from edge.office.webhooks import WebhookQueue, WebhookSender
 from edge.signers import KeySigner, load_private_key
 
 log = logging.getLogger(__name__)
-START_TIMEOUT = 10.0
 
 
 def _common_name(certificate: dict[str, Any] | None) -> str | None:
@@ -54,8 +51,8 @@ class _PeerCertificate(H11Protocol):
             self.app_state = {**self.app_state, TLS_CLIENT_CN: common_name}
 
 
-class ApiServer:
-    """uvicorn in a thread (signals stay with the main thread, which the gateway's command owns)."""
+class ApiServer(UvicornThread):
+    """The REST API's listener: https with ``api.tls_cert``, client certificates with ``api.client_ca``."""
 
     def __init__(self, app: Any, settings: ApiSettings) -> None:
         tls: dict[str, Any] = {}
@@ -63,33 +60,13 @@ class ApiServer:
             tls = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
         if settings.client_ca is not None:
             tls |= {"ssl_ca_certs": str(settings.client_ca), "ssl_cert_reqs": ssl.CERT_OPTIONAL}
-        self._config = uvicorn.Config(app, host=settings.listen, port=settings.port, http=_PeerCertificate,
-                                      log_level="warning", access_log=False, lifespan="off", proxy_headers=False,
-                                      server_header=False, timeout_graceful_shutdown=2, **tls)  # fmt: skip
-        self._server = uvicorn.Server(self._config)
-        self._thread = threading.Thread(target=self._server.run, name="api-server", daemon=True)
-        self.port = settings.port
+        super().__init__(app, host=settings.listen, port=settings.port, name="api-server", what="the API",
+                         config_key="api.listen", http=_PeerCertificate, **tls)  # fmt: skip
         self.scheme = "https" if settings.tls_cert is not None else "http"
-
-    def start(self) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + START_TIMEOUT
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise ConfigError(f"the API could not listen on {self._config.host}:{self._config.port}",
-                                  key="api.listen")
-            time.sleep(0.02)
-        sockets = [s for server in self._server.servers for s in server.sockets]
-        if sockets:
-            self.port = int(sockets[0].getsockname()[1])
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(10)
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://{self._config.host}:{self.port}/"
+        return f"{self.scheme}://{self.host}:{self.port}/"
 
 
 @dataclass

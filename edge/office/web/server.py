@@ -9,12 +9,10 @@ database connection (accounts, sessions, the audit log, the pages' reads: the ga
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
@@ -22,6 +20,7 @@ from edge.errors import ConfigError
 from edge.office.database import Database
 from edge.office.gateway import Gateway, open_store
 from edge.office.gateway_config import GatewayConfig
+from edge.office.listener import UvicornThread
 from edge.office.store import Outcome
 from edge.office.web.audit import AuditLog
 from edge.office.web.feed import Feed
@@ -31,7 +30,6 @@ from edge.office.web.settings import WebSettings
 from edge.signers import KeySigner, load_private_key
 
 log = logging.getLogger(__name__)
-START_TIMEOUT = 10.0
 
 
 @dataclass
@@ -93,36 +91,18 @@ def open_office(config: GatewayConfig, *, on_outcome: Callable[[Outcome], None] 
     return Office(gateway, web, app, PagesServer(app, settings))
 
 
-class PagesServer:
-    """uvicorn in a thread (signals stay with the main thread: the gateway's command handles them)."""
+class PagesServer(UvicornThread):
+    """The officers' pages' listener: plain http (HTTPS, where wanted, is a reverse proxy's; see WebSettings)."""
 
     def __init__(self, app: Starlette, settings: WebSettings) -> None:
-        self._config = uvicorn.Config(app, host=settings.listen, port=settings.port, log_level="warning",
-                                      access_log=False, lifespan="off", proxy_headers=False, server_header=False,
-                                      timeout_graceful_shutdown=2)  # fmt: skip
-        self._server = uvicorn.Server(self._config)
-        self._thread = threading.Thread(target=self._server.run, name="pages-server", daemon=True)
-        self.port = settings.port
+        super().__init__(app, host=settings.listen, port=settings.port, name="pages-server", what="the pages",
+                         config_key="web.listen")  # fmt: skip
 
     def start(self) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + START_TIMEOUT
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise ConfigError(f"the pages could not listen on {self._config.host}:{self._config.port}",
-                                  key="web.listen")
-            time.sleep(0.02)
-        sockets = [s for server in self._server.servers for s in server.sockets]
-        if sockets:
-            self.port = int(sockets[0].getsockname()[1])
+        super().start()
         log.info("officers' pages at %s", self.url)
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(10)
 
     @property
     def url(self) -> str:
-        host = self._config.host
-        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104  # what a browser here can open
+        shown = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104  # what a browser here can open
         return f"http://{shown}:{self.port}/"
