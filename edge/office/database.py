@@ -155,8 +155,13 @@ class Database:
                 self._connection.close()
 
     def sql(self, statement: str) -> str:
-        """``statement`` with ``?`` placeholders in this engine's style (the store's SQL holds no literal ``?``)."""
-        return statement.replace("%", "%%").replace("?", "%s") if self.dialect == "postgresql" else statement
+        """``statement`` with ``?`` placeholders in this engine's style (the store's SQL holds no literal ``?``). In
+        PostgreSQL a cast parameter (``?::text[]``, :meth:`rows_source`) is sent in binary: psycopg escapes each
+        element of a text array in Python, which for a batch's documents and tokens was a quarter of the gateway's
+        CPU; binary copies the bytes."""
+        if self.dialect == "sqlite":
+            return statement
+        return statement.replace("%", "%%").replace("?::", "%b::").replace("?", "%s")
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> Rows:
         """Run one statement (autocommit outside :meth:`transaction`); :class:`StorageError` when the database
