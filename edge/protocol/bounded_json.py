@@ -26,6 +26,8 @@ def check_json_bounds(data: bytes, *, what: str, max_bytes: int, max_depth: int 
     """Raise :class:`JsonError` if ``data`` is longer than ``max_bytes`` or nests deeper than ``max_depth``."""
     if len(data) > max_bytes:
         raise JsonError(f"{len(data)} bytes, more than the {max_bytes} accepted", what=what)
+    if data.count(b"[") + data.count(b"{") <= max_depth:
+        return  # it cannot nest deeper than it has brackets (a result has about ten): no scan needed
     depth = 0
     for match in _TOKENS.finditer(data):
         token = match.group()
