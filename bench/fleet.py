@@ -524,6 +524,7 @@ class WebhookCounter:
         self.deliveries: Counter[str] = Counter()
         self.first_at: dict[str, float] = {}  # webhook-id -> wall time of its first delivery
         self.refused = 0
+        self.cut_off = 0  # requests whose body ended early: their sender was killed while writing
         self._lock = threading.Lock()
         counter = self
 
@@ -531,8 +532,14 @@ class WebhookCounter:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:  # the http.server spelling
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                declared = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(declared)
                 arrived = time.time()
+                if len(body) < declared:  # the sender died mid-request (a gateway kill -9): no delivery, no answer
+                    with counter._lock:
+                        counter.cut_off += 1
+                    self.close_connection = True
+                    return
                 try:
                     webhook_id = verify_webhook(secret, dict(self.headers.items()), body, now=int(arrived))
                 except SignatureError:
@@ -950,7 +957,8 @@ def _print_figures(args: argparse.Namespace, reports: list[dict[str, Any]], faul
         delivered = sorted((first_at[jti] - float(at)) * 1000 for iss, jti, at in received_rows if jti in first_at)
         print(f"webhooks: {len(deliveries):,} of {len(stored):,} stored results delivered, "
               f"{sum(deliveries.values()) - len(deliveries)} duplicate deliveries (a webhook-id again), "
-              f"{len({jti for _, jti in stored} - set(deliveries))} missing, {webhooks.refused} bad signatures"
+              f"{len({jti for _, jti in stored} - set(deliveries))} missing, {webhooks.refused} bad signatures, "
+              f"{webhooks.cut_off} request(s) cut off by a killed sender"
               + (f"; stored -> delivered p50 {statistics.median(delivered):.0f} ms, "
                  f"p99 {percentile(delivered, 0.99):.0f} ms" if delivered else "")
               + f" ({time.monotonic() - waited:.1f} s after the terminals were done)")
