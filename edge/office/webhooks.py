@@ -527,6 +527,7 @@ class WebhookSender:
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"webhooks-{instance}", daemon=True)
         self._offered: collections.deque[Offered] = collections.deque()
+        self._next_claim = 0.0  # when the queue is next asked for due deliveries (:meth:`round`)
         queue.on_enqueued = self.wake
 
     @property
@@ -573,8 +574,14 @@ class WebhookSender:
         """One batch of due deliveries; True when there was any (look again at once)."""
         taken, records = self._take_offered()
         if not taken:
-            taken = self.queue.claim(self._instance, self._clock(), lease=self.lease)
+            now = self._clock()
+            if now < self._next_claim:
+                return False
+            taken = self.queue.claim(self._instance, now, lease=self.lease)
             records = self.queue.records(sorted({(delivery.iss, delivery.jti) for delivery in taken}))
+            # The queue is asked again at once only after a full batch (more may be due); else at the next poll:
+            # this process's own results come as offers, and asking after each was a transaction per result.
+            self._next_claim = now if len(taken) >= _CLAIM_LIMIT else now + self._poll
         delivered: list[tuple[Delivery, int]] = []
         try:
             for delivery in taken:
