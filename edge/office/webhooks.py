@@ -18,8 +18,12 @@ cap), and after ``max_attempts`` tries, or at once on ``410 Gone``, the delivery
 the API, which can send it again. Several gateway instances share the queue: each takes due rows under a lease
 (``FOR UPDATE SKIP LOCKED`` in PostgreSQL), so one attempt is in flight per delivery; an instance dying mid-attempt
 leaves the lease to expire and another tries again. So a receiver may see the same ``webhook-id`` more than once
-(an answer lost on the way back), never two ids for one result: de-duplicating by ``webhook-id`` gives each result
-exactly once.
+(an answer lost on the way back; a round of up to 20 deliveries sent by an instance killed before it booked them),
+never two ids for one result: de-duplicating by ``webhook-id`` gives each result exactly once.
+
+Cost: one kept-alive connection per endpoint and sender; the instance that stored a result hands its delivery to
+its own sender already leased, with the record (:meth:`WebhookQueue.hand_over`), so the common case costs the
+queue's INSERT and one UPDATE per round of deliveries.
 
 The ``jti`` must be usable as the id: 1 to 128 of ``[A-Za-z0-9_-]`` (terminals use a UUID; the spec forbids
 ``.``), and no other terminal's result may have used it for that endpoint, or the receiver would drop one of the

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge.sim.broker import free_port
 from edge.office.webhooks import Endpoint, WebhookClient, parse_secret, signed_headers
+from edge.sim.broker import free_port
 from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.stack
