@@ -125,6 +125,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument("--show-pii", action="store_true", help="show names, ID numbers and addresses in clear")
     parser.add_argument("--trust-dir", type=Path, help="CSCA trust store (default: as `cccd-edge trust list`)")
+    parser.add_argument("--config", type=Path, metavar="CONFIG",
+                        help="a terminal's config: verify with its trust store and the Document Signers pinned for "
+                        "it, as its daemon does (a card it shows as verified_known_signer reads the same here)")
     parser.add_argument("--allow-bac-fallback", action="store_true",
                         help="use BAC when the chip refuses to start PACE (needs --mrz)")  # fmt: skip
     parser.set_defaults(func=run)
@@ -280,16 +283,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _read_and_report(args: argparse.Namespace) -> int:
-    from edge.commands.trust import default_store
+    from edge.commands.trust import terminal_trust
     from edge.drivers.pcsc import PcscReaderDriver  # lazy: other commands need not load pyscard
     from edge.protocol.access.policy import AccessKey, CanKey, MrzKey
     from edge.protocol.chip import ReadRequest, read_chip
     from edge.protocol.verify.card import verify_chip
     from edge.protocol.verify.checks import VERDICT_WORDS, Verdict
-    from edge.protocol.verify.trust import TrustStore
 
     key: AccessKey = CanKey(args.can) if args.can else MrzKey(*args.mrz)
-    trust = TrustStore.load(args.trust_dir or default_store())
+    trust, _, _ = terminal_trust(args.trust_dir, args.config)
     request = ReadRequest(key, want_photo=args.photo is not None, allow_bac_fallback=args.allow_bac_fallback)
     driver = PcscReaderDriver()
     try:

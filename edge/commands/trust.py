@@ -145,14 +145,23 @@ def _import_ds_list(path: Path, store: TrustStore, args: argparse.Namespace, con
     return True
 
 
-def run_list(args: argparse.Namespace) -> int:
-    from edge.daemon.ds_list import known_signers_dir, load_record
+def terminal_trust(store: Path | None, config_path: Path | None) -> tuple[TrustStore, Path, Path | None]:
+    """The trust a terminal verifies with, as its daemon loads it: ``store`` (else the config's trust store, else the
+    default), and with a config the Document Signers pinned for it (``known-signers``), so ``read`` and ``trust list``
+    give the verdict the daemon would. Returns the store and the two directories."""
+    from edge.daemon.ds_list import known_signers_dir
     from edge.protocol.verify.trust import TrustStore
 
-    config = load_config(args.config) if args.config else None
-    store_dir: Path = args.store or (config.paths.trust_store if config else default_store())
+    config = load_config(config_path) if config_path else None
+    store_dir: Path = store or (config.paths.trust_store if config else default_store())
     signers_dir = known_signers_dir(config.paths.state_dir) if config else None
-    store = TrustStore.load(store_dir, signers_dir=signers_dir)
+    return TrustStore.load(store_dir, signers_dir=signers_dir), store_dir, signers_dir
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from edge.daemon.ds_list import load_record
+
+    store, store_dir, signers_dir = terminal_trust(args.store, args.config)
     notes: dict[str, str] = {}
     lists: list[str] = []
     problems = list(store.problems)

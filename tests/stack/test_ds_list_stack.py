@@ -109,6 +109,31 @@ def test_a_card_exported_signed_and_imported_reads_verified_known_signer_and_a_s
     assert (forged["verdict"], ds_chain(forged)) == ("intact_origin_unproven", "issuer_not_trusted")
 
 
+def test_read_with_a_terminals_config_verifies_as_its_daemon_does(
+    specs: dict[str, SimCardSpec], ward_keys: tuple[Path, Path], insert_card: InsertCard, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """A signer pinned for a terminal (its ``known-signers``, where the daemon and ``trust import --config`` put it)
+    counts for ``read --config`` too: the officer checking a card by hand sees the daemon's verdict."""
+    ward_key, ward_pub = ward_keys
+    config = tmp_path / "config.toml"
+    config.write_text(f'terminal_id = "{TERMINAL}"\nward_code = "{WARD}"\n[paths]\nstate_dir = "{tmp_path / "state"}"\n'
+                      f'trust_store = "{tmp_path / "etc"}"\nward_command_key = "{ward_pub}"\n', encoding="utf-8")
+    certificate = tmp_path / "ds.der"
+    certificate.write_bytes(genuine_ds())
+    signed = sign(ward_key, 1, tmp_path / "list.jws", certificate)
+    assert edge_main(["trust", "import", "--config", str(config), str(signed)]) == 0
+    insert(insert_card, specs["default"])
+    capsys.readouterr()
+    args = build_parser().parse_args(["read", "--can", specs["default"].secrets.can, "--json", "--config",
+                                      str(config)])  # fmt: skip
+    args.func(args)
+    with_config = json.loads(capsys.readouterr().out)
+    assert (with_config["verdict"], ds_chain(with_config)) == ("verified_known_signer", "known_signer")
+    without = read_json(capsys, specs["default"], tmp_path / "etc")  # the root store alone: nothing pinned there
+    assert without["verdict"] == "intact_origin_unproven"
+
+
 # --- pushed by the office ------------------------------------------------------------------------------------------
 
 
