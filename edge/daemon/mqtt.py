@@ -57,6 +57,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge import __version__
 from edge.config import PUBACK_RESULT_EXPIRY, Config
 from edge.daemon.backoff import Backoff, ReconnectWait, RetryClock
 from edge.daemon.health import Liveness
@@ -181,6 +182,12 @@ class _PacedClient(mqtt.Client):
             self.pace()
 
 
+#: Every status the terminal publishes names its software, its last will too: the office's fleet view still shows
+#: the version of a terminal that went dark (the one to suspect when it went dark after an update).
+_ONLINE: dict[str, Any] = {"state": "online", "version": __version__}
+_OFFLINE: dict[str, Any] = {"state": "offline", "version": __version__}
+
+
 def _json(obj: Mapping[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
 
@@ -264,8 +271,8 @@ class ResultPublisher:
         self._retry_at = 0.0  # after a refused PUBACK: no new results until then (self._clock)
         self._lock = threading.Lock()  # guards the two below, shared with any thread
         self._events: deque[bytes] = deque(maxlen=1000)
-        self._status: dict[str, Any] | None = {"state": "online"}
-        self._last_status: dict[str, Any] = {"state": "online"}
+        self._status: dict[str, Any] | None = dict(_ONLINE)
+        self._last_status: dict[str, Any] = dict(_ONLINE)
         self.delivered = 0  # results gone from the outbox for good: on their receipt, or PUBACK-only on the PUBACK
         self.published = 0  # PUBACKs of results (with receipts, a republished result counts again)
         self.republished = 0  # results published again for want of a receipt
@@ -288,7 +295,7 @@ class ResultPublisher:
         client.reconnect_delay_set(max(1, round(s.reconnect_min_delay)), max(1, round(s.reconnect_max_delay)))
         # The status (this will included) carries no expiry: the retained document must always say the latest truth,
         # even to an office dashboard that subscribes a month after the terminal went dark.
-        client.will_set(s.topics.status, _json({"state": "offline"}), qos=1, retain=True)
+        client.will_set(s.topics.status, _json(_OFFLINE), qos=1, retain=True)
         if s.tls:
             client.tls_set(
                 ca_certs=str(s.ca_file) if s.ca_file else None,
@@ -342,9 +349,9 @@ class ResultPublisher:
         self._wake.set()
 
     def set_status(self, **fields: Any) -> None:
-        """Update the retained status document (``state`` and anything else useful to the office)."""
+        """Update the retained status document (``state``, ``version`` and anything else useful to the office)."""
         with self._lock:
-            self._status = self._last_status = {"state": "online", **fields}
+            self._status = self._last_status = {**_ONLINE, **fields}
         self._wake.set()
 
     @property
@@ -663,7 +670,7 @@ class ResultPublisher:
     def _publish_offline(self) -> None:
         if not self._connected:
             return
-        info = self._client.publish(self.settings.topics.status, _json({"state": "offline"}), qos=1, retain=True)
+        info = self._client.publish(self.settings.topics.status, _json(_OFFLINE), qos=1, retain=True)
         try:
             info.wait_for_publish(timeout=2.0)
         except RuntimeError:

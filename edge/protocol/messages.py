@@ -6,8 +6,8 @@ Topics are ``{prefix}/{ward}/{terminal}/{leaf}`` (``prefix`` ``cccd-edge/v1`` un
 leaf       who publishes           payload
 =========  ======================  ==============================================================================
 result     the terminal, QoS 1     compact JWS (or a JWE around it) whose claims are :class:`ResultClaims`
-status     the terminal, retained  :class:`TerminalStatus` JSON (the last will says ``{"state": "offline"}``); an
-                                   empty retained message clears it
+status     the terminal, retained  :class:`TerminalStatus` JSON (the last will says ``{"state": "offline"}`` and
+                                   the terminal's ``version``); an empty retained message clears it
 event      the terminal, QoS 1     :data:`TerminalEvent` JSON, never personal data
 cmd        the office, QoS 1       compact JWS by the ward command key, claims :data:`edge.protocol.commands.Command`
 receipt    the gateway, QoS 1      compact JWS by the receipt key, claims :class:`edge.protocol.receipt.ReceiptClaims`
@@ -22,7 +22,8 @@ field added to a status or an event must be added here first. The terminal build
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, get_args
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -79,16 +80,32 @@ IndicatorPattern = Literal["ready", "scanning", "hold_still", "success", "unprov
                            "clock_unsynchronised", "fault"]  # fmt: skip
 
 
+#: A terminal's software version as its status may say it (PEP 440 and local builds fit): the office shows it, so
+#: it is bounded in length and characters; anything else is an unknown version (:func:`software_version`).
+SOFTWARE_VERSION_PATTERN = r"^[0-9A-Za-z.+_-]{1,32}$"
+_SOFTWARE_VERSION = re.compile(SOFTWARE_VERSION_PATTERN)
+
+
+def software_version(status: Mapping[str, Any]) -> str | None:
+    """The ``version`` a terminal's status names, or None (unknown) when it says none or one that is not a plain
+    version string: the office reads statuses as JSON objects, and a hostile terminal may put anything there."""
+    version = status.get("version")
+    return version if isinstance(version, str) and _SOFTWARE_VERSION.fullmatch(version) else None
+
+
 class StatusClock(_Message):
     synchronised: bool
     source: ClockSource
 
 
 class TerminalStatus(_Message):
-    """The terminal's retained status: ``state`` alone while it connects and in its last will, the rest once its
-    loop has run (the office's fleet view)."""
+    """The terminal's retained status: ``state`` and ``version`` alone while it connects and in its last will, the
+    rest once its loop has run (the office's fleet view)."""
 
     state: Literal["online", "offline"]
+    version: str | None = Field(default=None, pattern=SOFTWARE_VERSION_PATTERN, description="the terminal's "
+                                "software version (``cccd-edge --version``), in every status it publishes, its last "
+                                "will too; older terminals do not say it")  # fmt: skip
     terminal_state: TerminalState | None = None
     indicator: IndicatorPattern | None = None
     reader: Literal["ok", "missing"] | None = None

@@ -28,7 +28,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge import signers
+from edge import __version__, signers
 from edge.daemon.mqtt import MqttSettings, ResultPublisher, Topics, close_loop_sockets
 from edge.daemon.outbox import Outbox
 from edge.protocol import jose
@@ -500,7 +500,7 @@ def test_the_daemons_publisher_works_under_the_acl(ward: Ward, peers: Callable[.
     finally:
         publisher.stop()
         outbox.close()
-    received = office.wait_for((topic("T-A", "status"), b'{"state":"offline"}'))
+    received = office.wait_for((topic("T-A", "status"), b'{"state":"offline","version":"%s"}' % __version__.encode()))
     assert sum(t == topic("T-A", "result") for t, _ in received) == 3
     assert {t for t, _ in received} == {topic("T-A", "result"), topic("T-A", "status")}
 

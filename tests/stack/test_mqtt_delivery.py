@@ -18,7 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge import signers
+from edge import __version__, signers
 from edge.config import parse_config
 from edge.daemon.backoff import RetryClock
 from edge.daemon.health import Liveness
@@ -451,15 +451,16 @@ def test_a_terminal_killed_without_goodbye_is_shown_offline_by_its_will(
             assert line, "the terminal process ended early"
             if line.startswith("D"):
                 delivered += line.split()[1:]
-        assert json.loads(_retained(mqtt_broker, topics.status)) == {"state": "online"}
+        assert json.loads(_retained(mqtt_broker, topics.status)) == {"state": "online", "version": __version__}
         collector.wait_for(lambda msgs: sum(t == topics.result for t, _, _ in msgs) >= 2)
         assert all(expiry for expiry in collector.expiry[topics.result])  # results expire at the broker
 
         os.kill(terminal.pid, signal.SIGKILL)  # no DISCONNECT: the broker publishes the will
         terminal.wait()
-        collector.wait_for(lambda msgs: any(t == topics.status and json.loads(p) == {"state": "offline"}
-                                            for t, p, _ in msgs))
-        assert json.loads(_retained(mqtt_broker, topics.status)) == {"state": "offline"}
+        # The will names the software too: the fleet view shows the version of a terminal that went dark.
+        offline = {"state": "offline", "version": __version__}
+        collector.wait_for(lambda msgs: any(t == topics.status and json.loads(p) == offline for t, p, _ in msgs))
+        assert json.loads(_retained(mqtt_broker, topics.status)) == offline
     finally:
         if terminal.poll() is None:
             terminal.kill()

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from edge import signers
+from edge import __version__, signers
 from edge.daemon.state import Indicator, State
 from edge.errors import CommandRejectedError
 from edge.protocol import jose
@@ -27,6 +27,7 @@ from edge.protocol.messages import (
     ReportName,
     TerminalState,
     event_names,
+    software_version,
 )
 from edge.protocol.receipt import receipt_claims, sign_receipt
 from tests.support.mqtt_contract import ASYNCAPI_PATH, violation
@@ -81,14 +82,15 @@ def test_real_messages_of_every_topic_keep_the_contract(tmp_path: Path) -> None:
                                     challenge="0102030405060708"), WARD_KEY)  # fmt: skip
     ping = sign_command(PingCommand(iss="office", aud="T-01", jti=str(uuid.uuid4()), iat=NOW, exp=NOW + 60,
                                     cmd="ping"), WARD_KEY)  # fmt: skip
-    status = {"state": "online", "terminal_state": "ready", "indicator": "ready", "reader": "ok", "camera": "ok",
-              "queued": 0, "outbox_full": False, "storage_full": False, "held": 0, "last_error": "",
-              "clock": {"synchronised": True, "source": "ntp"}}  # fmt: skip
+    status = {"state": "online", "version": __version__, "terminal_state": "ready", "indicator": "ready",
+              "reader": "ok", "camera": "ok", "queued": 0, "outbox_full": False, "storage_full": False, "held": 0,
+              "last_error": "", "clock": {"synchronised": True, "source": "ntp"}}  # fmt: skip
     good = {
         "result": [result],
         "receipt": [receipt],
         "cmd": [read, ping],
-        "status": [json.dumps(status).encode(), b'{"state":"offline"}', b""],
+        "status": [json.dumps(status).encode(), b'{"state":"offline","version":"0.1.0"}', b'{"state":"offline"}',
+                   b""],
         "event": [b'{"event":"result","detail":"result_ok","request_id":null}',
                   b'{"event":"command_rejected","reason":"replayed","jti":null}',
                   b'{"event":"delivery_recovered"}', b'{"event":"pong","jti":"abc","state":"ready"}',
@@ -106,6 +108,8 @@ def test_real_messages_of_every_topic_keep_the_contract(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("leaf", "payload", "why"), [
     ("status", b'{"state":"online","mood":"fine"}', "Additional properties"),
     ("status", b'{"state":"sleeping"}', "is not one of"),
+    ("status", b'{"state":"online","version":"<b>1.0</b>"}', "at ['version']"),
+    ("status", b'{"state":"online","version":"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0"}', "at ['version']"),
     ("status", b"not json", "not JSON"),
     ("event", b'{"event":"exploded"}', "is not valid under any"),
     ("event", b'{"event":"pong","jti":"abc"}', "is not valid under any"),
@@ -160,3 +164,20 @@ def test_state_indicator_and_refusal_vocabularies_match_the_daemons() -> None:
     reasons = CommandRejectedEvent.model_fields["reason"].annotation
     assert set(reasons.__args__) == set(CommandRejectedError.REASONS)  # type: ignore[union-attr]
     assert set(ReportName.__args__) <= event_names()
+
+
+@pytest.mark.parametrize(("status", "shown"), [
+    ({"state": "online", "version": __version__}, __version__),  # what the terminal says (`cccd-edge --version`)
+    ({"state": "online", "version": "1.2.0rc1+g3f2a.dirty"}, "1.2.0rc1+g3f2a.dirty"),
+    ({"state": "offline"}, None),  # an older terminal: unknown
+    ({"state": "online", "version": "<img src=x onerror=alert(1)>"}, None),
+    ({"state": "online", "version": "1" * 33}, None),
+    ({"state": "online", "version": "1.0\n"}, None),
+    ({"state": "online", "version": ""}, None),
+    ({"state": "online", "version": 1.0}, None),
+    ({"state": "online", "version": {"major": 1}}, None),
+])  # fmt: skip
+def test_the_office_shows_a_terminals_software_version_only_when_it_is_one(status: dict[str, Any],
+                                                                         shown: str | None) -> None:
+    """The version is the terminal's text: bounded and plain, or unknown (the fleet view shows a dash)."""
+    assert software_version(status) == shown
