@@ -6,6 +6,8 @@ listener; each client sees and acts on its own wards only, and another ward's re
 
     GET  /v1/results?ward&terminal&verdict&since&cursor&limit   stored results in the order stored, by cursor
     GET  /v1/results/{terminal}/{jti}                           one result
+    POST /v1/results/{terminal}/{jti}/online-answers            record the national service's answer (201)
+    GET  /v1/results/{terminal}/{jti}/online-answers?cursor&limit   the answers recorded, without their values
     POST /v1/wards/{ward}/terminals/{terminal}/read-requests    ask a terminal to read a card (202)
     GET  /v1/fleet?ward                                         each terminal's last status
     GET  /v1/webhooks/dead-letters?endpoint&cursor&limit        deliveries given up
@@ -18,8 +20,14 @@ uses the webhooks (by ``webhook-id``), and the list to catch up or look back.
 
 A read request is signed by the gateway with the ward command key (``api.command_key``, default ``receipts.key``)
 with a fresh Active Authentication challenge, registered (any instance checks the answer against it), published on
-the terminal's ``cmd`` topic, and answered with its id; the result carries it as ``request_id``. The chip key in
-the body is personal data: it travels only inside the signed command, never into a log.
+the terminal's ``cmd`` topic, and answered with its id; the result carries it as ``request_id`` (and the request's
+``consent_ref`` in its ``processing``). The chip key in the body is personal data: it travels only inside the signed
+command, never into a log.
+
+An ``online_check`` result's chip files go (through the office's provider) to the national authentication service;
+the procedure software posts the service's answer back against the result (``ResultStore.record_online_answer``,
+as ``cccd-edge gateway online-answer`` does). The answer is personal data: the API answers with its keys, never its
+values, and reads at most ``MAX_ONLINE_ANSWER_BYTES`` of the body (more is a 413 before anything is parsed).
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Secur
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 
-from edge.errors import StorageError
+from edge.errors import OnlineAnswerError, StorageError
 from edge.office.api_clients import ApiClient, ApiClients
 from edge.office.commands import SignedCommand, sign_read_request
 from edge.office.contract import (
@@ -48,6 +56,8 @@ from edge.office.contract import (
     DeadLetterPage,
     Fleet,
     FleetEntry,
+    OnlineAnswerOut,
+    OnlineAnswerPage,
     Problem,
     ReadRequestIn,
     ReadRequestOut,
@@ -55,9 +65,10 @@ from edge.office.contract import (
     ResultRecord,
     WebhookEvent,
 )
-from edge.office.store import ResultStore
+from edge.office.store import MAX_ONLINE_ANSWER_BYTES, OnlineAnswer, ResultStore
 from edge.office.webhooks import WebhookQueue
 from edge.protocol.jose import Signer
+from edge.protocol.result import ProcedureProfile
 from edge.protocol.verify.checks import Verdict
 
 log = logging.getLogger(__name__)
@@ -69,6 +80,16 @@ _SEGMENT = r"^[A-Za-z0-9_.-]{1,64}$"
 _JTI = r"^[\x21-\x7e]{1,128}$"
 _ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": Problem, "description": "no valid API key or certificate"},
                                             404: {"model": Problem, "description": "none such for this client"}}
+_ANSWER_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    400: {"model": Problem, "description": "the body is not a JSON object (or nests too deep)"},
+    409: {"model": Problem, "description": "not an online_check result: none of it went to the national service"},
+    413: {"model": Problem, "description": f"the body is larger than {MAX_ONLINE_ANSWER_BYTES} bytes"}}
+_ANSWER_BODY: dict[str, Any] = {"requestBody": {
+    "required": True,
+    "description": f"the provider's answer, as it sent it: one JSON object of at most {MAX_ONLINE_ANSWER_BYTES} "
+                   "bytes (personal data: kept in the gateway's database, never echoed or logged)",
+    "content": {"application/json": {"schema": {"type": "object", "additionalProperties": True}}}}}  # fmt: skip
 
 
 @dataclass
@@ -137,6 +158,30 @@ def _position(cursor: str) -> tuple[float, str, str]:
     raise HTTPException(400, "cursor: not one this API gave")
 
 
+async def _answer_body(request: Request) -> bytes:
+    """The body, read only up to :data:`MAX_ONLINE_ANSWER_BYTES` (a larger one is a 413, the rest left unread)."""
+    too_large = HTTPException(413, f"the online answer is larger than {MAX_ONLINE_ANSWER_BYTES} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_ONLINE_ANSWER_BYTES:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_ONLINE_ANSWER_BYTES:
+            raise too_large
+    return bytes(body)
+
+
+def _is_online_check(context: ApiContext, client: ApiClient, terminal: str, jti: str) -> bool:
+    """Whether result ``terminal``/``jti`` was read under ``online_check``; 404 when this client has no such result
+    (none, reduced by retention, or another ward's)."""
+    row = context.store.database.execute(
+        "SELECT ward, document FROM results WHERE iss=? AND jti=? AND reduced IS NULL", (terminal, jti)).fetchone()
+    if row is None or not client.may_see(row[0]):
+        raise HTTPException(404, "no such result")
+    return bool(json.loads(row[1]).get("procedure_profile") == ProcedureProfile.ONLINE_CHECK.value)
+
+
 def _in(column: str, values: list[str] | None) -> tuple[str, list[Any]]:
     if values is None:
         return "", []
@@ -148,7 +193,8 @@ def create_api(context: ApiContext | None = None) -> FastAPI:
     app = FastAPI(
         title="cccd-edge ward office gateway", version=API_VERSION, docs_url=None, redoc_url=None,
         openapi_url="/openapi.json",
-        description=("Results of chip-ID-card reads as the ward office gateway stored them, read requests to the "
+        description=("Results of chip-ID-card reads as the ward office gateway stored them, the national "
+                     "authentication service's answers to online_check results, read requests to the "
                      "terminals, the fleet's status, and the webhooks' dead letters. Each client is limited to its "
                      "wards. The MQTT side is edge/schemas/asyncapi.json."),
     )  # fmt: skip
@@ -192,6 +238,40 @@ def create_api(context: ApiContext | None = None) -> FastAPI:
             raise HTTPException(404, "no such result")
         return ResultRecord.from_row(tuple(row))
 
+    @app.post("/v1/results/{terminal}/{jti}/online-answers", status_code=201, response_model=OnlineAnswerOut,
+              responses=_ANSWER_ERRORS, openapi_extra=_ANSWER_BODY, tags=["results"])  # fmt: skip
+    def record_online_answer(client: Client, context: Context, terminal: Annotated[str, Path(pattern=_SEGMENT)],
+                             jti: Annotated[str, Path(pattern=_JTI)],
+                             answer: Annotated[bytes, Depends(_answer_body)]) -> OnlineAnswerOut:  # fmt: skip
+        """Record the national authentication service's answer against the online_check result it checked (every
+        answer is kept: a repeated check keeps its history). Answers with what was recorded, without its values."""
+        if not _is_online_check(context, client, terminal, jti):
+            raise HTTPException(409, "this result was not read under online_check: none of its data went to the "
+                                     "national authentication service")  # fmt: skip
+        try:
+            recorded = context.store.record_online_answer(jti, answer, context.clock(), iss=terminal)
+        except OnlineAnswerError as exc:  # the result was checked above: what is left is the body's shape
+            raise HTTPException(400, exc.args[0]) from None  # without the hint, which is the command line's
+        log.info("online answer %d for result %s of terminal %s by client %s", recorded.answer_id, jti, terminal,
+                 client.name)  # fmt: skip
+        return OnlineAnswerOut.of(recorded.summary())
+
+    @app.get("/v1/results/{terminal}/{jti}/online-answers", response_model=OnlineAnswerPage, responses=_ERRORS,
+             tags=["results"])  # fmt: skip
+    def online_answers(client: Client, context: Context, terminal: Annotated[str, Path(pattern=_SEGMENT)],
+                       jti: Annotated[str, Path(pattern=_JTI)],
+                       cursor: Annotated[int, Query(ge=0, description="the answer_id after which to list")] = 0,
+                       limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE) -> OnlineAnswerPage:  # fmt: skip
+        """The answers recorded against a result, oldest first, without their values (none for a result of another
+        profile than online_check)."""
+        _is_online_check(context, client, terminal, jti)
+        rows = context.store.database.execute(
+            "SELECT id, iss, jti, received, answer, recorded_by FROM online_answers WHERE iss=? AND jti=? AND id > ? "
+            "ORDER BY id LIMIT ?", (terminal, jti, cursor, limit))  # fmt: skip
+        items = [OnlineAnswerOut.of(OnlineAnswer(row_id, iss, row_jti, received, json.loads(text), by).summary())
+                 for row_id, iss, row_jti, received, text, by in rows]  # fmt: skip
+        return OnlineAnswerPage(items=items, next_cursor=str(items[-1].answer_id) if len(items) == limit else None)
+
     @app.post("/v1/wards/{ward}/terminals/{terminal}/read-requests", status_code=202, response_model=ReadRequestOut,
               responses={**_ERRORS, 503: {"model": Problem, "description": "this gateway cannot sign or send"}},
               tags=["terminals"])  # fmt: skip
@@ -209,7 +289,7 @@ def create_api(context: ApiContext | None = None) -> FastAPI:
         try:
             command = sign_read_request(context.signer, ward=ward, terminal=terminal, key=body.key, now=int(now),
                                         profile=body.profile, include_photo=body.include_photo,
-                                        lifetime=context.command_lifetime)  # fmt: skip
+                                        consent_ref=body.consent_ref, lifetime=context.command_lifetime)  # fmt: skip
         except ValidationError as exc:  # a claim out of shape (never quoted: the key is personal data)
             raise HTTPException(422, f"read request refused: {exc.errors()[0]['loc']}") from None
         if command.challenge is not None:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge.protocol.commands import CommandKey
-from edge.protocol.result import ProcedureProfile, ResultDocument
+from edge.protocol.result import CONSENT_REF_PATTERN, MAX_CONSENT_REF_CHARS, ProcedureProfile, ResultDocument
 from edge.protocol.verify.checks import Verdict
 
 #: Results one page gives at most (a page may carry photos).
@@ -108,6 +108,10 @@ class ReadRequestIn(BaseModel):
     key: CommandKey
     profile: ProcedureProfile | None = Field(default=None, description="unset: the terminal's default")
     include_photo: bool = False
+    consent_ref: str | None = Field(
+        default=None, max_length=MAX_CONSENT_REF_CHARS, pattern=CONSENT_REF_PATTERN,
+        description="the procedure software's reference of the citizen's consent record (its own record id, never "
+                    "an ID number or name), carried into the result's processing.consent_ref")  # fmt: skip
 
 
 class ReadRequestOut(_Out):
@@ -117,6 +121,28 @@ class ReadRequestOut(_Out):
     expires_at: int = Field(description="the command is refused by the terminal after this (Unix seconds)")
     challenge: str = Field(description="the Active Authentication challenge (hex) the gateway checks the answer "
                                        "against")  # fmt: skip
+
+
+class OnlineAnswerOut(_Out):
+    """An answer of the national authentication service recorded against an ``online_check`` result: what it is
+    and when, not its values (personal data: they stay in the gateway's database)."""
+
+    answer_id: int
+    terminal: str = Field(description="the result's terminal (the token's iss)")
+    jti: str = Field(description="the result's jti")
+    received: float = Field(description="when the gateway recorded it (Unix seconds)")
+    keys: list[str] = Field(description="the answer object's keys, sorted")
+    recorded_by: str | None = Field(description="the gateway instance that recorded it")
+
+    @classmethod
+    def of(cls, summary: dict[str, Any]) -> OnlineAnswerOut:
+        """From ``OnlineAnswer.summary()`` (the one view of an answer without its values)."""
+        return cls(terminal=summary["iss"], **{name: value for name, value in summary.items() if name != "iss"})
+
+
+class OnlineAnswerPage(_Out):
+    items: list[OnlineAnswerOut] = Field(description="oldest first")
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null: nothing more now")
 
 
 class DeadLetter(_Out):

@@ -1,7 +1,8 @@
 """The REST API's contract, one suite on both backends (SQLite, PostgreSQL in a private cluster), over real HTTP
 to uvicorn on a loopback port: every client limited to its wards (ward A's key cannot list, read, ask or retry
 ward B's), results by cursor and filter, a read request the terminal's own verifier accepts with its challenge
-registered, the fleet and the webhooks' dead letters; API keys from the command line, stored as digests."""
+registered (with its consent_ref), the national service's answers to an online_check result recorded and listed
+without their values, the fleet and the webhooks' dead letters; API keys from the command line, stored as digests."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +26,15 @@ from edge.office.api_clients import ApiClients
 from edge.office.api_server import ApiServer
 from edge.office.commands import SignedCommand
 from edge.office.gateway_config import ApiSettings
-from edge.office.store import ResultStore
+from edge.office.store import MAX_ONLINE_ANSWER_BYTES, ResultStore
 from edge.office.verify import TerminalKeys
 from edge.office.ward_trust import WardTrust
 from edge.office.webhooks import Endpoint, WebhookQueue, parse_secret
+from edge.protocol import jose
 from edge.protocol.access.policy import CanKey
+from edge.protocol.result import ProcedureProfile, QrUsage, ReadTiming, make_result
+from edge.protocol.verify.checks import Verdict
+from tests.support.results import CHECKS, CITIZEN
 from tests.support.ward import NOW, WARD, make_ward
 
 pytestmark = pytest.mark.stack
@@ -43,7 +49,8 @@ class Api:
         self.ward_a, self.ward_b = make_ward(directory / "a"), make_ward(directory / "b", WARD_B)
         bundle = directory / "cas.pem"
         bundle.write_bytes(self.ward_a.ca_path.read_bytes() + self.ward_b.ca_path.read_bytes())
-        self.store = ResultStore(office_db, TerminalKeys({}, WardTrust.load(bundle)))
+        self.ward_key = ec.generate_private_key(ec.SECP256R1())  # online_check results arrive encrypted to it
+        self.store = ResultStore(office_db, TerminalKeys({}, WardTrust.load(bundle)), decrypt_key=self.ward_key)
         self.command_key = ec.generate_private_key(ec.SECP256R1())
         self.sent: list[SignedCommand] = []
         clients = ApiClients(self.store.database)
@@ -58,9 +65,10 @@ class Api:
         self.server.start()
 
     def call(self, method: str, url: str, body: object = None, *, key: str | None = None) -> tuple[int, Any]:
-        """One real HTTP request; (status, the JSON answer)."""
+        """One real HTTP request (``body``: JSON, or bytes sent as they are); (status, the JSON answer)."""
         headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {key}"} if key else {})
-        data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
+        data = (body if isinstance(body, bytes) else json.dumps(body).encode() if body is not None
+                else (b"" if method == "POST" else None))  # fmt: skip
         request = urllib.request.Request(self.server.url.rstrip("/") + url, data=data, headers=headers,  # noqa: S310
                                          method=method)  # fmt: skip
         try:
@@ -172,6 +180,85 @@ def test_a_read_request_is_signed_registered_and_sent(api: Api, tmp_path: Path) 
     assert len(api.sent) == 1
     api.context.signer = None
     assert api.post("a", f"/v1/wards/{WARD}/terminals/T-A1/read-requests", {"key": {"can": "123456"}})[0] == 503
+
+
+def test_a_read_request_carries_its_consent_ref_and_a_malformed_one_never_leaves(api: Api, tmp_path: Path) -> None:
+    url = f"/v1/wards/{WARD}/terminals/T-A1/read-requests"
+    status, answer = api.post("a", url, {"key": {"can": "123456"}, "consent_ref": "HS-2026-000123"})
+    assert status == 202, answer
+    (command,) = api.sent
+    accepted = CommandVerifier(api.command_key.public_key(), "T-A1", ReplayGuard(tmp_path / "seen.db")).verify(
+        command.token, NOW)
+    assert isinstance(accepted, ReadCommand)
+    assert (accepted.jti, accepted.consent_ref) == (answer["request_id"], "HS-2026-000123"), "signed into the command"
+    for bad in ("HS 2026", "x" * 129, "", "Nguyễn-Văn-An", 123):
+        status, refused = api.post("a", url, {"key": {"can": "123456"}, "consent_ref": bad})
+        assert status == 422, bad
+        (error,) = refused["detail"]
+        assert error["loc"] == ["body", "consent_ref"], error
+        assert error["msg"].startswith(("String should match pattern", "String should have at most 128",
+                                        "Input should be a valid string")), error  # fmt: skip
+    assert len(api.sent) == 1, "a malformed consent_ref never reaches the terminal"
+
+
+def _online_check(api: Api, terminal_id: str, seq: int) -> str:
+    """Store an online_check result of ward A (small stand-ins for the chip's files, encrypted to the ward); its jti."""
+    terminal = api.ward_a.terminal(terminal_id)
+    document = make_result(
+        terminal_id=terminal_id, ward_code=WARD, profile=ProcedureProfile.ONLINE_CHECK, verdict=Verdict.VERIFIED,
+        checks=CHECKS, citizen=CITIZEN, qr=QrUsage(used=False), timing=ReadTiming(apdu_count=20, read_ms=900),
+        completed_at=datetime.fromtimestamp(NOW, UTC), consent_ref="HS-2026-000123",
+        files={"COM": b"\x60\x00", "DG1": b"\x61\x00", "SOD": b"\x77\x00"})  # fmt: skip
+    token = jose.result_token(terminal.signer, terminal_id=terminal_id, seq=seq,
+                              document=json.loads(document.to_json()), now=NOW,
+                              encrypt_to=api.ward_key.public_key(), certificate=terminal.certificate)  # fmt: skip
+    outcome = api.store.ingest(token, NOW)
+    assert outcome.status == "stored", outcome
+    assert outcome.jti is not None
+    return outcome.jti
+
+
+def test_online_answers_recorded_and_listed_without_their_values(api: Api) -> None:
+    jti = _online_check(api, "T-A1", 1)
+    url = f"/v1/results/T-A1/{jti}/online-answers"
+    status, first = api.post("a", url, {"status": "valid", "holder": "Nguyễn Văn An"})
+    assert status == 201, first
+    assert (first["terminal"], first["jti"], first["keys"], first["received"]) == ("T-A1", jti, ["holder", "status"],
+                                                                                   NOW)  # fmt: skip
+    assert api.post("all", url, {"status": "revoked"})[0] == 201
+    status, page = api.get("a", url)
+    assert status == 200
+    assert [item["keys"] for item in page["items"]] == [["holder", "status"], ["status"]], "oldest first"
+    assert page["next_cursor"] is None
+    assert "Nguyễn" not in json.dumps([first, page], ensure_ascii=False), "the answer's values are never echoed"
+    assert [answer.answer for answer in api.store.online_answers(jti, iss="T-A1")] == [
+        {"status": "valid", "holder": "Nguyễn Văn An"}, {"status": "revoked"}], "kept as received"
+    _, one = api.get("a", url, limit=1)
+    assert [item["answer_id"] for item in one["items"]] == [first["answer_id"]]
+    _, rest = api.get("a", url, cursor=one["next_cursor"], limit=1)
+    assert [item["keys"] for item in rest["items"]] == [["status"]]
+
+    assert api.post("b", url, {"status": "valid"})[0] == 404, "another ward's result does not exist for B"
+    assert api.get("b", url)[0] == 404
+    assert api.call("POST", url, {"status": "valid"})[0] == 401
+    for unknown in ("/v1/results/T-A1/no-such-jti/online-answers", f"/v1/results/T-A2/{jti}/online-answers"):
+        status, refused = api.post("a", unknown, {"status": "valid"})
+        assert (status, refused["detail"]) == (404, "no such result")
+    residence = api.ward_a.terminal("T-A2").token(1)
+    residence_jti = api.store.ingest(residence, NOW).jti
+    status, refused = api.post("a", f"/v1/results/T-A2/{residence_jti}/online-answers", {"status": "valid"})
+    assert status == 409
+    assert "not read under online_check" in refused["detail"]
+    assert api.get("a", f"/v1/results/T-A2/{residence_jti}/online-answers")[1]["items"] == []
+    for body, reason in ((b'{"status":', "not JSON"), (b'["valid"]', "not a JSON object"), (b"", "not JSON"),
+                         (b"[" * 5000, "nested deeper"), (b"\xff\xfe\xfd", "not JSON")):  # fmt: skip
+        status, refused = api.post("a", url, body)
+        assert status == 400, body
+        assert reason in refused["detail"], refused
+        assert "hint" not in refused["detail"], "the command line's hint is not the API's"
+    status, refused = api.post("a", url, b'{"a":"' + b"x" * MAX_ONLINE_ANSWER_BYTES + b'"}')
+    assert (status, refused["detail"]) == (413, f"the online answer is larger than {MAX_ONLINE_ANSWER_BYTES} bytes")
+    assert len(api.store.online_answers(jti)) == 2, "nothing refused was recorded"
 
 
 def test_fleet_and_dead_letters_per_ward(api: Api) -> None:

@@ -22,7 +22,7 @@ def test_committed_document_matches_the_api() -> None:
 def test_every_operation_needs_a_client_and_the_webhook_carries_the_api_result() -> None:
     document = openapi_document()
     operations = [op for path in document["paths"].values() for op in path.values()]
-    assert len(operations) == 6
+    assert len(operations) == 8
     assert all(op.get("security") == [{"apiKey": []}] for op in operations)
     assert all("401" in op["responses"] for op in operations)
     hook = document["webhooks"]["result.stored"]["post"]
@@ -31,3 +31,6 @@ def test_every_operation_needs_a_client_and_the_webhook_carries_the_api_result()
     event = document["components"]["schemas"]["WebhookEvent"]
     assert event["properties"]["data"]["$ref"] == "#/components/schemas/ResultRecord"
     assert "webhook-signature" in hook["description"]
+    answers = document["paths"]["/v1/results/{terminal}/{jti}/online-answers"]["post"]
+    assert answers["requestBody"]["content"]["application/json"]["schema"]["type"] == "object", "the raw body"
+    assert {"400", "404", "409", "413"} <= set(answers["responses"])
