@@ -43,6 +43,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 
@@ -339,6 +340,16 @@ def create_api(context: ApiContext | None = None) -> FastAPI:
         result's jti: de-duplicate by it), webhook-timestamp (Unix seconds of the attempt) and webhook-signature
         (`v1,` + base64 HMAC-SHA256 with the endpoint's whsec_ secret over `{webhook-id}.{webhook-timestamp}.{body}`).
         Answer 2xx within the timeout; anything else is retried with backoff, and ends as a dead letter."""
+
+    @app.exception_handler(RequestValidationError)
+    def invalid_request(request: Request, exc: RequestValidationError) -> Any:
+        """FastAPI's 422 without the ``input`` (and ``ctx``) it echoes by default: a read request's body holds the
+        CAN, six digits of the citizen's ID number, and an answer never quotes personal data back."""
+        from fastapi.responses import JSONResponse
+
+        errors = [{key: value for key, value in error.items() if key in ("type", "loc", "msg")}
+                  for error in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(StorageError)
     def storage_unavailable(request: Request, exc: StorageError) -> Any:

@@ -173,7 +173,9 @@ def test_a_read_request_is_signed_registered_and_sent(api: Api, tmp_path: Path) 
     (challenge,) = api.store.database.execute("SELECT challenge FROM read_requests WHERE jti=?",
                                               (answer["request_id"],)).fetchone()  # fmt: skip
     assert bytes(challenge).hex() == answer["challenge"], "any instance checks the answer against it"
-    assert api.post("a", f"/v1/wards/{WARD}/terminals/T-A1/read-requests", {"key": {"can": "12345"}})[0] == 422
+    status, refused = api.post("a", f"/v1/wards/{WARD}/terminals/T-A1/read-requests", {"key": {"can": "12345"}})
+    assert status == 422
+    assert "12345" not in json.dumps(refused), "a refusal never quotes the CAN (six digits of the ID number) back"
     assert api.post("a", f"/v1/wards/{WARD}/terminals/T-A1/read-requests", {"key": {"can": "123456"},
                                                                             "extra": 1})[0] == 422  # fmt: skip
     assert api.post("all", "/v1/wards/77777/terminals/T-X/read-requests", {"key": {"can": "123456"}})[0] == 404
