@@ -64,6 +64,7 @@ from edge.office.verify import ActiveAuthCheck, TerminalKeys, VerifiedResult, ch
 from edge.protocol.b64url import b64url_decode
 from edge.protocol.bounded_json import loads_bounded
 from edge.protocol.jose import decrypt_jwe, is_jwe
+from edge.protocol.messages import software_version
 from edge.protocol.procedures import PROCEDURES, ProcedureProfile, procedure
 
 log = logging.getLogger(__name__)
@@ -283,9 +284,14 @@ class TerminalStatus:
     status: dict[str, Any]
     received: float
 
+    @property
+    def version(self) -> str | None:
+        """The software version the status names, None when unknown (an older terminal, or one not a version)."""
+        return software_version(self.status)
+
     def as_dict(self) -> dict[str, Any]:
-        return {"ward": self.ward, "terminal": self.iss, "state": self.state, "status": self.status,
-                "received": self.received}
+        return {"ward": self.ward, "terminal": self.iss, "state": self.state, "version": self.version,
+                "status": self.status, "received": self.received}
 
 
 def _storable(text: str | None) -> str | None:

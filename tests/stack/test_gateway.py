@@ -19,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge import signers
+from edge import __version__, signers
 from edge.cli import main
 from edge.daemon.mqtt import close_loop_sockets
 from edge.errors import ReceiptRefusedError
@@ -190,7 +190,8 @@ def test_fleet_and_gaps_from_the_command_line(terminals: tuple[MosquittoBroker, 
                     f'[storage]\nurl = "{config.storage.url}"\n[trust]\nward_ca = "{ward.ca_path}"\n', encoding="utf-8")
     gateway = _start(config)
     try:
-        peers.publish("T-02", b'{"state":"offline"}', leaf="status", retain=True)
+        peers.publish("T-02", b'{"state":"offline","version":"%s"}' % __version__.encode(), leaf="status",
+                      retain=True)  # fmt: skip
         peers.publish("T-02", ward.terminal("T-02").token(2))
         _wait(lambda: gateway.stats.statuses == 1 and gateway.stats.stored == 1, "a status and a result")
         assert gateway.stats.receipts == 0, "no receipt key: a PUBACK-only ward"
@@ -198,7 +199,7 @@ def test_fleet_and_gaps_from_the_command_line(terminals: tuple[MosquittoBroker, 
         gateway.stop()
         gateway.store.close()
     assert main(["gateway", "fleet", "--config", str(toml)]) == 0
-    assert '"terminal": "T-02", "state": "offline"' in capsys.readouterr().out
+    assert f'"terminal": "T-02", "state": "offline", "version": "{__version__}"' in capsys.readouterr().out
     assert main(["gateway", "gaps", "--config", str(toml)]) == 0
     assert '"missing": [1]' in capsys.readouterr().out
 

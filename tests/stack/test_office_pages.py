@@ -23,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge import signers
+from edge import __version__, signers
 from edge.cli import main
 from edge.daemon.mqtt import close_loop_sockets
 from edge.daemon.office_commands import CommandVerifier, ReplayGuard
@@ -320,14 +320,23 @@ def test_a_desk_read_is_audited_signed_with_a_registered_challenge_and_its_progr
     assert stream.next("status")["terminal_state"] == "reading"
 
 
-def test_the_fleet_lists_problems_first(office_factory: Callable[..., Setup]) -> None:
+def test_the_fleet_lists_problems_first(office_factory: Callable[..., Setup],
+                                        mqtt_contract_exempt: Callable[..., None]) -> None:
+    """Problems first, each terminal's software version when its status names a plain one (an older terminal's
+    status has none; a hostile one's is no version): unknown, never the terminal's text."""
     setup = office_factory()
-    statuses = {"T-01": {"state": "online", "terminal_state": "ready", "reader": "ok", "camera": "ok", "queued": 0},
+    hostile = "<img src=x onerror=alert(1)>"
+    statuses = {"T-01": {"state": "online", "version": __version__, "terminal_state": "ready", "reader": "ok",
+                         "camera": "ok", "queued": 0},
                 "T-02": {"state": "offline"},
-                "T-03": {"state": "online", "terminal_state": "fault", "reader": "missing", "camera": "ok"},
-                "T-04": {"state": "online", "terminal_state": "ready", "reader": "ok", "camera": "ok", "queued": 3}}
-    for terminal, status in statuses.items():
-        setup.peer.publish(terminal, "status", json.dumps(status).encode(), retain=True)
+                "T-03": {"state": "online", "version": hostile, "terminal_state": "fault", "reader": "missing",
+                         "camera": "ok"},
+                "T-04": {"state": "online", "version": "1" * 33, "terminal_state": "ready", "reader": "ok",
+                         "camera": "ok", "queued": 3}}  # fmt: skip
+    payloads = {terminal: json.dumps(status).encode() for terminal, status in statuses.items()}
+    mqtt_contract_exempt(payloads["T-03"], payloads["T-04"])
+    for terminal, payload in payloads.items():
+        setup.peer.publish(terminal, "status", payload, retain=True)
     minh = _login(setup, "minh")
     deadline = time.monotonic() + 15
     rows: list[dict[str, Any]] = []
@@ -337,6 +346,10 @@ def test_the_fleet_lists_problems_first(office_factory: Callable[..., Setup]) ->
     assert [row["terminal"] for row in rows] == ["T-02", "T-03", "T-04", "T-01"]
     assert rows[0]["problems"][0] == "offline"
     assert rows[-1]["problems"] == []
+    assert {row["terminal"]: row["version"] for row in rows} == {"T-01": __version__, "T-02": None, "T-03": None,
+                                                                   "T-04": None}
+    assert [row.version for row in setup.office.gateway.store.fleet()] == [__version__, None, None, None]
+    assert hostile not in minh.get("/fleet/data").text
     lan = _login(setup, "lan")
     assert [row["terminal"] for row in lan.get("/fleet/data").json()["terminals"]] == ["T-01"]  # her own only
 

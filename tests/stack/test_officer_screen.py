@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from edge import __version__
 from edge.sim.broker import MOSQUITTO
 from edge.sim.browser import browser_available, headless_chromium, network_summary
 from edge.sim.stack import VPCD_DRIVER
@@ -231,10 +232,16 @@ def test_a_forged_card_shows_the_failure_banner_naming_the_check(demo: Demo, bro
 def test_a_killed_daemon_goes_offline_on_the_fleet_page(demo: Demo, browser: Any) -> None:
     browser.get(demo.url + "fleet")
     row = f'tr[data-terminal="{TERMINAL}"]'
-    _wait(browser, lambda d: d.find_elements("css selector", f'{row}[data-state="online"]'), "the terminal online")
+
+    def showing_version(state: str) -> Callable[[Any], bool]:
+        """The row in ``state`` with the terminal's software version (what ``cccd-edge --version`` says) last."""
+        cells = f'{row}[data-state="{state}"] td:last-child'
+        return lambda d: any(cell.text == __version__ for cell in d.find_elements("css selector", cells))
+
+    _wait(browser, showing_version("online"), "the terminal online, its software version shown")
     os.kill(demo.daemon_pid, signal.SIGKILL)  # no goodbye: the broker publishes its last will
-    _wait(browser, lambda d: d.find_elements("css selector", f'{row}[data-state="offline"]'),
-          "the killed terminal offline on the fleet page")
+    _wait(browser, showing_version("offline"),  # the will names the software too
+          "the killed terminal offline on the fleet page, its version still shown")
     first = browser.find_element("css selector", "#fleet-rows tr")
     assert first.get_attribute("data-terminal") == TERMINAL
     assert "problem" in first.get_attribute("class")

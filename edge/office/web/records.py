@@ -23,6 +23,7 @@ from edge.office.database import Database
 from edge.office.web.words import FIELDS, Lang, check_label
 from edge.protocol.card_generation import card_words, generation_of_result
 from edge.protocol.jose import unverified_header, x5c_chain
+from edge.protocol.messages import software_version
 from edge.protocol.result import ResultDocument
 from edge.protocol.verify.checks import VERDICT_WORDS, CheckStatus, Verdict
 
@@ -193,7 +194,7 @@ def fleet_rows(db: Database, ward: str | None, terminals: set[str] | None, now: 
             "ward": row_ward, "terminal": iss, "state": state or "unknown", "status_received": received,
             "terminal_state": status.get("terminal_state"), "indicator": status.get("indicator"),
             "reader": status.get("reader"), "camera": status.get("camera"), "queued": status.get("queued"),
-            "held": status.get("held"), "last_error": status.get("last_error"), "version": status.get("version"),
+            "held": status.get("held"), "last_error": status.get("last_error"), "version": software_version(status),
             "last_result": result[0] if result is not None else None, "cert_expiry": expiry, "problems": found,
         })  # fmt: skip
     severity = ["offline", "fault", "cert_expiring", "reader", "camera", "storage_full", "outbox_full", "clock",
