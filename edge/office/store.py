@@ -629,21 +629,30 @@ class ResultStore:
             raise OnlineAnswerError(str(exc)) from None
         if not isinstance(parsed, dict):
             raise OnlineAnswerError("the online answer is not a JSON object")
-        rows = list(self._db.execute("SELECT iss, document FROM results WHERE jti=? AND (CAST(? AS TEXT) IS NULL "
-                                     "OR iss=?)", (jti, iss, iss)))  # fmt: skip
-        if not rows:
-            raise OnlineAnswerError(f"no stored result has jti {jti[:128]!r}" + (f" from {iss[:64]!r}" if iss else ""))
-        if len(rows) > 1:
-            raise OnlineAnswerError(f"{len(rows)} terminals' results have jti {jti[:128]!r}: name the terminal")
-        (found_iss, document), = rows
-        profile = json.loads(document).get("procedure_profile")
-        if profile != ProcedureProfile.ONLINE_CHECK.value:
-            raise OnlineAnswerError(f"result {jti[:128]!r} was read under profile {profile!r}: none of its data went "
-                                    "to the national authentication service")  # fmt: skip
-        text = _storable(json.dumps(parsed, ensure_ascii=False, separators=(",", ":")))
-        (answer_id,) = self._db.execute(
-            "INSERT INTO online_answers (iss, jti, received, answer, recorded_by) VALUES (?, ?, ?, ?, ?) RETURNING id",
-            (found_iss, jti, now, text, self._instance)).fetchone()  # fmt: skip
+        # One transaction with the result's row locked: retention reducing it at the same moment waits, or has
+        # already reduced it and the answer is refused (an answer about a citizen whose data is gone would stay).
+        with self._db.transaction():
+            lock = self._db.for_update
+            rows = list(self._db.execute(
+                "SELECT iss, document, reduced FROM results "  # noqa: S608  # a fixed clause, no input
+                f"WHERE jti=? AND (CAST(? AS TEXT) IS NULL OR iss=?){lock}", (jti, iss, iss)))
+            if not rows:
+                raise OnlineAnswerError(f"no stored result has jti {jti[:128]!r}"
+                                        + (f" from {iss[:64]!r}" if iss else ""))
+            if len(rows) > 1:
+                raise OnlineAnswerError(f"{len(rows)} terminals' results have jti {jti[:128]!r}: name the terminal")
+            (found_iss, document, reduced), = rows
+            if reduced is not None:
+                raise OnlineAnswerError(f"result {jti[:128]!r} was reduced by retention: its personal data is gone, "
+                                        "and no answer about it is kept")  # fmt: skip
+            profile = json.loads(document).get("procedure_profile")
+            if profile != ProcedureProfile.ONLINE_CHECK.value:
+                raise OnlineAnswerError(f"result {jti[:128]!r} was read under profile {profile!r}: none of its data "
+                                        "went to the national authentication service")  # fmt: skip
+            text = _storable(json.dumps(parsed, ensure_ascii=False, separators=(",", ":")))
+            (answer_id,) = self._db.execute(
+                "INSERT INTO online_answers (iss, jti, received, answer, recorded_by) VALUES (?, ?, ?, ?, ?) "
+                "RETURNING id", (found_iss, jti, now, text, self._instance)).fetchone()  # fmt: skip
         return OnlineAnswer(answer_id, found_iss, jti, now, parsed, self._instance)
 
     def online_answers(self, jti: str, *, iss: str | None = None) -> list[OnlineAnswer]:

@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge.cli import main
-from edge.errors import StorageError
+from edge.errors import OnlineAnswerError, StorageError
 from edge.office.store import DAY_SECONDS, ResultStore
 from edge.office.subjects import SubjectRequest, erase_subject, export_subject, load_subject_key
 from edge.office.verify import TerminalKeys
@@ -120,6 +120,9 @@ def test_retention_reduces_exactly_the_expired_results_of_each_profile(office_db
                 assert (reduced, kept["citizen"]["id_number"]) == (None, CITIZEN.id_number)
                 assert token
                 assert subject
+        assert store.online_answers(jtis[0]) == []
+        with pytest.raises(OnlineAnswerError, match="reduced by retention"):  # nothing about it is kept again
+            store.record_online_answer(jtis[0], b'{"status":"valid"}', NOW)
         assert store.online_answers(jtis[0]) == []
         assert [seq for seq, _ in store.stored("T-01")] == [1, 2, 3, 4, 5, 6]  # the gap report stays honest
         assert store.gaps("T-01") == []
