@@ -307,8 +307,8 @@ def create_api(context: ApiContext | None = None) -> FastAPI:
         """Each terminal's last retained status (state online/offline and what it published)."""
         wards = _wards_of(client, ward)
         rows = [row for row in context.store.fleet(ward) if wards is None or row.ward in wards]
-        return Fleet(terminals=[FleetEntry(ward=r.ward, terminal=r.iss, state=r.state, status=r.status,
-                                           received=r.received) for r in rows])
+        return Fleet(terminals=[FleetEntry(ward=r.ward, terminal=r.iss, state=r.state, version=r.version,
+                                           status=r.status, received=r.received) for r in rows])
 
     @app.get("/v1/webhooks/dead-letters", response_model=DeadLetterPage, responses=_ERRORS, tags=["webhooks"])
     def dead_letters(client: Client, context: Context,

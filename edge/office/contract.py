@@ -92,7 +92,10 @@ class FleetEntry(_Out):
     ward: str
     terminal: str
     state: str | None = Field(description="online / offline, as the terminal's retained status says")
-    status: dict[str, Any] = Field(description="the retained status as published (edge/schemas/asyncapi.json)")
+    version: str | None = Field(description="the terminal's software version from its status, checked "
+                                            "([0-9A-Za-z.+_-]{1,32}); null when absent or not a version")
+    status: dict[str, Any] = Field(description="the retained status as published, unchecked text "
+                                               "(edge/schemas/asyncapi.json)")
     received: float
 
 

@@ -264,12 +264,13 @@ def test_online_answers_recorded_and_listed_without_their_values(api: Api) -> No
 
 
 def test_fleet_and_dead_letters_per_ward(api: Api) -> None:
-    api.store.keep_status(WARD, "T-A1", b'{"state":"online","terminal_state":"ready"}', NOW)
-    api.store.keep_status(WARD_B, "T-B1", b'{"state":"offline"}', NOW)
+    api.store.keep_status(WARD, "T-A1", b'{"state":"online","terminal_state":"ready","version":"0.1.0"}', NOW)
+    api.store.keep_status(WARD_B, "T-B1", b'{"state":"offline","version":"<b>1</b>"}', NOW)
     _, fleet = api.get("a", "/v1/fleet")
-    assert [(t["terminal"], t["state"]) for t in fleet["terminals"]] == [("T-A1", "online")]
+    assert [(t["terminal"], t["state"], t["version"]) for t in fleet["terminals"]] == [("T-A1", "online", "0.1.0")]
     assert api.get("a", "/v1/fleet", ward=WARD_B)[0] == 403
-    assert len(api.get("all", "/v1/fleet")[1]["terminals"]) == 2
+    everything = api.get("all", "/v1/fleet")[1]["terminals"]
+    assert [t["version"] for t in everything if t["terminal"] == "T-B1"] == [None], "not a version: unknown"
     api.webhooks.enqueue([("T-A1", "bad.jti", WARD), ("T-B1", "also.bad", WARD_B)], NOW)
     _, letters = api.get("a", "/v1/webhooks/dead-letters")
     assert [(d["terminal"], d["ward"]) for d in letters["items"]] == [("T-A1", WARD)]
