@@ -49,6 +49,7 @@ import logging
 import random
 import re
 import secrets
+import socket
 import ssl
 import threading
 import time
@@ -434,6 +435,9 @@ def _tls_context(ca: Path | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca) if ca else None)
 
 
+#: An attempt ends after this many of its endpoint's ``timeout`` in all, however the receiver trickles its answer.
+ATTEMPT_TIMEOUTS = 2
+_WATCHDOG_EVERY = 0.2
 #: Failures of a kept-alive connection that the receiver closed while it was idle: the request never reached it.
 _STALE_CONNECTION = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 
@@ -441,10 +445,18 @@ _STALE_CONNECTION = (http.client.RemoteDisconnected, BrokenPipeError, Connection
 class WebhookClient:
     """POSTs to the endpoints over one kept-alive HTTP/1.1 connection each (a new TCP and TLS handshake per delivery
     cost more than the delivery; bench/fleet.py). Used by one thread. Redirects are not followed: a 3xx is a failed
-    delivery (the spec: update the URL instead)."""
+    delivery (the spec: update the URL instead).
+
+    ``timeout`` bounds each socket operation; a receiver that answers a byte at a time would still hold the sender
+    for ever, so a watchdog also ends any attempt after :data:`ATTEMPT_TIMEOUTS` timeouts in all."""
 
     def __init__(self) -> None:
         self._connections: dict[str, http.client.HTTPConnection] = {}
+        self._guard = threading.Lock()
+        self._watched: tuple[http.client.HTTPConnection, float] | None = None  # the attempt running, its deadline
+        self._overran = False
+        self._watchdog: threading.Thread | None = None
+        self._closed = threading.Event()
 
     def post(self, endpoint: Endpoint, body: bytes, headers: Mapping[str, str]) -> Answer:
         """One attempt: POST ``body``; a 2xx :class:`Answer`, or what went wrong (never raises for the network). A
@@ -455,29 +467,57 @@ class WebhookClient:
             return self._post(endpoint, body, headers)
         except _STALE_CONNECTION as exc:
             self.close(endpoint.name)
-            if not reused:
-                return Answer(None, f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS])
+            if self._overran or not reused:
+                return self._failure(endpoint, exc)
         except (OSError, http.client.HTTPException, ValueError) as exc:
             self.close(endpoint.name)
-            return Answer(None, f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS])
+            return self._failure(endpoint, exc)
         try:
             return self._post(endpoint, body, headers)
         except (OSError, http.client.HTTPException, ValueError) as exc:
             self.close(endpoint.name)
-            return Answer(None, f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS])
+            return self._failure(endpoint, exc)
+
+    def _failure(self, endpoint: Endpoint, exc: Exception) -> Answer:
+        if self._overran:
+            return Answer(None, f"no complete answer within {endpoint.timeout * ATTEMPT_TIMEOUTS:g} s")
+        return Answer(None, f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS])
 
     def _post(self, endpoint: Endpoint, body: bytes, headers: Mapping[str, str]) -> Answer:
         connection = self._connection(endpoint)
         parts = urlsplit(endpoint.url)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        connection.request("POST", target, body=body, headers={"Content-Type": "application/json", **headers})
-        response = connection.getresponse()
-        response.read(_MAX_ANSWER_BYTES)
+        self._watch(connection, endpoint.timeout * ATTEMPT_TIMEOUTS)
+        try:
+            connection.request("POST", target, body=body, headers={"Content-Type": "application/json", **headers})
+            response = connection.getresponse()
+            response.read(_MAX_ANSWER_BYTES)
+        finally:
+            with self._guard:
+                self._watched = None
         if response.will_close or not response.isclosed():  # the receiver closes, or said more than we read
             self.close(endpoint.name)
         if 200 <= response.status < 300:
             return Answer(response.status)
         return Answer(response.status, f"HTTP {response.status}", _retry_after(response.getheader("Retry-After")))
+
+    def _watch(self, connection: http.client.HTTPConnection, seconds: float) -> None:
+        with self._guard:
+            self._watched, self._overran = (connection, time.monotonic() + seconds), False
+        if self._watchdog is None:
+            self._watchdog = threading.Thread(target=self._enforce, name="webhook-deadline", daemon=True)
+            self._watchdog.start()
+
+    def _enforce(self) -> None:
+        """Shut the socket of an attempt past its deadline: its blocked read or write ends at once."""
+        while not self._closed.wait(_WATCHDOG_EVERY):
+            with self._guard:
+                if self._watched is None or time.monotonic() < self._watched[1]:
+                    continue
+                connection, self._watched, self._overran = self._watched[0], None, True
+                if connection.sock is not None:
+                    with contextlib.suppress(OSError):
+                        connection.sock.shutdown(socket.SHUT_RDWR)
 
     def _connection(self, endpoint: Endpoint) -> http.client.HTTPConnection:
         connection = self._connections.get(endpoint.name)
@@ -493,7 +533,9 @@ class WebhookClient:
         return connection
 
     def close(self, name: str | None = None) -> None:
-        """Close the connection to endpoint ``name`` (None: every connection)."""
+        """Close the connection to endpoint ``name`` (None: every connection, and the watchdog ends)."""
+        if name is None:
+            self._closed.set()
         for key in [name] if name is not None else list(self._connections):
             connection = self._connections.pop(key, None) if key is not None else None
             if connection is not None:

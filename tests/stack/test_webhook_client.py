@@ -4,9 +4,13 @@ refused connection is a failed attempt (never followed, never raised)."""
 
 from __future__ import annotations
 
+import itertools
+import socket
+import threading
+
 import pytest
 
-from edge.office.webhooks import Endpoint, WebhookClient, parse_secret, signed_headers
+from edge.office.webhooks import ATTEMPT_TIMEOUTS, Endpoint, WebhookClient, parse_secret, signed_headers
 from edge.sim.broker import free_port
 from tests.support.webhook_receiver import WebhookReceiver
 
@@ -81,3 +85,36 @@ def test_a_refused_connection_is_an_answer_without_status() -> None:
     answer = client.post(_endpoint(f"http://127.0.0.1:{free_port()}/hooks"), b"{}", {})
     assert answer.status is None
     assert answer.error.startswith("ConnectionRefusedError")
+
+
+def test_a_receiver_trickling_its_answer_is_cut_off_after_the_attempts_bound() -> None:
+    """Each byte within the socket timeout, never a whole answer: the watchdog ends the attempt, the sender moves on."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            for byte in itertools.cycle(b"HTTP/1.1 200 OK\r\nX-Slow: "):
+                if stop.wait(0.05):
+                    return
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    client = WebhookClient()
+    endpoint = Endpoint("slow", f"http://127.0.0.1:{listener.getsockname()[1]}/hooks", SECRET, frozenset({"+"}),
+                        timeout=0.3)
+    try:
+        answer = client.post(endpoint, b"{}", {})
+    finally:
+        stop.set()
+        client.close()
+        listener.close()
+        thread.join(5)
+    assert answer.status is None
+    assert answer.error == f"no complete answer within {0.3 * ATTEMPT_TIMEOUTS:g} s"
