@@ -49,6 +49,7 @@ from pydantic import ValidationError
 
 from edge.errors import OnlineAnswerError, StorageError
 from edge.office.api_clients import ApiClient, ApiClients
+from edge.office.asgi import MAX_REQUEST_BYTES, BodyLimit
 from edge.office.commands import SignedCommand, sign_read_request
 from edge.office.contract import (
     DEFAULT_PAGE,
@@ -200,6 +201,7 @@ def create_api(context: ApiContext | None = None) -> FastAPI:
                      "wards. The MQTT side is edge/schemas/asyncapi.json."),
     )  # fmt: skip
     app.state.context = context
+    app.add_middleware(BodyLimit, limit=MAX_REQUEST_BYTES)
 
     @app.get("/v1/results", response_model=ResultPage, responses=_ERRORS, tags=["results"])
     def list_results(client: Client, context: Context,

@@ -6,6 +6,7 @@ without their values, the fleet and the webhooks' dead letters; API keys from th
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.parse
@@ -24,6 +25,7 @@ from edge.daemon.office_commands import CommandVerifier, ReadCommand, ReplayGuar
 from edge.office.api import ApiContext, create_api
 from edge.office.api_clients import ApiClients
 from edge.office.api_server import ApiServer
+from edge.office.asgi import MAX_REQUEST_BYTES
 from edge.office.commands import SignedCommand
 from edge.office.gateway_config import ApiSettings
 from edge.office.store import MAX_ONLINE_ANSWER_BYTES, ResultStore
@@ -298,3 +300,27 @@ def test_api_keys_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["gateway", "api-key", "revoke", "--config", str(config), "--name", "proc"]) == 1
     assert main(["gateway", "webhook-secret", "--out", str(tmp_path / "hook.secret")]) == 0
     assert (tmp_path / "hook.secret").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_body_larger_than_any_request_is_refused_unread(api: Api) -> None:
+    """By its Content-Length, or as it streams in without one (chunked): a 413, whatever the route (FastAPI would read
+    a JSON body whole before validating it)."""
+    url = f"/v1/wards/{WARD}/terminals/T-A1/read-requests"
+    huge = {"key": {"can": "123456"}, "padding": "x" * (MAX_REQUEST_BYTES + 1)}
+    status, refused = api.post("a", url, huge)
+    assert (status, refused["detail"]) == (413, f"the request body is larger than {MAX_REQUEST_BYTES} bytes")
+    parts = urllib.parse.urlsplit(api.server.url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    try:  # the server answers once the limit is passed and closes: the client may see that as a broken pipe
+        connection.request("POST", url, body=iter([b'{"key": {"can": "123456"}, "padding": "'] + [b"x" * 8192] * 20),
+                           headers={"Authorization": f"Bearer {api.keys['a']}", "Content-Type": "application/json"},
+                           encode_chunked=True)  # fmt: skip
+        response = connection.getresponse()
+        answer = (response.status, json.loads(response.read())["detail"])
+    except ConnectionError:
+        answer = (413, "closed while sending")
+    finally:
+        connection.close()
+    assert answer in ((413, f"the request body is larger than {MAX_REQUEST_BYTES} bytes"),
+                      (413, "closed while sending"))
+    assert api.sent == []

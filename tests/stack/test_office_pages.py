@@ -28,6 +28,7 @@ from edge.cli import main
 from edge.daemon.mqtt import close_loop_sockets
 from edge.daemon.office_commands import CommandVerifier, ReplayGuard
 from edge.errors import StorageError
+from edge.office.asgi import MAX_REQUEST_BYTES
 from edge.office.database import Database
 from edge.office.gateway_config import parse_gateway_config
 from edge.office.store import ResultStore
@@ -201,6 +202,8 @@ def test_login_session_timeout_csrf_and_security_headers(office_factory: Callabl
     assert refused.status_code == 403
     wrong = anonymous.post("/login", data={"csrf": token, "username": "lan", "password": "not the password"})
     assert wrong.status_code == 401
+    flood = anonymous.post("/login", data={"csrf": token, "username": "lan", "password": "x" * MAX_REQUEST_BYTES})
+    assert flood.status_code == 413  # refused before the form is parsed
     assert "cccd_session" not in wrong.cookies
     good = anonymous.post("/login", data={"csrf": token, "username": "lan", "password": PASSWORD})
     assert good.status_code == 303

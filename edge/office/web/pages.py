@@ -48,6 +48,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edge.errors import EdgeError, OfficerAccessError
+from edge.office.asgi import MAX_REQUEST_BYTES, BodyLimit
 from edge.office.commands import SignedCommand, sign_cancel, sign_read_request
 from edge.office.database import Database
 from edge.office.web import records
@@ -164,6 +165,7 @@ def create_app(web: OfficeWeb, *, routes: Sequence[BaseRoute] = ()) -> Starlette
     app = Starlette(routes=table, exception_handlers={OfficerAccessError: pages.refused,
                                                       HTTPException: pages.http_error})
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodyLimit, limit=MAX_REQUEST_BYTES)  # outermost: forms, and the API when mounted here
     return app
 
 
