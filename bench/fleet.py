@@ -15,9 +15,11 @@ classes bring per terminal a SQLite outbox fsync'd per result and two threads, a
 would measure the simulator, not the office. Each terminal here is:
 
 * one paho MQTT 5 client with its own key and certificate from the ward CA (``python -m provisioning`` keys:
-  P-256, the CN its terminal id), clean start as the daemon, its network thread paced between connection attempts
-  by the daemon's own :class:`~edge.daemon.backoff.ReconnectWait` (capped backoff with jitter, cut short by a TCP
-  probe, then a random spread) with the daemon's default delays;
+  P-256, the CN its terminal id), clean start and TCP_NODELAY as the daemon, its connection attempts paced by the
+  daemon's own :class:`~edge.daemon.backoff.ReconnectWait` (capped backoff with jitter, cut short by a TCP probe,
+  then a random spread) with the daemon's default delays. A worker process drives its terminals' clients from one
+  event loop (paho's external-loop API); only a connection attempt runs on a thread of its own (it blocks in the
+  wait, the TCP connect and the TLS handshake);
 * on every connect: subscribe to its own ``receipt`` topic (QoS 1) and publish its retained status;
 * results signed before the clock starts (as the daemon does before it publishes: ES256 by the device key, the
   certificate in ``x5c``), one every ``terminals / rate`` seconds per terminal, phases spread evenly; each is
