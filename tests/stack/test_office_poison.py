@@ -8,12 +8,10 @@ and a restart receives nothing again; a message that could not be written at all
 
 from __future__ import annotations
 
-import json
-import threading
+import functools
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -22,22 +20,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge import signers
-from edge.office.receiver import Outcome, Receiver, ResultStore
 from edge.protocol import jose
-from edge.protocol.result import QrUsage, ReadTiming
 from tests.fixtures.mqtt import MosquittoBroker
+from tests.support.office_receiver import RecordingOffice, minimal_result_token
 from tests.support.poison_messages import poison_messages
-from tests.support.results import sample_result
 
 pytestmark = pytest.mark.stack
 
 TERMINAL = "T-01"
-
-
-@pytest.fixture
-def ward() -> str:
-    """A ward of its own: the session's broker is shared, and another test's results must not arrive here."""
-    return f"w{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture
@@ -46,43 +36,14 @@ def signer() -> signers.KeySigner:
 
 
 def good_token(signer: jose.Signer, seq: int, ward: str) -> bytes:
-    document = sample_result(terminal_id=TERMINAL, ward_code=ward, qr=QrUsage(used=False),
-                             timing=ReadTiming(apdu_count=1, read_ms=1), completed_at=datetime.now(UTC))
-    return jose.result_token(signer, terminal_id=TERMINAL, seq=seq, document=json.loads(document.to_json()),
-                             now=int(time.time()), lifetime=3600)
+    return minimal_result_token(signer, ward=ward, seq=seq, iat=int(time.time()), lifetime=3600, terminal_id=TERMINAL)
 
 
-class Office:
-    """A :class:`Receiver` over a store, recording outcomes; ``client_id`` fixed so that a restart resumes the
-    broker's session (what was not acknowledged is delivered again)."""
-
-    def __init__(self, broker: MosquittoBroker, db: Path, signer: signers.KeySigner, ward: str,
-                 client_id: str) -> None:  # fmt: skip
-        self.store = ResultStore(db, {signer.kid: signer.public_key})
-        self.outcomes: list[Outcome] = []
-        self._changed = threading.Condition()
-        self.receiver = Receiver(self.store, host=broker.host, port=broker.port, ward=ward, client_id=client_id,
-                                 on_outcome=self._record)
-        self.receiver.start()
-        assert self.receiver.subscribed.wait(10)
-
-    def _record(self, outcome: Outcome) -> None:
-        with self._changed:
-            self.outcomes.append(outcome)
-            self._changed.notify_all()
-
-    def wait_for(self, count: int, timeout: float = 20) -> list[Outcome]:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while len(self.outcomes) < count:
-                remaining = deadline - time.monotonic()
-                assert remaining > 0, f"{len(self.outcomes)} of {count} messages handled: {self.outcomes}"
-                self._changed.wait(remaining)
-            return list(self.outcomes)
-
-    def stop(self) -> None:
-        self.receiver.stop()
-        self.store.close()
+def start_office(broker: MosquittoBroker, db: Path, signer: signers.KeySigner, ward: str,
+                 client_id: str) -> RecordingOffice:  # fmt: skip
+    """The receiver with its store; ``client_id`` fixed so that a restart resumes the broker's session (what was not
+    acknowledged is delivered again)."""
+    return RecordingOffice(broker, db, {signer.kid: signer.public_key}, ward, client_id)
 
 
 class Publisher:
@@ -102,9 +63,9 @@ class Publisher:
 
 
 @pytest.fixture
-def parts(mqtt_broker: MosquittoBroker, ward: str) -> Iterator[tuple[list[Office], Publisher]]:
-    offices: list[Office] = []
-    publisher = Publisher(mqtt_broker, ward)
+def parts(mqtt_broker: MosquittoBroker, mqtt_ward: str) -> Iterator[tuple[list[RecordingOffice], Publisher]]:
+    offices: list[RecordingOffice] = []
+    publisher = Publisher(mqtt_broker, mqtt_ward)
     yield offices, publisher
     publisher.close()
     for office in offices:
@@ -112,43 +73,43 @@ def parts(mqtt_broker: MosquittoBroker, ward: str) -> Iterator[tuple[list[Office
 
 
 def test_poison_is_quarantined_the_good_one_stored_and_a_restart_gets_nothing_again(
-    tmp_path: Path, mqtt_broker: MosquittoBroker, signer: signers.KeySigner, ward: str,
-    parts: tuple[list[Office], Publisher], mqtt_contract_exempt: Callable[..., None],
+    tmp_path: Path, mqtt_broker: MosquittoBroker, signer: signers.KeySigner, mqtt_ward: str,
+    parts: tuple[list[RecordingOffice], Publisher], mqtt_contract_exempt: Callable[..., None],
 ) -> None:
     offices, publisher = parts
     db, client_id = tmp_path / "office" / "results.db", f"office-{uuid.uuid4().hex[:8]}"
-    start: Callable[[], Office] = lambda: Office(mqtt_broker, db, signer, ward, client_id)  # noqa: E731
+    start = functools.partial(start_office, mqtt_broker, db, signer, mqtt_ward, client_id)
     offices.append(start())
     poisons = poison_messages(signer)
     mqtt_contract_exempt(*poisons.values())
     for payload in poisons.values():
         publisher.publish(payload)
-    publisher.publish(good_token(signer, 1, ward))
+    publisher.publish(good_token(signer, 1, mqtt_ward))
     outcomes = offices[0].wait_for(len(poisons) + 1)
     assert [o.status for o in outcomes] == ["quarantined"] * len(poisons) + ["stored"]
     assert all(o.reason and o.topic == publisher.topic for o in outcomes[:-1])
-    publisher.publish(good_token(signer, 2, ward))  # the message thread is alive
+    publisher.publish(good_token(signer, 2, mqtt_ward))  # the message thread is alive
     assert offices[0].wait_for(len(poisons) + 2)[-1].status == "stored"
     assert offices[0].store.counts() == {"results": 2, "quarantined": len(poisons), "flags": {}}
 
     offices.pop().stop()
     offices.append(start())
-    publisher.publish(good_token(signer, 3, ward))
+    publisher.publish(good_token(signer, 3, mqtt_ward))
     after_restart = offices[0].wait_for(1)
     assert [(o.status, o.seq) for o in after_restart] == [("stored", 3)]  # the poison was acknowledged: not again
     assert offices[0].store.counts() == {"results": 3, "quarantined": len(poisons), "flags": {}}
 
 
 def test_a_message_that_cannot_be_written_is_left_for_the_next_connection(
-    tmp_path: Path, mqtt_broker: MosquittoBroker, signer: signers.KeySigner, ward: str,
-    parts: tuple[list[Office], Publisher], caplog: pytest.LogCaptureFixture,
+    tmp_path: Path, mqtt_broker: MosquittoBroker, signer: signers.KeySigner, mqtt_ward: str,
+    parts: tuple[list[RecordingOffice], Publisher], caplog: pytest.LogCaptureFixture,
     mqtt_contract_exempt: Callable[..., None],
 ) -> None:
     offices, publisher = parts
     client_id = f"office-{uuid.uuid4().hex[:8]}"
-    offices.append(Office(mqtt_broker, tmp_path / "broken.db", signer, ward, client_id))
+    offices.append(start_office(mqtt_broker, tmp_path / "broken.db", signer, mqtt_ward, client_id))
     offices[0].store.close()  # the database is gone from under the receiver: nothing can be written
-    publisher.publish(good_token(signer, 1, ward))
+    publisher.publish(good_token(signer, 1, mqtt_ward))
     mqtt_contract_exempt(poison_messages(signer)["deep_header"])
     publisher.publish(poison_messages(signer)["deep_header"])
     unwritten = lambda: [r for r in caplog.records if "neither stored nor quarantined" in r.getMessage()]  # noqa: E731
@@ -160,6 +121,6 @@ def test_a_message_that_cannot_be_written_is_left_for_the_next_connection(
     assert all("ProgrammingError" in r.getMessage() and "079203012345" not in r.getMessage() for r in unwritten())
     offices.pop().receiver.stop()
 
-    offices.append(Office(mqtt_broker, tmp_path / "office.db", signer, ward, client_id))
+    offices.append(start_office(mqtt_broker, tmp_path / "office.db", signer, mqtt_ward, client_id))
     outcomes = offices[0].wait_for(2)
     assert sorted(o.status for o in outcomes) == ["quarantined", "stored"]  # both delivered again, now written

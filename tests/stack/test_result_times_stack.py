@@ -11,9 +11,6 @@ the same whenever the test runs.
 
 from __future__ import annotations
 
-import json
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -25,11 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from edge import signers
 from edge.daemon.mqtt import MqttSettings, ResultPublisher, Topics
 from edge.daemon.outbox import Outbox
-from edge.office.receiver import Outcome, Receiver, ResultStore
-from edge.protocol import jose
-from edge.protocol.result import QrUsage, ReadTiming
 from tests.fixtures.mqtt import MosquittoBroker
-from tests.support.results import sample_result
+from tests.support.office_receiver import RecordingOffice, minimal_result_token
 
 pytestmark = pytest.mark.stack
 
@@ -48,54 +42,21 @@ CLOCKS = {
 
 
 @pytest.fixture
-def ward() -> str:
-    """A ward of its own: the session's broker is shared."""
-    return f"w{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
 def signer() -> signers.KeySigner:
     return signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))
 
 
 def result(signer: signers.KeySigner, ward: str, seq: int, iat: int, *, lifetime: int | None = OLD_LIFETIME,
            terminal_id: str = TERMINAL) -> bytes:  # fmt: skip
-    document = sample_result(terminal_id=terminal_id, ward_code=ward, qr=QrUsage(used=False),
-                             timing=ReadTiming(apdu_count=1, read_ms=1), completed_at=datetime.fromtimestamp(iat, UTC))
-    return jose.result_token(signer, terminal_id=TERMINAL, seq=seq, document=json.loads(document.to_json()),
-                             now=iat, lifetime=lifetime)
+    return minimal_result_token(signer, ward=ward, seq=seq, iat=iat, lifetime=lifetime, terminal_id=TERMINAL,
+                                document_terminal_id=terminal_id)
 
 
-class Office:
-    """The receiver with its store, on a fixed client id (a restart resumes the broker's session)."""
-
-    def __init__(self, broker: MosquittoBroker, db: Path, keys: dict[str, ec.EllipticCurvePublicKey], ward: str,
-                 client_id: str) -> None:  # fmt: skip
-        self.store = ResultStore(db, keys)
-        self.outcomes: list[Outcome] = []
-        self._changed = threading.Condition()
-        self.receiver = Receiver(self.store, host=broker.host, port=broker.port, ward=ward, client_id=client_id,
-                                 on_outcome=self._record, clock=lambda: NOW)
-        self.receiver.start()
-        assert self.receiver.subscribed.wait(10)
-
-    def _record(self, outcome: Outcome) -> None:
-        with self._changed:
-            self.outcomes.append(outcome)
-            self._changed.notify_all()
-
-    def wait_for(self, count: int, timeout: float = 30) -> list[Outcome]:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while len(self.outcomes) < count:
-                remaining = deadline - time.monotonic()
-                assert remaining > 0, f"{len(self.outcomes)} of {count} messages handled: {self.outcomes}"
-                self._changed.wait(remaining)
-            return list(self.outcomes)
-
-    def stop(self) -> None:
-        self.receiver.stop()
-        self.store.close()
+def start_office(broker: MosquittoBroker, db: Path, keys: dict[str, ec.EllipticCurvePublicKey], ward: str,
+                 client_id: str) -> RecordingOffice:  # fmt: skip
+    """The receiver with its store on the office's fixed clock; a fixed client id (a restart resumes the broker's
+    session)."""
+    return RecordingOffice(broker, db, keys, ward, client_id, clock=lambda: NOW)
 
 
 class Terminal:
@@ -131,9 +92,10 @@ class Terminal:
 
 
 @pytest.fixture
-def parts(mqtt_broker: MosquittoBroker, tmp_path: Path, ward: str) -> Iterator[tuple[list[Office], Terminal]]:
-    offices: list[Office] = []
-    terminal = Terminal(mqtt_broker, tmp_path / "state", ward)
+def parts(mqtt_broker: MosquittoBroker, tmp_path: Path,
+          mqtt_ward: str) -> Iterator[tuple[list[RecordingOffice], Terminal]]:  # fmt: skip
+    offices: list[RecordingOffice] = []
+    terminal = Terminal(mqtt_broker, tmp_path / "state", mqtt_ward)
     yield offices, terminal
     terminal.stop()
     for office in offices:
@@ -141,15 +103,15 @@ def parts(mqtt_broker: MosquittoBroker, tmp_path: Path, ward: str) -> Iterator[t
 
 
 def test_wrong_clocks_and_long_trips_are_stored_flagged_and_kept_across_a_restart(
-    mqtt_broker: MosquittoBroker, tmp_path: Path, signer: signers.KeySigner, ward: str,
-    parts: tuple[list[Office], Terminal],
+    mqtt_broker: MosquittoBroker, tmp_path: Path, signer: signers.KeySigner, mqtt_ward: str,
+    parts: tuple[list[RecordingOffice], Terminal],
 ) -> None:
     offices, terminal = parts
     db, client_id = tmp_path / "office" / "results.db", f"office-{uuid.uuid4().hex[:8]}"
-    offices.append(Office(mqtt_broker, db, {signer.kid: signer.public_key}, ward, client_id))
+    offices.append(start_office(mqtt_broker, db, {signer.kid: signer.public_key}, mqtt_ward, client_id))
     # Each clock as an old terminal signed it (exp = iat + 60 days) and as a terminal signs it now (no exp).
     signed = [(name, lifetime) for name in CLOCKS for lifetime in (OLD_LIFETIME, None)]
-    terminal.deliver([result(signer, ward, seq, CLOCKS[name][0], lifetime=lifetime)
+    terminal.deliver([result(signer, mqtt_ward, seq, CLOCKS[name][0], lifetime=lifetime)
                       for seq, (name, lifetime) in enumerate(signed, start=1)])
     outcomes = offices[0].wait_for(len(signed))
     by_seq = {o.seq: o for o in outcomes}
@@ -161,7 +123,7 @@ def test_wrong_clocks_and_long_trips_are_stored_flagged_and_kept_across_a_restar
     assert counts == {"results": 10, "quarantined": 0, "flags": {"clock_skew": 6, "future": 2, "late": 2}}
 
     offices.pop().stop()  # the receiver restarts: the flags are in the database, not in memory
-    offices.append(Office(mqtt_broker, db, {signer.kid: signer.public_key}, ward, client_id))
+    offices.append(start_office(mqtt_broker, db, {signer.kid: signer.public_key}, mqtt_ward, client_id))
     assert offices[0].store.counts() == counts
     assert offices[0].store.flags(TERMINAL) == [(o.seq, o.flags) for o in sorted(outcomes, key=lambda o: o.seq or 0)]
     assert offices[0].store.gaps() == []
@@ -169,20 +131,20 @@ def test_wrong_clocks_and_long_trips_are_stored_flagged_and_kept_across_a_restar
 
 
 def test_the_gap_report_tells_never_arrived_from_arrived_but_refused(
-    mqtt_broker: MosquittoBroker, tmp_path: Path, signer: signers.KeySigner, ward: str,
-    parts: tuple[list[Office], Terminal],
+    mqtt_broker: MosquittoBroker, tmp_path: Path, signer: signers.KeySigner, mqtt_ward: str,
+    parts: tuple[list[RecordingOffice], Terminal],
 ) -> None:
     offices, terminal = parts
     stranger = signers.KeySigner(ec.generate_private_key(ec.SECP256R1()))  # a key the office was not given
     db, client_id = tmp_path / "office" / "results.db", f"office-{uuid.uuid4().hex[:8]}"
-    offices.append(Office(mqtt_broker, db, {signer.kid: signer.public_key}, ward, client_id))
+    offices.append(start_office(mqtt_broker, db, {signer.kid: signer.public_key}, mqtt_ward, client_id))
     terminal.deliver([
-        result(signer, ward, 1, NOW),
-        result(stranger, ward, 2, NOW),  # refused: unknown key
+        result(signer, mqtt_ward, 1, NOW),
+        result(stranger, mqtt_ward, 2, NOW),  # refused: unknown key
         None,  # seq 3: lost on the way
-        result(signer, ward, 4, NOW, terminal_id="T-99"),  # refused: the document names another terminal
-        result(signer, ward, 5, int(datetime(2020, 6, 1, tzinfo=UTC).timestamp())),  # stored, clock_skew
-        result(signer, ward, 6, NOW),
+        result(signer, mqtt_ward, 4, NOW, terminal_id="T-99"),  # refused: the document names another terminal
+        result(signer, mqtt_ward, 5, int(datetime(2020, 6, 1, tzinfo=UTC).timestamp())),  # stored, clock_skew
+        result(signer, mqtt_ward, 6, NOW),
     ])
     outcomes = offices[0].wait_for(5)
     assert [(o.status, o.seq) for o in outcomes] == [("stored", 1), ("quarantined", 2), ("quarantined", 4),
@@ -190,7 +152,7 @@ def test_the_gap_report_tells_never_arrived_from_arrived_but_refused(
     assert (outcomes[-1].missing, outcomes[-1].refused) == ((3,), (2, 4))  # the receive line says it too
 
     offices.pop().stop()
-    offices.append(Office(mqtt_broker, db, {signer.kid: signer.public_key}, ward, client_id))
+    offices.append(start_office(mqtt_broker, db, {signer.kid: signer.public_key}, mqtt_ward, client_id))
     (report,) = offices[0].store.gaps()
     assert (report.iss, report.missing) == (TERMINAL, (3,))
     assert [(r.seq, r.quarantine_id) for r in report.refused] == [(2, outcomes[1].quarantine_id),
