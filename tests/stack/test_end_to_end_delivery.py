@@ -16,13 +16,11 @@ every one of them, and the terminal kill -9 left them to the broker alone.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
+import functools
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,27 +29,21 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from PIL import Image
 
 from edge import signers
-from edge.daemon.outbox import Outbox
 from edge.office.database import Database
 from edge.office.webhooks import write_secret
-from edge.protocol import jose
-from edge.protocol.result import ProcedureProfile
-from edge.sim.pki import load_or_create_pki
 from edge.sim.postgres import PostgresCluster
-from edge.sim.stack import READER_NAMES
 from provisioning.pki import TerminalIdentity
 from provisioning.ward_ca import sign_csr
 from tests.fixtures.mqtt import MosquittoBroker
-from tests.support.results import sample_result
+from tests.support.terminal_daemon import TERMINAL, TerminalDaemon, write_terminal_daemon
+from tests.support.waiting import wait_until
 from tests.support.ward import WARD, Ward, make_ward
 from tests.support.webhook_receiver import WebhookReceiver, spec_signature_holds
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
-TERMINAL = "T-01"
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = 12
 #: The gateway takes at most this many unacknowledged results: the rest wait at the broker (what a restart loses).
@@ -59,92 +51,22 @@ RECEIVE_MAXIMUM = 3
 WAIT = 45.0
 
 
-def _wait(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+#: Real processes and a PostgreSQL restart: longer than the stack tests' usual wait.
+_wait = functools.partial(wait_until, timeout=WAIT)
 
 
 # --- the terminal: cccd-edge run -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Daemon:
-    """``cccd-edge run`` for one terminal of the ward: its config, its state directory, its device key and the
-    certificate the ward CA issued for it (carried in each result's ``x5c``: the gateway knows it only through the
-    ward CA)."""
-
-    config: Path
-    state_dir: Path
-    signer: signers.KeySigner
-    certificate: bytes  # DER
-
-    def spawn(self) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock", "GPIOZERO_MOCK_PIN_CLASS": "mockpwmpin"}
-        return subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(self.config)], cwd=REPO,
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-
-    def prefill(self, count: int) -> list[str]:
-        """``count`` results in the outbox, signed, never published (what a day without network leaves); their
-        jtis, in seq order."""
-        outbox = Outbox(self.state_dir / "outbox.db", max_count=100, max_bytes=10_000_000)
-        now = int(time.time())
-        document = json.loads(sample_result(ProcedureProfile.RESIDENCE, terminal_id=TERMINAL, ward_code=WARD,
-                                            completed_at=dt.datetime.fromtimestamp(now, dt.UTC)).to_json())
-        jtis: list[str] = []
-
-        def token(seq: int) -> bytes:
-            signed = jose.result_token(self.signer, terminal_id=TERMINAL, seq=seq, document=document, now=now,
-                                       certificate=self.certificate)  # fmt: skip
-            jtis.append(str(jose.json_object(jose.b64url_decode(signed.split(b".")[1].decode()), "claims")["jti"]))
-            return signed
-
-        try:
-            for _ in range(count):
-                outbox.enqueue(token)
-        finally:
-            outbox.close()
-        return jtis
-
-    def outbox(self) -> tuple[int, int]:
-        """(results held, of which awaiting a receipt), read beside the running daemon as ``doctor`` does."""
-        outbox = Outbox(self.state_dir / "outbox.db", max_count=100, max_bytes=10_000_000, read_only=True)
-        try:
-            stats = outbox.stats()
-            return stats.count, stats.awaiting
-        finally:
-            outbox.close()
-
-
-def _daemon(directory: Path, ward: Ward, broker: MosquittoBroker, receipt_public: Path) -> Daemon:
-    """A terminal provisioned by the ward: its key, its certificate from the ward CA, and the ward command key the
-    gateway signs receipts with as the key it believes them under."""
-    directory.mkdir(parents=True)
-    trust = directory / "trust"
-    trust.mkdir()
-    (trust / "csca.pem").write_bytes(load_or_create_pki(directory / "pki").csca_certificate_path.read_bytes())
+def _daemon(directory: Path, ward: Ward, broker: MosquittoBroker, receipt_public: Path) -> TerminalDaemon:
+    """A terminal provisioned by the ward: its key, its certificate from the ward CA (carried in each result's
+    ``x5c``: the gateway knows it only through the ward CA), and the ward command key the gateway signs receipts with
+    as the key it believes them under."""
     key = ec.generate_private_key(ec.SECP256R1())
-    signers.write_private_key(key, directory / "device.key")
     csr = x509.CertificateSigningRequestBuilder().subject_name(TerminalIdentity(TERMINAL, WARD).name()) \
         .sign(key, hashes.SHA256())  # fmt: skip
     certificate = sign_csr(ward.ca, csr, days=2).public_bytes(serialization.Encoding.DER)
-    blank = directory / "blank.png"
-    Image.new("L", (640, 480), 110).save(blank)
-    state_dir = directory / "state"
-    config = directory / "config.toml"
-    config.write_text(
-        f'terminal_id = "{TERMINAL}"\nward_code = "{WARD}"\nreader_name = "{READER_NAMES[0]}"\n'
-        f'[paths]\nstate_dir = "{state_dir}"\ndevice_key = "{directory / "device.key"}"\n'
-        f'trust_store = "{trust}"\nward_command_key = "{receipt_public}"\n'
-        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\ntls = false\nkeepalive = 5\n'
-        "reconnect_min_delay = 0.5\nreconnect_max_delay = 1.0\n"
-        f'[camera]\nsource = "replay"\nreplay_path = "{blank}"\nfps = 5\n'
-        '[delivery]\nmode = "receipt"\nreceipt_timeout = 1.0\nrepublish_max_delay = 2.0\n',
-        encoding="utf-8",
-    )
-    return Daemon(config, state_dir, signers.KeySigner(key), certificate)
+    return write_terminal_daemon(directory, broker, receipt_public, key=key, certificate=certificate, mode="receipt")
 
 
 def _end(process: subprocess.Popen[bytes]) -> None:
@@ -200,7 +122,7 @@ class GatewayProcess:
 class Chain:
     """Everything between the terminal and the procedure software, for one test."""
 
-    daemon: Daemon
+    daemon: TerminalDaemon
     gateway: GatewayProcess
     broker: MosquittoBroker
     receiver: WebhookReceiver
@@ -218,7 +140,7 @@ class Chain:
 
     def assert_exactly_once(self, jtis: list[str], *, no_webhook_resends: bool) -> None:
         """Every result once in the database and once at the receiver by webhook-id; the terminal let them go."""
-        _wait(lambda: self.daemon.outbox() == (0, 0), "the terminal's outbox emptied by receipts")
+        _wait(lambda: self.daemon.outbox_stats() == (0, 0), "the terminal's outbox emptied by receipts")
         assert sorted(self.stored()) == sorted(jtis), "each result exactly once in the gateway's database"
         _wait(lambda: {d.webhook_id for d in self.receiver.accepted()} >= set(jtis), "a webhook for every result")
         accepted = self.receiver.accepted()
@@ -274,7 +196,7 @@ def _published_while_the_gateway_is_held(chain: Chain) -> tuple[list[str], subpr
     chain.gateway.signal(signal.SIGSTOP)
     jtis = chain.daemon.prefill(RESULTS)
     terminal = chain.daemon.spawn()
-    _wait(lambda: chain.daemon.outbox() == (RESULTS, RESULTS), "every PUBACK (results awaiting their receipt)")
+    _wait(lambda: chain.daemon.outbox_stats() == (RESULTS, RESULTS), "every PUBACK (results awaiting their receipt)")
     assert chain.stored() == []
     return jtis, terminal
 
@@ -292,7 +214,7 @@ def test_terminal_kill_9_between_puback_and_receipt(chain: Callable[..., Chain])
     terminal.wait()
     built.gateway.signal(signal.SIGCONT)
     _wait(lambda: len(built.stored()) == RESULTS, "the gateway storing what the broker kept for it")
-    assert built.daemon.outbox() == (RESULTS, RESULTS), "no receipt reached the dead terminal"
+    assert built.daemon.outbox_stats() == (RESULTS, RESULTS), "no receipt reached the dead terminal"
     restarted = built.daemon.spawn()
     try:
         built.assert_exactly_once(jtis, no_webhook_resends=True)
@@ -351,7 +273,7 @@ def test_database_restart_under_the_running_gateway(chain: Callable[..., Chain])
         try:
             _wait(lambda: "database not writable" in built.gateway.log.read_text(errors="replace"),
                   "the gateway finding the database gone")
-            assert built.daemon.outbox()[0] == RESULTS, "no receipt while nothing could be stored"
+            assert built.daemon.outbox_stats()[0] == RESULTS, "no receipt while nothing could be stored"
             cluster.start()
             built.assert_exactly_once(jtis, no_webhook_resends=False)
         finally:

@@ -23,26 +23,19 @@ from edge import __version__, signers
 from edge.cli import main
 from edge.daemon.mqtt import close_loop_sockets
 from edge.errors import ReceiptRefusedError
-from edge.office.gateway import Gateway, open_gateway
-from edge.office.gateway_config import GatewayConfig, parse_gateway_config
+from edge.office.gateway import Gateway
+from edge.office.gateway_config import GatewayConfig
 from edge.office.store import ResultStore
 from edge.protocol import jose
 from edge.protocol.receipt import verify_receipt
 from edge.sim.broker import MosquittoBroker
 from edge.sim.postgres import PostgresCluster
+from tests.support.gateway import gateway_config, start_gateway
+from tests.support.waiting import wait_until
 from tests.support.ward import NOW, WARD, Ward, make_ward
 
 pytestmark = pytest.mark.stack
 PREFIX = "cccd-edge/v1"
-WAIT = 30.0
-
-
-def _wait(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 class Terminals:
@@ -113,21 +106,12 @@ def terminals(mqtt_broker_factory: Callable[..., MosquittoBroker]) -> Iterator[t
 
 def _config(broker: MosquittoBroker, ward: Ward, storage: str | Path, receipt_key: Path | None, *,
             instance: str = "office-1", **trust: Any) -> GatewayConfig:  # fmt: skip
-    url = storage if isinstance(storage, str) else f"sqlite:///{storage}"
-    return parse_gateway_config({
-        "instance": instance, "ward": WARD,
-        "broker": {"host": broker.host, "port": broker.port, "receive_maximum": 20},
-        "storage": {"url": url},
-        "trust": {"ward_ca": str(ward.ca_path), **trust},
-        "receipts": {"key": str(receipt_key)} if receipt_key is not None else {},
-    })  # fmt: skip
+    return gateway_config(broker, storage, trust={"ward_ca": str(ward.ca_path), **trust}, receipt_key=receipt_key,
+                          instance=instance)
 
 
 def _start(config: GatewayConfig) -> Gateway:
-    gateway = open_gateway(config, clock=lambda: float(NOW))
-    gateway.start()
-    assert gateway.subscribed.wait(10)
-    return gateway
+    return start_gateway(config, lambda: float(NOW))
 
 
 def test_one_instance_verifies_stores_once_tracks_gaps_quarantines_and_receipts(
@@ -149,8 +133,9 @@ def test_one_instance_verifies_stores_once_tracks_gaps_quarantines_and_receipts(
         mqtt_contract_exempt(b"\xff not a token")
         peers.publish("T-01", b"\xff not a token")
         peers.publish("T-09", stranger.token(1))
-        _wait(lambda: gateway.stats.stored + gateway.stats.duplicates + gateway.stats.quarantined >= 6, "6 messages")
-        _wait(lambda: gateway.stats.statuses >= 1, "the retained status")
+        wait_until(lambda: gateway.stats.stored + gateway.stats.duplicates + gateway.stats.quarantined >= 6,
+                   "6 messages")
+        wait_until(lambda: gateway.stats.statuses >= 1, "the retained status")
         assert (gateway.stats.stored, gateway.stats.duplicates, gateway.stats.quarantined) == (3, 1, 2)
         store = gateway.store
         assert [seq for seq, _ in store.stored("T-01")] == [1, 2, 4]
@@ -163,7 +148,7 @@ def test_one_instance_verifies_stores_once_tracks_gaps_quarantines_and_receipts(
         public = signers.load_private_key(receipt_key).public_key()
         jtis = {str(jose.json_object(jose.b64url_decode(token.split(b".")[1].decode()), "claims")["jti"])
                 for token in tokens.values()}
-        _wait(lambda: peers.receipted(public, "T-01") == jtis, "receipts naming every stored result")
+        wait_until(lambda: peers.receipted(public, "T-01") == jtis, "receipts naming every stored result")
         with pytest.raises(ReceiptRefusedError):  # signed by the gateway's key, not one the terminal trusts
             verify_receipt(peers.receipts[0], {}, terminal_id="T-01", ward_code=WARD, now=NOW)
     finally:
@@ -172,7 +157,7 @@ def test_one_instance_verifies_stores_once_tracks_gaps_quarantines_and_receipts(
     again = _start(config)  # same identity, same session: nothing unacknowledged is left for it
     try:
         peers.publish("T-01", t1.token(3))
-        _wait(lambda: again.stats.stored == 1, "seq 3")
+        wait_until(lambda: again.stats.stored == 1, "seq 3")
         assert again.stats.quarantined == 0, "the poison message was acknowledged, not delivered again"
         assert again.store.gaps("T-01") == []
         assert again.store.counts()["quarantined"] == 2
@@ -193,7 +178,7 @@ def test_fleet_and_gaps_from_the_command_line(terminals: tuple[MosquittoBroker, 
         peers.publish("T-02", b'{"state":"offline","version":"%s"}' % __version__.encode(), leaf="status",
                       retain=True)  # fmt: skip
         peers.publish("T-02", ward.terminal("T-02").token(2))
-        _wait(lambda: gateway.stats.statuses == 1 and gateway.stats.stored == 1, "a status and a result")
+        wait_until(lambda: gateway.stats.statuses == 1 and gateway.stats.stored == 1, "a status and a result")
         assert gateway.stats.receipts == 0, "no receipt key: a PUBACK-only ward"
     finally:
         gateway.stop()
@@ -214,7 +199,7 @@ class GatewayProcess:
                                              str(config)], stdout=out, stderr=out, start_new_session=True)
 
     def wait_subscribed(self) -> None:
-        _wait(lambda: self.log.read_text(errors="replace").count("subscribed to") >= self._starts, "subscription")
+        wait_until(lambda: self.log.read_text(errors="replace").count("subscribed to") >= self._starts, "subscription")
 
     _starts = 1
 
@@ -263,18 +248,18 @@ def test_two_instances_share_the_results_and_a_kill_9_loses_nothing(
         half = len(ordered) // 2
         for (terminal, _seq), token in ordered[:half]:
             peers.publish(terminal, token)
-        _wait(lambda: _stored(store) >= half // 3, "a third of the first half")
+        wait_until(lambda: _stored(store) >= half // 3, "a third of the first half")
         processes["office-1"].kill()
         before = _stored_by(store).get("office-2", 0)
         for (terminal, seq), token in ordered[half:]:
             peers.publish(terminal, token)
             if seq % 10 == 0:
                 peers.publish(terminal, token)  # again: a resend
-        _wait(lambda: _stored_by(store).get("office-2", 0) > before + 10, "the survivor storing on its own")
+        wait_until(lambda: _stored_by(store).get("office-2", 0) > before + 10, "the survivor storing on its own")
         restarted = GatewayProcess(tmp_path / "office-1.toml", tmp_path / "office-1.log")
         restarted._starts = 2
         processes["office-1"] = restarted
-        _wait(lambda: _stored(store) == len(tokens), f"all {len(tokens)} results", timeout=60)
+        wait_until(lambda: _stored(store) == len(tokens), f"all {len(tokens)} results", timeout=60)
         time.sleep(0.5)  # a late duplicate would show now
         (rows,) = store._db.execute("SELECT COUNT(*) FROM results").fetchone()
         (distinct,) = store._db.execute("SELECT COUNT(DISTINCT token) FROM results").fetchone()
@@ -284,8 +269,8 @@ def test_two_instances_share_the_results_and_a_kill_9_loses_nothing(
         public = signers.load_private_key(receipt_key).public_key()
         for terminal in fleet:
             jtis = {jti for seq, jti in store.stored(terminal.terminal_id)}
-            _wait(lambda t=terminal, j=jtis: peers.receipted(public, t.terminal_id) >= j,  # type: ignore[misc]
-                  f"receipts for {terminal.terminal_id}")
+            wait_until(lambda t=terminal, j=jtis: peers.receipted(public, t.terminal_id) >= j,  # type: ignore[misc]
+                       f"receipts for {terminal.terminal_id}")
     finally:
         for process in processes.values():
             process.stop()
@@ -317,13 +302,13 @@ def test_a_database_restart_loses_nothing(terminals: tuple[MosquittoBroker, Term
         try:
             t1 = ward.terminal("T-01")
             peers.publish("T-01", t1.token(1))
-            _wait(lambda: gateway.stats.stored == 1, "seq 1")
+            wait_until(lambda: gateway.stats.stored == 1, "seq 1")
             cluster.stop("immediate")
             for seq in range(2, 12):
                 peers.publish("T-01", t1.token(seq))
-            _wait(lambda: gateway.stats.storage_retries >= 2, "the gateway finding the database gone")
+            wait_until(lambda: gateway.stats.storage_retries >= 2, "the gateway finding the database gone")
             cluster.start()
-            _wait(lambda: gateway.stats.stored == 11, "all 11 after the restart")
+            wait_until(lambda: gateway.stats.stored == 11, "all 11 after the restart")
             assert [seq for seq, _ in gateway.store.stored("T-01")] == list(range(1, 12))
             assert gateway.stats.quarantined == 0
         finally:

@@ -8,15 +8,11 @@ acknowledged was deleted at once, so a broker restart without persistence, or a 
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,41 +24,28 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from paho.mqtt.enums import CallbackAPIVersion
-from PIL import Image
 
 from edge import signers
 from edge.daemon.mqtt import MqttSettings, ResultPublisher, Topics, close_loop_sockets
 from edge.daemon.office_commands import ReplayGuard
 from edge.daemon.outbox import Outbox
 from edge.daemon.receipts import ReceiptChecker, trusted_now
-from edge.office.gateway import Gateway, open_gateway
-from edge.office.gateway_config import GatewayConfig, parse_gateway_config
+from edge.office.gateway_config import GatewayConfig
 from edge.office.store import ResultStore
 from edge.protocol import jose
 from edge.protocol.receipt import receipt_claims, sign_receipt
-from edge.protocol.result import ProcedureProfile
-from edge.sim.pki import load_or_create_pki
-from edge.sim.stack import READER_NAMES
 from tests.fixtures.clockshift import shifted_env
 from tests.fixtures.mqtt import MosquittoBroker
-from tests.support.results import sample_result
+from tests.support.gateway import gateway_config, start_gateway
+from tests.support.terminal_daemon import TERMINAL, write_terminal_daemon
+from tests.support.waiting import wait_until
 from tests.support.ward import NOW, WARD, Ward, make_ward
 
 pytestmark = pytest.mark.stack
 
 PREFIX = "cccd-edge/v1"
-TERMINAL = "T-01"
 TOPICS = Topics(PREFIX, WARD, TERMINAL)
-REPO = Path(__file__).resolve().parents[2]
 WAIT = 30.0
-
-
-def _wait(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 class Watcher:
@@ -124,19 +107,7 @@ def _gateway_config(broker: MosquittoBroker, storage: Path, *, receipt_key: Path
     trust: dict[str, Any] = {"ward_ca": str(ward.ca_path)} if ward is not None else {}
     if terminal_cert is not None:
         trust["terminal_certs"] = [str(terminal_cert)]
-    return parse_gateway_config({
-        "instance": "office-1", "ward": WARD,
-        "broker": {"host": broker.host, "port": broker.port, "receive_maximum": 20},
-        "storage": {"url": f"sqlite:///{storage}"}, "trust": trust,
-        "receipts": {"key": str(receipt_key)} if receipt_key is not None else {},
-    })  # fmt: skip
-
-
-def _start_gateway(config: GatewayConfig, clock: Callable[[], float] = time.time) -> Gateway:
-    gateway = open_gateway(config, clock=clock)
-    gateway.start()
-    assert gateway.subscribed.wait(10)
-    return gateway
+    return gateway_config(broker, storage, trust=trust, receipt_key=receipt_key)
 
 
 def _stored(storage: Path) -> list[tuple[int, str]]:
@@ -202,7 +173,7 @@ def test_a_result_lost_by_a_broker_restart_without_persistence_after_its_puback_
     broker = mqtt_broker_factory(persistence=False)
     storage = tmp_path / "office" / "results.db"
     config = _gateway_config(broker, storage, receipt_key=receipt_key[1], ward=ward)
-    _start_gateway(config, lambda: float(NOW)).stop()  # its session now waits at the broker, collecting results
+    start_gateway(config, lambda: float(NOW)).stop()  # its session now waits at the broker, collecting results
     t1 = ward.terminal(TERMINAL)
     side = terminal_side(broker, receipt_key[0].public_key())
     for _ in range(5):
@@ -213,7 +184,7 @@ def test_a_result_lost_by_a_broker_restart_without_persistence_after_its_puback_
 
     broker.stop()
     broker.start()  # no persistence: the gateway's session and the results queued in it are gone
-    gateway = _start_gateway(config, lambda: float(NOW))
+    gateway = start_gateway(config, lambda: float(NOW))
     try:
         assert side.publisher.wait_drained(WAIT), f"outbox still holds {side.outbox.stats()}"
         assert [seq for seq, _ in _stored(storage)] == [1, 2, 3, 4, 5]
@@ -271,15 +242,15 @@ def test_forged_foreign_expired_replayed_and_unsigned_receipts_are_refused_repor
     ]
     for token, _reason in refused:
         watcher.send_receipt(token)
-    _wait(lambda: len(watcher.refusals()) == len(refused), "the refusals on /event")
+    wait_until(lambda: len(watcher.refusals()) == len(refused), "the refusals on /event")
     assert watcher.refusals() == [reason for _token, reason in refused]
     assert side.outbox.stats().awaiting == 2, "a refused receipt takes nothing"
 
     good = receipt()
     watcher.send_receipt(good)
-    _wait(lambda: side.outbox.stats().count == 1, "the good receipt taking its result")
+    wait_until(lambda: side.outbox.stats().count == 1, "the good receipt taking its result")
     watcher.send_receipt(good)
-    _wait(lambda: len(watcher.refusals()) == len(refused) + 1, "the replay refused")
+    wait_until(lambda: len(watcher.refusals()) == len(refused) + 1, "the replay refused")
     assert watcher.refusals()[-1] == "replayed"
     assert [entry.seq for entry in side.outbox.entries([second.id])] == [second.seq]
     assert side.publisher.receipts_accepted == 1
@@ -294,7 +265,7 @@ def test_puback_only_delivery_deletes_on_puback_as_before(
     a week by default)."""
     broker = mqtt_broker_factory(persistence=True)
     storage = tmp_path / "office" / "results.db"
-    gateway = _start_gateway(_gateway_config(broker, storage, receipt_key=None, ward=ward), lambda: float(NOW))
+    gateway = start_gateway(_gateway_config(broker, storage, receipt_key=None, ward=ward), lambda: float(NOW))
     outbox = Outbox(tmp_path / "state" / "outbox.db", max_count=100, max_bytes=10_000_000)
     settings = MqttSettings(host=broker.host, port=broker.port, topics=TOPICS, client_id=TERMINAL)
     publisher = ResultPublisher(settings, outbox)
@@ -307,7 +278,7 @@ def test_puback_only_delivery_deletes_on_puback_as_before(
         assert publisher.wait_drained(WAIT)
         assert outbox.stats().count == 0
         assert (publisher.delivered, publisher.republished) == (3, 0)
-        _wait(lambda: len(_stored(storage)) == 3, "the office storing them")
+        wait_until(lambda: len(_stored(storage)) == 3, "the office storing them")
         assert gateway.stats.receipts == 0
     finally:
         publisher.stop()
@@ -316,67 +287,6 @@ def test_puback_only_delivery_deletes_on_puback_as_before(
 
 
 # --- the daemon ----------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Daemon:
-    """What ``cccd-edge run`` needs on disk: a config, a device key (public half for the gateway's trust)."""
-
-    config: Path
-    state_dir: Path
-    signer: signers.KeySigner
-    device_pub: Path
-
-    def spawn(self, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        env = {**(env or os.environ), "GPIOZERO_PIN_FACTORY": "mock", "GPIOZERO_MOCK_PIN_CLASS": "mockpwmpin"}
-        return subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(self.config)], cwd=REPO,
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-
-    def prefill(self, count: int) -> None:
-        """Results as a day without network leaves them: in the outbox, never published."""
-        outbox = Outbox(self.state_dir / "outbox.db", max_count=100, max_bytes=10_000_000)
-        now = int(time.time())
-        document = json.loads(sample_result(ProcedureProfile.RESIDENCE, terminal_id=TERMINAL, ward_code=WARD,
-                                            completed_at=dt.datetime.fromtimestamp(now, dt.UTC)).to_json())
-        for _ in range(count):
-            outbox.enqueue(lambda seq: jose.result_token(self.signer, terminal_id=TERMINAL, seq=seq,
-                                                         document=document, now=now))
-        outbox.close()
-
-    def outbox_stats(self) -> tuple[int, int]:
-        """(count, awaiting receipt), read the way doctor does: read-only, beside the running daemon."""
-        outbox = Outbox(self.state_dir / "outbox.db", max_count=100, max_bytes=10_000_000, read_only=True)
-        try:
-            stats = outbox.stats()
-            return stats.count, stats.awaiting
-        finally:
-            outbox.close()
-
-
-def _daemon(tmp_path: Path, broker: MosquittoBroker, ward_pub: Path, *, mode: str) -> Daemon:
-    trust = tmp_path / "trust"
-    trust.mkdir()
-    (trust / "csca.pem").write_bytes(load_or_create_pki(tmp_path / "pki").csca_certificate_path.read_bytes())
-    key = ec.generate_private_key(ec.SECP256R1())
-    signers.write_private_key(key, tmp_path / "device.key")
-    device_pub = tmp_path / "device.pub"
-    device_pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                         serialization.PublicFormat.SubjectPublicKeyInfo))
-    blank = tmp_path / "blank.png"
-    Image.new("L", (640, 480), 110).save(blank)
-    state_dir = tmp_path / "state"
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f'terminal_id = "{TERMINAL}"\nward_code = "{WARD}"\nreader_name = "{READER_NAMES[0]}"\n'
-        f'[paths]\nstate_dir = "{state_dir}"\ndevice_key = "{tmp_path / "device.key"}"\n'
-        f'trust_store = "{trust}"\nward_command_key = "{ward_pub}"\n'
-        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\ntls = false\nkeepalive = 5\n'
-        "reconnect_min_delay = 0.5\nreconnect_max_delay = 1.0\n"
-        f'[camera]\nsource = "replay"\nreplay_path = "{blank}"\nfps = 5\n'
-        f'[delivery]\nmode = "{mode}"\nreceipt_timeout = 1.0\nrepublish_max_delay = 2.0\n',
-        encoding="utf-8",
-    )
-    return Daemon(config, state_dir, signers.KeySigner(key), device_pub)
 
 
 def _public(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
@@ -406,30 +316,31 @@ def test_kill_9_between_puback_and_receipt_republishes_after_restart_and_stores_
     (the office's key is the ward command key the terminal was provisioned with) and the outbox empties. The
     restarted daemon's clock is not NTP-synchronised: the receipts' signed time gives it the office's."""
     broker = mqtt_broker_factory(persistence=False)
-    daemon = _daemon(tmp_path, broker, _public(receipt_key[0], tmp_path / "ward-command.pub"), mode="receipt")
+    daemon = write_terminal_daemon(tmp_path, broker, _public(receipt_key[0], tmp_path / "ward-command.pub"),
+                                   mode="receipt")
     storage = tmp_path / "office" / "results.db"
     config = _gateway_config(broker, storage, receipt_key=receipt_key[1], terminal_cert=daemon.device_pub)
-    _start_gateway(config).stop()  # away: its session at the broker collects the results
+    start_gateway(config).stop()  # away: its session at the broker collects the results
     daemon.prefill(5)
-    first = daemon.spawn()
+    first = daemon.spawn(output=subprocess.PIPE)
     try:
-        _wait(lambda: daemon.outbox_stats() == (5, 5), "five PUBACKs")
+        wait_until(lambda: daemon.outbox_stats() == (5, 5), "five PUBACKs")
     finally:
         first.kill()  # SIGKILL: no goodbye
         first.communicate()
     broker.stop()
     broker.start()
-    gateway = _start_gateway(config)
+    gateway = start_gateway(config)
     watcher = Watcher(broker)
-    second = daemon.spawn(shifted_env(clock_shim, None, ntp="unsync"))
+    second = daemon.spawn(shifted_env(clock_shim, None, ntp="unsync"), output=subprocess.PIPE)
     log = ""
     try:
-        _wait(lambda: daemon.outbox_stats() == (0, 0), "the receipts emptying the outbox")
+        wait_until(lambda: daemon.outbox_stats() == (0, 0), "the receipts emptying the outbox")
         assert [seq for seq, _ in _stored(storage)] == [1, 2, 3, 4, 5]
         assert gateway.stats.stored == 5
         assert gateway.stats.receipts >= 1
-        _wait(lambda: watcher.status.get("clock") == {"synchronised": True, "source": "office"},
-              "the office's time from a receipt")
+        wait_until(lambda: watcher.status.get("clock") == {"synchronised": True, "source": "office"},
+                   "the office's time from a receipt")
     finally:
         log = _end(second)
         gateway.stop()
@@ -448,13 +359,14 @@ def test_the_daemon_shows_both_queues_and_offline_queued_while_the_office_sends_
     terminal (the ward's right setting for that office) empties its outbox on the PUBACKs."""
     broker = mqtt_broker_factory()
     watcher = Watcher(broker)
-    daemon = _daemon(tmp_path, broker, _public(receipt_key[0], tmp_path / "ward-command.pub"), mode="receipt")
+    daemon = write_terminal_daemon(tmp_path, broker, _public(receipt_key[0], tmp_path / "ward-command.pub"),
+                                   mode="receipt")
     storage = tmp_path / "office" / "results.db"
-    gateway = _start_gateway(_gateway_config(broker, storage, receipt_key=None, terminal_cert=daemon.device_pub))
+    gateway = start_gateway(_gateway_config(broker, storage, receipt_key=None, terminal_cert=daemon.device_pub))
     daemon.prefill(3)
-    process = daemon.spawn()
+    process = daemon.spawn(output=subprocess.PIPE)
     try:
-        _wait(lambda: watcher.status.get("indicator") == "offline_queued", "offline_queued with the broker up")
+        wait_until(lambda: watcher.status.get("indicator") == "offline_queued", "offline_queued with the broker up")
         assert (watcher.status["queued"], watcher.status["awaiting_receipt"]) == (0, 3)
         assert watcher.status["state"] == "online"
         assert [seq for seq, _ in _stored(storage)] == [1, 2, 3]  # stored once, however often published
@@ -463,11 +375,11 @@ def test_the_daemon_shows_both_queues_and_offline_queued_while_the_office_sends_
         _end(process)
     daemon.config.write_text(daemon.config.read_text(encoding="utf-8").replace('mode = "receipt"', 'mode = "puback"'),
                              encoding="utf-8")
-    process = daemon.spawn()
+    process = daemon.spawn(output=subprocess.PIPE)
     try:
-        _wait(lambda: daemon.outbox_stats() == (0, 0), "PUBACK-only: the outbox emptied on the PUBACKs")
-        _wait(lambda: (watcher.status.get("queued"), watcher.status.get("awaiting_receipt")) == (0, 0)
-              and watcher.status.get("indicator") not in (None, "offline_queued"), "both queues empty, no warning")
+        wait_until(lambda: daemon.outbox_stats() == (0, 0), "PUBACK-only: the outbox emptied on the PUBACKs")
+        wait_until(lambda: (watcher.status.get("queued"), watcher.status.get("awaiting_receipt")) == (0, 0)
+                   and watcher.status.get("indicator") not in (None, "offline_queued"), "both queues empty, no warning")
     finally:
         _end(process)
         gateway.stop()
