@@ -14,7 +14,7 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 pytest_plugins = ["tests.fixtures.pcsc", "tests.fixtures.mqtt", "tests.fixtures.storage", "tests.fixtures.clockshift",
-                  "tests.fixtures.postgres"]
+                  "tests.fixtures.postgres", "tests.fixtures.ward"]
 
 # CI replays the same examples every run (a red CI must be reproducible); developers' runs explore new ones.
 settings.register_profile("ci", derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])

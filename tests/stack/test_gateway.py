@@ -85,11 +85,6 @@ class Terminals:
 
 
 @pytest.fixture
-def ward(tmp_path: Path) -> Ward:
-    return make_ward(tmp_path / "ward-ca")
-
-
-@pytest.fixture
 def receipt_key(tmp_path: Path) -> Path:
     path = tmp_path / "receipt.key"
     signers.write_private_key(ec.generate_private_key(ec.SECP256R1()), path)

@@ -39,7 +39,7 @@ from tests.fixtures.mqtt import MosquittoBroker
 from tests.support.gateway import gateway_config, start_gateway
 from tests.support.terminal_daemon import TERMINAL, write_terminal_daemon
 from tests.support.waiting import wait_until
-from tests.support.ward import NOW, WARD, Ward, make_ward
+from tests.support.ward import NOW, WARD, Ward
 
 pytestmark = pytest.mark.stack
 
@@ -86,11 +86,6 @@ class Watcher:
         self._client.disconnect()
         self._client.loop_stop()
         close_loop_sockets(self._client)
-
-
-@pytest.fixture
-def ward(tmp_path: Path) -> Ward:
-    return make_ward(tmp_path / "ward-ca")
 
 
 @pytest.fixture
