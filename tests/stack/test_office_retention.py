@@ -27,16 +27,11 @@ from edge.protocol import jose
 from edge.protocol.result import ProcedureProfile, QrUsage, ReadTiming, make_result
 from edge.protocol.verify.checks import Verdict
 from tests.support.results import CHECKS, CITIZEN
-from tests.support.ward import NOW, WARD, Terminal, Ward, make_ward
+from tests.support.ward import NOW, WARD, Terminal, Ward
 
 pytestmark = pytest.mark.stack
 OTHER_ID, OTHER_NAME = "001099000777", "Phạm Thị Hoa"
 SUPERVISOR = Officer("sup.lan", Role.SUPERVISOR, ())
-
-
-@pytest.fixture
-def ward(tmp_path: Path) -> Ward:
-    return make_ward(tmp_path / "ward-ca")
 
 
 def _token(terminal: Terminal, seq: int, profile: ProcedureProfile, read_at: float, *,

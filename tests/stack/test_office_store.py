@@ -31,11 +31,6 @@ pytestmark = pytest.mark.stack
 DAY = 24 * 3600
 
 
-@pytest.fixture
-def ward(tmp_path: Path) -> Ward:
-    return make_ward(tmp_path / "ward-ca")
-
-
 def _store(office_db: str | Path, ward: Ward, **options: object) -> ResultStore:
     return ResultStore(office_db, TerminalKeys({}, WardTrust.load(ward.ca_path)), **options)  # type: ignore[arg-type]
 

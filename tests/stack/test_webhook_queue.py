@@ -28,16 +28,11 @@ from edge.office.webhooks import (
     parse_secret,
     verify_webhook,
 )
-from tests.support.ward import NOW, WARD, Ward, make_ward
+from tests.support.ward import NOW, WARD, Ward
 from tests.support.webhook_receiver import WebhookReceiver, spec_signature_holds
 
 pytestmark = pytest.mark.stack
 SECRET_TEXT = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODkw"
-
-
-@pytest.fixture
-def ward(tmp_path: Path) -> Ward:
-    return make_ward(tmp_path / "ward-ca")
 
 
 @pytest.fixture

@@ -22,11 +22,6 @@ from tests.support.ward import NOW, Ward, make_ward
 DAY = 24 * 3600
 
 
-@pytest.fixture
-def ward(tmp_path: Path) -> Ward:
-    return make_ward(tmp_path / "ward-ca")
-
-
 def _keys(ward: Ward, *, crl: bool = False, configured: dict[str, object] | None = None) -> TerminalKeys:
     trust = WardTrust.load(ward.ca_path, ward.directory / CRL if crl else None)
     return TerminalKeys(configured or {}, trust)  # type: ignore[arg-type]
