@@ -37,20 +37,13 @@ from edge.protocol import jose
 from edge.protocol.access.policy import CanKey
 from edge.sim.broker import MosquittoBroker
 from tests.support.results import sample_result
+from tests.support.waiting import wait_until
 from tests.support.ward import NOW, WARD, make_ward
 from tests.support.webhook_receiver import WebhookReceiver, spec_signature_holds
 
 pytestmark = pytest.mark.stack
 PREFIX = "cccd-edge/v1"
 WARD_B = "99999"
-
-
-def _wait(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 class TerminalLink:
@@ -137,7 +130,7 @@ def test_read_request_to_webhook_exactly_once_and_the_api_lists_it(
         status, asked = _http("POST", f"{api}/v1/wards/{WARD}/terminals/T-01/read-requests", key_a,
                               {"key": {"can": "123456"}, "profile": "residence"})  # fmt: skip
         assert status == 202, asked
-        _wait(lambda: len(link.commands) == 1, "the read request at the terminal")
+        wait_until(lambda: len(link.commands) == 1, "the read request at the terminal")
         verifier = CommandVerifier(signers.load_private_key(command_key).public_key(), "T-01",
                                    ReplayGuard(tmp_path / "seen.db"))  # fmt: skip
         command = verifier.verify(link.commands[0], NOW)
@@ -149,8 +142,8 @@ def test_read_request_to_webhook_exactly_once_and_the_api_lists_it(
                                   certificate=terminal.certificate)  # fmt: skip
         link.publish(token)
         link.publish(token)  # again: its receipt was lost
-        _wait(lambda: gateway.stats.stored + gateway.stats.duplicates == 2, "the result and its duplicate")
-        _wait(lambda: len(receiver.accepted()) == 1, "the webhook through two failures")
+        wait_until(lambda: gateway.stats.stored + gateway.stats.duplicates == 2, "the result and its duplicate")
+        wait_until(lambda: len(receiver.accepted()) == 1, "the webhook through two failures")
         time.sleep(0.5)  # a second delivery would show now
         assert [d.status for d in receiver.deliveries] == [500, 503, 200], "one result, three attempts, one id"
         jti = json.loads(jose.b64url_decode(token.split(b".")[1].decode()))["jti"]

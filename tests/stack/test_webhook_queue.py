@@ -28,6 +28,7 @@ from edge.office.webhooks import (
     parse_secret,
     verify_webhook,
 )
+from tests.support.waiting import wait_until
 from tests.support.ward import NOW, WARD, Ward
 from tests.support.webhook_receiver import WebhookReceiver, spec_signature_holds
 
@@ -134,14 +135,6 @@ def test_a_jti_that_cannot_be_a_webhook_id_is_a_dead_letter_not_a_lie(queues: Qu
     assert not any(queue.retry(d.id, None, NOW) for d in dead), "sending it again would still hide a result"
 
 
-def _wait(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def test_the_sender_delivers_each_result_once_by_id_through_failures(office_db: str | Path, ward: Ward,
                                                                      queues: Queues) -> None:
     """A receiver that fails the first two deliveries: every result arrives, each webhook-id accepted once, every
@@ -155,7 +148,7 @@ def test_the_sender_delivers_each_result_once_by_id_through_failures(office_db: 
     sender.start()
     try:
         queue.enqueue(results, time.time())
-        _wait(lambda: len(receiver.accepted()) == 2, "both results accepted")
+        wait_until(lambda: len(receiver.accepted()) == 2, "both results accepted")
     finally:
         sender.stop()
         receiver.close()
