@@ -225,3 +225,49 @@ def test_rows_handed_over_are_leased_to_their_sender_and_sent_without_a_claim(of
     stale = Offered(handed[0].delivery, handed[0].record, float(NOW) + 1)  # its lease nearly over
     sender.offer([stale])
     assert not sender.round(), "an offer whose lease is nearly over is left to a claim after it has run out"
+
+
+def _indexes(db: Database) -> set[str]:
+    if db.dialect == "sqlite":
+        query = "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='webhook_deliveries'"
+    else:
+        query = "SELECT indexname FROM pg_indexes WHERE tablename='webhook_deliveries'"
+    return {str(name) for (name,) in db.execute(query)}
+
+
+def test_a_queue_made_by_an_older_gateway_gets_the_pending_index_and_keeps_working(office_db: str | Path,
+                                                                                   ward: Ward) -> None:  # fmt: skip
+    """The table as the first gateways made it (unique endpoint-iss-jti, an index on every row's state): opened by
+    this version it gains the index of the rows still to send, loses the old one, and queues and sends as before."""
+    db = Database(office_db)
+    t = db.types
+    db.execute(f"""CREATE TABLE webhook_deliveries (
+        id {t['id']}, endpoint TEXT NOT NULL, event TEXT NOT NULL, iss TEXT NOT NULL, jti TEXT NOT NULL,
+        ward TEXT NOT NULL, state TEXT NOT NULL, attempts {t['int']} NOT NULL DEFAULT 0,
+        next_attempt {t['real']} NOT NULL, lease_until {t['real']}, leased_by TEXT, last_status {t['int']},
+        last_error TEXT, created {t['real']} NOT NULL, last_attempt {t['real']}, delivered {t['real']},
+        UNIQUE (endpoint, iss, jti))""")
+    db.execute("CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_attempt)")
+    db.execute("CREATE INDEX webhook_deliveries_by_jti ON webhook_deliveries (endpoint, jti)")
+    db.close()
+    results = _stored(office_db, ward, [ward.terminal("T-01").token(seq) for seq in (1, 2)])
+    queue = WebhookQueue(Database(office_db), [_endpoint()])
+    try:
+        indexes = _indexes(queue._db)
+        assert "webhook_deliveries_pending" in indexes
+        assert "webhook_deliveries_due" not in indexes
+        assert "webhook_deliveries_by_jti" in indexes  # the old unique key does not serve a lookup by jti
+        assert queue.enqueue(results, NOW) == 2
+        assert queue.enqueue(results, NOW) == 0, "queued once"
+        taken = queue.claim("office-1", NOW)
+        queue.delivered([(delivery, 200) for delivery in taken], NOW)
+        assert queue.counts() == {DELIVERED: 2}
+    finally:
+        queue.close()
+
+
+def test_a_new_queue_has_one_index_for_the_rows_to_send(queues: Queues) -> None:
+    queue = queues([_endpoint()])
+    indexes = _indexes(queue._db)
+    assert "webhook_deliveries_pending" in indexes
+    assert not {"webhook_deliveries_due", "webhook_deliveries_by_jti"} & indexes
