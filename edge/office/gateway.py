@@ -17,8 +17,9 @@ MQTT 5 (paho), two subscriptions:
   progress (command accepted, read failed, ...) for whoever watches it now; nothing is stored or queued for later.
 
 Threads: paho's network thread only puts messages on a queue. One worker thread stores, publishes receipts and
-acknowledges (paho is published to from one thread, as in the terminal). It takes what has arrived in a batch, so
-under load one receipt names many results of a terminal; the batch's receipts go out before its acknowledgements,
+acknowledges (paho is published to from one thread, as in the terminal). It takes what has arrived in a batch
+(waiting :data:`BATCH_LINGER` for more once one message has come), so under load one receipt names many results of
+a terminal; the batch's receipts go out before its acknowledgements,
 so a result the broker no longer holds has had its receipt handed to the broker (a kill between the two means the
 result is delivered again, stored as a duplicate, and receipted then). A database that cannot be written
 (PostgreSQL restarting, a full disk) is retried with a capped backoff, the message kept unacknowledged meanwhile
