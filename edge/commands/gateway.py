@@ -27,6 +27,7 @@ import signal
 import sys
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -180,8 +181,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    store = open_store(load_gateway_config(args.config))
-    try:
+    with closing(open_store(load_gateway_config(args.config))) as store:
         if args.what == "audit":
             from edge.office.web.audit import AuditLog
 
@@ -191,8 +191,6 @@ def _list(args: argparse.Namespace) -> int:
                     else [gap.as_dict() for gap in store.gaps()])
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
-    finally:
-        store.close()
     return 0
 
 
@@ -200,9 +198,7 @@ def _officer(args: argparse.Namespace) -> int:
     from edge.office.database import Database
     from edge.office.web.officers import Officers, Role
 
-    config = load_gateway_config(args.config)
-    db = Database(config.storage.url)
-    try:
+    with closing(Database(load_gateway_config(args.config).storage.url)) as db:
         officers = Officers(db)
         if args.officer_action == "list":
             for account, disabled in officers.all():
@@ -226,8 +222,6 @@ def _officer(args: argparse.Namespace) -> int:
                          display_name=args.display_name, replace=args.replace)
             print(f"officer {args.username}: {args.role}" + (f", counters {', '.join(args.counter)}"
                                                            if args.counter else ""))
-    finally:
-        db.close()
     return 0
 
 
@@ -241,22 +235,16 @@ def _online_answer(args: argparse.Namespace) -> int:
                 data = file.read(MAX_ONLINE_ANSWER_BYTES + 1)  # a larger one is refused, not read whole
     except OSError as exc:
         raise OnlineAnswerError(f"cannot read {args.file}: {exc.strerror or exc}") from None
-    store = open_store(load_gateway_config(args.config))
-    try:
+    with closing(open_store(load_gateway_config(args.config))) as store:
         recorded = store.record_online_answer(args.result_jti, data, time.time(), iss=args.terminal)
-    finally:
-        store.close()
     print(json.dumps(recorded.summary(), ensure_ascii=False))
     return 0
 
 
 def _retention(args: argparse.Namespace) -> int:
     """``retention``: what was (``--dry-run``: would be) reduced, counts only."""
-    store = open_store(load_gateway_config(args.config))
-    try:
+    with closing(open_store(load_gateway_config(args.config))) as store:
         print(json.dumps(store.apply_retention(time.time(), dry_run=args.dry_run).as_dict()))
-    finally:
-        store.close()
     return 0
 
 
@@ -275,8 +263,7 @@ def _subject(args: argparse.Namespace) -> int:
     id_number = parse_id_number(text)
     if not args.reason.strip():
         raise ConfigError("a request needs its reason", key="reason")
-    store = open_store(load_gateway_config(args.config))
-    try:
+    with closing(open_store(load_gateway_config(args.config))) as store:
         officer = Officers(store.database).get(args.officer)
         if officer is None or not officer.sees_citizens:
             raise ConfigError(f"no officer or supervisor account {args.officer[:64]!r}", key="officer")
@@ -287,8 +274,6 @@ def _subject(args: argparse.Namespace) -> int:
             print(json.dumps({"exported": len(copy["results"]), "out": str(args.out)}))
         else:
             print(json.dumps({"erased": len(erase_subject(store, audit, request, id_number, now))}))
-    finally:
-        store.close()
     return 0
 
 
@@ -296,9 +281,7 @@ def _api_key(args: argparse.Namespace) -> int:
     from edge.office.api_clients import ApiClients
     from edge.office.database import Database
 
-    config = load_gateway_config(args.config)
-    db = Database(config.storage.url)
-    try:
+    with closing(Database(load_gateway_config(args.config).storage.url)) as db:
         clients = ApiClients(db)
         if args.key_action == "list":
             for client in clients.all():
@@ -310,8 +293,6 @@ def _api_key(args: argparse.Namespace) -> int:
         else:
             key = clients.add(args.name, args.ward, time.time(), tls_cn=args.tls_cn)
             print(key if key is not None else f"client {args.name}: certificate CN {args.tls_cn}")
-    finally:
-        db.close()
     return 0
 
 
