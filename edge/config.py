@@ -27,14 +27,13 @@ from pydantic import (
 )
 
 from edge.errors import ConfigError
-from edge.protocol.messages import DEFAULT_TOPIC_PREFIX, TopicPrefix
+from edge.protocol.messages import DEFAULT_TOPIC_PREFIX, TOPIC_LEVEL, TopicPrefix
 from edge.protocol.pkcs11_uri import SCHEME as PKCS11_SCHEME
 from edge.protocol.pkcs11_uri import Pkcs11Uri, parse_pkcs11_uri
 from edge.protocol.procedures import procedure
 from edge.protocol.readers import READER_LED_CHANNEL, by_key
 from edge.protocol.result import ProcedureProfile
 
-_TOPIC_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
 #: A whole-config check names the key it blames first ("mqtt.client_certificate: ..."): pydantic gives it no loc.
 _NAMED_KEY = re.compile(r"^([a-z_]+(?:\.[a-z_]+)+): (.+)$", re.DOTALL)
 
@@ -292,7 +291,7 @@ class Config(_Section):
     @classmethod
     def _topic_safe(cls, value: str) -> str:
         # Both become MQTT topic segments and JWS issuers.
-        if not _TOPIC_SEGMENT.match(value):
+        if not TOPIC_LEVEL.fullmatch(value):
             raise ValueError("only letters, digits, '_', '.' and '-' are allowed")
         return value
 

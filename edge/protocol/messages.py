@@ -32,11 +32,13 @@ from edge.protocol.receipt import MAX_SEQ, RESULT_JTI_PATTERN
 from edge.protocol.result import ResultDocument
 
 DEFAULT_TOPIC_PREFIX = "cccd-edge/v1"
-_PREFIX_LEVEL = re.compile(r"^[A-Za-z0-9_.-]+$")
+#: One plain MQTT topic level (a terminal id, a ward code, a level of the prefix): no wildcard, no separator, no
+#: empty level. Matched with ``fullmatch``: ``$`` would let a trailing newline through.
+TOPIC_LEVEL = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 def _plain_topic_levels(value: str) -> str:
-    if not all(_PREFIX_LEVEL.match(level) for level in value.split("/")):
+    if not all(TOPIC_LEVEL.fullmatch(level) for level in value.split("/")):
         raise ValueError("each segment must be letters, digits, '_', '.' or '-' (no wildcards, no empty)")
     return value
 

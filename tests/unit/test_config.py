@@ -69,6 +69,7 @@ wait_for_card = 12.5
         ("[mqtt]\nport = 70000\n", "mqtt.port", "less than or equal"),
         ("[mqtt]\nporrt = 1\n", "mqtt.porrt", "Extra inputs"),
         ('[mqtt]\ntopic_prefix = "a/#"\n', "mqtt.topic_prefix", "segment"),
+        ('[mqtt]\ntopic_prefix = "cccd-edge/v1\\n"\n', "mqtt.topic_prefix", "segment"),  # `$` let it through
         ("[mqtt]\nreconnect_min_delay = 10.0\nreconnect_max_delay = 1.0\n", "mqtt", "reconnect_max_delay"),
         ('procedure_profile = "everything"\n', "procedure_profile", "full"),
         ("[outbox]\nmax_count = 0\n", "outbox.max_count", "greater than"),
@@ -98,6 +99,9 @@ def test_missing_required_and_bad_id(tmp_path: Path) -> None:
     assert info.value.key == "terminal_id"
     with pytest.raises(ConfigError) as info:
         load_config(_write(tmp_path, 'terminal_id = "T/1"\nward_code = "1"\n'))
+    assert info.value.key == "terminal_id"
+    with pytest.raises(ConfigError) as info:  # a trailing newline is no topic level either
+        load_config(_write(tmp_path, 'terminal_id = "T1\\n"\nward_code = "1"\n'))
     assert info.value.key == "terminal_id"
 
 
