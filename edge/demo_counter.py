@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge.demo_env import OFFICE_CN, TERMINAL_ID, WARD_CODE, DemoEnvironment
+from edge.demo_env import TERMINAL_ID, WARD_CODE, DemoEnvironment
 from edge.errors import DemoError
 from edge.files import create_private
-from edge.office.gateway_config import GatewayConfig, parse_gateway_config
+from edge.office.gateway_config import GatewayConfig
 from edge.office.store import Outcome
 from edge.office.web.officers import Role
 from edge.office.web.pages import DemoControls
@@ -98,17 +98,7 @@ class DemoCounter:
                                                                             pki_dir=env.sim_pki_dir)
             self._cards[name] = SimulatedCard(spec, env.pcsc.reader_port(0),
                                               security=SimChipSecurity(spec.secrets, spec.quirks))
-        config = parse_gateway_config({
-            "instance": "demo", "ward": WARD_CODE,
-            "broker": {"host": env.broker.host, "port": env.broker.port, "ca": str(env.office_tls.ca),
-                       "cert": str(env.office_tls.cert), "key": str(env.office_tls.key), "client_id": OFFICE_CN,
-                       "keepalive": 5},
-            "storage": {"url": f"sqlite:///{env.workdir / 'office' / 'gateway.db'}"},
-            "trust": {"ward_ca": str(env.ward_ca_cert)},
-            "receipts": {"key": str(env.ward_command_private)},
-            "web": {"listen": "127.0.0.1", "port": self.port},
-            "api": {"listen": "127.0.0.1", "port": 0},
-        })  # fmt: skip
+        config = env.gateway_config(web_port=self.port, keepalive=5)
         can = env.spec.secrets.can or ""
         self.office = open_office(config, on_outcome=self._on_outcome,
                                   demo=DemoControls(self.tap, tuple(CARDS), can))

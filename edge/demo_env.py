@@ -214,22 +214,27 @@ class DemoEnvironment:
         write_atomic(path, dump_toml(table).encode("utf-8"), PUBLIC)
         return load_config(path)
 
-    def gateway_config(self) -> GatewayConfig:
+    def gateway_config(self, *, web_port: int | None = None, keepalive: int | None = None) -> GatewayConfig:
         """The ward's office gateway as the demo runs it: the office certificate (the broker's ACL lets that user read
         the results and write the receipts), SQLite in ``office/``, the ward CA (the terminal's certificate travels in
         its results' x5c), receipts signed with the ward command key (which the terminal was provisioned to trust),
-        and the REST API on a free loopback port."""
+        and the REST API on a free loopback port; with ``web_port`` the officers' pages (``demo --serve``)."""
         if self.broker is None:
             raise DemoError("the demo environment was not entered")
-        return parse_gateway_config({
-            "instance": "demo", "ward": WARD_CODE,
-            "broker": {"host": self.broker.host, "port": self.broker.port, "ca": str(self.office_tls.ca),
-                       "cert": str(self.office_tls.cert), "key": str(self.office_tls.key), "client_id": OFFICE_CN},
+        broker = {"host": self.broker.host, "port": self.broker.port, "ca": str(self.office_tls.ca),
+                  "cert": str(self.office_tls.cert), "key": str(self.office_tls.key), "client_id": OFFICE_CN}
+        if keepalive is not None:
+            broker["keepalive"] = keepalive
+        table: dict[str, object] = {
+            "instance": "demo", "ward": WARD_CODE, "broker": broker,
             "storage": {"url": f"sqlite:///{self.results_db}"},
             "trust": {"ward_ca": str(self.ward_ca_cert)},
             "receipts": {"key": str(self.ward_command_private)},
             "api": {"listen": "127.0.0.1", "port": 0},
-        })  # fmt: skip
+        }  # fmt: skip
+        if web_port is not None:
+            table["web"] = {"listen": "127.0.0.1", "port": web_port}
+        return parse_gateway_config(table)
 
     # --- what the demo reports -----------------------------------------------------------------------------------
 
