@@ -323,6 +323,19 @@ def test_a_desk_read_is_audited_signed_with_a_registered_challenge_and_its_progr
     assert stream.next("status")["terminal_state"] == "reading"
 
 
+def test_a_post_nested_too_deep_is_a_clean_refusal(office_factory: Callable[..., Setup]) -> None:
+    """A JSON body of a few kilobytes of ``[[[`` made json.loads raise RecursionError: a 500, not the 400 of any
+    other body that is not a JSON object."""
+    setup = office_factory()
+    lan = _login(setup, "lan")
+    headers = {"x-csrf-token": _csrf(lan, "/counter/T-01"), "content-type": "application/json"}
+    for path in ("/counter/T-01/reveal", "/counter/T-01/read", "/counter/T-01/cancel"):
+        refused = lan.post(path, content=b"[" * 5000, headers=headers)
+        assert (refused.status_code, refused.json()) == (400, {"error": "input"}), path
+    assert AuditLog(setup.office.web.db).entries() == []
+    assert setup.peer.commands.empty()
+
+
 def test_the_fleet_lists_problems_first(office_factory: Callable[..., Setup],
                                         mqtt_contract_exempt: Callable[..., None]) -> None:
     """Problems first, each terminal's software version when its status names a plain one (an older terminal's

@@ -47,7 +47,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from edge.errors import EdgeError, OfficerAccessError
+from edge.errors import EdgeError, JsonError, OfficerAccessError
 from edge.office.asgi import MAX_REQUEST_BYTES, BodyLimit
 from edge.office.commands import SignedCommand, sign_cancel, sign_read_request
 from edge.office.database import Database
@@ -58,6 +58,7 @@ from edge.office.web.officers import TERMINAL, Officer, Officers, Session, check
 from edge.office.web.settings import WebSettings
 from edge.office.web.words import LANGS, Lang, client_words, ui
 from edge.protocol.access.policy import CanKey
+from edge.protocol.bounded_json import loads_bounded
 from edge.protocol.jose import Signer
 from edge.protocol.result import ProcedureProfile
 
@@ -232,9 +233,9 @@ class _Pages:
         """A POST's JSON object, after its CSRF header is checked."""
         check_csrf(session, request.headers.get("x-csrf-token"))
         body = await _bounded_body(request)
-        try:
-            data = json.loads(body or b"{}")
-        except ValueError:
+        try:  # bounded: a few kilobytes of ``[[[`` raise RecursionError in json.loads, a 500
+            data = loads_bounded(body or b"{}", what="request", max_bytes=MAX_BODY)
+        except JsonError:
             raise OfficerAccessError("input", "the request is not JSON") from None
         if not isinstance(data, dict):
             raise OfficerAccessError("input", "the request is not a JSON object")
