@@ -123,12 +123,13 @@ class ResultStore:
 
     def retry_held(self) -> bool:
         """When the worker is idle: try the held results again after a jittered backoff. True once the last one is
-        in (READY may return)."""
+        in (READY may return). Any refusal keeps them held for the next try: raised here, it would end the worker's
+        thread and lose them with the restart (a failing SD card turns from I/O errors to a damaged database)."""
         if not self._held or self._shared.monotonic() < self._held_retry_at:
             return False
         try:
             self._store_held()
-        except (StorageError, OutboxFullError) as exc:
+        except EdgeError as exc:
             self._held_retry_at = self._shared.monotonic() + self._held_backoff.next_delay()
             log.warning("%d held result(s) still not stored: %s", len(self._held), type(exc).__name__)
             return False
