@@ -262,7 +262,7 @@ def _issue(
 
 CRL = "ward-ca.crl"
 #: How long a CRL is good for: the gateway warns once it is past ``next_update`` (it still uses it: an old list of
-#: revoked certificates is better than none). ``ward-ca crl`` re-signs it without a change.
+#: revoked certificates is better than none). ``ward-ca revoke`` without a certificate re-signs it unchanged.
 CRL_DAYS = 30
 
 
@@ -286,6 +286,9 @@ def revoke(ca: WardCa, directory: Path, serials: Sequence[int] = (), *, days: in
     """
     if days < 1:
         raise ProvisioningError("--days must be at least 1")
+    for serial in serials:
+        if not 0 < serial < 1 << 159:  # RFC 5280: positive, at most 20 octets
+            raise ProvisioningError(f"serial {serial} is not a certificate serial number (1 to 2^159 - 1)")
     now = now or utcnow()
     old = load_crl(directory)
     if old is not None and not old.is_signature_valid(ca.key.public_key()):

@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from edge.errors import ConfigError, DeviceCertificateError, TokenError, UnknownKeyError
+from edge.errors import ConfigError, DeviceCertificateError, ProvisioningError, TokenError, UnknownKeyError
 from edge.office.verify import TerminalKeys, verify_result
 from edge.office.ward_trust import WardTrust
 from edge.protocol import jose
@@ -125,6 +125,13 @@ def test_a_crl_not_signed_by_the_ward_ca_is_refused_at_start(ward: Ward, tmp_pat
         WardTrust.load(ward.ca_path, path)
     with pytest.raises(ConfigError):
         WardTrust.load(ward.directory / "missing.crt")
+
+
+@pytest.mark.parametrize("serial", [0, -1, 1 << 159])
+def test_a_serial_no_certificate_can_have_is_refused(ward: Ward, serial: int) -> None:
+    with pytest.raises(ProvisioningError, match=f"serial {serial} is not"):
+        revoke(ward.ca, ward.directory, [serial])
+    assert not (ward.directory / CRL).exists()
 
 
 @pytest.mark.parametrize("x5c", [
