@@ -80,6 +80,8 @@ API_VERSION = "1.0.0"
 TLS_CLIENT_CN = "tls_client_cn"
 _SEGMENT = r"^[A-Za-z0-9_.-]{1,64}$"
 _JTI = r"^[\x21-\x7e]{1,128}$"
+#: Largest row id a query takes: a larger one overflowed SQLite's INTEGER binding (a 500, not a 422).
+_MAX_ID = (1 << 63) - 1
 _ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": Problem, "description": "no valid API key or certificate"},
                                             404: {"model": Problem, "description": "none such for this client"}}
 _ANSWER_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -263,7 +265,8 @@ def create_api(context: ApiContext | None = None) -> FastAPI:
              tags=["results"])  # fmt: skip
     def online_answers(client: Client, context: Context, terminal: Annotated[str, Path(pattern=_SEGMENT)],
                        jti: Annotated[str, Path(pattern=_JTI)],
-                       cursor: Annotated[int, Query(ge=0, description="the answer_id after which to list")] = 0,
+                       cursor: Annotated[int, Query(ge=0, le=_MAX_ID,
+                                                    description="the answer_id after which to list")] = 0,
                        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE) -> OnlineAnswerPage:  # fmt: skip
         """The answers recorded against a result, oldest first, without their values (none for a result of another
         profile than online_check)."""
@@ -315,7 +318,7 @@ def create_api(context: ApiContext | None = None) -> FastAPI:
     @app.get("/v1/webhooks/dead-letters", response_model=DeadLetterPage, responses=_ERRORS, tags=["webhooks"])
     def dead_letters(client: Client, context: Context,
                      endpoint: Annotated[str | None, Query(pattern=_SEGMENT)] = None,
-                     cursor: Annotated[int, Query(ge=0, description="the id after which to list")] = 0,
+                     cursor: Annotated[int, Query(ge=0, le=_MAX_ID, description="the id after which to list")] = 0,
                      limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE) -> DeadLetterPage:  # fmt: skip
         """Webhook deliveries given up (after max_attempts, a 410, or an id that could not be used), with why."""
         if context.webhooks is None:
@@ -327,7 +330,8 @@ def create_api(context: ApiContext | None = None) -> FastAPI:
 
     @app.post("/v1/webhooks/dead-letters/{delivery_id}/retry", status_code=202, responses=_ERRORS,
               tags=["webhooks"])  # fmt: skip
-    def retry_dead_letter(client: Client, context: Context, delivery_id: int) -> dict[str, str]:
+    def retry_dead_letter(client: Client, context: Context,
+                          delivery_id: Annotated[int, Path(ge=0, le=_MAX_ID)]) -> dict[str, str]:
         """Send a dead letter again, from a first attempt now (404: none such of this client's wards, or one that
         can never be sent)."""
         wards = _wards_of(client, None)

@@ -281,6 +281,18 @@ def test_fleet_and_dead_letters_per_ward(api: Api) -> None:
     assert api.post("b", f"/v1/webhooks/dead-letters/{b_id}/retry")[0] == 404, "an id that can never be sent"
 
 
+def test_an_id_beyond_a_database_integer_is_refused_not_a_crash(api: Api) -> None:
+    """A cursor or dead letter id past 2**63-1 overflowed SQLite's INTEGER binding: a 500, now the 422 of any id out
+    of range."""
+    jti = _online_check(api, "T-A1", 1)
+    too_large = 1 << 63
+    for url in (f"/v1/webhooks/dead-letters?cursor={too_large}",
+                f"/v1/results/T-A1/{jti}/online-answers?cursor={too_large}"):
+        assert api.call("GET", url, key=api.keys["all"])[0] == 422, url
+    assert api.post("all", f"/v1/webhooks/dead-letters/{too_large}/retry")[0] == 422
+    assert api.get("all", "/v1/webhooks/dead-letters", cursor=too_large - 1)[0] == 200, "the largest id is taken"
+
+
 def test_api_keys_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ward = make_ward(tmp_path / "ward")
     config = tmp_path / "gateway.toml"
