@@ -374,13 +374,13 @@ class WebhookQueue:
 
     def retry(self, delivery_id: int, wards: frozenset[str] | None, now: float) -> bool:
         """Send a dead letter of ``wards`` again, from a first attempt now; False when there is none such (or it
-        can never be sent: its id is refused)."""
+        can never be sent: its id is refused, or its endpoint is configured no more, whose rows no sender claims)."""
         clause, params = _ward_clause(wards)
         with self._db.transaction():
             row = self._db.execute(
                 f"SELECT jti, iss, endpoint FROM webhook_deliveries WHERE id=? AND state=?{clause}",  # noqa: S608
                 (delivery_id, DEAD, *params)).fetchone()
-            if row is None or not WEBHOOK_ID_PATTERN.match(row[0]) or self._db.execute(
+            if row is None or row[2] not in self.endpoints or not WEBHOOK_ID_PATTERN.match(row[0]) or self._db.execute(
                     "SELECT 1 FROM webhook_deliveries WHERE endpoint=? AND jti=? AND iss<>?",
                     (row[2], row[0], row[1])).fetchone() is not None:
                 return False

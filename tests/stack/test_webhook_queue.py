@@ -135,6 +135,19 @@ def test_a_jti_that_cannot_be_a_webhook_id_is_a_dead_letter_not_a_lie(queues: Qu
     assert not any(queue.retry(d.id, None, NOW) for d in dead), "sending it again would still hide a result"
 
 
+def test_a_dead_letter_of_an_endpoint_removed_from_the_configuration_stays_dead(queues: Queues) -> None:
+    """No sender claims the rows of an endpoint no longer configured: set pending again, a dead letter would leave
+    the list and never be sent."""
+    old = queues([_endpoint("old")])
+    old.enqueue([("T-01", "a-jti", WARD)], NOW)
+    (delivery,) = old.claim("office-1", NOW)
+    assert old.failed(delivery, NOW, status=410, error="HTTP 410", retry_after=None, rng=random.Random(1),
+                      gone=True) == DEAD  # fmt: skip
+    now = queues([_endpoint("new")])
+    assert not now.retry(delivery.id, None, NOW + 1)
+    assert [d.id for d in now.dead_letters(None)] == [delivery.id], "still listed, still dead"
+
+
 def test_the_sender_delivers_each_result_once_by_id_through_failures(office_db: str | Path, ward: Ward,
                                                                      queues: Queues) -> None:
     """A receiver that fails the first two deliveries: every result arrives, each webhook-id accepted once, every
