@@ -115,21 +115,19 @@ class ReaderLink:
     """What one reader was found to carry, kept per reader by the driver (mutable on purpose: it is learned).
 
     Starts from the profile (extended length unless the profile says none; a probed profile tries it once) and from
-    PC/SC part 10's dwMaxAPDUDataSize where the driver reports one; ``extended`` turns False for good after an
-    extended APDU failed at the transport, ``max_response`` shrinks after an answer the reader lost.
+    PC/SC part 10's dwMaxAPDUDataSize where the driver reports one (0: short only); ``extended`` turns False and
+    ``max_command`` shrinks for good after a command failed at the transport. An answer the reader lost is stepped
+    around by the read itself (``read_strategy``: a smaller Le).
     """
 
     profile: ReaderProfile
     extended: bool
     max_command: int
     max_response: int
-    failures: int = 0
 
     @classmethod
     def starting(cls, profile: ReaderProfile, max_apdu_data: int | None) -> ReaderLink:
         extended = profile.extended_length is not False and max_apdu_data != 0
-        if profile.extended_length is None and max_apdu_data == 0:
-            extended = False  # the driver says short only
         return cls(profile, extended, profile.command_limit, profile.response_limit)
 
     def describe(self) -> str:
@@ -501,7 +499,6 @@ class PcscConnection:
         """The reader failed this exchange with the card still there: what that says about the chip (see the module
         docstring), learned for the reader's later exchanges."""
         link, profile = self.link, self.link.profile
-        link.failures += 1
         size = len(command.to_bytes())
         over_limit, reached_chip = "", None
         if command.extended or size > link.max_command:
