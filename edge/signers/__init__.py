@@ -118,4 +118,7 @@ def check_certified_key(signer: Signer, cert_path: Path) -> bytes:
         raise ConfigError(f"{cert_path} is not for the key", key="paths.device_key",
                           hint="install the certificate the ward signed for this terminal's CSR: "
                           "python -m provisioning device install")
-    return load_pem_x509_certificate(cert_path.read_bytes()).public_bytes(serialization.Encoding.DER)
+    try:  # the key matched, but load_public_key takes a bare public key too: the office needs the certificate
+        return load_pem_x509_certificate(cert_path.read_bytes()).public_bytes(serialization.Encoding.DER)
+    except ValueError as exc:
+        raise ConfigError(f"{cert_path} is not a PEM certificate: {exc}", key="paths.device_cert") from None

@@ -190,6 +190,11 @@ def test_daemon_checks_the_key_against_the_certificate(signer: signers.KeySigner
     with pytest.raises(ConfigError, match=r"paths\.device_key: .*other\.crt is not for the key") as info:
         signers.check_certified_key(signer, _certificate_for(other, tmp_path / "other.crt"))
     assert "device install" in info.value.hint
+    bare_key = tmp_path / "bare.pem"  # the key alone, no certificate: the office could not find it through its CA
+    bare_key.write_bytes(other.public_key().public_bytes(serialization.Encoding.PEM,
+                                                         serialization.PublicFormat.SubjectPublicKeyInfo))
+    with pytest.raises(ConfigError, match=r"paths\.device_cert: .*bare\.pem is not a PEM certificate"):
+        signers.check_certified_key(signers.KeySigner(other), bare_key)
     signer.close()  # a key in memory: nothing to release, and the signer still works
     assert len(signer.sign(b"x")) == 64
 
