@@ -45,9 +45,8 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import ValidationError
 
-from edge.errors import OnlineAnswerError, StorageError
+from edge.errors import CommandError, OnlineAnswerError, StorageError
 from edge.office.api_clients import ApiClient, ApiClients
 from edge.office.asgi import MAX_REQUEST_BYTES, BodyLimit
 from edge.office.commands import SignedCommand, sign_read_request
@@ -296,8 +295,8 @@ def create_api(context: ApiContext | None = None) -> FastAPI:
             command = sign_read_request(context.signer, ward=ward, terminal=terminal, key=body.key, now=int(now),
                                         profile=body.profile, include_photo=body.include_photo,
                                         consent_ref=body.consent_ref, lifetime=context.command_lifetime)  # fmt: skip
-        except ValidationError as exc:  # a claim out of shape (never quoted: the key is personal data)
-            raise HTTPException(422, f"read request refused: {exc.errors()[0]['loc']}") from None
+        except CommandError as exc:  # a claim out of shape (never quoted: the key is personal data)
+            raise HTTPException(422, f"read request refused: {exc}") from None
         if command.challenge is not None:
             context.store.register_read_request(command.jti, command.challenge, now)
         context.send_command(command)

@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge.daemon.office_commands import CommandVerifier, ReplayGuard
-from edge.errors import CommandRejectedError
+from edge.errors import CommandError, CommandRejectedError
 from edge.office.commands import sign_cancel, sign_read_request
 from edge.protocol.access.policy import CanKey
 from edge.protocol.commands import CancelCommand, ReadCommand
@@ -57,3 +57,13 @@ def test_a_desk_command_is_refused_by_another_terminal_and_when_replayed(ward_ke
     with pytest.raises(CommandRejectedError) as replay:
         verifier.verify(cancel.token, NOW)
     assert replay.value.reason == "replayed"
+
+
+def test_a_command_out_of_shape_is_a_command_error_that_never_quotes_the_key(ward_key: KeySigner) -> None:
+    """A ward name longer than a command allows (a province gateway naming what a terminal reported): a typed
+    refusal the API and the pages answer as such, not pydantic's ValidationError with the CAN in its input."""
+    with pytest.raises(CommandError) as read:
+        sign_read_request(ward_key, ward="w" * 300, terminal="T-01", key=CanKey("123456"), now=NOW)
+    assert "123456" not in str(read.value)
+    with pytest.raises(CommandError):
+        sign_cancel(ward_key, ward="w" * 300, terminal="T-01", now=NOW)

@@ -47,7 +47,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from edge.errors import EdgeError, JsonError, OfficerAccessError
+from edge.errors import CommandError, EdgeError, JsonError, OfficerAccessError
 from edge.office.asgi import MAX_REQUEST_BYTES, BodyLimit
 from edge.office.commands import SignedCommand, sign_cancel, sign_read_request
 from edge.office.database import Database
@@ -448,8 +448,11 @@ class _Pages:
         if ward is None:
             raise HTTPException(409, "this terminal has not reported its ward yet")
         now = web.clock()
-        command = sign_read_request(web.signer, ward=ward, terminal=terminal, key=CanKey(can), now=int(now),
-                                    profile=profile, include_photo=bool(data.get("include_photo")))  # fmt: skip
+        try:
+            command = sign_read_request(web.signer, ward=ward, terminal=terminal, key=CanKey(can), now=int(now),
+                                        profile=profile, include_photo=bool(data.get("include_photo")))  # fmt: skip
+        except CommandError as exc:  # the terminal's ward or id cannot be named in a command
+            raise HTTPException(409, str(exc)) from None
         assert command.challenge is not None
         await run_in_threadpool(web.register_request, command.jti, command.challenge, now)
         await run_in_threadpool(web.audit.append, session.officer, "desk_read", reason=reason, terminal=terminal,
@@ -467,7 +470,10 @@ class _Pages:
         ward = await run_in_threadpool(self.ward_of, terminal)
         if ward is None:
             raise HTTPException(409, "this terminal has not reported its ward yet")
-        command = sign_cancel(web.signer, ward=ward, terminal=terminal, now=int(web.clock()))
+        try:
+            command = sign_cancel(web.signer, ward=ward, terminal=terminal, now=int(web.clock()))
+        except CommandError as exc:
+            raise HTTPException(409, str(exc)) from None
         request_id = data.get("request_id") if isinstance(data.get("request_id"), str) else None
         await run_in_threadpool(web.audit.append, session.officer, "desk_cancel", reason="cancel", terminal=terminal,
                                 request_id=request_id, client=request.client.host if request.client else None)
