@@ -16,7 +16,7 @@ receipt    the gateway, QoS 1      compact JWS by the receipt key, claims :class
 The models refuse unknown fields: the AsyncAPI document generated from them (``edge/schemas/asyncapi.json``,
 :mod:`edge.protocol.asyncapi`) is exact, and the stack tests validate every message they see against it, so a
 field added to a status or an event must be added here first. The terminal builds its status and events as dicts
-(the daemon's modules); ``tests/unit/test_messages.py`` keeps their names and values in step with these models.
+(the daemon's modules); ``tests/unit/test_asyncapi.py`` keeps their names and values in step with these models.
 """
 
 from __future__ import annotations
