@@ -45,6 +45,8 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
 
 from edge.errors import CommandError, OnlineAnswerError, StorageError
 from edge.office.api_clients import ApiClient, ApiClients
@@ -81,6 +83,7 @@ _SEGMENT = r"^[A-Za-z0-9_.-]{1,64}$"
 _JTI = r"^[\x21-\x7e]{1,128}$"
 #: Largest row id a query takes: a larger one overflowed SQLite's INTEGER binding (a 500, not a 422).
 _MAX_ID = (1 << 63) - 1
+SINCE_NEEDS_OFFSET = "since needs a UTC offset, e.g. 2026-12-06T08:00:00+07:00, or Unix seconds"
 _ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": Problem, "description": "no valid API key or certificate"},
                                             404: {"model": Problem, "description": "none such for this client"}}
 _ANSWER_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -147,6 +150,14 @@ def _wards_of(client: ApiClient, ward: str | None) -> list[str] | None:
     return None if client.every_ward else sorted(client.wards)
 
 
+def _with_offset(since: datetime) -> datetime:
+    """``since`` as given, if it names its UTC offset: a naive time would be read in the server's time zone, which
+    the client cannot know (a Unix time is UTC already)."""
+    if since.tzinfo is None:
+        raise PydanticCustomError("timezone_aware", SINCE_NEEDS_OFFSET)
+    return since
+
+
 def _cursor(received: float, iss: str, jti: str) -> str:
     return base64.urlsafe_b64encode(json.dumps([received, iss, jti]).encode()).decode().rstrip("=")
 
@@ -209,8 +220,10 @@ def create_api(context: ApiContext | None = None) -> FastAPI:
                      ward: Annotated[str | None, Query(pattern=_SEGMENT)] = None,
                      terminal: Annotated[str | None, Query(pattern=_SEGMENT)] = None,
                      verdict: Verdict | None = None,
-                     since: Annotated[datetime | None, Query(description="stored at or after (ISO 8601 or Unix)")]
-                     = None,
+                     since: Annotated[Annotated[datetime, AfterValidator(_with_offset)] | None, Query(
+                         description="stored at or after: an ISO 8601 date-time with its UTC offset "
+                                     "(2026-12-06T08:00:00+07:00, or Z), or Unix seconds; one without an offset "
+                                     "is a 422, never read in the server's time zone")] = None,
                      cursor: Annotated[str | None, Query(max_length=400)] = None,
                      limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE) -> ResultPage:  # fmt: skip
         """Stored results of the client's wards, in the order the gateway stored them."""

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +158,25 @@ def test_results_by_cursor_and_filter(api: Api) -> None:
     assert page["items"] == []
     assert api.get("a", "/v1/results", cursor="not-a-cursor")[0] == 400
     assert api.get("a", "/v1/results", limit=100_000)[0] == 422
+
+
+def test_since_names_its_utc_offset_or_is_refused(api: Api) -> None:
+    """A naive ``since`` would be read in the server's time zone, which the client cannot know: a 422, not a guess;
+    the same instant as Unix seconds, with an offset or with Z selects the same results."""
+    _store(api, NOW)
+    since = datetime.fromtimestamp(NOW + 3, UTC)
+    expected = [("T-B1", 1), ("T-A1", 3)]
+    for value in (NOW + 3, since.isoformat(), since.astimezone(timezone(timedelta(hours=7))).isoformat(),
+                  since.strftime("%Y-%m-%dT%H:%M:%SZ")):
+        status, page = api.get("all", "/v1/results", since=value)
+        assert status == 200, (value, page)
+        assert [(r["terminal"], r["seq"]) for r in page["items"]] == expected, value
+    for naive in (since.replace(tzinfo=None).isoformat(), "2027-01-15"):
+        status, answer = api.get("all", "/v1/results", since=naive)
+        assert status == 422, (naive, answer)
+        (error,) = answer["detail"]
+        assert error["loc"] == ["query", "since"]
+        assert error["msg"] == "since needs a UTC offset, e.g. 2026-12-06T08:00:00+07:00, or Unix seconds"
 
 
 def test_a_read_request_is_signed_registered_and_sent(api: Api, tmp_path: Path) -> None:
