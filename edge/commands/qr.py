@@ -14,7 +14,7 @@ from typing import Any
 from edge.daemon.scanner import QrScanner, ScanEvent
 from edge.drivers.base import Frame, FrameSource
 from edge.drivers.qrdecoders import DECODERS, DEFAULT_DECODER, make_decoder
-from edge.drivers.replay import ReplaySource, expand_paths, load_grey
+from edge.drivers.replay import expand_paths, load_grey
 from edge.errors import QrFormatError
 from edge.logsetup import mask_id, mask_name, mask_text
 from edge.protocol.card_expiry import bac_key_candidates, expiry_date
@@ -100,9 +100,8 @@ def _event_as_json(event: ScanEvent, *, show_pii: bool) -> dict[str, Any]:
 def _scan(args: argparse.Namespace) -> int:
     source = _open_source(args)
     scanner = QrScanner(source, make_decoder(args.decoder))
-    ended = (lambda: source.exhausted) if isinstance(source, ReplaySource) else (lambda: False)
     try:
-        for event in scanner.events(until=ended):
+        for event in scanner.events(until=lambda: source.exhausted):
             _print(_event_as_json(event, show_pii=args.show_pii))
     finally:
         source.close()

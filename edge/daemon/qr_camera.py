@@ -65,7 +65,7 @@ class QrCamera:
             self._shared.mark_ready("camera")
             if frame is None:
                 scanner.idle()
-                if getattr(self._camera, "exhausted", False):  # a replay that ran out: nothing will come
+                if self._camera.exhausted:  # a replay that ran out: nothing will come
                     self._shared.stopping.wait(TICK_SECONDS)
                 continue
             self._shared.count("frames")

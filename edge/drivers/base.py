@@ -103,6 +103,12 @@ class Frame:
 class FrameSource(Protocol):
     """Camera-like source of grey frames."""
 
+    @property
+    def exhausted(self) -> bool:
+        """True once no frame will ever come again (a replay run to its end), so a reader stops asking; a camera
+        never is: a missing frame from it is a stall or a lost camera (:class:`~edge.errors.CameraError`)."""
+        ...
+
     def read(self, timeout: float) -> Frame | None:
         """Next frame, or None when no frame arrived within ``timeout`` seconds."""
         ...

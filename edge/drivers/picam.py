@@ -63,6 +63,10 @@ class PiCameraSource:
         self._controls = dict(controls)
         self._camera: Any = None
 
+    @property
+    def exhausted(self) -> bool:
+        return False  # a camera never runs out of frames
+
     def open(self) -> PiCameraSource:
         try:
             from picamera2 import Picamera2

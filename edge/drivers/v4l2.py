@@ -63,6 +63,10 @@ class V4l2Source:
         self._cv2: Any = None
         self._capture: Any = None
 
+    @property
+    def exhausted(self) -> bool:
+        return False  # a camera never runs out of frames
+
     def open(self) -> V4l2Source:
         try:
             import cv2

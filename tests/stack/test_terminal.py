@@ -139,6 +139,10 @@ class SwitchCamera:
     def show(self, name: str) -> None:
         self.showing = name
 
+    @property
+    def exhausted(self) -> bool:
+        return False  # its replays loop: like a camera, it never runs out
+
     def read(self, timeout: float) -> Frame | None:
         if self.showing == "unplugged":
             raise CameraError("camera unplugged (test)")

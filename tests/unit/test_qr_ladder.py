@@ -111,6 +111,10 @@ def test_the_scanner_reports_a_laddered_card_as_a_card(cards: list[tuple[bytes, 
 class _NoFrames:
     """The scanner is fed frames directly here; its source is never read."""
 
+    @property
+    def exhausted(self) -> bool:
+        return True
+
     def read(self, timeout: float) -> Frame | None:
         return None
 

@@ -16,9 +16,11 @@ from PIL import Image
 
 from edge.cli import main
 from edge.daemon.scanner import QrScanner, Roi, ScanEvent, ScanEventKind, prepare
-from edge.drivers.base import Frame
+from edge.drivers.base import Frame, FrameSource
+from edge.drivers.picam import PiCameraSource
 from edge.drivers.qrdecoders import make_decoder
 from edge.drivers.replay import ReplaySource
+from edge.drivers.v4l2 import V4l2Source
 from edge.errors import CameraError
 
 CARD_A = "079203012345|123456789|Nguyễn Văn An|01022003|Nam|12 Đường Số 3, Phường Bến Nghé, Quận 1|15042021"
@@ -153,6 +155,14 @@ def test_replay_once_ends_and_folder_is_sorted(images: dict[str, Path]) -> None:
     assert all(frames)
     assert source.exhausted
     assert source.read(0.1) is None
+
+
+def test_every_frame_source_says_whether_frames_can_still_come(images: dict[str, Path]) -> None:
+    """The daemon's camera thread and ``qr scan`` ask the interface, never probe which driver they hold."""
+    sources: list[FrameSource] = [V4l2Source(), PiCameraSource(), ReplaySource([images["a"]], fps=None, loop=False)]
+    assert [source.exhausted for source in sources] == [False, False, False]  # nothing opened: none is read here
+    assert sources[2].read(0.1) is not None
+    assert [source.exhausted for source in sources] == [False, False, True]  # a camera never runs out
 
 
 def test_replay_without_images_is_a_camera_error(tmp_path: Path) -> None:
