@@ -2,7 +2,9 @@
 document, generated from these routes and :mod:`edge.office.contract`'s models, is ``edge/schemas/openapi.json``).
 
 Routes (every one needs a client: an API key as ``Authorization: Bearer``, or a client certificate on a mutual-TLS
-listener; each client sees and acts on its own wards only, and another ward's result is a 404, not a 403)::
+listener). Each client sees and acts on its own wards only: a result (or dead letter) of another ward is a 404, as if
+there were none, so ids do not leak; a ward the client names itself (the ``ward`` parameter, the read request's
+path) and may not see is a 403, since that name is the client's own input (the answer tells it nothing new)::
 
     GET  /v1/results?ward&terminal&verdict&since&cursor&limit   stored results in the order stored, by cursor
     GET  /v1/results/{terminal}/{jti}                           one result
@@ -86,6 +88,9 @@ _MAX_ID = (1 << 63) - 1
 SINCE_NEEDS_OFFSET = "since needs a UTC offset, e.g. 2026-12-06T08:00:00+07:00, or Unix seconds"
 _ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": Problem, "description": "no valid API key or certificate"},
                                             404: {"model": Problem, "description": "none such for this client"}}
+#: A route with a ward the client names: one it may not see is a 403 (:func:`_wards_of`).
+_WARD_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ERRORS, 403: {"model": Problem, "description": "the ward named is not one of this client's"}}
 _ANSWER_ERRORS: dict[int | str, dict[str, Any]] = {
     **_ERRORS,
     400: {"model": Problem, "description": "the body is not a JSON object (or nests too deep)"},
@@ -215,7 +220,7 @@ def create_api(context: ApiContext | None = None) -> FastAPI:
     app.state.context = context
     app.add_middleware(BodyLimit, limit=MAX_REQUEST_BYTES)
 
-    @app.get("/v1/results", response_model=ResultPage, responses=_ERRORS, tags=["results"])
+    @app.get("/v1/results", response_model=ResultPage, responses=_WARD_ERRORS, tags=["results"])
     def list_results(client: Client, context: Context,
                      ward: Annotated[str | None, Query(pattern=_SEGMENT)] = None,
                      terminal: Annotated[str | None, Query(pattern=_SEGMENT)] = None,
@@ -291,7 +296,7 @@ def create_api(context: ApiContext | None = None) -> FastAPI:
         return OnlineAnswerPage(items=items, next_cursor=str(items[-1].answer_id) if len(items) == limit else None)
 
     @app.post("/v1/wards/{ward}/terminals/{terminal}/read-requests", status_code=202, response_model=ReadRequestOut,
-              responses={**_ERRORS, 503: {"model": Problem, "description": "this gateway cannot sign or send"}},
+              responses={**_WARD_ERRORS, 503: {"model": Problem, "description": "this gateway cannot sign or send"}},
               tags=["terminals"])  # fmt: skip
     def read_request(client: Client, context: Context, ward: Annotated[str, Path(pattern=_SEGMENT)],
                      terminal: Annotated[str, Path(pattern=_SEGMENT)], body: ReadRequestIn) -> ReadRequestOut:
@@ -318,7 +323,7 @@ def create_api(context: ApiContext | None = None) -> FastAPI:
                               expires_at=int(now) + context.command_lifetime,
                               challenge=command.challenge.hex() if command.challenge else "")
 
-    @app.get("/v1/fleet", response_model=Fleet, responses=_ERRORS, tags=["terminals"])
+    @app.get("/v1/fleet", response_model=Fleet, responses=_WARD_ERRORS, tags=["terminals"])
     def fleet(client: Client, context: Context,
               ward: Annotated[str | None, Query(pattern=_SEGMENT)] = None) -> Fleet:  # fmt: skip
         """Each terminal's last retained status (state online/offline and what it published)."""

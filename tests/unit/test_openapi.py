@@ -34,3 +34,19 @@ def test_every_operation_needs_a_client_and_the_webhook_carries_the_api_result()
     answers = document["paths"]["/v1/results/{terminal}/{jti}/online-answers"]["post"]
     assert answers["requestBody"]["content"]["application/json"]["schema"]["type"] == "object", "the raw body"
     assert {"400", "404", "409", "413"} <= set(answers["responses"])
+
+
+def test_a_ward_the_client_names_may_be_a_403_one_thing_of_another_ward_a_404() -> None:
+    """The routes taking a ward from the client declare its 403; those naming one result or dead letter answer
+    another ward's with the 404 of one that does not exist, never a 403 (ids do not leak)."""
+    paths = openapi_document()["paths"]
+    named_ward = {("/v1/results", "get"), ("/v1/fleet", "get"),
+                  ("/v1/wards/{ward}/terminals/{terminal}/read-requests", "post")}
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            responses = set(operation["responses"])
+            if (path, method) in named_ward:
+                assert "403" in responses, (path, method)
+            else:
+                assert "403" not in responses, (path, method)
+                assert "404" in responses, (path, method)
