@@ -4,6 +4,8 @@ reason a QR gives none (``QrRejected``). The QR only yields the CAN and claims t
 The QR-repeat policy: a QR left in view is offered again after ``camera.qr_repeat_after`` (the officer retries a
 failed read without lifting the card), except when the card on the reader already has its result out: that card
 must not produce a second result every 30 s (:meth:`~edge.daemon.presence.ReaderWatcher.result_stored_for_card`).
+A repeat that reaches the state machine while it still reads or shows that card reports no "busy" either
+(``edge.daemon.state``): only another card's QR or an office request is an interruption.
 """
 
 from __future__ import annotations

@@ -272,6 +272,13 @@ def indicator_for(snap: Snapshot) -> Indicator:
     }.get(snap.state, Indicator.SCANNING)
 
 
+def _same_card_again(snap: Snapshot, event: KeyOffered) -> bool:
+    """The QR of the card the terminal is busy with (reading it, or showing its result), still in view: the scanner
+    offers it again every ``camera.qr_repeat_after``, which interrupts nothing, so it reports no "busy" each time.
+    An office request always learns why it did nothing; another card's QR is an interruption."""
+    return event.request_id is None and snap.key is not None and event.key.access == snap.key.access
+
+
 Handler = Callable[["Machine", Snapshot, Event], tuple[Snapshot, list[Action]]]
 
 
@@ -455,8 +462,8 @@ class Machine:
             actions += more
         elif isinstance(event, CardInserted | CardRemoved):  # only the fact changes
             snap = replace(snap, card_present=isinstance(event, CardInserted))
-        elif isinstance(event, KeyOffered):  # the office learns why its request did nothing
-            actions.append(Report("busy", snap.state.value, event.request_id))
+        elif isinstance(event, KeyOffered) and not _same_card_again(snap, event):
+            actions.append(Report("busy", snap.state.value, event.request_id))  # why a request or QR did nothing
         indicator = indicator_for(snap)
         if indicator is not snap.indicator:
             snap = replace(snap, indicator=indicator)

@@ -182,6 +182,27 @@ def test_reader_lost_and_back() -> None:
     assert indicators(actions) == [Indicator.READY]
 
 
+def test_a_qr_left_in_view_is_no_busy_for_its_own_card_another_card_or_a_request_is_one_each() -> None:
+    """The scanner offers a QR left in view again every ``qr_repeat_after``: while that card's result shows (or its
+    read runs) the repeats interrupt nothing and report nothing; another card's QR and an office request are one
+    "busy" each."""
+    results = {"ok": VerifyDone(3, attempt=1, ok=True, proven=True), "failed": ReadFailed(3, attempt=1, reason="x")}
+    for name, outcome in results.items():
+        snap, _ = run([KeyOffered(0, key=QR_KEY), CardInserted(1), *([read_ok(2, 1)] if name == "ok" else []),
+                       outcome])
+        assert snap.state is (State.RESULT_OK if name == "ok" else State.RESULT_FAILED)
+        same_card = [KeyOffered(3 + 0.5 * i, key=KeySource(CanKey("012345"))) for i in range(1, 7)]  # until 6.0
+        snap, actions = run(same_card, snap)
+        assert snap.state in (State.RESULT_OK, State.RESULT_FAILED)  # still on show: show_result is 4 s
+        assert [a for a in actions if isinstance(a, Report)] == []
+        snap, actions = run([KeyOffered(6.2, key=OTHER_KEY), KeyOffered(6.4, key=QR_KEY, request_id="r")], snap)
+        assert [a for a in actions if isinstance(a, Report)] == [Report("busy", snap.state.value),
+                                                                 Report("busy", snap.state.value, "r")]
+    snap, _ = run([KeyOffered(0, key=QR_KEY), CardInserted(1)])
+    snap, actions = run([KeyOffered(1.5, key=QR_KEY), KeyOffered(2, key=QR_KEY)], snap)
+    assert (snap.state, snap.attempt, actions) == (State.READING, 1, [])  # the read in hand goes on, unreported
+
+
 def test_a_full_disk_refuses_reads_with_fault_and_clears_when_space_returns() -> None:
     snap, actions = run([DeliveryChanged(0, link_up=True, queued=0, outbox_full=False, storage_full=True)])
     assert indicators(actions) == [Indicator.FAULT]
