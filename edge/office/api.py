@@ -193,7 +193,9 @@ async def _answer_body(request: Request) -> bytes:
 
 def _is_online_check(context: ApiContext, client: ApiClient, terminal: str, jti: str) -> bool:
     """Whether result ``terminal``/``jti`` was read under ``online_check``; 404 when this client has no such result
-    (none, reduced by retention, or another ward's)."""
+    (none, reduced by retention, or another ward's). The profile is read from the document here, not in SQL:
+    PostgreSQL's ``document::json ->> 'procedure_profile'`` fails on a ``\\u0000`` anywhere in the document (a
+    chip's string may hold one), where SQLite's ``json_extract`` and :func:`json.loads` do not."""
     row = context.store.database.execute(
         "SELECT ward, document FROM results WHERE iss=? AND jti=? AND reduced IS NULL", (terminal, jti)).fetchone()
     if row is None or not client.may_see(row[0]):

@@ -34,8 +34,8 @@ from edge.office.ward_trust import WardTrust
 from edge.office.webhooks import Endpoint, WebhookQueue, parse_secret
 from edge.protocol import jose
 from edge.protocol.access.policy import CanKey
-from edge.protocol.result import ProcedureProfile, QrUsage, ReadTiming, make_result
-from edge.protocol.verify.checks import Verdict
+from edge.protocol.result import Check, ProcedureProfile, QrUsage, ReadTiming, make_result
+from edge.protocol.verify.checks import CheckStatus, Verdict
 from tests.support.results import CHECKS, CITIZEN
 from tests.support.ward import NOW, WARD, make_ward
 
@@ -224,12 +224,12 @@ def test_a_read_request_carries_its_consent_ref_and_a_malformed_one_never_leaves
     assert len(api.sent) == 1, "a malformed consent_ref never reaches the terminal"
 
 
-def _online_check(api: Api, terminal_id: str, seq: int) -> str:
+def _online_check(api: Api, terminal_id: str, seq: int, checks: tuple[Check, ...] = CHECKS) -> str:
     """Store an online_check result of ward A (small stand-ins for the chip's files, encrypted to the ward); its jti."""
     terminal = api.ward_a.terminal(terminal_id)
     document = make_result(
         terminal_id=terminal_id, ward_code=WARD, profile=ProcedureProfile.ONLINE_CHECK, verdict=Verdict.VERIFIED,
-        checks=CHECKS, citizen=CITIZEN, qr=QrUsage(used=False), timing=ReadTiming(apdu_count=20, read_ms=900),
+        checks=checks, citizen=CITIZEN, qr=QrUsage(used=False), timing=ReadTiming(apdu_count=20, read_ms=900),
         completed_at=datetime.fromtimestamp(NOW, UTC), consent_ref="HS-2026-000123",
         files={"COM": b"\x60\x00", "DG1": b"\x61\x00", "SOD": b"\x77\x00"})  # fmt: skip
     token = jose.result_token(terminal.signer, terminal_id=terminal_id, seq=seq,
@@ -282,6 +282,19 @@ def test_online_answers_recorded_and_listed_without_their_values(api: Api) -> No
     status, refused = api.post("a", url, b'{"a":"' + b"x" * MAX_ONLINE_ANSWER_BYTES + b'"}')
     assert (status, refused["detail"]) == (413, f"the online answer is larger than {MAX_ONLINE_ANSWER_BYTES} bytes")
     assert len(api.store.online_answers(jti)) == 2, "nothing refused was recorded"
+
+
+def test_an_online_check_document_holding_a_nul_takes_its_answers(api: Api) -> None:
+    """A signed document may hold U+0000 in a string (stored as the escape \\u0000): the profile is read from it in
+    Python, where PostgreSQL's ``document::json ->> 'procedure_profile'`` fails on any such escape in the document."""
+    jti = _online_check(api, "T-A1", 1, (*CHECKS, Check(name="dg13_parse", status=CheckStatus.PASSED,
+                                                        reason="chip string\x00padded")))  # fmt: skip
+    url = f"/v1/results/T-A1/{jti}/online-answers"
+    status, recorded = api.post("a", url, {"status": "valid"})
+    assert status == 201, recorded
+    status, page = api.get("a", url)
+    assert status == 200, page
+    assert [item["keys"] for item in page["items"]] == [["status"]]
 
 
 def test_fleet_and_dead_letters_per_ward(api: Api) -> None:
