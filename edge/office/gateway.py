@@ -385,7 +385,9 @@ class Gateway:
             self.stats.duplicates += 1
         else:
             self.stats.quarantined += 1
-            log.warning("quarantined (row %s, %s): %s", outcome.quarantine_id, outcome.topic, outcome.reason[:300])
+            # %r: the topic is the sender's, and the reason may quote what it sent; a newline or control character
+            # in either is escaped, never a log line of its own
+            log.warning("quarantined (row %s, %r): %r", outcome.quarantine_id, outcome.topic, outcome.reason[:300])
 
     def _origin(self, topic: str) -> tuple[str, str, str] | None:
         """(ward, terminal, leaf) of ``<prefix>/<ward>/<terminal>/<leaf>``, None for anything else."""
