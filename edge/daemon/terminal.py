@@ -20,6 +20,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from edge.config import Config
 from edge.daemon.clock import CLOCK_FILE, ClockState, NtpState, kernel_ntp_synchronised
 from edge.daemon.ds_list import list_keys
@@ -205,7 +207,7 @@ class Terminal:
                 self._replay = ReplayGuard(paths.state_dir / "commands.db")
             commands = CommandVerifier(ward_key, config.terminal_id, self._replay,
                                        default_profile=config.procedure_profile, encrypted=encrypt_to is not None)
-        receipts = self._receipt_checker(clock) if config.delivery.mode == "receipt" else None
+        receipts = self._receipt_checker(clock, ward_key) if config.delivery.mode == "receipt" else None
         if self._reader is None:
             from edge.drivers.pcsc import PcscReaderDriver
 
@@ -241,15 +243,16 @@ class Terminal:
             parts.append(ReaderIndicators(watcher.send_to_reader))
         return parts[0] if len(parts) == 1 else CombinedIndicators(*parts)
 
-    def _receipt_checker(self, clock: ClockState) -> ReceiptChecker:
-        """What believes the office's receipts (``delivery.mode = "receipt"``): without a key to verify them no
-        result could ever leave the outbox, so the terminal does not start."""
-        paths = self.config.receipt_keys()
-        if not paths:
+    def _receipt_checker(self, clock: ClockState, ward_key: ec.EllipticCurvePublicKey | None) -> ReceiptChecker:
+        """What believes the office's receipts (``delivery.mode = "receipt"``): under ``ward_key`` (the ward command
+        key, as loaded for the commands) and ``trust.receipt_keys`` (``Config.receipt_keys`` names the same files).
+        Without a key to verify them no result could ever leave the outbox, so the terminal does not start."""
+        keys = [] if ward_key is None else [ward_key]
+        keys += [load_public_key(path, config_key="trust.receipt_keys") for path in self.config.trust.receipt_keys]
+        if not keys:
             raise ConfigError('receipts need a key to verify them: set paths.ward_command_key (the gateway signs '
                               'receipts with the ward command key) or trust.receipt_keys; a ward whose office sends '
                               'no receipts sets delivery.mode = "puback"', key="delivery.mode")  # fmt: skip
-        keys = [load_public_key(path, config_key="trust.receipt_keys") for path in paths]
         database = self.config.paths.state_dir / RECEIPTS_FILE
         with sqlite_errors_typed(database):
             self._receipt_replay = ReplayGuard(database)
