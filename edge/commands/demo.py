@@ -46,10 +46,9 @@ if TYPE_CHECKING:
     from edge.daemon.terminal import Terminal
     from edge.demo_env import DemoEnvironment
     from edge.office.api_server import ProcedureSide
-    from edge.office.database import Database
     from edge.office.gateway import Gateway
     from edge.office.gateway_config import GatewayConfig
-    from edge.office.store import Outcome
+    from edge.office.store import Outcome, ResultStore
     from edge.office.verify import VerifiedResult
 
 READY_TIMEOUT = 30.0  # pcscd, camera and broker are local: anything slower is a fault worth reporting
@@ -218,7 +217,7 @@ def _run_counter(env: DemoEnvironment, timeline: Timeline) -> Delivered:
                     _wait_until(lambda: timeline.receipt is not None, RECEIPT_TIMEOUT)
         if outcome.status == "quarantined" or outcome.iss is None or outcome.jti is None:
             return Delivered(outcome, None, timeline.receipt is not None)
-        token, answer = _stored_token(gateway.store.database, procedure, outcome.iss, outcome.jti)
+        token, answer = _stored_token(gateway.store, procedure, outcome.iss, outcome.jti)
         result = verify_result(token, keys, int(time.time()))  # what the API served verifies on its own
         api_url = procedure.api.url if procedure is not None and procedure.api is not None else None
         return Delivered(outcome, result, timeline.receipt is not None, api_url, answer)
@@ -239,23 +238,23 @@ def _procedure_side(config: GatewayConfig, gateway: Gateway) -> ProcedureSide | 
     return open_procedure_side(config, gateway)
 
 
-def _stored_token(database: Database, procedure: ProcedureSide | None, iss: str, jti: str) -> tuple[str, str | None]:
+def _stored_token(store: ResultStore, procedure: ProcedureSide | None, iss: str, jti: str) -> tuple[str, str | None]:
     """The stored result's token, as the procedure software gets it: ``GET /v1/results/{terminal}/{jti}`` from the
-    REST API with an API key registered for the demo's ward (from the database when the API is not installed).
-    Returns the token and what the API answered."""
+    REST API with an API key registered for the demo's ward (from the store, as that route reads it, when the API is
+    not installed). Returns the token and what the API answered."""
     from edge.demo_env import WARD_CODE
-    from edge.office.contract import RESULT_COLUMNS, ResultRecord
+    from edge.office.contract import ResultRecord
 
     if procedure is None or procedure.api is None:
-        row = database.execute(f"SELECT {RESULT_COLUMNS} FROM results WHERE iss=? AND jti=?", (iss, jti)).fetchone()  # noqa: S608
-        if row is None:
+        record = store.result(iss, jti)
+        if record is None:
             raise DemoError(f"the gateway reported result {jti} stored, but its database does not hold it")
-        return ResultRecord.from_row(tuple(row)).token, None
+        return record.token, None
     import urllib.request
 
     from edge.office.api_clients import ApiClients
 
-    key = ApiClients(database).add("demo", [WARD_CODE], time.time())
+    key = ApiClients(store.database).add("demo", [WARD_CODE], time.time())
     url = f"{procedure.api.url}v1/results/{iss}/{jti}"
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})  # noqa: S310  # loopback
     try:

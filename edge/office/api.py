@@ -255,12 +255,10 @@ def create_api(context: ApiContext | None = None) -> FastAPI:
     def one_result(client: Client, context: Context, terminal: Annotated[str, Path(pattern=_SEGMENT)],
                    jti: Annotated[str, Path(pattern=_JTI)]) -> ResultRecord:  # fmt: skip
         """One stored result (404 when there is none, or it belongs to a ward this client may not see)."""
-        row = context.store.database.execute(
-            f"SELECT {RESULT_COLUMNS} FROM results WHERE iss=? AND jti=? AND reduced IS NULL",  # noqa: S608
-            (terminal, jti)).fetchone()
-        if row is None or not client.may_see(row[1]):
+        record = context.store.result(terminal, jti)
+        if record is None or not client.may_see(record.ward):
             raise HTTPException(404, "no such result")
-        return ResultRecord.from_row(tuple(row))
+        return record
 
     @app.post("/v1/results/{terminal}/{jti}/online-answers", status_code=201, response_model=OnlineAnswerOut,
               responses=_ANSWER_ERRORS, openapi_extra=_ANSWER_BODY, tags=["results"])  # fmt: skip

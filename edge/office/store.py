@@ -58,7 +58,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge.errors import ConfigError, EdgeError, JsonError, OnlineAnswerError, TokenError
 from edge.logsetup import log_unexpected
-from edge.office.contract import ActiveAuthOutcome, ResultRecord
+from edge.office.contract import RESULT_COLUMNS, ActiveAuthOutcome, ResultRecord
 from edge.office.database import Database
 from edge.office.verify import ActiveAuthCheck, TerminalKeys, VerifiedResult, check_active_auth, verify_result
 from edge.protocol.b64url import b64url_decode
@@ -661,6 +661,13 @@ class ResultStore:
                                 "AND (CAST(? AS TEXT) IS NULL OR iss=?) ORDER BY id", (jti, iss, iss))  # fmt: skip
         return [OnlineAnswer(row_id, row_iss, row_jti, received, json.loads(answer), by)
                 for row_id, row_iss, row_jti, received, answer, by in rows]
+
+    def result(self, iss: str, jti: str) -> ResultRecord | None:
+        """Stored result ``iss``/``jti`` as the API serves it (the one query for it: the API's one-result route and
+        the demo read it here); None when there is none, or retention reduced it (its token and citizen are gone)."""
+        row = self._db.execute(f"SELECT {RESULT_COLUMNS} FROM results WHERE iss=? AND jti=? "  # noqa: S608
+                               "AND reduced IS NULL", (iss, jti)).fetchone()  # a constant column list, no input
+        return None if row is None else ResultRecord.from_row(tuple(row))
 
     def stored(self, iss: str) -> list[tuple[int, str]]:
         """(seq, jti) of everything stored for ``iss``, by seq."""

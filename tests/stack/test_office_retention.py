@@ -106,6 +106,7 @@ def test_retention_reduces_exactly_the_expired_results_of_each_profile(office_db
         for jti, (_, _, expired) in zip(jtis, cases, strict=True):
             document, token, reduced, subject = rows[jti]
             kept = json.loads(document)
+            assert (store.result("T-01", jti) is None) == expired, "a reduced result is no longer served"
             if expired:
                 assert (token, reduced, subject) == ("", NOW, None)
                 assert "citizen" not in kept

@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge import signers
 from edge.cli import main
-from edge.errors import OnlineAnswerError
+from edge.commands.demo import _stored_token
+from edge.errors import DemoError, OnlineAnswerError
 from edge.office.store import MAX_ONLINE_ANSWER_BYTES, ResultStore
 from edge.office.verify import TerminalKeys
 from edge.office.ward_trust import WardTrust
@@ -53,6 +54,24 @@ def test_stored_once_gaps_flags_and_quarantine(office_db: str | Path, ward: Ward
         assert store.counts() == {"results": 4, "quarantined": 1, "flags": {"late": 1}}
         assert [(seq, flags) for seq, flags in store.flags("T-01")] == [(1, ()), (2, ()), (3, ("late",)), (5, ())]
         assert store.quarantined()[0]["reason"]
+    finally:
+        store.close()
+
+
+def test_one_result_read_back_as_it_was_stored(office_db: str | Path, ward: Ward) -> None:
+    """:meth:`ResultStore.result`, the one query the API's one-result route and the demo share (the demo reads the
+    token there when the REST API is not installed)."""
+    store = _store(office_db, ward, instance="office-1")
+    try:
+        outcome = store.ingest(ward.terminal("T-01").token(1), NOW)
+        assert outcome.jti is not None
+        assert outcome.record is not None
+        assert store.result("T-01", outcome.jti) == outcome.record
+        assert store.result("T-02", outcome.jti) is None, "the key is (terminal, jti)"
+        assert store.result("T-01", "no-such-jti") is None
+        assert _stored_token(store, None, "T-01", outcome.jti) == (outcome.record.token, None)
+        with pytest.raises(DemoError, match="does not hold it"):
+            _stored_token(store, None, "T-01", "no-such-jti")
     finally:
         store.close()
 
