@@ -581,9 +581,19 @@ class WebhookCounter:
             return len(self.deliveries)
 
     def close(self) -> None:
-        self._loop.call_soon_threadsafe(self._server.close)
+        """Stop serving and end the open connections on the loop's own thread, then the loop: a connection task left
+        pending was reported as destroyed (and its ``writer.close`` raised) when the interpreter exited."""
+        asyncio.run_coroutine_threadsafe(self._shut_down(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        self._loop.close()
+
+    async def _shut_down(self) -> None:
+        self._server.close()
+        connections = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in connections:
+            task.cancel()
+        await asyncio.gather(*connections, return_exceptions=True)
 
 
 def _wait(condition: Any, what: str, timeout: float = 60.0) -> float:
