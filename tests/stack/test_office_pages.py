@@ -5,6 +5,7 @@ first. The browser's view of the same is tests/stack/test_officer_screen.py."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import io
 import json
@@ -35,11 +36,12 @@ from edge.office.store import ResultStore
 from edge.office.verify import TerminalKeys
 from edge.office.ward_trust import WardTrust
 from edge.office.web.audit import AuditLog
+from edge.office.web.feed import Feed, Subscription
 from edge.office.web.officers import Officer, Role
 from edge.office.web.server import Office, open_office
 from edge.protocol.commands import ReadCommand
 from edge.sim.broker import MosquittoBroker
-from tests.support.ward import WARD, Ward, make_ward
+from tests.support.ward import NOW, WARD, Ward, make_ward
 
 pytestmark = pytest.mark.stack
 PREFIX = "cccd-edge/v1"
@@ -459,3 +461,96 @@ def test_a_result_retention_reduced_leaves_the_counter_and_the_fleet_still_lists
     (row,) = lan.get("/fleet/data").json()["terminals"]  # its last result keeps no token: no certificate to read
     assert (row["terminal"], row["cert_expiry"]) == ("T-01", None)
     assert row["last_result"] is not None
+
+
+OTHER_WARD = "26735"
+
+
+def _feed_pushes(subscriptions: list[Subscription]) -> list[list[tuple[str, str, str]]]:
+    """What each subscription has been handed so far, as ``(kind, ward, terminal)``."""
+    got: list[list[tuple[str, str, str]]] = []
+    for subscription in subscriptions:
+        pushes: list[tuple[str, str, str]] = []
+        while not subscription.queue.empty():
+            push = subscription.queue.get_nowait()
+            pushes.append((push.kind, push.ward, push.terminal))
+        got.append(pushes)
+    return got
+
+
+def test_the_feed_keys_its_pushes_by_ward_and_terminal(tmp_path: Path) -> None:
+    """Terminal ids are chosen per ward: two wards' "T-01" store into one database (a province's), and a page of
+    one ward's server gets its own ward's pushes only, whether it watches one terminal or every one; a page of every
+    ward (a province's server) gets both. Results, statuses and progress alike."""
+    storage = tmp_path / "shared.db"
+    ward_a, ward_b = make_ward(tmp_path / "a"), make_ward(tmp_path / "b", OTHER_WARD)
+    stores = [ResultStore(storage, TerminalKeys({}, WardTrust.load(ward.ca_path)), instance=f"office-{n}")
+              for n, ward in enumerate((ward_a, ward_b))]  # fmt: skip
+    feed = Feed(Database(storage), clock=lambda: NOW - 60)
+
+    async def run() -> list[list[tuple[str, str, str]]]:
+        subscriptions = [feed.subscribe(frozenset({"T-01"}), wards=frozenset({WARD})),  # a counter of ward A
+                         feed.subscribe(None, wards=frozenset({WARD})),  # ward A's supervisor
+                         feed.subscribe(frozenset({"T-01"}), wards=None)]  # a province's server
+        for store, ward, code in ((stores[1], ward_b, OTHER_WARD), (stores[0], ward_a, WARD)):
+            assert store.ingest(ward.terminal("T-01").token(1, ward=code), NOW).status == "stored"
+            assert store.keep_status(code, "T-01", b'{"state": "online"}', NOW) is None
+        assert feed.poll() == 2
+        for code in (OTHER_WARD, WARD):
+            feed.notify_status(code, "T-01")
+            feed.publish_event(code, "T-01", b'{"event": "card_present"}')
+        await asyncio.sleep(0)  # the pushes were handed over with call_soon_threadsafe
+        return _feed_pushes(subscriptions)
+
+    try:
+        counter, supervisor, province = asyncio.run(run())
+    finally:
+        feed.stop()
+        for store in stores:
+            store.close()
+    mine = [("result", WARD, "T-01"), ("status", WARD, "T-01"), ("progress", WARD, "T-01")]
+    assert counter == mine
+    assert supervisor == mine
+    assert sorted(province) == sorted([*mine, *[(kind, OTHER_WARD, terminal) for kind, _, terminal in mine]])
+
+
+def test_a_page_shows_and_reveals_only_its_own_wards_results(office_factory: Callable[..., Setup],
+                                                              tmp_path: Path) -> None:
+    """Another ward's gateway stores its own "T-01" in the same database: the counter of this ward's T-01 is pushed
+    neither its result (which it would show masked, and could then reveal), nor its status nor its progress, and
+    neither ``latest`` nor a reveal hands it out."""
+    storage = tmp_path / "shared.db"
+    setup = office_factory(storage)
+    other = make_ward(tmp_path / "other-ward", OTHER_WARD)
+    theirs = ResultStore(storage, TerminalKeys({}, WardTrust.load(other.ca_path)), instance="office-other")
+    try:
+        lan = _login(setup, "lan")
+        stream = Stream(lan, "/counter/T-01/stream")
+        now = int(time.time())
+        their_terminal = other.terminal("T-01", issued=dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
+        their_first = theirs.ingest(their_terminal.token(1, now=now, ward=OTHER_WARD), time.time())
+        assert their_first.status == "stored"
+        assert theirs.keep_status(OTHER_WARD, "T-01", b'{"state": "online", "terminal_state": "fault"}',
+                                  time.time()) is None  # fmt: skip
+        setup.office.web.feed.notify_status(OTHER_WARD, "T-01")
+        setup.office.web.feed.publish_event(OTHER_WARD, "T-01", b'{"event": "read_failed", "detail": "theirs"}')
+        # Then this ward's own: each is the first of its kind the page gets.
+        terminal = setup.ward.terminal("T-01", issued=dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
+        setup.peer.publish("T-01", "result", terminal.token(1, now=now))
+        view = stream.next("result")
+        assert view["key"]["jti"] != their_first.jti
+        setup.office.web.feed.publish_event(WARD, "T-01", b'{"event": "read_failed", "detail": "ours"}')
+        assert stream.next("progress")["detail"] == "ours"
+        setup.peer.publish("T-01", "status", json.dumps({"state": "online", "terminal_state": "ready"}).encode(),
+                           retain=True)
+        assert stream.next("status")["terminal_state"] == "ready"
+        their_last = theirs.ingest(their_terminal.token(2, now=now, ward=OTHER_WARD), time.time() + 1)
+        assert their_last.status == "stored"
+        assert lan.get("/counter/T-01/latest").json()["key"] == view["key"]  # not theirs, though it came later
+        csrf = _csrf(lan, "/counter/T-01")
+        for jti in (their_first.jti, their_last.jti):
+            assert lan.post("/counter/T-01/reveal", json={"iss": "T-01", "jti": jti, "reason": "Đăng ký thường trú"},
+                            headers={"x-csrf-token": csrf}).status_code == 404
+        assert AuditLog(setup.office.web.db).entries() == []
+    finally:
+        theirs.close()

@@ -1,5 +1,9 @@
 """Server push for the pages: a result, a terminal's status or its progress, to every page watching that terminal.
 
+A terminal is named by its ward and its id, never by its id alone: ids are chosen per ward ("T-01" in many wards)
+and one database may hold several wards' results (a province's PostgreSQL behind many wards' gateways), so every
+push carries its ward and a page's subscription names the wards its server serves as well as its terminals.
+
 Why this shape: a result must reach the officer's screen within a second of arriving, whichever gateway instance
 stored it. One thread reads the store by cursor (``results.received``, indexed) and hands what is new to the pages'
 subscriptions (one asyncio queue each, filled from the thread with ``call_soon_threadsafe``). It reads when this
@@ -47,22 +51,32 @@ Kind = Literal["result", "status", "progress", "resync", "closing"]
 
 @dataclass(frozen=True, slots=True)
 class Push:
+    """About terminal ``terminal`` of ward ``ward``; both empty: about no terminal (every page takes it). A result
+    stored before ``results`` had its ward column has ward "" and reaches only the pages of every ward."""
+
     kind: Kind
+    ward: str
     terminal: str
     data: dict[str, Any] = field(default_factory=dict)
 
 
 class Subscription:
-    """What one page receives: pushes about ``terminals`` (None: every terminal), in its own event loop."""
+    """What one page receives: pushes about ``terminals`` of ``wards`` (None: every terminal, every ward), in its
+    own event loop."""
 
-    def __init__(self, feed: Feed, loop: asyncio.AbstractEventLoop, terminals: frozenset[str] | None) -> None:
+    def __init__(self, feed: Feed, loop: asyncio.AbstractEventLoop, terminals: frozenset[str] | None,
+                 wards: frozenset[str] | None) -> None:  # fmt: skip
         self.terminals = terminals
+        self.wards = wards
         self.queue: asyncio.Queue[Push] = asyncio.Queue(QUEUE_LIMIT)
         self._loop = loop
         self._feed = feed
 
-    def wants(self, terminal: str) -> bool:
-        return self.terminals is None or terminal in self.terminals or not terminal
+    def wants(self, push: Push) -> bool:
+        if not push.ward and not push.terminal:
+            return True
+        return ((self.wards is None or push.ward in self.wards)
+                and (self.terminals is None or push.terminal in self.terminals))  # fmt: skip
 
     def offer(self, push: Push) -> bool:
         """Hand ``push`` over from any thread; False once the page's loop is gone."""
@@ -78,7 +92,7 @@ class Subscription:
         except asyncio.QueueFull:  # a page that stopped reading: it reloads everything once it reads again
             while not self.queue.empty():
                 self.queue.get_nowait()
-            self.queue.put_nowait(Push("resync", push.terminal))
+            self.queue.put_nowait(Push("resync", push.ward, push.terminal))
 
     def close(self) -> None:
         self._feed.unsubscribe(self)
@@ -110,13 +124,14 @@ class Feed:
         with self._lock:
             subscriptions, self._subscriptions = self._subscriptions, []
         for subscription in subscriptions:
-            subscription.offer(Push("closing", ""))
+            subscription.offer(Push("closing", "", ""))
 
     # --- subscriptions -------------------------------------------------------------------------------------------
 
-    def subscribe(self, terminals: frozenset[str] | None) -> Subscription:
-        """A subscription in the calling coroutine's loop."""
-        subscription = Subscription(self, asyncio.get_running_loop(), terminals)
+    def subscribe(self, terminals: frozenset[str] | None, *, wards: frozenset[str] | None) -> Subscription:
+        """A subscription in the calling coroutine's loop: ``terminals`` of ``wards`` (None: all; a terminal id
+        alone names a terminal of any ward, so a page of one ward's server gives that ward)."""
+        subscription = Subscription(self, asyncio.get_running_loop(), terminals, wards)
         with self._lock:
             self._subscriptions.append(subscription)
         return subscription
@@ -133,7 +148,7 @@ class Feed:
 
     def _push(self, push: Push) -> None:
         with self._lock:
-            targets = [s for s in self._subscriptions if s.wants(push.terminal)]
+            targets = [s for s in self._subscriptions if s.wants(push)]
         gone = [s for s in targets if not s.offer(push)]
         for subscription in gone:
             self.unsubscribe(subscription)
@@ -151,7 +166,7 @@ class Feed:
         if row is None:
             return
         status = json.loads(row[1])
-        self._push(Push("status", terminal, {"state": row[0], "terminal_state": status.get("terminal_state"),
+        self._push(Push("status", ward, terminal, {"state": row[0], "terminal_state": status.get("terminal_state"),
                                              "indicator": status.get("indicator")}))
 
     def publish_event(self, ward: str, terminal: str, payload: bytes) -> None:
@@ -163,7 +178,7 @@ class Feed:
         if not isinstance(event, dict) or not isinstance(event.get("event"), str):
             return
         data = {name: str(event[name])[:200] for name in EVENT_FIELDS if event.get(name) is not None}
-        self._push(Push("progress", terminal, data))
+        self._push(Push("progress", ward, terminal, data))
 
     # --- the cursor over stored results --------------------------------------------------------------------------
 
@@ -181,12 +196,12 @@ class Feed:
     def poll(self) -> int:
         """Push every result stored since the last poll (by any instance); returns how many."""
         pushed = 0
-        for iss, jti, received in arrived_since(self._db, self._cursor - OVERLAP):
-            if (iss, jti) in self._seen:
+        for ward, iss, jti, received in arrived_since(self._db, self._cursor - OVERLAP):
+            if (iss, jti) in self._seen:  # the results' key: a jti is never stored twice for one terminal id
                 continue
             self._seen[(iss, jti)] = received
             self._cursor = max(self._cursor, received)
-            self._push(Push("result", iss, {"iss": iss, "jti": jti, "received": received}))
+            self._push(Push("result", ward, iss, {"iss": iss, "jti": jti, "received": received}))
             pushed += 1
         horizon = self._cursor - 2 * OVERLAP
         for key in [key for key, at in self._seen.items() if at < horizon]:

@@ -359,7 +359,7 @@ class _Pages:
     async def latest(self, request: Request) -> Response:
         session = await run_in_threadpool(self.session, request)
         terminal = self.terminal(request, session)
-        stored = await run_in_threadpool(records.latest, self.web.db, terminal)
+        stored = await run_in_threadpool(records.latest, self.web.db, terminal, self.web.ward)
         return JSONResponse(records.masked_view(stored, self.lang(request)) if stored is not None else None)
 
     async def counter_stream(self, request: Request) -> Response:
@@ -379,7 +379,8 @@ class _Pages:
         """Server-sent events about ``terminals``; ``views``: a result comes as its masked view (the counter), else
         only as the news that one arrived (the fleet)."""
         lang = self.lang(request)
-        subscription = self.web.feed.subscribe(terminals)
+        subscription = self.web.feed.subscribe(terminals, wards=None if self.web.ward is None
+                                               else frozenset({self.web.ward}))  # fmt: skip
 
         async def events() -> AsyncIterator[str]:
             try:
@@ -409,7 +410,7 @@ class _Pages:
     def _push_data(self, push: Push, lang: Lang) -> dict[str, Any] | None:
         if push.kind != "result":
             return {"terminal": push.terminal, **push.data}
-        stored = records.find(self.web.db, push.data["iss"], push.data["jti"])
+        stored = records.find(self.web.db, push.data["iss"], push.data["jti"], self.web.ward)
         return records.masked_view(stored, lang) if stored is not None else None
 
     async def reveal(self, request: Request) -> Response:
@@ -421,7 +422,7 @@ class _Pages:
             raise OfficerAccessError("input", "which result?")
         if not 3 <= len(reason) <= 200:
             raise OfficerAccessError("input", "say why (3-200 characters): it goes to the audit log")
-        stored = await run_in_threadpool(records.find, self.web.db, iss, jti)
+        stored = await run_in_threadpool(records.find, self.web.db, iss, jti, self.web.ward)
         if stored is None:
             raise HTTPException(404, "no such result")
         client = request.client.host if request.client else None

@@ -51,25 +51,28 @@ class StoredResult:
                    tuple(json.loads(flags or "[]")), json.loads(active_auth) if active_auth else None, token)
 
 
-def latest(db: Database, terminal: str) -> StoredResult | None:
-    """The terminal's last result to arrive (what its counter shows)."""
+def latest(db: Database, terminal: str, ward: str | None) -> StoredResult | None:
+    """The terminal's last result to arrive (what its counter shows), of ``ward`` (None: any ward's terminal of
+    that id; terminal ids repeat across wards, which may share the database)."""
     row = db.execute(f"SELECT {_COLUMNS} FROM results WHERE iss=? AND reduced IS NULL "  # noqa: S608
-                     "ORDER BY received DESC, seq DESC LIMIT 1",
-                     (terminal,)).fetchone()  # fmt: skip  # a fixed column list, no input; reduced: nothing to show
+                     "AND (CAST(? AS TEXT) IS NULL OR ward = ?) ORDER BY received DESC, seq DESC LIMIT 1",
+                     (terminal, ward, ward)).fetchone()  # fmt: skip  # fixed columns, no input; reduced: none to show
     return StoredResult.of(row) if row is not None else None
 
 
-def find(db: Database, iss: str, jti: str) -> StoredResult | None:
-    row = db.execute(f"SELECT {_COLUMNS} FROM results WHERE iss=? AND jti=? AND reduced IS NULL",  # noqa: S608
-                     (iss, jti)).fetchone()
+def find(db: Database, iss: str, jti: str, ward: str | None) -> StoredResult | None:
+    """Result ``iss``/``jti`` if it is of ``ward`` (None: of any ward)."""
+    row = db.execute(f"SELECT {_COLUMNS} FROM results WHERE iss=? AND jti=? AND reduced IS NULL "  # noqa: S608
+                     "AND (CAST(? AS TEXT) IS NULL OR ward = ?)", (iss, jti, ward, ward)).fetchone()
     return StoredResult.of(row) if row is not None else None
 
 
-def arrived_since(db: Database, since: float) -> list[tuple[str, str, float]]:
-    """``(iss, jti, received)`` of results stored at or after ``since`` (office clock), oldest first."""
-    return [(iss, jti, received) for iss, jti, received in db.execute(
-        "SELECT iss, jti, received FROM results WHERE received >= ? AND reduced IS NULL ORDER BY received, iss, jti",
-        (since,))]
+def arrived_since(db: Database, since: float) -> list[tuple[str, str, str, float]]:
+    """``(ward, iss, jti, received)`` of results stored at or after ``since`` (office clock), oldest first; ward ""
+    for a row stored before ``results`` had the column."""
+    return [(ward or "", iss, jti, received) for ward, iss, jti, received in db.execute(
+        "SELECT ward, iss, jti, received FROM results WHERE received >= ? AND reduced IS NULL "
+        "ORDER BY received, iss, jti", (since,))]  # fmt: skip
 
 
 def _masked(name: str, value: str) -> str:
