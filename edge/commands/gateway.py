@@ -50,11 +50,11 @@ def register(subparsers: Any) -> None:
     run.add_argument("--timeout", type=float, metavar="S", help="with --count: exit 1 after S seconds")
     run.set_defaults(func=_run, log_level=logging.INFO)
     for name, text in (("fleet", "each terminal's last status, one JSON line each"),
-                       ("gaps", "each terminal's missing and refused seqs, one JSON line each"),
+                       ("gaps", "each terminal's (ward and id) missing and refused seqs, one JSON line each"),
                        ("audit", "the officers' audit log (reveals, desk reads), latest first, one JSON line each")):
         sub = actions.add_parser(name, help=text)
         sub.add_argument("--config", type=Path, required=True, help="gateway.toml")
-        sub.add_argument("--ward", help="only this ward (fleet)")
+        sub.add_argument("--ward", help="only this ward (fleet, gaps)")
         sub.set_defaults(func=_list, what=name)
     officer = actions.add_parser("officer", help="the officers' accounts for the pages ([web])")
     officer_actions = officer.add_subparsers(dest="officer_action", metavar="ACTION", required=True)
@@ -188,7 +188,7 @@ def _list(args: argparse.Namespace) -> int:
             rows = [entry.as_dict() for entry in AuditLog(store.database).entries(limit=10_000)]
         else:
             rows = ([row.as_dict() for row in store.fleet(args.ward)] if args.what == "fleet"
-                    else [gap.as_dict() for gap in store.gaps()])
+                    else [gap.as_dict() for gap in store.gaps(ward=args.ward)])
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
     return 0

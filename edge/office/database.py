@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -201,9 +201,12 @@ class Database:
                 raise
             self.execute("COMMIT")
 
-    def create_schema(self, statements: Sequence[str], columns: dict[str, dict[str, str]]) -> None:
+    def create_schema(self, statements: Sequence[str], columns: dict[str, dict[str, str]], *,
+                      migrate: Callable[[], None] | None = None) -> None:  # fmt: skip
         """Create what is missing: ``statements`` (``CREATE ... IF NOT EXISTS``), then each table's ``columns``
-        (name -> definition) that an older database lacks. PostgreSQL instances starting together take turns."""
+        (name -> definition) that an older database lacks, then ``migrate()`` (what a new column cannot do, such as
+        a new key: it finds out itself whether there is anything to do). One transaction: PostgreSQL instances
+        starting together take turns."""
         with self.transaction():
             if self.dialect == "postgresql":
                 self.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
@@ -214,6 +217,8 @@ class Database:
                 for name, definition in wanted.items():
                     if name not in present:
                         self.execute(f"ALTER TABLE {table} ADD COLUMN {definition}")
+            if migrate is not None:
+                migrate()
 
     def columns(self, table: str) -> set[str]:
         if self.dialect == "sqlite":

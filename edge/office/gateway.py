@@ -92,7 +92,7 @@ class GatewayStats:
     statuses: int = 0
     receipts: int = 0
     storage_retries: int = 0
-    by_terminal: dict[str, int] = field(default_factory=dict)
+    by_terminal: dict[tuple[str, str], int] = field(default_factory=dict)  # stored, by (ward, terminal)
 
     def as_dict(self) -> dict[str, Any]:
         return {"stored": self.stored, "duplicates": self.duplicates, "quarantined": self.quarantined,
@@ -376,10 +376,11 @@ class Gateway:
         if outcome.status == "stored":
             self.stats.stored += 1
             if outcome.iss is not None:
-                self.stats.by_terminal[outcome.iss] = self.stats.by_terminal.get(outcome.iss, 0) + 1
+                key = (outcome.ward or "", outcome.iss)
+                self.stats.by_terminal[key] = self.stats.by_terminal.get(key, 0) + 1
             if outcome.new_gaps:
-                log.info("terminal %s: seq %d arrived, %d earlier seq(s) not (yet): %s", outcome.iss, outcome.seq,
-                         len(outcome.new_gaps), _ranges_text(outcome.new_gaps))
+                log.info("terminal %s of ward %s: seq %d arrived, %d earlier seq(s) not (yet): %s", outcome.iss,
+                         outcome.ward, outcome.seq, len(outcome.new_gaps), _ranges_text(outcome.new_gaps))
             log.debug("result %s", json.dumps(outcome.as_dict()))
         elif outcome.status == "duplicate":
             self.stats.duplicates += 1

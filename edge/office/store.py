@@ -3,8 +3,10 @@
 Delivery is at least once, so the same result may arrive twice (a resend after a lost PUBACK or receipt): it is
 stored once, by the unique key ``(iss, jti)`` (a second gateway instance inserting the same result at the same
 moment waits on that key and then finds it there). Each terminal numbers its results (``seq``); a jump means
-results are still on their way or were lost, and is reported until the missing numbers arrive. The database holds
-citizens' data: a SQLite file is created 0600, and only non-personal summaries are logged or printed.
+results are still on their way or were lost, and is reported until the missing numbers arrive. A terminal is
+``(ward, iss)``: ids are chosen per ward (the device certificate names both), and a province's database holds many
+wards' "T-01". The database holds citizens' data: a SQLite file is created 0600, and only non-personal summaries are
+logged or printed.
 
 One code path for SQLite (one ward, one instance) and PostgreSQL (several instances, a province):
 :class:`~edge.office.database.Database` holds the few differences.
@@ -82,8 +84,7 @@ def _schema(db: Database) -> list[str]:
             PRIMARY KEY (iss, jti))""",
         "CREATE INDEX IF NOT EXISTS results_by_seq ON results (iss, seq)",
         "CREATE INDEX IF NOT EXISTS results_by_received ON results (received)",  # the pages' feed reads by arrival
-        f"CREATE TABLE IF NOT EXISTS missing (iss TEXT NOT NULL, seq {t['int']} NOT NULL, PRIMARY KEY (iss, seq))",
-        f"CREATE TABLE IF NOT EXISTS terminals (iss TEXT PRIMARY KEY, max_seq {t['int']} NOT NULL)",
+        *_seq_tables(db),
         f"""CREATE TABLE IF NOT EXISTS quarantine (
             id {t['id']}, received {t['real']} NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL,
             iss TEXT, seq {t['int']}, size {t['int']} NOT NULL, payload {t['blob']} NOT NULL)""",
@@ -100,6 +101,16 @@ def _schema(db: Database) -> list[str]:
     ]
 
 
+def _seq_tables(db: Database) -> list[str]:
+    """The seq bookkeeping, per ``(ward, iss)``: terminal ids are chosen per ward (the device certificate names both),
+    and a province's database holds many wards' "T-01"."""
+    t = db.types
+    return [f"""CREATE TABLE IF NOT EXISTS missing (
+                ward TEXT NOT NULL, iss TEXT NOT NULL, seq {t['int']} NOT NULL, PRIMARY KEY (ward, iss, seq))""",
+            f"""CREATE TABLE IF NOT EXISTS terminals (
+                ward TEXT NOT NULL, iss TEXT NOT NULL, max_seq {t['int']} NOT NULL, PRIMARY KEY (ward, iss))"""]
+
+
 #: Columns added to ``results`` since its first version: ``iat`` as signed, ``flags`` a JSON list of ``ResultFlag``
 #: values (rows stored before have NULL and ``[]``), ``ward`` the document's ward, ``kid`` the key that signed,
 #: ``active_auth`` the office's AA check (JSON, NULL when none was possible), ``stored_by`` the gateway instance.
@@ -109,6 +120,10 @@ def _result_columns(db: Database) -> dict[str, str]:
             "subject": "subject TEXT", "expires": f"expires {db.types['real']}",
             "reduced": f"reduced {db.types['real']}"}
 
+
+#: ``quarantine.ward``: the ward a message claims (its document's ``ward_code``; "" when it names none), beside its
+#: claimed ``iss``: the gap report's "refused" is per ``(ward, iss)`` too.
+_QUARANTINE_COLUMNS = {"ward": "ward TEXT"}
 
 #: ``subject`` (the ID number's keyed hash), ``expires`` (when the personal data goes) and ``reduced`` (when it went)
 #: since retention: created after the columns, which an older database gains in :meth:`Database.create_schema`.
@@ -155,21 +170,22 @@ def _id_number(document: Mapping[str, Any]) -> str | None:
     return number if isinstance(number, str) else None
 
 
-#: Seqs a quarantined message claims, for terminals whose stored results do not hold them: "arrived but refused"
-#: (the latest quarantine row of each).
+#: Seqs a quarantined message claims, for terminals (``(ward, iss)``) whose stored results do not hold them:
+#: "arrived but refused" (the latest quarantine row of each). Parameters: iss twice, ward twice (None: any).
 _REFUSED = """
-SELECT q.iss, q.seq, q.id, q.reason FROM quarantine q
-WHERE q.iss IS NOT NULL AND q.seq IS NOT NULL AND (CAST(? AS TEXT) IS NULL OR q.iss = ?)
-  AND q.id = (SELECT MAX(q2.id) FROM quarantine q2 WHERE q2.iss = q.iss AND q2.seq = q.seq)
-  AND NOT EXISTS (SELECT 1 FROM results r WHERE r.iss = q.iss AND r.seq = q.seq)
-ORDER BY q.iss, q.seq
+SELECT q.ward, q.iss, q.seq, q.id, q.reason FROM quarantine q
+WHERE q.iss IS NOT NULL AND q.seq IS NOT NULL AND q.ward IS NOT NULL
+  AND (CAST(? AS TEXT) IS NULL OR q.iss = ?) AND (CAST(? AS TEXT) IS NULL OR q.ward = ?)
+  AND q.id = (SELECT MAX(q2.id) FROM quarantine q2 WHERE q2.iss = q.iss AND q2.seq = q.seq AND q2.ward = q.ward)
+  AND NOT EXISTS (SELECT 1 FROM results r WHERE r.iss = q.iss AND r.seq = q.seq AND r.ward = q.ward)
+ORDER BY q.ward, q.iss, q.seq
 """
 #: Seqs below a terminal's highest stored one that are neither stored nor claimed by a quarantined message.
 _MISSING = """
-SELECT m.iss, m.seq FROM missing m
-WHERE (CAST(? AS TEXT) IS NULL OR m.iss = ?)
-  AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.iss = m.iss AND q.seq = m.seq)
-ORDER BY m.iss, m.seq
+SELECT m.ward, m.iss, m.seq FROM missing m
+WHERE (CAST(? AS TEXT) IS NULL OR m.iss = ?) AND (CAST(? AS TEXT) IS NULL OR m.ward = ?)
+  AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.iss = m.iss AND q.seq = m.seq AND q.ward = m.ward)
+ORDER BY m.ward, m.iss, m.seq
 """
 
 #: Largest message looked at: the largest JWE result the schema allows (online_check, every chip file at its cap)
@@ -195,7 +211,7 @@ class Outcome:
     verdict: str | None = None  # as the terminal sent it: a version 2 result may say verified_untrusted_issuer
     reason: str = ""  # why it was quarantined
     new_gaps: tuple[int, ...] = ()  # seq numbers found missing by this arrival
-    missing: tuple[int, ...] = ()  # everything still missing (never arrived) for this terminal
+    missing: tuple[int, ...] = ()  # everything still missing (never arrived) for this terminal (of this ward)
     refused: tuple[int, ...] = ()  # its seqs that arrived but are quarantined (and not stored since)
     jti: str | None = None  # with iss, the key of the stored row
     iat: int | None = None  # when the terminal signed it: tells a fresh result from one left in an outbox
@@ -204,13 +220,13 @@ class Outcome:
     topic: str | None = None  # only for a quarantined message
     rung: str | None = None  # the ladder's rung of ``verdict`` (``Verdict.rung``): what the office reports
     flags: tuple[str, ...] = ()  # stored or duplicate: the ``ResultFlag`` values judged when it was stored
-    ward: str | None = None  # stored or duplicate: the document's ward (the receipt's topic)
+    ward: str | None = None  # the document's ward (the receipt's topic); quarantined: as the payload claims it
     #: Stored now: the row as the API and webhooks serve it, built from what was inserted (not read back).
     record: ResultRecord | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in (("status", self.status), ("iss", self.iss), ("seq", self.seq),
-                                  ("jti", self.jti), ("iat", self.iat), ("verdict", self.verdict),
+        return {k: v for k, v in (("status", self.status), ("ward", self.ward), ("iss", self.iss),
+                                  ("seq", self.seq), ("jti", self.jti), ("iat", self.iat), ("verdict", self.verdict),
                                   ("rung", self.rung), ("flags", list(self.flags)),
                                   ("reason", self.reason), ("quarantine_id", self.quarantine_id),
                                   ("topic", self.topic), ("new_gaps", list(self.new_gaps)),
@@ -229,14 +245,15 @@ class RefusedSeq:
 
 @dataclass(frozen=True, slots=True)
 class Gaps:
-    """One terminal's gap report: what never arrived, and what arrived but was refused."""
+    """One terminal's gap report (``iss`` of ``ward``): what never arrived, and what arrived but was refused."""
 
+    ward: str
     iss: str
     missing: tuple[int, ...]
     refused: tuple[RefusedSeq, ...]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"iss": self.iss, "missing": list(self.missing),
+        return {"ward": self.ward, "iss": self.iss, "missing": list(self.missing),
                 "refused": [{"seq": r.seq, "quarantine_id": r.quarantine_id, "reason": r.reason}
                             for r in self.refused]}  # fmt: skip
 
@@ -324,10 +341,65 @@ class ResultStore:
         self._instance = instance
         self._db = db if isinstance(db, Database) else Database(db)
         self._lock = self._db.lock
-        self._db.create_schema(_schema(self._db), {"results": _result_columns(self._db)})
+        self._db.create_schema(_schema(self._db), {"results": _result_columns(self._db),
+                                                   "quarantine": _QUARANTINE_COLUMNS}, migrate=self._key_by_ward)
         for statement in _RETENTION_INDEXES:
             self._db.execute(statement)
         self._backfill()
+
+    def _key_by_ward(self) -> None:
+        """Move a database from before terminal ids were known to be per ward: ``terminals`` and ``missing`` keyed by
+        the id alone (two wards' "T-01" counted as one terminal: false gaps, real ones hidden). Runs once, inside
+        :meth:`Database.create_schema`'s transaction (PostgreSQL instances take turns). Results stored before
+        ``results.ward`` get their document's ward. An id whose results are of one ward (or of none: ward "") keeps
+        its count and gaps under that ward; an id several wards share gets each ward's count and gaps anew from what
+        that ward stored (a seq is missing below its highest unless stored: what booking them one by one gives).
+        Quarantined messages get the ward of their claimed id's results when one ward has it, else ""."""
+        db = self._db
+        if "ward" in db.columns("terminals"):
+            return
+        for iss, jti, text in list(db.execute("SELECT iss, jti, document FROM results WHERE ward IS NULL")):
+            ward = json.loads(text).get("ward_code")
+            db.execute("UPDATE results SET ward=? WHERE iss=? AND jti=?", (ward if isinstance(ward, str) else "",
+                                                                            iss, jti))  # fmt: skip
+        counts = {str(iss): int(max_seq) for iss, max_seq in db.execute("SELECT iss, max_seq FROM terminals")}
+        old_missing: dict[str, set[int]] = {}
+        if "ward" not in db.columns("missing"):  # else created empty just now: a database older than that table
+            for iss, seq in db.execute("SELECT iss, seq FROM missing"):
+                old_missing.setdefault(iss, set()).add(int(seq))
+            db.execute("DROP TABLE missing")
+        db.execute("DROP TABLE terminals")
+        for statement in _seq_tables(db):
+            db.execute(statement)
+        highest: dict[str, dict[str, int]] = {}  # iss -> ward -> highest stored seq
+        for ward, iss, top in db.execute("SELECT ward, iss, MAX(seq) FROM results GROUP BY ward, iss"):
+            highest.setdefault(iss, {})[ward] = int(top)
+        terminal_rows: list[tuple[str, str, int]] = []
+        missing_rows: list[tuple[str, str, int]] = []
+        for iss, max_seq in counts.items():
+            wards = highest.get(iss, {})
+            if len(wards) <= 1:
+                ward = next(iter(wards), "")
+                terminal_rows.append((ward, iss, max_seq))
+                missing_rows += [(ward, iss, seq) for seq in sorted(old_missing.get(iss, ()))]
+                continue
+            stored: dict[str, set[int]] = {ward: set() for ward in wards}
+            for ward, seq in db.execute("SELECT ward, seq FROM results WHERE iss=?", (iss,)):
+                stored[ward].add(int(seq))
+            candidates = sorted(old_missing.get(iss, set()).union(*stored.values()))
+            for ward, top in sorted(wards.items()):
+                terminal_rows.append((ward, iss, top))
+                missing_rows += [(ward, iss, seq) for seq in candidates if 0 < seq < top and seq not in stored[ward]]
+        if terminal_rows:
+            db.executemany("INSERT INTO terminals (ward, iss, max_seq) VALUES (?, ?, ?)", terminal_rows)
+        if missing_rows:
+            db.executemany("INSERT INTO missing (ward, iss, seq) VALUES (?, ?, ?)", missing_rows)
+        known = [(next(iter(wards)), iss) for iss, wards in highest.items() if len(wards) == 1]
+        if known:
+            db.executemany("UPDATE quarantine SET ward=? WHERE ward IS NULL AND iss=?", known)
+        db.execute("UPDATE quarantine SET ward=? WHERE ward IS NULL", ("",))
+        log.info("seq bookkeeping keyed by ward and terminal: %d terminals, %d missing seqs", len(terminal_rows),
+                 len(missing_rows))
 
     def _backfill(self) -> None:
         """Give rows stored before retention their ``expires``, and (with a subject key) rows still holding a
@@ -473,10 +545,11 @@ class ResultStore:
                     flags.append(tuple(json.loads(stored_flags)))
             if retried is not None:
                 db.execute("DELETE FROM quarantine WHERE id=?", (retried,))
-            reports = {result.iss: self._gaps(result.iss) for result, _ in checked} if self._gap_report else {}
+            reports = {(result.document.ward_code, result.iss): self._gaps(result.iss, result.document.ward_code)
+                       for result, _ in checked} if self._gap_report else {}  # fmt: skip
         outcomes = []
         for (result, active_auth), new, result_flags in zip(checked, inserted, flags, strict=True):
-            gaps = reports.get(result.iss) or []
+            gaps = reports.get((result.document.ward_code, result.iss)) or []
             missing, refused = (gaps[0].missing, tuple(r.seq for r in gaps[0].refused)) if gaps else ((), ())
             outcomes.append(Outcome("stored" if new else "duplicate", result.iss, result.seq,
                                     result.document.verdict.value, new_gaps=new_gaps.get(id(result), ()),
@@ -541,15 +614,17 @@ class ResultStore:
         with self._db.transaction():
             for iss, jti in keys:
                 lock = self._db.for_update  # the engine's fixed row lock, no input
-                row = self._db.execute(f"SELECT document, seq FROM results WHERE iss=? AND jti=? "  # noqa: S608
+                row = self._db.execute(f"SELECT document, seq, ward FROM results WHERE iss=? AND jti=? "  # noqa: S608
                                        f"AND reduced IS NULL{lock}", (iss, jti)).fetchone()
                 if row is None:
                     continue
-                text, seq = row
+                text, seq, ward = row
                 self._db.execute("UPDATE results SET document=?, token=?, subject=NULL, reduced=? "
                                  "WHERE iss=? AND jti=?", (reduced_document(json.loads(text), now), "", now, iss, jti))
                 dropped += self._db.execute("DELETE FROM online_answers WHERE iss=? AND jti=?", (iss, jti)).rowcount
-                self._db.execute("UPDATE quarantine SET payload=? WHERE iss=? AND seq=?", (b"", iss, seq))
+                # its terminal's copies: of its ward, or of a ward unknown (another ward's "T-01" keeps its own)
+                self._db.execute("UPDATE quarantine SET payload=? WHERE iss=? AND seq=? AND ward IN (?, ?)",
+                                 (b"", iss, seq, ward or "", ""))
         return dropped
 
     def subject_results(self, id_number: str) -> list[dict[str, Any]]:
@@ -572,31 +647,33 @@ class ResultStore:
         return found
 
     def _book_seqs(self, results: Sequence[VerifiedResult]) -> dict[int, tuple[int, ...]]:
-        """Book newly stored results' seqs in ``terminals`` and ``missing`` (inside the caller's transaction), as if
-        they had come one by one in this order; returns the gaps each opened, by ``id(result)``."""
+        """Book newly stored results' seqs in ``terminals`` and ``missing`` (inside the caller's transaction), per
+        ``(ward, iss)``, as if they had come one by one in this order; returns the gaps each opened, by
+        ``id(result)``."""
         db = self._db
-        by_terminal: dict[str, list[VerifiedResult]] = {}
+        by_terminal: dict[tuple[str, str], list[VerifiedResult]] = {}
         for result in results:
-            by_terminal.setdefault(result.iss, []).append(result)
+            by_terminal.setdefault((result.document.ward_code, result.iss), []).append(result)
         opened: dict[int, tuple[int, ...]] = {}
         terminals = sorted(by_terminal)  # one lock order for every instance
-        stored_maxima: dict[str, int] = {}
+        stored_maxima: dict[tuple[str, str], int] = {}
         for start in range(0, len(terminals), _ROWS_PER_STATEMENT):
             # One statement for many terminals: each row created if new, locked (an upsert's update takes the row
             # lock in PostgreSQL, in the order of the rows; SQLite's BEGIN IMMEDIATE holds the file) and its
             # highest seq read.
             chunk = terminals[start:start + _ROWS_PER_STATEMENT]
-            source, params = db.rows_source(("text", "int"), [(iss, 0) for iss in chunk])
-            stored_maxima.update((str(iss), int(max_seq)) for iss, max_seq in db.execute(
-                f"INSERT INTO terminals (iss, max_seq) {source} "  # placeholders only
-                "ON CONFLICT (iss) DO UPDATE SET max_seq = terminals.max_seq RETURNING iss, max_seq", params))
-        missing_rows: list[tuple[str, int]] = []
-        found_rows: list[tuple[str, int]] = []
-        maxima: list[tuple[int, str]] = []
-        for iss in terminals:
-            stored_max = stored_maxima[iss]
+            source, params = db.rows_source(("text", "text", "int"), [(ward, iss, 0) for ward, iss in chunk])
+            stored_maxima.update(((str(ward), str(iss)), int(max_seq)) for ward, iss, max_seq in db.execute(
+                f"INSERT INTO terminals (ward, iss, max_seq) {source} "  # placeholders only
+                "ON CONFLICT (ward, iss) DO UPDATE SET max_seq = terminals.max_seq RETURNING ward, iss, max_seq",
+                params))  # fmt: skip
+        missing_rows: list[tuple[str, str, int]] = []
+        found_rows: list[tuple[str, str, int]] = []
+        maxima: list[tuple[int, str, str]] = []
+        for ward, iss in terminals:
+            stored_max = stored_maxima[ward, iss]
             highest, added, filled = stored_max, set[int](), set[int]()
-            for result in by_terminal[iss]:
+            for result in by_terminal[ward, iss]:
                 if result.seq > highest:
                     gaps = tuple(range(highest + 1, result.seq))
                     opened[id(result)] = gaps
@@ -606,16 +683,17 @@ class ResultStore:
                     added.discard(result.seq)
                 else:
                     filled.add(result.seq)
-            missing_rows += [(iss, seq) for seq in sorted(added)]
-            found_rows += [(iss, seq) for seq in sorted(filled)]
+            missing_rows += [(ward, iss, seq) for seq in sorted(added)]
+            found_rows += [(ward, iss, seq) for seq in sorted(filled)]
             if highest > stored_max:
-                maxima.append((highest, iss))
+                maxima.append((highest, ward, iss))
         if missing_rows:
-            db.executemany("INSERT INTO missing (iss, seq) VALUES (?, ?) ON CONFLICT DO NOTHING", missing_rows)
+            db.executemany("INSERT INTO missing (ward, iss, seq) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                           missing_rows)  # fmt: skip
         if found_rows:
-            db.executemany("DELETE FROM missing WHERE iss=? AND seq=?", found_rows)
+            db.executemany("DELETE FROM missing WHERE ward=? AND iss=? AND seq=?", found_rows)
         if maxima:
-            db.executemany("UPDATE terminals SET max_seq=? WHERE iss=?", maxima)
+            db.executemany("UPDATE terminals SET max_seq=? WHERE ward=? AND iss=?", maxima)
         return opened
 
     def record_online_answer(self, jti: str, answer: bytes, now: float, *, iss: str | None = None) -> OnlineAnswer:
@@ -690,20 +768,21 @@ class ResultStore:
         rows = list(self._db.execute("SELECT seq, flags FROM results WHERE iss=? ORDER BY seq", (iss,)))
         return [(seq, tuple(json.loads(flags))) for seq, flags in rows]
 
-    def gaps(self, iss: str | None = None) -> list[Gaps]:
-        """The gap report of ``iss`` (or of every terminal with something missing or refused), by terminal."""
+    def gaps(self, iss: str | None = None, *, ward: str | None = None) -> list[Gaps]:
+        """The gap report of terminal ``iss`` and/or of ``ward`` (None: any; terminal ids repeat across wards), of
+        each terminal with something missing or refused, by ward and terminal."""
         with self._lock:
-            return self._gaps(iss)
+            return self._gaps(iss, ward)
 
-    def _gaps(self, iss: str | None) -> list[Gaps]:
-        missing: dict[str, list[int]] = {}
-        refused: dict[str, list[RefusedSeq]] = {}
-        for terminal, seq in self._db.execute(_MISSING, (iss, iss)):
-            missing.setdefault(terminal, []).append(seq)
-        for terminal, seq, row_id, reason in self._db.execute(_REFUSED, (iss, iss)):
-            refused.setdefault(terminal, []).append(RefusedSeq(seq, row_id, reason))
-        return [Gaps(terminal, tuple(missing.get(terminal, ())), tuple(refused.get(terminal, ())))
-                for terminal in sorted(missing.keys() | refused.keys())]
+    def _gaps(self, iss: str | None, ward: str | None) -> list[Gaps]:
+        missing: dict[tuple[str, str], list[int]] = {}
+        refused: dict[tuple[str, str], list[RefusedSeq]] = {}
+        for row_ward, terminal, seq in self._db.execute(_MISSING, (iss, iss, ward, ward)):
+            missing.setdefault((row_ward, terminal), []).append(seq)
+        for row_ward, terminal, seq, row_id, reason in self._db.execute(_REFUSED, (iss, iss, ward, ward)):
+            refused.setdefault((row_ward, terminal), []).append(RefusedSeq(seq, row_id, reason))
+        return [Gaps(key[0], key[1], tuple(missing.get(key, ())), tuple(refused.get(key, ())))
+                for key in sorted(missing.keys() | refused.keys())]
 
     def quarantined(self) -> list[dict[str, Any]]:
         """The quarantine without the payloads (they are the tokens, personal data): id, when, topic, why, origin."""
@@ -711,47 +790,52 @@ class ResultStore:
         names = ("quarantine_id", "received", "topic", "reason", "iss", "seq", "size")
         return [dict(zip(names, row, strict=True)) for row in rows]
 
-    def quarantine(self, payload: bytes, now: float, topic: str, reason: str, *, iss: str | None = None) -> Outcome:
-        """Keep a message that cannot be accepted, with why (``iss``: its origin when the topic says it)."""
-        return self._quarantine(payload, now, topic, reason, iss=iss)
+    def quarantine(self, payload: bytes, now: float, topic: str, reason: str, *, iss: str | None = None,
+                   ward: str | None = None) -> Outcome:  # fmt: skip
+        """Keep a message that cannot be accepted, with why (``iss``, ``ward``: its origin when the topic says it)."""
+        return self._quarantine(payload, now, topic, reason, iss=iss, ward=ward)
 
-    def _quarantine(self, payload: bytes, now: float, topic: str, reason: str, *, iss: str | None = None) -> Outcome:
-        claimed_iss, seq = self._claimed_origin(payload)
+    def _quarantine(self, payload: bytes, now: float, topic: str, reason: str, *, iss: str | None = None,
+                    ward: str | None = None) -> Outcome:  # fmt: skip
+        claimed_iss, claimed_ward, seq = self._claimed_origin(payload)
         iss = _storable(claimed_iss if iss is None else iss[:_MAX_ISS_CHARS])
+        ward = _storable(claimed_ward if ward is None else ward[:_MAX_ISS_CHARS]) or ""  # "": it names none
         reason, topic = _storable(reason) or "", _storable(topic) or ""
         kept = payload if len(payload) <= MAX_RESULT_BYTES else payload[:OVERSIZE_KEEP_BYTES]
         with self._lock:
             (row_id,) = self._db.execute(
-                "INSERT INTO quarantine (received, topic, reason, iss, seq, size, payload) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (now, topic[:_MAX_TOPIC_CHARS], reason, iss, seq, len(payload), kept),
+                "INSERT INTO quarantine (received, topic, reason, iss, seq, size, payload, ward) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (now, topic[:_MAX_TOPIC_CHARS], reason, iss, seq, len(payload), kept, ward),
             ).fetchone()
-            gaps = self._gaps(iss) if iss is not None and self._gap_report else []
+            gaps = self._gaps(iss, ward) if iss is not None and self._gap_report else []
         missing, refused = (gaps[0].missing, tuple(r.seq for r in gaps[0].refused)) if gaps else ((), ())
         return Outcome("quarantined", iss, seq, reason=reason, quarantine_id=row_id, topic=topic[:_MAX_TOPIC_CHARS],
-                       missing=missing, refused=refused)
+                       missing=missing, refused=refused, ward=ward)
 
-    def _claimed_origin(self, payload: bytes) -> tuple[str | None, int | None]:
-        """``iss`` and ``seq`` as a refused payload claims them, unverified: only to tell where it came from."""
+    def _claimed_origin(self, payload: bytes) -> tuple[str | None, str | None, int | None]:
+        """``iss``, ward and ``seq`` as a refused payload claims them, unverified: only to tell where it came from."""
         if len(payload) > MAX_RESULT_BYTES:
-            return None, None
+            return None, None, None
         try:
             token = payload
             if is_jwe(token):
                 if self._decrypt_key is None:
-                    return None, None
+                    return None, None, None
                 token = decrypt_jwe(token, self._decrypt_key)
             parts = token.split(b".")
             if len(parts) != 3:
-                return None, None
+                return None, None, None
             claims = loads_bounded(b64url_decode(parts[1].decode("ascii")), what="claims",
                                    max_bytes=MAX_RESULT_BYTES)
         except (TokenError, JsonError, ValueError):  # UnicodeDecodeError and the b64url refusal are ValueErrors
-            return None, None
+            return None, None, None
         if not isinstance(claims, dict):
-            return None, None
-        iss, seq = claims.get("iss"), claims.get("seq")
+            return None, None, None
+        iss, seq, document = claims.get("iss"), claims.get("seq"), claims.get("result")
+        ward = document.get("ward_code") if isinstance(document, dict) else None
         return (iss[:_MAX_ISS_CHARS] if isinstance(iss, str) else None,
+                ward[:_MAX_ISS_CHARS] if isinstance(ward, str) else None,
                 seq if isinstance(seq, int) and not isinstance(seq, bool) and abs(seq) < 1 << 63 else None)
 
     # --- the fleet view ------------------------------------------------------------------------------------------
@@ -769,7 +853,7 @@ class ResultStore:
             if not isinstance(status, dict):
                 raise JsonError("not a JSON object", what="status")
         except JsonError as exc:
-            return self._quarantine(payload, now, topic, f"status: {exc}", iss=terminal)
+            return self._quarantine(payload, now, topic, f"status: {exc}", iss=terminal, ward=ward)
         state = status.get("state")
         state = state[:_MAX_STATE_CHARS] if isinstance(state, str) else None
         self._db.execute(

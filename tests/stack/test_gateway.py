@@ -134,7 +134,8 @@ def test_one_instance_verifies_stores_once_tracks_gaps_quarantines_and_receipts(
         assert (gateway.stats.stored, gateway.stats.duplicates, gateway.stats.quarantined) == (3, 1, 2)
         store = gateway.store
         assert [seq for seq, _ in store.stored("T-01")] == [1, 2, 4]
-        assert [gap.as_dict() for gap in store.gaps("T-01")] == [{"iss": "T-01", "missing": [3], "refused": []}]
+        assert [gap.as_dict() for gap in store.gaps("T-01")] == [
+            {"ward": WARD, "iss": "T-01", "missing": [3], "refused": []}]
         reasons = [row["reason"] for row in store.quarantined()]
         assert any("does not chain to the ward CA" in reason for reason in reasons)
         assert any("token" in reason or "ASCII" in reason for reason in reasons)
@@ -181,7 +182,9 @@ def test_fleet_and_gaps_from_the_command_line(terminals: tuple[MosquittoBroker, 
     assert main(["gateway", "fleet", "--config", str(toml)]) == 0
     assert f'"terminal": "T-02", "state": "offline", "version": "{__version__}"' in capsys.readouterr().out
     assert main(["gateway", "gaps", "--config", str(toml)]) == 0
-    assert '"missing": [1]' in capsys.readouterr().out
+    assert f'"ward": "{WARD}", "iss": "T-02", "missing": [1]' in capsys.readouterr().out
+    assert main(["gateway", "gaps", "--config", str(toml), "--ward", "26735"]) == 0
+    assert capsys.readouterr().out == "", "only ward 26735's terminals: none"
 
 
 class GatewayProcess:

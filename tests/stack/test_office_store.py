@@ -17,10 +17,12 @@ from edge import signers
 from edge.cli import main
 from edge.commands.demo import _stored_token
 from edge.errors import DemoError, OnlineAnswerError
+from edge.office.database import Database
 from edge.office.store import MAX_ONLINE_ANSWER_BYTES, ResultStore
 from edge.office.verify import TerminalKeys
 from edge.office.ward_trust import WardTrust
 from edge.protocol import jose
+from edge.protocol.b64url import b64url_encode
 from edge.protocol.keys import explicit_spki
 from edge.protocol.result import ActiveAuthEvidence, ProcedureProfile, QrUsage, ReadTiming, make_result
 from edge.protocol.verify.checks import Verdict
@@ -174,14 +176,14 @@ def test_two_instances_writing_the_same_results_at_once_store_each_once(office_d
 
 def test_a_receiver_database_from_before_the_gateway_is_taken_over(tmp_path: Path, ward: Ward) -> None:
     """SQLite only: a reference receiver's file (first results table, no ward/kid/active_auth/stored_by) opens and
-    keeps its rows."""
+    keeps its rows; its results' ward is their document's (every result document names its ward)."""
     path = tmp_path / "results.db"
     with sqlite3.connect(path) as db:
         db.executescript("""
             CREATE TABLE results (iss TEXT NOT NULL, jti TEXT NOT NULL, seq INTEGER NOT NULL, received REAL NOT NULL,
                 verdict TEXT NOT NULL, document TEXT NOT NULL, token TEXT NOT NULL, PRIMARY KEY (iss, jti));
             CREATE TABLE terminals (iss TEXT PRIMARY KEY, max_seq INTEGER NOT NULL);
-            INSERT INTO results VALUES ('T-01', 'j-1', 1, 1.0, 'verified', '{}', 'x');
+            INSERT INTO results VALUES ('T-01', 'j-1', 1, 1.0, 'verified', '{"ward_code": "26734"}', 'x');
             INSERT INTO terminals VALUES ('T-01', 1);
         """)
     store = _store(path, ward)
@@ -213,10 +215,118 @@ def test_a_batch_is_stored_as_if_its_results_came_one_by_one(office_db: str | Pa
         assert got[0].new_gaps == (1, 2)
         assert got[5].new_gaps == (4, 5)
         assert [gap.as_dict() for gap in batched.gaps()] == [gap.as_dict() for gap in one_by_one.gaps()] == [
-            {"iss": "T-01", "missing": [2, 4], "refused": []}]
+            {"ward": WARD, "iss": "T-01", "missing": [2, 4], "refused": []}]
     finally:
         one_by_one.close()
         batched.close()
+
+OTHER_WARD = "26735"
+
+
+def _two_wards(tmp_path: Path, ward: Ward) -> tuple[Ward, Path]:
+    """A second ward, and a CA file trusting both: one office for two wards (a province's)."""
+    other = make_ward(tmp_path / "other-ward", OTHER_WARD)
+    both = tmp_path / "both-wards.crt"
+    both.write_bytes(ward.ca_path.read_bytes() + other.ca_path.read_bytes())
+    return other, both
+
+
+def _claim(iss: str, seq: int, ward_code: str) -> bytes:
+    """A message that only claims a terminal, ward and seq (no valid signature): it ends in quarantine."""
+    claims = json.dumps({"iss": iss, "seq": seq, "result": {"ward_code": ward_code}}).encode()
+    return b"eyJ9." + b64url_encode(claims).encode() + b".AAAA"
+
+
+def test_two_wards_terminals_of_one_id_keep_their_own_seqs(office_db: str | Path, ward: Ward,
+                                                          tmp_path: Path) -> None:
+    """Terminal ids are chosen per ward: ward A's "T-01" (seqs 1 2 3 6: 4 and 5 never came) and ward B's (1 4 5: 2
+    and 3 never came), interleaved into one store. Each ward's gaps are its own: none opened or hidden by the other
+    (counted as one terminal, B's 4 opened 2..3 for A too, A's 2 and 3 filled B's real gaps, and A's 4..5 were
+    hidden by B's 4 and 5). A refused claim counts for its ward's terminal only."""
+    other, both = _two_wards(tmp_path, ward)
+    a, b = ward.terminal("T-01"), other.terminal("T-01")
+    store = ResultStore(office_db, TerminalKeys({}, WardTrust.load(both)))
+    try:
+        order = [(a, WARD, 1), (b, OTHER_WARD, 1), (b, OTHER_WARD, 4), (a, WARD, 2), (a, WARD, 3),
+                 (b, OTHER_WARD, 5), (a, WARD, 6)]  # fmt: skip
+        got = [store.ingest(terminal.token(seq, ward=code), NOW) for terminal, code, seq in order]
+        assert [(o.status, o.ward, o.seq, o.new_gaps, o.missing) for o in got] == [
+            ("stored", WARD, 1, (), ()), ("stored", OTHER_WARD, 1, (), ()),
+            ("stored", OTHER_WARD, 4, (2, 3), (2, 3)), ("stored", WARD, 2, (), ()), ("stored", WARD, 3, (), ()),
+            ("stored", OTHER_WARD, 5, (), (2, 3)), ("stored", WARD, 6, (4, 5), (4, 5))]
+        assert [gap.as_dict() for gap in store.gaps()] == [
+            {"ward": WARD, "iss": "T-01", "missing": [4, 5], "refused": []},
+            {"ward": OTHER_WARD, "iss": "T-01", "missing": [2, 3], "refused": []}]
+        claimed = store.ingest(_claim("T-01", 2, OTHER_WARD), NOW, topic=f"cccd-edge/v1/{OTHER_WARD}/T-01/result")
+        assert (claimed.status, claimed.ward, claimed.missing, claimed.refused) == (
+            "quarantined", OTHER_WARD, (3,), (2,))
+        (theirs,) = store.gaps("T-01", ward=OTHER_WARD)
+        assert (theirs.missing, [r.seq for r in theirs.refused]) == ((3,), [2])
+        assert [gap.as_dict() for gap in store.gaps("T-01", ward=WARD)] == [
+            {"ward": WARD, "iss": "T-01", "missing": [4, 5], "refused": []}]
+        assert store.gaps(ward="26736") == []
+    finally:
+        store.close()
+
+
+def test_a_database_keyed_by_terminal_id_alone_is_moved_to_ward_and_terminal(office_db: str | Path, ward: Ward,
+                                                                             tmp_path: Path) -> None:
+    """A database of the old schema (``terminals`` and ``missing`` by terminal id, ``quarantine`` without a ward)
+    opens keyed by (ward, terminal), its gaps kept: T-01 (ward A alone; seq 1 stored before results had a ward)
+    keeps missing 3 and refused 4; T-09 (no result left: ward unknown) keeps missing 1 under ward ""; T-02, which
+    wards A (1 2 4) and B (1 3) both have and the old count mixed into no gap at all, gets each ward's own gap.
+    Then arrivals book per ward, and a second opening changes nothing."""
+    other, both = _two_wards(tmp_path, ward)
+    db = Database(office_db)
+    t = db.types
+    try:
+        for statement in (
+            f"""CREATE TABLE results (iss TEXT NOT NULL, jti TEXT NOT NULL, seq {t['int']} NOT NULL,
+                received {t['real']} NOT NULL, verdict TEXT NOT NULL, document TEXT NOT NULL, token TEXT NOT NULL,
+                ward TEXT, PRIMARY KEY (iss, jti))""",
+            f"CREATE TABLE missing (iss TEXT NOT NULL, seq {t['int']} NOT NULL, PRIMARY KEY (iss, seq))",
+            f"CREATE TABLE terminals (iss TEXT PRIMARY KEY, max_seq {t['int']} NOT NULL)",
+            f"""CREATE TABLE quarantine (id {t['id']}, received {t['real']} NOT NULL, topic TEXT NOT NULL,
+                reason TEXT NOT NULL, iss TEXT, seq {t['int']}, size {t['int']} NOT NULL,
+                payload {t['blob']} NOT NULL)""",
+        ):  # fmt: skip
+            db.execute(statement)
+        stored = [("T-01", 1, None), ("T-01", 2, WARD), ("T-01", 5, WARD), ("T-02", 1, WARD), ("T-02", 2, WARD),
+                  ("T-02", 4, WARD), ("T-02", 1, OTHER_WARD), ("T-02", 3, OTHER_WARD)]  # fmt: skip
+        for n, (iss, seq, code) in enumerate(stored):
+            document = json.dumps({"ward_code": code or WARD})
+            db.execute("INSERT INTO results VALUES (?, ?, ?, ?, 'verified', ?, 'x', ?)",
+                       (iss, f"j-{n}", seq, NOW, document, code))
+        db.executemany("INSERT INTO terminals VALUES (?, ?)", [("T-01", 5), ("T-02", 4), ("T-09", 2)])
+        db.executemany("INSERT INTO missing VALUES (?, ?)", [("T-01", 3), ("T-01", 4), ("T-09", 1)])
+        (refused_id,) = db.execute("INSERT INTO quarantine (received, topic, reason, iss, seq, size, payload) "
+                                   "VALUES (?, 't', 'bad signature', 'T-01', 4, 1, ?) RETURNING id",
+                                   (NOW, b"x")).fetchone()  # fmt: skip
+    finally:
+        db.close()
+    old_report = [
+        {"ward": "", "iss": "T-09", "missing": [1], "refused": []},
+        {"ward": WARD, "iss": "T-01", "missing": [3],
+         "refused": [{"seq": 4, "quarantine_id": refused_id, "reason": "bad signature"}]},
+        {"ward": WARD, "iss": "T-02", "missing": [3], "refused": []},
+        {"ward": OTHER_WARD, "iss": "T-02", "missing": [2], "refused": []}]
+    store = ResultStore(office_db, TerminalKeys({}, WardTrust.load(both)))
+    try:
+        assert [gap.as_dict() for gap in store.gaps()] == old_report
+        arrived = store.ingest(ward.terminal("T-01").token(3), NOW)
+        assert (arrived.status, arrived.new_gaps, arrived.missing, arrived.refused) == ("stored", (), (), (4,))
+        later = store.ingest(other.terminal("T-02").token(6, ward=OTHER_WARD), NOW)
+        assert (later.new_gaps, later.missing) == ((4, 5), (2, 4, 5))
+    finally:
+        store.close()
+    reopened = ResultStore(office_db, TerminalKeys({}, WardTrust.load(both)))
+    try:
+        assert [gap.as_dict() for gap in reopened.gaps(ward=OTHER_WARD)] == [
+            {"ward": OTHER_WARD, "iss": "T-02", "missing": [2, 4, 5], "refused": []}]
+        assert len(reopened.gaps()) == 4
+    finally:
+        reopened.close()
+
 
 
 def _online_check_token(terminal: Terminal, seq: int, encrypt_to: ec.EllipticCurvePublicKey | None) -> bytes:

@@ -209,7 +209,9 @@ def test_what_an_older_office_refused_for_its_times_is_taken_in(tmp_path: Path) 
     refused = {1: token(1, IN_2020), 2: token(2, NOW - 70 * DAY)}
     with sqlite3.connect(db) as raw:
         raw.executescript(old_schema)
-        raw.execute("INSERT INTO results VALUES ('T-01', 'j3', 3, ?, 'verified', '{}', 't')", (NOW,))
+        # a stored document always names its ward: the office keys a terminal's seqs by (ward, terminal)
+        raw.execute("INSERT INTO results VALUES ('T-01', 'j3', 3, ?, 'verified', ?, 't')",
+                    (NOW, '{"ward_code": "26734"}'))
         raw.executemany("INSERT INTO missing VALUES ('T-01', ?)", [(1,), (2,)])
         raw.execute("INSERT INTO terminals VALUES ('T-01', 3)")
         raw.executemany("INSERT INTO quarantine (received, topic, reason, iss, seq, size, payload) "
