@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from typing import Any
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -109,7 +111,8 @@ def office_factory(mqtt_broker_factory: Callable[..., MosquittoBroker], tmp_path
                    ) -> Iterator[Callable[..., Setup]]:  # fmt: skip
     made: list[Setup] = []
 
-    def make(storage: str | Path | None = None, **web: Any) -> Setup:
+    def make(storage: str | Path | None = None, *, served: str = WARD, **web: Any) -> Setup:
+        """An office serving ward ``served`` ("+": every ward, a province's) with ``web`` settings."""
         broker = mqtt_broker_factory()
         ward = make_ward(tmp_path / f"ward{len(made)}")
         key = ec.generate_private_key(ec.SECP256R1())
@@ -117,7 +120,7 @@ def office_factory(mqtt_broker_factory: Callable[..., MosquittoBroker], tmp_path
         signers.write_private_key(key, key_path)
         storage = storage if storage is not None else tmp_path / f"office{len(made)}.db"
         config = parse_gateway_config({
-            "instance": "office-1", "ward": WARD, "broker": {"host": broker.host, "port": broker.port},
+            "instance": "office-1", "ward": served, "broker": {"host": broker.host, "port": broker.port},
             "storage": {"url": storage if isinstance(storage, str) else f"sqlite:///{storage}"},
             "trust": {"ward_ca": str(ward.ca_path)}, "receipts": {"key": str(key_path)},
             "web": {"port": 0, **web}})  # fmt: skip
@@ -552,5 +555,47 @@ def test_a_page_shows_and_reveals_only_its_own_wards_results(office_factory: Cal
             assert lan.post("/counter/T-01/reveal", json={"iss": "T-01", "jti": jti, "reason": "Đăng ký thường trú"},
                             headers={"x-csrf-token": csrf}).status_code == 404
         assert AuditLog(setup.office.web.db).entries() == []
+    finally:
+        theirs.close()
+
+
+@pytest.mark.parametrize("served", [WARD, "+"])
+def test_the_fleet_and_the_home_list_are_per_ward_and_terminal(office_factory: Callable[..., Setup], tmp_path: Path,
+                                                               served: str) -> None:
+    """Another ward's "T-01" (its result stored later, its certificate expiring within the month) and "T-05" share
+    the database: a ward's server lists its own T-01 alone, with its own last result and certificate (no
+    "cert_expiring" of the other's), and the supervisor's home lists only its ward's terminals; a province's server
+    ("+") lists each (ward, terminal), each with its own result and certificate, the home naming their wards."""
+    storage = tmp_path / "shared.db"
+    setup = office_factory(storage, served=served)
+    other = make_ward(tmp_path / "other-ward", OTHER_WARD)
+    theirs = ResultStore(storage, TerminalKeys({}, WardTrust.load(other.ca_path)), instance="office-other")
+    ours = setup.office.gateway.store
+    now = time.time()
+    issued = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    mine, their_t01 = setup.ward.terminal("T-01", issued=issued), other.terminal("T-01", issued=issued, days=10)
+    try:
+        assert ours.ingest(mine.token(1, now=int(now)), now).status == "stored"
+        assert theirs.ingest(their_t01.token(1, now=int(now), ward=OTHER_WARD), now + 1).status == "stored"
+        their_t05 = other.terminal("T-05", issued=issued)
+        assert theirs.ingest(their_t05.token(1, now=int(now), ward=OTHER_WARD), now).status == "stored"
+        for store, code in ((ours, WARD), (theirs, OTHER_WARD)):
+            assert store.keep_status(code, "T-01", b'{"state": "online", "terminal_state": "ready"}', now) is None
+        minh = _login(setup, "minh")
+        rows = {(row["ward"], row["terminal"]): row for row in minh.get("/fleet/data").json()["terminals"]}
+        own = rows.pop((WARD, "T-01"))
+        expiry = x509.load_der_x509_certificate(mine.certificate).not_valid_after_utc.timestamp()
+        assert (own["last_result"], own["cert_expiry"], own["problems"]) == (now, expiry, [])
+        if served == "+":
+            other_row = rows.pop((OTHER_WARD, "T-01"))
+            assert (other_row["last_result"], other_row["problems"]) == (now + 1, ["cert_expiring"])
+        assert rows == {}
+        home = minh.get("/", headers={"accept": "text/html"}).text
+        listed = re.findall(r'href="/counter/([^"]+)">([^<]*)</a>', home)
+        if served == "+":
+            assert listed == [("T-01", f"Quầy T-01 · {WARD}"), ("T-01", f"Quầy T-01 · {OTHER_WARD}"),
+                              ("T-05", f"Quầy T-05 · {OTHER_WARD}")]  # fmt: skip
+        else:
+            assert listed == [("T-01", "Quầy T-01")]
     finally:
         theirs.close()

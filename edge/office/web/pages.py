@@ -337,14 +337,15 @@ class _Pages:
             return RedirectResponse("/audit", status_code=303)
         counters = await run_in_threadpool(self._counters, officer)
         if len(counters) == 1 and officer.role.value == "officer":
-            return RedirectResponse(f"/counter/{counters[0]}", status_code=303)
-        return self.render(request, "home.html", session, counters=counters)
+            return RedirectResponse(f"/counter/{counters[0]['terminal']}", status_code=303)
+        return self.render(request, "home.html", session, counters=counters, show_ward=self.web.ward is None)
 
-    def _counters(self, officer: Officer) -> list[str]:
+    def _counters(self, officer: Officer) -> list[dict[str, str | None]]:
+        """The counters to open: an officer's own; else each terminal (of each ward) of the wards served."""
         if officer.role.value == "officer":
-            return list(officer.counters)
-        known = {row["terminal"] for row in records.fleet_rows(self.web.db, self.web.ward, None, self.web.clock())}
-        return sorted(known | {iss for (iss,) in self.web.db.execute("SELECT DISTINCT iss FROM results")})
+            return [{"ward": self.web.ward, "terminal": terminal} for terminal in officer.counters]
+        return [{"ward": ward, "terminal": terminal}
+                for ward, terminal in records.known_terminals(self.web.db, self.web.ward)]
 
     async def counter(self, request: Request) -> Response:
         session = await run_in_threadpool(self.session, request)

@@ -174,21 +174,32 @@ def problems(status: dict[str, Any], state: str | None) -> list[str]:
     return found
 
 
+def known_terminals(db: Database, ward: str | None) -> list[tuple[str, str]]:
+    """``(ward, terminal)`` of each terminal with a retained status or a stored result, of ``ward`` (None: of every
+    ward; terminal ids repeat across wards), sorted."""
+    return sorted({(str(w), str(iss)) for w, iss in db.execute(
+        "SELECT ward, iss FROM terminal_status WHERE CAST(? AS TEXT) IS NULL OR ward = ? "
+        "UNION SELECT COALESCE(ward, ''), iss FROM results WHERE CAST(? AS TEXT) IS NULL OR ward = ?",
+        (ward, ward, ward, ward))})  # fmt: skip
+
+
 def fleet_rows(db: Database, ward: str | None, terminals: set[str] | None, now: float) -> list[dict[str, Any]]:
-    """One row per terminal with a retained status (of ``ward``; only ``terminals`` when given), problems first."""
+    """One row per terminal (``(ward, iss)``) with a retained status (of ``ward``; only ``terminals`` when given),
+    problems first; its last result and certificate are its own ward's terminal's, not another's of that id."""
     rows = db.execute("SELECT ward, iss, state, status, received FROM terminal_status "
                       "WHERE CAST(? AS TEXT) IS NULL OR ward = ? ORDER BY ward, iss", (ward, ward)).fetchall()
-    last: dict[str, tuple[float, str]] = {}
-    for iss, received, token in db.execute(
-            "SELECT r.iss, r.received, r.token FROM results r JOIN (SELECT iss, MAX(received) AS m FROM results "
-            "GROUP BY iss) l ON r.iss = l.iss AND r.received = l.m"):
-        last[iss] = (received, token)
+    last: dict[tuple[str, str], tuple[float, str]] = {}
+    for result_ward, iss, received, token in db.execute(
+            "SELECT r.ward, r.iss, r.received, r.token FROM results r JOIN (SELECT ward, iss, MAX(received) AS m "
+            "FROM results WHERE CAST(? AS TEXT) IS NULL OR ward = ? GROUP BY ward, iss) l "
+            "ON r.ward = l.ward AND r.iss = l.iss AND r.received = l.m", (ward, ward)):
+        last[result_ward, iss] = (received, token)
     out = []
     for row_ward, iss, state, status_text, received in rows:
         if terminals is not None and iss not in terminals:
             continue
         status = json.loads(status_text)
-        result = last.get(iss)
+        result = last.get((row_ward, iss))
         expiry = certificate_expiry(result[1]) if result is not None else None
         found = problems(status, state)
         if expiry is not None and expiry - now < 30 * 86400:
@@ -203,7 +214,7 @@ def fleet_rows(db: Database, ward: str | None, terminals: set[str] | None, now: 
     severity = ["offline", "fault", "cert_expiring", "reader", "camera", "storage_full", "outbox_full", "clock",
                 "queued"]
     out.sort(key=lambda row: (min((severity.index(p) for p in row["problems"]), default=len(severity)),
-                              row["terminal"]))  # fmt: skip
+                              row["terminal"], row["ward"]))  # fmt: skip
     return out
 
 
