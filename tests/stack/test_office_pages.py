@@ -30,7 +30,7 @@ from edge import __version__, signers
 from edge.cli import main
 from edge.daemon.mqtt import close_loop_sockets
 from edge.daemon.office_commands import CommandVerifier, ReplayGuard
-from edge.errors import StorageError
+from edge.errors import OfficerAccessError, StorageError
 from edge.office.asgi import MAX_REQUEST_BYTES
 from edge.office.database import Database
 from edge.office.gateway_config import parse_gateway_config
@@ -592,10 +592,80 @@ def test_the_fleet_and_the_home_list_are_per_ward_and_terminal(office_factory: C
         assert rows == {}
         home = minh.get("/", headers={"accept": "text/html"}).text
         listed = re.findall(r'href="/counter/([^"]+)">([^<]*)</a>', home)
-        if served == "+":
-            assert listed == [("T-01", f"Quầy T-01 · {WARD}"), ("T-01", f"Quầy T-01 · {OTHER_WARD}"),
-                              ("T-05", f"Quầy T-05 · {OTHER_WARD}")]  # fmt: skip
+        if served == "+":  # a province's counter names its ward
+            assert listed == [(f"{WARD}/T-01", f"Quầy T-01 · {WARD}"),
+                              (f"{OTHER_WARD}/T-01", f"Quầy T-01 · {OTHER_WARD}"),
+                              (f"{OTHER_WARD}/T-05", f"Quầy T-05 · {OTHER_WARD}")]  # fmt: skip
+            assert own["counter"] == f"/counter/{WARD}/T-01"
+            assert other_row["counter"] == f"/counter/{OTHER_WARD}/T-01"
         else:
             assert listed == [("T-01", "Quầy T-01")]
+            assert own["counter"] == "/counter/T-01"  # a ward's server keeps its URLs
     finally:
         theirs.close()
+
+
+def test_a_provinces_counter_is_its_wards_terminal(office_factory: Callable[..., Setup], tmp_path: Path) -> None:
+    """A province's server ("+") serves two wards' "T-01": each counter is named by its ward (``/counter/W/T``), and
+    its latest result, its pushes, a desk read and the audit entry are that ward's T-01's, never the other's; it
+    once sent a desk read to the T-01 that last reported a status, whichever ward's that was."""
+    storage = tmp_path / "shared.db"
+    setup = office_factory(storage, served="+")
+    other = make_ward(tmp_path / "other-ward", OTHER_WARD)
+    theirs = ResultStore(storage, TerminalKeys({}, WardTrust.load(other.ca_path)), instance="office-other")
+    ours, feed = setup.office.gateway.store, setup.office.web.feed
+    now = time.time()
+    issued = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    try:
+        mine = ours.ingest(setup.ward.terminal("T-01", issued=issued).token(1, now=int(now)), now)
+        their = theirs.ingest(other.terminal("T-01", issued=issued).token(1, now=int(now), ward=OTHER_WARD), now + 1)
+        assert (mine.status, their.status) == ("stored", "stored")
+        assert theirs.keep_status(OTHER_WARD, "T-01", b'{"state": "online", "terminal_state": "ready"}', now) is None
+        assert ours.keep_status(WARD, "T-01", b'{"state": "online", "terminal_state": "fault"}', now + 1) is None
+        minh = _login(setup, "minh")
+        base = f"/counter/{OTHER_WARD}/T-01"
+        assert minh.get(f"{base}/latest").json()["key"]["jti"] == their.jti
+        assert minh.get(f"/counter/{WARD}/T-01/latest").json()["key"]["jti"] == mine.jti
+        stream = Stream(minh, f"{base}/stream")
+        feed.notify_status(WARD, "T-01")  # ward A's, reported last: not this counter's
+        feed.notify_status(OTHER_WARD, "T-01")
+        assert stream.next("status")["terminal_state"] == "ready"
+        csrf = _csrf(minh, base)
+        answer = minh.post(f"{base}/read", json={"can": "012345"}, headers={"x-csrf-token": csrf})
+        assert answer.status_code == 200, answer.text
+        topic, token = setup.peer.commands.get(timeout=10)
+        assert topic == f"{PREFIX}/{OTHER_WARD}/T-01/cmd"
+        command = CommandVerifier(setup.command_key.public_key(), "T-01", ReplayGuard(tmp_path / "seen.db")
+                                  ).verify(token, int(time.time()))  # fmt: skip
+        assert (command.iss, command.jti) == (f"ward-{OTHER_WARD}", answer.json()["request_id"])
+        assert minh.post(f"{base}/cancel", json={}, headers={"x-csrf-token": csrf}).status_code == 200
+        assert setup.peer.commands.get(timeout=10)[0] == f"{PREFIX}/{OTHER_WARD}/T-01/cmd"
+        assert [entry.terminal for entry in AuditLog(setup.office.web.db).entries()] == [f"{OTHER_WARD}/T-01"] * 2
+    finally:
+        theirs.close()
+
+
+def test_an_officer_of_one_wards_t01_opens_no_other_wards_t01(office_factory: Callable[..., Setup],
+                                                              tmp_path: Path) -> None:
+    """On a province's server an account names its counters ward/terminal (a bare id is refused there, and one
+    written for a ward's server opens nothing): ward A's T-01 opens, ward B's T-01 is not hers (403), nor does
+    the fleet list it."""
+    setup = office_factory(tmp_path / "shared.db", served="+")
+    officers, store = setup.office.web.officers, setup.office.gateway.store
+    with pytest.raises(OfficerAccessError, match="ward/terminal"):
+        officers.add("hoa", Role.OFFICER, password=PASSWORD, counters=["T-01"], province=True)
+    officers.add("hoa", Role.OFFICER, password=PASSWORD, counters=[f"{WARD}/T-01"], province=True)
+    for code in (WARD, OTHER_WARD):
+        assert store.keep_status(code, "T-01", b'{"state": "online", "terminal_state": "ready"}', time.time()) is None
+    hoa = _login(setup, "hoa")
+    assert hoa.get("/", follow_redirects=False).headers["location"] == f"/counter/{WARD}/T-01"
+    assert hoa.get(f"/counter/{WARD}/T-01/latest").status_code == 200
+    assert hoa.get(f"/counter/{OTHER_WARD}/T-01/latest").status_code == 403
+    csrf = _csrf(hoa, f"/counter/{WARD}/T-01")
+    refused = hoa.post(f"/counter/{OTHER_WARD}/T-01/read", json={"can": "012345"}, headers={"x-csrf-token": csrf})
+    assert refused.status_code == 403
+    assert setup.peer.commands.empty()
+    assert [(row["ward"], row["terminal"]) for row in hoa.get("/fleet/data").json()["terminals"]] == [(WARD, "T-01")]
+    lan = _login(setup, "lan")  # her account says "T-01" alone: on a province's server, no counter
+    for code in (WARD, OTHER_WARD):
+        assert lan.get(f"/counter/{code}/T-01/latest").status_code == 403

@@ -1,9 +1,10 @@
 """Officers: local accounts (argon2id), sessions with an idle and an absolute timeout, CSRF tokens, roles.
 
-Roles: an ``officer`` opens the counters named in their account (their own desks); a ``supervisor`` every counter
-of the office and the fleet; an ``auditor`` only the audit log (no citizen data). An account found through the
-reverse proxy's identity header (:class:`~edge.office.web.settings.WebSettings`) must exist here too: the proxy
-says who, this table says what they may do.
+Roles: an ``officer`` opens the counters named in their account (their own desks: ``ward/terminal``, or a bare
+terminal id, which names a terminal of the server's own ward and so none on a province's server); a ``supervisor``
+every counter of the office and the fleet; an ``auditor`` only the audit log (no citizen data). An account found
+through the reverse proxy's identity header (:class:`~edge.office.web.settings.WebSettings`) must exist here too:
+the proxy says who, this table says what they may do.
 
 Passwords are hashed with argon2id (argon2-cffi, RFC 9106's low-memory profile: 64 MiB, 3 passes) and rehashed at
 the next login when the parameters change. A session is a random token in an HttpOnly, SameSite=Strict cookie; the
@@ -32,6 +33,8 @@ from edge.office.database import Database
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 TERMINAL = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+#: An account's counter: ``ward/terminal``, or a bare ``terminal`` (the terminal of that id of a ward's own server).
+COUNTER = re.compile(r"^(?:([A-Za-z0-9_.-]{1,64})/)?([A-Za-z0-9_.-]{1,64})$")
 #: Wrong passwords within :data:`LOCK_WINDOW` seconds after which an account waits out the window.
 LOCK_AFTER, LOCK_WINDOW = 10, 900.0
 MIN_PASSWORD = 10
@@ -47,12 +50,28 @@ class Role(StrEnum):
 class Officer:
     username: str
     role: Role
-    counters: tuple[str, ...]  # the terminals an officer works at (supervisors and auditors: ignored)
+    counters: tuple[str, ...]  # the counters an officer works at, as :data:`COUNTER` (others: ignored)
     display_name: str = ""
 
-    def may_open(self, terminal: str) -> bool:
-        """Whether this officer may watch ``terminal``'s counter (its results and its desk reads)."""
-        return self.role is Role.SUPERVISOR or (self.role is Role.OFFICER and terminal in self.counters)
+    def counters_of(self, served: str | None) -> frozenset[tuple[str, str]]:
+        """``(ward, terminal)`` of this officer's counters on a server of ward ``served`` (None: every ward, a
+        province's): ``ward/terminal`` of a ward served; a bare terminal id only on a ward's server, its own ward's
+        (terminal ids repeat across wards, so on a province's server it names none)."""
+        found = set()
+        for counter in self.counters:
+            match = COUNTER.match(counter)
+            if match is None:
+                continue
+            ward, terminal = match.group(1) or served, match.group(2)
+            if ward is not None and (served is None or ward == served):
+                found.add((ward, terminal))
+        return frozenset(found)
+
+    def may_open(self, ward: str, terminal: str, served: str | None) -> bool:
+        """Whether this officer may watch ward ``ward``'s ``terminal`` (its results, its desk reads) on a server of
+        ward ``served`` (None: a province's)."""
+        return self.role is Role.SUPERVISOR or (self.role is Role.OFFICER
+                                                and (ward, terminal) in self.counters_of(served))  # fmt: skip
 
     @property
     def sees_citizens(self) -> bool:
@@ -106,13 +125,18 @@ class Officers:
     # --- accounts ------------------------------------------------------------------------------------------------
 
     def add(self, username: str, role: Role, *, password: str | None = None, counters: Sequence[str] = (),
-            display_name: str = "", replace: bool = False) -> Officer:  # fmt: skip
-        """Create (or with ``replace`` update) an account; ``password`` None: only the proxy's header logs it in."""
+            display_name: str = "", replace: bool = False, province: bool = False) -> Officer:  # fmt: skip
+        """Create (or with ``replace`` update) an account; ``password`` None: only the proxy's header logs it in.
+        ``province``: for a province's server, where a bare terminal id would name no counter (it is refused)."""
         if not USERNAME.match(username):
             raise OfficerAccessError("input", "a user name is 1-64 of a-z, 0-9, '.', '_', '-'")
-        bad = [counter for counter in counters if not TERMINAL.match(counter)]
+        bad = [counter for counter in counters if not COUNTER.match(counter)]
         if bad:
-            raise OfficerAccessError("input", f"counter {bad[0]!r} is not a terminal id")
+            raise OfficerAccessError("input", f"counter {bad[0]!r} is neither ward/terminal nor a terminal id")
+        bare = [counter for counter in counters if province and "/" not in counter]
+        if bare:
+            raise OfficerAccessError("input", f"counter {bare[0]!r}: a province's server names a counter ward/terminal "
+                                     "(terminal ids repeat across wards)")
         if password is not None and len(password) < MIN_PASSWORD:
             raise OfficerAccessError("input", f"a password has at least {MIN_PASSWORD} characters")
         hashed = self._hasher.hash(password) if password is not None else None

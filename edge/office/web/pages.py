@@ -1,15 +1,17 @@
 """The officers' pages: a Starlette application (ASGI), served by uvicorn in the gateway's process.
 
-Routes (``T``: a terminal id; every page needs a session, every POST the session's CSRF token)::
+Routes (``C``: a counter, ``T`` on a ward's server, the terminal of that id of its ward, and ``W/T`` on a
+province's, ward ``W``'s terminal ``T``: terminal ids are unique only within a ward; every page needs a session,
+every POST the session's CSRF token)::
 
     GET  /login, POST /login, POST /logout, POST /lang          who is at the desk, in which language
     GET  /                                                       the officer's counters (or the fleet / audit)
-    GET  /counter/T                                              the counter page
-    GET  /counter/T/latest      JSON, masked                     its last result
-    GET  /counter/T/stream      text/event-stream                results, statuses, progress, as they come
-    POST /counter/T/reveal      JSON {iss, jti, reason}          the citizen's data (audited first)
-    POST /counter/T/read        JSON {can, profile, ...}         "Đọc thẻ": a signed read_request (audited first)
-    POST /counter/T/cancel                                       the cancel command (audited)
+    GET  /counter/C                                              the counter page
+    GET  /counter/C/latest      JSON, masked                     its last result
+    GET  /counter/C/stream      text/event-stream                results, statuses, progress, as they come
+    POST /counter/C/reveal      JSON {iss, jti, reason}          the citizen's data (audited first)
+    POST /counter/C/read        JSON {can, profile, ...}         "Đọc thẻ": a signed read_request (audited first)
+    POST /counter/C/cancel                                       the cancel command (audited)
     GET  /fleet, /fleet/data, /fleet/stream                      every terminal, problems first
     GET  /audit                                                  the audit log (auditors)
     POST /demo/tap              JSON {card}                      demo only: a virtual card on the reader
@@ -142,6 +144,7 @@ class SecurityHeaders:
 def create_app(web: OfficeWeb, *, routes: Sequence[BaseRoute] = ()) -> Starlette:
     """The pages as an ASGI application; ``routes`` (the REST API's mount) are matched first."""
     pages = _Pages(web)
+    counter = "/counter/{terminal}" if web.ward is not None else "/counter/{ward}/{terminal}"
     table: list[BaseRoute] = [
         *routes,
         Route("/login", pages.login_form, methods=["GET"]),
@@ -149,12 +152,12 @@ def create_app(web: OfficeWeb, *, routes: Sequence[BaseRoute] = ()) -> Starlette
         Route("/logout", pages.logout, methods=["POST"]),
         Route("/lang", pages.language, methods=["POST"]),
         Route("/", pages.home, methods=["GET"]),
-        Route("/counter/{terminal}", pages.counter, methods=["GET"]),
-        Route("/counter/{terminal}/latest", pages.latest, methods=["GET"]),
-        Route("/counter/{terminal}/stream", pages.counter_stream, methods=["GET"]),
-        Route("/counter/{terminal}/reveal", pages.reveal, methods=["POST"]),
-        Route("/counter/{terminal}/read", pages.desk_read, methods=["POST"]),
-        Route("/counter/{terminal}/cancel", pages.desk_cancel, methods=["POST"]),
+        Route(counter, pages.counter, methods=["GET"]),
+        Route(f"{counter}/latest", pages.latest, methods=["GET"]),
+        Route(f"{counter}/stream", pages.counter_stream, methods=["GET"]),
+        Route(f"{counter}/reveal", pages.reveal, methods=["POST"]),
+        Route(f"{counter}/read", pages.desk_read, methods=["POST"]),
+        Route(f"{counter}/cancel", pages.desk_cancel, methods=["POST"]),
         Route("/fleet", pages.fleet, methods=["GET"]),
         Route("/fleet/data", pages.fleet_data, methods=["GET"]),
         Route("/fleet/stream", pages.fleet_stream, methods=["GET"]),
@@ -241,20 +244,23 @@ class _Pages:
             raise OfficerAccessError("input", "the request is not a JSON object")
         return data
 
-    def terminal(self, request: Request, session: Session) -> str:
+    def counter_of(self, request: Request, session: Session) -> tuple[str, str]:
+        """The ``(ward, terminal)`` the URL names (a ward's server: of its own ward), if the officer may open it."""
+        ward = self.web.ward if self.web.ward is not None else str(request.path_params["ward"])
         terminal = str(request.path_params["terminal"])
-        if not TERMINAL.match(terminal):
+        if not (TERMINAL.match(ward) and TERMINAL.match(terminal)):
             raise HTTPException(404)
-        if not session.officer.may_open(terminal):
+        if not session.officer.may_open(ward, terminal, self.web.ward):
             raise OfficerAccessError("role", "this counter is not yours")
-        return terminal
+        return ward, terminal
 
-    def ward_of(self, terminal: str) -> str | None:
-        if self.web.ward is not None:
-            return self.web.ward
-        row = self.web.db.execute("SELECT ward FROM terminal_status WHERE iss=? ORDER BY received DESC LIMIT 1",
-                                  (terminal,)).fetchone()  # fmt: skip
-        return str(row[0]) if row is not None else None
+    def counter_path(self, ward: str, terminal: str) -> str:
+        """A counter's page (both parts are URL-safe, :data:`TERMINAL`)."""
+        return f"/counter/{terminal}" if self.web.ward is not None else f"/counter/{ward}/{terminal}"
+
+    def counter_name(self, ward: str, terminal: str) -> str:
+        """A counter as an account names it, and the audit log: ``T`` on a ward's server, ``W/T`` on a province's."""
+        return terminal if self.web.ward is not None else f"{ward}/{terminal}"
 
     async def refused(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, OfficerAccessError)
@@ -337,51 +343,56 @@ class _Pages:
             return RedirectResponse("/audit", status_code=303)
         counters = await run_in_threadpool(self._counters, officer)
         if len(counters) == 1 and officer.role.value == "officer":
-            return RedirectResponse(f"/counter/{counters[0]['terminal']}", status_code=303)
+            return RedirectResponse(counters[0]["href"], status_code=303)
         return self.render(request, "home.html", session, counters=counters, show_ward=self.web.ward is None)
 
-    def _counters(self, officer: Officer) -> list[dict[str, str | None]]:
+    def _counters(self, officer: Officer) -> list[dict[str, str]]:
         """The counters to open: an officer's own; else each terminal (of each ward) of the wards served."""
-        if officer.role.value == "officer":
-            return [{"ward": self.web.ward, "terminal": terminal} for terminal in officer.counters]
-        return [{"ward": ward, "terminal": terminal}
-                for ward, terminal in records.known_terminals(self.web.db, self.web.ward)]
+        found = (sorted(officer.counters_of(self.web.ward)) if officer.role.value == "officer"
+                 else records.known_terminals(self.web.db, self.web.ward))  # fmt: skip
+        return [{"ward": ward, "terminal": terminal, "href": self.counter_path(ward, terminal)}
+                for ward, terminal in found]
 
     async def counter(self, request: Request) -> Response:
         session = await run_in_threadpool(self.session, request)
-        terminal = self.terminal(request, session)
+        ward, terminal = self.counter_of(request, session)
         demo = self.web.demo
-        page = {"terminal": terminal, "desk": self.web.desk_reads,
+        page = {"ward": ward, "terminal": terminal, "base": self.counter_path(ward, terminal),
+                "desk": self.web.desk_reads,
                 "demo": {"cards": list(demo.cards), "can": demo.can} if demo is not None else None}
         return self.render(request, "counter.html", session, terminal=terminal, page_json=json.dumps(page),
+                           ward=ward if self.web.ward is None else None,
                            desk=self.web.desk_reads, demo_cards=list(demo.cards) if demo else [],
                            demo_can=demo.can if demo else "")
 
     async def latest(self, request: Request) -> Response:
         session = await run_in_threadpool(self.session, request)
-        terminal = self.terminal(request, session)
-        stored = await run_in_threadpool(records.latest, self.web.db, terminal, self.web.ward)
+        ward, terminal = self.counter_of(request, session)
+        stored = await run_in_threadpool(records.latest, self.web.db, terminal, ward)
         return JSONResponse(records.masked_view(stored, self.lang(request)) if stored is not None else None)
 
     async def counter_stream(self, request: Request) -> Response:
         session = await run_in_threadpool(self.session, request)
-        terminal = self.terminal(request, session)
-        return self._stream(request, frozenset({terminal}), views=True)
+        ward, terminal = self.counter_of(request, session)
+        return self._stream(request, frozenset({terminal}), frozenset({ward}), views=True)
 
     async def fleet_stream(self, request: Request) -> Response:
         session = await run_in_threadpool(self.session, request)
         officer = session.officer
         if not officer.sees_citizens:
             raise OfficerAccessError("role", "the fleet is for officers and supervisors")
-        return self._stream(request, None if officer.role.value == "supervisor" else frozenset(officer.counters),
-                            views=False)
+        served = None if self.web.ward is None else frozenset({self.web.ward})
+        if officer.role.value == "supervisor":
+            return self._stream(request, None, served, views=False)
+        mine = officer.counters_of(self.web.ward)  # the fleet's news only: its rows are each counter's own
+        return self._stream(request, frozenset(t for _, t in mine), frozenset(w for w, _ in mine), views=False)
 
-    def _stream(self, request: Request, terminals: frozenset[str] | None, *, views: bool) -> Response:
-        """Server-sent events about ``terminals``; ``views``: a result comes as its masked view (the counter), else
-        only as the news that one arrived (the fleet)."""
+    def _stream(self, request: Request, terminals: frozenset[str] | None, wards: frozenset[str] | None, *,
+                views: bool) -> Response:  # fmt: skip
+        """Server-sent events about ``terminals`` of ``wards``; ``views``: a result comes as its masked view (the
+        counter), else only as the news that one arrived (the fleet)."""
         lang = self.lang(request)
-        subscription = self.web.feed.subscribe(terminals, wards=None if self.web.ward is None
-                                               else frozenset({self.web.ward}))  # fmt: skip
+        subscription = self.web.feed.subscribe(terminals, wards=wards)
 
         async def events() -> AsyncIterator[str]:
             try:
@@ -411,29 +422,29 @@ class _Pages:
     def _push_data(self, push: Push, lang: Lang) -> dict[str, Any] | None:
         if push.kind != "result":
             return {"terminal": push.terminal, **push.data}
-        stored = records.find(self.web.db, push.data["iss"], push.data["jti"], self.web.ward)
+        stored = records.find(self.web.db, push.data["iss"], push.data["jti"], push.ward or self.web.ward)
         return records.masked_view(stored, lang) if stored is not None else None
 
     async def reveal(self, request: Request) -> Response:
         session = await run_in_threadpool(self.session, request)
-        terminal = self.terminal(request, session)
+        ward, terminal = self.counter_of(request, session)
         data = await self.json_body(request, session)
         iss, jti, reason = data.get("iss"), data.get("jti"), str(data.get("reason", "")).strip()
         if not isinstance(iss, str) or not isinstance(jti, str) or iss != terminal:
             raise OfficerAccessError("input", "which result?")
         if not 3 <= len(reason) <= 200:
             raise OfficerAccessError("input", "say why (3-200 characters): it goes to the audit log")
-        stored = await run_in_threadpool(records.find, self.web.db, iss, jti, self.web.ward)
+        stored = await run_in_threadpool(records.find, self.web.db, iss, jti, ward)
         if stored is None:
             raise HTTPException(404, "no such result")
         client = request.client.host if request.client else None
-        await run_in_threadpool(self.web.audit.append, session.officer, "reveal", reason=reason, terminal=terminal,
-                                result=(iss, jti), client=client)  # fmt: skip
+        await run_in_threadpool(self.web.audit.append, session.officer, "reveal", reason=reason,
+                                terminal=self.counter_name(ward, terminal), result=(iss, jti), client=client)
         return JSONResponse(await run_in_threadpool(records.revealed_view, stored))
 
     async def desk_read(self, request: Request) -> Response:
         session = await run_in_threadpool(self.session, request)
-        terminal = self.terminal(request, session)
+        ward, terminal = self.counter_of(request, session)
         data = await self.json_body(request, session)
         web = self.web
         if web.signer is None or web.send_command is None or web.register_request is None:
@@ -446,9 +457,6 @@ class _Pages:
         except ValueError:
             raise OfficerAccessError("input", "unknown procedure profile") from None
         reason = str(data.get("reason") or f"profile {profile.value}").strip()[:200]
-        ward = await run_in_threadpool(self.ward_of, terminal)
-        if ward is None:
-            raise HTTPException(409, "this terminal has not reported its ward yet")
         now = web.clock()
         try:
             command = sign_read_request(web.signer, ward=ward, terminal=terminal, key=CanKey(can), now=int(now),
@@ -457,28 +465,27 @@ class _Pages:
             raise HTTPException(409, str(exc)) from None
         assert command.challenge is not None
         await run_in_threadpool(web.register_request, command.jti, command.challenge, now)
-        await run_in_threadpool(web.audit.append, session.officer, "desk_read", reason=reason, terminal=terminal,
-                                request_id=command.jti, client=request.client.host if request.client else None)
+        await run_in_threadpool(web.audit.append, session.officer, "desk_read", reason=reason,
+                                terminal=self.counter_name(ward, terminal), request_id=command.jti,
+                                client=request.client.host if request.client else None)  # fmt: skip
         web.send_command(command)
         return JSONResponse({"request_id": command.jti})
 
     async def desk_cancel(self, request: Request) -> Response:
         session = await run_in_threadpool(self.session, request)
-        terminal = self.terminal(request, session)
+        ward, terminal = self.counter_of(request, session)
         data = await self.json_body(request, session)
         web = self.web
         if web.signer is None or web.send_command is None:
             raise HTTPException(409, "desk reads need a ward command key ([web] command_key)")
-        ward = await run_in_threadpool(self.ward_of, terminal)
-        if ward is None:
-            raise HTTPException(409, "this terminal has not reported its ward yet")
         try:
             command = sign_cancel(web.signer, ward=ward, terminal=terminal, now=int(web.clock()))
         except CommandError as exc:
             raise HTTPException(409, str(exc)) from None
         request_id = data.get("request_id") if isinstance(data.get("request_id"), str) else None
-        await run_in_threadpool(web.audit.append, session.officer, "desk_cancel", reason="cancel", terminal=terminal,
-                                request_id=request_id, client=request.client.host if request.client else None)
+        await run_in_threadpool(web.audit.append, session.officer, "desk_cancel", reason="cancel",
+                                terminal=self.counter_name(ward, terminal), request_id=request_id,
+                                client=request.client.host if request.client else None)  # fmt: skip
         web.send_command(command)
         return JSONResponse({"cancelled": command.jti})
 
@@ -493,9 +500,11 @@ class _Pages:
         officer = session.officer
         if not officer.sees_citizens:
             raise OfficerAccessError("role", "the fleet is for officers and supervisors")
-        mine = None if officer.role.value == "supervisor" else set(officer.counters)
+        mine = None if officer.role.value == "supervisor" else officer.counters_of(self.web.ward)
         rows = await run_in_threadpool(records.fleet_rows, self.web.db, self.web.ward, mine, self.web.clock())
-        return JSONResponse({"now": self.web.clock(), "terminals": rows})
+        for row in rows:
+            row["counter"] = self.counter_path(row["ward"], row["terminal"])
+        return JSONResponse({"now": self.web.clock(), "wards": self.web.ward is None, "terminals": rows})
 
     async def audit_page(self, request: Request) -> Response:
         session = await run_in_threadpool(self.session, request)

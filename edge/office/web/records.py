@@ -10,6 +10,7 @@ beside it, and the photo when the read asked for one.
 from __future__ import annotations
 
 import json
+from collections.abc import Set
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -183,9 +184,11 @@ def known_terminals(db: Database, ward: str | None) -> list[tuple[str, str]]:
         (ward, ward, ward, ward))})  # fmt: skip
 
 
-def fleet_rows(db: Database, ward: str | None, terminals: set[str] | None, now: float) -> list[dict[str, Any]]:
-    """One row per terminal (``(ward, iss)``) with a retained status (of ``ward``; only ``terminals`` when given),
-    problems first; its last result and certificate are its own ward's terminal's, not another's of that id."""
+def fleet_rows(db: Database, ward: str | None, terminals: Set[tuple[str, str]] | None,
+               now: float) -> list[dict[str, Any]]:  # fmt: skip
+    """One row per terminal (``(ward, iss)``) with a retained status (of ``ward``; only ``terminals``, ``(ward,
+    iss)`` each, when given), problems first; its last result and certificate are its own ward's terminal's, not
+    another's of that id."""
     rows = db.execute("SELECT ward, iss, state, status, received FROM terminal_status "
                       "WHERE CAST(? AS TEXT) IS NULL OR ward = ? ORDER BY ward, iss", (ward, ward)).fetchall()
     last: dict[tuple[str, str], tuple[float, str]] = {}
@@ -196,7 +199,7 @@ def fleet_rows(db: Database, ward: str | None, terminals: set[str] | None, now: 
         last[result_ward, iss] = (received, token)
     out = []
     for row_ward, iss, state, status_text, received in rows:
-        if terminals is not None and iss not in terminals:
+        if terminals is not None and (row_ward, iss) not in terminals:
             continue
         status = json.loads(status_text)
         result = last.get((row_ward, iss))

@@ -4,7 +4,7 @@
 (() => {
   const { words, el, post, get, copy, ago, stream, typing } = Office;
   const page = JSON.parse(document.getElementById("page").textContent);
-  const base = `/counter/${encodeURIComponent(page.terminal)}`;
+  const base = page.base;  // /counter/T on a ward's server, /counter/W/T on a province's
   const $ = (id) => document.getElementById(id);
   const icons = { ok: "\u2714", unproven: "!", failed: "\u2716", waiting: "\u2026" };
   let current = null;        // the masked view shown

@@ -22,7 +22,7 @@
       const level = row.problems.some((p) => serious.has(p)) ? "problem" : row.problems.length ? "attention" : "fine";
       const online = row.state === "online";
       const problems = row.problems.map((p) => (problemWords[p] || [p, p])[lang === "vi" ? 0 : 1]).join(", ");
-      const link = el("a", { href: `/counter/${encodeURIComponent(row.terminal)}`, text: row.terminal });
+      const link = el("a", { href: row.counter, text: data.wards ? `${row.terminal} \u00B7 ${row.ward}` : row.terminal });
       body.append(el("tr", { class: level, "data-terminal": row.terminal, "data-state": row.state },
         el("td", {}, link),
         el("td", { class: online ? "state-online" : "state-offline",
