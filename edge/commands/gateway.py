@@ -61,8 +61,9 @@ def register(subparsers: Any) -> None:
     add = officer_actions.add_parser("add", help="create (or --replace) an account")
     add.add_argument("username")
     add.add_argument("--role", choices=("officer", "supervisor", "auditor"), required=True)
-    add.add_argument("--counter", action="append", default=[], metavar="TERMINAL",
-                     help="a terminal this officer works at (repeat)")
+    add.add_argument("--counter", action="append", default=[], metavar="[WARD/]TERMINAL",
+                     help="a counter this officer works at (repeat): WARD/TERMINAL, or on a ward's server TERMINAL "
+                     "alone (its own ward's)")
     add.add_argument("--display-name", default="")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
     add.add_argument("--no-password", action="store_true", help="only the reverse proxy's identity header logs in")
@@ -198,7 +199,8 @@ def _officer(args: argparse.Namespace) -> int:
     from edge.office.database import Database
     from edge.office.web.officers import Officers, Role
 
-    with closing(Database(load_gateway_config(args.config).storage.url)) as db:
+    config = load_gateway_config(args.config)
+    with closing(Database(config.storage.url)) as db:
         officers = Officers(db)
         if args.officer_action == "list":
             for account, disabled in officers.all():
@@ -219,7 +221,7 @@ def _officer(args: argparse.Namespace) -> int:
                     print("error: the passwords differ", file=sys.stderr)
                     return 1
             officers.add(args.username, Role(args.role), password=password, counters=args.counter,
-                         display_name=args.display_name, replace=args.replace)
+                         display_name=args.display_name, replace=args.replace, province=config.ward == "+")
             print(f"officer {args.username}: {args.role}" + (f", counters {', '.join(args.counter)}"
                                                            if args.counter else ""))
     return 0

@@ -441,6 +441,14 @@ def test_officer_accounts_from_the_command_line(tmp_path: Path, monkeypatch: pyt
         db.close()
     assert main(["gateway", "officer", "disable", "lan", "--config", str(config)]) == 0
     assert main(["gateway", "audit", "--config", str(config)]) == 0
+    # A province's server: terminal ids repeat across wards, so a counter is ward/terminal.
+    config.write_text(config.read_text(encoding="utf-8").replace(f'ward = "{WARD}"', 'ward = "+"'), encoding="utf-8")
+    capsys.readouterr()
+    assert main(["gateway", "officer", "add", "hoa", "--role", "officer", "--counter", "T-01", "--no-password",
+                 "--config", str(config)]) == 1
+    assert "ward/terminal" in capsys.readouterr().err
+    assert main(["gateway", "officer", "add", "hoa", "--role", "officer", "--counter", f"{WARD}/T-01",
+                 "--no-password", "--config", str(config)]) == 0
 
 
 def test_a_result_retention_reduced_leaves_the_counter_and_the_fleet_still_lists_its_terminal(
