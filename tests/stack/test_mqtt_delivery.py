@@ -4,6 +4,7 @@ mutual TLS, retained status, commands in."""
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
 import time
@@ -30,6 +31,7 @@ from edge.protocol.result import QrUsage, ReadTiming
 from tests.fixtures.mqtt import MosquittoBroker
 from tests.fixtures.storage import SmallDisk
 from tests.support.results import sample_result
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.stack
 
@@ -571,15 +573,21 @@ def test_a_persistent_fault_waits_instead_of_spinning(
     try:
         collector.wait_for(lambda msgs: len(_events(collector, "delivery_fault")) >= 1)
         window_end = time.monotonic() + 2.5
-        while time.monotonic() < window_end:  # what the terminal does meanwhile: status, events, notifications
+        sent = 0
+        while time.monotonic() < window_end or sent < 100:  # what the terminal does meanwhile: status, events...
             publisher.publish_event({"event": "pong", "jti": "heartbeat", "state": "ready"})
             publisher.notify()
+            sent += 1
             time.sleep(0.005)
         collector.wait_for(lambda msgs: len(_events(collector, "pong")) >= 100)
-        failing = [r for r in caplog.records if r.name == "edge.daemon.mqtt" and "delivery" in r.getMessage()
-                   and ("failed" in r.getMessage() or "failing" in r.getMessage())]
-        assert 1 <= len(failing) <= 5  # 2.5 s at 0.5-1, 1-2, 2-4 s: a handful, never thousands
-        assert publisher.fault_cycles == len(failing)
+
+        def failing() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if r.name == "edge.daemon.mqtt" and "delivery" in r.getMessage()
+                    and ("failed" in r.getMessage() or "failing" in r.getMessage())]
+
+        # A cycle is counted before its line is logged: they agree once the latest cycle has logged.
+        wait_until(lambda: publisher.fault_cycles == len(failing()), "each failed cycle logged once")
+        assert 1 <= len(failing()) <= 5  # 2.5 s at 0.5-1, 1-2, 2-4 s: a handful, never thousands
         assert len(_events(collector, "delivery_fault")) == 1  # reported once per kind of fault
         assert outbox.stats().count == 3  # and nothing was dropped
         assert not any(t == TOPICS.result for t, _, _ in collector.messages)
@@ -604,9 +612,12 @@ def test_a_full_disk_never_publishes_a_result_twice_and_books_it_when_space_retu
     try:
         collector.wait_for(lambda msgs: sum(t == TOPICS.result for t, _, _ in msgs) >= 20
                            and len(_events(collector, "delivery_fault")) >= 1)
-        time.sleep(2.5)  # a few failed bookings (0.5-1, 1-2 s apart)
+        wait_until(lambda: publisher.fault_cycles >= 2, "a second failed booking")
+        # A barrier: events go out at the start of a cycle, on the results' connection, so whatever the failed
+        # cycles published has reached the collector before this event does.
+        publisher.publish_event({"event": "pong", "jti": "barrier", "state": "ready"})
+        collector.wait_for(lambda msgs: len(_events(collector, "pong")) >= 1)
         assert sum(t == TOPICS.result for t, _, _ in collector.messages) == 20  # none sent twice meanwhile
-        assert publisher.fault_cycles >= 2
         assert outbox.stats().count == 20  # acknowledged, but not deletable: kept
         assert "StorageFullError" in (publisher.fault or "")
         small_disk.make_room()
@@ -669,6 +680,8 @@ def test_after_a_long_outage_the_broker_is_reconnected_to_within_ten_seconds(
         while not publisher.connected and time.monotonic() < deadline:
             time.sleep(0.01)
         assert publisher.connected
+        # paho's thread marks the link up, then reports it: wait for the report, not only the flag.
+        wait_until(lambda: bool(links) and links[-1][0], "the link reported up", timeout=20)
         reconnected_at = links[-1][1]
         assert links[-1][0] is True
         assert reconnected_at - back <= 10.0
