@@ -286,6 +286,14 @@ def present_qr_once(rig: Rig, *, results: int) -> None:
     wait_until(lambda: rig.camera.frames >= frames + 8 and rig.terminal.state is State.READY, what="re-armed")
 
 
+def loop_caught_up(rig: Rig, material: Material) -> None:
+    """A ping answered: the loop thread has finished every item posted before it, including the actions (LEDs,
+    events) of a state change that tests saw in the snapshot, which the loop sets before carrying them out."""
+    jti, ping = command(material, "ping")
+    rig.office.command(rig.broker, ping)
+    rig.office.wait(lambda: any(e.get("event") == "pong" and e.get("jti") == jti for e in rig.office.events))
+
+
 def secure(spec: SimCardSpec) -> SimChipSecurity:
     return SimChipSecurity(spec.secrets, spec.quirks)
 
@@ -704,6 +712,7 @@ def test_only_a_card_whose_issuer_is_proven_shows_success(
     assert (outcome.status, outcome.verdict, outcome.rung) == ("stored", verdict, verdict)
     wait_until(lambda: rig.terminal.state is state, what=state.value)
     assert rig.terminal.snapshot.indicator is indicator
+    loop_caught_up(rig, material)  # the loop sets the snapshot first, then drives the LEDs
     assert tuple(int(rig.pins.pin(pin).state) for pin in (17, 27, 22)) == lamps  # green, amber, red
     rig.office.wait(lambda: any(e.get("event") == "result" for e in rig.office.events))
     results = [e["detail"] for e in rig.office.events if e.get("event") == "result"]
