@@ -638,6 +638,9 @@ def test_a_provinces_counter_is_its_wards_terminal(office_factory: Callable[...,
         feed.notify_status(WARD, "T-01")  # ward A's, reported last: not this counter's
         feed.notify_status(OTHER_WARD, "T-01")
         assert stream.next("status")["terminal_state"] == "ready"
+        page = minh.get(base, headers={"accept": "text/html"}).text
+        data = json.loads(page.split('<script type="application/json" id="page">', 1)[1].split("</script>", 1)[0])
+        assert (data["ward"], data["terminal"], data["base"]) == (OTHER_WARD, "T-01", base)  # the script's URLs
         csrf = _csrf(minh, base)
         answer = minh.post(f"{base}/read", json={"can": "012345"}, headers={"x-csrf-token": csrf})
         assert answer.status_code == 200, answer.text
