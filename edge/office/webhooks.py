@@ -434,6 +434,11 @@ def _retry_after(value: str | None) -> float | None:
 
 
 @functools.lru_cache(maxsize=64)
+def _cut_off(endpoint: Endpoint) -> Answer:
+    """An attempt the watchdog ended: never a delivery, whatever part of an answer came before."""
+    return Answer(None, f"no complete answer within {endpoint.timeout * ATTEMPT_TIMEOUTS:g} s")
+
+
 def _tls_context(ca: Path | None) -> ssl.SSLContext:
     """One TLS context per receiver CA, made once: loading a CA bundle takes tens of ms, which per attempt capped a
     sender at ~20 deliveries/s (bench/fleet.py)."""
@@ -485,7 +490,7 @@ class WebhookClient:
 
     def _failure(self, endpoint: Endpoint, exc: Exception) -> Answer:
         if self._overran:
-            return Answer(None, f"no complete answer within {endpoint.timeout * ATTEMPT_TIMEOUTS:g} s")
+            return _cut_off(endpoint)
         return Answer(None, f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS])
 
     def _post(self, endpoint: Endpoint, body: bytes, headers: Mapping[str, str]) -> Answer:
@@ -500,6 +505,9 @@ class WebhookClient:
         finally:
             with self._guard:
                 self._watched = None
+        if self._overran:  # cut off mid-answer: http.client takes the end of the socket for the end of the headers
+            self.close(endpoint.name)
+            return _cut_off(endpoint)
         if response.will_close or not response.isclosed():  # the receiver closes, or said more than we read
             self.close(endpoint.name)
         if 200 <= response.status < 300:
