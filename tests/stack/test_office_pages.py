@@ -500,9 +500,11 @@ def test_the_feed_keys_its_pushes_by_ward_and_terminal(tmp_path: Path) -> None:
     feed = Feed(Database(storage), clock=lambda: NOW - 60)
 
     async def run() -> list[list[tuple[str, str, str]]]:
-        subscriptions = [feed.subscribe(frozenset({"T-01"}), wards=frozenset({WARD})),  # a counter of ward A
+        subscriptions = [feed.subscribe(frozenset({(WARD, "T-01")}), wards=None),  # the counter of ward A's T-01
                          feed.subscribe(None, wards=frozenset({WARD})),  # ward A's supervisor
-                         feed.subscribe(frozenset({"T-01"}), wards=None)]  # a province's server
+                         feed.subscribe(None, wards=None),  # a province's supervisor
+                         # a province's officer of A's T-01 and B's T-02: B's T-01 is neither
+                         feed.subscribe(frozenset({(WARD, "T-01"), (OTHER_WARD, "T-02")}), wards=None)]
         for store, ward, code in ((stores[1], ward_b, OTHER_WARD), (stores[0], ward_a, WARD)):
             assert store.ingest(ward.terminal("T-01").token(1, ward=code), NOW).status == "stored"
             assert store.keep_status(code, "T-01", b'{"state": "online"}', NOW) is None
@@ -514,7 +516,7 @@ def test_the_feed_keys_its_pushes_by_ward_and_terminal(tmp_path: Path) -> None:
         return _feed_pushes(subscriptions)
 
     try:
-        counter, supervisor, province = asyncio.run(run())
+        counter, supervisor, province, officer = asyncio.run(run())
     finally:
         feed.stop()
         for store in stores:
@@ -523,6 +525,7 @@ def test_the_feed_keys_its_pushes_by_ward_and_terminal(tmp_path: Path) -> None:
     assert counter == mine
     assert supervisor == mine
     assert sorted(province) == sorted([*mine, *[(kind, OTHER_WARD, terminal) for kind, _, terminal in mine]])
+    assert officer == mine
 
 
 def test_a_page_shows_and_reveals_only_its_own_wards_results(office_factory: Callable[..., Setup],

@@ -61,12 +61,12 @@ class Push:
 
 
 class Subscription:
-    """What one page receives: pushes about ``terminals`` of ``wards`` (None: every terminal, every ward), in its
-    own event loop."""
+    """What one page receives, in its own event loop: pushes about ``counters`` (exact ``(ward, terminal)`` pairs), or
+    with ``counters`` None about every terminal of ``wards`` (None: every ward)."""
 
-    def __init__(self, feed: Feed, loop: asyncio.AbstractEventLoop, terminals: frozenset[str] | None,
+    def __init__(self, feed: Feed, loop: asyncio.AbstractEventLoop, counters: frozenset[tuple[str, str]] | None,
                  wards: frozenset[str] | None) -> None:  # fmt: skip
-        self.terminals = terminals
+        self.counters = counters
         self.wards = wards
         self.queue: asyncio.Queue[Push] = asyncio.Queue(QUEUE_LIMIT)
         self._loop = loop
@@ -75,8 +75,9 @@ class Subscription:
     def wants(self, push: Push) -> bool:
         if not push.ward and not push.terminal:
             return True
-        return ((self.wards is None or push.ward in self.wards)
-                and (self.terminals is None or push.terminal in self.terminals))  # fmt: skip
+        if self.counters is not None:
+            return (push.ward, push.terminal) in self.counters
+        return self.wards is None or push.ward in self.wards
 
     def offer(self, push: Push) -> bool:
         """Hand ``push`` over from any thread; False once the page's loop is gone."""
@@ -128,10 +129,10 @@ class Feed:
 
     # --- subscriptions -------------------------------------------------------------------------------------------
 
-    def subscribe(self, terminals: frozenset[str] | None, *, wards: frozenset[str] | None) -> Subscription:
-        """A subscription in the calling coroutine's loop: ``terminals`` of ``wards`` (None: all; a terminal id
-        alone names a terminal of any ward, so a page of one ward's server gives that ward)."""
-        subscription = Subscription(self, asyncio.get_running_loop(), terminals, wards)
+    def subscribe(self, counters: frozenset[tuple[str, str]] | None, *, wards: frozenset[str] | None) -> Subscription:
+        """A subscription in the calling coroutine's loop: ``counters`` (``(ward, terminal)``: ids are unique only
+        within a ward), or with None every terminal of ``wards`` (None: every ward)."""
+        subscription = Subscription(self, asyncio.get_running_loop(), counters, wards)
         with self._lock:
             self._subscriptions.append(subscription)
         return subscription

@@ -374,7 +374,7 @@ class _Pages:
     async def counter_stream(self, request: Request) -> Response:
         session = await run_in_threadpool(self.session, request)
         ward, terminal = self.counter_of(request, session)
-        return self._stream(request, frozenset({terminal}), frozenset({ward}), views=True)
+        return self._stream(request, frozenset({(ward, terminal)}), None, views=True)
 
     async def fleet_stream(self, request: Request) -> Response:
         session = await run_in_threadpool(self.session, request)
@@ -385,14 +385,15 @@ class _Pages:
         if officer.role.value == "supervisor":
             return self._stream(request, None, served, views=False)
         mine = officer.counters_of(self.web.ward)  # the fleet's news only: its rows are each counter's own
-        return self._stream(request, frozenset(t for _, t in mine), frozenset(w for w, _ in mine), views=False)
+        return self._stream(request, frozenset(mine), None, views=False)
 
-    def _stream(self, request: Request, terminals: frozenset[str] | None, wards: frozenset[str] | None, *,
+    def _stream(self, request: Request, counters: frozenset[tuple[str, str]] | None, wards: frozenset[str] | None, *,
                 views: bool) -> Response:  # fmt: skip
-        """Server-sent events about ``terminals`` of ``wards``; ``views``: a result comes as its masked view (the
-        counter), else only as the news that one arrived (the fleet)."""
+        """Server-sent events about ``counters`` (``(ward, terminal)``; None: every terminal of ``wards``, None: every
+        ward); ``views``: a result comes as its masked view (the counter), else only as the news that one arrived
+        (the fleet)."""
         lang = self.lang(request)
-        subscription = self.web.feed.subscribe(terminals, wards=wards)
+        subscription = self.web.feed.subscribe(counters, wards=wards)
 
         async def events() -> AsyncIterator[str]:
             try:
