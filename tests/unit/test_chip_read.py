@@ -382,6 +382,21 @@ def test_no_extended_length_is_learned_before_the_session(access: str, specs: di
     assert result.stats.apdus == knowing.stats.apdus + 1
 
 
+@pytest.mark.parametrize("access", ["PACE", "BAC"])
+def test_a_naked_refusal_of_a_secured_extended_read_costs_one_apdu(access: str, specs: dict[str, SimCardSpec]) -> None:
+    """Issue 18's card: extended length in plain (EF.CardAccess's 1 KB read passes), a naked 6700 to the first
+    secured extended read. The SSC goes back (gmrtd #457): no second PACE/BAC, one APDU more than a read that
+    knew, and the refusal is the only secured extended command."""
+    spec = with_quirks(specs["default"], naked_errors=True, max_le=1024)
+    spec, key = (spec, can_key(spec)) if access == "PACE" else (without_pace(spec), mrz_key(spec))
+    result, recorder = read(spec, key)
+    assert_complete(result, spec, photo=False)
+    assert result.access.reauthentications == 0
+    assert [c.ins for c in recorder.commands if c.extended and c.cla & 0x0C] == [0xB0]
+    knowing = read_chip(chip(spec), ReadRequest(key), memory=ChunkMemory(extended_refused=True))
+    assert result.stats.apdus == knowing.stats.apdus + 1
+
+
 def test_a_chip_that_counts_its_naked_refusal_costs_one_session_never_the_read(specs: dict[str, SimCardSpec]) -> None:
     """The opposite reading (no chip is known to count a naked answer): the next command's MAC fails at the chip,
     which ends the session; the read re-authenticates once and completes."""
