@@ -347,8 +347,8 @@ def test_the_fleet_lists_problems_first(office_factory: Callable[..., Setup],
     status has none; a hostile one's is no version): unknown, never the terminal's text."""
     setup = office_factory()
     hostile = "<img src=x onerror=alert(1)>"
-    statuses = {"T-01": {"state": "online", "version": __version__, "terminal_state": "ready", "reader": "ok",
-                         "camera": "ok", "queued": 0},
+    statuses = {"T-01": {"state": "online", "version": __version__, "terminal_state": "ready", "indicator": "ready",
+                         "reader": "ok", "camera": "ok", "queued": 0, "awaiting_receipt": 2},
                 "T-02": {"state": "offline"},
                 "T-03": {"state": "online", "version": hostile, "terminal_state": "fault", "reader": "missing",
                          "camera": "ok"},
@@ -367,6 +367,7 @@ def test_the_fleet_lists_problems_first(office_factory: Callable[..., Setup],
     assert [row["terminal"] for row in rows] == ["T-02", "T-03", "T-04", "T-01"]
     assert rows[0]["problems"][0] == "offline"
     assert rows[-1]["problems"] == []
+    assert (rows[-1]["indicator"], rows[-1]["queued"], rows[-1]["awaiting_receipt"]) == ("ready", 0, 2)
     assert {row["terminal"]: row["version"] for row in rows} == {"T-01": __version__, "T-02": None, "T-03": None,
                                                                    "T-04": None}
     assert [row.version for row in setup.office.gateway.store.fleet()] == [__version__, None, None, None]

@@ -239,6 +239,9 @@ def test_a_killed_daemon_goes_offline_on_the_fleet_page(demo: Demo, browser: Any
         return lambda d: any(cell.text == __version__ for cell in d.find_elements("css selector", cells))
 
     _wait(browser, showing_version("online"), "the terminal online, its software version shown")
+    lights = browser.find_element("css selector", f'{row}[data-state="online"] td.indicator')
+    assert lights.get_attribute("data-indicator")  # the terminal's lights, in words (its state in the tooltip)
+    assert lights.text not in ("", "—", lights.get_attribute("data-indicator"))
     os.kill(demo.daemon_pid, signal.SIGKILL)  # no goodbye: the broker publishes its last will
     _wait(browser, showing_version("offline"),  # the will names the software too
           "the killed terminal offline on the fleet page, its version still shown")

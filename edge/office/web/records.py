@@ -211,7 +211,8 @@ def fleet_rows(db: Database, ward: str | None, terminals: Set[tuple[str, str]] |
             "ward": row_ward, "terminal": iss, "state": state or "unknown", "status_received": received,
             "terminal_state": status.get("terminal_state"), "indicator": status.get("indicator"),
             "reader": status.get("reader"), "camera": status.get("camera"), "queued": status.get("queued"),
-            "held": status.get("held"), "last_error": status.get("last_error"), "version": software_version(status),
+            "awaiting_receipt": status.get("awaiting_receipt"), "held": status.get("held"),
+            "last_error": status.get("last_error"), "version": software_version(status),
             "last_result": result[0] if result is not None else None, "cert_expiry": expiry, "problems": found,
         })  # fmt: skip
     severity = ["offline", "fault", "cert_expiring", "reader", "camera", "storage_full", "outbox_full", "clock",

@@ -62,12 +62,26 @@ TERMINAL_STATES: Mapping[str, tuple[str, str]] = {
     "wait_card": ("Đang chờ thẻ: đặt thẻ lên đầu đọc", "waiting for the card: place it on the reader"),
     "wait_key": ("Đang chờ mã QR", "waiting for the QR"),
     "reading": ("Đang đọc chip…", "reading the chip…"),
+    "hold_still": ("Thẻ bị nhấc ra: đặt lại và giữ yên", "card lifted: put it back and hold it still"),
     "verifying": ("Đang xác minh…", "verifying…"),
     "result_ok": ("Đã có kết quả", "result ready"),
     "result_unproven": ("Đã có kết quả", "result ready"),
     "result_failed": ("Đã có kết quả", "result ready"),
     "fault": ("Lỗi thiết bị", "device fault"),
     "starting": ("Đang khởi động", "starting"),
+}
+
+#: What the terminal's lights say (its status's ``indicator``: the README's "Indicator patterns"), for the fleet.
+INDICATORS: Mapping[str, tuple[str, str]] = {
+    "ready": ("Sẵn sàng", "ready"),
+    "scanning": ("Đang đọc", "reading"),
+    "hold_still": ("Giữ yên thẻ", "hold the card still"),
+    "success": ("Thẻ thật", "genuine"),
+    "unproven": ("Chưa xác minh nguồn", "issuer not proven"),
+    "failure": ("Không đạt", "failed"),
+    "offline_queued": ("Mất kết nối, kết quả chờ gửi", "offline, results waiting"),
+    "clock_unsynchronised": ("Đồng hồ chưa đồng bộ", "clock not synchronised"),
+    "fault": ("Lỗi thiết bị", "device fault"),
 }
 
 #: What a terminal's /event means to the officer who asked for a read (event name -> words).
@@ -138,6 +152,7 @@ UI: Mapping[str, tuple[str, str]] = {
     "reader": ("Đầu đọc", "Reader"),
     "camera": ("Camera", "Camera"),
     "queued": ("Chờ gửi", "Queued"),
+    "awaiting_receipt": ("chờ xác nhận", "awaiting receipt"),
     "last_result": ("Kết quả gần nhất", "Last result"),
     "cert_expiry": ("Chứng thư thiết bị hết hạn", "Device certificate expires"),
     "version": ("Phiên bản", "Version"),
@@ -192,5 +207,6 @@ def client_words(lang: Lang) -> dict[str, dict[str, str]]:
         "checks": {name: pick(words, lang) for name, words in CHECKS.items()},
         "statuses": {name: pick(words, lang) for name, words in STATUSES.items()},
         "states": {name: pick(words, lang) for name, words in TERMINAL_STATES.items()},
+        "indicators": {name: pick(words, lang) for name, words in INDICATORS.items()},
         "progress": {name: pick(words, lang) for name, words in PROGRESS.items()},
     }

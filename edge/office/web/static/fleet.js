@@ -11,6 +11,8 @@
     queued: ["Kết quả chờ gửi", "results waiting"],
   };
   const serious = new Set(["offline", "fault", "cert_expiring", "reader", "camera", "storage_full", "outbox_full"]);
+  // Results the terminal still holds: not yet at the broker, and (beside) at the broker but not yet confirmed stored.
+  const waiting = (row) => (row.queued ?? "—") + (row.awaiting_receipt ? ` + ${row.awaiting_receipt} ${words.ui.awaiting_receipt}` : "");
   const when = (ts) => (ts ? new Date(ts * 1000).toLocaleString(lang === "vi" ? "vi-VN" : "en-GB") : "—");
 
   async function refresh() {
@@ -28,9 +30,11 @@
         el("td", { class: online ? "state-online" : "state-offline",
                    text: online ? `\u25CF ${words.ui.online}` : `\u25CB ${words.ui.offline}` }),
         el("td", { text: problems || `\u2714 ${words.ui.no_problem}` }),
-        el("td", { text: online ? (words.states[row.terminal_state] || row.terminal_state || "—") : "—" }),
+        el("td", { class: "indicator", "data-indicator": online ? row.indicator : null,
+                   title: online ? (words.states[row.terminal_state] || row.terminal_state) : null,
+                   text: online ? (words.indicators[row.indicator] || row.indicator || "—") : "—" }),
         el("td", { text: row.reader || "—" }), el("td", { text: row.camera || "—" }),
-        el("td", { text: row.queued ?? "—" }), el("td", { text: when(row.last_result) }),
+        el("td", { class: "queued", text: waiting(row) }), el("td", { text: when(row.last_result) }),
         el("td", { text: row.cert_expiry ? new Date(row.cert_expiry * 1000).toLocaleDateString(lang === "vi" ? "vi-VN" : "en-GB") : "—" }),
         el("td", { text: row.version || "—" })));
     }
