@@ -25,7 +25,12 @@ from hypothesis import strategies as st
 from edge import signers
 from edge.config import Config, load_config, parse_config
 from edge.daemon import doctor
+from edge.daemon.health import Liveness
+from edge.daemon.mqtt import MqttSettings, ResultPublisher
+from edge.daemon.outbox import Outbox
+from edge.daemon.result_store import ResultStore, Sealer, Stored
 from edge.daemon.terminal import Terminal
+from edge.daemon.threads import Shared
 from edge.errors import ConfigError, ProvisioningError, SignerError
 from edge.protocol import jose
 from edge.protocol.pkcs11_uri import Pkcs11Uri, parse_pkcs11_uri
@@ -34,6 +39,7 @@ from provisioning import device, ward_ca
 from provisioning.__main__ import main as provisioning_cli
 from provisioning.pki import TerminalIdentity, new_private_key
 from provisioning.token import public_keys, token_session
+from tests.support.results import sample_result
 
 if TYPE_CHECKING:
     from pkcs11 import ObjectClass
@@ -442,6 +448,28 @@ def test_a_token_failing_mid_run_is_a_signer_error(token_uri: str, tmp_path: Pat
     with pytest.raises(SignerError, match=f"token '{TOKEN}' failed: PKCS#11") as info:
         signer.sign(b"after")
     assert not isinstance(info.value, ConfigError)
+
+
+def test_a_token_failing_mid_tap_is_reported_to_the_office_as_a_signer_error(token_uri: str, tmp_path: Path) -> None:
+    """The daemon's stage 5 (seal and store) with the token gone: nothing is stored, no seq is spent, and the
+    office's event names the signer, not the configuration (it said "ConfigError")."""
+    device.init_device(tmp_path, IDENTITY, pkcs11_uri=token_uri)
+    signer = open_signer(token_uri)
+    signer.close()  # as when the token is pulled out after the start
+    config = parse_config({"terminal_id": "T-01", "ward_code": "26734", "mqtt": {"tls": False}})
+    shared, events = Shared(lambda: 0.0, Liveness()), []
+    shared.events_to(events.append)
+    outbox = Outbox(tmp_path / "outbox.db", max_count=10, max_bytes=1 << 20)
+    try:
+        store = ResultStore(shared, Sealer(signer, "T-01"), outbox,
+                            ResultPublisher(MqttSettings.from_config(config), outbox))  # never started
+        assert store.keep(sample_result()) == Stored(None)
+        assert outbox.stats().count == 0
+        assert outbox.enqueue(b"next")[1] == 1  # the failed seal spent no seq
+    finally:
+        outbox.close()
+    assert events == [{"event": "result_not_stored", "reason": "SignerError", "request_id": None}]
+    assert shared.stats()["results_refused"] == 1
 
 
 def test_rotation_interrupted_after_the_first_relabel_is_finished_by_install(pin_file_uri: str, ward: Ward) -> None:
