@@ -34,6 +34,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
 
+from edge.daemon.storage import sqlite_errors_typed
 from edge.errors import CommandRejectedError, TokenError, TokenExpiredError, TokenSignatureError, UnknownKeyError
 from edge.files import create_private
 from edge.protocol.clock import TimeEvidence
@@ -61,20 +62,25 @@ MAX_COMMAND_BYTES = MAX_DS_LIST_BYTES * 4 // 3 + 16 * 1024
 
 
 class ReplayGuard:
-    """Remembers each accepted ``jti`` until it expires; the file is 0600 (it is not personal, but it is ours)."""
+    """Remembers each accepted ``jti`` until it expires; the file is 0600 (it is not personal, but it is ours).
+
+    A disk error (full, I/O) is a :class:`~edge.errors.StorageError` naming the file, at start and on every
+    :meth:`remember`: the command or receipt is then not accepted (a replay could not be refused later)."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         create_private(path)
+        self._path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS seen (jti TEXT PRIMARY KEY, exp INTEGER NOT NULL)")
+        with sqlite_errors_typed(path):
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS seen (jti TEXT PRIMARY KEY, exp INTEGER NOT NULL)")
 
     def remember(self, jti: str, exp: int, now: int) -> bool:
         """Record ``jti``; False if it was already there (a replay)."""
-        with self._lock:
+        with self._lock, sqlite_errors_typed(self._path):
             self._db.execute("DELETE FROM seen WHERE exp < ?", (now - DEFAULT_LEEWAY,))
             try:
                 self._db.execute("INSERT INTO seen (jti, exp) VALUES (?, ?)", (jti, exp))
