@@ -428,9 +428,10 @@ class Answer:
 
 
 def _retry_after(value: str | None) -> float | None:
-    if value is None or not value.strip().isdigit():
+    text = (value or "").strip()
+    if not (text.isascii() and text.isdigit()):  # headers arrive latin-1 decoded: '²' is a digit to isdigit, not int
         return None  # an HTTP date is not worth parsing here: the backoff applies
-    return float(min(int(value.strip()), 10**7))
+    return float(min(int(text), 10**7))
 
 
 @functools.lru_cache(maxsize=64)

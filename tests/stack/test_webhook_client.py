@@ -118,3 +118,28 @@ def test_a_receiver_trickling_its_answer_is_cut_off_after_the_attempts_bound() -
         thread.join(5)
     assert answer.status is None
     assert answer.error == f"no complete answer within {1.0 * ATTEMPT_TIMEOUTS:g} s"
+
+
+@pytest.mark.parametrize("retry_after", [b"\xb2", b"\xb9\xb3", b"120"])  # latin-1 '²', '¹³': str.isdigit() says yes
+def test_a_retry_after_of_non_ascii_digits_is_ignored_and_the_status_kept(retry_after: bytes) -> None:
+    """http.client decodes headers as latin-1, where '²' is a digit to str.isdigit but not to int(): a receiver's
+    Retry-After of it must not turn its 410 (gone: stop delivering) into a status-less failure to retry."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer_once() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 410 Gone\r\nRetry-After: " + retry_after + b"\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=answer_once, daemon=True)
+    thread.start()
+    client = WebhookClient()
+    try:
+        answer = client.post(_endpoint(f"http://127.0.0.1:{listener.getsockname()[1]}/hooks"), b"{}", {})
+    finally:
+        client.close()
+        listener.close()
+        thread.join(5)
+    assert (answer.status, answer.error) == (410, "HTTP 410")
+    assert answer.retry_after == (120.0 if retry_after == b"120" else None)
