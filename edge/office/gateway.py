@@ -265,7 +265,8 @@ class Gateway:
             try:
                 done = self._handle(messages, receipts)
             except Exception as exc:  # noqa: BLE001  # the thread boundary: nothing a message holds ends it
-                log_unexpected(log, "messages could not be handled; not acknowledged", exc)
+                log_unexpected(log, "messages could not be handled together; handling them one by one", exc)
+                done = self._one_by_one(messages, receipts)
             try:  # receipts before acknowledgements: whatever the broker no longer holds has had its receipt sent
                 self._send_receipts(receipts)
             except Exception as exc:  # noqa: BLE001  # its terminal will send the results again, and get one then
@@ -316,6 +317,31 @@ class Gateway:
             for outcome in outcomes:
                 self._report(outcome, receipts)
             done += results
+        return done
+
+    def _one_by_one(self, messages: list[_Message], receipts: dict[tuple[str, str], list[tuple[int, str]]]
+                    ) -> list[_Message]:  # fmt: skip
+        """After a batch broke the gateway (a bug some input found): each message alone, and one that breaks it
+        again is quarantined with what broke and acknowledged. Left unacknowledged, it would hold one of the
+        broker's ``receive_maximum`` slots until the next connection, and break the batch again then."""
+        done: list[_Message] = []
+        for message in messages:
+            try:
+                done += self._handle([message], receipts)
+                continue
+            except Exception as exc:  # noqa: BLE001  # the thread boundary, as in _work
+                log_unexpected(log, "a message could not be handled; quarantined", exc)
+                reason = f"unexpected {type(exc).__name__} while handling it"
+            try:
+                outcome = self._stubborn(lambda m=message, r=reason: self.store.quarantine(  # type: ignore[misc]
+                    m.payload, self._clock(), m.topic, r))
+            except Exception as exc:  # noqa: BLE001  # not even kept: stays unacknowledged, for the next connection
+                log_unexpected(log, "quarantining a message failed; not acknowledged", exc)
+                continue
+            if outcome is _GAVE_UP:
+                return done
+            self._report(outcome, receipts)
+            done.append(message)
         return done
 
     def _queue_webhooks(self, outcomes: list[Outcome]) -> int:
