@@ -37,9 +37,11 @@ from edge.office.gateway_config import parse_gateway_config
 from edge.office.store import ResultStore
 from edge.office.verify import TerminalKeys
 from edge.office.ward_trust import WardTrust
+from edge.office.web import officers as officers_module
 from edge.office.web.audit import AuditLog
 from edge.office.web.feed import Feed, Subscription
 from edge.office.web.officers import Officer, Role
+from edge.office.web.pages import LOGIN_CHECKS
 from edge.office.web.server import Office, open_office
 from edge.protocol.commands import ReadCommand
 from edge.sim.broker import MosquittoBroker
@@ -220,6 +222,81 @@ def test_login_session_timeout_csrf_and_security_headers(office_factory: Callabl
     assert anonymous.post("/counter/T-01/reveal", json={}, headers={"x-csrf-token": "guess"}).status_code == 403
     setup.clock.offset += 61  # idle longer than web.session_idle
     assert anonymous.get("/counter/T-01/latest").status_code == 401
+
+
+def test_a_flood_of_logins_checks_two_passwords_at_a_time(office_factory: Callable[..., Setup]) -> None:
+    """argon2id takes 64 MiB a check: logins from anyone on the LAN (no account needed) were checked one per pool
+    thread, 40 at once (2.5 GiB). Each check here waits (bounded) for a third to start beside it: none does."""
+    setup = office_factory()
+    officers = setup.office.web.officers
+    real = officers.authenticate
+    lock, crowded = threading.Lock(), threading.Event()
+    active, peak = 0, 0
+
+    def counted(username: str, password: str) -> Officer:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+            if active > LOGIN_CHECKS:
+                crowded.set()
+        try:
+            crowded.wait(0.5)  # room for another check to start now, if the server lets it
+            return real(username, password)
+        finally:
+            with lock:
+                active -= 1
+
+    officers.authenticate = counted  # type: ignore[method-assign]
+    clients = [setup.client() for _ in range(6)]
+    tokens = [client.get("/login").cookies["cccd_login"] for client in clients]
+    answers: list[int] = []
+
+    def log_in(client: httpx.Client, token: str, name: str) -> None:
+        answers.append(client.post("/login", data={"csrf": token, "username": name, "password": "wrong"}).status_code)
+
+    threads = [threading.Thread(target=log_in, args=(client, token, f"nobody{i}"))
+               for i, (client, token) in enumerate(zip(clients, tokens, strict=True))]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert answers == [401] * 6
+    assert peak == LOGIN_CHECKS
+
+
+def test_wrong_passwords_lock_a_name_and_names_tried_once_are_not_kept_forever(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ten wrong passwords lock the name for the window, the right one included. Each wrong password is remembered
+    by name for that; a spray of names, each tried once, grew that memory without end (and with names of any
+    length, and every name asked about at all)."""
+    monkeypatch.setattr(officers_module, "MAX_TRACKED", 3)
+    db = Database(f"sqlite:///{tmp_path}/office.db")
+    clock = Clock()
+    try:
+        officers = officers_module.Officers(db, clock=clock)
+        officers.add("lan", Role.OFFICER, password=PASSWORD, counters=["T-01"])
+        for _ in range(officers_module.LOCK_AFTER):
+            with pytest.raises(OfficerAccessError, match="wrong password"):
+                officers.authenticate("lan", "wrong password")
+        with pytest.raises(OfficerAccessError, match="too many") as locked:
+            officers.authenticate("lan", PASSWORD)
+        assert locked.value.reason == "locked"
+        clock.offset += officers_module.LOCK_WINDOW + 1
+        assert officers.authenticate("lan", PASSWORD).username == "lan"
+        assert officers._failures == {}
+        for name in ("a1", "a2", "a3", "a4", "x" * 5000):
+            with pytest.raises(OfficerAccessError):
+                officers.authenticate(name, "wrong password")
+        assert set(officers._failures) == {"a1", "a2", "a3", "a4"}  # none stale yet; never the impossible name
+        clock.offset += officers_module.LOCK_WINDOW + 1
+        with pytest.raises(OfficerAccessError):
+            officers.authenticate("b1", "wrong password")
+        assert set(officers._failures) == {"b1"}
+        officers.authenticate("lan", PASSWORD)
+        assert set(officers._failures) == {"b1"}  # a name asked about is not kept for that alone
+    finally:
+        db.close()
 
 
 def test_roles_keep_each_officer_to_their_own(office_factory: Callable[..., Setup]) -> None:

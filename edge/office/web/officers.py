@@ -38,6 +38,8 @@ COUNTER = re.compile(r"^(?:([A-Za-z0-9_.-]{1,64})/)?([A-Za-z0-9_.-]{1,64})$")
 #: Wrong passwords within :data:`LOCK_WINDOW` seconds after which an account waits out the window.
 LOCK_AFTER, LOCK_WINDOW = 10, 900.0
 MIN_PASSWORD = 10
+#: Names with recent wrong passwords kept before the stale ones are dropped (a name tried once would stay forever).
+MAX_TRACKED = 1000
 
 
 class Role(StrEnum):
@@ -172,8 +174,9 @@ class Officers:
         """The officer, if the password is theirs; :class:`OfficerAccessError` (``login`` or ``locked``) if not."""
         now = self._clock()
         with self._failures_lock:
-            recent = [at for at in self._failures.get(username, []) if now - at < LOCK_WINDOW]
-            self._failures[username] = recent
+            recent = [at for at in self._failures.pop(username, []) if now - at < LOCK_WINDOW]
+            if recent:  # a name with no recent wrong password is not kept
+                self._failures[username] = recent
         if len(recent) >= LOCK_AFTER:
             raise OfficerAccessError("locked", "too many wrong passwords; try again later")
         row = self._db.execute("SELECT password_hash FROM officers WHERE username=? AND disabled=0",
@@ -184,8 +187,12 @@ class Officers:
             if stored is None:
                 raise VerifyMismatchError
         except (VerifyMismatchError, VerificationError, InvalidHashError):
-            with self._failures_lock:
-                self._failures.setdefault(username, []).append(now)
+            if USERNAME.match(username):  # only a possible account can be locked: other names are not kept
+                with self._failures_lock:
+                    self._failures.setdefault(username, []).append(now)
+                    if len(self._failures) > MAX_TRACKED:
+                        self._failures = {name: times for name, times in self._failures.items()
+                                          if now - times[-1] < LOCK_WINDOW}  # fmt: skip
             raise OfficerAccessError("login", "unknown officer or wrong password") from None
         if self._hasher.check_needs_rehash(stored):
             self._db.execute("UPDATE officers SET password_hash=? WHERE username=?",

@@ -72,6 +72,9 @@ LOGIN_COOKIE = "cccd_login"
 LANG_COOKIE = "lang"
 MAX_BODY = 8 * 1024
 HEARTBEAT = 15.0
+#: Password checks under way at once. Each takes argon2id's 64 MiB and a core: a flood of logins (from anyone on the
+#: LAN, no account needed) would otherwise run one per pool thread (40: 2.5 GiB) and hold the pool every page needs.
+LOGIN_CHECKS = 2
 _CAN = re.compile(r"^[0-9]{6}$")
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -176,6 +179,7 @@ def create_app(web: OfficeWeb, *, routes: Sequence[BaseRoute] = ()) -> Starlette
 class _Pages:
     def __init__(self, web: OfficeWeb) -> None:
         self.web = web
+        self.login_checks = asyncio.Semaphore(LOGIN_CHECKS)  # the waiting logins hold no thread
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
                                      autoescape=select_autoescape(default=True, default_for_string=True))
 
@@ -295,8 +299,9 @@ class _Pages:
         if not expected or not secrets.compare_digest(form.get("csrf", ""), expected):
             raise OfficerAccessError("csrf", "the login form is stale; reload it")
         try:
-            officer = await run_in_threadpool(self.web.officers.authenticate, form.get("username", "").strip(),
-                                              form.get("password", ""))  # fmt: skip
+            async with self.login_checks:
+                officer = await run_in_threadpool(self.web.officers.authenticate, form.get("username", "").strip(),
+                                                  form.get("password", ""))  # fmt: skip
         except OfficerAccessError as exc:
             if exc.reason not in ("login", "locked"):
                 raise
