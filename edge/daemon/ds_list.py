@@ -178,7 +178,10 @@ def load_record(directory: Path) -> ListRecord:
 
 
 def _write_record(directory: Path, record: ListRecord) -> None:
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".record-")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".record-")
+    except OSError as exc:  # no inode or space left for even an empty file
+        raise DsListRefusedError("storage", f"cannot write in {directory}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(record.model_dump_json(indent=1))

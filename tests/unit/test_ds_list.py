@@ -20,6 +20,8 @@ from edge import signers
 from edge.daemon.ds_list import (
     RECORD_FILE,
     ListKey,
+    ListRecord,
+    _write_record,
     apply_ds_list,
     list_keys,
     load_record,
@@ -424,3 +426,11 @@ ds_list_keys = ["{province_pub}"]
     assert "version 1 from ward-26734" in out
     assert "version 9 from province for province" in out
     assert out.count("\nDS   ") == 2
+
+
+def test_a_record_that_cannot_even_be_created_is_a_storage_refusal(tmp_path: Path) -> None:
+    """The temporary file is the first write: a directory gone (or out of inodes) refuses the list as ``storage``,
+    never an OSError escaping the import or the daemon's trust_update."""
+    with pytest.raises(DsListRefusedError) as refused:
+        _write_record(tmp_path / "gone", ListRecord())
+    assert refused.value.reason == "storage"
