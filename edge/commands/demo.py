@@ -466,6 +466,6 @@ def _wait_for_taps(tap: Callable[[str], None], cards: list[str]) -> None:
         choice = line.strip()
         if choice in ("q", "quit"):
             return
-        if choice.isdigit() and 1 <= int(choice) <= len(cards):
+        if choice.isascii() and choice.isdigit() and 1 <= int(choice) <= len(cards):
             tap(cards[int(choice) - 1])
             print(f"tapped the {cards[int(choice) - 1]} card", flush=True)

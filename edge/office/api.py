@@ -181,7 +181,7 @@ async def _answer_body(request: Request) -> bytes:
     """The body, read only up to :data:`MAX_ONLINE_ANSWER_BYTES` (a larger one is a 413, the rest left unread)."""
     too_large = HTTPException(413, f"the online answer is larger than {MAX_ONLINE_ANSWER_BYTES} bytes")
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_ONLINE_ANSWER_BYTES:
+    if declared.isascii() and declared.isdigit() and int(declared) > MAX_ONLINE_ANSWER_BYTES:
         raise too_large
     body = bytearray()
     async for chunk in request.stream():

@@ -23,10 +23,14 @@ SUPERUSER = "cccd"
 _START_TIMEOUT = 30
 
 
+def _major(name: str) -> int:
+    return int(name) if name.isascii() and name.isdigit() else 0
+
+
 def server_bin_dir() -> Path | None:
     """The newest installed PostgreSQL server's bin directory, or None."""
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-                      key=lambda path: int(path.parent.parent.name) if path.parent.parent.name.isdigit() else 0)
+    installed = Path("/usr/lib/postgresql").glob("*/bin/initdb")
+    versions = sorted(installed, key=lambda path: _major(path.parent.parent.name))
     return versions[-1].parent if versions else None
 
 

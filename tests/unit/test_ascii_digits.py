@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -50,3 +51,14 @@ def test_documents_and_profiles_take_ascii_digits_only(table: dict[int, str]) ->
 
 def _date() -> dt.date:
     return dt.date(2003, 2, 1)
+
+
+def test_every_isdigit_in_the_product_is_asked_with_isascii() -> None:
+    """``'²'.isdigit()`` is True and ``int('²')`` raises: a header, prompt or file that passes the check then
+    crashes. So no shipped line asks ``isdigit()`` without ``isascii()`` beside it (``\\d`` is caught by ruff's
+    rules and the patterns' own tests)."""
+    root = Path(__file__).resolve().parents[2] / "edge"
+    unasked = [f"{path.relative_to(root.parent)}:{number}" for path in sorted(root.rglob("*.py"))
+               for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+               if ".isdigit()" in line and "isascii()" not in line and not line.lstrip().startswith(('"', "#"))]
+    assert unasked == []

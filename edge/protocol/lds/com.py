@@ -41,7 +41,7 @@ def parse_com(data: bytes) -> ComFile:
                 groups.append(TAG_TO_DG[tag])
             else:
                 unknown.append(tag)
-        if not (lds.isdigit() and len(lds) == 4):
+        if not (lds.isascii() and lds.isdigit() and len(lds) == 4):
             raise LdsError("LDS version is not 4 digits", what="EF.COM", offset=outer.offset)
         return ComFile(lds, unicode_version, tuple(groups), tuple(unknown))
 
