@@ -282,8 +282,11 @@ class _Reader:
             le = next_le
 
     def after_transport_failure(self, exc: TransportFailedError, le: int) -> int:
-        """The Le to try after the reader failed a READ BINARY of ``le``; re-raises when no smaller one can help."""
-        if le > LE_MAX_SHORT and not self.memory.extended_refused:
+        """The Le to try after the reader failed a READ BINARY of ``le``; re-raises when no smaller one can help.
+
+        Only a failure over the reader's command limit says extended length is refused: a card reset under the read
+        (SCARD_W_RESET_CARD) is re-raised as it is, so the session re-opens and resumes at the same Le."""
+        if le > LE_MAX_SHORT and not self.memory.extended_refused and exc.over_limit == "command":
             self.memory.extended_refused = True  # whatever the limit, short APDUs are what every reader carries
             return LE_MAX_SHORT
         if exc.over_limit == "response":

@@ -19,8 +19,9 @@ from typing import Any, Literal
 
 import pytest
 
-from edge.drivers.pcsc import PcscReaderDriver
+from edge.drivers.pcsc import PcscConnection, PcscReaderDriver
 from edge.protocol.access.policy import CanKey, MrzKey
+from edge.protocol.apdu import CommandApdu, ResponseApdu
 from edge.protocol.chip import ChipRead, ReadRequest, read_chip
 from edge.protocol.mrz import parse_mrz
 from edge.protocol.readers import GENERIC, PROFILES, VIRTUAL, ReaderProfile
@@ -181,3 +182,39 @@ def test_a_secured_read_failed_by_the_reader_ends_in_a_completed_read(
     assert len(sim.virtual_reader.log.failures) >= 1
     assert result.access.reauthentications == 1
     assert not result.extended_length
+
+
+class _ResetByAnotherParty:
+    """A PC/SC connection whose card another application resets (SCardDisconnect with SCARD_RESET_CARD) just before
+    the ``at``-th APDU: pcscd answers that APDU SCARD_W_RESET_CARD."""
+
+    def __init__(self, inner: PcscConnection, at: int, other: PcscReaderDriver) -> None:
+        self.inner, self.at, self.other, self.sent = inner, at, other, 0
+
+    @property
+    def supports_extended_length(self) -> bool:
+        return self.inner.supports_extended_length
+
+    def send_and_receive(self, command: CommandApdu) -> ResponseApdu:
+        self.sent += 1
+        if self.sent == self.at:
+            self.other.connect(READER_NAMES[0]).close()
+        return self.inner.send_and_receive(command)
+
+
+@pytest.mark.parametrize("at", [8, 12])  # EF.SOD's extended read, DG2's
+def test_a_card_reset_under_an_extended_read_costs_one_session_not_extended_length(
+    at: int, specs: dict[str, SimCardSpec], insert_card: InsertCard, driver_for: Any
+) -> None:
+    """A reset is no reader limit: the read re-authenticates once and goes on in extended APDUs (it used to fall
+    back to short ones: 82 APDUs for a 16-APDU read)."""
+    spec = specs["default"]
+    insert_card(spec, security=SimChipSecurity(spec.secrets, spec.quirks))
+    driver, other = driver_for(VIRTUAL), driver_for(VIRTUAL)
+    baseline = read_on(driver, spec, photo=True)
+    with driver.connect(READER_NAMES[0]) as connection:
+        result = read_chip(_ResetByAnotherParty(connection, at, other), ReadRequest(key_for(spec), want_photo=True))
+    assert_exact(result, spec, photo=True)
+    assert result.access.reauthentications == 1
+    assert result.extended_length
+    assert result.stats.apdus <= baseline.stats.apdus + 10  # a second PACE and CA, the SELECT and chunk it repeats
