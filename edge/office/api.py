@@ -233,7 +233,8 @@ def create_api(context: ApiContext | None = None) -> FastAPI:
                                      "is a 422, never read in the server's time zone")] = None,
                      cursor: Annotated[str | None, Query(max_length=400)] = None,
                      limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE) -> ResultPage:  # fmt: skip
-        """Stored results of the client's wards, in the order the gateway stored them."""
+        """Stored results of the client's wards, in the order the gateway stored them, each address with today's
+        administrative units (``addresses``, mapped now)."""
         wards, params = _in("ward", _wards_of(client, ward))
         sql = f"SELECT {RESULT_COLUMNS} FROM results WHERE reduced IS NULL{wards}"  # noqa: S608  # placeholders only
         for clause, value in ((" AND iss = ?", terminal), (" AND verdict = ?", verdict and verdict.value),
@@ -247,18 +248,19 @@ def create_api(context: ApiContext | None = None) -> FastAPI:
             params += [received, received, iss, iss, jti]
         sql += " ORDER BY received, iss, jti LIMIT ?"
         rows = list(context.store.database.execute(sql, [*params, limit]))
-        items = [ResultRecord.from_row(tuple(row)) for row in rows]
+        items = [ResultRecord.from_row(tuple(row)).with_addresses() for row in rows]
         last = items[-1] if items else None
         return ResultPage(items=items, next_cursor=_cursor(last.received, last.terminal, last.jti) if last else cursor)
 
     @app.get("/v1/results/{terminal}/{jti}", response_model=ResultRecord, responses=_ERRORS, tags=["results"])
     def one_result(client: Client, context: Context, terminal: Annotated[str, Path(pattern=_SEGMENT)],
                    jti: Annotated[str, Path(pattern=_JTI)]) -> ResultRecord:  # fmt: skip
-        """One stored result (404 when there is none, or it belongs to a ward this client may not see)."""
+        """One stored result with each address's administrative units of today (``addresses``, mapped now); 404
+        when there is none, or it belongs to a ward this client may not see."""
         record = context.store.result(terminal, jti)
         if record is None or not client.may_see(record.ward):
             raise HTTPException(404, "no such result")
-        return record
+        return record.with_addresses()
 
     @app.post("/v1/results/{terminal}/{jti}/online-answers", status_code=201, response_model=OnlineAnswerOut,
               responses=_ANSWER_ERRORS, openapi_extra=_ANSWER_BODY, tags=["results"])  # fmt: skip

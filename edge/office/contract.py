@@ -3,16 +3,23 @@
 One shape of a stored result (:class:`ResultRecord`) for the API (``GET /v1/results``) and the webhook
 (``result.stored``), so that software reading either gets the same fields. The models generate the OpenAPI document
 (``edge/schemas/openapi.json``); they hold no FastAPI import, so the webhook sender uses them without the server.
+
+A served result carries each address's units of today (:class:`AddressUnits`, the ``mapping`` that ``cccd-edge read
+--json``, ``verify`` and the officer's pages show), mapped when it is served and never stored: a new data package
+changes the answer at the next request or delivery, with no terminal or database touched.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge.errors import AdminUnitsDataError
+from edge.office.admin_units import AdminUnits, Confidence, default_units, map_address
 from edge.protocol.commands import CommandKey
 from edge.protocol.result import CONSENT_REF_PATTERN, MAX_CONSENT_REF_CHARS, ProcedureProfile, ResultDocument
 from edge.protocol.verify.checks import Verdict
@@ -22,6 +29,11 @@ MAX_PAGE = 200
 DEFAULT_PAGE = 50
 #: The webhook's event type for a stored result (Standard Webhooks: full-stop delimited).
 RESULT_STORED: Literal["result.stored"] = "result.stored"
+#: The fields of a result's citizen that hold an address (:data:`edge.office.admin_units.ADDRESS_FIELDS`).
+AddressField = Literal["place_of_residence", "place_of_origin", "place_of_birth_registration"]
+_ADDRESS_FIELDS: tuple[AddressField, ...] = get_args(AddressField)
+#: Distinct address texts whose units are kept mapped (a ward's addresses repeat; about 2 KB each).
+MAPPED_ADDRESSES = 4096
 
 
 class _Out(BaseModel):
@@ -34,6 +46,55 @@ class ActiveAuthOutcome(_Out):
     status: Literal["passed", "failed", "absent"]
     reason: str
     algorithm: str | None = None
+
+
+class UnitOut(_Out):
+    name: str
+    code: str = Field(description="official code (Decision 19/2025/QĐ-TTg; of 2025-06-30 for the old units): "
+                                  "2 digits a province, 3 a district, 5 a commune")  # fmt: skip
+
+
+class OldUnitsOut(_Out):
+    """The units of 2025-06-30 the address was read as."""
+
+    province: UnitOut | None
+    district: UnitOut | None
+    commune: UnitOut | None
+
+
+class AddressUnits(_Out):
+    """Today's units of one address of the document: the ``mapping`` that ``cccd-edge verify`` and ``cccd-edge read
+    --json`` print (``UnitMapping.as_dict``). The address itself is in ``document.citizen``, as signed."""
+
+    confidence: Confidence = Field(description="exact: one unit today; split: its residents went to several "
+                                               "(candidates), none guessed; unknown: not found or ambiguous (reason)")
+    province: UnitOut | None = Field(description="today's province (given for unknown too when the old one was read)")
+    commune: UnitOut | None = Field(description="today's commune-level unit, only when exact")
+    candidates: list[UnitOut] = Field(description="today's units that received its residents, only when split")
+    old: OldUnitsOut
+    data_version: str = Field(description="the mapping's data: the vietnamadminunits package's version and the "
+                                          "gateway's corrections (unavailable: not installed at the gateway)")
+    reason: str | None = Field(default=None, description="why split or unknown")
+    sources: list[str] | None = Field(default=None, description="the resolution clauses behind a corrected entry")
+
+
+@functools.lru_cache(maxsize=MAPPED_ADDRESSES)
+def _address_units(units: AdminUnits | None, address: str) -> AddressUnits:
+    """Pure in (data, text): mapping one address costs about 0.1 ms, and a ward's results repeat their addresses."""
+    return AddressUnits.model_validate(map_address(address, units).as_dict())
+
+
+def addresses_of(document: ResultDocument) -> dict[AddressField, AddressUnits]:
+    """Each address the document's citizen holds, with its units of today (none: no citizen, e.g. reduced)."""
+    citizen = document.citizen
+    if citizen is None:
+        return {}
+    try:
+        units: AdminUnits | None = default_units()
+    except AdminUnitsDataError:
+        units = None  # each mapping is then unknown, saying why
+    texts = ((name, getattr(citizen, name, None)) for name in _ADDRESS_FIELDS)
+    return {name: _address_units(units, text) for name, text in texts if isinstance(text, str)}
 
 
 class ResultRecord(_Out):
@@ -55,6 +116,10 @@ class ResultRecord(_Out):
     stored_by: str | None = Field(description="the gateway instance that stored it")
     document: ResultDocument
     token: str = Field(description="the terminal's signed JWS, for software that verifies on its own")
+    addresses: dict[AddressField, AddressUnits] = Field(
+        default_factory=dict, description="each address of document.citizen (by field) with today's administrative "
+                                          "units, mapped by the gateway when it serves the result; {} when the "
+                                          "document holds no address")  # fmt: skip
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> ResultRecord:
@@ -65,6 +130,10 @@ class ResultRecord(_Out):
                    rung=Verdict(verdict).rung, flags=json.loads(flags), request_id=parsed.request_id,
                    active_auth=json.loads(active_auth) if active_auth else None, kid=kid, stored_by=stored_by,
                    document=parsed, token=token)  # fmt: skip
+
+    def with_addresses(self) -> ResultRecord:
+        """This record as served: :attr:`addresses` mapped now with the installed data (never stored)."""
+        return self.model_copy(update={"addresses": addresses_of(self.document)})
 
 
 #: The ``results`` columns :meth:`ResultRecord.from_row` reads.
@@ -85,7 +154,9 @@ class WebhookEvent(_Out):
 
     @classmethod
     def stored(cls, record: ResultRecord) -> WebhookEvent:
-        return cls(type=RESULT_STORED, timestamp=datetime.fromtimestamp(record.received, UTC), data=record)
+        """The body for ``record``, its addresses mapped now (a retry maps them again)."""
+        return cls(type=RESULT_STORED, timestamp=datetime.fromtimestamp(record.received, UTC),
+                   data=record.with_addresses())
 
 
 class FleetEntry(_Out):
