@@ -164,7 +164,7 @@ class DemoEnvironment:
         self.spec: SimCardSpec = build_card(self.profile, pki_dir=sim_pki.directory)
 
         ward_dir = self.workdir / "ward"
-        ward_ca, _ = init_ward_ca(ward_dir, WARD_CODE, days=2)
+        ward_ca, _ = init_ward_ca(ward_dir, WARD_CODE, days=400)  # a fresh one per run, but dated as a ward's
         self.ward_ca_cert = ward_dir / "ward-ca.crt"
         command_key = new_private_key()
         self.ward_command_private = ward_dir / "ward-command.key"  # the office signs commands and receipts with it
@@ -185,7 +185,7 @@ class DemoEnvironment:
         state_dir, config_dir = self.workdir / "device" / "state", self.workdir / "device" / "etc"
         device = init_device(state_dir, TerminalIdentity(TERMINAL_ID, WARD_CODE))
         self.device_cert = ward_dir / "device.crt"
-        signed = sign_csr(ward_ca, load_csr(device.csr), days=1)
+        signed = sign_csr(ward_ca, load_csr(device.csr), days=365)  # under 30 days the fleet flags it expiring
         write_atomic(self.device_cert, signed.public_bytes(serialization.Encoding.PEM), PUBLIC)
         installed = install_device(
             state_dir, config_dir, cert=self.device_cert, broker_ca=self.broker_pki.ca_cert,
