@@ -36,7 +36,7 @@ from edge.protocol import jose
 from edge.protocol.access.policy import CanKey
 from edge.protocol.result import Check, ProcedureProfile, QrUsage, ReadTiming, make_result
 from edge.protocol.verify.checks import CheckStatus, Verdict
-from tests.support.results import CHECKS, CITIZEN
+from tests.support.results import CHECKS, CITIZEN, citizen_of
 from tests.support.ward import NOW, WARD, make_ward
 
 pytestmark = pytest.mark.stack
@@ -158,6 +158,45 @@ def test_results_by_cursor_and_filter(api: Api) -> None:
     assert page["items"] == []
     assert api.get("a", "/v1/results", cursor="not-a-cursor")[0] == 400
     assert api.get("a", "/v1/results", limit=100_000)[0] == 422
+
+
+def test_a_served_result_carries_todays_units_of_its_addresses(api: Api) -> None:
+    """Issue 17 part 1 for the procedure software: the one-result route and the list map each address of the
+    document to today's units when they serve it (exact: one commune; split: every candidate, none guessed), with
+    the data's version; nothing of it is stored. A result without an address carries none; one reduced by
+    retention is no longer served at all (its citizen is gone)."""
+    terminal = api.ward_a.terminal("T-A1")
+    tokens = [terminal.token(1, citizen=citizen_of("default")), terminal.token(2, citizen=citizen_of("young")),
+              terminal.token(3, profile=ProcedureProfile.IDENTITY)]
+    outcomes = [api.store.ingest(token, NOW + index) for index, token in enumerate(tokens)]
+    assert [o.status for o in outcomes] == ["stored"] * 3, outcomes
+    exact, split, identity = (api.get("a", f"/v1/results/T-A1/{o.jti}") for o in outcomes)
+    assert exact[0] == split[0] == identity[0] == 200
+    assert set(exact[1]["addresses"]) == {"place_of_residence"}, "the residence profile carries one address"
+    residence = exact[1]["addresses"]["place_of_residence"]
+    assert residence["confidence"] == "exact"
+    assert residence["commune"] == {"name": "Phường Sài Gòn", "code": "26740"}
+    assert residence["province"] == {"name": "Thành phố Hồ Chí Minh", "code": "79"}
+    assert residence["old"]["commune"] == {"name": "Phường Bến Nghé", "code": "26740"}
+    assert residence["candidates"] == []
+    assert residence["data_version"].startswith("vietnamadminunits ")
+    residence = split[1]["addresses"]["place_of_residence"]
+    assert residence["confidence"] == "split"
+    assert residence["commune"] is None
+    assert {(unit["name"], unit["code"]) for unit in residence["candidates"]} == {
+        ("Phường Phương Liệt", "00352"), ("Phường Khương Đình", "00364")}
+    assert residence["province"]["code"] == "01"
+    assert identity[1]["document"]["citizen"].get("place_of_residence") is None
+    assert identity[1]["addresses"] == {}, "no address in the document, none mapped"
+    _, page = api.get("a", "/v1/results")
+    assert [item["addresses"] for item in page["items"]] == [exact[1]["addresses"], split[1]["addresses"], {}]
+    rows = api.store.database.execute("SELECT * FROM results").fetchall()
+    assert not any("Sài Gòn" in str(value) or "vietnamadminunits" in str(value) for row in rows for value in row), \
+        "the mapping is made when served, never stored"
+    api.store.reduce([("T-A1", outcomes[0].jti or "")], NOW + 10)
+    assert api.get("a", f"/v1/results/T-A1/{outcomes[0].jti}")[0] == 404, "a reduced result is not served"
+    _, page = api.get("a", "/v1/results")
+    assert [item["seq"] for item in page["items"]] == [2, 3]
 
 
 def test_since_names_its_utc_offset_or_is_refused(api: Api) -> None:

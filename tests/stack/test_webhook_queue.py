@@ -28,6 +28,8 @@ from edge.office.webhooks import (
     parse_secret,
     verify_webhook,
 )
+from edge.protocol.result import ProcedureProfile
+from tests.support.results import citizen_of
 from tests.support.waiting import wait_until
 from tests.support.ward import NOW, WARD, Ward
 from tests.support.webhook_receiver import WebhookReceiver, spec_signature_holds
@@ -234,10 +236,62 @@ def test_rows_handed_over_are_leased_to_their_sender_and_sent_without_a_claim(of
         sender.stop()
     assert sorted(d.webhook_id for d in receiver.deliveries) == sorted(jti for _, jti, _ in keys[:2])
     first = next(d for d in receiver.deliveries if d.webhook_id == keys[0][1])
-    assert first.json()["data"] == json.loads(records[keys[0][:2]].model_dump_json())  # type: ignore[union-attr]
+    record = records[keys[0][:2]]
+    assert record is not None
+    assert first.json()["data"] == json.loads(record.with_addresses().model_dump_json()), \
+        "the record handed over, its addresses mapped when sent"
     stale = Offered(handed[0].delivery, handed[0].record, float(NOW) + 1)  # its lease nearly over
     sender.offer([stale])
     assert not sender.round(), "an offer whose lease is nearly over is left to a claim after it has run out"
+
+
+def test_a_delivered_result_carries_todays_units_of_its_addresses(office_db: str | Path, ward: Ward,
+                                                                     queues: Queues) -> None:
+    """Issue 17 part 1 for the procedure software: the webhook's body maps each address of the document to today's
+    units when it is sent (exact: one commune; split: every candidate), with the data's version, both for the
+    record handed over by the storing instance and for one claimed from the database; a result without an address
+    carries none, and one reduced by retention before its delivery is never sent (its citizen is gone)."""
+    t1 = ward.terminal("T-01")
+    store = ResultStore(office_db, TerminalKeys({}, WardTrust.load(ward.ca_path)), instance="office-1")
+    try:
+        outcomes = store.ingest_many([(t1.token(1, citizen=citizen_of("default")), "t"),
+                                      (t1.token(2, citizen=citizen_of("young")), "t"),
+                                      (t1.token(3, profile=ProcedureProfile.IDENTITY), "t"),
+                                      (t1.token(4, citizen=citizen_of("young")), "t")], float(NOW))  # fmt: skip
+        assert [outcome.status for outcome in outcomes] == ["stored"] * 4
+        store.reduce([("T-01", outcomes[3].jti or "")], float(NOW) + 1)
+    finally:
+        store.close()
+    receiver = WebhookReceiver(keep_alive=True)
+    endpoints = [_endpoint(url=receiver.url)]
+    queue, sender_queue = queues(endpoints), queues(endpoints)
+    sender = WebhookSender(sender_queue, "office-1", clock=lambda: float(NOW))
+    handed: list[Offered] = []
+    queue.hand_over("office-1", sender.lease, handed.extend)
+    keys = [(o.iss or "", o.jti or "", o.ward or "") for o in outcomes]
+    records = {(o.iss or "", o.jti or ""): o.record for o in outcomes[:1] if o.record is not None}
+    assert queue.enqueue(keys[:1], float(NOW), records=records) == 1, "handed over with the stored record"
+    assert queue.enqueue(keys[1:], float(NOW)) == 3, "claimed from the database"
+    try:
+        sender.offer(handed)
+        while sender.round():
+            pass
+    finally:
+        receiver.close()
+        sender.stop()
+    bodies = {delivery.webhook_id: delivery.json()["data"] for delivery in receiver.deliveries}
+    assert set(bodies) == {jti for _, jti, _ in keys[:3]}, "the reduced result is not sent"
+    exact = bodies[keys[0][1]]["addresses"]
+    assert set(exact) == {"place_of_residence"}
+    assert exact["place_of_residence"]["confidence"] == "exact"
+    assert exact["place_of_residence"]["commune"] == {"name": "Phường Sài Gòn", "code": "26740"}
+    assert exact["place_of_residence"]["data_version"].startswith("vietnamadminunits ")
+    split = bodies[keys[1][1]]["addresses"]["place_of_residence"]
+    assert split["confidence"] == "split"
+    assert split["commune"] is None
+    assert sorted(unit["code"] for unit in split["candidates"]) == ["00352", "00364"]
+    assert bodies[keys[2][1]]["addresses"] == {}
+    assert queue.counts() == {DELIVERED: 3, DEAD: 1}
 
 
 def _indexes(db: Database) -> set[str]:

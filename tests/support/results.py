@@ -50,6 +50,17 @@ def sample_result(
     )  # fmt: skip
 
 
+def citizen_of(card_profile: str) -> CitizenData:
+    """:data:`CITIZEN` with the addresses of a simulator card profile (``edge/sim/profiles``): ``default`` lives
+    where today's units are one (Phường Bến Nghé -> Phường Sài Gòn), ``young`` where they are split (Phường Khương
+    Trung -> Khương Đình or Phương Liệt)."""
+    from edge.sim.profile import load_profile
+
+    person = load_profile(card_profile).person
+    return CITIZEN.model_copy(update={name: getattr(person, name) for name in
+                                      ("place_of_residence", "place_of_origin", "place_of_birth_registration")})
+
+
 def legacy(data: dict[str, Any], version: int) -> dict[str, Any]:
     """A version 3 document's JSON as an older terminal sent it: without the keys version 3 added (``processing``
     and ``chip_files``; ``clock`` is left to the tests of its own refusal)."""

@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from edge import signers
 from edge.protocol import jose
-from edge.protocol.result import ProcedureProfile
+from edge.protocol.result import CitizenData, ProcedureProfile
 from provisioning.pki import GatewayIdentity, TerminalIdentity
 from provisioning.ward_ca import Role, WardCa, init_ward_ca, sign_csr
-from tests.support.results import sample_result
+from tests.support.results import CITIZEN, sample_result
 
 WARD = "26734"  # sample_result's ward
 NOW = 1_800_000_000  # 2027-01-15: the office's clock in these tests
@@ -30,9 +30,10 @@ class Terminal:
     certificate: bytes  # DER
 
     def token(self, seq: int, *, now: int = NOW, certificate: bytes | None = None, x5c: bool = True,
-              ward: str = WARD, terminal_id: str | None = None) -> bytes:
+              ward: str = WARD, terminal_id: str | None = None,
+              profile: ProcedureProfile = ProcedureProfile.RESIDENCE, citizen: CitizenData = CITIZEN) -> bytes:
         """A signed result (``x5c``: the device certificate in the header, else none: an older terminal)."""
-        document = sample_result(ProcedureProfile.RESIDENCE, terminal_id=terminal_id or self.terminal_id,
+        document = sample_result(profile, terminal_id=terminal_id or self.terminal_id, citizen=citizen,
                                  ward_code=ward, completed_at=dt.datetime.fromtimestamp(now, dt.UTC))
         return jose.result_token(self.signer, terminal_id=terminal_id or self.terminal_id, seq=seq,
                                  document=json.loads(document.to_json()), now=now,
