@@ -417,7 +417,7 @@ class CommandRejectedError(CommandError):
     """An office command refused for ``reason`` (one of :attr:`REASONS`), reported back on the event topic."""
 
     REASONS = ("malformed", "bad_signature", "unknown_key", "expired", "replayed", "wrong_terminal",
-               "unknown_command", "encryption_required", "photo_not_needed")
+               "unknown_command", "encryption_required", "photo_not_needed", "storage")
 
     def __init__(self, reason: str, detail: str = "", *, jti: str | None = None) -> None:
         super().__init__(f"command rejected: {reason}" + (f" ({detail})" if detail else ""))

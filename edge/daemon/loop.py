@@ -38,7 +38,7 @@ from edge.daemon.threads import TICK_SECONDS, CommandArrived, DeliveryNews, Loop
 from edge.daemon.trust import TerminalTrust
 from edge.daemon.worker import Worker
 from edge.drivers.reader_leds import IndicatorBackend
-from edge.errors import CommandRejectedError
+from edge.errors import CommandRejectedError, StorageError
 from edge.logsetup import log_unexpected
 from edge.protocol.commands import CancelCommand, PingCommand, ReadCommand
 
@@ -179,6 +179,11 @@ class TerminalLoop:
             self._shared.count("commands_rejected")
             log.warning("office command rejected: %s", exc.reason)
             self._shared.event({"event": "command_rejected", "reason": exc.reason, "jti": exc.jti})
+            return
+        except StorageError as exc:  # its jti cannot be remembered (a replay could not be refused): not accepted
+            self._shared.count("commands_rejected")
+            log.warning("office command not accepted: %s", exc)
+            self._shared.event({"event": "command_rejected", "reason": "storage", "jti": None})
             return
         self._shared.count("commands_accepted")
         if self._clock.observe_office_time(command.iat, item.arrived):

@@ -145,7 +145,7 @@ class ClockEvent(_Message):
 class CommandRejectedEvent(_Message):
     event: Literal["command_rejected"]
     reason: Literal["malformed", "bad_signature", "unknown_key", "expired", "replayed", "wrong_terminal",
-                    "unknown_command", "encryption_required", "photo_not_needed"]  # fmt: skip
+                    "unknown_command", "encryption_required", "photo_not_needed", "storage"]  # fmt: skip
     jti: str | None = Field(default=None, max_length=64)
 
 

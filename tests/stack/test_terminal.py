@@ -39,7 +39,7 @@ from edge.drivers.base import Frame
 from edge.drivers.leds import PATTERNS
 from edge.drivers.reader_leds import acs_led_command
 from edge.drivers.replay import ReplaySource
-from edge.errors import CameraError
+from edge.errors import CameraError, StorageFullError
 from edge.office.receiver import Outcome, Receiver, ResultStore
 from edge.office.verify import check_active_auth
 from edge.protocol import jose
@@ -745,6 +745,32 @@ def _never_red(rig: Rig) -> None:
                    for e in rig.office.events)  # fmt: skip
     assert "verdict_failed" not in rig.terminal.stats
     assert rig.terminal.stats.get("report_read_failed") is None
+
+
+def test_a_command_whose_jti_cannot_be_remembered_is_rejected_for_storage_and_the_next_is_answered(
+    material: Material, rig_factory: Callable[..., Rig], small_disk: SmallDisk
+) -> None:
+    """A full disk under commands.db: a command cannot be accepted (its replay could not be refused later), and the
+    office hears why (``command_rejected``, reason ``storage``) instead of nothing; with room again, a ping is
+    answered."""
+    rig = rig_factory(paths={"state_dir": str(small_disk.path)})
+    loop_caught_up(rig, material)
+    guard = rig.terminal._replay
+    assert guard is not None
+    small_disk.fill()
+    for _ in range(10_000):  # the WAL's last free pages, until the guard is refused
+        try:
+            guard.remember(str(uuid.uuid4()) * 3, int(time.time()) + 3600, int(time.time()))
+        except StorageFullError:
+            break
+    else:
+        raise AssertionError("commands.db never ran out of room")
+    _, ping = command(material, "ping")
+    rig.office.command(rig.broker, ping)
+    rig.office.wait(lambda: any(e.get("event") == "command_rejected" and e.get("reason") == "storage"
+                                for e in rig.office.events))  # fmt: skip
+    small_disk.make_room()
+    loop_caught_up(rig, material)
 
 
 def test_a_full_disk_refuses_reads_with_fault_then_reads_resume_when_space_returns(
