@@ -32,7 +32,7 @@ RESULT_STORED: Literal["result.stored"] = "result.stored"
 #: The fields of a result's citizen that hold an address (:data:`edge.office.admin_units.ADDRESS_FIELDS`).
 AddressField = Literal["place_of_residence", "place_of_origin", "place_of_birth_registration"]
 _ADDRESS_FIELDS: tuple[AddressField, ...] = get_args(AddressField)
-#: Distinct address texts whose units are kept mapped (a ward's addresses repeat; about 2 KB each).
+#: Distinct address texts whose units are kept mapped (a ward's addresses repeat; about 4 KB each: 16 MB at most).
 MAPPED_ADDRESSES = 4096
 
 
