@@ -8,9 +8,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
+
 from edge.office.gateway import Gateway, open_gateway
 from edge.office.gateway_config import GatewayConfig, parse_gateway_config
-from edge.sim.broker import MosquittoBroker
+from edge.sim.broker import MosquittoBroker, free_port
 from tests.support.ward import WARD
 
 
@@ -25,6 +27,23 @@ def gateway_config(broker: MosquittoBroker, storage: str | Path, *, trust: Mappi
         "storage": {"url": url}, "trust": dict(trust),
         "receipts": {"key": str(receipt_key)} if receipt_key is not None else {},
     })  # fmt: skip
+
+
+def brokerless_gateway(storage: Path, ward_ca: Path, **hooks: Any) -> Gateway:
+    """A gateway (not started) whose broker never answers (a free port): a test hands it messages itself
+    (:func:`hand_to`), as no broker would (a control character in a topic) or faster than one would."""
+    return open_gateway(parse_gateway_config({
+        "instance": "office-1", "ward": WARD, "broker": {"host": "127.0.0.1", "port": free_port()},
+        "storage": {"url": f"sqlite:///{storage}"}, "trust": {"ward_ca": str(ward_ca)},
+    }), **hooks)  # fmt: skip
+
+
+def hand_to(gateway: Gateway, topic: str, payload: bytes, mid: int = 1) -> None:
+    """``payload`` on ``topic`` (QoS 0) to ``gateway`` as paho's network thread hands a message over."""
+    message = mqtt.MQTTMessage(mid=mid, topic=topic.encode())
+    message.payload = payload
+    assert gateway._client.on_message is not None
+    gateway._client.on_message(gateway._client, None, message)
 
 
 def start_gateway(config: GatewayConfig, clock: Callable[[], float] = time.time) -> Gateway:

@@ -10,13 +10,10 @@ import logging
 import threading
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 
-from edge.office.gateway import open_gateway
-from edge.office.gateway_config import parse_gateway_config
 from edge.office.store import Outcome
-from edge.sim.broker import free_port
+from tests.support.gateway import brokerless_gateway, hand_to
 from tests.support.ward import WARD, Ward
 
 FORGED = "WARNING edge.office.gateway: stored T-09 seq 1"
@@ -24,10 +21,6 @@ FORGED = "WARNING edge.office.gateway: stored T-09 seq 1"
 
 def test_a_topic_with_a_newline_is_one_escaped_log_line(tmp_path: Path, ward: Ward,
                                                        caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
-    config = parse_gateway_config({
-        "instance": "office-1", "ward": WARD, "broker": {"host": "127.0.0.1", "port": free_port()},  # none listens
-        "storage": {"url": f"sqlite:///{tmp_path / 'results.db'}"}, "trust": {"ward_ca": str(ward.ca_path)},
-    })  # fmt: skip
     outcomes: list[Outcome] = []
     handled = threading.Event()
 
@@ -35,15 +28,11 @@ def test_a_topic_with_a_newline_is_one_escaped_log_line(tmp_path: Path, ward: Wa
         outcomes.append(outcome)
         handled.set()
 
-    gateway = open_gateway(config, on_outcome=on_outcome)
-    topic = f"cccd-edge/v1/{WARD}/T-01\n{FORGED}\r\x1b[2K/result"
-    message = mqtt.MQTTMessage(mid=1, topic=topic.encode())
-    message.payload = b"not a token\nERROR forged too"
+    gateway = brokerless_gateway(tmp_path / "results.db", ward.ca_path, on_outcome=on_outcome)
     caplog.set_level(logging.INFO, logger="edge.office.gateway")
     gateway.start()
     try:
-        assert gateway._client.on_message is not None
-        gateway._client.on_message(gateway._client, None, message)  # as paho's network thread calls it
+        hand_to(gateway, f"cccd-edge/v1/{WARD}/T-01\n{FORGED}\r\x1b[2K/result", b"not a token\nERROR forged too")
         assert handled.wait(10)
     finally:
         gateway.stop()
