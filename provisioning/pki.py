@@ -16,7 +16,7 @@ from edge.errors import ProvisioningError
 from provisioning.files import check_private_mode, read_file
 
 # Same alphabet as edge.config (terminal_id and ward_code become MQTT topic segments and JWS issuers).
-_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 ORGANIZATION = "cccd-edge"
 
 

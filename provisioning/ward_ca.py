@@ -41,7 +41,7 @@ COMMAND_PUB = "ward-command.pub"
 #: What a certificate from this CA lets its holder do at the broker (see sign_csr).
 Role = Literal["terminal", "gateway"]
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}\Z){_LABEL}(\.{_LABEL})*\Z")
 #: Backdating absorbs a terminal whose clock runs a few minutes slow (before NTP sync) at first connect.
 CLOCK_SKEW = dt.timedelta(minutes=10)
 

@@ -89,7 +89,7 @@ _ERROR_EXITS: tuple[tuple[type[EdgeError], int], ...] = (
     (ParseError, EXIT_BAD_CHIP_ANSWER),  # a malformed file from the chip (LdsError, TlvError)
 )
 
-_MRZ_ARG = re.compile(r"^([0-9A-Z<]{1,9}|[0-9]{12}),([0-9]{6}),([0-9]{6})$")
+_MRZ_ARG = re.compile(r"^([0-9A-Z<]{1,9}|[0-9]{12}),([0-9]{6}),([0-9]{6})\Z")
 
 
 _EXIT_HELP = (

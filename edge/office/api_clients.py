@@ -27,9 +27,9 @@ from edge.errors import ConfigError
 from edge.office.database import Database
 
 KEY_PREFIX = "cek_"
-_KEY = re.compile(r"^cek_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
-_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_WARD = re.compile(r"^(\+|[A-Za-z0-9_.-]{1,64})$")
+_KEY = re.compile(r"^cek_([0-9a-f]{16})_([A-Za-z0-9_-]{43})\Z")
+_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")
+_WARD = re.compile(r"^(\+|[A-Za-z0-9_.-]{1,64})\Z")
 
 
 def _schema(db: Database) -> list[str]:

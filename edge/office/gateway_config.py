@@ -57,7 +57,7 @@ from edge.office.webhooks import check_url
 from edge.protocol.messages import DEFAULT_TOPIC_PREFIX, TopicPrefix
 from edge.protocol.receipt import DEFAULT_RECEIPT_LIFETIME, MAX_RECEIPT_LIFETIME
 
-_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 
 
 class _Section(BaseModel):

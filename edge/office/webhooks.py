@@ -73,7 +73,7 @@ SECRET_PREFIX = "whsec_"  # noqa: S105  # the spec's marker, not a secret
 MIN_SECRET_BYTES, MAX_SECRET_BYTES = 24, 64
 #: Default tolerance of a receiver checking ``webhook-timestamp`` (the spec's example: 5 minutes).
 TIMESTAMP_TOLERANCE = 300
-WEBHOOK_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+WEBHOOK_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")
 #: What a delivery may be: waiting for its next attempt, done, or given up (a dead letter).
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 #: Bytes of a receiver's answer read (and thrown away) before the connection is closed.

@@ -34,7 +34,7 @@ CARD_WORDS: dict[Generation | None, CardWords] = {
 }
 
 _QR_FORMATS: dict[str, Generation] = {"cccd2021": "2021", "cccd2024": "2024"}
-_PRINTED_DATE = re.compile(r"^\s*([0-9]{1,2})[/.-]([0-9]{1,2})[/.-]([0-9]{4})\s*$")
+_PRINTED_DATE = re.compile(r"^\s*([0-9]{1,2})[/.-]([0-9]{1,2})[/.-]([0-9]{4})\s*\Z")
 
 
 def generation_of(date_of_issue: date) -> Generation:

@@ -31,10 +31,10 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from edge.errors import OfficerAccessError
 from edge.office.database import Database
 
-USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-TERMINAL = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}\Z")
+TERMINAL = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 #: An account's counter: ``ward/terminal``, or a bare ``terminal`` (the terminal of that id of a ward's own server).
-COUNTER = re.compile(r"^(?:([A-Za-z0-9_.-]{1,64})/)?([A-Za-z0-9_.-]{1,64})$")
+COUNTER = re.compile(r"^(?:([A-Za-z0-9_.-]{1,64})/)?([A-Za-z0-9_.-]{1,64})\Z")
 #: Wrong passwords within :data:`LOCK_WINDOW` seconds after which an account waits out the window.
 LOCK_AFTER, LOCK_WINDOW = 10, 900.0
 MIN_PASSWORD = 10

@@ -75,7 +75,7 @@ HEARTBEAT = 15.0
 #: Password checks under way at once. Each takes argon2id's 64 MiB and a core: a flood of logins (from anyone on the
 #: LAN, no account needed) would otherwise run one per pool thread (40: 2.5 GiB) and hold the pool every page needs.
 LOGIN_CHECKS = 2
-_CAN = re.compile(r"^[0-9]{6}$")
+_CAN = re.compile(r"^[0-9]{6}\Z")
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
