@@ -71,7 +71,8 @@ def read_card(reader: CardReaderDriver, reader_name: str | None, order: StartRea
     request = procedure(profile).read_request(order.key.access, photo_requested=order.key.include_photo,
                                               aa_challenge=order.challenge)  # fmt: skip
     deadline = started + timeout
-    connection = reader.connect(reader_name)
+    # The driver ends an exchange the chip never answers at the deadline too (checked here only between APDUs).
+    connection = reader.connect(reader_name, time_limit=max(0.0, deadline - monotonic()))
     try:
         read = read_chip(connection, request, expired=lambda: monotonic() >= deadline)
     finally:

@@ -68,8 +68,10 @@ class CardReaderDriver(Protocol):
         """
         ...
 
-    def connect(self, reader_name: str | None = None) -> CardConnection:
-        """Connect to the card on ``reader_name`` (or the first reader holding a card)."""
+    def connect(self, reader_name: str | None = None, *, time_limit: float | None = None) -> CardConnection:
+        """Connect to the card on ``reader_name`` (or the first reader holding a card). With ``time_limit`` (seconds:
+        what is left of the read's deadline), connecting and every exchange end in
+        :class:`~edge.errors.ReadDeadlineError` once it has passed, even while the card never answers."""
         ...
 
     def escape(self, reader_name: str, command: bytes, *, card_present: bool | None = None) -> bytes:

@@ -16,15 +16,27 @@ so the read and every later read on that reader go on with short APDUs (``read_s
 A timeout is a :class:`CardTimeoutError` only where one genuinely happens: :meth:`PcscReaderDriver.wait_for_card`
 reaching its deadline, or PC/SC reporting SCARD_E_TIMEOUT for an exchange with the card still there (one whose card
 has gone is a removal). A wait for events that merely times out is normal and returns the states.
+
+A connection opened with a ``time_limit`` (the read's deadline) ends in :class:`ReadDeadlineError` at that deadline
+even when the chip never answers an APDU (or asks the reader for more time without end): SCardTransmit blocks until
+the card answers or leaves, so such a connection makes its PC/SC calls on a thread of its own (one per connection,
+reused for every APDU) and stops waiting at the deadline. The stuck call cannot be cancelled, and pcsc-lite (1.9.9,
+measured) holds its context's lock for the whole call and takes that lock while holding the library's global lock:
+any later call on the stuck context would freeze every PC/SC call of the process. So the driver abandons that context
+untouched and takes a fresh one for the next call; pcscd still reports card changes on it, and a connection to the
+same reader waits until the stuck call returns, which it does when the card leaves the reader. The connection's
+thread then disconnects and releases the abandoned context and ends.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from smartcard import scard
 
@@ -34,6 +46,7 @@ from edge.errors import (
     CardTimeoutError,
     NoCardError,
     NoReaderError,
+    ReadDeadlineError,
     ReaderError,
     TransmitError,
     TransportFailedError,
@@ -134,6 +147,67 @@ class ReaderLink:
         return "extended length" if self.extended else "short APDUs only"
 
 
+_T = TypeVar("_T")
+
+
+class _Stuck(Exception):
+    """A call on a connection's thread outlived the deadline (private: turned into :class:`ReadDeadlineError`)."""
+
+
+@dataclass(slots=True, eq=False)
+class _Call(Generic[_T]):
+    """One PC/SC call handed to a :class:`_CallThread`; ``lock`` decides between its end and its abandonment."""
+
+    run: Callable[[], _T]
+    on_abandon: Callable[[], None]
+    done: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    result: _T | None = None
+    error: BaseException | None = None
+    finished: bool = False
+    abandoned: bool = False
+
+
+class _CallThread:
+    """The one thread a time-limited connection makes its PC/SC calls on, so its caller can stop waiting at the
+    deadline (see the module docstring). A daemon thread: a call stuck on a chip must not hold up the process's exit."""
+
+    def __init__(self, name: str) -> None:
+        self._calls: queue.SimpleQueue[_Call[Any] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def call(self, run: Callable[[], _T], deadline: float, on_abandon: Callable[[], None]) -> _T:
+        """``run()``'s result, or :class:`_Stuck` once the monotonic ``deadline`` passes first; the thread then runs
+        ``on_abandon`` after ``run`` returns at last, and ends."""
+        call: _Call[_T] = _Call(run, on_abandon)
+        self._calls.put(call)
+        if not call.done.wait(max(0.0, deadline - time.monotonic())):
+            with call.lock:
+                call.abandoned = not call.finished
+            if call.abandoned:
+                raise _Stuck
+        if call.error is not None:
+            raise call.error
+        return call.result  # type: ignore[return-value]  # set whenever error is not
+
+    def stop(self) -> None:
+        self._calls.put(None)
+
+    def _serve(self) -> None:
+        while (call := self._calls.get()) is not None:
+            try:
+                call.result = call.run()
+            except BaseException as exc:  # noqa: BLE001  # handed to the caller, who raises it
+                call.error = exc
+            with call.lock:
+                call.finished = True
+            call.done.set()
+            if call.abandoned:
+                call.on_abandon()
+                return
+
+
 class PcscReaderDriver:
     """:class:`~edge.drivers.base.CardReaderDriver` over pcscd; survives pcscd restarts and readers vanishing.
 
@@ -176,6 +250,15 @@ class PcscReaderDriver:
             return False
         scard.SCardReleaseContext(context)
         return True
+
+    def _abandon_context(self, context: int) -> None:
+        """Forget ``context`` untouched (a call on it is stuck, see the module docstring): the next call of the driver
+        establishes a fresh one. Whoever abandons it releases it once the stuck call has returned."""
+        with self._lock:
+            if self._context == context:
+                self._context = None
+                self._known.clear()
+        log.warning("PC/SC context abandoned: a call on it outlived the read's deadline")
 
     def _drop_context(self) -> None:
         """Forget a context pcscd no longer knows (it restarted or stopped); the next call re-establishes one."""
@@ -315,8 +398,11 @@ class PcscReaderDriver:
 
     # --- connecting --------------------------------------------------------------------------------------------
 
-    def connect(self, reader_name: str | None = None) -> PcscConnection:
-        """Connect (shared, T=0 or T=1) to the card on ``reader_name`` or on the first reader holding a card."""
+    def connect(self, reader_name: str | None = None, *, time_limit: float | None = None) -> PcscConnection:
+        """Connect (shared, T=0 or T=1) to the card on ``reader_name`` or on the first reader holding a card. With
+        ``time_limit`` (seconds), connecting and every exchange end in :class:`ReadDeadlineError` once it has passed,
+        however long the card or the reader keeps a call (see the module docstring)."""
+        deadline = time.monotonic() + time_limit if time_limit is not None else None
         context = self._ensure_context()
         if reader_name is None:
             present = [state.name for state in self.readers() if state.presence is CardPresence.PRESENT]
@@ -325,16 +411,43 @@ class PcscReaderDriver:
                     raise NoReaderError("no card reader attached")
                 raise NoCardError("no card on any reader")
             reader_name = present[0]
+        name = reader_name
+        if deadline is None:
+            handle, protocol, atr, link = self._open(context, name)
+            return PcscConnection(self, handle, protocol, name, atr, link)
+        calls = _CallThread(f"pcsc-{name}")
+        opened: list[int] = []  # the handle, once SCardConnect gave one: disconnected if the connect is abandoned
+
+        def abandoned() -> None:
+            if opened:
+                scard.SCardDisconnect(opened[0], scard.SCARD_LEAVE_CARD)
+            scard.SCardReleaseContext(context)
+
+        try:
+            handle, protocol, atr, link = calls.call(lambda: self._open(context, name, opened), deadline, abandoned)
+        except _Stuck:
+            self._abandon_context(context)
+            raise ReadDeadlineError(f"connecting to {name}: no answer within the read's deadline") from None
+        except BaseException:
+            calls.stop()
+            raise
+        return PcscConnection(self, handle, protocol, name, atr, link, context=context, deadline=deadline, calls=calls)
+
+    def _open(self, context: int, reader_name: str,
+              opened: list[int] | None = None) -> tuple[int, int, bytes, ReaderLink]:  # fmt: skip
+        """SCardConnect, the ATR and the reader's link: (handle, protocol, ATR, link)."""
         hresult, handle, protocol = scard.SCardConnect(
             context, reader_name, scard.SCARD_SHARE_SHARED, scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1
         )
         if hresult != scard.SCARD_S_SUCCESS:
             raise self.error_for(hresult, f"connecting to {reader_name}")
+        if opened is not None:
+            opened.append(handle)
         hresult, _reader, _state, _protocol, atr = scard.SCardStatus(handle)
         if hresult != scard.SCARD_S_SUCCESS:
             scard.SCardDisconnect(handle, scard.SCARD_LEAVE_CARD)
             raise self.error_for(hresult, f"reading the ATR on {reader_name}")
-        return PcscConnection(self, handle, protocol, reader_name, bytes(atr), self.link(reader_name, handle))
+        return handle, protocol, bytes(atr), self.link(reader_name, handle)
 
     # --- reader profiles ---------------------------------------------------------------------------------------
 
@@ -416,10 +529,14 @@ def tlv_properties(handle: int) -> dict[int, int]:
 class PcscConnection:
     """One card session (:class:`~edge.drivers.base.CardConnection`): a transport, one exchange per call."""
 
-    def __init__(
-        self, driver: PcscReaderDriver, handle: int, protocol: int, reader_name: str, atr: bytes, link: ReaderLink
-    ) -> None:
+    def __init__(self, driver: PcscReaderDriver, handle: int, protocol: int, reader_name: str, atr: bytes,
+                 link: ReaderLink, *, context: int = 0, deadline: float | None = None,
+                 calls: _CallThread | None = None) -> None:  # fmt: skip
+        """``deadline`` (monotonic) with ``calls`` (its thread) and ``context``: a time-limited connection."""
         self._driver = driver
+        self._context = context
+        self._deadline = deadline
+        self._calls = calls
         self._handle: int | None = handle
         self._protocol = protocol
         self._pci = scard.SCARD_PCI_T0 if protocol == scard.SCARD_PROTOCOL_T0 else scard.SCARD_PCI_T1
@@ -449,6 +566,8 @@ class PcscConnection:
         handle, self._handle = self._handle, None
         if handle is not None:
             scard.SCardDisconnect(handle, scard.SCARD_RESET_CARD)
+        if self._calls is not None:
+            self._calls.stop()
 
     def __enter__(self) -> PcscConnection:
         return self
@@ -468,7 +587,7 @@ class PcscConnection:
             limit = self.link.max_command
             raise TransportFailedError(f"{command.describe()}: {len(raw)} bytes, {self.profile.model} sends at most "
                                        f"{limit}", reached_chip=False, over_limit="command")  # fmt: skip
-        hresult, answer = scard.SCardTransmit(self._handle, self._pci, list(raw))
+        hresult, answer = self._transmit(self._handle, raw, command)
         if hresult != scard.SCARD_S_SUCCESS:
             raise self._transmit_error(hresult, command)
         if len(answer) < 2:  # vpcd (and some readers) report a card that vanished mid-exchange this way
@@ -479,6 +598,30 @@ class PcscConnection:
         response = ResponseApdu.from_bytes(bytes(answer))
         log.debug("APDU %s -> %04X (%d bytes)", command.describe(), response.sw, len(response.data))
         return response
+
+    def _transmit(self, handle: int, raw: bytes, command: CommandApdu) -> tuple[int, list[int]]:
+        """SCardTransmit; on a time-limited connection, on its thread and given up at the deadline: the connection
+        and its context are abandoned then (see the module docstring) and the chip's late answer is never read."""
+        pci, apdu = self._pci, list(raw)
+        if self._calls is None or self._deadline is None:
+            return scard.SCardTransmit(handle, pci, apdu)  # type: ignore[no-any-return]
+        if time.monotonic() >= self._deadline:
+            raise ReadDeadlineError(f"the read's deadline passed before {command.describe()} on {self._reader_name}")
+        context = self._context
+
+        def abandoned() -> None:
+            scard.SCardDisconnect(handle, scard.SCARD_LEAVE_CARD)
+            scard.SCardReleaseContext(context)
+
+        try:
+            answer: tuple[int, list[int]] = self._calls.call(lambda: scard.SCardTransmit(handle, pci, apdu),
+                                                             self._deadline, abandoned)  # fmt: skip
+            return answer
+        except _Stuck:
+            self._handle = None  # never touched again: its thread disconnects it once the card lets go
+            self._driver._abandon_context(context)
+            raise ReadDeadlineError(f"no answer to {command.describe()} on {self._reader_name} within the read's "
+                                    "deadline: the card keeps the reader waiting") from None
 
     def _transmit_error(self, hresult: int, command: CommandApdu) -> ReaderError:
         code = _code(hresult)

@@ -11,6 +11,7 @@ chosen by SELECT FILE, as JMRTD's passport applet does).
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from enum import Enum
@@ -140,6 +141,7 @@ class VirtualCard:
         self._session_lost_done = False
         self._short_answer_done = False
         self._left_field = False
+        self._lifted = threading.Event()  # set while the card is being taken off: a stalled answer is never given
         self._df = _Df.MF
         self._current_ef: int | None = None
         self._pending: bytes = b""  # data still to be fetched with GET RESPONSE
@@ -159,8 +161,13 @@ class VirtualCard:
     def left_field(self) -> bool:
         return self._left_field
 
+    def lift(self) -> None:
+        """The card is being taken off the reader (any thread): a stalled answer is dropped, as a chip's would be."""
+        self._lifted.set()
+
     def power_on(self) -> bytes:
         """Cold start: MF selected, no session. Returns the ATR."""
+        self._lifted.clear()
         self._reset_state()
         return self.atr
 
@@ -203,6 +210,9 @@ class VirtualCard:
         self._bytes_in += len(raw)
         if quirks.answer_delay_ms > 0:
             time.sleep(quirks.answer_delay_ms / 1000)
+        stalls = quirks.stall_after_apdus is not None and self._apdus > quirks.stall_after_apdus
+        if stalls and self._lifted.wait(quirks.stall_seconds):
+            raise CardLeftField("the virtual card was lifted while it stalled")
         try:
             command = CommandApdu.from_bytes(raw)
         except ValueError:

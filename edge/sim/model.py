@@ -69,6 +69,10 @@ class Quirks:
     endless_get_response: bool = False
     #: Every READ BINARY answers 6Cxx with xx one less than its Le: a chip that never settles on a length.
     wrong_le_loop: bool = False
+    #: Every APDU after the first N is answered only after ``stall_seconds`` (never, if the card is lifted first): a
+    #: chip that hangs, or asks the reader for more time (T=1 WTX) without end; SCardTransmit blocks meanwhile.
+    stall_after_apdus: int | None = None
+    stall_seconds: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

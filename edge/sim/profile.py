@@ -107,6 +107,8 @@ class QuirkSettings(_Strict):
     short_answer_once: int | None = Field(default=None, ge=1, le=65535)
     endless_get_response: bool | None = None
     wrong_le_loop: bool | None = None
+    stall_after_apdus: int | None = Field(default=None, ge=0)
+    stall_seconds: float | None = Field(default=None, ge=0)
 
     @field_validator("le_refusal_sw", "sfi_refusal_sw", mode="before")
     @classmethod

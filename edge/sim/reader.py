@@ -121,6 +121,9 @@ class VirtualReader:
     def power_off(self) -> None:
         self.card.power_off()
 
+    def lift(self) -> None:
+        self.card.lift()
+
     def reset(self) -> bytes:
         return self.card.reset()
 

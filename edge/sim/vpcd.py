@@ -47,6 +47,10 @@ class VpcdCard(Protocol):
         """Answer one command APDU; raise :class:`~edge.sim.card.CardLeftField` to leave the field."""
         ...
 
+    def lift(self) -> None:
+        """Called from another thread as the card is taken off: an answer still pending is never given."""
+        ...
+
 
 class InsertedWhileOpen(ABC):
     """``with card:`` puts the card on the reader and takes it off again however the block ends."""
@@ -107,6 +111,7 @@ class VpcdClient(InsertedWhileOpen):
     def remove(self) -> None:
         """Take the card out of the field: close the socket and wait for the serving thread."""
         sock, thread = self._sock, self._thread
+        self.card.lift()  # a stalling card lets go at once, as a real one leaves the field
         if sock is not None:
             with contextlib.suppress(OSError):  # already closed by the other side
                 sock.shutdown(socket.SHUT_RDWR)

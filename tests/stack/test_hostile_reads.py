@@ -3,13 +3,14 @@
 What tests/unit/test_hostile_chip.py shows in process, read here through the driver that production uses (with
 read_chip's response chaining above it: 61xx and 6Cxx): one short answer does not shrink every later read, a chip
 that never settles on a length or never ends its answer costs a bounded number of APDUs and ends in a typed error,
-and a read ends at its deadline, after which the same reader reads the next card. Counted in APDUs at the card,
-never timed.
+and a read ends at its deadline, after which the same reader reads the next card, even when the chip never answers
+an APDU (the driver gives the exchange up at the deadline). Counted in APDUs at the card, never timed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +36,7 @@ from edge.sim.profile import load_profile
 from edge.sim.runner import SimulatedCard
 from edge.sim.stack import READER_NAMES
 from tests.fixtures.pcsc import InsertCard, wait_for_presence
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.stack
 
@@ -145,3 +147,30 @@ def test_a_read_ends_at_its_deadline_and_the_reader_reads_the_next_card(
     insert(insert_card, default)
     result = read(connect(), default, expired=Deadline(1000))
     assert result.stats.apdus == 16  # a full read with the photo
+
+
+def call_threads() -> list[threading.Thread]:
+    """The threads time-limited PC/SC connections make their calls on (one per connection)."""
+    return [thread for thread in threading.enumerate() if thread.name.startswith("pcsc-")]
+
+
+def test_a_chip_that_never_answers_ends_at_the_deadline_and_the_reader_reads_the_next_card(
+    default: SimCardSpec, insert_card: InsertCard, pcsc_driver: PcscReaderDriver
+) -> None:
+    stalling = with_quirks(default, stall_after_apdus=3, stall_seconds=600.0)
+    card = insert(insert_card, stalling)
+    connection = pcsc_driver.connect(READER_NAMES[0], time_limit=3.0)
+    with pytest.raises(ReadDeadlineError, match="no answer to"):
+        read(connection, stalling)  # no deadline between APDUs: only the driver's can end it
+    connection.close()
+    assert card.counters.apdus == 4  # the fourth reached the chip, which is still silent
+    answered = card.counters.bytes_out
+    lift(card, pcsc_driver)  # the driver watches on a fresh context: the stuck one is never touched
+    assert card.counters.bytes_out == answered  # the stalled APDU's answer never came
+    wait_until(lambda: not call_threads(), "the stuck call's thread to end once the card left")
+    insert(insert_card, default)
+    with pcsc_driver.connect(READER_NAMES[0], time_limit=600.0) as fresh:
+        result = read(fresh, default)
+        assert len(call_threads()) == 1  # one thread for the whole read, none per APDU
+    assert result.stats.apdus == 16  # a full read with the photo
+    wait_until(lambda: not call_threads(), "the connection's thread to end with it")

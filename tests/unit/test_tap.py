@@ -90,7 +90,7 @@ class OneCardReader:
     def wait_for_card(self, timeout: float, reader_name: str | None = None) -> ReaderState:
         return self.readers()[0]
 
-    def connect(self, reader_name: str | None = None) -> ClockedCard:
+    def connect(self, reader_name: str | None = None, *, time_limit: float | None = None) -> ClockedCard:
         self.asked.append(reader_name)
         return self.connection
 
