@@ -249,8 +249,14 @@ _WAITING_TIMEOUT: dict[State, str] = {
 }
 
 
+#: The worker ends a read at ``timeouts.reading`` itself and says why (the PC/SC driver gives up even on a chip that
+#: never answers); the machine's own READING deadline is only the backstop for a worker that never reports, so it comes
+#: this much later and the office hears the worker's typed reason (``ReadDeadlineError``), not ``reading_timeout``.
+READ_REPORT_GRACE = 2.0
+
+
 def max_timeout(timeouts: TimeoutConfig) -> float:
-    return max(float(getattr(timeouts, name)) for name in _WAITING_TIMEOUT.values())
+    return max(float(getattr(timeouts, name)) for name in _WAITING_TIMEOUT.values()) + READ_REPORT_GRACE
 
 
 def indicator_for(snap: Snapshot) -> Indicator:
@@ -292,7 +298,8 @@ class Machine:
 
     def _enter(self, snap: Snapshot, state: State, now: float, **changes: object) -> Snapshot:
         timeout = _WAITING_TIMEOUT.get(state)
-        deadline = now + float(getattr(self.timeouts, timeout)) if timeout else None
+        grace = READ_REPORT_GRACE if state is State.READING else 0.0
+        deadline = now + float(getattr(self.timeouts, timeout)) + grace if timeout else None
         if state in (State.READY, State.FAULT):
             changes = {"key": None, "request_id": None, "profile": None, "challenge": None, **changes}
         return replace(snap, state=state, deadline=deadline, **changes)  # type: ignore[arg-type]

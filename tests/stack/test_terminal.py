@@ -399,6 +399,37 @@ def test_card_removed_mid_read_publishes_nothing(material: Material, rig_factory
     assert rig.terminal.stats.get("reads_failed") == 1
 
 
+def test_a_chip_that_never_answers_fails_at_the_read_deadline_and_the_next_card_is_verified(
+    material: Material, rig_factory: Callable[..., Rig], insert_card: InsertCard
+) -> None:
+    """A chip that stops answering mid-read (silent, or asking the reader for more time without end) holds
+    SCardTransmit until it leaves the reader: the worker gives the read up at its deadline all the same, and is back
+    while the silent card still lies there (before, only the card's removal or the watchdog freed it)."""
+    stalling = replace(material.spec, quirks=replace(material.spec.quirks, stall_after_apdus=6, stall_seconds=600.0))
+    rig = rig_factory(timeouts={"reading": 3})
+    silent = insert_card(stalling, security=secure(stalling))
+    rig.camera.show("qr")
+    rig.office.wait(lambda: any(e.get("event") == "read_failed" for e in rig.office.events))
+    rig.camera.show("blank")
+    wait_until(lambda: rig.terminal.stats.get("reads_failed") == 1, what="the worker back from the silent chip")
+    wait_until(lambda: rig.terminal.state is State.READY, what="back to ready")
+    assert silent.inserted
+    assert silent.counters.apdus == 7  # the seventh reached the chip, which stays silent
+    answered = silent.counters.bytes_out
+    silent.remove()
+    assert silent.wait_removed(5.0)
+    assert silent.counters.bytes_out == answered  # its answer never came
+    insert_card(material.spec, security=secure(material.spec))
+    frames = rig.camera.frames
+    wait_until(lambda: rig.camera.frames >= frames + 8 and rig.terminal.state is State.READY, what="re-armed")
+    rig.camera.show("qr")
+    rig.office.wait(lambda: len(rig.office.outcomes) >= 1)
+    assert [outcome.verdict for outcome in rig.office.outcomes] == ["verified"]
+    # The worker's typed reason (the state machine's backstop, reading_timeout, comes READ_REPORT_GRACE later).
+    assert [e["detail"] for e in rig.office.events if e.get("event") == "read_failed"] == ["ReadDeadlineError"]
+    assert rig.terminal.stats.get("reads_failed") == 1
+
+
 def test_broker_outage_delivers_every_result_once_in_order(material: Material, rig_factory: Callable[..., Rig],
                                                            insert_card: InsertCard) -> None:  # fmt: skip
     rig = rig_factory()
@@ -846,23 +877,42 @@ def test_a_result_that_cannot_even_be_held_tells_the_office_to_repeat_the_read(
     assert rig.terminal.stats.get("results_lost") == 1
 
 
-def test_starting_on_a_full_disk_says_storage_full_not_damaged(
-    tmp_path: Path, material: Material, mqtt_broker: MosquittoBroker, small_disk: SmallDisk
+def test_starting_on_a_full_disk_shows_fault_and_starts_once_there_is_room(
+    tmp_path: Path, material: Material, mqtt_broker: MosquittoBroker, small_disk: SmallDisk, pcsc_stack: object
 ) -> None:
+    """The terminal's trouble, not a reason to leave: on a disk too full to open the outbox it tells systemd (READY
+    with a FAULT status that says "storage full", never "damaged"), keeps the watchdog fed and its FAULT light on,
+    and starts by itself once the disk has room; SIGTERM still ends it cleanly."""
     Outbox(small_disk.path / "outbox.db", max_count=10, max_bytes=10**6).close()  # a terminal that ran before
     small_disk.fill()
     config = _daemon_config(tmp_path, material, mqtt_broker, material.blank_image, state_dir=small_disk.path)
-    process = _spawn_daemon(config)
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(60)
+    process = _spawn_daemon(config, env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "1000000"})
     try:
-        _out, err = process.communicate(timeout=60)
+        messages = [notify.recv(4096).decode()]
+        assert messages[0].startswith("READY=1\nSTATUS=FAULT:"), messages
+        assert "storage full" in messages[0]
+        assert "damaged" not in messages[0]
+        while "WATCHDOG=1" not in messages[-1]:  # fed while it waits
+            messages.append(notify.recv(4096).decode())
+        assert process.poll() is None  # still there, showing FAULT
+        small_disk.make_room()
+        while not (messages[-1].startswith("READY=1") and "ready" in messages[-1]):
+            messages.append(notify.recv(4096).decode())
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
     finally:
+        notify.close()
         if process.poll() is None:
             process.kill()
             process.wait()
-    message = err.decode()
-    assert process.returncode == 1, message
-    assert "storage full" in message
-    assert "damaged" not in message
+    assert process.returncode == 0, err.decode()
+    log = out.decode()
+    assert "showing FAULT until the disk has room" in log
+    assert "the disk has room again: starting" in log
+    assert "damaged" not in log
 
 
 def _ward_encryption(tmp_path: Path) -> tuple[ec.EllipticCurvePrivateKey, Path]:

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from edge.config import TimeoutConfig
 from edge.daemon.state import (
+    READ_REPORT_GRACE,
     AbortRead,
     Action,
     Cancel,
@@ -124,7 +125,9 @@ def test_every_waiting_state_times_out() -> None:
     assert snap.state is State.READY
     assert snap.card_present  # the card is still there; a QR now starts the read directly
 
-    snap, actions = run([KeyOffered(0, key=KEY), CardInserted(0), Tick(15)])
+    snap, _ = run([KeyOffered(0, key=KEY), CardInserted(0), Tick(15)])
+    assert snap.state is State.READING  # the worker ends the read at 15 s and says why; the machine waits for it
+    snap, actions = run([Tick(15 + READ_REPORT_GRACE)], snap)
     assert snap.state is State.RESULT_FAILED
     assert AbortRead(1) in actions
     assert Report("read_failed", "reading_timeout") in actions
