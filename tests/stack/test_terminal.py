@@ -877,23 +877,42 @@ def test_a_result_that_cannot_even_be_held_tells_the_office_to_repeat_the_read(
     assert rig.terminal.stats.get("results_lost") == 1
 
 
-def test_starting_on_a_full_disk_says_storage_full_not_damaged(
-    tmp_path: Path, material: Material, mqtt_broker: MosquittoBroker, small_disk: SmallDisk
+def test_starting_on_a_full_disk_shows_fault_and_starts_once_there_is_room(
+    tmp_path: Path, material: Material, mqtt_broker: MosquittoBroker, small_disk: SmallDisk, pcsc_stack: object
 ) -> None:
+    """The terminal's trouble, not a reason to leave: on a disk too full to open the outbox it tells systemd (READY
+    with a FAULT status that says "storage full", never "damaged"), keeps the watchdog fed and its FAULT light on,
+    and starts by itself once the disk has room; SIGTERM still ends it cleanly."""
     Outbox(small_disk.path / "outbox.db", max_count=10, max_bytes=10**6).close()  # a terminal that ran before
     small_disk.fill()
     config = _daemon_config(tmp_path, material, mqtt_broker, material.blank_image, state_dir=small_disk.path)
-    process = _spawn_daemon(config)
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(60)
+    process = _spawn_daemon(config, env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "1000000"})
     try:
-        _out, err = process.communicate(timeout=60)
+        messages = [notify.recv(4096).decode()]
+        assert messages[0].startswith("READY=1\nSTATUS=FAULT:"), messages
+        assert "storage full" in messages[0]
+        assert "damaged" not in messages[0]
+        while "WATCHDOG=1" not in messages[-1]:  # fed while it waits
+            messages.append(notify.recv(4096).decode())
+        assert process.poll() is None  # still there, showing FAULT
+        small_disk.make_room()
+        while not (messages[-1].startswith("READY=1") and "ready" in messages[-1]):
+            messages.append(notify.recv(4096).decode())
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
     finally:
+        notify.close()
         if process.poll() is None:
             process.kill()
             process.wait()
-    message = err.decode()
-    assert process.returncode == 1, message
-    assert "storage full" in message
-    assert "damaged" not in message
+    assert process.returncode == 0, err.decode()
+    log = out.decode()
+    assert "showing FAULT until the disk has room" in log
+    assert "the disk has room again: starting" in log
+    assert "damaged" not in log
 
 
 def _ward_encryption(tmp_path: Path) -> tuple[ec.EllipticCurvePrivateKey, Path]:
