@@ -406,7 +406,7 @@ def test_a_chip_that_never_answers_fails_at_the_read_deadline_and_the_next_card_
     SCardTransmit until it leaves the reader: the worker gives the read up at its deadline all the same, and is back
     while the silent card still lies there (before, only the card's removal or the watchdog freed it)."""
     stalling = replace(material.spec, quirks=replace(material.spec.quirks, stall_after_apdus=6, stall_seconds=600.0))
-    rig = rig_factory(timeouts={"reading": 3})
+    rig = rig_factory(timeouts={"reading": 6})  # room for the 6 answered APDUs (PACE) on a loaded machine
     silent = insert_card(stalling, security=secure(stalling))
     rig.camera.show("qr")
     rig.office.wait(lambda: any(e.get("event") == "read_failed" for e in rig.office.events))
