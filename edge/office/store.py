@@ -707,6 +707,12 @@ class ResultStore:
             raise OnlineAnswerError(str(exc)) from None
         if not isinstance(parsed, dict):
             raise OnlineAnswerError("the online answer is not a JSON object")
+        text = json.dumps(parsed, ensure_ascii=False, separators=(",", ":"))
+        try:  # a lone surrogate ("\\ud800") would be kept, then fail every answer (and listing) that shows its keys
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise OnlineAnswerError(f"the online answer holds a lone UTF-16 surrogate (at character {exc.start} of "
+                                    "its compact JSON): not text") from None
         # One transaction with the result's row locked: retention reducing it at the same moment waits, or has
         # already reduced it and the answer is refused (an answer about a citizen whose data is gone would stay).
         with self._db.transaction():
@@ -727,7 +733,6 @@ class ResultStore:
             if profile != ProcedureProfile.ONLINE_CHECK.value:
                 raise OnlineAnswerError(f"result {jti[:128]!r} was read under profile {profile!r}: none of its data "
                                         "went to the national authentication service")  # fmt: skip
-            text = _storable(json.dumps(parsed, ensure_ascii=False, separators=(",", ":")))
             (answer_id,) = self._db.execute(
                 "INSERT INTO online_answers (iss, jti, received, answer, recorded_by) VALUES (?, ?, ?, ?, ?) "
                 "RETURNING id", (found_iss, jti, now, text, self._instance)).fetchone()  # fmt: skip

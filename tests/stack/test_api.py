@@ -313,7 +313,8 @@ def test_online_answers_recorded_and_listed_without_their_values(api: Api) -> No
     assert "not read under online_check" in refused["detail"]
     assert api.get("a", f"/v1/results/T-A2/{residence_jti}/online-answers")[1]["items"] == []
     for body, reason in ((b'{"status":', "not JSON"), (b'["valid"]', "not a JSON object"), (b"", "not JSON"),
-                         (b"[" * 5000, "nested deeper"), (b"\xff\xfe\xfd", "not JSON")):  # fmt: skip
+                         (b"[" * 5000, "nested deeper"), (b"\xff\xfe\xfd", "not JSON"),
+                         (b'{"\\ud800":1}', "lone UTF-16 surrogate")):  # fmt: skip
         status, refused = api.post("a", url, body)
         assert status == 400, body
         assert reason in refused["detail"], refused

@@ -373,7 +373,8 @@ def test_online_check_results_only_encrypted_and_their_online_answers(office_db:
                 (sealed.jti, b'["valid"]', None, "not a JSON object"),
                 (sealed.jti, b'{"status":', None, "not JSON"),
                 (sealed.jti, b'{"a":"' + b"x" * MAX_ONLINE_ANSWER_BYTES + b'"}', None, "more than"),
-                (sealed.jti, b"[" * 5000, None, "nested deeper")):  # fmt: skip
+                (sealed.jti, b"[" * 5000, None, "nested deeper"),
+                (sealed.jti, b'{"\\ud800":1}', None, "lone UTF-16 surrogate")):  # fmt: skip
             with pytest.raises(OnlineAnswerError, match=reason):
                 store.record_online_answer(jti, answer, NOW, iss=iss)
         assert len(store.online_answers(sealed.jti)) == 2  # nothing refused was recorded
