@@ -177,10 +177,12 @@ def problems(status: dict[str, Any], state: str | None) -> list[str]:
 
 def known_terminals(db: Database, ward: str | None) -> list[tuple[str, str]]:
     """``(ward, terminal)`` of each terminal with a retained status or a stored result, of ``ward`` (None: of every
-    ward; terminal ids repeat across wards), sorted."""
+    ward; terminal ids repeat across wards), sorted. Stored results are found through the store's seq bookkeeping
+    (``terminals``: one row per ward and terminal that stored one), not ``results``: ``results.ward`` is in no
+    index, so reading it scans every row's document and token, on each home page a supervisor opens."""
     return sorted({(str(w), str(iss)) for w, iss in db.execute(
         "SELECT ward, iss FROM terminal_status WHERE CAST(? AS TEXT) IS NULL OR ward = ? "
-        "UNION SELECT COALESCE(ward, ''), iss FROM results WHERE CAST(? AS TEXT) IS NULL OR ward = ?",
+        "UNION SELECT ward, iss FROM terminals WHERE CAST(? AS TEXT) IS NULL OR ward = ?",
         (ward, ward, ward, ward))})  # fmt: skip
 
 
