@@ -434,12 +434,12 @@ def _retry_after(value: str | None) -> float | None:
     return float(min(int(text), 10**7))
 
 
-@functools.lru_cache(maxsize=64)
 def _cut_off(endpoint: Endpoint) -> Answer:
     """An attempt the watchdog ended: never a delivery, whatever part of an answer came before."""
     return Answer(None, f"no complete answer within {endpoint.timeout * ATTEMPT_TIMEOUTS:g} s")
 
 
+@functools.lru_cache(maxsize=64)
 def _tls_context(ca: Path | None) -> ssl.SSLContext:
     """One TLS context per receiver CA, made once: loading a CA bundle takes tens of ms, which per attempt capped a
     sender at ~20 deliveries/s (bench/fleet.py)."""

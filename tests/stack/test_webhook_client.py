@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from edge.office.webhooks import ATTEMPT_TIMEOUTS, Endpoint, WebhookClient, parse_secret, signed_headers
+from edge.office.webhooks import ATTEMPT_TIMEOUTS, Endpoint, WebhookClient, _tls_context, parse_secret, signed_headers
 from edge.sim.broker import free_port
 from tests.support.webhook_receiver import WebhookReceiver
 
@@ -118,6 +118,11 @@ def test_a_receiver_trickling_its_answer_is_cut_off_after_the_attempts_bound() -
         thread.join(5)
     assert answer.status is None
     assert answer.error == f"no complete answer within {1.0 * ATTEMPT_TIMEOUTS:g} s"
+
+
+def test_the_tls_context_of_a_receiver_ca_is_made_once() -> None:
+    """Loading a CA bundle takes tens of ms: once per CA, not per connection."""
+    assert _tls_context(None) is _tls_context(None)
 
 
 @pytest.mark.parametrize("retry_after", [b"\xb2", b"\xb9\xb3", b"120"])  # latin-1 '²', '¹³': str.isdigit() says yes
