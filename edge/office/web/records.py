@@ -168,7 +168,8 @@ def problems(status: dict[str, Any], state: str | None) -> list[str]:
         found.append("storage_full")
     if status.get("outbox_full"):
         found.append("outbox_full")
-    if (status.get("clock") or {}).get("synchronised") is False:
+    clock = status.get("clock")  # any JSON: the store keeps a status as the terminal sent it
+    if isinstance(clock, dict) and clock.get("synchronised") is False:
         found.append("clock")
     if isinstance(status.get("queued"), int) and status["queued"] > 0:
         found.append("queued")
