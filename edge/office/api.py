@@ -171,6 +171,9 @@ def _position(cursor: str) -> tuple[float, str, str]:
     try:
         received, iss, jti = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if isinstance(received, int | float) and isinstance(iss, str) and isinstance(jti, str):
+            if "\x00" in iss + jti:  # neither it nor a lone surrogate (encode raises) binds in a database: a 500
+                raise ValueError("NUL")
+            (iss + jti).encode("utf-8")
             return float(received), iss, jti
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
         pass

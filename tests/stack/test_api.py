@@ -6,6 +6,7 @@ without their values, the fleet and the webhooks' dead letters; API keys from th
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import urllib.error
@@ -157,6 +158,8 @@ def test_results_by_cursor_and_filter(api: Api) -> None:
     _, page = api.get("all", "/v1/results", verdict="failed")
     assert page["items"] == []
     assert api.get("a", "/v1/results", cursor="not-a-cursor")[0] == 400
+    for hostile in (b'[1, "T-A1", "\\ud800"]', b'[1, "T-A1\\u0000", "x"]'):  # no database binds these: were 500s
+        assert api.get("a", "/v1/results", cursor=base64.urlsafe_b64encode(hostile).decode())[0] == 400, hostile
     assert api.get("a", "/v1/results", limit=100_000)[0] == 422
 
 
