@@ -474,6 +474,7 @@ class WebhookClient:
         kept connection the receiver had closed is replaced once (the POST never reached it; a receiver that saw it
         twice would drop the second by ``webhook-id``)."""
         reused = endpoint.name in self._connections
+        self._overran = False  # the last attempt's cut-off is not this one's (no attempt is watched now)
         try:
             return self._post(endpoint, body, headers)
         except _STALE_CONNECTION as exc:
@@ -529,9 +530,10 @@ class WebhookClient:
                 if self._watched is None or time.monotonic() < self._watched[1]:
                     continue
                 connection, self._watched, self._overran = self._watched[0], None, True
-                if connection.sock is not None:
+                sock = connection.sock  # read once: http.client may close it (None) on the sender's thread
+                if sock is not None:
                     with contextlib.suppress(OSError):
-                        connection.sock.shutdown(socket.SHUT_RDWR)
+                        sock.shutdown(socket.SHUT_RDWR)
 
     def _connection(self, endpoint: Endpoint) -> http.client.HTTPConnection:
         connection = self._connections.get(endpoint.name)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import socket
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -109,8 +110,10 @@ def test_a_receiver_trickling_its_answer_is_cut_off_after_the_attempts_bound() -
     client = WebhookClient()
     endpoint = Endpoint("slow", f"http://127.0.0.1:{listener.getsockname()[1]}/hooks", SECRET, frozenset({"+"}),
                         timeout=1.0)
+    no_ca = Endpoint("no-ca", "https://127.0.0.1:1/hooks", SECRET, frozenset({"+"}), ca=Path("/nonexistent/ca.pem"))
     try:
         answer = client.post(endpoint, b"{}", {})
+        next_answer = client.post(no_ca, b"{}", {})  # fails before any byte is sent: not the last attempt's cut-off
     finally:
         stop.set()
         client.close()
@@ -118,6 +121,8 @@ def test_a_receiver_trickling_its_answer_is_cut_off_after_the_attempts_bound() -
         thread.join(5)
     assert answer.status is None
     assert answer.error == f"no complete answer within {1.0 * ATTEMPT_TIMEOUTS:g} s"
+    assert next_answer.status is None
+    assert next_answer.error.startswith("FileNotFoundError")
 
 
 def test_the_tls_context_of_a_receiver_ca_is_made_once() -> None:
