@@ -181,17 +181,12 @@ def _position(cursor: str) -> tuple[float, str, str]:
 
 
 async def _answer_body(request: Request) -> bytes:
-    """The body, read only up to :data:`MAX_ONLINE_ANSWER_BYTES` (a larger one is a 413, the rest left unread)."""
-    too_large = HTTPException(413, f"the online answer is larger than {MAX_ONLINE_ANSWER_BYTES} bytes")
-    declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > MAX_ONLINE_ANSWER_BYTES:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_ONLINE_ANSWER_BYTES:
-            raise too_large
-    return bytes(body)
+    """The body (:class:`~edge.office.asgi.BodyLimit` has already refused one over ``MAX_REQUEST_BYTES`` unread);
+    one over :data:`MAX_ONLINE_ANSWER_BYTES` is a 413."""
+    body = await request.body()
+    if len(body) > MAX_ONLINE_ANSWER_BYTES:
+        raise HTTPException(413, f"the online answer is larger than {MAX_ONLINE_ANSWER_BYTES} bytes")
+    return body
 
 
 def _is_online_check(context: ApiContext, client: ApiClient, terminal: str, jti: str) -> bool:
