@@ -150,7 +150,7 @@ def _wards_of(client: ApiClient, ward: str | None) -> list[str] | None:
     """The wards a query covers (None: every ward); a ward the client may not see is a 403."""
     if ward is not None:
         if not client.may_see(ward):
-            raise HTTPException(403, f"this client is not allowed ward {ward}")
+            raise HTTPException(403, "this client is not allowed the ward it named")  # not echoed back
         return [ward]
     return None if client.every_ward else sorted(client.wards)
 

@@ -115,6 +115,8 @@ def test_each_client_sees_its_wards_only(api: Api) -> None:
                                                                   ("T-A1", 3)]
     status, page = api.get("b", "/v1/results")
     assert [(r["terminal"], r["ward"]) for r in page["items"]] == [("T-B1", WARD_B)]
+    status, refused = api.get("a", "/v1/results", ward="079203012345")
+    assert (status, "079203012345" in refused["detail"]) == (403, False), "a 403 quotes no input back"
     assert api.get("a", "/v1/results", ward=WARD_B)[0] == 403, "ward A's key cannot list ward B"
     assert len(api.get("all", "/v1/results")[1]["items"]) == 5
     b_jti = page["items"][0]["jti"]
