@@ -204,7 +204,9 @@ def fleet_rows(db: Database, ward: str | None, terminals: Set[tuple[str, str]] |
     for row_ward, iss, state, status_text, received in rows:
         if terminals is not None and (row_ward, iss) not in terminals:
             continue
-        status = json.loads(status_text)
+        # NaN/Infinity: the status's parser takes them, the page's JSON (RFC 8259) has none: one such status
+        # would make the whole fleet an error
+        status = json.loads(status_text, parse_constant=lambda _: None)
         result = last.get((row_ward, iss))
         expiry = certificate_expiry(result[1]) if result is not None else None
         found = problems(status, state)
