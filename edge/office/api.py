@@ -305,7 +305,7 @@ def create_api(context: ApiContext | None = None) -> FastAPI:
         request_id; its active_auth says whether the chip answered this challenge."""
         _wards_of(client, ward)
         if not context.serves_ward(ward):
-            raise HTTPException(404, f"this gateway does not serve ward {ward}")
+            raise HTTPException(404, "this gateway does not serve the ward named")  # not echoed back
         if context.signer is None or context.send_command is None:
             raise HTTPException(503, "this gateway has no command key (api.command_key or receipts.key)")
         now = context.clock()
