@@ -22,10 +22,11 @@ even when the chip never answers an APDU (or asks the reader for more time witho
 the card answers or leaves, so such a connection makes its PC/SC calls on a thread of its own (one per connection,
 reused for every APDU) and stops waiting at the deadline. The stuck call cannot be cancelled, and pcsc-lite (1.9.9,
 measured) holds its context's lock for the whole call and takes that lock while holding the library's global lock:
-any later call on the stuck context would freeze every PC/SC call of the process. So the driver abandons that context
-untouched and takes a fresh one for the next call; pcscd still reports card changes on it, and a connection to the
-same reader waits until the stuck call returns, which it does when the card leaves the reader. The connection's
-thread then disconnects and releases the abandoned context and ends.
+any other call on the stuck context (the reader watch's SCardGetStatusChange included) would freeze every PC/SC call
+of the process until the card leaves. So such a connection establishes a PC/SC context of its own, on its thread,
+which nothing else uses, and at the deadline abandons it untouched; the driver's context keeps watching the readers,
+and a connection to the same reader waits until the stuck call returns, which it does when the card leaves the
+reader. The connection's thread then disconnects and releases the abandoned context and ends.
 """
 
 from __future__ import annotations
@@ -150,6 +151,13 @@ class ReaderLink:
 _T = TypeVar("_T")
 
 
+def _new_context() -> int:
+    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    if hresult != scard.SCARD_S_SUCCESS:
+        raise NoReaderError(f"pcscd is not reachable: {_describe(hresult)}")
+    return int(context)
+
+
 class _Stuck(Exception):
     """A call on a connection's thread outlived the deadline (private: turned into :class:`ReadDeadlineError`)."""
 
@@ -234,10 +242,7 @@ class PcscReaderDriver:
         with self._lock:
             if self._context is not None:
                 return self._context
-            hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-            if hresult != scard.SCARD_S_SUCCESS:
-                raise NoReaderError(f"pcscd is not reachable: {_describe(hresult)}")
-            self._context = int(context)
+            self._context = _new_context()
             self._known.clear()
             log.debug("PC/SC context established")
             return self._context
@@ -250,15 +255,6 @@ class PcscReaderDriver:
             return False
         scard.SCardReleaseContext(context)
         return True
-
-    def _abandon_context(self, context: int) -> None:
-        """Forget ``context`` untouched (a call on it is stuck, see the module docstring): the next call of the driver
-        establishes a fresh one. Whoever abandons it releases it once the stuck call has returned."""
-        with self._lock:
-            if self._context == context:
-                self._context = None
-                self._known.clear()
-        log.warning("PC/SC context abandoned: a call on it outlived the read's deadline")
 
     def _drop_context(self) -> None:
         """Forget a context pcscd no longer knows (it restarted or stopped); the next call re-establishes one."""
@@ -416,22 +412,33 @@ class PcscReaderDriver:
             handle, protocol, atr, link = self._open(context, name)
             return PcscConnection(self, handle, protocol, name, atr, link)
         calls = _CallThread(f"pcsc-{name}")
-        opened: list[int] = []  # the handle, once SCardConnect gave one: disconnected if the connect is abandoned
+        opened: list[int] = []  # its own context, then its handle: what an abandoned connect leaves to the thread
+
+        def open_own() -> tuple[int, int, int, bytes, ReaderLink]:
+            own = _new_context()
+            opened.append(own)
+            try:
+                return (own, *self._open(own, name, opened))
+            except BaseException:
+                opened.clear()  # _open disconnected what it opened
+                scard.SCardReleaseContext(own)
+                raise
 
         def abandoned() -> None:
+            if len(opened) > 1:
+                scard.SCardDisconnect(opened[1], scard.SCARD_LEAVE_CARD)
             if opened:
-                scard.SCardDisconnect(opened[0], scard.SCARD_LEAVE_CARD)
-            scard.SCardReleaseContext(context)
+                scard.SCardReleaseContext(opened[0])
 
         try:
-            handle, protocol, atr, link = calls.call(lambda: self._open(context, name, opened), deadline, abandoned)
+            own, handle, protocol, atr, link = calls.call(open_own, deadline, abandoned)
         except _Stuck:
-            self._abandon_context(context)
+            log.warning("PC/SC connect abandoned: it outlived the read's deadline")
             raise ReadDeadlineError(f"connecting to {name}: no answer within the read's deadline") from None
         except BaseException:
             calls.stop()
             raise
-        return PcscConnection(self, handle, protocol, name, atr, link, context=context, deadline=deadline, calls=calls)
+        return PcscConnection(self, handle, protocol, name, atr, link, context=own, deadline=deadline, calls=calls)
 
     def _open(self, context: int, reader_name: str,
               opened: list[int] | None = None) -> tuple[int, int, bytes, ReaderLink]:  # fmt: skip
@@ -530,9 +537,10 @@ class PcscConnection:
     """One card session (:class:`~edge.drivers.base.CardConnection`): a transport, one exchange per call."""
 
     def __init__(self, driver: PcscReaderDriver, handle: int, protocol: int, reader_name: str, atr: bytes,
-                 link: ReaderLink, *, context: int = 0, deadline: float | None = None,
+                 link: ReaderLink, *, context: int | None = None, deadline: float | None = None,
                  calls: _CallThread | None = None) -> None:  # fmt: skip
-        """``deadline`` (monotonic) with ``calls`` (its thread) and ``context``: a time-limited connection."""
+        """``deadline`` (monotonic) with ``calls`` (its thread) and ``context`` (its own, released on close): a
+        time-limited connection."""
         self._driver = driver
         self._context = context
         self._deadline = deadline
@@ -566,6 +574,9 @@ class PcscConnection:
         handle, self._handle = self._handle, None
         if handle is not None:
             scard.SCardDisconnect(handle, scard.SCARD_RESET_CARD)
+        context, self._context = self._context, None
+        if context is not None:
+            scard.SCardReleaseContext(context)
         if self._calls is not None:
             self._calls.stop()
 
@@ -618,8 +629,8 @@ class PcscConnection:
                                                              self._deadline, abandoned)  # fmt: skip
             return answer
         except _Stuck:
-            self._handle = None  # never touched again: its thread disconnects it once the card lets go
-            self._driver._abandon_context(context)
+            self._handle = self._context = None  # never touched again: its thread lets go of them once the card does
+            log.warning("PC/SC context abandoned: a call on it outlived the read's deadline")
             raise ReadDeadlineError(f"no answer to {command.describe()} on {self._reader_name} within the read's "
                                     "deadline: the card keeps the reader waiting") from None
 

@@ -174,3 +174,37 @@ def test_a_chip_that_never_answers_ends_at_the_deadline_and_the_reader_reads_the
         assert len(call_threads()) == 1  # one thread for the whole read, none per APDU
     assert result.stats.apdus == 16  # a full read with the photo
     wait_until(lambda: not call_threads(), "the connection's thread to end with it")
+
+
+def test_the_reader_watch_goes_on_while_a_chip_never_answers(
+    default: SimCardSpec, insert_card: InsertCard, pcsc_driver: PcscReaderDriver
+) -> None:
+    """The daemon's reader thread waits for changes on the driver's context while the worker reads: the stuck
+    SCardTransmit must not hold that context (pcsc-lite would then freeze every PC/SC call of the process until the
+    card left). Fails when the time-limited connection shares the driver's context."""
+    stalling = with_quirks(default, stall_after_apdus=3, stall_seconds=600.0)
+    card = insert(insert_card, stalling)
+    stop = threading.Event()
+    waits: list[int] = []
+
+    def watch() -> None:
+        while not stop.is_set():
+            pcsc_driver.wait_for_change(0.2)
+            waits.append(1)
+
+    watcher = threading.Thread(target=watch, name="watch", daemon=True)
+    watcher.start()
+    try:
+        connection = pcsc_driver.connect(READER_NAMES[0], time_limit=2.0)
+        with pytest.raises(ReadDeadlineError, match="no answer to"):
+            read(connection, stalling)
+        connection.close()
+        seen = len(waits)
+        wait_until(lambda: len(waits) > seen + 2, "the watch to go on beside the stuck call", timeout=10.0)
+        states = pcsc_driver.readers()  # on the driver's context, with the card still silent on the reader
+        assert [state.presence for state in states if state.name == READER_NAMES[0]] == [CardPresence.PRESENT]
+    finally:
+        stop.set()
+        lift(card, pcsc_driver)
+        watcher.join(5.0)
+    wait_until(lambda: not call_threads(), "the stuck call's thread to end once the card left")
