@@ -60,5 +60,3 @@ def _replay(messages: list[Any], receive: Callable[[], Any]) -> Callable[[], Any
         return pending.pop(0) if pending else await receive()
 
     return replayed
-
-
