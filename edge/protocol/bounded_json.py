@@ -47,13 +47,25 @@ def loads_bounded(data: bytes, *, what: str, max_bytes: int, max_depth: int = MA
     """``json.loads(data)`` within the bounds; any failure is a :class:`JsonError` that names ``what``."""
     check_json_bounds(data, what=what, max_bytes=max_bytes, max_depth=max_depth)
     try:
-        return json.loads(data)
+        return json.loads(data, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise JsonError(f"not JSON: {_position(exc)}", what=what) from None
 
 
+class _NotJsonNumber(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> Any:
+    """Python's parser takes NaN and Infinity, which JSON has not: a value kept from them breaks whatever serialises
+    it again (a page's JSON answer, a database's JSON column)."""
+    raise _NotJsonNumber(f"{name} is not a JSON number")
+
+
 def _position(exc: Exception) -> str:
     """Where the parser gave up, without the text around it (that may be a citizen's data)."""
+    if isinstance(exc, _NotJsonNumber):
+        return str(exc)
     if isinstance(exc, json.JSONDecodeError):
         return f"{exc.msg} at offset {exc.pos}"
     if isinstance(exc, UnicodeDecodeError):

@@ -69,3 +69,10 @@ def test_the_scan_measures_what_the_parser_would_nest(value: Any) -> None:
     if depth:
         with pytest.raises(JsonError, match="deeper"):
             check_json_bounds(data, what="x", max_bytes=len(data), max_depth=depth - 1)
+
+
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+def test_nan_and_infinity_are_not_json(constant: bytes) -> None:
+    """Python's parser takes them; a status holding one was kept and then broke the fleet's JSON answer (a 500)."""
+    with pytest.raises(JsonError, match="is not a JSON number"):
+        loads_bounded(b'{"clock": {"offset": ' + constant + b"}}", what="status", max_bytes=1000)
