@@ -83,6 +83,9 @@ _MAX_ERROR_CHARS = 300
 _ROWS_PER_STATEMENT = 200
 #: Deliveries a sender takes at once (its attempts are booked together).
 _CLAIM_LIMIT = 20
+#: Offers a sender keeps (each holds a citizen's record, photo included): behind a slow receiver the gateway offers
+#: faster than they are sent, and an offer pushed out (the oldest) is claimed once its lease has run out.
+MAX_OFFERED = 1000
 #: The column roles of a queued delivery's row (:meth:`Database.rows_source`).
 _DELIVERY_ROW_KINDS = ("text", "text", "text", "text", "text", "text", "real", "text", "real", "real", "text")
 
@@ -588,7 +591,7 @@ class WebhookSender:
         self._wake = threading.Event()
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"webhooks-{instance}", daemon=True)
-        self._offered: collections.deque[Offered] = collections.deque()
+        self._offered: collections.deque[Offered] = collections.deque(maxlen=MAX_OFFERED)
         self._next_claim = 0.0  # when the queue is next asked for due deliveries (:meth:`round`)
         queue.on_enqueued = self.wake
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.office import webhooks
 from edge.office.database import Database
 from edge.office.store import ResultStore
 from edge.office.verify import TerminalKeys
@@ -21,6 +22,7 @@ from edge.office.webhooks import (
     DEAD,
     DELIVERED,
     PENDING,
+    Delivery,
     Endpoint,
     Offered,
     WebhookQueue,
@@ -243,6 +245,30 @@ def test_rows_handed_over_are_leased_to_their_sender_and_sent_without_a_claim(of
     stale = Offered(handed[0].delivery, handed[0].record, float(NOW) + 1)  # its lease nearly over
     sender.offer([stale])
     assert not sender.round(), "an offer whose lease is nearly over is left to a claim after it has run out"
+
+
+def test_a_sender_keeps_its_newest_offers_up_to_its_bound(office_db: str | Path, ward: Ward, queues: Queues,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind a slow receiver the gateway offers faster than the sender sends: the sender keeps the newest
+    MAX_OFFERED (each holds a citizen's record); the rows of the others stay leased and are claimed later."""
+    monkeypatch.setattr(webhooks, "MAX_OFFERED", 10)
+    store = ResultStore(office_db, TerminalKeys({}, WardTrust.load(ward.ca_path)), instance="office-1")
+    try:
+        outcomes = store.ingest_many([(ward.terminal("T-01").token(seq), "t") for seq in range(1, 16)], float(NOW))
+    finally:
+        store.close()
+    receiver = WebhookReceiver(keep_alive=True)
+    sender = WebhookSender(queues([_endpoint(url=receiver.url)]), "office-1", clock=lambda: float(NOW))
+    offers = [Offered(Delivery(n, "procedure", "result.stored", o.iss or "", o.jti or "", WARD, 0), o.record,
+                      float(NOW) + sender.lease) for n, o in enumerate(outcomes) if o.record is not None]
+    try:
+        sender.offer(offers)
+        while sender.round():
+            pass
+    finally:
+        receiver.close()
+        sender.stop()
+    assert [d.webhook_id for d in receiver.deliveries] == [offer.delivery.jti for offer in offers[5:]]
 
 
 def test_a_delivered_result_carries_todays_units_of_its_addresses(office_db: str | Path, ward: Ward,
