@@ -125,10 +125,13 @@ def _result_columns(db: Database) -> dict[str, str]:
 #: claimed ``iss``: the gap report's "refused" is per ``(ward, iss)`` too.
 _QUARANTINE_COLUMNS = {"ward": "ward TEXT"}
 
-#: ``subject`` (the ID number's keyed hash), ``expires`` (when the personal data goes) and ``reduced`` (when it went)
-#: since retention: created after the columns, which an older database gains in :meth:`Database.create_schema`.
-_RETENTION_INDEXES = ("CREATE INDEX IF NOT EXISTS results_by_subject ON results (subject)",
-                      "CREATE INDEX IF NOT EXISTS results_by_expiry ON results (expires)")
+#: Indexes on columns added since the first version, created after them (an older database gains the columns in
+#: :meth:`Database.create_schema`): ``subject`` (the ID number's keyed hash) and ``expires`` (when the personal data
+#: goes) for retention; ``ward`` with its terminals' arrivals for the fleet's and a counter's last result per
+#: ``(ward, iss)``, which otherwise read the whole table.
+_LATER_INDEXES = ("CREATE INDEX IF NOT EXISTS results_by_subject ON results (subject)",
+                  "CREATE INDEX IF NOT EXISTS results_by_expiry ON results (expires)",
+                  "CREATE INDEX IF NOT EXISTS results_by_ward_terminal ON results (ward, iss, received)")
 DAY_SECONDS = 24 * 3600
 #: The column roles of a ``results`` row as :meth:`ResultStore._store` inserts it (:meth:`Database.rows_source`).
 _RESULT_ROW_KINDS = ("text", "text", "int", "real", "text", "text", "text", "int", "text", "text", "text", "text",
@@ -343,7 +346,7 @@ class ResultStore:
         self._lock = self._db.lock
         self._db.create_schema(_schema(self._db), {"results": _result_columns(self._db),
                                                    "quarantine": _QUARANTINE_COLUMNS}, migrate=self._key_by_ward)
-        for statement in _RETENTION_INDEXES:
+        for statement in _LATER_INDEXES:
             self._db.execute(statement)
         self._backfill()
 
