@@ -54,7 +54,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -83,8 +83,9 @@ _MAX_ERROR_CHARS = 300
 _ROWS_PER_STATEMENT = 200
 #: Deliveries a sender takes at once (its attempts are booked together).
 _CLAIM_LIMIT = 20
-#: Offers a sender keeps (each holds a citizen's record, photo included): behind a slow receiver the gateway offers
-#: faster than they are sent, and an offer pushed out (the oldest) is claimed once its lease has run out.
+#: Offers a sender keeps with their records (each a citizen's, photo included): behind a slow receiver the gateway
+#: offers faster than they are sent; an offer beyond these keeps its place and lease, and its record is read back
+#: from the database when its turn comes.
 MAX_OFFERED = 1000
 #: The column roles of a queued delivery's row (:meth:`Database.rows_source`).
 _DELIVERY_ROW_KINDS = ("text", "text", "text", "text", "text", "text", "real", "text", "real", "real", "text")
@@ -237,7 +238,7 @@ class Offered:
     with the stored result it carries (:meth:`WebhookQueue.hand_over`)."""
 
     delivery: Delivery
-    record: ResultRecord
+    record: ResultRecord | None  # None: not kept in memory (:data:`MAX_OFFERED`), read back when sent
     lease_until: float
 
 
@@ -570,6 +571,7 @@ class SenderStats:
     failed: int = 0
     dead: int = 0
     storage_retries: int = 0
+    read_back: int = 0  # offered records not kept in memory, read from the database when sent
 
 
 class WebhookSender:
@@ -591,7 +593,9 @@ class WebhookSender:
         self._wake = threading.Event()
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"webhooks-{instance}", daemon=True)
-        self._offered: collections.deque[Offered] = collections.deque(maxlen=MAX_OFFERED)
+        self._offered: collections.deque[Offered] = collections.deque()
+        self._offered_lock = threading.Lock()
+        self._records_held = 0  # offers in ``_offered`` holding their record
         self._next_claim = 0.0  # when the queue is next asked for due deliveries (:meth:`round`)
         queue.on_enqueued = self.wake
 
@@ -609,7 +613,12 @@ class WebhookSender:
 
     def offer(self, offered: Sequence[Offered]) -> None:
         """Deliveries another connection of this process queued, leased to this sender (any thread may call)."""
-        self._offered.extend(offered)
+        with self._offered_lock:
+            for offer in offered:
+                if offer.record is not None and self._records_held >= MAX_OFFERED:
+                    offer = replace(offer, record=None)
+                self._records_held += offer.record is not None
+                self._offered.append(offer)
         self._wake.set()
 
     def stop(self, timeout: float = 20.0) -> None:
@@ -638,6 +647,10 @@ class WebhookSender:
     def round(self) -> bool:
         """One batch of due deliveries; True when there was any (look again at once)."""
         taken, records = self._take_offered()
+        missing = sorted({(d.iss, d.jti) for d in taken} - records.keys())
+        if missing:
+            records.update(self.queue.records(missing))
+            self.stats.read_back += len(missing)
         if not taken:
             now = self._clock()
             if now < self._next_claim:
@@ -668,12 +681,15 @@ class WebhookSender:
         records: dict[tuple[str, str], ResultRecord] = {}
         now = self._clock()
         margin = self.lease / 2
-        while self._offered and len(taken) < limit:
-            offered = self._offered.popleft()
-            if offered.lease_until - now < margin:
-                continue
-            taken.append(offered.delivery)
-            records[(offered.delivery.iss, offered.delivery.jti)] = offered.record
+        with self._offered_lock:
+            while self._offered and len(taken) < limit:
+                offered = self._offered.popleft()
+                self._records_held -= offered.record is not None
+                if offered.lease_until - now < margin:
+                    continue
+                taken.append(offered.delivery)
+                if offered.record is not None:
+                    records[(offered.delivery.iss, offered.delivery.jti)] = offered.record
         return taken, records
 
     def _attempt(self, delivery: Delivery, record: ResultRecord | None) -> int | None:
